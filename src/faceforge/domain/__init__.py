@@ -1,0 +1,1 @@
+"""Plain types and typed errors shared by every layer."""

@@ -1,0 +1,39 @@
+"""Typed errors. Each has a stable machine-readable ``code`` and a human ``message``."""
+
+from __future__ import annotations
+
+
+class FaceforgeError(Exception):
+    """Base of every error faceforge raises on purpose."""
+
+    code = "faceforge_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidImageError(FaceforgeError):
+    """The bytes are not a photo we can use (empty, corrupt, not an image, too large, too small)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class WeightsUnavailableError(FaceforgeError):
+    """A registry package that ships weights is not installed or lacks its weight file."""
+
+    code = "weights_unavailable"
+
+
+class DatasetError(FaceforgeError):
+    """An evaluation dataset folder is missing or unusable."""
+
+    code = "invalid_dataset"
+
+
+class TrainingError(FaceforgeError):
+    """The recognition head cannot be trained from what was given."""
+
+    code = "training_failed"

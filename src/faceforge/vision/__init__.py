@@ -1,0 +1,1 @@
+"""Photo in, faces out: decode, detect, crop, embed. No database, no HTTP."""

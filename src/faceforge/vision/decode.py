@@ -1,0 +1,64 @@
+"""Decode photo bytes into an upright RGB array, refusing anything unsafe or unusable."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from faceforge.domain.errors import InvalidImageError
+
+RgbImage = npt.NDArray[np.uint8]
+
+# MPO is what many phone cameras write: a JPEG with extra frames.
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF"})
+
+
+def decode_photo(data: bytes, *, max_pixels: int, min_side: int) -> RgbImage:
+    """Decode JPEG, PNG, WebP, BMP or GIF (first frame) bytes into an ``(H, W, 3)`` uint8 RGB array.
+
+    EXIF orientation is applied, so the array is the photo as a person sees it. The pixel count is
+    checked from the header before any pixel is decoded, so a decompression bomb never allocates.
+
+    Raises ``InvalidImageError`` with code ``empty_file``, ``not_an_image``, ``unsupported_format``,
+    ``image_too_large``, ``corrupt_image`` or ``image_too_small`` (either side below ``min_side``).
+    """
+    if not data:
+        raise InvalidImageError("empty_file", "the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit below replaces Pillow's global bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as error:
+        raise InvalidImageError("not_an_image", "the file is not a recognised image") from error
+    except Image.DecompressionBombError as error:
+        raise InvalidImageError("image_too_large", f"the image has more than {max_pixels} pixels") from error
+    with image:
+        if image.format not in SUPPORTED_FORMATS:
+            raise InvalidImageError(
+                "unsupported_format",
+                f"{image.format} images are not supported; use JPEG, PNG, WebP, BMP or GIF",
+            )
+        width, height = image.size
+        if width * height > max_pixels:
+            raise InvalidImageError(
+                "image_too_large",
+                f"the image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}",
+            )
+        try:
+            image.seek(0)
+            upright = ImageOps.exif_transpose(image)
+            rgb = upright.convert("RGB")
+            rgb.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise InvalidImageError("corrupt_image", f"the image data is truncated or corrupt: {error}") from error
+    if min(rgb.size) < min_side:
+        raise InvalidImageError(
+            "image_too_small",
+            f"the image is {rgb.size[0]}x{rgb.size[1]} pixels; faces need at least {min_side} pixels",
+        )
+    return np.asarray(rgb, dtype=np.uint8)
