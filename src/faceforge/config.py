@@ -11,7 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class DetectorSettings(BaseSettings):
     """MTCNN detection settings (``FACEFORGE_DETECTOR__MIN_FACE_SIZE`` and so on)."""
 
-    min_face_size: int = Field(40, ge=12, description="smallest face side in pixels that is searched for")
+    min_face_size: int = Field(20, ge=12, description="smallest face side in pixels that is searched for")
+    min_usable_face: int = Field(
+        40, ge=12, description="faces whose shorter box side is smaller are `face_too_small` for enrolment"
+    )
     thresholds: tuple[float, float, float] = Field(
         (0.6, 0.7, 0.8), description="P-Net, R-Net and O-Net face-probability thresholds"
     )

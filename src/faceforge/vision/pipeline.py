@@ -1,0 +1,157 @@
+"""Photo bytes in, faces with verdicts and embeddings out: decode -> detect -> crop -> embed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from faceforge.config import DetectorSettings, Settings
+from faceforge.domain.errors import InvalidImageError
+from faceforge.domain.faces import Box, DetectedFace, Face, Landmarks, PhotoFaces, RejectReason
+from faceforge.vision.crop import crop_face
+from faceforge.vision.decode import RgbImage, decode_photo
+from faceforge.vision.embedder import FaceEmbedder
+from faceforge.vision.mtcnn import MtcnnConfig, MtcnnDetector
+
+# Tight face chips (a face filling the whole photo) defeat MTCNN's proposal stage; when nothing is
+# found, detection is retried once on the photo framed by this fraction of black border per side.
+CHIP_PADDING = 0.3
+# A photo with several usable faces still enrols its largest face when every other face's box side is
+# below this fraction of the largest one (news photos often show small bystanders behind the subject).
+DOMINANT_FACE_RATIO = 0.7
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoError:
+    """A photo that could not be analysed at all, with the reason code and message."""
+
+    code: str
+    message: str
+
+
+def _scaled(face: DetectedFace, factor: float, shift: float = 0.0) -> DetectedFace:
+    box = face.box
+    return DetectedFace(
+        box=Box((box.x - shift) * factor, (box.y - shift) * factor, box.width * factor, box.height * factor),
+        score=face.score,
+        landmarks=Landmarks(tuple(((x - shift) * factor, (y - shift) * factor) for x, y in face.landmarks.points)),
+    )
+
+
+def _side(face: Face) -> float:
+    return max(face.detection.box.width, face.detection.box.height)
+
+
+def _dominates(largest: Face, runner_up: Face) -> bool:
+    return _side(runner_up) < DOMINANT_FACE_RATIO * _side(largest)
+
+
+class FacePipeline:
+    """Analyses photos; detector and embedder load lazily on first use and are safe to share by threads."""
+
+    def __init__(self, settings: Settings, *, embedder: FaceEmbedder | None = None) -> None:
+        self.settings = settings
+        self.detector_settings: DetectorSettings = settings.detector
+        self._detector: MtcnnDetector | None = None
+        self.embedder = embedder or FaceEmbedder(settings.weights_dir, threads=1)
+
+    @property
+    def detector(self) -> MtcnnDetector:
+        if self._detector is None:
+            config = self.detector_settings
+            self._detector = MtcnnDetector(
+                MtcnnConfig(config.min_face_size, config.thresholds, config.scale_factor)
+            )
+        return self._detector
+
+    def load(self) -> None:
+        """Load every model now (servers call this at start-up so the first request is not slow)."""
+        _ = self.detector
+        self.embedder.load()
+
+    def decode(self, data: bytes) -> RgbImage:
+        return decode_photo(
+            data, max_pixels=self.settings.max_pixels, min_side=self.detector_settings.min_face_size
+        )
+
+    def detect(self, image: RgbImage) -> list[DetectedFace]:
+        """All faces in the photo, largest first; large photos are detected on a downscaled copy."""
+        height, width = image.shape[:2]
+        factor = min(1.0, self.detector_settings.max_side / max(height, width))
+        small = image
+        if factor < 1.0:
+            size = (max(1, round(width * factor)), max(1, round(height * factor)))
+            small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+        faces = [_scaled(face, 1.0 / factor) for face in self.detector.detect(small)]
+        if not faces:
+            pad = round(CHIP_PADDING * max(small.shape[:2]))
+            framed = np.pad(small, ((pad, pad), (pad, pad), (0, 0)))
+            faces = [_scaled(face, 1.0 / factor, shift=pad) for face in self.detector.detect(framed)]
+        return sorted(faces, key=lambda face: face.box.area, reverse=True)
+
+    def _quality(self, face: DetectedFace) -> list[RejectReason]:
+        reasons = []
+        if min(face.box.width, face.box.height) < self.detector_settings.min_usable_face:
+            reasons.append(RejectReason.FACE_TOO_SMALL)
+        if face.score < self.detector_settings.min_score:
+            reasons.append(RejectReason.LOW_DETECTION_SCORE)
+        return reasons
+
+    def analyze_image(self, image: RgbImage, *, single_face: bool) -> PhotoFaces:
+        """Detect, judge and embed the faces of a decoded photo.
+
+        With ``single_face`` (enrolment) the photo is accepted only when one face passes the quality
+        checks and dominates every other usable face (see ``DOMINANT_FACE_RATIO``); only that face is
+        embedded. Otherwise (identification) faces scoring below the detector's ``min_score`` are
+        dropped, every other face is embedded, and the photo is rejected only when no face remains.
+        """
+        faces = [Face(detection, self._quality(detection)) for detection in self.detect(image)]
+        if not single_face:
+            faces = [face for face in faces if RejectReason.LOW_DETECTION_SCORE not in face.reasons]
+        height, width = image.shape[:2]
+        photo = PhotoFaces(width=width, height=height, faces=faces, reasons=[])
+        good = [face for face in faces if not face.reasons]
+        if not faces:
+            photo.reasons = [RejectReason.NO_FACE]
+        elif single_face and len(good) > 1 and not _dominates(good[0], good[1]):
+            photo.reasons = [RejectReason.MULTIPLE_FACES]
+        elif single_face and not good:
+            photo.reasons = list(faces[0].reasons)
+        to_embed = faces if not single_face else (good[:1] if not photo.reasons else [])
+        if to_embed:
+            picture = Image.fromarray(image)
+            crops = np.stack([crop_face(picture, face.detection.box) for face in to_embed])
+            for face, embedding in zip(to_embed, self.embedder.embed(crops), strict=True):
+                face.embedding = embedding
+        return photo
+
+    def analyze(self, data: bytes, *, single_face: bool) -> PhotoFaces:
+        """Decode and analyse one photo; raises ``InvalidImageError`` for unusable bytes."""
+        return self.analyze_image(self.decode(data), single_face=single_face)
+
+    def analyze_many(
+        self, photos: Sequence[Path | bytes], *, single_face: bool, workers: int | None = None
+    ) -> list[PhotoFaces | PhotoError]:
+        """Analyse many photos on ``workers`` threads (default: settings), results in input order."""
+
+        def one(photo: Path | bytes) -> PhotoFaces | PhotoError:
+            try:
+                data = photo.read_bytes() if isinstance(photo, Path) else photo
+                return self.analyze(data, single_face=single_face)
+            except InvalidImageError as error:
+                return PhotoError(error.code, error.message)
+            except OSError as error:
+                return PhotoError("unreadable_file", f"{photo}: {os.strerror(error.errno or 0)}")
+
+        self.load()
+        count = workers or self.settings.workers
+        if count == 1 or len(photos) < 2:
+            return [one(photo) for photo in photos]
+        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="faceforge-vision") as pool:
+            return list(pool.map(one, photos))

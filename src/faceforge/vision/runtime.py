@@ -1,0 +1,33 @@
+"""A small seam between model code and the engine that runs a graph (here ONNX Runtime)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+
+class InferenceSession(Protocol):
+    """Runs a graph: named float32 inputs in, outputs in the graph's order out."""
+
+    def run(self, inputs: dict[str, npt.NDArray[np.float32]]) -> list[npt.NDArray[np.float32]]: ...
+
+
+class OnnxSession:
+    """ONNX Runtime on the CPU with an explicit thread budget (we parallelise across photos ourselves)."""
+
+    def __init__(self, path: Path, *, threads: int = 1) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [node.name for node in self._session.get_inputs()]
+        self.output_names = [node.name for node in self._session.get_outputs()]
+
+    def run(self, inputs: dict[str, npt.NDArray[np.float32]]) -> list[npt.NDArray[np.float32]]:
+        outputs = self._session.run(self.output_names, inputs)
+        return [np.asarray(output, dtype=np.float32) for output in outputs]
