@@ -1,0 +1,63 @@
+"""Dataset folders: one sub-folder per person; an optional folder of never-enrolled people."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from faceforge.domain.errors import DatasetError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledPhoto:
+    label: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    enrolled: list[LabelledPhoto]
+    probes: list[LabelledPhoto]
+    skipped_people: list[str]  # people with no more than K photos: nothing left to probe
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image below ``folder`` (recursively, following symlinked folders), in path order."""
+    found = []
+    for root, _dirs, names in os.walk(folder, followlinks=True):
+        found.extend(Path(root) / name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(found)
+
+
+def split_dataset(dataset: Path, *, enroll: int, seed: int | None = None) -> Split:
+    """Enrol ``enroll`` photos of each person who has more, probe the rest.
+
+    Without ``seed`` the first ``enroll`` photos in filename order are enrolled; with it, a random
+    choice made by ``random.Random(seed)`` per person, so the split is reproducible.
+    """
+    if enroll < 1:
+        raise DatasetError("--enroll must be at least 1")
+    if not dataset.is_dir():
+        raise DatasetError(f"dataset folder not found: {dataset}")
+    people = sorted(p for p in dataset.iterdir() if p.is_dir())  # is_dir follows symlinks
+    if not people:
+        raise DatasetError(f"{dataset} has no person folders (expected one sub-folder per person)")
+    rng = random.Random(seed) if seed is not None else None
+    enrolled: list[LabelledPhoto] = []
+    probes: list[LabelledPhoto] = []
+    skipped: list[str] = []
+    for person in people:
+        photos = image_files(person)
+        if len(photos) <= enroll:
+            skipped.append(person.name)
+            continue
+        chosen = set(rng.sample(range(len(photos)), enroll)) if rng else set(range(enroll))
+        for i, photo in enumerate(photos):
+            (enrolled if i in chosen else probes).append(LabelledPhoto(person.name, photo))
+    if not enrolled:
+        raise DatasetError(f"no person in {dataset} has more than {enroll} photos")
+    return Split(enrolled, probes, skipped)
