@@ -93,10 +93,13 @@ class MtcnnDetector:
         self._rnet = rnet or session("rnet")
         self._onet = onet or session("onet")
 
-    def detect(self, image: RgbImage) -> list[DetectedFace]:
-        """Return every face in ``image`` (``(H, W, 3)`` uint8 RGB), highest score first."""
+    def detect(self, image: RgbImage, *, min_face_size: int | None = None) -> list[DetectedFace]:
+        """Return every face in ``image`` (``(H, W, 3)`` uint8 RGB), highest score first.
+
+        ``min_face_size`` (pixels) overrides the configured smallest face searched for.
+        """
         picture = Image.fromarray(image)
-        candidates = self._propose(picture)
+        candidates = self._propose(picture, min_face_size or self.config.min_face_size)
         if candidates.shape[0]:
             candidates = self._refine(picture, candidates)
         if not candidates.shape[0]:
@@ -117,8 +120,8 @@ class MtcnnDetector:
             for i in order
         ]
 
-    def _scales(self, width: int, height: int) -> list[float]:
-        scale = PNET_CELL / self.config.min_face_size
+    def _scales(self, width: int, height: int, min_face_size: int) -> list[float]:
+        scale = PNET_CELL / min_face_size
         side = min(width, height) * scale
         scales: list[float] = []
         while side >= PNET_CELL:
@@ -127,10 +130,10 @@ class MtcnnDetector:
             side *= self.config.scale_factor
         return scales
 
-    def _propose(self, picture: Image.Image) -> FloatArray:
+    def _propose(self, picture: Image.Image, min_face_size: int) -> FloatArray:
         """Stage 1: slide P-Net over an image pyramid; rows are ``[x1, y1, x2, y2, score]``."""
         found: list[FloatArray] = []
-        for scale in self._scales(picture.width, picture.height):
+        for scale in self._scales(picture.width, picture.height, min_face_size):
             size = (math.ceil(picture.width * scale), math.ceil(picture.height * scale))
             scaled = np.asarray(picture.resize(size, Image.Resampling.BILINEAR))
             batch = _normalise(scaled.transpose(1, 0, 2))[None]

@@ -80,19 +80,24 @@ class FacePipeline:
             data, max_pixels=self.settings.max_pixels, min_side=self.detector_settings.min_face_size
         )
 
-    def detect(self, image: RgbImage) -> list[DetectedFace]:
-        """All faces in the photo, largest first; large photos are detected on a downscaled copy."""
+    def detect(self, image: RgbImage, *, min_face_size: int | None = None) -> list[DetectedFace]:
+        """All faces in the photo, largest first; large photos are detected on a downscaled copy.
+
+        ``min_face_size`` (pixels of ``image``) overrides the detector setting's smallest face.
+        """
         height, width = image.shape[:2]
         factor = min(1.0, self.detector_settings.max_side / max(height, width))
         small = image
         if factor < 1.0:
             size = (max(1, round(width * factor)), max(1, round(height * factor)))
             small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-        faces = [_scaled(face, 1.0 / factor) for face in self.detector.detect(small)]
+        smallest = max(12, round((min_face_size or self.detector_settings.min_face_size) * factor))
+        faces = [_scaled(face, 1.0 / factor) for face in self.detector.detect(small, min_face_size=smallest)]
         if not faces:
             pad = round(CHIP_PADDING * max(small.shape[:2]))
             framed = np.pad(small, ((pad, pad), (pad, pad), (0, 0)))
-            faces = [_scaled(face, 1.0 / factor, shift=pad) for face in self.detector.detect(framed)]
+            found = self.detector.detect(framed, min_face_size=smallest)
+            faces = [_scaled(face, 1.0 / factor, shift=pad) for face in found]
         return sorted(faces, key=lambda face: face.box.area, reverse=True)
 
     def _quality(self, face: DetectedFace) -> list[RejectReason]:
@@ -111,7 +116,9 @@ class FacePipeline:
         embedded. Otherwise (identification) faces scoring below the detector's ``min_score`` are
         dropped, every other face is embedded, and the photo is rejected only when no face remains.
         """
-        faces = [Face(detection, self._quality(detection)) for detection in self.detect(image)]
+        # Enrolment rejects faces below min_usable_face anyway, so it need not search for them.
+        smallest = self.detector_settings.min_usable_face if single_face else None
+        faces = [Face(d, self._quality(d)) for d in self.detect(image, min_face_size=smallest)]
         if not single_face:
             faces = [face for face in faces if RejectReason.LOW_DETECTION_SCORE not in face.reasons]
         height, width = image.shape[:2]
