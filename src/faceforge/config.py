@@ -22,7 +22,9 @@ class DetectorSettings(BaseSettings):
     max_side: int = Field(
         1280, ge=160, description="photos are downscaled to this longest side before detection"
     )
-    min_score: float = Field(0.95, ge=0.0, le=1.0, description="faces scoring below are `low_detection_score`")
+    min_score: float = Field(
+        0.95, ge=0.0, le=1.0, description="faces scoring below are `low_detection_score`"
+    )
 
 
 class Settings(BaseSettings):
@@ -30,7 +32,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path("~/.faceforge"), description="data, weights cache and model versions")
     max_pixels: int = Field(40_000_000, ge=1, description="photos with more pixels are rejected undecoded")
-    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    detector: DetectorSettings = Field(default_factory=lambda: DetectorSettings())
     workers: int = Field(2, ge=1, le=64, description="threads used for batch decode and detection")
 
     @field_validator("home")

@@ -32,12 +32,16 @@ def _fail(message: str) -> typer.Exit:
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
 
 
 @app.command("eval")
 def eval_command(
-    dataset: Annotated[Path, typer.Option("--dataset", help="folder with one sub-folder of photos per person")],
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="folder with one sub-folder of photos per person")
+    ],
     enroll: Annotated[int, typer.Option("--enroll", min=1, help="photos enrolled per person")] = 5,
     unknown: Annotated[
         Path | None, typer.Option("--unknown", help="photos of people never enrolled (flat or in folders)")

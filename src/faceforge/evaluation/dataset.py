@@ -27,7 +27,7 @@ class Split:
 
 def image_files(folder: Path) -> list[Path]:
     """Every image below ``folder`` (recursively, following symlinked folders), in path order."""
-    found = []
+    found: list[Path] = []
     for root, _dirs, names in os.walk(folder, followlinks=True):
         found.extend(Path(root) / name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES)
     return sorted(found)

@@ -33,7 +33,8 @@ TARGET_FALSE_ACCEPT = 0.01
 # One-sided normal quantile for TARGET_FALSE_ACCEPT (z such that P(Z > z) = 0.01).
 FALSE_ACCEPT_Z = 2.3263
 MIN_IMPOSTOR_SCORES = 20
-DEFAULT_THRESHOLD = 0.55
+# Measured on krasserm_lfw10 with one person enrolled: strangers peak at 0.59 against one prototype.
+DEFAULT_THRESHOLD = 0.60
 MIN_THRESHOLD = 0.35
 SCALE_GRID = tuple(float(s) for s in (5, 7.5, 10, 12.5, 15, 20, 25, 30, 40, 50, 64, 80, 100, 128))
 DEFAULT_SCALE = 20.0
@@ -99,12 +100,14 @@ class RecognitionHead:
 def _softmax(logits: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted.astype(np.float64))
-    return exp / exp.sum(axis=1, keepdims=True)
+    result: npt.NDArray[np.float64] = exp / exp.sum(axis=1, keepdims=True)
+    return result
 
 
 def _normalise_rows(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+    result: FloatArray = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+    return result
 
 
 def _calibration_scores(
@@ -202,7 +205,10 @@ def _fit_scale(
             loss += float(-np.log(probs[np.arange(len(known)), known_codes] + 1e-12).sum())
         if len(sums) > 1:
             logits = scale * np.concatenate(
-                [np.where(np.isfinite(impostor_rows), impostor_rows, -1.0), np.full((len(impostor_rows), 1), threshold)],
+                [
+                    np.where(np.isfinite(impostor_rows), impostor_rows, -1.0),
+                    np.full((len(impostor_rows), 1), threshold),
+                ],
                 axis=1,
             )
             probs = _softmax(logits)

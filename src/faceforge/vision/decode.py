@@ -47,7 +47,7 @@ def decode_photo(data: bytes, *, max_pixels: int, min_side: int) -> RgbImage:
         if width * height > max_pixels:
             raise InvalidImageError(
                 "image_too_large",
-                f"the image has {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}",
+                f"the image has {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
             )
         try:
             image.seek(0)
@@ -55,7 +55,9 @@ def decode_photo(data: bytes, *, max_pixels: int, min_side: int) -> RgbImage:
             rgb = upright.convert("RGB")
             rgb.load()
         except (OSError, SyntaxError, ValueError, EOFError) as error:
-            raise InvalidImageError("corrupt_image", f"the image data is truncated or corrupt: {error}") from error
+            raise InvalidImageError(
+                "corrupt_image", f"the image data is truncated or corrupt: {error}"
+            ) from error
     if min(rgb.size) < min_side:
         raise InvalidImageError(
             "image_too_small",

@@ -65,7 +65,9 @@ class FaceEmbedder:
     dimension = EMBEDDING_SIZE
     name = EMBEDDER_NAME
 
-    def __init__(self, weights_dir: Path, *, runtime: EmbedderRuntime = EmbedderRuntime.ONNX, threads: int = 2):
+    def __init__(
+        self, weights_dir: Path, *, runtime: EmbedderRuntime = EmbedderRuntime.ONNX, threads: int = 2
+    ):
         self.weights_dir = weights_dir
         self.runtime = runtime
         self.threads = threads
@@ -104,6 +106,7 @@ class FaceEmbedder:
     def _run(self, pixels: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         if self._torch is not None:
             with torch.inference_mode():
-                return self._torch(torch.from_numpy(pixels)).numpy()
+                embeddings: npt.NDArray[np.float32] = self._torch(torch.from_numpy(pixels)).numpy()
+                return embeddings
         assert self._onnx is not None
         return self._onnx.run({"face": pixels})[0]

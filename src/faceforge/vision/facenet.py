@@ -193,7 +193,8 @@ class InceptionResnetV1(nn.Module):
         x = self.repeat_2(x)
         x = self.block8(x)
         x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-        return self.bottleneck(x)
+        embedding: torch.Tensor = self.bottleneck(x)
+        return embedding
 
     def conv_units(self) -> Iterator[ConvUnit]:
         return (module for module in self.modules() if isinstance(module, ConvUnit))

@@ -39,7 +39,7 @@ def _normalise(pixels: npt.NDArray[np.generic]) -> FloatArray:
 
 
 def _nms(boxes: FloatArray, scores: FloatArray, threshold: float, *, by_min: bool = False) -> list[int]:
-    """Greedy non-maximum suppression over ``[x1, y1, x2, y2]`` rows; overlap by union or by the smaller box."""
+    """Greedy non-maximum suppression of ``[x1, y1, x2, y2]`` rows; overlap by union or by smaller box."""
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     areas = (x2 - x1 + 1) * (y2 - y1 + 1)
     order = np.argsort(scores)[::-1]
@@ -179,9 +179,13 @@ class MtcnnDetector:
         boxes = _square(_regress(rows[picked, :4], offsets[picked]))
         return np.concatenate([boxes, rows[picked, 4:5]], axis=1)
 
-    def _output(self, picture: Image.Image, candidates: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def _output(
+        self, picture: Image.Image, candidates: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Stage 3: O-Net gives the final score, box and five landmarks (x0..x4, y0..y4)."""
-        offsets, landmarks, probabilities = self._onet.run({"input_3": self._patches(picture, candidates, 48)})
+        offsets, landmarks, probabilities = self._onet.run(
+            {"input_3": self._patches(picture, candidates, 48)}
+        )
         keep = probabilities[:, 1] > self.config.thresholds[2]
         boxes, scores = candidates[keep, :4], probabilities[keep, 1]
         offsets, landmarks = offsets[keep], landmarks[keep]

@@ -40,7 +40,9 @@ def _scaled(face: DetectedFace, factor: float, shift: float = 0.0) -> DetectedFa
     return DetectedFace(
         box=Box((box.x - shift) * factor, (box.y - shift) * factor, box.width * factor, box.height * factor),
         score=face.score,
-        landmarks=Landmarks(tuple(((x - shift) * factor, (y - shift) * factor) for x, y in face.landmarks.points)),
+        landmarks=Landmarks(
+            tuple(((x - shift) * factor, (y - shift) * factor) for x, y in face.landmarks.points)
+        ),
     )
 
 
@@ -112,8 +114,8 @@ class FacePipeline:
         """Detect, judge and embed the faces of a decoded photo.
 
         With ``single_face`` (enrolment) the photo is accepted only when one face passes the quality
-        checks and dominates every other usable face (see ``DOMINANT_FACE_RATIO``); only that face is
-        embedded. Otherwise (identification) faces scoring below the detector's ``min_score`` are
+        checks and dominates every other confidently detected face (``DOMINANT_FACE_RATIO``); only
+        that face is embedded. Otherwise (identification) faces scoring below the detector's ``min_score`` are
         dropped, every other face is embedded, and the photo is rejected only when no face remains.
         """
         # Enrolment rejects faces below min_usable_face anyway, so it need not search for them.
@@ -124,9 +126,16 @@ class FacePipeline:
         height, width = image.shape[:2]
         photo = PhotoFaces(width=width, height=height, faces=faces, reasons=[])
         good = [face for face in faces if not face.reasons]
+        # Dominance is judged against every confident face, usable or not: a 41 px face among 36 px
+        # faces is still a group photo.
+        rivals = [f for f in faces if RejectReason.LOW_DETECTION_SCORE not in f.reasons]
         if not faces:
             photo.reasons = [RejectReason.NO_FACE]
-        elif single_face and len(good) > 1 and not _dominates(good[0], good[1]):
+        elif (
+            single_face
+            and good
+            and any(not _dominates(good[0], rival) for rival in rivals if rival is not good[0])
+        ):
             photo.reasons = [RejectReason.MULTIPLE_FACES]
         elif single_face and not good:
             photo.reasons = list(faces[0].reasons)
@@ -154,7 +163,7 @@ class FacePipeline:
             except InvalidImageError as error:
                 return PhotoError(error.code, error.message)
             except OSError as error:
-                return PhotoError("unreadable_file", f"{photo}: {os.strerror(error.errno or 0)}")
+                return PhotoError("unreadable_file", f"{photo!s}: {os.strerror(error.errno or 0)}")
 
         self.load()
         count = workers or self.settings.workers

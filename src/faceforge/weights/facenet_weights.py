@@ -43,7 +43,9 @@ def state_dict_from_graph(graph_path: Path) -> dict[str, torch.Tensor]:
 
     def const(name: str) -> npt.NDArray[np.float32]:
         if name not in constants:
-            raise WeightsUnavailableError(f"{graph_path.name} lacks constant {name!r}: not the expected graph")
+            raise WeightsUnavailableError(
+                f"{graph_path.name} lacks constant {name!r}: not the expected graph"
+            )
         return np.asarray(constants[name], dtype=np.float32)
 
     model = InceptionResnetV1()
@@ -81,7 +83,8 @@ def load_facenet(weights_dir: Path) -> InceptionResnetV1:
         log.info("converting %s into %s (once)", source, cached)
         state = state_dict_from_graph(source)
         write_atomically(
-            cached, lambda temp: save_file(state, str(temp), metadata={"source": f"{SOURCE_PIP_NAME}:{digest}"})
+            cached,
+            lambda temp: save_file(state, str(temp), metadata={"source": f"{SOURCE_PIP_NAME}:{digest}"}),
         )
     model = InceptionResnetV1()
     model.load_state_dict(load_file(str(cached)))

@@ -1,0 +1,50 @@
+"""``faceforge eval`` through the CLI runner, on the dev photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from faceforge.cli.main import app
+from faceforge.config import Settings
+from tests.conftest import FACES, LFW10
+
+runner = CliRunner()
+
+
+def _eval(settings: Settings, *args: str) -> dict[str, Any]:
+    result = runner.invoke(app, ["eval", "--home", str(settings.home), "--json", *args])
+    assert result.exit_code == 0, result.output
+    figures: dict[str, Any] = json.loads(result.stdout)
+    return figures
+
+
+def test_lfw10_goals_on_dev_photos(settings: Settings) -> None:
+    figures = _eval(
+        settings, "--dataset", str(LFW10), "--enroll", "5", "--unknown", str(FACES / "unknown_singles")
+    )
+    assert figures["identities"] == 10 and figures["probes"] == 50
+    assert isinstance(figures["top1"], float) and figures["top1"] >= 0.995
+    assert isinstance(figures["known_accept_rate"], float) and figures["known_accept_rate"] >= 0.95
+    assert figures["unknown_reject_rate"] == 1.0
+    assert figures["no_face"] == 0
+    for key in ("threshold", "photos_per_second"):
+        assert isinstance(figures[key], float) and figures[key] > 0
+
+
+def test_negatives_yield_no_accepted_identity(settings: Settings) -> None:
+    figures = _eval(settings, "--dataset", str(LFW10), "--enroll", "5", "--unknown", str(FACES / "negatives"))
+    assert figures["unknown_photos"] == 15
+    assert figures["unknown_faces"] == 0 or figures["unknown_reject_rate"] == 1.0
+
+
+def test_bad_dataset_exits_nonzero_with_one_line(settings: Settings, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["eval", "--home", str(settings.home), "--dataset", str(tmp_path / "missing")]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("error: dataset folder not found")

@@ -1,0 +1,50 @@
+"""Shared fixtures: real photos from ../shared/faces and one vision pipeline per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceforge.config import Settings
+from faceforge.evaluation.dataset import image_files
+from faceforge.vision.pipeline import FacePipeline, PhotoError
+
+FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+LFW10 = FACES / "krasserm_lfw10"
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    assert LFW10.is_dir(), f"the shared dev photos are expected at {FACES}"
+    return FACES
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """One faceforge home per test session, so weights are converted once and runs never collide."""
+    return Settings(home=tmp_path_factory.mktemp("faceforge-home"))
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings: Settings) -> FacePipeline:
+    pipeline = FacePipeline(settings)
+    pipeline.load()
+    return pipeline
+
+
+@pytest.fixture(scope="session")
+def lfw10_embeddings(pipeline: FacePipeline) -> tuple[np.ndarray, list[str], list[Path]]:
+    """Enrolment embeddings of every accepted krasserm_lfw10 photo, with labels and paths."""
+    paths = image_files(LFW10)
+    vectors, labels, kept = [], [], []
+    for path, result in zip(paths, pipeline.analyze_many(paths, single_face=True), strict=True):
+        if isinstance(result, PhotoError) or result.reasons:
+            continue
+        embedding = result.faces[0].embedding
+        assert embedding is not None
+        vectors.append(embedding)
+        labels.append(path.parent.name)
+        kept.append(path)
+    return np.stack(vectors), labels, kept

@@ -1,0 +1,80 @@
+"""The open-set head on real embeddings: recognises enrolled people, rejects strangers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceforge.domain.errors import TrainingError
+from faceforge.evaluation.dataset import image_files
+from faceforge.training.head import DEFAULT_THRESHOLD, fit_head
+from faceforge.vision.pipeline import FacePipeline, PhotoError
+from tests.conftest import FACES
+
+
+def _split(embeddings: np.ndarray, labels: list[str], paths: list[Path]) -> tuple[list[int], list[int]]:
+    enrolled: list[int] = []
+    probes: list[int] = []
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        (enrolled if seen[label] <= 5 else probes).append(i)
+    return enrolled, probes
+
+
+def _unknown_embeddings(pipeline: FacePipeline) -> np.ndarray:
+    results = pipeline.analyze_many(image_files(FACES / "unknown_singles"), single_face=False)
+    vectors = [r.faces[0].embedding for r in results if not isinstance(r, PhotoError) and r.faces]
+    return np.stack([v for v in vectors if v is not None])
+
+
+def test_recognises_probes_and_rejects_strangers(
+    lfw10_embeddings: tuple[np.ndarray, list[str], list[Path]], pipeline: FacePipeline
+) -> None:
+    embeddings, labels, paths = lfw10_embeddings
+    enrolled, probes = _split(embeddings, labels, paths)
+    head = fit_head(embeddings[enrolled], [labels[i] for i in enrolled])
+    assert head.labels == sorted(set(labels)) and len(head.labels) == 10
+    assert head.calibration.method == "impostor_normal_fit"
+    assert 0.35 <= head.threshold < 0.8
+
+    matches = head.predict(embeddings[probes])
+    accepted = sum(
+        m.index is not None and head.labels[m.index] == labels[i]
+        for m, i in zip(matches, probes, strict=True)
+    )
+    assert accepted / len(probes) >= 0.95
+    strangers = head.predict(_unknown_embeddings(pipeline))
+    assert all(match.index is None for match in strangers)
+
+
+def test_probabilities_bake_in_the_unknown_decision(
+    lfw10_embeddings: tuple[np.ndarray, list[str], list[Path]],
+) -> None:
+    embeddings, labels, _ = lfw10_embeddings
+    head = fit_head(embeddings[::2], labels[::2])
+    probabilities = head.probabilities(embeddings)
+    assert probabilities.shape == (len(embeddings), len(head.labels) + 1)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    for row, match in zip(probabilities, head.predict(embeddings), strict=True):
+        expected = len(head.labels) if match.index is None else match.index
+        assert int(np.argmax(row)) == expected
+        assert match.confidence == pytest.approx(float(row[expected]), abs=1e-6)
+
+
+def test_one_person_is_enough(lfw10_embeddings: tuple[np.ndarray, list[str], list[Path]]) -> None:
+    embeddings, labels, _ = lfw10_embeddings
+    rows = [i for i, label in enumerate(labels) if label == "Colin_Powell"]
+    head = fit_head(embeddings[rows[:3]], [labels[i] for i in rows[:3]])
+    assert head.calibration.method == "prior_default" and head.threshold == DEFAULT_THRESHOLD
+    probe = head.predict(embeddings[rows[3:]])
+    assert sum(m.index == 0 for m in probe) >= len(probe) - 1
+    others = [i for i, label in enumerate(labels) if label != "Colin_Powell"]
+    assert all(m.index is None for m in head.predict(embeddings[others]))
+
+
+def test_training_without_embeddings_fails_clearly() -> None:
+    with pytest.raises(TrainingError):
+        fit_head(np.zeros((0, 512), np.float32), [])

@@ -1,0 +1,90 @@
+"""Decoding: supported formats, EXIF orientation, and a clear error for every kind of bad input."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceforge.domain.errors import InvalidImageError
+from faceforge.vision.decode import decode_photo
+from tests.conftest import LFW10
+
+PHOTO = LFW10 / "Ariel_Sharon" / "Ariel_Sharon_0001.jpg"
+LIMITS = {"max_pixels": 40_000_000, "min_side": 20}
+
+
+def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` but carries almost no data: a decompression bomb."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "GIF"])
+def test_supported_formats_decode_to_rgb(fmt: str) -> None:
+    original = Image.open(PHOTO)
+    image = decode_photo(_encode(original, fmt), **LIMITS)
+    assert image.shape == (250, 250, 3) and image.dtype == np.uint8
+    if fmt in {"PNG", "BMP"}:  # lossless: identical to the decoded JPEG
+        np.testing.assert_array_equal(image, np.asarray(original.convert("RGB")))
+
+
+def test_exif_orientation_is_applied() -> None:
+    original = Image.open(PHOTO).crop((0, 0, 250, 120))  # landscape 250 x 120
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    image = decode_photo(_encode(original, "JPEG", exif=exif.tobytes()), **LIMITS)
+    assert image.shape[:2] == (250, 120)
+
+
+def test_gif_uses_first_frame() -> None:
+    frames = [Image.new("RGB", (64, 64), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    image = decode_photo(buffer.getvalue(), **LIMITS)
+    assert image[32, 32, 0] > 200 and image[32, 32, 2] < 50
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty_file"),
+        (b"this is a text file, not a photo", "not_an_image"),
+        (PHOTO.read_bytes()[:3000], "corrupt_image"),
+        (_encode(Image.new("RGB", (64, 64)), "TIFF"), "unsupported_format"),
+        (_encode(Image.new("RGB", (16, 300)), "PNG"), "image_too_small"),
+        (_png_header_only(60_000, 60_000), "image_too_large"),
+    ],
+)
+def test_bad_input_gets_a_clear_code(data: bytes, code: str) -> None:
+    with pytest.raises(InvalidImageError) as raised:
+        decode_photo(data, **LIMITS)
+    assert raised.value.code == code
+    assert raised.value.message
+
+
+def test_pixel_limit_is_a_setting(tmp_path: Path) -> None:
+    with pytest.raises(InvalidImageError) as raised:
+        decode_photo(PHOTO.read_bytes(), max_pixels=250 * 250 - 1, min_side=20)
+    assert raised.value.code == "image_too_large"
+    assert decode_photo(PHOTO.read_bytes(), max_pixels=250 * 250, min_side=20).shape == (250, 250, 3)
