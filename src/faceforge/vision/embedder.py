@@ -20,13 +20,13 @@ from faceforge.vision.crop import CROP_SIZE
 from faceforge.vision.embedding_net import FaceEmbeddingNet
 from faceforge.vision.facenet import EMBEDDING_SIZE
 from faceforge.vision.runtime import OnnxSession
-from faceforge.weights.atomic import write_atomically
-from faceforge.weights.facenet_weights import load_facenet
+from faceforge.weights.atomic import file_sha256, write_atomically
+from faceforge.weights.facenet_weights import facenet_graph_path, load_facenet
 
 log = logging.getLogger(__name__)
 
 EMBEDDER_NAME = "facenet-casia-flip"
-ONNX_OPSET = 17
+ONNX_OPSET = 18
 BATCH_SIZE = 16
 
 
@@ -41,22 +41,28 @@ def build_embedding_net(weights_dir: Path) -> FaceEmbeddingNet:
 
 
 def export_embedding_onnx(net: FaceEmbeddingNet, target: Path) -> None:
-    """Export ``net`` to ONNX with a dynamic batch axis: input ``face``, output ``embedding``."""
-    example = torch.zeros(1, 3, CROP_SIZE, CROP_SIZE)
-
-    def write(temp: Path) -> None:
-        torch.onnx.export(
+    """Export ``net`` to ONNX (torch.export) with a dynamic batch: input ``face``, output ``embedding``."""
+    example = torch.zeros(2, 3, CROP_SIZE, CROP_SIZE)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    exporter_log = logging.getLogger("torch.onnx")
+    previous_level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # it warns about every torchvision op it cannot register
+    try:
+        program = torch.onnx.export(
             net,
             (example,),
-            str(temp),
             input_names=["face"],
             output_names=["embedding"],
-            dynamic_axes={"face": {0: "batch"}, "embedding": {0: "batch"}},
+            dynamic_shapes={"pixels": {0: batch}},
             opset_version=ONNX_OPSET,
-            dynamo=False,
+            dynamo=True,
+            verbose=False,
         )
-
-    write_atomically(target, write)
+    finally:
+        exporter_log.setLevel(previous_level)
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
+    write_atomically(target, lambda temp: program.save(str(temp)))
 
 
 class FaceEmbedder:
@@ -83,12 +89,12 @@ class FaceEmbedder:
                 self._onnx = OnnxSession(self._onnx_path(), threads=self.threads)
 
     def _onnx_path(self) -> Path:
-        net = build_embedding_net(self.weights_dir)
-        source = next(self.weights_dir.glob("facenet-casia-*.safetensors"))
-        target = self.weights_dir / f"{EMBEDDER_NAME}-{source.stem.rsplit('-', 1)[-1]}.onnx"
+        """The cached ONNX export, named after the source weights' digest; exported on first use."""
+        digest = file_sha256(facenet_graph_path())[:16]
+        target = self.weights_dir / f"{EMBEDDER_NAME}-{digest}.onnx"
         if not target.exists():
             log.info("exporting the embedding network to %s (once)", target)
-            export_embedding_onnx(net, target)
+            export_embedding_onnx(build_embedding_net(self.weights_dir), target)
         return target
 
     def embed(self, crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
