@@ -27,6 +27,29 @@ class DetectorSettings(BaseSettings):
     )
 
 
+class LimitSettings(BaseSettings):
+    """Request limits (``FACEFORGE_LIMITS__MAX_FILE_BYTES`` and so on)."""
+
+    max_file_bytes: int = Field(15 * 1024 * 1024, ge=1024, description="largest accepted photo file")
+    max_request_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="largest accepted request body")
+    max_photos_per_request: int = Field(20, ge=1, description="photos in one registration or upload")
+    max_name_length: int = Field(200, ge=1, description="longest person name or position")
+
+
+class WorkerSettings(BaseSettings):
+    """The training worker (``FACEFORGE_WORKER__EMBEDDED`` and so on)."""
+
+    embedded: bool = Field(True, description="`serve` runs one training worker in its own process")
+    poll_seconds: float = Field(0.5, gt=0, description="how often an idle worker looks for requests")
+    heartbeat_seconds: float = Field(1.0, gt=0, description="how often a training worker proves it is alive")
+    stale_after_seconds: float = Field(
+        30.0, gt=0, description="a training whose worker has been silent this long is taken over"
+    )
+    pause_before_publish_seconds: float = Field(
+        0.0, ge=0, description="fault-injection knob for crash tests: sleep before publishing a version"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACEFORGE_", env_nested_delimiter="__", extra="ignore")
 
@@ -34,6 +57,14 @@ class Settings(BaseSettings):
     max_pixels: int = Field(40_000_000, ge=1, description="photos with more pixels are rejected undecoded")
     detector: DetectorSettings = Field(default_factory=lambda: DetectorSettings())
     workers: int = Field(2, ge=1, le=64, description="threads used for batch decode and detection")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; default: SQLite at <home>/faceforge.db (PostgreSQL: postgresql+psycopg://...)",
+    )
+    admin_keys: str = Field("", description="comma-separated API keys that may read and write")
+    read_keys: str = Field("", description="comma-separated API keys that may only read and identify")
+    limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
+    worker: WorkerSettings = Field(default_factory=lambda: WorkerSettings())
 
     @field_validator("home")
     @classmethod
@@ -43,6 +74,34 @@ class Settings(BaseSettings):
     @property
     def weights_dir(self) -> Path:
         return self.home / "weights"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.home / "files"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'faceforge.db'}"
+
+    @property
+    def admin_key_set(self) -> frozenset[str]:
+        return _split_keys(self.admin_keys)
+
+    @property
+    def read_key_set(self) -> frozenset[str]:
+        return _split_keys(self.read_keys)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.admin_key_set or self.read_key_set)
+
+
+def _split_keys(value: str) -> frozenset[str]:
+    return frozenset(key.strip() for key in value.split(",") if key.strip())
 
 
 def get_settings() -> Settings:

@@ -37,3 +37,24 @@ class TrainingError(FaceforgeError):
     """The recognition head cannot be trained from what was given."""
 
     code = "training_failed"
+
+
+class NotFoundError(FaceforgeError):
+    code = "not_found"
+
+
+class RequestRejectedError(FaceforgeError):
+    """Client input that is well-formed HTTP but not acceptable (limits, empty names, bad values)."""
+
+    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class ConflictError(FaceforgeError):
+    code = "conflict"
+
+
+class ModelNotReadyError(FaceforgeError):
+    code = "model_not_ready"

@@ -216,3 +216,31 @@ def _fit_scale(
         if loss < best_loss:
             best_scale, best_loss = scale, loss
     return best_scale
+
+
+def leave_one_out_metrics(embeddings: FloatArray, labels: list[str], head: RecognitionHead) -> dict[str, Any]:
+    """Held-out figures from enrolled photos alone: each photo is scored against prototypes rebuilt
+    without it (people with a single photo cannot be held out and are skipped).
+
+    ``top1``: held-out photo nearest to its own person; ``accept_rate``: held out, nearest to its own
+    person and above the threshold; ``false_accept_rate``: photos whose best *other* person reaches the
+    threshold (a stand-in for strangers).
+    """
+    index = {label: i for i, label in enumerate(head.labels)}
+    codes = np.array([index[label] for label in labels], dtype=np.int64)
+    unit = _normalise_rows(np.asarray(embeddings, np.float32))
+    sums = np.zeros_like(head.prototypes)
+    np.add.at(sums, codes, unit)
+    genuine, impostor, impostor_rows = _calibration_scores(unit, codes, sums)
+    counts = np.bincount(codes, minlength=len(head.labels))
+    held = counts[codes] > 1
+    best_other = impostor_rows.max(axis=1) if len(head.labels) > 1 else np.full(len(unit), -1.0)
+    nearest_own = genuine > best_other[held]
+    return {
+        "method": "leave-one-out over enrolled photos",
+        "held_out_photos": int(held.sum()),
+        "people": len(head.labels),
+        "top1": float(nearest_own.mean()) if held.any() else None,
+        "accept_rate": float((nearest_own & (genuine >= head.threshold)).mean()) if held.any() else None,
+        "false_accept_rate": float((impostor >= head.threshold).mean()) if len(impostor) else None,
+    }

@@ -49,3 +49,21 @@ def crop_face(
     """Cut the contract's square around ``box`` from an RGB ``picture``: ``(size, size, 3)`` uint8 RGB."""
     region = picture.crop(crop_square(box, margin=margin))  # Pillow fills outside the photo with black
     return np.asarray(region.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def crop_contract() -> dict[str, object]:
+    """The crop contract as data, for model manifests (what an app must do before calling a model)."""
+    return {
+        "input": "face crop",
+        "box": "face box (x, y, width, height) in pixels of the upright (EXIF-rotated) photo",
+        "square_side": f"max(width, height) * (1 + 2 * {CROP_MARGIN})",
+        "margin": CROP_MARGIN,
+        "centre": "box centre",
+        "outside_photo": "black (0, 0, 0)",
+        "size": [CROP_SIZE, CROP_SIZE],
+        "resize": "bilinear, area-averaging when shrinking",
+        "colour": "RGB",
+        "pixel_range": [0, 255],
+        "normalisation": f"(value - {PIXEL_MEAN}) / {PIXEL_SCALE}, inside the network",
+        "flip_average": True,
+    }

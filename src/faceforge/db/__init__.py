@@ -1,0 +1,1 @@
+"""Storage: engine (SQLite default, PostgreSQL), tables, migrations and keyword-only data access."""

@@ -1,0 +1,160 @@
+"""People and their enrolment photos. Keyword-only functions over a session; records out, never rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from faceforge.db.tables import PersonRow, PhotoRow, TrainingStateRow
+from faceforge.domain.errors import ConflictError, NotFoundError
+from faceforge.domain.records import EnrolledFace, Person, StoredPhoto
+
+
+def _person(row: PersonRow, photo_count: int) -> Person:
+    return Person(
+        id=row.id,
+        name=row.name,
+        position=row.position,
+        external_id=row.external_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        photo_count=photo_count,
+    )
+
+
+def _photo(row: PhotoRow) -> StoredPhoto:
+    return StoredPhoto(
+        id=row.id,
+        person_id=row.person_id,
+        width=row.width,
+        height=row.height,
+        box=dict(row.box),
+        score=row.score,
+        content_type=row.content_type,
+        size_bytes=row.size_bytes,
+        sha256=row.sha256,
+        created_at=row.created_at,
+    )
+
+
+def _count_photos(session: Session, person_id: int) -> int:
+    return int(session.scalar(select(func.count()).where(PhotoRow.person_id == person_id)) or 0)
+
+
+def _row(session: Session, person_id: int) -> PersonRow:
+    row = session.get(PersonRow, person_id)
+    if row is None:
+        raise NotFoundError(f"person {person_id} not found")
+    return row
+
+
+def _check_external_id(session: Session, external_id: str | None, *, except_id: int | None = None) -> None:
+    if external_id is None:
+        return
+    clash = session.scalar(select(PersonRow.id).where(PersonRow.external_id == external_id))
+    if clash is not None and clash != except_id:
+        raise ConflictError(f"external_id {external_id!r} already belongs to person {clash}")
+
+
+def create_person(session: Session, *, name: str, position: str | None, external_id: str | None) -> int:
+    _check_external_id(session, external_id)
+    row = PersonRow(name=name, position=position, external_id=external_id)
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def add_photo(session: Session, *, person_id: int, stored_name: str, fields: dict[str, Any]) -> int:
+    _row(session, person_id)
+    row = PhotoRow(person_id=person_id, stored_name=stored_name, **fields)
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def get_person(session: Session, *, person_id: int) -> Person:
+    return _person(_row(session, person_id), _count_photos(session, person_id))
+
+
+def list_people(session: Session, *, offset: int, limit: int) -> tuple[list[Person], int]:
+    total = int(session.scalar(select(func.count()).select_from(PersonRow)) or 0)
+    counts = (
+        select(PhotoRow.person_id, func.count().label("n")).group_by(PhotoRow.person_id).subquery("counts")
+    )
+    rows = session.execute(
+        select(PersonRow, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.person_id == PersonRow.id)
+        .order_by(PersonRow.id)
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return [_person(row, int(n)) for row, n in rows], total
+
+
+def update_person(session: Session, *, person_id: int, changes: dict[str, str | None]) -> Person:
+    row = _row(session, person_id)
+    if "external_id" in changes:
+        _check_external_id(session, changes["external_id"], except_id=person_id)
+    for key, value in changes.items():
+        setattr(row, key, value)
+    session.flush()
+    return _person(row, _count_photos(session, person_id))
+
+
+def delete_person(session: Session, *, person_id: int) -> list[str]:
+    """Delete the person and their photo rows; returns the stored file names to remove after commit."""
+    row = _row(session, person_id)
+    names = list(session.scalars(select(PhotoRow.stored_name).where(PhotoRow.person_id == person_id)))
+    session.delete(row)
+    session.flush()
+    return names
+
+
+def list_photos(session: Session, *, person_id: int) -> list[StoredPhoto]:
+    _row(session, person_id)
+    rows = session.scalars(select(PhotoRow).where(PhotoRow.person_id == person_id).order_by(PhotoRow.id))
+    return [_photo(row) for row in rows]
+
+
+def delete_photo(session: Session, *, person_id: int, photo_id: int) -> str:
+    row = session.get(PhotoRow, photo_id)
+    if row is None or row.person_id != person_id:
+        raise NotFoundError(f"photo {photo_id} of person {person_id} not found")
+    name = row.stored_name
+    session.delete(row)
+    session.flush()
+    return name
+
+
+def photo_file(session: Session, *, person_id: int, photo_id: int) -> tuple[str, str]:
+    row = session.get(PhotoRow, photo_id)
+    if row is None or row.person_id != person_id:
+        raise NotFoundError(f"photo {photo_id} of person {person_id} not found")
+    return row.stored_name, row.content_type
+
+
+def enrolled_faces(session: Session, *, embedder: str) -> tuple[list[EnrolledFace], dict[int, Person]]:
+    """Every stored embedding of ``embedder`` with the people they belong to (a consistent snapshot)."""
+    rows = session.execute(
+        select(PhotoRow.person_id, PhotoRow.embedding)
+        .where(PhotoRow.embedder == embedder)
+        .order_by(PhotoRow.id)
+    ).all()
+    faces = [EnrolledFace(person_id, embedding) for person_id, embedding in rows]
+    ids = {face.person_id for face in faces}
+    people = {
+        row.id: _person(row, 0) for row in session.scalars(select(PersonRow).where(PersonRow.id.in_(ids)))
+    }
+    return faces, people
+
+
+def request_training(session: Session) -> int:
+    """Record one change that affects recognition, in the caller's transaction; returns the new count."""
+    session.execute(
+        update(TrainingStateRow)
+        .where(TrainingStateRow.id == 1)
+        .values(requested=TrainingStateRow.requested + 1)
+    )
+    return int(session.scalar(select(TrainingStateRow.requested).where(TrainingStateRow.id == 1)) or 0)

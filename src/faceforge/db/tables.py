@@ -1,0 +1,96 @@
+"""ORM tables. Rows never leave the data layer: repositories convert them to domain records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PersonRow(Base):
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    name: Mapped[str] = mapped_column(String(500))
+    position: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    photos: Mapped[list[PhotoRow]] = relationship(
+        back_populates="person", cascade="all, delete-orphan", passive_deletes=True, order_by="PhotoRow.id"
+    )
+
+
+class PhotoRow(Base):
+    """An accepted enrolment photo and its one face (box, landmarks, embedding)."""
+
+    __tablename__ = "photos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    stored_name: Mapped[str] = mapped_column(String(100))  # our own file name; never the client's
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(50))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    box: Mapped[dict[str, Any]] = mapped_column(JSON)
+    landmarks: Mapped[list[Any]] = mapped_column(JSON)
+    score: Mapped[float] = mapped_column(Float)
+    embedder: Mapped[str] = mapped_column(String(100))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    person: Mapped[PersonRow] = relationship(back_populates="photos")
+
+
+class TrainingStateRow(Base):
+    """The single row (id 1) that coordinates training across every worker process.
+
+    ``requested`` counts changes that affect recognition; ``built`` is the ``requested`` value the last
+    successful training covered. A worker claims a training by locking this row, so only one runs.
+    """
+
+    __tablename__ = "training_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requested: Mapped[int] = mapped_column(Integer, default=0)
+    built: Mapped[int] = mapped_column(Integer, default=0)
+    running_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    running_target: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    stage: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    current_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_success_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_failure_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_failure_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ModelVersionRow(Base):
+    __tablename__ = "model_versions"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(20))
+    status_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    target: Mapped[int] = mapped_column(Integer)  # training_state.requested value it covers
+    worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    embedder: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    people: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    files: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

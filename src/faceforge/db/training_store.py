@@ -1,0 +1,215 @@
+"""Training coordination and model versions. Only one training runs per deployment: a worker claims it
+by locking the single ``training_state`` row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's
+transactions take the database write lock up front)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from faceforge.db.tables import ModelVersionRow, TrainingStateRow, utcnow
+from faceforge.domain.errors import ConflictError, NotFoundError
+from faceforge.domain.records import (
+    ModelVersion,
+    TrainingClaim,
+    TrainingState,
+    TrainingStatus,
+    VersionStatus,
+)
+
+WORKER_LOST = "the worker building this version stopped responding; the training was taken over"
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes even for timezone-aware columns; all of ours are UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    from datetime import UTC
+
+    return moment.replace(tzinfo=UTC)
+
+
+def _state(session: Session, *, lock: bool) -> TrainingStateRow:
+    query = select(TrainingStateRow).where(TrainingStateRow.id == 1)
+    if lock:
+        query = query.with_for_update()
+    row = session.scalars(query).one()
+    return row
+
+
+def _version(row: ModelVersionRow, current: int | None) -> ModelVersion:
+    return ModelVersion(
+        version=row.version,
+        status=VersionStatus(row.status),
+        status_message=row.status_message,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        embedder=row.embedder,
+        threshold=row.threshold,
+        people=list(row.people or []),
+        metrics=dict(row.metrics or {}),
+        files=dict(row.files or {}),
+        is_current=row.version == current,
+    )
+
+
+def _is_stale(row: TrainingStateRow, stale_after: float) -> bool:
+    heartbeat = _aware(row.heartbeat_at)
+    return heartbeat is None or utcnow() - heartbeat > timedelta(seconds=stale_after)
+
+
+def training_status(session: Session, *, stale_after: float) -> TrainingStatus:
+    row = _state(session, lock=False)
+    running = row.running_version is not None and not _is_stale(row, stale_after)
+    if running:
+        state = TrainingState.RUNNING
+    elif row.requested > row.built:
+        state = TrainingState.QUEUED
+    else:
+        state = TrainingState.IDLE
+    return TrainingStatus(
+        state=state,
+        requested=row.requested,
+        built=row.built,
+        building_version=row.running_version if running else None,
+        progress=row.progress if running else 0.0,
+        stage=row.stage if running else None,
+        current_version=row.current_version,
+        last_success_version=row.last_success_version,
+        last_success_at=_aware(row.last_success_at),
+        last_failure_version=row.last_failure_version,
+        last_failure_at=_aware(row.last_failure_at),
+        last_failure_message=row.last_failure_message,
+    )
+
+
+def _fail_version(session: Session, state: TrainingStateRow, version: int, message: str) -> None:
+    row = session.get(ModelVersionRow, version)
+    now = utcnow()
+    if row is not None and row.status == VersionStatus.BUILDING:
+        row.status, row.status_message, row.finished_at = VersionStatus.FAILED, message, now
+    state.last_failure_version, state.last_failure_at, state.last_failure_message = version, now, message
+
+
+def _clear_running(state: TrainingStateRow) -> None:
+    state.running_version = state.running_target = state.worker_id = state.heartbeat_at = None
+    state.progress, state.stage = 0.0, None
+
+
+def claim_training(
+    session: Session, *, worker_id: str, stale_after: float, embedder: str
+) -> TrainingClaim | None:
+    """Claim the pending training, if any and if nobody live is training; creates its ``building`` version.
+
+    A training whose worker stopped heart-beating for ``stale_after`` seconds is failed and re-claimed,
+    so a killed worker's pending request is trained by the next worker.
+    """
+    state = _state(session, lock=True)
+    if state.running_version is not None:
+        if not _is_stale(state, stale_after):
+            return None
+        _fail_version(session, state, state.running_version, WORKER_LOST)
+        _clear_running(state)
+    if state.requested <= state.built:
+        return None
+    version = int(session.scalar(select(func.coalesce(func.max(ModelVersionRow.version), 0))) or 0) + 1
+    session.add(
+        ModelVersionRow(
+            version=version,
+            status=VersionStatus.BUILDING,
+            target=state.requested,
+            worker_id=worker_id,
+            embedder=embedder,
+            people=[],
+            metrics={},
+            files={},
+        )
+    )
+    state.running_version, state.running_target, state.worker_id = version, state.requested, worker_id
+    state.heartbeat_at, state.progress, state.stage = utcnow(), 0.0, "claimed"
+    session.flush()
+    return TrainingClaim(version=version, target=state.requested, worker_id=worker_id)
+
+
+def _owned(state: TrainingStateRow, claim: TrainingClaim) -> bool:
+    return state.running_version == claim.version and state.worker_id == claim.worker_id
+
+
+def report_progress(
+    session: Session, *, claim: TrainingClaim, progress: float | None, stage: str | None
+) -> bool:
+    """Heartbeat (and optionally progress); False when the training was taken over by another worker."""
+    state = _state(session, lock=True)
+    if not _owned(state, claim):
+        return False
+    state.heartbeat_at = utcnow()
+    if progress is not None:
+        state.progress = progress
+    if stage is not None:
+        state.stage = stage
+    return True
+
+
+def publish_version(session: Session, *, claim: TrainingClaim, details: dict[str, Any]) -> bool:
+    """Mark the claimed version ready and make it current. False (nothing changed) if no longer owned."""
+    state = _state(session, lock=True)
+    if not _owned(state, claim):
+        return False
+    row = session.get(ModelVersionRow, claim.version)
+    assert row is not None
+    now = utcnow()
+    for key, value in details.items():
+        setattr(row, key, value)
+    row.status, row.finished_at = VersionStatus.READY, now
+    state.built = max(state.built, claim.target)
+    state.current_version = claim.version
+    state.last_success_version, state.last_success_at = claim.version, now
+    _clear_running(state)
+    return True
+
+
+def fail_training(
+    session: Session, *, claim: TrainingClaim, message: str, clear_current: bool = False
+) -> None:
+    """Mark the claimed version failed. The requests it covered count as handled (no retry loop on a
+    deterministic failure; the next change triggers a new training). The current version stays, unless
+    ``clear_current`` (nobody is left to recognise)."""
+    state = _state(session, lock=True)
+    if not _owned(state, claim):
+        return
+    _fail_version(session, state, claim.version, message)
+    state.built = max(state.built, claim.target)
+    if clear_current:
+        state.current_version = None
+    _clear_running(state)
+
+
+def list_versions(session: Session) -> list[ModelVersion]:
+    current = _state(session, lock=False).current_version
+    rows = session.scalars(select(ModelVersionRow).order_by(ModelVersionRow.version.desc()))
+    return [_version(row, current) for row in rows]
+
+
+def get_version(session: Session, *, version: int) -> ModelVersion:
+    row = session.get(ModelVersionRow, version)
+    if row is None:
+        raise NotFoundError(f"model version {version} not found")
+    return _version(row, _state(session, lock=False).current_version)
+
+
+def current_version(session: Session) -> int | None:
+    return _state(session, lock=False).current_version
+
+
+def activate_version(session: Session, *, version: int) -> ModelVersion:
+    row = session.get(ModelVersionRow, version)
+    if row is None:
+        raise NotFoundError(f"model version {version} not found")
+    if row.status != VersionStatus.READY:
+        raise ConflictError(f"model version {version} is {row.status}, only ready versions can be activated")
+    state = _state(session, lock=True)
+    state.current_version = version
+    return _version(row, version)

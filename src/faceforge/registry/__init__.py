@@ -1,0 +1,1 @@
+"""Model versions on disk: artefacts, checksums and atomic publication."""

@@ -1,0 +1,1 @@
+"""The training queue: claim, coalesce, run, recover."""

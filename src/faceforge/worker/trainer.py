@@ -1,0 +1,216 @@
+"""The training worker: claims pending training, fits the head, publishes a version.
+
+Coalescing: each change increments ``training_state.requested``. A claim covers every request made so
+far; changes that arrive while it runs leave ``requested > built`` behind, so exactly one more training
+follows, covering all of them. Recovery: a running training heart-beats; if its worker dies, the
+next worker fails that version and trains the pending requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from faceforge.config import Settings
+from faceforge.db import people_store, training_store
+from faceforge.domain.errors import FaceforgeError
+from faceforge.domain.records import TrainingClaim
+from faceforge.registry.artifacts import write_version
+from faceforge.training.head import fit_head, leave_one_out_metrics
+from faceforge.training.serialize import HEAD_FILE, head_bytes
+from faceforge.vision.crop import crop_contract
+from faceforge.vision.embedder import EMBEDDER_NAME
+from faceforge.vision.facenet import EMBEDDING_SIZE
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = "faceforge-model/1"
+
+
+class TrainingLost(Exception):
+    """Another worker took the training over (this one was presumed dead)."""
+
+
+def person_label(person_id: int, name: str) -> str:
+    """Class label: the person's name made unique by their id."""
+    return f"{name} ({person_id})"
+
+
+class TrainingWorker:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], *, worker_id: str | None = None
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+
+    def run_forever(self) -> None:
+        log.info("training worker %s started", self.worker_id)
+        while not self.stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:  # the loop must survive database hiccups; the next poll retries
+                log.exception("training worker loop error")
+                worked = False
+            if not worked:
+                self.wake.wait(self.settings.worker.poll_seconds)
+                self.wake.clear()
+
+    def run_once(self) -> bool:
+        """Claim and run one training if one is pending. Returns whether a training was claimed."""
+        with self.sessions.begin() as session:
+            claim = training_store.claim_training(
+                session,
+                worker_id=self.worker_id,
+                stale_after=self.settings.worker.stale_after_seconds,
+                embedder=EMBEDDER_NAME,
+            )
+        if claim is None:
+            return False
+        log.info("training version %d (requests up to %d)", claim.version, claim.target)
+        beating = threading.Event()
+        heart = threading.Thread(target=self._heartbeat, args=(claim, beating), daemon=True)
+        heart.start()
+        try:
+            self._train(claim)
+        except TrainingLost:
+            log.warning("version %d was taken over by another worker", claim.version)
+        except NothingToTrain as error:
+            self._fail(claim, error.message, clear_current=True)
+        except FaceforgeError as error:
+            self._fail(claim, error.message)
+        except Exception as error:  # recorded on the version; the current model stays
+            log.exception("training version %d failed", claim.version)
+            self._fail(claim, f"{type(error).__name__}: {error}")
+        finally:
+            beating.set()
+            heart.join()
+        return True
+
+    def _fail(self, claim: TrainingClaim, message: str, *, clear_current: bool = False) -> None:
+        with self.sessions.begin() as session:
+            training_store.fail_training(session, claim=claim, message=message, clear_current=clear_current)
+
+    def _heartbeat(self, claim: TrainingClaim, done: threading.Event) -> None:
+        while not done.wait(self.settings.worker.heartbeat_seconds):
+            try:
+                with self.sessions.begin() as session:
+                    if not training_store.report_progress(session, claim=claim, progress=None, stage=None):
+                        return
+            except Exception:
+                log.exception("heartbeat failed")
+
+    def _stage(self, claim: TrainingClaim, progress: float, stage: str) -> None:
+        with self.sessions.begin() as session:
+            if not training_store.report_progress(session, claim=claim, progress=progress, stage=stage):
+                raise TrainingLost
+
+    def _train(self, claim: TrainingClaim) -> None:
+        started = time.perf_counter()
+        self._stage(claim, 0.05, "loading")
+        with self.sessions.begin() as session:
+            faces, people = people_store.enrolled_faces(session, embedder=EMBEDDER_NAME)
+        if not faces:
+            raise NothingToTrain("no person has an accepted photo; there is nothing to recognise")
+        embeddings = np.stack([np.frombuffer(face.embedding, dtype="<f4") for face in faces])
+        labels = [person_label(face.person_id, people[face.person_id].name) for face in faces]
+        self._stage(claim, 0.3, "fitting")
+        head = fit_head(embeddings, labels)
+        self._stage(claim, 0.5, "evaluating")
+        metrics = leave_one_out_metrics(embeddings, labels, head)
+        self._stage(claim, 0.7, "writing")
+        by_label = {person_label(p.id, p.name): p for p in people.values()}
+        roster = [
+            {
+                "id": by_label[label].id,
+                "name": by_label[label].name,
+                "position": by_label[label].position,
+                "label": label,
+                "photos": head.counts[i],
+            }
+            for i, label in enumerate(head.labels)
+        ]
+        manifest = self._manifest(
+            claim, head.labels, roster, head.threshold, head.scale, head.calibration.as_dict(), metrics
+        )
+        files = {
+            HEAD_FILE: head_bytes(head),
+            "labels.txt": ("\n".join([*head.labels, "unknown"]) + "\n").encode(),
+        }
+        listing = write_version(self.settings.models_dir, claim.version, files, manifest)
+        metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 3)}
+        pause = self.settings.worker.pause_before_publish_seconds
+        if pause:
+            self._stage(claim, 0.9, "paused")
+            time.sleep(pause)
+        self._stage(claim, 0.95, "publishing")
+        with self.sessions.begin() as session:
+            published = training_store.publish_version(
+                session,
+                claim=claim,
+                details={
+                    "threshold": head.threshold,
+                    "people": [{k: r[k] for k in ("id", "name", "position")} for r in roster],
+                    "metrics": metrics,
+                    "files": listing,
+                },
+            )
+        if not published:
+            raise TrainingLost
+        log.info("version %d ready: %d people, %.2fs", claim.version, len(roster), metrics["train_seconds"])
+
+    def _manifest(
+        self,
+        claim: TrainingClaim,
+        labels: list[str],
+        roster: list[dict[str, Any]],
+        threshold: float,
+        scale: float,
+        calibration: dict[str, Any],
+        metrics: dict[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT,
+            "version": claim.version,
+            "created_at": datetime.now(UTC).isoformat(),
+            "embedder": {"name": EMBEDDER_NAME, "dimension": EMBEDDING_SIZE},
+            "crop": crop_contract(),
+            "labels": labels,
+            "unknown_label": "unknown",
+            "people": roster,
+            "threshold": threshold,
+            "scale": scale,
+            "decision": "softmax(scale * [cosine(embedding, prototype_i)..., threshold]); last = unknown",
+            "calibration": calibration,
+            "metrics": metrics,
+            "head_file": HEAD_FILE,
+        }
+
+
+class NothingToTrain(FaceforgeError):
+    code = "nothing_to_train"
+
+
+def start_embedded_worker(worker: TrainingWorker) -> Callable[[], None]:
+    """Run ``worker`` on a daemon thread; returns a function that stops it and waits."""
+    thread = threading.Thread(target=worker.run_forever, name="faceforge-trainer", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        worker.stop.set()
+        worker.wake.set()
+        thread.join(timeout=30)
+
+    return stop
