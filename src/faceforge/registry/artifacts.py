@@ -33,7 +33,7 @@ def _fsync_path(path: Path) -> None:
 def write_version(
     models_dir: Path, version: int, files: dict[str, bytes], manifest: dict[str, Any]
 ) -> dict[str, Any]:
-    """Write ``files`` and the manifest for ``version``; returns ``{name: {sha256, size}}`` incl. the manifest."""
+    """Write ``files`` and the manifest for ``version``; returns ``{name: {sha256, size}}`` (manifest too)."""
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = models_dir / f".v{version}-{uuid.uuid4().hex}"
     staging.mkdir()

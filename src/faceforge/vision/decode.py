@@ -64,3 +64,19 @@ def decode_photo(data: bytes, *, max_pixels: int, min_side: int) -> RgbImage:
             f"the image is {rgb.size[0]}x{rgb.size[1]} pixels; faces need at least {min_side} pixels",
         )
     return np.asarray(rgb, dtype=np.uint8)
+
+
+_EXTENSIONS = {
+    "JPEG": ("jpg", "image/jpeg"),
+    "MPO": ("jpg", "image/jpeg"),
+    "PNG": ("png", "image/png"),
+    "WEBP": ("webp", "image/webp"),
+    "BMP": ("bmp", "image/bmp"),
+    "GIF": ("gif", "image/gif"),
+}
+
+
+def photo_kind(data: bytes) -> tuple[str, str]:
+    """``(file extension, content type)`` of photo bytes that ``decode_photo`` accepted (header only)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return _EXTENSIONS[str(image.format)]

@@ -1,0 +1,1 @@
+"""Use cases over storage, vision and training: enrol, identify, retrain, delete."""

@@ -1,0 +1,65 @@
+"""Identify: who is in this photo, according to a model version (default: the current one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from faceforge.domain.errors import RequestRejectedError
+from faceforge.services.models import ModelService
+from faceforge.vision.pipeline import FacePipeline
+
+MAX_TOP_K = 20
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifiedFace:
+    box: dict[str, float]
+    score: float
+    match: dict[str, Any] | None
+    candidates: list[dict[str, Any]]
+
+
+class IdentifyService:
+    def __init__(self, pipeline: FacePipeline, models: ModelService) -> None:
+        self.pipeline = pipeline
+        self.models = models
+
+    def identify(
+        self, data: bytes, *, threshold: float | None, top_k: int, version: int | None
+    ) -> tuple[int, list[IdentifiedFace]]:
+        """Recognise every face (largest first). ``threshold`` overrides the version's calibrated one."""
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise RequestRejectedError("invalid_top_k", f"top_k must be between 1 and {MAX_TOP_K}")
+        if threshold is not None and not -1.0 <= threshold <= 1.0:
+            raise RequestRejectedError("invalid_threshold", "threshold is a cosine similarity in [-1, 1]")
+        model = self.models.loaded(version)
+        photo = self.pipeline.analyze(data, single_face=False)
+        faces = [face for face in photo.faces if face.embedding is not None]
+        if not faces:
+            return model.version, []
+        embeddings = np.stack([face.embedding for face in faces if face.embedding is not None])
+        head = model.head
+        similarities = head.similarities(embeddings)
+        probabilities = head.probabilities(embeddings)
+        matches = head.predict(embeddings, threshold=threshold)
+        found = []
+        for face, sims, probs, match in zip(faces, similarities, probabilities, matches, strict=True):
+            ranked = np.argsort(-sims)[:top_k]
+            candidates = [
+                {**model.people[i], "similarity": float(sims[i]), "confidence": float(probs[i])}
+                for i in ranked
+            ]
+            best = None if match.index is None else candidates[0]
+            box = face.detection.box
+            found.append(
+                IdentifiedFace(
+                    box={"x": box.x, "y": box.y, "width": box.width, "height": box.height},
+                    score=face.detection.score,
+                    match=best,
+                    candidates=candidates,
+                )
+            )
+        return model.version, found

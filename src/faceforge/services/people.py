@@ -1,0 +1,261 @@
+"""Enrolment: register people, add and delete photos, edit and delete people; each change that affects
+recognition asks for a new model version in the same transaction."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from faceforge.config import Settings
+from faceforge.db import people_store
+from faceforge.db.people_store import request_training
+from faceforge.domain.errors import RequestRejectedError
+from faceforge.domain.faces import PhotoFaces
+from faceforge.domain.records import Person, StoredPhoto
+from faceforge.services.photo_files import PhotoFiles
+from faceforge.vision.decode import photo_kind
+from faceforge.vision.embedder import EMBEDDER_NAME
+from faceforge.vision.pipeline import FacePipeline, PhotoError
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    filename: str | None
+    data: bytes
+
+
+@dataclass(slots=True)
+class PhotoVerdict:
+    index: int
+    filename: str | None
+    accepted: bool
+    reasons: list[str]
+    message: str | None = None
+    photo_id: int | None = None
+    box: dict[str, float] | None = None
+    score: float | None = None
+
+
+@dataclass(slots=True)
+class ChangeResult:
+    person: Person | None
+    photos: list[PhotoVerdict] = field(default_factory=list)
+    training_requested: int | None = None  # the training request counter after this change, if any
+
+
+_REASON_MESSAGES = {
+    "no_face": "no face was found",
+    "multiple_faces": "several faces of similar size; enrolment needs one clear face",
+    "face_too_small": "the face is too small",
+    "low_detection_score": "the face is not clear enough",
+}
+
+
+def _clean_text(value: str | None, *, field_name: str, limit: int, required: bool) -> str | None:
+    text = (value or "").strip()
+    if not text:
+        if required:
+            raise RequestRejectedError(f"{field_name}_required", f"{field_name.capitalize()} is required")
+        return None
+    if len(text) > limit:
+        raise RequestRejectedError(
+            f"{field_name}_too_long", f"{field_name} is longer than {limit} characters"
+        )
+    return text
+
+
+class PeopleService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        pipeline: FacePipeline,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.pipeline = pipeline
+        self.files = PhotoFiles(settings.files_dir / "photos")
+        self.on_change = on_change
+
+    # -- validation -------------------------------------------------------------------------------
+    def clean_name(self, name: str | None) -> str:
+        cleaned = _clean_text(
+            name, field_name="name", limit=self.settings.limits.max_name_length, required=True
+        )
+        assert cleaned is not None
+        return cleaned
+
+    def clean_optional(self, value: str | None, field_name: str) -> str | None:
+        return _clean_text(
+            value, field_name=field_name, limit=self.settings.limits.max_name_length, required=False
+        )
+
+    def check_uploads(self, uploads: list[Upload]) -> None:
+        limits = self.settings.limits
+        if len(uploads) > limits.max_photos_per_request:
+            raise RequestRejectedError(
+                "too_many_photos", f"at most {limits.max_photos_per_request} photos per request", status=413
+            )
+        for upload in uploads:
+            if len(upload.data) > limits.max_file_bytes:
+                raise RequestRejectedError(
+                    "file_too_large",
+                    f"photo {upload.filename or ''!s} is larger than {limits.max_file_bytes} bytes",
+                    status=413,
+                )
+
+    # -- photo analysis ---------------------------------------------------------------------------
+    def _analyse(self, uploads: list[Upload]) -> list[tuple[Upload, PhotoFaces | PhotoError]]:
+        results = self.pipeline.analyze_many([u.data for u in uploads], single_face=True)
+        return list(zip(uploads, results, strict=True))
+
+    def _store_accepted(
+        self,
+        session: Session,
+        person_id: int,
+        analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
+        written: list[str],
+    ) -> list[PhotoVerdict]:
+        verdicts = []
+        for index, (upload, result) in enumerate(analysed):
+            if isinstance(result, PhotoError):
+                verdicts.append(PhotoVerdict(index, upload.filename, False, [result.code], result.message))
+                continue
+            if result.reasons:
+                reasons = [str(r) for r in result.reasons]
+                message = "; ".join(_REASON_MESSAGES.get(r, r) for r in reasons)
+                verdicts.append(PhotoVerdict(index, upload.filename, False, reasons, message))
+                continue
+            face = result.faces[0]
+            assert face.embedding is not None
+            extension, content_type = photo_kind(upload.data)
+            stored = self.files.save(upload.data, extension)
+            written.append(stored)
+            box = {
+                "x": face.detection.box.x,
+                "y": face.detection.box.y,
+                "width": face.detection.box.width,
+                "height": face.detection.box.height,
+            }
+            fields: dict[str, Any] = {
+                "sha256": _sha256(upload.data),
+                "content_type": content_type,
+                "size_bytes": len(upload.data),
+                "width": result.width,
+                "height": result.height,
+                "box": box,
+                "landmarks": [list(p) for p in face.detection.landmarks.points],
+                "score": face.detection.score,
+                "embedder": EMBEDDER_NAME,
+                "embedding": face.embedding.astype("<f4").tobytes(),
+            }
+            photo_id = people_store.add_photo(session, person_id=person_id, stored_name=stored, fields=fields)
+            verdicts.append(
+                PhotoVerdict(index, upload.filename, True, [], None, photo_id, box, face.detection.score)
+            )
+        return verdicts
+
+    def _write(self, change: Callable[[Session, list[str]], ChangeResult]) -> ChangeResult:
+        """Run ``change`` in one transaction; files it wrote are removed if anything fails."""
+        written: list[str] = []
+        try:
+            with self.sessions.begin() as session:
+                result = change(session, written)
+        except BaseException:
+            self.files.delete(written)
+            raise
+        if result.training_requested is not None:
+            self.on_change()
+        return result
+
+    # -- use cases --------------------------------------------------------------------------------
+    def register(
+        self, *, name: str | None, position: str | None, external_id: str | None, uploads: list[Upload]
+    ) -> ChangeResult:
+        clean_name = self.clean_name(name)
+        clean_position = self.clean_optional(position, "position")
+        clean_external = self.clean_optional(external_id, "external_id")
+        self.check_uploads(uploads)
+        analysed = self._analyse(uploads)
+
+        def change(session: Session, written: list[str]) -> ChangeResult:
+            person_id = people_store.create_person(
+                session, name=clean_name, position=clean_position, external_id=clean_external
+            )
+            verdicts = self._store_accepted(session, person_id, analysed, written)
+            requested = request_training(session) if any(v.accepted for v in verdicts) else None
+            return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
+
+        return self._write(change)
+
+    def add_photos(self, *, person_id: int, uploads: list[Upload]) -> ChangeResult:
+        if not uploads:
+            raise RequestRejectedError("photos_required", "at least one photo is required")
+        self.check_uploads(uploads)
+        with self.sessions() as session:
+            people_store.get_person(session, person_id=person_id)  # 404 before the expensive part
+        analysed = self._analyse(uploads)
+
+        def change(session: Session, written: list[str]) -> ChangeResult:
+            verdicts = self._store_accepted(session, person_id, analysed, written)
+            requested = request_training(session) if any(v.accepted for v in verdicts) else None
+            return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
+
+        return self._write(change)
+
+    def update(self, *, person_id: int, changes: dict[str, str | None]) -> ChangeResult:
+        cleaned: dict[str, str | None] = {}
+        for key, value in changes.items():
+            cleaned[key] = self.clean_name(value) if key == "name" else self.clean_optional(value, key)
+
+        def change(session: Session, _written: list[str]) -> ChangeResult:
+            person = people_store.update_person(session, person_id=person_id, changes=cleaned)
+            # Names and positions are part of each model's roster and labels.
+            affects = person.photo_count > 0 and bool({"name", "position"} & set(cleaned))
+            return ChangeResult(person, [], request_training(session) if affects else None)
+
+        return self._write(change)
+
+    def delete(self, *, person_id: int) -> ChangeResult:
+        removed: list[str] = []
+
+        def change(session: Session, _written: list[str]) -> ChangeResult:
+            removed.extend(people_store.delete_person(session, person_id=person_id))
+            return ChangeResult(None, [], request_training(session) if removed else None)
+
+        result = self._write(change)
+        self.files.delete(removed)  # only after the rows are gone for good
+        return result
+
+    def delete_photo(self, *, person_id: int, photo_id: int) -> ChangeResult:
+        removed: list[str] = []
+
+        def change(session: Session, _written: list[str]) -> ChangeResult:
+            removed.append(people_store.delete_photo(session, person_id=person_id, photo_id=photo_id))
+            person = people_store.get_person(session, person_id=person_id)
+            return ChangeResult(person, [], request_training(session))
+
+        result = self._write(change)
+        self.files.delete(removed)
+        return result
+
+    def get(self, *, person_id: int) -> Person:
+        with self.sessions() as session:
+            return people_store.get_person(session, person_id=person_id)
+
+    def list(self, *, offset: int, limit: int) -> tuple[list[Person], int]:
+        with self.sessions() as session:
+            return people_store.list_people(session, offset=offset, limit=limit)
+
+    def photos(self, *, person_id: int) -> list[StoredPhoto]:
+        with self.sessions() as session:
+            return people_store.list_photos(session, person_id=person_id)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
