@@ -71,5 +71,52 @@ def _print_figures(figures: dict[str, Any]) -> None:
         sys.stdout.write(f"{key:>28}: {value}\n")
 
 
+LOOPBACK = "127.0.0.1"
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="address to bind")] = LOOPBACK,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    home: HomeOption = None,
+) -> None:
+    """Run the HTTP API and, unless FACEFORGE_WORKER__EMBEDDED=false, one training worker in-process."""
+    import uvicorn
+
+    from faceforge.api.app import create_app
+
+    settings = _settings(home)
+    log = logging.getLogger("faceforge.serve")
+    if not settings.auth_enabled:
+        log.warning("no API keys configured (FACEFORGE_ADMIN_KEYS / FACEFORGE_READ_KEYS): the API is open")
+        if host != LOOPBACK:
+            log.warning("without API keys faceforge only binds to %s (asked for %s)", LOOPBACK, host)
+            host = LOOPBACK
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command("worker")
+def worker_command(home: HomeOption = None) -> None:
+    """Run one training worker on its own (for deployments with several API processes)."""
+    import signal
+
+    from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
+    from faceforge.worker.trainer import TrainingWorker
+
+    settings = _settings(home)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade_database(engine)
+    worker = TrainingWorker(settings, make_sessionmaker(engine))
+
+    def stop(_signal: int, _frame: object) -> None:
+        worker.stop.set()
+        worker.wake.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker.run_forever()
+    engine.dispose()
+
+
 if __name__ == "__main__":
     app()

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from faceforge.db.tables import PersonRow, PhotoRow, TrainingStateRow
+from faceforge.db.tables import PersonRow, PhotoRow, TrainingStateRow, as_utc_required
 from faceforge.domain.errors import ConflictError, NotFoundError
 from faceforge.domain.records import EnrolledFace, Person, StoredPhoto
 
@@ -18,8 +18,8 @@ def _person(row: PersonRow, photo_count: int) -> Person:
         name=row.name,
         position=row.position,
         external_id=row.external_id,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        created_at=as_utc_required(row.created_at),
+        updated_at=as_utc_required(row.updated_at),
         photo_count=photo_count,
     )
 
@@ -35,7 +35,7 @@ def _photo(row: PhotoRow) -> StoredPhoto:
         content_type=row.content_type,
         size_bytes=row.size_bytes,
         sha256=row.sha256,
-        created_at=row.created_at,
+        created_at=as_utc_required(row.created_at),
     )
 
 

@@ -13,6 +13,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands timezone-aware columns back naive; every timestamp we store is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def as_utc_required(moment: datetime) -> datetime:
+    result = as_utc(moment)
+    assert result is not None
+    return result
+
+
 class Base(DeclarativeBase):
     pass
 

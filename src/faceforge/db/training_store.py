@@ -4,13 +4,13 @@ transactions take the database write lock up front)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from faceforge.db.tables import ModelVersionRow, TrainingStateRow, utcnow
+from faceforge.db.tables import ModelVersionRow, TrainingStateRow, as_utc, as_utc_required, utcnow
 from faceforge.domain.errors import ConflictError, NotFoundError
 from faceforge.domain.records import (
     ModelVersion,
@@ -21,15 +21,6 @@ from faceforge.domain.records import (
 )
 
 WORKER_LOST = "the worker building this version stopped responding; the training was taken over"
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes even for timezone-aware columns; all of ours are UTC.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    from datetime import UTC
-
-    return moment.replace(tzinfo=UTC)
 
 
 def _state(session: Session, *, lock: bool) -> TrainingStateRow:
@@ -45,8 +36,8 @@ def _version(row: ModelVersionRow, current: int | None) -> ModelVersion:
         version=row.version,
         status=VersionStatus(row.status),
         status_message=row.status_message,
-        created_at=row.created_at,
-        finished_at=row.finished_at,
+        created_at=as_utc_required(row.created_at),
+        finished_at=as_utc(row.finished_at),
         embedder=row.embedder,
         threshold=row.threshold,
         people=list(row.people or []),
@@ -57,7 +48,7 @@ def _version(row: ModelVersionRow, current: int | None) -> ModelVersion:
 
 
 def _is_stale(row: TrainingStateRow, stale_after: float) -> bool:
-    heartbeat = _aware(row.heartbeat_at)
+    heartbeat = as_utc(row.heartbeat_at)
     return heartbeat is None or utcnow() - heartbeat > timedelta(seconds=stale_after)
 
 
@@ -79,9 +70,9 @@ def training_status(session: Session, *, stale_after: float) -> TrainingStatus:
         stage=row.stage if running else None,
         current_version=row.current_version,
         last_success_version=row.last_success_version,
-        last_success_at=_aware(row.last_success_at),
+        last_success_at=as_utc(row.last_success_at),
         last_failure_version=row.last_failure_version,
-        last_failure_at=_aware(row.last_failure_at),
+        last_failure_at=as_utc(row.last_failure_at),
         last_failure_message=row.last_failure_message,
     )
 

@@ -57,14 +57,13 @@ class ModelService:
         with self.sessions.begin() as session:
             return training_store.activate_version(session, version=version)
 
-    def file(self, version: int, name: str) -> tuple[Path, str, int]:
-        """Path, sha256 and size of a ready version's file."""
+    def file(self, version: int, name: str) -> tuple[Path, str]:
+        """Path and sha256 of a ready version's file."""
         model = self.get(version)
         if model.status is not VersionStatus.READY:
             raise NotFoundError(f"model version {version} is {model.status}; its files are not served")
         path = version_file(self.settings.models_dir, version, name, model.files)
-        entry = model.files[name]
-        return path, str(entry["sha256"]), int(entry["size"])
+        return path, str(model.files[name]["sha256"])
 
     def loaded(self, version: int | None) -> LoadedModel:
         """The recognition head of ``version`` (default: current), read once and verified by checksum."""

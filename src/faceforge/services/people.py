@@ -248,7 +248,7 @@ class PeopleService:
         with self.sessions() as session:
             return people_store.get_person(session, person_id=person_id)
 
-    def list(self, *, offset: int, limit: int) -> tuple[list[Person], int]:
+    def page(self, *, offset: int, limit: int) -> tuple[list[Person], int]:
         with self.sessions() as session:
             return people_store.list_people(session, offset=offset, limit=limit)
 

@@ -17,7 +17,7 @@ class PhotoFiles:
 
     def save(self, data: bytes, extension: str) -> str:
         name = f"{uuid.uuid4().hex}.{extension}"
-        write_atomically(self.directory / name, lambda temp: temp.write_bytes(data))
+        write_atomically(self.directory / name, lambda temp: _write(temp, data))
         return name
 
     def path(self, name: str) -> Path:
@@ -29,3 +29,7 @@ class PhotoFiles:
                 self.path(name).unlink(missing_ok=True)
             except OSError:
                 log.exception("could not delete photo file %s", name)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)

@@ -1,0 +1,68 @@
+"""The original app's routes, byte-for-byte in shape (register, model info)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from faceforge.api.deps import AdminAccess, ReadAccess, ServicesDep
+from faceforge.api.uploads import read_uploads
+from faceforge.domain.errors import ModelNotReadyError, RequestRejectedError
+from faceforge.domain.records import ModelVersion
+from faceforge.training.serialize import HEAD_FILE
+
+router = APIRouter(prefix="/gorillas/face-recognition/api/v1.0", tags=["legacy"])
+
+# What the original iOS app downloads, in order of preference (the Core ML file once it is exported).
+LEGACY_MODEL_FILES = ("model.mlmodel", HEAD_FILE)
+
+
+def _bad_request(message: str) -> JSONResponse:
+    return JSONResponse({"status": "failed", "error": "bad request", "message": message}, status_code=400)
+
+
+@router.post("/user/register", dependencies=[AdminAccess])
+def register(
+    services: ServicesDep,
+    name: Annotated[str | None, Form()] = None,
+    position: Annotated[str | None, Form()] = None,
+    photos: Annotated[list[UploadFile], File()] = [],  # noqa: B006 - FastAPI copies defaults per request
+) -> JSONResponse:
+    if not (name or "").strip():
+        return _bad_request("Name is required")
+    limits = services.settings.limits
+    try:
+        uploads = read_uploads(
+            photos, max_bytes=limits.max_file_bytes, max_count=limits.max_photos_per_request
+        )
+        result = services.people.register(name=name, position=position, external_id=None, uploads=uploads)
+    except RequestRejectedError as error:
+        return _bad_request(error.message)
+    assert result.person is not None
+    user = {"id": result.person.id, "name": result.person.name, "position": result.person.position}
+    return JSONResponse({"status": "success", "user": user})
+
+
+def _model_file(model: ModelVersion) -> str:
+    for name in LEGACY_MODEL_FILES:
+        if name in model.files:
+            return name
+    raise ModelNotReadyError("model is not ready")
+
+
+@router.get("/model/info", dependencies=[ReadAccess])
+def model_info(services: ServicesDep, request: Request) -> JSONResponse:
+    try:
+        model = services.models.current()
+        name = _model_file(model)
+    except ModelNotReadyError:
+        return JSONResponse({"status": "failed", "error": "model is not ready"}, status_code=400)
+    url = str(request.url_for("model_file", version=model.version, name=name))
+    users: list[dict[str, Any]] = [
+        {"id": p["id"], "name": p["name"], "position": p["position"]} for p in model.people
+    ]
+    return JSONResponse(
+        {"status": "success", "model": {"version": model.version, "url": url, "users": users}}
+    )
