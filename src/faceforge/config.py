@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACEFORGE_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Field(Path("~/.faceforge"), description="data, weights cache and model versions")
+    weights_cache: Path | None = Field(
+        None, description="where converted weights are cached (default: <home>/weights); may be shared"
+    )
     max_pixels: int = Field(40_000_000, ge=1, description="photos with more pixels are rejected undecoded")
     detector: DetectorSettings = Field(default_factory=lambda: DetectorSettings())
     workers: int = Field(2, ge=1, le=64, description="threads used for batch decode and detection")
@@ -73,7 +76,7 @@ class Settings(BaseSettings):
 
     @property
     def weights_dir(self) -> Path:
-        return self.home / "weights"
+        return self.weights_cache.expanduser() if self.weights_cache else self.home / "weights"
 
     @property
     def files_dir(self) -> Path:

@@ -1,0 +1,140 @@
+"""Register people over HTTP, wait for the version, identify held-out photos, strangers and non-faces."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from fastapi.testclient import TestClient
+
+from faceforge.evaluation.dataset import image_files
+from tests.api.conftest import photo_fields, wait_until_trained
+from tests.conftest import FACES, LFW10
+
+PEOPLE = ["Colin_Powell", "George_W_Bush", "Vladimir_Putin", "Jacques_Chirac"]
+
+
+def _register_people(client: TestClient) -> dict[str, int]:
+    ids = {}
+    for folder in PEOPLE:
+        photos = image_files(LFW10 / folder)[:5]
+        response = client.post(
+            "/api/v1/people",
+            data={"name": folder.replace("_", " "), "position": "statesman", "external_id": f"lfw-{folder}"},
+            files=photo_fields(photos),
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["name"] == folder.replace("_", " ") and body["position"] == "statesman"
+        assert [p["verdict"] for p in body["photos"]] == ["accepted"] * 5
+        assert body["training"] is not None
+        ids[folder] = body["id"]
+    return ids
+
+
+def test_register_train_and_identify(client: TestClient) -> None:
+    ids = _register_people(client)
+    status = wait_until_trained(client)
+    assert status["last_failure"] is None
+    current = client.get("/api/v1/models/current").json()
+    assert current["status"] == "ready" and current["is_current"]
+    assert sorted(p["id"] for p in current["people"]) == sorted(ids.values())
+    assert 0.3 < current["threshold"] < 0.9
+    assert current["metrics"]["method"] == "leave-one-out over enrolled photos"
+    assert current["metrics"]["top1"] >= 0.9
+
+    for folder in PEOPLE:
+        for held_out in image_files(LFW10 / folder)[5:8]:
+            result = client.post("/api/v1/identify", files={"photo": (held_out.name, held_out.read_bytes())}).json()
+            assert result["version"] == current["version"]
+            match = result["faces"][0]["match"]
+            assert match is not None and match["person_id"] == ids[folder], held_out.name
+            assert 0 < match["confidence"] <= 1 and match["similarity"] >= current["threshold"]
+
+    for stranger in image_files(FACES / "unknown_singles"):
+        faces = client.post("/api/v1/identify", files={"photo": (stranger.name, stranger.read_bytes())}).json()["faces"]
+        assert faces and faces[0]["match"] is None, stranger.name
+        assert len(faces[0]["candidates"]) == 3
+
+    for negative in image_files(FACES / "negatives"):
+        result = client.post("/api/v1/identify", files={"photo": (negative.name, negative.read_bytes())})
+        assert result.status_code == 200 and result.json()["faces"] == [], negative.name
+
+
+def test_version_files_are_checksummed_and_cacheable(client: TestClient) -> None:
+    _register_people(client)
+    wait_until_trained(client)
+    current = client.get("/api/v1/models/current").json()
+    version = current["version"]
+    manifest_response = client.get(f"/api/v1/models/{version}/files/manifest.json")
+    assert manifest_response.status_code == 200
+    manifest = json.loads(manifest_response.content)
+    assert manifest["crop"]["size"] == [160, 160] and manifest["labels"][0].endswith(")")
+    for name, entry in manifest["files"].items():
+        response = client.get(f"/api/v1/models/{version}/files/{name}")
+        assert response.status_code == 200
+        assert hashlib.sha256(response.content).hexdigest() == entry["sha256"] == current["files"][name]["sha256"]
+        assert int(response.headers["content-length"]) == entry["size"]
+        etag = response.headers["etag"]
+        assert etag == f'"{entry["sha256"]}"'
+        assert client.get(f"/api/v1/models/{version}/files/{name}", headers={"If-None-Match": etag}).status_code == 304
+        partial = client.get(f"/api/v1/models/{version}/files/{name}", headers={"Range": "bytes=0-9"})
+        assert partial.status_code == 206 and partial.content == response.content[:10]
+    labels = client.get(f"/api/v1/models/{version}/files/labels.txt").text.splitlines()
+    assert labels[-1] == "unknown" and len(labels) == len(PEOPLE) + 1
+    assert client.get(f"/api/v1/models/{version}/files/..%2Ffaceforge.db").status_code == 404
+    assert client.get(f"/api/v1/models/{version}/files/nope.bin").json()["error"]["code"] == "not_found"
+
+
+def test_delete_person_removes_everything_and_retrains(client: TestClient) -> None:
+    ids = _register_people(client)
+    wait_until_trained(client)
+    before = client.get("/api/v1/models/current").json()["version"]
+    photos_dir = client.app.state.services.settings.files_dir / "photos"  # type: ignore[attr-defined]
+    assert len(list(photos_dir.iterdir())) == 5 * len(PEOPLE)
+
+    assert client.delete(f"/api/v1/people/{ids['Colin_Powell']}").status_code == 204
+    assert client.get(f"/api/v1/people/{ids['Colin_Powell']}").status_code == 404
+    assert len(list(photos_dir.iterdir())) == 5 * (len(PEOPLE) - 1)
+    wait_until_trained(client)
+    after = client.get("/api/v1/models/current").json()
+    assert after["version"] > before
+    assert ids["Colin_Powell"] not in [p["id"] for p in after["people"]]
+    probe = image_files(LFW10 / "Colin_Powell")[6]
+    match = client.post("/api/v1/identify", files={"photo": (probe.name, probe.read_bytes())}).json()["faces"][0]["match"]
+    assert match is None
+
+
+def test_photos_can_be_added_listed_and_deleted(client: TestClient) -> None:
+    photos = image_files(LFW10 / "Tony_Blair")
+    person = client.post("/api/v1/people", data={"name": "Tony Blair"}).json()
+    assert person["photo_count"] == 0 and person["photos"] == [] and person["training"] is None
+    added = client.post(f"/api/v1/people/{person['id']}/photos", files=photo_fields(photos[:3]))
+    assert added.status_code == 201 and added.json()["photo_count"] == 3
+    listed = client.get(f"/api/v1/people/{person['id']}/photos").json()
+    assert [p["width"] for p in listed] == [250, 250, 250]
+    assert client.delete(f"/api/v1/people/{person['id']}/photos/{listed[0]['id']}").status_code == 204
+    assert client.get(f"/api/v1/people/{person['id']}").json()["photo_count"] == 2
+    assert client.delete(f"/api/v1/people/{person['id']}/photos/{listed[0]['id']}").status_code == 404
+    renamed = client.patch(f"/api/v1/people/{person['id']}", json={"position": "Prime Minister"}).json()
+    assert renamed["position"] == "Prime Minister" and renamed["training"] is not None
+    page = client.get("/api/v1/people", params={"limit": 1}).json()
+    assert page["total"] == 1 and page["items"][0]["id"] == person["id"]
+
+
+def test_activate_rolls_back_and_forward(client: TestClient) -> None:
+    first = image_files(LFW10 / "Hugo_Chavez")
+    client.post("/api/v1/people", data={"name": "Hugo Chavez"}, files=photo_fields(first[:4]))
+    wait_until_trained(client)
+    client.post("/api/v1/people", data={"name": "Ariel Sharon"}, files=photo_fields(image_files(LFW10 / "Ariel_Sharon")[:4]))
+    wait_until_trained(client)
+    versions = client.get("/api/v1/models").json()["items"]
+    assert [v["version"] for v in versions][:2] == [2, 1]
+    assert client.post("/api/v1/models/1/activate").json()["is_current"] is True
+    assert client.get("/api/v1/models/current").json()["version"] == 1
+    result = client.post("/api/v1/identify", files={"photo": ("p.jpg", first[5].read_bytes())}).json()
+    assert result["version"] == 1
+    explicit = client.post("/api/v1/identify", files={"photo": ("p.jpg", first[5].read_bytes())}, data={"version": "2"})
+    assert explicit.json()["version"] == 2
+    assert client.post("/api/v1/models/2/activate").status_code == 200
+    assert client.post("/api/v1/models/99/activate").status_code == 404
