@@ -45,14 +45,18 @@ def test_register_train_and_identify(client: TestClient) -> None:
 
     for folder in PEOPLE:
         for held_out in image_files(LFW10 / folder)[5:8]:
-            result = client.post("/api/v1/identify", files={"photo": (held_out.name, held_out.read_bytes())}).json()
+            result = client.post(
+                "/api/v1/identify", files={"photo": (held_out.name, held_out.read_bytes())}
+            ).json()
             assert result["version"] == current["version"]
             match = result["faces"][0]["match"]
             assert match is not None and match["person_id"] == ids[folder], held_out.name
             assert 0 < match["confidence"] <= 1 and match["similarity"] >= current["threshold"]
 
     for stranger in image_files(FACES / "unknown_singles"):
-        faces = client.post("/api/v1/identify", files={"photo": (stranger.name, stranger.read_bytes())}).json()["faces"]
+        faces = client.post(
+            "/api/v1/identify", files={"photo": (stranger.name, stranger.read_bytes())}
+        ).json()["faces"]
         assert faces and faces[0]["match"] is None, stranger.name
         assert len(faces[0]["candidates"]) == 3
 
@@ -73,11 +77,18 @@ def test_version_files_are_checksummed_and_cacheable(client: TestClient) -> None
     for name, entry in manifest["files"].items():
         response = client.get(f"/api/v1/models/{version}/files/{name}")
         assert response.status_code == 200
-        assert hashlib.sha256(response.content).hexdigest() == entry["sha256"] == current["files"][name]["sha256"]
+        assert (
+            hashlib.sha256(response.content).hexdigest()
+            == entry["sha256"]
+            == current["files"][name]["sha256"]
+        )
         assert int(response.headers["content-length"]) == entry["size"]
         etag = response.headers["etag"]
         assert etag == f'"{entry["sha256"]}"'
-        assert client.get(f"/api/v1/models/{version}/files/{name}", headers={"If-None-Match": etag}).status_code == 304
+        assert (
+            client.get(f"/api/v1/models/{version}/files/{name}", headers={"If-None-Match": etag}).status_code
+            == 304
+        )
         partial = client.get(f"/api/v1/models/{version}/files/{name}", headers={"Range": "bytes=0-9"})
         assert partial.status_code == 206 and partial.content == response.content[:10]
     labels = client.get(f"/api/v1/models/{version}/files/labels.txt").text.splitlines()
@@ -101,7 +112,9 @@ def test_delete_person_removes_everything_and_retrains(client: TestClient) -> No
     assert after["version"] > before
     assert ids["Colin_Powell"] not in [p["id"] for p in after["people"]]
     probe = image_files(LFW10 / "Colin_Powell")[6]
-    match = client.post("/api/v1/identify", files={"photo": (probe.name, probe.read_bytes())}).json()["faces"][0]["match"]
+    match = client.post("/api/v1/identify", files={"photo": (probe.name, probe.read_bytes())}).json()[
+        "faces"
+    ][0]["match"]
     assert match is None
 
 
@@ -126,7 +139,11 @@ def test_activate_rolls_back_and_forward(client: TestClient) -> None:
     first = image_files(LFW10 / "Hugo_Chavez")
     client.post("/api/v1/people", data={"name": "Hugo Chavez"}, files=photo_fields(first[:4]))
     wait_until_trained(client)
-    client.post("/api/v1/people", data={"name": "Ariel Sharon"}, files=photo_fields(image_files(LFW10 / "Ariel_Sharon")[:4]))
+    client.post(
+        "/api/v1/people",
+        data={"name": "Ariel Sharon"},
+        files=photo_fields(image_files(LFW10 / "Ariel_Sharon")[:4]),
+    )
     wait_until_trained(client)
     versions = client.get("/api/v1/models").json()["items"]
     assert [v["version"] for v in versions][:2] == [2, 1]
@@ -134,7 +151,9 @@ def test_activate_rolls_back_and_forward(client: TestClient) -> None:
     assert client.get("/api/v1/models/current").json()["version"] == 1
     result = client.post("/api/v1/identify", files={"photo": ("p.jpg", first[5].read_bytes())}).json()
     assert result["version"] == 1
-    explicit = client.post("/api/v1/identify", files={"photo": ("p.jpg", first[5].read_bytes())}, data={"version": "2"})
+    explicit = client.post(
+        "/api/v1/identify", files={"photo": ("p.jpg", first[5].read_bytes())}, data={"version": "2"}
+    )
     assert explicit.json()["version"] == 2
     assert client.post("/api/v1/models/2/activate").status_code == 200
     assert client.post("/api/v1/models/99/activate").status_code == 404
