@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest install bench clean
+.PHONY: run eval test lint typecheck pytest install bench clean
 
 $(STAMP): pyproject.toml requirements.lock requirements-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml requirements.lock requirements-nodeps.txt
 install: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/faceforge -v serve
+
+eval: $(STAMP)
 	$(BIN)/faceforge eval --dataset ../shared/faces/krasserm_lfw10 --enroll 5 --unknown ../shared/faces/unknown_singles --json
 
 lint: $(STAMP)
@@ -35,8 +38,10 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/enroll_throughput.py
-	$(BIN)/python bench/accuracy_vs_face_recognition.py
+	$(BIN)/python -m bench.enroll_throughput
+	$(BIN)/python -m bench.accuracy_vs_face_recognition
+	$(BIN)/python -m bench.register_to_ready
+	$(BIN)/python -m bench.api_load
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
