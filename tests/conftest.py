@@ -11,6 +11,9 @@ from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
 from faceforge.vision.pipeline import FacePipeline, PhotoError
 
+# Service fixtures (databases, app clients) are shared by tests/api and tests/export.
+pytest_plugins = ["tests.api.fixtures"]
+
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 LFW10 = FACES / "krasserm_lfw10"
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from faceforge.api.app import create_app
 from faceforge.config import LimitSettings, Settings
 from faceforge.evaluation.dataset import image_files
-from tests.api.conftest import photo_fields, service_settings, wait_until_trained
+from tests.api.fixtures import photo_fields, service_settings, wait_until_trained
 from tests.conftest import FACES, LFW10
 
 LEGACY = "/gorillas/face-recognition/api/v1.0"

@@ -8,7 +8,7 @@ import json
 from fastapi.testclient import TestClient
 
 from faceforge.evaluation.dataset import image_files
-from tests.api.conftest import photo_fields, wait_until_trained
+from tests.api.fixtures import photo_fields, wait_until_trained
 from tests.conftest import FACES, LFW10
 
 PEOPLE = ["Colin_Powell", "George_W_Bush", "Vladimir_Putin", "Jacques_Chirac"]

@@ -20,7 +20,7 @@ from faceforge.config import Settings, WorkerSettings
 from faceforge.db.engine import make_engine, make_sessionmaker
 from faceforge.evaluation.dataset import image_files
 from faceforge.worker.trainer import TrainingWorker
-from tests.api.conftest import photo_fields, service_settings, wait_for, wait_until_trained
+from tests.api.fixtures import photo_fields, service_settings, wait_for, wait_until_trained
 from tests.conftest import FACES, LFW10
 
 

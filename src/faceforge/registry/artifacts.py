@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from faceforge.domain.errors import NotFoundError
+from faceforge.weights.atomic import file_sha256
 
 MANIFEST = "manifest.json"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -31,7 +32,11 @@ def _fsync_path(path: Path) -> None:
 
 
 def write_version(
-    models_dir: Path, version: int, files: dict[str, bytes], manifest: dict[str, Any]
+    models_dir: Path,
+    version: int,
+    files: dict[str, bytes],
+    manifest: dict[str, Any],
+    shared: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Write ``files`` and the manifest for ``version``; returns ``{name: {sha256, size}}`` (manifest too)."""
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -48,6 +53,11 @@ def write_version(
                 handle.flush()
                 os.fsync(handle.fileno())
             listing[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        for name, source in (shared or {}).items():
+            if not _SAFE_NAME.match(name) or name in listing or name == MANIFEST:
+                raise ValueError(f"unsafe or duplicate artefact name {name!r}")
+            _link_or_copy(source, staging / name)
+            listing[name] = {"sha256": content_sha256(source), "size": source.stat().st_size}
         body = json.dumps({**manifest, "files": listing}, indent=2, sort_keys=True).encode()
         with (staging / MANIFEST).open("wb") as handle:
             handle.write(body)
@@ -64,6 +74,30 @@ def write_version(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Files shared by every version (the backbone) are hard-linked: one copy on disk, same bytes."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+        with target.open("rb") as handle:
+            os.fsync(handle.fileno())
+
+
+def content_sha256(path: Path) -> str:
+    """sha256 of a large immutable file, remembered beside it (``<name>.sha256``) after the first read."""
+    sidecar = path.with_name(path.name + ".sha256")
+    stat = path.stat()
+    stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+    if sidecar.exists():
+        recorded_stamp, _, digest = sidecar.read_text().partition(" ")
+        if recorded_stamp == stamp and len(digest) == 64:
+            return digest
+    digest = file_sha256(path)
+    sidecar.write_text(f"{stamp} {digest}")
+    return digest
 
 
 def version_file(models_dir: Path, version: int, name: str, listing: dict[str, Any]) -> Path:

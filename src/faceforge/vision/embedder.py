@@ -65,6 +65,16 @@ def export_embedding_onnx(net: FaceEmbeddingNet, target: Path) -> None:
     write_atomically(target, lambda temp: program.save(str(temp)))
 
 
+def embedding_onnx_path(weights_dir: Path) -> Path:
+    """The cached ONNX embedding graph, named after the source weights' digest; exported on first use."""
+    digest = file_sha256(facenet_graph_path())[:16]
+    target = weights_dir / f"{EMBEDDER_NAME}-{digest}.onnx"
+    if not target.exists():
+        log.info("exporting the embedding network to %s (once)", target)
+        export_embedding_onnx(build_embedding_net(weights_dir), target)
+    return target
+
+
 class FaceEmbedder:
     """Embeds ``(N, 160, 160, 3)`` uint8 RGB crops into ``(N, 512)`` float32 unit vectors."""
 
@@ -86,16 +96,7 @@ class FaceEmbedder:
             if self.runtime is EmbedderRuntime.TORCH and self._torch is None:
                 self._torch = build_embedding_net(self.weights_dir)
             elif self.runtime is EmbedderRuntime.ONNX and self._onnx is None:
-                self._onnx = OnnxSession(self._onnx_path(), threads=self.threads)
-
-    def _onnx_path(self) -> Path:
-        """The cached ONNX export, named after the source weights' digest; exported on first use."""
-        digest = file_sha256(facenet_graph_path())[:16]
-        target = self.weights_dir / f"{EMBEDDER_NAME}-{digest}.onnx"
-        if not target.exists():
-            log.info("exporting the embedding network to %s (once)", target)
-            export_embedding_onnx(build_embedding_net(self.weights_dir), target)
-        return target
+                self._onnx = OnnxSession(embedding_onnx_path(self.weights_dir), threads=self.threads)
 
     def embed(self, crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         if crops.ndim != 4 or crops.shape[1:] != (CROP_SIZE, CROP_SIZE, 3):

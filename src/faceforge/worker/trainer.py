@@ -25,6 +25,7 @@ from faceforge.config import Settings
 from faceforge.db import people_store, training_store
 from faceforge.domain.errors import FaceforgeError
 from faceforge.domain.records import TrainingClaim
+from faceforge.export.version_exports import UNKNOWN_LABEL, OnnxExporter, VersionExports
 from faceforge.registry.artifacts import write_version
 from faceforge.training.head import fit_head, leave_one_out_metrics
 from faceforge.training.serialize import HEAD_FILE, head_bytes
@@ -55,6 +56,7 @@ class TrainingWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = threading.Event()
         self.stop = threading.Event()
+        self.onnx_exporter = OnnxExporter(settings.weights_dir)
 
     def run_forever(self) -> None:
         log.info("training worker %s started", self.worker_id)
@@ -142,14 +144,19 @@ class TrainingWorker:
             }
             for i, label in enumerate(head.labels)
         ]
+        exports = VersionExports()
+        self._stage(claim, 0.6, "exporting")
+        self.onnx_exporter.export(head, exports)
         manifest = self._manifest(
             claim, head.labels, roster, head.threshold, head.scale, head.calibration.as_dict(), metrics
         )
+        manifest.update(exports.manifest)
         files = {
             HEAD_FILE: head_bytes(head),
-            "labels.txt": ("\n".join([*head.labels, "unknown"]) + "\n").encode(),
+            "labels.txt": ("\n".join([*head.labels, UNKNOWN_LABEL]) + "\n").encode(),
+            **exports.files,
         }
-        listing = write_version(self.settings.models_dir, claim.version, files, manifest)
+        listing = write_version(self.settings.models_dir, claim.version, files, manifest, exports.shared)
         metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 3)}
         pause = self.settings.worker.pause_before_publish_seconds
         if pause:
@@ -188,7 +195,7 @@ class TrainingWorker:
             "embedder": {"name": EMBEDDER_NAME, "dimension": EMBEDDING_SIZE},
             "crop": crop_contract(),
             "labels": labels,
-            "unknown_label": "unknown",
+            "unknown_label": UNKNOWN_LABEL,
             "people": roster,
             "threshold": threshold,
             "scale": scale,

@@ -1,0 +1,1 @@
+"""On-device model files, all derived from the same PyTorch embedding network and recognition head."""

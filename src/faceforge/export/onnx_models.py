@@ -1,0 +1,83 @@
+"""ONNX files for a model version: the shared backbone, a per-version head, and the fused model.
+
+- backbone: ``face`` ``(N, 3, 160, 160)`` float32 RGB 0-255 (the crop contract) -> ``embedding``
+  ``(N, 512)`` unit vectors. It is the server's own embedding graph (exported once from our PyTorch
+  module) and is identical for every version, so apps download it once (same sha256).
+- head: ``embedding`` -> ``probabilities`` ``(N, C + 1)``: ``softmax(E @ W + b)`` where the first C
+  columns of ``W`` are ``scale`` x the class prototypes and the last column is zero with bias
+  ``scale x threshold`` -- the unknown decision baked in: argmax is "unknown" exactly when no class
+  reaches the threshold.
+- fused: backbone and head composed into one graph, ``face`` -> ``probabilities``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import TensorProto, compose, helper, numpy_helper
+
+from faceforge.training.head import RecognitionHead
+
+OPSET = 18
+HEAD_PREFIX = "head_"
+
+
+def head_affine(head: RecognitionHead) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """``(W, b)`` with ``W`` of shape ``(D, C + 1)``: logits = ``E @ W + b``, unknown last."""
+    classes, dimension = head.prototypes.shape
+    weights = np.zeros((dimension, classes + 1), np.float32)
+    weights[:, :classes] = head.scale * head.prototypes.T
+    bias = np.zeros(classes + 1, np.float32)
+    bias[classes] = head.scale * head.threshold
+    return weights, bias
+
+
+def head_model(
+    head: RecognitionHead, *, opset: int = OPSET, ir_version: int | None = None
+) -> onnx.ModelProto:
+    weights, bias = head_affine(head)
+    classes = weights.shape[1]
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["embedding", "head_weights"], ["head_scores"]),
+            helper.make_node("Add", ["head_scores", "head_bias"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "faceforge_head",
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", weights.shape[0]])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])],
+        initializer=[
+            numpy_helper.from_array(weights, "head_weights"),
+            numpy_helper.from_array(bias, "head_bias"),
+        ],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="faceforge"
+    )
+    if ir_version is not None:  # composing with the backbone needs the same IR version
+        model.ir_version = ir_version
+    onnx.checker.check_model(model)
+    return model
+
+
+def fused_model(backbone: onnx.ModelProto, head: onnx.ModelProto) -> onnx.ModelProto:
+    """``face`` -> ``probabilities``: the backbone's ``embedding`` feeds the head."""
+    prefixed = compose.add_prefix(head, prefix=HEAD_PREFIX)
+    fused = compose.merge_models(
+        backbone,
+        prefixed,
+        io_map=[("embedding", f"{HEAD_PREFIX}embedding")],
+        outputs=[f"{HEAD_PREFIX}probabilities"],
+        producer_name="faceforge",
+    )
+    output = fused.graph.output[0]
+    # Keep the public output name stable for apps.
+    for node in fused.graph.node:
+        node.output[:] = ["probabilities" if name == output.name else name for name in node.output]
+    output.name = "probabilities"
+    return fused
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    return int(next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")))
