@@ -33,8 +33,9 @@ def test_fused_and_split_onnx_match_the_server(client: TestClient, pipeline: Fac
     def download(name: str) -> bytes:
         response = client.get(f"/api/v1/models/{version}/files/{name}")
         assert response.status_code == 200
-        assert hashlib.sha256(response.content).hexdigest() == current["files"][name]["sha256"]
-        return response.content
+        content: bytes = response.content
+        assert hashlib.sha256(content).hexdigest() == current["files"][name]["sha256"]
+        return content
 
     manifest = json.loads(download("manifest.json"))
     assert manifest["variants"]["onnx_fused"]["files"] == ["model.onnx"]
