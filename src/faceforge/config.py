@@ -45,6 +45,9 @@ class WorkerSettings(BaseSettings):
     stale_after_seconds: float = Field(
         30.0, gt=0, description="a training whose worker has been silent this long is taken over"
     )
+    keep_versions: int = Field(
+        10, ge=1, description="ready versions kept on disk; older ones are pruned (their files deleted)"
+    )
     pause_before_publish_seconds: float = Field(
         0.0, ge=0, description="fault-injection knob for crash tests: sleep before publishing a version"
     )

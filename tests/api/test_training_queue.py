@@ -45,7 +45,8 @@ def test_thirty_parallel_registrations(client: TestClient) -> None:
     assert client.get("/api/v1/people").json()["total"] == 30
     wait_until_trained(client)
     versions = sorted(client.get("/api/v1/models").json()["items"], key=lambda v: v["version"])
-    assert all(v["status"] == "ready" for v in versions)
+    assert all(v["status"] in {"ready", "pruned"} for v in versions)  # older ones pruned by retention
+    assert versions[-1]["status"] == "ready"
     assert len(versions) < 30  # requests made while a training ran were coalesced
     for earlier, later in pairwise(versions):
         assert earlier["finished_at"] <= later["created_at"], "two trainings overlapped"

@@ -178,6 +178,32 @@ def fail_training(
     _clear_running(state)
 
 
+PRUNED_MESSAGE = "pruned by the retention policy (FACEFORGE_WORKER__KEEP_VERSIONS); its files are deleted"
+
+
+def prune_versions(session: Session, *, keep: int) -> list[int]:
+    """Mark every ready version except the current one and the newest ``keep`` as pruned.
+
+    Returns those versions plus failed ones, whose directories (if any) the caller deletes after
+    commit: rows first, so nothing is offered for download while its files go.
+    """
+    current = _state(session, lock=True).current_version
+    ready = list(
+        session.scalars(
+            select(ModelVersionRow)
+            .where(ModelVersionRow.status == VersionStatus.READY)
+            .order_by(ModelVersionRow.version.desc())
+        )
+    )
+    pruned = [row for row in ready[keep:] if row.version != current]
+    for row in pruned:
+        row.status, row.status_message = VersionStatus.PRUNED, PRUNED_MESSAGE
+    failed = session.scalars(
+        select(ModelVersionRow.version).where(ModelVersionRow.status == VersionStatus.FAILED)
+    )
+    return sorted({row.version for row in pruned} | set(failed))
+
+
 def list_versions(session: Session) -> list[ModelVersion]:
     current = _state(session, lock=False).current_version
     rows = session.scalars(select(ModelVersionRow).order_by(ModelVersionRow.version.desc()))

@@ -37,6 +37,7 @@ class VersionStatus(StrEnum):
     BUILDING = "building"
     READY = "ready"
     FAILED = "failed"
+    PRUNED = "pruned"  # was ready; its files were deleted by the retention policy
 
 
 @dataclass(frozen=True, slots=True)

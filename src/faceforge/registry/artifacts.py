@@ -76,6 +76,12 @@ def write_version(
         raise
 
 
+def delete_versions(models_dir: Path, versions: list[int]) -> None:
+    """Remove the directories of versions no longer served (missing ones are fine)."""
+    for version in versions:
+        shutil.rmtree(models_dir / str(version), ignore_errors=True)
+
+
 def _link_or_copy(source: Path, target: Path) -> None:
     """Files shared by every version (the backbone) are hard-linked: one copy on disk, same bytes."""
     try:

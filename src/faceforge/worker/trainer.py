@@ -26,7 +26,7 @@ from faceforge.db import people_store, training_store
 from faceforge.domain.errors import FaceforgeError
 from faceforge.domain.records import TrainingClaim
 from faceforge.export.version_exports import UNKNOWN_LABEL, OnnxExporter, VersionExports
-from faceforge.registry.artifacts import write_version
+from faceforge.registry.artifacts import delete_versions, write_version
 from faceforge.training.head import fit_head, leave_one_out_metrics
 from faceforge.training.serialize import HEAD_FILE, head_bytes
 from faceforge.vision.crop import crop_contract
@@ -176,6 +176,9 @@ class TrainingWorker:
             )
         if not published:
             raise TrainingLost
+        with self.sessions.begin() as session:
+            stale = training_store.prune_versions(session, keep=self.settings.worker.keep_versions)
+        delete_versions(self.settings.models_dir, stale)
         log.info("version %d ready: %d people, %.2fs", claim.version, len(roster), metrics["train_seconds"])
 
     def _manifest(

@@ -1,0 +1,39 @@
+"""Old versions are pruned: the newest N ready versions keep their files, older ones are deleted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from faceforge.api.app import create_app
+from faceforge.config import Settings, WorkerSettings
+from faceforge.evaluation.dataset import image_files
+from tests.api.fixtures import photo_fields, service_settings, wait_until_trained
+from tests.conftest import LFW10
+
+PEOPLE = ["Colin_Powell", "Tony_Blair", "Hugo_Chavez", "Ariel_Sharon"]
+
+
+def test_only_the_newest_versions_keep_their_files(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    worker = WorkerSettings(poll_seconds=0.1, heartbeat_seconds=0.3, keep_versions=2)
+    app_settings = service_settings(tmp_path, database_url, settings, worker=worker)
+    with TestClient(create_app(app_settings)) as client:
+        for folder in PEOPLE:  # one version per registration: wait for each before the next
+            client.post(
+                "/api/v1/people", data={"name": folder}, files=photo_fields(image_files(LFW10 / folder)[:3])
+            )
+            wait_until_trained(client)
+        versions = {v["version"]: v for v in client.get("/api/v1/models").json()["items"]}
+        assert sorted(versions) == [1, 2, 3, 4]
+        assert [versions[v]["status"] for v in (1, 2, 3, 4)] == ["pruned", "pruned", "ready", "ready"]
+        assert "retention policy" in versions[1]["status_message"]
+        models_dir = app_settings.models_dir
+        assert not (models_dir / "1").exists() and not (models_dir / "2").exists()
+        assert (models_dir / "3" / "model.onnx").is_file() and (models_dir / "4" / "model.onnx").is_file()
+        assert client.get("/api/v1/models/1/files/manifest.json").status_code == 404
+        assert client.post("/api/v1/models/1/activate").status_code == 409
+        assert client.post("/api/v1/models/3/activate").status_code == 200
+        assert client.get("/api/v1/models/current").json()["version"] == 3
