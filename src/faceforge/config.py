@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from faceforge.export.formats import ExportFormat, parse_formats
+
 
 class DetectorSettings(BaseSettings):
     """MTCNN detection settings (``FACEFORGE_DETECTOR__MIN_FACE_SIZE`` and so on)."""
@@ -45,12 +47,26 @@ class WorkerSettings(BaseSettings):
     stale_after_seconds: float = Field(
         30.0, gt=0, description="a training whose worker has been silent this long is taken over"
     )
+    formats: str = Field(
+        "onnx,coreml,tflite",
+        description="comma-separated on-device formats every version gets (onnx is always included)",
+    )
     keep_versions: int = Field(
-        10, ge=1, description="ready versions kept on disk; older ones are pruned (their files deleted)"
+        5, ge=1, description="ready versions kept on disk; older ones are pruned (their files deleted)"
     )
     pause_before_publish_seconds: float = Field(
         0.0, ge=0, description="fault-injection knob for crash tests: sleep before publishing a version"
     )
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: str) -> str:
+        parse_formats(value)
+        return value
+
+    @property
+    def export_formats(self) -> tuple[ExportFormat, ...]:
+        return parse_formats(self.formats)
 
 
 class Settings(BaseSettings):

@@ -1,28 +1,41 @@
-"""The on-device files of one model version, built from the cached backbone and the version's head.
+"""The on-device files of one model version, built from cached backbones and the version's head.
 
-Every file is verified before the version may be published: the fused graph must reproduce
-backbone + head on a probe batch, otherwise the export raises and the version fails.
+Every file is verified before the version may be published -- fused models must reproduce
+backbone + head on a probe batch, Core ML specs must pass ``classifier_problems`` -- otherwise the
+export raises ``ExportError`` and the version fails with the reason; the previous version stays.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
 from faceforge.domain.errors import FaceforgeError
-from faceforge.export.onnx_models import fused_model, head_model, opset_of
+from faceforge.export import coreml_models, tflite_models
+from faceforge.export.coreml_checks import classifier_problems
+from faceforge.export.device_backbones import DeviceBackboneCache
+from faceforge.export.formats import ExportFormat
+from faceforge.export.onnx_models import fused_model, head_affine, head_model, opset_of
 from faceforge.training.head import RecognitionHead
-from faceforge.vision.crop import CROP_SIZE
+from faceforge.vision.crop import CROP_SIZE, PIXEL_MEAN, PIXEL_SCALE
 from faceforge.vision.embedder import embedding_onnx_path
 
 PARITY_TOLERANCE = 1e-4
 UNKNOWN_LABEL = "unknown"
+LABELS_FILE = "labels.txt"
+PROBE_SEED = 0
+PROBE_COUNT = 2
+
+FloatArray = npt.NDArray[np.float32]
 
 
 class ExportError(FaceforgeError):
@@ -34,15 +47,41 @@ class VersionExports:
     files: dict[str, bytes] = field(default_factory=dict)
     shared: dict[str, Path] = field(default_factory=dict)  # identical for every version: hard-linked
     manifest: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add_variant(self, name: str, **description: Any) -> None:
+        self.manifest.setdefault("variants", {})[name] = description
+
+
+class FormatExporter(Protocol):
+    def export(self, head: RecognitionHead, into: VersionExports) -> None: ...
+
+
+def device_labels(head: RecognitionHead) -> list[str]:
+    """One label per output index of every exported model: the people, then ``unknown``."""
+    return [*head.labels, UNKNOWN_LABEL]
+
+
+def probe_faces() -> npt.NDArray[np.float32]:
+    """A fixed ``(2, 3, 160, 160)`` 0-255 batch used to check that fused models equal their parts."""
+    shape = (PROBE_COUNT, 3, CROP_SIZE, CROP_SIZE)
+    return np.random.default_rng(PROBE_SEED).uniform(0, 255, shape).astype(np.float32)
+
+
+def _check_parity(what: str, actual: FloatArray, expected: FloatArray) -> None:
+    difference = float(np.abs(actual - expected).max()) if actual.shape == expected.shape else float("inf")
+    if difference > PARITY_TOLERANCE:
+        raise ExportError(f"{what} does not reproduce backbone + head (max difference {difference:.2e})")
 
 
 class OnnxExporter:
-    """Builds ``backbone.onnx`` (shared), ``head.onnx`` and ``model.onnx`` (fused) for a version."""
+    """``backbone.onnx`` (shared, the server's own embedding graph), ``head.onnx``, ``model.onnx`` (fused)."""
 
     def __init__(self, weights_dir: Path) -> None:
         self.weights_dir = weights_dir
         self._lock = threading.Lock()
         self._backbone: tuple[Path, onnx.ModelProto, ort.InferenceSession] | None = None
+        self._probe_embeddings: FloatArray | None = None
 
     def _load_backbone(self) -> tuple[Path, onnx.ModelProto, ort.InferenceSession]:
         with self._lock:
@@ -53,11 +92,20 @@ class OnnxExporter:
                 self._backbone = (path, model, session)
             return self._backbone
 
+    def probe_embeddings(self) -> FloatArray:
+        """The server's embeddings of ``probe_faces()``: the reference every format is held to."""
+        if self._probe_embeddings is None:
+            _, _, session = self._load_backbone()
+            self._probe_embeddings = np.asarray(session.run(None, {"face": probe_faces()})[0], np.float32)
+        return self._probe_embeddings
+
     def export(self, head: RecognitionHead, into: VersionExports) -> None:
-        path, backbone, backbone_session = self._load_backbone()
+        path, backbone, _ = self._load_backbone()
         head_graph = head_model(head, opset=opset_of(backbone), ir_version=backbone.ir_version)
         fused = fused_model(backbone, head_graph).SerializeToString()
-        self._verify(fused, backbone_session, head)
+        session = ort.InferenceSession(fused, providers=["CPUExecutionProvider"])
+        expected = head.probabilities(self.probe_embeddings())
+        _check_parity("model.onnx", session.run(None, {"face": probe_faces()})[0], expected)
         into.files["head.onnx"] = head_graph.SerializeToString()
         into.files["model.onnx"] = fused
         into.shared["backbone.onnx"] = path
@@ -73,26 +121,200 @@ class OnnxExporter:
             "output": {
                 "name": "probabilities",
                 "shape": ["batch", len(head.labels) + 1],
-                "labels": [*head.labels, UNKNOWN_LABEL],
+                "labels": device_labels(head),
             },
             "embedding": {"name": "embedding", "shape": ["batch", head.prototypes.shape[1]]},
         }
-        variants = into.manifest.setdefault("variants", {})
-        variants["onnx_fused"] = {"files": ["model.onnx"], "input": "face", "output": "probabilities"}
-        variants["onnx_split"] = {
-            "files": ["backbone.onnx", "head.onnx"],
-            "pipeline": "backbone.onnx(face) -> embedding -> head.onnx(embedding) -> probabilities",
-            "note": "backbone.onnx is the same file (same sha256) in every version: download it once",
-        }
+        into.add_variant("onnx_fused", files=["model.onnx"], input="face", output="probabilities")
+        into.add_variant(
+            "onnx_split",
+            files=["backbone.onnx", "head.onnx"],
+            pipeline="backbone.onnx(face) -> embedding -> head.onnx(embedding) -> probabilities",
+            note="backbone.onnx is the same file (same sha256) in every version: download it once",
+        )
 
-    @staticmethod
-    def _verify(fused: bytes, backbone: ort.InferenceSession, head: RecognitionHead) -> None:
-        probe = np.random.default_rng(0).uniform(0, 255, (2, 3, CROP_SIZE, CROP_SIZE)).astype(np.float32)
-        expected = head.probabilities(backbone.run(None, {"face": probe})[0])
-        session = ort.InferenceSession(fused, providers=["CPUExecutionProvider"])
-        actual = session.run(None, {"face": probe})[0]
-        difference = float(np.abs(actual - expected).max())
-        if actual.shape != expected.shape or difference > PARITY_TOLERANCE:
-            raise ExportError(
-                f"model.onnx does not reproduce backbone + head (max difference {difference:.2e})"
+
+class CoreMLExporter:
+    """``model.mlmodel`` (NeuralNetwork classifier), ``model.mlpackage.zip`` (ML Program), and the
+    split files ``backbone.mlmodel`` (shared) + ``head.mlmodel``, also composed as ``pipeline.mlmodel``."""
+
+    def __init__(self, backbones: DeviceBackboneCache) -> None:
+        self.backbones = backbones
+
+    def export(self, head: RecognitionHead, into: VersionExports) -> None:
+        paths = self.backbones.coreml()
+        labels = device_labels(head)
+        weights, bias = head_affine(head)
+        backbone = coreml_models.load_spec(paths.coreml.read_bytes())
+        head_spec = coreml_models.head_spec(weights, bias, labels)
+        fused = coreml_models.fused_classifier_spec(backbone, head_spec)
+        pipeline = coreml_models.pipeline_spec(backbone, head_spec)
+        program_backbone = coreml_models.load_spec(
+            (paths.coreml_program / "Data/com.apple.CoreML/model.mlmodel").read_bytes()
+        )
+        head_program = coreml_models.head_program(weights, bias, labels)
+        program = coreml_models.fused_program_spec(
+            program_backbone, head_program.get_spec(), Path(head_program.weights_dir)
+        )
+        for name, spec in (
+            ("model.mlmodel", fused),
+            ("pipeline.mlmodel", pipeline),
+            ("model.mlpackage.zip", program),
+        ):
+            problems = classifier_problems(spec, labels)
+            if problems:
+                raise ExportError(f"{name} is not a valid classifier: {'; '.join(problems)}")
+        into.files["model.mlmodel"] = fused.SerializeToString()
+        into.files["pipeline.mlmodel"] = pipeline.SerializeToString()
+        into.files["head.mlmodel"] = head_spec.SerializeToString()
+        into.files["model.mlpackage.zip"] = coreml_models.ml_program_package(program, paths.coreml_program)
+        into.shared["backbone.mlmodel"] = paths.coreml
+        into.manifest["coreml"] = {
+            "input": {
+                "name": coreml_models.IMAGE_INPUT,
+                "type": "image",
+                "width": CROP_SIZE,
+                "height": CROP_SIZE,
+                "colour": "RGB",
+                "preprocessing": {"scale": 1 / PIXEL_SCALE, "bias": -PIXEL_MEAN / PIXEL_SCALE},
+            },
+            "outputs": {
+                coreml_models.CLASS_LABEL: "string: the best label (a person, or unknown)",
+                coreml_models.CLASS_PROBABILITIES: "dictionary label -> probability",
+            },
+            "labels": labels,
+            "weights": "float16",
+        }
+        into.add_variant(
+            "coreml_neuralnetwork",
+            files=["model.mlmodel"],
+            note="compile on the device with MLModel.compileModel",
+        )
+        into.add_variant(
+            "coreml_mlprogram",
+            files=["model.mlpackage.zip"],
+            minimum_deployment_target=coreml_models.ML_PROGRAM_TARGET,
+            note="unzip to model.mlpackage, then compile",
+        )
+        into.add_variant(
+            "coreml_split",
+            files=["backbone.mlmodel", "head.mlmodel"],
+            pipeline="backbone.mlmodel(image) -> embedding -> head.mlmodel(embedding) -> classLabel(Probs)",
+            composed="pipeline.mlmodel",
+            note="backbone.mlmodel is the same file (same sha256) in every version: download it once",
+        )
+
+
+class TfliteExporter:
+    """``model.tflite`` (fp32), ``model_int8.tflite`` (dynamic-range int8), ``head.tflite``, and the
+    shared ``backbone.tflite`` / ``backbone_int8.tflite``. ``labels.txt`` names the output indices."""
+
+    def __init__(self, backbones: DeviceBackboneCache, reference: Callable[[], FloatArray]) -> None:
+        self.backbones = backbones
+        self.reference = reference  # the server's embeddings of probe_faces()
+        self._int8_probe: FloatArray | None = None
+
+    def export(self, head: RecognitionHead, into: VersionExports) -> None:
+        paths = self.backbones.tflite()
+        weights, bias = head_affine(head)
+        head_bytes = tflite_models.write_model(tflite_models.head_model(weights, bias))
+        fused = tflite_models.write_model(
+            tflite_models.fuse(
+                tflite_models.read_model(paths.tflite.read_bytes()), tflite_models.read_model(head_bytes)
             )
+        )
+        fused_int8 = tflite_models.write_model(
+            tflite_models.fuse(
+                tflite_models.read_model(paths.tflite_int8.read_bytes()), tflite_models.read_model(head_bytes)
+            )
+        )
+        probe = probe_faces().transpose(0, 2, 3, 1)
+        _check_parity("model.tflite", run_tflite(fused, probe), head.probabilities(self.reference()))
+        _check_parity(
+            "head.tflite", run_tflite(head_bytes, self.reference()), head.probabilities(self.reference())
+        )
+        if self._int8_probe is None:
+            self._int8_probe = run_tflite(paths.tflite_int8.read_bytes(), probe)
+        _check_parity(
+            "model_int8.tflite", run_tflite(fused_int8, probe), head.probabilities(self._int8_probe)
+        )
+        into.files["model.tflite"] = fused
+        into.files["model_int8.tflite"] = fused_int8
+        into.files["head.tflite"] = head_bytes
+        into.shared["backbone.tflite"] = paths.tflite
+        into.shared["backbone_int8.tflite"] = paths.tflite_int8
+        into.manifest["tflite"] = {
+            "input": {
+                "name": tflite_models.FACE_INPUT,
+                "shape": [1, CROP_SIZE, CROP_SIZE, 3],
+                "layout": "NHWC",
+                "dtype": "float32",
+                "range": [0, 255],
+                "colour": "RGB",
+            },
+            "output": {"name": tflite_models.PROBABILITIES, "shape": [1, len(head.labels) + 1]},
+            "signature": tflite_models.SIGNATURE_KEY,
+            "labels_file": LABELS_FILE,
+        }
+        into.add_variant("tflite_fused", files=["model.tflite", LABELS_FILE], precision="float32")
+        into.add_variant(
+            "tflite_int8",
+            files=["model_int8.tflite", LABELS_FILE],
+            precision="int8 weights, float32 activations",
+        )
+        for name, backbone in (
+            ("tflite_split", "backbone.tflite"),
+            ("tflite_int8_split", "backbone_int8.tflite"),
+        ):
+            into.add_variant(
+                name,
+                files=[backbone, "head.tflite", LABELS_FILE],
+                pipeline=f"{backbone}(face) -> embedding -> head.tflite(embedding) -> probabilities",
+                note=f"{backbone} is the same file (same sha256) in every version: download it once",
+            )
+
+
+def run_tflite(model: bytes, batch: FloatArray) -> FloatArray:
+    """Run a single-input TFLite model over ``batch`` one row at a time (the models take batch 1)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model, num_threads=2)
+    runner = interpreter.get_signature_runner(tflite_models.SIGNATURE_KEY)
+    (input_name,) = runner.get_input_details()
+    (output_name,) = runner.get_output_details()
+    rows = [runner(**{input_name: row[None]})[output_name] for row in batch]
+    return np.concatenate(rows).astype(np.float32)
+
+
+class VersionExporter:
+    """Builds every requested format for a version; each format's build time lands in ``seconds``."""
+
+    def __init__(self, weights_dir: Path, formats: tuple[ExportFormat, ...] = tuple(ExportFormat)) -> None:
+        self.formats = formats
+        self.onnx = OnnxExporter(weights_dir)
+        self.backbones = DeviceBackboneCache(weights_dir)
+        self.coreml = CoreMLExporter(self.backbones)
+        self.tflite = TfliteExporter(self.backbones, self.onnx.probe_embeddings)
+
+    def prepare(self) -> None:
+        """Convert any missing backbone now (worker start-up), not during the first training."""
+        if ExportFormat.COREML in self.formats:
+            self.backbones.coreml()
+        if ExportFormat.TFLITE in self.formats:
+            self.backbones.tflite()
+
+    def export(
+        self, head: RecognitionHead, formats: tuple[ExportFormat, ...] | None = None
+    ) -> VersionExports:
+        exports = VersionExports()
+        exporters: dict[ExportFormat, FormatExporter] = {
+            ExportFormat.ONNX: self.onnx,
+            ExportFormat.COREML: self.coreml,
+            ExportFormat.TFLITE: self.tflite,
+        }
+        for export_format in formats or self.formats:
+            started = time.perf_counter()
+            exporters[export_format].export(head, exports)
+            exports.seconds[export_format.value] = round(time.perf_counter() - started, 3)
+        exports.files[LABELS_FILE] = ("\n".join(device_labels(head)) + "\n").encode()
+        return exports

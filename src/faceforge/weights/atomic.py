@@ -34,6 +34,13 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
         os.close(directory)
 
 
+def write_bytes_atomically(target: Path, data: bytes) -> None:
+    def write(temp: Path) -> None:
+        temp.write_bytes(data)
+
+    write_atomically(target, write)
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

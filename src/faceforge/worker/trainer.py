@@ -25,7 +25,7 @@ from faceforge.config import Settings
 from faceforge.db import people_store, training_store
 from faceforge.domain.errors import FaceforgeError
 from faceforge.domain.records import TrainingClaim
-from faceforge.export.version_exports import UNKNOWN_LABEL, OnnxExporter, VersionExports
+from faceforge.export.version_exports import UNKNOWN_LABEL, VersionExporter
 from faceforge.registry.artifacts import delete_versions, write_version
 from faceforge.training.head import fit_head, leave_one_out_metrics
 from faceforge.training.serialize import HEAD_FILE, head_bytes
@@ -56,10 +56,14 @@ class TrainingWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = threading.Event()
         self.stop = threading.Event()
-        self.onnx_exporter = OnnxExporter(settings.weights_dir)
+        self.exporter = VersionExporter(settings.weights_dir, settings.worker.export_formats)
 
     def run_forever(self) -> None:
         log.info("training worker %s started", self.worker_id)
+        try:
+            self.exporter.prepare()
+        except Exception:  # each training retries the conversion and fails with the reason
+            log.exception("could not convert the on-device backbones")
         while not self.stop.is_set():
             try:
                 worked = self.run_once()
@@ -144,16 +148,15 @@ class TrainingWorker:
             }
             for i, label in enumerate(head.labels)
         ]
-        exports = VersionExports()
         self._stage(claim, 0.6, "exporting")
-        self.onnx_exporter.export(head, exports)
+        exports = self.exporter.export(head)
+        metrics = {**metrics, "export_seconds": exports.seconds}
         manifest = self._manifest(
             claim, head.labels, roster, head.threshold, head.scale, head.calibration.as_dict(), metrics
         )
         manifest.update(exports.manifest)
         files = {
             HEAD_FILE: head_bytes(head),
-            "labels.txt": ("\n".join([*head.labels, UNKNOWN_LABEL]) + "\n").encode(),
             **exports.files,
         }
         listing = write_version(self.settings.models_dir, claim.version, files, manifest, exports.shared)

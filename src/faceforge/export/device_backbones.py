@@ -1,0 +1,119 @@
+"""On-device backbones (face crop -> embedding), converted once per backbone and cached.
+
+Converting the embedding network to Core ML or TFLite takes seconds to tens of seconds, far more than
+a version may spend, so it happens once: the files live under ``<weights>/device/``, in a directory
+named after the embedder and the digest of its source weights (plus a format revision), and every
+version links to them. Building is serialised across threads and processes by a file lock, and
+each file appears atomically, so a half-converted backbone is never read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from faceforge.export import coreml_models, tflite_models
+from faceforge.export.device_network import DeviceEmbeddingNet
+from faceforge.vision.embedder import EMBEDDER_NAME
+from faceforge.weights.atomic import file_sha256, write_bytes_atomically
+from faceforge.weights.facenet_weights import facenet_graph_path, load_facenet
+
+log = logging.getLogger(__name__)
+
+# Bump when the conversion changes, so caches made by older code are not reused.
+DEVICE_FORMAT_REVISION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceBackbones:
+    coreml: Path  # NeuralNetwork .mlmodel, fp16 weights, image input
+    coreml_program: Path  # .mlpackage directory, ML Program, fp16
+    tflite: Path  # fp32, NHWC 0-255 input
+    tflite_int8: Path  # dynamic-range int8 weights
+
+
+class DeviceBackboneCache:
+    def __init__(self, weights_dir: Path) -> None:
+        self.weights_dir = weights_dir
+        self._lock = threading.Lock()
+        self._digest: str | None = None
+
+    @property
+    def directory(self) -> Path:
+        if self._digest is None:
+            self._digest = file_sha256(facenet_graph_path())[:16]
+        digest = self._digest
+        return self.weights_dir / "device" / f"{EMBEDDER_NAME}-{digest}-r{DEVICE_FORMAT_REVISION}"
+
+    def paths(self) -> DeviceBackbones:
+        root = self.directory
+        return DeviceBackbones(
+            coreml=root / "backbone.mlmodel",
+            coreml_program=root / "backbone.mlpackage",
+            tflite=root / "backbone.tflite",
+            tflite_int8=root / "backbone_int8.tflite",
+        )
+
+    def coreml(self) -> DeviceBackbones:
+        """The Core ML backbones, converted now if missing."""
+        paths = self.paths()
+        self._ensure([paths.coreml, paths.coreml_program], self._build_coreml)
+        return paths
+
+    def tflite(self) -> DeviceBackbones:
+        """The TFLite backbones, converted now if missing."""
+        paths = self.paths()
+        self._ensure([paths.tflite, paths.tflite_int8], self._build_tflite)
+        return paths
+
+    def _ensure(self, wanted: list[Path], build: Callable[[DeviceBackbones], None]) -> None:
+        if all(path.exists() for path in wanted):
+            return
+        root = self.directory
+        root.mkdir(parents=True, exist_ok=True)
+        with self._lock, (root / ".lock").open("w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)  # another process may be converting right now
+            if all(path.exists() for path in wanted):
+                return
+            started = time.perf_counter()
+            build(self.paths())
+            log.info(
+                "converted on-device backbones %s in %.1fs",
+                [p.name for p in wanted],
+                time.perf_counter() - started,
+            )
+
+    def _network(self, *, channels_last: bool, normalise_pixels: bool) -> DeviceEmbeddingNet:
+        return DeviceEmbeddingNet(
+            load_facenet(self.weights_dir), channels_last=channels_last, normalise_pixels=normalise_pixels
+        ).eval()
+
+    def _build_coreml(self, paths: DeviceBackbones) -> None:
+        net = self._network(channels_last=False, normalise_pixels=False)
+        if not paths.coreml.exists():
+            spec = coreml_models.convert_backbone(net)
+            write_bytes_atomically(paths.coreml, spec.SerializeToString())
+        if not paths.coreml_program.exists():
+            staging = Path(tempfile.mkdtemp(prefix=".backbone-", dir=paths.coreml_program.parent))
+            try:
+                package = staging / paths.coreml_program.name
+                coreml_models.convert_backbone_program(net, package)
+                os.replace(package, paths.coreml_program)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def _build_tflite(self, paths: DeviceBackbones) -> None:
+        if not paths.tflite.exists():
+            model = tflite_models.convert_backbone(self._network(channels_last=True, normalise_pixels=True))
+            write_bytes_atomically(paths.tflite, model)
+        if not paths.tflite_int8.exists():
+            quantized = tflite_models.quantize_dynamic_int8(paths.tflite.read_bytes())
+            write_bytes_atomically(paths.tflite_int8, quantized)

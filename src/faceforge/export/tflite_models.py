@@ -1,0 +1,213 @@
+"""TFLite files for a version: backbone converted once, head written directly, fused by graph surgery.
+
+Converting the embedding network with litert-torch takes seconds to minutes, so it happens once per
+backbone (cached). Each version's head is two operators -- ``FULLY_CONNECTED`` (``E @ W + b``, the
+unknown column last) and ``SOFTMAX`` -- written straight into the TFLite flatbuffer schema, and the
+fused model is the backbone's graph with those two operators appended to its embedding output.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.tools import flatbuffer_utils
+
+from faceforge.export.device_network import DeviceEmbeddingNet
+from faceforge.vision.crop import CROP_SIZE
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_KEY = "serving_default"
+FACE_INPUT = "face"
+EMBEDDING = "embedding"
+PROBABILITIES = "probabilities"
+# Builtin operator versions the head needs: plain float32 FULLY_CONNECTED / SOFTMAX, supported by
+# every TFLite runtime since 1.x.
+FULLY_CONNECTED_VERSION = 1
+SOFTMAX_VERSION = 1
+
+
+def convert_backbone(net: DeviceEmbeddingNet) -> bytes:
+    """``face`` ``(1, 160, 160, 3)`` float32 RGB 0-255 -> ``embedding`` ``(1, 512)`` as a .tflite file."""
+    import litert_torch  # heavy (JAX, MLIR): imported only when a backbone is converted
+
+    if not net.channels_last or not net.normalise_pixels:
+        raise ValueError("the TFLite backbone takes NHWC 0-255 pixels")
+    edge_model = litert_torch.convert(net.eval(), (torch.zeros(1, CROP_SIZE, CROP_SIZE, 3),))
+    model = read_model(bytes(edge_model.model_content()))
+    _rename_signature(model, inputs=[FACE_INPUT], outputs=[EMBEDDING])
+    return write_model(model)
+
+
+def quantize_dynamic_int8(model: bytes) -> bytes:
+    """Dynamic-range quantisation: int8 weights, float32 activations (ai-edge-quantizer)."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    engine = quantizer.Quantizer(model)
+    engine.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    return bytes(engine.quantize().quantized_model)
+
+
+def read_model(data: bytes) -> Any:
+    """A mutable ``ModelT``; buffers stored past the flatbuffer (by offset) are pulled inside."""
+    model = flatbuffer_utils.read_model_from_bytearray(data)
+    for buffer in model.buffers:
+        # Packing a numpy array is one memcpy; packing bytes goes element by element.
+        if buffer.data is not None and not isinstance(buffer.data, np.ndarray):
+            buffer.data = np.frombuffer(bytes(buffer.data), np.uint8)
+    return model
+
+
+def write_model(model: Any) -> bytes:
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def head_model(weights: npt.NDArray[np.float32], bias: npt.NDArray[np.float32]) -> Any:
+    """``embedding`` ``(1, D)`` -> ``probabilities`` ``(1, C + 1)`` = ``softmax(E @ W + b)``."""
+    dimension, classes = weights.shape
+    buffers = [schema.BufferT(), _buffer(np.ascontiguousarray(weights.T)), _buffer(bias)]
+    tensors = [
+        _tensor(EMBEDDING, [1, dimension]),
+        _tensor("head_weights", [classes, dimension], buffer=1),
+        _tensor("head_bias", [classes], buffer=2),
+        _tensor("logits", [1, classes]),
+        _tensor(PROBABILITIES, [1, classes]),
+    ]
+    fully_connected = schema.OperatorT()
+    fully_connected.opcodeIndex = 0
+    fully_connected.inputs = [0, 1, 2]
+    fully_connected.outputs = [3]
+    fully_connected.builtinOptionsType = schema.BuiltinOptions.FullyConnectedOptions
+    fully_connected.builtinOptions = schema.FullyConnectedOptionsT()
+    softmax = schema.OperatorT()
+    softmax.opcodeIndex = 1
+    softmax.inputs = [3]
+    softmax.outputs = [4]
+    softmax.builtinOptionsType = schema.BuiltinOptions.SoftmaxOptions
+    softmax.builtinOptions = schema.SoftmaxOptionsT()
+    softmax.builtinOptions.beta = 1.0
+
+    subgraph = schema.SubGraphT()
+    subgraph.name = "main"
+    subgraph.tensors = tensors
+    subgraph.inputs = [0]
+    subgraph.outputs = [4]
+    subgraph.operators = [fully_connected, softmax]
+
+    model = schema.ModelT()
+    model.version = 3
+    model.description = "faceforge recognition head"
+    model.operatorCodes = [
+        _operator_code(schema.BuiltinOperator.FULLY_CONNECTED, FULLY_CONNECTED_VERSION),
+        _operator_code(schema.BuiltinOperator.SOFTMAX, SOFTMAX_VERSION),
+    ]
+    model.subgraphs = [subgraph]
+    model.buffers = buffers
+    model.signatureDefs = [_signature([(EMBEDDING, 0)], [(PROBABILITIES, 4)])]
+    return model
+
+
+def fuse(backbone: Any, head: Any) -> Any:
+    """The backbone's graph with the head's operators appended to its output: ``face`` -> ``probabilities``.
+
+    Mutates and returns ``backbone`` (read a fresh copy for every version).
+    """
+    if len(backbone.subgraphs) != 1 or len(head.subgraphs) != 1:
+        raise ValueError("fusing expects single-graph models")
+    graph, head_graph = backbone.subgraphs[0], head.subgraphs[0]
+    (embedding_index,) = graph.outputs
+    (head_input,) = head_graph.inputs
+
+    buffer_offset = len(backbone.buffers)
+    backbone.buffers.extend(head.buffers)
+    tensor_index = {head_input: embedding_index}
+    for index, tensor in enumerate(head_graph.tensors):
+        if index == head_input:
+            continue
+        if tensor.buffer:
+            tensor.buffer += buffer_offset
+        tensor_index[index] = len(graph.tensors)
+        graph.tensors.append(tensor)
+    opcode_index = [_find_or_add_opcode(backbone, code) for code in head.operatorCodes]
+    for operator in head_graph.operators:
+        operator.opcodeIndex = opcode_index[operator.opcodeIndex]
+        operator.inputs = [tensor_index[i] if i >= 0 else i for i in operator.inputs]
+        operator.outputs = [tensor_index[i] for i in operator.outputs]
+        graph.operators.append(operator)
+    graph.outputs = [tensor_index[i] for i in head_graph.outputs]
+    graph.tensors[embedding_index].name = EMBEDDING
+    _rename_signature(backbone, inputs=[FACE_INPUT], outputs=[PROBABILITIES], indices=graph.outputs)
+    backbone.description = "faceforge recognition model"
+    return backbone
+
+
+def _find_or_add_opcode(model: Any, code: Any) -> int:
+    wanted = flatbuffer_utils.get_builtin_code_from_operator_code(code)
+    for index, existing in enumerate(model.operatorCodes):
+        same_op = flatbuffer_utils.get_builtin_code_from_operator_code(existing) == wanted
+        if same_op and existing.version == code.version and existing.customCode == code.customCode:
+            return index
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _rename_signature(
+    model: Any, *, inputs: list[str], outputs: list[str], indices: list[int] | None = None
+) -> None:
+    """One ``serving_default`` signature with our tensor names (apps look tensors up by these)."""
+    graph = model.subgraphs[0]
+    output_indices = graph.outputs if indices is None else indices
+    model.signatureDefs = [
+        _signature(
+            list(zip(inputs, graph.inputs, strict=True)), list(zip(outputs, output_indices, strict=True))
+        )
+    ]
+    for name, index in zip(inputs, graph.inputs, strict=True):
+        graph.tensors[index].name = name
+    for name, index in zip(outputs, output_indices, strict=True):
+        graph.tensors[index].name = name
+
+
+def _signature(inputs: list[tuple[str, int]], outputs: list[tuple[str, int]]) -> Any:
+    signature = schema.SignatureDefT()
+    signature.signatureKey = SIGNATURE_KEY
+    signature.subgraphIndex = 0
+    signature.inputs = [_tensor_map(name, index) for name, index in inputs]
+    signature.outputs = [_tensor_map(name, index) for name, index in outputs]
+    return signature
+
+
+def _tensor_map(name: str, index: int) -> Any:
+    mapping = schema.TensorMapT()
+    mapping.name = name
+    mapping.tensorIndex = index
+    return mapping
+
+
+def _tensor(name: str, shape: list[int], *, buffer: int = 0) -> Any:
+    tensor = schema.TensorT()
+    tensor.name = name
+    tensor.shape = shape
+    tensor.type = schema.TensorType.FLOAT32
+    tensor.buffer = buffer
+    return tensor
+
+
+def _buffer(values: npt.NDArray[np.float32]) -> Any:
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(np.ascontiguousarray(values, dtype="<f4").tobytes(), np.uint8)
+    return buffer
+
+
+def _operator_code(builtin: int, version: int) -> Any:
+    code = schema.OperatorCodeT()
+    code.builtinCode = builtin
+    # Old runtimes read the int8 field; codes above 127 store PLACEHOLDER_FOR_GREATER_OP_CODES there.
+    code.deprecatedBuiltinCode = min(builtin, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+    code.version = version
+    return code
