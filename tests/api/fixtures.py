@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 
 from faceforge.api.app import create_app
 from faceforge.config import LimitSettings, Settings, WorkerSettings
+from faceforge.export.version_exports import VersionExporter
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -47,6 +48,14 @@ def service_settings(tmp_path: Path, database_url: str, shared: Settings, **chan
     return base.model_copy(update=changes)
 
 
+@pytest.fixture(scope="session")
+def device_backbones(settings: Settings) -> Settings:
+    """Convert the on-device backbones once per session (tens of seconds) before any worker needs them,
+    so the first training of the session does not run into the waits below."""
+    VersionExporter(settings.weights_dir).prepare()
+    return settings
+
+
 @pytest.fixture
 def api_settings(tmp_path: Path, database_url: str, settings: Settings) -> Settings:
     return service_settings(tmp_path, database_url, settings)
@@ -58,7 +67,7 @@ def client(api_settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition") -> Any:
+def wait_for(condition: Callable[[], Any], *, timeout: float = 120.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from faceforge.api.app import create_app
 from faceforge.config import LimitSettings, Settings
 from faceforge.evaluation.dataset import image_files
+from faceforge.export import coreml_models
 from tests.api.fixtures import photo_fields, service_settings, wait_until_trained
 from tests.conftest import FACES, LFW10
 
@@ -118,9 +119,18 @@ def test_legacy_routes_keep_their_shape(client: TestClient) -> None:
     assert info["status"] == "success"
     assert set(info["model"]) == {"version", "url", "users"}
     assert info["model"]["users"] == [{"id": body["user"]["id"], "name": "Donald", "position": "SecDef"}]
-    assert info["model"]["url"].startswith("http://testserver/api/v1/models/")
+    # The original iOS app downloads the URL and compiles it as a Core ML model.
+    assert (
+        info["model"]["url"]
+        == f"http://testserver/api/v1/models/{info['model']['version']}/files/model.mlmodel"
+    )
     download = client.get(info["model"]["url"])
-    assert download.status_code == 200 and len(download.content) > 0
+    assert download.status_code == 200
+    spec = coreml_models.load_spec(download.content)
+    assert list(spec.neuralNetworkClassifier.stringClassLabels.vector) == [
+        f"Donald ({body['user']['id']})",
+        "unknown",
+    ]
     assert client.get(f"{LEGACY}/nothing/here").json() == {"error": "not found"}
 
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from faceforge.api.app import create_app
 from faceforge.config import Settings, WorkerSettings
 from faceforge.evaluation.dataset import image_files
-from tests.api.fixtures import photo_fields, service_settings, wait_until_trained
+from tests.api.fixtures import photo_fields, service_settings, wait_for, wait_until_trained
 from tests.conftest import LFW10
 
 PEOPLE = ["Colin_Powell", "Tony_Blair", "Hugo_Chavez", "Ariel_Sharon"]
@@ -31,7 +31,8 @@ def test_only_the_newest_versions_keep_their_files(
         assert [versions[v]["status"] for v in (1, 2, 3, 4)] == ["pruned", "pruned", "ready", "ready"]
         assert "retention policy" in versions[1]["status_message"]
         models_dir = app_settings.models_dir
-        assert not (models_dir / "1").exists() and not (models_dir / "2").exists()
+        # Files go right after the versions are marked pruned (which is what stops them being served).
+        wait_for(lambda: not (models_dir / "1").exists() and not (models_dir / "2").exists(), what="pruning")
         assert (models_dir / "3" / "model.onnx").is_file() and (models_dir / "4" / "model.onnx").is_file()
         assert client.get("/api/v1/models/1/files/manifest.json").status_code == 404
         assert client.post("/api/v1/models/1/activate").status_code == 409

@@ -1,4 +1,4 @@
-"""ONNX files of a trained version match the server's identify path on real faces."""
+"""ONNX files of a trained version match the server's identify path; backbones are shared by versions."""
 
 from __future__ import annotations
 
@@ -77,9 +77,12 @@ def test_fused_and_split_onnx_match_the_server(client: TestClient, pipeline: Fac
     wait_until_trained(client)
     newer = client.get("/api/v1/models/current").json()
     assert newer["version"] == version + 1
-    assert newer["files"]["backbone.onnx"]["sha256"] == current["files"]["backbone.onnx"]["sha256"]
-    assert newer["files"]["head.onnx"]["sha256"] != current["files"]["head.onnx"]["sha256"]
     models_dir = services.settings.models_dir
-    assert (models_dir / str(version) / "backbone.onnx").stat().st_ino == (
-        models_dir / str(version + 1) / "backbone.onnx"
-    ).stat().st_ino
+    for backbone_file in ("backbone.onnx", "backbone.mlmodel", "backbone.tflite", "backbone_int8.tflite"):
+        assert newer["files"][backbone_file]["sha256"] == current["files"][backbone_file]["sha256"]
+        assert (models_dir / str(version) / backbone_file).stat().st_ino == (
+            models_dir / str(version + 1) / backbone_file
+        ).stat().st_ino
+    for head_file in ("head.onnx", "head.mlmodel", "head.tflite"):
+        assert newer["files"][head_file]["sha256"] != current["files"][head_file]["sha256"]
+        assert newer["files"][head_file]["size"] < 1_000_000

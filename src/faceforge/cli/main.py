@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -12,6 +13,7 @@ import typer
 
 from faceforge.config import Settings
 from faceforge.domain.errors import FaceforgeError
+from faceforge.export.formats import ExportFormat
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Self-hosted face recognition.")
 
@@ -93,6 +95,48 @@ def serve_command(
             log.warning("without API keys faceforge only binds to %s (asked for %s)", LOOPBACK, host)
             host = LOOPBACK
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command("export")
+def export_command(
+    version: Annotated[int, typer.Option("--version", min=1, help="a ready model version")],
+    export_format: Annotated[ExportFormat, typer.Option("--format", help="which on-device files")],
+    out: Annotated[Path, typer.Option("--out", help="directory to write the files into")],
+    home: HomeOption = None,
+) -> None:
+    """Export a version's on-device files again (same bytes as the version's own files)."""
+    from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
+    from faceforge.export.version_exports import VersionExporter
+    from faceforge.registry.artifacts import link_or_copy
+    from faceforge.services.models import ModelService
+    from faceforge.weights.atomic import file_sha256, write_bytes_atomically
+
+    settings = _settings(home)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        upgrade_database(engine)
+        head = ModelService(settings, make_sessionmaker(engine)).loaded(version).head
+        exports = VersionExporter(settings.weights_dir, (export_format,)).export(head)
+    except FaceforgeError as error:
+        raise _fail(error.message) from None
+    finally:
+        engine.dispose()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for name, data in sorted(exports.files.items()):
+            write_bytes_atomically(out / name, data)
+            written[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        for name, source in sorted(exports.shared.items()):
+            (out / name).unlink(missing_ok=True)
+            link_or_copy(source, out / name)
+            written[name] = {"sha256": file_sha256(source), "size": source.stat().st_size}
+    except OSError as error:
+        raise _fail(f"cannot write to {out}: {error.strerror or error}") from None
+    summary = {"version": version, "format": export_format.value, "out": str(out), "files": written}
+    typer.echo(
+        json.dumps({**summary, "seconds": exports.seconds, "variants": exports.manifest.get("variants")})
+    )
 
 
 @app.command("worker")

@@ -58,3 +58,9 @@ class ConflictError(FaceforgeError):
 
 class ModelNotReadyError(FaceforgeError):
     code = "model_not_ready"
+
+
+class ExportError(FaceforgeError):
+    """An on-device file could not be built or failed its verification; the version is not published."""
+
+    code = "export_failed"

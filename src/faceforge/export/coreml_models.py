@@ -37,6 +37,7 @@ CLASS_LABEL = "classLabel"
 CLASS_PROBABILITIES = "classLabelProbs"
 HEAD_PREFIX = "head_"
 ML_PROGRAM_TARGET = "iOS16"
+CONVERSION_DATE_KEY = "com.github.apple.coremltools.conversion_date"
 # Layers whose weights Core ML reads as fp16 (what coremltools' own fp16 quantisation converts).
 FLOAT16_LAYERS = ("convolution", "innerProduct", "batchnorm", "batchedMatMul", "scale", "bias")
 
@@ -242,9 +243,10 @@ def fused_program_spec(backbone: Any, head: Any, head_weights_dir: Path) -> Any:
             )
             if value.type.tensorType.dataType != ct.proto.MIL_pb2.FLOAT16:
                 raise ValueError("the head program's weights are not fp16")
-            data = np.asarray(reader.read_fp16_data(blob.offset), np.float16)
+            # The reader hands back fp16 values as their raw 16-bit patterns: keep the bits.
+            bits = np.asarray(reader.read_fp16_data(blob.offset), np.uint16)
             value.ClearField("blobFileValue")
-            value.immediateValue.tensor.bytes.values = data.astype("<f2").tobytes()
+            value.immediateValue.tensor.bytes.values = bits.astype("<u2").tobytes()
     block.outputs[:] = [rename(name) for name in head_block.outputs]
 
     del spec.description.output[:]
@@ -261,7 +263,7 @@ def ml_program_package(spec: Any, backbone_package: Path) -> bytes:
     """``model.mlpackage`` zipped: ``spec`` beside the backbone package's manifest and weight file."""
     files = {
         "Manifest.json": (backbone_package / "Manifest.json").read_bytes(),
-        "Data/com.apple.CoreML/model.mlmodel": spec.SerializeToString(),
+        "Data/com.apple.CoreML/model.mlmodel": serialize(spec),
     }
     for weight in sorted((backbone_package / "Data/com.apple.CoreML/weights").iterdir()):
         files[f"Data/com.apple.CoreML/weights/{weight.name}"] = weight.read_bytes()
@@ -302,6 +304,21 @@ def zip_files(root: str, files: dict[str, bytes]) -> bytes:
             entry.external_attr = 0o644 << 16
             bundle.writestr(entry, files[name], compresslevel=1)
     return archive.getvalue()
+
+
+def describe(spec: Any, summary: str) -> Any:
+    """Our metadata on a spec; the converter's conversion date goes, so re-exports are byte-identical."""
+    metadata = spec.description.metadata
+    metadata.author = "faceforge"
+    metadata.shortDescription = summary
+    metadata.userDefined.pop(CONVERSION_DATE_KEY, None)
+    return spec
+
+
+def serialize(spec: Any) -> bytes:
+    """Deterministic bytes (map fields sorted), so the same version always gets the same checksum."""
+    data: bytes = spec.SerializeToString(deterministic=True)
+    return data
 
 
 def load_spec(data: bytes) -> Any:

@@ -10,6 +10,7 @@ each file appears atomically, so a half-converted backbone is never read.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from faceforge.domain.errors import ExportError
 from faceforge.export import coreml_models, tflite_models
 from faceforge.export.device_network import DeviceEmbeddingNet
 from faceforge.vision.embedder import EMBEDDER_NAME
@@ -29,7 +31,9 @@ from faceforge.weights.facenet_weights import facenet_graph_path, load_facenet
 log = logging.getLogger(__name__)
 
 # Bump when the conversion changes, so caches made by older code are not reused.
-DEVICE_FORMAT_REVISION = 1
+DEVICE_FORMAT_REVISION = 2
+CHECKSUM_SUFFIX = ".expected-sha256"  # ".sha256" is content_sha256's memo
+PROGRAM_WEIGHTS = Path("Data/com.apple.CoreML/weights/weight.bin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class DeviceBackboneCache:
         self.weights_dir = weights_dir
         self._lock = threading.Lock()
         self._digest: str | None = None
+        self._verified: dict[Path, tuple[int, int, int]] = {}
 
     @property
     def directory(self) -> Path:
@@ -63,16 +68,43 @@ class DeviceBackboneCache:
         )
 
     def coreml(self) -> DeviceBackbones:
-        """The Core ML backbones, converted now if missing."""
+        """The Core ML backbones, converted now if missing, checked against their recorded checksums."""
         paths = self.paths()
         self._ensure([paths.coreml, paths.coreml_program], self._build_coreml)
+        self._verify([paths.coreml, paths.coreml_program / PROGRAM_WEIGHTS])
         return paths
 
     def tflite(self) -> DeviceBackbones:
-        """The TFLite backbones, converted now if missing."""
+        """The TFLite backbones, converted now if missing, checked against their recorded checksums."""
         paths = self.paths()
         self._ensure([paths.tflite, paths.tflite_int8], self._build_tflite)
+        self._verify([paths.tflite, paths.tflite_int8])
         return paths
+
+    def _verify(self, files: list[Path]) -> None:
+        """Every version links these files, so a damaged one must never be published.
+
+        A file that no longer matches the checksum recorded when it was converted is removed (the
+        next export converts it again) and this export fails with the reason.
+        """
+        for path in files:
+            stat = path.stat()
+            stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if self._verified.get(path) == stamp:
+                continue
+            recorded = path.with_name(path.name + CHECKSUM_SUFFIX)
+            if not recorded.exists() or recorded.read_text().strip() != file_sha256(path):
+                damaged = path.parent.parent if path.name == PROGRAM_WEIGHTS.name else path
+                log.error("cached backbone %s does not match its checksum; removing it", damaged)
+                if damaged.is_dir():
+                    shutil.rmtree(damaged, ignore_errors=True)
+                else:
+                    damaged.unlink(missing_ok=True)
+                raise ExportError(
+                    f"the cached on-device backbone {damaged.name} was damaged (checksum mismatch); "
+                    "it was removed and will be converted again"
+                )
+            self._verified[path] = stamp
 
     def _ensure(self, wanted: list[Path], build: Callable[[DeviceBackbones], None]) -> None:
         if all(path.exists() for path in wanted):
@@ -100,12 +132,15 @@ class DeviceBackboneCache:
         net = self._network(channels_last=False, normalise_pixels=False)
         if not paths.coreml.exists():
             spec = coreml_models.convert_backbone(net)
-            write_bytes_atomically(paths.coreml, spec.SerializeToString())
+            summary = "faceforge face embedding: 160x160 RGB face crop -> 512-d unit vector"
+            _write_with_checksum(paths.coreml, coreml_models.serialize(coreml_models.describe(spec, summary)))
         if not paths.coreml_program.exists():
             staging = Path(tempfile.mkdtemp(prefix=".backbone-", dir=paths.coreml_program.parent))
             try:
                 package = staging / paths.coreml_program.name
                 coreml_models.convert_backbone_program(net, package)
+                weights = package / PROGRAM_WEIGHTS
+                _record_checksum(paths.coreml_program / PROGRAM_WEIGHTS, file_sha256(weights), at=weights)
                 os.replace(package, paths.coreml_program)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -113,7 +148,18 @@ class DeviceBackboneCache:
     def _build_tflite(self, paths: DeviceBackbones) -> None:
         if not paths.tflite.exists():
             model = tflite_models.convert_backbone(self._network(channels_last=True, normalise_pixels=True))
-            write_bytes_atomically(paths.tflite, model)
+            _write_with_checksum(paths.tflite, model)
         if not paths.tflite_int8.exists():
             quantized = tflite_models.quantize_dynamic_int8(paths.tflite.read_bytes())
-            write_bytes_atomically(paths.tflite_int8, quantized)
+            _write_with_checksum(paths.tflite_int8, quantized)
+
+
+def _write_with_checksum(target: Path, data: bytes) -> None:
+    _record_checksum(target, hashlib.sha256(data).hexdigest())
+    write_bytes_atomically(target, data)
+
+
+def _record_checksum(target: Path, digest: str, *, at: Path | None = None) -> None:
+    """Write ``<name>.sha256`` beside ``target`` (or beside ``at``, the file's location before a move)."""
+    place = at or target
+    write_bytes_atomically(place.with_name(place.name + CHECKSUM_SUFFIX), digest.encode())

@@ -19,7 +19,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
-from faceforge.domain.errors import FaceforgeError
+from faceforge.domain.errors import ExportError
 from faceforge.export import coreml_models, tflite_models
 from faceforge.export.coreml_checks import classifier_problems
 from faceforge.export.device_backbones import DeviceBackboneCache
@@ -36,10 +36,6 @@ PROBE_SEED = 0
 PROBE_COUNT = 2
 
 FloatArray = npt.NDArray[np.float32]
-
-
-class ExportError(FaceforgeError):
-    code = "export_failed"
 
 
 @dataclass
@@ -146,15 +142,19 @@ class CoreMLExporter:
         labels = device_labels(head)
         weights, bias = head_affine(head)
         backbone = coreml_models.load_spec(paths.coreml.read_bytes())
-        head_spec = coreml_models.head_spec(weights, bias, labels)
-        fused = coreml_models.fused_classifier_spec(backbone, head_spec)
-        pipeline = coreml_models.pipeline_spec(backbone, head_spec)
+        summary = f"faceforge face recognition: {len(head.labels)} people + unknown, 160x160 RGB face crops"
+        head_spec = coreml_models.describe(coreml_models.head_spec(weights, bias, labels), summary)
+        fused = coreml_models.describe(coreml_models.fused_classifier_spec(backbone, head_spec), summary)
+        pipeline = coreml_models.describe(coreml_models.pipeline_spec(backbone, head_spec), summary)
         program_backbone = coreml_models.load_spec(
             (paths.coreml_program / "Data/com.apple.CoreML/model.mlmodel").read_bytes()
         )
         head_program = coreml_models.head_program(weights, bias, labels)
-        program = coreml_models.fused_program_spec(
-            program_backbone, head_program.get_spec(), Path(head_program.weights_dir)
+        program = coreml_models.describe(
+            coreml_models.fused_program_spec(
+                program_backbone, head_program.get_spec(), Path(head_program.weights_dir)
+            ),
+            summary,
         )
         for name, spec in (
             ("model.mlmodel", fused),
@@ -164,9 +164,9 @@ class CoreMLExporter:
             problems = classifier_problems(spec, labels)
             if problems:
                 raise ExportError(f"{name} is not a valid classifier: {'; '.join(problems)}")
-        into.files["model.mlmodel"] = fused.SerializeToString()
-        into.files["pipeline.mlmodel"] = pipeline.SerializeToString()
-        into.files["head.mlmodel"] = head_spec.SerializeToString()
+        into.files["model.mlmodel"] = coreml_models.serialize(fused)
+        into.files["pipeline.mlmodel"] = coreml_models.serialize(pipeline)
+        into.files["head.mlmodel"] = coreml_models.serialize(head_spec)
         into.files["model.mlpackage.zip"] = coreml_models.ml_program_package(program, paths.coreml_program)
         into.shared["backbone.mlmodel"] = paths.coreml
         into.manifest["coreml"] = {

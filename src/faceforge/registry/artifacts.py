@@ -56,7 +56,7 @@ def write_version(
         for name, source in (shared or {}).items():
             if not _SAFE_NAME.match(name) or name in listing or name == MANIFEST:
                 raise ValueError(f"unsafe or duplicate artefact name {name!r}")
-            _link_or_copy(source, staging / name)
+            link_or_copy(source, staging / name)
             listing[name] = {"sha256": content_sha256(source), "size": source.stat().st_size}
         body = json.dumps({**manifest, "files": listing}, indent=2, sort_keys=True).encode()
         with (staging / MANIFEST).open("wb") as handle:
@@ -82,7 +82,7 @@ def delete_versions(models_dir: Path, versions: list[int]) -> None:
         shutil.rmtree(models_dir / str(version), ignore_errors=True)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
     """Files shared by every version (the backbone) are hard-linked: one copy on disk, same bytes."""
     try:
         os.link(source, target)

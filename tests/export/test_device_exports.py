@@ -1,0 +1,258 @@
+"""Core ML and TFLite files of a version, held to the server's identify path on real faces.
+
+The head is fitted on five enrolment photos per krasserm_lfw10 person, exactly as the trainer does;
+the probes are every krasserm_lfw10 photo plus strangers. The server's answer is the identify path:
+the ONNX embedder followed by the head's probabilities.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import coremltools as ct
+import numpy as np
+import numpy.typing as npt
+import pytest
+from PIL import Image
+
+from faceforge.config import Settings
+from faceforge.evaluation.dataset import image_files
+from faceforge.export.coreml_checks import classifier_problems
+from faceforge.export.version_exports import LABELS_FILE, VersionExporter, VersionExports, run_tflite
+from faceforge.training.head import RecognitionHead, fit_head
+from faceforge.vision.crop import crop_face
+from faceforge.vision.pipeline import FacePipeline, PhotoError
+from tests.conftest import FACES, LFW10
+
+ENROLLED_PER_PERSON = 5
+FP32_TOLERANCE = 1e-4
+FP16_TOLERANCE = 1e-3
+
+
+@dataclass
+class Exported:
+    head: RecognitionHead
+    labels: list[str]  # one per output index, unknown last
+    crops: npt.NDArray[np.uint8]  # (N, 160, 160, 3) probe crops
+    expected: npt.NDArray[np.float32]  # the server's probabilities for the probes
+    embeddings: npt.NDArray[np.float32]  # the server's embeddings of the probes
+    exports: VersionExports
+    directory: Path  # every file written there and read back from disk
+
+
+def _crop(pipeline: FacePipeline, path: Path) -> npt.NDArray[np.uint8] | None:
+    image = pipeline.decode(path.read_bytes())
+    faces = pipeline.detect(image)
+    return crop_face(Image.fromarray(image), faces[0].box) if faces else None
+
+
+@pytest.fixture(scope="module")
+def exported(
+    settings: Settings, pipeline: FacePipeline, tmp_path_factory: pytest.TempPathFactory
+) -> Exported:
+    enrolled, enrolled_labels = [], []
+    for index, folder in enumerate(sorted(p for p in LFW10.iterdir() if p.is_dir())):
+        photos = image_files(folder)[:ENROLLED_PER_PERSON]
+        for result in pipeline.analyze_many(photos, single_face=True):
+            assert not isinstance(result, PhotoError) and not result.reasons
+            assert result.faces[0].embedding is not None
+            enrolled.append(result.faces[0].embedding)
+            enrolled_labels.append(f"{folder.name.replace('_', ' ')} ({index + 1})")
+    head = fit_head(np.stack(enrolled), enrolled_labels)
+
+    probes = (
+        image_files(LFW10)
+        + image_files(FACES / "unknown_singles")
+        + image_files(FACES / "azure_face_samples")
+    )
+    crops = [crop for crop in (_crop(pipeline, path) for path in probes) if crop is not None]
+    batch = np.stack(crops)
+    embeddings = pipeline.embedder.embed(batch)
+
+    exports = VersionExporter(settings.weights_dir).export(head)
+    directory = tmp_path_factory.mktemp("exported")
+    for name, data in exports.files.items():
+        (directory / name).write_bytes(data)
+    for name, source in exports.shared.items():
+        (directory / name).write_bytes(source.read_bytes())
+    return Exported(
+        head=head,
+        labels=[*head.labels, "unknown"],
+        crops=batch,
+        expected=head.probabilities(embeddings),
+        embeddings=embeddings,
+        exports=exports,
+        directory=directory,
+    )
+
+
+def _pixels_nhwc(crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    return crops.astype(np.float32)
+
+
+def test_labels_file_names_every_output_index(exported: Exported) -> None:
+    lines = (exported.directory / LABELS_FILE).read_text().splitlines()
+    assert lines == exported.labels
+    assert lines[-1] == "unknown" and len(lines) == 11
+    assert lines[0] == "Ariel Sharon (1)"
+
+
+def test_tflite_fp32_matches_the_server(exported: Exported) -> None:
+    fused = (exported.directory / "model.tflite").read_bytes()
+    probabilities = run_tflite(fused, _pixels_nhwc(exported.crops))
+    assert probabilities.shape == exported.expected.shape
+    np.testing.assert_allclose(probabilities, exported.expected, atol=FP32_TOLERANCE)
+
+    # The people are recognised and the strangers are rejected by the model alone.
+    predicted = [exported.labels[i] for i in probabilities.argmax(axis=1)]
+    assert sum(label != "unknown" for label in predicted[:100]) >= 95
+    assert all(label == "unknown" for label in predicted[100:])
+
+
+def test_tflite_split_equals_fused(exported: Exported) -> None:
+    subset = _pixels_nhwc(exported.crops[::8])
+    backbone = (exported.directory / "backbone.tflite").read_bytes()
+    head = (exported.directory / "head.tflite").read_bytes()
+    embeddings = run_tflite(backbone, subset)
+    np.testing.assert_allclose(embeddings, exported.embeddings[::8], atol=FP32_TOLERANCE)
+    split = run_tflite(head, embeddings)
+    fused = run_tflite((exported.directory / "model.tflite").read_bytes(), subset)
+    np.testing.assert_allclose(split, fused, atol=FP32_TOLERANCE)
+    assert len(head) < 1_000_000
+
+
+def test_tflite_int8_agrees_with_the_server_on_top1(exported: Exported) -> None:
+    quantized = (exported.directory / "model_int8.tflite").read_bytes()
+    assert len(quantized) <= 25 * 1024 * 1024
+    probabilities = run_tflite(quantized, _pixels_nhwc(exported.crops))
+    agreement = float(np.mean(probabilities.argmax(axis=1) == exported.expected.argmax(axis=1)))
+    assert agreement >= 0.99, agreement
+
+    subset = _pixels_nhwc(exported.crops[::16])
+    split = run_tflite(
+        (exported.directory / "head.tflite").read_bytes(),
+        run_tflite((exported.directory / "backbone_int8.tflite").read_bytes(), subset),
+    )
+    np.testing.assert_allclose(split, probabilities[::16], atol=FP32_TOLERANCE)
+
+
+def _load(path: Path) -> Any:
+    return ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+
+
+def _float16(values: bytes) -> npt.NDArray[np.float32]:
+    return np.frombuffer(values, "<f2").astype(np.float32)
+
+
+def _softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True), np.float32)
+
+
+def test_coreml_neural_network_classifier(exported: Exported) -> None:
+    path = exported.directory / "model.mlmodel"
+    assert path.stat().st_size <= 50 * 1024 * 1024
+    spec = _load(path)
+    assert spec.WhichOneof("Type") == "neuralNetworkClassifier"
+    assert classifier_problems(spec, exported.labels) == []
+
+    (image,) = spec.description.input
+    assert image.name == "image"
+    assert (image.type.imageType.width, image.type.imageType.height) == (160, 160)
+    assert image.type.imageType.colorSpace == image.type.imageType.RGB
+    (preprocessing,) = spec.neuralNetworkClassifier.preprocessing
+    assert preprocessing.scaler.channelScale == pytest.approx(1 / 128)
+    for bias in (preprocessing.scaler.redBias, preprocessing.scaler.greenBias, preprocessing.scaler.blueBias):
+        assert bias == pytest.approx(-127.5 / 128)
+    outputs = {feature.name: feature.type.WhichOneof("Type") for feature in spec.description.output}
+    assert outputs == {"classLabel": "stringType", "classLabelProbs": "dictionaryType"}
+    assert spec.description.predictedFeatureName == "classLabel"
+    assert spec.description.predictedProbabilitiesName == "classLabelProbs"
+    assert list(spec.neuralNetworkClassifier.stringClassLabels.vector) == exported.labels
+
+    layers = spec.neuralNetworkClassifier.layers
+    convolutions = [layer.convolution for layer in layers if layer.WhichOneof("layer") == "convolution"]
+    assert len(convolutions) > 100
+    assert all(len(c.weights.float16Value) and not len(c.weights.floatValue) for c in convolutions)
+
+    # The head's fp16 weights, applied to the server's embeddings, give the server's probabilities.
+    (head_layer,) = [
+        layer.innerProduct
+        for layer in layers
+        if layer.name.startswith("head_") and layer.WhichOneof("layer") == "innerProduct"
+    ]
+    weights = _float16(head_layer.weights.float16Value).reshape(len(exported.labels), -1)
+    bias = _float16(head_layer.bias.float16Value)
+    probabilities = _softmax(exported.embeddings @ weights.T + bias)
+    np.testing.assert_allclose(probabilities, exported.expected, atol=FP16_TOLERANCE)
+
+
+def test_coreml_ml_program(exported: Exported, tmp_path: Path) -> None:
+    with zipfile.ZipFile(exported.directory / "model.mlpackage.zip") as archive:
+        assert {Path(name).parts[0] for name in archive.namelist()} == {"model.mlpackage"}
+        archive.extractall(tmp_path)
+    spec = _load(tmp_path / "model.mlpackage")
+    assert spec.WhichOneof("Type") == "mlProgram"
+    assert classifier_problems(spec, exported.labels) == []
+    assert [feature.name for feature in spec.description.input] == ["image"]
+    assert {feature.name for feature in spec.description.output} == {"classLabel", "classLabelProbs"}
+
+    function = spec.mlProgram.functions["main"]
+    operations = list(function.block_specializations[function.opset].operations)
+    assert [op.type for op in operations[-4:]] == ["softmax", "const", "cast", "classify"]
+    linear = [op for op in operations if op.type == "linear"][-1]  # the head's, after the bottleneck's
+    constants = {op.outputs[0].name: op.attributes["val"] for op in operations if op.type == "const"}
+    weights = _float16(
+        constants[linear.inputs["weight"].arguments[0].name].immediateValue.tensor.bytes.values
+    )
+    bias = _float16(constants[linear.inputs["bias"].arguments[0].name].immediateValue.tensor.bytes.values)
+    probabilities = _softmax(exported.embeddings @ weights.reshape(len(exported.labels), -1).T + bias)
+    np.testing.assert_allclose(probabilities, exported.expected, atol=FP16_TOLERANCE)
+    blob_types = {
+        value.type.tensorType.dataType for value in constants.values() if value.HasField("blobFileValue")
+    }
+    assert blob_types == {ct.proto.MIL_pb2.FLOAT16}
+
+
+def test_coreml_split_and_pipeline(exported: Exported) -> None:
+    backbone = _load(exported.directory / "backbone.mlmodel")
+    head = _load(exported.directory / "head.mlmodel")
+    assert backbone.WhichOneof("Type") == "neuralNetwork"
+    assert [f.name for f in backbone.description.output] == ["embedding"]
+    assert [f.name for f in head.description.input] == ["embedding"]
+    assert list(head.neuralNetworkClassifier.stringClassLabels.vector) == exported.labels
+    assert (exported.directory / "head.mlmodel").stat().st_size < 1_000_000
+
+    pipeline = _load(exported.directory / "pipeline.mlmodel")
+    assert pipeline.WhichOneof("Type") == "pipelineClassifier"
+    assert classifier_problems(pipeline, exported.labels) == []
+    first, second = pipeline.pipelineClassifier.pipeline.models
+    assert [f.name for f in first.description.output] == [f.name for f in second.description.input]
+    assert first == backbone  # the cached backbone itself, not a reconversion
+
+
+def test_spec_checks_catch_broken_files(exported: Exported) -> None:
+    spec = _load(exported.directory / "pipeline.mlmodel")
+    assert classifier_problems(spec, exported.labels[::-1])  # labels out of order
+    spec.pipelineClassifier.pipeline.models[1].description.input[0].name = "features"
+    assert any("needs ['features']" in problem for problem in classifier_problems(spec, exported.labels))
+
+    fused = _load(exported.directory / "model.mlmodel")
+    fused.neuralNetworkClassifier.preprocessing[0].scaler.channelScale = 1 / 255
+    fused.neuralNetworkClassifier.layers[0].convolution.weights.floatValue.extend([0.5])
+    problems = classifier_problems(fused, exported.labels)
+    assert any("image scale" in problem for problem in problems)
+    assert any("float32 weights" in problem for problem in problems)
+
+
+def test_manifest_describes_every_variant(exported: Exported) -> None:
+    files = set(exported.exports.files) | set(exported.exports.shared)
+    variants = exported.exports.manifest["variants"]
+    assert {name for variant in variants.values() for name in variant["files"]} <= files
+    assert variants["coreml_split"]["files"] == ["backbone.mlmodel", "head.mlmodel"]
+    assert variants["tflite_split"]["files"] == ["backbone.tflite", "head.tflite", "labels.txt"]
+    assert set(exported.exports.seconds) == {"onnx", "coreml", "tflite"}
+    assert exported.exports.manifest["coreml"]["labels"] == exported.labels

@@ -1,0 +1,107 @@
+"""Exports in the version lifecycle: a failed export fails the version, and `faceforge export` re-exports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from faceforge.api.app import create_app
+from faceforge.cli.main import app as cli
+from faceforge.config import Settings
+from faceforge.evaluation.dataset import image_files
+from faceforge.export.device_backbones import DeviceBackboneCache
+from tests.api.fixtures import photo_fields, service_settings, wait_until_trained
+from tests.conftest import LFW10
+
+
+def _register(client: TestClient, folder: str) -> None:
+    response = client.post(
+        "/api/v1/people", data={"name": folder}, files=photo_fields(image_files(LFW10 / folder)[:4])
+    )
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_damaged_backbone_fails_the_version_and_keeps_the_previous_one(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    # A weights cache of our own (hard links to the session's), so damaging it harms no other test.
+    weights = tmp_path / "weights"
+    shutil.copytree(settings.weights_dir, weights, copy_function=os.link)
+    app_settings = service_settings(tmp_path, database_url, settings, weights_cache=weights)
+    with TestClient(create_app(app_settings)) as client:
+        _register(client, "Colin_Powell")
+        wait_until_trained(client)
+        assert client.get("/api/v1/models/current").json()["version"] == 1
+
+        damaged = DeviceBackboneCache(weights).paths().tflite
+        damaged.unlink()  # break the link first: the session's own copy stays intact
+        damaged.write_bytes(b"TFL3 but not really a model")
+        _register(client, "Tony_Blair")
+        wait_until_trained(client)
+        failed = client.get("/api/v1/models/2").json()
+        assert failed["status"] == "failed"
+        assert "backbone.tflite was damaged" in failed["status_message"]
+        assert client.get("/api/v1/models/current").json()["version"] == 1
+        assert not (app_settings.models_dir / "2").exists()
+        assert not damaged.exists()  # removed, so the next training converts it again
+
+        _register(client, "Hugo_Chavez")
+        wait_until_trained(client)
+        current = client.get("/api/v1/models/current").json()
+        assert current["version"] == 3 and current["status"] == "ready"
+        assert (
+            current["files"]["backbone.tflite"]["sha256"] == hashlib.sha256(damaged.read_bytes()).hexdigest()
+        )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_cli_export_writes_the_versions_own_files(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    app_settings = service_settings(tmp_path, database_url, settings)
+    with TestClient(create_app(app_settings)) as client:
+        _register(client, "Gerhard_Schroeder")
+        _register(client, "Ariel_Sharon")
+        wait_until_trained(client)
+        current = client.get("/api/v1/models/current").json()
+        version, listing = str(current["version"]), current["files"]
+
+    env = {
+        "FACEFORGE_DATABASE_URL": database_url,
+        "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
+    }
+    runner = CliRunner()
+    home = ["--home", str(app_settings.home)]
+    for export_format, expected in (
+        ("tflite", {"model.tflite", "model_int8.tflite", "head.tflite", "backbone.tflite", "labels.txt"}),
+        ("coreml", {"model.mlmodel", "model.mlpackage.zip", "head.mlmodel", "backbone.mlmodel"}),
+        ("onnx", {"model.onnx", "head.onnx", "backbone.onnx", "labels.txt"}),
+    ):
+        out = tmp_path / export_format
+        command = ["export", "--version", version, "--format", export_format, "--out", str(out), *home]
+        result = runner.invoke(cli, command, env=env)
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        assert expected <= set(summary["files"]) == {p.name for p in out.iterdir()}
+        for name, written in summary["files"].items():
+            assert hashlib.sha256((out / name).read_bytes()).hexdigest() == written["sha256"]
+            assert written["sha256"] == listing[name]["sha256"], name  # the same bytes as the version's
+
+    missing = runner.invoke(
+        cli, ["export", "--version", "9", "--format", "onnx", "--out", str(tmp_path / "x"), *home], env=env
+    )
+    assert missing.exit_code != 0
+    assert "version 9" in missing.output and len(missing.output.strip().splitlines()) == 1
+    bad_format = runner.invoke(
+        cli, ["export", "--version", version, "--format", "keras", "--out", str(tmp_path), *home], env=env
+    )
+    assert bad_format.exit_code != 0
+    assert not (tmp_path / "x").exists()
