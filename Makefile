@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.accuracy_vs_face_recognition
 	$(BIN)/python -m bench.register_to_ready
 	$(BIN)/python -m bench.api_load
+	$(BIN)/python -m bench.export_times
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -86,6 +86,7 @@ def main() -> None:
                 "registration_request_seconds": round(registered, 3),
                 "registration_to_ready_seconds": round(ready, 3),
                 "training_seconds": model["metrics"].get("train_seconds"),
+                "export_seconds_by_format": model["metrics"].get("export_seconds"),
                 "accepted_photos_of_new_person": sum(
                     p["verdict"] == "accepted" for p in response.json()["photos"]
                 ),
