@@ -16,15 +16,18 @@ import coremltools as ct
 import numpy as np
 import numpy.typing as npt
 import pytest
+import torch
 from PIL import Image
 
 from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
 from faceforge.export.coreml_checks import classifier_problems
+from faceforge.export.device_network import DeviceEmbeddingNet
 from faceforge.export.version_exports import LABELS_FILE, VersionExporter, VersionExports, run_tflite
 from faceforge.training.head import RecognitionHead, fit_head
 from faceforge.vision.crop import crop_face
 from faceforge.vision.pipeline import FacePipeline, PhotoError
+from faceforge.weights.facenet_weights import load_facenet
 from tests.conftest import FACES, LFW10
 
 ENROLLED_PER_PERSON = 5
@@ -147,6 +150,16 @@ def _float16(values: bytes) -> npt.NDArray[np.float32]:
     return np.frombuffer(values, "<f2").astype(np.float32)
 
 
+def _coreml_head(layers: Any, classes: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The fp16 weights and bias of the head's innerProduct layer in a NeuralNetwork classifier."""
+    (head,) = [
+        layer.innerProduct
+        for layer in layers
+        if layer.name.startswith("head_") and layer.WhichOneof("layer") == "innerProduct"
+    ]
+    return _float16(head.weights.float16Value).reshape(classes, -1), _float16(head.bias.float16Value)
+
+
 def _softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return np.asarray(shifted / shifted.sum(axis=1, keepdims=True), np.float32)
@@ -179,15 +192,27 @@ def test_coreml_neural_network_classifier(exported: Exported) -> None:
     assert all(len(c.weights.float16Value) and not len(c.weights.floatValue) for c in convolutions)
 
     # The head's fp16 weights, applied to the server's embeddings, give the server's probabilities.
-    (head_layer,) = [
-        layer.innerProduct
-        for layer in layers
-        if layer.name.startswith("head_") and layer.WhichOneof("layer") == "innerProduct"
-    ]
-    weights = _float16(head_layer.weights.float16Value).reshape(len(exported.labels), -1)
-    bias = _float16(head_layer.bias.float16Value)
+    weights, bias = _coreml_head(layers, len(exported.labels))
     probabilities = _softmax(exported.embeddings @ weights.T + bias)
     np.testing.assert_allclose(probabilities, exported.expected, atol=FP16_TOLERANCE)
+
+
+def test_float16_compute_stays_within_tolerance(exported: Exported, settings: Settings) -> None:
+    """Core ML runs these models in fp16 on the device, which cannot be run here. Emulate it: the
+    embedding network in half precision (weights and activations), then the head with the fp16
+    weights read from model.mlmodel, against the server's probabilities."""
+    net = DeviceEmbeddingNet(
+        load_facenet(settings.weights_dir), channels_last=True, normalise_pixels=True
+    ).half()
+    with torch.inference_mode():
+        pixels = torch.from_numpy(_pixels_nhwc(exported.crops)).half()
+        embeddings = torch.cat([net(pixels[i : i + 16]) for i in range(0, len(pixels), 16)]).float().numpy()
+    layers = _load(exported.directory / "model.mlmodel").neuralNetworkClassifier.layers
+    weights, bias = _coreml_head(layers, len(exported.labels))
+    logits = embeddings.astype(np.float16).astype(np.float32) @ weights.T + bias
+    probabilities = _softmax(logits)
+    np.testing.assert_allclose(probabilities, exported.expected, atol=FP16_TOLERANCE)
+    assert np.array_equal(probabilities.argmax(axis=1), exported.expected.argmax(axis=1))
 
 
 def test_coreml_ml_program(exported: Exported, tmp_path: Path) -> None:
