@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -106,37 +105,20 @@ def export_command(
 ) -> None:
     """Export a version's on-device files again (same bytes as the version's own files)."""
     from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
-    from faceforge.export.version_exports import VersionExporter
-    from faceforge.registry.artifacts import link_or_copy
+    from faceforge.services.exports import export_version
     from faceforge.services.models import ModelService
-    from faceforge.weights.atomic import file_sha256, write_bytes_atomically
 
     settings = _settings(home)
     engine = make_engine(settings.resolved_database_url)
     try:
         upgrade_database(engine)
-        head = ModelService(settings, make_sessionmaker(engine)).loaded(version).head
-        exports = VersionExporter(settings.weights_dir, (export_format,)).export(head)
+        models = ModelService(settings, make_sessionmaker(engine))
+        summary = export_version(models, version, export_format, out)
     except FaceforgeError as error:
         raise _fail(error.message) from None
     finally:
         engine.dispose()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        written = {}
-        for name, data in sorted(exports.files.items()):
-            write_bytes_atomically(out / name, data)
-            written[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-        for name, source in sorted(exports.shared.items()):
-            (out / name).unlink(missing_ok=True)
-            link_or_copy(source, out / name)
-            written[name] = {"sha256": file_sha256(source), "size": source.stat().st_size}
-    except OSError as error:
-        raise _fail(f"cannot write to {out}: {error.strerror or error}") from None
-    summary = {"version": version, "format": export_format.value, "out": str(out), "files": written}
-    typer.echo(
-        json.dumps({**summary, "seconds": exports.seconds, "variants": exports.manifest.get("variants")})
-    )
+    typer.echo(json.dumps(summary))
 
 
 @app.command("worker")
