@@ -120,14 +120,7 @@ def head_spec(weights: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], l
 
 def fused_classifier_spec(backbone: Any, head: Any) -> Any:
     """One NeuralNetwork classifier: the backbone's layers, then the head's (blob names prefixed)."""
-    ct = _coremltools()
-    spec = ct.proto.Model_pb2.Model()
-    spec.specificationVersion = max(backbone.specificationVersion, head.specificationVersion)
-    spec.description.input.extend(backbone.description.input)
-    spec.description.output.extend(head.description.output)
-    spec.description.predictedFeatureName = head.description.predictedFeatureName
-    spec.description.predictedProbabilitiesName = head.description.predictedProbabilitiesName
-
+    spec = _classifier_shell(backbone, head)
     network = spec.neuralNetworkClassifier
     network.preprocessing.extend(backbone.neuralNetwork.preprocessing)
     network.arrayInputShapeMapping = backbone.neuralNetwork.arrayInputShapeMapping
@@ -148,15 +141,20 @@ def fused_classifier_spec(backbone: Any, head: Any) -> Any:
     return spec
 
 
-def pipeline_spec(backbone: Any, head: Any) -> Any:
-    """A Core ML pipeline classifier: backbone (``image`` -> ``embedding``) then head."""
-    ct = _coremltools()
-    spec = ct.proto.Model_pb2.Model()
+def _classifier_shell(backbone: Any, head: Any) -> Any:
+    """An empty classifier spec taking the backbone's input and giving the head's outputs."""
+    spec = _coremltools().proto.Model_pb2.Model()
     spec.specificationVersion = max(backbone.specificationVersion, head.specificationVersion)
     spec.description.input.extend(backbone.description.input)
     spec.description.output.extend(head.description.output)
     spec.description.predictedFeatureName = head.description.predictedFeatureName
     spec.description.predictedProbabilitiesName = head.description.predictedProbabilitiesName
+    return spec
+
+
+def pipeline_spec(backbone: Any, head: Any) -> Any:
+    """A Core ML pipeline classifier: backbone (``image`` -> ``embedding``) then head."""
+    spec = _classifier_shell(backbone, head)
     spec.pipelineClassifier.pipeline.models.add().CopyFrom(backbone)
     spec.pipelineClassifier.pipeline.models.add().CopyFrom(head)
     return spec
