@@ -23,6 +23,7 @@ from faceforge.evaluation.dataset import image_files
 from faceforge.export import coreml_models, onnx_models, tflite_models
 from faceforge.export.formats import ExportFormat
 from faceforge.export.version_exports import VersionExporter, device_labels
+from faceforge.memory import limit_malloc_arenas
 from faceforge.registry.artifacts import write_version
 from faceforge.training.head import RecognitionHead, fit_head
 from faceforge.vision.pipeline import FacePipeline, PhotoError
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=100)
     parser.add_argument("--photos-per-person", type=int, default=5)
     args = parser.parse_args()
+    limit_malloc_arenas()  # as `faceforge serve` and `faceforge worker` do
     settings = Settings(
         home=Path(tempfile.mkdtemp(prefix="faceforge-bench-")),
         weights_cache=Path(tempfile.gettempdir()) / "faceforge-bench" / "weights",

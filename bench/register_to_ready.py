@@ -20,6 +20,7 @@ from bench.reference import peak_rss_mb
 from faceforge.api.app import create_app
 from faceforge.config import Settings, WorkerSettings
 from faceforge.evaluation.dataset import image_files
+from faceforge.memory import limit_malloc_arenas
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=100)
     parser.add_argument("--photos-per-person", type=int, default=5)
     args = parser.parse_args()
+    limit_malloc_arenas()  # as `faceforge serve` and `faceforge worker` do
     home = Path(tempfile.mkdtemp(prefix="faceforge-bench-"))
     settings = Settings(
         home=home,

@@ -13,6 +13,7 @@ import typer
 from faceforge.config import Settings
 from faceforge.domain.errors import FaceforgeError
 from faceforge.export.formats import ExportFormat
+from faceforge.memory import limit_malloc_arenas
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Self-hosted face recognition.")
 
@@ -86,6 +87,7 @@ def serve_command(
 
     from faceforge.api.app import create_app
 
+    limit_malloc_arenas()
     settings = _settings(home)
     log = logging.getLogger("faceforge.serve")
     if not settings.auth_enabled:
@@ -129,6 +131,7 @@ def worker_command(home: HomeOption = None) -> None:
     from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
     from faceforge.worker.trainer import TrainingWorker
 
+    limit_malloc_arenas()
     settings = _settings(home)
     engine = make_engine(settings.resolved_database_url)
     upgrade_database(engine)
