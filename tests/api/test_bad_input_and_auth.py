@@ -33,6 +33,13 @@ def test_registration_rejections(tmp_path: Path, database_url: str, settings: Se
             ({}, [], 400, "invalid_request"),
             ({"name": "   "}, [], 400, "name_required"),
             ({"name": "x" * 21}, [], 400, "name_too_long"),
+            (
+                {"name": "Ann\nunknown"},
+                photo_fields(small[:1]),
+                400,
+                "name_invalid",
+            ),  # would split labels.txt
+            ({"name": "Ann", "position": "cook\u2028chef"}, photo_fields(small[:1]), 400, "position_invalid"),
             ({"name": "ok"}, photo_fields(small[:4]), 413, "too_many_photos"),
             ({"name": "ok"}, photo_fields([small[0], big]), 413, "file_too_large"),
         ]

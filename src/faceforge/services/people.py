@@ -4,6 +4,7 @@ recognition asks for a new model version in the same transaction."""
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,11 @@ def _clean_text(value: str | None, *, field_name: str, limit: int, required: boo
     if len(text) > limit:
         raise RequestRejectedError(
             f"{field_name}_too_long", f"{field_name} is longer than {limit} characters"
+        )
+    # Names become model labels: one per line in labels.txt, so no line breaks or other controls.
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text):
+        raise RequestRejectedError(
+            f"{field_name}_invalid", f"{field_name} must not contain line breaks or control characters"
         )
     return text
 
