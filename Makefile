@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.register_to_ready
 	$(BIN)/python -m bench.api_load
 	$(BIN)/python -m bench.export_times
+	$(BIN)/python -m bench.export_parity
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,119 @@
+"""How closely each exported model reproduces the server on real faces (the tests hold the tolerances).
+
+Usage: .venv/bin/python -m bench.export_parity
+Head: five enrolment photos per krasserm_lfw10 person. Probes: every krasserm_lfw10 photo plus the
+strangers of unknown_singles and azure_face_samples. The server's answer is the identify path (ONNX
+embedder, then the head). Core ML cannot run on Linux; its fp16 compute is emulated with the
+embedding network in half precision and the head weights read from model.mlmodel.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import torch
+from PIL import Image
+
+from faceforge.config import Settings
+from faceforge.evaluation.dataset import image_files
+from faceforge.export import coreml_models
+from faceforge.export.device_network import DeviceEmbeddingNet
+from faceforge.export.version_exports import VersionExporter, run_tflite
+from faceforge.training.head import fit_head
+from faceforge.vision.crop import crop_face
+from faceforge.vision.pipeline import FacePipeline, PhotoError
+from faceforge.weights.facenet_weights import load_facenet
+
+FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
+LFW10 = FACES / "krasserm_lfw10"
+
+
+def _softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True), np.float32)
+
+
+def main() -> None:
+    settings = Settings(
+        home=Path(tempfile.mkdtemp(prefix="faceforge-bench-")),
+        weights_cache=Path(tempfile.gettempdir()) / "faceforge-bench" / "weights",
+    )
+    pipeline = FacePipeline(settings)
+    enrolled, labels = [], []
+    for folder in sorted(p for p in LFW10.iterdir() if p.is_dir()):
+        for result in pipeline.analyze_many(image_files(folder)[:5], single_face=True):
+            if (
+                not isinstance(result, PhotoError)
+                and not result.reasons
+                and result.faces[0].embedding is not None
+            ):
+                enrolled.append(result.faces[0].embedding)
+                labels.append(folder.name)
+    head = fit_head(np.stack(enrolled), labels)
+    crops = []
+    for path in (
+        image_files(LFW10)
+        + image_files(FACES / "unknown_singles")
+        + image_files(FACES / "azure_face_samples")
+    ):
+        image = pipeline.decode(path.read_bytes())
+        faces = pipeline.detect(image)
+        if faces:
+            crops.append(crop_face(Image.fromarray(image), faces[0].box))
+    batch = np.stack(crops)
+    expected = head.probabilities(pipeline.embedder.embed(batch))
+    exports = VersionExporter(settings.weights_dir).export(head)
+
+    nchw = batch.transpose(0, 3, 1, 2).astype(np.float32)
+    onnx_fused = ort.InferenceSession(exports.files["model.onnx"]).run(None, {"face": nchw})[0]
+    tflite = run_tflite(exports.files["model.tflite"], batch.astype(np.float32))
+    int8 = run_tflite(exports.files["model_int8.tflite"], batch.astype(np.float32))
+
+    net = DeviceEmbeddingNet(
+        load_facenet(settings.weights_dir), channels_last=True, normalise_pixels=True
+    ).half()
+    with torch.inference_mode():
+        pixels = torch.from_numpy(batch.astype(np.float32)).half()
+        half = torch.cat([net(pixels[i : i + 16]) for i in range(0, len(pixels), 16)]).float().numpy()
+    layers = coreml_models.load_spec(exports.files["model.mlmodel"]).neuralNetworkClassifier.layers
+    (inner,) = [
+        layer.innerProduct
+        for layer in layers
+        if layer.name.startswith("head_") and layer.WhichOneof("layer") == "innerProduct"
+    ]
+    weights = (
+        np.frombuffer(inner.weights.float16Value, "<f2").astype(np.float32).reshape(len(head.labels) + 1, -1)
+    )
+    bias = np.frombuffer(inner.bias.float16Value, "<f2").astype(np.float32)
+    coreml_fp16 = _softmax(half.astype(np.float16).astype(np.float32) @ weights.T + bias)
+
+    def difference(actual: npt.NDArray[np.float32]) -> float:
+        return float(np.abs(actual - expected).max())
+
+    def top1(actual: npt.NDArray[np.float32]) -> float:
+        return float(np.mean(actual.argmax(axis=1) == expected.argmax(axis=1)))
+
+    print(
+        json.dumps(
+            {
+                "benchmark": "export_parity",
+                "faces": len(batch),
+                "people": len(head.labels),
+                "onnx_fused_max_abs_diff": difference(onnx_fused),
+                "tflite_fp32_max_abs_diff": difference(tflite),
+                "tflite_int8_max_abs_diff": difference(int8),
+                "tflite_int8_top1_agreement": top1(int8),
+                "coreml_fp16_emulated_max_abs_diff": difference(coreml_fp16),
+                "coreml_fp16_emulated_top1_agreement": top1(coreml_fp16),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
