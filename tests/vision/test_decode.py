@@ -13,6 +13,7 @@ from PIL import Image
 
 from faceforge.domain.errors import InvalidImageError
 from faceforge.vision.decode import decode_photo
+from faceforge.vision.pipeline import FacePipeline
 from tests.conftest import LFW10
 
 PHOTO = LFW10 / "Ariel_Sharon" / "Ariel_Sharon_0001.jpg"
@@ -88,3 +89,38 @@ def test_pixel_limit_is_a_setting(tmp_path: Path) -> None:
         decode_photo(PHOTO.read_bytes(), max_pixels=250 * 250 - 1, min_side=20)
     assert raised.value.code == "image_too_large"
     assert decode_photo(PHOTO.read_bytes(), max_pixels=250 * 250, min_side=20).shape == (250, 250, 3)
+
+
+def _png_16_bit(samples: np.ndarray) -> bytes:
+    """A 16-bit PNG, written by hand (Pillow cannot write 16-bit RGB): grayscale for ``(H, W)``
+    samples, RGB for ``(H, W, 3)``."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = samples.shape[:2]
+    color_type = 0 if samples.ndim == 2 else 2
+    rows = samples.astype(">u2").reshape(height, -1)
+    raw = b"".join(b"\0" + row.tobytes() for row in rows)  # filter type 0 per row
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("channels", ["grayscale", "rgb"])
+def test_16_bit_pngs_are_scaled_not_clipped(channels: str, pipeline: FacePipeline) -> None:
+    original = Image.open(PHOTO)
+    eight_bit = np.asarray(original.convert("L" if channels == "grayscale" else "RGB"), np.uint16)
+    image = decode_photo(_png_16_bit(eight_bit * 257), **LIMITS)  # 8-bit v is 16-bit 257 v
+    expected = np.asarray(
+        original.convert("L").convert("RGB") if channels == "grayscale" else original.convert("RGB")
+    )
+    assert image.shape == expected.shape and image.dtype == np.uint8
+    # The same picture, not a white one; at most one level off where 16-bit values are rounded.
+    assert np.abs(image.astype(int) - expected.astype(int)).max() <= 1
+    assert abs(float(image.mean()) - float(expected.mean())) < 0.5
+    assert len(pipeline.detect(image)) == 1  # the face is found

@@ -52,7 +52,7 @@ def decode_photo(data: bytes, *, max_pixels: int, min_side: int) -> RgbImage:
         try:
             image.seek(0)
             upright = ImageOps.exif_transpose(image)
-            rgb = upright.convert("RGB")
+            rgb = _to_rgb(upright)
             rgb.load()
         except (OSError, SyntaxError, ValueError, EOFError) as error:
             raise InvalidImageError(
@@ -64,6 +64,20 @@ def decode_photo(data: bytes, *, max_pixels: int, min_side: int) -> RgbImage:
             f"the image is {rgb.size[0]}x{rgb.size[1]} pixels; faces need at least {min_side} pixels",
         )
     return np.asarray(rgb, dtype=np.uint8)
+
+
+# Pillow's modes for more than 8 bits per sample (16-bit grayscale PNG opens as I;16 or I).
+# ``convert("RGB")`` clips them to 255 instead of scaling, which turns a photo white.
+_HIGH_BIT_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_SIXTEEN_BIT_TO_EIGHT = 65535 / 255  # = 257: 0 -> 0 and 65535 -> 255
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode not in _HIGH_BIT_DEPTH_MODES:
+        return image.convert("RGB")
+    samples = np.asarray(image, dtype=np.float64)
+    gray = np.clip(np.rint(samples / _SIXTEEN_BIT_TO_EIGHT), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray).convert("RGB")
 
 
 _EXTENSIONS = {
