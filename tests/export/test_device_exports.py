@@ -7,6 +7,8 @@ the ONNX embedder followed by the head's probabilities.
 
 from __future__ import annotations
 
+import copy
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
 from faceforge.export.coreml_checks import classifier_problems
 from faceforge.export.device_network import DeviceEmbeddingNet
+from faceforge.export.onnx_models import head_affine
 from faceforge.export.version_exports import LABELS_FILE, VersionExporter, VersionExports, run_tflite
 from faceforge.training.head import RecognitionHead, fit_head
 from faceforge.vision.crop import crop_face
@@ -32,7 +35,11 @@ from tests.conftest import FACES, LFW10
 
 ENROLLED_PER_PERSON = 5
 FP32_TOLERANCE = 1e-4
-FP16_TOLERANCE = 1e-3
+FP16_UNIT_ROUNDOFF = 2.0**-11
+# fp16 compute through FaceNet's ~130 layers: measured 1-cos up to ~3e-5 on these faces; 2e-3 is the
+# budget beyond which recognition visibly changes (see bench/export_parity for the raw figures).
+FP16_COSINE_ERROR = 2e-3
+FLOAT32_SOFTMAX_SLACK = 1e-6
 
 
 @dataclass
@@ -112,7 +119,11 @@ def test_tflite_fp32_matches_the_server(exported: Exported) -> None:
     # The people are recognised and the strangers are rejected by the model alone.
     predicted = [exported.labels[i] for i in probabilities.argmax(axis=1)]
     assert sum(label != "unknown" for label in predicted[:100]) >= 95
-    assert all(label == "unknown" for label in predicted[100:])
+    # Strangers: the version is calibrated to reject 97 % of them; the model rejects the server's.
+    server = [exported.labels[i] for i in exported.expected.argmax(axis=1)]
+    strangers = predicted[100:]
+    assert sum(label == "unknown" for label in strangers) >= 0.9 * len(strangers)
+    assert [label == "unknown" for label in strangers] == [label == "unknown" for label in server[100:]]
 
 
 def test_tflite_split_equals_fused(exported: Exported) -> None:
@@ -194,25 +205,117 @@ def test_coreml_neural_network_classifier(exported: Exported) -> None:
     # The head's fp16 weights, applied to the server's embeddings, give the server's probabilities.
     weights, bias = _coreml_head(layers, len(exported.labels))
     probabilities = _softmax(exported.embeddings @ weights.T + bias)
-    np.testing.assert_allclose(probabilities, exported.expected, atol=FP16_TOLERANCE)
+    no_embedding_error = np.zeros(len(probabilities), np.float32)
+    _assert_probabilities_within(
+        probabilities, exported.expected, _logit_error_bound(exported.head, no_embedding_error)
+    )
+
+
+def _float16_emulation(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` as fp16 hardware computes it, deterministically on any CPU: every weight and every
+    activation entering or leaving a layer is rounded to fp16, while the arithmetic stays fp32.
+    (PyTorch's own CPU fp16 kernels round and accumulate differently by instruction set and thread
+    count, so running ``net.half()`` gives a different answer on each machine.)"""
+    emulated = copy.deepcopy(net).float().eval()
+    with torch.no_grad():
+        for tensor in [*emulated.parameters(), *emulated.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+
+    def round_inputs(_: torch.nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(_to_float16_grid(value) for value in inputs)
+
+    def round_output(_: torch.nn.Module, __: tuple[Any, ...], output: Any) -> Any:
+        return _to_float16_grid(output)
+
+    for module in emulated.modules():
+        if not list(module.children()):  # a leaf layer: convolution, normalisation, activation...
+            module.register_forward_pre_hook(round_inputs)
+            module.register_forward_hook(round_output)
+    return emulated
+
+
+def _to_float16_grid(value: Any) -> Any:
+    return value.half().float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+
+def _logit_error_bound(
+    head: RecognitionHead, embedding_errors: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """Per face, the most any logit can move: the embedding error through the head's weights, plus
+    fp16 rounding of the weights, the bias and the embedding itself.
+
+    Logit ``j`` is ``W_j . e + b_j`` with ``|W_j| = scale`` (a unit prototype, or zero for unknown).
+    With ``e'`` the device's embedding and ``u = 2^-11`` (fp16's unit roundoff), each term moves by at
+    most ``scale * |e' - e|``, ``scale * u`` (rounding e'), ``scale * u`` (rounding W_j) and ``u |b_j|``."""
+    weights, bias = head_affine(head)
+    largest = float(np.linalg.norm(weights, axis=0).max())
+    return np.asarray(
+        largest * (embedding_errors + 2 * FP16_UNIT_ROUNDOFF)
+        + FP16_UNIT_ROUNDOFF * float(np.abs(bias).max()),
+        np.float32,
+    )
+
+
+def _assert_probabilities_within(
+    actual: npt.NDArray[np.float32], expected: npt.NDArray[np.float32], logit_bounds: npt.NDArray[np.float32]
+) -> None:
+    """Softmax moves each probability by at most a factor ``exp(+-2M)`` when no logit moves by more
+    than ``M``, so ``|p' - p| <= p (exp(2M) - 1)``: a bound derived from the scale, not a constant."""
+    allowed = expected * np.expm1(2 * logit_bounds)[:, None] + FLOAT32_SOFTMAX_SLACK
+    excess = np.abs(actual - expected) - allowed
+    assert excess.max() <= 0, (
+        f"{int((excess > 0).sum())} probabilities beyond their bound, worst by {excess.max()}"
+    )
+
+
+def _decision_margins(head: RecognitionHead, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """How far, in cosine, each face's decision is from changing: the best similarity against the
+    runner-up and the threshold (whichever is nearer)."""
+    similarities = np.concatenate(
+        [head.similarities(embeddings), np.full((len(embeddings), 1), head.threshold, np.float32)], axis=1
+    )
+    ordered = np.sort(similarities, axis=1)
+    return np.asarray(ordered[:, -1] - ordered[:, -2], np.float32)
 
 
 def test_float16_compute_stays_within_tolerance(exported: Exported, settings: Settings) -> None:
-    """Core ML runs these models in fp16 on the device, which cannot be run here. Emulate it: the
-    embedding network in half precision (weights and activations), then the head with the fp16
-    weights read from model.mlmodel, against the server's probabilities."""
-    net = DeviceEmbeddingNet(
-        load_facenet(settings.weights_dir), channels_last=True, normalise_pixels=True
-    ).half()
-    with torch.inference_mode():
-        pixels = torch.from_numpy(_pixels_nhwc(exported.crops)).half()
-        embeddings = torch.cat([net(pixels[i : i + 16]) for i in range(0, len(pixels), 16)]).float().numpy()
+    """Core ML runs these models in fp16 on the device, which cannot be run here. Emulate it (fp16
+    weights and activations, one thread), then apply the head's fp16 weights read from model.mlmodel,
+    and hold the result to the server where the physics is: the embedding's cosine error, every
+    decision whose margin is clear of that error, and probabilities within the bound the error implies."""
+    net = _float16_emulation(
+        DeviceEmbeddingNet(load_facenet(settings.weights_dir), channels_last=True, normalise_pixels=True)
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # fp32 sums in a fixed order
+    try:
+        with torch.inference_mode():
+            pixels = torch.from_numpy(_pixels_nhwc(exported.crops))
+            device = torch.cat([net(pixels[i : i + 16]) for i in range(0, len(pixels), 16)]).numpy()
+    finally:
+        torch.set_num_threads(threads)
+    device = device.astype(np.float16).astype(np.float32)  # the embedding output as fp16
+
+    cosine_error = 1 - np.sum(device * exported.embeddings, axis=1) / np.linalg.norm(device, axis=1)
+    assert cosine_error.max() <= FP16_COSINE_ERROR, cosine_error.max()
+    embedding_errors = np.linalg.norm(device - exported.embeddings, axis=1)
+
     layers = _load(exported.directory / "model.mlmodel").neuralNetworkClassifier.layers
     weights, bias = _coreml_head(layers, len(exported.labels))
-    logits = embeddings.astype(np.float16).astype(np.float32) @ weights.T + bias
-    probabilities = _softmax(logits)
-    np.testing.assert_allclose(probabilities, exported.expected, atol=FP16_TOLERANCE)
-    assert np.array_equal(probabilities.argmax(axis=1), exported.expected.argmax(axis=1))
+    probabilities = _softmax(device @ weights.T + bias)
+
+    # A face whose decision is further from flipping than twice its embedding error (plus the
+    # rounding of the head) must get the server's decision; nearly every face is that clear.
+    rounding = 2 * FP16_UNIT_ROUNDOFF * (1 + abs(exported.head.threshold))
+    clear = _decision_margins(exported.head, exported.embeddings) > 2 * (embedding_errors + rounding)
+    assert clear.mean() >= 0.9, clear.mean()
+    agree = probabilities.argmax(axis=1) == exported.expected.argmax(axis=1)
+    assert agree[clear].all(), np.flatnonzero(clear & ~agree)
+
+    _assert_probabilities_within(
+        probabilities, exported.expected, _logit_error_bound(exported.head, embedding_errors)
+    )
 
 
 def test_coreml_ml_program(exported: Exported, tmp_path: Path) -> None:
@@ -235,7 +338,10 @@ def test_coreml_ml_program(exported: Exported, tmp_path: Path) -> None:
     )
     bias = _float16(constants[linear.inputs["bias"].arguments[0].name].immediateValue.tensor.bytes.values)
     probabilities = _softmax(exported.embeddings @ weights.reshape(len(exported.labels), -1).T + bias)
-    np.testing.assert_allclose(probabilities, exported.expected, atol=FP16_TOLERANCE)
+    no_embedding_error = np.zeros(len(probabilities), np.float32)
+    _assert_probabilities_within(
+        probabilities, exported.expected, _logit_error_bound(exported.head, no_embedding_error)
+    )
     blob_types = {
         value.type.tensorType.dataType for value in constants.values() if value.HasField("blobFileValue")
     }
@@ -281,3 +387,16 @@ def test_manifest_describes_every_variant(exported: Exported) -> None:
     assert variants["tflite_split"]["files"] == ["backbone.tflite", "head.tflite", "labels.txt"]
     assert set(exported.exports.seconds) == {"onnx", "coreml", "tflite"}
     assert exported.exports.manifest["coreml"]["labels"] == exported.labels
+
+
+def test_exporting_leaves_nothing_in_the_temp_dir(
+    exported: Exported, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Converters write temporary packages; a worker builds versions for months, so each export must
+    delete what it made (coremltools alone would keep one .mlpackage per version until exit)."""
+    temp = tmp_path / "system-temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    exports = VersionExporter(settings.weights_dir).export(exported.head)
+    assert "model.mlpackage.zip" in exports.files
+    assert sorted(p.name for p in temp.iterdir()) == []

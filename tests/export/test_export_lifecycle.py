@@ -8,7 +8,6 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -17,7 +16,7 @@ from faceforge.cli.main import app as cli
 from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
 from faceforge.export.device_backbones import DeviceBackboneCache
-from tests.api.fixtures import photo_fields, service_settings, wait_until_trained
+from tests.api.fixtures import device_worker, local_client, photo_fields, service_settings, wait_until_trained
 from tests.conftest import LFW10
 
 
@@ -28,15 +27,16 @@ def _register(client: TestClient, folder: str) -> None:
     assert response.status_code == 201, response.text
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_damaged_backbone_fails_the_version_and_keeps_the_previous_one(
     tmp_path: Path, database_url: str, settings: Settings
 ) -> None:
     # A weights cache of our own (hard links to the session's), so damaging it harms no other test.
     weights = tmp_path / "weights"
     shutil.copytree(settings.weights_dir, weights, copy_function=os.link)
-    app_settings = service_settings(tmp_path, database_url, settings, weights_cache=weights)
-    with TestClient(create_app(app_settings)) as client:
+    app_settings = service_settings(
+        tmp_path, database_url, settings, weights_cache=weights, worker=device_worker()
+    )
+    with local_client(create_app(app_settings)) as client:
         _register(client, "Colin_Powell")
         wait_until_trained(client)
         assert client.get("/api/v1/models/current").json()["version"] == 1
@@ -62,12 +62,11 @@ def test_damaged_backbone_fails_the_version_and_keeps_the_previous_one(
         )
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_cli_export_writes_the_versions_own_files(
     tmp_path: Path, database_url: str, settings: Settings
 ) -> None:
-    app_settings = service_settings(tmp_path, database_url, settings)
-    with TestClient(create_app(app_settings)) as client:
+    app_settings = service_settings(tmp_path, database_url, settings, worker=device_worker())
+    with local_client(create_app(app_settings)) as client:
         _register(client, "Gerhard_Schroeder")
         _register(client, "Ariel_Sharon")
         wait_until_trained(client)

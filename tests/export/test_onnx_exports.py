@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -20,7 +19,6 @@ from tests.conftest import FACES, LFW10
 PEOPLE = ["Colin_Powell", "Tony_Blair", "Hugo_Chavez"]
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_fused_and_split_onnx_match_the_server(client: TestClient, pipeline: FacePipeline) -> None:
     for folder in PEOPLE:
         client.post(

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ import numpy.typing as npt
 import torch
 
 from faceforge.export.device_network import DeviceEmbeddingNet
+from faceforge.export.quiet import quiet_conversion_tools
 from faceforge.vision.crop import CROP_SIZE, PIXEL_MEAN, PIXEL_SCALE
 from faceforge.vision.facenet import EMBEDDING_SIZE
 
@@ -43,6 +47,7 @@ FLOAT16_LAYERS = ("convolution", "innerProduct", "batchnorm", "batchedMatMul", "
 
 
 def _coremltools() -> Any:
+    quiet_conversion_tools()
     import coremltools  # heavy; imported only when Core ML files are built or checked
 
     return coremltools
@@ -174,16 +179,30 @@ def convert_backbone_program(net: DeviceEmbeddingNet, package: Path) -> None:
         compute_precision=ct.precision.FLOAT16,
         skip_model_load=True,
     )
-    model.save(str(package))
+    try:
+        model.save(str(package))
+    finally:
+        _remove_temporary_package(model)
 
 
-def head_program(weights: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], labels: list[str]) -> Any:
+def _remove_temporary_package(model: Any) -> None:
+    """ct.convert writes an ML Program to a temporary .mlpackage that coremltools deletes only when
+    the process exits: a long-running worker would leak one per version."""
+    if getattr(model, "is_temp_package", False) and model.package_path:
+        shutil.rmtree(model.package_path, ignore_errors=True)
+
+
+@contextmanager
+def head_program(
+    weights: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], labels: list[str]
+) -> Iterator[Any]:
     """The head as an fp16 ML Program classifier: ``embedding`` -> ``classLabel`` / ``classLabelProbs``.
 
-    Returned as a loaded ``MLModel`` (spec plus its weights directory), for ``fused_program_spec``.
+    Yields an ``MLModel`` (spec plus its weights directory) for ``fused_program_spec``; its temporary
+    package is deleted when the block ends.
     """
     ct = _coremltools()
-    return ct.convert(
+    model = ct.convert(
         _trace(_linear_softmax(weights, bias), torch.zeros(1, weights.shape[0])),
         inputs=[ct.TensorType(name=EMBEDDING, shape=(1, weights.shape[0]))],
         classifier_config=ct.ClassifierConfig(labels, predicted_feature_name=CLASS_LABEL),
@@ -192,6 +211,10 @@ def head_program(weights: npt.NDArray[np.float32], bias: npt.NDArray[np.float32]
         compute_precision=ct.precision.FLOAT16,
         skip_model_load=True,
     )
+    try:
+        yield model
+    finally:
+        _remove_temporary_package(model)
 
 
 def fused_program_spec(backbone: Any, head: Any, head_weights_dir: Path) -> Any:

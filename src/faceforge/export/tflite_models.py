@@ -8,6 +8,8 @@ fused model is the backbone's graph with those two operators appended to its emb
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from typing import Any
 
@@ -18,6 +20,7 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 
 from faceforge.export.device_network import DeviceEmbeddingNet
+from faceforge.export.quiet import quiet_conversion_tools
 from faceforge.vision.crop import CROP_SIZE
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ SOFTMAX_VERSION = 1
 
 def convert_backbone(net: DeviceEmbeddingNet) -> bytes:
     """``face`` ``(1, 160, 160, 3)`` float32 RGB 0-255 -> ``embedding`` ``(1, 512)`` as a .tflite file."""
+    quiet_conversion_tools()
     import litert_torch  # heavy (JAX, MLIR): imported only when a backbone is converted
 
     if not net.channels_last or not net.normalise_pixels:
@@ -50,7 +54,11 @@ def quantize_dynamic_int8(model: bytes) -> bytes:
 
     engine = quantizer.Quantizer(model)
     engine.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-    return bytes(engine.quantize().quantized_model)
+    # One of its inner passes draws a tqdm bar that no option turns off: catch it (Python-level
+    # stderr only, for this fraction of a second; log handlers keep their own stream).
+    with contextlib.redirect_stderr(io.StringIO()):
+        quantized = engine.quantize(enable_progress_bar=False, enable_progress_report=False)
+    return bytes(quantized.quantized_model)
 
 
 def read_model(data: bytes) -> Any:

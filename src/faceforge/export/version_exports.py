@@ -159,13 +159,13 @@ class CoreMLExporter:
         program_backbone = coreml_models.load_spec(
             (paths.coreml_program / "Data/com.apple.CoreML/model.mlmodel").read_bytes()
         )
-        head_program = coreml_models.head_program(weights, bias, labels)
-        program = coreml_models.describe(
-            coreml_models.fused_program_spec(
-                program_backbone, head_program.get_spec(), Path(head_program.weights_dir)
-            ),
-            summary,
-        )
+        with coreml_models.head_program(weights, bias, labels) as head_program:
+            program = coreml_models.describe(
+                coreml_models.fused_program_spec(
+                    program_backbone, head_program.get_spec(), Path(head_program.weights_dir)
+                ),
+                summary,
+            )
         for name, spec in (
             ("model.mlmodel", fused),
             ("pipeline.mlmodel", pipeline),
@@ -306,12 +306,21 @@ class VersionExporter:
         self.coreml = CoreMLExporter(self.backbones)
         self.tflite = TfliteExporter(self.backbones, self.onnx.probe_embeddings)
 
-    def prepare(self) -> None:
-        """Convert any missing backbone now (worker start-up), not during the first training."""
-        if ExportFormat.COREML in self.formats:
-            self.backbones.coreml()
-        if ExportFormat.TFLITE in self.formats:
-            self.backbones.tflite()
+    def prepare(self, on_step: Callable[[int, int], None] = lambda done, total: None) -> None:
+        """Convert any missing backbone now (worker start-up), not during the first training.
+        ``on_step(done, total)`` is called before each backbone and at the end."""
+        steps = [
+            convert
+            for export_format, convert in (
+                (ExportFormat.COREML, self.backbones.coreml),
+                (ExportFormat.TFLITE, self.backbones.tflite),
+            )
+            if export_format in self.formats
+        ]
+        for done, convert in enumerate(steps):
+            on_step(done, len(steps))
+            convert()
+        on_step(len(steps), len(steps))
 
     def export(
         self, head: RecognitionHead, formats: tuple[ExportFormat, ...] | None = None
