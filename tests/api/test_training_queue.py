@@ -9,18 +9,19 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import httpx
-from fastapi.testclient import TestClient
 
 from faceforge.api.app import create_app
 from faceforge.config import Settings, WorkerSettings
-from faceforge.db.engine import make_engine, make_sessionmaker
+from faceforge.db import training_store
+from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
 from faceforge.evaluation.dataset import image_files
-from faceforge.worker.trainer import TrainingWorker
-from tests.api.fixtures import photo_fields, service_settings, wait_for, wait_until_trained
+from faceforge.export.device_backbones import DeviceBackboneCache
+from faceforge.worker.trainer import PREPARING_STAGE, TrainingWorker
+from tests.api.fixtures import BOTH_DATABASES, local_client, photo_fields, service_settings, wait_for
 from tests.conftest import FACES, LFW10
 
 
@@ -29,67 +30,77 @@ def _thirty_photos() -> list[Path]:
     return photos[::3][:30]
 
 
-def test_thirty_parallel_registrations(client: TestClient) -> None:
-    photos = _thirty_photos()
-
-    def register(index: int) -> int:
-        response = client.post(
-            "/api/v1/people", data={"name": f"person {index}"}, files=photo_fields([photos[index]])
-        )
-        assert response.status_code == 201, response.text
-        return int(response.json()["id"])
-
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        ids = list(pool.map(register, range(30)))
-    assert len(set(ids)) == 30
-    assert client.get("/api/v1/people").json()["total"] == 30
-    wait_until_trained(client)
-    versions = sorted(client.get("/api/v1/models").json()["items"], key=lambda v: v["version"])
-    assert all(v["status"] in {"ready", "pruned"} for v in versions)  # older ones pruned by retention
-    assert versions[-1]["status"] == "ready"
-    assert len(versions) < 30  # requests made while a training ran were coalesced
-    for earlier, later in pairwise(versions):
-        assert earlier["finished_at"] <= later["created_at"], "two trainings overlapped"
-    final = client.get("/api/v1/models/current").json()
-    accepted = {
-        p["id"]
-        for p in client.get("/api/v1/people", params={"limit": 100}).json()["items"]
-        if p["photo_count"]
-    }
-    assert {p["id"] for p in final["people"]} == accepted and len(accepted) >= 28
-
-
-def test_killed_worker_leaves_previous_version_and_pending_work_is_trained(
-    tmp_path: Path, database_url: str, settings: Settings
-) -> None:
+def _standby_app(tmp_path: Path, database_url: str, settings: Settings) -> tuple[Settings, TrainingWorker]:
+    """Settings for an app without its own worker, and a worker the test drives step by step."""
     app_settings = service_settings(
-        tmp_path,
-        database_url,
-        settings,
-        worker=WorkerSettings(
-            embedded=False, poll_seconds=0.1, heartbeat_seconds=0.3, stale_after_seconds=2.0
-        ),
+        tmp_path, database_url, settings, worker=WorkerSettings(embedded=False, poll_seconds=0.1)
     )
     engine = make_engine(app_settings.resolved_database_url)
-    in_process = TrainingWorker(app_settings, make_sessionmaker(engine))
-    with TestClient(create_app(app_settings)) as client:
+    upgrade_database(engine)
+    return app_settings, TrainingWorker(app_settings, make_sessionmaker(engine))
+
+
+@BOTH_DATABASES
+def test_thirty_parallel_registrations_coalesce_into_one_training(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    photos = _thirty_photos()
+    app_settings, worker = _standby_app(tmp_path, database_url, settings)
+    with local_client(create_app(app_settings)) as client:
+
+        def register(index: int) -> dict[str, Any]:
+            response = client.post(
+                "/api/v1/people", data={"name": f"person {index}"}, files=photo_fields([photos[index]])
+            )
+            assert response.status_code in (201, 422), response.text  # 422: the one photo was refused
+            return dict(response.json())
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            answers = list(pool.map(register, range(30)))
+        created = {answer["id"] for answer in answers if "id" in answer}
+        assert len(created) >= 28 and client.get("/api/v1/people").json()["total"] == len(created)
+        status = client.get("/api/v1/training").json()
+        assert status["state"] == "queued" and status["requested"] == len(created)
+
+        # One training covers every request made before it was claimed.
+        assert worker.run_once()
+        assert not worker.run_once()
+        versions = client.get("/api/v1/models").json()["items"]
+        assert [v["version"] for v in versions] == [1] and versions[0]["status"] == "ready"
+        final = client.get("/api/v1/models/current").json()
+        assert {p["id"] for p in final["people"]} == created
+        assert client.get("/api/v1/training").json()["built"] == len(created)
+    worker.lease.release()
+
+
+@BOTH_DATABASES
+def test_one_trainer_at_a_time_and_a_dead_ones_work_is_taken_over_at_once(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    app_settings, first = _standby_app(tmp_path, database_url, settings)
+    engine = make_engine(app_settings.resolved_database_url)
+    with local_client(create_app(app_settings)) as client:
         client.post(
             "/api/v1/people",
             data={"name": "Putin"},
             files=photo_fields(image_files(LFW10 / "Vladimir_Putin")[:4]),
         )
-        assert in_process.run_once()
+        assert first.run_once()
         assert client.get("/api/v1/models/current").json()["version"] == 1
-
         client.post(
             "/api/v1/people",
             data={"name": "Bush"},
             files=photo_fields(image_files(LFW10 / "George_W_Bush")[:4]),
         )
+        second = TrainingWorker(app_settings, make_sessionmaker(engine))
+        assert not second.run_once()  # the first worker is alive and holds the lease
+        first.lease.release()  # it stops
+
         env = {
             **os.environ,
             "FACEFORGE_DATABASE_URL": database_url,
             "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
+            "FACEFORGE_WORKER__FORMATS": "onnx",
             "FACEFORGE_WORKER__PAUSE_BEFORE_PUBLISH_SECONDS": "60",
             "FACEFORGE_WORKER__HEARTBEAT_SECONDS": "0.3",
         }
@@ -100,22 +111,36 @@ def test_killed_worker_leaves_previous_version_and_pending_work_is_trained(
             wait_for(
                 lambda: client.get("/api/v1/training").json()["stage"] == "paused", what="worker to pause"
             )
+            assert not second.run_once()  # the subprocess holds the lease now
             worker.send_signal(signal.SIGKILL)
             worker.wait(timeout=10)
         finally:
             if worker.poll() is None:
                 worker.kill()
-        status = client.get("/api/v1/training").json()
-        assert status["current_version"] == 1
         assert client.get("/api/v1/models/2").json()["status"] == "building"
+        assert (app_settings.models_dir / "2").is_dir()  # written, never published
         assert client.get("/api/v1/models/current").json()["version"] == 1
 
-        time.sleep(2.5)  # the dead worker's heartbeat goes stale
-        assert client.get("/api/v1/training").json()["state"] == "queued"
-        assert in_process.run_once()
-        assert client.get("/api/v1/models/2").json()["status"] == "failed"
+        # What a process killed mid-registration leaves: a finished file without a row, a .tmp file.
+        photos_dir = app_settings.files_dir / "photos"
+        orphans = [photos_dir / "0123456789abcdef.jpg", photos_dir / ".0123.jpg.abc.tmp"]
+        recent = photos_dir / "fedcba9876543210.jpg"  # perhaps a registration in flight: kept
+        for path in [*orphans, recent]:
+            path.write_bytes(b"\xff\xd8 partial")
+        hour_ago = time.time() - 3600
+        for path in orphans:
+            os.utime(path, (hour_ago, hour_ago))
+        kept = sorted(p.name for p in photos_dir.iterdir() if p not in orphans)
+
+        # No waiting for the dead worker's heartbeat to go stale: the lease says it is gone.
+        assert second.run_once()
+        failed = client.get("/api/v1/models/2").json()
+        assert failed["status"] == "failed" and "stopped responding" in failed["status_message"]
+        assert not (app_settings.models_dir / "2").exists()
+        assert sorted(p.name for p in photos_dir.iterdir()) == kept
         current = client.get("/api/v1/models/current").json()
         assert current["version"] == 3 and sorted(p["name"] for p in current["people"]) == ["Bush", "Putin"]
+    second.lease.release()
     engine.dispose()
 
 
@@ -126,43 +151,88 @@ def _free_port() -> int:
 
 
 def test_real_serve_process(tmp_path: Path, settings: Settings) -> None:
+    """`faceforge -v serve` with its defaults (every format, embedded worker): a version is built and
+    recognises; the first start reports its backbone conversion; the log is one line per stage."""
     port = _free_port()
     env = {
         **os.environ,
         "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
         "FACEFORGE_WORKER__POLL_SECONDS": "0.1",
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "faceforge.cli.main",
-            "serve",
-            "--port",
-            str(port),
-            "--home",
-            str(tmp_path / "home"),
-        ],
-        env=env,
-    )
+    backbones = DeviceBackboneCache(settings.weights_dir).paths()
+    converted_before = backbones.coreml.exists() and backbones.tflite.exists()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "faceforge.cli.main",
+                "-v",
+                "serve",
+                "--port",
+                str(port),
+                "--home",
+                str(tmp_path / "home"),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
+    stages: set[str | None] = set()
     try:
         with httpx.Client(base_url=base, timeout=60) as http:
 
-            def up() -> bool:
+            def status() -> dict[str, Any] | None:
                 try:
-                    return http.get("/api/v1/training").status_code == 200
+                    body: dict[str, Any] = http.get("/api/v1/training").json()
                 except httpx.TransportError:
-                    return False
+                    return None
+                stages.add(body["stage"])
+                return body
 
-            wait_for(up, what="faceforge serve to start")
+            wait_for(status, what="faceforge serve to start")
             photos = image_files(LFW10 / "Colin_Powell")
             created = http.post("/api/v1/people", data={"name": "Colin"}, files=photo_fields(photos[:5]))
             assert created.status_code == 201
-            wait_for(lambda: http.get("/api/v1/training").json()["current_version"] == 1, what="version 1")
+            wait_for(lambda: (status() or {}).get("current_version") == 1, timeout=300, what="version 1")
             found = http.post("/api/v1/identify", files={"photo": ("a.jpg", photos[7].read_bytes())}).json()
             assert found["faces"][0]["match"]["name"] == "Colin"
             assert (tmp_path / "home" / "faceforge.db").exists()
     finally:
         server.terminate()
         server.wait(timeout=30)
+    if not converted_before:  # a fresh weights cache: the conversion is reported, not a silent queue
+        assert "preparing_backbones" in stages, stages
+    lines = [  # uvicorn's access log aside
+        line
+        for line in log_path.read_text(errors="replace").splitlines()
+        if '" 200 OK' not in line and '" 201 Created' not in line
+    ]
+    assert any("version 1 ready" in line for line in lines), lines
+    noise = [line for line in lines if "%|" in line or "it/s]" in line or "Warning" in line or "\r" in line]
+    assert noise == [], noise[:5]  # no progress bars or third-party warnings
+    assert len(lines) <= 40, "\n".join(lines)
+
+
+def test_work_before_any_training_is_reported_with_its_stage(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    """A worker converting backbones (before it can train) shows up in the status as a stage with
+    progress, and leaves it when done."""
+    app_settings, worker = _standby_app(tmp_path, database_url, settings)
+    engine = make_engine(app_settings.resolved_database_url)
+    sessions = make_sessionmaker(engine)
+    with local_client(create_app(app_settings)) as client:
+        assert client.get("/api/v1/training").json()["stage"] is None
+        with sessions.begin() as session:
+            training_store.report_preparation(session, worker_id="w", stage=PREPARING_STAGE, progress=0.5)
+        status = client.get("/api/v1/training").json()
+        assert (status["state"], status["stage"], status["progress"]) == ("idle", PREPARING_STAGE, 0.5)
+        with sessions.begin() as session:
+            training_store.report_preparation(session, worker_id="w", stage=None, progress=1.0)
+        status = client.get("/api/v1/training").json()
+        assert (status["stage"], status["progress"]) == (None, 0.0)
+    engine.dispose()
+    worker.lease.release()

@@ -55,6 +55,8 @@ def _is_stale(row: TrainingStateRow, stale_after: float) -> bool:
 def training_status(session: Session, *, stale_after: float) -> TrainingStatus:
     row = _state(session, lock=False)
     running = row.running_version is not None and not _is_stale(row, stale_after)
+    # A worker preparing (converting backbones) before any training reports its stage too.
+    preparing = row.running_version is None and row.stage is not None and not _is_stale(row, stale_after)
     if running:
         state = TrainingState.RUNNING
     elif row.requested > row.built:
@@ -66,8 +68,8 @@ def training_status(session: Session, *, stale_after: float) -> TrainingStatus:
         requested=row.requested,
         built=row.built,
         building_version=row.running_version if running else None,
-        progress=row.progress if running else 0.0,
-        stage=row.stage if running else None,
+        progress=row.progress if running or preparing else 0.0,
+        stage=row.stage if running or preparing else None,
         current_version=row.current_version,
         last_success_version=row.last_success_version,
         last_success_at=as_utc(row.last_success_at),
@@ -96,7 +98,8 @@ def claim_training(
     """Claim the pending training, if any and if nobody live is training; creates its ``building`` version.
 
     A training whose worker stopped heart-beating for ``stale_after`` seconds is failed and re-claimed,
-    so a killed worker's pending request is trained by the next worker.
+    so a killed worker's pending request is trained by the next worker. A worker holding the trainer's
+    lease passes 0: any training still marked running was orphaned by a dead worker.
     """
     state = _state(session, lock=True)
     if state.running_version is not None:
@@ -125,6 +128,16 @@ def claim_training(
     return TrainingClaim(version=version, target=state.requested, worker_id=worker_id)
 
 
+def report_preparation(session: Session, *, worker_id: str, stage: str | None, progress: float) -> None:
+    """A worker's work outside any training (``stage=None`` when it is done); shown by the status
+    while no training runs."""
+    state = _state(session, lock=True)
+    if state.running_version is not None:
+        return
+    state.stage, state.progress = stage, progress
+    state.worker_id, state.heartbeat_at = (worker_id, utcnow()) if stage is not None else (None, None)
+
+
 def _owned(state: TrainingStateRow, claim: TrainingClaim) -> bool:
     return state.running_version == claim.version and state.worker_id == claim.worker_id
 
@@ -144,8 +157,12 @@ def report_progress(
     return True
 
 
-def publish_version(session: Session, *, claim: TrainingClaim, details: dict[str, Any]) -> bool:
-    """Mark the claimed version ready and make it current. False (nothing changed) if no longer owned."""
+def publish_version(
+    session: Session, *, claim: TrainingClaim, details: dict[str, Any], held_back: str | None = None
+) -> bool:
+    """Mark the claimed version ready and make it current, or, with ``held_back`` (the reason), ready
+    but not current: the previous version keeps serving until someone activates this one. False
+    (nothing changed) if no longer owned."""
     state = _state(session, lock=True)
     if not _owned(state, claim):
         return False
@@ -154,10 +171,14 @@ def publish_version(session: Session, *, claim: TrainingClaim, details: dict[str
     now = utcnow()
     for key, value in details.items():
         setattr(row, key, value)
-    row.status, row.finished_at = VersionStatus.READY, now
+    row.status, row.finished_at, row.status_message = VersionStatus.READY, now, held_back
     state.built = max(state.built, claim.target)
-    state.current_version = claim.version
-    state.last_success_version, state.last_success_at = claim.version, now
+    if held_back is None:
+        state.current_version = claim.version
+        state.last_success_version, state.last_success_at = claim.version, now
+    else:
+        state.last_failure_version, state.last_failure_at = claim.version, now
+        state.last_failure_message = held_back
     _clear_running(state)
     return True
 

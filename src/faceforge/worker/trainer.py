@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.config import Settings
 from faceforge.db import people_store, training_store
 from faceforge.domain.errors import FaceforgeError
 from faceforge.domain.records import TrainingClaim
+from faceforge.export.quiet import quiet_conversion_tools
 from faceforge.export.version_exports import UNKNOWN_LABEL, VersionExporter
 from faceforge.registry.artifacts import delete_versions, write_version
 from faceforge.training.head import fit_head, leave_one_out_metrics
@@ -32,10 +34,13 @@ from faceforge.training.serialize import HEAD_FILE, head_bytes
 from faceforge.vision.crop import crop_contract
 from faceforge.vision.embedder import EMBEDDER_NAME
 from faceforge.vision.facenet import EMBEDDING_SIZE
+from faceforge.worker.lease import lease_for
+from faceforge.worker.orphans import sweep_orphans
 
 log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "faceforge-model/1"
+PREPARING_STAGE = "preparing_backbones"
 
 
 class TrainingLost(Exception):
@@ -56,14 +61,65 @@ class TrainingWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.wake = threading.Event()
         self.stop = threading.Event()
+        quiet_conversion_tools()  # also when the app runs under another server than `faceforge serve`
         self.exporter = VersionExporter(settings.weights_dir, settings.worker.export_formats)
+        bind = sessions.kw.get("bind")
+        if not isinstance(bind, Engine):
+            raise TypeError("the worker's sessionmaker must be bound to an engine")
+        self.lease = lease_for(bind)
+        self.holds_lease = False
 
     def run_forever(self) -> None:
         log.info("training worker %s started", self.worker_id)
         try:
-            self.exporter.prepare()
+            while not self.stop.is_set():
+                if self._take_lease():
+                    break
+                self.wake.wait(self.settings.worker.poll_seconds)
+                self.wake.clear()
+            if not self.stop.is_set():
+                self._prepare_backbones()
+            self._loop()
+        finally:
+            self.lease.release()
+            self.holds_lease = False
+
+    def _take_lease(self) -> bool:
+        """Become the deployment's trainer if no live worker is; then clear what a dead one left."""
+        if self.holds_lease:
+            return True
+        if not self.lease.try_acquire():
+            return False
+        self.holds_lease = True
+        log.info("training worker %s holds the trainer's lease", self.worker_id)
+        with self.sessions.begin() as session:
+            sweep_orphans(
+                session,
+                models_dir=self.settings.models_dir,
+                photos_dir=self.settings.files_dir / "photos",
+                grace_seconds=self.settings.worker.orphan_grace_seconds,
+            )
+        return True
+
+    def _prepare_backbones(self) -> None:
+        """Convert missing on-device backbones before the first training (tens of seconds on a fresh
+        machine), reported as the ``preparing_backbones`` stage."""
+
+        def report(done: int, total: int) -> None:
+            stage = PREPARING_STAGE if done < total else None
+            with self.sessions.begin() as session:
+                training_store.report_preparation(
+                    session, worker_id=self.worker_id, stage=stage, progress=done / total if total else 1.0
+                )
+
+        try:
+            self.exporter.prepare(report)
         except Exception:  # each training retries the conversion and fails with the reason
             log.exception("could not convert the on-device backbones")
+            with self.sessions.begin() as session:
+                training_store.report_preparation(session, worker_id=self.worker_id, stage=None, progress=0.0)
+
+    def _loop(self) -> None:
         while not self.stop.is_set():
             try:
                 worked = self.run_once()
@@ -76,12 +132,12 @@ class TrainingWorker:
 
     def run_once(self) -> bool:
         """Claim and run one training if one is pending. Returns whether a training was claimed."""
+        if not self._take_lease():
+            return False  # another live worker is the trainer
         with self.sessions.begin() as session:
+            # With the lease held, a training marked running by anyone else has a dead worker.
             claim = training_store.claim_training(
-                session,
-                worker_id=self.worker_id,
-                stale_after=self.settings.worker.stale_after_seconds,
-                embedder=EMBEDDER_NAME,
+                session, worker_id=self.worker_id, stale_after=0.0, embedder=EMBEDDER_NAME
             )
         if claim is None:
             return False
@@ -133,11 +189,20 @@ class TrainingWorker:
         embeddings = np.stack([np.frombuffer(face.embedding, dtype="<f4") for face in faces])
         labels = [person_label(face.person_id, people[face.person_id].name) for face in faces]
         self._stage(claim, 0.3, "fitting")
-        head = fit_head(embeddings, labels)
+        head = fit_head(embeddings, labels, target_unknown_reject=self.settings.target_unknown_reject)
         self._stage(claim, 0.5, "evaluating")
         metrics = leave_one_out_metrics(embeddings, labels, head)
-        self._stage(claim, 0.7, "writing")
         by_label = {person_label(p.id, p.name): p for p in people.values()}
+        metrics["suspected_duplicates"] = [
+            {
+                "people": [by_label[label].id for label in suspect["labels"]],
+                "names": [by_label[label].name for label in suspect["labels"]],
+                "similarity": round(suspect["similarity"], 4),
+                "kind": suspect["kind"],  # "person": registered twice; "photo": one photo filed wrongly
+            }
+            for suspect in metrics["suspected_duplicates"]
+        ]
+        self._stage(claim, 0.7, "writing")
         roster = [
             {
                 "id": by_label[label].id,
@@ -166,10 +231,14 @@ class TrainingWorker:
             self._stage(claim, 0.9, "paused")
             time.sleep(pause)
         self._stage(claim, 0.95, "publishing")
+        held_back = self._below_floor(metrics)
         with self.sessions.begin() as session:
+            if held_back is not None and training_store.current_version(session) is None:
+                held_back = None  # nothing to keep serving: a weak version beats none
             published = training_store.publish_version(
                 session,
                 claim=claim,
+                held_back=held_back,
                 details={
                     "threshold": head.threshold,
                     "people": [{k: r[k] for k in ("id", "name", "position")} for r in roster],
@@ -183,6 +252,19 @@ class TrainingWorker:
             stale = training_store.prune_versions(session, keep=self.settings.worker.keep_versions)
         delete_versions(self.settings.models_dir, stale)
         log.info("version %d ready: %d people, %.2fs", claim.version, len(roster), metrics["train_seconds"])
+        if held_back is not None:
+            log.warning("version %d %s", claim.version, held_back)
+
+    def _below_floor(self, metrics: dict[str, Any]) -> str | None:
+        """Why this version must not become current, if its own held-out figures say so."""
+        floor = self.settings.worker.min_known_accept
+        accept = metrics.get("accept_rate")
+        if accept is None or accept >= floor:
+            return None
+        return (
+            f"held back: held-out known photos accepted {accept:.3f} < floor {floor:.3f} "
+            "(FACEFORGE_WORKER__MIN_KNOWN_ACCEPT); the previous version stays current"
+        )
 
     def _manifest(
         self,
