@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from faceforge.export.formats import ExportFormat, parse_formats
@@ -36,12 +37,20 @@ class LimitSettings(BaseSettings):
     max_request_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="largest accepted request body")
     max_photos_per_request: int = Field(20, ge=1, description="photos in one registration or upload")
     max_name_length: int = Field(200, ge=1, description="longest person name or position")
+    vision_concurrency: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="photos decoded, detected and embedded at once across requests (default: CPU cores)",
+    )
+    vision_queue: int = Field(
+        8, ge=0, description="requests that may wait for vision work; more get 503 with Retry-After"
+    )
 
 
 class WorkerSettings(BaseSettings):
     """The training worker (``FACEFORGE_WORKER__EMBEDDED`` and so on)."""
 
-    embedded: bool = Field(True, description="`serve` runs one training worker in its own process")
+    embedded: bool = Field(True, description="`serve` runs one training worker as a thread of its process")
     poll_seconds: float = Field(0.5, gt=0, description="how often an idle worker looks for requests")
     heartbeat_seconds: float = Field(1.0, gt=0, description="how often a training worker proves it is alive")
     stale_after_seconds: float = Field(
@@ -53,6 +62,17 @@ class WorkerSettings(BaseSettings):
     )
     keep_versions: int = Field(
         5, ge=1, description="ready versions kept on disk; older ones are pruned (their files deleted)"
+    )
+    orphan_grace_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="photo files without a database row are deleted by a starting worker once this old",
+    )
+    min_known_accept: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="a version whose held-out known accept rate is below this is built but not made current",
     )
     pause_before_publish_seconds: float = Field(
         0.0, ge=0, description="fault-injection knob for crash tests: sleep before publishing a version"
@@ -79,12 +99,26 @@ class Settings(BaseSettings):
     max_pixels: int = Field(40_000_000, ge=1, description="photos with more pixels are rejected undecoded")
     detector: DetectorSettings = Field(default_factory=lambda: DetectorSettings())
     workers: int = Field(2, ge=1, le=64, description="threads used for batch decode and detection")
-    database_url: str | None = Field(
+    target_unknown_reject: float = Field(
+        0.97,
+        ge=0.5,
+        lt=1.0,
+        description="share of strangers each version's threshold is calibrated to reject",
+    )
+    database_url: SecretStr | None = Field(
         None,
         description="SQLAlchemy URL; default: SQLite at <home>/faceforge.db (PostgreSQL: postgresql+psycopg://...)",
     )
-    admin_keys: str = Field("", description="comma-separated API keys that may read and write")
-    read_keys: str = Field("", description="comma-separated API keys that may only read and identify")
+    admin_keys: SecretStr = Field(
+        SecretStr(""), description="comma-separated API keys that may read and write"
+    )
+    read_keys: SecretStr = Field(
+        SecretStr(""), description="comma-separated API keys that may read, list and identify"
+    )
+    open_network_without_keys: bool = Field(
+        False,
+        description="without API keys, answer clients beyond loopback too (anyone on the network may write)",
+    )
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     worker: WorkerSettings = Field(default_factory=lambda: WorkerSettings())
 
@@ -107,15 +141,17 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'faceforge.db'}"
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.home / 'faceforge.db'}"
 
     @property
     def admin_key_set(self) -> frozenset[str]:
-        return _split_keys(self.admin_keys)
+        return _split_keys(self.admin_keys.get_secret_value())
 
     @property
     def read_key_set(self) -> frozenset[str]:
-        return _split_keys(self.read_keys)
+        return _split_keys(self.read_keys.get_secret_value())
 
     @property
     def auth_enabled(self) -> bool:

@@ -1,4 +1,8 @@
-"""Service fixtures: a fresh home and database per test, on SQLite and on the machine's PostgreSQL."""
+"""Service fixtures: a fresh home and database per test.
+
+SQLite by default; tests whose behaviour differs on PostgreSQL (queue, locking, concurrency) ask for
+both with ``@BOTH_DATABASES``. Versions are built as ONNX only unless a test asks for the on-device
+formats (each full version writes ~340 MB)."""
 
 from __future__ import annotations
 
@@ -9,24 +13,39 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from faceforge.api.app import create_app
 from faceforge.config import LimitSettings, Settings, WorkerSettings
 from faceforge.export.version_exports import VersionExporter
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# TestClient's default client host is "testclient"; without API keys faceforge serves loopback only.
+LOOPBACK_CLIENT = ("127.0.0.1", 50000)
+BOTH_DATABASES = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def local_client(app: FastAPI) -> TestClient:
+    return TestClient(app, client=LOOPBACK_CLIENT)
+
+
+@pytest.fixture(params=["sqlite"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """SQLite in the test's folder, or a schema of its own in PostgreSQL's ``test`` database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'faceforge.db'}"
         return
     schema = f"faceforge_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_SERVER, isolation_level="AUTOCOMMIT")
+    admin = create_engine(POSTGRES_SERVER, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as error:
+        admin.dispose()
+        pytest.skip(f"no PostgreSQL server answers at 127.0.0.1:5432 ({type(error.orig).__name__})")
     with admin.connect() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
     try:
@@ -37,15 +56,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         admin.dispose()
 
 
-def service_settings(tmp_path: Path, database_url: str, shared: Settings, **changes: Any) -> Settings:
-    base = Settings(
-        home=tmp_path / "home",
-        weights_cache=shared.weights_dir,
-        database_url=database_url,
-        worker=WorkerSettings(poll_seconds=0.1, heartbeat_seconds=0.3, stale_after_seconds=3.0),
-        limits=LimitSettings(),
+ON_DEVICE_FORMATS = "onnx,coreml,tflite"
+
+
+def device_worker(**changes: Any) -> WorkerSettings:
+    """Worker settings for tests that check the on-device files (Core ML, TFLite)."""
+    return WorkerSettings(
+        **{"poll_seconds": 0.1, "heartbeat_seconds": 0.3, "formats": ON_DEVICE_FORMATS, **changes}
     )
-    return base.model_copy(update=changes)
+
+
+def service_settings(tmp_path: Path, database_url: str, shared: Settings, **changes: Any) -> Settings:
+    fields: dict[str, Any] = {
+        "home": tmp_path / "home",
+        "weights_cache": shared.weights_dir,
+        "database_url": database_url,
+        "worker": WorkerSettings(poll_seconds=0.1, heartbeat_seconds=0.3, formats="onnx"),
+        "limits": LimitSettings(),
+    }
+    return Settings(**{**fields, **changes})  # validated, as settings from the environment are
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +92,7 @@ def api_settings(tmp_path: Path, database_url: str, settings: Settings) -> Setti
 
 @pytest.fixture
 def client(api_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(api_settings)) as test_client:
+    with local_client(create_app(api_settings)) as test_client:
         yield test_client
 
 

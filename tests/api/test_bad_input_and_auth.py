@@ -1,20 +1,37 @@
-"""Every rejection is a clear 4xx JSON and leaves no rows or files behind; API keys are enforced."""
+"""Every rejection is a clear 4xx JSON and leaves no rows or files behind; API keys are enforced
+before a body is read; every route declares who may call it."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+from collections.abc import MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from PIL import Image
 
+from faceforge.api.access import declared_access
 from faceforge.api.app import create_app
 from faceforge.config import LimitSettings, Settings
 from faceforge.evaluation.dataset import image_files
 from faceforge.export import coreml_models
-from tests.api.fixtures import photo_fields, service_settings, wait_until_trained
+from tests.api.fixtures import (
+    BOTH_DATABASES,
+    device_worker,
+    local_client,
+    photo_fields,
+    service_settings,
+    wait_until_trained,
+)
 from tests.conftest import FACES, LFW10
 
 LEGACY = "/gorillas/face-recognition/api/v1.0"
+HUGE = "99999999999999999999999"  # beyond any integer column
+PUBLIC_PAGES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
 def _nothing_stored(client: TestClient) -> None:
@@ -23,59 +40,180 @@ def _nothing_stored(client: TestClient) -> None:
     assert not photos_dir.exists() or list(photos_dir.iterdir()) == []
 
 
+def _error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()["error"]
+    assert body["code"] == code and body["message"], body
+    return body
+
+
 def test_registration_rejections(tmp_path: Path, database_url: str, settings: Settings) -> None:
     limits = LimitSettings(max_file_bytes=60_000, max_photos_per_request=3, max_name_length=20)
     app_settings = service_settings(tmp_path, database_url, settings, limits=limits)
     big = next(p for p in image_files(FACES / "deepface_tests") if p.stat().st_size > 60_000)
     small = image_files(LFW10 / "Colin_Powell")
-    with TestClient(create_app(app_settings)) as client:
+    with local_client(create_app(app_settings)) as client:
         cases = [
-            ({}, [], 400, "invalid_request"),
+            ({}, [], 400, "name_required"),  # missing and blank: one code per cause
             ({"name": "   "}, [], 400, "name_required"),
             ({"name": "x" * 21}, [], 400, "name_too_long"),
-            (
-                {"name": "Ann\nunknown"},
-                photo_fields(small[:1]),
-                400,
-                "name_invalid",
-            ),  # would split labels.txt
+            ({"name": "Ann\nunknown"}, photo_fields(small[:1]), 400, "name_invalid"),  # splits labels.txt
             ({"name": "Ann", "position": "cook\u2028chef"}, photo_fields(small[:1]), 400, "position_invalid"),
             ({"name": "ok"}, photo_fields(small[:4]), 413, "too_many_photos"),
             ({"name": "ok"}, photo_fields([small[0], big]), 413, "file_too_large"),
         ]
         for data, files, status, code in cases:
-            response = client.post("/api/v1/people", data=data, files=files or None)
-            assert response.status_code == status, (code, response.text)
-            assert response.json()["error"]["code"] == code and response.json()["error"]["message"]
+            _error(client.post("/api/v1/people", data=data, files=files or None), status, code)
         _nothing_stored(client)
         oversized = client.post(
             "/api/v1/people", data={"name": "ok"}, content=b"x" * 200, headers={"content-length": str(10**10)}
         )
-        assert oversized.status_code == 413 and oversized.json()["error"]["code"] == "request_too_large"
+        _error(oversized, 413, "request_too_large")
         assert client.get("/no/such/path").json() == {"error": "not found"}
-        assert client.get("/api/v1/people/12345").json()["error"]["code"] == "not_found"
-        assert client.get("/api/v1/models/current").status_code == 409
+        _error(client.get("/api/v1/people/12345"), 404, "not_found")
+        _error(client.get("/api/v1/models/current"), 409, "model_not_ready")
+        legacy_missing = client.post(f"{LEGACY}/user/register", data={"position": "cook"})
+        assert legacy_missing.json() == {
+            "status": "failed",
+            "error": "bad request",
+            "message": "Name is required",
+        }
 
 
-def test_bad_photos_get_verdicts_not_errors(client: TestClient, tmp_path: Path) -> None:
+def test_chunked_body_over_the_limit_is_413(tmp_path: Path, database_url: str, settings: Settings) -> None:
+    limits = LimitSettings(max_request_bytes=64 * 1024)
+    app_settings = service_settings(tmp_path, database_url, settings, limits=limits)
+    photo = image_files(LFW10 / "Colin_Powell")[0].read_bytes()
+
+    def chunks() -> Any:  # no Content-Length: the size is only known while reading
+        boundary = b"--faceforge"
+        yield boundary + b'\r\nContent-Disposition: form-data; name="name"\r\n\r\nColin\r\n'
+        yield boundary + b'\r\nContent-Disposition: form-data; name="photos"; filename="a.jpg"\r\n'
+        yield b"Content-Type: image/jpeg\r\n\r\n"
+        for _ in range(10):
+            yield photo
+        yield b"\r\n" + boundary + b"--\r\n"
+
+    with local_client(create_app(app_settings)) as client:
+        response = client.post(
+            "/api/v1/people",
+            content=chunks(),
+            headers={"content-type": "multipart/form-data; boundary=faceforge"},
+        )
+        _error(response, 413, "request_too_large")
+        legacy = client.post(
+            f"{LEGACY}/user/register",
+            content=chunks(),
+            headers={"content-type": "multipart/form-data; boundary=faceforge"},
+        )
+        assert legacy.status_code == 413 and legacy.json()["status"] == "failed"
+        _nothing_stored(client)
+
+
+def test_photos_sent_and_none_accepted_store_nothing(client: TestClient) -> None:
+    refused = [
+        ("photos", ("empty.jpg", b"", "image/jpeg")),
+        ("photos", ("dog.jpg", (FACES / "negatives" / "dlib_dog.jpg").read_bytes(), "image/jpeg")),
+    ]
+    body = _error(
+        client.post("/api/v1/people", data={"name": "Nobody"}, files=refused), 422, "photos_rejected"
+    )
+    assert [(p["filename"], p["verdict"], p["reasons"]) for p in body["photos"]] == [
+        ("empty.jpg", "rejected", ["empty_file"]),
+        ("dog.jpg", "rejected", ["no_face"]),
+    ]
+    _nothing_stored(client)
+    legacy = client.post(f"{LEGACY}/user/register", data={"name": "Nobody"}, files=refused)
+    assert legacy.status_code == 400 and legacy.json()["status"] == "failed"
+    assert [r["reasons"] for r in legacy.json()["reasons"]] == [["empty_file"], ["no_face"]]
+    _nothing_stored(client)
+
+    # A person without photos is fine; adding only refused photos changes nothing.
+    person = client.post("/api/v1/people", data={"name": "Later"})
+    assert person.status_code == 201 and person.json()["training"] is None
+    added = client.post(f"/api/v1/people/{person.json()['id']}/photos", files=refused)
+    _error(added, 422, "photos_rejected")
+    assert client.get(f"/api/v1/people/{person.json()['id']}").json()["photo_count"] == 0
+    assert client.get("/api/v1/training").json()["requested"] == 0
+
+
+def test_bad_photos_get_verdicts_not_errors(client: TestClient) -> None:
     files = [
         ("photos", ("empty.jpg", b"", "image/jpeg")),
         ("photos", ("text.jpg", b"hello", "image/jpeg")),
         ("photos", ("dog.jpg", (FACES / "negatives" / "dlib_dog.jpg").read_bytes(), "image/jpeg")),
         ("photos", ("group.jpg", (FACES / "multi" / "dlib_bald_guys.jpg").read_bytes(), "image/jpeg")),
         ("photos", ("ok.jpg", image_files(LFW10 / "Colin_Powell")[0].read_bytes(), "image/jpeg")),
+        ("photos", ("ok2.jpg", image_files(LFW10 / "Colin_Powell")[1].read_bytes(), "image/jpeg")),
+        (
+            "photos",
+            ("with-blair.jpg", _side_by_side(LFW10 / "Tony_Blair", LFW10 / "Colin_Powell"), "image/jpeg"),
+        ),
     ]
-    body = client.post("/api/v1/people", data={"name": "Colin"}, files=files).json()
+    response = client.post("/api/v1/people", data={"name": "Colin"}, files=files)
+    assert response.status_code == 201
+    body = response.json()
     assert [(p["verdict"], p["reasons"]) for p in body["photos"]] == [
         ("rejected", ["empty_file"]),
         ("rejected", ["not_an_image"]),
         ("rejected", ["no_face"]),
-        ("rejected", ["multiple_faces"]),
+        ("rejected", ["multiple_faces"]),  # strangers: none of them matches Colin's other photos
         ("accepted", []),
+        ("accepted", []),
+        ("accepted", []),  # two people; Colin's other photos say which face is his
     ]
-    assert body["photo_count"] == 1
-    identify_bad = client.post("/api/v1/identify", files={"photo": ("x.jpg", b"garbage")})
-    assert identify_bad.status_code in (400, 409)
+    resolved = body["photos"][-1]
+    assert "several faces" in resolved["message"] and resolved["box"]["x"] > 250  # the right half
+    assert body["photo_count"] == 3
+
+
+def _side_by_side(left: Path, right: Path) -> bytes:
+    first, second = (Image.open(image_files(folder)[4]).convert("RGB") for folder in (left, right))
+    both = Image.new("RGB", (first.width + second.width, first.height))
+    both.paste(first, (0, 0))
+    both.paste(second, (first.width, 0))
+    buffer = io.BytesIO()
+    both.save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def test_numbers_beyond_any_id_are_404_or_400_json(client: TestClient) -> None:
+    photo = image_files(LFW10 / "Colin_Powell")[0].read_bytes()
+    for method, path in [
+        ("GET", f"/api/v1/people/{HUGE}"),
+        ("PATCH", f"/api/v1/people/{HUGE}"),
+        ("DELETE", f"/api/v1/people/{HUGE}"),
+        ("GET", f"/api/v1/people/{HUGE}/photos"),
+        ("DELETE", f"/api/v1/people/1/photos/{HUGE}"),
+        ("GET", f"/api/v1/models/{HUGE}"),
+        ("POST", f"/api/v1/models/{HUGE}/activate"),
+        ("GET", f"/api/v1/models/{HUGE}/files/model.onnx"),
+        ("GET", "/api/v1/models/2147483648"),  # one past PostgreSQL's integer
+        ("GET", "/api/v1/people/abc"),
+    ]:
+        _error(
+            client.request(method, path, json={"name": "x"} if method == "PATCH" else None), 404, "not_found"
+        )
+    _error(client.get("/api/v1/people", params={"offset": HUGE}), 400, "invalid_request")
+    identify = client.post("/api/v1/identify", files={"photo": ("a.jpg", photo)}, data={"version": HUGE})
+    _error(identify, 400, "invalid_request")
+
+
+def test_vision_work_is_bounded_with_503(tmp_path: Path, database_url: str, settings: Settings) -> None:
+    limits = LimitSettings(vision_concurrency=1, vision_queue=0)
+    app_settings = service_settings(tmp_path, database_url, settings, limits=limits)
+    photo = image_files(LFW10 / "Colin_Powell")[0]
+    with local_client(create_app(app_settings)) as client:
+        gate = client.app.state.services.people.gate  # type: ignore[attr-defined]
+        with gate.slot():  # another request is analysing its photos
+            busy = client.post("/api/v1/people", data={"name": "Colin"}, files=photo_fields([photo]))
+            _error(busy, 503, "busy")
+            assert int(busy.headers["retry-after"]) >= 1
+            _nothing_stored(client)
+        assert (
+            client.post("/api/v1/people", data={"name": "Colin"}, files=photo_fields([photo])).status_code
+            == 201
+        )
 
 
 def test_api_keys(tmp_path: Path, database_url: str, settings: Settings) -> None:
@@ -83,12 +221,12 @@ def test_api_keys(tmp_path: Path, database_url: str, settings: Settings) -> None
         tmp_path, database_url, settings, admin_keys="admin-1, admin-2", read_keys="reader"
     )
     photo = image_files(LFW10 / "Gerhard_Schroeder")[0]
-    with TestClient(create_app(app_settings)) as client:
-        assert client.get("/api/v1/people").status_code == 401
-        assert client.get("/api/v1/people", headers={"X-API-Key": "wrong"}).status_code == 401
+    with TestClient(create_app(app_settings)) as client:  # any client address: keys are set
+        _error(client.get("/api/v1/people"), 401, "unauthorized")
+        _error(client.get("/api/v1/people", headers={"X-API-Key": "wrong"}), 401, "unauthorized")
         assert client.get("/api/v1/people", headers={"X-API-Key": "reader"}).status_code == 200
         denied = client.post("/api/v1/people", data={"name": "x"}, headers={"X-API-Key": "reader"})
-        assert denied.status_code == 403 and denied.json()["error"]["code"] == "forbidden"
+        _error(denied, 403, "forbidden")
         created = client.post(
             "/api/v1/people",
             data={"name": "x"},
@@ -99,49 +237,143 @@ def test_api_keys(tmp_path: Path, database_url: str, settings: Settings) -> None
         legacy = client.post(f"{LEGACY}/user/register", data={"name": "y"}, headers={"X-API-Key": "reader"})
         assert legacy.status_code == 403 and legacy.json()["status"] == "failed"
         assert client.get(f"{LEGACY}/model/info").status_code == 401
-        _ = client.get("/api/v1/training", headers={"X-API-Key": "reader"})
+        training = client.get("/api/v1/training", headers={"X-API-Key": "reader"})
+        assert training.status_code == 200 and training.json()["requested"] == 1
         assert client.get("/api/v1/people", headers={"X-API-Key": "reader"}).json()["total"] == 1
 
 
-def test_legacy_routes_keep_their_shape(client: TestClient) -> None:
-    not_ready = client.get(f"{LEGACY}/model/info")
-    assert not_ready.status_code == 400
-    assert not_ready.json() == {"status": "failed", "error": "model is not ready"}
-    missing = client.post(f"{LEGACY}/user/register", data={"position": "cook"})
-    assert missing.status_code == 400
-    assert missing.json() == {"status": "failed", "error": "bad request", "message": "Name is required"}
+def test_a_wrong_key_is_refused_before_the_body_is_read(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    app = create_app(service_settings(tmp_path, database_url, settings, admin_keys="admin"))
+    received: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
-    photos = image_files(LFW10 / "Donald_Rumsfeld")[:4]
-    registered = client.post(
-        f"{LEGACY}/user/register", data={"name": "Donald", "position": "SecDef"}, files=photo_fields(photos)
-    )
-    assert registered.status_code == 200
-    body = registered.json()
-    assert body == {
-        "status": "success",
-        "user": {"id": body["user"]["id"], "name": "Donald", "position": "SecDef"},
+    async def receive() -> dict[str, Any]:
+        message = {"type": "http.request", "body": b"x" * 1_000_000, "more_body": True}
+        received.append(message)
+        return message
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    for key, status in ((b"wrong", 401), (None, 401)):
+        received.clear()
+        sent.clear()
+        headers = [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"90000000")]
+        if key is not None:
+            headers.append((b"x-api-key", key))
+        scope = {
+            "type": "http", "method": "POST", "path": "/api/v1/people", "raw_path": b"/api/v1/people",
+            "query_string": b"", "headers": headers, "client": ("10.0.0.9", 5000),
+            "server": ("faceforge", 80), "scheme": "http", "http_version": "1.1", "root_path": "",
+        }  # fmt: skip
+        asyncio.run(app(scope, receive, send))
+        assert sent[0]["status"] == status and received == []  # not one byte read
+
+
+def test_without_keys_only_loopback_is_served(tmp_path: Path, database_url: str, settings: Settings) -> None:
+    closed = create_app(service_settings(tmp_path, database_url, settings))
+    with TestClient(closed, client=("192.168.1.20", 40000)) as remote:
+        _error(remote.get("/api/v1/people"), 403, "keys_required")
+        _error(remote.get("/openapi.json"), 403, "keys_required")
+    with local_client(closed) as local:
+        assert local.get("/api/v1/people").status_code == 200
+    opened = create_app(service_settings(tmp_path, database_url, settings, open_network_without_keys=True))
+    with TestClient(opened, client=("192.168.1.20", 40000)) as remote:
+        assert remote.get("/api/v1/people").status_code == 200
+
+
+def test_every_route_declares_who_may_call_it() -> None:
+    app = create_app(Settings(home=Path("/nonexistent")))  # routes only; nothing is started
+    routes: list[APIRoute] = app.state.api_routes
+    undeclared = [route.path for route in routes if declared_access(route) is None]
+    assert undeclared == []
+    # The list the access check consults is every operation the app serves.
+    served = {
+        (method.upper(), path) for path, operations in app.openapi()["paths"].items() for method in operations
     }
-    wait_until_trained(client)
-    info = client.get(f"{LEGACY}/model/info").json()
-    assert info["status"] == "success"
-    assert set(info["model"]) == {"version", "url", "users"}
-    assert info["model"]["users"] == [{"id": body["user"]["id"], "name": "Donald", "position": "SecDef"}]
-    # The original iOS app downloads the URL and compiles it as a Core ML model.
-    assert (
-        info["model"]["url"]
-        == f"http://testserver/api/v1/models/{info['model']['version']}/files/model.mlmodel"
-    )
-    download = client.get(info["model"]["url"])
-    assert download.status_code == 200
-    spec = coreml_models.load_spec(download.content)
-    assert list(spec.neuralNetworkClassifier.stringClassLabels.vector) == [
-        f"Donald ({body['user']['id']})",
-        "unknown",
-    ]
-    assert client.get(f"{LEGACY}/nothing/here").json() == {"error": "not found"}
+    listed = {(method, route.path) for route in routes for method in route.methods or ()}
+    assert served == listed and len(served) >= 16
+    # Only reads are open to read keys (identify is a read: it changes nothing).
+    for route in routes:
+        if declared_access(route) == "read":
+            assert set(route.methods or ()) <= {"GET", "HEAD"} or route.path.endswith("/identify"), route.path
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_openapi_docs_are_served(client: TestClient) -> None:
+def test_wrong_methods_name_the_allowed_ones(client: TestClient) -> None:
+    people = client.put("/api/v1/people")
+    _error(people, 405, "method_not_allowed")
+    assert set(people.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    model = client.delete("/api/v1/models/1/files/model.onnx")
+    assert model.status_code == 405 and set(model.headers["allow"].split(", ")) == {"GET", "HEAD"}
+    legacy = client.get(f"{LEGACY}/user/register")
+    assert legacy.status_code == 405 and legacy.headers["allow"] == "POST"
+    assert legacy.json()["status"] == "failed"
+
+
+def test_legacy_routes_keep_their_shape(
+    tmp_path: Path, database_url: str, settings: Settings, device_backbones: Settings
+) -> None:
+    app_settings = service_settings(tmp_path, database_url, settings, worker=device_worker())
+    with local_client(create_app(app_settings)) as client:
+        not_ready = client.get(f"{LEGACY}/model/info")
+        assert not_ready.status_code == 400
+        assert not_ready.json() == {"status": "failed", "error": "model is not ready"}
+
+        photos = image_files(LFW10 / "Donald_Rumsfeld")[:4]
+        registered = client.post(
+            f"{LEGACY}/user/register",
+            data={"name": "Donald", "position": "SecDef"},
+            files=photo_fields(photos),
+        )
+        assert registered.status_code == 200
+        body = registered.json()
+        assert body == {
+            "status": "success",
+            "user": {"id": body["user"]["id"], "name": "Donald", "position": "SecDef"},
+        }
+        wait_until_trained(client)
+        info = client.get(f"{LEGACY}/model/info").json()
+        assert info["status"] == "success"
+        assert set(info["model"]) == {"version", "url", "users"}
+        assert info["model"]["users"] == [{"id": body["user"]["id"], "name": "Donald", "position": "SecDef"}]
+        # The original iOS app downloads the URL and compiles it as a Core ML model.
+        assert (
+            info["model"]["url"]
+            == f"http://testserver/api/v1/models/{info['model']['version']}/files/model.mlmodel"
+        )
+        download = client.get(info["model"]["url"])
+        assert download.status_code == 200
+        spec = coreml_models.load_spec(download.content)
+        assert list(spec.neuralNetworkClassifier.stringClassLabels.vector) == [
+            f"Donald ({body['user']['id']})",
+            "unknown",
+        ]
+        assert client.get(f"{LEGACY}/nothing/here").status_code == 404
+
+
+def test_openapi_document_describes_errors_and_keys(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
-    assert "/api/v1/identify" in client.get("/openapi.json").json()["paths"]
+    document = client.get("/openapi.json").json()
+    assert {"APIKeyHeader", "HTTPBearer"} <= set(document["components"]["securitySchemes"])
+    assert "ErrorBody" in document["components"]["schemas"]
+    register = document["paths"]["/api/v1/people"]["post"]
+    assert {"400", "401", "403", "409", "413", "422", "503"} <= set(register["responses"])
+    assert register["security"]
+    assert {"get", "head"} <= set(document["paths"]["/api/v1/models/{version}/files/{name}"])
+    person = document["paths"]["/api/v1/people/{person_id}"]["get"]
+    (parameter,) = [p for p in person["parameters"] if p["name"] == "person_id"]
+    assert parameter["schema"]["maximum"] == 2**31 - 1
+
+
+@BOTH_DATABASES
+def test_a_racing_external_id_is_always_409(client: TestClient) -> None:
+    def register(index: int) -> int:
+        response = client.post("/api/v1/people", data={"name": f"twin {index}", "external_id": "emp-42"})
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(register, range(8)))
+    assert statuses == [201] + [409] * 7
+    assert client.get("/api/v1/people").json()["total"] == 1

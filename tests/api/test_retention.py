@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
 from faceforge.api.app import create_app
 from faceforge.config import Settings, WorkerSettings
 from faceforge.evaluation.dataset import image_files
-from tests.api.fixtures import photo_fields, service_settings, wait_for, wait_until_trained
+from tests.api.fixtures import local_client, photo_fields, service_settings, wait_for, wait_until_trained
 from tests.conftest import LFW10
 
 PEOPLE = ["Colin_Powell", "Tony_Blair", "Hugo_Chavez", "Ariel_Sharon"]
@@ -20,7 +18,7 @@ def test_only_the_newest_versions_keep_their_files(
 ) -> None:
     worker = WorkerSettings(poll_seconds=0.1, heartbeat_seconds=0.3, keep_versions=2)
     app_settings = service_settings(tmp_path, database_url, settings, worker=worker)
-    with TestClient(create_app(app_settings)) as client:
+    with local_client(create_app(app_settings)) as client:
         for folder in PEOPLE:  # one version per registration: wait for each before the next
             client.post(
                 "/api/v1/people", data={"name": folder}, files=photo_fields(image_files(LFW10 / folder)[:3])

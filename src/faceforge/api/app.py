@@ -1,4 +1,5 @@
-"""The app factory: lifespan (storage, models, embedded worker), middleware, error handlers, routers."""
+"""The app factory: lifespan (storage, models, embedded worker), access and size limits, error
+handlers, routers."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from faceforge import __version__
-from faceforge.api.body_limit import BodyLimitMiddleware
+from faceforge.api.access import AccessMiddleware
 from faceforge.api.container import Services
-from faceforge.api.errors import install_error_handlers
+from faceforge.api.errors import LEGACY_PREFIX, install_error_handlers
 from faceforge.api.routes import identify, legacy, models, people
 from faceforge.config import Settings, get_settings
 
@@ -31,8 +32,22 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
             await run_in_threadpool(services.close)
 
     app = FastAPI(title="faceforge", version=__version__, lifespan=lifespan)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=resolved.limits.max_request_bytes)
+    app.state.settings = resolved
     install_error_handlers(app)
-    for module in (people, models, identify, legacy):
-        app.include_router(module.router)
+    limits = resolved.limits
+    routers = [router for module in (people, models, identify, legacy) for router in module.routers]
+    # Every route of ours, each carrying its router's access declaration (what AccessMiddleware and
+    # the 405 handler consult; FastAPI's own route table holds included routers, not routes).
+    app.state.api_routes = [route for router in routers for route in router.routes]
+    for router in routers:
+        # The body limit is per route, not app-wide: Starlette's app-wide limiter replaces any
+        # answer to an oversized declared body with plain text; AccessMiddleware answers those.
+        app.include_router(
+            router,
+            max_body_size=limits.max_request_bytes,
+            form_limits={"max_files": limits.max_photos_per_request},
+        )
+    app.add_middleware(
+        AccessMiddleware, settings=resolved, routes=app.state.api_routes, legacy_prefix=LEGACY_PREFIX
+    )
     return app

@@ -13,6 +13,7 @@ from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
 from faceforge.services.identify import IdentifyService
 from faceforge.services.models import ModelService
 from faceforge.services.people import PeopleService
+from faceforge.services.vision_gate import VisionGate
 from faceforge.vision.pipeline import FacePipeline
 from faceforge.worker.trainer import TrainingWorker, start_embedded_worker
 
@@ -37,11 +38,13 @@ class Services:
         pipeline.load()
         models = ModelService(settings, sessions)
         worker = TrainingWorker(settings, sessions) if embedded_worker else None
+        limits = settings.limits
+        gate = VisionGate(concurrency=limits.vision_concurrency, queue=limits.vision_queue)
         people = PeopleService(
-            settings, sessions, pipeline, on_change=worker.wake.set if worker else lambda: None
+            settings, sessions, pipeline, gate, on_change=worker.wake.set if worker else lambda: None
         )
         services = cls(
-            settings, engine, sessions, pipeline, people, models, IdentifyService(pipeline, models)
+            settings, engine, sessions, pipeline, people, models, IdentifyService(pipeline, models, gate)
         )
         if worker is not None:
             services.stop_worker = start_embedded_worker(worker)

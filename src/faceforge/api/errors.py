@@ -1,13 +1,24 @@
-"""Every rejection is a JSON 4xx: ``{"error": {"code", "message"}}``; legacy routes keep their shape."""
+"""Every rejection is a JSON 4xx/503: ``{"error": {"code", "message"}}``; legacy routes keep their shape
+(``{"status": "failed", "error", "message"}``). One code per cause, whichever layer finds it.
+
+The same module describes those answers in the OpenAPI document (``error_responses``), so the
+document lists every status a route can give and the body that comes with it.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from faceforge.api.schemas import PhotoVerdictPublic
 from faceforge.domain.errors import (
+    BusyError,
     ConflictError,
     FaceforgeError,
     InvalidImageError,
@@ -15,9 +26,11 @@ from faceforge.domain.errors import (
     NotFoundError,
     RequestRejectedError,
 )
+from faceforge.services.people import PhotosRejectedError, PhotoVerdict
 
 LEGACY_PREFIX = "/gorillas/"
 API_PREFIX = "/api/"
+RETRY_AFTER_SECONDS = 1
 
 
 class AuthError(FaceforgeError):
@@ -27,10 +40,59 @@ class AuthError(FaceforgeError):
         self.status = status
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+# -- bodies ---------------------------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, machine-readable cause, e.g. `name_required`")
+    message: str = Field(description="what went wrong, for people")
+    photos: list[PhotoVerdictPublic] | None = Field(
+        None, description="with `photos_rejected`: every photo's verdict"
+    )
 
 
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class LegacyErrorBody(BaseModel):
+    status: str = Field(description="always `failed`")
+    error: str
+    message: str | None = None
+    reasons: list[dict[str, Any]] | None = Field(None, description="per photo, when no photo was accepted")
+
+
+def error_body(
+    code: str, message: str, *, legacy: bool, verdicts: list[PhotoVerdict] | None = None
+) -> dict[str, Any]:
+    if legacy:
+        body: dict[str, Any] = {"status": "failed", "error": code.replace("_", " "), "message": message}
+        if verdicts is not None:
+            body["reasons"] = [{"filename": v.filename, "reasons": v.reasons} for v in verdicts]
+        return body
+    detail: dict[str, Any] = {"code": code, "message": message}
+    if verdicts is not None:
+        detail["photos"] = [PhotoVerdictPublic.of(v).model_dump() for v in verdicts]
+    return {"error": detail}
+
+
+_DESCRIPTIONS = {
+    400: "a field is missing, malformed or out of range (`invalid_request`, `name_required`...)",
+    401: "no API key, or a key that is not valid (`unauthorized`)",
+    403: "the key may only read (`forbidden`), or no keys are set and the client is not on loopback",
+    404: "no such person, photo, version or file (`not_found`)",
+    409: "conflicts with the current state (`conflict`, `model_not_ready`)",
+    413: "too large: `request_too_large`, `file_too_large`, `too_many_photos`, `image_too_large`",
+    422: "photos were sent and none was accepted (`photos_rejected`, with every photo's verdict)",
+    503: "too much vision work queued (`busy`); retry after the `Retry-After` seconds",
+}
+
+
+def error_responses(*statuses: int, legacy: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses."""
+    model = LegacyErrorBody if legacy else ErrorBody
+    return {status: {"model": model, "description": _DESCRIPTIONS[status]} for status in statuses}
+
+
+# -- status per cause -----------------------------------------------------------------------------
 def _status(error: FaceforgeError) -> int:
     if isinstance(error, (RequestRejectedError, AuthError)):
         return error.status
@@ -38,6 +100,8 @@ def _status(error: FaceforgeError) -> int:
         return 404
     if isinstance(error, (ConflictError, ModelNotReadyError)):
         return 409
+    if isinstance(error, BusyError):
+        return 503
     if isinstance(error, InvalidImageError):
         return 413 if error.code == "image_too_large" else 400
     return 400
@@ -47,29 +111,81 @@ def _legacy(request: Request) -> bool:
     return request.url.path.startswith(LEGACY_PREFIX)
 
 
+def _respond(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    verdicts: list[PhotoVerdict] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = error_body(code, message, legacy=_legacy(request), verdicts=verdicts)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_code(error: RequestValidationError) -> tuple[int, str, str]:
+    """Missing fields get ``<field>_required`` (as blank ones do); ids in the path that cannot name
+    anything (not a number, out of range) are 404; everything else is ``invalid_request``."""
+    items = list(error.errors())
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in item.get('loc', ()) if p != 'body')}: {item.get('msg', '')}"
+        for item in items
+    )
+    if items and all(item.get("loc", ("",))[0] == "path" for item in items):
+        return 404, "not_found", f"nothing is found at this path ({problems})"
+    missing = {str(item["loc"][-1]) for item in items if item.get("type") == "missing" and item.get("loc")}
+    if len(items) == 1 and len(missing) == 1:
+        (field,) = missing
+        return 400, f"{field}_required", f"{field.capitalize()} is required"
+    return 400, "invalid_request", problems or "the request is not valid"
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (routes are declared one method each)."""
+    methods: set[str] = set()
+    for route in request.app.state.api_routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FaceforgeError)
     async def _faceforge(request: Request, error: FaceforgeError) -> JSONResponse:
-        status = _status(error)
-        if _legacy(request):
-            return JSONResponse(
-                {"status": "failed", "error": error.code.replace("_", " "), "message": error.message}, status
-            )
-        return error_response(status, error.code, error.message)
+        verdicts = error.verdicts if isinstance(error, PhotosRejectedError) else None
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(error, BusyError) else None
+        if verdicts is not None and _legacy(request):
+            # The original app knows only 400 for a refused registration.
+            return _respond(request, 400, error.code, error.message, verdicts=verdicts)
+        return _respond(
+            request, _status(error), error.code, error.message, verdicts=verdicts, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in item.get('loc', ()) if p != 'body')}: {item.get('msg', '')}"
-            for item in error.errors()
-        )
-        if _legacy(request):
-            return JSONResponse({"status": "failed", "error": "bad request", "message": problems}, 400)
-        return error_response(400, "invalid_request", problems or "the request is not valid")
+        status, code, message = _validation_code(error)
+        return _respond(request, status, code, message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        if error.status_code == 404 and not request.url.path.startswith(API_PREFIX):
+        status, detail = error.status_code, str(error.detail)
+        headers = dict(error.headers or {})
+        if status == 404 and not request.url.path.startswith((API_PREFIX, LEGACY_PREFIX)):
             return JSONResponse({"error": "not found"}, 404)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return error_response(error.status_code, code, str(error.detail))
+        if status == 405:
+            headers["Allow"] = _allowed_methods(request)
+            return _respond(
+                request, 405, "method_not_allowed", f"{request.method} is not allowed here", headers=headers
+            )
+        if status == 413:  # FastAPI's body limit, met while reading a (chunked) body
+            return _respond(
+                request, 413, "request_too_large", "the request body is too large", headers=headers
+            )
+        if status == 400 and detail.startswith("Too many files"):  # the form's max_files
+            return _respond(request, 413, "too_many_photos", detail, headers=headers)
+        code = {400: "invalid_request", 404: "not_found"}.get(status, "http_error")
+        return _respond(request, status, code, detail, headers=headers)

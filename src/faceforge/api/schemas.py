@@ -25,6 +25,11 @@ class PersonUpdate(BaseModel):
     external_id: str | None = None
 
 
+class MergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    other_id: int = Field(ge=1, le=2**31 - 1, description="the person to merge into this one (deleted)")
+
+
 class PersonPublic(PersonBase):
     id: int
     photo_count: int
@@ -71,6 +76,20 @@ class PhotoVerdictPublic(BaseModel):
 class TrainingRequestPublic(BaseModel):
     request: int = Field(description="the training request counter after this change")
     status_url: str = "/api/v1/training"
+
+
+class SuspectedDuplicatePublic(BaseModel):
+    person_id: int = Field(description="the other person")
+    name: str
+    similarity: float
+    kind: str = Field(description="`person`: registered twice; `photo`: a photo filed under the wrong person")
+    version: int = Field(description="the model version that found it")
+
+
+class PersonDetailPublic(PersonPublic):
+    suspected_duplicates: list[SuspectedDuplicatePublic] = Field(
+        default_factory=list, description="from the current version; merge with POST .../merge"
+    )
 
 
 class PersonChangePublic(PersonPublic):

@@ -64,3 +64,9 @@ class ExportError(FaceforgeError):
     """An on-device file could not be built or failed its verification; the version is not published."""
 
     code = "export_failed"
+
+
+class BusyError(FaceforgeError):
+    """More vision work is queued than the server takes on; the client should retry shortly."""
+
+    code = "busy"

@@ -9,6 +9,7 @@ import numpy as np
 
 from faceforge.domain.errors import RequestRejectedError
 from faceforge.services.models import ModelService
+from faceforge.services.vision_gate import VisionGate
 from faceforge.vision.pipeline import FacePipeline
 
 MAX_TOP_K = 20
@@ -23,9 +24,10 @@ class IdentifiedFace:
 
 
 class IdentifyService:
-    def __init__(self, pipeline: FacePipeline, models: ModelService) -> None:
+    def __init__(self, pipeline: FacePipeline, models: ModelService, gate: VisionGate) -> None:
         self.pipeline = pipeline
         self.models = models
+        self.gate = gate
 
     def identify(
         self, data: bytes, *, threshold: float | None, top_k: int, version: int | None
@@ -36,7 +38,8 @@ class IdentifyService:
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise RequestRejectedError("invalid_threshold", "threshold is a cosine similarity in [-1, 1]")
         model = self.models.loaded(version)
-        photo = self.pipeline.analyze(data, single_face=False)
+        with self.gate.slot():
+            photo = self.pipeline.analyze(data, single_face=False)
         faces = [face for face in photo.faces if face.embedding is not None]
         if not faces:
             return model.version, []

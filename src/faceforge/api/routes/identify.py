@@ -6,22 +6,31 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from faceforge.api.deps import ReadAccess, ServicesDep
+from faceforge.api.access import ReadAccess
+from faceforge.api.deps import MAX_ID, ServicesDep
+from faceforge.api.errors import error_responses
 from faceforge.api.schemas import IdentifiedFacePublic, IdentifyResult
 from faceforge.api.uploads import read_upload
+from faceforge.services.identify import MAX_TOP_K
 
-router = APIRouter(prefix="/api/v1", tags=["identify"])
+read = APIRouter(
+    prefix="/api/v1", tags=["identify"], dependencies=[ReadAccess], responses=error_responses(400, 401, 403)
+)
+routers = (read,)
 
 
-@router.post("/identify", dependencies=[ReadAccess])
+@read.post("/identify", responses=error_responses(404, 409, 413, 503))
 def identify(
     services: ServicesDep,
     photo: Annotated[UploadFile, File(description="a photo with zero or more faces")],
     threshold: Annotated[
-        float | None, Form(description="override the version's calibrated threshold")
+        float | None,
+        Form(ge=-1.0, le=1.0, description="override the version's calibrated threshold (cosine)"),
     ] = None,
-    top_k: Annotated[int, Form(description="candidates per face")] = 3,
-    version: Annotated[int | None, Form(description="model version (default: current)")] = None,
+    top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K, description="candidates per face")] = 3,
+    version: Annotated[
+        int | None, Form(ge=1, le=MAX_ID, description="model version (default: current)")
+    ] = None,
 ) -> IdentifyResult:
     """Recognise every face, largest first; ``match`` is null for unknown people; no face gives ``[]``."""
     upload = read_upload(photo, max_bytes=services.settings.limits.max_file_bytes)

@@ -7,13 +7,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from faceforge.api.deps import AdminAccess, ReadAccess, ServicesDep
+from faceforge.api.access import AdminAccess, ReadAccess
+from faceforge.api.deps import ServicesDep
+from faceforge.api.errors import LEGACY_PREFIX, error_responses
 from faceforge.api.uploads import read_uploads
 from faceforge.domain.errors import ModelNotReadyError, RequestRejectedError
 from faceforge.domain.records import ModelVersion
+from faceforge.services.people import PhotosRejectedError
 from faceforge.training.serialize import HEAD_FILE
 
-router = APIRouter(prefix="/gorillas/face-recognition/api/v1.0", tags=["legacy"])
+PREFIX = "/gorillas/face-recognition/api/v1.0"
+assert PREFIX.startswith(LEGACY_PREFIX)
+COMMON = error_responses(400, 401, 403, legacy=True)
+read = APIRouter(prefix=PREFIX, tags=["legacy"], dependencies=[ReadAccess], responses=COMMON)
+admin = APIRouter(prefix=PREFIX, tags=["legacy"], dependencies=[AdminAccess], responses=COMMON)
+routers = (read, admin)
 
 # What the original iOS app downloads, in order of preference (the Core ML file once it is exported).
 LEGACY_MODEL_FILES = ("model.mlmodel", HEAD_FILE)
@@ -23,7 +31,7 @@ def _bad_request(message: str) -> JSONResponse:
     return JSONResponse({"status": "failed", "error": "bad request", "message": message}, status_code=400)
 
 
-@router.post("/user/register", dependencies=[AdminAccess])
+@admin.post("/user/register", responses=error_responses(413, 503, legacy=True))
 def register(
     services: ServicesDep,
     name: Annotated[str | None, Form()] = None,
@@ -38,6 +46,8 @@ def register(
             photos, max_bytes=limits.max_file_bytes, max_count=limits.max_photos_per_request
         )
         result = services.people.register(name=name, position=position, external_id=None, uploads=uploads)
+    except PhotosRejectedError:
+        raise  # answered in the legacy shape with every photo's reasons
     except RequestRejectedError as error:
         return _bad_request(error.message)
     assert result.person is not None
@@ -52,7 +62,7 @@ def _model_file(model: ModelVersion) -> str:
     raise ModelNotReadyError("model is not ready")
 
 
-@router.get("/model/info", dependencies=[ReadAccess])
+@read.get("/model/info")
 def model_info(services: ServicesDep, request: Request) -> JSONResponse:
     try:
         model = services.models.current()

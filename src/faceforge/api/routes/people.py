@@ -7,23 +7,33 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from faceforge.api.deps import AdminAccess, ReadAccess, ServicesDep
+from faceforge.api.access import AdminAccess, ReadAccess
+from faceforge.api.deps import MAX_ID, PersonId, PhotoId, ServicesDep
+from faceforge.api.errors import error_responses
 from faceforge.api.schemas import (
+    MergeRequest,
     PeoplePage,
     PersonChangePublic,
+    PersonDetailPublic,
     PersonPublic,
     PersonUpdate,
     StoredPhotoPublic,
+    SuspectedDuplicatePublic,
 )
 from faceforge.api.uploads import read_uploads
 from faceforge.db import people_store
 
-router = APIRouter(prefix="/api/v1/people", tags=["people"])
+PREFIX = "/api/v1/people"
+COMMON = error_responses(400, 401, 403)
+read = APIRouter(prefix=PREFIX, tags=["people"], dependencies=[ReadAccess], responses=COMMON)
+admin = APIRouter(prefix=PREFIX, tags=["people"], dependencies=[AdminAccess], responses=COMMON)
+routers = (read, admin)
 
 PhotosField = Annotated[list[UploadFile], File(description="zero or more photos of the person")]
+UPLOAD_ERRORS = error_responses(413, 422, 503)
 
 
-@router.post("", status_code=201, dependencies=[AdminAccess])
+@admin.post("", status_code=201, responses={**UPLOAD_ERRORS, **error_responses(409)})
 def register_person(
     services: ServicesDep,
     name: Annotated[str, Form(description="display name")],
@@ -31,61 +41,81 @@ def register_person(
     external_id: Annotated[str | None, Form(description="your own identifier, unique")] = None,
     photos: PhotosField = [],  # noqa: B006 - FastAPI copies defaults per request
 ) -> PersonChangePublic:
-    """Register a person; every photo gets a verdict, and accepted photos trigger a new model version."""
+    """Register a person; every photo gets a verdict, and accepted photos trigger a new model version.
+    A person may be registered without photos; when photos are sent and none is accepted, nothing is
+    stored (422 with every verdict)."""
     limits = services.settings.limits
     uploads = read_uploads(photos, max_bytes=limits.max_file_bytes, max_count=limits.max_photos_per_request)
     result = services.people.register(name=name, position=position, external_id=external_id, uploads=uploads)
     return PersonChangePublic.of_change(result)
 
 
-@router.get("", dependencies=[ReadAccess])
+@read.get("")
 def list_people(
     services: ServicesDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> PeoplePage:
     people, total = services.people.page(offset=offset, limit=limit)
     return PeoplePage(items=[PersonPublic.of(p) for p in people], total=total, offset=offset, limit=limit)
 
 
-@router.get("/{person_id}", dependencies=[ReadAccess])
-def get_person(services: ServicesDep, person_id: int) -> PersonPublic:
-    return PersonPublic.of(services.people.get(person_id=person_id))
+@read.get("/{person_id}", responses=error_responses(404))
+def get_person(services: ServicesDep, person_id: PersonId) -> PersonDetailPublic:
+    """The person, and whom the current version suspects to be the same person."""
+    person = PersonPublic.of(services.people.get(person_id=person_id))
+    duplicates = [
+        SuspectedDuplicatePublic(**suspect) for suspect in services.models.suspected_duplicates_of(person_id)
+    ]
+    return PersonDetailPublic(**person.model_dump(), suspected_duplicates=duplicates)
 
 
-@router.patch("/{person_id}", dependencies=[AdminAccess])
-def update_person(services: ServicesDep, person_id: int, body: PersonUpdate) -> PersonChangePublic:
+@admin.patch("/{person_id}", responses=error_responses(404, 409))
+def update_person(services: ServicesDep, person_id: PersonId, body: PersonUpdate) -> PersonChangePublic:
     result = services.people.update(person_id=person_id, changes=body.model_dump(exclude_unset=True))
     return PersonChangePublic.of_change(result)
 
 
-@router.delete("/{person_id}", status_code=204, dependencies=[AdminAccess])
-def delete_person(services: ServicesDep, person_id: int) -> Response:
+@admin.delete("/{person_id}", status_code=204, responses=error_responses(404))
+def delete_person(services: ServicesDep, person_id: PersonId) -> Response:
     """Delete the person, their photos, faces and embeddings; the next model version lacks them."""
     services.people.delete(person_id=person_id)
     return Response(status_code=204)
 
 
-@router.post("/{person_id}/photos", status_code=201, dependencies=[AdminAccess])
-def add_photos(services: ServicesDep, person_id: int, photos: PhotosField) -> PersonChangePublic:
+@admin.post("/{person_id}/merge", responses=error_responses(404, 409))
+def merge_person(services: ServicesDep, person_id: PersonId, body: MergeRequest) -> PersonChangePublic:
+    """The other person is this one registered again (see a version's ``suspected_duplicates``):
+    their photos move here, they are deleted, and a new version is trained."""
+    return PersonChangePublic.of_change(services.people.merge(person_id=person_id, other_id=body.other_id))
+
+
+@admin.post("/{person_id}/photos", status_code=201, responses={**UPLOAD_ERRORS, **error_responses(404)})
+def add_photos(services: ServicesDep, person_id: PersonId, photos: PhotosField) -> PersonChangePublic:
+    """Add photos; when none is accepted, nothing is stored (422 with every verdict)."""
     limits = services.settings.limits
     uploads = read_uploads(photos, max_bytes=limits.max_file_bytes, max_count=limits.max_photos_per_request)
     return PersonChangePublic.of_change(services.people.add_photos(person_id=person_id, uploads=uploads))
 
 
-@router.get("/{person_id}/photos", dependencies=[ReadAccess])
-def list_photos(services: ServicesDep, person_id: int) -> list[StoredPhotoPublic]:
+@read.get("/{person_id}/photos", responses=error_responses(404))
+def list_photos(services: ServicesDep, person_id: PersonId) -> list[StoredPhotoPublic]:
     return [StoredPhotoPublic.of(photo) for photo in services.people.photos(person_id=person_id)]
 
 
-@router.get("/{person_id}/photos/{photo_id}/file", dependencies=[AdminAccess], response_class=FileResponse)
-def photo_file(services: ServicesDep, person_id: int, photo_id: int) -> FileResponse:
+@admin.get(
+    "/{person_id}/photos/{photo_id}/file",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/*": {}}}, **error_responses(404)},
+)
+def photo_file(services: ServicesDep, person_id: PersonId, photo_id: PhotoId) -> FileResponse:
+    """The stored photo itself (admin only: it is a face)."""
     with services.sessions() as session:
         name, content_type = people_store.photo_file(session, person_id=person_id, photo_id=photo_id)
     return FileResponse(services.people.files.path(name), media_type=content_type)
 
 
-@router.delete("/{person_id}/photos/{photo_id}", status_code=204, dependencies=[AdminAccess])
-def delete_photo(services: ServicesDep, person_id: int, photo_id: int) -> Response:
+@admin.delete("/{person_id}/photos/{photo_id}", status_code=204, responses=error_responses(404))
+def delete_photo(services: ServicesDep, person_id: PersonId, photo_id: PhotoId) -> Response:
     services.people.delete_photo(person_id=person_id, photo_id=photo_id)
     return Response(status_code=204)

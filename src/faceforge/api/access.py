@@ -1,0 +1,183 @@
+"""Who may call what: API keys (admin writes, read reads), declared once per router, checked before
+any request body is read.
+
+Each router declares its access level with ``ReadAccess`` or ``AdminAccess`` in its dependencies.
+``AccessMiddleware`` finds the route a request is for and checks the key from the headers alone, so a
+100 MB upload with a missing or wrong key is refused without reading it. The same dependencies check
+again inside the route (defence in depth) and put the API-key scheme in the OpenAPI document.
+
+Without any keys configured the service is open, but only to loopback clients, unless the
+``open_network_without_keys`` setting says otherwise: an open service on a network interface would
+let anyone register faces and download them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from faceforge.api.errors import AuthError, error_body
+from faceforge.config import Settings
+
+
+class Access(StrEnum):
+    READ = "read"
+    ADMIN = "admin"
+
+
+# Declared for the OpenAPI document; the keys are read from the headers by ``presented_key``.
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an admin or read key")
+_bearer = HTTPBearer(auto_error=False, description="the same keys as `Authorization: Bearer <key>`")
+
+
+def presented_key(headers: Headers) -> str | None:
+    key = headers.get("x-api-key")
+    if key:
+        return key
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _matches(key: str, keys: frozenset[str]) -> bool:
+    return any(hmac.compare_digest(key.encode(), candidate.encode()) for candidate in keys)
+
+
+def _loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def access_error(
+    settings: Settings, headers: Headers, client_host: str | None, needed: Access | None
+) -> AuthError | None:
+    """Why this request may not proceed, or ``None``. ``needed`` is ``None`` for public pages (docs)."""
+    if not settings.auth_enabled:
+        if settings.open_network_without_keys or _loopback(client_host):
+            return None
+        return AuthError(
+            "keys_required",
+            "faceforge runs without API keys and answers only loopback clients; set FACEFORGE_ADMIN_KEYS "
+            "(or FACEFORGE_OPEN_NETWORK_WITHOUT_KEYS=true to accept anyone on the network)",
+            403,
+        )
+    if needed is None:
+        return None
+    key = presented_key(headers)
+    if key is None:
+        return AuthError("unauthorized", "an API key is required (X-API-Key or Authorization: Bearer)", 401)
+    if _matches(key, settings.admin_key_set):
+        return None
+    if _matches(key, settings.read_key_set):
+        if needed is Access.READ:
+            return None
+        return AuthError("forbidden", "this API key may only read; writing needs an admin key", 403)
+    return AuthError("unauthorized", "the API key is not valid", 401)
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _requirement(needed: Access) -> Callable[..., None]:
+    """The dependency that checks ``needed`` (the key parameters put the schemes in OpenAPI)."""
+
+    def require(
+        request: Request,
+        _key: Annotated[str | None, Security(_api_key_header)],
+        _bearer_key: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    ) -> None:
+        client = request.client.host if request.client else None
+        if error := access_error(_settings(request), request.headers, client, needed):
+            raise error
+
+    require.__name__ = f"require_{needed.value}"
+    return require
+
+
+require_read = _requirement(Access.READ)
+require_admin = _requirement(Access.ADMIN)
+ReadAccess = Depends(require_read)
+AdminAccess = Depends(require_admin)
+_LEVELS = {require_read: Access.READ, require_admin: Access.ADMIN}
+
+
+def declared_access(route: BaseRoute) -> Access | None:
+    """The access level a route's router declared, or ``None`` (docs pages and undeclared routes)."""
+    if not isinstance(route, APIRoute):
+        return None
+    levels = {_LEVELS[d.dependency] for d in route.dependencies if d.dependency in _LEVELS}
+    if len(levels) > 1:
+        raise ValueError(f"{route.path} declares more than one access level")
+    return next(iter(levels), None)
+
+
+class AccessMiddleware:
+    """Refuses requests without the access their route needs before the body is read; also
+    refuses a declared ``Content-Length`` over the request limit at once."""
+
+    def __init__(
+        self, app: ASGIApp, *, settings: Settings, routes: list[BaseRoute], legacy_prefix: str
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.routes = routes
+        self.legacy_prefix = legacy_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        client = scope.get("client")
+        error = access_error(self.settings, headers, client[0] if client else None, self._needed(scope))
+        response: JSONResponse | None = None
+        if error is not None:
+            response = JSONResponse(
+                error_body(error.code, error.message, legacy=self._legacy(scope)), error.status
+            )
+        elif (
+            declared := _declared_length(headers)
+        ) is not None and declared > self.settings.limits.max_request_bytes:
+            message = f"the request body is larger than {self.settings.limits.max_request_bytes} bytes"
+            response = JSONResponse(error_body("request_too_large", message, legacy=self._legacy(scope)), 413)
+        if response is not None:
+            # The body is never read; closing the connection keeps a client from sending it anyway.
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _legacy(self, scope: Scope) -> bool:
+        return str(scope.get("path", "")).startswith(self.legacy_prefix)
+
+    def _needed(self, scope: Scope) -> Access | None:
+        partial: BaseRoute | None = None
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return declared_access(route)
+            if match is Match.PARTIAL and partial is None:
+                partial = route
+        # A wrong method (405) is answered only to callers who may use the path.
+        return declared_access(partial) if partial is not None else None
+
+
+def _declared_length(headers: Headers) -> int | None:
+    value = headers.get("content-length")
+    return int(value) if value is not None and value.isdigit() else None
