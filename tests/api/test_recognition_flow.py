@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from faceforge.api.app import create_app
+from faceforge.config import Settings, WorkerSettings
 from faceforge.evaluation.dataset import image_files
-from tests.api.fixtures import photo_fields, wait_until_trained
+from tests.api.fixtures import local_client, photo_fields, service_settings, wait_until_trained
 from tests.conftest import FACES, LFW10
 
 PEOPLE = ["Colin_Powell", "George_W_Bush", "Vladimir_Putin", "Jacques_Chirac"]
@@ -60,6 +63,9 @@ def test_register_train_and_identify(client: TestClient) -> None:
         assert faces and faces[0]["match"] is None, stranger.name
         assert len(faces[0]["candidates"]) == 3
 
+    garbage = client.post("/api/v1/identify", files={"photo": ("x.jpg", b"garbage")})
+    assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "not_an_image"
+
     for negative in image_files(FACES / "negatives"):
         result = client.post("/api/v1/identify", files={"photo": (negative.name, negative.read_bytes())})
         assert result.status_code == 200 and result.json()["faces"] == [], negative.name
@@ -89,6 +95,12 @@ def test_version_files_are_checksummed_and_cacheable(client: TestClient) -> None
             client.get(f"/api/v1/models/{version}/files/{name}", headers={"If-None-Match": etag}).status_code
             == 304
         )
+        # Names and face templates: only the caller's own cache may keep them.
+        assert response.headers["cache-control"].startswith("private")
+        head = client.head(f"/api/v1/models/{version}/files/{name}")
+        assert head.status_code == 200 and head.content == b""
+        for header in ("etag", "content-length", "cache-control", "content-type"):
+            assert head.headers[header] == response.headers[header]
         partial = client.get(f"/api/v1/models/{version}/files/{name}", headers={"Range": "bytes=0-9"})
         assert partial.status_code == 206 and partial.content == response.content[:10]
     labels = client.get(f"/api/v1/models/{version}/files/labels.txt").text.splitlines()
@@ -157,3 +169,58 @@ def test_activate_rolls_back_and_forward(client: TestClient) -> None:
     assert explicit.json()["version"] == 2
     assert client.post("/api/v1/models/2/activate").status_code == 200
     assert client.post("/api/v1/models/99/activate").status_code == 404
+
+
+def test_a_duplicate_registration_is_reported_and_recognition_stays_on(client: TestClient) -> None:
+    ids = _register_people(client)
+    wait_until_trained(client)
+    before = client.get("/api/v1/models/current").json()
+    assert before["metrics"]["suspected_duplicates"] == []
+    again = client.post(
+        "/api/v1/people",
+        data={"name": "Colin Powell, again"},
+        files=photo_fields(image_files(LFW10 / "Colin_Powell")[5:9]),
+    ).json()
+    wait_until_trained(client)
+    after = client.get("/api/v1/models/current").json()
+    assert after["version"] > before["version"]
+    (suspect,) = after["metrics"]["suspected_duplicates"]
+    assert sorted(suspect["people"]) == sorted([ids["Colin_Powell"], again["id"]])
+    assert suspect["kind"] == "person" and suspect["similarity"] > 0.7
+    assert after["threshold"] < before["threshold"] + 0.05
+    (seen_from_colin,) = client.get(f"/api/v1/people/{ids['Colin_Powell']}").json()["suspected_duplicates"]
+    assert seen_from_colin["person_id"] == again["id"] and seen_from_colin["version"] == after["version"]
+    bush = client.get(f"/api/v1/people/{ids['George_W_Bush']}").json()
+    assert bush["suspected_duplicates"] == []
+    for folder in PEOPLE:  # everyone recognised before still is
+        probe = image_files(LFW10 / folder)[9]
+        match = client.post("/api/v1/identify", files={"photo": (probe.name, probe.read_bytes())}).json()[
+            "faces"
+        ][0]["match"]
+        assert match is not None
+        assert match["person_id"] in (
+            {ids[folder], again["id"]} if folder == "Colin_Powell" else {ids[folder]}
+        )
+
+
+def test_a_version_below_the_floor_is_built_but_not_made_current(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    worker = WorkerSettings(poll_seconds=0.1, heartbeat_seconds=0.3, formats="onnx", min_known_accept=0.9)
+    app_settings = service_settings(tmp_path, database_url, settings, worker=worker)
+    with local_client(create_app(app_settings)) as client:
+        _register_people(client)
+        wait_until_trained(client)
+        good = client.get("/api/v1/models/current").json()
+        assert good["metrics"]["accept_rate"] >= 0.9
+        # One "person" whose photos are two other enrolled people: their held-out photos match those.
+        mixed = image_files(LFW10 / "George_W_Bush")[5:8] + image_files(LFW10 / "Vladimir_Putin")[5:8]
+        client.post("/api/v1/people", data={"name": "Mixed up"}, files=photo_fields(mixed))
+        status = wait_until_trained(client)
+        held = client.get(f"/api/v1/models/{good['version'] + 1}").json()
+        assert held["status"] == "ready" and not held["is_current"]
+        assert held["status_message"].startswith("held back") and held["metrics"]["accept_rate"] < 0.9
+        assert client.get("/api/v1/models/current").json()["version"] == good["version"]
+        assert status["current_version"] == good["version"]
+        assert status["last_failure"]["version"] == held["version"]
+        assert client.post(f"/api/v1/models/{held['version']}/activate").status_code == 200  # by choice

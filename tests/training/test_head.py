@@ -37,8 +37,9 @@ def test_recognises_probes_and_rejects_strangers(
     enrolled, probes = _split(embeddings, labels, paths)
     head = fit_head(embeddings[enrolled], [labels[i] for i in enrolled])
     assert head.labels == sorted(set(labels)) and len(head.labels) == 10
-    assert head.calibration.method == "impostor_normal_fit"
+    assert head.calibration.method == "impostor_empirical"
     assert 0.35 <= head.threshold < 0.8
+    assert head.calibration.suspected_duplicates == []
 
     matches = head.predict(embeddings[probes])
     accepted = sum(
@@ -78,3 +79,45 @@ def test_one_person_is_enough(lfw10_embeddings: tuple[np.ndarray, list[str], lis
 def test_training_without_embeddings_fails_clearly() -> None:
     with pytest.raises(TrainingError):
         fit_head(np.zeros((0, 512), np.float32), [])
+
+
+def _first(labels: list[str], person: str, start: int, stop: int) -> list[int]:
+    return [i for i, label in enumerate(labels) if label == person][start:stop]
+
+
+@pytest.mark.parametrize("second_photos", ["same", "different"])
+def test_a_duplicate_registration_leaves_recognition_on(
+    lfw10_embeddings: tuple[np.ndarray, list[str], list[Path]], second_photos: str
+) -> None:
+    """Eight people with three photos each, then Colin Powell registered a second time: the people
+    recognised before still are, and the pair is reported."""
+    embeddings, labels, _ = lfw10_embeddings
+    people = sorted(set(labels))[:8]
+    assert "Colin_Powell" in people
+    rows = [i for person in people for i in _first(labels, person, 0, 3)]
+    probes = [i for person in people for i in _first(labels, person, 6, 12)]
+    before = fit_head(embeddings[rows], [labels[i] for i in rows])
+    recognised = {
+        i for i, m in zip(probes, before.predict(embeddings[probes]), strict=True)
+        if m.index is not None and before.labels[m.index] == labels[i]
+    }  # fmt: skip
+    assert len(recognised) >= 0.8 * len(probes)
+
+    twin = (
+        _first(labels, "Colin_Powell", 0, 3)
+        if second_photos == "same"
+        else _first(labels, "Colin_Powell", 3, 6)
+    )
+    after = fit_head(
+        embeddings[rows + twin], [labels[i] for i in rows] + ["Colin_Powell (again)"] * len(twin)
+    )
+    assert after.threshold < before.threshold + 0.05  # not pushed above every genuine score
+    matches = dict(zip(probes, after.predict(embeddings[probes]), strict=True))
+    for i in recognised:
+        found = matches[i].index
+        assert found is not None and after.labels[found].startswith(labels[i]), (labels[i], found)
+    suspects = after.calibration.suspected_duplicates
+    assert {"labels": ["Colin_Powell", "Colin_Powell (again)"], "kind": "person"}.items() <= suspects[
+        0
+    ].items()
+    assert all(s["kind"] == "person" for s in suspects) and len(suspects) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from faceforge.db.tables import PersonRow, PhotoRow, TrainingStateRow, as_utc_required
@@ -58,11 +59,21 @@ def _check_external_id(session: Session, external_id: str | None, *, except_id: 
         raise ConflictError(f"external_id {external_id!r} already belongs to person {clash}")
 
 
+def _flush_unique_external_id(session: Session, external_id: str | None) -> None:
+    """Flush; two registrations racing past ``_check_external_id`` meet the unique index here."""
+    try:
+        session.flush()
+    except IntegrityError as error:
+        if external_id is None:
+            raise
+        raise ConflictError(f"external_id {external_id!r} already belongs to another person") from error
+
+
 def create_person(session: Session, *, name: str, position: str | None, external_id: str | None) -> int:
     _check_external_id(session, external_id)
     row = PersonRow(name=name, position=position, external_id=external_id)
     session.add(row)
-    session.flush()
+    _flush_unique_external_id(session, external_id)
     return row.id
 
 
@@ -99,7 +110,7 @@ def update_person(session: Session, *, person_id: int, changes: dict[str, str | 
         _check_external_id(session, changes["external_id"], except_id=person_id)
     for key, value in changes.items():
         setattr(row, key, value)
-    session.flush()
+    _flush_unique_external_id(session, changes.get("external_id"))
     return _person(row, _count_photos(session, person_id))
 
 
@@ -158,3 +169,26 @@ def request_training(session: Session) -> int:
         .values(requested=TrainingStateRow.requested + 1)
     )
     return int(session.scalar(select(TrainingStateRow.requested).where(TrainingStateRow.id == 1)) or 0)
+
+
+def merge_people(session: Session, *, keep_id: int, other_id: int) -> Person:
+    """Move every photo of ``other_id`` to ``keep_id`` and delete ``other_id`` (the same person
+    registered twice). The kept person's name, position and external id stay; the other's external id
+    is taken over only when the kept person has none."""
+    if keep_id == other_id:
+        raise ConflictError("a person cannot be merged with themselves")
+    keep, other = _row(session, keep_id), _row(session, other_id)
+    session.execute(update(PhotoRow).where(PhotoRow.person_id == other_id).values(person_id=keep_id))
+    external_id = other.external_id
+    session.delete(other)
+    session.flush()  # the other's external id is free before the kept person takes it
+    if keep.external_id is None and external_id is not None:
+        keep.external_id = external_id
+    session.flush()
+    return _person(keep, _count_photos(session, keep_id))
+
+
+def person_embeddings(session: Session, *, person_id: int, embedder: str) -> list[bytes]:
+    """The stored embeddings (little-endian float32 bytes) of a person's photos, for ``embedder``."""
+    query = select(PhotoRow.embedding).where(PhotoRow.person_id == person_id, PhotoRow.embedder == embedder)
+    return list(session.scalars(query))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,6 +54,29 @@ class ModelService:
             if version is None:
                 raise ModelNotReadyError("model is not ready")
             return training_store.get_version(session, version=version)
+
+    def suspected_duplicates_of(self, person_id: int) -> builtins.list[dict[str, Any]]:
+        """The current version's suspicions that involve ``person_id``: the other person, how alike."""
+        try:
+            model = self.current()
+        except ModelNotReadyError:
+            return []
+        found = []
+        for suspect in model.metrics.get("suspected_duplicates", []):
+            people = suspect["people"]  # a pair
+            if person_id not in people:
+                continue
+            other = 1 - people.index(person_id)
+            found.append(
+                {
+                    "person_id": people[other],
+                    "name": suspect["names"][other],
+                    "similarity": suspect["similarity"],
+                    "kind": suspect["kind"],
+                    "version": model.version,
+                }
+            )
+        return found
 
     def activate(self, version: int) -> ModelVersion:
         with self.sessions.begin() as session:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.config import Settings
@@ -18,8 +19,10 @@ from faceforge.domain.errors import RequestRejectedError
 from faceforge.domain.faces import PhotoFaces
 from faceforge.domain.records import Person, StoredPhoto
 from faceforge.services.photo_files import PhotoFiles
+from faceforge.services.vision_gate import VisionGate
 from faceforge.vision.decode import photo_kind
 from faceforge.vision.embedder import EMBEDDER_NAME
+from faceforge.vision.face_choice import choose_faces
 from faceforge.vision.pipeline import FacePipeline, PhotoError
 
 
@@ -48,9 +51,23 @@ class ChangeResult:
     training_requested: int | None = None  # the training request counter after this change, if any
 
 
+class PhotosRejectedError(RequestRejectedError):
+    """Photos were sent and none was accepted: nothing is stored, and every photo's verdict says why."""
+
+    def __init__(self, verdicts: list[PhotoVerdict]) -> None:
+        reasons = "; ".join(
+            f"{v.filename or f'photo {v.index + 1}'}: {v.message or ', '.join(v.reasons)}" for v in verdicts
+        )
+        super().__init__("photos_rejected", f"no photo was accepted ({reasons})", status=422)
+        self.verdicts = verdicts
+
+
 _REASON_MESSAGES = {
     "no_face": "no face was found",
-    "multiple_faces": "several faces of similar size; enrolment needs one clear face",
+    "multiple_faces": (
+        "several faces of similar size, and the person's other photos do not tell which is theirs; "
+        "enrolment needs one clear face"
+    ),
     "face_too_small": "the face is too small",
     "low_detection_score": "the face is not clear enough",
 }
@@ -80,11 +97,13 @@ class PeopleService:
         settings: Settings,
         sessions: sessionmaker[Session],
         pipeline: FacePipeline,
+        gate: VisionGate,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.pipeline = pipeline
+        self.gate = gate
         self.files = PhotoFiles(settings.files_dir / "photos")
         self.on_change = on_change
 
@@ -117,7 +136,8 @@ class PeopleService:
 
     # -- photo analysis ---------------------------------------------------------------------------
     def _analyse(self, uploads: list[Upload]) -> list[tuple[Upload, PhotoFaces | PhotoError]]:
-        results = self.pipeline.analyze_many([u.data for u in uploads], single_face=True)
+        with self.gate.slot():
+            results = self.pipeline.analyze_many([u.data for u in uploads], single_face=True)
         return list(zip(uploads, results, strict=True))
 
     def _store_accepted(
@@ -127,21 +147,27 @@ class PeopleService:
         analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
         written: list[str],
     ) -> list[PhotoVerdict]:
+        stored = [
+            np.frombuffer(data, dtype="<f4")
+            for data in people_store.person_embeddings(session, person_id=person_id, embedder=EMBEDDER_NAME)
+        ]
+        photos = [None if isinstance(result, PhotoError) else result for _, result in analysed]
+        choices = choose_faces(photos, stored)
         verdicts = []
-        for index, (upload, result) in enumerate(analysed):
+        for index, ((upload, result), choice) in enumerate(zip(analysed, choices, strict=True)):
             if isinstance(result, PhotoError):
                 verdicts.append(PhotoVerdict(index, upload.filename, False, [result.code], result.message))
                 continue
-            if result.reasons:
+            if choice is None:
                 reasons = [str(r) for r in result.reasons]
                 message = "; ".join(_REASON_MESSAGES.get(r, r) for r in reasons)
                 verdicts.append(PhotoVerdict(index, upload.filename, False, reasons, message))
                 continue
-            face = result.faces[0]
+            face = result.faces[choice.face]
             assert face.embedding is not None
             extension, content_type = photo_kind(upload.data)
-            stored = self.files.save(upload.data, extension)
-            written.append(stored)
+            stored_name = self.files.save(upload.data, extension)
+            written.append(stored_name)
             box = {
                 "x": face.detection.box.x,
                 "y": face.detection.box.y,
@@ -160,10 +186,20 @@ class PeopleService:
                 "embedder": EMBEDDER_NAME,
                 "embedding": face.embedding.astype("<f4").tobytes(),
             }
-            photo_id = people_store.add_photo(session, person_id=person_id, stored_name=stored, fields=fields)
-            verdicts.append(
-                PhotoVerdict(index, upload.filename, True, [], None, photo_id, box, face.detection.score)
+            photo_id = people_store.add_photo(
+                session, person_id=person_id, stored_name=stored_name, fields=fields
             )
+            note = (
+                None
+                if choice.agreement is None
+                else "several faces; this one matches the person's other photos "
+                f"(similarity {choice.agreement:.2f})"
+            )
+            verdicts.append(
+                PhotoVerdict(index, upload.filename, True, [], note, photo_id, box, face.detection.score)
+            )
+        if verdicts and not any(v.accepted for v in verdicts):
+            raise PhotosRejectedError(verdicts)  # rolls the whole change back
         return verdicts
 
     def _write(self, change: Callable[[Session, list[str]], ChangeResult]) -> ChangeResult:
@@ -194,7 +230,8 @@ class PeopleService:
                 session, name=clean_name, position=clean_position, external_id=clean_external
             )
             verdicts = self._store_accepted(session, person_id, analysed, written)
-            requested = request_training(session) if any(v.accepted for v in verdicts) else None
+            # A person without photos is allowed (photos can come later) and changes no model.
+            requested = request_training(session) if verdicts else None
             return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
 
         return self._write(change)
@@ -209,8 +246,9 @@ class PeopleService:
 
         def change(session: Session, written: list[str]) -> ChangeResult:
             verdicts = self._store_accepted(session, person_id, analysed, written)
-            requested = request_training(session) if any(v.accepted for v in verdicts) else None
-            return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
+            return ChangeResult(
+                people_store.get_person(session, person_id=person_id), verdicts, request_training(session)
+            )
 
         return self._write(change)
 
@@ -249,6 +287,15 @@ class PeopleService:
         result = self._write(change)
         self.files.delete(removed)
         return result
+
+    def merge(self, *, person_id: int, other_id: int) -> ChangeResult:
+        """``other_id`` was the same person: their photos move to ``person_id``, one person remains."""
+
+        def change(session: Session, _written: list[str]) -> ChangeResult:
+            person = people_store.merge_people(session, keep_id=person_id, other_id=other_id)
+            return ChangeResult(person, [], request_training(session))
+
+        return self._write(change)
 
     def get(self, *, person_id: int) -> Person:
         with self.sessions() as session:
