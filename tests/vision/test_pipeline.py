@@ -43,7 +43,11 @@ def test_group_photo_is_rejected_for_enrolment(pipeline: FacePipeline, name: str
     result = pipeline.analyze((FACES / "multi" / name).read_bytes(), single_face=True)
     assert result.verdict is Verdict.REJECTED
     assert result.reasons == [RejectReason.MULTIPLE_FACES]
-    assert all(face.embedding is None for face in result.faces)
+    # Every usable face is embedded as a candidate for face_choice; the unusable ones are not.
+    usable = [face for face in result.faces if not face.reasons]
+    assert usable
+    assert all(face.embedding is not None and face.embedding.shape == (512,) for face in usable)
+    assert all(face.embedding is None for face in result.faces if face.reasons)
 
 
 def test_a_dominant_face_is_enrolled_despite_bystanders(pipeline: FacePipeline) -> None:

@@ -115,8 +115,10 @@ class FacePipeline:
 
         With ``single_face`` (enrolment) the photo is accepted only when one face passes the quality
         checks and dominates every other confidently detected face (``DOMINANT_FACE_RATIO``); only
-        that face is embedded. Otherwise (identification) faces scoring below the detector's ``min_score`` are
-        dropped, every other face is embedded, and the photo is rejected only when no face remains.
+        that face is embedded. A photo refused as ``multiple_faces`` has every usable face embedded,
+        so that ``face_choice`` can pick the person's face by agreement with their other photos.
+        Otherwise (identification) faces scoring below the detector's ``min_score`` are dropped, every
+        other face is embedded, and the photo is rejected only when no face remains.
         """
         # Enrolment rejects faces below min_usable_face anyway, so it need not search for them.
         smallest = self.detector_settings.min_usable_face if single_face else None
@@ -139,7 +141,13 @@ class FacePipeline:
             photo.reasons = [RejectReason.MULTIPLE_FACES]
         elif single_face and not good:
             photo.reasons = list(faces[0].reasons)
-        to_embed = faces if not single_face else (good[:1] if not photo.reasons else [])
+        if not single_face:
+            to_embed = faces
+        elif photo.reasons == [RejectReason.MULTIPLE_FACES]:
+            # Every usable face is a candidate: the person's other photos may say which one is theirs.
+            to_embed = good
+        else:
+            to_embed = good[:1] if not photo.reasons else []
         if to_embed:
             picture = Image.fromarray(image)
             crops = np.stack([crop_face(picture, face.detection.box) for face in to_embed])

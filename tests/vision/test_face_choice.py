@@ -1,0 +1,54 @@
+"""Enrolment photos with several faces: the person's other photos decide which face is theirs."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image
+
+from faceforge.domain.faces import PhotoFaces, RejectReason
+from faceforge.evaluation.dataset import image_files
+from faceforge.vision.face_choice import choose_faces
+from faceforge.vision.pipeline import FacePipeline
+from tests.conftest import LFW10
+
+
+def _side_by_side(left: Path, right: Path) -> bytes:
+    """Two real photos in one frame: two faces of the same size, as in a photo of two people."""
+    first, second = Image.open(left).convert("RGB"), Image.open(right).convert("RGB")
+    both = Image.new("RGB", (first.width + second.width, max(first.height, second.height)))
+    both.paste(first, (0, 0))
+    both.paste(second, (first.width, 0))
+    buffer = io.BytesIO()
+    both.save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def _analyse(pipeline: FacePipeline, photos: list[bytes]) -> list[PhotoFaces | None]:
+    results = pipeline.analyze_many(photos, single_face=True)
+    return [result if isinstance(result, PhotoFaces) else None for result in results]
+
+
+def test_the_face_that_matches_the_persons_other_photos_is_chosen(pipeline: FacePipeline) -> None:
+    colin, blair = image_files(LFW10 / "Colin_Powell"), image_files(LFW10 / "Tony_Blair")
+    photos = [path.read_bytes() for path in colin[:3]]
+    photos += [_side_by_side(blair[0], colin[3]), _side_by_side(colin[4], blair[1])]
+    judged = _analyse(pipeline, photos)
+    assert [photo.reasons if photo else None for photo in judged[3:]] == [[RejectReason.MULTIPLE_FACES]] * 2
+    choices = choose_faces(judged)
+    assert [(c.face, c.agreement) for c in choices[:3] if c] == [(0, None)] * 3
+    for photo, choice, colin_on_the_right in ((judged[3], choices[3], True), (judged[4], choices[4], False)):
+        assert photo is not None and choice is not None and choice.agreement is not None
+        assert choice.agreement >= 0.5
+        centre = photo.faces[choice.face].detection.box.x + photo.faces[choice.face].detection.box.width / 2
+        assert (centre > photo.width / 2) == colin_on_the_right  # Colin's face, not Blair's
+
+
+def test_a_persons_first_photo_or_two_matching_faces_stay_refused(pipeline: FacePipeline) -> None:
+    colin, blair = image_files(LFW10 / "Colin_Powell"), image_files(LFW10 / "Tony_Blair")
+    alone = _analyse(pipeline, [_side_by_side(blair[0], colin[3])])
+    assert choose_faces(alone) == [None]  # nothing else of this person to compare with
+    photos = [path.read_bytes() for path in colin[:3]] + [_side_by_side(colin[5], colin[6])]
+    judged = _analyse(pipeline, photos)
+    assert choose_faces(judged)[3] is None  # both faces are Colin: which one is "the photo"?
