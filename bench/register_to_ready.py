@@ -63,7 +63,8 @@ def main() -> None:
     )
     photos = _photos()
     k = args.photos_per_person
-    with TestClient(create_app(settings)) as client:
+    # A loopback client address: without API keys faceforge answers loopback clients only.
+    with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as client:
         started = time.perf_counter()
         for i in range(args.people):
             chosen = [photos[(i * k + j) % len(photos)] for j in range(k)]

@@ -35,10 +35,12 @@ def test_lfw10_goals_on_dev_photos(settings: Settings) -> None:
         assert isinstance(figures[key], float) and figures[key] > 0
 
 
-def test_negatives_yield_no_accepted_identity(settings: Settings) -> None:
+def test_negatives_yield_no_face_and_so_no_identity(settings: Settings) -> None:
+    """The negatives (animals, objects, scenery) contain no face: none may reach recognition at all."""
     figures = _eval(settings, "--dataset", str(LFW10), "--enroll", "5", "--unknown", str(FACES / "negatives"))
     assert figures["unknown_photos"] == 15
-    assert figures["unknown_faces"] == 0 or figures["unknown_reject_rate"] == 1.0
+    assert figures["unknown_faces"] == 0 and figures["unknown_no_face"] == 15
+    assert figures["unknown_reject_rate"] is None  # nothing to reject, and said so rather than 1.0
 
 
 def test_bad_dataset_exits_nonzero_with_one_line(settings: Settings, tmp_path: Path) -> None:
@@ -48,3 +50,18 @@ def test_bad_dataset_exits_nonzero_with_one_line(settings: Settings, tmp_path: P
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("error: dataset folder not found")
+
+
+def test_app_detectors_crop_probes_as_an_app_would(settings: Settings) -> None:
+    args = ("--dataset", str(LFW10), "--enroll", "5", "--unknown", str(FACES / "unknown_singles"))
+    server = _eval(settings, *args)
+    same_boxes = _eval(settings, *args, "--app-detector", "mtcnn")
+    assert same_boxes["app_detector"] == "mtcnn" and server["app_detector"] is None
+    for key in ("top1", "known_accept_rate", "unknown_reject_rate", "threshold"):
+        assert same_boxes[key] == server[key], key  # MTCNN's boxes by the contract are the server's crops
+    for detector in ("dlib", "jitter"):
+        figures = _eval(settings, *args, "--app-detector", detector)
+        assert figures["app_detector"] == detector
+        assert figures["top1"] >= 0.9, (detector, figures["top1"])  # other boxes, still the right people
+    bad = runner.invoke(app, ["eval", "--home", str(settings.home), *args, "--app-detector", "vision"])
+    assert bad.exit_code != 0

@@ -12,7 +12,9 @@ import typer
 
 from faceforge.config import Settings
 from faceforge.domain.errors import FaceforgeError
+from faceforge.evaluation.app_detectors import AppDetector
 from faceforge.export.formats import ExportFormat
+from faceforge.export.quiet import quiet_conversion_tools
 from faceforge.memory import limit_malloc_arenas
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Self-hosted face recognition.")
@@ -34,9 +36,10 @@ def _fail(message: str) -> typer.Exit:
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress")] = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    quiet_conversion_tools()
+    # Other libraries log at WARNING and up; -v shows faceforge's own progress, one line per stage.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("faceforge").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 @app.command("eval")
@@ -50,6 +53,13 @@ def eval_command(
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="enrol K random photos per person")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    app_detector: Annotated[
+        AppDetector | None,
+        typer.Option(
+            "--app-detector",
+            help="crop probes and unknowns from this detector's boxes, as an app would (default: server's)",
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Measure recognition on your own photos: enrol K per person, probe the rest, reject unknowns."""
@@ -57,7 +67,9 @@ def eval_command(
     from faceforge.vision.pipeline import FacePipeline
 
     try:
-        figures = evaluate(FacePipeline(_settings(home)), EvalOptions(dataset, enroll, unknown, seed))
+        settings = _settings(home)
+        options = EvalOptions(dataset, enroll, unknown, seed, settings.target_unknown_reject, app_detector)
+        figures = evaluate(FacePipeline(settings), options)
     except FaceforgeError as error:
         raise _fail(error.message) from None
     if as_json:
@@ -91,10 +103,14 @@ def serve_command(
     settings = _settings(home)
     log = logging.getLogger("faceforge.serve")
     if not settings.auth_enabled:
-        log.warning("no API keys configured (FACEFORGE_ADMIN_KEYS / FACEFORGE_READ_KEYS): the API is open")
-        if host != LOOPBACK:
-            log.warning("without API keys faceforge only binds to %s (asked for %s)", LOOPBACK, host)
-            host = LOOPBACK
+        if settings.open_network_without_keys:
+            log.warning(
+                "no API keys and FACEFORGE_OPEN_NETWORK_WITHOUT_KEYS: anyone who reaches %s may write", host
+            )
+        else:
+            log.warning(
+                "no API keys (FACEFORGE_ADMIN_KEYS / FACEFORGE_READ_KEYS): only loopback clients are served"
+            )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 

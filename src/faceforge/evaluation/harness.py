@@ -11,9 +11,25 @@ import numpy as np
 
 from faceforge.domain.errors import DatasetError
 from faceforge.domain.faces import PhotoFaces
+from faceforge.evaluation.app_detectors import AppDetector, app_embeddings, box_finder
 from faceforge.evaluation.dataset import image_files, split_dataset
-from faceforge.training.head import fit_head
+from faceforge.training.head import DEFAULT_TARGET_UNKNOWN_REJECT, fit_head
+from faceforge.vision.face_choice import choose_faces
 from faceforge.vision.pipeline import FacePipeline, PhotoError
+
+ORACLE_REJECTION_SHARES = (0.95, 0.97, 0.99)
+
+
+def accept_at_rejection(
+    known_best: list[tuple[float, bool]], unknown_best: list[float], share: float, *, larger_is_better: bool
+) -> float | None:
+    """Share of probes accepted as the right person at the score that rejects ``share`` of the unknown
+    faces (chosen on the unknowns themselves: an oracle operating point, for comparison)."""
+    if not unknown_best or not known_best:
+        return None
+    sign = 1.0 if larger_is_better else -1.0
+    limit = float(np.quantile(sign * np.asarray(unknown_best), share))
+    return sum(sign * score > limit and correct for score, correct in known_best) / len(known_best)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +38,8 @@ class EvalOptions:
     enroll: int
     unknown: Path | None = None
     seed: int | None = None
+    target_unknown_reject: float = DEFAULT_TARGET_UNKNOWN_REJECT
+    app_detector: AppDetector | None = None  # probes and unknowns cropped from this detector's boxes
 
 
 def _largest_embedding(result: PhotoFaces | PhotoError) -> np.ndarray[Any, np.dtype[np.float32]] | None:
@@ -47,47 +65,68 @@ def evaluate(pipeline: FacePipeline, options: EvalOptions) -> dict[str, Any]:
     pipeline.load()  # one-time weight conversion and session start-up are not per-photo work
     started = time.perf_counter()
     enrolled = pipeline.analyze_many([p.path for p in split.enrolled], single_face=True)
-    probed = pipeline.analyze_many([p.path for p in split.probes], single_face=False)
-    unknown = pipeline.analyze_many(unknown_paths, single_face=False)
+    probe_paths = [p.path for p in split.probes]
+    if options.app_detector is None:
+        probe_embeddings = [
+            _largest_embedding(r) for r in pipeline.analyze_many(probe_paths, single_face=False)
+        ]
+        unknown_embeddings = [
+            _largest_embedding(r) for r in pipeline.analyze_many(unknown_paths, single_face=False)
+        ]
+    else:
+        finder = box_finder(options.app_detector, pipeline)
+        probe_embeddings = app_embeddings(pipeline, finder, probe_paths)
+        unknown_embeddings = app_embeddings(pipeline, finder, unknown_paths)
     elapsed = time.perf_counter() - started
-    photo_count = len(enrolled) + len(probed) + len(unknown)
+    photo_count = len(enrolled) + len(probe_paths) + len(unknown_paths)
 
     vectors, labels = [], []
-    rejected_enrolment = 0
+    rejected_enrolment = resolved_enrolment = 0
+    by_person: dict[str, list[PhotoFaces | None]] = {}
     for photo, result in zip(split.enrolled, enrolled, strict=True):
-        if isinstance(result, PhotoError) or result.reasons or result.faces[0].embedding is None:
-            rejected_enrolment += 1
-            continue
-        vectors.append(result.faces[0].embedding)
-        labels.append(photo.label)
+        by_person.setdefault(photo.label, []).append(None if isinstance(result, PhotoError) else result)
+    for label, photos in by_person.items():  # the service's rule: a person's photos decide together
+        for judged, choice in zip(photos, choose_faces(photos), strict=True):
+            embedding = None if judged is None or choice is None else judged.faces[choice.face].embedding
+            if embedding is None:
+                rejected_enrolment += 1
+                continue
+            resolved_enrolment += choice is not None and choice.agreement is not None
+            vectors.append(embedding)
+            labels.append(label)
     if not vectors:
         raise DatasetError("no enrolment photo passed the checks; nothing to recognise")
-    head = fit_head(np.stack(vectors), labels)
+    head = fit_head(np.stack(vectors), labels, target_unknown_reject=options.target_unknown_reject)
 
     correct = accepted_correct = no_face = 0
-    for photo, result in zip(split.probes, probed, strict=True):
-        embedding = _largest_embedding(result)
+    known_best: list[tuple[float, bool]] = []  # best similarity, and whether it names the right person
+    for photo, embedding in zip(split.probes, probe_embeddings, strict=True):
         if embedding is None:
             no_face += 1
+            known_best.append((-np.inf, False))
             continue
         match = head.predict(embedding[None])[0]
-        best = head.labels[int(np.argmax(head.similarities(embedding[None])[0]))]
+        similarities = head.similarities(embedding[None])[0]
+        best = head.labels[int(np.argmax(similarities))]
         correct += best == photo.label
         accepted_correct += match.index is not None and head.labels[match.index] == photo.label
+        known_best.append((float(similarities.max()), best == photo.label))
 
     unknown_faces = unknown_rejected = 0
-    for result in unknown:
-        embedding = _largest_embedding(result)
+    unknown_best: list[float] = []
+    for embedding in unknown_embeddings:
         if embedding is None:
             continue
         unknown_faces += 1
         unknown_rejected += head.predict(embedding[None])[0].index is None
+        unknown_best.append(float(head.similarities(embedding[None])[0].max()))
 
     probes = len(split.probes)
     return {
         "identities": len(head.labels),
         "enrolled_photos": len(vectors),
         "rejected_enrolment_photos": rejected_enrolment,
+        "multiple_face_photos_resolved": resolved_enrolment,
         "probes": probes,
         "top1": correct / probes if probes else None,
         "threshold": head.threshold,
@@ -96,6 +135,11 @@ def evaluate(pipeline: FacePipeline, options: EvalOptions) -> dict[str, Any]:
         "unknown_faces": unknown_faces,
         "unknown_reject_rate": unknown_rejected / unknown_faces if unknown_faces else None,
         "unknown_no_face": len(unknown_paths) - unknown_faces,
+        # An oracle, for comparison only: the threshold chosen on the unknown photos themselves.
+        "known_accept_at_unknown_reject": {
+            f"{share:.2f}": accept_at_rejection(known_best, unknown_best, share, larger_is_better=True)
+            for share in ORACLE_REJECTION_SHARES
+        },
         "no_face": no_face,
         "photos": photo_count,
         "seconds": round(elapsed, 3),
@@ -105,5 +149,6 @@ def evaluate(pipeline: FacePipeline, options: EvalOptions) -> dict[str, Any]:
         "calibration": head.calibration.as_dict(),
         "scale": head.scale,
         "seed": options.seed,
+        "app_detector": None if options.app_detector is None else options.app_detector.value,
         "skipped_people": split.skipped_people,
     }
