@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.api_load
 	$(BIN)/python -m bench.export_times
 	$(BIN)/python -m bench.export_parity
+	$(BIN)/python -m bench.embedder_choice
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
