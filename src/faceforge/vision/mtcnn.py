@@ -120,6 +120,14 @@ class MtcnnDetector:
             for i in order
         ]
 
+    def describe_patches(self, patches: npt.NDArray[np.uint8]) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """O-Net on ``(N, 48, 48, 3)`` uint8 RGB patches (rows top to bottom), as ``vision.onet``
+        documents it: face probability ``(N,)``, box offsets ``(N, 4)``, landmarks ``(N, 10)``."""
+        offsets, landmarks, probabilities = self._onet.run(
+            {"input_3": _normalise(patches.transpose(0, 2, 1, 3))}
+        )
+        return probabilities[:, 1], offsets, landmarks
+
     def _scales(self, width: int, height: int, min_face_size: int) -> list[float]:
         scale = PNET_CELL / min_face_size
         side = min(width, height) * scale
