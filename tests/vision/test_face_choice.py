@@ -9,7 +9,7 @@ from PIL import Image
 
 from faceforge.domain.faces import PhotoFaces, RejectReason
 from faceforge.evaluation.dataset import image_files
-from faceforge.vision.face_choice import choose_faces
+from faceforge.vision.face_choice import AGREEMENT, choose_faces
 from faceforge.vision.pipeline import FacePipeline
 from tests.conftest import LFW10
 
@@ -40,7 +40,7 @@ def test_the_face_that_matches_the_persons_other_photos_is_chosen(pipeline: Face
     assert [(c.face, c.agreement) for c in choices[:3] if c] == [(0, None)] * 3
     for photo, choice, colin_on_the_right in ((judged[3], choices[3], True), (judged[4], choices[4], False)):
         assert photo is not None and choice is not None and choice.agreement is not None
-        assert choice.agreement >= 0.5
+        assert choice.agreement >= AGREEMENT
         centre = photo.faces[choice.face].detection.box.x + photo.faces[choice.face].detection.box.width / 2
         assert (centre > photo.width / 2) == colin_on_the_right  # Colin's face, not Blair's
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from faceforge.domain.faces import RejectReason, Verdict
 from faceforge.evaluation.dataset import image_files
+from faceforge.vision.embedder import EMBEDDING_SIZE
 from faceforge.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import FACES, LFW10
 
@@ -33,7 +34,9 @@ def test_group_photos_find_several_faces_largest_first(pipeline: FacePipeline) -
         result = pipeline.analyze(path.read_bytes(), single_face=False)
         areas = [face.detection.box.area for face in result.faces]
         assert areas == sorted(areas, reverse=True)
-        assert all(face.embedding is not None and face.embedding.shape == (512,) for face in result.faces)
+        assert all(
+            face.embedding is not None and face.embedding.shape == (EMBEDDING_SIZE,) for face in result.faces
+        )
         counts.append(len(result.faces))
     assert sum(count >= 2 for count in counts) >= 16, counts
 
@@ -46,7 +49,7 @@ def test_group_photo_is_rejected_for_enrolment(pipeline: FacePipeline, name: str
     # Every usable face is embedded as a candidate for face_choice; the unusable ones are not.
     usable = [face for face in result.faces if not face.reasons]
     assert usable
-    assert all(face.embedding is not None and face.embedding.shape == (512,) for face in usable)
+    assert all(face.embedding is not None and face.embedding.shape == (EMBEDDING_SIZE,) for face in usable)
     assert all(face.embedding is None for face in result.faces if face.reasons)
 
 

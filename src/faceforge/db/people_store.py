@@ -192,3 +192,21 @@ def person_embeddings(session: Session, *, person_id: int, embedder: str) -> lis
     """The stored embeddings (little-endian float32 bytes) of a person's photos, for ``embedder``."""
     query = select(PhotoRow.embedding).where(PhotoRow.person_id == person_id, PhotoRow.embedder == embedder)
     return list(session.scalars(query))
+
+
+def stale_photos(session: Session, *, embedder: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """``(photo id, stored file name, box)`` of every photo embedded by another embedder than
+    ``embedder`` (an older release's), to be embedded again from its file."""
+    rows = session.execute(
+        select(PhotoRow.id, PhotoRow.stored_name, PhotoRow.box)
+        .where(PhotoRow.embedder != embedder)
+        .order_by(PhotoRow.id)
+    ).all()
+    return [(photo_id, name, box) for photo_id, name, box in rows]
+
+
+def replace_embedding(session: Session, *, photo_id: int, embedder: str, embedding: bytes) -> None:
+    """Store a photo's new embedding; a photo deleted meanwhile is skipped."""
+    session.execute(
+        update(PhotoRow).where(PhotoRow.id == photo_id).values(embedder=embedder, embedding=embedding)
+    )

@@ -18,6 +18,7 @@ from faceforge.domain.records import ModelVersion, TrainingStatus, VersionStatus
 from faceforge.registry.artifacts import read_manifest, version_file
 from faceforge.training.head import RecognitionHead
 from faceforge.training.serialize import HEAD_FILE, head_from_files
+from faceforge.vision.embedder import EMBEDDER_NAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,14 @@ class ModelService:
                 f"model version {model.version}: {HEAD_FILE} does not match its checksum"
             )
         manifest = read_manifest(self.settings.models_dir, model.version)
+        built_by = manifest.get("embedder", {}).get("name")
+        if built_by != EMBEDDER_NAME:
+            # An older release's version: its prototypes live in another embedding space.
+            raise ModelNotReadyError(
+                f"model version {model.version} was built with the {built_by} embedder and this server "
+                f"embeds faces with {EMBEDDER_NAME}; the stored photos are embedded again and a new "
+                "version is trained (GET /api/v1/training)"
+            )
         head = head_from_files(data, manifest)
         by_label = {entry["label"]: entry for entry in manifest["people"]}
         people = [

@@ -61,3 +61,20 @@ def align_face(picture: Image.Image, landmarks: Landmarks, size: int = CHIP_SIZE
         (size, size), Image.Transform.AFFINE, tuple(inverse.ravel()), Image.Resampling.BILINEAR
     )
     return np.asarray(chip, dtype=np.uint8)
+
+
+def chip_contract() -> dict[str, object]:
+    """The chip contract as data, for model manifests (how an app aligns the ``chip`` input)."""
+    return {
+        "input": "the refiner's five points (image-left eye, image-right eye, nose tip, image-left and "
+        "image-right mouth corner), pixels of the upright photo",
+        "transform": "the similarity (rotation, uniform scale, shift; no reflection) that maps the points "
+        "closest to the template in least squares",
+        "template": CHIP_TEMPLATE.tolist(),
+        "size": [CHIP_SIZE, CHIP_SIZE],
+        "sampling": "bilinear at pixel centres; when the face is over twice the chip's size, the photo is "
+        "first reduced by a whole factor with box averaging",
+        "outside_photo": "black (0, 0, 0)",
+        "colour": "RGB",
+        "pixel_range": [0, 255],
+    }

@@ -1,9 +1,10 @@
-"""The crop contract: how a detected face box becomes the embedder's input.
+"""The crop contract: how a refined face box becomes FaceNet's input (the models' ``face`` input).
 
-This is also the input contract of every exported model, so a phone app can reproduce it from its
-own detector (Apple Vision, ML Kit) using only the box:
+This is also an input contract of every exported model, so a phone app reproduces it from its own
+detector (Apple Vision, ML Kit): the detector's box goes through the refiner first
+(``vision.refine``; the whole sequence is in ``vision.face_input``), then:
 
-1. Take the face box ``(x, y, width, height)`` in pixels of the upright photo.
+1. Take the refined box ``(x, y, width, height)`` in pixels of the upright photo.
 2. Make it square around the box centre with side ``max(width, height) * (1 + 2 * CROP_MARGIN)``,
    i.e. a margin of ``CROP_MARGIN`` (see below) of the longer side on each edge.
 3. Cut that square from the photo; parts beyond the photo's border are black (zero) pixels.
@@ -55,7 +56,7 @@ def crop_contract() -> dict[str, object]:
     """The crop contract as data, for model manifests (what an app must do before calling a model)."""
     return {
         "input": "face crop",
-        "box": "face box (x, y, width, height) in pixels of the upright (EXIF-rotated) photo",
+        "box": "the refiner's box (x, y, width, height) in pixels of the upright (EXIF-rotated) photo",
         "square_side": f"max(width, height) * (1 + 2 * {CROP_MARGIN})",
         "margin": CROP_MARGIN,
         "centre": "box centre",

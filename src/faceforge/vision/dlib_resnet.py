@@ -45,22 +45,17 @@ class Affine(nn.Module):
         return x * self.gamma[None, :, None, None] + self.beta[None, :, None, None]
 
 
-def add_zero_extended(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a + b`` as dlib adds tensors of different shapes: each is extended with zeros (channels
-    after its own, rows below, columns to the right) to the larger of the two shapes."""
-    if a.shape == b.shape:
-        return a + b
-    channels, rows, cols = (max(a.shape[i], b.shape[i]) for i in (1, 2, 3))
-
-    def extend(t: torch.Tensor) -> torch.Tensor:
-        pad = (0, cols - t.shape[3], 0, rows - t.shape[2], 0, channels - t.shape[1])
-        return nn.functional.pad(t, pad) if any(pad) else t
-
-    return extend(a) + extend(b)
+def _conv_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, in_channels: int, filters: int, *, downsample: bool) -> None:
+    """Two convolutions and the shortcut, summed as dlib sums tensors of different shapes: each is
+    extended with zeros (channels after its own, rows below, columns to the right) to the larger
+    of the two shapes. The input size is fixed (150 px chips), so the extensions are computed once
+    here: converters (Core ML, TFLite) then see constant paddings, not shape arithmetic."""
+
+    def __init__(self, in_channels: int, filters: int, *, downsample: bool, input_size: int) -> None:
         super().__init__()
         stride, padding = (2, 0) if downsample else (1, 1)
         self.conv1 = nn.Conv2d(in_channels, filters, 3, stride=stride, padding=padding, bias=True)
@@ -68,11 +63,22 @@ class ResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(filters, filters, 3, stride=1, padding=1, bias=True)
         self.affine2 = Affine(filters)
         self.downsample = downsample
+        residual = _conv_size(input_size, 3, stride, padding)
+        shortcut = input_size // 2 if downsample else input_size
+        self.output_size = max(residual, shortcut)
+        grow_residual, grow_shortcut = self.output_size - residual, self.output_size - shortcut
+        channels = max(filters, in_channels)
+        self.residual_pad = (0, grow_residual, 0, grow_residual, 0, channels - filters)
+        self.shortcut_pad = (0, grow_shortcut, 0, grow_shortcut, 0, channels - in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.affine2(self.conv2(torch.relu(self.affine1(self.conv1(x)))))
         shortcut = nn.functional.avg_pool2d(x, 2, stride=2) if self.downsample else x
-        return torch.relu(add_zero_extended(y, shortcut))
+        if any(self.residual_pad):
+            y = nn.functional.pad(y, self.residual_pad)
+        if any(self.shortcut_pad):
+            shortcut = nn.functional.pad(shortcut, self.shortcut_pad)
+        return torch.relu(y + shortcut)
 
 
 class DlibFaceResNet(nn.Module):
@@ -84,11 +90,13 @@ class DlibFaceResNet(nn.Module):
         self.stem_affine = Affine(32)
         blocks: list[ResidualBlock] = []
         channels = 32
+        size = _conv_size(_conv_size(INPUT_SIZE, 7, 2, 0), 3, 2, 0)  # after the stem and its pool
         for stage, (filters, count) in enumerate(STAGES):
             for index in range(count):
                 downsample = stage > 0 and index == 0
-                blocks.append(ResidualBlock(channels, filters, downsample=downsample))
-                channels = filters
+                block = ResidualBlock(channels, filters, downsample=downsample, input_size=size)
+                blocks.append(block)
+                channels, size = filters, block.output_size
         self.blocks = nn.ModuleList(blocks)
         self.fc = nn.Linear(channels, EMBEDDING_SIZE, bias=False)
 

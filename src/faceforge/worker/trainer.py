@@ -29,13 +29,18 @@ from faceforge.domain.records import TrainingClaim
 from faceforge.export.quiet import quiet_conversion_tools
 from faceforge.export.version_exports import UNKNOWN_LABEL, VersionExporter
 from faceforge.registry.artifacts import delete_versions, write_version
+from faceforge.services.photo_files import PhotoFiles
 from faceforge.training.head import fit_head, leave_one_out_metrics
 from faceforge.training.serialize import HEAD_FILE, head_bytes
+from faceforge.vision.align import chip_contract
 from faceforge.vision.crop import crop_contract
-from faceforge.vision.embedder import EMBEDDER_NAME
-from faceforge.vision.facenet import EMBEDDING_SIZE
+from faceforge.vision.embedder import EMBEDDER_NAME, EMBEDDING_SIZE
+from faceforge.vision.embedding_net import DLIB_WEIGHT
+from faceforge.vision.pipeline import FacePipeline
+from faceforge.vision.refine import refine_contract
 from faceforge.worker.lease import lease_for
 from faceforge.worker.orphans import sweep_orphans
+from faceforge.worker.reembed import reembed_stale_photos
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ class TrainingWorker:
             raise TypeError("the worker's sessionmaker must be bound to an engine")
         self.lease = lease_for(bind)
         self.holds_lease = False
+        self._pipeline: FacePipeline | None = None  # made on first use: only re-embedding needs it
 
     def run_forever(self) -> None:
         log.info("training worker %s started", self.worker_id)
@@ -79,6 +85,7 @@ class TrainingWorker:
                 self.wake.clear()
             if not self.stop.is_set():
                 self._prepare_backbones()
+                self.reembed_after_upgrade()
             self._loop()
         finally:
             self.lease.release()
@@ -118,6 +125,25 @@ class TrainingWorker:
             log.exception("could not convert the on-device backbones")
             with self.sessions.begin() as session:
                 training_store.report_preparation(session, worker_id=self.worker_id, stage=None, progress=0.0)
+
+    def _reembed(self) -> int:
+        if self._pipeline is None:
+            self._pipeline = FacePipeline(self.settings)
+        return reembed_stale_photos(
+            self.sessions, self._pipeline, PhotoFiles(self.settings.files_dir / "photos")
+        )
+
+    def reembed_after_upgrade(self) -> None:
+        """Photos embedded by an older release are embedded again, and a version is trained from them:
+        the current version's prototypes cannot be compared with this release's embeddings."""
+        try:
+            updated = self._reembed()
+        except Exception:  # the next training retries
+            log.exception("could not embed the stored photos again")
+            return
+        if updated:
+            with self.sessions.begin() as session:
+                people_store.request_training(session)
 
     def _loop(self) -> None:
         while not self.stop.is_set():
@@ -182,6 +208,7 @@ class TrainingWorker:
     def _train(self, claim: TrainingClaim) -> None:
         started = time.perf_counter()
         self._stage(claim, 0.05, "loading")
+        self._reembed()  # photos a previous release embedded (normally none)
         with self.sessions.begin() as session:
             faces, people = people_store.enrolled_faces(session, embedder=EMBEDDER_NAME)
         if not faces:
@@ -280,8 +307,10 @@ class TrainingWorker:
             "format": MANIFEST_FORMAT,
             "version": claim.version,
             "created_at": datetime.now(UTC).isoformat(),
-            "embedder": {"name": EMBEDDER_NAME, "dimension": EMBEDDING_SIZE},
+            "embedder": {"name": EMBEDDER_NAME, "dimension": EMBEDDING_SIZE, "dlib_weight": DLIB_WEIGHT},
+            "refiner": refine_contract(),
             "crop": crop_contract(),
+            "chip": chip_contract(),
             "labels": labels,
             "unknown_label": UNKNOWN_LABEL,
             "people": roster,
