@@ -17,17 +17,15 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 import torch
-from PIL import Image
 
 from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
 from faceforge.export import coreml_models
-from faceforge.export.device_network import DeviceEmbeddingNet
 from faceforge.export.version_exports import VersionExporter, run_tflite
 from faceforge.training.head import fit_head
-from faceforge.vision.crop import crop_face
+from faceforge.vision.embedder import build_embedding_net
+from faceforge.vision.face_input import FaceInputs
 from faceforge.vision.pipeline import FacePipeline, PhotoError
-from faceforge.weights.facenet_weights import load_facenet
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 LFW10 = FACES / "krasserm_lfw10"
@@ -55,7 +53,7 @@ def main() -> None:
                 enrolled.append(result.faces[0].embedding)
                 labels.append(folder.name)
     head = fit_head(np.stack(enrolled), labels)
-    crops = []
+    found = []
     for path in (
         image_files(LFW10)
         + image_files(FACES / "unknown_singles")
@@ -64,22 +62,28 @@ def main() -> None:
         image = pipeline.decode(path.read_bytes())
         faces = pipeline.detect(image)
         if faces:
-            crops.append(crop_face(Image.fromarray(image), faces[0].box))
-    batch = np.stack(crops)
+            found.append(pipeline.inputs(image, [faces[0].box]))
+    batch = FaceInputs(np.concatenate([f.crops for f in found]), np.concatenate([f.chips for f in found]))
     expected = head.probabilities(pipeline.embedder.embed(batch))
     exports = VersionExporter(settings.weights_dir).export(head)
 
-    nchw = batch.transpose(0, 3, 1, 2).astype(np.float32)
-    onnx_fused = ort.InferenceSession(exports.files["model.onnx"]).run(None, {"face": nchw})[0]
-    tflite = run_tflite(exports.files["model.tflite"], batch.astype(np.float32))
-    int8 = run_tflite(exports.files["model_int8.tflite"], batch.astype(np.float32))
+    nhwc = {"face": batch.crops.astype(np.float32), "chip": batch.chips.astype(np.float32)}
+    nchw = {name: np.ascontiguousarray(value.transpose(0, 3, 1, 2)) for name, value in nhwc.items()}
+    onnx_fused = ort.InferenceSession(exports.files["model.onnx"]).run(None, nchw)[0]
+    tflite = run_tflite(exports.files["model.tflite"], nhwc)
+    int8 = run_tflite(exports.files["model_int8.tflite"], nhwc)
 
-    net = DeviceEmbeddingNet(
-        load_facenet(settings.weights_dir), channels_last=True, normalise_pixels=True
+    net = build_embedding_net(
+        settings.weights_dir, channels_last=True, normalise_pixels=True, stack_flip=True
     ).half()
     with torch.inference_mode():
-        pixels = torch.from_numpy(batch.astype(np.float32)).half()
-        half = torch.cat([net(pixels[i : i + 16]) for i in range(0, len(pixels), 16)]).float().numpy()
+        face = torch.from_numpy(nhwc["face"]).half()
+        chip = torch.from_numpy(nhwc["chip"]).half()
+        half = (
+            torch.cat([net(face[i : i + 16], chip[i : i + 16]) for i in range(0, len(face), 16)])
+            .float()
+            .numpy()
+        )
     layers = coreml_models.load_spec(exports.files["model.mlmodel"]).neuralNetworkClassifier.layers
     (inner,) = [
         layer.innerProduct

@@ -19,44 +19,45 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import torch
-from PIL import Image
 
 from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
 from faceforge.export.coreml_checks import classifier_problems
-from faceforge.export.device_network import DeviceEmbeddingNet
+from faceforge.export.model_inputs import CHIP, FACE
 from faceforge.export.onnx_models import head_affine
 from faceforge.export.version_exports import LABELS_FILE, VersionExporter, VersionExports, run_tflite
 from faceforge.training.head import RecognitionHead, fit_head
-from faceforge.vision.crop import crop_face
+from faceforge.vision.embedder import EMBEDDING_SIZE, build_embedding_net
+from faceforge.vision.face_input import FaceInputs
 from faceforge.vision.pipeline import FacePipeline, PhotoError
-from faceforge.weights.facenet_weights import load_facenet
 from tests.conftest import FACES, LFW10
 
 ENROLLED_PER_PERSON = 5
 FP32_TOLERANCE = 1e-4
 FP16_UNIT_ROUNDOFF = 2.0**-11
-# fp16 compute through FaceNet's ~130 layers: measured 1-cos up to ~3e-5 on these faces; 2e-3 is the
-# budget beyond which recognition visibly changes (see bench/export_parity for the raw figures).
+# fp16 compute through FaceNet's ~130 layers and dlib's 29: measured 1-cos up to ~3e-5 on these faces;
+# 2e-3 is the budget beyond which recognition visibly changes (bench/export_parity has the figures).
 FP16_COSINE_ERROR = 2e-3
 FLOAT32_SOFTMAX_SLACK = 1e-6
+# Both networks' weights: FaceNet 23.5 M and dlib 5.6 M parameters.
+PARAMETERS = 29.2e6
 
 
 @dataclass
 class Exported:
     head: RecognitionHead
     labels: list[str]  # one per output index, unknown last
-    crops: npt.NDArray[np.uint8]  # (N, 160, 160, 3) probe crops
+    inputs: FaceInputs  # the probes' crops and chips
     expected: npt.NDArray[np.float32]  # the server's probabilities for the probes
     embeddings: npt.NDArray[np.float32]  # the server's embeddings of the probes
     exports: VersionExports
     directory: Path  # every file written there and read back from disk
 
 
-def _crop(pipeline: FacePipeline, path: Path) -> npt.NDArray[np.uint8] | None:
+def _inputs(pipeline: FacePipeline, path: Path) -> FaceInputs | None:
     image = pipeline.decode(path.read_bytes())
     faces = pipeline.detect(image)
-    return crop_face(Image.fromarray(image), faces[0].box) if faces else None
+    return pipeline.inputs(image, [faces[0].box]) if faces else None
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,10 @@ def exported(
         + image_files(FACES / "unknown_singles")
         + image_files(FACES / "azure_face_samples")
     )
-    crops = [crop for crop in (_crop(pipeline, path) for path in probes) if crop is not None]
-    batch = np.stack(crops)
+    found = [inputs for inputs in (_inputs(pipeline, path) for path in probes) if inputs is not None]
+    batch = FaceInputs(
+        np.concatenate([one.crops for one in found]), np.concatenate([one.chips for one in found])
+    )
     embeddings = pipeline.embedder.embed(batch)
 
     exports = VersionExporter(settings.weights_dir).export(head)
@@ -91,7 +94,7 @@ def exported(
     return Exported(
         head=head,
         labels=[*head.labels, "unknown"],
-        crops=batch,
+        inputs=batch,
         expected=head.probabilities(embeddings),
         embeddings=embeddings,
         exports=exports,
@@ -99,8 +102,12 @@ def exported(
     )
 
 
-def _pixels_nhwc(crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-    return crops.astype(np.float32)
+def _pixels_nhwc(inputs: FaceInputs, step: int = 1) -> dict[str, npt.NDArray[np.float32]]:
+    """The TFLite models' inputs by name: NHWC float32 0-255, every ``step``-th probe."""
+    return {
+        FACE.name: inputs.crops[::step].astype(np.float32),
+        CHIP.name: inputs.chips[::step].astype(np.float32),
+    }
 
 
 def test_labels_file_names_every_output_index(exported: Exported) -> None:
@@ -112,7 +119,7 @@ def test_labels_file_names_every_output_index(exported: Exported) -> None:
 
 def test_tflite_fp32_matches_the_server(exported: Exported) -> None:
     fused = (exported.directory / "model.tflite").read_bytes()
-    probabilities = run_tflite(fused, _pixels_nhwc(exported.crops))
+    probabilities = run_tflite(fused, _pixels_nhwc(exported.inputs))
     assert probabilities.shape == exported.expected.shape
     np.testing.assert_allclose(probabilities, exported.expected, atol=FP32_TOLERANCE)
 
@@ -127,7 +134,7 @@ def test_tflite_fp32_matches_the_server(exported: Exported) -> None:
 
 
 def test_tflite_split_equals_fused(exported: Exported) -> None:
-    subset = _pixels_nhwc(exported.crops[::8])
+    subset = _pixels_nhwc(exported.inputs, 8)
     backbone = (exported.directory / "backbone.tflite").read_bytes()
     head = (exported.directory / "head.tflite").read_bytes()
     embeddings = run_tflite(backbone, subset)
@@ -140,12 +147,12 @@ def test_tflite_split_equals_fused(exported: Exported) -> None:
 
 def test_tflite_int8_agrees_with_the_server_on_top1(exported: Exported) -> None:
     quantized = (exported.directory / "model_int8.tflite").read_bytes()
-    assert len(quantized) <= 25 * 1024 * 1024
-    probabilities = run_tflite(quantized, _pixels_nhwc(exported.crops))
+    assert len(quantized) <= PARAMETERS * 1.1  # one byte per weight, and the graph
+    probabilities = run_tflite(quantized, _pixels_nhwc(exported.inputs))
     agreement = float(np.mean(probabilities.argmax(axis=1) == exported.expected.argmax(axis=1)))
     assert agreement >= 0.99, agreement
 
-    subset = _pixels_nhwc(exported.crops[::16])
+    subset = _pixels_nhwc(exported.inputs, 16)
     split = run_tflite(
         (exported.directory / "head.tflite").read_bytes(),
         run_tflite((exported.directory / "backbone_int8.tflite").read_bytes(), subset),
@@ -178,19 +185,24 @@ def _softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 def test_coreml_neural_network_classifier(exported: Exported) -> None:
     path = exported.directory / "model.mlmodel"
-    assert path.stat().st_size <= 50 * 1024 * 1024
+    assert path.stat().st_size <= PARAMETERS * 2 * 1.05  # fp16: two bytes per weight
     spec = _load(path)
     assert spec.WhichOneof("Type") == "neuralNetworkClassifier"
     assert classifier_problems(spec, exported.labels) == []
 
-    (image,) = spec.description.input
-    assert image.name == "image"
-    assert (image.type.imageType.width, image.type.imageType.height) == (160, 160)
-    assert image.type.imageType.colorSpace == image.type.imageType.RGB
-    (preprocessing,) = spec.neuralNetworkClassifier.preprocessing
-    assert preprocessing.scaler.channelScale == pytest.approx(1 / 128)
-    for bias in (preprocessing.scaler.redBias, preprocessing.scaler.greenBias, preprocessing.scaler.blueBias):
+    face, chip = spec.description.input
+    assert (face.name, chip.name) == ("face", "chip")
+    assert (face.type.imageType.width, face.type.imageType.height) == (160, 160)
+    assert (chip.type.imageType.width, chip.type.imageType.height) == (150, 150)
+    assert face.type.imageType.colorSpace == chip.type.imageType.colorSpace == face.type.imageType.RGB
+    scalers = {p.featureName: p.scaler for p in spec.neuralNetworkClassifier.preprocessing}
+    assert scalers["face"].channelScale == pytest.approx(1 / 128)
+    for bias in (scalers["face"].redBias, scalers["face"].greenBias, scalers["face"].blueBias):
         assert bias == pytest.approx(-127.5 / 128)
+    # dlib's input layer: (v - mean_c) / 256 with its RGB means.
+    assert scalers["chip"].channelScale == pytest.approx(1 / 256)
+    chip_biases = (scalers["chip"].redBias, scalers["chip"].greenBias, scalers["chip"].blueBias)
+    assert chip_biases == pytest.approx((-122.782 / 256, -117.001 / 256, -104.298 / 256))
     outputs = {feature.name: feature.type.WhichOneof("Type") for feature in spec.description.output}
     assert outputs == {"classLabel": "stringType", "classLabelProbs": "dictionaryType"}
     assert spec.description.predictedFeatureName == "classLabel"
@@ -285,14 +297,17 @@ def test_float16_compute_stays_within_tolerance(exported: Exported, settings: Se
     and hold the result to the server where the physics is: the embedding's cosine error, every
     decision whose margin is clear of that error, and probabilities within the bound the error implies."""
     net = _float16_emulation(
-        DeviceEmbeddingNet(load_facenet(settings.weights_dir), channels_last=True, normalise_pixels=True)
+        build_embedding_net(settings.weights_dir, channels_last=True, normalise_pixels=True, stack_flip=True)
     )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # fp32 sums in a fixed order
     try:
         with torch.inference_mode():
-            pixels = torch.from_numpy(_pixels_nhwc(exported.crops))
-            device = torch.cat([net(pixels[i : i + 16]) for i in range(0, len(pixels), 16)]).numpy()
+            pixels = {name: torch.from_numpy(value) for name, value in _pixels_nhwc(exported.inputs).items()}
+            count = len(exported.inputs)
+            device = torch.cat(
+                [net(pixels["face"][i : i + 16], pixels["chip"][i : i + 16]) for i in range(0, count, 16)]
+            ).numpy()
     finally:
         torch.set_num_threads(threads)
     device = device.astype(np.float16).astype(np.float32)  # the embedding output as fp16
@@ -325,7 +340,7 @@ def test_coreml_ml_program(exported: Exported, tmp_path: Path) -> None:
     spec = _load(tmp_path / "model.mlpackage")
     assert spec.WhichOneof("Type") == "mlProgram"
     assert classifier_problems(spec, exported.labels) == []
-    assert [feature.name for feature in spec.description.input] == ["image"]
+    assert [feature.name for feature in spec.description.input] == ["face", "chip"]
     assert {feature.name for feature in spec.description.output} == {"classLabel", "classLabelProbs"}
 
     function = spec.mlProgram.functions["main"]
@@ -353,6 +368,7 @@ def test_coreml_split_and_pipeline(exported: Exported) -> None:
     head = _load(exported.directory / "head.mlmodel")
     assert backbone.WhichOneof("Type") == "neuralNetwork"
     assert [f.name for f in backbone.description.output] == ["embedding"]
+    assert list(backbone.description.output[0].type.multiArrayType.shape) == [1, EMBEDDING_SIZE]
     assert [f.name for f in head.description.input] == ["embedding"]
     assert list(head.neuralNetworkClassifier.stringClassLabels.vector) == exported.labels
     assert (exported.directory / "head.mlmodel").stat().st_size < 1_000_000
@@ -375,7 +391,7 @@ def test_spec_checks_catch_broken_files(exported: Exported) -> None:
     fused.neuralNetworkClassifier.preprocessing[0].scaler.channelScale = 1 / 255
     fused.neuralNetworkClassifier.layers[0].convolution.weights.floatValue.extend([0.5])
     problems = classifier_problems(fused, exported.labels)
-    assert any("image scale" in problem for problem in problems)
+    assert any("face scale" in problem for problem in problems)
     assert any("float32 weights" in problem for problem in problems)
 
 

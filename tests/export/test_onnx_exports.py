@@ -8,10 +8,9 @@ import json
 import numpy as np
 import onnxruntime as ort
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from faceforge.evaluation.dataset import image_files
-from faceforge.vision.crop import crop_face
+from faceforge.vision.face_input import FaceInputs
 from faceforge.vision.pipeline import FacePipeline
 from tests.api.fixtures import photo_fields, wait_until_trained
 from tests.conftest import FACES, LFW10
@@ -51,15 +50,19 @@ def test_fused_and_split_onnx_match_the_server(client: TestClient, pipeline: Fac
     probes = [p for folder in PEOPLE for p in image_files(LFW10 / folder)[5:8]] + image_files(
         FACES / "unknown_singles"
     )
-    crops = []
+    found = []
     for path in probes:
         image = pipeline.decode(path.read_bytes())
-        crops.append(crop_face(Image.fromarray(image), pipeline.detect(image)[0].box))
-    batch = np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32)
+        found.append(pipeline.inputs(image, [pipeline.detect(image)[0].box]))
+    inputs = FaceInputs(np.concatenate([f.crops for f in found]), np.concatenate([f.chips for f in found]))
+    batch = {
+        "face": inputs.crops.transpose(0, 3, 1, 2).astype(np.float32),
+        "chip": inputs.chips.transpose(0, 3, 1, 2).astype(np.float32),
+    }
 
-    expected = server.probabilities(pipeline.embedder.embed(np.stack(crops)))
-    from_fused = fused.run(None, {"face": batch})[0]
-    from_split = head.run(None, {"embedding": backbone.run(None, {"face": batch})[0]})[0]
+    expected = server.probabilities(pipeline.embedder.embed(inputs))
+    from_fused = fused.run(None, batch)[0]
+    from_split = head.run(None, {"embedding": backbone.run(None, batch)[0]})[0]
     np.testing.assert_allclose(from_fused, expected, atol=1e-4)
     np.testing.assert_allclose(from_split, from_fused, atol=1e-4)
 
@@ -76,7 +79,8 @@ def test_fused_and_split_onnx_match_the_server(client: TestClient, pipeline: Fac
     newer = client.get("/api/v1/models/current").json()
     assert newer["version"] == version + 1
     models_dir = services.settings.models_dir
-    for backbone_file in ("backbone.onnx", "backbone.mlmodel", "backbone.tflite", "backbone_int8.tflite"):
+    shared = ("backbone.onnx", "backbone.mlmodel", "backbone.tflite", "backbone_int8.tflite")
+    for backbone_file in (*shared, "refiner.onnx", "refiner.mlmodel", "refiner.tflite"):
         assert newer["files"][backbone_file]["sha256"] == current["files"][backbone_file]["sha256"]
         assert (models_dir / str(version) / backbone_file).stat().st_ino == (
             models_dir / str(version + 1) / backbone_file

@@ -1,8 +1,9 @@
 """Spec checks for the Core ML files (Core ML cannot run on Linux, so we verify what we can read).
 
 ``classifier_problems`` lists everything wrong with a classifier spec -- NeuralNetwork classifier,
-pipeline classifier or ML Program -- against what an app relies on: the ``image`` input (160x160
-RGB, the crop contract's scale and bias as preprocessing), ``classLabel`` / ``classLabelProbs``
+pipeline classifier or ML Program -- against what an app relies on: the ``face`` and ``chip`` image
+inputs (sizes, RGB, each one's scale and bias as preprocessing: ``export.model_inputs``),
+``classLabel`` / ``classLabelProbs``
 outputs, labels in order, fp16 weights, and every layer, operation or pipeline stage wired to
 something that exists. An empty list means the file is what we promise.
 """
@@ -15,16 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.export.coreml_models import (
-    CLASS_LABEL,
-    CLASS_PROBABILITIES,
-    FLOAT16_LAYERS,
-    IMAGE_INPUT,
-)
-from faceforge.vision.crop import CROP_SIZE, PIXEL_MEAN, PIXEL_SCALE
+from faceforge.export.coreml_models import CLASS_LABEL, CLASS_PROBABILITIES, FLOAT16_LAYERS
+from faceforge.export.model_inputs import MODEL_INPUTS
 
-SCALE = 1.0 / PIXEL_SCALE
-BIAS = -PIXEL_MEAN / PIXEL_SCALE
+INPUT_NAMES = [spec.name for spec in MODEL_INPUTS]
 
 
 def classifier_problems(spec: Any, labels: list[str]) -> list[str]:
@@ -33,7 +28,7 @@ def classifier_problems(spec: Any, labels: list[str]) -> list[str]:
     if kind == "neuralNetworkClassifier":
         network = spec.neuralNetworkClassifier
         problems += _preprocessing_problems(network.preprocessing)
-        problems += _network_problems(network.layers, inputs={IMAGE_INPUT}, outputs=[])
+        problems += _network_problems(network.layers, inputs=set(INPUT_NAMES), outputs=[])
         if network.labelProbabilityLayerName not in _produced(network.layers):
             problems.append(f"probability layer {network.labelProbabilityLayerName!r} is not produced")
         problems += _label_problems(list(network.stringClassLabels.vector), labels)
@@ -72,17 +67,18 @@ def _description_problems(spec: Any) -> list[str]:
     description = spec.description
     problems = []
     inputs = list(description.input)
-    if [feature.name for feature in inputs] != [IMAGE_INPUT]:
-        problems.append(f"inputs are {[f.name for f in inputs]}, expected [{IMAGE_INPUT!r}]")
+    if [feature.name for feature in inputs] != INPUT_NAMES:
+        problems.append(f"inputs are {[f.name for f in inputs]}, expected {INPUT_NAMES}")
     else:
-        image = inputs[0].type
-        if image.WhichOneof("Type") != "imageType":
-            problems.append("input is not an image")
-        else:
-            if (image.imageType.width, image.imageType.height) != (CROP_SIZE, CROP_SIZE):
-                problems.append(f"image is {image.imageType.width}x{image.imageType.height}")
+        for feature, expected in zip(inputs, MODEL_INPUTS, strict=True):
+            image = feature.type
+            if image.WhichOneof("Type") != "imageType":
+                problems.append(f"input {feature.name!r} is not an image")
+                continue
+            if (image.imageType.width, image.imageType.height) != (expected.size, expected.size):
+                problems.append(f"{feature.name} is {image.imageType.width}x{image.imageType.height}")
             if image.imageType.colorSpace != image.imageType.RGB:
-                problems.append("image colour space is not RGB")
+                problems.append(f"{feature.name} colour space is not RGB")
     outputs = {feature.name: feature.type.WhichOneof("Type") for feature in description.output}
     if outputs.get(CLASS_LABEL) != "stringType":
         problems.append(f"no string output {CLASS_LABEL!r}")
@@ -96,16 +92,20 @@ def _description_problems(spec: Any) -> list[str]:
 
 
 def _preprocessing_problems(preprocessing: Iterable[Any]) -> list[str]:
-    scalers = [p.scaler for p in preprocessing if p.featureName == IMAGE_INPUT and p.HasField("scaler")]
-    if len(scalers) != 1:
-        return ["no image scaling preprocessing"]
-    scaler = scalers[0]
-    if not math.isclose(scaler.channelScale, SCALE, rel_tol=1e-6):
-        return [f"image scale is {scaler.channelScale}, expected {SCALE}"]
-    biases = (scaler.redBias, scaler.greenBias, scaler.blueBias)
-    if not all(math.isclose(b, BIAS, rel_tol=1e-6) for b in biases):
-        return [f"image bias is {biases}, expected {BIAS}"]
-    return []
+    preprocessing = list(preprocessing)
+    problems = []
+    for expected in MODEL_INPUTS:
+        scalers = [p.scaler for p in preprocessing if p.featureName == expected.name and p.HasField("scaler")]
+        if len(scalers) != 1:
+            problems.append(f"no scaling preprocessing for {expected.name}")
+            continue
+        scaler = scalers[0]
+        if not math.isclose(scaler.channelScale, expected.scale, rel_tol=1e-6):
+            problems.append(f"{expected.name} scale is {scaler.channelScale}, expected {expected.scale}")
+        biases = (scaler.redBias, scaler.greenBias, scaler.blueBias)
+        if not all(math.isclose(b, e, rel_tol=1e-6) for b, e in zip(biases, expected.bias, strict=True)):
+            problems.append(f"{expected.name} bias is {biases}, expected {expected.bias}")
+    return problems
 
 
 def _produced(layers: Iterable[Any]) -> set[str]:
@@ -207,24 +207,26 @@ def _program_problems(spec: Any, labels: list[str]) -> list[str]:
 
 
 def _program_preprocessing_problems(block: Any, constants: dict[str, Any]) -> list[str]:
-    """The converter writes the image scale and bias as ``mul`` / ``add`` on the image input."""
-    scale = bias = None
-    for operation in block.operations:
-        names = {key: [a.name for a in value.arguments] for key, value in operation.inputs.items()}
-        if operation.type == "mul" and names.get("x") == [IMAGE_INPUT]:
-            scale = _constant_values(constants.get(names["y"][0]))
-            scaled = operation.outputs[0].name
-            for follower in block.operations:
-                follower_x = (
-                    [a.name for a in follower.inputs["x"].arguments] if "x" in follower.inputs else []
-                )
-                if follower.type == "add" and follower_x == [scaled]:
-                    bias = _constant_values(constants.get(follower.inputs["y"].arguments[0].name))
-    if scale is None or not np.allclose(scale, SCALE, rtol=1e-6):
-        return [f"image scale is {scale}, expected {SCALE}"]
-    if bias is None or not np.allclose(bias, BIAS, rtol=1e-6):
-        return [f"image bias is {bias}, expected {BIAS}"]
-    return []
+    """The converter writes each image's scale and bias as ``mul`` / ``add`` on the image input."""
+    problems = []
+    for expected in MODEL_INPUTS:
+        scale = bias = None
+        for operation in block.operations:
+            names = {key: [a.name for a in value.arguments] for key, value in operation.inputs.items()}
+            if operation.type == "mul" and names.get("x") == [expected.name]:
+                scale = _constant_values(constants.get(names["y"][0]))
+                scaled = operation.outputs[0].name
+                for follower in block.operations:
+                    follower_x = (
+                        [a.name for a in follower.inputs["x"].arguments] if "x" in follower.inputs else []
+                    )
+                    if follower.type == "add" and follower_x == [scaled]:
+                        bias = _constant_values(constants.get(follower.inputs["y"].arguments[0].name))
+        if scale is None or not np.allclose(scale, expected.scale, rtol=1e-6):
+            problems.append(f"{expected.name} scale is {scale}, expected {expected.scale}")
+        elif bias is None or not np.allclose(bias.ravel(), expected.bias, rtol=1e-6):
+            problems.append(f"{expected.name} bias is {bias}, expected {expected.bias}")
+    return problems
 
 
 def _constant_values(value: Any) -> Any:

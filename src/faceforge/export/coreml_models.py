@@ -1,7 +1,8 @@
 """Core ML files for a model version.
 
-- backbone (NeuralNetwork, converted once per backbone and cached): ``image`` 160x160 RGB with the
-  crop contract's ``(v - 127.5) / 128`` as fixed image preprocessing -> ``embedding`` (1, 512).
+- backbone (NeuralNetwork, converted once per backbone and cached): two images, ``face`` 160x160
+  and ``chip`` 150x150 RGB (``export.model_inputs``), each normalised by fixed image preprocessing
+  -> ``embedding`` (1, 640).
 - head (NeuralNetwork classifier, per version, tiny): ``embedding`` -> ``classLabel`` +
   ``classLabelProbs`` over the version's labels with ``unknown`` last.
 - fused ``model.mlmodel``: one NeuralNetwork classifier, the backbone's layers followed by the
@@ -28,14 +29,13 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from faceforge.export.device_network import DeviceEmbeddingNet
+from faceforge.export.model_inputs import MODEL_INPUTS
 from faceforge.export.quiet import quiet_conversion_tools
-from faceforge.vision.crop import CROP_SIZE, PIXEL_MEAN, PIXEL_SCALE
-from faceforge.vision.facenet import EMBEDDING_SIZE
+from faceforge.vision.embedder import EMBEDDING_SIZE
+from faceforge.vision.embedding_net import FaceEmbeddingNet
 
 log = logging.getLogger(__name__)
 
-IMAGE_INPUT = "image"
 EMBEDDING = "embedding"
 CLASS_LABEL = "classLabel"
 CLASS_PROBABILITIES = "classLabelProbs"
@@ -46,33 +46,46 @@ CONVERSION_DATE_KEY = "com.github.apple.coremltools.conversion_date"
 FLOAT16_LAYERS = ("convolution", "innerProduct", "batchnorm", "batchedMatMul", "scale", "bias")
 
 
-def _coremltools() -> Any:
+def coremltools() -> Any:
     quiet_conversion_tools()
     import coremltools  # heavy; imported only when Core ML files are built or checked
 
     return coremltools
 
 
-def image_input() -> Any:
-    ct = _coremltools()
-    return ct.ImageType(
-        name=IMAGE_INPUT,
-        shape=(1, 3, CROP_SIZE, CROP_SIZE),
-        scale=1.0 / PIXEL_SCALE,
-        bias=[-PIXEL_MEAN / PIXEL_SCALE] * 3,
-        color_layout=ct.colorlayout.RGB,
-    )
+def image_inputs() -> list[Any]:
+    ct = coremltools()
+    return [
+        ct.ImageType(
+            name=spec.name,
+            shape=(1, 3, spec.size, spec.size),
+            scale=spec.scale,
+            bias=list(spec.bias),
+            color_layout=ct.colorlayout.RGB,
+        )
+        for spec in MODEL_INPUTS
+    ]
 
 
-def convert_backbone(net: DeviceEmbeddingNet) -> Any:
+def _examples() -> tuple[torch.Tensor, ...]:
+    return tuple(torch.zeros(1, 3, spec.size, spec.size) for spec in MODEL_INPUTS)
+
+
+def _check_layout(net: FaceEmbeddingNet) -> None:
+    if net.channels_last or net.normalise_pixels or not net.stack_flip:
+        raise ValueError(
+            "the Core ML backbone takes NCHW pixels normalised by image preprocessing, flip stacked"
+        )
+
+
+def convert_backbone(net: FaceEmbeddingNet) -> Any:
     """The embedding network as a NeuralNetwork spec with fp16 weights (done once per backbone)."""
-    if net.channels_last or net.normalise_pixels:
-        raise ValueError("the Core ML backbone takes NCHW pixels normalised by image preprocessing")
-    ct = _coremltools()
-    traced = _trace(net.eval(), torch.zeros(1, 3, CROP_SIZE, CROP_SIZE))
+    _check_layout(net)
+    ct = coremltools()
+    traced = trace(net.eval(), _examples())
     model = ct.convert(
         traced,
-        inputs=[image_input()],
+        inputs=image_inputs(),
         outputs=[ct.TensorType(name=EMBEDDING)],
         convert_to="neuralnetwork",
         skip_model_load=True,
@@ -109,9 +122,9 @@ def _weights_to_float16(message: Any) -> None:
 
 def head_spec(weights: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], labels: list[str]) -> Any:
     """``embedding`` -> ``classLabel`` / ``classLabelProbs``: ``softmax(E @ W + b)``, fp16 weights."""
-    ct = _coremltools()
+    ct = coremltools()
     model = ct.convert(
-        _trace(_linear_softmax(weights, bias), torch.zeros(1, weights.shape[0])),
+        trace(_linear_softmax(weights, bias), (torch.zeros(1, weights.shape[0]),)),
         inputs=[ct.TensorType(name=EMBEDDING, shape=(1, weights.shape[0]))],
         classifier_config=ct.ClassifierConfig(labels, predicted_feature_name=CLASS_LABEL),
         convert_to="neuralnetwork",
@@ -148,7 +161,7 @@ def fused_classifier_spec(backbone: Any, head: Any) -> Any:
 
 def _classifier_shell(backbone: Any, head: Any) -> Any:
     """An empty classifier spec taking the backbone's input and giving the head's outputs."""
-    spec = _coremltools().proto.Model_pb2.Model()
+    spec = coremltools().proto.Model_pb2.Model()
     spec.specificationVersion = max(backbone.specificationVersion, head.specificationVersion)
     spec.description.input.extend(backbone.description.input)
     spec.description.output.extend(head.description.output)
@@ -165,14 +178,13 @@ def pipeline_spec(backbone: Any, head: Any) -> Any:
     return spec
 
 
-def convert_backbone_program(net: DeviceEmbeddingNet, package: Path) -> None:
+def convert_backbone_program(net: FaceEmbeddingNet, package: Path) -> None:
     """The embedding network as an fp16 ML Program saved to ``package`` (done once per backbone)."""
-    if net.channels_last or net.normalise_pixels:
-        raise ValueError("the Core ML backbone takes NCHW pixels normalised by image preprocessing")
-    ct = _coremltools()
+    _check_layout(net)
+    ct = coremltools()
     model = ct.convert(
-        _trace(net.eval(), torch.zeros(1, 3, CROP_SIZE, CROP_SIZE)),
-        inputs=[image_input()],
+        trace(net.eval(), _examples()),
+        inputs=image_inputs(),
         outputs=[ct.TensorType(name=EMBEDDING)],
         convert_to="mlprogram",
         minimum_deployment_target=getattr(ct.target, ML_PROGRAM_TARGET),
@@ -201,9 +213,9 @@ def head_program(
     Yields an ``MLModel`` (spec plus its weights directory) for ``fused_program_spec``; its temporary
     package is deleted when the block ends.
     """
-    ct = _coremltools()
+    ct = coremltools()
     model = ct.convert(
-        _trace(_linear_softmax(weights, bias), torch.zeros(1, weights.shape[0])),
+        trace(_linear_softmax(weights, bias), (torch.zeros(1, weights.shape[0]),)),
         inputs=[ct.TensorType(name=EMBEDDING, shape=(1, weights.shape[0]))],
         classifier_config=ct.ClassifierConfig(labels, predicted_feature_name=CLASS_LABEL),
         convert_to="mlprogram",
@@ -223,7 +235,7 @@ def fused_program_spec(backbone: Any, head: Any, head_weights_dir: Path) -> Any:
     The head's weights move inline (they are small), so the fused program reads exactly the
     backbone's weight file: one ``weight.bin`` for every version.
     """
-    ct = _coremltools()
+    ct = coremltools()
     from coremltools.libmilstoragepython import _BlobStorageReader
 
     spec = ct.proto.Model_pb2.Model()
@@ -298,9 +310,9 @@ def ml_program_package(spec: Any, backbone_package: Path) -> bytes:
     )
 
 
-def _trace(module: torch.nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+def trace(module: torch.nn.Module, examples: tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule:
     """TorchScript trace: the coremltools front end we rely on (its torch.export path is newer)."""
-    traced: torch.jit.ScriptModule = torch.jit.trace(module, example)  # type: ignore[no-untyped-call]
+    traced: torch.jit.ScriptModule = torch.jit.trace(module, examples)  # type: ignore[no-untyped-call]
     return traced
 
 
@@ -354,6 +366,6 @@ def serialize(spec: Any) -> bytes:
 
 
 def load_spec(data: bytes) -> Any:
-    spec = _coremltools().proto.Model_pb2.Model()
+    spec = coremltools().proto.Model_pb2.Model()
     spec.ParseFromString(data)
     return spec

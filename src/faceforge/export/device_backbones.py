@@ -22,18 +22,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faceforge.domain.errors import ExportError
-from faceforge.export import coreml_models, tflite_models
-from faceforge.export.device_network import DeviceEmbeddingNet
-from faceforge.vision.embedder import EMBEDDER_NAME
+from faceforge.export import coreml_models, refiner_models, tflite_models
+from faceforge.vision.embedder import EMBEDDER_NAME, build_embedding_net, embedder_digest
+from faceforge.vision.embedding_net import FaceEmbeddingNet
 from faceforge.weights.atomic import file_sha256, write_bytes_atomically
-from faceforge.weights.facenet_weights import facenet_graph_path, load_facenet
+from faceforge.weights.onet_weights import onet_graph_path
 
 log = logging.getLogger(__name__)
 
 # Bump when the conversion changes, so caches made by older code are not reused.
-DEVICE_FORMAT_REVISION = 2
+DEVICE_FORMAT_REVISION = 3
+REFINER_FORMAT_REVISION = 1
 CHECKSUM_SUFFIX = ".expected-sha256"  # ".sha256" is content_sha256's memo
 PROGRAM_WEIGHTS = Path("Data/com.apple.CoreML/weights/weight.bin")
+
+
+@dataclass(frozen=True, slots=True)
+class RefinerFiles:
+    onnx: Path
+    tflite: Path
+    coreml: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +62,7 @@ class DeviceBackboneCache:
     @property
     def directory(self) -> Path:
         if self._digest is None:
-            self._digest = file_sha256(facenet_graph_path())[:16]
+            self._digest = embedder_digest()
         digest = self._digest
         return self.weights_dir / "device" / f"{EMBEDDER_NAME}-{digest}-r{DEVICE_FORMAT_REVISION}"
 
@@ -66,6 +74,30 @@ class DeviceBackboneCache:
             tflite=root / "backbone.tflite",
             tflite_int8=root / "backbone_int8.tflite",
         )
+
+    @property
+    def refiner_directory(self) -> Path:
+        digest = file_sha256(onet_graph_path())[:16]
+        return self.weights_dir / "device" / f"refiner-{digest}-r{REFINER_FORMAT_REVISION}"
+
+    def refiner(self) -> RefinerFiles:
+        """The refiner in every format (a few seconds, once), checked against recorded checksums."""
+        root = self.refiner_directory
+        files = RefinerFiles(root / "refiner.onnx", root / "refiner.tflite", root / "refiner.mlmodel")
+        self._ensure(
+            [files.onnx, files.tflite, files.coreml], lambda _: self._build_refiner(files), root=root
+        )
+        self._verify([files.onnx, files.tflite, files.coreml])
+        return files
+
+    def _build_refiner(self, files: RefinerFiles) -> None:
+        if not files.onnx.exists():
+            refiner_models.convert_onnx(self.weights_dir, files.onnx)
+            _record_checksum(files.onnx, file_sha256(files.onnx))
+        if not files.tflite.exists():
+            _write_with_checksum(files.tflite, refiner_models.convert_tflite(self.weights_dir))
+        if not files.coreml.exists():
+            _write_with_checksum(files.coreml, refiner_models.convert_coreml(self.weights_dir))
 
     def coreml(self) -> DeviceBackbones:
         """The Core ML backbones, converted now if missing, checked against their recorded checksums."""
@@ -106,10 +138,12 @@ class DeviceBackboneCache:
                 )
             self._verified[path] = stamp
 
-    def _ensure(self, wanted: list[Path], build: Callable[[DeviceBackbones], None]) -> None:
+    def _ensure(
+        self, wanted: list[Path], build: Callable[[DeviceBackbones], None], *, root: Path | None = None
+    ) -> None:
         if all(path.exists() for path in wanted):
             return
-        root = self.directory
+        root = root or self.directory
         root.mkdir(parents=True, exist_ok=True)
         with self._lock, (root / ".lock").open("w") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)  # another process may be converting right now
@@ -123,16 +157,18 @@ class DeviceBackboneCache:
                 time.perf_counter() - started,
             )
 
-    def _network(self, *, channels_last: bool, normalise_pixels: bool) -> DeviceEmbeddingNet:
-        return DeviceEmbeddingNet(
-            load_facenet(self.weights_dir), channels_last=channels_last, normalise_pixels=normalise_pixels
-        ).eval()
+    def _network(self, *, channels_last: bool, normalise_pixels: bool) -> FaceEmbeddingNet:
+        return build_embedding_net(
+            self.weights_dir, channels_last=channels_last, normalise_pixels=normalise_pixels, stack_flip=True
+        )
 
     def _build_coreml(self, paths: DeviceBackbones) -> None:
         net = self._network(channels_last=False, normalise_pixels=False)
         if not paths.coreml.exists():
             spec = coreml_models.convert_backbone(net)
-            summary = "faceforge face embedding: 160x160 RGB face crop -> 512-d unit vector"
+            summary = (
+                "faceforge face embedding: 160x160 face crop + 150x150 aligned chip -> 640-d unit vector"
+            )
             _write_with_checksum(paths.coreml, coreml_models.serialize(coreml_models.describe(spec, summary)))
         if not paths.coreml_program.exists():
             staging = Path(tempfile.mkdtemp(prefix=".backbone-", dir=paths.coreml_program.parent))

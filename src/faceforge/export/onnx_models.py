@@ -1,13 +1,14 @@
 """ONNX files for a model version: the shared backbone, a per-version head, and the fused model.
 
-- backbone: ``face`` ``(N, 3, 160, 160)`` float32 RGB 0-255 (the crop contract) -> ``embedding``
-  ``(N, 512)`` unit vectors. It is the server's own embedding graph (exported once from our PyTorch
-  module) and is identical for every version, so apps download it once (same sha256).
+- backbone: ``face`` ``(N, 3, 160, 160)`` and ``chip`` ``(N, 3, 150, 150)`` float32 RGB 0-255
+  (``export.model_inputs``) -> ``embedding`` ``(N, 640)`` unit vectors. It is the server's own
+  embedding graph (exported once from our PyTorch module) and is identical for every version, so
+  apps download it once (same sha256).
 - head: ``embedding`` -> ``probabilities`` ``(N, C + 1)``: ``softmax(E @ W + b)`` where the first C
   columns of ``W`` are ``scale`` x the class prototypes and the last column is zero with bias
   ``scale x threshold`` -- the unknown decision baked in: argmax is "unknown" exactly when no class
   reaches the threshold.
-- fused: backbone and head composed into one graph, ``face`` -> ``probabilities``.
+- fused: backbone and head composed into one graph, ``face`` and ``chip`` -> ``probabilities``.
 """
 
 from __future__ import annotations

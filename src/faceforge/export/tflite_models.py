@@ -19,14 +19,14 @@ import torch
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 
-from faceforge.export.device_network import DeviceEmbeddingNet
+from faceforge.export.model_inputs import MODEL_INPUTS
 from faceforge.export.quiet import quiet_conversion_tools
-from faceforge.vision.crop import CROP_SIZE
+from faceforge.vision.embedding_net import FaceEmbeddingNet
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_KEY = "serving_default"
-FACE_INPUT = "face"
+INPUT_NAMES = [spec.name for spec in MODEL_INPUTS]
 EMBEDDING = "embedding"
 PROBABILITIES = "probabilities"
 # Builtin operator versions the head needs: plain float32 FULLY_CONNECTED / SOFTMAX, supported by
@@ -35,16 +35,18 @@ FULLY_CONNECTED_VERSION = 1
 SOFTMAX_VERSION = 1
 
 
-def convert_backbone(net: DeviceEmbeddingNet) -> bytes:
-    """``face`` ``(1, 160, 160, 3)`` float32 RGB 0-255 -> ``embedding`` ``(1, 512)`` as a .tflite file."""
+def convert_backbone(net: FaceEmbeddingNet) -> bytes:
+    """``face`` ``(1, 160, 160, 3)`` and ``chip`` ``(1, 150, 150, 3)`` float32 RGB 0-255 ->
+    ``embedding`` ``(1, 640)`` as a .tflite file."""
     quiet_conversion_tools()
     import litert_torch  # heavy (JAX, MLIR): imported only when a backbone is converted
 
-    if not net.channels_last or not net.normalise_pixels:
-        raise ValueError("the TFLite backbone takes NHWC 0-255 pixels")
-    edge_model = litert_torch.convert(net.eval(), (torch.zeros(1, CROP_SIZE, CROP_SIZE, 3),))
+    if not net.channels_last or not net.normalise_pixels or not net.stack_flip:
+        raise ValueError("the TFLite backbone takes NHWC 0-255 pixels, flip stacked")
+    examples = tuple(torch.zeros(1, spec.size, spec.size, 3) for spec in MODEL_INPUTS)
+    edge_model = litert_torch.convert(net.eval(), examples)
     model = read_model(bytes(edge_model.model_content()))
-    _rename_signature(model, inputs=[FACE_INPUT], outputs=[EMBEDDING])
+    rename_signature(model, inputs=INPUT_NAMES, outputs=[EMBEDDING])
     return write_model(model)
 
 
@@ -121,7 +123,8 @@ def head_model(weights: npt.NDArray[np.float32], bias: npt.NDArray[np.float32]) 
 
 
 def fuse(backbone: Any, head: Any) -> Any:
-    """The backbone's graph with the head's operators appended to its output: ``face`` -> ``probabilities``.
+    """The backbone's graph with the head's operators appended to its output: ``face`` and ``chip``
+    -> ``probabilities``.
 
     Mutates and returns ``backbone`` (read a fresh copy for every version).
     """
@@ -149,7 +152,7 @@ def fuse(backbone: Any, head: Any) -> Any:
         graph.operators.append(operator)
     graph.outputs = [tensor_index[i] for i in head_graph.outputs]
     graph.tensors[embedding_index].name = EMBEDDING
-    _rename_signature(backbone, inputs=[FACE_INPUT], outputs=[PROBABILITIES], indices=graph.outputs)
+    rename_signature(backbone, inputs=INPUT_NAMES, outputs=[PROBABILITIES], indices=graph.outputs)
     backbone.description = "faceforge recognition model"
     return backbone
 
@@ -164,7 +167,7 @@ def _find_or_add_opcode(model: Any, code: Any) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _rename_signature(
+def rename_signature(
     model: Any, *, inputs: list[str], outputs: list[str], indices: list[int] | None = None
 ) -> None:
     """One ``serving_default`` signature with our tensor names (apps look tensors up by these)."""

@@ -25,9 +25,9 @@ from faceforge.export import coreml_models, tflite_models
 from faceforge.export.coreml_checks import classifier_problems
 from faceforge.export.device_backbones import DeviceBackboneCache
 from faceforge.export.formats import ExportFormat
+from faceforge.export.model_inputs import MODEL_INPUTS
 from faceforge.export.onnx_models import fused_model, head_affine, head_model, opset_of
 from faceforge.training.head import RecognitionHead
-from faceforge.vision.crop import CROP_SIZE, PIXEL_MEAN, PIXEL_SCALE
 from faceforge.vision.embedder import embedding_onnx_path
 
 PARITY_TOLERANCE = 1e-4
@@ -68,10 +68,26 @@ def device_labels(head: RecognitionHead) -> list[str]:
     return [*head.labels, UNKNOWN_LABEL]
 
 
-def probe_faces() -> npt.NDArray[np.float32]:
-    """A fixed ``(2, 3, 160, 160)`` 0-255 batch used to check that fused models equal their parts."""
-    shape = (PROBE_COUNT, 3, CROP_SIZE, CROP_SIZE)
-    return np.random.default_rng(PROBE_SEED).uniform(0, 255, shape).astype(np.float32)
+def probe_faces() -> dict[str, npt.NDArray[np.float32]]:
+    """A fixed 0-255 NCHW batch per model input (``face`` ``(2, 3, 160, 160)``, ``chip``
+    ``(2, 3, 150, 150)``), used to check that fused models equal their parts."""
+    random = np.random.default_rng(PROBE_SEED)
+    return {
+        spec.name: random.uniform(0, 255, (PROBE_COUNT, 3, spec.size, spec.size)).astype(np.float32)
+        for spec in MODEL_INPUTS
+    }
+
+
+def channels_last(batch: dict[str, npt.NDArray[np.float32]]) -> dict[str, npt.NDArray[np.float32]]:
+    return {name: np.ascontiguousarray(value.transpose(0, 2, 3, 1)) for name, value in batch.items()}
+
+
+def _inputs_manifest(layout: str) -> list[dict[str, object]]:
+    shapes = {"NCHW": lambda size: ["batch", 3, size, size], "NHWC": lambda size: [1, size, size, 3]}
+    return [
+        spec.as_dict() | {"shape": shapes[layout](spec.size), "layout": layout, "dtype": "float32"}
+        for spec in MODEL_INPUTS
+    ]
 
 
 def _check_parity(what: str, actual: FloatArray, expected: FloatArray) -> None:
@@ -83,8 +99,9 @@ def _check_parity(what: str, actual: FloatArray, expected: FloatArray) -> None:
 class OnnxExporter:
     """``backbone.onnx`` (shared, the server's own embedding graph), ``head.onnx``, ``model.onnx`` (fused)."""
 
-    def __init__(self, weights_dir: Path) -> None:
+    def __init__(self, weights_dir: Path, backbones: DeviceBackboneCache) -> None:
         self.weights_dir = weights_dir
+        self.backbones = backbones
         self._lock = threading.Lock()
         self._backbone: tuple[Path, onnx.ModelProto, ort.InferenceSession] | None = None
         self._probe_embeddings: FloatArray | None = None
@@ -102,7 +119,7 @@ class OnnxExporter:
         """The server's embeddings of ``probe_faces()``: the reference every format is held to."""
         if self._probe_embeddings is None:
             _, _, session = self._load_backbone()
-            self._probe_embeddings = np.asarray(session.run(None, {"face": probe_faces()})[0], np.float32)
+            self._probe_embeddings = np.asarray(session.run(None, probe_faces())[0], np.float32)
         return self._probe_embeddings
 
     def export(self, head: RecognitionHead, into: VersionExports) -> None:
@@ -111,19 +128,13 @@ class OnnxExporter:
         fused = fused_model(backbone, head_graph).SerializeToString()
         session = ort.InferenceSession(fused, providers=["CPUExecutionProvider"])
         expected = head.probabilities(self.probe_embeddings())
-        _check_parity("model.onnx", session.run(None, {"face": probe_faces()})[0], expected)
+        _check_parity("model.onnx", session.run(None, probe_faces())[0], expected)
         into.files["head.onnx"] = head_graph.SerializeToString()
         into.files["model.onnx"] = fused
         into.shared["backbone.onnx"] = path
+        into.shared["refiner.onnx"] = self.backbones.refiner().onnx
         into.manifest["onnx"] = {
-            "input": {
-                "name": "face",
-                "shape": ["batch", 3, CROP_SIZE, CROP_SIZE],
-                "layout": "NCHW",
-                "dtype": "float32",
-                "range": [0, 255],
-                "colour": "RGB",
-            },
+            "inputs": _inputs_manifest("NCHW"),
             "output": {
                 "name": "probabilities",
                 "shape": ["batch", len(head.labels) + 1],
@@ -131,11 +142,11 @@ class OnnxExporter:
             },
             "embedding": {"name": "embedding", "shape": ["batch", head.prototypes.shape[1]]},
         }
-        into.add_variant("onnx_fused", files=["model.onnx"], input="face", output="probabilities")
+        into.add_variant("onnx_fused", files=["model.onnx"], inputs=["face", "chip"], output="probabilities")
         into.add_variant(
             "onnx_split",
             files=["backbone.onnx", "head.onnx"],
-            pipeline="backbone.onnx(face) -> embedding -> head.onnx(embedding) -> probabilities",
+            pipeline="backbone.onnx(face, chip) -> embedding -> head.onnx(embedding) -> probabilities",
             note="backbone.onnx is the same file (same sha256) in every version: download it once",
         )
 
@@ -152,7 +163,10 @@ class CoreMLExporter:
         labels = device_labels(head)
         weights, bias = head_affine(head)
         backbone = coreml_models.load_spec(paths.coreml.read_bytes())
-        summary = f"faceforge face recognition: {len(head.labels)} people + unknown, 160x160 RGB face crops"
+        summary = (
+            f"faceforge face recognition: {len(head.labels)} people + unknown; "
+            "inputs: 160x160 face crop and 150x150 aligned chip"
+        )
         head_spec = coreml_models.describe(coreml_models.head_spec(weights, bias, labels), summary)
         fused = coreml_models.describe(coreml_models.fused_classifier_spec(backbone, head_spec), summary)
         pipeline = coreml_models.describe(coreml_models.pipeline_spec(backbone, head_spec), summary)
@@ -179,15 +193,13 @@ class CoreMLExporter:
         into.files["head.mlmodel"] = coreml_models.serialize(head_spec)
         into.files["model.mlpackage.zip"] = coreml_models.ml_program_package(program, paths.coreml_program)
         into.shared["backbone.mlmodel"] = paths.coreml
+        into.shared["refiner.mlmodel"] = self.backbones.refiner().coreml
         into.manifest["coreml"] = {
-            "input": {
-                "name": coreml_models.IMAGE_INPUT,
-                "type": "image",
-                "width": CROP_SIZE,
-                "height": CROP_SIZE,
-                "colour": "RGB",
-                "preprocessing": {"scale": 1 / PIXEL_SCALE, "bias": -PIXEL_MEAN / PIXEL_SCALE},
-            },
+            "inputs": [
+                spec.as_dict()
+                | {"type": "image", "preprocessing": {"scale": spec.scale, "bias_rgb": list(spec.bias)}}
+                for spec in MODEL_INPUTS
+            ],
             "outputs": {
                 coreml_models.CLASS_LABEL: "string: the best label (a person, or unknown)",
                 coreml_models.CLASS_PROBABILITIES: "dictionary label -> probability",
@@ -209,7 +221,9 @@ class CoreMLExporter:
         into.add_variant(
             "coreml_split",
             files=["backbone.mlmodel", "head.mlmodel"],
-            pipeline="backbone.mlmodel(image) -> embedding -> head.mlmodel(embedding) -> classLabel(Probs)",
+            pipeline=(
+                "backbone.mlmodel(face, chip) -> embedding -> head.mlmodel(embedding) -> classLabel(Probs)"
+            ),
             composed="pipeline.mlmodel",
             note="backbone.mlmodel is the same file (same sha256) in every version: download it once",
         )
@@ -238,7 +252,7 @@ class TfliteExporter:
                 tflite_models.read_model(paths.tflite_int8.read_bytes()), tflite_models.read_model(head_bytes)
             )
         )
-        probe = probe_faces().transpose(0, 2, 3, 1)
+        probe = channels_last(probe_faces())
         _check_parity("model.tflite", run_tflite(fused, probe), head.probabilities(self.reference()))
         _check_parity(
             "head.tflite", run_tflite(head_bytes, self.reference()), head.probabilities(self.reference())
@@ -252,16 +266,10 @@ class TfliteExporter:
         into.files["model_int8.tflite"] = fused_int8
         into.files["head.tflite"] = head_bytes
         into.shared["backbone.tflite"] = paths.tflite
+        into.shared["refiner.tflite"] = self.backbones.refiner().tflite
         into.shared["backbone_int8.tflite"] = paths.tflite_int8
         into.manifest["tflite"] = {
-            "input": {
-                "name": tflite_models.FACE_INPUT,
-                "shape": [1, CROP_SIZE, CROP_SIZE, 3],
-                "layout": "NHWC",
-                "dtype": "float32",
-                "range": [0, 255],
-                "colour": "RGB",
-            },
+            "inputs": _inputs_manifest("NHWC"),
             "output": {"name": tflite_models.PROBABILITIES, "shape": [1, len(head.labels) + 1]},
             "signature": tflite_models.SIGNATURE_KEY,
             "labels_file": LABELS_FILE,
@@ -279,20 +287,29 @@ class TfliteExporter:
             into.add_variant(
                 name,
                 files=[backbone, "head.tflite", LABELS_FILE],
-                pipeline=f"{backbone}(face) -> embedding -> head.tflite(embedding) -> probabilities",
+                pipeline=f"{backbone}(face, chip) -> embedding -> head.tflite(embedding) -> probabilities",
                 note=f"{backbone} is the same file (same sha256) in every version: download it once",
             )
 
 
-def run_tflite(model: bytes, batch: FloatArray) -> FloatArray:
-    """Run a single-input TFLite model over ``batch`` one row at a time (the models take batch 1)."""
+def run_tflite(
+    model: bytes, batch: dict[str, npt.NDArray[np.float32]] | npt.NDArray[np.float32]
+) -> FloatArray:
+    """Run a TFLite model over ``batch`` one row at a time (the models take batch 1): a dict of NHWC
+    arrays by input name, or one array for a single-input model (the head)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=model, num_threads=2)
     runner = interpreter.get_signature_runner(tflite_models.SIGNATURE_KEY)
-    (input_name,) = runner.get_input_details()
+    input_names = list(runner.get_input_details())
     (output_name,) = runner.get_output_details()
-    rows = [runner(**{input_name: row[None]})[output_name] for row in batch]
+    inputs = batch if isinstance(batch, dict) else {input_names[0]: batch}
+    if sorted(inputs) != sorted(input_names):
+        raise ExportError(f"the TFLite model takes {input_names}, not {sorted(inputs)}")
+    count = len(next(iter(inputs.values())))
+    rows = [
+        runner(**{name: inputs[name][i : i + 1] for name in input_names})[output_name] for i in range(count)
+    ]
     return np.concatenate(rows).astype(np.float32)
 
 
@@ -301,15 +318,15 @@ class VersionExporter:
 
     def __init__(self, weights_dir: Path, formats: tuple[ExportFormat, ...] = tuple(ExportFormat)) -> None:
         self.formats = formats
-        self.onnx = OnnxExporter(weights_dir)
         self.backbones = DeviceBackboneCache(weights_dir)
+        self.onnx = OnnxExporter(weights_dir, self.backbones)
         self.coreml = CoreMLExporter(self.backbones)
         self.tflite = TfliteExporter(self.backbones, self.onnx.probe_embeddings)
 
     def prepare(self, on_step: Callable[[int, int], None] = lambda done, total: None) -> None:
         """Convert any missing backbone now (worker start-up), not during the first training.
         ``on_step(done, total)`` is called before each backbone and at the end."""
-        steps = [
+        steps = [self.backbones.refiner] + [
             convert
             for export_format, convert in (
                 (ExportFormat.COREML, self.backbones.coreml),
