@@ -59,9 +59,11 @@ def test_app_detectors_crop_probes_as_an_app_would(settings: Settings) -> None:
     assert same_boxes["app_detector"] == "mtcnn" and server["app_detector"] is None
     for key in ("top1", "known_accept_rate", "unknown_reject_rate", "threshold"):
         assert same_boxes[key] == server[key], key  # MTCNN's boxes by the contract are the server's crops
-    for detector in ("dlib", "jitter"):
+    for detector in ("dlib", "blazeface", "jitter"):
         figures = _eval(settings, *args, "--app-detector", detector)
         assert figures["app_detector"] == detector
-        assert figures["top1"] >= 0.9, (detector, figures["top1"])  # other boxes, still the right people
+        # Other detectors' boxes, refined first as the app does: the server's figures within 2 points.
+        for key in ("top1", "known_accept_rate"):
+            assert figures[key] >= server[key] - 0.02, (detector, key, figures[key], server[key])
     bad = runner.invoke(app, ["eval", "--home", str(settings.home), *args, "--app-detector", "vision"])
     assert bad.exit_code != 0

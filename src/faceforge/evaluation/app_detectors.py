@@ -1,12 +1,14 @@
-"""Faces as an app finds them: another detector's box, cropped by the documented crop contract.
+"""Faces as an app finds them: another detector's box, through the documented app-side contract.
 
-The server crops MTCNN's boxes; a phone app crops the boxes of its own detector (Apple Vision, ML
-Kit), and the on-device model sees those crops. ``faceforge eval --app-detector`` measures probes
-and strangers cropped that way (enrolment stays server-side), with detectors of other families that
-registry packages ship (OpenCV's Haar cascade was the candidate of a third family, but OpenCV 5,
-which the lock pins, no longer ships ``CascadeClassifier`` or its XML files):
+The server refines, crops and aligns MTCNN's boxes; a phone app does the same with the boxes of its
+own detector (Apple Vision, ML Kit) and the shipped refiner (``vision.face_input``), and the
+on-device model sees those inputs. ``faceforge eval --app-detector`` measures probes and strangers
+embedded that way (enrolment stays server-side), with detectors of other families that registry
+packages ship:
 
 - ``dlib``: dlib's HOG detector (``dlib-bin``), a box that sits lower and tighter than MTCNN's;
+- ``blazeface``: MediaPipe's BlazeFace (``evaluation.blazeface``), the single-shot mobile detector
+  family of Android's ML Kit, a square box lower on the face than MTCNN's;
 - ``jitter``: MTCNN's box moved by up to 10 % of its size and scaled by 0.9-1.1 (a fixed seed).
 
 Only the largest face of each photo is used, as ``identify`` reports the largest first.
@@ -34,6 +36,7 @@ JITTER_SEED = 0
 class AppDetector(StrEnum):
     MTCNN = "mtcnn"
     DLIB = "dlib"
+    BLAZEFACE = "blazeface"
     JITTER = "jitter"
 
 
@@ -55,6 +58,17 @@ def _dlib_finder() -> BoxFinder:
         # One upsampling, as face_recognition does by default: LFW-sized faces are found.
         found = detector(image, 1)
         return _largest([Box(r.left(), r.top(), r.width(), r.height()) for r in found])
+
+    return find
+
+
+def _blazeface_finder() -> BoxFinder:
+    from faceforge.evaluation.blazeface import BlazeFaceDetector
+
+    detector = BlazeFaceDetector()
+
+    def find(image: npt.NDArray[np.uint8]) -> Box | None:
+        return _largest(detector.detect(image))
 
     return find
 
@@ -84,6 +98,8 @@ def _mtcnn_finder(pipeline: FacePipeline, *, jitter: bool) -> BoxFinder:
 def box_finder(detector: AppDetector, pipeline: FacePipeline) -> BoxFinder:
     if detector is AppDetector.DLIB:
         return _dlib_finder()
+    if detector is AppDetector.BLAZEFACE:
+        return _blazeface_finder()
     return _mtcnn_finder(pipeline, jitter=detector is AppDetector.JITTER)
 
 
@@ -91,10 +107,6 @@ def app_embeddings(
     pipeline: FacePipeline, finder: BoxFinder, photos: list[Any]
 ) -> list[npt.NDArray[np.float32] | None]:
     """The largest face of each photo as the app would embed it (``None``: no face found)."""
-    from PIL import Image
-
-    from faceforge.vision.crop import crop_face
-
     embeddings: list[npt.NDArray[np.float32] | None] = []
     for photo in photos:
         image = pipeline.decode(photo.read_bytes())
@@ -102,6 +114,5 @@ def app_embeddings(
         if box is None:
             embeddings.append(None)
             continue
-        crop = crop_face(Image.fromarray(image), box)
-        embeddings.append(pipeline.embedder.embed(crop[None])[0])
+        embeddings.append(pipeline.embed_boxes(image, [box])[0])
     return embeddings
