@@ -9,7 +9,7 @@ faces that both match) the photo stays refused as ``multiple_faces``.
 The levels are in the fused embedder's cosine scale (``vision.embedding_net``: 0.2 FaceNet + 0.8
 dlib, where unrelated faces already score about 0.7). Measured on lfw_dev's enrolment photos: 67
 photos have several usable faces; against the person's other photos the subject's face (the centred
-face of an LFW photo) scored 0.862-0.98, every other face at most 0.849, and the smallest gap was
+face of an LFW photo) scored 0.862-0.971, every other face at most 0.849, and the smallest gap was
 0.047. (With FaceNet alone the same photos gave 0.55-0.91, others at most 0.53, gaps from 0.19.)
 """
 
