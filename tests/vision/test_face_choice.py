@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
-from faceforge.domain.faces import PhotoFaces, RejectReason
+from faceforge.domain.faces import Box, DetectedFace, Face, Landmarks, PhotoFaces, RejectReason
 from faceforge.evaluation.dataset import image_files
 from faceforge.vision.face_choice import AGREEMENT, choose_faces
 from faceforge.vision.pipeline import FacePipeline
@@ -52,3 +53,17 @@ def test_a_persons_first_photo_or_two_matching_faces_stay_refused(pipeline: Face
     photos = [path.read_bytes() for path in colin[:3]] + [_side_by_side(colin[5], colin[6])]
     judged = _analyse(pipeline, photos)
     assert choose_faces(judged)[3] is None  # both faces are Colin: which one is "the photo"?
+
+
+def test_an_accepted_photo_uses_its_embedded_face_even_when_a_larger_one_was_refused() -> None:
+    """The largest face of a photo can be refused for its detection score (a blurred poster) while a
+    smaller face is the person's: the choice is the face that was embedded, not index 0."""
+    poster = Face(
+        DetectedFace(Box(0, 0, 200, 200), 0.5, Landmarks(((0.0, 0.0),) * 5)),
+        reasons=[RejectReason.LOW_DETECTION_SCORE],
+    )
+    person = Face(DetectedFace(Box(300, 0, 120, 120), 0.99, Landmarks(((0.0, 0.0),) * 5)))
+    person.embedding = np.ones(4, np.float32) / 2
+    photo = PhotoFaces(width=500, height=300, faces=[poster, person], reasons=[])
+    (choice,) = choose_faces([photo])
+    assert choice is not None and choice.face == 1 and choice.agreement is None

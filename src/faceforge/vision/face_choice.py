@@ -33,19 +33,28 @@ class FaceChoice:
     agreement: float | None = None  # similarity to the person's other photos, when it decided
 
 
+def _accepted_face(photo: PhotoFaces | None) -> FaceChoice | None:
+    """An accepted photo's embedded face: usually the largest, but a larger face refused for its
+    detection score (a blurred poster behind the person) comes first without an embedding."""
+    if photo is None or photo.reasons:
+        return None
+    embedded = [i for i, face in enumerate(photo.faces) if face.embedding is not None]
+    return FaceChoice(embedded[0]) if embedded else None
+
+
 def choose_faces(
     photos: Sequence[PhotoFaces | None], others: Sequence[npt.NDArray[np.float32]] = ()
 ) -> list[FaceChoice | None]:
     """One choice per photo (``None``: refused). ``photos`` are one person's enrolment photos as
     ``analyze_image(single_face=True)`` judged them (``None`` for photos that did not decode);
     ``others`` are the person's embeddings already enrolled."""
-    choices: list[FaceChoice | None] = [
-        FaceChoice(0) if photo is not None and not photo.reasons else None for photo in photos
-    ]
+    choices = [_accepted_face(photo) for photo in photos]
     references: list[npt.NDArray[np.float32]] = list(others)
     for photo, choice in zip(photos, choices, strict=True):
-        if photo is not None and choice is not None and photo.faces[0].embedding is not None:
-            references.append(photo.faces[0].embedding)
+        if photo is not None and choice is not None:
+            embedding = photo.faces[choice.face].embedding
+            assert embedding is not None
+            references.append(embedding)
     if not references:
         return choices
     prototype = np.mean(np.stack(references), axis=0)
