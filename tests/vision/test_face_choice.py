@@ -63,7 +63,7 @@ def test_an_accepted_photo_uses_its_embedded_face_even_when_a_larger_one_was_ref
         reasons=[RejectReason.LOW_DETECTION_SCORE],
     )
     person = Face(DetectedFace(Box(300, 0, 120, 120), 0.99, Landmarks(((0.0, 0.0),) * 5)))
-    person.embedding = np.ones(4, np.float32) / 2
+    person.embedding = np.full(4, 0.5, np.float32)
     photo = PhotoFaces(width=500, height=300, faces=[poster, person], reasons=[])
     (choice,) = choose_faces([photo])
     assert choice is not None and choice.face == 1 and choice.agreement is None
