@@ -144,7 +144,7 @@ def test_one_trainer_at_a_time_and_a_dead_ones_work_is_taken_over_at_once(
     engine.dispose()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -153,7 +153,7 @@ def _free_port() -> int:
 def test_real_serve_process(tmp_path: Path, settings: Settings) -> None:
     """`faceforge -v serve` with its defaults (every format, embedded worker): a version is built and
     recognises; the first start reports its backbone conversion; the log is one line per stage."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),

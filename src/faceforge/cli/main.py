@@ -139,6 +139,51 @@ def export_command(
     typer.echo(json.dumps(summary))
 
 
+@app.command("import")
+def import_command(
+    folder: Annotated[Path, typer.Argument(help="one sub-folder of photos per person (the folder name)")],
+    home: HomeOption = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="import into a running server (URL) instead of --home")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="FACEFORGE_API_KEY", help="an admin key of --server")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait for the model version")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON object")] = False,
+) -> None:
+    """Import folder-per-person photos: people by folder name, photos by content, resumable; one model
+    version at the end."""
+    from faceforge.cli.bulk import run_import
+
+    try:
+        summary = run_import(folder, settings=_settings(home), server=server, api_key=api_key, wait=wait)
+    except FaceforgeError as error:
+        raise _fail(error.message) from None
+    if as_json:
+        typer.echo(json.dumps(summary.as_dict()))
+    else:
+        _print_import_summary(summary.as_dict())
+    if summary.interrupted:
+        raise typer.Exit(code=130)
+
+
+def _print_import_summary(summary: dict[str, Any]) -> None:
+    done = "interrupted (run again to resume)" if summary["interrupted"] else "done"
+    sys.stdout.write(
+        f"import {done}: {summary['people_created']} people created, {summary['people_found']} found, "
+        f"{summary['photos_accepted']} photos accepted, {len(summary['refused'])} refused, "
+        f"{summary['photos_already_imported']} already imported "
+        f"({summary['photos_per_second']} photos/s)\n"
+    )
+    if not summary["photos_accepted"]:
+        sys.stdout.write("nothing new was imported; no new model version\n")
+    for refusal in summary["refused"]:
+        sys.stdout.write(f"  refused {refusal['person']}/{refusal['file']}: {refusal['message']}\n")
+    if summary["version"] is not None:
+        sys.stdout.write(f"model version {summary['version']} is current\n")
+
+
 @app.command("worker")
 def worker_command(home: HomeOption = None) -> None:
     """Run one training worker on its own (for deployments with several API processes)."""

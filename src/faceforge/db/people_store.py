@@ -104,6 +104,16 @@ def list_people(session: Session, *, offset: int, limit: int) -> tuple[list[Pers
     return [_person(row, int(n)) for row, n in rows], total
 
 
+def find_by_external_id(session: Session, *, external_id: str) -> Person | None:
+    row = session.scalar(select(PersonRow).where(PersonRow.external_id == external_id))
+    return None if row is None else _person(row, _count_photos(session, row.id))
+
+
+def photo_hashes(session: Session, *, person_id: int) -> set[str]:
+    """The sha256 of every stored photo of the person (what a bulk import skips)."""
+    return set(session.scalars(select(PhotoRow.sha256).where(PhotoRow.person_id == person_id)))
+
+
 def update_person(session: Session, *, person_id: int, changes: dict[str, str | None]) -> Person:
     row = _row(session, person_id)
     if "external_id" in changes:

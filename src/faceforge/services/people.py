@@ -217,8 +217,16 @@ class PeopleService:
 
     # -- use cases --------------------------------------------------------------------------------
     def register(
-        self, *, name: str | None, position: str | None, external_id: str | None, uploads: list[Upload]
+        self,
+        *,
+        name: str | None,
+        position: str | None,
+        external_id: str | None,
+        uploads: list[Upload],
+        train: bool = True,
     ) -> ChangeResult:
+        """Create a person with photos. ``train=False`` (bulk imports) stores them without asking for
+        a model version; the importer asks once at the end (``request_training``)."""
         clean_name = self.clean_name(name)
         clean_position = self.clean_optional(position, "position")
         clean_external = self.clean_optional(external_id, "external_id")
@@ -231,12 +239,12 @@ class PeopleService:
             )
             verdicts = self._store_accepted(session, person_id, analysed, written)
             # A person without photos is allowed (photos can come later) and changes no model.
-            requested = request_training(session) if verdicts else None
+            requested = request_training(session) if verdicts and train else None
             return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
 
         return self._write(change)
 
-    def add_photos(self, *, person_id: int, uploads: list[Upload]) -> ChangeResult:
+    def add_photos(self, *, person_id: int, uploads: list[Upload], train: bool = True) -> ChangeResult:
         if not uploads:
             raise RequestRejectedError("photos_required", "at least one photo is required")
         self.check_uploads(uploads)
@@ -246,9 +254,8 @@ class PeopleService:
 
         def change(session: Session, written: list[str]) -> ChangeResult:
             verdicts = self._store_accepted(session, person_id, analysed, written)
-            return ChangeResult(
-                people_store.get_person(session, person_id=person_id), verdicts, request_training(session)
-            )
+            requested = request_training(session) if train else None
+            return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
 
         return self._write(change)
 
@@ -296,6 +303,26 @@ class PeopleService:
             return ChangeResult(person, [], request_training(session))
 
         return self._write(change)
+
+    def request_training(self) -> int:
+        """Ask for a model version now (after changes stored with ``train=False``); returns the
+        training request counter."""
+
+        def change(session: Session, _written: list[str]) -> ChangeResult:
+            return ChangeResult(None, [], request_training(session))
+
+        requested = self._write(change).training_requested
+        assert requested is not None
+        return requested
+
+    def find(self, *, external_id: str) -> Person | None:
+        with self.sessions() as session:
+            return people_store.find_by_external_id(session, external_id=external_id)
+
+    def photo_hashes(self, *, person_id: int) -> set[str]:
+        with self.sessions() as session:
+            people_store.get_person(session, person_id=person_id)
+            return people_store.photo_hashes(session, person_id=person_id)
 
     def get(self, *, person_id: int) -> Person:
         with self.sessions() as session:

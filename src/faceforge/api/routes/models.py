@@ -28,6 +28,13 @@ def training_status(services: ServicesDep) -> TrainingPublic:
     return TrainingPublic.of(services.models.training_status())
 
 
+@admin.post("/training", status_code=202)
+def request_training(services: ServicesDep) -> TrainingPublic:
+    """Ask for a new model version now: after photos stored with ``train=false`` (a bulk import)."""
+    services.people.request_training()
+    return TrainingPublic.of(services.models.training_status())
+
+
 @read.get("/models")
 def list_models(services: ServicesDep) -> ModelList:
     return ModelList(items=[ModelVersionPublic.of(m) for m in services.models.list()])

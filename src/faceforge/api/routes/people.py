@@ -30,6 +30,13 @@ admin = APIRouter(prefix=PREFIX, tags=["people"], dependencies=[AdminAccess], re
 routers = (read, admin)
 
 PhotosField = Annotated[list[UploadFile], File(description="zero or more photos of the person")]
+TrainQuery = Annotated[
+    bool,
+    Query(
+        description="ask for a new model version (false: bulk imports store photos and call "
+        "POST /api/v1/training once at the end)"
+    ),
+]
 UPLOAD_ERRORS = error_responses(413, 422, 503)
 
 
@@ -40,13 +47,16 @@ def register_person(
     position: Annotated[str | None, Form()] = None,
     external_id: Annotated[str | None, Form(description="your own identifier, unique")] = None,
     photos: PhotosField = [],  # noqa: B006 - FastAPI copies defaults per request
+    train: TrainQuery = True,
 ) -> PersonChangePublic:
     """Register a person; every photo gets a verdict, and accepted photos trigger a new model version.
     A person may be registered without photos; when photos are sent and none is accepted, nothing is
     stored (422 with every verdict)."""
     limits = services.settings.limits
     uploads = read_uploads(photos, max_bytes=limits.max_file_bytes, max_count=limits.max_photos_per_request)
-    result = services.people.register(name=name, position=position, external_id=external_id, uploads=uploads)
+    result = services.people.register(
+        name=name, position=position, external_id=external_id, uploads=uploads, train=train
+    )
     return PersonChangePublic.of_change(result)
 
 
@@ -55,7 +65,14 @@ def list_people(
     services: ServicesDep,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    external_id: Annotated[
+        str | None, Query(max_length=200, description="only the person with this external id")
+    ] = None,
 ) -> PeoplePage:
+    if external_id is not None:
+        found = services.people.find(external_id=external_id)
+        items = [] if found is None else [PersonPublic.of(found)]
+        return PeoplePage(items=items, total=len(items), offset=0, limit=limit)
     people, total = services.people.page(offset=offset, limit=limit)
     return PeoplePage(items=[PersonPublic.of(p) for p in people], total=total, offset=offset, limit=limit)
 
@@ -91,11 +108,14 @@ def merge_person(services: ServicesDep, person_id: PersonId, body: MergeRequest)
 
 
 @admin.post("/{person_id}/photos", status_code=201, responses={**UPLOAD_ERRORS, **error_responses(404)})
-def add_photos(services: ServicesDep, person_id: PersonId, photos: PhotosField) -> PersonChangePublic:
+def add_photos(
+    services: ServicesDep, person_id: PersonId, photos: PhotosField, train: TrainQuery = True
+) -> PersonChangePublic:
     """Add photos; when none is accepted, nothing is stored (422 with every verdict)."""
     limits = services.settings.limits
     uploads = read_uploads(photos, max_bytes=limits.max_file_bytes, max_count=limits.max_photos_per_request)
-    return PersonChangePublic.of_change(services.people.add_photos(person_id=person_id, uploads=uploads))
+    change = services.people.add_photos(person_id=person_id, uploads=uploads, train=train)
+    return PersonChangePublic.of_change(change)
 
 
 @read.get("/{person_id}/photos", responses=error_responses(404))

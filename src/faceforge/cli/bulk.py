@@ -1,0 +1,98 @@
+"""``faceforge import``: wires the bulk importer to the local home or a server, shows progress, and
+waits for the one model version the import asks for."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from faceforge.cli.progress import ProgressDisplay
+from faceforge.config import Settings
+from faceforge.domain.errors import TrainingError
+from faceforge.services.bulk_import import (
+    BulkImporter,
+    FolderPerson,
+    ImportSummary,
+    LocalTarget,
+    scan_folders,
+)
+
+if TYPE_CHECKING:
+    from faceforge.api.container import Services
+
+log = logging.getLogger(__name__)
+
+WAIT_SECONDS = 900.0
+
+
+def run_import(
+    folder: Path, *, settings: Settings, server: str | None, api_key: str | None, wait: bool
+) -> ImportSummary:
+    people = scan_folders(folder)
+    if server is not None:
+        return _into_server(people, server, api_key, wait=wait)
+    return _into_home(people, settings, wait=wait)
+
+
+def _into_server(
+    people: list[FolderPerson], server: str, api_key: str | None, *, wait: bool
+) -> ImportSummary:
+    from faceforge.cli.http_target import HttpTarget
+
+    target = HttpTarget(server, api_key)
+    try:
+        with ProgressDisplay() as display:
+            summary = BulkImporter(target, on_progress=display.update).run(people)
+            if summary.training_requested and wait and not summary.interrupted:
+                display.say("waiting for the server to train the new version")
+                summary.version = target.wait_for_version()
+            else:
+                summary.version = target.current_version()
+    finally:
+        target.close()
+    return summary
+
+
+def _into_home(people: list[FolderPerson], settings: Settings, *, wait: bool) -> ImportSummary:
+    from faceforge.api.container import Services
+    from faceforge.db import training_store
+    from faceforge.worker.trainer import TrainingWorker
+
+    # One analysis thread per person and one more person than cores: while some people's photos are
+    # analysed, another's are written (files and rows are fsynced), so the cores stay busy.
+    cores = settings.limits.vision_concurrency
+    services = Services.start(settings.model_copy(update={"workers": 1}), embedded_worker=False)
+    try:
+        with ProgressDisplay() as display:
+            importer = BulkImporter(
+                LocalTarget(services.people), on_progress=display.update, concurrency=cores + 1
+            )
+            summary = importer.run(people)
+            if summary.training_requested and wait and not summary.interrupted:
+                worker = TrainingWorker(settings, services.sessions)
+                display.say("training the new version")
+                try:
+                    trained = worker.run_once()
+                finally:
+                    worker.lease.release()
+                if not trained:
+                    # A server on this home holds the trainer's lease: its worker trains the version.
+                    display.say("waiting for the faceforge server on this home to train the new version")
+                    _wait_until_built(services, timeout=WAIT_SECONDS)
+            with services.sessions() as session:
+                summary.version = training_store.current_version(session)
+    finally:
+        services.close()
+    return summary
+
+
+def _wait_until_built(services: Services, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = services.models.training_status()
+        if status.state == "idle" and status.built >= status.requested:
+            return
+        time.sleep(0.5)
+    raise TrainingError("the trainer did not build the new version in time")

@@ -1,0 +1,127 @@
+"""A running faceforge server as a bulk-import target (``faceforge import --server URL``).
+
+Speaks the public API: ``GET /api/v1/people?external_id=``, ``GET .../photos`` (their sha256),
+``POST /api/v1/people?train=false`` and ``POST .../photos?train=false`` (photos stored without a
+version each), ``POST /api/v1/training`` once at the end, ``GET /api/v1/training`` to wait.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from faceforge.domain.errors import FaceforgeError
+from faceforge.services.bulk_import import BatchResult, FolderPerson
+from faceforge.services.people import PhotoVerdict, Upload
+
+TIMEOUT_SECONDS = 300.0  # one request analyses up to 20 photos
+DEFAULT_BATCH = 20  # the server's default FACEFORGE_LIMITS__MAX_PHOTOS_PER_REQUEST
+BUSY_RETRIES = 30
+
+
+class ServerError(FaceforgeError):
+    code = "server_error"
+
+
+def _verdicts(body: dict[str, Any]) -> list[PhotoVerdict]:
+    return [
+        PhotoVerdict(
+            index=v["index"],
+            filename=v.get("filename"),
+            accepted=v["verdict"] == "accepted",
+            reasons=list(v.get("reasons", [])),
+            message=v.get("message"),
+            photo_id=v.get("photo_id"),
+        )
+        for v in body.get("photos", [])
+    ]
+
+
+class HttpTarget:
+    def __init__(self, url: str, api_key: str | None, *, batch: int = DEFAULT_BATCH) -> None:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT_SECONDS)
+        self.max_photos_per_request = batch
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for _ in range(BUSY_RETRIES):
+            try:
+                response = self.client.request(method, path, **kwargs)
+            except httpx.HTTPError as error:
+                raise ServerError(f"cannot reach {self.client.base_url}: {error}") from None
+            if response.status_code != 503:
+                break
+            time.sleep(float(response.headers.get("Retry-After", "1")))  # the server is busy: wait
+        if response.status_code in (401, 403):
+            raise ServerError(f"the server refused the key ({_message(response)})")
+        return response
+
+    def _ok(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise ServerError(f"{response.request.method} {response.request.url.path}: {_message(response)}")
+        return response.json()
+
+    def find_person(self, external_id: str) -> int | None:
+        page = self._ok(self._call("GET", "/api/v1/people", params={"external_id": external_id}))
+        return int(page["items"][0]["id"]) if page["items"] else None
+
+    def known_hashes(self, person_id: int) -> set[str]:
+        photos = self._ok(self._call("GET", f"/api/v1/people/{person_id}/photos"))
+        return {photo["sha256"] for photo in photos}
+
+    def _upload(self, path: str, uploads: list[Upload], data: dict[str, str] | None = None) -> httpx.Response:
+        files = [("photos", (u.filename or "photo", u.data, "application/octet-stream")) for u in uploads]
+        return self._call("POST", path, params={"train": "false"}, data=data or {}, files=files)
+
+    def create_person(self, person: FolderPerson, uploads: list[Upload]) -> BatchResult:
+        response = self._upload(
+            "/api/v1/people", uploads, {"name": person.name, "external_id": person.external_id}
+        )
+        if response.status_code == 422 and _code(response) == "photos_rejected":
+            return BatchResult(None, _verdicts(response.json()["error"]))
+        body = self._ok(response)
+        return BatchResult(int(body["id"]), _verdicts(body))
+
+    def add_photos(self, person_id: int, uploads: list[Upload]) -> BatchResult:
+        response = self._upload(f"/api/v1/people/{person_id}/photos", uploads)
+        if response.status_code == 422 and _code(response) == "photos_rejected":
+            return BatchResult(person_id, _verdicts(response.json()["error"]))
+        return BatchResult(person_id, _verdicts(self._ok(response)))
+
+    def request_training(self) -> None:
+        self._ok(self._call("POST", "/api/v1/training"))
+
+    def current_version(self) -> int | None:
+        current = self._ok(self._call("GET", "/api/v1/training"))["current_version"]
+        return None if current is None else int(current)
+
+    def wait_for_version(self, *, timeout: float = 600.0) -> int | None:
+        """Wait until every requested training is built; the current version then."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self._ok(self._call("GET", "/api/v1/training"))
+            if status["state"] == "idle" and status["built"] >= status["requested"]:
+                current = status["current_version"]
+                return None if current is None else int(current)
+            time.sleep(0.5)
+        raise ServerError("the server did not finish training in time")
+
+
+def _code(response: httpx.Response) -> str | None:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        error = response.json()["error"]
+        return f"{response.status_code} {error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{response.status_code} {response.text[:200]}"

@@ -1,0 +1,183 @@
+"""``faceforge import``: folder-per-person photos into a home or a server, resumable, one version."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from faceforge.api.app import create_app
+from faceforge.cli.main import app
+from faceforge.config import Settings
+from faceforge.evaluation.dataset import image_files
+from tests.api.fixtures import local_client, wait_for
+from tests.api.test_training_queue import free_port
+from tests.conftest import FACES, LFW10
+
+runner = CliRunner()
+PEOPLE = ("Colin_Powell", "Tony_Blair", "Hugo_Chavez", "George_W_Bush")
+
+
+def _folder(tmp_path: Path, photos_each: int = 4, people: tuple[str, ...] = PEOPLE) -> Path:
+    """Folder-per-person photos (symlinks to the shared ones), and a cat among Tony Blair's."""
+    root = tmp_path / "people"
+    for person in people:
+        (root / person).mkdir(parents=True)
+        for photo in image_files(LFW10 / person)[:photos_each]:
+            (root / person / photo.name).symlink_to(photo)
+    cat = image_files(FACES / "negatives")[0]
+    (root / "Tony_Blair" / f"not-a-face{cat.suffix}").symlink_to(cat)
+    return root
+
+
+def _import(home: Path, folder: Path, *args: str) -> dict[str, Any]:
+    result = runner.invoke(app, ["import", str(folder), "--home", str(home), "--json", *args])
+    assert result.exit_code == 0, result.output
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
+
+
+def test_import_into_a_home_then_again(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("FACEFORGE_WEIGHTS_CACHE", str(settings.weights_dir))
+    monkeypatch.setenv("FACEFORGE_WORKER__FORMATS", "onnx")
+    folder = _folder(tmp_path)
+    first = _import(home, folder)
+    assert first["people_created"] == len(PEOPLE) and first["people_found"] == 0
+    assert first["photos_accepted"] == len(PEOPLE) * 4
+    assert [(r["person"], r["reasons"]) for r in first["refused"]] == [("Tony_Blair", ["no_face"])]
+    assert first["version"] == 1 and not first["interrupted"]
+
+    again = _import(home, folder)
+    assert (again["people_created"], again["people_found"]) == (0, len(PEOPLE))
+    assert again["photos_accepted"] == 0 and again["photos_already_imported"] == len(PEOPLE) * 4
+    assert again["training_requested"] is False and again["version"] == 1  # no new version
+
+    text = runner.invoke(app, ["import", str(folder), "--home", str(home)])
+    assert text.exit_code == 0 and "nothing new was imported" in text.stdout
+
+    with local_client(create_app(Settings(home=home))) as client:
+        people = client.get("/api/v1/people").json()["items"]
+        assert sorted((p["name"], p["external_id"]) for p in people) == sorted(
+            (person.replace("_", " "), person) for person in PEOPLE
+        )
+        assert [v["version"] for v in client.get("/api/v1/models").json()["items"]] == [1]
+        probe = image_files(LFW10 / "Hugo_Chavez")[7]
+        found = client.post("/api/v1/identify", files={"photo": (probe.name, probe.read_bytes())}).json()
+        assert found["faces"][0]["match"]["name"] == "Hugo Chavez"
+
+
+def test_ctrl_c_stops_cleanly_and_a_second_run_resumes(tmp_path: Path, settings: Settings) -> None:
+    everyone = tuple(sorted(p.name for p in LFW10.iterdir() if p.is_dir()))
+    folder = _folder(tmp_path, photos_each=6, people=everyone)
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
+        "FACEFORGE_WORKER__FORMATS": "onnx",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "faceforge.cli.main",
+        "import",
+        str(folder),
+        "--home",
+        str(home),
+        "--json",
+    ]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    for line in process.stderr:  # not a terminal: one plain line per finished person
+        if " accepted, " in line:
+            process.send_signal(signal.SIGINT)
+            break
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 130
+    stopped = json.loads(out)
+    # Interrupted after the first person: the people being imported finish, the rest never start.
+    assert stopped["interrupted"] and 0 < stopped["photos_accepted"] < len(everyone) * 6
+    assert stopped["training_requested"]  # what was stored is asked to be trained
+
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=True)
+    summary = json.loads(resumed.stdout)
+    assert summary["photos_already_imported"] == stopped["photos_accepted"]
+    assert stopped["photos_accepted"] + summary["photos_accepted"] == len(everyone) * 6
+    assert stopped["people_created"] + summary["people_created"] == len(everyone)
+    assert summary["version"] == 1  # one version for both runs
+
+
+def test_import_into_a_running_server_trains_once(tmp_path: Path, settings: Settings) -> None:
+    """A real `faceforge serve` with its embedded worker, and `faceforge import --server`: photos are
+    stored with train=false, so the server builds one version at the end, not one per person."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
+        "FACEFORGE_WORKER__FORMATS": "onnx",
+        "FACEFORGE_WORKER__POLL_SECONDS": "0.1",
+        "FACEFORGE_ADMIN_KEYS": "importer-key",
+    }
+    serve = [
+        sys.executable,
+        "-m",
+        "faceforge.cli.main",
+        "serve",
+        "--port",
+        str(port),
+        "--home",
+        str(tmp_path / "s"),
+    ]
+    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": "importer-key"}) as http:
+
+            def started() -> bool:
+                try:
+                    return http.get("/api/v1/training").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_for(started, what="faceforge serve to start")
+            folder = _folder(tmp_path)
+            refused_key = runner.invoke(app, ["import", str(folder), "--server", base, "--api-key", "wrong"])
+            assert refused_key.exit_code == 2 and "refused the key" in refused_key.stderr
+            result = runner.invoke(
+                app, ["import", str(folder), "--server", base, "--api-key", "importer-key", "--json"]
+            )
+            assert result.exit_code == 0, result.output
+            summary = json.loads(result.stdout)
+            assert summary["people_created"] == len(PEOPLE) and summary["photos_accepted"] == len(PEOPLE) * 4
+            assert summary["version"] == 1
+            assert [v["version"] for v in http.get("/api/v1/models").json()["items"]] == [1]
+            again = runner.invoke(
+                app, ["import", str(folder), "--server", base, "--api-key", "importer-key", "--json"]
+            )
+            assert json.loads(again.stdout)["photos_already_imported"] == len(PEOPLE) * 4
+            assert [v["version"] for v in http.get("/api/v1/models").json()["items"]] == [1]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_bad_folder_or_server_exits_with_one_line(tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["import", str(tmp_path / "nope"), "--home", str(tmp_path / "home")])
+    assert missing.exit_code == 2 and missing.stderr.startswith("error: folder not found")
+    (tmp_path / "empty").mkdir()
+    empty = runner.invoke(app, ["import", str(tmp_path / "empty"), "--home", str(tmp_path / "home")])
+    assert empty.exit_code == 2 and "no person folders" in empty.stderr
+    folder = _folder(tmp_path)
+    unreachable = runner.invoke(app, ["import", str(folder), "--server", "http://127.0.0.1:9"])
+    assert unreachable.exit_code == 2 and unreachable.stderr.startswith("error: cannot reach")
+    assert unreachable.stderr.strip().count("\n") == 0
