@@ -184,6 +184,51 @@ def _print_import_summary(summary: dict[str, Any]) -> None:
         sys.stdout.write(f"model version {summary['version']} is current\n")
 
 
+@app.command("build")
+def build_command(
+    dataset: Annotated[Path, typer.Option("--dataset", help="one sub-folder of photos per person")],
+    out: Annotated[Path, typer.Option("--out", help="new (or empty) folder for the files and the report")],
+    holdout: Annotated[
+        float, typer.Option("--holdout", min=0.0, max=0.95, help="share of each person's photos held out")
+    ] = 0.2,
+    unknown: Annotated[
+        Path | None, typer.Option("--unknown", help="photos of people never enrolled, for the report")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="which photos are held out")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Folder-per-person photos to model.tflite, labels.txt, Core ML, ONNX and a report, no server."""
+    from faceforge.cli.progress import ProgressDisplay
+    from faceforge.services.build import REPORT_HTML, BuildOptions, build_model
+
+    options = BuildOptions(dataset, out, holdout, unknown, seed)
+    try:
+        with ProgressDisplay() as display:
+            report = build_model(options, _settings(home), display.update)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted; nothing was written", err=True)
+        raise typer.Exit(code=130) from None
+    except FaceforgeError as error:
+        raise _fail(error.message) from None
+    if as_json:
+        typer.echo(json.dumps({key: value for key, value in report.items() if key != "quality"}))
+        return
+    for key in (
+        "people",
+        "enrolled_photos",
+        "held_out_photos",
+        "top1",
+        "known_accept_rate",
+        "unknown_reject_rate",
+        "tflite_agreement",
+        "threshold",
+    ):
+        value = report[key]
+        sys.stdout.write(f"{key:>18}: {round(value, 4) if isinstance(value, float) else value}\n")
+    sys.stdout.write(f"wrote {len(report['files'])} files to {out}; report: {out / REPORT_HTML}\n")
+
+
 @app.command("worker")
 def worker_command(home: HomeOption = None) -> None:
     """Run one training worker on its own (for deployments with several API processes)."""

@@ -370,3 +370,62 @@ def leave_one_out_metrics(embeddings: FloatArray, labels: list[str], head: Recog
         ),
         "suspected_duplicates": scores.suspects,
     }
+
+
+QUALITY_BINS = 40
+QUALITY_CURVE_POINTS = 61
+QUALITY_WORST_PEOPLE = 10
+
+
+def quality_figures(embeddings: FloatArray, labels: list[str], head: RecognitionHead) -> dict[str, Any]:
+    """What a version's quality view plots, from enrolled photos alone (the calibration's own scores).
+
+    - ``histogram``: counts of held-out genuine scores (a photo against its own person rebuilt without
+      it) and of impostor scores (a photo's best other person), on shared ``edges``;
+    - ``curve``: as the threshold moves, the estimated share of known photos accepted and of strangers
+      rejected (the estimators calibration uses), with the version's own ``threshold``;
+    - ``people``: those whose photos agree least with each other (lowest mean held-out genuine
+      score first): candidates for better photos.
+    """
+    index = {label: i for i, label in enumerate(head.labels)}
+    codes = np.array([index[label] for label in labels], dtype=np.int64)
+    unit = _normalise_rows(np.asarray(embeddings, np.float32))
+    sums = np.zeros_like(head.prototypes)
+    np.add.at(sums, codes, unit)
+    scores = _scores(unit, codes, sums, head.labels)
+    values = np.concatenate([scores.genuine, scores.impostor])
+    low = float(min(values.min(), head.threshold) if len(values) else head.threshold) - 0.01
+    edges = np.linspace(max(-1.0, low), 1.0, QUALITY_BINS + 1)
+    curve = []
+    if len(scores.impostor):
+        for threshold in np.linspace(edges[0], 1.0, QUALITY_CURVE_POINTS):
+            curve.append(
+                {
+                    "threshold": round(float(threshold), 4),
+                    "known_accept": _estimated_known_accept(scores, float(threshold)),
+                    "unknown_reject": round(estimated_unknown_reject(scores, float(threshold)), 4),
+                }
+            )
+    held_codes = codes[scores.held]
+    people = []
+    for code in np.unique(held_codes):
+        own = scores.genuine[held_codes == code]
+        people.append(
+            {
+                "label": head.labels[code],
+                "photos": int((codes == code).sum()),
+                "genuine_mean": round(float(own.mean()), 4),
+                "genuine_min": round(float(own.min()), 4),
+            }
+        )
+    people.sort(key=lambda person: person["genuine_mean"])
+    return {
+        "histogram": {
+            "edges": [round(float(edge), 4) for edge in edges],
+            "genuine": np.histogram(scores.genuine, edges)[0].tolist(),
+            "impostor": np.histogram(scores.impostor, edges)[0].tolist(),
+        },
+        "threshold": head.threshold,
+        "curve": curve,
+        "people": people[:QUALITY_WORST_PEOPLE],
+    }

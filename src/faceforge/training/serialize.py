@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -14,11 +15,10 @@ HEAD_FILE = "head.safetensors"
 
 
 def head_bytes(head: RecognitionHead) -> bytes:
-    metadata = {
-        "threshold": repr(head.threshold),
-        "scale": repr(head.scale),
-        "classes": str(len(head.labels)),
-    }
+    """The prototypes, with the head's numbers as one JSON metadata entry: safetensors writes a
+    several-key metadata map in arbitrary order, and a version's files must be reproducible."""
+    numbers = {"threshold": head.threshold, "scale": head.scale, "classes": len(head.labels)}
+    metadata = {"faceforge_head": json.dumps(numbers, sort_keys=True)}
     data: bytes = save_tensors({"prototypes": np.ascontiguousarray(head.prototypes, np.float32)}, metadata)
     return data
 

@@ -30,7 +30,7 @@ from faceforge.export.quiet import quiet_conversion_tools
 from faceforge.export.version_exports import UNKNOWN_LABEL, VersionExporter
 from faceforge.registry.artifacts import delete_versions, write_version
 from faceforge.services.photo_files import PhotoFiles
-from faceforge.training.head import fit_head, leave_one_out_metrics
+from faceforge.training.head import fit_head, leave_one_out_metrics, quality_figures
 from faceforge.training.serialize import HEAD_FILE, head_bytes
 from faceforge.vision.align import chip_contract
 from faceforge.vision.crop import crop_contract
@@ -219,6 +219,7 @@ class TrainingWorker:
         head = fit_head(embeddings, labels, target_unknown_reject=self.settings.target_unknown_reject)
         self._stage(claim, 0.5, "evaluating")
         metrics = leave_one_out_metrics(embeddings, labels, head)
+        metrics["quality"] = quality_figures(embeddings, labels, head)
         by_label = {person_label(p.id, p.name): p for p in people.values()}
         metrics["suspected_duplicates"] = [
             {

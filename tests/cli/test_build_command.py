@@ -1,0 +1,111 @@
+"""``faceforge build``: folder-per-person photos to every model file and a report, without a server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from faceforge.cli.main import app
+from faceforge.config import Settings
+from faceforge.export.version_exports import run_tflite
+from faceforge.services.build import split_people
+from faceforge.services.bulk_import import scan_folders
+from faceforge.vision.pipeline import FacePipeline
+from tests.conftest import FACES, LFW10
+
+runner = CliRunner()
+MODEL_FILES = {
+    "model.tflite", "model_int8.tflite", "labels.txt", "model.mlmodel", "model.mlpackage.zip", "model.onnx",
+    "backbone.tflite", "backbone_int8.tflite", "head.tflite", "backbone.mlmodel", "head.mlmodel",
+    "pipeline.mlmodel", "backbone.onnx", "head.onnx", "head.safetensors", "manifest.json",
+    "refiner.tflite", "refiner.mlmodel", "refiner.onnx",
+}  # fmt: skip
+REPORT_FILES = {"report.json", "report.html", "similarity.png", "accept_vs_reject.png", "people.png"}
+
+
+def _build(settings: Settings, out: Path) -> dict[str, Any]:
+    result = runner.invoke(
+        app,
+        ["build", "--dataset", str(LFW10), "--out", str(out), "--unknown", str(FACES / "unknown_singles"),
+         "--home", str(settings.home), "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.name in MODEL_FILES
+    }
+
+
+def test_build_writes_every_file_and_a_report(
+    tmp_path: Path, settings: Settings, pipeline: FacePipeline
+) -> None:
+    out = tmp_path / "out"
+    report = _build(settings, out)
+    assert {p.name for p in out.iterdir()} == MODEL_FILES | REPORT_FILES
+    assert set(report["files"]) == MODEL_FILES | REPORT_FILES
+    assert report["people"] == 10 and report["held_out_photos"] == 20 and report["enrolled_photos"] == 80
+    assert report["top1"] >= 0.95 and report["known_accept_rate"] >= 0.9
+    assert report["unknown_reject_rate"] == 1.0 and report["tflite_agreement"] == 1.0
+    for plot in ("similarity.png", "accept_vs_reject.png", "people.png"):
+        with Image.open(out / plot) as png:
+            assert png.format == "PNG" and png.width >= 600
+    page = (out / "report.html").read_text()
+    assert all(f'src="{plot}"' in page for plot in ("similarity.png", "accept_vs_reject.png", "people.png"))
+
+    # The model alone, read back from OUT, names the held-out people (ai-edge-litert on their crops).
+    labels = (out / "labels.txt").read_text().splitlines()
+    _, held = split_people(scan_folders(LFW10), 0.2, 0)
+    for person, path in held[::4]:
+        image = pipeline.decode(path.read_bytes())
+        inputs = pipeline.inputs(image, [pipeline.detect(image)[0].box])
+        probabilities = run_tflite(
+            (out / "model.tflite").read_bytes(),
+            {"face": inputs.crops.astype(np.float32), "chip": inputs.chips.astype(np.float32)},
+        )
+        assert labels[int(probabilities.argmax())].startswith(person.name + " ("), (path.name, labels)
+
+    # The same photos give the same files, byte for byte (the manifest's timestamp aside).
+    again = tmp_path / "again"
+    _build(settings, again)
+    first, second = _digests(out), _digests(again)
+    first.pop("manifest.json"), second.pop("manifest.json")
+    assert first == second
+
+
+def test_build_refuses_a_folder_in_use_and_bad_datasets(tmp_path: Path, settings: Settings) -> None:
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    result = runner.invoke(
+        app, ["build", "--dataset", str(LFW10), "--out", str(taken), "--home", str(settings.home)]
+    )
+    assert (
+        result.exit_code == 2
+        and result.stderr.startswith("error: ")
+        and "not an empty folder" in result.stderr
+    )
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"]  # nothing lost or half-written
+    missing = runner.invoke(
+        app,
+        [
+            "build",
+            "--dataset",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "o"),
+            "--home",
+            str(settings.home),
+        ],
+    )
+    assert missing.exit_code == 2 and missing.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "o").exists()
