@@ -32,6 +32,7 @@ from faceforge.config import Settings
 
 
 class Access(StrEnum):
+    PUBLIC = "public"  # no key needed (the dashboard's files); still loopback-only without keys
     READ = "read"
     ADMIN = "admin"
 
@@ -75,7 +76,7 @@ def access_error(
             "(or FACEFORGE_OPEN_NETWORK_WITHOUT_KEYS=true to accept anyone on the network)",
             403,
         )
-    if needed is None:
+    if needed is None or needed is Access.PUBLIC:
         return None
     key = presented_key(headers)
     if key is None:
@@ -87,6 +88,16 @@ def access_error(
             return None
         return AuthError("forbidden", "this API key may only read; writing needs an admin key", 403)
     return AuthError("unauthorized", "the API key is not valid", 401)
+
+
+def presented_access(settings: Settings, headers: Headers) -> Access | None:
+    """What the key in ``headers`` may do (``None``: no key, or not one of ours)."""
+    key = presented_key(headers)
+    if key is None:
+        return None
+    if _matches(key, settings.admin_key_set):
+        return Access.ADMIN
+    return Access.READ if _matches(key, settings.read_key_set) else None
 
 
 def _settings(request: Request) -> Settings:
@@ -110,11 +121,13 @@ def _requirement(needed: Access) -> Callable[..., None]:
     return require
 
 
+require_public = _requirement(Access.PUBLIC)
 require_read = _requirement(Access.READ)
 require_admin = _requirement(Access.ADMIN)
+PublicAccess = Depends(require_public)
 ReadAccess = Depends(require_read)
 AdminAccess = Depends(require_admin)
-_LEVELS = {require_read: Access.READ, require_admin: Access.ADMIN}
+_LEVELS = {require_public: Access.PUBLIC, require_read: Access.READ, require_admin: Access.ADMIN}
 
 
 def declared_access(route: BaseRoute) -> Access | None:

@@ -13,7 +13,7 @@ from faceforge import __version__
 from faceforge.api.access import AccessMiddleware
 from faceforge.api.container import Services
 from faceforge.api.errors import LEGACY_PREFIX, install_error_handlers
-from faceforge.api.routes import identify, legacy, models, people
+from faceforge.api.routes import identify, legacy, models, people, web
 from faceforge.config import Settings, get_settings
 
 
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     app.state.settings = resolved
     install_error_handlers(app)
     limits = resolved.limits
-    routers = [router for module in (people, models, identify, legacy) for router in module.routers]
+    routers = [router for module in (people, models, identify, legacy, web) for router in module.routers]
     # Every route of ours, each carrying its router's access declaration (what AccessMiddleware and
     # the 405 handler consult; FastAPI's own route table holds included routers, not routes).
     app.state.api_routes = [route for router in routers for route in router.routes]

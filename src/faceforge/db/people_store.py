@@ -89,14 +89,22 @@ def get_person(session: Session, *, person_id: int) -> Person:
     return _person(_row(session, person_id), _count_photos(session, person_id))
 
 
-def list_people(session: Session, *, offset: int, limit: int) -> tuple[list[Person], int]:
-    total = int(session.scalar(select(func.count()).select_from(PersonRow)) or 0)
+def list_people(
+    session: Session, *, offset: int, limit: int, search: str | None = None
+) -> tuple[list[Person], int]:
+    """A page of people in id order; ``search`` keeps those whose name contains it (any case)."""
+    matching = select(PersonRow.id)
+    if search:
+        escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matching = matching.where(func.lower(PersonRow.name).like(f"%{escaped}%", escape="\\"))
+    total = int(session.scalar(select(func.count()).select_from(matching.subquery())) or 0)
     counts = (
         select(PhotoRow.person_id, func.count().label("n")).group_by(PhotoRow.person_id).subquery("counts")
     )
     rows = session.execute(
         select(PersonRow, func.coalesce(counts.c.n, 0))
         .outerjoin(counts, counts.c.person_id == PersonRow.id)
+        .where(PersonRow.id.in_(matching))
         .order_by(PersonRow.id)
         .offset(offset)
         .limit(limit)
@@ -147,6 +155,15 @@ def delete_photo(session: Session, *, person_id: int, photo_id: int) -> str:
     session.delete(row)
     session.flush()
     return name
+
+
+def first_photo(session: Session, *, person_id: int) -> StoredPhoto | None:
+    """The person's earliest stored photo (their picture in lists), or ``None``."""
+    _row(session, person_id)
+    row = session.scalar(
+        select(PhotoRow).where(PhotoRow.person_id == person_id).order_by(PhotoRow.id).limit(1)
+    )
+    return None if row is None else _photo(row)
 
 
 def photo_file(session: Session, *, person_id: int, photo_id: int) -> tuple[str, str]:

@@ -4,26 +4,32 @@ recognition asks for a new model version in the same transaction."""
 from __future__ import annotations
 
 import hashlib
+import io
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.config import Settings
 from faceforge.db import people_store
 from faceforge.db.people_store import request_training
 from faceforge.domain.errors import RequestRejectedError
-from faceforge.domain.faces import PhotoFaces
+from faceforge.domain.faces import Box, PhotoFaces
 from faceforge.domain.records import Person, StoredPhoto
 from faceforge.services.photo_files import PhotoFiles
 from faceforge.services.vision_gate import VisionGate
+from faceforge.vision.crop import crop_face
 from faceforge.vision.decode import photo_kind
 from faceforge.vision.embedder import EMBEDDER_NAME
 from faceforge.vision.face_choice import choose_faces
 from faceforge.vision.pipeline import FacePipeline, PhotoError
+
+THUMBNAIL_SIZE = 128
+THUMBNAIL_MARGIN = 0.25  # of the box's longer side on each edge: the whole head, not just the face
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,9 +334,28 @@ class PeopleService:
         with self.sessions() as session:
             return people_store.get_person(session, person_id=person_id)
 
-    def page(self, *, offset: int, limit: int) -> tuple[list[Person], int]:
+    def page(self, *, offset: int, limit: int, search: str | None = None) -> tuple[list[Person], int]:
         with self.sessions() as session:
-            return people_store.list_people(session, offset=offset, limit=limit)
+            return people_store.list_people(session, offset=offset, limit=limit, search=search)
+
+    def thumbnail(self, *, person_id: int, size: int = THUMBNAIL_SIZE) -> bytes | None:
+        """A JPEG of the face in the person's first photo (square around its box, ``size`` px), or
+        ``None`` without photos."""
+        with self.sessions() as session:
+            photo = people_store.first_photo(session, person_id=person_id)
+            stored = (
+                None
+                if photo is None
+                else people_store.photo_file(session, person_id=person_id, photo_id=photo.id)
+            )
+        if photo is None or stored is None:
+            return None
+        image = self.pipeline.decode(self.files.path(stored[0]).read_bytes())
+        box = Box(photo.box["x"], photo.box["y"], photo.box["width"], photo.box["height"])
+        face = crop_face(Image.fromarray(image), box, margin=THUMBNAIL_MARGIN, size=size)
+        buffer = io.BytesIO()
+        Image.fromarray(face).save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()
 
     def photos(self, *, person_id: int) -> list[StoredPhoto]:
         with self.sessions() as session:

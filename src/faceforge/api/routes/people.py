@@ -22,6 +22,7 @@ from faceforge.api.schemas import (
 )
 from faceforge.api.uploads import read_uploads
 from faceforge.db import people_store
+from faceforge.domain.errors import NotFoundError
 
 PREFIX = "/api/v1/people"
 COMMON = error_responses(400, 401, 403)
@@ -68,12 +69,13 @@ def list_people(
     external_id: Annotated[
         str | None, Query(max_length=200, description="only the person with this external id")
     ] = None,
+    q: Annotated[str | None, Query(max_length=200, description="names containing this, any case")] = None,
 ) -> PeoplePage:
     if external_id is not None:
         found = services.people.find(external_id=external_id)
         items = [] if found is None else [PersonPublic.of(found)]
         return PeoplePage(items=items, total=len(items), offset=0, limit=limit)
-    people, total = services.people.page(offset=offset, limit=limit)
+    people, total = services.people.page(offset=offset, limit=limit, search=q)
     return PeoplePage(items=[PersonPublic.of(p) for p in people], total=total, offset=offset, limit=limit)
 
 
@@ -121,6 +123,19 @@ def add_photos(
 @read.get("/{person_id}/photos", responses=error_responses(404))
 def list_photos(services: ServicesDep, person_id: PersonId) -> list[StoredPhotoPublic]:
     return [StoredPhotoPublic.of(photo) for photo in services.people.photos(person_id=person_id)]
+
+
+@admin.get(
+    "/{person_id}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, **error_responses(404)},
+)
+def person_thumbnail(services: ServicesDep, person_id: PersonId) -> Response:
+    """A small JPEG of the person's face from their first photo (admin only: it is a face)."""
+    data = services.people.thumbnail(person_id=person_id)
+    if data is None:
+        raise NotFoundError(f"person {person_id} has no photo")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
 
 
 @admin.get(
