@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.export_times
 	$(BIN)/python -m bench.export_parity
 	$(BIN)/python -m bench.embedder_choice
+	$(BIN)/python -m bench.import_throughput
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
