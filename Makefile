@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CLIENTS := .venv-clients
+CLIENTS_STAMP := $(CLIENTS)/.installed
 
 .PHONY: run eval test lint typecheck pytest install browser bench clean
 
@@ -17,7 +19,14 @@ $(STAMP): pyproject.toml requirements.lock requirements-nodeps.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP) browser
+install: $(STAMP) browser $(CLIENTS_STAMP)
+
+# Published API clients for the compatibility tests, unmodified, with their own (old) pins.
+$(CLIENTS_STAMP): requirements-clients.txt
+	test -x $(CLIENTS)/bin/python || $(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/pip install --quiet --upgrade pip
+	$(CLIENTS)/bin/pip install --quiet --no-deps -r requirements-clients.txt
+	touch $(CLIENTS_STAMP)
 
 # The browser tests drive Debian's chromium with Playwright (never `playwright install`, which downloads).
 browser:
@@ -36,7 +45,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser
+pytest: $(STAMP) browser $(CLIENTS_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -52,4 +61,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.import_throughput
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENTS) .pytest_cache .mypy_cache .ruff_cache

@@ -47,6 +47,13 @@ class LimitSettings(BaseSettings):
     )
 
 
+class CompatSettings(BaseSettings):
+    """The other APIs faceforge speaks (``FACEFORGE_COMPAT__COMPREFACE`` and so on)."""
+
+    compreface: bool = Field(True, description="serve CompreFace's recognition API under /api/v1/recognition")
+    deepstack: bool = Field(True, description="serve DeepStack's face API under /v1/vision/face")
+
+
 class WorkerSettings(BaseSettings):
     """The training worker (``FACEFORGE_WORKER__EMBEDDED`` and so on)."""
 
@@ -121,6 +128,7 @@ class Settings(BaseSettings):
     )
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     worker: WorkerSettings = Field(default_factory=lambda: WorkerSettings())
+    compat: CompatSettings = Field(default_factory=lambda: CompatSettings())
 
     @field_validator("home")
     @classmethod

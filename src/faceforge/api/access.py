@@ -27,7 +27,7 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from faceforge.api.errors import AuthError, error_body
+from faceforge.api.errors import AuthError, Dialect, dialect_of, error_body
 from faceforge.config import Settings
 
 
@@ -100,6 +100,14 @@ def presented_access(settings: Settings, headers: Headers) -> Access | None:
     return Access.READ if _matches(key, settings.read_key_set) else None
 
 
+def form_key_error(request: Request, key: str | None, needed: Access) -> AuthError | None:
+    """``access_error`` for APIs that send their key in the form body (DeepStack's ``api_key``):
+    those routes are public to the middleware and check the key once the form is read."""
+    headers = Headers({"x-api-key": key} if key else {})
+    client = request.client.host if request.client else None
+    return access_error(_settings(request), headers, client, needed)
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -144,13 +152,10 @@ class AccessMiddleware:
     """Refuses requests without the access their route needs before the body is read; also
     refuses a declared ``Content-Length`` over the request limit at once."""
 
-    def __init__(
-        self, app: ASGIApp, *, settings: Settings, routes: list[BaseRoute], legacy_prefix: str
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, settings: Settings, routes: list[BaseRoute]) -> None:
         self.app = app
         self.settings = settings
         self.routes = routes
-        self.legacy_prefix = legacy_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -162,13 +167,15 @@ class AccessMiddleware:
         response: JSONResponse | None = None
         if error is not None:
             response = JSONResponse(
-                error_body(error.code, error.message, legacy=self._legacy(scope)), error.status
+                error_body(error.code, error.message, dialect=self._dialect(scope)), error.status
             )
         elif (
             declared := _declared_length(headers)
         ) is not None and declared > self.settings.limits.max_request_bytes:
             message = f"the request body is larger than {self.settings.limits.max_request_bytes} bytes"
-            response = JSONResponse(error_body("request_too_large", message, legacy=self._legacy(scope)), 413)
+            response = JSONResponse(
+                error_body("request_too_large", message, dialect=self._dialect(scope)), 413
+            )
         if response is not None:
             # The body is never read; closing the connection keeps a client from sending it anyway.
             response.headers["Connection"] = "close"
@@ -176,8 +183,8 @@ class AccessMiddleware:
             return
         await self.app(scope, receive, send)
 
-    def _legacy(self, scope: Scope) -> bool:
-        return str(scope.get("path", "")).startswith(self.legacy_prefix)
+    def _dialect(self, scope: Scope) -> Dialect:
+        return dialect_of(str(scope.get("path", "")))
 
     def _needed(self, scope: Scope) -> Access | None:
         partial: BaseRoute | None = None

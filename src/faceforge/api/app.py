@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from faceforge import __version__
 from faceforge.api.access import AccessMiddleware
 from faceforge.api.container import Services
-from faceforge.api.errors import LEGACY_PREFIX, install_error_handlers
-from faceforge.api.routes import identify, legacy, models, people, web
+from faceforge.api.errors import install_error_handlers
+from faceforge.api.routes import compreface, deepstack, identify, legacy, models, people, web
 from faceforge.config import Settings, get_settings
 
 
@@ -35,7 +35,10 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     app.state.settings = resolved
     install_error_handlers(app)
     limits = resolved.limits
-    routers = [router for module in (people, models, identify, legacy, web) for router in module.routers]
+    modules = [people, models, identify, legacy, web]
+    modules += [compreface] if resolved.compat.compreface else []
+    modules += [deepstack] if resolved.compat.deepstack else []
+    routers = [router for module in modules for router in module.routers]
     # Every route of ours, each carrying its router's access declaration (what AccessMiddleware and
     # the 405 handler consult; FastAPI's own route table holds included routers, not routes).
     app.state.api_routes = [route for router in routers for route in router.routes]
@@ -47,7 +50,5 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
             max_body_size=limits.max_request_bytes,
             form_limits={"max_files": limits.max_photos_per_request},
         )
-    app.add_middleware(
-        AccessMiddleware, settings=resolved, routes=app.state.api_routes, legacy_prefix=LEGACY_PREFIX
-    )
+    app.add_middleware(AccessMiddleware, settings=resolved, routes=app.state.api_routes)
     return app

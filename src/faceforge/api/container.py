@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.config import Settings
 from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
+from faceforge.services.compat import CompatService
 from faceforge.services.identify import IdentifyService
 from faceforge.services.models import ModelService
 from faceforge.services.people import PeopleService
@@ -27,6 +28,7 @@ class Services:
     people: PeopleService
     models: ModelService
     identify: IdentifyService
+    compat: CompatService
     stop_worker: Callable[[], None] | None = None
 
     @classmethod
@@ -43,9 +45,9 @@ class Services:
         people = PeopleService(
             settings, sessions, pipeline, gate, on_change=worker.wake.set if worker else lambda: None
         )
-        services = cls(
-            settings, engine, sessions, pipeline, people, models, IdentifyService(pipeline, models, gate)
-        )
+        identify = IdentifyService(pipeline, models, gate)
+        compat = CompatService(people, models, identify)
+        services = cls(settings, engine, sessions, pipeline, people, models, identify, compat)
         if worker is not None:
             services.stop_worker = start_embedded_worker(worker)
         return services

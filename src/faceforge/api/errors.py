@@ -1,5 +1,7 @@
-"""Every rejection is a JSON 4xx/503: ``{"error": {"code", "message"}}``; legacy routes keep their shape
-(``{"status": "failed", "error", "message"}``). One code per cause, whichever layer finds it.
+"""Every rejection is a JSON 4xx/503: ``{"error": {"code", "message"}}``. Routes that speak another
+API keep that API's shape (a *dialect*, chosen by path): the original app's routes
+``{"status": "failed", "error", "message"}``, CompreFace's ``{"message", "code": <its number>}``,
+DeepStack's ``{"success": false, "error"}``. One code per cause, whichever layer finds it.
 
 The same module describes those answers in the OpenAPI document (``error_responses``), so the
 document lists every status a route can give and the body that comes with it.
@@ -7,6 +9,7 @@ document lists every status a route can give and the body that comes with it.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,7 +33,38 @@ from faceforge.services.people import PhotosRejectedError, PhotoVerdict
 
 LEGACY_PREFIX = "/gorillas/"
 API_PREFIX = "/api/"
+COMPREFACE_PREFIXES = ("/api/v1/recognition/", "/api/v1/verification/", "/api/v1/detection/")
+DEEPSTACK_PREFIX = "/v1/vision/"
 RETRY_AFTER_SECONDS = 1
+# Our codes -> CompreFace's (its CommonExceptionCode); causes it has no number for get 0 (UNDEFINED).
+COMPREFACE_CODES = {
+    "no_face": 28,  # NO_FACES_FOUND: what its clients test for
+    "multiple_faces": 31,  # TOO_MANY_FACES
+    "image_not_found": 11,  # IMAGE_NOT_FOUND
+    "unauthorized": 10,  # an unknown key: MODEL_NOT_FOUND
+    "keys_required": 10,
+    "forbidden": 32,  # a read key writing: WRITING_NOT_ALLOWED
+    "invalid_request": 26,  # VALIDATION_CONSTRAINT_VIOLATION
+    "file_required": 33,  # MISSING_REQUEST_PARAMETER
+    "subject_required": 5,  # EMPTY_REQUIRED_FIELD
+}
+
+
+class Dialect(StrEnum):
+    FACEFORGE = "faceforge"
+    LEGACY = "legacy"
+    COMPREFACE = "compreface"
+    DEEPSTACK = "deepstack"
+
+
+def dialect_of(path: str) -> Dialect:
+    if path.startswith(LEGACY_PREFIX):
+        return Dialect.LEGACY
+    if path.startswith(COMPREFACE_PREFIXES):
+        return Dialect.COMPREFACE
+    if path.startswith(DEEPSTACK_PREFIX):
+        return Dialect.DEEPSTACK
+    return Dialect.FACEFORGE
 
 
 class AuthError(FaceforgeError):
@@ -61,9 +95,13 @@ class LegacyErrorBody(BaseModel):
 
 
 def error_body(
-    code: str, message: str, *, legacy: bool, verdicts: list[PhotoVerdict] | None = None
+    code: str, message: str, *, dialect: Dialect, verdicts: list[PhotoVerdict] | None = None
 ) -> dict[str, Any]:
-    if legacy:
+    if dialect is Dialect.COMPREFACE:
+        return {"message": message, "code": COMPREFACE_CODES.get(code, 0)}
+    if dialect is Dialect.DEEPSTACK:
+        return {"success": False, "error": message}
+    if dialect is Dialect.LEGACY:
         body: dict[str, Any] = {"status": "failed", "error": code.replace("_", " "), "message": message}
         if verdicts is not None:
             body["reasons"] = [{"filename": v.filename, "reasons": v.reasons} for v in verdicts]
@@ -86,9 +124,27 @@ _DESCRIPTIONS = {
 }
 
 
-def error_responses(*statuses: int, legacy: bool = False) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for these error statuses."""
-    model = LegacyErrorBody if legacy else ErrorBody
+class CompreFaceErrorBody(BaseModel):
+    message: str
+    code: int = Field(description="CompreFace's number for the cause (28: no face; 0: undefined)")
+
+
+class DeepStackErrorBody(BaseModel):
+    success: bool = Field(description="always false")
+    error: str
+
+
+def error_responses(
+    *statuses: int, legacy: bool = False, dialect: Dialect = Dialect.FACEFORGE
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, in the routes' dialect."""
+    models: dict[Dialect, type[BaseModel]] = {
+        Dialect.FACEFORGE: ErrorBody,
+        Dialect.LEGACY: LegacyErrorBody,
+        Dialect.COMPREFACE: CompreFaceErrorBody,
+        Dialect.DEEPSTACK: DeepStackErrorBody,
+    }
+    model = models[Dialect.LEGACY if legacy else dialect]
     return {status: {"model": model, "description": _DESCRIPTIONS[status]} for status in statuses}
 
 
@@ -108,7 +164,7 @@ def _status(error: FaceforgeError) -> int:
 
 
 def _legacy(request: Request) -> bool:
-    return request.url.path.startswith(LEGACY_PREFIX)
+    return dialect_of(request.url.path) is Dialect.LEGACY
 
 
 def _respond(
@@ -120,7 +176,7 @@ def _respond(
     verdicts: list[PhotoVerdict] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = error_body(code, message, legacy=_legacy(request), verdicts=verdicts)
+    body = error_body(code, message, dialect=dialect_of(request.url.path), verdicts=verdicts)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -174,7 +230,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         status, detail = error.status_code, str(error.detail)
         headers = dict(error.headers or {})
-        if status == 404 and not request.url.path.startswith((API_PREFIX, LEGACY_PREFIX)):
+        if status == 404 and not request.url.path.startswith((API_PREFIX, LEGACY_PREFIX, DEEPSTACK_PREFIX)):
             return JSONResponse({"error": "not found"}, 404)
         if status == 405:
             headers["Allow"] = _allowed_methods(request)

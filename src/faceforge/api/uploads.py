@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import UploadFile
+from collections.abc import Sequence
+
+from starlette.datastructures import UploadFile  # FastAPI's UploadFile is this class
 
 from faceforge.domain.errors import RequestRejectedError
 from faceforge.services.people import Upload
@@ -17,7 +19,7 @@ def read_upload(upload: UploadFile, *, max_bytes: int) -> Upload:
     return Upload(filename=upload.filename, data=data)
 
 
-def read_uploads(uploads: list[UploadFile], *, max_bytes: int, max_count: int) -> list[Upload]:
+def read_uploads(uploads: Sequence[UploadFile], *, max_bytes: int, max_count: int) -> list[Upload]:
     if len(uploads) > max_count:
         raise RequestRejectedError("too_many_photos", f"at most {max_count} photos per request", status=413)
     return [read_upload(upload, max_bytes=max_bytes) for upload in uploads if upload.filename or upload.size]

@@ -237,3 +237,43 @@ def replace_embedding(session: Session, *, photo_id: int, embedder: str, embeddi
     session.execute(
         update(PhotoRow).where(PhotoRow.id == photo_id).values(embedder=embedder, embedding=embedding)
     )
+
+
+def find_by_name(session: Session, *, name: str) -> Person | None:
+    """The earliest-registered person with exactly this name (names need not be unique)."""
+    row = session.scalar(select(PersonRow).where(PersonRow.name == name).order_by(PersonRow.id).limit(1))
+    return None if row is None else _person(row, _count_photos(session, row.id))
+
+
+def all_people(session: Session) -> list[Person]:
+    rows = session.execute(select(PersonRow).order_by(PersonRow.id)).scalars().all()
+    return [_person(row, 0) for row in rows]
+
+
+def photos_page(
+    session: Session, *, person_id: int | None, offset: int, limit: int
+) -> tuple[list[tuple[int, str]], int]:
+    """``(photo id, person name)`` of stored photos in id order (one person's, or everyone's)."""
+    query = select(PhotoRow.id, PersonRow.name).join(PersonRow, PersonRow.id == PhotoRow.person_id)
+    count = select(func.count()).select_from(PhotoRow)
+    if person_id is not None:
+        query = query.where(PhotoRow.person_id == person_id)
+        count = count.where(PhotoRow.person_id == person_id)
+    rows = session.execute(query.order_by(PhotoRow.id).offset(offset).limit(limit)).all()
+    return [(photo_id, name) for photo_id, name in rows], int(session.scalar(count) or 0)
+
+
+def photo_owner(session: Session, *, photo_id: int) -> tuple[int, str] | None:
+    """``(person id, person name)`` of a stored photo, or ``None``."""
+    row = session.execute(
+        select(PersonRow.id, PersonRow.name)
+        .join(PhotoRow, PhotoRow.person_id == PersonRow.id)
+        .where(PhotoRow.id == photo_id)
+    ).first()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def photo_embedding(session: Session, *, photo_id: int, embedder: str) -> bytes | None:
+    return session.scalar(
+        select(PhotoRow.embedding).where(PhotoRow.id == photo_id, PhotoRow.embedder == embedder)
+    )

@@ -21,6 +21,7 @@ class IdentifiedFace:
     score: float
     match: dict[str, Any] | None
     candidates: list[dict[str, Any]]
+    landmarks: list[tuple[float, float]]
 
 
 class IdentifyService:
@@ -63,6 +64,7 @@ class IdentifyService:
                     score=face.detection.score,
                     match=best,
                     candidates=candidates,
+                    landmarks=list(face.detection.landmarks.points),
                 )
             )
         return model.version, found

@@ -1,0 +1,266 @@
+"""CompreFace- and DeepStack-compatible APIs, proven with their own published clients, unmodified,
+against a real `faceforge serve` (krasserm_lfw10: four people enrolled with five photos each,
+five probes each, and the strangers of unknown_singles), and with the exact calls Double Take's
+detectors make (its api/src/util/detectors/compreface.js and deepstack.js)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from faceforge.api.app import create_app
+from faceforge.config import CompatSettings, Settings
+from faceforge.evaluation.dataset import image_files
+from tests.api.fixtures import local_client, service_settings, wait_for
+from tests.api.test_training_queue import free_port
+from tests.conftest import FACES, LFW10
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENTS_PYTHON = ROOT / ".venv-clients" / "bin" / "python"
+CLIENTS = Path(__file__).parent / "clients"
+ADMIN_KEY = "compat-admin"
+PEOPLE = ("Colin Powell", "Tony Blair", "Hugo Chavez", "Vladimir Putin")
+# The clients' usual thresholds, untouched: Double Take's defaults (match at 60 %, unknown below
+# 40 %), DeepStack's min_confidence 0.67, and 0.5 as the issue's bound for strangers.
+DOUBLE_TAKE_MATCH, DOUBLE_TAKE_UNKNOWN = 60.0, 40.0
+STRANGER_SIMILARITY = 0.5
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+
+
+@pytest.fixture
+def server(tmp_path: Path, settings: Settings) -> Iterator[Server]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
+        "FACEFORGE_WORKER__FORMATS": "onnx",
+        "FACEFORGE_WORKER__POLL_SECONDS": "0.1",
+        "FACEFORGE_ADMIN_KEYS": ADMIN_KEY,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "faceforge.cli.main",
+        "serve",
+        "--port",
+        str(port),
+        "--home",
+        str(tmp_path / "home"),
+    ]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/api/v1/access", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, what="faceforge serve to start")
+        yield Server(url, port)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _run(python: Path, script: str, *args: str) -> dict[str, Any]:
+    assert python.exists(), f"{python} is missing: `make install` creates the clients' virtualenv"
+    done = subprocess.run(
+        [str(python), str(CLIENTS / script), *args], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_compreface_python_sdk(server: Server) -> None:
+    seen = _run(CLIENTS_PYTHON, "compreface_python.py", server.url, ADMIN_KEY, str(FACES))
+    assert seen["added_subject"] == {"subject": "Colin Powell"}
+    assert all(len(ids) == 5 for ids in seen["image_ids"].values())
+    assert seen["no_face_add"] == {"message": "No face is found in the given image", "code": 28}
+    for name, answers in seen["probes"].items():
+        for answer in answers:
+            best = answer["result"][0]["subjects"][0]
+            assert best["subject"] == name and best["similarity"] >= STRANGER_SIMILARITY, (name, best)
+            assert len(answer["result"][0]["landmarks"]) == 5 and "execution_time" in answer["result"][0]
+    for answer in seen["strangers"]:
+        assert all(
+            s["similarity"] < STRANGER_SIMILARITY for face in answer["result"] for s in face["subjects"]
+        )
+    assert seen["no_face_recognize"]["code"] == 28
+    assert seen["verify_same"]["result"][0]["similarity"] >= STRANGER_SIMILARITY
+    assert seen["verify_other"]["result"][0]["similarity"] < STRANGER_SIMILARITY
+    assert seen["list_faces"]["total_elements"] == 20 and len(seen["list_faces"]["faces"]) == 20
+    assert seen["rename"] == {"updated": True}
+    assert seen["subjects_after_rename"]["subjects"] == [
+        "Colin Powell",
+        "Anthony Blair",
+        "Hugo Chavez",
+        "Vladimir Putin",
+    ]
+    assert seen["delete_face"]["subject"] == "Hugo Chavez"
+    assert seen["delete_subject"] == {"subject": "Vladimir Putin"}
+    assert seen["subjects_after_delete"]["subjects"] == ["Colin Powell", "Anthony Blair", "Hugo Chavez"]
+
+
+@pytest.mark.parametrize("release", ["0.8", "latest"])
+def test_deepstack_python(server: Server, release: str) -> None:
+    """0.8 is what Home Assistant's deepstack_face pins (in the clients' virtualenv); the latest is
+    in the project's."""
+    python = CLIENTS_PYTHON if release == "0.8" else Path(sys.executable)
+    seen = _run(python, "deepstack_client.py", "127.0.0.1", str(server.port), ADMIN_KEY, str(FACES))
+    assert seen["registered"] == ["face added"] * 20
+    assert "status code: 422" in seen["no_face_register"]  # the client reports the refusal
+    for name, answers in seen["probes"].items():
+        for predictions in answers:
+            assert predictions[0]["userid"] == name and predictions[0]["confidence"] >= 0.67, (
+                name,
+                predictions,
+            )
+    assert all(p["userid"] == "unknown" for predictions in seen["strangers"] for p in predictions)
+    assert seen["no_face_recognize"] == []
+    if release == "latest":
+        assert seen["listed"] == list(PEOPLE)
+
+
+def _double_take_compreface(client: httpx.Client, path: Path, **params: str) -> list[dict[str, Any]]:
+    """compreface.js recognize() + normalize(), line for line."""
+    response = client.post(
+        "/api/v1/recognition/recognize",
+        params={"det_prob_threshold": "0.8", **params},
+        files={"file": (path.name, path.read_bytes())},
+        headers={"x-api-key": ADMIN_KEY},
+    )
+    data = response.json()
+    if data.get("code") == 28:
+        return []
+    normalized = []
+    for face in data["result"]:
+        best = face["subjects"][0] if face["subjects"] else None
+        confidence = round(best["similarity"] * 100, 2) if best else 0.0
+        name = best["subject"].lower() if best and confidence >= DOUBLE_TAKE_UNKNOWN else "unknown"
+        normalized.append({"name": name, "confidence": confidence, "match": confidence >= DOUBLE_TAKE_MATCH})
+    return normalized
+
+
+def _double_take_deepstack(client: httpx.Client, path: Path) -> list[dict[str, Any]]:
+    """deepstack.js recognize() + normalize()."""
+    data = client.post(
+        "/v1/vision/face/recognize",
+        data={"api_key": ADMIN_KEY},
+        files={"image": (path.name, path.read_bytes())},
+    ).json()
+    if data["success"] is False:
+        return []
+    return [
+        {
+            "name": p["userid"].lower() if p["confidence"] * 100 >= DOUBLE_TAKE_UNKNOWN else "unknown",
+            "match": p["userid"] != "unknown" and p["confidence"] * 100 >= DOUBLE_TAKE_MATCH,
+        }
+        for p in data["predictions"]
+    ]
+
+
+def test_double_takes_calls(server: Server) -> None:
+    lfw10 = {name: image_files(LFW10 / name.replace(" ", "_")) for name in PEOPLE[:2]}
+    strangers = image_files(FACES / "unknown_singles")
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        # Before any version: each API's own error shape, not faceforge's.
+        probe = lfw10["Colin Powell"][6]
+        not_ready = client.post(
+            "/api/v1/recognition/recognize",
+            files={"file": ("a.jpg", probe.read_bytes())},
+            headers={"x-api-key": ADMIN_KEY},
+        )
+        assert not_ready.status_code == 409 and set(not_ready.json()) == {"message", "code"}
+        ds_not_ready = client.post(
+            "/v1/vision/face/recognize",
+            data={"api_key": ADMIN_KEY},
+            files={"image": ("a.jpg", probe.read_bytes())},
+        )
+        assert ds_not_ready.status_code == 409 and ds_not_ready.json()["success"] is False
+        wrong_key = client.post("/v1/vision/face/list", data={"api_key": "nope"})
+        assert wrong_key.status_code == 401 and wrong_key.json()["success"] is False
+
+        # train(): CompreFace for Colin Powell, DeepStack for Tony Blair, one image per call.
+        for photo in lfw10["Colin Powell"][:5]:
+            trained = client.post(
+                "/api/v1/recognition/faces",
+                params={"subject": "Colin Powell"},
+                files={"file": (photo.name, photo.read_bytes())},
+                headers={"x-api-key": ADMIN_KEY},
+            )
+            assert trained.status_code == 201, trained.text
+        for photo in lfw10["Tony Blair"][:5]:
+            trained = client.post(
+                "/v1/vision/face/register",
+                data={"userid": "Tony Blair", "api_key": ADMIN_KEY},
+                files={"image": (photo.name, photo.read_bytes())},
+            )
+            assert trained.json() == {"success": True, "message": "face added"}
+
+        def trained_all() -> bool:
+            status = client.get("/api/v1/training", headers={"x-api-key": ADMIN_KEY}).json()
+            return bool(
+                status["state"] == "idle"
+                and status["built"] == status["requested"]
+                and status["current_version"]
+            )
+
+        wait_for(trained_all, timeout=300, what="a version with both people")
+        for name, photos in lfw10.items():
+            for photo in photos[5:]:
+                for normalized in (
+                    _double_take_compreface(client, photo),
+                    _double_take_deepstack(client, photo),
+                ):
+                    assert normalized[0]["name"] == name.lower() and normalized[0]["match"], (
+                        photo.name,
+                        normalized,
+                    )
+            # An unconfigured Double Take sends the literal "undefined" as its face plugins.
+            assert (
+                _double_take_compreface(client, photos[6], face_plugins="undefined")[0]["name"]
+                == name.lower()
+            )
+        for photo in strangers:
+            for normalized in (_double_take_compreface(client, photo), _double_take_deepstack(client, photo)):
+                assert all(face["name"] == "unknown" and not face["match"] for face in normalized), photo.name
+        assert _double_take_compreface(client, image_files(FACES / "negatives")[0]) == []
+
+        # remove(): both delete the person; the next version lacks them.
+        removed = client.delete(
+            "/api/v1/recognition/faces", params={"subject": "Colin Powell"}, headers={"x-api-key": ADMIN_KEY}
+        )
+        assert removed.json() == {"deleted": 5}
+        gone = client.post("/v1/vision/face/delete", data={"userid": "Tony Blair", "api_key": ADMIN_KEY})
+        assert gone.json() == {"success": True}
+        listed = client.post("/v1/vision/face/list", data={"api_key": ADMIN_KEY}).json()
+        assert listed == {"success": True, "faces": ["Colin Powell"]}  # photos deleted, the person stays
+
+
+def test_each_api_can_be_switched_off(tmp_path: Path, settings: Settings) -> None:
+    off = service_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'off.db'}",
+        settings,
+        compat=CompatSettings(compreface=False, deepstack=False),
+    )
+    with local_client(create_app(off)) as client:
+        assert client.get("/api/v1/recognition/subjects").status_code == 404
+        assert client.post("/v1/vision/face/list").status_code == 404
