@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CLIENTS := .venv-clients
 CLIENTS_STAMP := $(CLIENTS)/.installed
+JS_CLIENTS := tests/compat/js
+JS_STAMP := $(JS_CLIENTS)/node_modules/.installed
 
 .PHONY: run eval test lint typecheck pytest install browser bench clean
 
@@ -19,7 +21,12 @@ $(STAMP): pyproject.toml requirements.lock requirements-nodeps.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP) browser $(CLIENTS_STAMP)
+install: $(STAMP) browser $(CLIENTS_STAMP) $(JS_STAMP)
+
+# CompreFace's JavaScript SDK from npm, for the same tests (the lock file pins what resolved here).
+$(JS_STAMP): $(JS_CLIENTS)/package.json $(JS_CLIENTS)/package-lock.json
+	cd $(JS_CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
 
 # Published API clients for the compatibility tests, unmodified, with their own (old) pins.
 $(CLIENTS_STAMP): requirements-clients.txt
@@ -45,7 +52,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser $(CLIENTS_STAMP)
+pytest: $(STAMP) browser $(CLIENTS_STAMP) $(JS_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -61,4 +68,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.import_throughput
 
 clean:
-	rm -rf $(VENV) $(CLIENTS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENTS) $(JS_CLIENTS)/node_modules .pytest_cache .mypy_cache .ruff_cache

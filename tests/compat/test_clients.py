@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -78,18 +79,19 @@ def server(tmp_path: Path, settings: Settings) -> Iterator[Server]:
         process.wait(timeout=30)
 
 
-def _run(python: Path, script: str, *args: str) -> dict[str, Any]:
-    assert python.exists(), f"{python} is missing: `make install` creates the clients' virtualenv"
+def _run(program: Path, script: Path, *args: str) -> dict[str, Any]:
+    assert program.exists(), f"{program} is missing: `make install` installs the clients"
     done = subprocess.run(
-        [str(python), str(CLIENTS / script), *args], capture_output=True, text=True, timeout=600
+        [str(program), str(script), *args], capture_output=True, text=True, timeout=600, cwd=script.parent
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result: dict[str, Any] = json.loads(done.stdout)
+    # The last line is the scenario's report (the JavaScript SDK prints debugging lines of its own).
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
 def test_compreface_python_sdk(server: Server) -> None:
-    seen = _run(CLIENTS_PYTHON, "compreface_python.py", server.url, ADMIN_KEY, str(FACES))
+    seen = _run(CLIENTS_PYTHON, CLIENTS / "compreface_python.py", server.url, ADMIN_KEY, str(FACES))
     assert seen["added_subject"] == {"subject": "Colin Powell"}
     assert all(len(ids) == 5 for ids in seen["image_ids"].values())
     assert seen["no_face_add"] == {"message": "No face is found in the given image", "code": 28}
@@ -118,12 +120,35 @@ def test_compreface_python_sdk(server: Server) -> None:
     assert seen["subjects_after_delete"]["subjects"] == ["Colin Powell", "Anthony Blair", "Hugo Chavez"]
 
 
+def test_compreface_javascript_sdk(server: Server) -> None:
+    """@exadel/compreface-js-sdk 1.0.0 from npm (`make install` runs `npm ci` in tests/compat/js)."""
+    script = Path(__file__).parent / "js" / "compreface_js.mjs"
+    assert (script.parent / "node_modules" / "@exadel" / "compreface-js-sdk").is_dir(), (
+        "`make install` installs it"
+    )
+    node = Path(shutil.which("node") or "/usr/bin/node")
+    seen = _run(node, script, server.url, ADMIN_KEY, str(FACES))
+    assert len(seen["added"]) == 20 and all(a["image_id"] for a in seen["added"])
+    for name, answers in seen["probes"].items():
+        for answer in answers:
+            best = answer["result"][0]["subjects"][0]
+            assert best["subject"] == name and best["similarity"] >= STRANGER_SIMILARITY, (name, best)
+    for answer in seen["strangers"]:
+        assert all(
+            s["similarity"] < STRANGER_SIMILARITY for face in answer["result"] for s in face["subjects"]
+        )
+    assert seen["no_face"] == {"message": "No face is found in the given image", "code": 28}
+    assert seen["rename"] == {"updated": True} and seen["deleted"] == {"subject": "Vladimir Putin"}
+    assert seen["subjects"] == {"subjects": ["Colin Powell", "Anthony Blair", "Hugo Chavez"]}
+    assert seen["faces"]["total_elements"] == 15  # Vladimir Putin's five went with him
+
+
 @pytest.mark.parametrize("release", ["0.8", "latest"])
 def test_deepstack_python(server: Server, release: str) -> None:
     """0.8 is what Home Assistant's deepstack_face pins (in the clients' virtualenv); the latest is
     in the project's."""
     python = CLIENTS_PYTHON if release == "0.8" else Path(sys.executable)
-    seen = _run(python, "deepstack_client.py", "127.0.0.1", str(server.port), ADMIN_KEY, str(FACES))
+    seen = _run(python, CLIENTS / "deepstack_client.py", "127.0.0.1", str(server.port), ADMIN_KEY, str(FACES))
     assert seen["registered"] == ["face added"] * 20
     assert "status code: 422" in seen["no_face_register"]  # the client reports the refusal
     for name, answers in seen["probes"].items():
