@@ -6,12 +6,18 @@ formats (each full version writes ~340 MB)."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -119,3 +125,40 @@ def wait_until_trained(client: TestClient) -> dict[str, Any]:
 
 def photo_fields(paths: list[Path]) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("photos", (path.name, path.read_bytes(), "image/jpeg")) for path in paths]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve_process(home: Path, shared: Settings, **env: str) -> Iterator[tuple[str, int]]:
+    """A real ``faceforge serve`` on a free loopback port (ONNX-only versions, a fast-polling worker,
+    the session's weights cache), with ``env`` as extra ``FACEFORGE_*`` settings; yields its URL and
+    port once it answers, and stops it afterwards."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "FACEFORGE_WEIGHTS_CACHE": str(shared.weights_dir),
+        "FACEFORGE_WORKER__FORMATS": "onnx",
+        "FACEFORGE_WORKER__POLL_SECONDS": "0.1",
+        **env,
+    }
+    command = [sys.executable, "-m", "faceforge.cli.main", "serve", "--port", str(port), "--home", str(home)]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/api/v1/access", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, what="faceforge serve to start")
+        yield url, port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

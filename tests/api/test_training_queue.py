@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,14 @@ from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
 from faceforge.evaluation.dataset import image_files
 from faceforge.export.device_backbones import DeviceBackboneCache
 from faceforge.worker.trainer import PREPARING_STAGE, TrainingWorker
-from tests.api.fixtures import BOTH_DATABASES, local_client, photo_fields, service_settings, wait_for
+from tests.api.fixtures import (
+    BOTH_DATABASES,
+    free_port,
+    local_client,
+    photo_fields,
+    service_settings,
+    wait_for,
+)
 from tests.conftest import FACES, LFW10
 
 
@@ -142,12 +148,6 @@ def test_one_trainer_at_a_time_and_a_dead_ones_work_is_taken_over_at_once(
         assert current["version"] == 3 and sorted(p["name"] for p in current["people"]) == ["Bush", "Putin"]
     second.lease.release()
     engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_real_serve_process(tmp_path: Path, settings: Settings) -> None:

@@ -18,8 +18,7 @@ from faceforge.api.app import create_app
 from faceforge.cli.main import app
 from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
-from tests.api.fixtures import local_client, wait_for
-from tests.api.test_training_queue import free_port
+from tests.api.fixtures import local_client, serve_process
 from tests.conftest import FACES, LFW10
 
 runner = CliRunner()
@@ -120,55 +119,26 @@ def test_ctrl_c_stops_cleanly_and_a_second_run_resumes(tmp_path: Path, settings:
 def test_import_into_a_running_server_trains_once(tmp_path: Path, settings: Settings) -> None:
     """A real `faceforge serve` with its embedded worker, and `faceforge import --server`: photos are
     stored with train=false, so the server builds one version at the end, not one per person."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
-        "FACEFORGE_WORKER__FORMATS": "onnx",
-        "FACEFORGE_WORKER__POLL_SECONDS": "0.1",
-        "FACEFORGE_ADMIN_KEYS": "importer-key",
-    }
-    serve = [
-        sys.executable,
-        "-m",
-        "faceforge.cli.main",
-        "serve",
-        "--port",
-        str(port),
-        "--home",
-        str(tmp_path / "s"),
-    ]
-    server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": "importer-key"}) as http:
-
-            def started() -> bool:
-                try:
-                    return http.get("/api/v1/training").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            wait_for(started, what="faceforge serve to start")
-            folder = _folder(tmp_path)
-            refused_key = runner.invoke(app, ["import", str(folder), "--server", base, "--api-key", "wrong"])
-            assert refused_key.exit_code == 2 and "refused the key" in refused_key.stderr
-            result = runner.invoke(
-                app, ["import", str(folder), "--server", base, "--api-key", "importer-key", "--json"]
-            )
-            assert result.exit_code == 0, result.output
-            summary = json.loads(result.stdout)
-            assert summary["people_created"] == len(PEOPLE) and summary["photos_accepted"] == len(PEOPLE) * 4
-            assert summary["version"] == 1
-            assert [v["version"] for v in http.get("/api/v1/models").json()["items"]] == [1]
-            again = runner.invoke(
-                app, ["import", str(folder), "--server", base, "--api-key", "importer-key", "--json"]
-            )
-            assert json.loads(again.stdout)["photos_already_imported"] == len(PEOPLE) * 4
-            assert [v["version"] for v in http.get("/api/v1/models").json()["items"]] == [1]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with (
+        serve_process(tmp_path / "s", settings, FACEFORGE_ADMIN_KEYS="importer-key") as (base, _),
+        httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": "importer-key"}) as http,
+    ):
+        folder = _folder(tmp_path)
+        refused_key = runner.invoke(app, ["import", str(folder), "--server", base, "--api-key", "wrong"])
+        assert refused_key.exit_code == 2 and "refused the key" in refused_key.stderr
+        result = runner.invoke(
+            app, ["import", str(folder), "--server", base, "--api-key", "importer-key", "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        assert summary["people_created"] == len(PEOPLE) and summary["photos_accepted"] == len(PEOPLE) * 4
+        assert summary["version"] == 1
+        assert [v["version"] for v in http.get("/api/v1/models").json()["items"]] == [1]
+        again = runner.invoke(
+            app, ["import", str(folder), "--server", base, "--api-key", "importer-key", "--json"]
+        )
+        assert json.loads(again.stdout)["photos_already_imported"] == len(PEOPLE) * 4
+        assert [v["version"] for v in http.get("/api/v1/models").json()["items"]] == [1]
 
 
 def test_bad_folder_or_server_exits_with_one_line(tmp_path: Path) -> None:

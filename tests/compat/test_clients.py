@@ -6,7 +6,6 @@ detectors make (its api/src/util/detectors/compreface.js and deepstack.js)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,8 +20,7 @@ import pytest
 from faceforge.api.app import create_app
 from faceforge.config import CompatSettings, Settings
 from faceforge.evaluation.dataset import image_files
-from tests.api.fixtures import local_client, service_settings, wait_for
-from tests.api.test_training_queue import free_port
+from tests.api.fixtures import local_client, serve_process, service_settings, wait_for
 from tests.conftest import FACES, LFW10
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,39 +42,8 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path, settings: Settings) -> Iterator[Server]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
-        "FACEFORGE_WORKER__FORMATS": "onnx",
-        "FACEFORGE_WORKER__POLL_SECONDS": "0.1",
-        "FACEFORGE_ADMIN_KEYS": ADMIN_KEY,
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "faceforge.cli.main",
-        "serve",
-        "--port",
-        str(port),
-        "--home",
-        str(tmp_path / "home"),
-    ]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/api/v1/access", timeout=5).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(up, what="faceforge serve to start")
+    with serve_process(tmp_path / "home", settings, FACEFORGE_ADMIN_KEYS=ADMIN_KEY) as (url, port):
         yield Server(url, port)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _run(program: Path, script: Path, *args: str) -> dict[str, Any]:

@@ -6,22 +6,17 @@ Screenshots of every page land in the test's tmp folder (kept when the test fail
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, Request, Response, expect, sync_playwright
 
 from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
-from tests.api.fixtures import wait_for
-from tests.api.test_training_queue import free_port
+from tests.api.fixtures import serve_process
 from tests.conftest import FACES, LFW10
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -43,42 +38,11 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path, settings: Settings) -> Iterator[Server]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
-        "FACEFORGE_WORKER__FORMATS": "onnx",
-        "FACEFORGE_WORKER__POLL_SECONDS": "0.1",
-        "FACEFORGE_ADMIN_KEYS": ADMIN_KEY,
-        "FACEFORGE_READ_KEYS": READ_KEY,
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "faceforge.cli.main",
-        "serve",
-        "--port",
-        str(port),
-        "--home",
-        str(tmp_path / "home"),
-    ]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/api/v1/access", timeout=5).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(up, what="faceforge serve to start")
+    keys = {"FACEFORGE_ADMIN_KEYS": ADMIN_KEY, "FACEFORGE_READ_KEYS": READ_KEY}
+    with serve_process(tmp_path / "home", settings, **keys) as (url, _):
         screenshots = tmp_path / "screenshots"
         screenshots.mkdir()
         yield Server(url, screenshots)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture

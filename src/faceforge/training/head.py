@@ -338,6 +338,18 @@ def _fit_scale(
     return best_scale
 
 
+def _enrolled_scores(
+    embeddings: FloatArray, labels: list[str], head: RecognitionHead
+) -> tuple[npt.NDArray[np.int64], _Scores]:
+    """The calibration's scores of a fitted head's own enrolled photos, with their class codes."""
+    index = {label: i for i, label in enumerate(head.labels)}
+    codes = np.array([index[label] for label in labels], dtype=np.int64)
+    unit = _normalise_rows(np.asarray(embeddings, np.float32))
+    sums = np.zeros_like(head.prototypes)
+    np.add.at(sums, codes, unit)
+    return codes, _scores(unit, codes, sums, head.labels)
+
+
 def leave_one_out_metrics(embeddings: FloatArray, labels: list[str], head: RecognitionHead) -> dict[str, Any]:
     """Held-out figures from enrolled photos alone: each photo is scored against prototypes rebuilt
     without it (people with a single photo cannot be held out and are skipped).
@@ -347,12 +359,7 @@ def leave_one_out_metrics(embeddings: FloatArray, labels: list[str], head: Recog
     threshold (a stand-in for strangers; suspected duplicates left out, as in calibration);
     ``estimated_unknown_reject``: strangers rejected at the threshold, as calibration estimates it.
     """
-    index = {label: i for i, label in enumerate(head.labels)}
-    codes = np.array([index[label] for label in labels], dtype=np.int64)
-    unit = _normalise_rows(np.asarray(embeddings, np.float32))
-    sums = np.zeros_like(head.prototypes)
-    np.add.at(sums, codes, unit)
-    scores = _scores(unit, codes, sums, head.labels)
+    _, scores = _enrolled_scores(embeddings, labels, head)
     held = scores.held
     genuine, best_other = scores.genuine, scores.best_other[held]
     nearest_own = genuine > best_other
@@ -387,12 +394,7 @@ def quality_figures(embeddings: FloatArray, labels: list[str], head: Recognition
     - ``people``: those whose photos agree least with each other (lowest mean held-out genuine
       score first): candidates for better photos.
     """
-    index = {label: i for i, label in enumerate(head.labels)}
-    codes = np.array([index[label] for label in labels], dtype=np.int64)
-    unit = _normalise_rows(np.asarray(embeddings, np.float32))
-    sums = np.zeros_like(head.prototypes)
-    np.add.at(sums, codes, unit)
-    scores = _scores(unit, codes, sums, head.labels)
+    codes, scores = _enrolled_scores(embeddings, labels, head)
     values = np.concatenate([scores.genuine, scores.impostor])
     low = float(min(values.min(), head.threshold) if len(values) else head.threshold) - 0.01
     edges = np.linspace(max(-1.0, low), 1.0, QUALITY_BINS + 1)

@@ -21,6 +21,7 @@ from faceforge.api.errors import Dialect
 from faceforge.api.errors import error_responses as faceforge_error_responses
 from faceforge.api.uploads import read_upload
 from faceforge.domain.errors import RequestRejectedError
+from faceforge.domain.faces import Face
 from faceforge.services.compat import image_uuid
 
 
@@ -63,6 +64,17 @@ def _box(box: dict[str, float], score: float) -> dict[str, Any]:
 
 def _plugins(value: str | None) -> set[str]:
     return {name.strip() for name in (value or "").split(",") if name.strip()}
+
+
+def _described(face: Face, plugins: str | None) -> dict[str, Any]:
+    """A detected face as CompreFace describes one: its box, and its landmarks when asked for."""
+    box = face.detection.box
+    item: dict[str, Any] = {
+        "box": _box({"x": box.x, "y": box.y, "width": box.width, "height": box.height}, face.detection.score)
+    }
+    if "landmarks" in _plugins(plugins):
+        item["landmarks"] = [[round(x), round(y)] for x, y in face.detection.landmarks.points]
+    return item
 
 
 # -- subjects -----------------------------------------------------------------------------------------
@@ -161,19 +173,12 @@ def verify_against_face(
     upload = read_upload(file, max_bytes=services.settings.limits.max_file_bytes)
     faces = services.compat.faces_of(upload.data, min_detection=det_prob_threshold)
     faces = faces[:limit] if limit else faces
-    result = []
-    for face in faces:
-        assert face.embedding is not None
-        box = face.detection.box
-        item: dict[str, Any] = {
-            "box": _box(
-                {"x": box.x, "y": box.y, "width": box.width, "height": box.height}, face.detection.score
-            ),
-            "similarity": round(services.compat.pair_probability(face.embedding, reference), 5),
-        }
-        if "landmarks" in _plugins(face_plugins):
-            item["landmarks"] = [[round(x), round(y)] for x, y in face.detection.landmarks.points]
-        result.append(item)
+    result = [
+        _described(face, face_plugins)
+        | {"similarity": round(services.compat.pair_probability(face.embedding, reference), 5)}
+        for face in faces
+        if face.embedding is not None
+    ]
     return _with_status({"result": result}, status, started)
 
 
@@ -234,25 +239,16 @@ def verify_images(
     targets = targets[:limit] if limit else targets
     assert source.embedding is not None
 
-    def described(face: Any) -> dict[str, Any]:
-        box = face.detection.box
-        item: dict[str, Any] = {
-            "box": _box(
-                {"x": box.x, "y": box.y, "width": box.width, "height": box.height}, face.detection.score
-            )
-        }
-        if "landmarks" in _plugins(face_plugins):
-            item["landmarks"] = [[round(x), round(y)] for x, y in face.detection.landmarks.points]
-        return item
-
     matches = [
-        described(face)
+        _described(face, face_plugins)
         | {"similarity": round(services.compat.pair_probability(face.embedding, source.embedding), 5)}
         for face in targets
         if face.embedding is not None
     ]
     return _with_status(
-        {"result": [{"source_image_face": described(source), "face_matches": matches}]}, status, started
+        {"result": [{"source_image_face": _described(source, face_plugins), "face_matches": matches}]},
+        status,
+        started,
     )
 
 
