@@ -13,7 +13,7 @@ from faceforge import __version__
 from faceforge.api.access import AccessMiddleware
 from faceforge.api.container import Services
 from faceforge.api.errors import install_error_handlers
-from faceforge.api.routes import compreface, deepstack, identify, legacy, models, people, web
+from faceforge.api.routes import compreface, deepstack, health, identify, legacy, models, people, web
 from faceforge.config import Settings, get_settings
 
 
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     app.state.settings = resolved
     install_error_handlers(app)
     limits = resolved.limits
-    modules = [people, models, identify, legacy, web]
+    modules = [people, models, identify, legacy, web, health]
     modules += [compreface] if resolved.compat.compreface else []
     modules += [deepstack] if resolved.compat.deepstack else []
     routers = [router for module in modules for router in module.routers]

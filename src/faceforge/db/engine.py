@@ -7,6 +7,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,10 +49,22 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def upgrade_database(engine: Engine) -> None:
-    """Apply every Alembic migration up to head; on PostgreSQL one process at a time (advisory lock)."""
+def _migrations() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def migrations_current(engine: Engine) -> bool:
+    """Whether the database is at the newest migration (raises if the database cannot be reached)."""
+    head = ScriptDirectory.from_config(_migrations()).get_current_head()
+    with engine.connect() as connection:
+        return bool(MigrationContext.configure(connection).get_current_revision() == head)
+
+
+def upgrade_database(engine: Engine) -> None:
+    """Apply every Alembic migration up to head; on PostgreSQL one process at a time (advisory lock)."""
+    config = _migrations()
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})

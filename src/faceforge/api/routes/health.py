@@ -1,0 +1,51 @@
+"""``/healthz`` (the process answers) and ``/readyz`` (it can serve: database reachable, migrations
+current, the current model version loadable or none yet), for load balancers and orchestrators.
+
+Both are public: they say nothing about people or models beyond a version number."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from faceforge.api.access import PublicAccess
+from faceforge.api.deps import ServicesDep
+from faceforge.db.engine import migrations_current
+from faceforge.domain.errors import FaceforgeError, ModelNotReadyError
+
+router = APIRouter(tags=["health"], dependencies=[PublicAccess])
+routers = (router,)
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "not ready, with the checks that failed"}})
+def readyz(services: ServicesDep) -> JSONResponse:
+    checks: dict[str, Any] = {}
+    try:
+        checks["migrations"] = "current" if migrations_current(services.engine) else "behind"
+        checks["database"] = "ok"
+    except SQLAlchemyError as error:
+        checks["database"] = f"unreachable: {type(error).__name__}"
+    if checks.get("database") == "ok":
+        try:
+            checks["model_version"] = services.models.loaded(None).version
+        except ModelNotReadyError as error:
+            none_yet = services.models.training_status().current_version is None
+            checks["model_version"] = None if none_yet else f"not loadable: {error.message}"
+        except FaceforgeError as error:
+            checks["model_version"] = f"not loadable: {error.message}"
+    ready = (
+        checks.get("database") == "ok"
+        and checks.get("migrations") == "current"
+        and not isinstance(checks.get("model_version"), str)
+    )
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", **checks}, status_code=200 if ready else 503
+    )
