@@ -7,7 +7,7 @@ unknown rejected, the calibration's estimates, the oracle points) for FaceNet al
 each fusion weight. A fusion with dlib weight ``w`` embeds a face as
 ``[sqrt(1 - w) * facenet, sqrt(w) * dlib]`` (each part L2-normalised, so the whole is a unit vector
 and its cosine is ``(1 - w) * cos_facenet + w * cos_dlib``). The service's own embedder is such a
-fusion (``vision.embedding_net.DLIB_WEIGHT``); each photo is detected, refined and embedded once, its
+fusion (``vision.embedding_space.DLIB_WEIGHT``); each photo is detected, refined and embedded once, its
 two parts are recovered from that embedding, and every variant recombines them.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 from faceforge.config import Settings
 from faceforge.domain.faces import PhotoFaces
 from faceforge.evaluation.harness import EvalOptions, evaluate
-from faceforge.vision.embedding_net import DLIB_WEIGHT
+from faceforge.vision.embedding_space import DLIB_WEIGHT
 from faceforge.vision.facenet import EMBEDDING_SIZE as FACENET_SIZE
 from faceforge.vision.pipeline import FacePipeline, PhotoError
 

@@ -23,7 +23,7 @@ from faceforge.evaluation.dataset import image_files
 from faceforge.export import coreml_models
 from faceforge.export.version_exports import VersionExporter, run_tflite
 from faceforge.training.head import fit_head
-from faceforge.vision.embedder import build_embedding_net
+from faceforge.vision.embedding_graph import build_embedding_net
 from faceforge.vision.face_input import FaceInputs
 from faceforge.vision.pipeline import FacePipeline, PhotoError
 

@@ -27,7 +27,8 @@ from faceforge.export.model_inputs import CHIP, FACE
 from faceforge.export.onnx_models import head_affine
 from faceforge.export.version_exports import LABELS_FILE, VersionExporter, VersionExports, run_tflite
 from faceforge.training.head import RecognitionHead, fit_head
-from faceforge.vision.embedder import EMBEDDING_SIZE, build_embedding_net
+from faceforge.vision.embedding_graph import build_embedding_net
+from faceforge.vision.embedding_space import EMBEDDING_SIZE
 from faceforge.vision.face_input import FaceInputs
 from faceforge.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import FACES, LFW10

@@ -9,7 +9,8 @@ from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
 from faceforge.vision.align import CHIP_SIZE
 from faceforge.vision.crop import CROP_SIZE
-from faceforge.vision.embedder import EMBEDDING_SIZE, EmbedderRuntime, FaceEmbedder
+from faceforge.vision.embedder import EmbedderRuntime, FaceEmbedder
+from faceforge.vision.embedding_space import EMBEDDING_SIZE
 from faceforge.vision.face_input import FaceInputs
 from faceforge.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import FACES

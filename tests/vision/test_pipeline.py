@@ -10,7 +10,7 @@ from PIL import Image
 
 from faceforge.domain.faces import RejectReason, Verdict
 from faceforge.evaluation.dataset import image_files
-from faceforge.vision.embedder import EMBEDDING_SIZE
+from faceforge.vision.embedding_space import EMBEDDING_SIZE
 from faceforge.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import FACES, LFW10
 

@@ -19,9 +19,9 @@ from faceforge.vision.align import CHIP_SIZE, align_face
 from faceforge.vision.dlib_resnet import DlibFaceResNet
 from faceforge.vision.pipeline import FacePipeline
 from faceforge.weights.dlib_serialized import read_dlib_layers
-from faceforge.weights.dlib_weights import PIXEL_SCALE, dlib_descriptor_path, load_dlib_resnet
-from faceforge.weights.facenet_weights import facenet_graph_path
+from faceforge.weights.dlib_weights import PIXEL_SCALE, load_dlib_resnet
 from faceforge.weights.locate import package_file
+from faceforge.weights.sources import dlib_descriptor_path, facenet_graph_path
 from tests.conftest import LFW10
 
 # dlib's own decision rule for its descriptor: same person when the Euclidean distance is below 0.6.

@@ -13,7 +13,8 @@ from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
 from faceforge.vision.crop import PIXEL_MEAN, PIXEL_SCALE, crop_face
 from faceforge.vision.pipeline import FacePipeline
-from faceforge.weights.facenet_weights import facenet_graph_path, load_facenet
+from faceforge.weights.facenet_weights import load_facenet
+from faceforge.weights.sources import facenet_graph_path
 from tests.conftest import LFW10
 
 

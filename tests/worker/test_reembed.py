@@ -13,7 +13,7 @@ from faceforge.config import Settings, WorkerSettings
 from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
 from faceforge.db.tables import PhotoRow
 from faceforge.evaluation.dataset import image_files
-from faceforge.vision.embedder import EMBEDDER_NAME
+from faceforge.vision.embedding_space import EMBEDDER_NAME
 from faceforge.worker.trainer import TrainingWorker
 from tests.api.fixtures import local_client, photo_fields, service_settings
 from tests.conftest import LFW10

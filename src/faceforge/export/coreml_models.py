@@ -31,8 +31,8 @@ import torch
 
 from faceforge.export.model_inputs import MODEL_INPUTS
 from faceforge.export.quiet import quiet_conversion_tools
-from faceforge.vision.embedder import EMBEDDING_SIZE
 from faceforge.vision.embedding_net import FaceEmbeddingNet
+from faceforge.vision.embedding_space import EMBEDDING_SIZE
 
 log = logging.getLogger(__name__)
 

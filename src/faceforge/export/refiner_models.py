@@ -26,10 +26,11 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
+from faceforge.atomic import write_bytes_atomically
 from faceforge.domain.errors import ExportError
 from faceforge.export import coreml_models, tflite_models
-from faceforge.vision.onet import PATCH_SIZE, PIXEL_MEAN, PIXEL_SCALE
-from faceforge.weights.atomic import write_bytes_atomically
+from faceforge.vision.onet import PIXEL_MEAN, PIXEL_SCALE
+from faceforge.vision.refine import PATCH_SIZE
 from faceforge.weights.onet_weights import load_onet, onet_graph_path
 
 log = logging.getLogger(__name__)

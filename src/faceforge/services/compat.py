@@ -33,7 +33,7 @@ from faceforge.services.identify import IdentifyService
 from faceforge.services.models import ModelService
 from faceforge.services.people import ChangeResult, PeopleService, Upload
 from faceforge.training.head import DEFAULT_SCALE, DEFAULT_THRESHOLD
-from faceforge.vision.embedder import EMBEDDER_NAME
+from faceforge.vision.embedding_space import EMBEDDER_NAME
 
 IMAGE_ID = re.compile(r"^00000000-0000-4000-8000-([0-9a-f]{12})$")
 

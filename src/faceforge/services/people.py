@@ -24,7 +24,7 @@ from faceforge.services.photo_files import PhotoFiles
 from faceforge.services.vision_gate import VisionGate
 from faceforge.vision.crop import crop_face
 from faceforge.vision.decode import photo_kind
-from faceforge.vision.embedder import EMBEDDER_NAME
+from faceforge.vision.embedding_space import EMBEDDER_NAME
 from faceforge.vision.face_choice import choose_faces
 from faceforge.vision.pipeline import FacePipeline, PhotoError
 

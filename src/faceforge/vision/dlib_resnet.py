@@ -27,7 +27,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-EMBEDDING_SIZE = 128
+from faceforge.vision.embedding_space import DLIB_DIMENSION
+
+EMBEDDING_SIZE = DLIB_DIMENSION
 INPUT_SIZE = 150
 # (filters, blocks) per stage; every stage but the first opens with a downsampling block.
 STAGES = ((32, 3), (64, 4), (128, 3), (256, 3), (256, 1))

@@ -8,33 +8,31 @@ first call.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import subprocess
+import sys
 import threading
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from faceforge.vision.align import CHIP_SIZE
-from faceforge.vision.crop import CROP_SIZE
-from faceforge.vision.dlib_resnet import EMBEDDING_SIZE as DLIB_SIZE
-from faceforge.vision.embedding_net import DLIB_WEIGHT, FaceEmbeddingNet
+from faceforge.atomic import file_sha256
+from faceforge.domain.errors import WeightsUnavailableError
+from faceforge.vision.embedding_space import DLIB_WEIGHT, EMBEDDER_NAME, EMBEDDING_SIZE
 from faceforge.vision.face_input import FaceInputs
-from faceforge.vision.facenet import EMBEDDING_SIZE as FACENET_SIZE
 from faceforge.vision.runtime import OnnxSession
-from faceforge.weights.atomic import file_sha256, write_atomically
-from faceforge.weights.dlib_weights import dlib_descriptor_path, load_dlib_resnet
-from faceforge.weights.facenet_weights import facenet_graph_path, load_facenet
+from faceforge.weights.sources import dlib_descriptor_path, facenet_graph_path
+
+if TYPE_CHECKING:
+    from faceforge.vision.embedding_net import FaceEmbeddingNet
 
 log = logging.getLogger(__name__)
 
-# Stored with every embedding and version: a change of networks or weight re-embeds the photos.
-EMBEDDER_NAME = f"facenet-dlib-w{DLIB_WEIGHT}"
-EMBEDDING_SIZE = FACENET_SIZE + DLIB_SIZE
-ONNX_OPSET = 18
 BATCH_SIZE = 16
 
 
@@ -49,45 +47,37 @@ def embedder_digest() -> str:
     return hashlib.sha256(parts.encode()).hexdigest()[:16]
 
 
-def build_embedding_net(weights_dir: Path, **layout: bool) -> FaceEmbeddingNet:
-    """The PyTorch embedding network in eval mode; ``layout`` as ``FaceEmbeddingNet`` takes it."""
-    dlib, means = load_dlib_resnet(weights_dir)
-    return FaceEmbeddingNet(load_facenet(weights_dir), dlib, means, **layout).eval()
-
-
-def export_embedding_onnx(net: FaceEmbeddingNet, target: Path) -> None:
-    """Export ``net`` to ONNX (torch.export), dynamic batch: inputs ``face`` and ``chip``, output
-    ``embedding``."""
-    example = (torch.zeros(2, 3, CROP_SIZE, CROP_SIZE), torch.zeros(2, 3, CHIP_SIZE, CHIP_SIZE))
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    exporter_log = logging.getLogger("torch.onnx")
-    previous_level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)  # it warns about every torchvision op it cannot register
-    try:
-        program = torch.onnx.export(
-            net,
-            example,
-            input_names=["face", "chip"],
-            output_names=["embedding"],
-            dynamic_shapes={"face": {0: batch}, "chip": {0: batch}},
-            opset_version=ONNX_OPSET,
-            dynamo=True,
-            verbose=False,
-        )
-    finally:
-        exporter_log.setLevel(previous_level)
-    if program is None:
-        raise RuntimeError("torch.onnx.export returned no program")
-    write_atomically(target, lambda temp: program.save(str(temp)))
-
-
 def embedding_onnx_path(weights_dir: Path) -> Path:
     """The cached ONNX embedding graph, named after the source weights' digest; exported on first use."""
     target = weights_dir / f"{EMBEDDER_NAME}-{embedder_digest()}.onnx"
     if not target.exists():
         log.info("exporting the embedding network to %s (once)", target)
-        export_embedding_onnx(build_embedding_net(weights_dir), target)
+        _export_once(weights_dir, target)
     return target
+
+
+def _export_once(weights_dir: Path, target: Path) -> None:
+    """Export in this process if it already holds PyTorch (a worker, a tool), else in a child
+    process, so a process that only serves requests never loads PyTorch. One export at a time, across
+    threads and processes (``torch.export`` is not thread-safe, and the work need happen only once)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (target.parent / f".{target.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            _export(weights_dir, target)
+
+
+def _export(weights_dir: Path, target: Path) -> None:
+    if "torch" in sys.modules:
+        from faceforge.vision.embedding_graph import build_embedding_net, export_embedding_onnx
+
+        export_embedding_onnx(build_embedding_net(weights_dir), target)
+        return
+    command = [sys.executable, "-m", "faceforge.vision.embedding_graph", str(weights_dir), str(target)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not target.exists():
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise WeightsUnavailableError(f"could not export the embedding network: {last}")
 
 
 class FaceEmbedder:
@@ -109,6 +99,8 @@ class FaceEmbedder:
     def load(self) -> None:
         with self._lock:
             if self.runtime is EmbedderRuntime.TORCH and self._torch is None:
+                from faceforge.vision.embedding_graph import build_embedding_net
+
                 self._torch = build_embedding_net(self.weights_dir)
             elif self.runtime is EmbedderRuntime.ONNX and self._onnx is None:
                 self._onnx = OnnxSession(embedding_onnx_path(self.weights_dir), threads=self.threads)
@@ -127,6 +119,8 @@ class FaceEmbedder:
 
     def _run(self, face: npt.NDArray[np.float32], chip: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         if self._torch is not None:
+            import torch
+
             with torch.inference_mode():
                 embeddings: npt.NDArray[np.float32] = self._torch(
                     torch.from_numpy(face), torch.from_numpy(chip)

@@ -25,10 +25,8 @@ import torch
 from torch import nn
 
 from faceforge.vision.crop import PIXEL_MEAN, PIXEL_SCALE
+from faceforge.vision.embedding_space import DLIB_WEIGHT
 from faceforge.weights.dlib_weights import PIXEL_SCALE as DLIB_PIXEL_SCALE
-
-# Chosen on lfw_dev (README, "Recognition"): the best known-accept at every operating point.
-DLIB_WEIGHT = 0.8
 
 
 class FaceEmbeddingNet(nn.Module):

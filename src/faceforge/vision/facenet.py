@@ -16,7 +16,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-EMBEDDING_SIZE = 512
+from faceforge.vision.embedding_space import FACENET_DIMENSION
+
+EMBEDDING_SIZE = FACENET_DIMENSION
 INPUT_SIZE = 160
 
 

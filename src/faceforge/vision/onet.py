@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PATCH_SIZE = 48
 PIXEL_MEAN = 127.5
 PIXEL_SCALE = 128.0
 # (in, out, kernel) of the four convolutions; each is followed by a PReLU.

@@ -31,8 +31,9 @@ from PIL import Image
 
 from faceforge.domain.faces import Box, DetectedFace, Landmarks
 from faceforge.vision.crop import crop_face, crop_square
-from faceforge.vision.onet import PATCH_SIZE
 
+# The refiner's input side in pixels (O-Net's, ``vision.onet``).
+PATCH_SIZE = 48
 FloatArray = npt.NDArray[np.float32]
 # (N, 48, 48, 3) uint8 patches -> face probability (N,), box offsets (N, 4), landmarks (N, 10)
 PatchDescriber = Callable[[npt.NDArray[np.uint8]], tuple[FloatArray, FloatArray, FloatArray]]

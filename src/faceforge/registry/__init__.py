@@ -1,1 +1,0 @@
-"""Model versions on disk: artefacts, checksums and atomic publication."""
