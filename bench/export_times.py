@@ -24,8 +24,10 @@ from faceforge.export import coreml_models, onnx_models, tflite_models
 from faceforge.export.formats import ExportFormat
 from faceforge.export.version_exports import VersionExporter, device_labels
 from faceforge.memory import limit_malloc_arenas
-from faceforge.registry.artifacts import write_version
 from faceforge.training.head import RecognitionHead, fit_head
+from faceforge.training.serialize import HEAD_FILE, head_bytes
+from faceforge.versions.builder import bench_people, version_manifest
+from faceforge.versions.store import VersionStore
 from faceforge.vision.pipeline import FacePipeline, PhotoError
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
@@ -51,7 +53,7 @@ def _head(settings: Settings, people: int, per_person: int) -> RecognitionHead:
     for person in range(people):
         for j in range(per_person):
             vectors.append(embeddings[(person * per_person + j) % len(embeddings)])
-            labels.append(f"person {person} ({person + 1})")
+            labels.append(f"person {person + 1} ({person + 1})")
     return fit_head(np.stack(vectors), labels)
 
 
@@ -94,10 +96,12 @@ def main() -> None:
         lambda: exporter.export(head, (ExportFormat.ONNX, ExportFormat.COREML))
     )
     everything, all_seconds = _timed(lambda: exporter.export(head))
-    listing, write_seconds = _timed(
-        lambda: write_version(settings.models_dir, 1, everything.files, {"bench": True}, everything.shared)
+    manifest = version_manifest(1, head, bench_people(len(head.labels)), {}, everything.manifest)
+    files = {HEAD_FILE: head_bytes(head), **everything.files}
+    written, write_seconds = _timed(
+        lambda: VersionStore(settings.models_dir).publish(manifest, files, everything.shared)
     )
-    sizes = {name: round(entry["size"] / MB, 3) for name, entry in sorted(listing.items())}
+    sizes = {name: round(entry.size / MB, 3) for name, entry in sorted(written.files.items())}
     print(
         json.dumps(
             {

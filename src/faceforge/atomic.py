@@ -1,4 +1,7 @@
-"""Write files so that readers only ever see a complete file: temp name, fsync, rename."""
+"""Write files so that readers only ever see a complete file: temp name, fsync, rename.
+
+The one place faceforge writes files durably: photos, converted weights, cached backbones, model
+versions (whose staging directory is renamed as a whole, see ``versions.store``)."""
 
 from __future__ import annotations
 
@@ -27,11 +30,25 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    directory = os.open(target.parent, os.O_RDONLY)
+    fsync_directory(target.parent)
+
+
+def write_durably(target: Path, data: bytes) -> None:
+    """Write ``data`` to a new file and fsync it, without a rename: for files inside a staging
+    directory that is itself renamed into place once complete."""
+    with target.open("xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new entry in ``directory`` survive a power cut."""
+    descriptor = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(directory)
+        os.fsync(descriptor)
     finally:
-        os.close(directory)
+        os.close(descriptor)
 
 
 def write_bytes_atomically(target: Path, data: bytes) -> None:

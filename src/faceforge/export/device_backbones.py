@@ -10,7 +10,6 @@ each file appears atomically, so a half-converted backbone is never read.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import shutil
@@ -21,19 +20,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from faceforge.atomic import file_sha256
+from faceforge.checksums import matches_record, record_sha256, write_with_checksum
 from faceforge.domain.errors import ExportError
 from faceforge.export import coreml_models, refiner_models, tflite_models
-from faceforge.vision.embedder import EMBEDDER_NAME, build_embedding_net, embedder_digest
+from faceforge.vision.embedder import embedder_digest
+from faceforge.vision.embedding_graph import build_embedding_net
 from faceforge.vision.embedding_net import FaceEmbeddingNet
-from faceforge.weights.atomic import file_sha256, write_bytes_atomically
+from faceforge.vision.embedding_space import EMBEDDER_NAME
 from faceforge.weights.onet_weights import onet_graph_path
 
 log = logging.getLogger(__name__)
 
-# Bump when the conversion changes, so caches made by older code are not reused.
-DEVICE_FORMAT_REVISION = 3
-REFINER_FORMAT_REVISION = 1
-CHECKSUM_SUFFIX = ".expected-sha256"  # ".sha256" is content_sha256's memo
+# Bump when the conversion or the checksum records change, so caches made by older code are not reused.
+DEVICE_FORMAT_REVISION = 4
+REFINER_FORMAT_REVISION = 2
 PROGRAM_WEIGHTS = Path("Data/com.apple.CoreML/weights/weight.bin")
 
 
@@ -93,11 +94,11 @@ class DeviceBackboneCache:
     def _build_refiner(self, files: RefinerFiles) -> None:
         if not files.onnx.exists():
             refiner_models.convert_onnx(self.weights_dir, files.onnx)
-            _record_checksum(files.onnx, file_sha256(files.onnx))
+            record_sha256(files.onnx)
         if not files.tflite.exists():
-            _write_with_checksum(files.tflite, refiner_models.convert_tflite(self.weights_dir))
+            write_with_checksum(files.tflite, refiner_models.convert_tflite(self.weights_dir))
         if not files.coreml.exists():
-            _write_with_checksum(files.coreml, refiner_models.convert_coreml(self.weights_dir))
+            write_with_checksum(files.coreml, refiner_models.convert_coreml(self.weights_dir))
 
     def coreml(self) -> DeviceBackbones:
         """The Core ML backbones, converted now if missing, checked against their recorded checksums."""
@@ -124,8 +125,7 @@ class DeviceBackboneCache:
             stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
             if self._verified.get(path) == stamp:
                 continue
-            recorded = path.with_name(path.name + CHECKSUM_SUFFIX)
-            if not recorded.exists() or recorded.read_text().strip() != file_sha256(path):
+            if not matches_record(path):
                 damaged = path.parent.parent if path.name == PROGRAM_WEIGHTS.name else path
                 log.error("cached backbone %s does not match its checksum; removing it", damaged)
                 if damaged.is_dir():
@@ -169,14 +169,14 @@ class DeviceBackboneCache:
             summary = (
                 "faceforge face embedding: 160x160 face crop + 150x150 aligned chip -> 640-d unit vector"
             )
-            _write_with_checksum(paths.coreml, coreml_models.serialize(coreml_models.describe(spec, summary)))
+            write_with_checksum(paths.coreml, coreml_models.serialize(coreml_models.describe(spec, summary)))
         if not paths.coreml_program.exists():
             staging = Path(tempfile.mkdtemp(prefix=".backbone-", dir=paths.coreml_program.parent))
             try:
                 package = staging / paths.coreml_program.name
                 coreml_models.convert_backbone_program(net, package)
                 weights = package / PROGRAM_WEIGHTS
-                _record_checksum(paths.coreml_program / PROGRAM_WEIGHTS, file_sha256(weights), at=weights)
+                record_sha256(weights)
                 os.replace(package, paths.coreml_program)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -184,18 +184,7 @@ class DeviceBackboneCache:
     def _build_tflite(self, paths: DeviceBackbones) -> None:
         if not paths.tflite.exists():
             model = tflite_models.convert_backbone(self._network(channels_last=True, normalise_pixels=True))
-            _write_with_checksum(paths.tflite, model)
+            write_with_checksum(paths.tflite, model)
         if not paths.tflite_int8.exists():
             quantized = tflite_models.quantize_dynamic_int8(paths.tflite.read_bytes())
-            _write_with_checksum(paths.tflite_int8, quantized)
-
-
-def _write_with_checksum(target: Path, data: bytes) -> None:
-    _record_checksum(target, hashlib.sha256(data).hexdigest())
-    write_bytes_atomically(target, data)
-
-
-def _record_checksum(target: Path, digest: str, *, at: Path | None = None) -> None:
-    """Write ``<name>.sha256`` beside ``target`` (or beside ``at``, the file's location before a move)."""
-    place = at or target
-    write_bytes_atomically(place.with_name(place.name + CHECKSUM_SUFFIX), digest.encode())
+            write_with_checksum(paths.tflite_int8, quantized)

@@ -6,12 +6,13 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from faceforge.atomic import write_bytes_atomically
+from faceforge.checksums import recorded_sha256
 from faceforge.domain.errors import ExportError
 from faceforge.export.formats import ExportFormat
 from faceforge.export.version_exports import VersionExporter
-from faceforge.registry.artifacts import link_or_copy
 from faceforge.services.models import ModelService
-from faceforge.weights.atomic import file_sha256, write_bytes_atomically
+from faceforge.versions.store import link_or_copy
 
 
 def export_version(
@@ -31,7 +32,7 @@ def export_version(
         for name, source in sorted(exports.shared.items()):
             (out / name).unlink(missing_ok=True)
             link_or_copy(source, out / name)
-            written[name] = {"sha256": file_sha256(source), "size": source.stat().st_size}
+            written[name] = {"sha256": recorded_sha256(source), "size": source.stat().st_size}
     except OSError as error:
         raise ExportError(f"cannot write to {out}: {error.strerror or error}") from None
     return {

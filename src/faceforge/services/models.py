@@ -1,10 +1,18 @@
-"""Model versions: listing, activation, published files, and recognition heads loaded for identify."""
+"""Model versions as the API sees them: listing, activation, published files, and recognition heads
+loaded for identify, all read through ``versions.store``.
+
+The current version is asked for by every phone on every start (``model/info``), so it is cached
+per process and re-read from the database only when the store's ``CURRENT`` pointer changes (any
+process that changes the current version touches it) or, as a safety net for a pointer change a
+shared volume reports late, after ``CURRENT_RECHECK_SECONDS``.
+"""
 
 from __future__ import annotations
 
 import builtins
-import hashlib
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +23,19 @@ from faceforge.config import Settings
 from faceforge.db import training_store
 from faceforge.domain.errors import ModelNotReadyError, NotFoundError
 from faceforge.domain.records import ModelVersion, TrainingStatus, VersionStatus
-from faceforge.registry.artifacts import read_manifest, version_file
 from faceforge.training.head import RecognitionHead
-from faceforge.training.serialize import HEAD_FILE, head_from_files
-from faceforge.vision.embedder import EMBEDDER_NAME
+from faceforge.versions.store import PointerStamp, VersionStore
+from faceforge.vision.embedding_space import EMBEDDER_NAME
+
+CURRENT_RECHECK_SECONDS = 2.0
+LOADED_HEADS = 4  # the current version, and a few a client may still ask for by number
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentRead:
+    model: ModelVersion | None  # None: no version is current yet
+    stamp: PointerStamp | None
+    read_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +49,9 @@ class ModelService:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
         self.sessions = sessions
-        self._heads: dict[int, LoadedModel] = {}
+        self.store = VersionStore(settings.models_dir)
+        self._heads: OrderedDict[int, LoadedModel] = OrderedDict()
+        self._current: CurrentRead | None = None
         self._lock = threading.Lock()
 
     def training_status(self) -> TrainingStatus:
@@ -50,11 +69,36 @@ class ModelService:
             return training_store.get_version(session, version=version)
 
     def current(self) -> ModelVersion:
+        """The current version (``ModelNotReadyError`` if there is none yet)."""
+        model = self._current_model()
+        if model is None:
+            raise ModelNotReadyError("model is not ready")
+        return model
+
+    def current_or_none(self) -> ModelVersion | None:
+        return self._current_model()
+
+    def cached_current(self) -> CurrentRead | None:
+        """The cached answer of ``current`` if it is still fresh, found without the database (one
+        ``stat``), so an event loop may call it; ``None`` means ask ``current``."""
+        cached = self._current
+        if cached is None or time.monotonic() - cached.read_at >= CURRENT_RECHECK_SECONDS:
+            return None
+        return cached if cached.stamp == self.store.pointer_stamp() else None
+
+    def _current_model(self) -> ModelVersion | None:
+        cached = self.cached_current()
+        if cached is not None:
+            return cached.model
+        # The stamp is taken before the database is read: a change that lands during the read moves
+        # the pointer again, so the next request reads afresh.
+        stamp = self.store.pointer_stamp()
+        now = time.monotonic()
         with self.sessions() as session:
             version = training_store.current_version(session)
-            if version is None:
-                raise ModelNotReadyError("model is not ready")
-            return training_store.get_version(session, version=version)
+            model = None if version is None else training_store.get_version(session, version=version)
+        self._current = CurrentRead(model, stamp, now)
+        return model
 
     def suspected_duplicates_of(self, person_id: int) -> builtins.list[dict[str, Any]]:
         """The current version's suspicions that involve ``person_id``: the other person, how alike."""
@@ -81,14 +125,16 @@ class ModelService:
 
     def activate(self, version: int) -> ModelVersion:
         with self.sessions.begin() as session:
-            return training_store.activate_version(session, version=version)
+            model = training_store.activate_version(session, version=version)
+        self.store.mark_current(version)
+        return model
 
     def file(self, version: int, name: str) -> tuple[Path, str]:
         """Path and sha256 of a ready version's file."""
         model = self.get(version)
         if model.status is not VersionStatus.READY:
             raise NotFoundError(f"model version {version} is {model.status}; its files are not served")
-        path = version_file(self.settings.models_dir, version, name, model.files)
+        path = self.store.file(version, name, model.files)
         return path, str(model.files[name]["sha256"])
 
     def loaded(self, version: int | None) -> LoadedModel:
@@ -99,14 +145,10 @@ class ModelService:
         with self._lock:
             cached = self._heads.get(model.version)
             if cached is not None:
+                self._heads.move_to_end(model.version)
                 return cached
-        data = version_file(self.settings.models_dir, model.version, HEAD_FILE, model.files).read_bytes()
-        if hashlib.sha256(data).hexdigest() != model.files[HEAD_FILE]["sha256"]:
-            raise ModelNotReadyError(
-                f"model version {model.version}: {HEAD_FILE} does not match its checksum"
-            )
-        manifest = read_manifest(self.settings.models_dir, model.version)
-        built_by = manifest.get("embedder", {}).get("name")
+        opened = self.store.open(model.version)
+        built_by = opened.manifest.embedder.name
         if built_by != EMBEDDER_NAME:
             # An older release's version: its prototypes live in another embedding space.
             raise ModelNotReadyError(
@@ -114,17 +156,19 @@ class ModelService:
                 f"embeds faces with {EMBEDDER_NAME}; the stored photos are embedded again and a new "
                 "version is trained (GET /api/v1/training)"
             )
-        head = head_from_files(data, manifest)
-        by_label = {entry["label"]: entry for entry in manifest["people"]}
-        people = [
+        head = opened.head()
+        by_label = {entry.label: entry for entry in opened.manifest.people}
+        people: builtins.list[dict[str, object]] = [
             {
-                "person_id": by_label[label]["id"],
-                "name": by_label[label]["name"],
-                "position": by_label[label]["position"],
+                "person_id": by_label[label].id,
+                "name": by_label[label].name,
+                "position": by_label[label].position,
             }
             for label in head.labels
         ]
         loaded = LoadedModel(model.version, head, people)
         with self._lock:
             self._heads[model.version] = loaded
+            while len(self._heads) > LOADED_HEADS:
+                self._heads.popitem(last=False)
         return loaded

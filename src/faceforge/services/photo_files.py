@@ -6,7 +6,7 @@ import logging
 import uuid
 from pathlib import Path
 
-from faceforge.weights.atomic import write_atomically
+from faceforge.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 

@@ -134,76 +134,137 @@ def _normalise_rows(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
     return result
 
 
-def _calibration_scores(
-    embeddings: FloatArray, codes: npt.NDArray[np.int64], sums: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Leave-one-out genuine scores, impostor best scores, and the impostor score rows for the scale fit."""
-    prototypes = _normalise_rows(sums)
-    sims = embeddings @ prototypes.T
-    rows = np.arange(len(embeddings))
-    counts = np.bincount(codes, minlength=len(sums))
-    own_left_out = sums[codes] - embeddings
-    has_others = counts[codes] > 1
-    genuine = np.einsum("nd,nd->n", embeddings, _normalise_rows(own_left_out))[has_others]
-    others = sims.copy()
-    others[rows, codes] = -np.inf
-    impostor = others.max(axis=1) if len(sums) > 1 else np.zeros(0, np.float32)
-    return genuine.astype(np.float32), impostor.astype(np.float32), others
+# Large galleries: the statistics below are quantiles and means, which a fixed random sample pins down
+# as well as every row would, at a bounded cost. Up to these sizes every photo, every photo-vs-person
+# score and every row of the scale fit is used, exactly (any gallery of a few thousand photos).
+MAX_SCORED_PHOTOS = 10_000  # photos whose held-out scores are computed (of N)
+MAX_PAIR_SCORES = 4_000_000  # photo-vs-other-person scores kept for the stranger estimate
+MAX_SCALE_ROWS = 4_000  # photos whose score rows fit the probability scale ...
+MAX_SCALE_CELLS = 8_000_000  # ... fewer with many people (at least MIN_SCALE_ROWS): a softmax per row
+MIN_SCALE_ROWS = 1_000
+ROW_BLOCK = 1024  # rows scored at once: a block of (1024, C) float32 scores, 40 MB at C = 10,000
+SAMPLE_SEED = 0
+
+
+def _sample(count: int, limit: int, random: np.random.Generator) -> npt.NDArray[np.int64]:
+    """All of ``range(count)``, or ``limit`` of them drawn without replacement, in ascending order."""
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(random.choice(count, limit, replace=False))
 
 
 @dataclass(slots=True)
 class _Scores:
-    genuine: FloatArray  # leave-one-out, photos whose class has others
-    held: npt.NDArray[np.bool_]  # which photos those are
+    """Scores of the enrolled photos that calibration and the held-out figures use (every photo, or
+    a fixed sample of ``MAX_SCORED_PHOTOS`` of them)."""
+
+    codes: npt.NDArray[np.int64]  # class of each scored photo
+    genuine: FloatArray  # leave-one-out, scored photos whose class has others
+    held: npt.NDArray[np.bool_]  # which scored photos those are
     impostor: FloatArray  # best other score per photo that calibration keeps
-    pair_scores: FloatArray  # every kept photo-vs-other-person score
-    best_other: FloatArray  # best other score per photo, duplicates excluded
-    others: FloatArray  # (N, C) photo-vs-other-person scores, own class and duplicates at -inf
+    impostor_sorted: FloatArray  # the same, ascending (the estimators search it, many times a fit)
+    pair_scores: FloatArray  # photo-vs-other-person scores of kept photos (or a sample), ascending
+    best_other: FloatArray  # best other score per scored photo, duplicates excluded
+    known_rows: FloatArray  # scale fit: held-out photos' scores, own class left out of its prototype
+    known_codes: npt.NDArray[np.int64]
+    impostor_rows: FloatArray  # scale fit: photos' scores against other people (own, duplicates -inf)
     duplicate_level: float
     suspects: list[dict[str, Any]]
+    photos: int  # enrolled photos in all
+
+
+def _alike_people(prototypes: FloatArray, level: float) -> list[tuple[int, int, float]]:
+    """Pairs ``a < b`` of classes whose prototypes are at least ``level`` alike, in row-major order."""
+    pairs: list[tuple[int, int, float]] = []
+    for start in range(0, len(prototypes), ROW_BLOCK):
+        block = prototypes[start : start + ROW_BLOCK] @ prototypes.T
+        rows, columns = np.nonzero(block >= level)
+        for row, column in zip(rows, columns, strict=True):
+            if column > start + row:
+                pairs.append((int(start + row), int(column), float(block[row, column])))
+    return pairs
 
 
 def _scores(
     embeddings: FloatArray, codes: npt.NDArray[np.int64], sums: FloatArray, labels: list[str]
 ) -> _Scores:
-    genuine, _, others = _calibration_scores(embeddings, codes, sums)
-    counts = np.bincount(codes, minlength=len(sums))
-    held = counts[codes] > 1
-    level = float(np.median(genuine)) if len(genuine) else DEFAULT_DUPLICATE_LEVEL
+    random = np.random.default_rng(SAMPLE_SEED)
+    classes = len(sums)
     prototypes = _normalise_rows(sums)
-    alike = prototypes @ prototypes.T
-    np.fill_diagonal(alike, -1.0)
+    counts = np.bincount(codes, minlength=classes)
+    scored = _sample(len(embeddings), MAX_SCORED_PHOTOS, random)
+    units, own = embeddings[scored], codes[scored]
+    held = counts[own] > 1
+    genuine = np.einsum("nd,nd->n", units, _normalise_rows(sums[own] - units))[held].astype(np.float32)
+    level = float(np.median(genuine)) if len(genuine) else DEFAULT_DUPLICATE_LEVEL
     suspects: list[dict[str, Any]] = []
+    duplicates: dict[int, list[int]] = {}
     # The same person registered twice: their classes are not impostors of each other.
-    for a, b in zip(*np.nonzero(np.triu(alike >= level, k=1)), strict=True):
-        others[codes == a, b] = -np.inf
-        others[codes == b, a] = -np.inf
-        suspects.append(
-            {"labels": [labels[a], labels[b]], "similarity": float(alike[a, b]), "kind": "person"}
-        )
-    best_other = others.max(axis=1) if len(sums) > 1 else np.full(len(embeddings), -1.0, np.float32)
+    for a, b, similarity in _alike_people(prototypes, level):
+        duplicates.setdefault(a, []).append(b)
+        duplicates.setdefault(b, []).append(a)
+        suspects.append({"labels": [labels[a], labels[b]], "similarity": similarity, "kind": "person"})
+
+    scale_limit = max(MIN_SCALE_ROWS, min(MAX_SCALE_ROWS, MAX_SCALE_CELLS // max(classes, 1)))
+    scale_rows = _sample(len(scored), scale_limit, random)
+    in_scale_fit = np.zeros(len(scored), np.bool_)
+    in_scale_fit[scale_rows] = True
+    pair_share = min(1.0, MAX_PAIR_SCORES / max(1, len(scored) * max(classes - 1, 1)))
+    best_other = np.full(len(scored), -1.0, np.float32)
+    best_class = np.zeros(len(scored), np.int64)
+    known_rows, impostor_rows, pair_blocks = [], [], []
+    genuine_of = np.zeros(len(scored), np.float32)
+    genuine_of[held] = genuine
+    for start in range(0, len(scored), ROW_BLOCK):
+        stop = min(start + ROW_BLOCK, len(scored))
+        block = np.asarray(units[start:stop] @ prototypes.T, np.float32)
+        block_codes = own[start:stop]
+        local = np.arange(stop - start)
+        take = in_scale_fit[start:stop] & held[start:stop]
+        if take.any():
+            known = block[take].copy()
+            known[np.arange(len(known)), block_codes[take]] = genuine_of[start:stop][take]
+            known_rows.append(known)
+        block[local, block_codes] = -np.inf
+        for row in np.flatnonzero(np.isin(block_codes, list(duplicates))):
+            block[row, duplicates[int(block_codes[row])]] = -np.inf
+        if classes > 1:
+            best_other[start:stop] = block.max(axis=1)
+            best_class[start:stop] = block.argmax(axis=1)
+        impostor_rows.append(block[in_scale_fit[start:stop]])
+        kept = (best_other[start:stop] < level) & np.isfinite(best_other[start:stop])
+        if classes > 1 and kept.any():
+            entries = block[kept]
+            entries = entries[np.isfinite(entries)]
+            if pair_share < 1.0:  # drawn with replacement: a quantile's sample, at a bounded cost
+                entries = entries[random.integers(0, len(entries), round(len(entries) * pair_share))]
+            pair_blocks.append(entries)
     # A photo that matches another person as well as people match their own photos: filed wrongly.
     misfiled = best_other >= level
     for row in np.flatnonzero(misfiled):
-        other = int(np.argmax(others[row]))
         suspects.append(
             {
-                "labels": [labels[codes[row]], labels[other]],
+                "labels": [labels[own[row]], labels[best_class[row]]],
                 "similarity": float(best_other[row]),
                 "kind": "photo",
             }
         )
     kept = ~misfiled & np.isfinite(best_other)
-    pair_scores = others[kept][np.isfinite(others[kept])]
+    empty = np.zeros((0, classes), np.float32)
     return _Scores(
+        codes=own,
         genuine=genuine,
         held=held,
         impostor=best_other[kept].astype(np.float32),
-        pair_scores=pair_scores.astype(np.float32),
-        best_other=best_other.astype(np.float32),
-        others=others,
+        impostor_sorted=np.sort(best_other[kept].astype(np.float32)),
+        pair_scores=np.sort(np.concatenate(pair_blocks)) if pair_blocks else np.zeros(0, np.float32),
+        best_other=best_other,
+        known_rows=np.concatenate(known_rows) if known_rows else empty,
+        known_codes=own[scale_rows][held[scale_rows]],
+        impostor_rows=np.concatenate(impostor_rows) if impostor_rows else empty,
         duplicate_level=level,
         suspects=suspects,
+        photos=len(embeddings),
     )
 
 
@@ -213,9 +274,7 @@ def _share_below(sorted_scores: FloatArray, threshold: float) -> float:
 
 def estimated_unknown_reject(scores: _Scores, threshold: float) -> float:
     """Share of strangers whose best score over every enrolled person stays below ``threshold``."""
-    best = np.sort(scores.impostor)
-    pairs = np.sort(scores.pair_scores)
-    return _share_below(best, threshold) * _share_below(pairs, threshold)
+    return _share_below(scores.impostor_sorted, threshold) * _share_below(scores.pair_scores, threshold)
 
 
 def _threshold_for(scores: _Scores, target: float) -> float:
@@ -249,6 +308,21 @@ def fit_head(
     one class with at least one embedding is required. The threshold rejects an estimated
     ``target_unknown_reject`` of strangers.
     """
+    return _fit(embeddings, labels, target_unknown_reject)[0]
+
+
+def fit_and_evaluate(
+    embeddings: FloatArray, labels: list[str], *, target_unknown_reject: float = DEFAULT_TARGET_UNKNOWN_REJECT
+) -> tuple[RecognitionHead, dict[str, Any], dict[str, Any]]:
+    """``fit_head``, ``leave_one_out_metrics`` and ``quality_figures`` from one scoring of the enrolled
+    photos (the costly step at 10,000 people), as a version is built."""
+    head, scores = _fit(embeddings, labels, target_unknown_reject)
+    return head, _held_out_figures(scores, head), _quality_figures(scores, head)
+
+
+def _fit(
+    embeddings: FloatArray, labels: list[str], target_unknown_reject: float
+) -> tuple[RecognitionHead, _Scores]:
     if len(embeddings) == 0 or len(embeddings) != len(labels):
         raise TrainingError("training needs at least one embedding, and one label per embedding")
     if not 0.5 <= target_unknown_reject < 1.0:
@@ -267,7 +341,7 @@ def fit_head(
     else:
         threshold = DEFAULT_THRESHOLD
         method = "prior_default"
-    scale = _fit_scale(scores.genuine, codes, sums, scores.others, threshold, embeddings)
+    scale = _fit_scale(scores, len(classes), threshold)
     calibration = Calibration(
         method=method,
         genuine_count=len(scores.genuine),
@@ -282,7 +356,7 @@ def fit_head(
         duplicate_level=scores.duplicate_level,
         suspected_duplicates=scores.suspects,
     )
-    return RecognitionHead(
+    head = RecognitionHead(
         labels=classes,
         prototypes=_normalise_rows(sums),
         threshold=float(threshold),
@@ -290,64 +364,48 @@ def fit_head(
         calibration=calibration,
         counts=[int(c) for c in np.bincount(codes, minlength=len(classes))],
     )
+    return head, scores
 
 
-def _fit_scale(
-    genuine: FloatArray,
-    codes: npt.NDArray[np.int64],
-    sums: FloatArray,
-    impostor_rows: FloatArray,
-    threshold: float,
-    embeddings: FloatArray,
-) -> float:
+def _fit_scale(scores: _Scores, classes: int, threshold: float) -> float:
     """Pick the softmax scale that best predicts held-out outcomes (negative log-likelihood on a grid).
 
-    Known case: the left-out embedding against all prototypes, its own rebuilt without it; target is its
-    class. Unknown case: the embedding against the other classes only; target is "unknown".
+    Known case: a held-out embedding against all prototypes, its own rebuilt without it; target is
+    its class. Unknown case: an embedding against the other classes only; target is "unknown".
     """
-    counts = np.bincount(codes, minlength=len(sums))
-    usable = counts[codes] > 1
-    if not usable.any() and len(sums) < 2:
+    known, known_codes = scores.known_rows, scores.known_codes
+    if not scores.held.any() and classes < 2:
         return DEFAULT_SCALE
-    prototypes = _normalise_rows(sums)
-    known = embeddings @ prototypes.T
-    rows = np.arange(len(embeddings))
-    known[rows[usable], codes[usable]] = genuine
-    known = known[usable]
-    known_codes = codes[usable]
-    column = np.full((1,), threshold, np.float32)
+    impostor_logits = np.concatenate(
+        [
+            np.where(np.isfinite(scores.impostor_rows), scores.impostor_rows, -1.0),
+            np.full((len(scores.impostor_rows), 1), threshold),
+        ],
+        axis=1,
+    )
+    known_logits = np.concatenate([known, np.full((len(known), 1), threshold, np.float32)], axis=1)
     best_scale, best_loss = DEFAULT_SCALE, np.inf
     for scale in SCALE_GRID:
         loss = 0.0
         if len(known):
-            logits = scale * np.concatenate([known, np.broadcast_to(column, (len(known), 1))], axis=1)
-            probs = _softmax(logits)
+            probs = _softmax(scale * known_logits)
             loss += float(-np.log(probs[np.arange(len(known)), known_codes] + 1e-12).sum())
-        if len(sums) > 1:
-            logits = scale * np.concatenate(
-                [
-                    np.where(np.isfinite(impostor_rows), impostor_rows, -1.0),
-                    np.full((len(impostor_rows), 1), threshold),
-                ],
-                axis=1,
-            )
-            probs = _softmax(logits)
+        if classes > 1:
+            probs = _softmax(scale * impostor_logits)
             loss += float(-np.log(probs[:, -1] + 1e-12).sum())
         if loss < best_loss:
             best_scale, best_loss = scale, loss
     return best_scale
 
 
-def _enrolled_scores(
-    embeddings: FloatArray, labels: list[str], head: RecognitionHead
-) -> tuple[npt.NDArray[np.int64], _Scores]:
-    """The calibration's scores of a fitted head's own enrolled photos, with their class codes."""
+def _enrolled_scores(embeddings: FloatArray, labels: list[str], head: RecognitionHead) -> _Scores:
+    """The calibration's scores of a fitted head's own enrolled photos."""
     index = {label: i for i, label in enumerate(head.labels)}
     codes = np.array([index[label] for label in labels], dtype=np.int64)
     unit = _normalise_rows(np.asarray(embeddings, np.float32))
     sums = np.zeros_like(head.prototypes)
     np.add.at(sums, codes, unit)
-    return codes, _scores(unit, codes, sums, head.labels)
+    return _scores(unit, codes, sums, head.labels)
 
 
 def leave_one_out_metrics(embeddings: FloatArray, labels: list[str], head: RecognitionHead) -> dict[str, Any]:
@@ -359,13 +417,18 @@ def leave_one_out_metrics(embeddings: FloatArray, labels: list[str], head: Recog
     threshold (a stand-in for strangers; suspected duplicates left out, as in calibration);
     ``estimated_unknown_reject``: strangers rejected at the threshold, as calibration estimates it.
     """
-    _, scores = _enrolled_scores(embeddings, labels, head)
+    return _held_out_figures(_enrolled_scores(embeddings, labels, head), head)
+
+
+def _held_out_figures(scores: _Scores, head: RecognitionHead) -> dict[str, Any]:
     held = scores.held
     genuine, best_other = scores.genuine, scores.best_other[held]
     nearest_own = genuine > best_other
     return {
         "method": "leave-one-out over enrolled photos",
         "held_out_photos": int(held.sum()),
+        "scored_photos": len(scores.codes),  # every photo, or a fixed sample above MAX_SCORED_PHOTOS
+        "photos": scores.photos,
         "people": len(head.labels),
         "top1": float(nearest_own.mean()) if held.any() else None,
         "accept_rate": float((nearest_own & (genuine >= head.threshold)).mean()) if held.any() else None,
@@ -394,7 +457,11 @@ def quality_figures(embeddings: FloatArray, labels: list[str], head: Recognition
     - ``people``: those whose photos agree least with each other (lowest mean held-out genuine
       score first): candidates for better photos.
     """
-    codes, scores = _enrolled_scores(embeddings, labels, head)
+    return _quality_figures(_enrolled_scores(embeddings, labels, head), head)
+
+
+def _quality_figures(scores: _Scores, head: RecognitionHead) -> dict[str, Any]:
+    codes = scores.codes
     values = np.concatenate([scores.genuine, scores.impostor])
     low = float(min(values.min(), head.threshold) if len(values) else head.threshold) - 0.01
     edges = np.linspace(max(-1.0, low), 1.0, QUALITY_BINS + 1)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
 from faceforge.training.head import Calibration, RecognitionHead
+
+if TYPE_CHECKING:
+    from faceforge.versions.manifest import VersionManifest
 
 HEAD_FILE = "head.safetensors"
 
@@ -23,13 +26,15 @@ def head_bytes(head: RecognitionHead) -> bytes:
     return data
 
 
-def head_from_files(data: bytes, manifest: dict[str, Any]) -> RecognitionHead:
+def head_from_files(data: bytes, manifest: VersionManifest) -> RecognitionHead:
+    """The head from its prototypes file and the numbers its manifest states."""
     tensors = load_tensors(data)
-    calibration = manifest.get("calibration", {})
+    calibration: dict[str, Any] = manifest.calibration
+    numbers: dict[str, Any] = {k: calibration.get(k) for k in Calibration.__slots__}
     return RecognitionHead(
-        labels=list(manifest["labels"]),
+        labels=list(manifest.labels),
         prototypes=np.asarray(tensors["prototypes"], np.float32),
-        threshold=float(manifest["threshold"]),
-        scale=float(manifest["scale"]),
-        calibration=Calibration(**{k: calibration.get(k) for k in Calibration.__slots__}),
+        threshold=manifest.threshold,
+        scale=manifest.scale,
+        calibration=Calibration(**numbers),
     )

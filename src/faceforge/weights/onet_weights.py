@@ -16,10 +16,10 @@ import torch
 from onnx import numpy_helper
 from safetensors.torch import load_file, save_file
 
+from faceforge.atomic import file_sha256, write_atomically
 from faceforge.domain.errors import WeightsUnavailableError
 from faceforge.vision.mtcnn import SOURCE_PACKAGE, SOURCE_PIP_NAME
 from faceforge.vision.onet import ONet
-from faceforge.weights.atomic import file_sha256, write_atomically
 from faceforge.weights.locate import package_file
 
 log = logging.getLogger(__name__)

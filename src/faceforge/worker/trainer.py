@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -27,34 +26,22 @@ from faceforge.db import people_store, training_store
 from faceforge.domain.errors import FaceforgeError
 from faceforge.domain.records import TrainingClaim
 from faceforge.export.quiet import quiet_conversion_tools
-from faceforge.export.version_exports import UNKNOWN_LABEL, VersionExporter
-from faceforge.registry.artifacts import delete_versions, write_version
 from faceforge.services.photo_files import PhotoFiles
-from faceforge.training.head import fit_head, leave_one_out_metrics, quality_figures
-from faceforge.training.serialize import HEAD_FILE, head_bytes
-from faceforge.vision.align import chip_contract
-from faceforge.vision.crop import crop_contract
-from faceforge.vision.embedder import EMBEDDER_NAME, EMBEDDING_SIZE
-from faceforge.vision.embedding_net import DLIB_WEIGHT
+from faceforge.versions.builder import VersionBuilder
+from faceforge.versions.store import served_files
+from faceforge.vision.embedding_space import EMBEDDER_NAME
 from faceforge.vision.pipeline import FacePipeline
-from faceforge.vision.refine import refine_contract
 from faceforge.worker.lease import lease_for
 from faceforge.worker.orphans import sweep_orphans
 from faceforge.worker.reembed import reembed_stale_photos
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FORMAT = "faceforge-model/1"
 PREPARING_STAGE = "preparing_backbones"
 
 
 class TrainingLost(Exception):
     """Another worker took the training over (this one was presumed dead)."""
-
-
-def person_label(person_id: int, name: str) -> str:
-    """Class label: the person's name made unique by their id."""
-    return f"{name} ({person_id})"
 
 
 class TrainingWorker:
@@ -67,13 +54,26 @@ class TrainingWorker:
         self.wake = threading.Event()
         self.stop = threading.Event()
         quiet_conversion_tools()  # also when the app runs under another server than `faceforge serve`
-        self.exporter = VersionExporter(settings.weights_dir, settings.worker.export_formats)
+        self.builder = VersionBuilder(settings)
+        self.store = self.builder.store
         bind = sessions.kw.get("bind")
         if not isinstance(bind, Engine):
             raise TypeError("the worker's sessionmaker must be bound to an engine")
         self.lease = lease_for(bind)
         self.holds_lease = False
         self._pipeline: FacePipeline | None = None  # made on first use: only re-embedding needs it
+
+    def start_in_thread(self) -> Callable[[], None]:
+        """Run on a daemon thread (the embedded worker); returns a function that stops it and waits."""
+        thread = threading.Thread(target=self.run_forever, name="faceforge-trainer", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            self.stop.set()
+            self.wake.set()
+            thread.join(timeout=30)
+
+        return stop
 
     def run_forever(self) -> None:
         log.info("training worker %s started", self.worker_id)
@@ -120,7 +120,7 @@ class TrainingWorker:
                 )
 
         try:
-            self.exporter.prepare(report)
+            self.builder.prepare(report)
         except Exception:  # each training retries the conversion and fails with the reason
             log.exception("could not convert the on-device backbones")
             with self.sessions.begin() as session:
@@ -190,6 +190,8 @@ class TrainingWorker:
     def _fail(self, claim: TrainingClaim, message: str, *, clear_current: bool = False) -> None:
         with self.sessions.begin() as session:
             training_store.fail_training(session, claim=claim, message=message, clear_current=clear_current)
+        if clear_current:
+            self.store.mark_current(None)
 
     def _heartbeat(self, claim: TrainingClaim, done: threading.Event) -> None:
         while not done.wait(self.settings.worker.heartbeat_seconds):
@@ -214,52 +216,21 @@ class TrainingWorker:
         if not faces:
             raise NothingToTrain("no person has an accepted photo; there is nothing to recognise")
         embeddings = np.stack([np.frombuffer(face.embedding, dtype="<f4") for face in faces])
-        labels = [person_label(face.person_id, people[face.person_id].name) for face in faces]
-        self._stage(claim, 0.3, "fitting")
-        head = fit_head(embeddings, labels, target_unknown_reject=self.settings.target_unknown_reject)
-        self._stage(claim, 0.5, "evaluating")
-        metrics = leave_one_out_metrics(embeddings, labels, head)
-        metrics["quality"] = quality_figures(embeddings, labels, head)
-        by_label = {person_label(p.id, p.name): p for p in people.values()}
-        metrics["suspected_duplicates"] = [
-            {
-                "people": [by_label[label].id for label in suspect["labels"]],
-                "names": [by_label[label].name for label in suspect["labels"]],
-                "similarity": round(suspect["similarity"], 4),
-                "kind": suspect["kind"],  # "person": registered twice; "photo": one photo filed wrongly
-            }
-            for suspect in metrics["suspected_duplicates"]
-        ]
-        self._stage(claim, 0.7, "writing")
-        roster = [
-            {
-                "id": by_label[label].id,
-                "name": by_label[label].name,
-                "position": by_label[label].position,
-                "label": label,
-                "photos": head.counts[i],
-            }
-            for i, label in enumerate(head.labels)
-        ]
-        self._stage(claim, 0.6, "exporting")
-        exports = self.exporter.export(head)
-        metrics = {**metrics, "export_seconds": exports.seconds}
-        manifest = self._manifest(
-            claim, head.labels, roster, head.threshold, head.scale, head.calibration.as_dict(), metrics
+        staged = self.builder.build(
+            claim.version,
+            embeddings,
+            [face.person_id for face in faces],
+            people,
+            lambda progress, stage: self._stage(claim, progress, stage),
         )
-        manifest.update(exports.manifest)
-        files = {
-            HEAD_FILE: head_bytes(head),
-            **exports.files,
-        }
-        listing = write_version(self.settings.models_dir, claim.version, files, manifest, exports.shared)
-        metrics = {**metrics, "train_seconds": round(time.perf_counter() - started, 3)}
+        metrics = {**staged.metrics, "train_seconds": round(time.perf_counter() - started, 3)}
         pause = self.settings.worker.pause_before_publish_seconds
         if pause:
             self._stage(claim, 0.9, "paused")
             time.sleep(pause)
         self._stage(claim, 0.95, "publishing")
         held_back = self._below_floor(metrics)
+        roster = staged.manifest.people
         with self.sessions.begin() as session:
             if held_back is not None and training_store.current_version(session) is None:
                 held_back = None  # nothing to keep serving: a weak version beats none
@@ -268,17 +239,24 @@ class TrainingWorker:
                 claim=claim,
                 held_back=held_back,
                 details={
-                    "threshold": head.threshold,
-                    "people": [{k: r[k] for k in ("id", "name", "position")} for r in roster],
+                    "threshold": staged.head.threshold,
+                    "people": [{"id": r.id, "name": r.name, "position": r.position} for r in roster],
                     "metrics": metrics,
-                    "files": listing,
+                    "files": {
+                        name: entry.model_dump() for name, entry in served_files(staged.manifest).items()
+                    },
                 },
+            )
+            # In the same transaction: a reader sees the new version and the retention it implies together.
+            stale = (
+                training_store.prune_versions(session, keep=self.settings.worker.keep_versions)
+                if published
+                else []
             )
         if not published:
             raise TrainingLost
-        with self.sessions.begin() as session:
-            stale = training_store.prune_versions(session, keep=self.settings.worker.keep_versions)
-        delete_versions(self.settings.models_dir, stale)
+        self.store.mark_current(claim.version)
+        self.store.prune(stale)
         log.info("version %d ready: %d people, %.2fs", claim.version, len(roster), metrics["train_seconds"])
         if held_back is not None:
             log.warning("version %d %s", claim.version, held_back)
@@ -294,48 +272,6 @@ class TrainingWorker:
             "(FACEFORGE_WORKER__MIN_KNOWN_ACCEPT); the previous version stays current"
         )
 
-    def _manifest(
-        self,
-        claim: TrainingClaim,
-        labels: list[str],
-        roster: list[dict[str, Any]],
-        threshold: float,
-        scale: float,
-        calibration: dict[str, Any],
-        metrics: dict[str, Any],
-    ) -> dict[str, Any]:
-        return {
-            "format": MANIFEST_FORMAT,
-            "version": claim.version,
-            "created_at": datetime.now(UTC).isoformat(),
-            "embedder": {"name": EMBEDDER_NAME, "dimension": EMBEDDING_SIZE, "dlib_weight": DLIB_WEIGHT},
-            "refiner": refine_contract(),
-            "crop": crop_contract(),
-            "chip": chip_contract(),
-            "labels": labels,
-            "unknown_label": UNKNOWN_LABEL,
-            "people": roster,
-            "threshold": threshold,
-            "scale": scale,
-            "decision": "softmax(scale * [cosine(embedding, prototype_i)..., threshold]); last = unknown",
-            "calibration": calibration,
-            "metrics": metrics,
-            "head_file": HEAD_FILE,
-        }
-
 
 class NothingToTrain(FaceforgeError):
     code = "nothing_to_train"
-
-
-def start_embedded_worker(worker: TrainingWorker) -> Callable[[], None]:
-    """Run ``worker`` on a daemon thread; returns a function that stops it and waits."""
-    thread = threading.Thread(target=worker.run_forever, name="faceforge-trainer", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        worker.stop.set()
-        worker.wake.set()
-        thread.join(timeout=30)
-
-    return stop

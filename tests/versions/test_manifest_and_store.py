@@ -1,0 +1,106 @@
+"""The version store: a version written with its manifest reads back as the same head; a damaged or
+inconsistent version is refused; older releases' manifests still load; the CURRENT pointer moves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceforge.atomic import file_sha256
+from faceforge.domain.errors import ModelNotReadyError
+from faceforge.training.head import RecognitionHead, fit_head
+from faceforge.training.serialize import HEAD_FILE, head_bytes
+from faceforge.versions.builder import bench_people, version_manifest
+from faceforge.versions.manifest import MANIFEST_FILE, ManifestError, VersionManifest, read_manifest_bytes
+from faceforge.versions.store import VersionStore, served_files
+
+
+@pytest.fixture(scope="module")
+def head(lfw10_embeddings: tuple[np.ndarray, list[str], list[Path]]) -> RecognitionHead:
+    """A head of the lfw10 people, labelled as the builder labels people 1..10."""
+    vectors, names, _ = lfw10_embeddings
+    ids = {name: i + 1 for i, name in enumerate(sorted(set(names)))}
+    return fit_head(vectors, [f"person {ids[name]} ({ids[name]})" for name in names])
+
+
+def _manifest(head: RecognitionHead, version: int = 1) -> VersionManifest:
+    return version_manifest(version, head, bench_people(len(head.labels)), {"accept_rate": 1.0}, {})
+
+
+def test_a_published_version_reads_back_as_the_same_head(
+    tmp_path: Path, head: RecognitionHead, lfw10_embeddings: tuple[np.ndarray, list[str], list[Path]]
+) -> None:
+    store = VersionStore(tmp_path / "models")
+    written = store.publish(_manifest(head), {HEAD_FILE: head_bytes(head)})
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["1"]  # no staging left behind
+    assert written.files[HEAD_FILE].size == (tmp_path / "models" / "1" / HEAD_FILE).stat().st_size
+
+    opened = store.open(1)
+    assert opened.manifest == written
+    again = opened.head()
+    vectors = lfw10_embeddings[0]
+    np.testing.assert_array_equal(again.prototypes, head.prototypes)
+    np.testing.assert_array_equal(again.probabilities(vectors), head.probabilities(vectors))
+    assert opened.manifest.label_of(3) == "person 3 (3)"
+    # Canonical bytes: the manifest on disk is what to_json gives, so a rewrite is byte-identical.
+    assert (tmp_path / "models" / "1" / MANIFEST_FILE).read_bytes() == written.to_json()
+    for name, entry in served_files(written).items():
+        assert file_sha256(tmp_path / "models" / "1" / name) == entry.sha256
+
+
+def test_a_damaged_head_is_not_served(tmp_path: Path, head: RecognitionHead) -> None:
+    store = VersionStore(tmp_path / "models")
+    store.publish(_manifest(head), {HEAD_FILE: head_bytes(head)})
+    path = tmp_path / "models" / "1" / HEAD_FILE
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelNotReadyError, match="checksum"):
+        store.open(1).head()
+
+
+def test_an_inconsistent_manifest_is_never_published(tmp_path: Path, head: RecognitionHead) -> None:
+    store = VersionStore(tmp_path / "models")
+    with pytest.raises(ValueError, match="head_file"):
+        store.publish(_manifest(head), {"labels.txt": b"x\n"})  # the head's file is missing
+    with pytest.raises(ValueError, match="unsafe"):
+        store.publish(_manifest(head), {HEAD_FILE: head_bytes(head), "../escape": b""})
+    assert list((tmp_path / "models").iterdir()) == []
+
+    raw = json.loads(_manifest(head).to_json())
+    raw["people"] = raw["people"][1:]
+    with pytest.raises(ManifestError, match="one entry per label"):
+        read_manifest_bytes(json.dumps(raw).encode(), where="test")
+    raw = json.loads(_manifest(head).to_json())
+    raw["format"] = "faceforge-model/99"
+    with pytest.raises(ManifestError, match="unsupported manifest format 'faceforge-model/99'"):
+        read_manifest_bytes(json.dumps(raw).encode(), where="test")
+    with pytest.raises(ManifestError, match="not JSON"):
+        read_manifest_bytes(b"{", where="test")
+
+
+def test_a_manifest_of_the_facenet_only_release_still_loads(head: RecognitionHead) -> None:
+    """That release wrote no refiner, chip, dlib weight or per-person photo counts."""
+    raw = json.loads(_manifest(head).to_json())
+    for key in ("refiner", "chip", "onnx", "coreml", "tflite", "variants"):
+        raw.pop(key, None)
+    raw["embedder"] = {"name": "facenet-casia-flip", "dimension": 512}
+    for person in raw["people"]:
+        person.pop("photos")
+    old = read_manifest_bytes(json.dumps(raw).encode(), where="old")
+    assert old.embedder.name == "facenet-casia-flip" and old.refiner is None and old.chip is None
+
+
+def test_the_current_pointer_moves_on_every_change(tmp_path: Path) -> None:
+    store = VersionStore(tmp_path / "models")
+    assert store.pointer_stamp() is None
+    store.mark_current(1)
+    first = store.pointer_stamp()
+    store.mark_current(1)  # the same number again still moves it: another process must re-read
+    second = store.pointer_stamp()
+    assert first is not None and second is not None and first != second
+    store.mark_current(None)
+    assert (tmp_path / "models" / "CURRENT").read_text().startswith("none ")
