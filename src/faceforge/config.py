@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from faceforge.export.formats import ExportFormat, parse_formats
+from faceforge.logs import LogFormat
 
 
 class DetectorSettings(BaseSettings):
@@ -126,6 +127,18 @@ class Settings(BaseSettings):
         False,
         description="without API keys, answer clients beyond loopback too (anyone on the network may write)",
     )
+    inference_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        le=64,
+        description="threads an API process's networks use for one photo (default: CPU cores)",
+    )
+    preload_models: bool = Field(
+        False,
+        description="load the face detector and embedder when an API process starts (about 300 MB "
+        "each) instead of on its first photo",
+    )
+    log_format: LogFormat = Field(LogFormat.TEXT, description="text, or json: one JSON object per line")
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     worker: WorkerSettings = Field(default_factory=lambda: WorkerSettings())
     compat: CompatSettings = Field(default_factory=lambda: CompatSettings())

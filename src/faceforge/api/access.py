@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Annotated
 
@@ -113,10 +113,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _requirement(needed: Access) -> Callable[..., None]:
-    """The dependency that checks ``needed`` (the key parameters put the schemes in OpenAPI)."""
+def _requirement(needed: Access) -> Callable[..., Awaitable[None]]:
+    """The dependency that checks ``needed`` (the key parameters put the schemes in OpenAPI).
+    Asynchronous because it never blocks: FastAPI would run a plain function on a worker thread."""
 
-    def require(
+    async def require(
         request: Request,
         _key: Annotated[str | None, Security(_api_key_header)],
         _bearer_key: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
@@ -148,6 +149,9 @@ def declared_access(route: BaseRoute) -> Access | None:
     return next(iter(levels), None)
 
 
+KNOWN_PATHS = 4096
+
+
 class AccessMiddleware:
     """Refuses requests without the access their route needs before the body is read; also
     refuses a declared ``Content-Length`` over the request limit at once."""
@@ -156,6 +160,9 @@ class AccessMiddleware:
         self.app = app
         self.settings = settings
         self.routes = routes
+        # (method, path) -> what its route needs: matching walks every route, and the same paths
+        # (model info, probes) come again and again.
+        self._known: dict[tuple[str, str], Access | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -187,6 +194,16 @@ class AccessMiddleware:
         return dialect_of(str(scope.get("path", "")))
 
     def _needed(self, scope: Scope) -> Access | None:
+        key = (str(scope.get("method", "")), str(scope.get("path", "")))
+        if key in self._known:
+            return self._known[key]
+        needed = self._match(scope)
+        if len(self._known) >= KNOWN_PATHS:
+            self._known.clear()  # paths with ids are endless; the frequent ones come straight back
+        self._known[key] = needed
+        return needed
+
+    def _match(self, scope: Scope) -> Access | None:
         partial: BaseRoute | None = None
         for route in self.routes:
             match, _ = route.matches(scope)

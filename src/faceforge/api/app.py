@@ -13,7 +13,9 @@ from faceforge import __version__
 from faceforge.api.access import AccessMiddleware
 from faceforge.api.container import Services
 from faceforge.api.errors import install_error_handlers
-from faceforge.api.routes import compreface, deepstack, health, identify, legacy, models, people, web
+from faceforge.api.metrics import MetricsMiddleware, ServiceMetrics
+from faceforge.api.routes import compreface, deepstack, health, identify, legacy, metrics, models, people, web
+from faceforge.api.served_by import ServedByMiddleware
 from faceforge.config import Settings, get_settings
 
 
@@ -24,18 +26,23 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await run_in_threadpool(Services.start, resolved, embedded_worker=run_worker)
+        services = await run_in_threadpool(
+            Services.start, resolved, embedded_worker=run_worker, metrics=service_metrics
+        )
         app.state.services = services
         try:
             yield
         finally:
             await run_in_threadpool(services.close)
 
+    service_metrics = ServiceMetrics()
     app = FastAPI(title="faceforge", version=__version__, lifespan=lifespan)
     app.state.settings = resolved
     install_error_handlers(app)
     limits = resolved.limits
-    modules = [people, models, identify, legacy, web, health]
+    # Matched in this order, one route after another: the most frequent callers first (probes, and
+    # model info, which every phone asks on start). No two modules' paths overlap.
+    modules = [health, legacy, models, identify, people, web, metrics]
     modules += [compreface] if resolved.compat.compreface else []
     modules += [deepstack] if resolved.compat.deepstack else []
     routers = [router for module in modules for router in module.routers]
@@ -51,4 +58,6 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
             form_limits={"max_files": limits.max_photos_per_request},
         )
     app.add_middleware(AccessMiddleware, settings=resolved, routes=app.state.api_routes)
+    app.add_middleware(MetricsMiddleware, metrics=service_metrics)  # around access: refusals count too
+    app.add_middleware(ServedByMiddleware)
     return app

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from faceforge.api.metrics import ServiceMetrics
+from faceforge.api.version_answers import VersionAnswers
 from faceforge.config import Settings
 from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
 from faceforge.services.compat import CompatService
@@ -16,7 +18,6 @@ from faceforge.services.models import ModelService
 from faceforge.services.people import PeopleService
 from faceforge.services.vision_gate import VisionGate
 from faceforge.vision.pipeline import FacePipeline
-from faceforge.worker.trainer import TrainingWorker, start_embedded_worker
 
 
 @dataclass
@@ -29,27 +30,42 @@ class Services:
     models: ModelService
     identify: IdentifyService
     compat: CompatService
+    metrics: ServiceMetrics
+    answers: VersionAnswers = field(default_factory=VersionAnswers)
     stop_worker: Callable[[], None] | None = None
 
     @classmethod
-    def start(cls, settings: Settings, *, embedded_worker: bool) -> Services:
+    def start(
+        cls, settings: Settings, *, embedded_worker: bool, metrics: ServiceMetrics | None = None
+    ) -> Services:
+        metrics = metrics or ServiceMetrics()
         engine = make_engine(settings.resolved_database_url)
         upgrade_database(engine)
         sessions = make_sessionmaker(engine)
-        pipeline = FacePipeline(settings)
-        pipeline.load()
+        pipeline = FacePipeline(settings, threads_per_photo=settings.inference_threads)
+        if settings.preload_models or embedded_worker:
+            # With the trainer in this process, before it starts: both would export graphs with
+            # torch.export, which is not thread-safe. Otherwise on the first photo, so an API process
+            # stays small and starts fast.
+            pipeline.load()
         models = ModelService(settings, sessions)
-        worker = TrainingWorker(settings, sessions) if embedded_worker else None
+        worker = None
+        if embedded_worker:
+            # Imported only here: the trainer brings PyTorch and the conversion tools, which an API
+            # process without its own worker never loads.
+            from faceforge.worker.trainer import TrainingWorker
+
+            worker = TrainingWorker(settings, sessions)
         limits = settings.limits
         gate = VisionGate(concurrency=limits.vision_concurrency, queue=limits.vision_queue)
         people = PeopleService(
             settings, sessions, pipeline, gate, on_change=worker.wake.set if worker else lambda: None
         )
-        identify = IdentifyService(pipeline, models, gate)
+        identify = IdentifyService(pipeline, models, gate, on_faces=metrics.count_faces)
         compat = CompatService(people, models, identify)
-        services = cls(settings, engine, sessions, pipeline, people, models, identify, compat)
+        services = cls(settings, engine, sessions, pipeline, people, models, identify, compat, metrics)
         if worker is not None:
-            services.stop_worker = start_embedded_worker(worker)
+            services.stop_worker = worker.start_in_thread()
         return services
 
     def close(self) -> None:

@@ -12,7 +12,8 @@ from faceforge.api.container import Services
 MAX_ID = 2**31 - 1
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Asynchronous because it never blocks: FastAPI would run a plain function on a worker thread."""
     services: Services = request.app.state.services
     return services
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +18,8 @@ from faceforge.domain.errors import FaceforgeError
 from faceforge.evaluation.app_detectors import AppDetector
 from faceforge.export.formats import ExportFormat
 from faceforge.export.quiet import quiet_conversion_tools
-from faceforge.memory import limit_malloc_arenas
+from faceforge.logs import LogFormat, logging_config
+from faceforge.memory import ARENAS, limit_malloc_arenas
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Self-hosted face recognition.")
 
@@ -35,11 +39,20 @@ def _fail(message: str) -> typer.Exit:
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress")] = False) -> None:
+def main(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress")] = False,
+) -> None:
     quiet_conversion_tools()
+    raw_format = os.environ.get("FACEFORGE_LOG_FORMAT", LogFormat.TEXT.value).lower()
+    if raw_format not in set(LogFormat):
+        raise _fail(f"FACEFORGE_LOG_FORMAT must be one of {', '.join(LogFormat)}, not {raw_format!r}")
     # Other libraries log at WARNING and up; -v shows faceforge's own progress, one line per stage.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    logging.getLogger("faceforge").setLevel(logging.INFO if verbose else logging.WARNING)
+    ctx.obj = logging_config(LogFormat(raw_format), verbose=verbose)
+    if logging.getLogger().handlers:  # a host already logs (a test runner): as basicConfig, keep its
+        logging.getLogger("faceforge").setLevel(logging.INFO if verbose else logging.WARNING)
+    else:
+        logging.config.dictConfig(ctx.obj)
 
 
 @app.command("eval")
@@ -90,14 +103,24 @@ LOOPBACK = "127.0.0.1"
 
 @app.command("serve")
 def serve_command(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="address to bind")] = LOOPBACK,
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="API processes sharing the port, database and home; above 1 the embedded trainer is "
+            "off: run `faceforge worker` beside them",
+        ),
+    ] = 1,
     home: HomeOption = None,
 ) -> None:
-    """Run the HTTP API and, unless FACEFORGE_WORKER__EMBEDDED=false, one training worker in-process."""
+    """Run the HTTP API and, unless FACEFORGE_WORKER__EMBEDDED=false or --workers > 1, one training
+    worker in-process."""
     import uvicorn
-
-    from faceforge.api.app import create_app
 
     limit_malloc_arenas()
     settings = _settings(home)
@@ -111,7 +134,40 @@ def serve_command(
             log.warning(
                 "no API keys (FACEFORGE_ADMIN_KEYS / FACEFORGE_READ_KEYS): only loopback clients are served"
             )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    log_config = ctx.obj
+    if workers == 1:
+        from faceforge.api.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=log_config)
+        return
+    # The processes are started afresh by uvicorn and read their settings from the environment.
+    log.warning(
+        "%d API processes: the embedded training worker is off; run `faceforge worker` beside them "
+        "(same database and home)",
+        workers,
+    )
+    os.environ["FACEFORGE_HOME"] = str(settings.home)
+    os.environ["FACEFORGE_WORKER__EMBEDDED"] = "false"
+    os.environ.setdefault("MALLOC_ARENA_MAX", str(ARENAS))  # what limit_malloc_arenas does here
+    # Each process counts into files here and /metrics sums them; the files belong to this machine's
+    # processes of this run, so the directory is made afresh (never on the shared home).
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="faceforge-metrics-")
+    for stale in Path(metrics_dir).glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    from faceforge.db.engine import make_engine, upgrade_database
+
+    engine = make_engine(settings.resolved_database_url)
+    upgrade_database(engine)  # once, before the processes start
+    engine.dispose()
+    uvicorn.run(
+        "faceforge.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config,
+    )
 
 
 @app.command("export")
@@ -227,6 +283,23 @@ def build_command(
         value = report[key]
         sys.stdout.write(f"{key:>18}: {round(value, 4) if isinstance(value, float) else value}\n")
     sys.stdout.write(f"wrote {len(report['files'])} files to {out}; report: {out / REPORT_HTML}\n")
+
+
+@app.command("prepare")
+def prepare_command(home: HomeOption = None) -> None:
+    """Convert every network once into the weights cache (a container image does this at build time,
+    so its processes start warm): the server's detector and embedder, and the on-device backbones of
+    the configured formats."""
+    from faceforge.export.version_exports import VersionExporter
+    from faceforge.vision.pipeline import FacePipeline
+
+    settings = _settings(home)
+    try:
+        FacePipeline(settings).load()
+        VersionExporter(settings.weights_dir, settings.worker.export_formats).prepare()
+    except FaceforgeError as error:
+        raise _fail(error.message) from None
+    typer.echo(f"weights ready in {settings.weights_dir}")
 
 
 @app.command("worker")

@@ -251,3 +251,24 @@ def activate_version(session: Session, *, version: int) -> ModelVersion:
     state = _state(session, lock=True)
     state.current_version = version
     return _version(row, version)
+
+
+def training_outcomes(session: Session) -> dict[str, tuple[int, float]]:
+    """Finished trainings by outcome (``ready``, which includes versions pruned since, or ``failed``):
+    how many, and their total seconds from claim to outcome."""
+    created, finished = ModelVersionRow.created_at, ModelVersionRow.finished_at
+    if session.get_bind().dialect.name == "sqlite":
+        seconds = (func.julianday(finished) - func.julianday(created)) * 86400.0
+    else:
+        seconds = func.extract("epoch", finished - created)
+    rows = session.execute(
+        select(ModelVersionRow.status, func.count(), func.coalesce(func.sum(seconds), 0.0))
+        .where(finished.is_not(None))
+        .group_by(ModelVersionRow.status)
+    ).all()
+    outcomes: dict[str, tuple[int, float]] = {}
+    for status, count, total in rows:
+        outcome = "failed" if status == VersionStatus.FAILED else "ready"
+        known_count, known_total = outcomes.get(outcome, (0, 0.0))
+        outcomes[outcome] = (known_count + int(count), known_total + float(total))
+    return outcomes

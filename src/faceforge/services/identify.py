@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +26,18 @@ class IdentifiedFace:
 
 
 class IdentifyService:
-    def __init__(self, pipeline: FacePipeline, models: ModelService, gate: VisionGate) -> None:
+    def __init__(
+        self,
+        pipeline: FacePipeline,
+        models: ModelService,
+        gate: VisionGate,
+        *,
+        on_faces: Callable[[int, int], None] = lambda known, unknown: None,
+    ) -> None:
         self.pipeline = pipeline
         self.models = models
         self.gate = gate
+        self.on_faces = on_faces  # (recognised, unknown) per request, for the metrics
 
     def identify(
         self, data: bytes, *, threshold: float | None, top_k: int, version: int | None
@@ -67,4 +76,6 @@ class IdentifyService:
                     landmarks=list(face.detection.landmarks.points),
                 )
             )
+        known = sum(face.match is not None for face in found)
+        self.on_faces(known, len(found) - known)
         return model.version, found

@@ -83,15 +83,19 @@ class MtcnnDetector:
         pnet: InferenceSession | None = None,
         rnet: InferenceSession | None = None,
         onet: InferenceSession | None = None,
+        threads: int = 1,
     ) -> None:
+        """``threads`` serve R-Net and O-Net, which see a batch of candidate patches; P-Net's pyramid
+        levels are too small to gain from more than one (measured)."""
         self.config = config
 
-        def session(name: str) -> InferenceSession:
-            return OnnxSession(package_file(SOURCE_PACKAGE, f"{name}.onnx", pip_name=SOURCE_PIP_NAME))
+        def session(name: str, threads: int = 1) -> InferenceSession:
+            path = package_file(SOURCE_PACKAGE, f"{name}.onnx", pip_name=SOURCE_PIP_NAME)
+            return OnnxSession(path, threads=threads)
 
         self._pnet = pnet or session("pnet")
-        self._rnet = rnet or session("rnet")
-        self._onet = onet or session("onet")
+        self._rnet = rnet or session("rnet", threads)
+        self._onet = onet or session("onet", threads)
 
     def detect(self, image: RgbImage, *, min_face_size: int | None = None) -> list[DetectedFace]:
         """Return every face in ``image`` (``(H, W, 3)`` uint8 RGB), highest score first.

@@ -4,6 +4,7 @@ align (``vision.face_input``) -> embed."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,19 +60,29 @@ def _dominates(largest: Face, runner_up: Face) -> bool:
 class FacePipeline:
     """Analyses photos; detector and embedder load lazily on first use and are safe to share by threads."""
 
-    def __init__(self, settings: Settings, *, embedder: FaceEmbedder | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, embedder: FaceEmbedder | None = None, threads_per_photo: int = 1
+    ) -> None:
+        """``threads_per_photo``: threads ONNX Runtime may use inside one photo's networks. Batch work
+        (enrolment of a folder, re-embedding) parallelises across photos and keeps 1; an API process,
+        which sees one photo per request, gives each photo its cores."""
         self.settings = settings
         self.detector_settings: DetectorSettings = settings.detector
+        self.threads_per_photo = threads_per_photo
         self._detector: MtcnnDetector | None = None
-        self.embedder = embedder or FaceEmbedder(settings.weights_dir, threads=1)
+        self._detector_lock = threading.Lock()
+        self.embedder = embedder or FaceEmbedder(settings.weights_dir, threads=threads_per_photo)
 
     @property
     def detector(self) -> MtcnnDetector:
         if self._detector is None:
-            config = self.detector_settings
-            self._detector = MtcnnDetector(
-                MtcnnConfig(config.min_face_size, config.thresholds, config.scale_factor)
-            )
+            with self._detector_lock:  # the first photos may arrive on several threads at once
+                if self._detector is None:
+                    config = self.detector_settings
+                    self._detector = MtcnnDetector(
+                        MtcnnConfig(config.min_face_size, config.thresholds, config.scale_factor),
+                        threads=self.threads_per_photo,
+                    )
         return self._detector
 
     def load(self) -> None:

@@ -23,6 +23,10 @@ class OnnxSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        if threads > 1:
+            # Idle intra-op threads spin by default, taking cores from concurrent requests (measured
+            # here: 3 ms slower alone without spinning, and no core burnt while others wait).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [node.name for node in self._session.get_inputs()]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from faceforge.api.access import AdminAccess, ReadAccess
 from faceforge.api.deps import ServicesDep
@@ -63,16 +65,26 @@ def _model_file(model: ModelVersion) -> str:
 
 
 @read.get("/model/info")
-def model_info(services: ServicesDep, request: Request) -> JSONResponse:
+async def model_info(services: ServicesDep, request: Request) -> Response:
+    """Asked by every phone on every start: answered on the event loop from the cached current
+    version, going to the database (on a worker thread) only when that cache is stale."""
+    cached = services.models.cached_current()
+    model = cached.model if cached is not None else await run_in_threadpool(services.models.current_or_none)
     try:
-        model = services.models.current()
+        if model is None:
+            raise ModelNotReadyError("model is not ready")
         name = _model_file(model)
     except ModelNotReadyError:
         return JSONResponse({"status": "failed", "error": "model is not ready"}, status_code=400)
-    url = str(request.url_for("model_file", version=model.version, name=name))
-    users: list[dict[str, Any]] = [
-        {"id": p["id"], "name": p["name"], "position": p["position"]} for p in model.people
-    ]
-    return JSONResponse(
-        {"status": "success", "model": {"version": model.version, "url": url, "users": users}}
-    )
+    ready = model
+
+    def encode() -> bytes:
+        url = str(request.url_for("model_file", version=ready.version, name=name))
+        users: list[dict[str, Any]] = [
+            {"id": p["id"], "name": p["name"], "position": p["position"]} for p in ready.people
+        ]
+        body = {"status": "success", "model": {"version": ready.version, "url": url, "users": users}}
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+    key = ("legacy_model_info", model.version, str(request.base_url))
+    return Response(services.answers.get(key, encode), media_type="application/json")
