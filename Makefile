@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.export_parity
 	$(BIN)/python -m bench.embedder_choice
 	$(BIN)/python -m bench.import_throughput
+	$(BIN)/python -m bench.scale_curve
 
 clean:
 	rm -rf $(VENV) $(CLIENTS) $(JS_CLIENTS)/node_modules .pytest_cache .mypy_cache .ruff_cache

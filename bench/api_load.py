@@ -1,31 +1,49 @@
-"""Load on loopback against a real `faceforge serve`: model-info requests/s and identify latency.
+"""Load on loopback against real `faceforge serve --workers N` processes plus one `faceforge worker`.
 
-Usage: .venv/bin/python -m bench.api_load [--info-requests 2000] [--identify-requests 100] [--clients 4]
+Usage: .venv/bin/python -m bench.api_load [--workers 1 2] [--info-requests 20000] [--clients 4]
+       [--identify-requests 200] [--rate 10]
+
+For each API process count it reports:
+- the API processes' start (spawn to the first /healthz answer) and resident memory before the
+  first photo, whether PyTorch, coremltools or litert is mapped into them, and memory after identify;
+- model info (the legacy URL every phone asks on start) requests/s, with ``--clients`` client
+  processes on keep-alive connections;
+- identify latency (p50/p99) for a one-face 250 px LFW photo sent at a fixed ``--rate`` per second,
+  each request on time whether or not the previous one has returned (an open loop);
+- identify throughput with 4 concurrent clients.
+The clients run on the same two cores as the server, so every figure is a lower bound.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from bench.reference import machine
 from faceforge.evaluation.dataset import image_files
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 LEGACY_INFO = "/gorillas/face-recognition/api/v1.0/model/info"
+HEAVY_LIBRARIES = ("libtorch", "coremltools", "litert")
+WEIGHTS = Path(tempfile.gettempdir()) / "faceforge-bench" / "weights"
 
 
 def _port() -> int:
+    import socket
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -36,71 +54,163 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--info-requests", type=int, default=2000)
-    parser.add_argument("--identify-requests", type=int, default=100)
-    parser.add_argument("--clients", type=int, default=4)
-    args = parser.parse_args()
-    port = _port()
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def _mapped_heavy(pid: int) -> list[str]:
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return [name for name in HEAVY_LIBRARIES if name in maps]
+
+
+def _api_pids(parent: int, workers: int) -> list[int]:
+    """The processes answering requests: the parent itself with one worker, else its children."""
+    if workers == 1:
+        return [parent]
+    children = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():  # not the resource tracker
+                children.append(int(child))
+    return sorted(children)
+
+
+def _info_client(port: int, count: int) -> float:
+    """``count`` model-info requests on one keep-alive connection; returns the seconds taken."""
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    started = time.perf_counter()
+    for _ in range(count):
+        connection.request("GET", LEGACY_INFO)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+    elapsed = time.perf_counter() - started
+    connection.close()
+    return elapsed
+
+
+def _identify(http: httpx.Client, photo: bytes) -> float:
+    started = time.perf_counter()
+    response = http.post("/api/v1/identify", files={"photo": ("probe.jpg", photo)})
+    assert response.status_code == 200, response.text
+    assert response.json()["faces"], "the probe photo has one face"
+    return time.perf_counter() - started
+
+
+def _scenario(workers: int, args: argparse.Namespace) -> dict[str, Any]:
     home = tempfile.mkdtemp(prefix="faceforge-load-")
+    port = _port()
+    url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
-        "FACEFORGE_WEIGHTS_CACHE": str(Path(tempfile.gettempdir()) / "faceforge-bench" / "weights"),
+        "FACEFORGE_HOME": home,
+        "FACEFORGE_WEIGHTS_CACHE": str(WEIGHTS),
+        "FACEFORGE_WORKER__EMBEDDED": "false",
+        "FACEFORGE_WORKER__FORMATS": "onnx",
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "faceforge.cli.main", "serve", "--port", str(port), "--home", home],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    serve = [sys.executable, "-m", "faceforge.cli.main", "serve", "--port", str(port)]
+    serve += ["--workers", str(workers)]
+    started = time.perf_counter()
+    server = subprocess.Popen(serve, env=env, **quiet)  # type: ignore[call-overload]
+    worker = None
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while True:
                 try:
-                    if http.get("/api/v1/training").status_code == 200:
+                    if http.get("/healthz").status_code == 200:
                         break
                 except httpx.TransportError:
-                    time.sleep(0.2)
+                    time.sleep(0.01)
+            start_seconds = time.perf_counter() - started
+            time.sleep(1.0)  # every process has started
+            pids = _api_pids(server.pid, workers)
+            before = {"rss_mb": [_rss_mb(pid) for pid in pids], "heavy": [_mapped_heavy(p) for p in pids]}
+            worker_command = [sys.executable, "-m", "faceforge.cli.main", "worker"]
+            worker = subprocess.Popen(worker_command, env=env, **quiet)  # type: ignore[call-overload]
             people = sorted(p for p in (FACES / "krasserm_lfw10").iterdir() if p.is_dir())
             for person in people:
                 files = [("photos", (p.name, p.read_bytes(), "image/jpeg")) for p in image_files(person)[:5]]
-                http.post("/api/v1/people", data={"name": person.name}, files=files)
-            while http.get("/api/v1/training").json()["state"] != "idle":
-                time.sleep(0.1)
+                assert http.post("/api/v1/people", data={"name": person.name}, files=files).status_code == 201
+            deadline = time.monotonic() + 300
+            while http.get("/api/v1/training").json()["state"] != "idle" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert http.get(LEGACY_INFO).status_code == 200
 
-            def info_client(count: int) -> None:
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}") as own:
-                    for _ in range(count):
-                        assert own.get(LEGACY_INFO).status_code == 200
+        per_client = args.info_requests // args.clients
+        with ProcessPoolExecutor(args.clients) as pool:
+            _info_client(port, 50)  # warm-up
+            began = time.perf_counter()
+            list(pool.map(_info_client, [port] * args.clients, [per_client] * args.clients))
+            info_rate = per_client * args.clients / (time.perf_counter() - began)
 
-            started = time.perf_counter()
-            with ThreadPoolExecutor(args.clients) as pool:
-                list(pool.map(info_client, [args.info_requests // args.clients] * args.clients))
-            info_rate = args.info_requests / (time.perf_counter() - started)
+        probe = (FACES / "krasserm_lfw10" / "Tony_Blair").glob("*.jpg")
+        photo = sorted(probe)[7].read_bytes()
+        # One client, shared by the threads below (a client per request would spend the cores on TLS
+        # set-up); its pool opens a connection per concurrent request.
+        http = httpx.Client(base_url=url, timeout=60, limits=httpx.Limits(max_connections=32))
+        for _ in range(4 * workers):
+            _identify(http, photo)  # the first photo in each process loads the models
+        latencies: list[float] = []
+        lock = threading.Lock()
 
-            probes = [p for person in people for p in image_files(person)[5:]]
-            latencies = []
-            for i in range(args.identify_requests):
-                photo = probes[i % len(probes)]
-                started = time.perf_counter()
-                response = http.post("/api/v1/identify", files={"photo": (photo.name, photo.read_bytes())})
-                latencies.append(time.perf_counter() - started)
-                assert response.status_code == 200
+        def paced(delay: float) -> None:
+            time.sleep(delay)
+            seconds = _identify(http, photo)
+            with lock:
+                latencies.append(seconds)
+
+        with ThreadPoolExecutor(32) as threads:
+            list(threads.map(paced, [i / args.rate for i in range(args.identify_requests)]))
+        with ThreadPoolExecutor(4) as threads:
+            began = time.perf_counter()
+            list(threads.map(lambda _: _identify(http, photo), range(args.throughput_requests)))
+            identify_rate = args.throughput_requests / (time.perf_counter() - began)
+        http.close()
+        after = [_rss_mb(pid) for pid in pids]
     finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
         server.terminate()
         server.wait(timeout=30)
+    return {
+        "api_processes": workers,
+        "start_seconds": round(start_seconds, 2),
+        "rss_mb_before_first_identify": before["rss_mb"],
+        "heavy_libraries_mapped": before["heavy"],
+        "rss_mb_after_identify": after,
+        "model_info_requests_per_second": round(info_rate, 1),
+        "model_info_clients": args.clients,
+        "identify_rate_per_second": args.rate,
+        "identify_requests": args.identify_requests,
+        "identify_p50_ms": round(1000 * statistics.median(latencies), 1),
+        "identify_p99_ms": round(1000 * _percentile(latencies, 0.99), 1),
+        "identify_throughput_per_second_4_clients": round(identify_rate, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--info-requests", type=int, default=20000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--identify-requests", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=10.0)
+    parser.add_argument("--throughput-requests", type=int, default=60)
+    args = parser.parse_args()
+    results = [_scenario(workers, args) for workers in args.workers]
     print(
         json.dumps(
             {
                 "benchmark": "api_load",
-                "model_info_requests_per_second": round(info_rate, 1),
-                "model_info_clients": args.clients,
-                "identify_requests": args.identify_requests,
-                "identify_p50_ms": round(1000 * statistics.median(latencies), 1),
-                "identify_p99_ms": round(1000 * _percentile(latencies, 0.99), 1),
                 "identify_photo": "250x250 LFW photo, one face",
+                "gallery": "krasserm_lfw10, 5 photos per person",
+                "runs": results,
+                "machine": machine(),
             }
         )
     )

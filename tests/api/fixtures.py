@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,32 +134,109 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def serve_process(home: Path, shared: Settings, **env: str) -> Iterator[tuple[str, int]]:
-    """A real ``faceforge serve`` on a free loopback port (ONNX-only versions, a fast-polling worker,
-    the session's weights cache), with ``env`` as extra ``FACEFORGE_*`` settings; yields its URL and
-    port once it answers, and stops it afterwards."""
-    port = free_port()
-    environment = {
+HEAVY_LIBRARIES = ("torch", "coremltools", "litert")
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running ``faceforge serve``: its URL and, with ``--workers N``, the N processes answering."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    workers: int
+
+    def api_pids(self) -> list[int]:
+        if self.workers == 1:
+            return [self.process.pid]
+        return api_children(self.process.pid)
+
+
+def api_children(pid: int) -> list[int]:
+    """The API processes uvicorn started under ``pid`` (not multiprocessing's resource tracker)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in command:
+                children.append(int(child))
+    return sorted(children)
+
+
+def heavy_libraries_loaded(pid: int) -> list[str]:
+    """Which of PyTorch, coremltools and litert have files mapped into process ``pid`` (their native
+    libraries are mapped the moment they are imported)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return [name for name in HEAVY_LIBRARIES if f"/{name}" in maps or f"{name}_" in maps]
+
+
+def faceforge_environment(home: Path, shared: Settings, **env: str) -> dict[str, str]:
+    """The environment of a real faceforge process in ``home``: ONNX-only versions, fast polling, the
+    session's weights cache, and ``env`` as extra ``FACEFORGE_*`` settings."""
+    return {
         **os.environ,
+        "FACEFORGE_HOME": str(home),
         "FACEFORGE_WEIGHTS_CACHE": str(shared.weights_dir),
         "FACEFORGE_WORKER__FORMATS": "onnx",
         "FACEFORGE_WORKER__POLL_SECONDS": "0.1",
+        "FACEFORGE_WORKER__HEARTBEAT_SECONDS": "0.3",
         **env,
     }
-    command = [sys.executable, "-m", "faceforge.cli.main", "serve", "--port", str(port), "--home", str(home)]
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def faceforge_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "faceforge.cli.main", *args]
+
+
+def on_loopback(command: list[str], port: int) -> list[str]:
+    """A ``faceforge serve ...`` command line (e.g. a deployment's) bound to 127.0.0.1:``port``."""
+    argv = list(command)
+    for option, value in (("--host", "127.0.0.1"), ("--port", str(port))):
+        if option in argv:
+            argv[argv.index(option) + 1] = value
+        else:
+            argv += [option, value]
+    return argv
+
+
+@contextmanager
+def faceforge_server(
+    home: Path,
+    shared: Settings,
+    *,
+    command: tuple[str, ...] = ("faceforge", "serve"),
+    env: dict[str, str] | None = None,
+) -> Iterator[Served]:
+    """A real ``faceforge serve`` (``command``, run as given but on a free loopback port), stopped
+    afterwards."""
+    port = free_port()
+    argv = on_loopback(list(command), port)
+    assert argv[:2] == ["faceforge", "serve"], argv
+    workers = int(argv[argv.index("--workers") + 1]) if "--workers" in argv else 1
+    process = subprocess.Popen(
+        faceforge_command(*argv[1:]),
+        env=faceforge_environment(home, shared, **(env or {})),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
         try:
-            return httpx.get(f"{url}/api/v1/access", timeout=5).status_code == 200
+            return httpx.get(f"{url}/healthz", timeout=5).status_code == 200
         except httpx.TransportError:
             return False
 
     try:
         wait_for(up, what="faceforge serve to start")
-        yield url, port
+        yield Served(url, port, process, workers)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def serve_process(home: Path, shared: Settings, **env: str) -> Iterator[tuple[str, int]]:
+    """One ``faceforge serve`` process (``faceforge_server``); yields its URL and port."""
+    with faceforge_server(home, shared, env=env) as served:
+        yield served.url, served.port
