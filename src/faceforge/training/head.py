@@ -140,7 +140,7 @@ def _normalise_rows(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
 MAX_SCORED_PHOTOS = 10_000  # photos whose held-out scores are computed (of N)
 MAX_PAIR_SCORES = 4_000_000  # photo-vs-other-person scores kept for the stranger estimate
 MAX_SCALE_ROWS = 4_000  # photos whose score rows fit the probability scale ...
-MAX_SCALE_CELLS = 8_000_000  # ... fewer with many people (at least MIN_SCALE_ROWS): a softmax per row
+MAX_SCALE_CELLS = 2_000_000  # ... fewer with many people (at least MIN_SCALE_ROWS): a softmax per row
 MIN_SCALE_ROWS = 1_000
 ROW_BLOCK = 1024  # rows scored at once: a block of (1024, C) float32 scores, 40 MB at C = 10,000
 SAMPLE_SEED = 0
