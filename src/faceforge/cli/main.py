@@ -6,6 +6,7 @@ import json
 import logging
 import logging.config
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -160,7 +161,18 @@ def serve_command(
     engine = make_engine(settings.resolved_database_url)
     upgrade_database(engine)  # once, before the processes start
     engine.dispose()
-    uvicorn.run(
+    _run_processes(host, port, workers, log_config)
+
+
+def _run_processes(host: str, port: int, workers: int, log_config: dict[str, Any]) -> None:
+    """``uvicorn.run``'s multi-process path, with ``TCP_NODELAY`` on the shared socket. uvicorn binds
+    it without the TCP protocol number, so asyncio leaves Nagle's algorithm on for every accepted
+    connection and each small answer waits ~40 ms for the client's delayed ACK (measured: 22 answers
+    a second on a keep-alive connection instead of ~1,800). Accepted connections inherit the option."""
+    from uvicorn import Config
+    from uvicorn.supervisors import Multiprocess
+
+    config = Config(
         "faceforge.api.app:create_app",
         factory=True,
         host=host,
@@ -168,6 +180,10 @@ def serve_command(
         workers=workers,
         log_config=log_config,
     )
+    sock = config.bind_socket()
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    Multiprocess(config, sockets=[sock]).run()
 
 
 @app.command("export")
