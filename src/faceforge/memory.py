@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 
 log = logging.getLogger(__name__)
@@ -27,3 +28,16 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     applied = bool(mallopt(M_ARENA_MAX, arenas))
     log.debug("malloc arenas capped at %d: %s", arenas, applied)
     return applied
+
+
+def freeze_survivors() -> None:
+    """Collect garbage, then exempt every object still alive from later collections (``gc.freeze``).
+
+    The worker calls this between trainings, when what is alive is its long-lived state (PyTorch,
+    coremltools and litert modules, cached backbones). coremltools runs ``gc.collect()`` at the end
+    of every conversion, twice per version, and each full collection walked all of those objects:
+    0.26 s each at 1,000 people. Objects are still freed by reference counting as before; only
+    reference cycles among the frozen ones would outlive their use.
+    """
+    gc.collect()
+    gc.freeze()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from faceforge.atomic import file_sha256
+from faceforge.checksums import record_sha256
 from faceforge.domain.errors import ModelNotReadyError
 from faceforge.training.head import RecognitionHead, fit_head
 from faceforge.training.serialize import HEAD_FILE, head_bytes
@@ -104,3 +105,30 @@ def test_the_current_pointer_moves_on_every_change(tmp_path: Path) -> None:
     assert first is not None and second is not None and first != second
     store.mark_current(None)
     assert (tmp_path / "models" / "CURRENT").read_text().startswith("none ")
+
+
+def test_a_version_staged_file_by_file_is_published_whole_or_not_at_all(
+    tmp_path: Path, head: RecognitionHead
+) -> None:
+    """The builder writes each format's files while it builds the next: an error at any point (here
+    after the head and a shared file were written) leaves neither the version nor its staging."""
+    store = VersionStore(tmp_path / "models")
+    shared = tmp_path / "backbone.bin"
+    shared.write_bytes(b"the same bytes in every version")
+    record_sha256(shared)
+    with pytest.raises(RuntimeError, match="export failed"), store.stage(1) as staging:
+        staging.add(HEAD_FILE, head_bytes(head))
+        staging.link("backbone.bin", shared)
+        raise RuntimeError("export failed")
+    assert list((tmp_path / "models").iterdir()) == []
+
+    with store.stage(1) as staging:
+        staging.add(HEAD_FILE, head_bytes(head))
+        staging.link("backbone.bin", shared)
+        with pytest.raises(ValueError, match="duplicate"):
+            staging.add(HEAD_FILE, b"")
+        written = staging.publish(_manifest(head))
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["1"]
+    assert written.files["backbone.bin"].sha256 == file_sha256(shared)
+    assert (tmp_path / "models" / "1" / "backbone.bin").stat().st_ino == shared.stat().st_ino  # linked
+    assert store.open(1).manifest == written

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -340,28 +339,34 @@ class VersionExporter:
         on_step(len(steps), len(steps))
 
     def export(
-        self, head: RecognitionHead, formats: tuple[ExportFormat, ...] | None = None
+        self,
+        head: RecognitionHead,
+        formats: tuple[ExportFormat, ...] | None = None,
+        *,
+        on_part: Callable[[VersionExports], None] = lambda part: None,
     ) -> VersionExports:
+        """Every format of ``formats`` (default: the configured ones) for ``head``, merged.
+
+        ``on_part`` receives each format's files as soon as they are built and verified, so that the
+        caller can write them while the next format is built.
+        """
         exporters: dict[ExportFormat, FormatExporter] = {
             ExportFormat.ONNX: self.onnx,
             ExportFormat.COREML: self.coreml,
             ExportFormat.TFLITE: self.tflite,
         }
-
-        def build(export_format: ExportFormat) -> VersionExports:
+        exports = VersionExports()
+        labels = VersionExports(files={LABELS_FILE: ("\n".join(device_labels(head)) + "\n").encode()})
+        on_part(labels)
+        exports.merge(labels)
+        # One format after another: building them on threads side by side was slower (measured at
+        # 1,000 people: 3.5 s against 2.9 s), the Python parts (protobuf and flatbuffer builders,
+        # coremltools) holding the GIL; the writer threads of the store overlap the disk instead.
+        for export_format in formats or self.formats:
             part = VersionExports()
             started = time.perf_counter()
             exporters[export_format].export(head, part)
             part.seconds[export_format.value] = round(time.perf_counter() - started, 3)
-            return part
-
-        # The formats are independent and much of their work (ONNX Runtime, the TFLite interpreter,
-        # zlib, file reads) releases the GIL, so building them side by side uses both cores.
-        chosen = formats or self.formats
-        with ThreadPoolExecutor(max_workers=len(chosen), thread_name_prefix="faceforge-export") as pool:
-            parts = list(pool.map(build, chosen))
-        exports = VersionExports()
-        for part in parts:
+            on_part(part)
             exports.merge(part)
-        exports.files[LABELS_FILE] = ("\n".join(device_labels(head)) + "\n").encode()
         return exports

@@ -367,6 +367,27 @@ def _fit(
     return head, scores
 
 
+class _SoftmaxLoss:
+    """``-sum(log(p_target + 1e-12))`` with ``p = softmax(scale * logits)`` per row, for many scales.
+
+    The row maxima are subtracted once (for a positive scale the maximum of ``scale * logits`` is
+    ``scale`` times theirs), so each scale costs one in-place float32 pass for the exponentials,
+    summed in float64: at 1,000 people a fit's 40 softmaxes over ~2 M cells took 0.6 s in float64.
+    """
+
+    def __init__(self, logits: npt.NDArray[np.floating[Any]], targets: npt.NDArray[np.int64]) -> None:
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        self.shifted = np.asarray(shifted, np.float32)
+        self.target = np.asarray(shifted[np.arange(len(shifted)), targets], np.float64)
+        self.buffer = np.empty_like(self.shifted)
+
+    def __call__(self, scale: float) -> float:
+        np.multiply(self.shifted, np.float32(scale), out=self.buffer)
+        np.exp(self.buffer, out=self.buffer)
+        log_probability = scale * self.target - np.log(self.buffer.sum(axis=1, dtype=np.float64))
+        return float(-np.log(np.exp(log_probability) + 1e-12).sum())
+
+
 def _fit_scale(scores: _Scores, classes: int, threshold: float) -> float:
     """Pick the softmax scale that best predicts held-out outcomes (negative log-likelihood on a grid).
 
@@ -384,15 +405,16 @@ def _fit_scale(scores: _Scores, classes: int, threshold: float) -> float:
         axis=1,
     )
     known_logits = np.concatenate([known, np.full((len(known), 1), threshold, np.float32)], axis=1)
+    known_loss = _SoftmaxLoss(known_logits, known_codes) if len(known) else None
+    unknown = np.full(len(impostor_logits), impostor_logits.shape[1] - 1)  # the last column
+    impostor_loss = _SoftmaxLoss(impostor_logits, unknown)
     best_scale, best_loss = DEFAULT_SCALE, np.inf
     for scale in SCALE_GRID:
         loss = 0.0
-        if len(known):
-            probs = _softmax(scale * known_logits)
-            loss += float(-np.log(probs[np.arange(len(known)), known_codes] + 1e-12).sum())
+        if known_loss is not None:
+            loss += known_loss(scale)
         if classes > 1:
-            probs = _softmax(scale * impostor_logits)
-            loss += float(-np.log(probs[:, -1] + 1e-12).sum())
+            loss += impostor_loss(scale)
         if loss < best_loss:
             best_scale, best_loss = scale, loss
     return best_scale

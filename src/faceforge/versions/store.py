@@ -16,6 +16,9 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,8 @@ from faceforge.versions.manifest import MANIFEST_FILE, FileEntry, VersionManifes
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CURRENT_FILE = "CURRENT"
+# Two writers: one file's fsync overlaps another's write and hash.
+WRITER_THREADS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,69 @@ class OpenedVersion:
         return head_from_files(data, self.manifest)
 
 
+class VersionStaging:
+    """One version's files, written into a hidden staging directory on background threads (write,
+    fsync, sha256: all release the GIL) so the disk works while the next format is being built;
+    ``publish`` waits for them, writes the manifest and renames the directory into place."""
+
+    def __init__(self, models_dir: Path, version: int) -> None:
+        self.models_dir = models_dir
+        self.version = version
+        models_dir.mkdir(parents=True, exist_ok=True)
+        self.directory = models_dir / f".v{version}-{uuid.uuid4().hex}"
+        self.directory.mkdir()
+        self._writers = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="faceforge-store")
+        self._pending: dict[str, Future[FileEntry]] = {}
+        self._published = False
+
+    def _check_name(self, name: str) -> None:
+        if not _SAFE_NAME.match(name) or name == MANIFEST_FILE or name in self._pending:
+            raise ValueError(f"unsafe or duplicate file name {name!r}")
+
+    def add(self, name: str, data: bytes) -> None:
+        """Write ``data`` as the version's file ``name`` (in the background)."""
+        self._check_name(name)
+        self._pending[name] = self._writers.submit(_write_file, self.directory / name, data)
+
+    def link(self, name: str, source: Path) -> None:
+        """Hard-link ``source``, a file identical in every version (its sha256 recorded beside it)."""
+        self._check_name(name)
+        self._pending[name] = self._writers.submit(_link_file, source, self.directory / name)
+
+    def publish(self, manifest: VersionManifest) -> VersionManifest:
+        """Wait for every file, write ``manifest`` listing them and rename the directory to the
+        version number; returns the manifest as written."""
+        if manifest.version != self.version:
+            raise ValueError(f"staging version {self.version} cannot publish version {manifest.version}")
+        listing = {name: future.result() for name, future in self._pending.items()}
+        written = manifest.listed(listing)
+        write_durably(self.directory / MANIFEST_FILE, written.to_json())
+        fsync_directory(self.directory)
+        target = self.models_dir / str(self.version)
+        if target.exists():  # left by a worker that died after renaming but before publishing
+            shutil.rmtree(target)
+        os.replace(self.directory, target)
+        self._published = True
+        fsync_directory(self.models_dir)
+        return written
+
+    def discard(self) -> None:
+        """Stop the writers and, unless published, remove the staging directory."""
+        self._writers.shutdown(wait=True, cancel_futures=True)
+        if not self._published:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _write_file(target: Path, data: bytes) -> FileEntry:
+    write_durably(target, data)
+    return FileEntry(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
+def _link_file(source: Path, target: Path) -> FileEntry:
+    link_or_copy(source, target)
+    return FileEntry(sha256=recorded_sha256(source), size=source.stat().st_size)
+
+
 class VersionStore:
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = models_dir
@@ -70,37 +138,22 @@ class VersionStore:
     ) -> VersionManifest:
         """Write ``files``, hard-link ``shared`` (identical in every version) and the manifest listing
         them all; returns the manifest as written."""
-        version = manifest.version
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        staging = self.models_dir / f".v{version}-{uuid.uuid4().hex}"
-        staging.mkdir()
-        try:
-            listing: dict[str, FileEntry] = {}
+        with self.stage(manifest.version) as staging:
             for name, data in files.items():
-                self._check_name(name, listing)
-                write_durably(staging / name, data)
-                listing[name] = FileEntry(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+                staging.add(name, data)
             for name, source in (shared or {}).items():
-                self._check_name(name, listing)
-                link_or_copy(source, staging / name)
-                listing[name] = FileEntry(sha256=recorded_sha256(source), size=source.stat().st_size)
-            written = manifest.listed(listing)
-            write_durably(staging / MANIFEST_FILE, written.to_json())
-            fsync_directory(staging)
-            target = self.models_dir / str(version)
-            if target.exists():  # left by a worker that died after renaming but before publishing
-                shutil.rmtree(target)
-            os.replace(staging, target)
-            fsync_directory(self.models_dir)
-            return written
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+                staging.link(name, source)
+            return staging.publish(manifest)
 
-    @staticmethod
-    def _check_name(name: str, taken: dict[str, FileEntry]) -> None:
-        if not _SAFE_NAME.match(name) or name == MANIFEST_FILE or name in taken:
-            raise ValueError(f"unsafe or duplicate file name {name!r}")
+    @contextmanager
+    def stage(self, version: int) -> Iterator[VersionStaging]:
+        """A version written file by file while the caller still builds the rest (``VersionStaging``);
+        whatever is left unpublished when the block ends, normally or by an error, is removed."""
+        staging = VersionStaging(self.models_dir, version)
+        try:
+            yield staging
+        finally:
+            staging.discard()
 
     def open(self, version: int) -> OpenedVersion:
         """The published ``version``, its manifest validated (``NotFoundError`` if it is not on disk)."""

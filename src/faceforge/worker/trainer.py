@@ -26,6 +26,7 @@ from faceforge.db import people_store, training_store
 from faceforge.domain.errors import FaceforgeError
 from faceforge.domain.records import TrainingClaim
 from faceforge.export.quiet import quiet_conversion_tools
+from faceforge.memory import freeze_survivors
 from faceforge.services.photo_files import PhotoFiles
 from faceforge.versions.builder import VersionBuilder
 from faceforge.versions.store import served_files
@@ -86,6 +87,7 @@ class TrainingWorker:
             if not self.stop.is_set():
                 self._prepare_backbones()
                 self.reembed_after_upgrade()
+                freeze_survivors()
             self._loop()
         finally:
             self.lease.release()
@@ -185,6 +187,7 @@ class TrainingWorker:
         finally:
             beating.set()
             heart.join()
+        freeze_survivors()  # the first training imported the conversion tools: keep later ones quick
         return True
 
     def _fail(self, claim: TrainingClaim, message: str, *, clear_current: bool = False) -> None:
