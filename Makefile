@@ -11,13 +11,13 @@ JS_STAMP := $(JS_CLIENTS)/node_modules/.installed
 
 .PHONY: run eval test lint typecheck pytest install browser bench clean
 
-$(STAMP): pyproject.toml requirements.lock requirements-nodeps.txt
+$(STAMP): pyproject.toml requirements.lock requirements-dev.lock requirements-nodeps.txt requirements-nodeps-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first: 2.13.0 resolves to the local CPU build; anything later that wants torch is satisfied.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install --quiet -r requirements.lock -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt -r requirements-nodeps-dev.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

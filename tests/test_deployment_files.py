@@ -171,3 +171,59 @@ def test_ports_paths_routes_and_variables_exist() -> None:
     db = services["db"]["environment"]
     assert (database.group(1), database.group(4)) == (db["POSTGRES_USER"], db["POSTGRES_DB"])
     assert database.group(2) == "db" and database.group(3) == "5432"
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.split("#")[0].strip().partition("==")
+            pins[_canonical(name.split("[")[0])] = version
+    return pins
+
+
+def _runtime_closure() -> set[str]:
+    """faceforge's installed dependencies without its extras, with theirs, transitively (markers
+    evaluated on this machine), read from the installed packages' metadata."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    found: dict[str, set[str]] = {}
+    pending = [(Requirement(raw), "") for raw in metadata.distribution("faceforge").requires or []]
+    while pending:
+        requirement, extra = pending.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = _canonical(requirement.name)
+        extras = set(requirement.extras)
+        if name in found and extras <= found[name]:
+            continue
+        found.setdefault(name, set()).update(extras)
+        children = metadata.distribution(requirement.name).requires or []
+        for raw in children:
+            pending += [(Requirement(raw), wanted) for wanted in sorted(extras | {""})]
+    return set(found)
+
+
+def test_the_image_lock_holds_what_faceforge_runs_on_and_no_test_tools() -> None:
+    """The Dockerfile installs requirements.lock alone: it must pin every runtime dependency, to the
+    version installed here, and leave pytest, Playwright and the linters to requirements-dev.lock."""
+    runtime, dev = _pins(ROOT / "requirements.lock"), _pins(ROOT / "requirements-dev.lock")
+    closure = _runtime_closure() - {"torch", "faceforge"}  # torch: installed first, on its own
+    assert closure - set(runtime) == set(), "runtime dependencies missing from requirements.lock"
+    assert not set(runtime) & set(dev), "a package pinned in both locks"
+    assert {"pytest", "playwright", "ruff", "mypy", "schemathesis"} <= set(dev)
+    from importlib import metadata
+
+    for name, version in runtime.items():
+        assert metadata.version(name) == version, (
+            f"{name}: installed {metadata.version(name)}, pinned {version}"
+        )
+    installs = " ".join(arguments for keyword, arguments in dockerfile_instructions() if keyword == "RUN")
+    assert "-r requirements.lock" in installs and "requirements-dev.lock" not in installs
+    assert "-r requirements-nodeps.txt" in installs and "nodeps-dev" not in installs
