@@ -8,6 +8,7 @@ the ONNX embedder followed by the head's probabilities.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import torch
 from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
 from faceforge.export.coreml_checks import classifier_problems
+from faceforge.export.formats import ExportFormat
 from faceforge.export.model_inputs import CHIP, FACE
 from faceforge.export.onnx_models import head_affine
 from faceforge.export.version_exports import LABELS_FILE, VersionExporter, VersionExports, run_tflite
@@ -144,6 +146,28 @@ def test_tflite_split_equals_fused(exported: Exported) -> None:
     fused = run_tflite((exported.directory / "model.tflite").read_bytes(), subset)
     np.testing.assert_allclose(split, fused, atol=FP32_TOLERANCE)
     assert len(head) < 1_000_000
+
+
+def test_one_parsed_tflite_backbone_serves_every_version(exported: Exported, settings: Settings) -> None:
+    """A worker parses each TFLite backbone once and fuses every version's head onto it: fusing
+    must leave the parsed backbone as it was, so a later version is what a fresh worker builds."""
+    exporter = VersionExporter(settings.weights_dir, (ExportFormat.TFLITE,))
+    first = exporter.export(exported.head).files
+    assert first["model.tflite"] == exported.exports.files["model.tflite"]
+    smaller = dataclasses.replace(
+        exported.head,
+        labels=exported.head.labels[:4],
+        prototypes=exported.head.prototypes[:4],
+        counts=exported.head.counts[:4],
+    )
+    second = exporter.export(smaller).files
+    assert len(second["model.tflite"]) < len(first["model.tflite"])
+    expected = smaller.probabilities(exported.embeddings[:16:8])
+    probabilities = run_tflite(second["model.tflite"], _pixels_nhwc(exported.inputs.rows(0, 16), 8))
+    np.testing.assert_allclose(probabilities, expected, atol=FP32_TOLERANCE)
+    again = exporter.export(exported.head).files
+    for name in ("model.tflite", "model_int8.tflite"):
+        assert again[name] == first[name]
 
 
 def test_tflite_int8_agrees_with_the_server_on_top1(exported: Exported) -> None:
