@@ -38,12 +38,33 @@ PROBE_COUNT = 2
 FloatArray = npt.NDArray[np.float32]
 
 
+class FileSink(Protocol):
+    """Where a version's files go as they are made (the store's ``VersionStaging``)."""
+
+    def add(self, name: str, data: bytes) -> None: ...
+
+    def link(self, name: str, source: Path) -> None: ...
+
+
 @dataclass
 class VersionExports:
     files: dict[str, bytes] = field(default_factory=dict)
     shared: dict[str, Path] = field(default_factory=dict)  # identical for every version: hard-linked
     manifest: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    # Receives every file the moment it is made, so that it is written while the rest are built and
+    # checked (a file whose check then fails goes with the whole staged version).
+    sink: FileSink | None = None
+
+    def add(self, name: str, data: bytes) -> None:
+        self.files[name] = data
+        if self.sink is not None:
+            self.sink.add(name, data)
+
+    def link(self, name: str, source: Path) -> None:
+        self.shared[name] = source
+        if self.sink is not None:
+            self.sink.link(name, source)
 
     def add_variant(self, name: str, **description: Any) -> None:
         self.manifest.setdefault("variants", {})[name] = description
@@ -125,13 +146,13 @@ class OnnxExporter:
         path, backbone, _ = self._load_backbone()
         head_graph = head_model(head, opset=opset_of(backbone), ir_version=backbone.ir_version)
         fused = fused_model(backbone, head_graph).SerializeToString()
+        into.add("model.onnx", fused)  # written while it is checked
+        into.add("head.onnx", head_graph.SerializeToString())
         session = ort.InferenceSession(fused, providers=["CPUExecutionProvider"])
         expected = head.probabilities(self.probe_embeddings())
         _check_parity("model.onnx", session.run(None, probe_faces())[0], expected)
-        into.files["head.onnx"] = head_graph.SerializeToString()
-        into.files["model.onnx"] = fused
-        into.shared["backbone.onnx"] = path
-        into.shared["refiner.onnx"] = self.backbones.refiner().onnx
+        into.link("backbone.onnx", path)
+        into.link("refiner.onnx", self.backbones.refiner().onnx)
         into.manifest["onnx"] = {
             "inputs": _inputs_manifest("NCHW"),
             "output": {
@@ -187,12 +208,12 @@ class CoreMLExporter:
             problems = classifier_problems(spec, labels)
             if problems:
                 raise ExportError(f"{name} is not a valid classifier: {'; '.join(problems)}")
-        into.files["model.mlmodel"] = coreml_models.serialize(fused)
-        into.files["pipeline.mlmodel"] = coreml_models.serialize(pipeline)
-        into.files["head.mlmodel"] = coreml_models.serialize(head_spec)
-        into.files["model.mlpackage.zip"] = coreml_models.ml_program_package(program, paths.coreml_program)
-        into.shared["backbone.mlmodel"] = paths.coreml
-        into.shared["refiner.mlmodel"] = self.backbones.refiner().coreml
+        into.add("model.mlmodel", coreml_models.serialize(fused))
+        into.add("pipeline.mlmodel", coreml_models.serialize(pipeline))
+        into.add("head.mlmodel", coreml_models.serialize(head_spec))
+        into.add("model.mlpackage.zip", coreml_models.ml_program_package(program, paths.coreml_program))
+        into.link("backbone.mlmodel", paths.coreml)
+        into.link("refiner.mlmodel", self.backbones.refiner().coreml)
         into.manifest["coreml"] = {
             "inputs": [
                 spec.as_dict()
@@ -249,12 +270,15 @@ class TfliteExporter:
         paths = self.backbones.tflite()
         weights, bias = head_affine(head)
         head_bytes = tflite_models.write_model(tflite_models.head_model(weights, bias))
+        into.add("head.tflite", head_bytes)
         fused = tflite_models.write_model(
             tflite_models.fuse(self._parsed(paths.tflite), tflite_models.read_model(head_bytes))
         )
+        into.add("model.tflite", fused)  # each written while the next is built and all are checked
         fused_int8 = tflite_models.write_model(
             tflite_models.fuse(self._parsed(paths.tflite_int8), tflite_models.read_model(head_bytes))
         )
+        into.add("model_int8.tflite", fused_int8)
         probe = channels_last(probe_faces())
         _check_parity("model.tflite", run_tflite(fused, probe), head.probabilities(self.reference()))
         _check_parity(
@@ -265,12 +289,9 @@ class TfliteExporter:
         _check_parity(
             "model_int8.tflite", run_tflite(fused_int8, probe), head.probabilities(self._int8_probe)
         )
-        into.files["model.tflite"] = fused
-        into.files["model_int8.tflite"] = fused_int8
-        into.files["head.tflite"] = head_bytes
-        into.shared["backbone.tflite"] = paths.tflite
-        into.shared["refiner.tflite"] = self.backbones.refiner().tflite
-        into.shared["backbone_int8.tflite"] = paths.tflite_int8
+        into.link("backbone.tflite", paths.tflite)
+        into.link("refiner.tflite", self.backbones.refiner().tflite)
+        into.link("backbone_int8.tflite", paths.tflite_int8)
         into.manifest["tflite"] = {
             "inputs": _inputs_manifest("NHWC"),
             "output": {"name": tflite_models.PROBABILITIES, "shape": [1, len(head.labels) + 1]},
@@ -347,30 +368,24 @@ class VersionExporter:
         head: RecognitionHead,
         formats: tuple[ExportFormat, ...] | None = None,
         *,
-        on_part: Callable[[VersionExports], None] = lambda part: None,
+        sink: FileSink | None = None,
     ) -> VersionExports:
-        """Every format of ``formats`` (default: the configured ones) for ``head``, merged.
-
-        ``on_part`` receives each format's files as soon as they are built and verified, so that the
-        caller can write them while the next format is built.
-        """
+        """Every format of ``formats`` (default: the configured ones) for ``head``, merged; ``sink``
+        receives each file as soon as it is made (``VersionExports.sink``)."""
         exporters: dict[ExportFormat, FormatExporter] = {
             ExportFormat.ONNX: self.onnx,
             ExportFormat.COREML: self.coreml,
             ExportFormat.TFLITE: self.tflite,
         }
-        exports = VersionExports()
-        labels = VersionExports(files={LABELS_FILE: ("\n".join(device_labels(head)) + "\n").encode()})
-        on_part(labels)
-        exports.merge(labels)
+        exports = VersionExports(sink=sink)
+        exports.add(LABELS_FILE, ("\n".join(device_labels(head)) + "\n").encode())
         # One format after another: building them on threads side by side was slower (measured at
         # 1,000 people: 3.5 s against 2.9 s), the Python parts (protobuf and flatbuffer builders,
-        # coremltools) holding the GIL; the writer threads of the store overlap the disk instead.
+        # coremltools) holding the GIL; the sink's writer threads overlap the disk instead.
         for export_format in formats or self.formats:
-            part = VersionExports()
+            part = VersionExports(sink=sink)
             started = time.perf_counter()
             exporters[export_format].export(head, part)
             part.seconds[export_format.value] = round(time.perf_counter() - started, 3)
-            on_part(part)
             exports.merge(part)
         return exports

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from faceforge.config import Settings
 from faceforge.domain.errors import TrainingError
 from faceforge.domain.records import Person
-from faceforge.export.version_exports import UNKNOWN_LABEL, VersionExporter, VersionExports
+from faceforge.export.version_exports import UNKNOWN_LABEL, VersionExporter
 from faceforge.training.head import RecognitionHead, fit_and_evaluate
 from faceforge.training.serialize import HEAD_FILE, head_bytes
 from faceforge.versions.manifest import EmbedderInfo, RosterEntry, VersionManifest
@@ -122,14 +122,7 @@ class VersionBuilder:
         stage(0.6, "exporting")
         with self.store.stage(version) as staging:
             staging.add(HEAD_FILE, head_bytes(head))
-
-            def write(part: VersionExports) -> None:
-                for name, data in part.files.items():
-                    staging.add(name, data)
-                for name, source in part.shared.items():
-                    staging.link(name, source)
-
-            exports = self.exporter.export(head, on_part=write)
+            exports = self.exporter.export(head, sink=staging)
             metrics["export_seconds"] = exports.seconds
             manifest = version_manifest(version, head, people, metrics, exports.manifest)
             stage(0.7, "writing")
