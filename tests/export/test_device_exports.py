@@ -23,6 +23,7 @@ import torch
 
 from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
+from faceforge.export import coreml_models
 from faceforge.export.coreml_checks import classifier_problems
 from faceforge.export.formats import ExportFormat
 from faceforge.export.model_inputs import CHIP, FACE
@@ -206,6 +207,42 @@ def _coreml_head(layers: Any, classes: int) -> tuple[npt.NDArray[np.float32], np
 def _softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return np.asarray(shifted / shifted.sum(axis=1, keepdims=True), np.float32)
+
+
+def test_core_ml_head_is_what_coremltools_converts(exported: Exported) -> None:
+    """The head's spec is written by hand (quick at 10,000 people); coremltools, converting the same
+    affine map and softmax from PyTorch, must give the same layers, weights, labels and interface."""
+    weights, bias = head_affine(exported.head)
+    ours = coreml_models.head_spec(weights, bias, exported.labels)
+    linear = torch.nn.Linear(weights.shape[0], weights.shape[1])
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(weights.T))
+        linear.bias.copy_(torch.from_numpy(bias))
+    module = torch.nn.Sequential(linear, torch.nn.Softmax(dim=1)).eval()
+    converted = ct.convert(
+        coreml_models.trace(module, (torch.zeros(1, weights.shape[0]),)),
+        inputs=[ct.TensorType(name="embedding", shape=(1, weights.shape[0]))],
+        classifier_config=ct.ClassifierConfig(exported.labels, predicted_feature_name="classLabel"),
+        convert_to="neuralnetwork",
+        skip_model_load=True,
+    ).get_spec()
+    ct.utils.rename_feature(converted, converted.description.predictedProbabilitiesName, "classLabelProbs")
+    coreml_models.to_float16(converted.neuralNetworkClassifier.layers)
+
+    assert ours.specificationVersion == converted.specificationVersion
+    for field in ("input", "output", "predictedFeatureName", "predictedProbabilitiesName"):
+        assert getattr(ours.description, field) == getattr(converted.description, field), field
+    network, reference = ours.neuralNetworkClassifier, converted.neuralNetworkClassifier
+    assert [layer.WhichOneof("layer") for layer in network.layers] == ["innerProduct", "softmaxND"]
+    assert [layer.WhichOneof("layer") for layer in reference.layers] == ["innerProduct", "softmaxND"]
+    assert network.layers[0].innerProduct == reference.layers[0].innerProduct  # fp16 bytes included
+    assert network.layers[1].softmaxND == reference.layers[1].softmaxND
+    assert network.layers[0].input == ["embedding"] and network.layers[1].output == ["classLabelProbs"]
+    assert network.layers[0].output == network.layers[1].input
+    assert network.stringClassLabels == reference.stringClassLabels
+    assert network.labelProbabilityLayerName == reference.labelProbabilityLayerName
+    assert network.arrayInputShapeMapping == reference.arrayInputShapeMapping
+    assert network.imageInputShapeMapping == reference.imageInputShapeMapping
 
 
 def test_coreml_neural_network_classifier(exported: Exported) -> None:

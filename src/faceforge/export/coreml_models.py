@@ -42,6 +42,9 @@ CLASS_PROBABILITIES = "classLabelProbs"
 HEAD_PREFIX = "head_"
 ML_PROGRAM_TARGET = "iOS16"
 CONVERSION_DATE_KEY = "com.github.apple.coremltools.conversion_date"
+# What the head's layers need (softmaxND: Core ML 3, iOS 13), as coremltools writes for them.
+HEAD_SPECIFICATION_VERSION = 4
+HEAD_LOGITS = "logits"
 # Layers whose weights Core ML reads as fp16 (what coremltools' own fp16 quantisation converts).
 FLOAT16_LAYERS = ("convolution", "innerProduct", "batchnorm", "batchedMatMul", "scale", "bias")
 
@@ -121,18 +124,59 @@ def _weights_to_float16(message: Any) -> None:
 
 
 def head_spec(weights: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], labels: list[str]) -> Any:
-    """``embedding`` -> ``classLabel`` / ``classLabelProbs``: ``softmax(E @ W + b)``, fp16 weights."""
+    """``embedding`` -> ``classLabel`` / ``classLabelProbs``: ``softmax(E @ W + b)``, fp16 weights.
+
+    Written straight into the NeuralNetwork schema: the same two layers (an inner product, a
+    softmax over axis 1) that converting a traced ``Linear`` + ``Softmax`` with coremltools gives,
+    which took 0.34 s of every version at 1,000 people and 2.4 s at 10,000 (a test holds the two
+    equal).
+    """
+    dimension, classes = weights.shape
+    if bias.shape != (classes,) or len(labels) != classes:
+        raise ValueError(f"{classes} outputs need {classes} biases and labels")
     ct = coremltools()
-    model = ct.convert(
-        trace(_linear_softmax(weights, bias), (torch.zeros(1, weights.shape[0]),)),
-        inputs=[ct.TensorType(name=EMBEDDING, shape=(1, weights.shape[0]))],
-        classifier_config=ct.ClassifierConfig(labels, predicted_feature_name=CLASS_LABEL),
-        convert_to="neuralnetwork",
-        skip_model_load=True,
+    spec = ct.proto.Model_pb2.Model()
+    spec.specificationVersion = HEAD_SPECIFICATION_VERSION
+    description = spec.description
+    embedding = description.input.add()
+    embedding.name = EMBEDDING
+    embedding.type.multiArrayType.shape.extend([1, dimension])
+    embedding.type.multiArrayType.dataType = ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32
+    probabilities = description.output.add()
+    probabilities.name = CLASS_PROBABILITIES
+    probabilities.type.dictionaryType.stringKeyType.SetInParent()
+    label = description.output.add()
+    label.name = CLASS_LABEL
+    label.type.stringType.SetInParent()
+    description.predictedFeatureName = CLASS_LABEL
+    description.predictedProbabilitiesName = CLASS_PROBABILITIES
+    description.metadata.userDefined["com.github.apple.coremltools.version"] = ct.__version__
+
+    network = spec.neuralNetworkClassifier
+    network.arrayInputShapeMapping = ct.proto.NeuralNetwork_pb2.NeuralNetworkMultiArrayShapeMapping.Value(
+        "EXACT_ARRAY_MAPPING"
     )
-    spec = model.get_spec()
-    ct.utils.rename_feature(spec, spec.description.predictedProbabilitiesName, CLASS_PROBABILITIES)
-    to_float16(spec.neuralNetworkClassifier.layers)
+    network.imageInputShapeMapping = ct.proto.NeuralNetwork_pb2.NeuralNetworkImageShapeMapping.Value(
+        "RANK4_IMAGE_MAPPING"
+    )
+    linear = network.layers.add()
+    linear.name = "linear"
+    linear.input.append(EMBEDDING)
+    linear.output.append(HEAD_LOGITS)
+    product = linear.innerProduct
+    product.inputChannels = dimension
+    product.outputChannels = classes
+    product.hasBias = True
+    # Core ML's inner product stores W as (outputs, inputs), row-major.
+    product.weights.float16Value = np.ascontiguousarray(weights.T).astype("<f2").tobytes()
+    product.bias.float16Value = bias.astype("<f2").tobytes()
+    softmax = network.layers.add()
+    softmax.name = "softmax"
+    softmax.input.append(HEAD_LOGITS)
+    softmax.output.append(CLASS_PROBABILITIES)
+    softmax.softmaxND.axis = 1
+    network.stringClassLabels.vector.extend(labels)
+    network.labelProbabilityLayerName = CLASS_PROBABILITIES
     return spec
 
 
