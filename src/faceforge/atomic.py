@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,9 +19,7 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     removed and ``target`` is left as it was.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    temp = Path(temp_name)
+    temp = _new_temp_file(target)
     try:
         write(temp)
         with temp.open("rb+") as handle:
@@ -31,6 +29,19 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
         temp.unlink(missing_ok=True)
         raise
     fsync_directory(target.parent)
+
+
+def _new_temp_file(target: Path) -> Path:
+    """An empty file beside ``target`` under a fresh name, created with the process's umask like
+    any other file it writes (``tempfile.mkstemp`` would make it 0600, so photos and backbones would
+    be unreadable to a backup job or file server that reads the rest of the home)."""
+    while True:
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return temp
+        except FileExistsError:
+            continue
 
 
 def write_durably(target: Path, data: bytes) -> None:
