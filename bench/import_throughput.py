@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.reference import peak_rss_mb
+from bench.reference import machine, peak_rss_mb
 from faceforge.cli.bulk import run_import
 from faceforge.config import Settings, WorkerSettings
 from faceforge.evaluation.harness import EvalOptions, evaluate
@@ -58,6 +58,7 @@ def main() -> None:
                 "second_run_photos_accepted": second.photos_accepted,
                 "second_run_already_imported": second.photos_already_imported,
                 "peak_rss_mb": peak_rss_mb(),
+                "machine": machine(),
             }
         )
     )

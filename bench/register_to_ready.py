@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from bench.reference import peak_rss_mb
+from bench.reference import machine, peak_rss_mb
 from faceforge.api.app import create_app
 from faceforge.config import Settings, WorkerSettings
 from faceforge.evaluation.dataset import image_files
@@ -95,6 +95,7 @@ def main() -> None:
                 ),
                 "initial_enrolment_seconds": round(enrol_seconds, 1),
                 "peak_rss_mb": peak_rss_mb(),
+                "machine": machine(),
             }
         )
     )
