@@ -14,7 +14,18 @@ from faceforge.api.access import AccessMiddleware
 from faceforge.api.container import Services
 from faceforge.api.errors import install_error_handlers
 from faceforge.api.metrics import MetricsMiddleware, ServiceMetrics
-from faceforge.api.routes import compreface, deepstack, health, identify, legacy, metrics, models, people, web
+from faceforge.api.routes import (
+    compreface,
+    deepstack,
+    health,
+    identify,
+    legacy,
+    metrics,
+    models,
+    people,
+    strangers,
+    web,
+)
 from faceforge.api.served_by import ServedByMiddleware
 from faceforge.config import Settings, get_settings
 
@@ -42,7 +53,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     limits = resolved.limits
     # Matched in this order, one route after another: the most frequent callers first (probes, and
     # model info, which every phone asks on start). No two modules' paths overlap.
-    modules = [health, legacy, models, identify, people, web, metrics]
+    modules = [health, legacy, models, identify, people, strangers, web, metrics]
     modules += [compreface] if resolved.compat.compreface else []
     modules += [deepstack] if resolved.compat.deepstack else []
     routers = [router for module in modules for router in module.routers]

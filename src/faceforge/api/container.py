@@ -16,6 +16,7 @@ from faceforge.services.compat import CompatService
 from faceforge.services.identify import IdentifyService
 from faceforge.services.models import ModelService
 from faceforge.services.people import PeopleService
+from faceforge.services.strangers import StrangersService
 from faceforge.services.vision_gate import VisionGate
 from faceforge.vision.pipeline import FacePipeline
 
@@ -31,6 +32,7 @@ class Services:
     identify: IdentifyService
     compat: CompatService
     metrics: ServiceMetrics
+    strangers: StrangersService
     answers: VersionAnswers = field(default_factory=VersionAnswers)
     stop_worker: Callable[[], None] | None = None
 
@@ -61,9 +63,12 @@ class Services:
         people = PeopleService(
             settings, sessions, pipeline, gate, on_change=worker.wake.set if worker else lambda: None
         )
+        strangers = StrangersService(people, sessions, on_change=people.on_change)
         identify = IdentifyService(pipeline, models, gate, on_faces=metrics.count_faces)
         compat = CompatService(people, models, identify)
-        services = cls(settings, engine, sessions, pipeline, people, models, identify, compat, metrics)
+        services = cls(
+            settings, engine, sessions, pipeline, people, models, identify, compat, metrics, strangers
+        )
         if worker is not None:
             services.stop_worker = worker.start_in_thread()
         return services

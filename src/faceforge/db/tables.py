@@ -66,6 +66,50 @@ class PhotoRow(Base):
     person: Mapped[PersonRow] = relationship(back_populates="photos")
 
 
+class StrangerRow(Base):
+    """Someone who must never be named: their faces are impostor evidence for the head, nothing more.
+
+    Kept apart from ``people`` so that no query over people (listings, rosters, labels, compat
+    subjects) can ever return one."""
+
+    __tablename__ = "strangers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # What the admin knows about them ("the mailman"); never part of any model. The folder's name for
+    # `faceforge import --strangers` (unique, so an import resumes), or a loose photo's sha256.
+    note: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    photos: Mapped[list[StrangerPhotoRow]] = relationship(
+        back_populates="stranger",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="StrangerPhotoRow.id",
+    )
+
+
+class StrangerPhotoRow(Base):
+    """A stranger's photo and its one face, described as an enrolment photo is (``PhotoRow``)."""
+
+    __tablename__ = "stranger_photos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stranger_id: Mapped[int] = mapped_column(ForeignKey("strangers.id", ondelete="CASCADE"), index=True)
+    stored_name: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(50))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    box: Mapped[dict[str, Any]] = mapped_column(JSON)
+    landmarks: Mapped[list[Any]] = mapped_column(JSON)
+    score: Mapped[float] = mapped_column(Float)
+    embedder: Mapped[str] = mapped_column(String(100))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    stranger: Mapped[StrangerRow] = relationship(back_populates="photos")
+
+
 class TrainingStateRow(Base):
     """The single row (id 1) that coordinates training across every worker process.
 

@@ -90,3 +90,28 @@ class TrainingClaim:
 class EnrolledFace:
     person_id: int
     embedding: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Stranger:
+    """Someone never to be named (see ``db.strangers_store``)."""
+
+    id: int
+    note: str | None
+    source: str | None  # the import's folder name or loose photo's sha256; None when added by hand
+    created_at: datetime
+    photo_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StrangerPhoto:
+    id: int
+    stranger_id: int
+    width: int
+    height: int
+    box: dict[str, float]
+    score: float
+    content_type: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime

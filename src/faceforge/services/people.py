@@ -79,6 +79,76 @@ _REASON_MESSAGES = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class PhotoOwner:
+    """Whose photos are stored (a person's or a stranger's), in the caller's transaction: their
+    stored embeddings (which tell whose face a group photo's is) and how a photo's row is added
+    (``add_photo(stored file name, columns) -> photo id``)."""
+
+    embeddings: Callable[[], list[bytes]]
+    add_photo: Callable[[str, dict[str, Any]], int]
+
+
+def store_accepted(
+    owner: PhotoOwner,
+    analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
+    files: PhotoFiles,
+    written: list[str],
+) -> list[PhotoVerdict]:
+    """Store each photo with one face of ``owner`` (file and row) and give every photo its verdict;
+    the files written go to ``written`` (removed if the transaction fails). Raises
+    ``PhotosRejectedError`` when photos were sent and none was accepted."""
+    stored = [np.frombuffer(data, dtype="<f4") for data in owner.embeddings()]
+    photos = [None if isinstance(result, PhotoError) else result for _, result in analysed]
+    choices = choose_faces(photos, stored)
+    verdicts = []
+    for index, ((upload, result), choice) in enumerate(zip(analysed, choices, strict=True)):
+        if isinstance(result, PhotoError):
+            verdicts.append(PhotoVerdict(index, upload.filename, False, [result.code], result.message))
+            continue
+        if choice is None:
+            reasons = [str(r) for r in result.reasons]
+            message = "; ".join(_REASON_MESSAGES.get(r, r) for r in reasons)
+            verdicts.append(PhotoVerdict(index, upload.filename, False, reasons, message))
+            continue
+        face = result.faces[choice.face]
+        assert face.embedding is not None
+        extension, content_type = photo_kind(upload.data)
+        stored_name = files.save(upload.data, extension)
+        written.append(stored_name)
+        box = {
+            "x": face.detection.box.x,
+            "y": face.detection.box.y,
+            "width": face.detection.box.width,
+            "height": face.detection.box.height,
+        }
+        fields: dict[str, Any] = {
+            "sha256": _sha256(upload.data),
+            "content_type": content_type,
+            "size_bytes": len(upload.data),
+            "width": result.width,
+            "height": result.height,
+            "box": box,
+            "landmarks": [list(p) for p in face.detection.landmarks.points],
+            "score": face.detection.score,
+            "embedder": EMBEDDER_NAME,
+            "embedding": face.embedding.astype("<f4").tobytes(),
+        }
+        photo_id = owner.add_photo(stored_name, fields)
+        note = (
+            None
+            if choice.agreement is None
+            else "several faces; this one matches the person's other photos "
+            f"(similarity {choice.agreement:.2f})"
+        )
+        verdicts.append(
+            PhotoVerdict(index, upload.filename, True, [], note, photo_id, box, face.detection.score)
+        )
+    if verdicts and not any(v.accepted for v in verdicts):
+        raise PhotosRejectedError(verdicts)  # rolls the whole change back
+    return verdicts
+
+
 def _clean_text(value: str | None, *, field_name: str, limit: int, required: bool) -> str | None:
     text = (value or "").strip()
     if not text:
@@ -141,7 +211,7 @@ class PeopleService:
                 )
 
     # -- photo analysis ---------------------------------------------------------------------------
-    def _analyse(self, uploads: list[Upload]) -> list[tuple[Upload, PhotoFaces | PhotoError]]:
+    def analyse(self, uploads: list[Upload]) -> list[tuple[Upload, PhotoFaces | PhotoError]]:
         with self.gate.slot():
             results = self.pipeline.analyze_many([u.data for u in uploads], single_face=True)
         return list(zip(uploads, results, strict=True))
@@ -153,60 +223,15 @@ class PeopleService:
         analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
         written: list[str],
     ) -> list[PhotoVerdict]:
-        stored = [
-            np.frombuffer(data, dtype="<f4")
-            for data in people_store.person_embeddings(session, person_id=person_id, embedder=EMBEDDER_NAME)
-        ]
-        photos = [None if isinstance(result, PhotoError) else result for _, result in analysed]
-        choices = choose_faces(photos, stored)
-        verdicts = []
-        for index, ((upload, result), choice) in enumerate(zip(analysed, choices, strict=True)):
-            if isinstance(result, PhotoError):
-                verdicts.append(PhotoVerdict(index, upload.filename, False, [result.code], result.message))
-                continue
-            if choice is None:
-                reasons = [str(r) for r in result.reasons]
-                message = "; ".join(_REASON_MESSAGES.get(r, r) for r in reasons)
-                verdicts.append(PhotoVerdict(index, upload.filename, False, reasons, message))
-                continue
-            face = result.faces[choice.face]
-            assert face.embedding is not None
-            extension, content_type = photo_kind(upload.data)
-            stored_name = self.files.save(upload.data, extension)
-            written.append(stored_name)
-            box = {
-                "x": face.detection.box.x,
-                "y": face.detection.box.y,
-                "width": face.detection.box.width,
-                "height": face.detection.box.height,
-            }
-            fields: dict[str, Any] = {
-                "sha256": _sha256(upload.data),
-                "content_type": content_type,
-                "size_bytes": len(upload.data),
-                "width": result.width,
-                "height": result.height,
-                "box": box,
-                "landmarks": [list(p) for p in face.detection.landmarks.points],
-                "score": face.detection.score,
-                "embedder": EMBEDDER_NAME,
-                "embedding": face.embedding.astype("<f4").tobytes(),
-            }
-            photo_id = people_store.add_photo(
-                session, person_id=person_id, stored_name=stored_name, fields=fields
-            )
-            note = (
-                None
-                if choice.agreement is None
-                else "several faces; this one matches the person's other photos "
-                f"(similarity {choice.agreement:.2f})"
-            )
-            verdicts.append(
-                PhotoVerdict(index, upload.filename, True, [], note, photo_id, box, face.detection.score)
-            )
-        if verdicts and not any(v.accepted for v in verdicts):
-            raise PhotosRejectedError(verdicts)  # rolls the whole change back
-        return verdicts
+        owner = PhotoOwner(
+            embeddings=lambda: people_store.person_embeddings(
+                session, person_id=person_id, embedder=EMBEDDER_NAME
+            ),
+            add_photo=lambda name, fields: people_store.add_photo(
+                session, person_id=person_id, stored_name=name, fields=fields
+            ),
+        )
+        return store_accepted(owner, analysed, self.files, written)
 
     def _write(self, change: Callable[[Session, list[str]], ChangeResult]) -> ChangeResult:
         """Run ``change`` in one transaction; files it wrote are removed if anything fails."""
@@ -237,7 +262,7 @@ class PeopleService:
         clean_position = self.clean_optional(position, "position")
         clean_external = self.clean_optional(external_id, "external_id")
         self.check_uploads(uploads)
-        analysed = self._analyse(uploads)
+        analysed = self.analyse(uploads)
 
         def change(session: Session, written: list[str]) -> ChangeResult:
             person_id = people_store.create_person(
@@ -256,7 +281,7 @@ class PeopleService:
         self.check_uploads(uploads)
         with self.sessions() as session:
             people_store.get_person(session, person_id=person_id)  # 404 before the expensive part
-        analysed = self._analyse(uploads)
+        analysed = self.analyse(uploads)
 
         def change(session: Session, written: list[str]) -> ChangeResult:
             verdicts = self._store_accepted(session, person_id, analysed, written)
@@ -350,12 +375,7 @@ class PeopleService:
             )
         if photo is None or stored is None:
             return None
-        image = self.pipeline.decode(self.files.path(stored[0]).read_bytes())
-        box = Box(photo.box["x"], photo.box["y"], photo.box["width"], photo.box["height"])
-        face = crop_face(Image.fromarray(image), box, margin=THUMBNAIL_MARGIN, size=size)
-        buffer = io.BytesIO()
-        Image.fromarray(face).save(buffer, format="JPEG", quality=85)
-        return buffer.getvalue()
+        return face_thumbnail(self.pipeline, self.files.path(stored[0]).read_bytes(), photo.box, size)
 
     def photos(self, *, person_id: int) -> list[StoredPhoto]:
         with self.sessions() as session:
@@ -364,3 +384,14 @@ class PeopleService:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def face_thumbnail(pipeline: FacePipeline, data: bytes, box: dict[str, float], size: int) -> bytes:
+    """A JPEG of the face in ``box`` (photo pixels) of the photo ``data``: a square of ``size`` px
+    around the box with ``THUMBNAIL_MARGIN``, so the whole head shows."""
+    image = pipeline.decode(data)
+    face_box = Box(box["x"], box["y"], box["width"], box["height"])
+    face = crop_face(Image.fromarray(image), face_box, margin=THUMBNAIL_MARGIN, size=size)
+    buffer = io.BytesIO()
+    Image.fromarray(face).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()

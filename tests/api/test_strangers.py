@@ -1,0 +1,187 @@
+"""The strangers collection over HTTP: add, list, look at, delete; each change trains a version, and
+no answer of any API (people, versions, labels, CompreFace, DeepStack, the original app) or model
+ever names a stranger."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from faceforge.api.app import create_app
+from faceforge.config import LimitSettings, Settings
+from faceforge.evaluation.dataset import image_files
+from tests.api.fixtures import local_client, photo_fields, service_settings, wait_until_trained
+from tests.conftest import FACES, LFW10
+
+ADMIN, READ = "strangers-admin", "strangers-read"
+AS_ADMIN, AS_READER = {"X-API-Key": ADMIN}, {"X-API-Key": READ}
+PEOPLE = ("Colin_Powell", "Tony_Blair")
+STRANGER = "Hugo_Chavez"  # enrolled as a stranger: photos 0-3 stored, 4-9 never seen
+NOTE = "the mailman, Tuesdays"
+
+
+@pytest.fixture
+def keyed(tmp_path: Path, database_url: str, settings: Settings) -> Iterator[TestClient]:
+    app_settings = service_settings(
+        tmp_path,
+        database_url,
+        settings,
+        admin_keys=ADMIN,
+        read_keys=READ,
+        limits=LimitSettings(max_photos_per_request=4),
+    )
+    with local_client(create_app(app_settings)) as client:
+        client.headers.update(AS_ADMIN)
+        yield client
+
+
+def _enrol_people(client: TestClient) -> dict[str, int]:
+    ids = {}
+    for folder in PEOPLE:
+        photos = photo_fields(image_files(LFW10 / folder)[:4])
+        response = client.post("/api/v1/people", data={"name": folder.replace("_", " ")}, files=photos)
+        assert response.status_code == 201, response.text
+        ids[folder] = response.json()["id"]
+    return ids
+
+
+def _version(client: TestClient) -> dict[str, object]:
+    status = wait_until_trained(client)
+    assert status["last_failure"] is None, status
+    current: dict[str, object] = client.get("/api/v1/models/current").json()
+    return current
+
+
+def _everything_said_about_people(client: TestClient, version: int) -> str:
+    """Every listing of people any API gives, and the version's files that carry names."""
+    answers = [
+        client.get("/api/v1/people").text,
+        client.get("/api/v1/people", params={"q": "mailman"}).text,
+        client.get(f"/api/v1/models/{version}").text,
+        client.get(f"/api/v1/models/{version}/files/labels.txt").text,
+        client.get(f"/api/v1/models/{version}/files/manifest.json").text,
+        client.get("/api/v1/recognition/subjects").text,
+        client.get("/api/v1/recognition/faces").text,
+        client.post("/v1/vision/face/list", data={"api_key": ADMIN}).text,
+        client.get("/gorillas/model/info").text,
+    ]
+    return "\n".join(answers)
+
+
+def test_strangers_are_stored_listed_and_never_named(keyed: TestClient) -> None:
+    client = keyed
+    ids = _enrol_people(client)
+    first = _version(client)
+
+    stranger_photos = image_files(LFW10 / STRANGER)
+    response = client.post("/api/v1/strangers", data={"note": NOTE}, files=photo_fields(stranger_photos[:4]))
+    assert response.status_code == 201, response.text
+    added = response.json()
+    assert added["note"] == NOTE and added["photo_count"] == 4 and added["source"] is None
+    assert [p["verdict"] for p in added["photos"]] == ["accepted"] * 4
+    assert added["training"] is not None  # the change asked for a version ...
+    second = _version(client)
+    assert second["version"] == int(str(first["version"])) + 1  # ... and got one
+    stranger_id = added["id"]
+
+    # Listed and shown, with faces for admins only.
+    page = client.get("/api/v1/strangers").json()
+    assert page["total"] == 1 and page["items"][0]["id"] == stranger_id
+    thumbnail_url = page["items"][0]["thumbnail_url"]
+    thumbnail = client.get(thumbnail_url)
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+    detail = client.get(f"/api/v1/strangers/{stranger_id}").json()
+    assert len(detail["photos"]) == 4
+    stored = client.get(detail["photos"][0]["file_url"])
+    assert stored.status_code == 200 and stored.content == stranger_photos[0].read_bytes()
+    as_reader = client.get("/api/v1/strangers", headers=AS_READER).json()
+    assert as_reader["items"][0]["thumbnail_url"] is None
+    reader_detail = client.get(f"/api/v1/strangers/{stranger_id}", headers=AS_READER).json()
+    assert [p["file_url"] for p in reader_detail["photos"]] == [None] * 4
+    assert client.get(thumbnail_url, headers=AS_READER).status_code == 403
+
+    # Never named: no listing, label or roster holds them; their own photos answer unknown.
+    said = _everything_said_about_people(client, int(str(second["version"])))
+    assert "mailman" not in said and "Chavez" not in said and "stranger" not in said.lower()
+    roster = client.get("/api/v1/models/current").json()["people"]
+    assert sorted(p["id"] for p in roster) == sorted(ids.values())
+    labels = client.get(f"/api/v1/models/{second['version']}/files/labels.txt").text.splitlines()
+    assert len(labels) == len(PEOPLE) + 1
+    assert client.get("/api/v1/people").json()["total"] == len(PEOPLE)
+    for photo in stranger_photos[:2]:
+        answer = client.post("/api/v1/identify", files={"photo": (photo.name, photo.read_bytes())}).json()
+        assert answer["faces"][0]["match"] is None, photo.name
+        assert {c["person_id"] for c in answer["faces"][0]["candidates"]} <= set(ids.values())
+
+    # More photos of the same stranger: stored with verdicts, another version follows.
+    more = client.post(f"/api/v1/strangers/{stranger_id}/photos", files=photo_fields(stranger_photos[4:6]))
+    assert more.status_code == 201 and more.json()["photo_count"] == 6
+    third = _version(client)
+    assert third["version"] == int(str(second["version"])) + 1
+
+    # Deleted: files and rows gone, and a version without them follows.
+    folder = client.app.state.services.strangers.files.directory  # type: ignore[attr-defined]
+    assert len(list(folder.iterdir())) == 6
+    assert client.delete(f"/api/v1/strangers/{stranger_id}").status_code == 204
+    assert list(folder.iterdir()) == []
+    assert client.get(f"/api/v1/strangers/{stranger_id}").status_code == 404
+    assert client.get("/api/v1/strangers").json() == {"items": [], "total": 0, "offset": 0, "limit": 50}
+    fourth = _version(client)
+    assert fourth["version"] == int(str(third["version"])) + 1
+
+
+def test_bad_strangers_are_refused_in_the_api_shape(keyed: TestClient) -> None:
+    client = keyed
+    cat = image_files(FACES / "negatives")[0]
+    face = image_files(FACES / "lfw_dev" / "unknown")[0]
+    before = client.get("/api/v1/training").json()["requested"]
+
+    def refused(status: int, code: str, response: httpx.Response) -> None:
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["code"] == code
+
+    # Photos without a face: every verdict, nothing stored.
+    no_face = client.post("/api/v1/strangers", files=photo_fields([cat]))
+    refused(422, "photos_rejected", no_face)
+    assert no_face.json()["error"]["photos"][0]["reasons"] == ["no_face"]
+    garbage = client.post("/api/v1/strangers", files=[("photos", ("x.jpg", b"not a photo", "image/jpeg"))])
+    refused(422, "photos_rejected", garbage)
+    refused(400, "photos_required", client.post("/api/v1/strangers", data={"note": "no photos"}))
+    refused(413, "too_many_photos", client.post("/api/v1/strangers", files=photo_fields([face] * 5)))
+    refused(
+        400,
+        "note_too_long",
+        client.post("/api/v1/strangers", data={"note": "x" * 501}, files=photo_fields([face])),
+    )
+    refused(403, "forbidden", client.post("/api/v1/strangers", files=photo_fields([face]), headers=AS_READER))
+    refused(401, "unauthorized", client.get("/api/v1/strangers", headers={"X-API-Key": "nope"}))
+    for path in (
+        "/api/v1/strangers/999",
+        "/api/v1/strangers/999/thumbnail",
+        "/api/v1/strangers/999/photos/1/file",
+    ):
+        refused(404, "not_found", client.get(path))
+    refused(404, "not_found", client.delete("/api/v1/strangers/999"))
+    refused(404, "not_found", client.post("/api/v1/strangers/999/photos", files=photo_fields([face])))
+    refused(404, "not_found", client.get("/api/v1/strangers/0"))  # an id that names nothing
+    assert client.get("/api/v1/strangers").json()["total"] == 0
+    assert client.get("/api/v1/training").json()["requested"] == before  # nothing asked for a version
+
+    # train=false stores without asking for a version; a source is unique.
+    quiet = client.post(
+        "/api/v1/strangers?train=false", data={"source": "door-cam"}, files=photo_fields([face])
+    )
+    assert quiet.status_code == 201 and quiet.json()["training"] is None
+    assert client.get("/api/v1/training").json()["requested"] == before
+    again = client.post("/api/v1/strangers", data={"source": "door-cam"}, files=photo_fields([face]))
+    refused(409, "conflict", again)
+    found = client.get("/api/v1/strangers", params={"source": "door-cam"}).json()
+    assert [s["id"] for s in found["items"]] == [quiet.json()["id"]]
+    photo_of_other = client.get(f"/api/v1/strangers/{quiet.json()['id']}/photos/999/file")
+    refused(404, "not_found", photo_of_other)
+    assert json.loads(client.get("/api/v1/strangers?limit=0").text)["error"]["code"] == "invalid_request"
