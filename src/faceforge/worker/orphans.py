@@ -3,8 +3,9 @@
 - Model directories: staging directories (``.v<N>-...``) and directories of versions that are not
   ready (building, failed, pruned, or unknown). With the lease held no other worker is writing one,
   so they go at once.
-- Enrolment photos: files no photo row names, and unfinished ``.tmp`` files. An API process writes a
-  photo's file just before committing its row, so only files older than a grace period are taken.
+- Enrolment photos and strangers' photos: files no photo row names, and unfinished ``.tmp`` files.
+  An API process writes a photo's file just before committing its row, so only files older than a
+  grace period are taken.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from faceforge.db import strangers_store
 from faceforge.db.tables import ModelVersionRow, PhotoRow
 from faceforge.domain.records import VersionStatus
 
@@ -31,7 +33,12 @@ class SweptFiles:
 
 
 def sweep_orphans(
-    session: Session, *, models_dir: Path, photos_dir: Path, grace_seconds: float
+    session: Session,
+    *,
+    models_dir: Path,
+    photos_dir: Path,
+    grace_seconds: float,
+    stranger_photos_dir: Path,
 ) -> SweptFiles:
     ready = {
         str(version)
@@ -49,17 +56,9 @@ def sweep_orphans(
     for entry in model_dirs:
         shutil.rmtree(entry, ignore_errors=True)
 
-    photo_files: list[Path] = []
-    if photos_dir.is_dir():
-        known = set(session.scalars(select(PhotoRow.stored_name)))
-        old_enough = time.time() - grace_seconds
-        photo_files = [
-            entry
-            for entry in sorted(photos_dir.iterdir())
-            if entry.is_file() and entry.name not in known and entry.stat().st_mtime < old_enough
-        ]
-        for entry in photo_files:
-            entry.unlink(missing_ok=True)
+    known = set(session.scalars(select(PhotoRow.stored_name)))
+    photo_files = _unnamed_files(photos_dir, known, grace_seconds)
+    photo_files += _unnamed_files(stranger_photos_dir, strangers_store.stored_names(session), grace_seconds)
     swept = SweptFiles([p.name for p in model_dirs], [p.name for p in photo_files])
     if swept.model_dirs or swept.photo_files:
         log.info(
@@ -68,3 +67,18 @@ def sweep_orphans(
             len(swept.photo_files),
         )
     return swept
+
+
+def _unnamed_files(directory: Path, known: set[str], grace_seconds: float) -> list[Path]:
+    """Remove the files of ``directory`` that no row names and are older than the grace period."""
+    if not directory.is_dir():
+        return []
+    old_enough = time.time() - grace_seconds
+    files = [
+        entry
+        for entry in sorted(directory.iterdir())
+        if entry.is_file() and entry.name not in known and entry.stat().st_mtime < old_enough
+    ]
+    for entry in files:
+        entry.unlink(missing_ok=True)
+    return files

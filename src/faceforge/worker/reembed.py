@@ -6,15 +6,18 @@ trainer's lease embeds them again from their stored files before it trains: each
 detector box goes through the same refine, crop and align steps as at enrolment
 (``vision.face_input``), so the result equals what enrolling the photo today would store. A photo
 whose file is missing or no longer decodes keeps its old row and is left out of training (logged).
+Strangers' photos (``db.strangers_store``) are embedded again the same way: they are training data too.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from faceforge.db import people_store
+from faceforge.db import people_store, strangers_store
 from faceforge.domain.errors import InvalidImageError
 from faceforge.domain.faces import Box
 from faceforge.services.photo_files import PhotoFiles
@@ -25,11 +28,31 @@ log = logging.getLogger(__name__)
 BATCH = 64  # photos per transaction
 
 
-def reembed_stale_photos(sessions: sessionmaker[Session], pipeline: FacePipeline, files: PhotoFiles) -> int:
-    """Embed every stale photo with ``pipeline``'s embedder; returns how many were updated."""
+def reembed_stale_photos(
+    sessions: sessionmaker[Session],
+    pipeline: FacePipeline,
+    files: PhotoFiles,
+    stranger_files: PhotoFiles,
+) -> int:
+    """Embed every stale photo (people's from ``files``, strangers' from ``stranger_files``) with
+    ``pipeline``'s embedder; returns how many were updated."""
+    updated = _reembed(sessions, pipeline, files, people_store.stale_photos, people_store.replace_embedding)
+    updated += _reembed(
+        sessions, pipeline, stranger_files, strangers_store.stale_photos, strangers_store.replace_embedding
+    )
+    return updated
+
+
+def _reembed(
+    sessions: sessionmaker[Session],
+    pipeline: FacePipeline,
+    files: PhotoFiles,
+    stale_photos: Callable[..., list[tuple[int, str, dict[str, Any]]]],
+    replace_embedding: Callable[..., None],
+) -> int:
     name = pipeline.embedder.name
     with sessions.begin() as session:
-        stale = people_store.stale_photos(session, embedder=name)
+        stale = stale_photos(session, embedder=name)
     if not stale:
         return 0
     log.info("embedding %d stored photos again with %s", len(stale), name)
@@ -47,6 +70,6 @@ def reembed_stale_photos(sessions: sessionmaker[Session], pipeline: FacePipeline
             results.append((photo_id, embedding.astype("<f4").tobytes()))
         with sessions.begin() as session:
             for photo_id, embedding in results:
-                people_store.replace_embedding(session, photo_id=photo_id, embedder=name, embedding=embedding)
+                replace_embedding(session, photo_id=photo_id, embedder=name, embedding=embedding)
         updated += len(results)
     return updated

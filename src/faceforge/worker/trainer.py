@@ -28,6 +28,7 @@ from faceforge.domain.records import TrainingClaim
 from faceforge.export.quiet import quiet_conversion_tools
 from faceforge.memory import freeze_survivors
 from faceforge.services.photo_files import PhotoFiles
+from faceforge.services.strangers import STRANGER_PHOTOS
 from faceforge.versions.builder import VersionBuilder
 from faceforge.versions.store import served_files
 from faceforge.vision.embedding_space import EMBEDDER_NAME
@@ -107,6 +108,7 @@ class TrainingWorker:
                 models_dir=self.settings.models_dir,
                 photos_dir=self.settings.files_dir / "photos",
                 grace_seconds=self.settings.worker.orphan_grace_seconds,
+                stranger_photos_dir=self.settings.files_dir / STRANGER_PHOTOS,
             )
         return True
 
@@ -132,7 +134,10 @@ class TrainingWorker:
         if self._pipeline is None:
             self._pipeline = FacePipeline(self.settings)
         return reembed_stale_photos(
-            self.sessions, self._pipeline, PhotoFiles(self.settings.files_dir / "photos")
+            self.sessions,
+            self._pipeline,
+            PhotoFiles(self.settings.files_dir / "photos"),
+            PhotoFiles(self.settings.files_dir / STRANGER_PHOTOS),
         )
 
     def reembed_after_upgrade(self) -> None:
