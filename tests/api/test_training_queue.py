@@ -129,7 +129,13 @@ def test_one_trainer_at_a_time_and_a_dead_ones_work_is_taken_over_at_once(
 
         # What a process killed mid-registration leaves: a finished file without a row, a .tmp file.
         photos_dir = app_settings.files_dir / "photos"
-        orphans = [photos_dir / "0123456789abcdef.jpg", photos_dir / ".0123.jpg.abc.tmp"]
+        strangers_dir = app_settings.files_dir / "strangers"
+        strangers_dir.mkdir()
+        orphans = [
+            photos_dir / "0123456789abcdef.jpg",
+            photos_dir / ".0123.jpg.abc.tmp",
+            strangers_dir / "0123456789abcdef.jpg",  # a stranger's photo whose row was never committed
+        ]
         recent = photos_dir / "fedcba9876543210.jpg"  # perhaps a registration in flight: kept
         for path in [*orphans, recent]:
             path.write_bytes(b"\xff\xd8 partial")
@@ -144,6 +150,7 @@ def test_one_trainer_at_a_time_and_a_dead_ones_work_is_taken_over_at_once(
         assert failed["status"] == "failed" and "stopped responding" in failed["status_message"]
         assert not (app_settings.models_dir / "2").exists()
         assert sorted(p.name for p in photos_dir.iterdir()) == kept
+        assert list(strangers_dir.iterdir()) == []
         current = client.get("/api/v1/models/current").json()
         assert current["version"] == 3 and sorted(p["name"] for p in current["people"]) == ["Bush", "Putin"]
     second.lease.release()

@@ -1,5 +1,5 @@
 """An upgrade that changes the embedder: stored photos are embedded again from their files, a version
-is trained from them, and an older release's version is not used to identify."""
+is trained from them, and an older release's version is not used to identify. Strangers' photos too."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from faceforge.api.app import create_app
 from faceforge.config import Settings, WorkerSettings
 from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
-from faceforge.db.tables import PhotoRow
+from faceforge.db.tables import PhotoRow, StrangerPhotoRow
 from faceforge.evaluation.dataset import image_files
 from faceforge.vision.embedding_space import EMBEDDER_NAME
 from faceforge.worker.trainer import TrainingWorker
@@ -36,14 +36,20 @@ def test_photos_of_an_older_embedder_are_embedded_again(tmp_path: Path, settings
                 "/api/v1/people", data={"name": folder}, files=photo_fields(image_files(LFW10 / folder)[:4])
             )
             assert response.status_code == 201, response.text
+        stranger = client.post(
+            "/api/v1/strangers", files=photo_fields(image_files(LFW10 / "Gerhard_Schroeder")[:2])
+        )
+        assert stranger.status_code == 201, stranger.text
         assert worker.run_once()
         with sessions() as session:
             rows = session.execute(select(PhotoRow.id, PhotoRow.embedding, PhotoRow.stored_name)).all()
+            stranger_rows = session.execute(select(StrangerPhotoRow.id, StrangerPhotoRow.embedding)).all()
         enrolled = {photo_id: np.frombuffer(data, "<f4") for photo_id, data, _ in rows}
 
         # What an older release left: 512-d vectors of another network, and one photo file lost.
         with sessions.begin() as session:
             session.execute(update(PhotoRow).values(embedder=OLD_EMBEDDER, embedding=bytes(512 * 4)))
+            session.execute(update(StrangerPhotoRow).values(embedder=OLD_EMBEDDER, embedding=bytes(512 * 4)))
         lost_id, _, lost_name = rows[0]
         (app_settings.files_dir / "photos" / lost_name).unlink()
 
@@ -52,6 +58,11 @@ def test_photos_of_an_older_embedder_are_embedded_again(tmp_path: Path, settings
         assert status["state"] == "queued"  # the upgrade asked for a version of its own
         with sessions() as session:
             after = {row.id: row for row in session.scalars(select(PhotoRow))}
+            strangers_after = {row.id: row for row in session.scalars(select(StrangerPhotoRow))}
+        for photo_id, original_bytes in stranger_rows:  # strangers are training data too
+            assert strangers_after[photo_id].embedder == EMBEDDER_NAME
+            again = np.frombuffer(strangers_after[photo_id].embedding, "<f4")
+            np.testing.assert_allclose(again, np.frombuffer(original_bytes, "<f4"), atol=1e-5)
         assert after[lost_id].embedder == OLD_EMBEDDER  # no file: kept as it was, left out of training
         for photo_id, original in enrolled.items():
             if photo_id == lost_id:
