@@ -1,9 +1,15 @@
 """The trainer's lease: at most one training worker per deployment holds it, and the operating
 system or database releases it the moment that worker's process dies.
 
-A worker that acquires the lease therefore knows that a training still marked ``running`` by another
-worker is orphaned (its worker was killed) and takes it over at once, instead of waiting for the dead
-worker's heartbeat to go stale. Workers that do not get the lease stand by and try again each poll.
+A worker that has just acquired the lease therefore knows that a training still marked ``running`` by
+another worker is orphaned (its worker was killed, or lost the lease) and takes it over at once,
+instead of waiting for the dead worker's heartbeat to go stale. Workers that do not get the lease
+stand by and try again each poll.
+
+A lease can be lost without its holder dying: a PostgreSQL restart, a failover or an administrator's
+``pg_terminate_backend`` ends the session and with it the lock, and a standby takes it. The holder
+therefore verifies the lease on every poll and drops it (stands by) when it is gone or its
+connection fails; otherwise both would train, each failing the other's running version.
 
 - PostgreSQL: a session-level advisory lock, held on a connection of its own for the worker's life.
   The key is derived from the database and schema, so separate deployments sharing a server do not
@@ -16,11 +22,14 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine, text
+
+log = logging.getLogger(__name__)
 
 
 class WorkerLease(Protocol):
@@ -28,13 +37,25 @@ class WorkerLease(Protocol):
         """Take the lease if nobody holds it; True if this worker holds it now."""
         ...
 
+    def verify(self) -> bool:
+        """Whether this worker still holds the lease it acquired. A lease found lost, or whose check
+        fails (connection errors included), is released: the caller stands by and may try again."""
+        ...
+
     def release(self) -> None: ...
+
+
+def _advisory_key(place: str) -> int:
+    return int.from_bytes(
+        hashlib.sha256(f"faceforge-trainer:{place}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 class PostgresLease:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.connection: Connection | None = None
+        self.key: int | None = None  # the advisory lock's key, known once acquired
 
     def try_acquire(self) -> bool:
         if self.connection is not None:
@@ -44,9 +65,7 @@ class PostgresLease:
             place = connection.execute(
                 text("SELECT current_database() || '/' || current_schema()")
             ).scalar_one()
-            key = int.from_bytes(
-                hashlib.sha256(f"faceforge-trainer:{place}".encode()).digest()[:8], "big", signed=True
-            )
+            key = _advisory_key(place)
             held = bool(
                 connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one()
             )
@@ -57,13 +76,38 @@ class PostgresLease:
         if not held:
             connection.close()
             return False
-        self.connection = connection
+        self.connection, self.key = connection, key
         return True
+
+    def verify(self) -> bool:
+        if self.connection is None or self.key is None:
+            return False
+        # pg_locks shows a bigint advisory key as two 32-bit halves (classid, objid) with objsubid 1.
+        unsigned = self.key & 0xFFFF_FFFF_FFFF_FFFF
+        try:
+            held = bool(
+                self.connection.execute(
+                    text(
+                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND pid = pg_backend_pid() AND granted AND objsubid = 1"
+                        " AND classid = CAST(:high AS bigint)::oid AND objid = CAST(:low AS bigint)::oid)"
+                    ),
+                    {"high": unsigned >> 32, "low": unsigned & 0xFFFF_FFFF},
+                ).scalar_one()
+            )
+            self.connection.commit()
+        except Exception:  # the session is gone (server restart, failover, terminated backend)
+            log.warning("the trainer's lease connection failed; the lease is dropped", exc_info=True)
+            self.release()
+            return False
+        if not held:
+            self.release()
+        return held
 
     def release(self) -> None:
         if self.connection is not None:
             self.connection.invalidate()  # ends the session, which releases the lock
-            self.connection = None
+            self.connection = self.key = None
 
 
 class FileLease:
@@ -82,6 +126,10 @@ class FileLease:
             return False
         self.fd = fd
         return True
+
+    def verify(self) -> bool:
+        # Only this process can drop an flock it holds (closing the descriptor, or exiting).
+        return self.fd is not None
 
     def release(self) -> None:
         if self.fd is not None:

@@ -63,6 +63,7 @@ class TrainingWorker:
             raise TypeError("the worker's sessionmaker must be bound to an engine")
         self.lease = lease_for(bind)
         self.holds_lease = False
+        self.take_over_running = False
         self._pipeline: FacePipeline | None = None  # made on first use: only re-embedding needs it
 
     def start_in_thread(self) -> Callable[[], None]:
@@ -95,12 +96,21 @@ class TrainingWorker:
             self.holds_lease = False
 
     def _take_lease(self) -> bool:
-        """Become the deployment's trainer if no live worker is; then clear what a dead one left."""
+        """Whether this worker is the deployment's trainer now. A held lease is verified first (a
+        database restart or failover ends it while this process lives on, and a standby may hold it
+        now); a worker without it tries to become the trainer and then clears what a dead one left."""
         if self.holds_lease:
-            return True
+            if self.lease.verify():
+                return True
+            self.holds_lease = False
+            log.warning("training worker %s lost the trainer's lease; it stands by", self.worker_id)
         if not self.lease.try_acquire():
             return False
         self.holds_lease = True
+        # Just acquired: a training still marked running belongs to a worker that died or lost the
+        # lease, so the next claim takes it over at once. Later claims wait for it to go stale: while
+        # this worker holds the lease, a live heartbeat means a worker that is still finishing.
+        self.take_over_running = True
         log.info("training worker %s holds the trainer's lease", self.worker_id)
         with self.sessions.begin() as session:
             sweep_orphans(
@@ -167,11 +177,12 @@ class TrainingWorker:
         """Claim and run one training if one is pending. Returns whether a training was claimed."""
         if not self._take_lease():
             return False  # another live worker is the trainer
+        stale_after = 0.0 if self.take_over_running else self.settings.worker.stale_after_seconds
         with self.sessions.begin() as session:
-            # With the lease held, a training marked running by anyone else has a dead worker.
             claim = training_store.claim_training(
-                session, worker_id=self.worker_id, stale_after=0.0, embedder=EMBEDDER_NAME
+                session, worker_id=self.worker_id, stale_after=stale_after, embedder=EMBEDDER_NAME
             )
+        self.take_over_running = False
         if claim is None:
             return False
         log.info("training version %d (requests up to %d)", claim.version, claim.target)
@@ -237,11 +248,9 @@ class TrainingWorker:
             self._stage(claim, 0.9, "paused")
             time.sleep(pause)
         self._stage(claim, 0.95, "publishing")
-        held_back = self._below_floor(metrics)
         roster = staged.manifest.people
         with self.sessions.begin() as session:
-            if held_back is not None and training_store.current_version(session) is None:
-                held_back = None  # nothing to keep serving: a weak version beats none
+            held_back = self.reason_to_hold_back(session, metrics)
             published = training_store.publish_version(
                 session,
                 claim=claim,
@@ -268,6 +277,15 @@ class TrainingWorker:
         log.info("version %d ready: %d people, %.2fs", claim.version, len(roster), metrics["train_seconds"])
         if held_back is not None:
             log.warning("version %d %s", claim.version, held_back)
+
+    def reason_to_hold_back(self, session: Session, metrics: dict[str, Any]) -> str | None:
+        """The one decision whether a freshly built version becomes current: ``None`` makes it current;
+        a reason publishes it ready but not current (the previous version keeps serving until someone
+        activates this one), and is shown as its status message. Runs in the publishing transaction,
+        so it sees the current version that publishing replaces."""
+        if training_store.current_version(session) is None:
+            return None  # nothing to keep serving: a weak version beats none
+        return self._below_floor(metrics)
 
     def _below_floor(self, metrics: dict[str, Any]) -> str | None:
         """Why this version must not become current, if its own held-out figures say so."""
