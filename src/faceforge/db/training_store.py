@@ -243,12 +243,15 @@ def current_version(session: Session) -> int | None:
 
 
 def activate_version(session: Session, *, version: int) -> ModelVersion:
-    row = session.get(ModelVersionRow, version)
+    """Make a ready version current. The state row is locked before the version is read: pruning
+    marks versions under the same lock, so the status read here is the one that stays (read first,
+    a version pruned meanwhile would become current with its files deleted)."""
+    state = _state(session, lock=True)
+    row = session.get(ModelVersionRow, version, populate_existing=True)
     if row is None:
         raise NotFoundError(f"model version {version} not found")
     if row.status != VersionStatus.READY:
         raise ConflictError(f"model version {version} is {row.status}, only ready versions can be activated")
-    state = _state(session, lock=True)
     state.current_version = version
     return _version(row, version)
 

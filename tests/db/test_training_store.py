@@ -1,0 +1,80 @@
+"""The training store's transactions against each other on a real PostgreSQL (READ COMMITTED: each
+statement sees what others committed before it, so the order of reads and locks decides races)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from faceforge.db import training_store
+from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
+from faceforge.db.tables import ModelVersionRow, TrainingStateRow
+from faceforge.domain.errors import ConflictError
+from faceforge.domain.records import ModelVersion, VersionStatus
+from tests.api.fixtures import wait_for
+
+POSTGRESQL_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    upgrade_database(engine)
+    yield engine
+    engine.dispose()
+
+
+def _ready_versions(sessions: sessionmaker[Session], versions: list[int], *, current: int) -> None:
+    with sessions.begin() as session:
+        for version in versions:
+            session.add(
+                ModelVersionRow(
+                    version=version,
+                    status=VersionStatus.READY,
+                    target=version,
+                    people=[],
+                    metrics={},
+                    files={},
+                )
+            )
+        state = session.get(TrainingStateRow, 1)
+        assert state is not None
+        state.current_version = state.last_success_version = current
+
+
+def _blocked_by(session: Session, engine: Engine) -> bool:
+    """Whether another backend waits for a lock ``session``'s transaction holds."""
+    holder = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with engine.connect() as connection:
+        waiting = connection.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"),
+            {"holder": holder},
+        ).scalar_one()
+    return bool(waiting)
+
+
+@POSTGRESQL_ONLY
+def test_an_activation_racing_a_prune_never_makes_a_pruned_version_current(engine: Engine) -> None:
+    sessions = make_sessionmaker(engine)
+    _ready_versions(sessions, [1, 2], current=2)
+
+    def activate() -> ModelVersion:
+        with sessions.begin() as session:
+            return training_store.activate_version(session, version=1)
+
+    with ThreadPoolExecutor(max_workers=1) as pool, sessions.begin() as pruning:
+        assert training_store.prune_versions(pruning, keep=1) == [1]  # not committed yet
+        activation = pool.submit(activate)
+        # The activation has started and waits for the prune's transaction.
+        wait_for(lambda: _blocked_by(pruning, engine), timeout=30, what="the activation to wait")
+        pruning.commit()
+        with pytest.raises(ConflictError):
+            activation.result(timeout=30)
+
+    with sessions() as session:
+        assert training_store.current_version(session) == 2
+        assert training_store.get_version(session, version=1).status == VersionStatus.PRUNED
