@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceforge import __version__
 from faceforge.api.access import AccessMiddleware
+from faceforge.api.compression import CompressionMiddleware
 from faceforge.api.container import Services
 from faceforge.api.errors import install_error_handlers
 from faceforge.api.metrics import MetricsMiddleware, ServiceMetrics
@@ -71,4 +72,5 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     app.add_middleware(AccessMiddleware, settings=resolved, routes=app.state.api_routes)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)  # around access: refusals count too
     app.add_middleware(ServedByMiddleware)
+    app.add_middleware(CompressionMiddleware)  # outermost: compresses every answer, refusals too
     return app

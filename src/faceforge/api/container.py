@@ -16,6 +16,7 @@ from faceforge.services.compat import CompatService
 from faceforge.services.identify import IdentifyService
 from faceforge.services.models import ModelService
 from faceforge.services.people import PeopleService
+from faceforge.services.photo_sizes import SizedPhotos
 from faceforge.services.strangers import StrangersService
 from faceforge.services.vision_gate import VisionGate
 from faceforge.vision.pipeline import FacePipeline
@@ -34,6 +35,7 @@ class Services:
     metrics: ServiceMetrics
     strangers: StrangersService
     answers: VersionAnswers = field(default_factory=VersionAnswers)
+    photo_sizes: SizedPhotos = field(default_factory=SizedPhotos)
     stop_worker: Callable[[], None] | None = None
 
     @classmethod

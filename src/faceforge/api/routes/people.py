@@ -39,6 +39,10 @@ TrainQuery = Annotated[
     ),
 ]
 UPLOAD_ERRORS = error_responses(413, 422, 503)
+SizeQuery = Annotated[
+    int | None,
+    Query(ge=32, le=2048, description="scale the photo (a JPEG) so its longer side is at most this many px"),
+]
 
 
 @admin.post("", status_code=201, responses={**UPLOAD_ERRORS, **error_responses(409)})
@@ -143,11 +147,17 @@ def person_thumbnail(services: ServicesDep, person_id: PersonId) -> Response:
     response_class=FileResponse,
     responses={200: {"content": {"image/*": {}}}, **error_responses(404)},
 )
-def photo_file(services: ServicesDep, person_id: PersonId, photo_id: PhotoId) -> FileResponse:
-    """The stored photo itself (admin only: it is a face)."""
+def photo_file(
+    services: ServicesDep, person_id: PersonId, photo_id: PhotoId, size: SizeQuery = None
+) -> Response:
+    """The stored photo itself (admin only: it is a face); with ``size``, a JPEG of it scaled down."""
     with services.sessions() as session:
         name, content_type = people_store.photo_file(session, person_id=person_id, photo_id=photo_id)
-    return FileResponse(services.people.files.path(name), media_type=content_type)
+    path = services.people.files.path(name)
+    if size is not None:
+        scaled = services.photo_sizes.jpeg(path, size, services.pipeline.decode)
+        return Response(scaled, media_type="image/jpeg")
+    return FileResponse(path, media_type=content_type)
 
 
 @admin.delete("/{person_id}/photos/{photo_id}", status_code=204, responses=error_responses(404))

@@ -1,14 +1,24 @@
 // faceforge dashboard: one page, plain JavaScript modules, every datum from /api/v1 with the key the
 // user logged in with (kept in this tab's sessionStorage). No build step, nothing fetched from elsewhere.
+//
+// Shape: a page is one async function `(match, view) => nodes` registered in the route table at the
+// bottom (`pages`); the router shows "Loading…" while it waits, replaces the whole content with the
+// page's nodes (or an error page), and stops the previous page's timers (`view.onStop`).
 
 const KEY_STORAGE = "faceforge-api-key";
 const PAGE_SIZE = 24;
+const VERSIONS_PAGE_SIZE = 10;
+const PHOTO_SIZE = 480;  // px, longest side of the photos on a person's page (tiles are at most ~360 px wide)
+const LOADING_DELAY_MS = 150;  // fast pages appear without a flash of "Loading…"
 const main = document.getElementById("main");
 const notice = document.getElementById("notice");
 const who = document.getElementById("who");
 const logout = document.getElementById("logout");
 const session = { key: sessionStorage.getItem(KEY_STORAGE), access: null, keysRequired: false };
-let stopView = () => {};  // what the current view must stop when another one opens (polling timers)
+let stopView = () => {};  // what the current page must stop when another one opens (polling timers)
+let routeTicket = 0;  // the newest navigation; an older one that finishes late shows nothing
+let keepNotice = false;  // the next navigation keeps the notice (it reports what led there)
+let lastRegistration = null;  // {personId, photos}: every photo's verdict, shown on the new person's page
 
 class ApiError extends Error {
   constructor(status, code, message, body) {
@@ -57,42 +67,99 @@ function el(tag, attributes = {}, ...children) {
     else if (name === "text") node.textContent = value;
     else node.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
-  }
+  node.append(...present(children));
   return node;
 }
 
-function show(...nodes) {
-  main.replaceChildren(...nodes);
+// Children without the absent ones (null, undefined, false), so no "null" is ever printed.
+function present(children) {
+  return children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false)
+    .map((c) => (c instanceof Node ? c : String(c)));
 }
 
+function show(...nodes) {
+  main.replaceChildren(...present(nodes));
+}
+
+// The notice sits at the top of the window (sticky), so it is seen wherever the action happened.
 function say(message, ok = false) {
   notice.textContent = message;
   notice.className = ok ? "notice ok" : "notice";
   notice.hidden = !message;
 }
 
+// Open another page and keep the notice that says what just happened.
+function go(hash, message, ok = true) {
+  say(message, ok);
+  if (location.hash === hash) {
+    route();
+  } else {
+    keepNotice = true;
+    location.hash = hash;
+  }
+}
+
+function describe(error) {
+  return error instanceof ApiError ? `${error.message} (${error.code})` : String(error);
+}
+
+function needsLogin(error) {
+  return error instanceof ApiError && (error.status === 401 || (error.status === 403 && error.code === "keys_required"));
+}
+
 function fail(error) {
-  if (error instanceof ApiError && (error.status === 401 || (error.status === 403 && error.code === "keys_required"))) {
+  if (needsLogin(error)) {
     location.hash = "#/login";
     return;
   }
-  say(error instanceof ApiError ? `${error.message} (${error.code})` : String(error));
+  say(describe(error));
+}
+
+// An error shown where it happened (inside a page's own area, not in the notice).
+function errorBox(error) {
+  return el("p", { class: "notice inline", role: "alert", text: describe(error) });
 }
 
 const admin = () => session.access === "admin";
+const plural = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
 const percent = (value) => (value === null || value === undefined ? "–" : (100 * value).toFixed(1) + " %");
 const number = (value, digits = 3) => (value === null || value === undefined ? "–" : Number(value).toFixed(digits));
 const bytes = (size) => (size >= 1e6 ? (size / 1e6).toFixed(1) + " MB" : (size / 1e3).toFixed(1) + " KB");
 const when = (moment) => (moment ? new Date(moment).toLocaleString() : "–");
 const initials = (name) => name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join("");
+const FACES_FOR_ADMINS = "Faces are shown to admin keys only: this read key sees names and figures.";
 
 // A face box drawn over an image, in percent of the photo's own size.
 function boxOverlay(box, width, height, label, unknown = false) {
   const style = `left:${(100 * box.x) / width}%;top:${(100 * box.y) / height}%;` +
     `width:${(100 * box.width) / width}%;height:${(100 * box.height) / height}%`;
   return el("div", { class: unknown ? "box unknown" : "box", style }, label ? el("span", { class: "tag", text: label }) : null);
+}
+
+// A button that opens the file chooser (keyboard: Tab to it, Enter or Space); the input itself stays
+// hidden. `onFiles` gets the chosen files.
+function filePicker({ id, text, multiple = false, onFiles }) {
+  const input = el("input", { type: "file", id, accept: "image/*", multiple, hidden: true });
+  input.addEventListener("change", () => {
+    const files = [...input.files];
+    input.value = "";  // choosing the same file again is a new choice
+    if (files.length) onFiles(files);
+  });
+  const button = el("button", { type: "button", class: "choose", text, onclick: () => input.click() });
+  return [button, input];
+}
+
+// A dashed area that takes dropped files, with a file picker inside.
+function dropArea(prompt, picker, onFiles) {
+  const zone = el("div", { class: "drop" }, el("p", { text: prompt }), ...picker);
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    if (event.dataTransfer.files.length) onFiles([...event.dataTransfer.files]);
+  });
+  return zone;
 }
 
 // -- login ----------------------------------------------------------------------------------------
@@ -109,7 +176,7 @@ async function checkAccess() {
   return true;
 }
 
-function loginView() {
+function loginPage() {
   const input = el("input", { type: "password", id: "key", name: "key", autocomplete: "current-password", required: true });
   const form = el("form", { class: "card", onsubmit: async (event) => {
     event.preventDefault();
@@ -140,20 +207,25 @@ logout.addEventListener("click", () => {
 });
 
 // -- people ---------------------------------------------------------------------------------------
-async function personCard(person) {
-  const picture = el("div", { class: "avatar", "aria-hidden": "true", text: initials(person.name) });
-  const card = el("a", { class: "person", href: `#/people/${person.id}` }, picture,
-    el("div", { class: "name", text: person.name }),
-    el("div", { class: "muted", text: [person.position, `${person.photo_count} photo${person.photo_count === 1 ? "" : "s"}`].filter(Boolean).join(" · ") }));
-  if (admin() && person.photo_count > 0) {
+// A person's face (their thumbnail) for admin keys, their initials otherwise.
+function face(person, className = "avatar") {
+  const picture = el("div", { class: className, "aria-hidden": "true", text: initials(person.name) });
+  if (admin() && person.photo_count !== 0) {
     blobUrl(`/api/v1/people/${person.id}/thumbnail`).then((url) => {
-      picture.replaceWith(el("img", { class: "avatar", src: url, alt: "" }));
+      picture.replaceWith(el("img", { class: className, src: url, alt: "" }));
     }).catch(() => {});
   }
-  return card;
+  return picture;
 }
 
-async function peopleView(params) {
+function personCard(person) {
+  return el("a", { class: "person", href: `#/people/${person.id}` }, face(person),
+    el("div", { class: "name", text: person.name }),
+    el("div", { class: "muted", text: [person.position, plural(person.photo_count, "photo")].filter(Boolean).join(" · ") }));
+}
+
+async function peoplePage(match) {
+  const params = new URLSearchParams(match[1] || "");
   const offset = Math.max(0, Number(params.get("offset") || 0));
   const query = params.get("q") || "";
   const search = el("input", { type: "search", id: "search", value: query, placeholder: "Search by name", "aria-label": "Search people by name" });
@@ -163,18 +235,18 @@ async function peopleView(params) {
     timer = setTimeout(() => { location.hash = `#/people?q=${encodeURIComponent(search.value)}`; }, 300);
   });
   const page = await api(`/api/v1/people?offset=${offset}&limit=${PAGE_SIZE}` + (query ? `&q=${encodeURIComponent(query)}` : ""));
-  const cards = await Promise.all(page.items.map(personCard));
   const link = (start) => `#/people?offset=${start}` + (query ? `&q=${encodeURIComponent(query)}` : "");
   const pager = el("div", { class: "pager" },
     el("span", { class: "muted", text: page.total ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "nobody yet" }),
     offset > 0 ? el("a", { class: "button", href: link(Math.max(0, offset - PAGE_SIZE)), text: "Previous" }) : null,
     offset + page.items.length < page.total ? el("a", { class: "button", href: link(offset + PAGE_SIZE), text: "Next" }) : null);
-  show(el("h1", { text: "People" }), el("div", { class: "field" }, search), el("div", { class: "grid", id: "people" }, cards), pager,
-    admin() ? registerForm() : null);
   if (query) {
-    search.focus();
-    search.setSelectionRange(query.length, query.length);
+    // Typing goes on where it was after the list below it changed.
+    setTimeout(() => { search.focus(); search.setSelectionRange(query.length, query.length); });
   }
+  return [el("h1", { text: "People" }), admin() ? null : el("p", { class: "muted", id: "faces-note", text: FACES_FOR_ADMINS }),
+    el("div", { class: "field" }, search), el("div", { class: "grid", id: "people" }, page.items.map(personCard)), pager,
+    admin() ? registerForm() : null];
 }
 
 function verdictList(verdicts) {
@@ -191,15 +263,17 @@ function registerForm() {
     const data = new FormData(form);
     const button = form.querySelector("button");
     button.disabled = true;
+    result.replaceChildren();
     try {
       const person = await api("/api/v1/people", { method: "POST", form: data });
-      say(`${person.name} registered: ${person.photos.filter((p) => p.verdict === "accepted").length} photos accepted.`, true);
-      location.hash = `#/people/${person.id}`;
+      const accepted = person.photos.filter((p) => p.verdict === "accepted").length;
+      lastRegistration = { personId: person.id, photos: person.photos };
+      const photos = person.photos.length ? `${accepted} of ${plural(person.photos.length, "photo")} accepted` : "no photos yet";
+      go(`#/people/${person.id}`, `${person.name} registered: ${photos}.` + (person.training ? " A new version is being trained." : ""));
     } catch (error) {
-      if (error instanceof ApiError && error.body && error.body.error && error.body.error.photos) {
-        result.replaceChildren(verdictList(error.body.error.photos));
-      }
-      fail(error);
+      if (needsLogin(error)) return fail(error);
+      const verdicts = error instanceof ApiError && error.body && error.body.error && error.body.error.photos;
+      result.replaceChildren(errorBox(error), verdicts ? verdictList(verdicts) : null);
     } finally {
       button.disabled = false;
     }
@@ -250,53 +324,118 @@ function uploadPhoto(personId, file, row) {
   });
 }
 
-function dropZone(personId, onDone) {
+function addPhotos(personId, onDone) {
   const list = el("ul", { class: "uploads", "aria-live": "polite" });
-  const input = el("input", { type: "file", id: "add-photos", accept: "image/*", multiple: true });
   async function send(files) {
-    const rows = [...files].map((file) => [file, el("li")]);
+    const rows = files.map((file) => [file, el("li")]);
     list.replaceChildren(...rows.map(([, row]) => row));
     for (const [file, row] of rows) await uploadPhoto(personId, file, row);
     onDone();
   }
-  input.addEventListener("change", () => send(input.files));
-  const zone = el("div", { class: "drop", id: "drop" },
-    el("p", { text: "Drop photos here, or " }), el("label", { for: "add-photos", class: "button", text: "choose photos" }), input);
-  input.style.position = "absolute";
-  input.style.opacity = "0";
-  input.style.width = "1px";
-  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    zone.classList.remove("over");
-    send(event.dataTransfer.files);
-  });
-  return el("section", { class: "card" }, el("h2", { text: "Add photos" }), zone, list);
+  const picker = filePicker({ id: "add-photos", text: "Choose photos", multiple: true, onFiles: send });
+  return el("section", { class: "card" }, el("h2", { text: "Add photos" }), dropArea("Drop photos here, or", picker, send), list);
 }
 
-async function photoTile(person, photo) {
+function photoTile(person, photo, position, onDeleted) {
   const frame = el("div", { class: "frame" });
   const tile = el("figure", { class: "photo" }, frame,
     el("figcaption", { class: "muted" }, `accepted · face ${Math.round(photo.box.width)}×${Math.round(photo.box.height)} px · score ${number(photo.score, 2)}`));
-  if (admin()) {
-    const url = await blobUrl(`/api/v1/people/${person.id}/photos/${photo.id}/file`);
-    frame.append(el("img", { src: url, alt: `photo ${photo.id} of ${person.name}` }), boxOverlay(photo.box, photo.width, photo.height, null));
-    tile.append(el("button", { class: "danger", type: "button", text: "Delete photo", onclick: async () => {
-      if (!confirm("Delete this photo?")) return;
+  if (!admin()) {
+    frame.append(el("div", { class: "avatar", "aria-hidden": "true", text: initials(person.name) }));
+    return tile;
+  }
+  // A copy sized for the tile (the original may be megabytes); the box is in percent, so it fits any size.
+  blobUrl(`/api/v1/people/${person.id}/photos/${photo.id}/file?size=${PHOTO_SIZE}`).then((url) => {
+    frame.prepend(el("img", { src: url, alt: `photo ${position} of ${person.name}` }));
+  }).catch(() => frame.prepend(el("p", { class: "muted", text: "could not load the photo" })));
+  frame.append(boxOverlay(photo.box, photo.width, photo.height, null));
+  const remove = el("button", { class: "danger", type: "button", text: "Delete photo", "aria-label": `Delete photo ${position} of ${person.name}`,
+    onclick: async () => {
+      if (!confirm(`Delete photo ${position} of ${person.name}?`)) return;
       try {
         await api(`/api/v1/people/${person.id}/photos/${photo.id}`, { method: "DELETE" });
-        say("Photo deleted; a new version is being trained.", true);
-        route();
+        say(`Photo ${position} of ${person.name} deleted; a new version is being trained.`, true);
+        onDeleted();
       } catch (error) { fail(error); }
-    } }));
-  } else {
-    frame.append(el("div", { class: "avatar", text: initials(person.name) }));
-  }
+    } });
+  tile.append(remove);
   return tile;
 }
 
-async function personView(id) {
+const DUPLICATE_KINDS = { person: "registered twice?", photo: "a photo may be filed under the wrong person" };
+
+function duplicatesCard(person) {
+  const found = person.suspected_duplicates;
+  return el("section", { class: "card", id: "duplicates" }, el("h2", { text: "Maybe the same person" }),
+    el("p", { class: "muted", text: `Found by version ${found[0].version}: their faces are as alike as one person's photos.` }),
+    el("ul", { class: "choices" }, found.map((d) => el("li", {},
+      face({ id: d.person_id, name: d.name }, "avatar small"),
+      el("span", {}, el("a", { href: `#/people/${d.person_id}`, text: d.name }),
+        ` · similarity ${number(d.similarity)} · ${DUPLICATE_KINDS[d.kind] || d.kind}`),
+      admin() && d.kind === "person" ? mergeButton(person, { id: d.person_id, name: d.name }) : null))));
+}
+
+function mergeButton(person, other) {
+  return el("button", { type: "button", class: "merge", text: `Merge ${other.name} into ${person.name}`, onclick: async () => {
+    const photos = other.photo_count === undefined ? "every photo" : `the ${plural(other.photo_count, "photo")}`;
+    const question = `Move ${photos} of ${other.name} (person ${other.id}) to ${person.name} (person ${person.id}), ` +
+      `then delete ${other.name} (person ${other.id})?`;
+    if (!confirm(question)) return;
+    try {
+      await api(`/api/v1/people/${person.id}/merge`, { method: "POST", json: { other_id: other.id } });
+      go(`#/people/${person.id}`, `${other.name} merged into ${person.name}; a new version is being trained.`);
+    } catch (error) { fail(error); }
+  } });
+}
+
+// Pick the person to merge by name, with their face beside each match.
+function mergePicker(person) {
+  const choices = el("ul", { class: "choices", id: "merge-choices", "aria-live": "polite" });
+  const search = el("input", { type: "search", id: "merge-search", autocomplete: "off" });
+  async function find() {
+    const query = search.value.trim();
+    if (!query) return choices.replaceChildren();
+    try {
+      const page = await api(`/api/v1/people?limit=8&q=${encodeURIComponent(query)}`);
+      const others = page.items.filter((other) => other.id !== person.id);
+      choices.replaceChildren(...(others.length
+        ? others.map((other) => el("li", {}, face(other, "avatar small"),
+          el("span", { text: `${other.name} · person ${other.id} · ${plural(other.photo_count, "photo")}` }), mergeButton(person, other)))
+        : [el("li", { class: "muted", text: `nobody else named like “${query}”` })]));
+    } catch (error) { choices.replaceChildren(el("li", {}, errorBox(error))); }
+  }
+  let timer = null;
+  search.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(find, 250); });
+  return el("form", { onsubmit: (event) => { event.preventDefault(); find(); } },
+    el("h3", { text: "Merge another person into this one" }),
+    el("div", { class: "field" }, el("label", { for: "merge-search", text: "Find them by name" }), search), choices);
+}
+
+function editForm(person) {
+  const name = el("input", { type: "text", id: "edit-name", value: person.name, required: true, maxlength: 200 });
+  const position = el("input", { type: "text", id: "edit-position", value: person.position || "", maxlength: 200 });
+  const save = el("form", { onsubmit: async (event) => {
+    event.preventDefault();
+    try {
+      await api(`/api/v1/people/${person.id}`, { method: "PATCH", json: { name: name.value, position: position.value || null } });
+      go(`#/people/${person.id}`, "Saved.");
+    } catch (error) { fail(error); }
+  } },
+  el("div", { class: "field" }, el("label", { for: "edit-name", text: "Name" }), name),
+  el("div", { class: "field" }, el("label", { for: "edit-position", text: "Position" }), position),
+  el("button", { class: "primary", type: "submit", text: "Save" }));
+  const remove = el("button", { class: "danger", type: "button", id: "delete-person", text: "Delete person", onclick: async () => {
+    if (!confirm(`Delete ${person.name} (person ${person.id}) and every photo of them?`)) return;
+    try {
+      await api(`/api/v1/people/${person.id}`, { method: "DELETE" });
+      go("#/people", `${person.name} deleted; a new version is being trained.`);
+    } catch (error) { fail(error); }
+  } });
+  return el("section", { class: "card" }, el("h2", { text: "Edit" }), save, mergePicker(person), el("p", {}, remove));
+}
+
+async function personPage(match) {
+  const id = Number(match[1]);
   const person = await api(`/api/v1/people/${id}`);
   const summary = el("p", { class: "muted" });
   const grid = el("div", { class: "photos", id: "photos" });
@@ -304,64 +443,33 @@ async function personView(id) {
     // After uploads only the photos change: the upload list keeps its verdicts.
     const [current, photos] = await Promise.all([api(`/api/v1/people/${id}`), api(`/api/v1/people/${id}/photos`)]);
     summary.textContent = [current.position, current.external_id ? `external id ${current.external_id}` : null,
-      `${current.photo_count} photos`].filter(Boolean).join(" · ");
-    grid.replaceChildren(...(await Promise.all(photos.map((p) => photoTile(current, p)))));
+      plural(current.photo_count, "photo")].filter(Boolean).join(" · ");
+    const again = () => refreshPhotos().catch(fail);
+    grid.replaceChildren(...photos.map((p, k) => photoTile(current, p, k + 1, again)));
   }
-  const parts = [el("p", {}, el("a", { href: "#/people", text: "← People" })), el("h1", { text: person.name }), summary];
-  if (person.suspected_duplicates && person.suspected_duplicates.length) {
-    parts.push(el("section", { class: "card" }, el("h2", { text: "Maybe the same person" }),
-      el("ul", {}, person.suspected_duplicates.map((d) => el("li", {},
-        `${d.names.join(" / ")} (similarity ${number(d.similarity)}, ${d.kind}) `,
-        ...d.people.filter((other) => other !== person.id).map((other) => el("a", { href: `#/people/${other}`, text: `open ${other}` })))))));
-  }
-  if (admin()) parts.push(editForm(person), dropZone(id, () => refreshPhotos().catch(fail)));
-  parts.push(el("h2", { text: "Photos" }), grid);
   await refreshPhotos();
-  show(...parts);
-}
-
-function editForm(person) {
-  const name = el("input", { type: "text", id: "edit-name", value: person.name, required: true, maxlength: 200 });
-  const position = el("input", { type: "text", id: "edit-position", value: person.position || "", maxlength: 200 });
-  const other = el("input", { type: "number", id: "merge-id", min: 1, inputmode: "numeric" });
-  const save = el("form", { onsubmit: async (event) => {
-    event.preventDefault();
-    try {
-      await api(`/api/v1/people/${person.id}`, { method: "PATCH", json: { name: name.value, position: position.value || null } });
-      say("Saved.", true);
-      route();
-    } catch (error) { fail(error); }
-  } },
-  el("div", { class: "field" }, el("label", { for: "edit-name", text: "Name" }), name),
-  el("div", { class: "field" }, el("label", { for: "edit-position", text: "Position" }), position),
-  el("button", { class: "primary", type: "submit", text: "Save" }));
-  const merge = el("form", { onsubmit: async (event) => {
-    event.preventDefault();
-    if (!confirm(`Move every photo of person ${other.value} to ${person.name} and delete person ${other.value}?`)) return;
-    try {
-      await api(`/api/v1/people/${person.id}/merge`, { method: "POST", json: { other_id: Number(other.value) } });
-      say("Merged; a new version is being trained.", true);
-      route();
-    } catch (error) { fail(error); }
-  } },
-  el("div", { class: "field" }, el("label", { for: "merge-id", text: "Merge another person into this one (their id)" }), other),
-  el("button", { type: "submit", text: "Merge" }));
-  const remove = el("button", { class: "danger", type: "button", id: "delete-person", text: "Delete person", onclick: async () => {
-    if (!confirm(`Delete ${person.name} and every photo of them?`)) return;
-    try {
-      await api(`/api/v1/people/${person.id}`, { method: "DELETE" });
-      say(`${person.name} deleted; a new version is being trained.`, true);
-      location.hash = "#/people";
-    } catch (error) { fail(error); }
-  } });
-  return el("section", { class: "card" }, el("h2", { text: "Edit" }), save, merge, el("p", {}, remove));
+  const registered = lastRegistration && lastRegistration.personId === id ? lastRegistration.photos : null;
+  lastRegistration = null;
+  return [el("p", {}, el("a", { href: "#/people", text: "← People" })), el("h1", { text: person.name }), summary,
+    registered && registered.length ? el("section", { class: "card", id: "registered" }, el("h2", { text: "Photos sent when registering" }), verdictList(registered)) : null,
+    person.suspected_duplicates.length ? duplicatesCard(person) : null,
+    admin() ? [editForm(person), addPhotos(id, () => refreshPhotos().catch(fail))] : null,
+    el("h2", { text: "Photos" }), admin() ? null : el("p", { class: "muted", id: "faces-note", text: FACES_FOR_ADMINS }), grid];
 }
 
 // -- try it ---------------------------------------------------------------------------------------
-function tryView() {
+// One line per face found; a page that adds actions per face (e.g. "remember this stranger") extends this.
+function faceLine(face) {
+  const label = face.match
+    ? `${face.match.name} · similarity ${number(face.match.similarity)} · confidence ${percent(face.match.confidence)}`
+    : `unknown · nearest ${face.candidates.map((c) => `${c.name} ${number(c.similarity)}`).join(", ")}`;
+  return el("li", { class: "face" }, label, face.candidates.length ? null : " (nobody enrolled)");
+}
+
+async function tryPage() {
   const result = el("div", { id: "result", "aria-live": "polite" });
-  const input = el("input", { type: "file", id: "probe", accept: "image/*" });
   async function identify(file) {
+    say("");  // an older notice says nothing about this photo
     result.replaceChildren(el("p", { text: "Looking…" }));
     const form = new FormData();
     form.append("photo", file, file.name);
@@ -371,59 +479,82 @@ function tryView() {
       const image = el("img", { src: URL.createObjectURL(file), alt: "the photo" });
       await image.decode();
       const frame = el("div", { class: "frame" }, image);
-      const rows = [];
       for (const face of answer.faces) {
-        const best = face.candidates[0];
-        const label = face.match
-          ? `${face.match.name} · similarity ${number(face.match.similarity)} · confidence ${percent(face.match.confidence)}`
-          : `unknown · nearest ${face.candidates.map((c) => `${c.name} ${number(c.similarity)}`).join(", ")}`;
         frame.append(boxOverlay(face.box, image.naturalWidth, image.naturalHeight, face.match ? face.match.name : "unknown", !face.match));
-        rows.push(el("li", { class: "face" }, label, best ? null : " (nobody enrolled)"));
       }
       result.replaceChildren(
-        el("p", { class: "muted", text: `model version ${answer.version}: ${answer.faces.length} face${answer.faces.length === 1 ? "" : "s"}` }),
-        el("div", { style: "max-width:40rem" }, frame), el("ul", { id: "faces" }, rows));
+        el("p", { class: "muted", text: `model version ${answer.version}: ${plural(answer.faces.length, "face")}` }),
+        el("div", { class: "probe" }, frame), el("ul", { id: "faces" }, answer.faces.map(faceLine)));
     } catch (error) {
-      result.replaceChildren();
-      fail(error);
+      if (needsLogin(error)) return fail(error);
+      result.replaceChildren(errorBox(error));
     }
   }
-  input.addEventListener("change", () => input.files[0] && identify(input.files[0]));
-  const zone = el("div", { class: "drop" }, el("p", { text: "Drop a photo here, or choose one:" }), input);
-  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    zone.classList.remove("over");
-    if (event.dataTransfer.files[0]) identify(event.dataTransfer.files[0]);
-  });
-  show(el("h1", { text: "Try it" }), el("p", { class: "muted", text: "Who is in this photo, according to the current version?" }), zone, result);
+  const picker = filePicker({ id: "probe", text: "Choose a photo", onFiles: (files) => identify(files[0]) });
+  return [el("h1", { text: "Try it" }), el("p", { class: "muted", text: "Who is in this photo, according to the current version?" }),
+    dropArea("Drop a photo here, or", picker, (files) => identify(files[0])), result];
 }
 
 // -- training -------------------------------------------------------------------------------------
-function trainingView() {
-  const panel = el("div", { id: "training", "aria-live": "polite" });
+// What each stage of a training does, in words (the API reports identifiers).
+const STAGES = {
+  preparing_backbones: "Preparing the face models (first training only)",
+  loading: "Loading photos",
+  fitting: "Fitting the recognizer",
+  exporting: "Exporting model files",
+  writing: "Writing model files",
+  paused: "Waiting before publishing",
+  publishing: "Publishing",
+};
+const stageWords = (stage) => (stage ? STAGES[stage] || stage.replaceAll("_", " ") : "–");
+const STATES = { idle: "Idle", queued: "Waiting to start", running: "Training" };
+
+async function trainingPage(match, view) {
+  // Built once and updated in place: the live region speaks only when the state or stage changes.
+  const figure = (label, id) => {
+    const value = el("b", { id });
+    return [el("div", { class: "figure" }, label, value), value];
+  };
+  const [stateBox, state] = figure("state", "training-state");
+  const [stageBox, stage] = figure("stage", "training-stage");
+  const [buildingBox, building] = figure("building version", "building-version");
+  const [currentBox, current] = figure("current version", "current-version");
+  const [builtBox, built] = figure("changes built", "changes-built");
+  const status = el("p", { id: "training-status", role: "status" });
+  const bar = el("progress", { max: 1, value: 0, "aria-label": "training progress" });
+  const barText = el("span");
+  const progress = el("p", { hidden: true }, bar, " ", barText);
+  const success = el("p"), failure = el("p");
+  const set = (node, text) => { if (node.textContent !== String(text)) node.textContent = text; };
+  const problem = el("div");
   async function refresh() {
     try {
       const t = await api("/api/v1/training");
-      panel.replaceChildren(
-        el("div", { class: "figures" },
-          el("div", { class: "figure" }, "state", el("b", { id: "training-state", text: t.state })),
-          el("div", { class: "figure" }, "stage", el("b", { text: t.stage || "–" })),
-          el("div", { class: "figure" }, "building version", el("b", { text: t.building_version ?? "–" })),
-          el("div", { class: "figure" }, "current version", el("b", { id: "current-version", text: t.current_version ?? "none yet" })),
-          el("div", { class: "figure" }, "changes built", el("b", { text: `${t.built} / ${t.requested}` }))),
-        t.state === "running" ? el("p", {}, el("progress", { max: 1, value: t.progress, "aria-label": "training progress" }), ` ${percent(t.progress)}`) : null,
-        el("h2", { text: "Last success" }),
-        el("p", { text: t.last_success ? `version ${t.last_success.version} at ${when(t.last_success.at)}` : "none yet" }),
-        el("h2", { text: "Last failure" }),
-        el("p", { text: t.last_failure ? `version ${t.last_failure.version} at ${when(t.last_failure.at)}: ${t.last_failure.message}` : "none" }));
-    } catch (error) { fail(error); }
+      problem.replaceChildren();
+      set(state, STATES[t.state] || t.state);
+      state.dataset.state = t.state;
+      set(stage, stageWords(t.stage));
+      set(building, t.building_version ?? "–");
+      set(current, t.current_version ?? "none yet");
+      set(built, `${t.built} / ${t.requested}`);
+      set(status, t.state === "running" ? `Training version ${t.building_version}: ${stageWords(t.stage)}.`
+        : t.state === "queued" ? "A training is waiting to start." : `Idle; ${t.current_version ? `version ${t.current_version} is current` : "no version yet"}.`);
+      progress.hidden = t.state !== "running";
+      if (bar.value !== t.progress) bar.value = t.progress;
+      set(barText, percent(t.progress));
+      set(success, t.last_success ? `version ${t.last_success.version} at ${when(t.last_success.at)}` : "none yet");
+      set(failure, t.last_failure ? `version ${t.last_failure.version} at ${when(t.last_failure.at)}: ${t.last_failure.message}` : "none");
+    } catch (error) {
+      if (needsLogin(error)) return fail(error);
+      if (!problem.firstChild || problem.textContent !== describe(error)) problem.replaceChildren(errorBox(error));
+    }
   }
-  show(el("h1", { text: "Training" }), el("p", { class: "muted", text: "Every change to people or photos trains a new version; this page follows it live." }), panel);
-  refresh();
+  await refresh();
   const timer = setInterval(refresh, 1000);
-  stopView = () => clearInterval(timer);
+  view.onStop(() => clearInterval(timer));
+  return [el("h1", { text: "Training" }), el("p", { class: "muted", text: "Every change to people or photos trains a new version; this page follows it live." }),
+    problem, status, el("div", { id: "training", class: "figures" }, stateBox, stageBox, buildingBox, currentBox, builtBox), progress,
+    el("h2", { text: "Last success" }), success, el("h2", { text: "Last failure" }), failure];
 }
 
 // -- versions -------------------------------------------------------------------------------------
@@ -437,22 +568,38 @@ async function download(version, name) {
   } catch (error) { fail(error); }
 }
 
-function versionCard(v) {
-  const metrics = v.metrics || {};
+const REPLACED_BY_NEXT_TRAINING = "The next training (any change to people or photos) builds a new version and makes that one current.";
+
+function filesTable(v) {
   const files = Object.entries(v.files || {}).sort(([a], [b]) => a.localeCompare(b));
+  if (!files.length) return null;
+  // On a phone each file is a small block (name, size, checksum, button) instead of a table row.
+  return el("details", {}, el("summary", { text: plural(files.length, "file") }),
+    el("table", { class: "files" },
+      el("thead", {}, el("tr", {}, el("th", { text: "file" }), el("th", { text: "size" }), el("th", { text: "sha256" }), el("th", {}, el("span", { class: "visually-hidden", text: "download" })))),
+      el("tbody", {}, files.map(([name, info]) => el("tr", {},
+        el("td", { class: "file-name" }, el("code", { text: name })), el("td", { text: bytes(info.size) }),
+        el("td", { class: "sha" }, el("code", { title: info.sha256, text: info.sha256 })),
+        el("td", {}, el("button", { type: "button", text: "Download", "aria-label": `Download ${name} of version ${v.version}`, onclick: () => download(v.version, name) })))))));
+}
+
+function versionCard(v, newestReady) {
+  const metrics = v.metrics || {};
+  const activate = async () => {
+    try {
+      await api(`/api/v1/models/${v.version}/activate`, { method: "POST" });
+      go(location.hash, `Version ${v.version} is now current. ${REPLACED_BY_NEXT_TRAINING}`);
+    } catch (error) { fail(error); }
+  };
+  const heldBack = v.is_current && newestReady !== null && newestReady > v.version;
   return el("section", { class: "card version", id: `version-${v.version}` },
     el("div", { class: "row" },
       el("h2", { text: `Version ${v.version}` }),
       el("span", { class: `status-${v.status}`, text: v.status }),
       v.is_current ? el("span", { class: "badge", text: "current" }) : null,
-      admin() && v.status === "ready" && !v.is_current ? el("button", { type: "button", class: "activate", text: "Make current", onclick: async () => {
-        try {
-          await api(`/api/v1/models/${v.version}/activate`, { method: "POST" });
-          say(`Version ${v.version} is now current.`, true);
-          route();
-        } catch (error) { fail(error); }
-      } }) : null,
-      v.status === "ready" ? el("a", { href: `#/versions/${v.version}`, text: "Quality" }) : null),
+      admin() && v.status === "ready" && !v.is_current ? el("button", { type: "button", class: "activate", text: "Make current", "aria-label": `Make current: version ${v.version}`, onclick: activate }) : null,
+      v.status === "ready" ? el("a", { href: `#/versions/${v.version}`, text: "Quality", "aria-label": `Quality of version ${v.version}` }) : null),
+    heldBack ? el("p", { class: "note", text: `Made current by hand (version ${newestReady} is newer). ${REPLACED_BY_NEXT_TRAINING}` }) : null,
     v.status_message ? el("p", { class: "muted", text: v.status_message }) : null,
     el("div", { class: "figures" },
       el("div", { class: "figure" }, "people", el("b", { text: v.people.length })),
@@ -460,20 +607,32 @@ function versionCard(v) {
       el("div", { class: "figure" }, "held-out accepted", el("b", { text: percent(metrics.accept_rate) })),
       el("div", { class: "figure" }, "held-out top-1", el("b", { text: percent(metrics.top1) })),
       el("div", { class: "figure" }, "built", el("b", { text: when(v.finished_at || v.created_at) }))),
-    files.length ? el("details", {}, el("summary", { text: `${files.length} files` }),
-      el("div", { class: "scroll" }, el("table", {},
-        el("thead", {}, el("tr", {}, el("th", { text: "file" }), el("th", { text: "size" }), el("th", { text: "sha256" }), el("th", {}))),
-        el("tbody", {}, files.map(([name, info]) => el("tr", {},
-          el("td", {}, el("code", { text: name })), el("td", { text: bytes(info.size) }), el("td", {}, el("code", { text: info.sha256 })),
-          el("td", {}, el("button", { type: "button", text: "Download", "aria-label": `Download ${name}`, onclick: () => download(v.version, name) })))))))) : null);
+    // Only a ready version's files exist: a pruned or failed one's are gone (or were never written).
+    v.status === "ready" ? filesTable(v) : null);
 }
 
-async function versionsView() {
+async function versionsPage(match) {
+  const params = new URLSearchParams(match[1] || "");
+  const limit = Math.max(1, Number(params.get("limit") || VERSIONS_PAGE_SIZE));
+  const offset = Math.max(0, Number(params.get("offset") || 0));
   const list = await api("/api/v1/models");
-  show(el("h1", { text: "Versions" }), list.items.length ? el("div", { id: "versions" }, list.items.map(versionCard)) : el("p", { text: "No version yet: register people with photos." }));
+  const items = list.items.slice().sort((a, b) => b.version - a.version);
+  const ready = items.filter((v) => v.status === "ready");
+  const newestReady = ready.length ? ready[0].version : null;
+  const shown = items.slice(offset, offset + limit);
+  const link = (start) => `#/versions?offset=${start}` + (params.has("limit") ? `&limit=${limit}` : "");
+  const pager = el("nav", { class: "pager", "aria-label": "Versions pages" },
+    el("span", { class: "muted", text: `${offset + 1}–${offset + shown.length} of ${items.length}` }),
+    offset > 0 ? el("a", { class: "button", href: link(Math.max(0, offset - limit)), text: "Newer" }) : null,
+    offset + shown.length < items.length ? el("a", { class: "button", href: link(offset + limit), text: "Older" }) : null);
+  return [el("h1", { text: "Versions" }),
+    admin() && items.length ? el("p", { class: "muted", text: `Make current serves an older version again. ${REPLACED_BY_NEXT_TRAINING}` }) : null,
+    items.length ? [el("div", { id: "versions" }, shown.map((v) => versionCard(v, newestReady))), pager]
+      : el("p", { text: "No version yet: register people with photos." })];
 }
 
-// Plots drawn as SVG from the version's stored quality figures.
+// Plots drawn as SVG from the version's stored quality figures, at the width they are shown at (one
+// SVG unit is one CSS pixel, so their text stays readable on a phone).
 const SVG = "http://www.w3.org/2000/svg";
 function svg(tag, attributes = {}, text) {
   const node = document.createElementNS(SVG, tag);
@@ -482,65 +641,111 @@ function svg(tag, attributes = {}, text) {
   return node;
 }
 
-function plotFrame(title, xLabel, yLabel, xs, ys) {
-  const [W, H, L, R, T, B] = [640, 360, 60, 16, 32, 48];
+function plotWidth() {
+  const style = getComputedStyle(main);
+  const inner = main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 2;
+  return Math.round(Math.max(280, Math.min(760, inner)));
+}
+
+// axes: {x: [low, high], y: [low, high]} as drawn; ticks are labelled with `xText` / `yText`.
+function plotFrame(title, xLabel, yLabel, axes, { xText, yText, legend = [] }) {
+  const W = plotWidth();
+  const narrow = W < 480;
+  const legendRows = legend.length;
+  const [L, R, T, B] = [narrow ? 46 : 60, 24, 30 + 16 * legendRows, 46];
+  const H = Math.round(Math.max(260, Math.min(380, W * 0.56))) + 16 * legendRows;
+  const [xs, ys] = [axes.x, axes.y];
   const x = (v) => L + ((v - xs[0]) / (xs[1] - xs[0])) * (W - L - R);
   const y = (v) => H - B - ((v - ys[0]) / (ys[1] - ys[0])) * (H - T - B);
-  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img", "aria-label": title });
-  root.append(svg("text", { x: W / 2, y: 20, "text-anchor": "middle", "font-size": 15 }, title));
-  for (let i = 0; i <= 5; i++) {
-    const yv = ys[0] + ((ys[1] - ys[0]) * i) / 5;
-    const xv = xs[0] + ((xs[1] - xs[0]) * i) / 5;
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "plot", role: "img", "aria-label": title });
+  root.append(svg("text", { x: W / 2, y: 18, "text-anchor": "middle", "font-size": 14, "font-weight": 600 }, title));
+  legend.forEach(([colour, text], k) => {
+    root.append(svg("rect", { x: L, y: 28 + 16 * k, width: 10, height: 10, fill: colour }),
+      svg("text", { x: L + 15, y: 37 + 16 * k, "font-size": 12 }, text));
+  });
+  const ticks = narrow ? 4 : 5;
+  for (let i = 0; i <= ticks; i++) {
+    const yv = (axes.yTicks || ys)[0] + (((axes.yTicks || ys)[1] - (axes.yTicks || ys)[0]) * i) / ticks;
+    const xv = (axes.xTicks || xs)[0] + (((axes.xTicks || xs)[1] - (axes.xTicks || xs)[0]) * i) / ticks;
     root.append(svg("line", { x1: L, x2: W - R, y1: y(yv), y2: y(yv), stroke: "#e5e7eb" }));
-    root.append(svg("text", { x: L - 6, y: y(yv) + 4, "text-anchor": "end", "font-size": 11 }, (100 * yv).toFixed(0) + "%"));
-    root.append(svg("text", { x: x(xv), y: H - B + 16, "text-anchor": "middle", "font-size": 11 }, xv.toFixed(2)));
+    root.append(svg("text", { x: L - 5, y: y(yv) + 4, "text-anchor": "end", "font-size": 12 }, yText(yv)));
+    root.append(svg("text", { x: x(xv), y: H - B + 17, "text-anchor": "middle", "font-size": 12 }, xText(xv)));
   }
   root.append(svg("line", { x1: L, x2: L, y1: T, y2: H - B, stroke: "#333" }), svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, stroke: "#333" }));
-  root.append(svg("text", { x: W / 2, y: H - 8, "text-anchor": "middle", "font-size": 12 }, xLabel));
-  root.append(svg("text", { x: 14, y: H / 2, "text-anchor": "middle", "font-size": 12, transform: `rotate(-90 14 ${H / 2})` }, yLabel));
-  return { root, x, y, W, H, T, B };
+  root.append(svg("text", { x: (L + W - R) / 2, y: H - 8, "text-anchor": "middle", "font-size": 12 }, xLabel));
+  root.append(svg("text", { x: 13, y: (T + H - B) / 2, "text-anchor": "middle", "font-size": 12, transform: `rotate(-90 13 ${(T + H - B) / 2})` }, yLabel));
+  return { root, x, y, W, H, T, B, L, R };
 }
+
+const asPercent = (v) => (100 * v).toFixed(0) + "%";
 
 function histogramPlot(quality) {
   const { edges, genuine, impostor } = quality.histogram;
   const share = (counts) => { const total = counts.reduce((a, b) => a + b, 0) || 1; return counts.map((c) => c / total); };
   const g = share(genuine), i = share(impostor);
   const top = Math.max(0.01, ...g, ...i) * 1.1;
-  const plot = plotFrame("Similarity of enrolled photos", "cosine similarity", "share of photos", [edges[0], edges[edges.length - 1]], [0, top]);
+  const plot = plotFrame("Similarity of enrolled photos", "cosine similarity", "share of photos",
+    { x: [edges[0], edges[edges.length - 1]], y: [0, top] },
+    { xText: (v) => v.toFixed(2), yText: asPercent, legend: [["#2a9d5c", "own person, held out"], ["#d1495b", "best other person"]] });
   for (const [shares, colour] of [[i, "#d1495b"], [g, "#2a9d5c"]]) {
     shares.forEach((s, k) => {
       if (s > 0) plot.root.append(svg("rect", { x: plot.x(edges[k]), y: plot.y(s), width: plot.x(edges[k + 1]) - plot.x(edges[k]), height: plot.y(0) - plot.y(s), fill: colour, "fill-opacity": 0.6 }));
     });
   }
   const tx = plot.x(quality.threshold);
+  const leftSide = tx > (plot.L + plot.W) / 2;  // the label goes where there is room
   plot.root.append(svg("line", { x1: tx, x2: tx, y1: plot.T, y2: plot.H - plot.B, stroke: "#1d3557", "stroke-width": 2 }));
-  plot.root.append(svg("text", { x: tx + 4, y: plot.T + 12, "font-size": 11 }, `threshold ${quality.threshold.toFixed(3)}`));
-  plot.root.append(svg("rect", { x: plot.W - 200, y: plot.T + 4, width: 10, height: 10, fill: "#2a9d5c" }), svg("text", { x: plot.W - 185, y: plot.T + 13, "font-size": 11 }, "own person, held out"));
-  plot.root.append(svg("rect", { x: plot.W - 200, y: plot.T + 20, width: 10, height: 10, fill: "#d1495b" }), svg("text", { x: plot.W - 185, y: plot.T + 29, "font-size": 11 }, "best other person"));
+  plot.root.append(svg("text", { x: leftSide ? tx - 4 : tx + 4, y: plot.T + 12, "text-anchor": leftSide ? "end" : "start", "font-size": 12 }, `threshold ${quality.threshold.toFixed(3)}`));
   return plot.root;
+}
+
+// The axes span the data (with a margin, so a curve along 100 % is not hidden under the frame):
+// when known people and strangers separate well the whole curve sits near 100 %.
+function curveAxis(values) {
+  const low = Math.max(0, Math.floor(Math.min(...values) * 20) / 20);
+  const high = Math.min(1, Math.ceil(Math.max(...values) * 20) / 20);
+  const [from, to] = high - low < 0.05 ? [Math.max(0, high - 0.05), high] : [low, high];
+  const margin = (to - from) * 0.04;
+  return { drawn: [from - margin, to + margin], ticks: [from, to] };
 }
 
 function curvePlot(quality) {
-  const low = 0.8;
-  const points = quality.curve.filter((p) => p.known_accept !== null)
-    .map((p) => ({ ...p, ur: Math.max(low, p.unknown_reject), ka: Math.max(low, p.known_accept) }));
-  const plot = plotFrame("Known accepted vs strangers rejected (estimated)", "strangers rejected", "known accepted", [low, 1], [low, 1]);
-  if (points.length > 1) {
-    plot.root.append(svg("polyline", { points: points.map((p) => `${plot.x(p.ur)},${plot.y(p.ka)}`).join(" "), fill: "none", stroke: "#1d3557", "stroke-width": 2 }));
-    const chosen = points.reduce((a, b) => (Math.abs(b.threshold - quality.threshold) < Math.abs(a.threshold - quality.threshold) ? b : a));
-    plot.root.append(svg("circle", { cx: plot.x(chosen.ur), cy: plot.y(chosen.ka), r: 5, fill: "#d1495b" }));
-    plot.root.append(svg("text", { x: plot.x(chosen.ur) - 8, y: plot.y(chosen.ka) + 18, "text-anchor": "end", "font-size": 11 }, `this version: ${percent(chosen.known_accept)} known, ${percent(chosen.unknown_reject)} strangers rejected`));
-  }
+  const points = quality.curve.filter((p) => p.known_accept !== null && p.unknown_reject !== null);
+  const xAxis = curveAxis(points.length ? points.map((p) => p.unknown_reject) : [0, 1]);
+  const yAxis = curveAxis(points.length ? points.map((p) => p.known_accept) : [0, 1]);
+  const plot = plotFrame("Known accepted vs strangers rejected", "strangers rejected (estimated)", "known accepted",
+    { x: xAxis.drawn, y: yAxis.drawn, xTicks: xAxis.ticks, yTicks: yAxis.ticks }, { xText: asPercent, yText: asPercent });
+  if (!points.length) return plot.root;
+  plot.root.append(svg("polyline", { class: "curve", points: points.map((p) => `${plot.x(p.unknown_reject)},${plot.y(p.known_accept)}`).join(" "), fill: "none", stroke: "#1d3557", "stroke-width": 2 }));
+  const chosen = points.reduce((a, b) => (Math.abs(b.threshold - quality.threshold) < Math.abs(a.threshold - quality.threshold) ? b : a));
+  const [cx, cy] = [plot.x(chosen.unknown_reject), plot.y(chosen.known_accept)];
+  plot.root.append(svg("circle", { cx, cy, r: 5, fill: "#d1495b" }));
+  const below = cy < (plot.T + plot.H - plot.B) / 2;
+  const [first, second] = below ? [cy + 20, cy + 35] : [cy - 25, cy - 10];
+  plot.root.append(svg("text", { x: cx - 8, y: first, "text-anchor": "end", "font-size": 12 }, `this version: ${percent(chosen.known_accept)} known,`),
+    svg("text", { x: cx - 8, y: second, "text-anchor": "end", "font-size": 12 }, `${percent(chosen.unknown_reject)} strangers rejected`));
   return plot.root;
 }
 
-async function qualityView(versionNumber) {
-  const v = await api(`/api/v1/models/${versionNumber}`);
+// The person registered later (higher id) is merged into the one registered first.
+function mergeIntoFirst(duplicate) {
+  const [first, second] = [0, 1].map((k) => ({ id: duplicate.people[k], name: duplicate.names[k] })).sort((a, b) => a.id - b.id);
+  return mergeButton(first, second);
+}
+
+async function qualityPage(match, view) {
+  const v = await api(`/api/v1/models/${Number(match[1])}`);
   const quality = (v.metrics || {}).quality;
   const labelId = (label) => { const m = /\((\d+)\)$/.exec(label); return m ? Number(m[1]) : null; };
   const duplicates = (v.metrics || {}).suspected_duplicates || [];
-  show(el("p", {}, el("a", { href: "#/versions", text: "← Versions" })), el("h1", { text: `Quality of version ${v.version}` }),
-    quality ? el("div", {}, histogramPlot(quality), curvePlot(quality),
+  // The plots are drawn for the page's width: draw them again when it changes much (a phone turned).
+  const width = plotWidth();
+  const redraw = () => { if (Math.abs(plotWidth() - width) > 40) route(); };
+  window.addEventListener("resize", redraw);
+  view.onStop(() => window.removeEventListener("resize", redraw));
+  const person = (id, name) => el("a", { href: `#/people/${id}`, text: name });
+  return [el("p", {}, el("a", { href: "#/versions", text: "← Versions" })), el("h1", { text: `Quality of version ${v.version}` }),
+    quality ? el("div", { class: "plots" }, histogramPlot(quality), curvePlot(quality),
       el("h2", { text: "People whose photos agree least" }),
       el("p", { class: "muted", text: "Lowest mean similarity of a person's photos to their other photos: candidates for better photos." }),
       el("ol", { id: "worst" }, quality.people.map((p) => el("li", {},
@@ -548,52 +753,83 @@ async function qualityView(versionNumber) {
         ` · ${p.photos} photos · mean ${number(p.genuine_mean)} · lowest ${number(p.genuine_min)}`))))
       : el("p", { text: "This version has no quality figures (built by an older release)." }),
     el("h2", { text: "Suspected duplicates" }),
-    duplicates.length ? el("ul", { id: "duplicates" }, duplicates.map((d) => el("li", {},
-      `${d.names.join(" / ")} · similarity ${number(d.similarity)} · ${d.kind} `,
-      el("a", { href: `#/people/${d.people[0]}`, text: "open" })))) : el("p", { text: "none" }));
+    duplicates.length ? el("ul", { id: "duplicates", class: "choices" }, duplicates.map((d) => el("li", {},
+      el("span", {}, person(d.people[0], d.names[0]), " / ", person(d.people[1], d.names[1]),
+        ` · similarity ${number(d.similarity)} · ${DUPLICATE_KINDS[d.kind] || d.kind}`),
+      admin() && d.kind === "person" ? mergeIntoFirst(d) : null)))
+      : el("p", { text: "none" })];
 }
 
 // -- router ---------------------------------------------------------------------------------------
-const views = [
-  [/^#\/people\/(\d+)$/, (m) => personView(Number(m[1])), "people"],
-  [/^#\/people(?:\?(.*))?$/, (m) => peopleView(new URLSearchParams(m[1] || "")), "people"],
-  [/^#\/try$/, () => tryView(), "try"],
-  [/^#\/training$/, () => trainingView(), "training"],
-  [/^#\/versions\/(\d+)$/, (m) => qualityView(Number(m[1])), "versions"],
-  [/^#\/versions$/, () => versionsView(), "versions"],
+// One entry per page: the hash it answers, the navigation section it belongs to, its function.
+const pages = [
+  { pattern: /^#\/people\/(\d+)$/, section: "people", render: personPage },
+  { pattern: /^#\/people(?:\?(.*))?$/, section: "people", render: peoplePage },
+  { pattern: /^#\/try$/, section: "try", render: tryPage },
+  { pattern: /^#\/training$/, section: "training", render: trainingPage },
+  { pattern: /^#\/versions\/(\d+)$/, section: "versions", render: qualityPage },
+  { pattern: /^#\/versions(?:\?(.*))?$/, section: "versions", render: versionsPage },
 ];
+
+function errorPage(error) {
+  const missing = error instanceof ApiError && error.status === 404;
+  return [el("h1", { text: missing ? "Not found" : "Something went wrong" }), errorBox(error),
+    el("p", {}, el("a", { href: "#/people", text: "← People" }))];
+}
 
 async function route() {
   stopView();
-  stopView = () => {};
+  const ticket = ++routeTicket;
+  const stops = [];
+  stopView = () => stops.forEach((stop) => stop());
+  const view = { alive: () => ticket === routeTicket, onStop: (stop) => stops.push(stop) };
   const hash = location.hash || "#/people";
+  delete main.dataset.route;
   if (hash === "#/login") {
-    loginView();
+    loginPage();
     return;
   }
   if (session.access === null && !(await checkAccess().catch(fail))) {
     location.hash = "#/login";
     return;
   }
-  for (const [pattern, render, section] of views) {
-    const match = pattern.exec(hash);
-    if (!match) continue;
-    for (const link of document.querySelectorAll("[data-nav]")) {
-      link.classList.toggle("active", link.dataset.nav === section);
-      if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
-      else link.removeAttribute("aria-current");
-    }
-    try {
-      await render(match);
-    } catch (error) {
-      fail(error);
-    }
-    // Keyboard and screen-reader users start at the new page's content, not at a removed element.
-    if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
+  const page = pages.find((candidate) => candidate.pattern.test(hash));
+  if (!page) {
+    location.hash = "#/people";
     return;
   }
-  location.hash = "#/people";
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    link.classList.toggle("active", link.dataset.nav === page.section);
+    if (link.dataset.nav === page.section) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  // The previous page goes at once (nothing stale under a new page or an error); "Loading…" shows
+  // when the new one takes a moment.
+  main.setAttribute("aria-busy", "true");
+  const loading = setTimeout(() => view.alive() && show(el("p", { class: "loading", text: "Loading…" })), LOADING_DELAY_MS);
+  let nodes;
+  try {
+    nodes = await page.render(page.pattern.exec(hash), view);
+  } catch (error) {
+    if (needsLogin(error)) {
+      clearTimeout(loading);
+      fail(error);
+      return;
+    }
+    nodes = errorPage(error);
+  }
+  clearTimeout(loading);
+  if (!view.alive()) return;  // another navigation began meanwhile; its page is the one to show
+  main.removeAttribute("aria-busy");
+  main.dataset.route = hash;  // which page is drawn (tests wait for it)
+  show(...present([nodes]));
+  // Keyboard and screen-reader users start at the new page's content, not at a removed element.
+  if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
 }
 
-window.addEventListener("hashchange", () => { say(""); route(); });
+window.addEventListener("hashchange", () => {
+  if (!keepNotice) say("");
+  keepNotice = false;
+  route();
+});
 route();

@@ -1,0 +1,130 @@
+"""The dashboard's people pages in chromium: suspected duplicates, merging by name or face, every
+photo's verdict after registering, notices that stay where the action happened, error routes and the
+loading state. People are set up through the API; the browser does what a user would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Dialog, Page, Route, expect
+
+from faceforge.evaluation.dataset import image_files
+from tests.conftest import FACES, LFW10
+from tests.web.browser import ADMIN_KEY, Server, assert_accessible, login, open_page, shot
+
+
+@pytest.fixture(scope="module")
+def people(server: Server) -> Iterator[dict[str, dict[str, Any]]]:
+    """Colin Powell registered twice (under two names) and Tony Blair, then one trained version."""
+    colin, blair = image_files(LFW10 / "Colin_Powell"), image_files(LFW10 / "Tony_Blair")
+    registered = {
+        "Colin Powell": server.register("Colin Powell", colin[:4], train=False),
+        "C. Powell": server.register("C. Powell", colin[4:8], train=False),
+        "Tony Blair": server.register("Tony Blair", blair[:4]),
+    }
+    server.wait_trained()
+    yield registered
+
+
+def _remember_dialogs(page: Page, *, accept: bool) -> list[str]:
+    messages: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        messages.append(dialog.message)
+        if accept:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    page.on("dialog", answer)
+    return messages
+
+
+def test_a_suspected_duplicate_opens_and_merges_from_the_list(
+    page: Page, server: Server, people: dict[str, dict[str, Any]]
+) -> None:
+    colin, other = people["Colin Powell"], people["C. Powell"]
+    login(page, server, ADMIN_KEY)
+    open_page(page, server, f"#/people/{colin['id']}")
+    expect(page.get_by_role("heading", name="Colin Powell")).to_be_visible()
+    duplicates = page.locator("#duplicates")
+    expect(duplicates.get_by_role("link", name="C. Powell")).to_have_attribute(
+        "href", f"#/people/{other['id']}"
+    )
+    expect(duplicates.locator("img")).to_have_count(1)  # the other person's face, to compare
+    shot(page, server, "duplicate")
+    assert_accessible(page, "a suspected duplicate")
+
+    asked = _remember_dialogs(page, accept=True)
+    duplicates.get_by_role("button", name="Merge C. Powell into Colin Powell").click()
+    expect(page.locator("#notice")).to_contain_text("C. Powell merged into Colin Powell")
+    assert len(asked) == 1 and "C. Powell" in asked[0] and "Colin Powell" in asked[0], asked
+    expect(page.locator("#photos figure")).to_have_count(8)
+    server.wait_trained()
+
+
+def test_merge_picks_the_other_person_by_name_with_their_face(
+    page: Page, server: Server, people: dict[str, dict[str, Any]]
+) -> None:
+    blair = people["Tony Blair"]
+    login(page, server, ADMIN_KEY)
+    open_page(page, server, f"#/people/{blair['id']}")
+    page.get_by_label("Find them by name").fill("powell")
+    choice = page.locator("#merge-choices li").filter(has_text="Colin Powell")
+    expect(choice.locator("img")).to_have_count(1)
+    shot(page, server, "merge-picker")
+    assert_accessible(page, "the merge picker")
+    asked = _remember_dialogs(page, accept=False)
+    choice.get_by_role("button", name="Merge Colin Powell into Tony Blair").click()
+    expect(page.get_by_role("heading", name="Tony Blair")).to_be_visible()
+    assert len(asked) == 1 and "Colin Powell" in asked[0] and "Tony Blair" in asked[0], asked
+
+
+def test_registering_shows_every_verdict_and_deleting_says_so(page: Page, server: Server) -> None:
+    chirac = image_files(LFW10 / "Jacques_Chirac")[:2]
+    cat = image_files(FACES / "negatives")[0]
+    login(page, server, ADMIN_KEY)
+    page.get_by_label("Name", exact=True).fill("Jacques Chirac")
+    page.get_by_label("Photos (one face each)").set_input_files([str(p) for p in [*chirac, cat]])
+    page.get_by_role("button", name="Register").click()
+    expect(page.get_by_role("heading", name="Jacques Chirac")).to_be_visible()
+    # The notice survives the move to the new person's page, and every photo's verdict is there.
+    expect(page.locator("#notice")).to_contain_text("2 of 3 photos accepted")
+    verdicts = page.locator("#registered li")
+    expect(verdicts).to_have_count(3)
+    expect(verdicts.filter(has_text=cat.name)).to_contain_text("no face")
+    shot(page, server, "registered")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#delete-person").click()
+    expect(page.get_by_role("heading", name="People")).to_be_visible()
+    expect(page.locator("#notice")).to_contain_text("Jacques Chirac deleted")
+    server.wait_trained()
+
+
+def test_an_error_route_replaces_the_page_and_slow_pages_say_loading(
+    page: Page, server: Server, people: dict[str, dict[str, Any]]
+) -> None:
+    blair = people["Tony Blair"]
+    login(page, server, ADMIN_KEY)
+    open_page(page, server, f"#/people/{blair['id']}")
+    expect(page.get_by_role("heading", name="Tony Blair")).to_be_visible()
+    server.expected_errors.add(("/api/v1/people/999", 404))
+    page.goto(server.url + "/#/people/999")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    expect(page.get_by_role("heading", name="Tony Blair")).to_have_count(0)
+    expect(page.locator("#photos")).to_have_count(0)
+    assert_accessible(page, "an error route")
+
+    # While a page's data is on its way, the page says so (the request is held back here).
+    held: list[Route] = []
+    page.route(f"**/api/v1/people/{blair['id']}", lambda route: held.append(route))
+    page.goto(server.url + f"/#/people/{blair['id']}")
+    expect(page.locator("#main")).to_contain_text("Loading")
+    expect(page.get_by_role("heading", name="Not found")).to_have_count(0)
+    for route in held:
+        route.continue_()
+    page.unroute(f"**/api/v1/people/{blair['id']}")
+    expect(page.get_by_role("heading", name="Tony Blair")).to_be_visible()

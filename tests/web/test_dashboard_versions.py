@@ -1,0 +1,143 @@
+"""The dashboard's training, versions and quality pages in chromium: training stages in words and a
+quiet live region, pruned versions without downloads, paging, "Make current" saying what the next
+training does, and plots and file tables readable on a phone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from faceforge.evaluation.dataset import image_files
+from tests.conftest import LFW10
+from tests.web.browser import ADMIN_KEY, TIMEOUT_MS, Server, assert_accessible, login, open_page, shot
+
+# Two ready versions kept (older ones pruned); each training waits a moment before publishing, so
+# the page can be watched while one runs.
+SERVER_ENV = {"FACEFORGE_WORKER__KEEP_VERSIONS": "2", "FACEFORGE_WORKER__PAUSE_BEFORE_PUBLISH_SECONDS": "2"}
+
+
+@pytest.fixture(scope="module")
+def three_versions(server: Server) -> Iterator[None]:
+    """Versions 1 (pruned), 2 and 3 (current), of two people."""
+    server.register("Colin Powell", image_files(LFW10 / "Colin_Powell")[:4])
+    server.wait_trained()
+    server.register("Tony Blair", image_files(LFW10 / "Tony_Blair")[:4])
+    server.wait_trained()
+    server.api("POST", "/api/v1/training")
+    server.wait_trained()
+    yield
+
+
+def test_training_shows_stages_in_words_and_its_live_region_stays_quiet(page: Page, server: Server) -> None:
+    login(page, server, ADMIN_KEY)
+    open_page(page, server, "#/training")
+    assert_accessible(page, "training, idle")
+    # Idle: nothing changes, so nothing is announced (the page polls every second).
+    page.evaluate(
+        """() => {
+            window.liveChanges = [];
+            const observer = new MutationObserver((changes) => {
+                window.liveChanges.push(...changes.map((change) => change.target.textContent));
+            });
+            for (const region of document.querySelectorAll("#main [aria-live], #main [role=status]")) {
+                observer.observe(region, { childList: true, subtree: true, characterData: true });
+            }
+        }"""
+    )
+    page.wait_for_timeout(3000)
+    assert page.evaluate("window.liveChanges") == []
+
+    # A running training names its stage in words, never as an identifier.
+    server.register("Gerhard Schroeder", image_files(LFW10 / "Gerhard_Schroeder")[:3])
+    expect(page.locator("#training-state")).not_to_have_text("Idle", timeout=TIMEOUT_MS)
+    seen: set[str] = set()
+    while page.locator("#training-state").inner_text() != "Idle":
+        seen.add(page.locator("#training-stage").inner_text())
+        page.wait_for_timeout(100)
+    seen.discard("–")
+    assert seen, "no stage was shown during a training"
+    assert all(" " in stage and "_" not in stage for stage in seen), seen
+    assert "null" not in page.locator("#main").inner_text()
+    server.wait_trained()
+
+
+def test_versions_pruned_paged_and_made_current(page: Page, server: Server, three_versions: None) -> None:
+    login(page, server, ADMIN_KEY)
+    versions = server.api("GET", "/api/v1/models").json()["items"]
+    pruned = [v["version"] for v in versions if v["status"] == "pruned"]
+    ready = sorted(v["version"] for v in versions if v["status"] == "ready")
+    assert pruned and len(ready) == 2, versions
+    open_page(page, server, "#/versions")
+    # A pruned version's files are gone: nothing to download.
+    for version in pruned:
+        card = page.locator(f"#version-{version}")
+        expect(card).to_contain_text("pruned")
+        expect(card.locator("button", has_text="Download")).to_have_count(0)  # also inside closed details
+    ready_card = page.locator(f"#version-{ready[-1]}")
+    expect(ready_card.locator("button", has_text="Download")).not_to_have_count(0)
+
+    # Paging: two a page, the rest one "Older" away.
+    open_page(page, server, "#/versions?limit=2")
+    expect(page.locator(".version")).to_have_count(2)
+    page.get_by_role("link", name="Older").click()
+    expect(page.locator(".version")).to_have_count(len(versions) - 2)
+    assert_accessible(page, "versions, second page")
+
+    # Make current says, where it is done, that the next training replaces it.
+    open_page(page, server, "#/versions")
+    page.locator(f"#version-{ready[0]}").get_by_role("button", name="Make current").click()
+    expect(page.locator(f"#version-{ready[0]} .badge")).to_have_text("current")
+    expect(page.locator("#notice")).to_contain_text("next training")
+    expect(page.locator(f"#version-{ready[0]}")).to_contain_text("next training")
+    shot(page, server, "versions-made-current")
+    server.api("POST", f"/api/v1/models/{ready[-1]}/activate")
+
+
+def test_quality_and_files_read_well_on_a_phone(page: Page, server: Server, three_versions: None) -> None:
+    page.set_viewport_size({"width": 375, "height": 800})
+    login(page, server, ADMIN_KEY)
+    current = server.api("GET", "/api/v1/models/current").json()["version"]
+    open_page(page, server, f"#/versions/{current}")
+    expect(page.locator("svg.plot")).to_have_count(2)
+    shot(page, server, "quality-phone")
+    assert_accessible(page, "quality on a phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    # Every word in the plots is drawn at 10 px or more on the phone's screen.
+    smallest = page.evaluate(
+        """() => Math.min(...[...document.querySelectorAll("svg.plot text")].map((text) => {
+            const svg = text.ownerSVGElement;
+            const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+            return parseFloat(text.getAttribute("font-size")) * scale;
+        }))"""
+    )
+    assert smallest >= 10, smallest
+    # The accept/reject curve is drawn inside the plot, not along its frame: these two people
+    # separate completely, which put every point of it on the border before.
+    inside = page.evaluate(
+        """() => {
+            const svg = document.querySelectorAll("svg.plot")[1];
+            const frame = [...svg.querySelectorAll("line[stroke='#333']")];
+            const left = Math.min(...frame.map((l) => +l.getAttribute("x1")));
+            const bottom = Math.max(...frame.map((l) => +l.getAttribute("y1")));
+            const right = Math.max(...frame.map((l) => +l.getAttribute("x2")));
+            const top = Math.min(...frame.map((l) => +l.getAttribute("y1")));
+            const points = svg.querySelector("polyline").getAttribute("points").trim().split(/\\s+/)
+                .map((p) => p.split(",").map(Number));
+            return points.filter(([x, y]) => x > left && x < right && y > top && y < bottom).length;
+        }"""
+    )
+    assert inside > 0
+
+    # The version's files: each name on one line, each row within the screen.
+    open_page(page, server, "#/versions")
+    card = page.locator(f"#version-{current}")
+    card.locator("summary").click()
+    lines = card.locator("tbody tr td:first-child code").evaluate_all(
+        "(codes) => codes.map((c) => c.offsetHeight / parseFloat(getComputedStyle(c).fontSize))"
+    )
+    assert lines and all(height < 2 for height in lines), lines  # in font sizes: one line each
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    shot(page, server, "files-phone")
+    assert_accessible(page, "version files on a phone")
