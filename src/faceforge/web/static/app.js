@@ -652,7 +652,7 @@ function plotFrame(title, xLabel, yLabel, axes, { xText, yText, legend = [] }) {
   const W = plotWidth();
   const narrow = W < 480;
   const legendRows = legend.length;
-  const [L, R, T, B] = [narrow ? 46 : 60, 24, 30 + 16 * legendRows, 46];
+  const [L, R, T, B] = [narrow ? 54 : 60, 24, 30 + 16 * legendRows, 46];
   const H = Math.round(Math.max(260, Math.min(380, W * 0.56))) + 16 * legendRows;
   const [xs, ys] = [axes.x, axes.y];
   const x = (v) => L + ((v - xs[0]) / (xs[1] - xs[0])) * (W - L - R);
