@@ -15,6 +15,7 @@ def test_health_and_readiness_follow_the_service(client: TestClient) -> None:
     assert before.status_code == 200
     assert before.json() == {
         "status": "ready",
+        "storage": "ok",
         "database": "ok",
         "migrations": "current",
         "model_version": None,

@@ -1,7 +1,12 @@
-"""Every rejection is a JSON 4xx/503: ``{"error": {"code", "message"}}``. Routes that speak another
+"""Every error is JSON: ``{"error": {"code", "message"}}``. Routes that speak another
 API keep that API's shape (a *dialect*, chosen by path): the original app's routes
 ``{"status": "failed", "error", "message"}``, CompreFace's ``{"message", "code": <its number>}``,
 DeepStack's ``{"success": false, "error"}``. One code per cause, whichever layer finds it.
+
+Client mistakes are 4xx. Our own faults are 5xx, in the same shapes: 503 with ``Retry-After`` for
+conditions that pass (vision work queued, the database locked or unreachable, the disk full), 500
+(``internal_error``, logged with its traceback) for everything else, including a ``FaceforgeError``
+that no client could have caused (a damaged version, missing weights).
 
 The same module describes those answers in the OpenAPI document (``error_responses``), so the
 document lists every status a route can give and the body that comes with it.
@@ -9,6 +14,8 @@ document lists every status a route can give and the body that comes with it.
 
 from __future__ import annotations
 
+import errno
+import logging
 from enum import StrEnum
 from typing import Any
 
@@ -16,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -35,7 +43,10 @@ LEGACY_PREFIX = "/gorillas/"
 API_PREFIX = "/api/"
 COMPREFACE_PREFIXES = ("/api/v1/recognition/", "/api/v1/verification/", "/api/v1/detection/")
 DEEPSTACK_PREFIX = "/v1/vision/"
-RETRY_AFTER_SECONDS = 1
+RETRY_AFTER_SECONDS = 1  # vision work queued: a slot frees within a photo's analysis
+# A locked or unreachable database and a full disk pass more slowly (a long write, a restart, an operator).
+STORAGE_RETRY_AFTER_SECONDS = 10
+log = logging.getLogger(__name__)
 # Our codes -> CompreFace's (its CommonExceptionCode); causes it has no number for get 0 (UNDEFINED).
 COMPREFACE_CODES = {
     "no_face": 28,  # NO_FACES_FOUND: what its clients test for
@@ -120,8 +131,12 @@ _DESCRIPTIONS = {
     409: "conflicts with the current state (`conflict`, `model_not_ready`)",
     413: "too large: `request_too_large`, `file_too_large`, `too_many_photos`, `image_too_large`",
     422: "photos were sent and none was accepted (`photos_rejected`, with every photo's verdict)",
-    503: "too much vision work queued (`busy`); retry after the `Retry-After` seconds",
+    500: "a fault of the server (`internal_error`, or the cause, e.g. a damaged model version); logged",
+    503: "retry after the `Retry-After` seconds: too much vision work queued (`busy`), the database "
+    "locked or unreachable (`database_locked`, `database_unavailable`), the disk full (`storage_full`)",
 }
+# Every route may meet these: a fault of ours, a locked database, a full disk.
+SERVER_ERRORS = (500, 503)
 
 
 class CompreFaceErrorBody(BaseModel):
@@ -150,6 +165,8 @@ def error_responses(
 
 # -- status per cause -----------------------------------------------------------------------------
 def _status(error: FaceforgeError) -> int:
+    """The client-facing causes by name; any other ``FaceforgeError`` (manifest, weights, export,
+    training) is a fault of this server, whatever the request was."""
     if isinstance(error, (RequestRejectedError, AuthError)):
         return error.status
     if isinstance(error, NotFoundError):
@@ -160,7 +177,31 @@ def _status(error: FaceforgeError) -> int:
         return 503
     if isinstance(error, InvalidImageError):
         return 413 if error.code == "image_too_large" else 400
-    return 400
+    return 500
+
+
+# SQLite's words, and PostgreSQL's SQLSTATEs: lock_not_available, query_canceled (lock_timeout,
+# statement_timeout), disk_full, out_of_memory's class is not ours to retry.
+_SQLITE_LOCKED = ("database is locked", "database table is locked")
+_SQLITE_FULL = "database or disk is full"
+_PG_LOCKED = {"55P03", "57014"}
+_PG_FULL = "53100"
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def storage_condition(error: BaseException) -> tuple[str, str] | None:
+    """``(code, message)`` for a database or disk condition that passes (answered 503), else ``None``."""
+    if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+        return "storage_full", "the server's disk is full; nothing was stored"
+    if not isinstance(error, OperationalError):
+        return None
+    text = str(error.orig).lower()
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate == _PG_FULL or _SQLITE_FULL in text:
+        return "storage_full", "the database's disk is full; nothing was stored"
+    if sqlstate in _PG_LOCKED or any(words in text for words in _SQLITE_LOCKED):
+        return "database_locked", "the database is locked by another writer; nothing was stored"
+    return "database_unavailable", "the database cannot be reached or used right now"
 
 
 def _legacy(request: Request) -> bool:
@@ -209,6 +250,15 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+INTERNAL_MESSAGE = "the server failed to answer this request; the fault is logged"
+
+
+def internal_error(request: Request, error: BaseException) -> JSONResponse:
+    """The answer to a fault nobody anticipated: logged in full, answered without internals."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+    return _respond(request, 500, "internal_error", INTERNAL_MESSAGE)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FaceforgeError)
     async def _faceforge(request: Request, error: FaceforgeError) -> JSONResponse:
@@ -217,9 +267,28 @@ def install_error_handlers(app: FastAPI) -> None:
         if verdicts is not None and _legacy(request):
             # The original app knows only 400 for a refused registration.
             return _respond(request, 400, error.code, error.message, verdicts=verdicts)
-        return _respond(
-            request, _status(error), error.code, error.message, verdicts=verdicts, headers=headers
-        )
+        status = _status(error)
+        if status == 500:
+            log.error("%s %s failed: %s", request.method, request.url.path, error.message, exc_info=error)
+        return _respond(request, status, error.code, error.message, verdicts=verdicts, headers=headers)
+
+    async def _storage(request: Request, error: Exception) -> JSONResponse:
+        condition = storage_condition(error)
+        if condition is None:
+            return internal_error(request, error)
+        code, message = condition
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, message, error)
+        headers = {"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)}
+        return _respond(request, 503, code, message, headers=headers)
+
+    app.add_exception_handler(OperationalError, _storage)
+    app.add_exception_handler(OSError, _storage)
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, error: Exception) -> JSONResponse:
+        # Starlette answers with this from its outermost middleware, then re-raises the error to the
+        # server, which logs it: not logged twice here.
+        return _respond(request, 500, "internal_error", INTERNAL_MESSAGE)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -4,7 +4,6 @@ transactions take the database write lock up front)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -48,8 +47,11 @@ def _version(row: ModelVersionRow, current: int | None) -> ModelVersion:
 
 
 def _is_stale(row: TrainingStateRow, stale_after: float) -> bool:
+    """``stale_after`` may be infinite (never stale), which ``timedelta`` cannot hold."""
     heartbeat = as_utc(row.heartbeat_at)
-    return heartbeat is None or utcnow() - heartbeat > timedelta(seconds=stale_after)
+    if heartbeat is None:
+        return True
+    return (utcnow() - heartbeat).total_seconds() > stale_after
 
 
 def training_status(session: Session, *, stale_after: float) -> TrainingStatus:

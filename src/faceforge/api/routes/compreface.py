@@ -17,7 +17,7 @@ from fastapi import APIRouter, Body, File, Query, Response, UploadFile
 
 from faceforge.api.access import AdminAccess, ReadAccess
 from faceforge.api.deps import ServicesDep
-from faceforge.api.errors import Dialect
+from faceforge.api.errors import SERVER_ERRORS, Dialect
 from faceforge.api.errors import error_responses as faceforge_error_responses
 from faceforge.api.uploads import read_upload
 from faceforge.domain.errors import RequestRejectedError
@@ -30,7 +30,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 PREFIX = "/api/v1/recognition"
-COMMON = error_responses(400, 401, 403)
+COMMON = error_responses(400, 401, 403, *SERVER_ERRORS)
 read = APIRouter(prefix=PREFIX, tags=["compreface"], dependencies=[ReadAccess], responses=COMMON)
 admin = APIRouter(prefix=PREFIX, tags=["compreface"], dependencies=[AdminAccess], responses=COMMON)
 verify_read = APIRouter(

@@ -22,7 +22,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from faceforge.api.access import Access, PublicAccess, form_key_error
 from faceforge.api.deps import ServicesDep
-from faceforge.api.errors import Dialect, error_responses
+from faceforge.api.errors import SERVER_ERRORS, Dialect, error_responses
 from faceforge.api.uploads import read_upload
 from faceforge.domain.errors import RequestRejectedError
 from faceforge.services.people import Upload
@@ -33,7 +33,7 @@ router = APIRouter(
     prefix=PREFIX,
     tags=["deepstack"],
     dependencies=[PublicAccess],
-    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 503, dialect=Dialect.DEEPSTACK),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, *SERVER_ERRORS, dialect=Dialect.DEEPSTACK),
 )
 routers = (router,)
 

@@ -1,10 +1,15 @@
 """``/healthz`` (the process answers) and ``/readyz`` (it can serve: database reachable, migrations
-current, the current model version loadable or none yet), for load balancers and orchestrators.
+current, the home writable with room to spare, the current model version loadable or none yet), for
+load balancers and orchestrators.
 
 Both are public: they say nothing about people or models beyond a version number."""
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
@@ -18,6 +23,23 @@ from faceforge.domain.errors import FaceforgeError, ModelNotReadyError
 
 router = APIRouter(tags=["health"], dependencies=[PublicAccess])
 routers = (router,)
+# Written and removed on every probe: as much as a small write needs (a page), so a full disk shows.
+PROBE_BYTES = 4096
+
+
+def storage_check(home: Path) -> str:
+    """``ok``, ``full``, or ``unwritable: <why>``: whether photos and versions can be written to ``home``."""
+    try:
+        home.mkdir(parents=True, exist_ok=True)  # made on the first write otherwise
+        with tempfile.NamedTemporaryFile(dir=home, prefix=".readyz-") as probe:
+            probe.write(b"\0" * PROBE_BYTES)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "full"
+        return f"unwritable: {error.strerror or type(error).__name__}"
+    return "ok"
 
 
 @router.get("/healthz")
@@ -27,7 +49,7 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "not ready, with the checks that failed"}})
 def readyz(services: ServicesDep) -> JSONResponse:
-    checks: dict[str, Any] = {}
+    checks: dict[str, Any] = {"storage": storage_check(services.settings.home)}
     try:
         checks["migrations"] = "current" if migrations_current(services.engine) else "behind"
         checks["database"] = "ok"
@@ -42,7 +64,8 @@ def readyz(services: ServicesDep) -> JSONResponse:
         except FaceforgeError as error:
             checks["model_version"] = f"not loadable: {error.message}"
     ready = (
-        checks.get("database") == "ok"
+        checks["storage"] == "ok"
+        and checks.get("database") == "ok"
         and checks.get("migrations") == "current"
         and not isinstance(checks.get("model_version"), str)
     )

@@ -8,13 +8,16 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from faceforge.api.access import ReadAccess
 from faceforge.api.deps import MAX_ID, ServicesDep
-from faceforge.api.errors import error_responses
+from faceforge.api.errors import SERVER_ERRORS, error_responses
 from faceforge.api.schemas import IdentifiedFacePublic, IdentifyResult
 from faceforge.api.uploads import read_upload
 from faceforge.services.identify import MAX_TOP_K
 
 read = APIRouter(
-    prefix="/api/v1", tags=["identify"], dependencies=[ReadAccess], responses=error_responses(400, 401, 403)
+    prefix="/api/v1",
+    tags=["identify"],
+    dependencies=[ReadAccess],
+    responses=error_responses(400, 401, 403, *SERVER_ERRORS),
 )
 routers = (read,)
 

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceforge.api.access import AdminAccess, ReadAccess
 from faceforge.api.deps import ServicesDep
-from faceforge.api.errors import LEGACY_PREFIX, error_responses
+from faceforge.api.errors import LEGACY_PREFIX, SERVER_ERRORS, error_responses
 from faceforge.api.uploads import read_uploads
 from faceforge.domain.errors import ModelNotReadyError, RequestRejectedError
 from faceforge.domain.records import ModelVersion
@@ -20,7 +20,7 @@ from faceforge.training.serialize import HEAD_FILE
 
 PREFIX = "/gorillas/face-recognition/api/v1.0"
 assert PREFIX.startswith(LEGACY_PREFIX)
-COMMON = error_responses(400, 401, 403, legacy=True)
+COMMON = error_responses(400, 401, 403, *SERVER_ERRORS, legacy=True)
 read = APIRouter(prefix=PREFIX, tags=["legacy"], dependencies=[ReadAccess], responses=COMMON)
 admin = APIRouter(prefix=PREFIX, tags=["legacy"], dependencies=[AdminAccess], responses=COMMON)
 routers = (read, admin)

@@ -8,9 +8,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from faceforge.api.access import ReadAccess
 from faceforge.api.deps import ServicesDep
-from faceforge.api.errors import error_responses
+from faceforge.api.errors import SERVER_ERRORS, error_responses
 
-read = APIRouter(tags=["operations"], dependencies=[ReadAccess], responses=error_responses(401, 403))
+read = APIRouter(
+    tags=["operations"], dependencies=[ReadAccess], responses=error_responses(401, 403, *SERVER_ERRORS)
+)
 routers = (read,)
 
 

@@ -9,10 +9,10 @@ from fastapi.responses import FileResponse
 
 from faceforge.api.access import AdminAccess, ReadAccess
 from faceforge.api.deps import ServicesDep, VersionNumber
-from faceforge.api.errors import error_responses
+from faceforge.api.errors import SERVER_ERRORS, error_responses
 from faceforge.api.schemas import ModelList, ModelVersionPublic, TrainingPublic
 
-COMMON = error_responses(400, 401, 403)
+COMMON = error_responses(400, 401, 403, *SERVER_ERRORS)
 read = APIRouter(prefix="/api/v1", tags=["models"], dependencies=[ReadAccess], responses=COMMON)
 admin = APIRouter(prefix="/api/v1", tags=["models"], dependencies=[AdminAccess], responses=COMMON)
 routers = (read, admin)

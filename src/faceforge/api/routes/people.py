@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from faceforge.api.access import AdminAccess, ReadAccess
 from faceforge.api.deps import MAX_ID, PersonId, PhotoId, ServicesDep
-from faceforge.api.errors import error_responses
+from faceforge.api.errors import SERVER_ERRORS, error_responses
 from faceforge.api.schemas import (
     MergeRequest,
     PeoplePage,
@@ -25,7 +25,7 @@ from faceforge.db import people_store
 from faceforge.domain.errors import NotFoundError
 
 PREFIX = "/api/v1/people"
-COMMON = error_responses(400, 401, 403)
+COMMON = error_responses(400, 401, 403, *SERVER_ERRORS)
 read = APIRouter(prefix=PREFIX, tags=["people"], dependencies=[ReadAccess], responses=COMMON)
 admin = APIRouter(prefix=PREFIX, tags=["people"], dependencies=[AdminAccess], responses=COMMON)
 routers = (read, admin)

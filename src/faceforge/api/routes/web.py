@@ -12,12 +12,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from faceforge.api.access import PublicAccess, presented_access
-from faceforge.api.errors import error_responses
+from faceforge.api.errors import SERVER_ERRORS, error_responses
 from faceforge.domain.errors import NotFoundError
 
 public = APIRouter(include_in_schema=False, dependencies=[PublicAccess])
 access = APIRouter(
-    prefix="/api/v1", tags=["access"], dependencies=[PublicAccess], responses=error_responses(403)
+    prefix="/api/v1",
+    tags=["access"],
+    dependencies=[PublicAccess],
+    responses=error_responses(403, *SERVER_ERRORS),
 )
 routers = (public, access)
 
