@@ -42,7 +42,7 @@ def _faulty_client(app_settings: Settings) -> TestClient:
     return TestClient(create_app(app_settings), client=LOOPBACK_CLIENT, raise_server_exceptions=False)
 
 
-def _in_each_shape(answers: dict[str, httpx.Response], status: int) -> None:
+def _in_each_shape(answers: dict[str, Any], status: int) -> None:
     """``answers`` keyed by dialect: faceforge, compreface, deepstack."""
     for dialect, answer in answers.items():
         assert answer.status_code == status, (dialect, answer.text)

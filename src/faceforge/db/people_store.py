@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -237,6 +237,21 @@ def replace_embedding(session: Session, *, photo_id: int, embedder: str, embeddi
     session.execute(
         update(PhotoRow).where(PhotoRow.id == photo_id).values(embedder=embedder, embedding=embedding)
     )
+
+
+# The advisory-lock key space of names (PostgreSQL's two-key form, apart from the one-key locks).
+NAME_LOCK_SPACE = 0x6E616D65
+
+
+def lock_name(session: Session, *, name: str) -> None:
+    """Hold off, until this transaction ends, every other writer that locks the same name: looking a
+    person up by name and creating them when missing is then one step. SQLite's write transactions
+    are serialised already (they begin with the write lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:name))"),
+            {"space": NAME_LOCK_SPACE, "name": name},
+        )
 
 
 def find_by_name(session: Session, *, name: str) -> Person | None:

@@ -31,7 +31,7 @@ from faceforge.domain.faces import Face, RejectReason
 from faceforge.domain.records import Person
 from faceforge.services.identify import IdentifyService
 from faceforge.services.models import ModelService
-from faceforge.services.people import ChangeResult, PeopleService, Upload
+from faceforge.services.people import PeopleService, Upload
 from faceforge.training.head import DEFAULT_SCALE, DEFAULT_THRESHOLD
 from faceforge.vision.embedding_space import EMBEDDER_NAME
 
@@ -45,6 +45,17 @@ def image_uuid(photo_id: int) -> str:
 def photo_id_of(image_id: str) -> int | None:
     match = IMAGE_ID.match(image_id.strip().lower())
     return int(match.group(1), 16) if match else None
+
+
+def pair_sigmoid(cosine: float, *, threshold: float, scale: float) -> float:
+    """``1 / (1 + exp(-scale * (cosine - threshold)))``, the probability that two faces at ``cosine``
+    are one person, without overflow: a fitted scale of a few thousand sends ``exp`` past a float's
+    range for dissimilar faces, where the answer is simply 0."""
+    logit = scale * (cosine - threshold)
+    if logit >= 0:
+        return 1.0 / (1.0 + math.exp(-logit))
+    odds = math.exp(logit)  # below 1: never overflows
+    return odds / (1.0 + odds)
 
 
 class NoFaceError(RequestRejectedError):
@@ -84,12 +95,13 @@ class CompatService:
         return list(dict.fromkeys(names))  # one subject per name
 
     def add_subject(self, name: str) -> Person:
-        found = self.subject(name)
-        if found is not None:
-            return found
-        result = self.people.register(name=name, position=None, external_id=None, uploads=[])
+        result = self.people.add_to_name(name=name, uploads=[])
         assert result.person is not None
         return result.person
+
+    def add_to_subject(self, name: str, uploads: list[Upload]) -> None:
+        """DeepStack's register: the photos join the subject (created when missing)."""
+        self.people.add_to_name(name=name, uploads=uploads)
 
     def rename_subject(self, name: str, new_name: str) -> None:
         """Renaming onto an existing subject merges the two (CompreFace's rule)."""
@@ -114,13 +126,10 @@ class CompatService:
 
     # -- faces (photos) ---------------------------------------------------------------------------
     def add_face(self, name: str, upload: Upload, *, min_detection: float | None = None) -> tuple[int, str]:
-        """Store one photo of ``name`` (created if missing); ``(photo id, subject)``."""
-        person = self.subject(name)
+        """Store one photo of ``name`` (created if missing); ``(photo id, subject)``. A face detected
+        less surely than ``min_detection`` is refused as no face, before anything is stored."""
         try:
-            if person is None:
-                result = self.people.register(name=name, position=None, external_id=None, uploads=[upload])
-            else:
-                result = self.people.add_photos(person_id=person.id, uploads=[upload])
+            result = self.people.add_to_name(name=name, uploads=[upload], min_score=min_detection)
         except RequestRejectedError as error:
             verdicts = getattr(error, "verdicts", [])
             reasons = verdicts[0].reasons if verdicts else []
@@ -133,14 +142,8 @@ class CompatService:
             if reasons:  # one photo, one cause: say it as the API's own error, not as a verdict list
                 raise RequestRejectedError(reasons[0], verdicts[0].message or reasons[0]) from None
             raise
-        return self._stored(result, min_detection)
-
-    def _stored(self, result: ChangeResult, min_detection: float | None) -> tuple[int, str]:
         (verdict,) = result.photos
         assert result.person is not None and verdict.photo_id is not None
-        if min_detection is not None and verdict.score is not None and verdict.score < min_detection:
-            self.people.delete_photo(person_id=result.person.id, photo_id=verdict.photo_id)
-            raise NoFaceError()
         return verdict.photo_id, result.person.name
 
     def faces_page(self, *, subject: str | None, page: int, size: int) -> tuple[list[tuple[str, str]], int]:
@@ -210,7 +213,10 @@ class CompatService:
         ]
 
     def faces_of(self, data: bytes, *, min_detection: float | None = None) -> list[Face]:
-        photo = self.people.pipeline.analyze(data, single_face=False)
+        """Every face of the photo with its embedding (verification, DeepStack's match), analysed
+        under the vision gate as every other photo is."""
+        with self.people.gate.slot():
+            photo = self.people.pipeline.analyze(data, single_face=False)
         faces = [f for f in photo.faces if f.embedding is not None]
         faces = [f for f in faces if min_detection is None or f.detection.score >= min_detection]
         if not faces:
@@ -224,8 +230,7 @@ class CompatService:
             threshold, scale = head.threshold, head.scale
         except (ModelNotReadyError, NotFoundError):
             threshold, scale = DEFAULT_THRESHOLD, DEFAULT_SCALE
-        cosine = float(np.dot(a, b))
-        return 1.0 / (1.0 + math.exp(-scale * (cosine - threshold)))
+        return pair_sigmoid(float(np.dot(a, b)), threshold=threshold, scale=scale)
 
     def stored_embedding(self, image_id: str) -> npt.NDArray[np.float32]:
         photo_id, _, _ = self.owner(image_id)

@@ -80,7 +80,7 @@ class ModelService:
 
     def cached_current(self) -> CurrentRead | None:
         """The cached answer of ``current`` if it is still fresh, found without the database (one
-        ``stat``), so an event loop may call it; ``None`` means ask ``current``."""
+        ``stat``); ``None`` means ask ``current``."""
         cached = self._current
         if cached is None or time.monotonic() - cached.read_at >= CURRENT_RECHECK_SECONDS:
             return None

@@ -18,7 +18,7 @@ from faceforge.config import Settings
 from faceforge.db import people_store
 from faceforge.db.people_store import request_training
 from faceforge.domain.errors import RequestRejectedError
-from faceforge.domain.faces import Box, PhotoFaces
+from faceforge.domain.faces import Box, PhotoFaces, RejectReason
 from faceforge.domain.records import Person, StoredPhoto
 from faceforge.services.photo_files import PhotoFiles
 from faceforge.services.vision_gate import VisionGate
@@ -94,10 +94,12 @@ def store_accepted(
     analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
     files: PhotoFiles,
     written: list[str],
+    min_score: float | None = None,
 ) -> list[PhotoVerdict]:
     """Store each photo with one face of ``owner`` (file and row) and give every photo its verdict;
-    the files written go to ``written`` (removed if the transaction fails). Raises
-    ``PhotosRejectedError`` when photos were sent and none was accepted."""
+    the files written go to ``written`` (removed if the transaction fails). A face detected less
+    surely than ``min_score`` counts as no face. Raises ``PhotosRejectedError`` when photos were sent
+    and none was accepted."""
     stored = [np.frombuffer(data, dtype="<f4") for data in owner.embeddings()]
     photos = [None if isinstance(result, PhotoError) else result for _, result in analysed]
     choices = choose_faces(photos, stored)
@@ -113,6 +115,12 @@ def store_accepted(
             continue
         face = result.faces[choice.face]
         assert face.embedding is not None
+        if min_score is not None and face.detection.score < min_score:
+            message = f"no face detected as surely as asked (score {face.detection.score:.3f})"
+            verdicts.append(
+                PhotoVerdict(index, upload.filename, False, [RejectReason.NO_FACE.value], message)
+            )
+            continue
         extension, content_type = photo_kind(upload.data)
         stored_name = files.save(upload.data, extension)
         written.append(stored_name)
@@ -222,6 +230,7 @@ class PeopleService:
         person_id: int,
         analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
         written: list[str],
+        min_score: float | None = None,
     ) -> list[PhotoVerdict]:
         owner = PhotoOwner(
             embeddings=lambda: people_store.person_embeddings(
@@ -231,7 +240,7 @@ class PeopleService:
                 session, person_id=person_id, stored_name=name, fields=fields
             ),
         )
-        return store_accepted(owner, analysed, self.files, written)
+        return store_accepted(owner, analysed, self.files, written, min_score)
 
     def _write(self, change: Callable[[Session, list[str]], ChangeResult]) -> ChangeResult:
         """Run ``change`` in one transaction; files it wrote are removed if anything fails."""
@@ -271,6 +280,31 @@ class PeopleService:
             verdicts = self._store_accepted(session, person_id, analysed, written)
             # A person without photos is allowed (photos can come later) and changes no model.
             requested = request_training(session) if verdicts and train else None
+            return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
+
+        return self._write(change)
+
+    def add_to_name(
+        self, *, name: str | None, uploads: list[Upload], min_score: float | None = None
+    ) -> ChangeResult:
+        """Add photos to the earliest person called ``name``, created when there is none (the compatible
+        APIs' subjects). Looking up and creating are one transaction, serialised per name, so concurrent
+        calls for a new name make one person. Faces detected less surely than ``min_score`` count as no
+        face; when no photo is accepted nothing is stored, not even a new person."""
+        clean_name = self.clean_name(name)
+        self.check_uploads(uploads)
+        analysed = self.analyse(uploads) if uploads else []
+
+        def change(session: Session, written: list[str]) -> ChangeResult:
+            people_store.lock_name(session, name=clean_name)
+            found = people_store.find_by_name(session, name=clean_name)
+            person_id = (
+                found.id
+                if found is not None
+                else people_store.create_person(session, name=clean_name, position=None, external_id=None)
+            )
+            verdicts = self._store_accepted(session, person_id, analysed, written, min_score)
+            requested = request_training(session) if verdicts else None
             return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
 
         return self._write(change)

@@ -5,6 +5,8 @@ Blue Iris call. The key is the form field ``api_key`` (admin keys register and d
 recognise, list and match), so these routes read the form before they can check it: they are
 public to the access middleware and check the key themselves, with the request still bounded by the
 body limit. Answers are ``{"success": true, ...}``; errors ``{"success": false, "error"}`` with a 4xx.
+Each route is asynchronous only to read that form: everything after it (the uploads' bytes, vision,
+the database) runs on the thread pool through ``run_blocking``.
 
 Differences from DeepStack, by design: ``register`` *adds* the photos to the person (DeepStack
 replaces the person's faces; its clients send one image per call, so replacing would keep only the
@@ -21,6 +23,8 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import FormData, UploadFile
 
 from faceforge.api.access import Access, PublicAccess, form_key_error
+from faceforge.api.blocking import run_blocking
+from faceforge.api.container import Services
 from faceforge.api.deps import ServicesDep
 from faceforge.api.errors import SERVER_ERRORS, Dialect, error_responses
 from faceforge.api.uploads import read_upload
@@ -88,22 +92,24 @@ def _corners(box: dict[str, float]) -> dict[str, int]:
 
 @router.post("/register")
 async def register(request: Request, services: ServicesDep) -> dict[str, Any]:
-    form = await _form(request, Access.ADMIN)
+    return await run_blocking(_register, services, await _form(request, Access.ADMIN))
+
+
+def _register(services: Services, form: FormData) -> dict[str, Any]:
     userid = _text(form, "userid")
     uploads = _images(form, services.settings.limits.max_file_bytes)
     if not uploads:
         raise RequestRejectedError("image_required", "at least one image is required")
-    person = services.compat.subject(userid)
-    if person is None:
-        services.people.register(name=userid, position=None, external_id=None, uploads=uploads)
-    else:
-        services.people.add_photos(person_id=person.id, uploads=uploads)
+    services.compat.add_to_subject(userid, uploads)
     return {"success": True, "message": "face added"}
 
 
 @router.post("/recognize")
 async def recognize(request: Request, services: ServicesDep) -> dict[str, Any]:
-    form = await _form(request, Access.READ)
+    return await run_blocking(_recognize, services, await _form(request, Access.READ))
+
+
+def _recognize(services: Services, form: FormData) -> dict[str, Any]:
     uploads = _images(form, services.settings.limits.max_file_bytes)
     if not uploads:
         raise RequestRejectedError("image_required", "image is required")
@@ -128,20 +134,23 @@ async def recognize(request: Request, services: ServicesDep) -> dict[str, Any]:
 @router.post("/list")
 async def list_faces(request: Request, services: ServicesDep) -> dict[str, Any]:
     await _form(request, Access.READ)
-    return {"success": True, "faces": services.compat.subjects()}
+    return {"success": True, "faces": await run_blocking(services.compat.subjects)}
 
 
 @router.post("/delete")
 async def delete(request: Request, services: ServicesDep) -> dict[str, Any]:
     form = await _form(request, Access.ADMIN)
-    services.compat.delete_subject(_text(form, "userid"))
+    await run_blocking(services.compat.delete_subject, _text(form, "userid"))
     return {"success": True}
 
 
 @router.post("/match")
 async def match(request: Request, services: ServicesDep) -> dict[str, Any]:
     """The largest face of ``image1`` against the largest of ``image2``."""
-    form = await _form(request, Access.READ)
+    return await run_blocking(_match, services, await _form(request, Access.READ))
+
+
+def _match(services: Services, form: FormData) -> dict[str, Any]:
     max_bytes = services.settings.limits.max_file_bytes
     images = []
     for name in ("image1", "image2"):

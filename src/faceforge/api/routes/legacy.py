@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from faceforge.api.access import AdminAccess, ReadAccess
+from faceforge.api.blocking import run_blocking
 from faceforge.api.deps import ServicesDep
 from faceforge.api.errors import LEGACY_PREFIX, SERVER_ERRORS, error_responses
 from faceforge.api.uploads import read_uploads
@@ -66,10 +66,9 @@ def _model_file(model: ModelVersion) -> str:
 
 @read.get("/model/info")
 async def model_info(services: ServicesDep, request: Request) -> Response:
-    """Asked by every phone on every start: answered on the event loop from the cached current
-    version, going to the database (on a worker thread) only when that cache is stale."""
-    cached = services.models.cached_current()
-    model = cached.model if cached is not None else await run_in_threadpool(services.models.current_or_none)
+    """Asked by every phone on every start: the current version (cached; checking that cache stats a
+    file, so on a worker thread) and its answer, encoded once per version and base URL."""
+    model = await run_blocking(services.models.current_or_none)
     try:
         if model is None:
             raise ModelNotReadyError("model is not ready")

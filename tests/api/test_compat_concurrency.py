@@ -1,0 +1,159 @@
+"""The compatible APIs under concurrency: DeepStack's work never holds the event loop, every photo
+they analyse passes the vision gate, and concurrent calls for one new subject make one person."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from faceforge.api.app import create_app
+from faceforge.config import LimitSettings, Settings
+from faceforge.evaluation.dataset import image_files
+from tests.api.fixtures import BOTH_DATABASES, local_client, service_settings
+from tests.conftest import LFW10
+
+RECOGNITION = "/api/v1/recognition"
+LEGACY_INFO = "/gorillas/face-recognition/api/v1.0/model/info"
+
+
+def _image(path: Path, field: str = "image") -> dict[str, tuple[str, bytes, str]]:
+    return {field: (path.name, path.read_bytes(), "image/jpeg")}
+
+
+def test_deepstack_work_leaves_the_event_loop_free(client: TestClient) -> None:
+    """/healthz answers while a DeepStack registration analyses its photos. Measured against that
+    work: on the event loop, a probe sent during it waited for all of it."""
+    warm_up = image_files(LFW10 / "Tony_Blair")[0]  # loads the networks, which is not measured
+    assert (
+        client.post("/v1/vision/face/register", data={"userid": "Tony"}, files=_image(warm_up)).status_code
+        == 200
+    )
+    photos = image_files(LFW10 / "Colin_Powell")[:6]
+    files = [(f"image{i}", (p.name, p.read_bytes(), "image/jpeg")) for i, p in enumerate(photos)]
+    probes: list[float] = []
+
+    def register() -> Any:
+        return client.post("/v1/vision/face/register", data={"userid": "Colin"}, files=files)
+
+    with ThreadPoolExecutor(1) as pool:
+        started = time.perf_counter()
+        future = pool.submit(register)
+        while not future.done():  # every probe sent while the registration runs
+            sent = time.perf_counter()
+            assert client.get("/healthz").status_code == 200
+            probes.append(time.perf_counter() - sent)
+        work = time.perf_counter() - started
+        assert future.result().json() == {"success": True, "message": "face added"}
+    assert max(probes) < work / 4, (probes, work)
+    assert len(probes) >= 3, (probes, work)
+
+
+def test_model_info_never_touches_files_on_the_event_loop(client: TestClient) -> None:
+    """Every phone asks model info on start: its cache check stats the current-version file, which
+    must happen on a worker thread, like any other file access."""
+    store = client.app.state.services.models.store  # type: ignore[attr-defined]
+    original = store.pointer_stamp
+    on_loop: list[bool] = []
+
+    def recording() -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # a worker thread: no loop runs here
+            on_loop.append(False)
+        return original()
+
+    store.pointer_stamp = recording
+    for _ in range(3):
+        client.get(LEGACY_INFO)
+    assert on_loop and not any(on_loop), on_loop
+
+
+def test_verification_and_match_pass_the_vision_gate(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    limits = LimitSettings(vision_concurrency=1, vision_queue=0)
+    colin = image_files(LFW10 / "Colin_Powell")
+    with local_client(
+        create_app(service_settings(tmp_path, database_url, settings, limits=limits))
+    ) as client:
+        gate = client.app.state.services.people.gate  # type: ignore[attr-defined]
+
+        def verify() -> Any:
+            files = {**_image(colin[0], "source_image"), **_image(colin[1], "target_image")}
+            return client.post("/api/v1/verification/verify", files=files)
+
+        def match() -> Any:
+            return client.post(
+                "/v1/vision/face/match", files={**_image(colin[0], "image1"), **_image(colin[1], "image2")}
+            )
+
+        with gate.slot():  # another request is analysing its photos
+            busy_verify, busy_match = verify(), match()
+        assert busy_verify.status_code == 503 and set(busy_verify.json()) == {"message", "code"}
+        assert busy_match.status_code == 503 and busy_match.json()["success"] is False
+        assert all(int(answer.headers["retry-after"]) >= 1 for answer in (busy_verify, busy_match))
+        assert verify().json()["result"][0]["face_matches"][0]["similarity"] > 0.5
+        assert match().json()["similarity"] > 0.5
+
+
+@BOTH_DATABASES
+def test_concurrent_calls_for_a_new_subject_make_one_person(client: TestClient) -> None:
+    photos = image_files(LFW10 / "Tony_Blair")[:6]
+    warm_up = client.post(
+        f"{RECOGNITION}/faces",
+        params={"subject": "Colin"},
+        files=_image(LFW10 / "Colin_Powell" / "Colin_Powell_0001.jpg", "file"),
+    )
+    assert warm_up.status_code == 201  # the networks are loaded: the calls below analyse side by side
+    barrier = threading.Barrier(len(photos))
+
+    def add(photo: Path) -> int:
+        barrier.wait()
+        answer = client.post(f"{RECOGNITION}/faces", params={"subject": "Tony"}, files=_image(photo, "file"))
+        return answer.status_code
+
+    with ThreadPoolExecutor(len(photos)) as pool:
+        statuses = list(pool.map(add, photos))
+    assert statuses == [201] * len(photos)
+    tony = client.get("/api/v1/people", params={"q": "Tony"}).json()
+    assert tony["total"] == 1 and tony["items"][0]["photo_count"] == len(photos), tony
+    registered = client.post("/v1/vision/face/register", data={"userid": "Tony"}, files=_image(photos[0]))
+    assert registered.status_code == 200 and client.get("/api/v1/people").json()["total"] == 2
+
+
+def test_a_face_below_det_prob_threshold_is_never_stored(client: TestClient) -> None:
+    photo = image_files(LFW10 / "Colin_Powell")[0]
+    refused = client.post(
+        f"{RECOGNITION}/faces",
+        params={"subject": "Colin", "det_prob_threshold": "1.0"},  # no detection is that sure
+        files=_image(photo, "file"),
+    )
+    assert refused.status_code == 400 and refused.json()["code"] == 28, refused.text
+    assert client.get(f"{RECOGNITION}/subjects").json() == {"subjects": []}
+    assert client.get("/api/v1/training").json()["requested"] == 0  # stored-then-deleted asked for two
+    stored = client.post(f"{RECOGNITION}/faces", params={"subject": "Colin"}, files=_image(photo, "file"))
+    assert stored.status_code == 201 and client.get("/api/v1/training").json()["requested"] == 1
+
+
+def test_pair_probability_holds_any_scale() -> None:
+    """A fitted scale of thousands put exp(-scale * (cosine - threshold)) beyond a float."""
+    from faceforge.services.compat import pair_sigmoid  # here: before the fix it did not exist
+
+    threshold = 0.4
+    for scale in (1.0, 20.0, 5_000.0, 1e6):
+        below, at, above = (pair_sigmoid(c, threshold=threshold, scale=scale) for c in (-1.0, threshold, 1.0))
+        assert 0.0 <= below <= at <= above <= 1.0 and math.isclose(at, 0.5)
+    assert pair_sigmoid(-1.0, threshold=threshold, scale=5_000.0) == 0.0
+    assert pair_sigmoid(1.0, threshold=threshold, scale=5_000.0) == 1.0
+    # Agrees with the textbook form wherever that form is finite.
+    for cosine in (-0.3, 0.1, 0.35, 0.45, 0.9):
+        expected = 1.0 / (1.0 + math.exp(-20.0 * (cosine - threshold)))
+        assert math.isclose(pair_sigmoid(cosine, threshold=threshold, scale=20.0), expected, rel_tol=1e-12)
