@@ -122,7 +122,7 @@ class VersionBuilder:
         stage(0.6, "exporting")
         with self.store.stage(version) as staging:
             staging.add(HEAD_FILE, head_bytes(head))
-            exports = self.exporter.export(head, sink=staging)
+            exports = self.exporter.export(head, sink=staging, samples=embeddings)
             metrics["export_seconds"] = exports.seconds
             manifest = version_manifest(version, head, people, metrics, exports.manifest)
             stage(0.7, "writing")
