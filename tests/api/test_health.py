@@ -19,6 +19,7 @@ def test_health_and_readiness_follow_the_service(client: TestClient) -> None:
         "database": "ok",
         "migrations": "current",
         "model_version": None,
+        "trainer": "running",
     }
 
     client.post(

@@ -20,6 +20,7 @@ from faceforge.services.photo_sizes import SizedPhotos
 from faceforge.services.strangers import StrangersService
 from faceforge.services.vision_gate import VisionGate
 from faceforge.vision.pipeline import FacePipeline
+from faceforge.worker.health import TrainerHealth
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Services:
     answers: VersionAnswers = field(default_factory=VersionAnswers)
     photo_sizes: SizedPhotos = field(default_factory=SizedPhotos)
     stop_worker: Callable[[], None] | None = None
+    trainer: TrainerHealth | None = None  # the embedded trainer's, if this process runs one
 
     @classmethod
     def start(
@@ -73,6 +75,7 @@ class Services:
         )
         if worker is not None:
             services.stop_worker = worker.start_in_thread()
+            services.trainer = worker.health
         return services
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faceforge.db import training_store
+from faceforge.worker.health import TrainerHealth
 
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Seconds; identify on two cores takes 50-150 ms, model info well under 1 ms.
@@ -61,15 +62,34 @@ class ServiceMetrics:
         if unknown:
             self.identified_faces.labels(result="unknown").inc(unknown)
 
-    def exposition(self, sessions: sessionmaker[Session]) -> bytes:
-        """The text exposition format: this process's (or all processes') metrics and the database's."""
+    def exposition(self, sessions: sessionmaker[Session], *, trainer: TrainerHealth | None = None) -> bytes:
+        """The text exposition format: this process's (or all processes') metrics, the database's, and
+        the state of the trainer this process embeds (if any)."""
         registry = CollectorRegistry()
         if os.environ.get(MULTIPROCESS_DIR_VARIABLE):
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         else:
             registry.register(_Registered(self.registry))
         registry.register(TrainingCollector(sessions))
+        if trainer is not None:
+            registry.register(TrainerCollector(trainer))
         return generate_latest(registry)
+
+
+class TrainerCollector(Collector):
+    """The embedded trainer: whether it runs, and how often it stopped on an error and was restarted."""
+
+    def __init__(self, trainer: TrainerHealth) -> None:
+        self.trainer = trainer
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("faceforge_trainer_up", "1 while this process's embedded trainer runs.")
+        up.add_metric([], 1 if self.trainer.running else 0)
+        restarts = CounterMetricFamily(
+            "faceforge_trainer_restarts", "Times the embedded trainer stopped on an error and was restarted."
+        )
+        restarts.add_metric([], self.trainer.restarts)
+        return [up, restarts]
 
 
 class _Registered(Collector):

@@ -338,7 +338,7 @@ def worker_command(home: HomeOption = None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    worker.run_forever()
+    worker.run_supervised()
     engine.dispose()
 
 

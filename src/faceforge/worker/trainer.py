@@ -33,6 +33,7 @@ from faceforge.versions.builder import VersionBuilder
 from faceforge.versions.store import served_files
 from faceforge.vision.embedding_space import EMBEDDER_NAME
 from faceforge.vision.pipeline import FacePipeline
+from faceforge.worker.health import TrainerHealth
 from faceforge.worker.lease import lease_for
 from faceforge.worker.orphans import sweep_orphans
 from faceforge.worker.reembed import reembed_stale_photos
@@ -40,6 +41,7 @@ from faceforge.worker.reembed import reembed_stale_photos
 log = logging.getLogger(__name__)
 
 PREPARING_STAGE = "preparing_backbones"
+RESTART_MAX_SECONDS = 60.0
 
 
 class TrainingLost(Exception):
@@ -64,11 +66,13 @@ class TrainingWorker:
         self.lease = lease_for(bind)
         self.holds_lease = False
         self.take_over_running = False
+        self.health = TrainerHealth()
         self._pipeline: FacePipeline | None = None  # made on first use: only re-embedding needs it
 
     def start_in_thread(self) -> Callable[[], None]:
         """Run on a daemon thread (the embedded worker); returns a function that stops it and waits."""
-        thread = threading.Thread(target=self.run_forever, name="faceforge-trainer", daemon=True)
+        thread = threading.Thread(target=self.run_supervised, name="faceforge-trainer", daemon=True)
+        self.health.running = True  # from now on, not once the thread is scheduled: readiness asks at once
         thread.start()
 
         def stop() -> None:
@@ -77,6 +81,25 @@ class TrainingWorker:
             thread.join(timeout=30)
 
         return stop
+
+    def run_supervised(self) -> None:
+        """``run_forever`` until stopped, started again (after a pause that doubles up to
+        ``RESTART_MAX_SECONDS``) whenever an error escapes it: a database that is down while the
+        worker takes its lease, a failing orphan sweep. ``health`` says which it is doing."""
+        while not self.stop.is_set():
+            self.health.running = True
+            try:
+                self.run_forever()
+            except Exception as error:
+                self.health.running = False
+                self.health.last_error = f"{type(error).__name__}: {error}"
+                pause = min(RESTART_MAX_SECONDS, self.settings.worker.poll_seconds * 2**self.health.restarts)
+                self.health.restarts += 1
+                log.exception("the training worker stopped; it starts again in %.1f s", pause)
+                self.stop.wait(pause)
+            else:
+                break
+        self.health.running = False
 
     def run_forever(self) -> None:
         log.info("training worker %s started", self.worker_id)

@@ -1,6 +1,6 @@
 """``/healthz`` (the process answers) and ``/readyz`` (it can serve: database reachable, migrations
-current, the home writable with room to spare, the current model version loadable or none yet), for
-load balancers and orchestrators.
+current, the home writable with room to spare, the current model version loadable or none yet, and
+the trainer running if this process embeds one), for load balancers and orchestrators.
 
 Both are public: they say nothing about people or models beyond a version number."""
 
@@ -63,11 +63,14 @@ def readyz(services: ServicesDep) -> JSONResponse:
             checks["model_version"] = None if none_yet else f"not loadable: {error.message}"
         except FaceforgeError as error:
             checks["model_version"] = f"not loadable: {error.message}"
+    if services.trainer is not None:  # the trainer embedded in this process: changes become versions
+        checks["trainer"] = services.trainer.describe()
     ready = (
         checks["storage"] == "ok"
         and checks.get("database") == "ok"
         and checks.get("migrations") == "current"
         and not isinstance(checks.get("model_version"), str)
+        and checks.get("trainer", "running") == "running"
     )
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", **checks}, status_code=200 if ready else 503
