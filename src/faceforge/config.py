@@ -64,6 +64,15 @@ class WorkerSettings(BaseSettings):
     stale_after_seconds: float = Field(
         30.0, gt=0, description="a training whose worker has been silent this long is taken over"
     )
+    quiet_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="a training starts once no change has come for this long, so a burst (a dashboard "
+        "drop, an import) makes one version; 0 starts at once",
+    )
+    max_delay_seconds: float = Field(
+        30.0, gt=0, description="a training starts at the latest this long after the first change it covers"
+    )
     formats: str = Field(
         "onnx,coreml,tflite",
         description="comma-separated on-device formats every version gets (onnx is always included)",

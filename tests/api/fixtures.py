@@ -69,7 +69,13 @@ ON_DEVICE_FORMATS = "onnx,coreml,tflite"
 def device_worker(**changes: Any) -> WorkerSettings:
     """Worker settings for tests that check the on-device files (Core ML, TFLite)."""
     return WorkerSettings(
-        **{"poll_seconds": 0.1, "heartbeat_seconds": 0.3, "formats": ON_DEVICE_FORMATS, **changes}
+        **{
+            "poll_seconds": 0.1,
+            "heartbeat_seconds": 0.3,
+            "quiet_seconds": 0.0,
+            "formats": ON_DEVICE_FORMATS,
+            **changes,
+        }
     )
 
 
@@ -78,7 +84,8 @@ def service_settings(tmp_path: Path, database_url: str, shared: Settings, **chan
         "home": tmp_path / "home",
         "weights_cache": shared.weights_dir,
         "database_url": database_url,
-        "worker": WorkerSettings(poll_seconds=0.1, heartbeat_seconds=0.3, formats="onnx"),
+        # Tests wait for each version: no quiet period before claiming (tests/worker/test_bursts.py)
+        "worker": WorkerSettings(poll_seconds=0.1, heartbeat_seconds=0.3, quiet_seconds=0.0, formats="onnx"),
         "limits": LimitSettings(),
     }
     return Settings(**{**fields, **changes})  # validated, as settings from the environment are
@@ -180,6 +187,7 @@ def faceforge_environment(home: Path, shared: Settings, **env: str) -> dict[str,
         "FACEFORGE_WORKER__FORMATS": "onnx",
         "FACEFORGE_WORKER__POLL_SECONDS": "0.1",
         "FACEFORGE_WORKER__HEARTBEAT_SECONDS": "0.3",
+        "FACEFORGE_WORKER__QUIET_SECONDS": "0",
         **env,
     }
 

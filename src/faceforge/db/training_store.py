@@ -81,6 +81,12 @@ def training_status(session: Session, *, stale_after: float) -> TrainingStatus:
     )
 
 
+def request_counts(session: Session) -> tuple[int, int]:
+    """``(requested, built)``: changes recorded so far, and how many of them finished versions cover."""
+    row = _state(session, lock=False)
+    return row.requested, row.built
+
+
 def _fail_version(session: Session, state: TrainingStateRow, version: int, message: str) -> None:
     row = session.get(ModelVersionRow, version)
     now = utcnow()

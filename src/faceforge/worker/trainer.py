@@ -2,8 +2,13 @@
 
 Coalescing: each change increments ``training_state.requested``. A claim covers every request made so
 far; changes that arrive while it runs leave ``requested > built`` behind, so exactly one more training
-follows, covering all of them. Recovery: a running training heart-beats; if its worker dies, the
-next worker fails that version and trains the pending requests.
+follows, covering all of them. The worker's loop claims only once the changes have paused for
+``quiet_seconds`` (or the first waited ``max_delay_seconds``): a dashboard drop sends one photo per
+request and an import one person at a time, and each burst should make one version, not one per
+request that happened to land between trainings.
+
+Recovery: a running training heart-beats; if its worker dies, the next worker fails that version and
+trains the pending requests.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +50,13 @@ PREPARING_STAGE = "preparing_backbones"
 RESTART_MAX_SECONDS = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Burst:
+    requested: int  # the request counter when last seen to change
+    first_seen: float  # monotonic seconds: when this worker first saw changes pending
+    last_change: float  # ... and when it last saw the counter move
+
+
 class TrainingLost(Exception):
     """Another worker took the training over (this one was presumed dead)."""
 
@@ -67,6 +80,7 @@ class TrainingWorker:
         self.holds_lease = False
         self.take_over_running = False
         self.health = TrainerHealth()
+        self._burst: _Burst | None = None  # the changes pending, as this worker saw them arrive
         self._pipeline: FacePipeline | None = None  # made on first use: only re-embedding needs it
 
     def start_in_thread(self) -> Callable[[], None]:
@@ -185,10 +199,31 @@ class TrainingWorker:
             with self.sessions.begin() as session:
                 people_store.request_training(session)
 
+    def settled(self) -> bool:
+        """Whether the loop may claim now: no change pending, or the pending ones have paused for
+        ``quiet_seconds`` (or waited ``max_delay_seconds`` since the first of them was seen). The
+        pause is measured by this worker, polling the request counter any process may raise."""
+        quiet = self.settings.worker.quiet_seconds
+        if quiet <= 0:
+            return True
+        with self.sessions() as session:
+            requested, built = training_store.request_counts(session)
+        now = time.monotonic()
+        if requested <= built:
+            self._burst = None
+            return True  # nothing to wait for (a claim may still take over an orphaned training)
+        if self._burst is None or self._burst.requested != requested:
+            first = self._burst.first_seen if self._burst is not None else now
+            self._burst = _Burst(requested=requested, first_seen=first, last_change=now)
+        return (
+            now - self._burst.last_change >= quiet
+            or now - self._burst.first_seen >= self.settings.worker.max_delay_seconds
+        )
+
     def _loop(self) -> None:
         while not self.stop.is_set():
             try:
-                worked = self.run_once()
+                worked = self.settled() and self.run_once()
             except Exception:  # the loop must survive database hiccups; the next poll retries
                 log.exception("training worker loop error")
                 worked = False
@@ -197,7 +232,8 @@ class TrainingWorker:
                 self.wake.clear()
 
     def run_once(self) -> bool:
-        """Claim and run one training if one is pending. Returns whether a training was claimed."""
+        """Claim and run one training if one is pending, at once (the loop first waits for
+        ``settled``). Returns whether a training was claimed."""
         if not self._take_lease():
             return False  # another live worker is the trainer
         stale_after = 0.0 if self.take_over_running else self.settings.worker.stale_after_seconds
@@ -208,6 +244,7 @@ class TrainingWorker:
         self.take_over_running = False
         if claim is None:
             return False
+        self._burst = None  # the claim covers it
         log.info("training version %d (requests up to %d)", claim.version, claim.target)
         beating = threading.Event()
         heart = threading.Thread(target=self._heartbeat, args=(claim, beating), daemon=True)
