@@ -13,11 +13,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MALLOC_ARENA_MAX=2 \
     FACEFORGE_HOME=/data \
-    FACEFORGE_WEIGHTS_CACHE=/opt/faceforge/weights
+    FACEFORGE_WEIGHTS_CACHE=/data/weights
 
+# The weights cache lives in the home's volume: every version hard-links the shared backbones from it
+# (about 300 MB), and a link cannot cross file systems (a copy per version instead). The networks
+# converted below are in the image at /data/weights; Docker fills a new named volume from it.
 RUN useradd --create-home --uid 10001 --user-group faceforge \
-    && mkdir -p /data /opt/faceforge/weights \
-    && chown faceforge:faceforge /data /opt/faceforge/weights
+    && mkdir -p /data/weights \
+    && chown -R faceforge:faceforge /data
 
 WORKDIR /opt/faceforge/app
 # The same order as `make install` (DEVELOPERS.md): torch first, then the lock, then the weight packages;

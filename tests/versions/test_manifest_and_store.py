@@ -4,6 +4,9 @@ inconsistent version is refused; older releases' manifests still load; the CURRE
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ from faceforge.training.head import RecognitionHead, fit_head
 from faceforge.training.serialize import HEAD_FILE, head_bytes
 from faceforge.versions.builder import bench_people, version_manifest
 from faceforge.versions.manifest import MANIFEST_FILE, ManifestError, VersionManifest, read_manifest_bytes
-from faceforge.versions.store import VersionStore, served_files
+from faceforge.versions.store import VersionStore, link_or_copy, served_files
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +135,30 @@ def test_a_version_staged_file_by_file_is_published_whole_or_not_at_all(
     assert written.files["backbone.bin"].sha256 == file_sha256(shared)
     assert (tmp_path / "models" / "1" / "backbone.bin").stat().st_ino == shared.stat().st_ino  # linked
     assert store.open(1).manifest == written
+
+
+SHM = Path("/dev/shm")
+
+
+def test_a_shared_file_is_linked_and_a_copy_on_another_file_system_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "backbone.onnx"
+    source.write_bytes(b"backbone bytes " * 1000)
+    linked = tmp_path / "v1-backbone.onnx"
+    with caplog.at_level(logging.WARNING, logger="faceforge.versions.store"):
+        link_or_copy(source, linked)
+    assert linked.stat().st_ino == source.stat().st_ino and caplog.records == []
+
+    if not SHM.is_dir() or SHM.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system (/dev/shm) to link across")
+    elsewhere = Path(tempfile.mkdtemp(dir=SHM))
+    try:
+        copied = elsewhere / "backbone.onnx"
+        with caplog.at_level(logging.WARNING, logger="faceforge.versions.store"):
+            link_or_copy(source, copied)
+        assert copied.read_bytes() == source.read_bytes() and copied.stat().st_ino != source.stat().st_ino
+        (warning,) = caplog.records
+        assert warning.levelno == logging.WARNING and "FACEFORGE_WEIGHTS_CACHE" in warning.getMessage()
+    finally:
+        shutil.rmtree(elsewhere)

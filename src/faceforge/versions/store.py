@@ -12,6 +12,7 @@ version number in one step. A reader sees either no directory or a complete one.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -28,6 +29,8 @@ from faceforge.domain.errors import ModelNotReadyError, NotFoundError
 from faceforge.training.head import RecognitionHead
 from faceforge.training.serialize import head_from_files
 from faceforge.versions.manifest import MANIFEST_FILE, FileEntry, VersionManifest, read_manifest_bytes
+
+log = logging.getLogger(__name__)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CURRENT_FILE = "CURRENT"
@@ -203,10 +206,21 @@ def served_files(manifest: VersionManifest) -> dict[str, FileEntry]:
 
 
 def link_or_copy(source: Path, target: Path) -> None:
-    """Files shared by every version (the backbone) are hard-linked: one copy on disk, same bytes."""
+    """Files shared by every version (the backbone) are hard-linked: one copy on disk, same bytes.
+    Where a link cannot be made (the weights cache on another file system than the home, or one that
+    has no hard links) the file is copied, and a warning says so: each version then costs the
+    backbones' size again (about 300 MB with every format)."""
     try:
         os.link(source, target)
-    except OSError:
+    except OSError as error:
+        log.warning(
+            "could not hard-link %s into %s (%s); copying it (%.0f MB) instead. Keep "
+            "FACEFORGE_WEIGHTS_CACHE on the file system of FACEFORGE_HOME so every version shares one copy",
+            source,
+            target.parent,
+            error.strerror or error,
+            source.stat().st_size / 1e6,
+        )
         shutil.copyfile(source, target)
         with target.open("rb") as handle:
             os.fsync(handle.fileno())
