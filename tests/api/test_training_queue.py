@@ -18,7 +18,6 @@ from faceforge.config import Settings, WorkerSettings
 from faceforge.db import training_store
 from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
 from faceforge.evaluation.dataset import image_files
-from faceforge.export.device_backbones import DeviceBackboneCache
 from faceforge.worker.trainer import PREPARING_STAGE, TrainingWorker
 from tests.api.fixtures import (
     BOTH_DATABASES,
@@ -159,15 +158,14 @@ def test_one_trainer_at_a_time_and_a_dead_ones_work_is_taken_over_at_once(
 
 def test_real_serve_process(tmp_path: Path, settings: Settings) -> None:
     """`faceforge -v serve` with its defaults (every format, embedded worker): a version is built and
-    recognises; the first start reports its backbone conversion; the log is one line per stage."""
+    recognises; the log is one line per stage. (That a first start reports its backbone conversion
+    is tests/worker/test_preparation.py's: the backbones are converted before this runs.)"""
     port = free_port()
     env = {
         **os.environ,
         "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
         "FACEFORGE_WORKER__POLL_SECONDS": "0.1",
     }
-    backbones = DeviceBackboneCache(settings.weights_dir).paths()
-    converted_before = backbones.coreml.exists() and backbones.tflite.exists()
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
@@ -187,7 +185,6 @@ def test_real_serve_process(tmp_path: Path, settings: Settings) -> None:
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
-    stages: set[str | None] = set()
     try:
         with httpx.Client(base_url=base, timeout=60) as http:
 
@@ -196,7 +193,6 @@ def test_real_serve_process(tmp_path: Path, settings: Settings) -> None:
                     body: dict[str, Any] = http.get("/api/v1/training").json()
                 except httpx.TransportError:
                     return None
-                stages.add(body["stage"])
                 return body
 
             wait_for(status, what="faceforge serve to start")
@@ -210,8 +206,6 @@ def test_real_serve_process(tmp_path: Path, settings: Settings) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    if not converted_before:  # a fresh weights cache: the conversion is reported, not a silent queue
-        assert "preparing_backbones" in stages, stages
     lines = [  # uvicorn's access log aside
         line
         for line in log_path.read_text(errors="replace").splitlines()

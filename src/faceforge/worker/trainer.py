@@ -163,19 +163,46 @@ class TrainingWorker:
         """Convert missing on-device backbones before the first training (tens of seconds on a fresh
         machine), reported as the ``preparing_backbones`` stage."""
 
-        def report(done: int, total: int) -> None:
-            stage = PREPARING_STAGE if done < total else None
+        # One backbone takes tens of seconds: the stage is repeated on a heartbeat meanwhile, or the
+        # status would count it stale and show no stage at all until the next backbone.
+        reported: list[float] = []  # the progress last reported, once any
+        finished = threading.Event()
+
+        def write(stage: str | None, progress: float) -> None:
             with self.sessions.begin() as session:
                 training_store.report_preparation(
-                    session, worker_id=self.worker_id, stage=stage, progress=done / total if total else 1.0
+                    session, worker_id=self.worker_id, stage=stage, progress=progress
                 )
 
+        def report(done: int, total: int) -> None:
+            progress = done / total if total else 1.0
+            if done >= total:
+                finished.set()
+                heart.join()
+                write(None, progress)
+                return
+            reported[:] = [progress]
+            write(PREPARING_STAGE, progress)
+
+        def beat() -> None:
+            while not finished.wait(self.settings.worker.heartbeat_seconds):
+                if reported:
+                    try:
+                        write(PREPARING_STAGE, reported[0])
+                    except Exception:  # the next beat retries
+                        log.exception("could not report the backbone conversion")
+
+        heart = threading.Thread(target=beat, name="faceforge-preparation-heartbeat", daemon=True)
+        heart.start()
         try:
             self.builder.prepare(report)
         except Exception:  # each training retries the conversion and fails with the reason
             log.exception("could not convert the on-device backbones")
-            with self.sessions.begin() as session:
-                training_store.report_preparation(session, worker_id=self.worker_id, stage=None, progress=0.0)
+            finished.set()
+            heart.join()
+            write(None, 0.0)
+        finally:
+            finished.set()
 
     def _reembed(self) -> int:
         if self._pipeline is None:

@@ -1,0 +1,54 @@
+"""The first start's backbone conversion is reported for as long as it lasts: a conversion longer
+than the staleness limit must not make the stage vanish (``stage: null, progress: 0``) midway."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from faceforge.api.app import create_app
+from faceforge.config import Settings, WorkerSettings
+from faceforge.export.device_backbones import DeviceBackboneCache
+from faceforge.worker.trainer import PREPARING_STAGE
+from tests.api.fixtures import local_client, service_settings
+
+STALE_AFTER = 1.0  # far shorter than converting the refiner into three formats (seconds)
+
+
+def test_the_backbone_conversion_is_reported_until_it_ends(tmp_path: Path, settings: Settings) -> None:
+    # A weights cache holding every network but the on-device ones: the worker converts the refiner
+    # (the only device backbone ONNX-only versions need) when it starts, in earnest.
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for entry in settings.weights_dir.iterdir():
+        if entry.name != "device":
+            (weights / entry.name).symlink_to(entry)
+    refiner = DeviceBackboneCache(weights).refiner_directory / "refiner.mlmodel"
+    worker = WorkerSettings(
+        poll_seconds=0.1,
+        heartbeat_seconds=0.1,
+        stale_after_seconds=STALE_AFTER,
+        quiet_seconds=0,
+        formats="onnx",
+    )
+    app_settings = service_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'faceforge.db'}", settings, weights_cache=weights, worker=worker
+    )
+    seen: list[tuple[str | None, float, bool]] = []  # stage, progress, converted yet
+    with local_client(create_app(app_settings)) as client:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            converted = refiner.exists()
+            status = client.get("/api/v1/training").json()
+            seen.append((status["stage"], status["progress"], converted))
+            if converted and status["stage"] is None:
+                break
+            time.sleep(0.05)
+    preparing = [index for index, (stage, _, _) in enumerate(seen) if stage == PREPARING_STAGE]
+    assert preparing, seen[:5]
+    # From the first report until the files exist, every answer names the stage.
+    during = [sample for sample in seen[preparing[0] :] if not sample[2]]
+    assert len(during) >= 10 and all(stage == PREPARING_STAGE for stage, _, _ in during), [
+        sample for sample in during if sample[0] != PREPARING_STAGE
+    ][:3]
+    assert seen[-1][0] is None  # and it ends
