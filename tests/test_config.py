@@ -29,3 +29,13 @@ def test_bad_export_formats_are_rejected(formats: str, message: str) -> None:
 def test_formats_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACEFORGE_WORKER__FORMATS", "onnx,coreml")
     assert Settings().worker.export_formats == (ExportFormat.ONNX, ExportFormat.COREML)
+
+
+def test_worker_setting_descriptions_say_what_the_worker_does() -> None:
+    fields = WorkerSettings.model_fields
+    # A list without onnx is refused, not completed: the description must not promise otherwise.
+    with pytest.raises(ValidationError, match="onnx is always exported"):
+        WorkerSettings(formats="coreml,tflite")
+    assert "must include onnx" in (fields["formats"].description or "")
+    # A worker that has just taken the lease does not wait for the heartbeat to go stale.
+    assert "at once" in (fields["stale_after_seconds"].description or "")

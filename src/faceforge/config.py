@@ -62,7 +62,11 @@ class WorkerSettings(BaseSettings):
     poll_seconds: float = Field(0.5, gt=0, description="how often an idle worker looks for requests")
     heartbeat_seconds: float = Field(1.0, gt=0, description="how often a training worker proves it is alive")
     stale_after_seconds: float = Field(
-        30.0, gt=0, description="a training whose worker has been silent this long is taken over"
+        30.0,
+        gt=0,
+        description="a training whose worker has not heart-beaten for this long is no longer shown as "
+        "running, and the lease holder takes it over (a worker that has just taken the lease takes "
+        "over a running training at once)",
     )
     quiet_seconds: float = Field(
         2.0,
@@ -75,7 +79,7 @@ class WorkerSettings(BaseSettings):
     )
     formats: str = Field(
         "onnx,coreml,tflite",
-        description="comma-separated on-device formats every version gets (onnx is always included)",
+        description="comma-separated formats every version gets; must include onnx (the server's own files)",
     )
     keep_versions: int = Field(
         5, ge=1, description="ready versions kept on disk; older ones are pruned (their files deleted)"
