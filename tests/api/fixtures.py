@@ -110,6 +110,18 @@ def client(api_settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+def quiet_settings(tmp_path: Path, database_url: str, settings: Settings) -> Settings:
+    """A home whose process trains nothing (for tests about storage, not versions)."""
+    return service_settings(tmp_path, database_url, settings, worker=WorkerSettings(embedded=False))
+
+
+@pytest.fixture
+def quiet_client(quiet_settings: Settings) -> Iterator[TestClient]:
+    with local_client(create_app(quiet_settings)) as test_client:
+        yield test_client
+
+
 def wait_for(condition: Callable[[], Any], *, timeout: float = 120.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -10,15 +10,18 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works: it only has to be the same in every process of a deployment.
 MIGRATION_LOCK_KEY = 0x66616365
+# Execution option of a connection that will write: on SQLite its transaction takes the write lock up front.
+WRITES = "faceforge_writes"
 
 
 def make_engine(url: str) -> Engine:
-    """Create the engine. SQLite gets WAL, foreign keys, a busy timeout and write-locking transactions."""
+    """Create the engine. SQLite gets WAL, foreign keys, a busy timeout, and transactions that take the
+    write lock up front when they are meant to write (``WRITES``; ``sessions.begin()`` sets it)."""
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
@@ -37,16 +40,32 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
-            # IMMEDIATE takes the write lock up front, so two processes claiming the training row
-            # serialise instead of failing with "database is locked" on upgrade from a read.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # A writer takes the write lock up front (IMMEDIATE), so two processes claiming the training
+            # row serialise instead of failing with "database is locked" on upgrade from a read. A reader
+            # must not: under WAL it reads a snapshot and never waits for a writer (with IMMEDIATE a
+            # plain GET queued behind every write for up to the busy timeout).
+            writes = connection.get_execution_options().get(WRITES, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN DEFERRED")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+class WritingSession(Session):
+    """A session whose explicit ``begin()`` (``with sessions.begin() as session``) declares a write:
+    its connection is taken at once with ``WRITES`` set. Sessions used without ``begin()`` only read
+    (they autobegin a plain transaction and roll it back on close)."""
+
+    def begin(self, nested: bool = False) -> SessionTransaction:
+        transaction = super().begin(nested=nested)
+        if not nested:
+            self.connection(execution_options={WRITES: True})
+        return transaction
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions for ``engine``: ``with sessions() as s`` to read, ``with sessions.begin() as s`` to write."""
+    return sessionmaker(engine, class_=WritingSession, expire_on_commit=False)
 
 
 def _migrations() -> Config:
@@ -65,7 +84,7 @@ def migrations_current(engine: Engine) -> bool:
 def upgrade_database(engine: Engine) -> None:
     """Apply every Alembic migration up to head; on PostgreSQL one process at a time (advisory lock)."""
     config = _migrations()
-    with engine.begin() as connection:
+    with engine.connect().execution_options(**{WRITES: True}) as connection, connection.begin():
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection

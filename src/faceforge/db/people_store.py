@@ -119,7 +119,25 @@ def find_by_external_id(session: Session, *, external_id: str) -> Person | None:
 
 def photo_hashes(session: Session, *, person_id: int) -> set[str]:
     """The sha256 of every stored photo of the person (what a bulk import skips)."""
-    return set(session.scalars(select(PhotoRow.sha256).where(PhotoRow.person_id == person_id)))
+    return set(photo_ids_by_sha256(session, person_id=person_id))
+
+
+def photo_ids_by_sha256(session: Session, *, person_id: int) -> dict[str, int]:
+    """The person's stored photos' ids by their files' sha256 (the earliest photo for each)."""
+    rows = session.execute(
+        select(PhotoRow.sha256, PhotoRow.id)
+        .where(PhotoRow.person_id == person_id)
+        .order_by(PhotoRow.id.desc())
+    ).all()
+    return {digest: photo_id for digest, photo_id in rows}
+
+
+def lock_person(session: Session, *, person_id: int) -> None:
+    """Lock the person's row until the transaction ends (``NotFoundError`` if they are gone), so
+    concurrent changes to one person's photos take turns on PostgreSQL too."""
+    found = session.scalar(select(PersonRow.id).where(PersonRow.id == person_id).with_for_update())
+    if found is None:
+        raise NotFoundError(f"person {person_id} not found")
 
 
 def update_person(session: Session, *, person_id: int, changes: dict[str, str | None]) -> Person:

@@ -134,6 +134,23 @@ def photo_hashes(session: Session, *, stranger_id: int) -> set[str]:
     return set(session.scalars(query))
 
 
+def photo_ids_by_sha256(session: Session, *, stranger_id: int) -> dict[str, int]:
+    """The stranger's stored photos' ids by their files' sha256 (the earliest photo for each)."""
+    rows = session.execute(
+        select(StrangerPhotoRow.sha256, StrangerPhotoRow.id)
+        .where(StrangerPhotoRow.stranger_id == stranger_id)
+        .order_by(StrangerPhotoRow.id.desc())
+    ).all()
+    return {digest: photo_id for digest, photo_id in rows}
+
+
+def lock_stranger(session: Session, *, stranger_id: int) -> None:
+    """Lock the stranger's row until the transaction ends (``NotFoundError`` if they are gone)."""
+    found = session.scalar(select(StrangerRow.id).where(StrangerRow.id == stranger_id).with_for_update())
+    if found is None:
+        raise NotFoundError(f"stranger {stranger_id} not found")
+
+
 def all_photo_hashes(session: Session) -> set[str]:
     """The sha256 of every stranger's photo (how an import recognises a loose photo it stored)."""
     return set(session.scalars(select(StrangerPhotoRow.sha256)))

@@ -8,7 +8,7 @@ import io
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -30,6 +30,8 @@ from faceforge.vision.pipeline import FacePipeline, PhotoError
 
 THUMBNAIL_SIZE = 128
 THUMBNAIL_MARGIN = 0.25  # of the box's longer side on each edge: the whole head, not just the face
+
+_Change = TypeVar("_Change")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,34 +81,75 @@ _REASON_MESSAGES = {
 }
 
 
+DUPLICATE = "duplicate_photo"  # the verdict's reason for bytes the owner's photos already have
+
+
 @dataclass(frozen=True, slots=True)
 class PhotoOwner:
-    """Whose photos are stored (a person's or a stranger's), in the caller's transaction: their
-    stored embeddings (which tell whose face a group photo's is) and how a photo's row is added
-    (``add_photo(stored file name, columns) -> photo id``)."""
+    """Whose photos are stored (a person's or a stranger's), in the caller's session: their stored
+    embeddings (which tell whose face a group photo's is), their stored photos' ids by sha256 (the
+    same bytes are stored once), how a photo's row is added (``add_photo(stored file name, columns)
+    -> photo id``) and how the owner's row is locked until the transaction ends (``NotFoundError``
+    if they are gone)."""
 
     embeddings: Callable[[], list[bytes]]
+    known: Callable[[], dict[str, int]]
     add_photo: Callable[[str, dict[str, Any]], int]
+    lock: Callable[[], None]
 
 
-def store_accepted(
-    owner: PhotoOwner,
+@dataclass(slots=True)
+class _Accepted:
+    """An accepted photo whose row is not written yet: its verdict (which gets the row's id), its
+    file's name and the row's columns."""
+
+    verdict: PhotoVerdict
+    fields: dict[str, Any]
+    stored_name: str = ""
+
+
+@dataclass(slots=True)
+class PreparedPhotos:
+    """Every photo's verdict, with the accepted photos' files already on disk (``names``)."""
+
+    verdicts: list[PhotoVerdict]
+    accepted: list[_Accepted]
+
+    @property
+    def names(self) -> list[str]:
+        return [item.stored_name for item in self.accepted]
+
+
+def _judge(
     analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
-    files: PhotoFiles,
-    written: list[str],
-    min_score: float | None = None,
-) -> list[PhotoVerdict]:
-    """Store each photo with one face of ``owner`` (file and row) and give every photo its verdict;
-    the files written go to ``written`` (removed if the transaction fails). A face detected less
-    surely than ``min_score`` counts as no face. Raises ``PhotosRejectedError`` when photos were sent
-    and none was accepted."""
-    stored = [np.frombuffer(data, dtype="<f4") for data in owner.embeddings()]
-    photos = [None if isinstance(result, PhotoError) else result for _, result in analysed]
-    choices = choose_faces(photos, stored)
-    verdicts = []
+    stored: list[bytes],
+    known: dict[str, int],
+    min_score: float | None,
+) -> tuple[list[PhotoVerdict], list[tuple[_Accepted, Upload]]]:
+    digests = [_sha256(upload.data) for upload, _ in analysed]
+    first_of: dict[str, int] = {}
+    again: list[str | None] = []
+    for index, digest in enumerate(digests):
+        if digest in known:
+            again.append(f"this photo is already stored for them (photo {known[digest]})")
+        elif digest in first_of:
+            again.append(f"the same file as photo {first_of[digest] + 1} of this request")
+        else:
+            again.append(None)
+            first_of[digest] = index
+    photos = [
+        None if isinstance(result, PhotoError) or repeat is not None else result
+        for (_, result), repeat in zip(analysed, again, strict=True)
+    ]
+    choices = choose_faces(photos, [np.frombuffer(data, dtype="<f4") for data in stored])
+    verdicts: list[PhotoVerdict] = []
+    accepted: list[tuple[_Accepted, Upload]] = []
     for index, ((upload, result), choice) in enumerate(zip(analysed, choices, strict=True)):
         if isinstance(result, PhotoError):
             verdicts.append(PhotoVerdict(index, upload.filename, False, [result.code], result.message))
+            continue
+        if again[index] is not None:
+            verdicts.append(PhotoVerdict(index, upload.filename, False, [DUPLICATE], again[index]))
             continue
         if choice is None:
             reasons = [str(r) for r in result.reasons]
@@ -121,9 +164,7 @@ def store_accepted(
                 PhotoVerdict(index, upload.filename, False, [RejectReason.NO_FACE.value], message)
             )
             continue
-        extension, content_type = photo_kind(upload.data)
-        stored_name = files.save(upload.data, extension)
-        written.append(stored_name)
+        _, content_type = photo_kind(upload.data)
         box = {
             "x": face.detection.box.x,
             "y": face.detection.box.y,
@@ -131,7 +172,7 @@ def store_accepted(
             "height": face.detection.box.height,
         }
         fields: dict[str, Any] = {
-            "sha256": _sha256(upload.data),
+            "sha256": digests[index],
             "content_type": content_type,
             "size_bytes": len(upload.data),
             "width": result.width,
@@ -142,19 +183,88 @@ def store_accepted(
             "embedder": EMBEDDER_NAME,
             "embedding": face.embedding.astype("<f4").tobytes(),
         }
-        photo_id = owner.add_photo(stored_name, fields)
         note = (
             None
             if choice.agreement is None
             else "several faces; this one matches the person's other photos "
             f"(similarity {choice.agreement:.2f})"
         )
-        verdicts.append(
-            PhotoVerdict(index, upload.filename, True, [], note, photo_id, box, face.detection.score)
-        )
+        verdict = PhotoVerdict(index, upload.filename, True, [], note, None, box, face.detection.score)
+        verdicts.append(verdict)
+        accepted.append((_Accepted(verdict, fields), upload))
+    return verdicts, accepted
+
+
+def prepare_photos(
+    owner: PhotoOwner | None,
+    analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
+    files: PhotoFiles,
+    min_score: float | None = None,
+) -> PreparedPhotos:
+    """Before the write transaction: give every photo its verdict (``owner`` read in a read session,
+    ``None`` for someone new) and write the accepted photos' files, fsynced. The transaction that
+    stores their rows (``store_prepared``) then holds the write lock for a few inserts only; if it
+    fails the files are removed, and the worker's orphan sweep takes those of a process killed in
+    between. A face detected less surely than ``min_score`` counts as no face. Raises
+    ``PhotosRejectedError`` when photos were sent and none was accepted (nothing is written)."""
+    stored, known = ([], {}) if owner is None else (owner.embeddings(), owner.known())
+    verdicts, accepted = _judge(analysed, stored, known, min_score)
+    if verdicts and not accepted:
+        raise PhotosRejectedError(verdicts)
+    written: list[_Accepted] = []
+    try:
+        for item, upload in accepted:
+            extension, _ = photo_kind(upload.data)
+            item.stored_name = files.save(upload.data, extension)
+            written.append(item)
+    except BaseException:
+        files.delete([item.stored_name for item in written])
+        raise
+    return PreparedPhotos(verdicts, written)
+
+
+def store_prepared(owner: PhotoOwner, prepared: PreparedPhotos, unused: list[str]) -> list[PhotoVerdict]:
+    """In the write transaction: the rows of ``prepared``'s accepted photos. A photo whose bytes a
+    concurrent request stored for the owner meanwhile becomes a duplicate, its file put in
+    ``unused``. Raises ``PhotosRejectedError`` when photos were sent and none was stored (rolling the
+    whole change back)."""
+    known: dict[str, int] = {}
+    if prepared.accepted:
+        owner.lock()
+        known = owner.known()
+    for item in prepared.accepted:
+        earlier = known.get(item.fields["sha256"])
+        if earlier is None:
+            item.verdict.photo_id = owner.add_photo(item.stored_name, item.fields)
+            continue
+        item.verdict.accepted, item.verdict.reasons = False, [DUPLICATE]
+        item.verdict.message = f"this photo is already stored for them (photo {earlier})"
+        item.verdict.box = item.verdict.score = None
+        unused.append(item.stored_name)
+    verdicts = prepared.verdicts
     if verdicts and not any(v.accepted for v in verdicts):
-        raise PhotosRejectedError(verdicts)  # rolls the whole change back
+        raise PhotosRejectedError(verdicts)
     return verdicts
+
+
+def write_with_files(
+    sessions: sessionmaker[Session],
+    files: PhotoFiles,
+    change: Callable[[Session, list[str]], _Change],
+    written: list[str],
+) -> _Change:
+    """Run ``change`` in one write transaction. ``written`` are the files already on disk whose rows
+    it stores: all are removed if it fails; the files ``change`` puts in the list it is given (not
+    needed after all) are removed once it commits."""
+    unused: list[str] = []
+    try:
+        with sessions.begin() as session:
+            result = change(session, unused)
+    except BaseException:
+        files.delete(written)
+        raise
+    files.delete(unused)
+    return result
 
 
 def _clean_text(value: str | None, *, field_name: str, limit: int, required: bool) -> str | None:
@@ -224,33 +334,23 @@ class PeopleService:
             results = self.pipeline.analyze_many([u.data for u in uploads], single_face=True)
         return list(zip(uploads, results, strict=True))
 
-    def _store_accepted(
-        self,
-        session: Session,
-        person_id: int,
-        analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
-        written: list[str],
-        min_score: float | None = None,
-    ) -> list[PhotoVerdict]:
-        owner = PhotoOwner(
+    def _owner(self, session: Session, person_id: int) -> PhotoOwner:
+        return PhotoOwner(
             embeddings=lambda: people_store.person_embeddings(
                 session, person_id=person_id, embedder=EMBEDDER_NAME
             ),
+            known=lambda: people_store.photo_ids_by_sha256(session, person_id=person_id),
             add_photo=lambda name, fields: people_store.add_photo(
                 session, person_id=person_id, stored_name=name, fields=fields
             ),
+            lock=lambda: people_store.lock_person(session, person_id=person_id),
         )
-        return store_accepted(owner, analysed, self.files, written, min_score)
 
-    def _write(self, change: Callable[[Session, list[str]], ChangeResult]) -> ChangeResult:
-        """Run ``change`` in one transaction; files it wrote are removed if anything fails."""
-        written: list[str] = []
-        try:
-            with self.sessions.begin() as session:
-                result = change(session, written)
-        except BaseException:
-            self.files.delete(written)
-            raise
+    def _write(
+        self, change: Callable[[Session, list[str]], ChangeResult], written: list[str] | None = None
+    ) -> ChangeResult:
+        """Run ``change`` in one write transaction (``write_with_files``)."""
+        result = write_with_files(self.sessions, self.files, change, written or [])
         if result.training_requested is not None:
             self.on_change()
         return result
@@ -271,18 +371,18 @@ class PeopleService:
         clean_position = self.clean_optional(position, "position")
         clean_external = self.clean_optional(external_id, "external_id")
         self.check_uploads(uploads)
-        analysed = self.analyse(uploads)
+        prepared = prepare_photos(None, self.analyse(uploads), self.files)
 
-        def change(session: Session, written: list[str]) -> ChangeResult:
+        def change(session: Session, unused: list[str]) -> ChangeResult:
             person_id = people_store.create_person(
                 session, name=clean_name, position=clean_position, external_id=clean_external
             )
-            verdicts = self._store_accepted(session, person_id, analysed, written)
+            verdicts = store_prepared(self._owner(session, person_id), prepared, unused)
             # A person without photos is allowed (photos can come later) and changes no model.
             requested = request_training(session) if verdicts and train else None
             return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
 
-        return self._write(change)
+        return self._write(change, prepared.names)
 
     def add_to_name(
         self, *, name: str | None, uploads: list[Upload], min_score: float | None = None
@@ -294,8 +394,12 @@ class PeopleService:
         clean_name = self.clean_name(name)
         self.check_uploads(uploads)
         analysed = self.analyse(uploads) if uploads else []
+        with self.sessions() as session:
+            known = people_store.find_by_name(session, name=clean_name)
+            owner = None if known is None else self._owner(session, known.id)
+            prepared = prepare_photos(owner, analysed, self.files, min_score)
 
-        def change(session: Session, written: list[str]) -> ChangeResult:
+        def change(session: Session, unused: list[str]) -> ChangeResult:
             people_store.lock_name(session, name=clean_name)
             found = people_store.find_by_name(session, name=clean_name)
             person_id = (
@@ -303,11 +407,11 @@ class PeopleService:
                 if found is not None
                 else people_store.create_person(session, name=clean_name, position=None, external_id=None)
             )
-            verdicts = self._store_accepted(session, person_id, analysed, written, min_score)
+            verdicts = store_prepared(self._owner(session, person_id), prepared, unused)
             requested = request_training(session) if verdicts else None
             return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
 
-        return self._write(change)
+        return self._write(change, prepared.names)
 
     def add_photos(self, *, person_id: int, uploads: list[Upload], train: bool = True) -> ChangeResult:
         if not uploads:
@@ -316,20 +420,22 @@ class PeopleService:
         with self.sessions() as session:
             people_store.get_person(session, person_id=person_id)  # 404 before the expensive part
         analysed = self.analyse(uploads)
+        with self.sessions() as session:
+            prepared = prepare_photos(self._owner(session, person_id), analysed, self.files)
 
-        def change(session: Session, written: list[str]) -> ChangeResult:
-            verdicts = self._store_accepted(session, person_id, analysed, written)
+        def change(session: Session, unused: list[str]) -> ChangeResult:
+            verdicts = store_prepared(self._owner(session, person_id), prepared, unused)
             requested = request_training(session) if train else None
             return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
 
-        return self._write(change)
+        return self._write(change, prepared.names)
 
     def update(self, *, person_id: int, changes: dict[str, str | None]) -> ChangeResult:
         cleaned: dict[str, str | None] = {}
         for key, value in changes.items():
             cleaned[key] = self.clean_name(value) if key == "name" else self.clean_optional(value, key)
 
-        def change(session: Session, _written: list[str]) -> ChangeResult:
+        def change(session: Session, _unused: list[str]) -> ChangeResult:
             person = people_store.update_person(session, person_id=person_id, changes=cleaned)
             # Names and positions are part of each model's roster and labels.
             affects = person.photo_count > 0 and bool({"name", "position"} & set(cleaned))
@@ -340,7 +446,7 @@ class PeopleService:
     def delete(self, *, person_id: int) -> ChangeResult:
         removed: list[str] = []
 
-        def change(session: Session, _written: list[str]) -> ChangeResult:
+        def change(session: Session, _unused: list[str]) -> ChangeResult:
             removed.extend(people_store.delete_person(session, person_id=person_id))
             return ChangeResult(None, [], request_training(session) if removed else None)
 
@@ -351,7 +457,7 @@ class PeopleService:
     def delete_photo(self, *, person_id: int, photo_id: int) -> ChangeResult:
         removed: list[str] = []
 
-        def change(session: Session, _written: list[str]) -> ChangeResult:
+        def change(session: Session, _unused: list[str]) -> ChangeResult:
             removed.append(people_store.delete_photo(session, person_id=person_id, photo_id=photo_id))
             person = people_store.get_person(session, person_id=person_id)
             return ChangeResult(person, [], request_training(session))
@@ -363,7 +469,7 @@ class PeopleService:
     def merge(self, *, person_id: int, other_id: int) -> ChangeResult:
         """``other_id`` was the same person: their photos move to ``person_id``, one person remains."""
 
-        def change(session: Session, _written: list[str]) -> ChangeResult:
+        def change(session: Session, _unused: list[str]) -> ChangeResult:
             person = people_store.merge_people(session, keep_id=person_id, other_id=other_id)
             return ChangeResult(person, [], request_training(session))
 
@@ -373,7 +479,7 @@ class PeopleService:
         """Ask for a model version now (after changes stored with ``train=False``); returns the
         training request counter."""
 
-        def change(session: Session, _written: list[str]) -> ChangeResult:
+        def change(session: Session, _unused: list[str]) -> ChangeResult:
             return ChangeResult(None, [], request_training(session))
 
         requested = self._write(change).training_requested

@@ -24,7 +24,9 @@ from faceforge.services.people import (
     PhotoVerdict,
     Upload,
     face_thumbnail,
-    store_accepted,
+    prepare_photos,
+    store_prepared,
+    write_with_files,
 )
 from faceforge.services.photo_files import PhotoFiles
 from faceforge.vision.embedding_space import EMBEDDER_NAME
@@ -56,20 +58,18 @@ class StrangersService:
             embeddings=lambda: strangers_store.stranger_embeddings(
                 session, stranger_id=stranger_id, embedder=EMBEDDER_NAME
             ),
+            known=lambda: strangers_store.photo_ids_by_sha256(session, stranger_id=stranger_id),
             add_photo=lambda name, fields: strangers_store.add_photo(
                 session, stranger_id=stranger_id, stored_name=name, fields=fields
             ),
+            lock=lambda: strangers_store.lock_stranger(session, stranger_id=stranger_id),
         )
 
-    def _write(self, change: Callable[[Session, list[str]], StrangerChange]) -> StrangerChange:
-        """Run ``change`` in one transaction; files it wrote are removed if anything fails."""
-        written: list[str] = []
-        try:
-            with self.sessions.begin() as session:
-                result = change(session, written)
-        except BaseException:
-            self.files.delete(written)
-            raise
+    def _write(
+        self, change: Callable[[Session, list[str]], StrangerChange], written: list[str] | None = None
+    ) -> StrangerChange:
+        """Run ``change`` in one write transaction (``write_with_files``)."""
+        result = write_with_files(self.sessions, self.files, change, written or [])
         if result.training_requested is not None:
             self.on_change()
         return result
@@ -85,17 +85,17 @@ class StrangersService:
         if not uploads:
             raise RequestRejectedError("photos_required", "a stranger needs at least one photo")
         self.people.check_uploads(uploads)
-        analysed = self.people.analyse(uploads)
+        prepared = prepare_photos(None, self.people.analyse(uploads), self.files)
 
-        def change(session: Session, written: list[str]) -> StrangerChange:
+        def change(session: Session, unused: list[str]) -> StrangerChange:
             stranger_id = strangers_store.create_stranger(session, note=clean_note, source=clean_source)
-            verdicts = store_accepted(self._owner(session, stranger_id), analysed, self.files, written)
+            verdicts = store_prepared(self._owner(session, stranger_id), prepared, unused)
             requested = request_training(session) if train else None
             return StrangerChange(
                 strangers_store.get_stranger(session, stranger_id=stranger_id), verdicts, requested
             )
 
-        return self._write(change)
+        return self._write(change, prepared.names)
 
     def add_photos(self, *, stranger_id: int, uploads: list[Upload], train: bool = True) -> StrangerChange:
         if not uploads:
@@ -104,20 +104,22 @@ class StrangersService:
         with self.sessions() as session:
             strangers_store.get_stranger(session, stranger_id=stranger_id)  # 404 before the analysis
         analysed = self.people.analyse(uploads)
+        with self.sessions() as session:
+            prepared = prepare_photos(self._owner(session, stranger_id), analysed, self.files)
 
-        def change(session: Session, written: list[str]) -> StrangerChange:
-            verdicts = store_accepted(self._owner(session, stranger_id), analysed, self.files, written)
+        def change(session: Session, unused: list[str]) -> StrangerChange:
+            verdicts = store_prepared(self._owner(session, stranger_id), prepared, unused)
             requested = request_training(session) if train else None
             return StrangerChange(
                 strangers_store.get_stranger(session, stranger_id=stranger_id), verdicts, requested
             )
 
-        return self._write(change)
+        return self._write(change, prepared.names)
 
     def delete(self, *, stranger_id: int) -> StrangerChange:
         removed: list[str] = []
 
-        def change(session: Session, _written: list[str]) -> StrangerChange:
+        def change(session: Session, _unused: list[str]) -> StrangerChange:
             removed.extend(strangers_store.delete_stranger(session, stranger_id=stranger_id))
             return StrangerChange(None, [], request_training(session) if removed else None)
 
