@@ -32,6 +32,9 @@ class Base(DeclarativeBase):
 
 class PersonRow(Base):
     __tablename__ = "people"
+    # Ids are never given again (a deleted person's id would otherwise go to the next one, and
+    # versions name people by id); PostgreSQL's sequences behave so already.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     external_id: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
@@ -48,6 +51,7 @@ class PhotoRow(Base):
     """An accepted enrolment photo and its one face (box, landmarks, embedding)."""
 
     __tablename__ = "photos"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
@@ -73,6 +77,7 @@ class StrangerRow(Base):
     subjects) can ever return one."""
 
     __tablename__ = "strangers"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # ids never given again, as people's
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # What the admin knows about them ("the mailman"); never part of any model. The folder's name for
@@ -92,6 +97,7 @@ class StrangerPhotoRow(Base):
     """A stranger's photo and its one face, described as an enrolment photo is (``PhotoRow``)."""
 
     __tablename__ = "stranger_photos"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     stranger_id: Mapped[int] = mapped_column(ForeignKey("strangers.id", ondelete="CASCADE"), index=True)
