@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import SecretStr
 
 from faceforge.config import Settings
 from faceforge.domain.errors import DatasetError, TrainingError
@@ -70,19 +71,54 @@ def split_people(
 def build_model(
     options: BuildOptions, settings: Settings, on_progress: Callable[[ImportProgress, str | None], None]
 ) -> dict[str, Any]:
-    from faceforge.api.container import Services
-    from faceforge.db import training_store
-    from faceforge.worker.trainer import TrainingWorker
-
+    """Build ``options.out`` from the dataset in a temporary home of its own (see ``build_settings``);
+    ``settings`` gives the weights cache and the detector, limits and worker settings."""
     out = options.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(f"{out} exists and is not an empty folder")
     enrolled, held = split_people(scan_folders(options.dataset), options.holdout, options.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-build-", dir=out.parent))
+    try:
+        report = _build_in(
+            work, options, enrolled, held, build_settings(settings, work / "home"), on_progress
+        )
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        (work / "out").rename(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # whatever failed: no hidden work folder is left
+    return report
+
+
+def build_settings(settings: Settings, home: Path) -> Settings:
+    """The settings of a build's own home: ``settings`` (detector, limits, worker formats) with the
+    home, the database and the weights cache replaced. Never the environment's database: a build in a
+    container whose ``FACEFORGE_DATABASE_URL`` names the live service would import its people there."""
+    return settings.model_copy(
+        update={
+            "home": home,
+            "database_url": SecretStr(f"sqlite:///{home / 'faceforge.db'}"),
+            "weights_cache": settings.weights_dir,
+            "workers": 1,
+        }
+    )
+
+
+def _build_in(
+    work: Path,
+    options: BuildOptions,
+    enrolled: list[FolderPerson],
+    held: list[tuple[FolderPerson, Path]],
+    home: Settings,
+    on_progress: Callable[[ImportProgress, str | None], None],
+) -> dict[str, Any]:
+    from faceforge.api.container import Services
+    from faceforge.db import training_store
+    from faceforge.worker.trainer import TrainingWorker
+
     staging = work / "out"
     staging.mkdir()
-    home = Settings(home=work / "home", weights_cache=settings.weights_dir, workers=1, worker=settings.worker)
     services = Services.start(home, embedded_worker=False)
     try:
         importer = BulkImporter(LocalTarget(services.people), on_progress=on_progress, concurrency=1)
@@ -110,12 +146,6 @@ def build_model(
         (staging / REPORT_JSON).write_text(json.dumps(report, indent=2))
     finally:
         services.close()
-    try:
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        staging.rename(out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return report
 
 

@@ -1,0 +1,50 @@
+"""``faceforge build`` works in a temporary home of its own, whatever the environment names, and
+leaves nothing behind when it fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from faceforge.config import Settings
+from faceforge.services.build import BuildOptions, build_model
+from faceforge.services.bulk_import import ImportProgress
+from tests.api.fixtures import BOTH_DATABASES
+from tests.conftest import LFW10
+
+
+class StopBuild(Exception):
+    pass
+
+
+def _stop_after_the_first_person(_progress: ImportProgress, line: str | None) -> None:
+    if line is not None:  # a person's photos are stored
+        raise StopBuild
+
+
+@BOTH_DATABASES
+def test_a_build_never_writes_to_the_database_the_environment_names(
+    tmp_path: Path, database_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in the compose file: the live service's database is in the environment the build runs in.
+    monkeypatch.setenv("FACEFORGE_DATABASE_URL", database_url)
+    outer = Settings(home=settings.home)
+    assert outer.database_url is not None and outer.database_url.get_secret_value() == database_url
+    builds = tmp_path / "builds"
+    out = builds / "model"
+    with pytest.raises(StopBuild):
+        build_model(BuildOptions(LFW10, out), outer, _stop_after_the_first_person)
+
+    # The failed build left neither OUT nor its hidden work folder.
+    assert list(builds.iterdir()) == []
+    # The live database was not created, migrated or written.
+    if database_url.startswith("sqlite"):
+        assert not Path(database_url.split("///", 1)[1]).exists()
+    else:
+        engine = create_engine(database_url)
+        try:
+            assert inspect(engine).get_table_names() == []
+        finally:
+            engine.dispose()
