@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,8 +21,13 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = _new_temp_file(target)
+    mode = stat.S_IMODE(temp.stat().st_mode)
     try:
         write(temp)
+        if stat.S_IMODE(temp.stat().st_mode) != mode:
+            # ``write`` replaced the file with one of its own: safetensors' ``save_file`` writes
+            # through a 0600 temporary and renames it over ``temp``.
+            os.chmod(temp, mode)
         with temp.open("rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, target)
