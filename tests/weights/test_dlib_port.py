@@ -98,7 +98,7 @@ def test_chips_aligned_from_mtcnn_points_describe_the_same_face(
             round(box.x), round(box.y), round(box.x + box.width), round(box.y + box.height)
         )
         theirs.append(describe(ported, dlib_chip(image, rectangle, predictor)))
-        ours.append(describe(ported, align_face(Image.fromarray(image), face.landmarks)))
+        ours.append(describe(ported, align_face(Image.fromarray(image), face.landmarks, face.box)))
         people.append(path.parent.name)
     distances = np.linalg.norm(np.stack(ours) - np.stack(theirs), axis=1)
     assert distances.max() < DLIB_SAME_PERSON_DISTANCE, distances.max()

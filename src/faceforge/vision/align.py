@@ -10,6 +10,10 @@ per-point standard deviations were 1.7-2.3 px for the eyes and 4-5.5 px for nose
 
 The chip is sampled bilinearly; when the face is more than twice the chip's size the photo is first
 reduced by a whole factor with box averaging, so large photos do not alias.
+
+Points that determine no usable transform (coincident, not finite, or so spread that the whole photo
+would shrink below one chip pixel: a refiner's answer on a blank patch) are replaced by the template's
+points placed in the face's box, as if the face were upright and centred in it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from faceforge.domain.faces import Landmarks
+from faceforge.domain.faces import Box, Landmarks
 
 CHIP_SIZE = 150
 # (x, y) in a 150 x 150 chip: image-left eye, image-right eye, nose tip, left and right mouth corner.
@@ -31,6 +35,8 @@ def similarity_to_template(points: npt.ArrayLike, size: int = CHIP_SIZE) -> npt.
     """The 2 x 3 matrix of the similarity transform (no reflection) that maps the five ``points``
     (pixels of the photo) closest, in least squares, to ``CHIP_TEMPLATE`` scaled to ``size``."""
     source = np.asarray(points, dtype=np.float64).reshape(5, 2)
+    if not np.isfinite(source).all():
+        raise ValueError("the five points are not finite")
     target = CHIP_TEMPLATE * (size / CHIP_SIZE)
     source_mean, target_mean = source.mean(0), target.mean(0)
     s, t = source - source_mean, target - target_mean
@@ -40,16 +46,38 @@ def similarity_to_template(points: npt.ArrayLike, size: int = CHIP_SIZE) -> npt.
         raise ValueError("the five points coincide")
     a = float((s * t).sum()) / norm
     b = float((s[:, 0] * t[:, 1] - s[:, 1] * t[:, 0]).sum()) / norm
+    if a == 0.0 and b == 0.0:
+        raise ValueError("the five points determine no rotation or scale")
     rotation_scale = np.array([[a, -b], [b, a]])
     shift = target_mean - rotation_scale @ source_mean
     return np.hstack([rotation_scale, shift[:, None]])
 
 
-def align_face(picture: Image.Image, landmarks: Landmarks, size: int = CHIP_SIZE) -> npt.NDArray[np.uint8]:
-    """The aligned ``(size, size, 3)`` uint8 RGB chip of the face whose five points are ``landmarks``."""
-    forward = similarity_to_template(landmarks.points, size)
+def template_in_box(box: Box) -> list[tuple[float, float]]:
+    """``CHIP_TEMPLATE``'s five points placed in ``box`` (photo pixels; at least 1 px a side)."""
+    width, height = max(box.width, 1.0), max(box.height, 1.0)
+    return [(box.x + x * width / CHIP_SIZE, box.y + y * height / CHIP_SIZE) for x, y in CHIP_TEMPLATE]
+
+
+def _transform(picture: Image.Image, landmarks: Landmarks, box: Box, size: int) -> npt.NDArray[np.float64]:
+    try:
+        forward = similarity_to_template(landmarks.points, size)
+    except ValueError:
+        return similarity_to_template(template_in_box(box), size)
+    scale = float(np.hypot(forward[0, 0], forward[1, 0]))
+    if scale * max(picture.size) < 1.0:  # the whole photo would fit in one chip pixel
+        return similarity_to_template(template_in_box(box), size)
+    return forward
+
+
+def align_face(
+    picture: Image.Image, landmarks: Landmarks, box: Box, size: int = CHIP_SIZE
+) -> npt.NDArray[np.uint8]:
+    """The aligned ``(size, size, 3)`` uint8 RGB chip of the face whose five points are ``landmarks``
+    and whose box is ``box`` (used only when the points are degenerate, see above)."""
+    forward = _transform(picture, landmarks, box, size)
     scale = float(np.hypot(forward[0, 0], forward[1, 0]))  # chip pixels per photo pixel
-    reduction = max(1, int(0.5 / scale)) if scale < 0.5 else 1
+    reduction = min(max(1, int(0.5 / scale)), *picture.size) if scale < 0.5 else 1
     source = picture
     if reduction > 1:
         source = picture.reduce(reduction)
@@ -74,6 +102,9 @@ def chip_contract() -> dict[str, object]:
         "size": [CHIP_SIZE, CHIP_SIZE],
         "sampling": "bilinear at pixel centres; when the face is over twice the chip's size, the photo is "
         "first reduced by a whole factor with box averaging",
+        "degenerate_points": "points that are coincident, not finite, or map the whole photo below one "
+        "chip pixel are replaced by the template placed in the refined box (x + tx * w / 150, "
+        "y + ty * h / 150)",
         "outside_photo": "black (0, 0, 0)",
         "colour": "RGB",
         "pixel_range": [0, 255],

@@ -61,5 +61,5 @@ def face_inputs(
         return empty_inputs(), []
     refined = refine_faces(picture, boxes, describe)
     crops = np.stack([crop_face(picture, face.box) for face in refined])
-    chips = np.stack([align_face(picture, face.landmarks) for face in refined])
+    chips = np.stack([align_face(picture, face.landmarks, face.box) for face in refined])
     return FaceInputs(crops, chips), refined
