@@ -9,7 +9,6 @@ each file appears atomically, so a half-converted backbone is never read.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
@@ -24,6 +23,7 @@ from faceforge.atomic import file_sha256
 from faceforge.checksums import matches_record, record_sha256, write_with_checksum
 from faceforge.domain.errors import ExportError
 from faceforge.export import coreml_models, refiner_models, tflite_models
+from faceforge.file_lock import exclusive_lock
 from faceforge.vision.embedder import embedder_digest
 from faceforge.vision.embedding_graph import build_embedding_net
 from faceforge.vision.embedding_net import FaceEmbeddingNet
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # Bump when the conversion or the checksum records change, so caches made by older code are not reused.
 DEVICE_FORMAT_REVISION = 4
 REFINER_FORMAT_REVISION = 2
+# Converting every backbone takes a few minutes on two cores; a process holding the lock longer hangs.
+CONVERSION_LOCK_TIMEOUT_SECONDS = 1800.0
 PROGRAM_WEIGHTS = Path("Data/com.apple.CoreML/weights/weight.bin")
 
 
@@ -145,17 +147,23 @@ class DeviceBackboneCache:
             return
         root = root or self.directory
         root.mkdir(parents=True, exist_ok=True)
-        with self._lock, (root / ".lock").open("w") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)  # another process may be converting right now
-            if all(path.exists() for path in wanted):
-                return
-            started = time.perf_counter()
-            build(self.paths())
-            log.info(
-                "converted on-device backbones %s in %.1fs",
-                [p.name for p in wanted],
-                time.perf_counter() - started,
-            )
+        try:
+            # Another process may be converting right now; one that hangs must not stop this one.
+            with self._lock, exclusive_lock(root / ".lock", timeout=CONVERSION_LOCK_TIMEOUT_SECONDS):
+                self._build_missing(wanted, build)
+        except TimeoutError as error:
+            raise ExportError(f"could not convert the on-device backbones: {error}") from error
+
+    def _build_missing(self, wanted: list[Path], build: Callable[[DeviceBackbones], None]) -> None:
+        if all(path.exists() for path in wanted):
+            return
+        started = time.perf_counter()
+        build(self.paths())
+        log.info(
+            "converted on-device backbones %s in %.1fs",
+            [p.name for p in wanted],
+            time.perf_counter() - started,
+        )
 
     def _network(self, *, channels_last: bool, normalise_pixels: bool) -> FaceEmbeddingNet:
         return build_embedding_net(

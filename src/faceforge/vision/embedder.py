@@ -8,7 +8,6 @@ first call.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import subprocess
@@ -23,6 +22,7 @@ import numpy.typing as npt
 
 from faceforge.atomic import file_sha256
 from faceforge.domain.errors import WeightsUnavailableError
+from faceforge.file_lock import exclusive_lock
 from faceforge.vision.embedding_space import DLIB_WEIGHT, EMBEDDER_NAME, EMBEDDING_SIZE
 from faceforge.vision.face_input import FaceInputs
 from faceforge.vision.runtime import OnnxSession
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 16
+# The export takes about a minute on two cores; a child still busy after this is stuck. Another
+# process's export is waited for as long, plus a margin.
+EXPORT_TIMEOUT_SECONDS = 900.0
 
 
 class EmbedderRuntime(StrEnum):
@@ -47,34 +50,44 @@ def embedder_digest() -> str:
     return hashlib.sha256(parts.encode()).hexdigest()[:16]
 
 
-def embedding_onnx_path(weights_dir: Path) -> Path:
-    """The cached ONNX embedding graph, named after the source weights' digest; exported on first use."""
+def embedding_onnx_path(weights_dir: Path, *, timeout: float = EXPORT_TIMEOUT_SECONDS) -> Path:
+    """The cached ONNX embedding graph, named after the source weights' digest; exported on first use
+    (``WeightsUnavailableError`` if that takes over ``timeout`` seconds, or another process's export
+    holds the lock for longer)."""
     target = weights_dir / f"{EMBEDDER_NAME}-{embedder_digest()}.onnx"
     if not target.exists():
         log.info("exporting the embedding network to %s (once)", target)
-        _export_once(weights_dir, target)
+        _export_once(weights_dir, target, timeout)
     return target
 
 
-def _export_once(weights_dir: Path, target: Path) -> None:
+def _export_once(weights_dir: Path, target: Path, timeout: float) -> None:
     """Export in this process if it already holds PyTorch (a worker, a tool), else in a child
     process, so a process that only serves requests never loads PyTorch. One export at a time, across
     threads and processes (``torch.export`` is not thread-safe, and the work need happen only once)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with (target.parent / f".{target.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not target.exists():
-            _export(weights_dir, target)
+    try:
+        with exclusive_lock(target.parent / f".{target.name}.lock", timeout=timeout * 1.2):
+            if not target.exists():
+                _export(weights_dir, target, timeout)
+    except TimeoutError as error:
+        raise WeightsUnavailableError(f"could not export the embedding network: {error}") from error
 
 
-def _export(weights_dir: Path, target: Path) -> None:
+def _export(weights_dir: Path, target: Path, timeout: float) -> None:
     if "torch" in sys.modules:
         from faceforge.vision.embedding_graph import build_embedding_net, export_embedding_onnx
 
         export_embedding_onnx(build_embedding_net(weights_dir), target)
         return
     command = [sys.executable, "-m", "faceforge.vision.embedding_graph", str(weights_dir), str(target)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        # On timeout ``run`` kills the child and waits for it.
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired as error:
+        raise WeightsUnavailableError(
+            f"could not export the embedding network: the exporting process took over {timeout:.0f}s"
+        ) from error
     if done.returncode != 0 or not target.exists():
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise WeightsUnavailableError(f"could not export the embedding network: {last}")
