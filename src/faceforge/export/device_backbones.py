@@ -23,6 +23,7 @@ from faceforge.atomic import file_sha256
 from faceforge.checksums import matches_record, record_sha256, write_with_checksum
 from faceforge.domain.errors import ExportError
 from faceforge.export import coreml_models, refiner_models, tflite_models
+from faceforge.export.quiet import native_chatter_filtered
 from faceforge.file_lock import exclusive_lock
 from faceforge.vision.embedder import embedder_digest
 from faceforge.vision.embedding_graph import build_embedding_net
@@ -149,7 +150,11 @@ class DeviceBackboneCache:
         root.mkdir(parents=True, exist_ok=True)
         try:
             # Another process may be converting right now; one that hangs must not stop this one.
-            with self._lock, exclusive_lock(root / ".lock", timeout=CONVERSION_LOCK_TIMEOUT_SECONDS):
+            with (
+                self._lock,
+                exclusive_lock(root / ".lock", timeout=CONVERSION_LOCK_TIMEOUT_SECONDS),
+                native_chatter_filtered(),
+            ):
                 self._build_missing(wanted, build)
         except TimeoutError as error:
             raise ExportError(f"could not convert the on-device backbones: {error}") from error

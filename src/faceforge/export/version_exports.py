@@ -35,6 +35,7 @@ from faceforge.export.device_backbones import DeviceBackboneCache
 from faceforge.export.formats import ExportFormat
 from faceforge.export.model_inputs import MODEL_INPUTS
 from faceforge.export.onnx_models import fused_model, head_affine, head_model, opset_of
+from faceforge.export.quiet import native_chatter_filtered
 from faceforge.training.head import RecognitionHead
 from faceforge.vision.embedder import embedding_onnx_path
 from faceforge.vision.embedding_space import EMBEDDING_SIZE
@@ -405,6 +406,13 @@ def run_tflite(
 ) -> FloatArray:
     """Run a TFLite model over ``batch`` one row at a time (the models take batch 1): a dict of NHWC
     arrays by input name, or one array for a single-input model (the head)."""
+    with native_chatter_filtered():  # the runtime announces its XNNPACK delegate on stderr
+        return _run_tflite(model, batch)
+
+
+def _run_tflite(
+    model: bytes, batch: dict[str, npt.NDArray[np.float32]] | npt.NDArray[np.float32]
+) -> FloatArray:
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=model, num_threads=2)

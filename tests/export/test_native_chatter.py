@@ -1,0 +1,35 @@
+"""A conversion prints nothing of the converters' own (absl, oneDNN, XNNPACK lines on descriptor 2),
+while every other line written to stderr meanwhile still comes through."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CONVERT = """
+import os, sys
+from pathlib import Path
+from faceforge.export.device_backbones import DeviceBackboneCache
+from faceforge.export.quiet import native_chatter_filtered, quiet_conversion_tools
+
+quiet_conversion_tools()  # as the worker does at start
+DeviceBackboneCache(Path(sys.argv[1])).refiner()  # ONNX, TFLite (with a parity run) and Core ML
+with native_chatter_filtered():
+    os.write(2, b"a line of our own\\n")
+    print("and a Python one", file=sys.stderr)
+"""
+
+CHATTER = ("absl::InitializeLog", "oneDNN custom operations", "XNNPACK delegate", "register_constant")
+
+
+def test_converting_prints_no_converter_chatter(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", CONVERT, str(tmp_path)], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "device").is_dir()
+    assert [line for line in done.stderr.splitlines() if any(c in line for c in CHATTER)] == []
+    assert "a line of our own\nand a Python one\n" in done.stderr
