@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 
@@ -13,15 +14,30 @@ from faceforge.domain.errors import InvalidImageError
 
 RgbImage = npt.NDArray[np.uint8]
 
-# MPO is what many phone cameras write: a JPEG with extra frames.
-SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF"})
+# MPO is what many phone cameras write: a JPEG with extra frames; HEIF (HEIC) is what iPhones write.
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "HEIF"})
+
+
+@functools.cache
+def _open_heif_too() -> None:
+    """Teach Pillow HEIF, once per process (pi-heif: libheif's decoder only, no encoder)."""
+    from pi_heif import register_heif_opener
+
+    register_heif_opener()
+
+
+def _open(data: bytes) -> Image.Image:
+    _open_heif_too()
+    return Image.open(io.BytesIO(data))
 
 
 def decode_photo(data: bytes, *, max_pixels: int, min_side: int) -> RgbImage:
-    """Decode JPEG, PNG, WebP, BMP or GIF (first frame) bytes into an ``(H, W, 3)`` uint8 RGB array.
+    """Decode JPEG, PNG, WebP, BMP, GIF (first frame) or HEIC/HEIF (primary image) bytes into an
+    ``(H, W, 3)`` uint8 RGB array.
 
-    EXIF orientation is applied, so the array is the photo as a person sees it. The pixel count is
-    checked from the header before any pixel is decoded, so a decompression bomb never allocates.
+    EXIF orientation (and HEIF's own rotation and mirroring) is applied, so the array is the photo as
+    a person sees it. The pixel count is checked from the header before any pixel is decoded, so a
+    decompression bomb never allocates.
 
     Raises ``InvalidImageError`` with code ``empty_file``, ``not_an_image``, ``unsupported_format``,
     ``image_too_large``, ``corrupt_image`` or ``image_too_small`` (either side below ``min_side``).
@@ -32,7 +48,7 @@ def decode_photo(data: bytes, *, max_pixels: int, min_side: int) -> RgbImage:
         with warnings.catch_warnings():
             # Our own pixel limit below replaces Pillow's global bomb warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = _open(data)
     except UnidentifiedImageError as error:
         raise InvalidImageError("not_an_image", "the file is not a recognised image") from error
     except Image.DecompressionBombError as error:
@@ -41,7 +57,7 @@ def decode_photo(data: bytes, *, max_pixels: int, min_side: int) -> RgbImage:
         if image.format not in SUPPORTED_FORMATS:
             raise InvalidImageError(
                 "unsupported_format",
-                f"{image.format} images are not supported; use JPEG, PNG, WebP, BMP or GIF",
+                f"{image.format} images are not supported; use JPEG, PNG, WebP, BMP, GIF or HEIC",
             )
         width, height = image.size
         if width * height > max_pixels:
@@ -87,10 +103,11 @@ _EXTENSIONS = {
     "WEBP": ("webp", "image/webp"),
     "BMP": ("bmp", "image/bmp"),
     "GIF": ("gif", "image/gif"),
+    "HEIF": ("heic", "image/heic"),
 }
 
 
 def photo_kind(data: bytes) -> tuple[str, str]:
     """``(file extension, content type)`` of photo bytes that ``decode_photo`` accepted (header only)."""
-    with Image.open(io.BytesIO(data)) as image:
+    with _open(data) as image:
         return _EXTENSIONS[str(image.format)]
