@@ -110,13 +110,15 @@ def test_a_locked_database_answers_503_with_retry_after(tmp_path: Path, settings
             connection.execute("PRAGMA busy_timeout=200")  # 30 s in production; the answer is the same
 
         engine.dispose()
+        # Someone to delete: reads do not wait for the writer, so a delete of nobody is a plain 404.
+        assert client.post("/api/v1/people", data={"name": "Bob"}).status_code == 201
         holder = sqlite3.connect(database, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")  # another process writes, and keeps on writing
         try:
             answers = {
                 "faceforge": client.post("/api/v1/people", data={"name": "Ann"}),
                 "compreface": client.post(f"{RECOGNITION}/subjects", json={"subject": "Ann"}),
-                "deepstack": client.post("/v1/vision/face/delete", data={"userid": "Ann"}),
+                "deepstack": client.post("/v1/vision/face/delete", data={"userid": "Bob"}),
             }
         finally:
             holder.execute("ROLLBACK")
