@@ -19,6 +19,7 @@ let stopView = () => {};  // what the current page must stop when another one op
 let routeTicket = 0;  // the newest navigation; an older one that finishes late shows nothing
 let keepNotice = false;  // the next navigation keeps the notice (it reports what led there)
 let lastRegistration = null;  // {personId, photos}: every photo's verdict, shown on the new person's page
+let loadingTimer = null;  // shows "Loading…" if the page has not drawn itself by then
 
 class ApiError extends Error {
   constructor(status, code, message, body) {
@@ -78,6 +79,7 @@ function present(children) {
 }
 
 function show(...nodes) {
+  clearTimeout(loadingTimer);
   main.replaceChildren(...present(nodes));
 }
 
@@ -458,8 +460,10 @@ async function personPage(match) {
 }
 
 // -- try it ---------------------------------------------------------------------------------------
-// One line per face found; a page that adds actions per face (e.g. "remember this stranger") extends this.
-function faceLine(face) {
+// One line per face found. `found` is {file, image, face, index, count}: what a per-face action (e.g.
+// "remember this stranger") needs to add its buttons to the line.
+function faceLine(found) {
+  const { face } = found;
   const label = face.match
     ? `${face.match.name} · similarity ${number(face.match.similarity)} · confidence ${percent(face.match.confidence)}`
     : `unknown · nearest ${face.candidates.map((c) => `${c.name} ${number(c.similarity)}`).join(", ")}`;
@@ -484,7 +488,8 @@ async function tryPage() {
       }
       result.replaceChildren(
         el("p", { class: "muted", text: `model version ${answer.version}: ${plural(answer.faces.length, "face")}` }),
-        el("div", { class: "probe" }, frame), el("ul", { id: "faces" }, answer.faces.map(faceLine)));
+        el("div", { class: "probe" }, frame),
+        el("ul", { id: "faces" }, answer.faces.map((face, index) => faceLine({ file, image, face, index, count: answer.faces.length }))));
     } catch (error) {
       if (needsLogin(error)) return fail(error);
       result.replaceChildren(errorBox(error));
@@ -761,7 +766,13 @@ async function qualityPage(match, view) {
 }
 
 // -- router ---------------------------------------------------------------------------------------
-// One entry per page: the hash it answers, the navigation section it belongs to, its function.
+// What a page kept in a module of its own needs of this one (it gets them as one object).
+const ui = { el, api, blobUrl, show, say, go, fail, describe, errorBox, admin, ApiError, verdictList, face, plural,
+  filePicker, dropArea, route: () => route() };
+
+// One entry per page: the hash it answers, the navigation section it belongs to, its function
+// `(match, view) => nodes`: the router shows the nodes (a page that called `show` itself returns
+// nothing); `view.onStop(f)` runs f when another page opens; `view.alive()` says whether it is still open.
 const pages = [
   { pattern: /^#\/people\/(\d+)$/, section: "people", render: personPage },
   { pattern: /^#\/people(?:\?(.*))?$/, section: "people", render: peoplePage },
@@ -806,23 +817,24 @@ async function route() {
   // The previous page goes at once (nothing stale under a new page or an error); "Loading…" shows
   // when the new one takes a moment.
   main.setAttribute("aria-busy", "true");
-  const loading = setTimeout(() => view.alive() && show(el("p", { class: "loading", text: "Loading…" })), LOADING_DELAY_MS);
+  clearTimeout(loadingTimer);
+  loadingTimer = setTimeout(() => view.alive() && show(el("p", { class: "loading", text: "Loading…" })), LOADING_DELAY_MS);
   let nodes;
   try {
     nodes = await page.render(page.pattern.exec(hash), view);
   } catch (error) {
     if (needsLogin(error)) {
-      clearTimeout(loading);
+      clearTimeout(loadingTimer);
       fail(error);
       return;
     }
     nodes = errorPage(error);
   }
-  clearTimeout(loading);
   if (!view.alive()) return;  // another navigation began meanwhile; its page is the one to show
+  clearTimeout(loadingTimer);
   main.removeAttribute("aria-busy");
   main.dataset.route = hash;  // which page is drawn (tests wait for it)
-  show(...present([nodes]));
+  if (nodes !== undefined) show(...present([nodes]));
   // Keyboard and screen-reader users start at the new page's content, not at a removed element.
   if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
 }
