@@ -30,13 +30,15 @@ from faceforge.config import LimitSettings, Settings, WorkerSettings
 from faceforge.export.version_exports import VersionExporter
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-# TestClient's default client host is "testclient"; without API keys faceforge serves loopback only.
+# TestClient's default client host is "testclient" and its Host "testserver"; without API keys
+# faceforge serves loopback clients that name a loopback host only.
 LOOPBACK_CLIENT = ("127.0.0.1", 50000)
+LOOPBACK_URL = "http://127.0.0.1:8000"
 BOTH_DATABASES = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
 
 def local_client(app: FastAPI) -> TestClient:
-    return TestClient(app, client=LOOPBACK_CLIENT)
+    return TestClient(app, client=LOOPBACK_CLIENT, base_url=LOOPBACK_URL)
 
 
 @pytest.fixture(params=["sqlite"])

@@ -21,6 +21,7 @@ from faceforge.evaluation.dataset import image_files
 from faceforge.export import coreml_models
 from tests.api.fixtures import (
     BOTH_DATABASES,
+    LOOPBACK_URL,
     device_worker,
     local_client,
     photo_fields,
@@ -351,7 +352,7 @@ def test_legacy_routes_keep_their_shape(
         # The original iOS app downloads the URL and compiles it as a Core ML model.
         assert (
             info["model"]["url"]
-            == f"http://testserver/api/v1/models/{info['model']['version']}/files/model.mlmodel"
+            == f"{LOOPBACK_URL}/api/v1/models/{info['model']['version']}/files/model.mlmodel"
         )
         download = client.get(info["model"]["url"])
         assert download.status_code == 200

@@ -24,6 +24,7 @@ from faceforge.config import Settings
 from faceforge.evaluation.dataset import image_files
 from tests.api.fixtures import (
     LOOPBACK_CLIENT,
+    LOOPBACK_URL,
     faceforge_command,
     faceforge_environment,
     free_port,
@@ -37,9 +38,10 @@ from tests.conftest import LFW10
 RECOGNITION = "/api/v1/recognition"
 
 
-def _faulty_client(app_settings: Settings) -> TestClient:
+def _faulty_client(app_settings: Settings, *, embedded_worker: bool = True) -> TestClient:
     """A loopback client that shows the answer to an unhandled error instead of raising it."""
-    return TestClient(create_app(app_settings), client=LOOPBACK_CLIENT, raise_server_exceptions=False)
+    app = create_app(app_settings, embedded_worker=embedded_worker)
+    return TestClient(app, client=LOOPBACK_CLIENT, base_url=LOOPBACK_URL, raise_server_exceptions=False)
 
 
 def _in_each_shape(answers: dict[str, Any], status: int) -> None:
@@ -102,7 +104,9 @@ def test_faults_of_ours_are_json_5xx_in_each_shape(
 
 def test_a_locked_database_answers_503_with_retry_after(tmp_path: Path, settings: Settings) -> None:
     database = tmp_path / "faceforge.db"
-    with _faulty_client(service_settings(tmp_path, f"sqlite:///{database}", settings)) as client:
+    app_settings = service_settings(tmp_path, f"sqlite:///{database}", settings)
+    # No trainer in this process: it would meet the shortened lock wait below too.
+    with _faulty_client(app_settings, embedded_worker=False) as client:
         engine = client.app.state.services.engine  # type: ignore[attr-defined]
 
         @event.listens_for(engine, "connect")

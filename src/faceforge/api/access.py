@@ -8,7 +8,12 @@ again inside the route (defence in depth) and put the API-key scheme in the Open
 
 Without any keys configured the service is open, but only to loopback clients, unless the
 ``open_network_without_keys`` setting says otherwise: an open service on a network interface would
-let anyone register faces and download them.
+let anyone register faces and download them. Loopback is not enough on its own: every web page the
+user's browser shows runs on loopback too. So without keys a request must also name this server as
+its ``Host`` (a loopback name or address: a DNS-rebinding page names its own domain), and a request
+that carries an ``Origin`` (browsers send one with every cross-site request that could change
+anything) must come from this very origin, as the dashboard served here does. CLI and SDK clients
+send no ``Origin`` and are unaffected.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request, Security
 from fastapi.responses import JSONResponse
@@ -63,13 +69,46 @@ def _loopback(host: str | None) -> bool:
         return host == "localhost"
 
 
+def _host_name(host: str) -> str:
+    """``host`` of a ``Host`` header value (``host``, ``host:port``, ``[v6]:port``), lower case."""
+    if host.startswith("["):
+        return host[1 : host.find("]")].lower() if "]" in host else ""
+    return host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
+
+
+def _loopback_name(name: str) -> bool:
+    return _loopback(name) or name.endswith(".localhost")
+
+
+def browser_error(settings: Settings, headers: Headers) -> AuthError | None:
+    """Why a request to a server without keys may not proceed although its client is local: it names
+    another host (DNS rebinding), or a web page of another origin sent it."""
+    host = headers.get("host", "")
+    if not settings.open_network_without_keys and not _loopback_name(_host_name(host)):
+        return AuthError(
+            "foreign_host",
+            f"faceforge runs without API keys and answers only requests to localhost, not to {host!r}; "
+            "use http://localhost or http://127.0.0.1, or set FACEFORGE_ADMIN_KEYS",
+            403,
+        )
+    origin = headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+        return AuthError(
+            "foreign_origin",
+            f"faceforge runs without API keys and refuses requests from web pages of other origins "
+            f"({origin}); set FACEFORGE_ADMIN_KEYS to call it from another page",
+            403,
+        )
+    return None
+
+
 def access_error(
     settings: Settings, headers: Headers, client_host: str | None, needed: Access | None
 ) -> AuthError | None:
     """Why this request may not proceed, or ``None``. ``needed`` is ``None`` for public pages (docs)."""
     if not settings.auth_enabled:
         if settings.open_network_without_keys or _loopback(client_host):
-            return None
+            return browser_error(settings, headers)
         return AuthError(
             "keys_required",
             "faceforge runs without API keys and answers only loopback clients; set FACEFORGE_ADMIN_KEYS "
@@ -100,10 +139,15 @@ def presented_access(settings: Settings, headers: Headers) -> Access | None:
     return Access.READ if _matches(key, settings.read_key_set) else None
 
 
+_KEY_HEADERS = {b"x-api-key", b"authorization"}
+
+
 def form_key_error(request: Request, key: str | None, needed: Access) -> AuthError | None:
     """``access_error`` for APIs that send their key in the form body (DeepStack's ``api_key``):
     those routes are public to the middleware and check the key once the form is read."""
-    headers = Headers({"x-api-key": key} if key else {})
+    # The request's own headers (Host, Origin), with the form's key as the only key presented.
+    raw = [(name, value) for name, value in request.headers.raw if name not in _KEY_HEADERS]
+    headers = Headers(raw=raw + ([(b"x-api-key", key.encode())] if key else []))
     client = request.client.host if request.client else None
     return access_error(_settings(request), headers, client, needed)
 

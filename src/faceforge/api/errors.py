@@ -54,6 +54,8 @@ COMPREFACE_CODES = {
     "image_not_found": 11,  # IMAGE_NOT_FOUND
     "unauthorized": 10,  # an unknown key: MODEL_NOT_FOUND
     "keys_required": 10,
+    "foreign_host": 10,
+    "foreign_origin": 10,
     "forbidden": 32,  # a read key writing: WRITING_NOT_ALLOWED
     "invalid_request": 26,  # VALIDATION_CONSTRAINT_VIOLATION
     "file_required": 33,  # MISSING_REQUEST_PARAMETER
@@ -126,7 +128,9 @@ def error_body(
 _DESCRIPTIONS = {
     400: "a field is missing, malformed or out of range (`invalid_request`, `name_required`...)",
     401: "no API key, or a key that is not valid (`unauthorized`)",
-    403: "the key may only read (`forbidden`), or no keys are set and the client is not on loopback",
+    403: "the key may only read (`forbidden`), or no keys are set and the client is not on loopback "
+    "(`keys_required`), the request names another host (`foreign_host`) or comes from a web page of "
+    "another origin (`foreign_origin`)",
     404: "no such person, photo, version or file (`not_found`)",
     409: "conflicts with the current state (`conflict`, `model_not_ready`)",
     413: "too large: `request_too_large`, `file_too_large`, `too_many_photos`, `image_too_large`",
