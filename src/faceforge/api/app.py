@@ -14,6 +14,7 @@ from faceforge.api.access import AccessMiddleware
 from faceforge.api.compression import CompressionMiddleware
 from faceforge.api.container import Services
 from faceforge.api.errors import install_error_handlers
+from faceforge.api.http_defaults import HttpDefaultsMiddleware
 from faceforge.api.metrics import MetricsMiddleware, ServiceMetrics
 from faceforge.api.routes import (
     compreface,
@@ -72,5 +73,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     app.add_middleware(AccessMiddleware, settings=resolved, routes=app.state.api_routes)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)  # around access: refusals count too
     app.add_middleware(ServedByMiddleware)
-    app.add_middleware(CompressionMiddleware)  # outermost: compresses every answer, refusals too
+    app.add_middleware(CompressionMiddleware)  # compresses every answer, refusals too
+    # Outermost: HEAD is routed as GET before access is checked, and every answer says how to cache it.
+    app.add_middleware(HttpDefaultsMiddleware, routes=app.state.api_routes)
     return app

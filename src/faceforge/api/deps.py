@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
+from pydantic import BeforeValidator
 
 from faceforge.api.container import Services
 
@@ -18,7 +19,16 @@ async def get_services(request: Request) -> Services:
     return services
 
 
+def _digits(value: Any) -> Any:
+    """An id in a path is written in ASCII digits only: `%201`, `+1`, `1_0` or `１` name nothing
+    (the number parser would read each as an id)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("an id is written in digits only")
+    return value
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
-PersonId = Annotated[int, Path(ge=1, le=MAX_ID, description="a person's id")]
-PhotoId = Annotated[int, Path(ge=1, le=MAX_ID, description="a photo's id")]
-VersionNumber = Annotated[int, Path(ge=1, le=MAX_ID, description="a model version")]
+PathId = BeforeValidator(_digits)
+PersonId = Annotated[int, Path(ge=1, le=MAX_ID, description="a person's id"), PathId]
+PhotoId = Annotated[int, Path(ge=1, le=MAX_ID, description="a photo's id"), PathId]
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_ID, description="a model version"), PathId]

@@ -19,14 +19,16 @@ class PersonBase(BaseModel):
 
 
 class PersonUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a number or an object is not a name (lax mode would store `{'a': 1}` as one).
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str | None = Field(None, description="new name (cannot be empty)")
     position: str | None = None
     external_id: str | None = None
 
 
 class MergeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `true` is not person 1, nor is "1" or 1.0.
+    model_config = ConfigDict(extra="forbid", strict=True)
     other_id: int = Field(ge=1, le=2**31 - 1, description="the person to merge into this one (deleted)")
 
 

@@ -46,7 +46,10 @@ PLUGIN_VERSIONS = {"detector": "faceforge.MTCNN+refiner", "calculator": "facefor
 
 
 def _subject_body(body: dict[str, Any]) -> str:
-    subject = str(body.get("subject") or "").strip()
+    value = body.get("subject")
+    if value is not None and not isinstance(value, str):
+        raise RequestRejectedError("invalid_request", "subject must be a string")
+    subject = (value or "").strip()
     if not subject:
         raise RequestRejectedError("subject_required", "subject is required")
     return subject

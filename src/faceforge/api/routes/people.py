@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from faceforge.api.access import AdminAccess, ReadAccess
 from faceforge.api.deps import MAX_ID, PersonId, PhotoId, ServicesDep
 from faceforge.api.errors import SERVER_ERRORS, error_responses
+from faceforge.api.http_defaults import NO_STORE
 from faceforge.api.schemas import (
     MergeRequest,
     PeoplePage,
@@ -139,7 +140,7 @@ def person_thumbnail(services: ServicesDep, person_id: PersonId) -> Response:
     data = services.people.thumbnail(person_id=person_id)
     if data is None:
         raise NotFoundError(f"person {person_id} has no photo")
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": NO_STORE})
 
 
 @admin.get(

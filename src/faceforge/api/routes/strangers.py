@@ -8,8 +8,9 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, Response, Uploa
 from fastapi.responses import FileResponse
 
 from faceforge.api.access import Access, AdminAccess, ReadAccess, presented_access
-from faceforge.api.deps import MAX_ID, PhotoId, ServicesDep
+from faceforge.api.deps import MAX_ID, PathId, PhotoId, ServicesDep
 from faceforge.api.errors import error_responses
+from faceforge.api.http_defaults import NO_STORE
 from faceforge.api.stranger_schemas import (
     PREFIX,
     StrangerChangePublic,
@@ -26,7 +27,7 @@ read = APIRouter(prefix=PREFIX, tags=["strangers"], dependencies=[ReadAccess], r
 admin = APIRouter(prefix=PREFIX, tags=["strangers"], dependencies=[AdminAccess], responses=COMMON)
 routers = (read, admin)
 
-StrangerId = Annotated[int, Path(ge=1, le=MAX_ID, description="a stranger's id")]
+StrangerId = Annotated[int, Path(ge=1, le=MAX_ID, description="a stranger's id"), PathId]
 PhotosField = Annotated[
     list[UploadFile], File(description="one or more photos of the stranger, one face each")
 ]
@@ -123,7 +124,7 @@ def stranger_thumbnail(services: ServicesDep, stranger_id: StrangerId) -> Respon
     data = services.strangers.thumbnail(stranger_id=stranger_id)
     if data is None:
         raise NotFoundError(f"stranger {stranger_id} has no photo")
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": NO_STORE})
 
 
 @admin.get(
@@ -134,4 +135,4 @@ def stranger_thumbnail(services: ServicesDep, stranger_id: StrangerId) -> Respon
 def stranger_photo_file(services: ServicesDep, stranger_id: StrangerId, photo_id: PhotoId) -> FileResponse:
     """The stored photo itself (admin only: it is a face)."""
     path, content_type = services.strangers.photo_path(stranger_id=stranger_id, photo_id=photo_id)
-    return FileResponse(path, media_type=content_type, headers={"Cache-Control": "private, max-age=60"})
+    return FileResponse(path, media_type=content_type, headers={"Cache-Control": NO_STORE})

@@ -1,0 +1,62 @@
+"""What every route shares: HEAD wherever GET works, faces and names never cached, and strict types
+(an object is not a name, `true` is not person 1, ` 1` is not an id)."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from faceforge.evaluation.dataset import image_files
+from tests.api.fixtures import photo_fields
+from tests.conftest import LFW10
+
+RECOGNITION = "/api/v1/recognition"
+NO_STORE = "private, no-store"
+
+
+def test_head_answers_wherever_get_does_and_nothing_private_is_cached(client: TestClient) -> None:
+    person = client.post(
+        "/api/v1/people", data={"name": "Colin"}, files=photo_fields(image_files(LFW10 / "Colin_Powell")[:1])
+    )
+    photo_id = person.json()["photos"][0]["photo_id"]
+    image_id = f"00000000-0000-4000-8000-{photo_id:012x}"
+    private = [
+        "/api/v1/people",
+        "/api/v1/people/1",
+        "/api/v1/people/1/photos",
+        f"/api/v1/people/1/photos/{photo_id}/file",
+        "/api/v1/people/1/thumbnail",
+        f"{RECOGNITION}/subjects",
+        f"{RECOGNITION}/faces",
+        f"{RECOGNITION}/faces/{image_id}/img",
+    ]
+    for path in [*private, "/healthz", "/api/v1/training", "/api/v1/models", "/", "/ui/app.js"]:
+        got, head = client.get(path), client.head(path)
+        assert got.status_code == 200 and head.status_code == 200, (path, head.status_code, head.text)
+        assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"], path
+        assert head.headers["cache-control"] == got.headers["cache-control"], path
+    for path in private:
+        assert client.get(path).headers["cache-control"] == NO_STORE, path
+    listed = client.post("/v1/vision/face/list")
+    assert listed.json()["faces"] == ["Colin"] and listed.headers["cache-control"] == NO_STORE
+    assert client.get("/ui/app.js").headers["cache-control"] == "no-cache"  # the dashboard's own files
+    assert client.delete("/healthz").headers["allow"] == "GET, HEAD"
+
+
+def test_types_are_strict(client: TestClient) -> None:
+    for body in ({"subject": {"a": 1}}, {"subject": 5}, {"subject": ["Ann"]}):
+        refused = client.post(f"{RECOGNITION}/subjects", json=body)
+        assert refused.status_code == 400 and set(refused.json()) == {"message", "code"}, refused.text
+    assert client.get(f"{RECOGNITION}/subjects").json() == {"subjects": []}
+    first = client.post("/api/v1/people", data={"name": "Ann"}).json()["id"]
+    second = client.post("/api/v1/people", data={"name": "Ann again"}).json()["id"]
+    for other in (True, "1", 1.0):
+        merged = client.post(f"/api/v1/people/{second}/merge", json={"other_id": other})
+        assert merged.status_code == 400 and merged.json()["error"]["code"] == "invalid_request", (
+            other,
+            merged.text,
+        )
+    assert client.patch(f"/api/v1/people/{first}", json={"name": 5}).status_code == 400
+    for path in ("%201", "+1", "1_0", "%EF%BC%91", "1%20"):
+        assert client.get(f"/api/v1/people/{path}").status_code == 404, path
+    assert client.get("/api/v1/people").json()["total"] == 2
+    assert client.get(f"/api/v1/people/{first}").status_code == 200
