@@ -3,11 +3,18 @@
 Speaks the public API: ``GET /api/v1/people?external_id=``, ``GET .../photos`` (their sha256),
 ``POST /api/v1/people?train=false`` and ``POST .../photos?train=false`` (photos stored without a
 version each), ``POST /api/v1/training`` once at the end, ``GET /api/v1/training`` to wait.
+
+A long import outlives short outages: a 503 is retried after its ``Retry-After`` (seconds or an HTTP
+date, as proxies send), a connection that could not be made is retried with growing pauses (nothing
+was sent), and a reading request whose connection broke is sent again. A write whose connection
+broke mid-way is not repeated blindly: the import is resumable, and its next run skips what arrived.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -19,6 +26,9 @@ from faceforge.services.people import PhotoVerdict, Upload
 TIMEOUT_SECONDS = 300.0  # one request analyses up to 20 photos
 DEFAULT_BATCH = 20  # the server's default FACEFORGE_LIMITS__MAX_PHOTOS_PER_REQUEST
 BUSY_RETRIES = 30
+CONNECT_RETRIES = 5  # pauses of 0.5, 1, 2, 4 s: a server restarting has time to come back
+MAX_WAIT_SECONDS = 60.0  # a Retry-After further away than this is not waited for in full
+SAFE_METHODS = {"GET", "HEAD"}
 
 
 class ServerError(FaceforgeError):
@@ -48,15 +58,31 @@ class HttpTarget:
     def close(self) -> None:
         self.client.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        for _ in range(BUSY_RETRIES):
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request, sent again after connection failures that cannot have changed anything."""
+        for attempt in range(CONNECT_RETRIES):
             try:
-                response = self.client.request(method, path, **kwargs)
+                return self.client.request(method, path, **kwargs)
+            except (
+                httpx.ConnectError,
+                httpx.ConnectTimeout,
+                httpx.RemoteProtocolError,
+                httpx.ReadError,
+            ) as error:
+                unsent = isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout))
+                if not (unsent or method in SAFE_METHODS) or attempt == CONNECT_RETRIES - 1:
+                    raise ServerError(f"cannot reach {self.client.base_url}: {error}") from None
+                time.sleep(0.5 * 2**attempt)
             except httpx.HTTPError as error:
                 raise ServerError(f"cannot reach {self.client.base_url}: {error}") from None
+        raise AssertionError("unreachable")
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for _ in range(BUSY_RETRIES):
+            response = self._send(method, path, **kwargs)
             if response.status_code != 503:
                 break
-            time.sleep(float(response.headers.get("Retry-After", "1")))  # the server is busy: wait
+            time.sleep(retry_after_seconds(response.headers.get("Retry-After")))  # busy: wait
         if response.status_code in (401, 403):
             raise ServerError(f"the server refused the key ({_message(response)})")
         return response
@@ -110,6 +136,23 @@ class HttpTarget:
                 return None if current is None else int(current)
             time.sleep(0.5)
         raise ServerError("the server did not finish training in time")
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float:
+    """How long to wait for a ``Retry-After`` value: delay-seconds or an HTTP date (RFC 9110 10.2.3),
+    within 0..``MAX_WAIT_SECONDS``; 1 s when it is missing or unreadable."""
+    text = (value or "").strip()
+    if text.isascii() and text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return 1.0
+        if when.tzinfo is None:  # an HTTP date is GMT; "-0000" parses as naive
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_WAIT_SECONDS)
 
 
 def _code(response: httpx.Response) -> str | None:
