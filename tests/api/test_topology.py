@@ -96,6 +96,18 @@ def test_an_api_process_never_loads_pytorch_or_the_converters(home: Path, settin
         assert heavy_libraries_loaded(served.process.pid) == []
 
 
+def test_several_api_processes_leave_no_metrics_folder_behind(home: Path, settings: Settings) -> None:
+    """``serve --workers 2`` makes a folder for the processes' counters: it goes when they do."""
+    command = ("faceforge", "serve", "--workers", "2")
+    with faceforge_server(home, settings, command=command) as served:
+        (pid, *_) = served.api_pids()
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        (entry,) = [e for e in environ if e.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
+        folder = Path(entry.split(b"=", 1)[1].decode())
+        assert httpx.get(f"{served.url}/metrics").status_code == 200 and folder.is_dir()
+    assert not folder.exists()
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_api_processes_and_a_worker_on_postgresql(
     home: Path, settings: Settings, database_url: str

@@ -6,6 +6,7 @@ import json
 import logging
 import logging.config
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -152,16 +153,21 @@ def serve_command(
     os.environ.setdefault("MALLOC_ARENA_MAX", str(ARENAS))  # what limit_malloc_arenas does here
     # Each process counts into files here and /metrics sums them; the files belong to this machine's
     # processes of this run, so the directory is made afresh (never on the shared home).
-    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="faceforge-metrics-")
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    metrics_dir = given or tempfile.mkdtemp(prefix="faceforge-metrics-")
     for stale in Path(metrics_dir).glob("*.db"):
         stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from faceforge.db.engine import make_engine, upgrade_database
 
-    engine = make_engine(settings.resolved_database_url)
-    upgrade_database(engine)  # once, before the processes start
-    engine.dispose()
-    _run_processes(host, port, workers, log_config)
+    try:
+        engine = make_engine(settings.resolved_database_url)
+        upgrade_database(engine)  # once, before the processes start
+        engine.dispose()
+        _run_processes(host, port, workers, log_config)
+    finally:
+        if given is None:  # ours: nothing reads it once the processes are gone
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _run_processes(host: str, port: int, workers: int, log_config: dict[str, Any]) -> None:
