@@ -1,6 +1,9 @@
 # Two entry points: `make run` and `make test`. Both create .venv on first use and are idempotent:
 # the install step re-runs only when a requirements file or pyproject.toml changes.
 PYTHON ?= python3
+# Where `make run` listens: `make run PORT=8080` (HOST=0.0.0.0 needs API keys, see the README).
+HOST ?= 127.0.0.1
+PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -40,7 +43,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 run: $(STAMP)
-	$(BIN)/faceforge -v serve
+	$(BIN)/faceforge -v serve --host $(HOST) --port $(PORT)
 
 eval: $(STAMP)
 	$(BIN)/faceforge eval --dataset ../shared/faces/krasserm_lfw10 --enroll 5 --unknown ../shared/faces/unknown_singles --json

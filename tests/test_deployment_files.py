@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,23 @@ def test_the_image_lock_holds_what_faceforge_runs_on_and_no_test_tools() -> None
     installs = " ".join(arguments for keyword, arguments in dockerfile_instructions() if keyword == "RUN")
     assert "-r requirements.lock" in installs and "requirements-dev.lock" not in installs
     assert "-r requirements-nodeps.txt" in installs and "nodeps-dev" not in installs
+
+
+def test_make_run_listens_where_it_is_told() -> None:
+    """``make run PORT=...`` (and ``HOST=``) reach ``faceforge serve``; read with ``make -n`` and the
+    install step taken as done, so nothing is installed or started."""
+    stamp = ".venv/.installed"
+
+    def run_line(*variables: str) -> list[str]:
+        done = subprocess.run(
+            ["make", "-n", "-o", stamp, "run", *variables],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        (line,) = [line for line in done.stdout.splitlines() if " serve" in line]
+        return shlex.split(line)
+
+    assert run_line()[-5:] == ["serve", "--host", "127.0.0.1", "--port", "8000"]
+    assert run_line("PORT=18231", "HOST=0.0.0.0")[-5:] == ["serve", "--host", "0.0.0.0", "--port", "18231"]
