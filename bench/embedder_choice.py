@@ -18,18 +18,18 @@ import copy
 import json
 import math
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.memo import MemoPipeline
 from faceforge.config import Settings
 from faceforge.domain.faces import PhotoFaces
 from faceforge.evaluation.harness import EvalOptions, evaluate
 from faceforge.vision.embedding_space import DLIB_WEIGHT
 from faceforge.vision.facenet import EMBEDDING_SIZE as FACENET_SIZE
-from faceforge.vision.pipeline import FacePipeline, PhotoError
+from faceforge.vision.pipeline import PhotoError
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 REPORTED = (
@@ -42,24 +42,13 @@ REPORTED = (
 )
 
 
-class RecombiningPipeline(FacePipeline):
+class RecombiningPipeline(MemoPipeline):
     """The service's pipeline, its results memoised per photo so every variant sees the same faces,
     with each embedding recombined at ``dlib_weight`` (``None``: FaceNet alone)."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.dlib_weight: float | None = None
-        self._memo: dict[tuple[Path | bytes, bool], PhotoFaces | PhotoError] = {}
-
-    def analyze_many(
-        self, photos: Sequence[Path | bytes], *, single_face: bool, workers: int | None = None
-    ) -> list[PhotoFaces | PhotoError]:
-        missing = [photo for photo in photos if (photo, single_face) not in self._memo]
-        for photo, result in zip(
-            missing, super().analyze_many(missing, single_face=single_face), strict=True
-        ):
-            self._memo[(photo, single_face)] = result
-        return [self._variant(self._memo[(photo, single_face)]) for photo in photos]
 
     def _variant(self, result: PhotoFaces | PhotoError) -> PhotoFaces | PhotoError:
         if isinstance(result, PhotoError):

@@ -67,6 +67,18 @@ def eval_command(
         Path | None, typer.Option("--unknown", help="photos of people never enrolled (flat or in folders)")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="enrol K random photos per person")] = None,
+    people: Annotated[
+        int | None,
+        typer.Option("--people", help="enrol only N people: the first N folders, or N at random with --seed"),
+    ] = None,
+    strangers: Annotated[
+        Path | None,
+        typer.Option(
+            "--strangers",
+            help="photos of strangers given to calibration, a folder per stranger or one photo each "
+            "(must differ from --unknown)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     app_detector: Annotated[
         AppDetector | None,
@@ -83,7 +95,16 @@ def eval_command(
 
     try:
         settings = _settings(home)
-        options = EvalOptions(dataset, enroll, unknown, seed, settings.target_unknown_reject, app_detector)
+        options = EvalOptions(
+            dataset,
+            enroll,
+            unknown,
+            seed,
+            settings.target_unknown_reject,
+            app_detector,
+            people=people,
+            strangers=strangers,
+        )
         figures = evaluate(FacePipeline(settings), options)
     except FaceforgeError as error:
         raise _fail(error.message) from None

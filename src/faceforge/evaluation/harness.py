@@ -12,7 +12,7 @@ import numpy as np
 from faceforge.domain.errors import DatasetError
 from faceforge.domain.faces import PhotoFaces
 from faceforge.evaluation.app_detectors import AppDetector, app_embeddings, box_finder
-from faceforge.evaluation.dataset import image_files, split_dataset
+from faceforge.evaluation.dataset import image_files, overlapping, split_dataset, stranger_groups
 from faceforge.training.head import DEFAULT_TARGET_UNKNOWN_REJECT, fit_head
 from faceforge.vision.face_choice import choose_faces
 from faceforge.vision.pipeline import FacePipeline, PhotoError
@@ -40,6 +40,8 @@ class EvalOptions:
     seed: int | None = None
     target_unknown_reject: float = DEFAULT_TARGET_UNKNOWN_REJECT
     app_detector: AppDetector | None = None  # probes and unknowns cropped from this detector's boxes
+    people: int | None = None  # enrol only this many people (the first, or at random with seed)
+    strangers: Path | None = None  # photos of strangers given to calibration (never probed)
 
 
 def _largest_embedding(result: PhotoFaces | PhotoError) -> np.ndarray[Any, np.dtype[np.float32]] | None:
@@ -55,12 +57,22 @@ def evaluate(pipeline: FacePipeline, options: EvalOptions) -> dict[str, Any]:
     photos are recognised like ``identify`` does: their largest face is used. A probe without a face
     counts as a miss; unknown photos without a face are reported apart and not in the reject rate.
     """
-    split = split_dataset(options.dataset, enroll=options.enroll, seed=options.seed)
+    split = split_dataset(options.dataset, enroll=options.enroll, seed=options.seed, people=options.people)
     unknown_paths: list[Path] = []
     if options.unknown is not None:
         if not options.unknown.is_dir():
             raise DatasetError(f"unknown folder not found: {options.unknown}")
         unknown_paths = image_files(options.unknown)
+    stranger_paths: list[list[Path]] = []
+    if options.strangers is not None:
+        stranger_paths = stranger_groups(options.strangers)
+        if options.unknown is not None and overlapping(options.unknown, options.strangers):
+            raise DatasetError(
+                "--strangers and --unknown must be different folders: strangers given to "
+                "calibration would be counted as rejected unknowns"
+            )
+        if overlapping(options.dataset, options.strangers):
+            raise DatasetError("--strangers must not be inside --dataset (or hold it)")
 
     pipeline.load()  # one-time weight conversion and session start-up are not per-photo work
     started = time.perf_counter()
@@ -77,8 +89,14 @@ def evaluate(pipeline: FacePipeline, options: EvalOptions) -> dict[str, Any]:
         finder = box_finder(options.app_detector, pipeline)
         probe_embeddings = app_embeddings(pipeline, finder, probe_paths)
         unknown_embeddings = app_embeddings(pipeline, finder, unknown_paths)
+    stranger_embeddings: list[np.ndarray[Any, np.dtype[np.float32]]] = []
+    for group in stranger_paths:
+        found = [_largest_embedding(r) for r in pipeline.analyze_many(group, single_face=False)]
+        vectors_of_one = [vector for vector in found if vector is not None]
+        if vectors_of_one:
+            stranger_embeddings.append(np.stack(vectors_of_one))
     elapsed = time.perf_counter() - started
-    photo_count = len(enrolled) + len(probe_paths) + len(unknown_paths)
+    photo_count = len(enrolled) + len(probe_paths) + len(unknown_paths) + sum(map(len, stranger_paths))
 
     vectors, labels = [], []
     rejected_enrolment = resolved_enrolment = 0
@@ -96,7 +114,12 @@ def evaluate(pipeline: FacePipeline, options: EvalOptions) -> dict[str, Any]:
             labels.append(label)
     if not vectors:
         raise DatasetError("no enrolment photo passed the checks; nothing to recognise")
-    head = fit_head(np.stack(vectors), labels, target_unknown_reject=options.target_unknown_reject)
+    head = fit_head(
+        np.stack(vectors),
+        labels,
+        target_unknown_reject=options.target_unknown_reject,
+        strangers=stranger_embeddings,
+    )
 
     correct = accepted_correct = no_face = 0
     known_best: list[tuple[float, bool]] = []  # best similarity, and whether it names the right person
@@ -135,6 +158,7 @@ def evaluate(pipeline: FacePipeline, options: EvalOptions) -> dict[str, Any]:
         "unknown_faces": unknown_faces,
         "unknown_reject_rate": unknown_rejected / unknown_faces if unknown_faces else None,
         "unknown_no_face": len(unknown_paths) - unknown_faces,
+        "calibration_strangers": len(stranger_embeddings),
         # An oracle, for comparison only: the threshold chosen on the unknown photos themselves.
         "known_accept_at_unknown_reject": {
             f"{share:.2f}": accept_at_rejection(known_best, unknown_best, share, larger_is_better=True)

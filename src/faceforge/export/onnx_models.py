@@ -5,9 +5,10 @@
   embedding graph (exported once from our PyTorch module) and is identical for every version, so
   apps download it once (same sha256).
 - head: ``embedding`` -> ``probabilities`` ``(N, C + 1)``: ``softmax(E @ W + b)`` where the first C
-  columns of ``W`` are ``scale`` x the class prototypes and the last column is zero with bias
-  ``scale x threshold`` -- the unknown decision baked in: argmax is "unknown" exactly when no class
-  reaches the threshold.
+  columns of ``W`` are ``scale`` x the class prototypes with biases ``-scale x margin`` (each person's
+  margin, usually 0), and the last column is zero with bias ``scale x threshold`` -- the unknown
+  decision baked in: argmax is "unknown" exactly when no class's similarity less its margin reaches
+  the threshold.
 - fused: backbone and head composed into one graph, ``face`` and ``chip`` -> ``probabilities``.
 """
 
@@ -31,6 +32,7 @@ def head_affine(head: RecognitionHead) -> tuple[npt.NDArray[np.float32], npt.NDA
     weights = np.zeros((dimension, classes + 1), np.float32)
     weights[:, :classes] = head.scale * head.prototypes.T
     bias = np.zeros(classes + 1, np.float32)
+    bias[:classes] = -head.scale * head.margins
     bias[classes] = head.scale * head.threshold
     return weights, bias
 

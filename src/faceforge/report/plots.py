@@ -1,8 +1,9 @@
 """The quality view's plots drawn as PNG with Pillow (no plotting library needed on the server).
 
-Each function takes ``training.head.quality_figures`` output and returns PNG bytes: the genuine and
-impostor score histograms with the threshold line, known accepted against strangers rejected as the
-threshold moves (the version's point marked), and the people whose photos agree least.
+Each function takes the quality figures of ``training.head.fit_and_evaluate`` and returns PNG
+bytes: the genuine and impostor score histograms with the threshold line, known accepted against
+strangers rejected as the threshold moves (the version's point marked), and the people whose photos
+agree least.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ and similarities are the version's calibrated probabilities.
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from faceforge.domain.records import Person
 from faceforge.services.identify import IdentifyService
 from faceforge.services.models import ModelService
 from faceforge.services.people import PeopleService, Upload
-from faceforge.training.head import DEFAULT_SCALE, DEFAULT_THRESHOLD
+from faceforge.training.population import PairCalibration, shipped_model
 from faceforge.vision.embedding_space import EMBEDDER_NAME
 
 IMAGE_ID = re.compile(r"^00000000-0000-4000-8000-([0-9a-f]{12})$")
@@ -48,14 +47,8 @@ def photo_id_of(image_id: str) -> int | None:
 
 
 def pair_sigmoid(cosine: float, *, threshold: float, scale: float) -> float:
-    """``1 / (1 + exp(-scale * (cosine - threshold)))``, the probability that two faces at ``cosine``
-    are one person, without overflow: a fitted scale of a few thousand sends ``exp`` past a float's
-    range for dissimilar faces, where the answer is simply 0."""
-    logit = scale * (cosine - threshold)
-    if logit >= 0:
-        return 1.0 / (1.0 + math.exp(-logit))
-    odds = math.exp(logit)  # below 1: never overflows
-    return odds / (1.0 + odds)
+    """``1 / (1 + exp(-scale * (cosine - threshold)))`` without overflow (``PairCalibration``'s)."""
+    return PairCalibration(slope=scale, midpoint=threshold).probability(cosine)
 
 
 class NoFaceError(RequestRejectedError):
@@ -224,13 +217,9 @@ class CompatService:
         return faces
 
     def pair_probability(self, a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
-        """How likely two faces are one person, on the current version's calibrated scale."""
-        try:
-            head = self.models.loaded(None).head
-            threshold, scale = head.threshold, head.scale
-        except (ModelNotReadyError, NotFoundError):
-            threshold, scale = DEFAULT_THRESHOLD, DEFAULT_SCALE
-        return pair_sigmoid(float(np.dot(a, b)), threshold=threshold, scale=scale)
+        """How likely two faces are one person: the population model's calibration of one photo
+        against another (``training.population``), the same whoever is enrolled."""
+        return shipped_model().pair.probability(float(np.dot(a, b)))
 
     def stored_embedding(self, image_id: str) -> npt.NDArray[np.float32]:
         photo_id, _, _ = self.owner(image_id)

@@ -56,11 +56,14 @@ class IdentifyService:
         embeddings = np.stack([face.embedding for face in faces if face.embedding is not None])
         head = model.head
         similarities = head.similarities(embeddings)
+        decision_scores = head.decision_scores(embeddings)
         probabilities = head.probabilities(embeddings)
         matches = head.predict(embeddings, threshold=threshold)
         found = []
-        for face, sims, probs, match in zip(faces, similarities, probabilities, matches, strict=True):
-            ranked = np.argsort(-sims)[:top_k]
+        for face, sims, scores, probs, match in zip(
+            faces, similarities, decision_scores, probabilities, matches, strict=True
+        ):
+            ranked = np.argsort(-scores)[:top_k]  # the named person first, as the models rank them
             candidates = [
                 {**model.people[i], "similarity": float(sims[i]), "confidence": float(probs[i])}
                 for i in ranked

@@ -1,37 +1,48 @@
 """Open-set recognition head: cosine similarity to class prototypes, with an explicit "unknown".
 
 The head scores an embedding ``e`` (unit vector) against each class prototype ``p_c`` (the normalised
-mean of that class's enrolled embeddings): ``s_c = e . p_c``. The best class is the answer when its
-similarity reaches ``threshold``; otherwise the face is unknown. Probabilities are
-``softmax(scale * [s_1 .. s_C, threshold])``: the last entry is "unknown", and its logit sits exactly at
-the threshold, so argmax over the probabilities makes the same decision (this is what gets baked
-into exported models).
+mean of that class's enrolled embeddings): ``s_c = e . p_c``. Each person also has a margin ``m_c``
+(0 unless a collected stranger came close to them, see below). The class with the best decision score
+``s_c - m_c`` is the answer when that score reaches ``threshold``; otherwise the face is unknown.
+Probabilities are ``softmax(scale * [s_1 - m_1 .. s_C - m_C, threshold])``: the last entry is
+"unknown", and its logit sits exactly at the threshold, so argmax over the probabilities makes the
+same decision (this is what gets baked into exported models: the margins are the class biases).
 
-Calibration uses enrolled embeddings only, never probes:
-- genuine scores: each enrolled embedding against its own class prototype computed without it
-  (leave-one-out), which is how an unseen photo of a known person scores;
-- impostor scores: each enrolled embedding's best similarity over the *other* classes, which is how a
-  person who is not enrolled scores (they are just other people).
-The operating point is stated as the share of strangers to reject (``target_unknown_reject``). A
-stranger is rejected when their best score over all C classes stays below the threshold; an enrolled
-photo's best other score covers C - 1 of them, so the estimate multiplies its empirical CDF by that
-of a single photo-vs-person score (the C-th class). The threshold is the smallest value whose
-estimate reaches the target. Empirical distributions, not a normal fit: the tail of a maximum is not
-normal (a normal fit at 99 % overshot to 99.6 % on real strangers and turned away 14 % of known
-people), and a few extreme scores move an empirical quantile by at most their share.
+**The threshold** is the smallest one at which an estimated ``target_unknown_reject`` of strangers
+are rejected. A stranger is compared with every enrolled person, so the threshold that matters moves
+with the gallery's size and with who is in it. The estimate (``training.calibration``) starts from a
+population model of unrelated faces (``training.population``): strangers drawn from it are scored
+against this gallery's actual prototypes, which works for one person as for 10,000. The gallery's own
+photos (each a stranger to everyone else) and the strangers collection then move that estimate by how
+much they disagree with the model, in proportion to how many of them there are. The threshold never
+goes below ``MIN_THRESHOLD``.
 
-People registered twice, and photos filed under the wrong person, would put genuine scores among the
-impostors and push the threshold above every genuine score. Pairs of people whose prototypes are as
-alike as a person's own photos are to their prototype (the median genuine score), and photos that
-score that high against another person, are left out of the impostor scores and reported as
-suspected duplicates.
+**Duplicates.** A person registered twice, or a photo filed under the wrong person, would put genuine
+scores among the strangers of the gallery's own evidence. Two people are suspected to be one when
+their photos agree with each other about as well as one person's photos agree among themselves (mean
+photo-to-photo cosine at least ``own level - DUPLICATE_GAP``, and at least ``DUPLICATE_FLOOR``; the
+own level is the mean cosine between the photos of whichever of the two has several, or the
+population's same-person mean when neither has). A photo is suspected to be misfiled when it agrees
+with another person that well and better than with its own person's other photos. Both are left out
+of the gallery's evidence and reported; the population model is not moved by them at all. On lfw_dev
+(201 people, five photos each, one more photo of a person registered under a second name) this rule
+catches 97 % of such duplicates and flags 5 of the 20,100 pairs of different people.
 
-With fewer than ``MIN_IMPOSTOR_SCORES`` impostor scores (one or two people) the prior
-``DEFAULT_THRESHOLD`` measured for this embedder on the dev photos is used instead.
+**Strangers collection.** Photos of people who must never be named (``strangers``, one array per
+stranger) are real stranger evidence for the estimate, and raise the margin of a person they come
+close to: a stranger's next photo is expected within ``population.within_person_sd`` (predictive, for
+the number of their photos seen) of their photos' mean score against that person, and the person's
+effective threshold ``threshold + m_c`` is raised to ``STRANGER_Z`` such deviations above it, so the
+same stranger seen again stays a stranger.
+
+The held-out figures use enrolled photos only, never probes: genuine scores are each enrolled embedding
+against its own class prototype computed without it (leave-one-out); a photo's best other person
+stands in for a stranger.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,34 +50,37 @@ import numpy as np
 import numpy.typing as npt
 
 from faceforge.domain.errors import TrainingError
+from faceforge.training.calibration import StrangerEstimate
+from faceforge.training.population import PopulationModel, SimulatedStrangers, shipped_model
 
 FloatArray = npt.NDArray[np.float32]
 
-# Measured on lfw_dev (FaceNet): rejecting 97 % of strangers keeps 93 % of known people's photos
-# (95 %: 95 %; 99 %: 87 %). See the README for the trade-off.
+# The share of strangers to reject unless settings say otherwise (README: the trade-off).
 DEFAULT_TARGET_UNKNOWN_REJECT = 0.97
-MIN_IMPOSTOR_SCORES = 20
-# Levels in the fused embedder's cosine scale (vision.embedding_net), measured:
-# lfw_dev's median leave-one-out genuine score: the duplicate level when nobody has two photos.
-DEFAULT_DUPLICATE_LEVEL = 0.94
-# krasserm_lfw10, each person enrolled alone from 5 photos, against 506 strangers (lfw_dev/unknown
-# and unknown_singles): the 99th percentile of stranger scores is 0.81-0.86 per person; the person's
-# own other photos score 0.86 or more.
-DEFAULT_THRESHOLD = 0.86
-# Unrelated faces score 0.69 on average: a threshold below this would accept most strangers.
+# Unrelated faces score 0.69 on average in the fused embedder's cosine scale: a threshold below this
+# would accept most strangers, whatever an estimate says.
 MIN_THRESHOLD = 0.70
+# Duplicates (module docstring), measured on lfw_dev's 201 people: same-person halves agree at a mean
+# photo-to-photo cosine within 0.05 of the person's own photos 97 % of the time; different people
+# reach 0.82 in 1 pair of 1,000.
+DUPLICATE_GAP = 0.05
+DUPLICATE_FLOOR = 0.82
+# A collected stranger's next photo stays below a person's raised threshold 99 % of the time.
+STRANGER_Z = 2.33
+SIMULATED_SCALE_ROWS = 1_000  # drawn strangers whose score rows join the scale fit as "unknown"
 SCALE_GRID = tuple(
     float(s)
     for s in (5, 7.5, 10, 12.5, 15, 20, 25, 30, 40, 50, 64, 80, 100, 128, 160, 200, 256, 320, 400, 512)
 )
 DEFAULT_SCALE = 20.0
+MARGIN_ROUNDS = 3  # threshold and margins settle in two rounds on every gallery tried
 
 
 @dataclass(slots=True)
 class Calibration:
     """How the threshold and scale were chosen, with the statistics behind them (stored with models)."""
 
-    method: str
+    method: str  # "population", "population+gallery", "population+gallery+strangers", ...
     genuine_count: int
     impostor_count: int
     genuine_mean: float | None
@@ -74,8 +88,13 @@ class Calibration:
     target_unknown_reject: float | None = None
     estimated_unknown_reject: float | None = None  # strangers rejected at the threshold
     estimated_known_accept: float | None = None  # held-out known photos accepted as the right person
-    duplicate_level: float | None = None
     suspected_duplicates: list[dict[str, Any]] = field(default_factory=list)
+    # The population model's own estimate at the threshold, before the gallery's and the strangers'
+    # evidence moved it; what each source weighed; the population it was fitted on.
+    model_unknown_reject: float | None = None
+    evidence: dict[str, Any] | None = None
+    population: dict[str, Any] | None = None
+    raised_margins: int = 0  # people whose threshold a collected stranger raised
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -96,26 +115,44 @@ class RecognitionHead:
     scale: float
     calibration: Calibration
     counts: list[int] = field(default_factory=list)
+    # Per person, how far above the threshold a face must score to be named (0 for most people): a
+    # stranger from the strangers collection who scores close to someone raises that person's margin.
+    margins: FloatArray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def __post_init__(self) -> None:
+        if len(self.margins) == 0:
+            self.margins = np.zeros(len(self.labels), np.float32)
+        if self.margins.shape != (len(self.labels),):
+            raise TrainingError("one margin per class is needed")
 
     def similarities(self, embeddings: FloatArray) -> FloatArray:
         """``(N, D)`` unit embeddings -> ``(N, C)`` cosine similarities."""
         return np.asarray(embeddings @ self.prototypes.T, dtype=np.float32)
 
+    def decision_scores(self, embeddings: FloatArray) -> FloatArray:
+        """``(N, C)`` similarities less each person's margin: the best of these, compared with the
+        threshold, decides (and is what the exported models' logits are, divided by the scale)."""
+        return np.asarray(self.similarities(embeddings) - self.margins[None, :], np.float32)
+
     def probabilities(self, embeddings: FloatArray) -> FloatArray:
         """``(N, C + 1)`` probabilities over the classes and, last, "unknown"."""
-        sims = self.similarities(embeddings)
-        logits = self.scale * np.concatenate([sims, np.full((len(sims), 1), self.threshold, np.float32)], 1)
+        scores = self.decision_scores(embeddings)
+        logits = self.scale * np.concatenate(
+            [scores, np.full((len(scores), 1), self.threshold, np.float32)], 1
+        )
         return _softmax(logits).astype(np.float32)
 
     def predict(self, embeddings: FloatArray, *, threshold: float | None = None) -> list[Match]:
-        """Best class per embedding, or ``None`` when its similarity is below the threshold."""
+        """Best class per embedding, or ``None`` when its decision score (similarity less the
+        person's margin) is below the threshold."""
         limit = self.threshold if threshold is None else threshold
         sims = self.similarities(embeddings)
+        scores = self.decision_scores(embeddings)
         probs = self.probabilities(embeddings)
         matches = []
-        for row_sims, row_probs in zip(sims, probs, strict=True):
-            best = int(np.argmax(row_sims))
-            known = bool(row_sims[best] >= limit)
+        for row_sims, row_scores, row_probs in zip(sims, scores, probs, strict=True):
+            best = int(np.argmax(row_scores))
+            known = bool(row_scores[best] >= limit)
             confidence = row_probs[best] if known else row_probs[-1]
             matches.append(Match(best if known else None, float(row_sims[best]), float(confidence)))
         return matches
@@ -154,39 +191,112 @@ def _sample(count: int, limit: int, random: np.random.Generator) -> npt.NDArray[
 
 
 @dataclass(slots=True)
+class _Duplicates:
+    """Suspected duplicates (module docstring): pairs of classes, and misfiled photo rows."""
+
+    alike: dict[int, list[int]]  # class -> classes suspected to be the same person
+    misfiled: npt.NDArray[np.bool_]  # per enrolled photo
+    suspects: list[dict[str, Any]]
+
+
+def _own_agreement(sums: FloatArray, counts: npt.NDArray[np.int64]) -> FloatArray:
+    """Each class's mean cosine between two of its own (unit) photos; NaN with a single photo."""
+    squared = np.einsum("cd,cd->c", sums, sums).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        agreement = (squared - counts) / (counts * (counts - 1.0))
+    return np.where(counts > 1, agreement, np.nan).astype(np.float32)
+
+
+def _duplicates(
+    units: FloatArray,
+    codes: npt.NDArray[np.int64],
+    sums: FloatArray,
+    labels: list[str],
+    population: PopulationModel,
+) -> _Duplicates:
+    classes = len(sums)
+    counts = np.bincount(codes, minlength=classes).astype(np.int64)
+    own = _own_agreement(sums, counts)
+    fallback = float(population.facts.get("same_person_mean", 0.9))
+    alike: dict[int, list[int]] = {}
+    suspects: list[dict[str, Any]] = []
+    for start in range(0, classes, ROW_BLOCK):
+        stop = min(start + ROW_BLOCK, classes)
+        # Mean photo-to-photo cosine between two classes: their sums' dot product over n_a n_b.
+        cross = (sums[start:stop] @ sums.T) / (counts[start:stop, None] * counts[None, :])
+        level = np.fmax(own[start:stop, None], own[None, :])  # NaN only where neither has two photos
+        level = np.where(np.isnan(level), fallback, level)
+        alike_mask = (cross >= level - DUPLICATE_GAP) & (cross >= DUPLICATE_FLOOR)
+        rows, columns = np.nonzero(alike_mask)
+        for row, column in zip(rows, columns, strict=True):
+            a, b = start + int(row), int(column)
+            if b <= a:
+                continue
+            alike.setdefault(a, []).append(b)
+            alike.setdefault(b, []).append(a)
+            suspects.append(
+                {"labels": [labels[a], labels[b]], "similarity": float(cross[row, column]), "kind": "person"}
+            )
+    # A photo that agrees with another person as well as that person's photos agree among
+    # themselves, and better than with its own person's other photos: filed under the wrong person.
+    misfiled = np.zeros(len(units), np.bool_)
+    norms = np.sqrt(np.einsum("cd,cd->c", sums, sums))
+    prototypes = _normalise_rows(sums)
+    own_level = np.where(np.isnan(own), fallback, own)
+    for start in range(0, len(units), ROW_BLOCK):
+        stop = min(start + ROW_BLOCK, len(units))
+        block_codes = codes[start:stop]
+        mean_cosine = (units[start:stop] @ prototypes.T) * (norms / counts)[None, :]
+        local = np.arange(stop - start)
+        own_counts = counts[block_codes]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            with_own = (mean_cosine[local, block_codes] * own_counts - 1.0) / (own_counts - 1.0)
+        with_own = np.where(own_counts > 1, with_own, -np.inf)
+        candidates = mean_cosine.copy()
+        candidates[local, block_codes] = -np.inf
+        for row in np.flatnonzero(np.isin(block_codes, list(alike))):
+            candidates[row, alike[int(block_codes[row])]] = -np.inf  # already reported as people
+        other = candidates.argmax(axis=1)
+        best = candidates[local, other]
+        flagged = (best >= own_level[other] - DUPLICATE_GAP) & (best >= DUPLICATE_FLOOR) & (best > with_own)
+        for row in np.flatnonzero(flagged):
+            misfiled[start + row] = True
+            suspects.append(
+                {
+                    "labels": [labels[int(block_codes[row])], labels[int(other[row])]],
+                    "similarity": float(best[row]),
+                    "kind": "photo",
+                }
+            )
+    return _Duplicates(alike=alike, misfiled=misfiled, suspects=suspects)
+
+
+@dataclass(slots=True)
 class _Scores:
     """Scores of the enrolled photos that calibration and the held-out figures use (every photo, or
-    a fixed sample of ``MAX_SCORED_PHOTOS`` of them)."""
+    a fixed sample of ``MAX_SCORED_PHOTOS`` of them), all as decision scores (similarity less the
+    person's margin)."""
 
     codes: npt.NDArray[np.int64]  # class of each scored photo
     genuine: FloatArray  # leave-one-out, scored photos whose class has others
     held: npt.NDArray[np.bool_]  # which scored photos those are
-    impostor: FloatArray  # best other score per photo that calibration keeps
-    impostor_sorted: FloatArray  # the same, ascending (the estimators search it, many times a fit)
-    pair_scores: FloatArray  # photo-vs-other-person scores of kept photos (or a sample), ascending
+    impostor: FloatArray  # best other score of each kept photo (not misfiled; duplicates' classes left out)
+    kept_per_class: npt.NDArray[np.int64]  # how many kept photos each class has
     best_other: FloatArray  # best other score per scored photo, duplicates excluded
     known_rows: FloatArray  # scale fit: held-out photos' scores, own class left out of its prototype
     known_codes: npt.NDArray[np.int64]
     impostor_rows: FloatArray  # scale fit: photos' scores against other people (own, duplicates -inf)
-    duplicate_level: float
     suspects: list[dict[str, Any]]
     photos: int  # enrolled photos in all
-
-
-def _alike_people(prototypes: FloatArray, level: float) -> list[tuple[int, int, float]]:
-    """Pairs ``a < b`` of classes whose prototypes are at least ``level`` alike, in row-major order."""
-    pairs: list[tuple[int, int, float]] = []
-    for start in range(0, len(prototypes), ROW_BLOCK):
-        block = prototypes[start : start + ROW_BLOCK] @ prototypes.T
-        rows, columns = np.nonzero(block >= level)
-        for row, column in zip(rows, columns, strict=True):
-            if column > start + row:
-                pairs.append((int(start + row), int(column), float(block[row, column])))
-    return pairs
+    estimate: StrangerEstimate | None = None  # set once the threshold is chosen
 
 
 def _scores(
-    embeddings: FloatArray, codes: npt.NDArray[np.int64], sums: FloatArray, labels: list[str]
+    embeddings: FloatArray,
+    codes: npt.NDArray[np.int64],
+    sums: FloatArray,
+    duplicates: _Duplicates,
+    margins: FloatArray,
 ) -> _Scores:
     random = np.random.default_rng(SAMPLE_SEED)
     classes = len(sums)
@@ -195,29 +305,21 @@ def _scores(
     scored = _sample(len(embeddings), MAX_SCORED_PHOTOS, random)
     units, own = embeddings[scored], codes[scored]
     held = counts[own] > 1
-    genuine = np.einsum("nd,nd->n", units, _normalise_rows(sums[own] - units))[held].astype(np.float32)
-    level = float(np.median(genuine)) if len(genuine) else DEFAULT_DUPLICATE_LEVEL
-    suspects: list[dict[str, Any]] = []
-    duplicates: dict[int, list[int]] = {}
-    # The same person registered twice: their classes are not impostors of each other.
-    for a, b, similarity in _alike_people(prototypes, level):
-        duplicates.setdefault(a, []).append(b)
-        duplicates.setdefault(b, []).append(a)
-        suspects.append({"labels": [labels[a], labels[b]], "similarity": similarity, "kind": "person"})
+    genuine_similarity = np.einsum("nd,nd->n", units, _normalise_rows(sums[own] - units))
+    genuine = (genuine_similarity - margins[own])[held].astype(np.float32)
+    alike = duplicates.alike
 
     scale_limit = max(MIN_SCALE_ROWS, min(MAX_SCALE_ROWS, MAX_SCALE_CELLS // max(classes, 1)))
     scale_rows = _sample(len(scored), scale_limit, random)
     in_scale_fit = np.zeros(len(scored), np.bool_)
     in_scale_fit[scale_rows] = True
-    pair_share = min(1.0, MAX_PAIR_SCORES / max(1, len(scored) * max(classes - 1, 1)))
-    best_other = np.full(len(scored), -1.0, np.float32)
-    best_class = np.zeros(len(scored), np.int64)
-    known_rows, impostor_rows, pair_blocks = [], [], []
+    best_other = np.full(len(scored), -np.inf, np.float32)
+    known_rows, impostor_rows = [], []
     genuine_of = np.zeros(len(scored), np.float32)
     genuine_of[held] = genuine
     for start in range(0, len(scored), ROW_BLOCK):
         stop = min(start + ROW_BLOCK, len(scored))
-        block = np.asarray(units[start:stop] @ prototypes.T, np.float32)
+        block = np.asarray(units[start:stop] @ prototypes.T, np.float32) - margins[None, :]
         block_codes = own[start:stop]
         local = np.arange(stop - start)
         take = in_scale_fit[start:stop] & held[start:stop]
@@ -226,69 +328,59 @@ def _scores(
             known[np.arange(len(known)), block_codes[take]] = genuine_of[start:stop][take]
             known_rows.append(known)
         block[local, block_codes] = -np.inf
-        for row in np.flatnonzero(np.isin(block_codes, list(duplicates))):
-            block[row, duplicates[int(block_codes[row])]] = -np.inf
+        for row in np.flatnonzero(np.isin(block_codes, list(alike))):
+            block[row, alike[int(block_codes[row])]] = -np.inf
         if classes > 1:
             best_other[start:stop] = block.max(axis=1)
-            best_class[start:stop] = block.argmax(axis=1)
         impostor_rows.append(block[in_scale_fit[start:stop]])
-        kept = (best_other[start:stop] < level) & np.isfinite(best_other[start:stop])
-        if classes > 1 and kept.any():
-            entries = block[kept]
-            entries = entries[np.isfinite(entries)]
-            if pair_share < 1.0:  # drawn with replacement: a quantile's sample, at a bounded cost
-                entries = entries[random.integers(0, len(entries), round(len(entries) * pair_share))]
-            pair_blocks.append(entries)
-    # A photo that matches another person as well as people match their own photos: filed wrongly.
-    misfiled = best_other >= level
-    for row in np.flatnonzero(misfiled):
-        suspects.append(
-            {
-                "labels": [labels[own[row]], labels[best_class[row]]],
-                "similarity": float(best_other[row]),
-                "kind": "photo",
-            }
-        )
-    kept = ~misfiled & np.isfinite(best_other)
+    kept = ~duplicates.misfiled[scored] & np.isfinite(best_other)
     empty = np.zeros((0, classes), np.float32)
     return _Scores(
         codes=own,
         genuine=genuine,
         held=held,
         impostor=best_other[kept].astype(np.float32),
-        impostor_sorted=np.sort(best_other[kept].astype(np.float32)),
-        pair_scores=np.sort(np.concatenate(pair_blocks)) if pair_blocks else np.zeros(0, np.float32),
+        kept_per_class=np.bincount(own[kept], minlength=classes).astype(np.int64),
         best_other=best_other,
         known_rows=np.concatenate(known_rows) if known_rows else empty,
         known_codes=own[scale_rows][held[scale_rows]],
         impostor_rows=np.concatenate(impostor_rows) if impostor_rows else empty,
-        duplicate_level=level,
-        suspects=suspects,
+        suspects=duplicates.suspects,
         photos=len(embeddings),
     )
 
 
-def _share_below(sorted_scores: FloatArray, threshold: float) -> float:
-    return float(np.searchsorted(sorted_scores, threshold, side="left")) / max(len(sorted_scores), 1)
+def _stranger_scores(
+    strangers: Sequence[FloatArray], prototypes: FloatArray, margins: FloatArray
+) -> tuple[FloatArray, npt.NDArray[np.int64], FloatArray]:
+    """Collected strangers' photos: best decision score over the gallery, whose photo each is, and
+    their similarities to every person ``(S, C)``."""
+    if not strangers:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros((0, len(prototypes)), np.float32)
+    units = _normalise_rows(
+        np.concatenate([np.asarray(s, np.float32).reshape(-1, prototypes.shape[1]) for s in strangers])
+    )
+    owner = np.concatenate([np.full(len(np.atleast_2d(s)), i, np.int64) for i, s in enumerate(strangers)])
+    similarities = np.asarray(units @ prototypes.T, np.float32)
+    best = (similarities - margins[None, :]).max(axis=1).astype(np.float32)
+    return best, owner, similarities
 
 
-def estimated_unknown_reject(scores: _Scores, threshold: float) -> float:
-    """Share of strangers whose best score over every enrolled person stays below ``threshold``."""
-    return _share_below(scores.impostor_sorted, threshold) * _share_below(scores.pair_scores, threshold)
-
-
-def _threshold_for(scores: _Scores, target: float) -> float:
-    """The smallest threshold whose estimated stranger rejection reaches ``target`` (monotone: bisect)."""
-    low, high = MIN_THRESHOLD, 1.0
-    if estimated_unknown_reject(scores, low) >= target:
-        return low
-    for _ in range(40):
-        middle = (low + high) / 2
-        if estimated_unknown_reject(scores, middle) >= target:
-            high = middle
-        else:
-            low = middle
-    return high
+def _stranger_levels(
+    similarities: FloatArray, owner: npt.NDArray[np.int64], population: PopulationModel
+) -> FloatArray:
+    """Per person, the score a collected stranger's next photo stays below (``STRANGER_Z``
+    predictive deviations above their photos' mean score against that person); -inf without any."""
+    if not len(similarities):
+        return np.full(similarities.shape[1], -np.inf, np.float32)
+    strangers = int(owner.max()) + 1
+    counts = np.bincount(owner, minlength=strangers).astype(np.float64)
+    means = np.zeros((strangers, similarities.shape[1]), np.float64)
+    np.add.at(means, owner, similarities)
+    means /= counts[:, None]
+    spread = population.within_person_sd * np.sqrt(1.0 + 1.0 / counts)
+    levels: FloatArray = (means + STRANGER_Z * spread[:, None]).max(axis=0).astype(np.float32)
+    return levels
 
 
 def _estimated_known_accept(scores: _Scores, threshold: float) -> float | None:
@@ -299,49 +391,112 @@ def _estimated_known_accept(scores: _Scores, threshold: float) -> float | None:
     return float(((genuine >= threshold) & (genuine > best_other)).mean())
 
 
+def estimated_unknown_reject(scores: _Scores, threshold: float) -> float:
+    """Share of strangers whose best decision score stays below ``threshold``, as calibrated."""
+    if scores.estimate is None:
+        raise TrainingError("these scores have no stranger estimate")
+    return scores.estimate.reject(threshold)
+
+
 def fit_head(
-    embeddings: FloatArray, labels: list[str], *, target_unknown_reject: float = DEFAULT_TARGET_UNKNOWN_REJECT
+    embeddings: FloatArray,
+    labels: list[str],
+    *,
+    target_unknown_reject: float = DEFAULT_TARGET_UNKNOWN_REJECT,
+    strangers: Sequence[FloatArray] = (),
+    population: PopulationModel | None = None,
 ) -> RecognitionHead:
-    """Fit prototypes and calibrate the unknown threshold and probability scale from enrolled data.
+    """Fit prototypes and calibrate the unknown threshold, margins and probability scale.
 
     ``embeddings`` is ``(N, D)`` float32 unit vectors; ``labels[i]`` is the class of row ``i``. At least
-    one class with at least one embedding is required. The threshold rejects an estimated
-    ``target_unknown_reject`` of strangers.
+    one class with at least one embedding is required. ``strangers``: one ``(k, D)`` array of unit
+    embeddings per collected stranger (people never to be named). The threshold rejects an estimated
+    ``target_unknown_reject`` of strangers. ``population`` defaults to the model this release ships.
     """
-    return _fit(embeddings, labels, target_unknown_reject)[0]
+    return _fit(embeddings, labels, target_unknown_reject, strangers, population)[0]
 
 
 def fit_and_evaluate(
-    embeddings: FloatArray, labels: list[str], *, target_unknown_reject: float = DEFAULT_TARGET_UNKNOWN_REJECT
+    embeddings: FloatArray,
+    labels: list[str],
+    *,
+    target_unknown_reject: float = DEFAULT_TARGET_UNKNOWN_REJECT,
+    strangers: Sequence[FloatArray] = (),
+    population: PopulationModel | None = None,
 ) -> tuple[RecognitionHead, dict[str, Any], dict[str, Any]]:
     """``fit_head``, ``leave_one_out_metrics`` and ``quality_figures`` from one scoring of the enrolled
     photos (the costly step at 10,000 people), as a version is built."""
-    head, scores = _fit(embeddings, labels, target_unknown_reject)
+    head, scores = _fit(embeddings, labels, target_unknown_reject, strangers, population)
     return head, _held_out_figures(scores, head), _quality_figures(scores, head)
 
 
+def _calibrate(
+    scores: _Scores,
+    prototypes: FloatArray,
+    margins: FloatArray,
+    stranger_best: FloatArray,
+    stranger_owner: npt.NDArray[np.int64],
+    target: float,
+    population: PopulationModel,
+) -> tuple[float, StrangerEstimate, SimulatedStrangers]:
+    simulated = population.simulate(prototypes, margins, keep_rows=SIMULATED_SCALE_ROWS)
+    estimate = StrangerEstimate.build(
+        simulated,
+        gallery_best_other=scores.impostor,
+        photos_per_class=scores.kept_per_class,
+        stranger_best=stranger_best,
+        stranger_owner=stranger_owner,
+    )
+    return estimate.threshold_for(target, MIN_THRESHOLD), estimate, simulated
+
+
 def _fit(
-    embeddings: FloatArray, labels: list[str], target_unknown_reject: float
+    embeddings: FloatArray,
+    labels: list[str],
+    target_unknown_reject: float,
+    strangers: Sequence[FloatArray],
+    population: PopulationModel | None,
 ) -> tuple[RecognitionHead, _Scores]:
     if len(embeddings) == 0 or len(embeddings) != len(labels):
         raise TrainingError("training needs at least one embedding, and one label per embedding")
     if not 0.5 <= target_unknown_reject < 1.0:
         raise TrainingError("the share of strangers to reject must be in [0.5, 1)")
+    model = population or shipped_model()
     classes = sorted(set(labels))
     index = {label: i for i, label in enumerate(classes)}
     codes = np.array([index[label] for label in labels], dtype=np.int64)
     embeddings = _normalise_rows(np.asarray(embeddings, dtype=np.float32))
+    if embeddings.shape[1] != model.dimension:
+        raise TrainingError(
+            f"embeddings have {embeddings.shape[1]} values; the population model {model.dimension}"
+        )
     sums = np.zeros((len(classes), embeddings.shape[1]), np.float32)
     np.add.at(sums, codes, embeddings)
-    scores = _scores(embeddings, codes, sums, classes)
+    prototypes = _normalise_rows(sums)
+    duplicates = _duplicates(embeddings, codes, sums, classes, model)
 
-    if len(scores.impostor) >= MIN_IMPOSTOR_SCORES:
-        threshold = _threshold_for(scores, target_unknown_reject)
-        method = "impostor_empirical"
-    else:
-        threshold = DEFAULT_THRESHOLD
-        method = "prior_default"
-    scale = _fit_scale(scores, len(classes), threshold)
+    margins = np.zeros(len(classes), np.float32)
+    _, owner, stranger_similarities = _stranger_scores(strangers, prototypes, margins)
+    levels = _stranger_levels(stranger_similarities, owner, model)
+    rounds = MARGIN_ROUNDS if len(strangers) else 1
+    for round_number in range(rounds):
+        scores = _scores(embeddings, codes, sums, duplicates, margins)
+        stranger_best, owner, _ = _stranger_scores(strangers, prototypes, margins)
+        threshold, estimate, simulated = _calibrate(
+            scores, prototypes, margins, stranger_best, owner, target_unknown_reject, model
+        )
+        # A person's effective threshold is max(threshold, level): the margin is what it adds.
+        raised = np.maximum(levels - threshold, 0.0).astype(np.float32)
+        if round_number == rounds - 1 or np.allclose(raised, margins, atol=1e-4):
+            break
+        margins = raised
+    scores.estimate = estimate
+    scale = _fit_scale(scores, len(classes), threshold, simulated.rows)
+    method = "population"
+    if len(scores.impostor):
+        method += "+gallery"
+    if len(strangers):
+        method += "+strangers"
     calibration = Calibration(
         method=method,
         genuine_count=len(scores.genuine),
@@ -349,20 +504,26 @@ def _fit(
         genuine_mean=float(scores.genuine.mean()) if len(scores.genuine) else None,
         impostor_mean=float(scores.impostor.mean()) if len(scores.impostor) else None,
         target_unknown_reject=target_unknown_reject,
-        estimated_unknown_reject=estimated_unknown_reject(scores, threshold)
-        if len(scores.impostor)
-        else None,
+        estimated_unknown_reject=estimate.reject(threshold),
         estimated_known_accept=_estimated_known_accept(scores, threshold),
-        duplicate_level=scores.duplicate_level,
         suspected_duplicates=scores.suspects,
+        model_unknown_reject=estimate.model_reject(threshold),
+        evidence=estimate.evidence(),
+        population={
+            "embedder": model.embedder,
+            "people": model.facts.get("people"),
+            "photos": model.facts.get("photos"),
+        },
+        raised_margins=int((margins > 0).sum()),
     )
     head = RecognitionHead(
         labels=classes,
-        prototypes=_normalise_rows(sums),
+        prototypes=prototypes,
         threshold=float(threshold),
         scale=scale,
         calibration=calibration,
         counts=[int(c) for c in np.bincount(codes, minlength=len(classes))],
+        margins=margins,
     )
     return head, scores
 
@@ -388,58 +549,38 @@ class _SoftmaxLoss:
         return float(-np.log(np.exp(log_probability) + 1e-12).sum())
 
 
-def _fit_scale(scores: _Scores, classes: int, threshold: float) -> float:
+def _fit_scale(scores: _Scores, classes: int, threshold: float, simulated_rows: FloatArray) -> float:
     """Pick the softmax scale that best predicts held-out outcomes (negative log-likelihood on a grid).
 
     Known case: a held-out embedding against all prototypes, its own rebuilt without it; target is
-    its class. Unknown case: an embedding against the other classes only; target is "unknown".
+    its class. Unknown case: an embedding against the other classes only, and strangers drawn from
+    the population model against everyone; target is "unknown".
     """
     known, known_codes = scores.known_rows, scores.known_codes
-    if not scores.held.any() and classes < 2:
+    impostors = np.concatenate([scores.impostor_rows, simulated_rows.astype(np.float32)])
+    if not len(known) and not len(impostors):
         return DEFAULT_SCALE
     impostor_logits = np.concatenate(
         [
-            np.where(np.isfinite(scores.impostor_rows), scores.impostor_rows, -1.0),
-            np.full((len(scores.impostor_rows), 1), threshold),
+            np.where(np.isfinite(impostors), impostors, -1.0),
+            np.full((len(impostors), 1), threshold),
         ],
         axis=1,
     )
     known_logits = np.concatenate([known, np.full((len(known), 1), threshold, np.float32)], axis=1)
     known_loss = _SoftmaxLoss(known_logits, known_codes) if len(known) else None
     unknown = np.full(len(impostor_logits), impostor_logits.shape[1] - 1)  # the last column
-    impostor_loss = _SoftmaxLoss(impostor_logits, unknown)
+    impostor_loss = _SoftmaxLoss(impostor_logits, unknown) if len(impostor_logits) else None
     best_scale, best_loss = DEFAULT_SCALE, np.inf
     for scale in SCALE_GRID:
         loss = 0.0
         if known_loss is not None:
             loss += known_loss(scale)
-        if classes > 1:
+        if impostor_loss is not None:
             loss += impostor_loss(scale)
         if loss < best_loss:
             best_scale, best_loss = scale, loss
     return best_scale
-
-
-def _enrolled_scores(embeddings: FloatArray, labels: list[str], head: RecognitionHead) -> _Scores:
-    """The calibration's scores of a fitted head's own enrolled photos."""
-    index = {label: i for i, label in enumerate(head.labels)}
-    codes = np.array([index[label] for label in labels], dtype=np.int64)
-    unit = _normalise_rows(np.asarray(embeddings, np.float32))
-    sums = np.zeros_like(head.prototypes)
-    np.add.at(sums, codes, unit)
-    return _scores(unit, codes, sums, head.labels)
-
-
-def leave_one_out_metrics(embeddings: FloatArray, labels: list[str], head: RecognitionHead) -> dict[str, Any]:
-    """Held-out figures from enrolled photos alone: each photo is scored against prototypes rebuilt
-    without it (people with a single photo cannot be held out and are skipped).
-
-    ``top1``: held-out photo nearest to its own person; ``accept_rate``: held out, nearest to its own
-    person and above the threshold; ``false_accept_rate``: photos whose best *other* person reaches the
-    threshold (a stand-in for strangers; suspected duplicates left out, as in calibration);
-    ``estimated_unknown_reject``: strangers rejected at the threshold, as calibration estimates it.
-    """
-    return _held_out_figures(_enrolled_scores(embeddings, labels, head), head)
 
 
 def _held_out_figures(scores: _Scores, head: RecognitionHead) -> dict[str, Any]:
@@ -457,9 +598,7 @@ def _held_out_figures(scores: _Scores, head: RecognitionHead) -> dict[str, Any]:
         "false_accept_rate": float((scores.impostor >= head.threshold).mean())
         if len(scores.impostor)
         else None,
-        "estimated_unknown_reject": (
-            estimated_unknown_reject(scores, head.threshold) if len(scores.impostor) else None
-        ),
+        "estimated_unknown_reject": estimated_unknown_reject(scores, head.threshold),
         "suspected_duplicates": scores.suspects,
     }
 
@@ -469,7 +608,7 @@ QUALITY_CURVE_POINTS = 61
 QUALITY_WORST_PEOPLE = 10
 
 
-def quality_figures(embeddings: FloatArray, labels: list[str], head: RecognitionHead) -> dict[str, Any]:
+def _quality_figures(scores: _Scores, head: RecognitionHead) -> dict[str, Any]:
     """What a version's quality view plots, from enrolled photos alone (the calibration's own scores).
 
     - ``histogram``: counts of held-out genuine scores (a photo against its own person rebuilt without
@@ -479,24 +618,18 @@ def quality_figures(embeddings: FloatArray, labels: list[str], head: Recognition
     - ``people``: those whose photos agree least with each other (lowest mean held-out genuine
       score first): candidates for better photos.
     """
-    return _quality_figures(_enrolled_scores(embeddings, labels, head), head)
-
-
-def _quality_figures(scores: _Scores, head: RecognitionHead) -> dict[str, Any]:
     codes = scores.codes
     values = np.concatenate([scores.genuine, scores.impostor])
     low = float(min(values.min(), head.threshold) if len(values) else head.threshold) - 0.01
     edges = np.linspace(max(-1.0, low), 1.0, QUALITY_BINS + 1)
-    curve = []
-    if len(scores.impostor):
-        for threshold in np.linspace(edges[0], 1.0, QUALITY_CURVE_POINTS):
-            curve.append(
-                {
-                    "threshold": round(float(threshold), 4),
-                    "known_accept": _estimated_known_accept(scores, float(threshold)),
-                    "unknown_reject": round(estimated_unknown_reject(scores, float(threshold)), 4),
-                }
-            )
+    curve = [
+        {
+            "threshold": round(float(threshold), 4),
+            "known_accept": _estimated_known_accept(scores, float(threshold)),
+            "unknown_reject": round(estimated_unknown_reject(scores, float(threshold)), 4),
+        }
+        for threshold in np.linspace(edges[0], 1.0, QUALITY_CURVE_POINTS)
+    ]
     held_codes = codes[scores.held]
     people = []
     for code in np.unique(held_codes):

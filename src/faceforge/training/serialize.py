@@ -1,4 +1,4 @@
-"""The recognition head as files: ``head.safetensors`` (prototypes) and its numbers in the manifest."""
+"""The recognition head as files: ``head.safetensors`` (prototypes, margins); its numbers in the manifest."""
 
 from __future__ import annotations
 
@@ -22,7 +22,11 @@ def head_bytes(head: RecognitionHead) -> bytes:
     several-key metadata map in arbitrary order, and a version's files must be reproducible."""
     numbers = {"threshold": head.threshold, "scale": head.scale, "classes": len(head.labels)}
     metadata = {"faceforge_head": json.dumps(numbers, sort_keys=True)}
-    data: bytes = save_tensors({"prototypes": np.ascontiguousarray(head.prototypes, np.float32)}, metadata)
+    tensors = {
+        "prototypes": np.ascontiguousarray(head.prototypes, np.float32),
+        "margins": np.ascontiguousarray(head.margins, np.float32),
+    }
+    data: bytes = save_tensors(tensors, metadata)
     return data
 
 
@@ -34,6 +38,8 @@ def head_from_files(data: bytes, manifest: VersionManifest) -> RecognitionHead:
     return RecognitionHead(
         labels=list(manifest.labels),
         prototypes=np.asarray(tensors["prototypes"], np.float32),
+        # Versions made before margins existed have none: every margin is 0.
+        margins=np.asarray(tensors.get("margins", np.zeros(0)), np.float32),
         threshold=manifest.threshold,
         scale=manifest.scale,
         calibration=Calibration(**numbers),

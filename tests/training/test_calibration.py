@@ -1,0 +1,187 @@
+"""Calibration on real photos at the sizes users have: one person, a few people, unequal counts,
+stray duplicates and a strangers collection (issue 20). Strangers are lfw_dev/unknown photos, none of
+whom is in krasserm_lfw10."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageOps
+
+from faceforge.evaluation.dataset import image_files
+from faceforge.training.head import MIN_THRESHOLD, RecognitionHead, fit_head
+from faceforge.vision.pipeline import FacePipeline, PhotoError
+from tests.conftest import FACES
+
+STRANGERS = 150  # lfw_dev/unknown photos scored as strangers
+TARGET = 0.97
+# A share near 97 % measured on 150 strangers has a standard error of 1.4 points; the estimate is
+# held to three of them.
+STRANGER_TOLERANCE = 3 * (TARGET * (1 - TARGET) / STRANGERS) ** 0.5
+
+Embeddings = tuple[np.ndarray, list[str], list[Path]]
+
+
+@pytest.fixture(scope="session")
+def stranger_embeddings(pipeline: FacePipeline) -> np.ndarray:
+    paths = image_files(FACES / "lfw_dev" / "unknown")[:STRANGERS]
+    results = pipeline.analyze_many(paths, single_face=False)
+    vectors = [r.faces[0].embedding for r in results if not isinstance(r, PhotoError) and r.faces]
+    return np.stack([v for v in vectors if v is not None])
+
+
+def _rows(labels: list[str], person: str, start: int = 0, stop: int | None = None) -> list[int]:
+    return [i for i, label in enumerate(labels) if label == person][start:stop]
+
+
+def _rejected(head: RecognitionHead, strangers: np.ndarray) -> float:
+    return float(np.mean([match.index is None for match in head.predict(strangers)]))
+
+
+def _named(head: RecognitionHead, embeddings: np.ndarray, labels: list[str], rows: list[int]) -> int:
+    """Probes named as their own person (a label may carry a suffix: "X (again)" is X)."""
+    matches = head.predict(embeddings[rows])
+    return sum(
+        m.index is not None and head.labels[m.index].split(" ")[0] == labels[i]
+        for m, i in zip(matches, rows, strict=True)
+    )
+
+
+def _variants(path: Path, pipeline: FacePipeline) -> list[np.ndarray]:
+    """Three more photos of the face in ``path``: mirrored, brighter, and cropped closer."""
+    image = Image.open(path).convert("RGB")
+    width, height = image.size
+    edits = [
+        ImageOps.mirror(image),
+        ImageEnhance.Brightness(image).enhance(1.3),
+        image.crop((width // 10, height // 10, width - width // 10, height - height // 10)),
+    ]
+    found = []
+    for edited in edits:
+        buffer = io.BytesIO()
+        edited.save(buffer, "JPEG", quality=92)
+        result = pipeline.analyze(buffer.getvalue(), single_face=True)
+        assert not result.reasons and result.faces[0].embedding is not None
+        found.append(result.faces[0].embedding)
+    return found
+
+
+@pytest.mark.parametrize("photos", [1, 5, 20])
+def test_one_person_with_any_number_of_photos(
+    lfw10_embeddings: Embeddings, stranger_embeddings: np.ndarray, pipeline: FacePipeline, photos: int
+) -> None:
+    """One person enrolled from 1, 5 or 20 photos (20: the first five and three edits of each) is
+    named on their other photos, and strangers are rejected as the version estimates."""
+    embeddings, labels, paths = lfw10_embeddings
+    own = _rows(labels, "Colin_Powell")
+    enrolled = [embeddings[i] for i in own[: min(photos, 5)]]
+    if photos == 20:
+        enrolled += [v for i in own[:5] for v in _variants(paths[i], pipeline)]
+    assert len(enrolled) == photos
+    head = fit_head(np.stack(enrolled), ["Colin_Powell"] * photos)
+    assert head.calibration.method == "population"  # one person: no gallery evidence to weigh
+    assert MIN_THRESHOLD <= head.threshold < 0.95
+    estimate = head.calibration.estimated_unknown_reject
+    assert estimate is not None and abs(estimate - TARGET) < 0.005
+    probes = own[5:]
+    assert _named(head, embeddings, labels, probes) >= 0.8 * len(probes)
+    assert abs(_rejected(head, stranger_embeddings) - estimate) <= STRANGER_TOLERANCE
+
+
+def test_people_with_very_unequal_photo_counts(
+    lfw10_embeddings: Embeddings, stranger_embeddings: np.ndarray
+) -> None:
+    embeddings, labels, _ = lfw10_embeddings
+    rows = _rows(labels, "Tony_Blair", 0, 1) + _rows(labels, "Vladimir_Putin", 0, 9)
+    head = fit_head(embeddings[rows], [labels[i] for i in rows])
+    assert head.counts == [1, 9]
+    assert _named(head, embeddings, labels, _rows(labels, "Tony_Blair", 1)) >= 7
+    assert _named(head, embeddings, labels, _rows(labels, "Vladimir_Putin", 9)) == 1
+    estimate = head.calibration.estimated_unknown_reject
+    assert estimate is not None and abs(_rejected(head, stranger_embeddings) - estimate) <= STRANGER_TOLERANCE
+
+
+@pytest.mark.parametrize("people", [2, 5, 10])
+def test_the_estimate_is_true_at_every_gallery_size(
+    lfw10_embeddings: Embeddings, stranger_embeddings: np.ndarray, people: int
+) -> None:
+    embeddings, labels, _ = lfw10_embeddings
+    names = sorted(set(labels))[:people]
+    rows = [i for name in names for i in _rows(labels, name, 0, 5)]
+    head = fit_head(embeddings[rows], [labels[i] for i in rows])
+    estimate = head.calibration.estimated_unknown_reject
+    assert estimate is not None and estimate >= TARGET - 0.005
+    assert abs(_rejected(head, stranger_embeddings) - estimate) <= STRANGER_TOLERANCE
+    probes = [i for name in names for i in _rows(labels, name, 5)]
+    assert _named(head, embeddings, labels, probes) >= 0.9 * len(probes)
+
+
+@pytest.mark.parametrize("strays", [1, 2])
+def test_a_stray_photo_under_a_second_name_moves_nothing(lfw10_embeddings: Embeddings, strays: int) -> None:
+    """Ten people; then one or two ordinary photos of Hugo Chavez registered as another person."""
+    embeddings, labels, _ = lfw10_embeddings
+    names = sorted(set(labels))
+    rows = [i for name in names for i in _rows(labels, name, 0, 5)]
+    probes = [i for name in names for i in _rows(labels, name, 7)]
+    before = fit_head(embeddings[rows], [labels[i] for i in rows])
+    stray = _rows(labels, "Hugo_Chavez", 5, 5 + strays)
+    after = fit_head(embeddings[rows + stray], [labels[i] for i in rows] + ["Hugo_Chavez (again)"] * strays)
+    assert abs(after.threshold - before.threshold) <= 0.01
+    assert abs(_named(after, embeddings, labels, probes) - _named(before, embeddings, labels, probes)) <= 1
+    suspects = after.calibration.suspected_duplicates
+    assert [s["labels"] for s in suspects] == [["Hugo_Chavez", "Hugo_Chavez (again)"]]
+    assert suspects[0]["kind"] == "person"
+
+
+def test_the_same_photo_under_two_names_is_flagged(lfw10_embeddings: Embeddings) -> None:
+    embeddings, labels, _ = lfw10_embeddings
+    rows = [i for name in sorted(set(labels)) for i in _rows(labels, name, 0, 3)]
+    copy = _rows(labels, "Jacques_Chirac", 0, 1)
+    before = fit_head(embeddings[rows], [labels[i] for i in rows])
+    after = fit_head(embeddings[rows + copy], [labels[i] for i in rows] + ["Copy"])
+    assert abs(after.threshold - before.threshold) <= 0.01
+    assert [s["labels"] for s in after.calibration.suspected_duplicates] == [["Copy", "Jacques_Chirac"]]
+
+
+def test_a_collected_stranger_stays_a_stranger(
+    lfw10_embeddings: Embeddings, stranger_embeddings: np.ndarray
+) -> None:
+    """The stranger who scores best against the gallery is named as someone before, and, once in the
+    strangers collection, is unknown; the people themselves are still named."""
+    embeddings, labels, _ = lfw10_embeddings
+    names = sorted(set(labels))
+    rows = [i for name in names for i in _rows(labels, name, 0, 5)]
+    probes = [i for name in names for i in _rows(labels, name, 5)]
+    before = fit_head(embeddings[rows], [labels[i] for i in rows])
+    closest = int(np.argmax(before.similarities(stranger_embeddings).max(axis=1)))
+    stranger = stranger_embeddings[closest]
+    after = fit_head(embeddings[rows], [labels[i] for i in rows], strangers=[stranger[None]])
+    assert after.calibration.method == "population+gallery+strangers"
+    assert after.predict(stranger[None])[0].index is None
+    assert (after.margins >= 0).all()
+    assert _named(after, embeddings, labels, probes) >= _named(before, embeddings, labels, probes) - 1
+    # The decision the exported models make (argmax of the probabilities) is the head's.
+    for row, match in zip(
+        after.probabilities(stranger_embeddings), after.predict(stranger_embeddings), strict=True
+    ):
+        assert int(np.argmax(row)) == (len(after.labels) if match.index is None else match.index)
+
+
+def test_verification_does_not_depend_on_who_is_enrolled(lfw10_embeddings: Embeddings) -> None:
+    """Face-to-face probability from the population model: most same-person pairs of photos above
+    one half, nearly every different-person pair below."""
+    from faceforge.training.population import shipped_model
+
+    embeddings, labels, _ = lfw10_embeddings
+    pair = shipped_model().pair
+    same: list[bool] = []
+    different: list[bool] = []
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            probability = pair.probability(float(embeddings[i] @ embeddings[j]))
+            (same if labels[i] == labels[j] else different).append(probability >= 0.5)
+    assert np.mean(same) >= 0.85 and np.mean(different) <= 0.01
+    assert pair.probability(1e6) == 1.0 and pair.probability(-1e6) == 0.0  # no overflow at extremes
