@@ -13,7 +13,12 @@ Three sources, in order of how much of them there always is:
    (each drawn stranger's best score over everyone but the photo's own person, weighted by how many
    photos each person has).
 3. **The strangers collection**: real strangers' photos, scored against everyone. Their share
-   ``E_strangers(t)`` is compared with ``R_model(t)``.
+   ``E_strangers(t)`` is compared with the model's at the same threshold, both without the raised
+   thresholds those strangers caused (``training.head``): measured with them, the strangers would
+   be rejected by construction and vouch for a lower threshold than other strangers bear out.
+
+A person's threshold may be raised to a level of their own (``levels``): a score counts for them only
+when it reaches it, in the drawn strangers and the gallery's photos alike.
 
 The estimate moves the model by the evidence's disagreement with it, each source weighted by its size
 against a prior worth ``PRIOR_PHOTOS`` photos:
@@ -72,12 +77,13 @@ class _WeightedScores:
 
 @dataclass(slots=True)
 class StrangerEstimate:
-    """``R(t)`` of the module docstring for one gallery (prototypes and margins fixed)."""
+    """``R(t)`` of the module docstring for one gallery (prototypes and levels fixed)."""
 
-    model: npt.NDArray[np.float32]  # drawn strangers' best decision scores, ascending
+    model: npt.NDArray[np.float32]  # drawn strangers' best counting score (levels applied), ascending
+    raw_model: npt.NDArray[np.float32]  # drawn strangers' best score, levels aside, ascending
     gallery_model: _WeightedScores | None  # M_gallery
-    gallery: npt.NDArray[np.float32]  # enrolled photos' best decision score over other people, ascending
-    strangers: _WeightedScores | None  # collected strangers' photos' best decision scores
+    gallery: npt.NDArray[np.float32]  # enrolled photos' best counting score over other people, ascending
+    strangers: _WeightedScores | None  # collected strangers' photos' best score, levels aside
     stranger_count: int
 
     @classmethod
@@ -90,9 +96,11 @@ class StrangerEstimate:
         stranger_best: FloatArray,
         stranger_owner: npt.NDArray[np.int64],
     ) -> StrangerEstimate:
-        """``gallery_best_other``: each kept enrolled photo's best decision score over the other
-        people; ``photos_per_class``: how many of those photos each person has; ``stranger_best``:
-        each collected stranger photo's best decision score, ``stranger_owner`` whose photo it is."""
+        """``gallery_best_other``: each kept enrolled photo's best score over the other people whose
+        level it reaches; ``photos_per_class``: how many of those photos each person has;
+        ``stranger_best``: each collected stranger photo's best score over everyone, levels aside
+        (the levels come from these very photos: their evidence is about the model, not the levels),
+        ``stranger_owner`` whose photo it is."""
         gallery_model = None
         if len(gallery_best_other):
             # A drawn stranger stands for a photo of person c: its best over everyone but c is the
@@ -110,6 +118,7 @@ class StrangerEstimate:
             strangers = _WeightedScores.of(stranger_best, 1.0 / per_owner[stranger_owner])
         return cls(
             model=np.sort(simulated.best),
+            raw_model=np.sort(simulated.raw_best),
             gallery_model=gallery_model,
             gallery=np.sort(gallery_best_other.astype(np.float32)),
             strangers=strangers,
@@ -135,7 +144,8 @@ class StrangerEstimate:
             gallery = _share_below(self.gallery, threshold) - self.gallery_model.share_below(threshold)
             shift += self.gallery_weight * gallery
         if self.strangers is not None:
-            shift += self.strangers_weight * (self.strangers.share_below(threshold) - model)
+            raw_model = _share_below(self.raw_model, threshold)
+            shift += self.strangers_weight * (self.strangers.share_below(threshold) - raw_model)
         return float(min(1.0, max(0.0, model + shift)))
 
     def threshold_for(self, target: float, low: float, high: float = 1.0) -> float:

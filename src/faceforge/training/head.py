@@ -29,11 +29,11 @@ of the gallery's evidence and reported; the population model is not moved by the
 catches 97 % of such duplicates and flags 5 of the 20,100 pairs of different people.
 
 **Strangers collection.** Photos of people who must never be named (``strangers``, one array per
-stranger) are real stranger evidence for the estimate, and raise the margin of a person they come
-close to: a stranger's next photo is expected within ``population.within_person_sd`` (predictive, for
-the number of their photos seen) of their photos' mean score against that person, and the person's
-effective threshold ``threshold + m_c`` is raised to ``STRANGER_Z`` such deviations above it, so the
-same stranger seen again stays a stranger.
+stranger) are real stranger evidence for the estimate, and raise the threshold of a person they come
+close to: the person's effective threshold ``threshold + m_c`` becomes the score below which the
+stranger's next photo is expected to stay (``_stranger_levels``: ``STRANGER_Z`` predictive deviations
+above the stranger's level, estimated from their photos), so the same stranger seen again stays a
+stranger. The threshold itself is chosen with those raised thresholds in place.
 
 The held-out figures use enrolled photos only, never probes: genuine scores are each enrolled embedding
 against its own class prototype computed without it (leave-one-out); a photo's best other person
@@ -65,15 +65,14 @@ MIN_THRESHOLD = 0.70
 # reach 0.82 in 1 pair of 1,000.
 DUPLICATE_GAP = 0.05
 DUPLICATE_FLOOR = 0.82
-# A collected stranger's next photo stays below a person's raised threshold 99 % of the time.
-STRANGER_Z = 2.33
+# A collected stranger's next photo stays below a person's raised threshold 95 % of the time.
+STRANGER_Z = 1.645
 SIMULATED_SCALE_ROWS = 1_000  # drawn strangers whose score rows join the scale fit as "unknown"
 SCALE_GRID = tuple(
     float(s)
     for s in (5, 7.5, 10, 12.5, 15, 20, 25, 30, 40, 50, 64, 80, 100, 128, 160, 200, 256, 320, 400, 512)
 )
 DEFAULT_SCALE = 20.0
-MARGIN_ROUNDS = 3  # threshold and margins settle in two rounds on every gallery tried
 
 
 @dataclass(slots=True)
@@ -297,7 +296,11 @@ def _scores(
     sums: FloatArray,
     duplicates: _Duplicates,
     margins: FloatArray,
+    levels: FloatArray | None = None,
 ) -> _Scores:
+    """``levels``: for calibration, a score against another person counts only when it reaches
+    their level (their raised threshold), and is then the similarity itself; without, scores are
+    decision scores (similarity less margin), as the version answers."""
     random = np.random.default_rng(SAMPLE_SEED)
     classes = len(sums)
     prototypes = _normalise_rows(sums)
@@ -328,6 +331,8 @@ def _scores(
             known[np.arange(len(known)), block_codes[take]] = genuine_of[start:stop][take]
             known_rows.append(known)
         block[local, block_codes] = -np.inf
+        if levels is not None:
+            block[block < levels[None, :]] = -np.inf
         for row in np.flatnonzero(np.isin(block_codes, list(alike))):
             block[row, alike[int(block_codes[row])]] = -np.inf
         if classes > 1:
@@ -351,26 +356,35 @@ def _scores(
 
 
 def _stranger_scores(
-    strangers: Sequence[FloatArray], prototypes: FloatArray, margins: FloatArray
-) -> tuple[FloatArray, npt.NDArray[np.int64], FloatArray]:
-    """Collected strangers' photos: best decision score over the gallery, whose photo each is, and
-    their similarities to every person ``(S, C)``."""
+    strangers: Sequence[FloatArray], prototypes: FloatArray
+) -> tuple[npt.NDArray[np.int64], FloatArray]:
+    """Collected strangers' photos: whose photo each is, and their similarities to every person
+    ``(S, C)``."""
     if not strangers:
-        return np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros((0, len(prototypes)), np.float32)
+        return np.zeros(0, np.int64), np.zeros((0, len(prototypes)), np.float32)
     units = _normalise_rows(
         np.concatenate([np.asarray(s, np.float32).reshape(-1, prototypes.shape[1]) for s in strangers])
     )
     owner = np.concatenate([np.full(len(np.atleast_2d(s)), i, np.int64) for i, s in enumerate(strangers)])
     similarities = np.asarray(units @ prototypes.T, np.float32)
-    best = (similarities - margins[None, :]).max(axis=1).astype(np.float32)
-    return best, owner, similarities
+    return owner, similarities
 
 
 def _stranger_levels(
-    similarities: FloatArray, owner: npt.NDArray[np.int64], population: PopulationModel
+    similarities: FloatArray,
+    owner: npt.NDArray[np.int64],
+    prototypes: FloatArray,
+    population: PopulationModel,
 ) -> FloatArray:
-    """Per person, the score a collected stranger's next photo stays below (``STRANGER_Z``
-    predictive deviations above their photos' mean score against that person); -inf without any."""
+    """Per person, the score a collected stranger's next photo stays below (-inf without strangers).
+
+    A stranger's photos score ``x`` against person ``c`` around their own level ``mu`` with the
+    population's within-person spread ``w``; ``mu`` itself varies over people as the population model
+    says (mean ``m_c``, between-person spread ``b_c``, from ``score_moments``). From ``k`` photos,
+    ``mu`` is estimated by shrinking their mean towards ``m_c`` (a stranger picked for scoring high
+    usually did so partly by chance), and the next photo is expected within ``STRANGER_Z`` predictive
+    deviations above that; the level is the highest such bound over the strangers.
+    """
     if not len(similarities):
         return np.full(similarities.shape[1], -np.inf, np.float32)
     strangers = int(owner.max()) + 1
@@ -378,8 +392,14 @@ def _stranger_levels(
     means = np.zeros((strangers, similarities.shape[1]), np.float64)
     np.add.at(means, owner, similarities)
     means /= counts[:, None]
-    spread = population.within_person_sd * np.sqrt(1.0 + 1.0 / counts)
-    levels: FloatArray = (means + STRANGER_Z * spread[:, None]).max(axis=0).astype(np.float32)
+    centre, spread = population.score_moments(prototypes)
+    within = population.within_person_sd**2
+    between = np.maximum(spread.astype(np.float64) ** 2 - within, within)[None, :]
+    noise = within / counts[:, None]
+    shrink = between / (between + noise)
+    expected = centre[None, :] + shrink * (means - centre[None, :])
+    predictive = np.sqrt(shrink * noise + within)
+    levels: FloatArray = (expected + STRANGER_Z * predictive).max(axis=0).astype(np.float32)
     return levels
 
 
@@ -433,18 +453,21 @@ def fit_and_evaluate(
 def _calibrate(
     scores: _Scores,
     prototypes: FloatArray,
-    margins: FloatArray,
-    stranger_best: FloatArray,
+    levels: FloatArray,
+    stranger_similarities: FloatArray,
     stranger_owner: npt.NDArray[np.int64],
     target: float,
     population: PopulationModel,
 ) -> tuple[float, StrangerEstimate, SimulatedStrangers]:
-    simulated = population.simulate(prototypes, margins, keep_rows=SIMULATED_SCALE_ROWS)
+    raised = levels if np.isfinite(levels).any() else None
+    simulated = population.simulate(prototypes, raised, keep_rows=SIMULATED_SCALE_ROWS)
     estimate = StrangerEstimate.build(
         simulated,
         gallery_best_other=scores.impostor,
         photos_per_class=scores.kept_per_class,
-        stranger_best=stranger_best,
+        stranger_best=stranger_similarities.max(axis=1)
+        if len(stranger_similarities)
+        else np.zeros(0, np.float32),
         stranger_owner=stranger_owner,
     )
     return estimate.threshold_for(target, MIN_THRESHOLD), estimate, simulated
@@ -475,23 +498,21 @@ def _fit(
     prototypes = _normalise_rows(sums)
     duplicates = _duplicates(embeddings, codes, sums, classes, model)
 
-    margins = np.zeros(len(classes), np.float32)
-    _, owner, stranger_similarities = _stranger_scores(strangers, prototypes, margins)
-    levels = _stranger_levels(stranger_similarities, owner, model)
-    rounds = MARGIN_ROUNDS if len(strangers) else 1
-    for round_number in range(rounds):
-        scores = _scores(embeddings, codes, sums, duplicates, margins)
-        stranger_best, owner, _ = _stranger_scores(strangers, prototypes, margins)
-        threshold, estimate, simulated = _calibrate(
-            scores, prototypes, margins, stranger_best, owner, target_unknown_reject, model
-        )
-        # A person's effective threshold is max(threshold, level): the margin is what it adds.
-        raised = np.maximum(levels - threshold, 0.0).astype(np.float32)
-        if round_number == rounds - 1 or np.allclose(raised, margins, atol=1e-4):
-            break
-        margins = raised
+    # A person near whom a collected stranger scores gets a level of their own; the threshold is
+    # then chosen with every person's effective threshold max(threshold, level) (one pass: the
+    # estimate is monotone in the threshold), and the margins are what the levels add to it.
+    owner, stranger_similarities = _stranger_scores(strangers, prototypes)
+    levels = _stranger_levels(stranger_similarities, owner, prototypes, model)
+    calibration_scores = _scores(
+        embeddings, codes, sums, duplicates, np.zeros(len(classes), np.float32), levels
+    )
+    threshold, estimate, simulated = _calibrate(
+        calibration_scores, prototypes, levels, stranger_similarities, owner, target_unknown_reject, model
+    )
+    margins = np.maximum(levels - threshold, 0.0).astype(np.float32)
+    scores = _scores(embeddings, codes, sums, duplicates, margins) if margins.any() else calibration_scores
     scores.estimate = estimate
-    scale = _fit_scale(scores, len(classes), threshold, simulated.rows)
+    scale = _fit_scale(scores, len(classes), threshold, simulated.rows - margins[None, :])
     method = "population"
     if len(scores.impostor):
         method += "+gallery"

@@ -75,10 +75,11 @@ class PairCalibration:
 class SimulatedStrangers:
     """Strangers drawn from the population model and scored against one gallery (``simulate``)."""
 
-    best: FloatArray  # (K,) best decision score over the gallery
-    runner_up: FloatArray  # (K,) second best (-inf with one person)
+    best: FloatArray  # (K,) best score over the people whose level it reaches (-inf: none)
+    runner_up: FloatArray  # (K,) second best such score (-inf with one person)
     best_class: npt.NDArray[np.int64]  # (K,) whose the best score is
-    rows: FloatArray  # (R, C) the first strangers' decision scores against everyone
+    raw_best: FloatArray  # (K,) best score over everyone, levels aside
+    rows: FloatArray  # (R, C) the first strangers' similarities to everyone
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,23 +107,23 @@ class PopulationModel:
         return means, deviations
 
     def simulate(
-        self, prototypes: FloatArray, margins: FloatArray | None = None, *, keep_rows: int = 0
+        self, prototypes: FloatArray, levels: FloatArray | None = None, *, keep_rows: int = 0
     ) -> SimulatedStrangers:
         """``STRANGER_DRAWS`` strangers drawn from the model and scored against a gallery.
 
-        ``prototypes`` is ``(C, D)`` unit rows; a stranger's decision score against person ``c`` is
-        its similarity less ``margins[c]``. Returns each stranger's best and second-best decision
-        score and whom the best is for, and the first ``keep_rows`` strangers' whole score rows.
+        ``prototypes`` is ``(C, D)`` unit rows. ``levels`` (per person, -inf for most) are floors a
+        score must reach to count for that person: a person whose threshold a collected stranger
+        raised (``training.head``). A drawn stranger is accepted at threshold ``t`` exactly when its
+        ``best`` reaches ``t``.
         """
         if prototypes.ndim != 2 or prototypes.shape[1] != self.dimension or not len(prototypes):
             raise TrainingError("the population model needs (C, D) prototypes of its own embedder")
         classes = len(prototypes)
         offsets = np.asarray(prototypes @ self.mean, np.float32)
-        if margins is not None:
-            offsets = offsets - margins.astype(np.float32)
         loadings = np.ascontiguousarray((prototypes @ self.factor).T, dtype=np.float32)  # (K, C)
         standard = _standard_draws(self.factor.shape[1])
         best = np.empty(STRANGER_DRAWS, np.float32)
+        raw_best = np.empty(STRANGER_DRAWS, np.float32)
         runner_up = np.full(STRANGER_DRAWS, -np.inf, np.float32)
         best_class = np.zeros(STRANGER_DRAWS, np.int64)
         rows: list[FloatArray] = []
@@ -132,6 +133,9 @@ class PopulationModel:
             scores += offsets
             if start < keep_rows:
                 rows.append(scores[: keep_rows - start].copy())
+            raw_best[start:stop] = scores.max(axis=1)
+            if levels is not None:
+                scores[scores < levels[None, :]] = -np.inf
             index = scores.argmax(axis=1)
             local = np.arange(stop - start)
             best[start:stop] = scores[local, index]
@@ -140,7 +144,9 @@ class PopulationModel:
                 scores[local, index] = -np.inf
                 runner_up[start:stop] = scores.max(axis=1)
         kept = np.concatenate(rows) if rows else np.zeros((0, classes), np.float32)
-        return SimulatedStrangers(best=best, runner_up=runner_up, best_class=best_class, rows=kept)
+        return SimulatedStrangers(
+            best=best, runner_up=runner_up, best_class=best_class, raw_best=raw_best, rows=kept
+        )
 
     def to_bytes(self) -> bytes:
         metadata = {
