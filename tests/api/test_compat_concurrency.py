@@ -146,7 +146,10 @@ def test_a_face_below_det_prob_threshold_is_never_stored(client: TestClient) -> 
 
 def test_pair_probability_holds_any_scale() -> None:
     """A fitted scale of thousands put exp(-scale * (cosine - threshold)) beyond a float."""
-    from faceforge.services.compat import pair_sigmoid  # here: before the fix it did not exist
+    from faceforge.training.population import PairCalibration
+
+    def pair_sigmoid(cosine: float, *, threshold: float, scale: float) -> float:
+        return PairCalibration(slope=scale, midpoint=threshold).probability(cosine)
 
     threshold = 0.4
     for scale in (1.0, 20.0, 5_000.0, 1e6):

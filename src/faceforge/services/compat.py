@@ -31,7 +31,7 @@ from faceforge.domain.records import Person
 from faceforge.services.identify import IdentifyService
 from faceforge.services.models import ModelService
 from faceforge.services.people import PeopleService, Upload
-from faceforge.training.population import PairCalibration, shipped_model
+from faceforge.training.population import shipped_model
 from faceforge.vision.embedding_space import EMBEDDER_NAME
 
 IMAGE_ID = re.compile(r"^00000000-0000-4000-8000-([0-9a-f]{12})$")
@@ -44,11 +44,6 @@ def image_uuid(photo_id: int) -> str:
 def photo_id_of(image_id: str) -> int | None:
     match = IMAGE_ID.match(image_id.strip().lower())
     return int(match.group(1), 16) if match else None
-
-
-def pair_sigmoid(cosine: float, *, threshold: float, scale: float) -> float:
-    """``1 / (1 + exp(-scale * (cosine - threshold)))`` without overflow (``PairCalibration``'s)."""
-    return PairCalibration(slope=scale, midpoint=threshold).probability(cosine)
 
 
 class NoFaceError(RequestRejectedError):
