@@ -101,10 +101,14 @@ class ModelService:
         return model
 
     def suspected_duplicates_of(self, person_id: int) -> builtins.list[dict[str, Any]]:
-        """The current version's suspicions that involve ``person_id``: the other person, how alike."""
-        try:
-            model = self.current()
-        except ModelNotReadyError:
+        """The newest built version's suspicions that involve ``person_id``: the other person, how
+        alike. The newest, not the current: a version held back because of a duplicate pair is the
+        one that knows about it."""
+        with self.sessions() as session:
+            model = next(
+                (v for v in training_store.list_versions(session) if v.status == VersionStatus.READY), None
+            )
+        if model is None:
             return []
         found = []
         for suspect in model.metrics.get("suspected_duplicates", []):

@@ -282,6 +282,9 @@ class _Scores:
     impostor: FloatArray  # best other score of each kept photo (not misfiled; duplicates' classes left out)
     kept_per_class: npt.NDArray[np.int64]  # how many kept photos each class has
     best_other: FloatArray  # best other score per scored photo, duplicates excluded
+    # Best other score counting everyone: whom the version would name instead (a person registered
+    # twice takes photos from their other name; calibration leaves that pair out, naming does not).
+    naming_other: FloatArray
     known_rows: FloatArray  # scale fit: held-out photos' scores, own class left out of its prototype
     known_codes: npt.NDArray[np.int64]
     impostor_rows: FloatArray  # scale fit: photos' scores against other people (own, duplicates -inf)
@@ -317,6 +320,7 @@ def _scores(
     in_scale_fit = np.zeros(len(scored), np.bool_)
     in_scale_fit[scale_rows] = True
     best_other = np.full(len(scored), -np.inf, np.float32)
+    naming_other = np.full(len(scored), -np.inf, np.float32)
     known_rows, impostor_rows = [], []
     genuine_of = np.zeros(len(scored), np.float32)
     genuine_of[held] = genuine
@@ -331,6 +335,8 @@ def _scores(
             known[np.arange(len(known)), block_codes[take]] = genuine_of[start:stop][take]
             known_rows.append(known)
         block[local, block_codes] = -np.inf
+        if classes > 1:
+            naming_other[start:stop] = block.max(axis=1)
         if levels is not None:
             block[block < levels[None, :]] = -np.inf
         for row in np.flatnonzero(np.isin(block_codes, list(alike))):
@@ -347,6 +353,7 @@ def _scores(
         impostor=best_other[kept].astype(np.float32),
         kept_per_class=np.bincount(own[kept], minlength=classes).astype(np.int64),
         best_other=best_other,
+        naming_other=naming_other,
         known_rows=np.concatenate(known_rows) if known_rows else empty,
         known_codes=own[scale_rows][held[scale_rows]],
         impostor_rows=np.concatenate(impostor_rows) if impostor_rows else empty,
@@ -407,7 +414,7 @@ def _estimated_known_accept(scores: _Scores, threshold: float) -> float | None:
     """Held-out known photos nearest their own person and at or above ``threshold``."""
     if not scores.held.any():
         return None
-    genuine, best_other = scores.genuine, scores.best_other[scores.held]
+    genuine, best_other = scores.genuine, scores.naming_other[scores.held]
     return float(((genuine >= threshold) & (genuine > best_other)).mean())
 
 
@@ -606,7 +613,7 @@ def _fit_scale(scores: _Scores, classes: int, threshold: float, simulated_rows: 
 
 def _held_out_figures(scores: _Scores, head: RecognitionHead) -> dict[str, Any]:
     held = scores.held
-    genuine, best_other = scores.genuine, scores.best_other[held]
+    genuine, best_other = scores.genuine, scores.naming_other[held]
     nearest_own = genuine > best_other
     return {
         "method": "leave-one-out over enrolled photos",

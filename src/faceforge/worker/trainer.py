@@ -370,9 +370,34 @@ class TrainingWorker:
         a reason publishes it ready but not current (the previous version keeps serving until someone
         activates this one), and is shown as its status message. Runs in the publishing transaction,
         so it sees the current version that publishing replaces."""
-        if training_store.current_version(session) is None:
+        current = training_store.current_version(session)
+        if current is None:
             return None  # nothing to keep serving: a weak version beats none
-        return self._below_floor(metrics)
+        below = self._below_floor(metrics)
+        if below is not None:
+            return below
+        return self._new_duplicates(metrics, training_store.get_version(session, version=current).metrics)
+
+    @staticmethod
+    def _new_duplicates(metrics: dict[str, Any], current: dict[str, Any]) -> str | None:
+        """Why not, if this version recognises fewer enrolled photos than the current one (held-out
+        known accepted) while it suspects a pair of people the current one did not: one person under
+        two names splits their photos between the names (the threshold itself is not moved by it)."""
+        accept, before = metrics.get("accept_rate"), current.get("accept_rate")
+        if accept is None or before is None or accept >= before:
+            return None
+        known = {frozenset(d.get("people", [])) for d in current.get("suspected_duplicates", [])}
+        new = [
+            d for d in metrics.get("suspected_duplicates", []) if frozenset(d.get("people", [])) not in known
+        ]
+        if not new:
+            return None
+        pairs = "; ".join(" and ".join(d.get("names", [])) for d in new)
+        return (
+            f"held back: {pairs} look like one person (suspected duplicate); held-out known photos "
+            f"accepted {accept:.3f} < {before:.3f} with the current version. Merge them, or make this "
+            "version current if they are different people"
+        )
 
     def _below_floor(self, metrics: dict[str, Any]) -> str | None:
         """Why this version must not become current, if its own held-out figures say so."""
