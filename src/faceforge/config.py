@@ -43,6 +43,12 @@ class LimitSettings(BaseSettings):
         ge=1,
         description="photos decoded, detected and embedded at once across requests (default: CPU cores)",
     )
+    vision_pixels: int = Field(
+        100_000_000,
+        ge=1,
+        description="photo pixels (as in their headers) decoded at once across requests; more wait for a "
+        "slot (a larger photo runs alone)",
+    )
     vision_queue: int = Field(
         8, ge=0, description="requests that may wait for vision work; more get 503 with Retry-After"
     )
@@ -118,6 +124,11 @@ class Settings(BaseSettings):
         None, description="where converted weights are cached (default: <home>/weights); may be shared"
     )
     max_pixels: int = Field(40_000_000, ge=1, description="photos with more pixels are rejected undecoded")
+    decode_pixels: int = Field(
+        12_000_000,
+        ge=1_000_000,
+        description="photos with more pixels are reduced by a whole factor while decoded for analysis",
+    )
     detector: DetectorSettings = Field(default_factory=lambda: DetectorSettings())
     workers: int = Field(2, ge=1, le=64, description="threads used for batch decode and detection")
     target_unknown_reject: float = Field(

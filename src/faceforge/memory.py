@@ -8,9 +8,11 @@ import logging
 
 log = logging.getLogger(__name__)
 
-# glibc's mallopt parameter for the number of malloc arenas.
+# glibc's mallopt parameters: the number of malloc arenas, and the size from which a block is mmapped.
 M_ARENA_MAX = -8
+M_MMAP_THRESHOLD = -3
 ARENAS = 2
+MMAP_FROM_BYTES = 8 << 20
 
 
 def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
@@ -28,6 +30,22 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     applied = bool(mallopt(M_ARENA_MAX, arenas))
     log.debug("malloc arenas capped at %d: %s", arenas, applied)
     return applied
+
+
+def return_large_buffers(threshold: int = MMAP_FROM_BYTES) -> bool:
+    """Give every block of ``threshold`` bytes or more its own mapping, returned to the system when
+    freed; returns whether it was applied (glibc only).
+
+    glibc raises its mapping threshold to the size of each mapped block freed (up to 32 MB), after
+    which such blocks come from the arenas and stay in the process when freed: a reduced photo
+    (~30 MB) once decoded kept its memory in every arena that decoded one. Fixing the threshold
+    measured 380 -> 312 MB for one 40 MP PNG's analysis and 702 -> 522 MB for two in turn.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
 
 
 def freeze_survivors() -> None:

@@ -63,7 +63,9 @@ class Services:
 
             worker = TrainingWorker(settings, sessions)
         limits = settings.limits
-        gate = VisionGate(concurrency=limits.vision_concurrency, queue=limits.vision_queue)
+        gate = VisionGate(
+            concurrency=limits.vision_concurrency, queue=limits.vision_queue, pixels=limits.vision_pixels
+        )
         people = PeopleService(
             settings, sessions, pipeline, gate, on_change=worker.wake.set if worker else lambda: None
         )

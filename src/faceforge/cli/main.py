@@ -21,7 +21,7 @@ from faceforge.evaluation.app_detectors import AppDetector
 from faceforge.export.formats import ExportFormat
 from faceforge.export.quiet import quiet_conversion_tools
 from faceforge.logs import LogFormat, logging_config
-from faceforge.memory import ARENAS, limit_malloc_arenas
+from faceforge.memory import ARENAS, MMAP_FROM_BYTES, limit_malloc_arenas, return_large_buffers
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Self-hosted face recognition.")
 
@@ -146,6 +146,7 @@ def serve_command(
     import uvicorn
 
     limit_malloc_arenas()
+    return_large_buffers()
     settings = _settings(home)
     log = logging.getLogger("faceforge.serve")
     if not settings.auth_enabled:
@@ -172,6 +173,7 @@ def serve_command(
     os.environ["FACEFORGE_HOME"] = str(settings.home)
     os.environ["FACEFORGE_WORKER__EMBEDDED"] = "false"
     os.environ.setdefault("MALLOC_ARENA_MAX", str(ARENAS))  # what limit_malloc_arenas does here
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_FROM_BYTES))  # and return_large_buffers
     # Each process counts into files here and /metrics sums them; the files belong to this machine's
     # processes of this run, so the directory is made afresh (never on the shared home).
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -354,6 +356,7 @@ def worker_command(home: HomeOption = None) -> None:
     from faceforge.worker.trainer import TrainingWorker
 
     limit_malloc_arenas()
+    return_large_buffers()
     settings = _settings(home)
     engine = make_engine(settings.resolved_database_url)
     upgrade_database(engine)

@@ -203,7 +203,7 @@ class CompatService:
     def faces_of(self, data: bytes, *, min_detection: float | None = None) -> list[Face]:
         """Every face of the photo with its embedding (verification, DeepStack's match), analysed
         under the vision gate as every other photo is."""
-        with self.people.gate.slot():
+        with self.people.gate.slot(self.people.pipeline.pixels_at_once([data])):
             photo = self.people.pipeline.analyze(data, single_face=False)
         faces = [f for f in photo.faces if f.embedding is not None]
         faces = [f for f in faces if min_detection is None or f.detection.score >= min_detection]

@@ -48,7 +48,7 @@ class IdentifyService:
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise RequestRejectedError("invalid_threshold", "threshold is a cosine similarity in [-1, 1]")
         model = self.models.loaded(version)
-        with self.gate.slot():
+        with self.gate.slot(self.pipeline.pixels_at_once([data])):
             photo = self.pipeline.analyze(data, single_face=False)
         faces = [face for face in photo.faces if face.embedding is not None]
         if not faces:

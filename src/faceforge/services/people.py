@@ -330,8 +330,9 @@ class PeopleService:
 
     # -- photo analysis ---------------------------------------------------------------------------
     def analyse(self, uploads: list[Upload]) -> list[tuple[Upload, PhotoFaces | PhotoError]]:
-        with self.gate.slot():
-            results = self.pipeline.analyze_many([u.data for u in uploads], single_face=True)
+        photos = [u.data for u in uploads]
+        with self.gate.slot(self.pipeline.pixels_at_once(photos)):
+            results = self.pipeline.analyze_many(photos, single_face=True)
         return list(zip(uploads, results, strict=True))
 
     def _owner(self, session: Session, person_id: int) -> PhotoOwner:

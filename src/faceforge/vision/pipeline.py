@@ -17,7 +17,7 @@ from PIL import Image
 from faceforge.config import DetectorSettings, Settings
 from faceforge.domain.errors import InvalidImageError
 from faceforge.domain.faces import Box, DetectedFace, Face, Landmarks, PhotoFaces, RejectReason
-from faceforge.vision.decode import RgbImage, decode_photo
+from faceforge.vision.decode import RgbImage, decode_photo, decode_reduced, header_pixels
 from faceforge.vision.embedder import FaceEmbedder
 from faceforge.vision.face_input import FaceInputs, face_inputs
 from faceforge.vision.mtcnn import MtcnnConfig, MtcnnDetector
@@ -95,7 +95,7 @@ class FacePipeline:
             data, max_pixels=self.settings.max_pixels, min_side=self.detector_settings.min_face_size
         )
 
-    def detect(self, image: RgbImage, *, min_face_size: int | None = None) -> list[DetectedFace]:
+    def detect(self, image: RgbImage, *, min_face_size: float | None = None) -> list[DetectedFace]:
         """All faces in the photo, largest first; large photos are detected on a downscaled copy.
 
         ``min_face_size`` (pixels of ``image``) overrides the detector setting's smallest face.
@@ -115,16 +115,21 @@ class FacePipeline:
             faces = [_scaled(face, 1.0 / factor, shift=pad) for face in found]
         return sorted(faces, key=lambda face: face.box.area, reverse=True)
 
-    def _quality(self, face: DetectedFace) -> list[RejectReason]:
+    def _quality(self, face: DetectedFace, scale: float = 1.0) -> list[RejectReason]:
+        """Why ``face`` is unusable for enrolment; ``scale`` photo pixels per pixel of its box."""
         reasons = []
-        if min(face.box.width, face.box.height) < self.detector_settings.min_usable_face:
+        if min(face.box.width, face.box.height) * scale < self.detector_settings.min_usable_face:
             reasons.append(RejectReason.FACE_TOO_SMALL)
         if face.score < self.detector_settings.min_score:
             reasons.append(RejectReason.LOW_DETECTION_SCORE)
         return reasons
 
-    def analyze_image(self, image: RgbImage, *, single_face: bool) -> PhotoFaces:
-        """Detect, judge and embed the faces of a decoded photo.
+    def analyze_image(
+        self, image: RgbImage, *, single_face: bool, scale: float = 1.0, size: tuple[int, int] | None = None
+    ) -> PhotoFaces:
+        """Detect, judge and embed the faces of a decoded photo. A photo reduced on decode gives
+        ``scale`` (photo pixels per pixel of ``image``) and its own ``size`` (width, height): face sizes
+        are judged, and boxes and landmarks returned, in the photo's pixels.
 
         With ``single_face`` (enrolment) the photo is accepted only when one face passes the quality
         checks and dominates every other confidently detected face (``DOMINANT_FACE_RATIO``); only
@@ -134,8 +139,9 @@ class FacePipeline:
         other face is embedded, and the photo is rejected only when no face remains.
         """
         # Enrolment rejects faces below min_usable_face anyway, so it need not search for them.
-        smallest = self.detector_settings.min_usable_face if single_face else None
-        faces = [Face(d, self._quality(d)) for d in self.detect(image, min_face_size=smallest)]
+        config = self.detector_settings
+        smallest = (config.min_usable_face if single_face else config.min_face_size) / scale
+        faces = [Face(d, self._quality(d, scale)) for d in self.detect(image, min_face_size=smallest)]
         if not single_face:
             faces = [face for face in faces if RejectReason.LOW_DETECTION_SCORE not in face.reasons]
         height, width = image.shape[:2]
@@ -165,6 +171,10 @@ class FacePipeline:
             embeddings = self.embed_boxes(image, [face.detection.box for face in to_embed])
             for face, embedding in zip(to_embed, embeddings, strict=True):
                 face.embedding = embedding
+        if scale != 1.0 or size is not None:
+            photo.width, photo.height = size or (round(width * scale), round(height * scale))
+            for face in faces:
+                face.detection = _scaled(face.detection, scale)
         return photo
 
     def inputs(self, image: RgbImage, boxes: list[Box]) -> FaceInputs:
@@ -176,9 +186,28 @@ class FacePipeline:
         """``(len(boxes), 640)`` embeddings of the faces found at ``boxes`` in ``image``."""
         return self.embedder.embed(self.inputs(image, boxes))
 
+    def pixels_at_once(self, photos: Sequence[bytes]) -> int:
+        """The most header pixels ``analyze_many`` decodes at once for ``photos`` (its threads each
+        decode one photo): what a request holds of the vision gate's pixel budget."""
+        sizes = sorted((header_pixels(data) for data in photos), reverse=True)
+        return sum(sizes[: max(1, self.settings.workers)])
+
     def analyze(self, data: bytes, *, single_face: bool) -> PhotoFaces:
-        """Decode and analyse one photo; raises ``InvalidImageError`` for unusable bytes."""
-        return self.analyze_image(self.decode(data), single_face=single_face)
+        """Decode and analyse one photo; raises ``InvalidImageError`` for unusable bytes. A photo of
+        more than ``Settings.decode_pixels`` is analysed reduced (``decode_reduced``); its boxes and
+        landmarks are still in the photo's pixels."""
+        decoded = decode_reduced(
+            data,
+            max_pixels=self.settings.max_pixels,
+            min_side=self.detector_settings.min_face_size,
+            budget=self.settings.decode_pixels,
+        )
+        return self.analyze_image(
+            decoded.image,
+            single_face=single_face,
+            scale=decoded.scale,
+            size=(decoded.width, decoded.height),
+        )
 
     def analyze_many(
         self, photos: Sequence[Path | bytes], *, single_face: bool, workers: int | None = None
