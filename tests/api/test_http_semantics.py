@@ -40,6 +40,8 @@ def test_head_answers_wherever_get_does_and_nothing_private_is_cached(client: Te
     assert listed.json()["faces"] == ["Colin"] and listed.headers["cache-control"] == NO_STORE
     assert client.get("/ui/app.js").headers["cache-control"] == "no-cache"  # the dashboard's own files
     assert client.delete("/healthz").headers["allow"] == "GET, HEAD"
+    post_only = client.head(f"{RECOGNITION}/recognize")
+    assert post_only.status_code == 405 and post_only.headers["allow"] == "POST"
 
 
 def test_types_are_strict(client: TestClient) -> None:

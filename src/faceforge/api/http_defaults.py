@@ -26,7 +26,7 @@ class HttpDefaultsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        head = scope["method"] == "HEAD" and not self._declares_head(scope)
+        head = scope["method"] == "HEAD" and self._served_as_get(scope)
         if head:
             scope = {**scope, "method": "GET"}
 
@@ -41,5 +41,9 @@ class HttpDefaultsMiddleware:
 
         await self.app(scope, receive, sending)
 
-    def _declares_head(self, scope: Scope) -> bool:
-        return any(route.matches(scope)[0] is Match.FULL for route in self.routes)
+    def _served_as_get(self, scope: Scope) -> bool:
+        """No route declares HEAD here, and one serves GET (elsewhere the 405 names HEAD itself)."""
+        if any(route.matches(scope)[0] is Match.FULL for route in self.routes):
+            return False
+        as_get = {**scope, "method": "GET"}
+        return any(route.matches(as_get)[0] is Match.FULL for route in self.routes)
