@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 
 from faceforge.cli.progress import ProgressDisplay
 from faceforge.config import Settings
-from faceforge.domain.errors import TrainingError
+from faceforge.domain.errors import DatasetError, TrainingError
 from faceforge.services.bulk_import import (
     BulkImporter,
     FolderPerson,
     ImportSummary,
     LocalTarget,
     scan_folders,
+    scan_strangers,
 )
 
 if TYPE_CHECKING:
@@ -28,23 +29,34 @@ WAIT_SECONDS = 900.0
 
 
 def run_import(
-    folder: Path, *, settings: Settings, server: str | None, api_key: str | None, wait: bool
+    folder: Path | None,
+    *,
+    strangers: Path | None = None,
+    settings: Settings,
+    server: str | None,
+    api_key: str | None,
+    wait: bool,
 ) -> ImportSummary:
-    people = scan_folders(folder)
+    """Import the people of ``folder`` and the strangers of ``strangers`` (either may be ``None``,
+    not both) into the home of ``settings`` or into ``server``."""
+    if folder is None and strangers is None:
+        raise DatasetError("give a folder of people, --strangers FOLDER, or both")
+    people = scan_folders(folder) if folder is not None else []
+    others = scan_strangers(strangers) if strangers is not None else []
     if server is not None:
-        return _into_server(people, server, api_key, wait=wait)
-    return _into_home(people, settings, wait=wait)
+        return _into_server(people, others, server, api_key, wait=wait)
+    return _into_home(people, others, settings, wait=wait)
 
 
 def _into_server(
-    people: list[FolderPerson], server: str, api_key: str | None, *, wait: bool
+    people: list[FolderPerson], strangers: list[FolderPerson], server: str, api_key: str | None, *, wait: bool
 ) -> ImportSummary:
     from faceforge.cli.http_target import HttpTarget
 
     target = HttpTarget(server, api_key)
     try:
         with ProgressDisplay() as display:
-            summary = BulkImporter(target, on_progress=display.update).run(people)
+            summary = BulkImporter(target, on_progress=display.update).run(people, strangers)
             if summary.training_requested and wait and not summary.interrupted:
                 display.say("waiting for the server to train the new version")
                 summary.version = target.wait_for_version()
@@ -55,7 +67,9 @@ def _into_server(
     return summary
 
 
-def _into_home(people: list[FolderPerson], settings: Settings, *, wait: bool) -> ImportSummary:
+def _into_home(
+    people: list[FolderPerson], strangers: list[FolderPerson], settings: Settings, *, wait: bool
+) -> ImportSummary:
     from faceforge.api.container import Services
     from faceforge.db import training_store
     from faceforge.worker.trainer import TrainingWorker
@@ -67,9 +81,11 @@ def _into_home(people: list[FolderPerson], settings: Settings, *, wait: bool) ->
     try:
         with ProgressDisplay() as display:
             importer = BulkImporter(
-                LocalTarget(services.people), on_progress=display.update, concurrency=cores + 1
+                LocalTarget(services.people, services.strangers),
+                on_progress=display.update,
+                concurrency=cores + 1,
             )
-            summary = importer.run(people)
+            summary = importer.run(people, strangers)
             if summary.training_requested and wait and not summary.interrupted:
                 worker = TrainingWorker(settings, services.sessions)
                 display.say("training the new version")

@@ -2,7 +2,8 @@
 
 Speaks the public API: ``GET /api/v1/people?external_id=``, ``GET .../photos`` (their sha256),
 ``POST /api/v1/people?train=false`` and ``POST .../photos?train=false`` (photos stored without a
-version each), ``POST /api/v1/training`` once at the end, ``GET /api/v1/training`` to wait.
+version each), the same under ``/api/v1/strangers`` (found by ``?source=``), ``POST
+/api/v1/training`` once at the end, ``GET /api/v1/training`` to wait.
 
 A long import outlives short outages: a 503 is retried after its ``Retry-After`` (seconds or an HTTP
 date, as proxies send), a connection that could not be made is retried with growing pauses (nothing
@@ -118,6 +119,29 @@ class HttpTarget:
         if response.status_code == 422 and _code(response) == "photos_rejected":
             return BatchResult(person_id, _verdicts(response.json()["error"]))
         return BatchResult(person_id, _verdicts(self._ok(response)))
+
+    def find_stranger(self, source: str) -> int | None:
+        page = self._ok(self._call("GET", "/api/v1/strangers", params={"source": source}))
+        return int(page["items"][0]["id"]) if page["items"] else None
+
+    def stranger_hashes(self, stranger_id: int) -> set[str]:
+        stranger = self._ok(self._call("GET", f"/api/v1/strangers/{stranger_id}"))
+        return {photo["sha256"] for photo in stranger["photos"]}
+
+    def create_stranger(self, stranger: FolderPerson, uploads: list[Upload]) -> BatchResult:
+        response = self._upload(
+            "/api/v1/strangers", uploads, {"note": stranger.name, "source": stranger.external_id}
+        )
+        if response.status_code == 422 and _code(response) == "photos_rejected":
+            return BatchResult(None, _verdicts(response.json()["error"]))
+        body = self._ok(response)
+        return BatchResult(int(body["id"]), _verdicts(body))
+
+    def add_stranger_photos(self, stranger_id: int, uploads: list[Upload]) -> BatchResult:
+        response = self._upload(f"/api/v1/strangers/{stranger_id}/photos", uploads)
+        if response.status_code == 422 and _code(response) == "photos_rejected":
+            return BatchResult(stranger_id, _verdicts(response.json()["error"]))
+        return BatchResult(stranger_id, _verdicts(self._ok(response)))
 
     def request_training(self) -> None:
         self._ok(self._call("POST", "/api/v1/training"))

@@ -242,7 +242,16 @@ def export_command(
 
 @app.command("import")
 def import_command(
-    folder: Annotated[Path, typer.Argument(help="one sub-folder of photos per person (the folder name)")],
+    folder: Annotated[
+        Path | None, typer.Argument(help="one sub-folder of photos per person (the folder name)")
+    ] = None,
+    strangers: Annotated[
+        Path | None,
+        typer.Option(
+            "--strangers",
+            help="people never to be named: one sub-folder of photos per stranger, or one loose photo each",
+        ),
+    ] = None,
     home: HomeOption = None,
     server: Annotated[
         str | None, typer.Option("--server", help="import into a running server (URL) instead of --home")
@@ -253,12 +262,14 @@ def import_command(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait for the model version")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON object")] = False,
 ) -> None:
-    """Import folder-per-person photos: people by folder name, photos by content, resumable; one model
-    version at the end."""
+    """Import folder-per-person photos (and strangers with --strangers): people by folder name,
+    strangers by folder name or photo, photos by content, resumable; one model version at the end."""
     from faceforge.cli.bulk import run_import
 
     try:
-        summary = run_import(folder, settings=_settings(home), server=server, api_key=api_key, wait=wait)
+        summary = run_import(
+            folder, strangers=strangers, settings=_settings(home), server=server, api_key=api_key, wait=wait
+        )
     except FaceforgeError as error:
         raise _fail(error.message) from None
     if as_json:
@@ -273,6 +284,7 @@ def _print_import_summary(summary: dict[str, Any]) -> None:
     done = "interrupted (run again to resume)" if summary["interrupted"] else "done"
     sys.stdout.write(
         f"import {done}: {summary['people_created']} people created, {summary['people_found']} found, "
+        f"{summary['strangers_created']} strangers created, {summary['strangers_found']} found, "
         f"{summary['photos_accepted']} photos accepted, {len(summary['refused'])} refused, "
         f"{summary['photos_already_imported']} already imported "
         f"({summary['photos_per_second']} photos/s)\n"
@@ -280,7 +292,8 @@ def _print_import_summary(summary: dict[str, Any]) -> None:
     if not summary["photos_accepted"]:
         sys.stdout.write("nothing new was imported; no new model version\n")
     for refusal in summary["refused"]:
-        sys.stdout.write(f"  refused {refusal['person']}/{refusal['file']}: {refusal['message']}\n")
+        whose = refusal["person"] if "person" in refusal else f"stranger {refusal['stranger']}"
+        sys.stdout.write(f"  refused {whose}/{refusal['file']}: {refusal['message']}\n")
     if summary["version"] is not None:
         sys.stdout.write(f"model version {summary['version']} is current\n")
 

@@ -121,7 +121,8 @@ def _build_in(
     staging.mkdir()
     services = Services.start(home, embedded_worker=False)
     try:
-        importer = BulkImporter(LocalTarget(services.people), on_progress=on_progress, concurrency=1)
+        target = LocalTarget(services.people, services.strangers)
+        importer = BulkImporter(target, on_progress=on_progress, concurrency=1)
         summary = importer.run(enrolled)
         if summary.interrupted:
             raise KeyboardInterrupt

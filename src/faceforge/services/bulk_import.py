@@ -1,8 +1,10 @@
-"""Bulk import: a folder with one sub-folder of photos per person, into a faceforge home or server.
+"""Bulk import: a folder with one sub-folder of photos per person, and a folder of strangers (one
+sub-folder per stranger, or one loose photo per stranger), into a faceforge home or server.
 
 Resumable by construction: a person is found by their folder's name (stored as ``external_id``), a
-photo by the SHA-256 of its bytes, so a second run over the same folder stores nothing and an
-interrupted run picks up where it stopped. Photos are stored without asking for a model version
+stranger by their folder's name or loose photo's SHA-256 (stored as ``source``), a photo by the
+SHA-256 of its bytes, so a second run over the same folders stores nothing and an interrupted run
+picks up where it stopped. Photos are stored without asking for a model version
 each (``train=False``); the importer asks for one version at the end, also when interrupted, so the
 photos already stored are never left out of the model.
 
@@ -15,20 +17,23 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from faceforge.domain.errors import DatasetError
-from faceforge.evaluation.dataset import image_files
+from faceforge.evaluation.dataset import IMAGE_SUFFIXES, image_files
 from faceforge.services.people import PeopleService, PhotosRejectedError, PhotoVerdict, Upload
+from faceforge.services.strangers import StrangersService
 
 
 @dataclass(frozen=True, slots=True)
 class FolderPerson:
-    external_id: str  # the folder's name
+    """A person (or a stranger) to import: what finds them again, what they are called, their photos."""
+
+    external_id: str  # the folder's name (a loose stranger photo: its sha256)
     name: str  # the folder's name with underscores as spaces ("Colin_Powell" -> "Colin Powell")
     photos: list[Path]
 
@@ -47,6 +52,37 @@ class ImportTarget(Protocol):
     def create_person(self, person: FolderPerson, uploads: list[Upload]) -> BatchResult: ...
     def add_photos(self, person_id: int, uploads: list[Upload]) -> BatchResult: ...
     def request_training(self) -> None: ...
+    def find_stranger(self, source: str) -> int | None: ...
+    def stranger_hashes(self, stranger_id: int) -> set[str]: ...
+    def create_stranger(self, stranger: FolderPerson, uploads: list[Upload]) -> BatchResult: ...
+    def add_stranger_photos(self, stranger_id: int, uploads: list[Upload]) -> BatchResult: ...
+
+
+class _Collection(Protocol):
+    """People or strangers of a target, as the importer walks them."""
+
+    kind: str  # "person" or "stranger": in refusals and in the summary's counts
+
+    def find(self, key: str) -> int | None: ...
+    def known_hashes(self, item_id: int) -> set[str]: ...
+    def create(self, item: FolderPerson, uploads: list[Upload]) -> BatchResult: ...
+    def add_photos(self, item_id: int, uploads: list[Upload]) -> BatchResult: ...
+
+
+class _People:
+    kind = "person"
+
+    def __init__(self, target: ImportTarget) -> None:
+        self.find, self.known_hashes = target.find_person, target.known_hashes
+        self.create, self.add_photos = target.create_person, target.add_photos
+
+
+class _Strangers:
+    kind = "stranger"
+
+    def __init__(self, target: ImportTarget) -> None:
+        self.find, self.known_hashes = target.find_stranger, target.stranger_hashes
+        self.create, self.add_photos = target.create_stranger, target.add_stranger_photos
 
 
 @dataclass(slots=True)
@@ -75,6 +111,8 @@ class ImportProgress:
 class ImportSummary:
     people_created: int = 0
     people_found: int = 0
+    strangers_created: int = 0
+    strangers_found: int = 0
     photos_accepted: int = 0
     photos_already_imported: int = 0
     refused: list[dict[str, Any]] = field(default_factory=list)
@@ -102,9 +140,28 @@ def scan_folders(root: Path) -> list[FolderPerson]:
     return people
 
 
-def _refusal(person: FolderPerson, verdict: PhotoVerdict) -> dict[str, Any]:
+def scan_strangers(root: Path) -> list[FolderPerson]:
+    """Every stranger below ``root``: each sub-folder with images is one (found again by the folder's
+    name), each loose image one more (found again by its sha256); folders first, in name order."""
+    if not root.is_dir():
+        raise DatasetError(f"folder not found: {root}")
+    strangers = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        photos = image_files(folder)
+        if photos:
+            strangers.append(FolderPerson(folder.name, folder.name.replace("_", " ").strip(), photos))
+    loose = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    for photo in loose:
+        digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+        strangers.append(FolderPerson(digest, photo.name, [photo]))
+    if not strangers:
+        raise DatasetError(f"{root} has no photos of strangers (a sub-folder or a photo per stranger)")
+    return strangers
+
+
+def _refusal(kind: str, person: FolderPerson, verdict: PhotoVerdict) -> dict[str, Any]:
     return {
-        "person": person.external_id,
+        kind: person.external_id,
         "file": verdict.filename,
         "reasons": verdict.reasons,
         "message": verdict.message,
@@ -127,13 +184,20 @@ class BulkImporter:
         self.concurrency = concurrency
         self._lock = threading.Lock()
 
-    def run(self, people: list[FolderPerson]) -> ImportSummary:
+    def run(self, people: Sequence[FolderPerson], strangers: Sequence[FolderPerson] = ()) -> ImportSummary:
         summary = ImportSummary()
-        progress = ImportProgress(photos_total=sum(len(p.photos) for p in people), people_total=len(people))
+        everyone = [*people, *strangers]
+        progress = ImportProgress(
+            photos_total=sum(len(p.photos) for p in everyone), people_total=len(everyone)
+        )
         self.on_progress(progress, None)
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="faceforge-import")
+        work = [(_People(self.target), p) for p in people] + [(_Strangers(self.target), s) for s in strangers]
         try:
-            futures = [pool.submit(self._import_person, person, summary, progress) for person in people]
+            futures = [
+                pool.submit(self._import_one, collection, item, summary, progress)
+                for collection, item in work
+            ]
             for future in futures:
                 future.result()
         except KeyboardInterrupt:
@@ -150,9 +214,11 @@ class BulkImporter:
             summary.photos_per_second = round(progress.photos_per_second, 2)
         return summary
 
-    def _import_person(self, person: FolderPerson, summary: ImportSummary, progress: ImportProgress) -> None:
-        person_id = self.target.find_person(person.external_id)
-        known = self.target.known_hashes(person_id) if person_id is not None else set()
+    def _import_one(
+        self, collection: _Collection, person: FolderPerson, summary: ImportSummary, progress: ImportProgress
+    ) -> None:
+        person_id = collection.find(person.external_id)
+        known = collection.known_hashes(person_id) if person_id is not None else set()
         pending: list[Upload] = []
         for path in person.photos:
             data = path.read_bytes()
@@ -161,8 +227,12 @@ class BulkImporter:
                 known.add(digest)  # the same file twice in one folder is imported once
                 pending.append(Upload(path.name, data))
         skipped = len(person.photos) - len(pending)
+        is_person = collection.kind == "person"
         with self._lock:
-            summary.people_found += person_id is not None
+            if is_person:
+                summary.people_found += person_id is not None
+            else:
+                summary.strangers_found += person_id is not None
             summary.photos_already_imported += skipped
             progress.already_imported += skipped
             progress.photos_done += skipped
@@ -171,33 +241,38 @@ class BulkImporter:
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
             if person_id is None:
-                result = self.target.create_person(person, batch)
+                result = collection.create(person, batch)
                 person_id = result.person_id
                 created = person_id is not None
             else:
-                result = self.target.add_photos(person_id, batch)
+                result = collection.add_photos(person_id, batch)
                 created = False
             accepted += sum(v.accepted for v in result.verdicts)
-            refusals = [_refusal(person, v) for v in result.verdicts if not v.accepted]
+            refusals = [_refusal(collection.kind, person, v) for v in result.verdicts if not v.accepted]
             refused += len(refusals)
             with self._lock:
-                summary.people_created += created
+                if is_person:
+                    summary.people_created += created
+                else:
+                    summary.strangers_created += created
                 summary.photos_accepted += sum(v.accepted for v in result.verdicts)
                 summary.refused.extend(refusals)
                 progress.accepted, progress.refused = summary.photos_accepted, len(summary.refused)
                 progress.photos_done += len(batch)
                 self.on_progress(progress, None)
-        line = f"{person.external_id}: {accepted} accepted, {refused} refused"
+        label = person.external_id if is_person else f"stranger {person.name}"
+        line = f"{label}: {accepted} accepted, {refused} refused"
         with self._lock:
             progress.people_done += 1
             self.on_progress(progress, line + (f", {skipped} already imported" if skipped else ""))
 
 
 class LocalTarget:
-    """The local home, through the same service the API uses (``PeopleService``)."""
+    """The local home, through the same services the API uses (``PeopleService``, ``StrangersService``)."""
 
-    def __init__(self, people: PeopleService) -> None:
+    def __init__(self, people: PeopleService, strangers: StrangersService) -> None:
         self.people = people
+        self.strangers = strangers
         self.max_photos_per_request = people.settings.limits.max_photos_per_request
 
     def find_person(self, external_id: str) -> int | None:
@@ -226,3 +301,27 @@ class LocalTarget:
 
     def request_training(self) -> None:
         self.people.request_training()
+
+    def find_stranger(self, source: str) -> int | None:
+        found = self.strangers.find(source=source)
+        return None if found is None else found.id
+
+    def stranger_hashes(self, stranger_id: int) -> set[str]:
+        return self.strangers.photo_hashes(stranger_id=stranger_id)
+
+    def create_stranger(self, stranger: FolderPerson, uploads: list[Upload]) -> BatchResult:
+        try:
+            change = self.strangers.add(
+                note=stranger.name, source=stranger.external_id, uploads=uploads, train=False
+            )
+        except PhotosRejectedError as error:
+            return BatchResult(None, error.verdicts)
+        assert change.stranger is not None
+        return BatchResult(change.stranger.id, change.photos)
+
+    def add_stranger_photos(self, stranger_id: int, uploads: list[Upload]) -> BatchResult:
+        try:
+            change = self.strangers.add_photos(stranger_id=stranger_id, uploads=uploads, train=False)
+        except PhotosRejectedError as error:
+            return BatchResult(stranger_id, error.verdicts)
+        return BatchResult(stranger_id, change.photos)
