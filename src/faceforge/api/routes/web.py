@@ -24,7 +24,12 @@ access = APIRouter(
 )
 routers = (public, access)
 
-ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "favicon.svg": "image/svg+xml"}
+ASSETS = {
+    "app.js": "text/javascript",
+    "strangers.js": "text/javascript",
+    "app.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+}
 # The dashboard's own files change with the release, not per request.
 ASSET_CACHING = "no-cache"
 

@@ -5,6 +5,8 @@
 // bottom (`pages`); the router shows "Loading…" while it waits, replaces the whole content with the
 // page's nodes (or an error page), and stops the previous page's timers (`view.onStop`).
 
+import { faceActions, strangersPage } from "/ui/strangers.js";
+
 const KEY_STORAGE = "faceforge-api-key";
 const PAGE_SIZE = 24;
 const VERSIONS_PAGE_SIZE = 10;
@@ -467,7 +469,7 @@ function faceLine(found) {
   const label = face.match
     ? `${face.match.name} · similarity ${number(face.match.similarity)} · confidence ${percent(face.match.confidence)}`
     : `unknown · nearest ${face.candidates.map((c) => `${c.name} ${number(c.similarity)}`).join(", ")}`;
-  return el("li", { class: "face" }, label, face.candidates.length ? null : " (nobody enrolled)");
+  return el("li", { class: "face" }, label, face.candidates.length ? null : " (nobody enrolled)", faceActions(ui, found));
 }
 
 async function tryPage() {
@@ -768,7 +770,7 @@ async function qualityPage(match, view) {
 // -- router ---------------------------------------------------------------------------------------
 // What a page kept in a module of its own needs of this one (it gets them as one object).
 const ui = { el, api, blobUrl, show, say, go, fail, describe, errorBox, admin, ApiError, verdictList, face, plural,
-  filePicker, dropArea, route: () => route() };
+  filePicker, dropArea, needsLogin, FACES_FOR_ADMINS, route: () => route() };
 
 // One entry per page: the hash it answers, the navigation section it belongs to, its function
 // `(match, view) => nodes`: the router shows the nodes (a page that called `show` itself returns
@@ -776,6 +778,7 @@ const ui = { el, api, blobUrl, show, say, go, fail, describe, errorBox, admin, A
 const pages = [
   { pattern: /^#\/people\/(\d+)$/, section: "people", render: personPage },
   { pattern: /^#\/people(?:\?(.*))?$/, section: "people", render: peoplePage },
+  { pattern: /^#\/strangers(?:\?(.*))?$/, section: "strangers", render: (match) => strangersPage(ui, match) },
   { pattern: /^#\/try$/, section: "try", render: tryPage },
   { pattern: /^#\/training$/, section: "training", render: trainingPage },
   { pattern: /^#\/versions\/(\d+)$/, section: "versions", render: qualityPage },

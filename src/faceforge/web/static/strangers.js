@@ -1,0 +1,183 @@
+// faceforge dashboard: the strangers collection (people never to be named) and the Try-it face actions
+// that feed it ("Not <name>: add as a stranger", "Add to <person>"). The page's helpers come from app.js
+// as one `ui` object, so this module depends on nothing else. A page returns its nodes (app.js's shape).
+
+const PAGE_SIZE = 24;
+// Around a face cut out of a photo with several faces: enough of the head that the detector finds it
+// again on its own (the server analyses every upload afresh).
+const CROP_MARGIN = 0.6;
+
+function strangerCard(ui, stranger) {
+  const { el, api, blobUrl, go, fail, plural } = ui;
+  const label = stranger.note || `stranger ${stranger.id}`;
+  const picture = el("div", { class: "avatar", "aria-hidden": "true", text: "?" });
+  const card = el("div", { class: "person stranger", id: `stranger-${stranger.id}` }, picture,
+    el("div", { class: "name", text: label }),
+    el("div", { class: "muted", text: [plural(stranger.photo_count, "photo"), stranger.source ? `from ${stranger.source}` : null].filter(Boolean).join(" · ") }));
+  if (stranger.thumbnail_url) {
+    blobUrl(stranger.thumbnail_url).then((url) => {
+      picture.replaceWith(el("img", { class: "avatar", src: url, alt: "" }));
+    }).catch(() => {});
+  }
+  if (ui.admin()) {
+    card.append(el("button", { class: "danger", type: "button", text: "Delete", "aria-label": `Delete ${label}`, onclick: async () => {
+      if (!confirm(`Delete ${label} and their photos? The next version no longer knows their face.`)) return;
+      try {
+        await api(`/api/v1/strangers/${stranger.id}`, { method: "DELETE" });
+        go(location.hash, `${label} deleted; a new version is being trained.`);
+      } catch (error) { fail(error); }
+    } }));
+  }
+  return card;
+}
+
+function addStrangerForm(ui) {
+  const { el, api, go, fail, needsLogin, errorBox, ApiError, verdictList, plural } = ui;
+  const result = el("div", { "aria-live": "polite" });
+  const form = el("form", { class: "card", id: "add-stranger", onsubmit: async (event) => {
+    event.preventDefault();
+    const button = form.querySelector("button");
+    button.disabled = true;
+    result.replaceChildren();
+    try {
+      const stranger = await api("/api/v1/strangers", { method: "POST", form: new FormData(form) });
+      const accepted = stranger.photos.filter((p) => p.verdict === "accepted").length;
+      go("#/strangers", `Stranger added: ${accepted} of ${plural(stranger.photos.length, "photo")} accepted; a new version is being trained.`);
+    } catch (error) {
+      if (needsLogin(error)) return fail(error);
+      const verdicts = error instanceof ApiError && error.body && error.body.error && error.body.error.photos;
+      result.replaceChildren(errorBox(error), verdicts ? verdictList(verdicts) : null);
+    } finally {
+      button.disabled = false;
+    }
+  } },
+  el("h2", { text: "Add a stranger" }),
+  el("p", { class: "muted", text: "Photos of one person who must never be named (one face each): models learn to answer “unknown” for them." }),
+  el("div", { class: "field" }, el("label", { for: "stranger-note", text: "Note (optional, never in a model)" }),
+    el("input", { type: "text", id: "stranger-note", name: "note", maxlength: 200 })),
+  el("div", { class: "field" }, el("label", { for: "stranger-photos", text: "Photos of the stranger" }),
+    el("input", { type: "file", id: "stranger-photos", name: "photos", accept: "image/*", multiple: true, required: true })),
+  el("button", { class: "primary", type: "submit", text: "Add stranger" }), result);
+  return form;
+}
+
+export async function strangersPage(ui, match) {
+  const { el, api } = ui;
+  const params = new URLSearchParams(match[1] || "");
+  const offset = Math.max(0, Number(params.get("offset") || 0));
+  const page = await api(`/api/v1/strangers?offset=${offset}&limit=${PAGE_SIZE}`);
+  const link = (start) => `#/strangers?offset=${start}`;
+  const pager = el("div", { class: "pager" },
+    el("span", { class: "muted", text: page.total ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "no strangers yet" }),
+    offset > 0 ? el("a", { class: "button", href: link(Math.max(0, offset - PAGE_SIZE)), text: "Previous" }) : null,
+    offset + page.items.length < page.total ? el("a", { class: "button", href: link(offset + PAGE_SIZE), text: "Next" }) : null);
+  return [el("h1", { text: "Strangers" }),
+    el("p", { class: "muted", text: "Faces that are never named by any model: the mailman, a neighbour, visitors. Each change trains a new version." }),
+    ui.admin() ? null : el("p", { class: "muted", id: "faces-note", text: ui.FACES_FOR_ADMINS }),
+    el("div", { class: "grid", id: "strangers" }, page.items.map((s) => strangerCard(ui, s))), pager,
+    ui.admin() ? addStrangerForm(ui) : null];
+}
+
+// The photo to upload for one face of a Try-it photo: the file itself when it shows one face, else a
+// JPEG of that face with a margin (an upload must show one clear face).
+async function facePhoto(file, image, face, count) {
+  if (count === 1) return file;
+  const { x, y, width, height } = face.box;
+  const margin = CROP_MARGIN * Math.max(width, height);
+  const left = Math.max(0, Math.floor(x - margin));
+  const top = Math.max(0, Math.floor(y - margin));
+  const right = Math.min(image.naturalWidth, Math.ceil(x + width + margin));
+  const bottom = Math.min(image.naturalHeight, Math.ceil(y + height + margin));
+  const canvas = document.createElement("canvas");
+  canvas.width = right - left;
+  canvas.height = bottom - top;
+  canvas.getContext("2d").drawImage(image, left, top, canvas.width, canvas.height, 0, 0, canvas.width, canvas.height);
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+  return new File([blob], `face-${Math.round(x)}-${Math.round(y)}.jpg`, { type: "image/jpeg" });
+}
+
+function firstVerdict(body) {
+  return body && body.photos && body.photos[0];
+}
+
+function verdictText(verdict) {
+  return verdict.verdict + (verdict.message ? `: ${verdict.message}` : "");
+}
+
+// Buttons under one recognised (or unknown) face on Try it: admins only, since both change the gallery.
+export function faceActions(ui, { file, image, face, index, count }) {
+  const { el, api, ApiError } = ui;
+  if (!ui.admin()) return null;
+  const status = el("span", { class: "muted", "aria-live": "polite" });
+  const controls = el("div", { class: "row face-actions" });
+
+  async function send(describe, upload) {
+    for (const button of controls.querySelectorAll("button")) button.disabled = true;
+    status.className = "muted";
+    status.textContent = "sending…";
+    try {
+      const photo = await facePhoto(file, image, face, count);
+      const form = new FormData();
+      form.append("photos", photo, photo.name);
+      const body = await upload(form);
+      const verdict = firstVerdict(body);
+      status.className = verdict && verdict.verdict === "accepted" ? "accepted" : "rejected";
+      status.textContent = `${describe}: ${verdict ? verdictText(verdict) : "done"}; a new version is being trained.`;
+    } catch (error) {
+      const verdict = error instanceof ApiError && error.body && error.body.error && error.body.error.photos && error.body.error.photos[0];
+      status.className = "rejected";
+      status.textContent = verdict ? `${describe}: ${verdictText(verdict)}` : `${describe}: ${error.message}`;
+    } finally {
+      for (const button of controls.querySelectorAll("button")) button.disabled = false;
+    }
+  }
+
+  if (face.match) {
+    const name = face.match.name;
+    controls.append(el("button", { type: "button", class: "not-them", text: `Not ${name}: add as a stranger`, onclick: () =>
+      send("Added as a stranger", (form) => {
+        form.append("note", `not ${name}`);
+        return api("/api/v1/strangers", { method: "POST", form });
+      }) }));
+  }
+
+  // "Add to <person>": a name typed or picked from the people who match it.
+  const listId = `people-${index}`;
+  const options = el("datalist", { id: listId });
+  const picker = el("input", { type: "search", id: `add-to-${index}`, list: listId, placeholder: "Person's name", autocomplete: "off",
+    "aria-label": `Add face ${index + 1} to a person (name)`, value: face.match ? face.match.name : "" });
+  let found = [];
+  async function lookUp() {
+    const query = picker.value.trim();
+    const page = await api(`/api/v1/people?limit=20` + (query ? `&q=${encodeURIComponent(query)}` : ""));
+    found = page.items;
+    options.replaceChildren(...found.map((p) => el("option", { value: p.name })));
+    return found;
+  }
+  let timer = null;
+  picker.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => lookUp().catch(() => {}), 250);
+  });
+  picker.addEventListener("focus", () => lookUp().catch(() => {}), { once: true });
+  const add = el("button", { type: "button", class: "add-to", text: "Add to person", onclick: async () => {
+    const name = picker.value.trim();
+    if (!name) {
+      status.className = "rejected";
+      status.textContent = "Type or pick a person's name first.";
+      return;
+    }
+    const people = await lookUp().catch(() => []);
+    const person = people.find((p) => p.name === name) || people.find((p) => p.name.toLowerCase() === name.toLowerCase());
+    if (!person) {
+      status.className = "rejected";
+      status.textContent = `Nobody is registered as “${name}”.`;
+      return;
+    }
+    send(`Added to ${person.name}`, (form) => api(`/api/v1/people/${person.id}/photos`, { method: "POST", form }));
+  } });
+  add.textContent = face.match ? `Add to ${face.match.name}` : "Add to person";
+  picker.addEventListener("input", () => { add.textContent = picker.value.trim() ? `Add to ${picker.value.trim()}` : "Add to person"; });
+  controls.append(picker, options, add);
+  return el("div", { class: "face-tools" }, controls, status);
+}

@@ -1,0 +1,136 @@
+"""The dashboard's strangers in chromium against a real `faceforge serve`: the Strangers page (add a
+stranger from photos, their face, delete), and the Try-it face actions ("Add to <person>", "Not
+<name>: add as a stranger", a face cut out of a group photo); a read key sees no faces or controls.
+At 375 and 1440 px nothing is wider than the screen; axe-core checks each page. People are set up
+through the API; the browser does what a user would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+from faceforge.evaluation.dataset import image_files
+from tests.conftest import FACES, LFW10
+from tests.web.browser import (
+    ADMIN_KEY,
+    READ_KEY,
+    TIMEOUT_MS,
+    Server,
+    assert_accessible,
+    login,
+    open_page,
+    shot,
+)
+
+GROUP = FACES / "multi" / "face_recognition_obama_and_biden.jpg"
+COLIN = image_files(LFW10 / "Colin_Powell")
+
+
+def _counts(server: Server) -> tuple[int, int]:
+    """(photos of everyone, strangers) as the API says, once every change is trained."""
+    server.wait_trained()
+    people = server.api("GET", "/api/v1/people").json()["items"]
+    strangers = server.api("GET", "/api/v1/strangers").json()["total"]
+    return sum(p["photo_count"] for p in people), strangers
+
+
+def _current(server: Server) -> dict[str, Any]:
+    server.wait_trained()
+    current: dict[str, Any] = server.api("GET", "/api/v1/models/current").json()
+    return current
+
+
+def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
+    server.register("Colin Powell", COLIN[:4], train=False)
+    server.register("Barack Obama", image_files(FACES / "face_recognition_examples" / "Barack_Obama"))
+    first = _current(server)
+    photos, _ = _counts(server)
+    login(page, server, ADMIN_KEY)
+
+    # The Strangers page, reached from the navigation: add one from three photos.
+    page.get_by_role("navigation").get_by_role("link", name="Strangers").click()
+    expect(page.locator(".pager")).to_contain_text("no strangers yet")
+    page.get_by_label("Note (optional, never in a model)").fill("the mailman")
+    page.get_by_label("Photos of the stranger").set_input_files(
+        [str(p) for p in image_files(LFW10 / "Hugo_Chavez")[:3]]
+    )
+    page.get_by_role("button", name="Add stranger").click()
+    expect(page.locator("#notice")).to_contain_text("3 of 3 photos accepted", timeout=TIMEOUT_MS)
+    expect(page.locator("#strangers .stranger")).to_have_count(1)
+    expect(page.locator("#strangers .stranger img.avatar")).to_have_count(1)  # their face, for admins
+    expect(page.locator("#strangers .stranger")).to_contain_text("the mailman")
+    shot(page, server, "11-strangers")
+    assert_accessible(page, "strangers")
+    second = _current(server)
+    assert second["version"] == first["version"] + 1  # the change trained a version
+
+    # Try it: a named face offers both actions; adding it to its person stores the photo.
+    open_page(page, server, "#/try")
+    page.locator("#probe").set_input_files(str(COLIN[8]))
+    face = page.locator("#faces li").first
+    expect(face).to_contain_text("Colin Powell", timeout=TIMEOUT_MS)
+    expect(face.get_by_role("button", name="Not Colin Powell: add as a stranger")).to_be_visible()
+    shot(page, server, "12-try-it-actions")
+    assert_accessible(page, "try it, with face actions")
+    face.get_by_role("button", name="Add to Colin Powell").click()
+    expect(face.locator(".accepted")).to_contain_text("Added to Colin Powell: accepted", timeout=TIMEOUT_MS)
+    assert _counts(server) == (photos + 1, 1)
+
+    # "Not Colin Powell": the face becomes a stranger.
+    page.locator("#probe").set_input_files(str(COLIN[9]))
+    face = page.locator("#faces li").first
+    face.get_by_role("button", name="Not Colin Powell: add as a stranger").click()
+    expect(face.locator(".accepted")).to_contain_text("Added as a stranger: accepted", timeout=TIMEOUT_MS)
+    assert _counts(server) == (photos + 1, 2)
+
+    # A group photo: each face is cut out on its own, so it can be added alone.
+    page.locator("#probe").set_input_files(str(GROUP))
+    obama = page.locator("#faces li").filter(has_text="Barack Obama")
+    other = page.locator("#faces li").filter(has_text="unknown").first
+    obama.get_by_role("button", name="Add to Barack Obama").click()
+    expect(obama.locator(".accepted")).to_contain_text("Added to Barack Obama: accepted", timeout=TIMEOUT_MS)
+    expect(other.get_by_role("button", name="add as a stranger")).to_have_count(0)
+    other.get_by_role("combobox").fill("Nobody Known")  # a search box with suggestions
+    other.get_by_role("button", name="Add to Nobody Known").click()
+    expect(other.locator(".rejected")).to_contain_text("Nobody is registered as", timeout=TIMEOUT_MS)
+    assert _counts(server) == (photos + 2, 2)
+
+    # Delete a stranger from the page; a version without them follows.
+    before = _current(server)["version"]
+    open_page(page, server, "#/strangers")
+    expect(page.locator("#strangers .stranger")).to_have_count(2)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete the mailman").click()
+    expect(page.locator("#notice")).to_contain_text("the mailman deleted")
+    expect(page.locator("#strangers .stranger")).to_have_count(1)
+    assert _current(server)["version"] == before + 1
+
+    # On a phone nothing is wider than the screen.
+    page.set_viewport_size({"width": 375, "height": 800})
+    open_page(page, server, "#/strangers")
+    expect(page.locator("#strangers .stranger img.avatar")).to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    shot(page, server, "13-strangers-phone")
+    open_page(page, server, "#/try")
+    page.locator("#probe").set_input_files(str(GROUP))
+    expect(page.locator("#faces li").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator("#faces .face-actions")).to_have_count(page.locator("#faces li").count())
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    shot(page, server, "14-try-it-phone")
+
+    # A read key: the list without faces or controls, and no actions on Try it.
+    page.set_viewport_size({"width": 1440, "height": 1000})
+    page.get_by_role("button", name="Log out").click()
+    login(page, server, READ_KEY)
+    open_page(page, server, "#/strangers")
+    expect(page.locator("#strangers .stranger")).to_have_count(1)
+    expect(page.locator("#faces-note")).to_contain_text("admin keys only")
+    expect(page.locator("#strangers img")).to_have_count(0)
+    expect(page.locator("#add-stranger")).to_have_count(0)
+    expect(page.locator("#strangers button")).to_have_count(0)
+    assert_accessible(page, "strangers, read key")
+    open_page(page, server, "#/try")
+    page.locator("#probe").set_input_files(str(COLIN[8]))
+    expect(page.locator("#faces li").first).to_contain_text("Colin Powell", timeout=TIMEOUT_MS)
+    expect(page.locator("#faces .face-actions")).to_have_count(0)
