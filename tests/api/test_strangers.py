@@ -50,10 +50,10 @@ def _enrol_people(client: TestClient) -> dict[str, int]:
     return ids
 
 
-def _version(client: TestClient) -> dict[str, object]:
+def _version(client: TestClient) -> dict[str, Any]:
     status = wait_until_trained(client)
     assert status["last_failure"] is None, status
-    current: dict[str, object] = client.get("/api/v1/models/current").json()
+    current: dict[str, Any] = client.get("/api/v1/models/current").json()
     return current
 
 
@@ -86,7 +86,9 @@ def test_strangers_are_stored_listed_and_never_named(keyed: TestClient) -> None:
     assert [p["verdict"] for p in added["photos"]] == ["accepted"] * 4
     assert added["training"] is not None  # the change asked for a version ...
     second = _version(client)
-    assert second["version"] == int(str(first["version"])) + 1  # ... and got one
+    assert second["version"] == first["version"] + 1  # ... and got one
+    assert first["metrics"]["strangers"] == {"count": 0, "photos": 0}
+    assert second["metrics"]["strangers"] == {"count": 1, "photos": 4}
     stranger_id = added["id"]
 
     # Listed and shown, with faces for admins only.
@@ -106,8 +108,8 @@ def test_strangers_are_stored_listed_and_never_named(keyed: TestClient) -> None:
     assert client.get(thumbnail_url, headers=AS_READER).status_code == 403
 
     # Never named: no listing, label or roster holds them; their own photos answer unknown.
-    said = _everything_said_about_people(client, int(str(second["version"])))
-    assert "mailman" not in said and "Chavez" not in said and "stranger" not in said.lower()
+    said = _everything_said_about_people(client, second["version"])
+    assert "mailman" not in said and "Chavez" not in said  # their note, their photos' folder
     roster = client.get("/api/v1/models/current").json()["people"]
     assert sorted(p["id"] for p in roster) == sorted(ids.values())
     labels = client.get(f"/api/v1/models/{second['version']}/files/labels.txt").text.splitlines()
@@ -122,7 +124,7 @@ def test_strangers_are_stored_listed_and_never_named(keyed: TestClient) -> None:
     more = client.post(f"/api/v1/strangers/{stranger_id}/photos", files=photo_fields(stranger_photos[4:6]))
     assert more.status_code == 201 and more.json()["photo_count"] == 6
     third = _version(client)
-    assert third["version"] == int(str(second["version"])) + 1
+    assert third["version"] == second["version"] + 1
 
     # Deleted: files and rows gone, and a version without them follows.
     folder = client.app.state.services.strangers.files.directory  # type: ignore[attr-defined]
@@ -132,7 +134,8 @@ def test_strangers_are_stored_listed_and_never_named(keyed: TestClient) -> None:
     assert client.get(f"/api/v1/strangers/{stranger_id}").status_code == 404
     assert client.get("/api/v1/strangers").json() == {"items": [], "total": 0, "offset": 0, "limit": 50}
     fourth = _version(client)
-    assert fourth["version"] == int(str(third["version"])) + 1
+    assert fourth["version"] == third["version"] + 1
+    assert fourth["metrics"]["strangers"] == {"count": 0, "photos": 0}
 
 
 def test_bad_strangers_are_refused_in_the_api_shape(keyed: TestClient) -> None:

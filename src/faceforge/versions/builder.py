@@ -109,8 +109,12 @@ class VersionBuilder:
         person_ids: Sequence[int],
         people: Mapping[int, Person],
         stage: StageReport,
+        *,
+        strangers: Sequence[npt.NDArray[np.float32]] = (),
     ) -> StagedVersion:
-        """Version ``version`` from one ``(N, 640)`` embedding per enrolled photo and whose it is."""
+        """Version ``version`` from one ``(N, 640)`` embedding per enrolled photo and whose it is.
+        ``strangers``: one ``(k_i, 640)`` array of unit embeddings per stranger (``k_i >= 1``), faces
+        the head must answer "unknown" for; they are never a class, label or roster entry."""
         if len(embeddings) != len(person_ids) or not len(embeddings):
             raise TrainingError("one person id per embedding, and at least one embedding, are needed")
         labels = [person_label(pid, people[pid].name) for pid in person_ids]
@@ -118,7 +122,13 @@ class VersionBuilder:
         head, metrics, quality = fit_and_evaluate(
             embeddings, labels, target_unknown_reject=self.settings.target_unknown_reject
         )
-        metrics = {**metrics, "quality": quality, "suspected_duplicates": _named(metrics, people)}
+        metrics = {
+            **metrics,
+            "quality": quality,
+            "suspected_duplicates": _named(metrics, people),
+            # How many, never who: a stranger has no name, and none reaches the roster or labels.
+            "strangers": {"count": len(strangers), "photos": sum(len(s) for s in strangers)},
+        }
         stage(0.6, "exporting")
         with self.store.stage(version) as staging:
             staging.add(HEAD_FILE, head_bytes(head))

@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.config import Settings
-from faceforge.db import people_store, training_store
+from faceforge.db import people_store, strangers_store, training_store
 from faceforge.domain.errors import FaceforgeError
 from faceforge.domain.records import TrainingClaim
 from faceforge.export.quiet import quiet_conversion_tools
@@ -317,17 +317,20 @@ class TrainingWorker:
         started = time.perf_counter()
         self._stage(claim, 0.05, "loading")
         self._reembed()  # photos a previous release embedded (normally none)
-        with self.sessions.begin() as session:
+        with self.sessions.begin() as session:  # one snapshot of people and strangers
             faces, people = people_store.enrolled_faces(session, embedder=EMBEDDER_NAME)
+            by_stranger = strangers_store.embeddings_by_stranger(session, embedder=EMBEDDER_NAME)
         if not faces:
             raise NothingToTrain("no person has an accepted photo; there is nothing to recognise")
         embeddings = np.stack([np.frombuffer(face.embedding, dtype="<f4") for face in faces])
+        strangers = [np.stack([np.frombuffer(e, dtype="<f4") for e in group]) for group in by_stranger]
         staged = self.builder.build(
             claim.version,
             embeddings,
             [face.person_id for face in faces],
             people,
             lambda progress, stage: self._stage(claim, progress, stage),
+            strangers=strangers,
         )
         metrics = {**staged.metrics, "train_seconds": round(time.perf_counter() - started, 3)}
         pause = self.settings.worker.pause_before_publish_seconds
