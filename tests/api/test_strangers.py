@@ -188,3 +188,27 @@ def test_bad_strangers_are_refused_in_the_api_shape(keyed: TestClient) -> None:
     photo_of_other = client.get(f"/api/v1/strangers/{quiet.json()['id']}/photos/999/file")
     refused(404, "not_found", photo_of_other)
     assert json.loads(client.get("/api/v1/strangers?limit=0").text)["error"]["code"] == "invalid_request"
+
+
+def test_a_stranger_who_looks_like_someone_stays_a_stranger(client: TestClient) -> None:
+    """The strangers' faces reach the head: photos of Colin Powell collected as a stranger ("not
+    Colin") raise Colin's margin, so a further photo of that face is no longer named, and the version
+    says its threshold was chosen with strangers."""
+    colin = image_files(LFW10 / "Colin_Powell")
+    for folder in PEOPLE:
+        photos = photo_fields(image_files(LFW10 / folder)[:4])
+        assert client.post("/api/v1/people", data={"name": folder}, files=photos).status_code == 201
+    first = _version(client)
+    probe = {"photo": (colin[9].name, colin[9].read_bytes())}
+    named = client.post("/api/v1/identify", files=probe).json()["faces"][0]["match"]
+    assert named is not None and named["name"] == "Colin_Powell"
+
+    added = client.post("/api/v1/strangers", data={"note": "not Colin"}, files=photo_fields(colin[4:9]))
+    assert added.status_code == 201, added.text
+    second = _version(client)
+    manifest = client.get(f"/api/v1/models/{second['version']}/files/manifest.json").json()
+    assert "strangers" in manifest["calibration"]["method"], manifest["calibration"]
+    before = client.get(f"/api/v1/models/{first['version']}/files/manifest.json").json()
+    assert "strangers" not in before["calibration"]["method"]
+    answer = client.post("/api/v1/identify", files=probe).json()
+    assert answer["faces"][0]["match"] is None, answer

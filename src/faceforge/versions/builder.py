@@ -120,7 +120,10 @@ class VersionBuilder:
         labels = [person_label(pid, people[pid].name) for pid in person_ids]
         stage(0.3, "fitting")
         head, metrics, quality = fit_and_evaluate(
-            embeddings, labels, target_unknown_reject=self.settings.target_unknown_reject
+            embeddings,
+            labels,
+            target_unknown_reject=self.settings.target_unknown_reject,
+            strangers=strangers,
         )
         metrics = {
             **metrics,
