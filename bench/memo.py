@@ -11,8 +11,9 @@ from faceforge.vision.pipeline import FacePipeline, PhotoError
 
 
 class MemoPipeline(FacePipeline):
-    """The service's pipeline with its results memoised per photo (and single-face mode), so every
-    variant of a benchmark sees the same faces and pays for them once."""
+    """The service's pipeline with its results memoised per photo (its resolved path, so a symlink
+    is the photo it points at) and single-face mode, so every variant of a benchmark sees the same
+    faces and pays for them once."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -21,12 +22,13 @@ class MemoPipeline(FacePipeline):
     def analyze_many(
         self, photos: Sequence[Path | bytes], *, single_face: bool, workers: int | None = None
     ) -> list[PhotoFaces | PhotoError]:
-        missing = list(dict.fromkeys(photo for photo in photos if (photo, single_face) not in self._memo))
-        for photo, result in zip(
+        keys = [photo.resolve() if isinstance(photo, Path) else photo for photo in photos]  # links too
+        missing = list(dict.fromkeys(key for key in keys if (key, single_face) not in self._memo))
+        for key, result in zip(
             missing, super().analyze_many(missing, single_face=single_face, workers=workers), strict=True
         ):
-            self._memo[(photo, single_face)] = result
-        return [self._variant(self._memo[(photo, single_face)]) for photo in photos]
+            self._memo[(key, single_face)] = result
+        return [self._variant(self._memo[(key, single_face)]) for key in keys]
 
     def _variant(self, result: PhotoFaces | PhotoError) -> PhotoFaces | PhotoError:
         """What a memoised result is handed out as (itself; subclasses may transform a copy)."""

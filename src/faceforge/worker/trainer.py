@@ -32,7 +32,7 @@ from faceforge.db import people_store, strangers_store, training_store
 from faceforge.domain.errors import FaceforgeError
 from faceforge.domain.records import TrainingClaim
 from faceforge.export.quiet import quiet_conversion_tools
-from faceforge.memory import freeze_survivors
+from faceforge.memory import freeze_survivors, thaw_frozen
 from faceforge.services.photo_files import PhotoFiles
 from faceforge.services.strangers import STRANGER_PHOTOS
 from faceforge.versions.builder import VersionBuilder
@@ -93,6 +93,7 @@ class TrainingWorker:
             self.stop.set()
             self.wake.set()
             thread.join(timeout=30)
+            thaw_frozen()
 
         return stop
 
