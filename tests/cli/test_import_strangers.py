@@ -109,3 +109,15 @@ def test_nothing_to_import_exits_with_one_line(tmp_path: Path) -> None:
     assert empty.exit_code == 2 and "no photos of strangers" in empty.stderr
     missing = runner.invoke(app, ["import", "--strangers", str(tmp_path / "nope"), *home])
     assert missing.exit_code == 2 and missing.stderr.startswith("error: folder not found")
+
+
+def test_people_and_strangers_from_one_folder_are_refused(tmp_path: Path) -> None:
+    """Found by a new user: the same folder as people and as strangers made every one of those
+    people a stranger to themselves (never named again), and the version went live."""
+    people = tmp_path / "people"
+    _link(people / "Colin_Powell", image_files(LFW10 / "Colin_Powell")[:2])
+    home = ["--home", str(tmp_path / "home")]
+    for strangers in (people, people / "Colin_Powell"):
+        result = runner.invoke(app, ["import", str(people), "--strangers", str(strangers), *home])
+        assert result.exit_code == 2 and "apart from the people's folder" in result.stderr, result.stderr
+    assert not (tmp_path / "home" / "faceforge.db").exists()  # refused before anything was opened

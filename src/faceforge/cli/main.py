@@ -265,7 +265,11 @@ def import_command(
     """Import folder-per-person photos (and strangers with --strangers): people by folder name,
     strangers by folder name or photo, photos by content, resumable; one model version at the end."""
     from faceforge.cli.bulk import run_import
+    from faceforge.evaluation.dataset import overlapping
 
+    if folder is not None and strangers is not None and overlapping(folder, strangers):
+        # The same photos as people and as strangers: every one of those people would never be named.
+        raise _fail("--strangers must be a folder apart from the people's folder (neither inside the other)")
     try:
         summary = run_import(
             folder, strangers=strangers, settings=_settings(home), server=server, api_key=api_key, wait=wait
