@@ -160,6 +160,7 @@ def test_one_parsed_tflite_backbone_serves_every_version(exported: Exported, set
         labels=exported.head.labels[:4],
         prototypes=exported.head.prototypes[:4],
         counts=exported.head.counts[:4],
+        margins=exported.head.margins[:4],
     )
     second = exporter.export(smaller).files
     assert len(second["model.tflite"]) < len(first["model.tflite"])

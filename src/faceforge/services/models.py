@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.config import Settings
 from faceforge.db import training_store
+from faceforge.db.tables import PersonRow
 from faceforge.domain.errors import ModelNotReadyError, NotFoundError
 from faceforge.domain.records import ModelVersion, TrainingStatus, VersionStatus
 from faceforge.training.head import RecognitionHead
@@ -108,12 +109,19 @@ class ModelService:
             model = next(
                 (v for v in training_store.list_versions(session) if v.status == VersionStatus.READY), None
             )
-        if model is None:
-            return []
+            if model is None:
+                return []
+            # A pair merged (or a person deleted) since that version was built is no longer a suspicion.
+            alive = {
+                person_id
+                for suspect in model.metrics.get("suspected_duplicates", [])
+                for person_id in suspect["people"]
+                if session.get(PersonRow, person_id) is not None
+            }
         found = []
         for suspect in model.metrics.get("suspected_duplicates", []):
             people = suspect["people"]  # a pair
-            if person_id not in people:
+            if person_id not in people or not alive.issuperset(people):
                 continue
             other = 1 - people.index(person_id)
             found.append(
