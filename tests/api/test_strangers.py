@@ -189,6 +189,26 @@ def test_bad_strangers_are_refused_in_the_api_shape(keyed: TestClient) -> None:
     refused(404, "not_found", photo_of_other)
     assert json.loads(client.get("/api/v1/strangers?limit=0").text)["error"]["code"] == "invalid_request"
 
+    # The same bytes as a person and as a stranger would make that person unnameable: refused both ways.
+    as_person = client.post("/api/v1/people", data={"name": "Door Cam"}, files=photo_fields([face]))
+    refused(422, "photos_rejected", as_person)
+    verdict = as_person.json()["error"]["photos"][0]
+    assert verdict["reasons"] == ["stranger_photo"] and f"stranger {quiet.json()['id']}" in verdict["message"]
+    enrolled = image_files(LFW10 / PEOPLE[0])[:2]
+    person = client.post("/api/v1/people", data={"name": "Colin Powell"}, files=photo_fields(enrolled[:1]))
+    assert person.status_code == 201, person.text
+    for attempt in (
+        client.post("/api/v1/strangers", files=photo_fields(enrolled[:1])),
+        client.post(f"/api/v1/strangers/{quiet.json()['id']}/photos", files=photo_fields(enrolled[:1])),
+    ):
+        refused(422, "photos_rejected", attempt)
+        verdict = attempt.json()["error"]["photos"][0]
+        assert verdict["reasons"] == ["enrolled_photo"]
+        assert f"Colin Powell (person {person.json()['id']})" in verdict["message"]
+    mixed = client.post("/api/v1/strangers", files=photo_fields([enrolled[0], enrolled[1]]))
+    assert mixed.status_code == 201, mixed.text  # the other photo is a different file: stored
+    assert [v["verdict"] for v in mixed.json()["photos"]] == ["rejected", "accepted"]
+
 
 def test_a_stranger_who_looks_like_someone_stays_a_stranger(client: TestClient) -> None:
     """The strangers' faces reach the head: photos of Colin Powell collected as a stranger ("not

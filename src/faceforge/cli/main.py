@@ -286,10 +286,15 @@ def import_command(
 
 def _print_import_summary(summary: dict[str, Any]) -> None:
     done = "interrupted (run again to resume)" if summary["interrupted"] else "done"
+    def count(n: int, one: str, many: str) -> str:
+        return f"{n} {one if n == 1 else many}"
+
     sys.stdout.write(
-        f"import {done}: {summary['people_created']} people created, {summary['people_found']} found, "
-        f"{summary['strangers_created']} strangers created, {summary['strangers_found']} found, "
-        f"{summary['photos_accepted']} photos accepted, {len(summary['refused'])} refused, "
+        f"import {done}: {count(summary['people_created'], 'person', 'people')} created, "
+        f"{summary['people_found']} found, "
+        f"{count(summary['strangers_created'], 'stranger', 'strangers')} created, "
+        f"{summary['strangers_found']} found, "
+        f"{count(summary['photos_accepted'], 'photo', 'photos')} accepted, {len(summary['refused'])} refused, "
         f"{summary['photos_already_imported']} already imported "
         f"({summary['photos_per_second']} photos/s)\n"
     )

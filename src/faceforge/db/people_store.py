@@ -132,6 +132,19 @@ def photo_ids_by_sha256(session: Session, *, person_id: int) -> dict[str, int]:
     return {digest: photo_id for digest, photo_id in rows}
 
 
+def people_with_photos(session: Session, digests: list[str]) -> dict[str, tuple[int, str]]:
+    """Of ``digests``, those a person's stored photo has: (person id, name) of the earliest such person."""
+    if not digests:
+        return {}
+    rows = session.execute(
+        select(PhotoRow.sha256, PersonRow.id, PersonRow.name)
+        .join(PersonRow, PersonRow.id == PhotoRow.person_id)
+        .where(PhotoRow.sha256.in_(set(digests)))
+        .order_by(PersonRow.id.desc())
+    ).all()
+    return {digest: (person_id, name) for digest, person_id, name in rows}
+
+
 def lock_person(session: Session, *, person_id: int) -> None:
     """Lock the person's row until the transaction ends (``NotFoundError`` if they are gone), so
     concurrent changes to one person's photos take turns on PostgreSQL too."""

@@ -144,6 +144,18 @@ def photo_ids_by_sha256(session: Session, *, stranger_id: int) -> dict[str, int]
     return {digest: photo_id for digest, photo_id in rows}
 
 
+def strangers_with_photos(session: Session, digests: list[str]) -> dict[str, int]:
+    """Of ``digests``, those a stranger's stored photo has, with the earliest such stranger's id."""
+    if not digests:
+        return {}
+    rows = session.execute(
+        select(StrangerPhotoRow.sha256, StrangerPhotoRow.stranger_id)
+        .where(StrangerPhotoRow.sha256.in_(set(digests)))
+        .order_by(StrangerPhotoRow.stranger_id.desc())
+    ).all()
+    return {digest: stranger_id for digest, stranger_id in rows}
+
+
 def lock_stranger(session: Session, *, stranger_id: int) -> None:
     """Lock the stranger's row until the transaction ends (``NotFoundError`` if they are gone)."""
     found = session.scalar(select(StrangerRow.id).where(StrangerRow.id == stranger_id).with_for_update())

@@ -159,6 +159,15 @@ def scan_strangers(root: Path) -> list[FolderPerson]:
     return strangers
 
 
+def _started(people: Sequence[FolderPerson], strangers: Sequence[FolderPerson]) -> str:
+    parts = [
+        f"{len(group)} {noun if len(group) != 1 else noun_one} ({sum(len(p.photos) for p in group)} photos)"
+        for group, noun, noun_one in ((people, "people", "person"), (strangers, "strangers", "stranger"))
+        if group
+    ]
+    return " and ".join(parts)
+
+
 def _refusal(kind: str, person: FolderPerson, verdict: PhotoVerdict) -> dict[str, Any]:
     return {
         kind: person.external_id,
@@ -190,7 +199,6 @@ class BulkImporter:
         progress = ImportProgress(
             photos_total=sum(len(p.photos) for p in everyone), people_total=len(everyone)
         )
-        self.on_progress(progress, None)
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="faceforge-import")
         work = [(_People(self.target), p) for p in people] + [(_Strangers(self.target), s) for s in strangers]
         try:
@@ -198,6 +206,8 @@ class BulkImporter:
                 pool.submit(self._import_one, collection, item, summary, progress)
                 for collection, item in work
             ]
+            # Said once the work is under way, so from this line on Ctrl-C stops it cleanly.
+            self.on_progress(progress, f"importing {_started(people, strangers)}")
             for future in futures:
                 future.result()
         except KeyboardInterrupt:

@@ -15,7 +15,7 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.config import Settings
-from faceforge.db import people_store
+from faceforge.db import people_store, strangers_store
 from faceforge.db.people_store import request_training
 from faceforge.domain.errors import RequestRejectedError
 from faceforge.domain.faces import Box, PhotoFaces, RejectReason
@@ -82,6 +82,8 @@ _REASON_MESSAGES = {
 
 
 DUPLICATE = "duplicate_photo"  # the verdict's reason for bytes the owner's photos already have
+STRANGER_PHOTO = "stranger_photo"  # a person's photo whose bytes a stranger's photos have
+ENROLLED_PHOTO = "enrolled_photo"  # a stranger's photo whose bytes a person's photos have
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,20 +122,28 @@ class PreparedPhotos:
         return [item.stored_name for item in self.accepted]
 
 
+# Finds which of a request's photos (by sha256) the other collection holds: a person's photo sent as
+# a stranger's, or a stranger's as a person's. Returns the refusal (reason, message) of each.
+HeldElsewhere = Callable[[list[str]], dict[str, tuple[str, str]]]
+
+
 def _judge(
     analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
     stored: list[bytes],
     known: dict[str, int],
+    elsewhere: dict[str, tuple[str, str]],
     min_score: float | None,
 ) -> tuple[list[PhotoVerdict], list[tuple[_Accepted, Upload]]]:
     digests = [_sha256(upload.data) for upload, _ in analysed]
     first_of: dict[str, int] = {}
-    again: list[str | None] = []
+    again: list[tuple[str, str] | None] = []
     for index, digest in enumerate(digests):
         if digest in known:
-            again.append(f"this photo is already stored for them (photo {known[digest]})")
+            again.append((DUPLICATE, f"this photo is already stored for them (photo {known[digest]})"))
+        elif digest in elsewhere:
+            again.append(elsewhere[digest])
         elif digest in first_of:
-            again.append(f"the same file as photo {first_of[digest] + 1} of this request")
+            again.append((DUPLICATE, f"the same file as photo {first_of[digest] + 1} of this request"))
         else:
             again.append(None)
             first_of[digest] = index
@@ -148,8 +158,9 @@ def _judge(
         if isinstance(result, PhotoError):
             verdicts.append(PhotoVerdict(index, upload.filename, False, [result.code], result.message))
             continue
-        if again[index] is not None:
-            verdicts.append(PhotoVerdict(index, upload.filename, False, [DUPLICATE], again[index]))
+        refusal = again[index]
+        if refusal is not None:
+            verdicts.append(PhotoVerdict(index, upload.filename, False, [refusal[0]], refusal[1]))
             continue
         if choice is None:
             reasons = [str(r) for r in result.reasons]
@@ -199,16 +210,20 @@ def prepare_photos(
     owner: PhotoOwner | None,
     analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
     files: PhotoFiles,
+    elsewhere: HeldElsewhere,
     min_score: float | None = None,
 ) -> PreparedPhotos:
     """Before the write transaction: give every photo its verdict (``owner`` read in a read session,
     ``None`` for someone new) and write the accepted photos' files, fsynced. The transaction that
     stores their rows (``store_prepared``) then holds the write lock for a few inserts only; if it
     fails the files are removed, and the worker's orphan sweep takes those of a process killed in
-    between. A face detected less surely than ``min_score`` counts as no face. Raises
+    between. Photos the other collection holds (``elsewhere``) are refused: the same face as a person
+    and as a stranger would make that person unnameable. A face detected less surely than
+    ``min_score`` counts as no face. Raises
     ``PhotosRejectedError`` when photos were sent and none was accepted (nothing is written)."""
     stored, known = ([], {}) if owner is None else (owner.embeddings(), owner.known())
-    verdicts, accepted = _judge(analysed, stored, known, min_score)
+    digests = [_sha256(upload.data) for upload, _ in analysed]
+    verdicts, accepted = _judge(analysed, stored, known, elsewhere(digests), min_score)
     if verdicts and not accepted:
         raise PhotosRejectedError(verdicts)
     written: list[_Accepted] = []
@@ -347,6 +362,18 @@ class PeopleService:
             lock=lambda: people_store.lock_person(session, person_id=person_id),
         )
 
+    def _held_by_strangers(self, digests: list[str]) -> dict[str, tuple[str, str]]:
+        with self.sessions() as session:
+            holders = strangers_store.strangers_with_photos(session, digests)
+        return {
+            digest: (
+                STRANGER_PHOTO,
+                f"this photo is stored for stranger {stranger_id}; "
+                "delete it there first if it is of this person",
+            )
+            for digest, stranger_id in holders.items()
+        }
+
     def _write(
         self, change: Callable[[Session, list[str]], ChangeResult], written: list[str] | None = None
     ) -> ChangeResult:
@@ -372,7 +399,7 @@ class PeopleService:
         clean_position = self.clean_optional(position, "position")
         clean_external = self.clean_optional(external_id, "external_id")
         self.check_uploads(uploads)
-        prepared = prepare_photos(None, self.analyse(uploads), self.files)
+        prepared = prepare_photos(None, self.analyse(uploads), self.files, self._held_by_strangers)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
             person_id = people_store.create_person(
@@ -398,7 +425,7 @@ class PeopleService:
         with self.sessions() as session:
             known = people_store.find_by_name(session, name=clean_name)
             owner = None if known is None else self._owner(session, known.id)
-            prepared = prepare_photos(owner, analysed, self.files, min_score)
+            prepared = prepare_photos(owner, analysed, self.files, self._held_by_strangers, min_score)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
             people_store.lock_name(session, name=clean_name)
@@ -422,7 +449,9 @@ class PeopleService:
             people_store.get_person(session, person_id=person_id)  # 404 before the expensive part
         analysed = self.analyse(uploads)
         with self.sessions() as session:
-            prepared = prepare_photos(self._owner(session, person_id), analysed, self.files)
+            prepared = prepare_photos(
+                self._owner(session, person_id), analysed, self.files, self._held_by_strangers
+            )
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
             verdicts = store_prepared(self._owner(session, person_id), prepared, unused)

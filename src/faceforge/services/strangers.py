@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from faceforge.db import strangers_store
+from faceforge.db import people_store, strangers_store
 from faceforge.db.people_store import request_training
 from faceforge.domain.errors import RequestRejectedError
 from faceforge.domain.records import Stranger, StrangerPhoto
 from faceforge.services.people import (
+    ENROLLED_PHOTO,
     THUMBNAIL_SIZE,
     PeopleService,
     PhotoOwner,
@@ -65,6 +66,18 @@ class StrangersService:
             lock=lambda: strangers_store.lock_stranger(session, stranger_id=stranger_id),
         )
 
+    def _held_by_people(self, digests: list[str]) -> dict[str, tuple[str, str]]:
+        with self.sessions() as session:
+            holders = people_store.people_with_photos(session, digests)
+        return {
+            digest: (
+                ENROLLED_PHOTO,
+                f"this photo is enrolled for {name} (person {person_id}); "
+                "a stranger's photos must be of someone who is not enrolled",
+            )
+            for digest, (person_id, name) in holders.items()
+        }
+
     def _write(
         self, change: Callable[[Session, list[str]], StrangerChange], written: list[str] | None = None
     ) -> StrangerChange:
@@ -85,7 +98,7 @@ class StrangersService:
         if not uploads:
             raise RequestRejectedError("photos_required", "a stranger needs at least one photo")
         self.people.check_uploads(uploads)
-        prepared = prepare_photos(None, self.people.analyse(uploads), self.files)
+        prepared = prepare_photos(None, self.people.analyse(uploads), self.files, self._held_by_people)
 
         def change(session: Session, unused: list[str]) -> StrangerChange:
             stranger_id = strangers_store.create_stranger(session, note=clean_note, source=clean_source)
@@ -105,7 +118,9 @@ class StrangersService:
             strangers_store.get_stranger(session, stranger_id=stranger_id)  # 404 before the analysis
         analysed = self.people.analyse(uploads)
         with self.sessions() as session:
-            prepared = prepare_photos(self._owner(session, stranger_id), analysed, self.files)
+            prepared = prepare_photos(
+                self._owner(session, stranger_id), analysed, self.files, self._held_by_people
+            )
 
         def change(session: Session, unused: list[str]) -> StrangerChange:
             verdicts = store_prepared(self._owner(session, stranger_id), prepared, unused)
