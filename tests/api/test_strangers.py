@@ -230,5 +230,10 @@ def test_a_stranger_who_looks_like_someone_stays_a_stranger(client: TestClient) 
     assert "strangers" in manifest["calibration"]["method"], manifest["calibration"]
     before = client.get(f"/api/v1/models/{first['version']}/files/manifest.json").json()
     assert "strangers" not in before["calibration"]["method"]
+    # Colin's own photos as a stranger cost Colin: the version goes live (the user asked for it) and says so.
+    listed = {v["version"]: v for v in client.get("/api/v1/models").json()["items"]}
+    message = listed[second["version"]]["status_message"]
+    assert message and message.startswith("collected strangers raised the threshold of "), listed
+    assert f"with version {first['version']}" in message and "delete that stranger" in message
     answer = client.post("/api/v1/identify", files=probe).json()
     assert answer["faces"][0]["match"] is None, answer

@@ -286,6 +286,7 @@ def import_command(
 
 def _print_import_summary(summary: dict[str, Any]) -> None:
     done = "interrupted (run again to resume)" if summary["interrupted"] else "done"
+
     def count(n: int, one: str, many: str) -> str:
         return f"{n} {one if n == 1 else many}"
 
@@ -294,7 +295,8 @@ def _print_import_summary(summary: dict[str, Any]) -> None:
         f"{summary['people_found']} found, "
         f"{count(summary['strangers_created'], 'stranger', 'strangers')} created, "
         f"{summary['strangers_found']} found, "
-        f"{count(summary['photos_accepted'], 'photo', 'photos')} accepted, {len(summary['refused'])} refused, "
+        f"{count(summary['photos_accepted'], 'photo', 'photos')} accepted, "
+        f"{len(summary['refused'])} refused, "
         f"{summary['photos_already_imported']} already imported "
         f"({summary['photos_per_second']} photos/s)\n"
     )

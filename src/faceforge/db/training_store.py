@@ -166,11 +166,17 @@ def report_progress(
 
 
 def publish_version(
-    session: Session, *, claim: TrainingClaim, details: dict[str, Any], held_back: str | None = None
+    session: Session,
+    *,
+    claim: TrainingClaim,
+    details: dict[str, Any],
+    held_back: str | None = None,
+    note: str | None = None,
 ) -> bool:
     """Mark the claimed version ready and make it current, or, with ``held_back`` (the reason), ready
-    but not current: the previous version keeps serving until someone activates this one. False
-    (nothing changed) if no longer owned."""
+    but not current: the previous version keeps serving until someone activates this one. ``note``
+    is what a version made current says about itself (its status message). False (nothing changed)
+    if no longer owned."""
     state = _state(session, lock=True)
     if not _owned(state, claim):
         return False
@@ -179,7 +185,7 @@ def publish_version(
     now = utcnow()
     for key, value in details.items():
         setattr(row, key, value)
-    row.status, row.finished_at, row.status_message = VersionStatus.READY, now, held_back
+    row.status, row.finished_at, row.status_message = VersionStatus.READY, now, held_back or note
     state.built = max(state.built, claim.target)
     if held_back is None:
         state.current_version = claim.version

@@ -35,6 +35,7 @@ from faceforge.export.quiet import quiet_conversion_tools
 from faceforge.memory import freeze_survivors, thaw_frozen
 from faceforge.services.photo_files import PhotoFiles
 from faceforge.services.strangers import STRANGER_PHOTOS
+from faceforge.training.head import Calibration
 from faceforge.versions.builder import VersionBuilder
 from faceforge.versions.store import served_files
 from faceforge.vision.embedding_space import EMBEDDER_NAME
@@ -342,10 +343,12 @@ class TrainingWorker:
         roster = staged.manifest.people
         with self.sessions.begin() as session:
             held_back = self.reason_to_hold_back(session, metrics)
+            note = None if held_back else self._cost_of_strangers(session, staged.head.calibration, metrics)
             published = training_store.publish_version(
                 session,
                 claim=claim,
                 held_back=held_back,
+                note=note,
                 details={
                     "threshold": staged.head.threshold,
                     "people": [{"id": r.id, "name": r.name, "position": r.position} for r in roster],
@@ -381,6 +384,25 @@ class TrainingWorker:
         if below is not None:
             return below
         return self._new_duplicates(metrics, training_store.get_version(session, version=current).metrics)
+
+    @staticmethod
+    def _cost_of_strangers(session: Session, calibration: Calibration, metrics: dict[str, Any]) -> str | None:
+        """What the version says when collected strangers raised some people's thresholds and it accepts
+        fewer enrolled photos than the current one: the user asked for it (a stranger who looks like
+        someone), so it goes live, but not silently: a stranger who is in fact that person shows here."""
+        current = training_store.current_version(session)
+        if not calibration.raised_margins or current is None:
+            return None
+        accept = metrics.get("accept_rate")
+        before = training_store.get_version(session, version=current).metrics.get("accept_rate")
+        if accept is None or before is None or accept >= before:
+            return None
+        people = "1 person" if calibration.raised_margins == 1 else f"{calibration.raised_margins} people"
+        return (
+            f"collected strangers raised the threshold of {people}: held-out known photos accepted "
+            f"{accept:.3f} ({before:.3f} with version {current}). If a stranger is one of the people, "
+            "delete that stranger"
+        )
 
     @staticmethod
     def _new_duplicates(metrics: dict[str, Any], current: dict[str, Any]) -> str | None:
