@@ -85,16 +85,14 @@ def test_ctrl_c_stops_cleanly_and_a_second_run_resumes(tmp_path: Path, settings:
         "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
         "FACEFORGE_WORKER__FORMATS": "onnx",
     }
-    command = [
-        sys.executable,
-        "-m",
-        "faceforge.cli.main",
-        "import",
-        str(folder),
-        "--home",
-        str(home),
-        "--json",
-    ]
+    arguments = ["import", str(folder), "--home", str(home), "--json"]
+    # As from a terminal: SIGINT at its default. A suite started in the background (`pytest &`) has it
+    # ignored, and children inherit that (Python then installs no Ctrl-C handler at all).
+    foreground = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "runpy.run_module('faceforge.cli.main', run_name='__main__', alter_sys=True)"
+    )
+    command = [sys.executable, "-c", foreground, *arguments]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     # Not a terminal: plain lines. The first says the import is under way; a Ctrl-C from then on
