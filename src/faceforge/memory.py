@@ -59,6 +59,23 @@ def freeze_survivors() -> None:
     """
     gc.collect()
     gc.freeze()
+    trim_heap()
+
+
+def trim_heap() -> bool:
+    """Give the free memory at the top of glibc's heaps back to the system (``malloc_trim``); returns
+    whether it was applied (glibc only).
+
+    A version's build frees hundreds of megabytes (exports, verification sessions) that glibc keeps
+    for later: measured on three face pipelines loaded and dropped, 737 MB resident before and
+    292 MB after. The worker trims after each training, and the test suite, which opens and closes
+    hundreds of apps in one process, after each test.
+    """
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    return bool(malloc_trim(0))
 
 
 def thaw_frozen() -> None:

@@ -52,6 +52,26 @@ def test_bad_dataset_exits_nonzero_with_one_line(settings: Settings, tmp_path: P
     assert result.stderr.startswith("error: dataset folder not found")
 
 
+def test_strangers_that_are_copies_of_measured_photos_are_refused(settings: Settings, tmp_path: Path) -> None:
+    """A stranger given to calibration that is a renamed copy of an unknown or a probe would score
+    what calibration has already seen; the folders differ, so only the bytes tell."""
+    unknown = FACES / "unknown_singles"
+    copied = sorted(unknown.iterdir())[0]
+    strangers = tmp_path / "strangers"
+    (strangers / "someone").mkdir(parents=True)
+    (strangers / "someone" / "renamed.jpg").write_bytes(copied.read_bytes())
+    args = ["--dataset", str(LFW10), "--enroll", "5", "--unknown", str(unknown)]
+    args += ["--strangers", str(strangers)]
+    result = runner.invoke(app, ["eval", "--home", str(settings.home), "--json", *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: 1 photo(s) of --strangers are also enrolled, probes or unknowns")
+    assert result.stderr.strip().count("\n") == 0
+    probe = sorted((LFW10 / "Colin_Powell").iterdir())[-1]  # past the 5 enrolled: a probe
+    (strangers / "someone" / "renamed.jpg").write_bytes(probe.read_bytes())
+    again = runner.invoke(app, ["eval", "--home", str(settings.home), "--json", *args])
+    assert again.exit_code == 2 and "also enrolled, probes or unknowns" in again.stderr
+
+
 def test_app_detectors_crop_probes_as_an_app_would(settings: Settings) -> None:
     args = ("--dataset", str(LFW10), "--enroll", "5", "--unknown", str(FACES / "unknown_singles"))
     server = _eval(settings, *args)

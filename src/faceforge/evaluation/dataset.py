@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +92,18 @@ def stranger_groups(folder: Path) -> list[list[Path]]:
     if not groups:
         raise DatasetError(f"{folder} holds no photos")
     return groups
+
+
+def same_photos(first: Sequence[Path], second: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """Pairs of photos, one from each list, with the same bytes (copies under other names or folders,
+    which a check of the folders' paths does not see)."""
+    by_digest = {hashlib.sha256(path.read_bytes()).hexdigest(): path for path in first}
+    pairs = []
+    for path in second:
+        match = by_digest.get(hashlib.sha256(path.read_bytes()).hexdigest())
+        if match is not None:
+            pairs.append((match, path))
+    return pairs
 
 
 def overlapping(first: Path, second: Path) -> bool:

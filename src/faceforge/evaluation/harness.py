@@ -12,7 +12,13 @@ import numpy as np
 from faceforge.domain.errors import DatasetError
 from faceforge.domain.faces import PhotoFaces
 from faceforge.evaluation.app_detectors import AppDetector, app_embeddings, box_finder
-from faceforge.evaluation.dataset import image_files, overlapping, split_dataset, stranger_groups
+from faceforge.evaluation.dataset import (
+    image_files,
+    overlapping,
+    same_photos,
+    split_dataset,
+    stranger_groups,
+)
 from faceforge.training.head import DEFAULT_TARGET_UNKNOWN_REJECT, fit_head
 from faceforge.vision.face_choice import choose_faces
 from faceforge.vision.pipeline import FacePipeline, PhotoError
@@ -73,6 +79,15 @@ def evaluate(pipeline: FacePipeline, options: EvalOptions) -> dict[str, Any]:
             )
         if overlapping(options.dataset, options.strangers):
             raise DatasetError("--strangers must not be inside --dataset (or hold it)")
+        given = [path for group in stranger_paths for path in group]
+        scored = [p.path for p in (*split.enrolled, *split.probes)] + unknown_paths
+        copies = same_photos(given, scored)
+        if copies:  # the same photo copied elsewhere: the folders' paths do not show it
+            stranger, other = copies[0]
+            raise DatasetError(
+                f"{len(copies)} photo(s) of --strangers are also enrolled, probes or unknowns "
+                f"(e.g. {stranger} is {other}): calibration would have seen what is measured"
+            )
 
     pipeline.load()  # one-time weight conversion and session start-up are not per-photo work
     started = time.perf_counter()
