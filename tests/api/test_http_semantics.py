@@ -62,3 +62,8 @@ def test_types_are_strict(client: TestClient) -> None:
         assert client.get(f"/api/v1/people/{path}").status_code == 404, path
     assert client.get("/api/v1/people").json()["total"] == 2
     assert client.get(f"/api/v1/people/{first}").status_code == 200
+    # The identify options are form fields: in the query they would be ignored, so they are refused.
+    photo = {"photo": ("p.jpg", next(iter(sorted((LFW10 / "Colin_Powell").iterdir()))).read_bytes())}
+    misplaced = client.post("/api/v1/identify?threshold=0.99&top_k=2", files=photo)
+    assert misplaced.status_code == 400 and misplaced.json()["error"]["code"] == "invalid_request"
+    assert misplaced.json()["error"]["message"].startswith("threshold, top_k: send as multipart form fields")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from faceforge.api.access import ReadAccess
 from faceforge.api.deps import MAX_ID, ServicesDep
 from faceforge.api.errors import SERVER_ERRORS, error_responses
 from faceforge.api.schemas import IdentifiedFacePublic, IdentifyResult
 from faceforge.api.uploads import read_upload
+from faceforge.domain.errors import RequestRejectedError
 from faceforge.services.identify import MAX_TOP_K
 
 read = APIRouter(
@@ -22,8 +23,12 @@ read = APIRouter(
 routers = (read,)
 
 
+FORM_FIELDS = ("threshold", "top_k", "version")
+
+
 @read.post("/identify", responses=error_responses(404, 409, 413, 503))
 def identify(
+    request: Request,
     services: ServicesDep,
     photo: Annotated[UploadFile, File(description="a photo with zero or more faces")],
     threshold: Annotated[
@@ -36,6 +41,11 @@ def identify(
     ] = None,
 ) -> IdentifyResult:
     """Recognise every face, largest first; ``match`` is null for unknown people; no face gives ``[]``."""
+    misplaced = [name for name in FORM_FIELDS if name in request.query_params]
+    if misplaced:  # ignored, a ?threshold would silently give the version's own decisions
+        raise RequestRejectedError(
+            "invalid_request", f"{', '.join(misplaced)}: send as multipart form fields, not in the query"
+        )
     upload = read_upload(photo, max_bytes=services.settings.limits.max_file_bytes)
     used, faces = services.identify.identify(upload.data, threshold=threshold, top_k=top_k, version=version)
     return IdentifyResult(version=used, faces=[IdentifiedFacePublic.of(face) for face in faces])
