@@ -40,6 +40,19 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _usable_home(settings: Settings) -> Settings:
+    """``settings`` once its home exists and is writable, or a one-line exit saying why not (a long
+    -running command would otherwise fail in its start-up with a traceback)."""
+    home = settings.home.expanduser()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _fail(f"cannot create the home {home}: {error.strerror or error}") from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise _fail(f"the home {home} is not writable by this user")
+    return settings
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -147,7 +160,7 @@ def serve_command(
 
     limit_malloc_arenas()
     return_large_buffers()
-    settings = _settings(home)
+    settings = _usable_home(_settings(home))
     log = logging.getLogger("faceforge.serve")
     if not settings.auth_enabled:
         if settings.open_network_without_keys:
@@ -381,7 +394,7 @@ def worker_command(home: HomeOption = None) -> None:
 
     limit_malloc_arenas()
     return_large_buffers()
-    settings = _settings(home)
+    settings = _usable_home(_settings(home))
     engine = make_engine(settings.resolved_database_url)
     upgrade_database(engine)
     worker = TrainingWorker(settings, make_sessionmaker(engine))
