@@ -6,6 +6,7 @@ through the API; the browser does what a user would."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from playwright.sync_api import Page, expect
@@ -106,10 +107,16 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     expect(page.locator("#strangers .stranger")).to_have_count(1)
     assert _current(server)["version"] == before + 1
 
-    # On a phone nothing is wider than the screen.
+    # On a phone nothing is wider than the screen, a loose photo's 64-letter source included (it
+    # widened the page to 1,201 px before it could wrap).
+    loose = image_files(LFW10 / "Hugo_Chavez")[5]
+    source = hashlib.sha256(loose.read_bytes()).hexdigest()  # what `faceforge import` names it by
+    upload = [("photos", (loose.name, loose.read_bytes(), "image/jpeg"))]
+    server.api("POST", "/api/v1/strangers?train=false", data={"source": source}, files=upload)
     page.set_viewport_size({"width": 375, "height": 800})
     open_page(page, server, "#/strangers")
-    expect(page.locator("#strangers .stranger img.avatar")).to_have_count(1)
+    expect(page.locator("#strangers .stranger img.avatar")).to_have_count(2)
+    expect(page.locator("#strangers")).to_contain_text(source[:16])
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     shot(page, server, "13-strangers-phone")
     open_page(page, server, "#/try")

@@ -55,6 +55,7 @@ def _into_server(
 
     target = HttpTarget(server, api_key)
     try:
+        target.current_version()  # an unreachable server or a refused key: one line, before any progress
         with ProgressDisplay() as display:
             summary = BulkImporter(target, on_progress=display.update).run(people, strangers)
             if summary.training_requested and wait and not summary.interrupted:
