@@ -19,10 +19,15 @@ from typing import Any
 import numpy as np
 
 from bench.reference import FloatArray, reference_many
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files, split_dataset
-from faceforge.evaluation.harness import ORACLE_REJECTION_SHARES, EvalOptions, accept_at_rejection, evaluate
-from faceforge.vision.pipeline import FacePipeline
+from faceforge.building.evaluation.harness import (
+    ORACLE_REJECTION_SHARES,
+    EvalOptions,
+    accept_at_rejection,
+    evaluate,
+)
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files, split_dataset
+from faceforge.serving.vision.pipeline import FacePipeline
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 DEFAULT_TOLERANCE = 0.6

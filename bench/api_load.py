@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from bench.reference import machine
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.dataset import image_files
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 LEGACY_INFO = "/gorillas/face-recognition/api/v1.0/model/info"

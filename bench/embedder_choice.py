@@ -7,7 +7,7 @@ unknown rejected, the calibration's estimates, the oracle points) for FaceNet al
 each fusion weight. A fusion with dlib weight ``w`` embeds a face as
 ``[sqrt(1 - w) * facenet, sqrt(w) * dlib]`` (each part L2-normalised, so the whole is a unit vector
 and its cosine is ``(1 - w) * cos_facenet + w * cos_dlib``). The service's own embedder is such a
-fusion (``vision.embedding_space.DLIB_WEIGHT``); each photo is detected, refined and embedded once, its
+fusion (``core.embedding_space.DLIB_WEIGHT``); each photo is detected, refined and embedded once, its
 two parts are recovered from that embedding, and every variant recombines them.
 """
 
@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from bench.memo import MemoPipeline
-from faceforge.config import Settings
-from faceforge.domain.faces import PhotoFaces
-from faceforge.evaluation.harness import EvalOptions, evaluate
-from faceforge.vision.embedding_space import DLIB_WEIGHT
-from faceforge.vision.facenet import EMBEDDING_SIZE as FACENET_SIZE
-from faceforge.vision.pipeline import PhotoError
+from faceforge.building.evaluation.harness import EvalOptions, evaluate
+from faceforge.building.networks.facenet import EMBEDDING_SIZE as FACENET_SIZE
+from faceforge.core.config import Settings
+from faceforge.core.embedding_space import DLIB_WEIGHT
+from faceforge.core.faces import PhotoFaces
+from faceforge.serving.vision.pipeline import PhotoError
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 REPORTED = (

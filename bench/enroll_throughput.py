@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from bench.reference import machine, peak_rss_mb, reference_many
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
-from faceforge.vision.pipeline import FacePipeline, PhotoError
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 
 DEFAULT_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 

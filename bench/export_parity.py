@@ -18,14 +18,14 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
-from faceforge.export import coreml_models
-from faceforge.export.version_exports import VersionExporter, run_tflite
-from faceforge.training.head import fit_head
-from faceforge.vision.embedding_graph import build_embedding_net
-from faceforge.vision.face_input import FaceInputs
-from faceforge.vision.pipeline import FacePipeline, PhotoError
+from faceforge.building.export import coreml_models
+from faceforge.building.export.version_exports import VersionExporter, run_tflite
+from faceforge.building.networks.embedding_graph import build_embedding_net
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.core.model.head import fit_head
+from faceforge.serving.vision.face_input import FaceInputs
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 LFW10 = FACES / "krasserm_lfw10"

@@ -18,17 +18,18 @@ from typing import Any
 import numpy as np
 
 from bench.reference import machine, peak_rss_mb
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
-from faceforge.export import coreml_models, onnx_models, tflite_models
-from faceforge.export.formats import ExportFormat
-from faceforge.export.version_exports import VersionExporter, device_labels
-from faceforge.memory import limit_malloc_arenas
-from faceforge.training.head import RecognitionHead, fit_head
-from faceforge.training.serialize import HEAD_FILE, head_bytes
-from faceforge.versions.builder import bench_people, version_manifest
-from faceforge.versions.store import VersionStore
-from faceforge.vision.pipeline import FacePipeline, PhotoError
+from faceforge.building.export import coreml_models, onnx_models, tflite_models
+from faceforge.building.export.version_exports import VersionExporter, device_labels
+from faceforge.building.version_builder import bench_people, version_manifest
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.core.formats import ExportFormat
+from faceforge.core.memory import limit_malloc_arenas
+from faceforge.core.model.head import RecognitionHead, fit_head
+from faceforge.core.model.head_files import head_bytes
+from faceforge.core.model.manifest import HEAD_FILE
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
+from faceforge.storage.version_store import VersionStore
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 MB = 1024 * 1024

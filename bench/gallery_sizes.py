@@ -3,10 +3,11 @@
 Usage: .venv/bin/python -m bench.gallery_sizes [--dataset DIR] [--unknown DIR] [--enroll K]
        [--sizes 1,2,5,10,20,50,100,201] [--repeats 10] [--calibration-strangers 100] [--home DIR]
 
-Everything goes through ``faceforge eval``'s own harness (``evaluation.harness.evaluate``), each photo
-analysed once. For each gallery size N below the dataset's size, ``--repeats`` random galleries (eval's
-``--people N --seed S``, S = 0, 1, ...; fewer above 20 people, where galleries differ less) are built;
-at the full size, the first K photos of everyone (eval without a seed). For each gallery:
+Everything goes through ``faceforge eval``'s own harness (``building.evaluation.harness.evaluate``),
+each photo analysed once. For each gallery size N below the dataset's size, ``--repeats`` random
+galleries (eval's ``--people N --seed S``, S = 0, 1, ...; fewer above 20 people, where galleries
+differ less) are built; at the full size, the first K photos of everyone (eval without a seed).
+For each gallery:
 
 - ``rejected``: strangers rejected (``unknown_reject_rate``), on the unknown photos that are not
   given to calibration;
@@ -38,10 +39,10 @@ from typing import Any
 
 from bench.memo import MemoPipeline
 from bench.reference import machine
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
-from faceforge.evaluation.harness import EvalOptions, evaluate
-from faceforge.training.population import shipped_model
+from faceforge.building.evaluation.harness import EvalOptions, evaluate
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.core.model.population import shipped_model
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 SIZES = (1, 2, 5, 10, 20, 50, 100, 201)

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from bench.reference import machine, peak_rss_mb
+from faceforge.building.evaluation.harness import EvalOptions, evaluate
 from faceforge.cli.bulk import run_import
-from faceforge.config import Settings, WorkerSettings
-from faceforge.evaluation.harness import EvalOptions, evaluate
-from faceforge.vision.pipeline import FacePipeline
+from faceforge.core.config import Settings, WorkerSettings
+from faceforge.serving.vision.pipeline import FacePipeline
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 

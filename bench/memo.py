@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from faceforge.config import Settings
-from faceforge.domain.faces import PhotoFaces
-from faceforge.vision.pipeline import FacePipeline, PhotoError
+from faceforge.core.config import Settings
+from faceforge.core.faces import PhotoFaces
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 
 
 class MemoPipeline(FacePipeline):

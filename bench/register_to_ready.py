@@ -17,10 +17,10 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from bench.reference import machine, peak_rss_mb
-from faceforge.api.app import create_app
-from faceforge.config import Settings, WorkerSettings
-from faceforge.evaluation.dataset import image_files
-from faceforge.memory import limit_malloc_arenas
+from faceforge.core.config import Settings, WorkerSettings
+from faceforge.core.dataset import image_files
+from faceforge.core.memory import limit_malloc_arenas
+from faceforge.serving.api.app import create_app
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 

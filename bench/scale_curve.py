@@ -29,12 +29,12 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from bench.reference import machine, peak_rss_mb
-from faceforge.api.app import create_app
-from faceforge.config import Settings, WorkerSettings
-from faceforge.db import people_store
-from faceforge.evaluation.dataset import image_files
-from faceforge.memory import limit_malloc_arenas
-from faceforge.vision.embedding_space import EMBEDDER_NAME, EMBEDDING_SIZE
+from faceforge.core.config import Settings, WorkerSettings
+from faceforge.core.dataset import image_files
+from faceforge.core.embedding_space import EMBEDDER_NAME, EMBEDDING_SIZE
+from faceforge.core.memory import limit_malloc_arenas
+from faceforge.serving.api.app import create_app
+from faceforge.storage import people_store
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 KNOWN = FACES / "lfw_dev" / "known"

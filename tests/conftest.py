@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
-from faceforge.memory import limit_malloc_arenas, return_large_buffers, trim_heap
-from faceforge.vision.pipeline import FacePipeline, PhotoError
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.core.memory import limit_malloc_arenas, return_large_buffers, trim_heap
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 
 # Service fixtures (databases, app clients) are shared by tests/api and tests/export.
 pytest_plugins = ["tests.api.fixtures"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from faceforge.atomic import write_atomically, write_bytes_atomically
+from faceforge.core.atomic import write_atomically, write_bytes_atomically
 
 
 def _mode(path: Path) -> int:

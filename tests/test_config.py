@@ -7,8 +7,8 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from faceforge.config import Settings, WorkerSettings
-from faceforge.export.formats import ExportFormat
+from faceforge.core.config import Settings, WorkerSettings
+from faceforge.core.formats import ExportFormat
 
 
 def test_export_formats_are_parsed_in_a_fixed_order() -> None:

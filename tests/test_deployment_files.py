@@ -16,10 +16,10 @@ import typer.main
 import yaml
 from pydantic import BaseModel
 
-from faceforge.api.access import declared_access
-from faceforge.api.app import create_app
 from faceforge.cli.main import app as cli
-from faceforge.config import Settings
+from faceforge.core.config import Settings
+from faceforge.serving.api.access import declared_access
+from faceforge.serving.api.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIABLE = re.compile(r"\$\{(\w+)(?::?[-?][^}]*)?\}")

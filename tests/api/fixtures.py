@@ -25,9 +25,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from faceforge.api.app import create_app
-from faceforge.config import LimitSettings, Settings, WorkerSettings
-from faceforge.export.version_exports import VersionExporter
+from faceforge.building.export.version_exports import VersionExporter
+from faceforge.core.config import LimitSettings, Settings, WorkerSettings
+from faceforge.serving.api.app import create_app
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # TestClient's default client host is "testclient" and its Host "testserver"; without API keys

@@ -14,11 +14,11 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from faceforge.api.access import declared_access
-from faceforge.api.app import create_app
-from faceforge.config import LimitSettings, Settings
-from faceforge.evaluation.dataset import image_files
-from faceforge.export import coreml_models
+from faceforge.building.export import coreml_models
+from faceforge.core.config import LimitSettings, Settings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.access import declared_access
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import (
     BOTH_DATABASES,
     LOOPBACK_URL,

@@ -12,9 +12,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from faceforge.api.app import create_app
-from faceforge.config import LimitSettings, Settings
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.config import LimitSettings, Settings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import BOTH_DATABASES, local_client, service_settings
 from tests.conftest import LFW10
 
@@ -154,7 +154,7 @@ def test_a_face_below_det_prob_threshold_is_never_stored(client: TestClient) -> 
 
 def test_pair_probability_holds_any_scale() -> None:
     """A fitted scale of thousands put exp(-scale * (cosine - threshold)) beyond a float."""
-    from faceforge.training.population import PairCalibration
+    from faceforge.core.model.population import PairCalibration
 
     def pair_sigmoid(cosine: float, *, threshold: float, scale: float) -> float:
         return PairCalibration(slope=scale, midpoint=threshold).probability(cosine)

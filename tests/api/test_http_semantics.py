@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.dataset import image_files
 from tests.api.fixtures import photo_fields
 from tests.conftest import LFW10
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from faceforge.api.app import create_app
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import LOOPBACK_CLIENT, local_client, photo_fields, service_settings
 from tests.conftest import LFW10
 

@@ -15,8 +15,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from faceforge.api.app import create_app
-from faceforge.config import Settings
+from faceforge.core.config import Settings
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import local_client, service_settings
 
 ADMIN_KEY = "fuzz-admin"

@@ -8,7 +8,7 @@ import io
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.dataset import image_files
 from tests.api.fixtures import photo_fields
 from tests.conftest import FACES
 

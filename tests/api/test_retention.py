@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faceforge.api.app import create_app
-from faceforge.config import Settings, WorkerSettings
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.config import Settings, WorkerSettings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import local_client, photo_fields, service_settings, wait_for, wait_until_trained
 from tests.conftest import LFW10
 

@@ -19,9 +19,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from faceforge.api.app import create_app
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import (
     LOOPBACK_CLIENT,
     LOOPBACK_URL,

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from faceforge.api.app import create_app
-from faceforge.config import LimitSettings, Settings
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.config import LimitSettings, Settings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import local_client, photo_fields, service_settings, wait_until_trained
 from tests.conftest import FACES, LFW10
 

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
-from faceforge.vision.pipeline import FacePipeline
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.serving.vision.pipeline import FacePipeline
 from tests.api.fixtures import (
     faceforge_command,
     faceforge_environment,

@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 
-from faceforge.api.app import create_app
-from faceforge.config import Settings, WorkerSettings
-from faceforge.db import training_store
-from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
-from faceforge.evaluation.dataset import image_files
-from faceforge.worker.trainer import PREPARING_STAGE, TrainingWorker
+from faceforge.building.worker.trainer import PREPARING_STAGE, TrainingWorker
+from faceforge.core.config import Settings, WorkerSettings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
+from faceforge.storage import training_store
+from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
 from tests.api.fixtures import (
     BOTH_DATABASES,
     free_port,

@@ -11,12 +11,12 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
+from faceforge.building.build import split_people
+from faceforge.building.export.version_exports import run_tflite
 from faceforge.cli.main import app
-from faceforge.config import Settings
-from faceforge.export.version_exports import run_tflite
-from faceforge.services.build import split_people
-from faceforge.services.bulk_import import scan_folders
-from faceforge.vision.pipeline import FacePipeline
+from faceforge.core.config import Settings
+from faceforge.serving.services.bulk_import import scan_folders
+from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import FACES, LFW10
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from faceforge.cli.main import app
-from faceforge.config import Settings
+from faceforge.core.config import Settings
 from tests.conftest import FACES, LFW10
 
 runner = CliRunner()

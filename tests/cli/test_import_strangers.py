@@ -11,10 +11,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from faceforge.api.app import create_app
 from faceforge.cli.main import app
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import local_client, serve_process
 from tests.conftest import FACES, LFW10
 

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from faceforge.api.app import create_app
-from faceforge.config import CompatSettings, Settings
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.config import CompatSettings, Settings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import local_client, serve_process, service_settings, wait_for
 from tests.conftest import FACES, LFW10
 

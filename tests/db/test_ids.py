@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from fastapi.testclient import TestClient
 
-from faceforge.db.engine import MIGRATIONS, make_engine, upgrade_database
+from faceforge.storage.engine import MIGRATIONS, make_engine, upgrade_database
 from tests.api.fixtures import BOTH_DATABASES, photo_fields
 from tests.conftest import LFW10
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi.testclient import TestClient
 
-from faceforge.config import Settings
+from faceforge.core.config import Settings
 from tests.api.fixtures import photo_fields, wait_for
 from tests.conftest import LFW10
 

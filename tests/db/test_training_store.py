@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from faceforge.db import training_store
-from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
-from faceforge.db.tables import ModelVersionRow, TrainingStateRow
-from faceforge.domain.errors import ConflictError
-from faceforge.domain.records import ModelVersion, VersionStatus
+from faceforge.core.errors import ConflictError
+from faceforge.core.records import ModelVersion, VersionStatus
+from faceforge.storage import training_store
+from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
+from faceforge.storage.tables import ModelVersionRow, TrainingStateRow
 from tests.api.fixtures import wait_for
 
 POSTGRESQL_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

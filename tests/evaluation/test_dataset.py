@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from faceforge.domain.errors import DatasetError
-from faceforge.evaluation.dataset import split_dataset
+from faceforge.core.dataset import split_dataset
+from faceforge.core.errors import DatasetError
 from tests.conftest import FACES, LFW10
 
 

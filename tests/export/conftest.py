@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from faceforge.config import Settings
+from faceforge.core.config import Settings
 from tests.api.conftest import _drop_model_files
 from tests.api.fixtures import device_worker, service_settings
 

@@ -21,19 +21,19 @@ import numpy.typing as npt
 import pytest
 import torch
 
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
-from faceforge.export import coreml_models
-from faceforge.export.coreml_checks import classifier_problems
-from faceforge.export.formats import ExportFormat
-from faceforge.export.model_inputs import CHIP, FACE
-from faceforge.export.onnx_models import head_affine
-from faceforge.export.version_exports import LABELS_FILE, VersionExporter, VersionExports, run_tflite
-from faceforge.training.head import RecognitionHead, fit_head
-from faceforge.vision.embedding_graph import build_embedding_net
-from faceforge.vision.embedding_space import EMBEDDING_SIZE
-from faceforge.vision.face_input import FaceInputs
-from faceforge.vision.pipeline import FacePipeline, PhotoError
+from faceforge.building.export import coreml_models
+from faceforge.building.export.coreml_checks import classifier_problems
+from faceforge.building.export.model_inputs import CHIP, FACE
+from faceforge.building.export.onnx_models import head_affine
+from faceforge.building.export.version_exports import LABELS_FILE, VersionExporter, VersionExports, run_tflite
+from faceforge.building.networks.embedding_graph import build_embedding_net
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.core.embedding_space import EMBEDDING_SIZE
+from faceforge.core.formats import ExportFormat
+from faceforge.core.model.head import RecognitionHead, fit_head
+from faceforge.serving.vision.face_input import FaceInputs
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import FACES, LFW10
 
 ENROLLED_PER_PERSON = 5

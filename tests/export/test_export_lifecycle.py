@@ -11,11 +11,11 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from faceforge.api.app import create_app
+from faceforge.building.export.device_backbones import DeviceBackboneCache
 from faceforge.cli.main import app as cli
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
-from faceforge.export.device_backbones import DeviceBackboneCache
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import device_worker, local_client, photo_fields, service_settings, wait_until_trained
 from tests.conftest import LFW10
 

@@ -9,13 +9,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from faceforge.config import Settings
-from faceforge.domain.errors import ExportError
-from faceforge.export import version_exports
-from faceforge.export.formats import ExportFormat
-from faceforge.export.onnx_models import head_affine, head_model
-from faceforge.export.version_exports import VersionExporter, head_probes
-from faceforge.training.head import RecognitionHead, fit_head
+from faceforge.building.export import version_exports
+from faceforge.building.export.onnx_models import head_affine, head_model
+from faceforge.building.export.version_exports import VersionExporter, head_probes
+from faceforge.core.config import Settings
+from faceforge.core.errors import ExportError
+from faceforge.core.formats import ExportFormat
+from faceforge.core.model.head import RecognitionHead, fit_head
 
 Embeddings = tuple[npt.NDArray[np.float32], list[str], list[object]]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 CONVERT = """
 import os, sys
 from pathlib import Path
-from faceforge.export.device_backbones import DeviceBackboneCache
-from faceforge.export.quiet import native_chatter_filtered, quiet_conversion_tools
+from faceforge.building.export.device_backbones import DeviceBackboneCache
+from faceforge.building.export.quiet import native_chatter_filtered, quiet_conversion_tools
 
 quiet_conversion_tools()  # as the worker does at start
 DeviceBackboneCache(Path(sys.argv[1])).refiner()  # ONNX, TFLite (with a parity run) and Core ML

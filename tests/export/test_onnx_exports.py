@@ -9,9 +9,9 @@ import numpy as np
 import onnxruntime as ort
 from fastapi.testclient import TestClient
 
-from faceforge.evaluation.dataset import image_files
-from faceforge.vision.face_input import FaceInputs
-from faceforge.vision.pipeline import FacePipeline
+from faceforge.core.dataset import image_files
+from faceforge.serving.vision.face_input import FaceInputs
+from faceforge.serving.vision.pipeline import FacePipeline
 from tests.api.fixtures import photo_fields, wait_until_trained
 from tests.conftest import FACES, LFW10
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from faceforge.config import Settings
-from faceforge.services.build import BuildOptions, build_model
-from faceforge.services.bulk_import import ImportProgress
+from faceforge.building.build import BuildOptions, build_model
+from faceforge.core.config import Settings
+from faceforge.serving.services.bulk_import import ImportProgress
 from tests.api.fixtures import BOTH_DATABASES
 from tests.conftest import LFW10
 

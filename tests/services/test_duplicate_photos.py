@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi.testclient import TestClient
 
-from faceforge.config import Settings
+from faceforge.core.config import Settings
 from tests.api.fixtures import BOTH_DATABASES, photo_fields
 from tests.conftest import LFW10
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from faceforge.evaluation.dataset import image_files
-from faceforge.training.head import MIN_THRESHOLD, RecognitionHead, fit_head
-from faceforge.vision.pipeline import FacePipeline, PhotoError
+from faceforge.core.dataset import image_files
+from faceforge.core.model.head import MIN_THRESHOLD, RecognitionHead, fit_head
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import FACES
 
 STRANGERS = 150  # lfw_dev/unknown photos scored as strangers
@@ -173,7 +173,7 @@ def test_a_collected_stranger_stays_a_stranger(
 def test_verification_does_not_depend_on_who_is_enrolled(lfw10_embeddings: Embeddings) -> None:
     """Face-to-face probability from the population model: most same-person pairs of photos above
     one half, nearly every different-person pair below."""
-    from faceforge.training.population import shipped_model
+    from faceforge.core.model.population import shipped_model
 
     embeddings, labels, _ = lfw10_embeddings
     pair = shipped_model().pair

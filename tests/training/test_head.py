@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceforge.domain.errors import TrainingError
-from faceforge.evaluation.dataset import image_files
-from faceforge.training.head import MIN_THRESHOLD, fit_head
-from faceforge.vision.pipeline import FacePipeline, PhotoError
+from faceforge.core.dataset import image_files
+from faceforge.core.errors import TrainingError
+from faceforge.core.model.head import MIN_THRESHOLD, fit_head
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import FACES
 
 

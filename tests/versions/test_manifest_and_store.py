@@ -12,14 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceforge.atomic import file_sha256
-from faceforge.checksums import record_sha256
-from faceforge.domain.errors import ModelNotReadyError
-from faceforge.training.head import RecognitionHead, fit_head
-from faceforge.training.serialize import HEAD_FILE, head_bytes
-from faceforge.versions.builder import bench_people, version_manifest
-from faceforge.versions.manifest import MANIFEST_FILE, ManifestError, VersionManifest, read_manifest_bytes
-from faceforge.versions.store import VersionStore, link_or_copy, served_files
+from faceforge.building.version_builder import bench_people, version_manifest
+from faceforge.core.atomic import file_sha256
+from faceforge.core.checksums import record_sha256
+from faceforge.core.errors import ModelNotReadyError
+from faceforge.core.model.head import RecognitionHead, fit_head
+from faceforge.core.model.head_files import head_bytes
+from faceforge.core.model.manifest import (
+    HEAD_FILE,
+    MANIFEST_FILE,
+    ManifestError,
+    VersionManifest,
+    read_manifest_bytes,
+)
+from faceforge.storage.version_store import VersionStore, link_or_copy, served_files
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +152,7 @@ def test_a_shared_file_is_linked_and_a_copy_on_another_file_system_is_logged(
     source = tmp_path / "backbone.onnx"
     source.write_bytes(b"backbone bytes " * 1000)
     linked = tmp_path / "v1-backbone.onnx"
-    with caplog.at_level(logging.WARNING, logger="faceforge.versions.store"):
+    with caplog.at_level(logging.WARNING, logger="faceforge.storage.version_store"):
         link_or_copy(source, linked)
     assert linked.stat().st_ino == source.stat().st_ino and caplog.records == []
 
@@ -155,7 +161,7 @@ def test_a_shared_file_is_linked_and_a_copy_on_another_file_system_is_logged(
     elsewhere = Path(tempfile.mkdtemp(dir=SHM))
     try:
         copied = elsewhere / "backbone.onnx"
-        with caplog.at_level(logging.WARNING, logger="faceforge.versions.store"):
+        with caplog.at_level(logging.WARNING, logger="faceforge.storage.version_store"):
             link_or_copy(source, copied)
         assert copied.read_bytes() == source.read_bytes() and copied.stat().st_ino != source.stat().st_ino
         (warning,) = caplog.records

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceforge.domain.faces import Landmarks
-from faceforge.vision.align import CHIP_TEMPLATE, align_face, template_in_box
-from faceforge.vision.pipeline import FacePipeline
+from faceforge.core.faces import Landmarks
+from faceforge.serving.vision.align import CHIP_TEMPLATE, align_face, template_in_box
+from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import LFW10
 
 PHOTO = LFW10 / "Colin_Powell" / "Colin_Powell_0001.jpg"

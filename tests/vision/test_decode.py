@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceforge.domain.errors import InvalidImageError
-from faceforge.vision.decode import decode_photo
-from faceforge.vision.pipeline import FacePipeline
+from faceforge.core.errors import InvalidImageError
+from faceforge.serving.vision.decode import decode_photo
+from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import LFW10
 
 PHOTO = LFW10 / "Ariel_Sharon" / "Ariel_Sharon_0001.jpg"

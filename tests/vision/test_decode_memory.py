@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from faceforge.config import Settings
-from faceforge.memory import ARENAS
+from faceforge.core.config import Settings
+from faceforge.core.memory import ARENAS
 from tests.conftest import LFW10
 
 CONCURRENT = 12
@@ -24,9 +24,9 @@ MEASURE = """
 import io, json, sys, threading
 from pathlib import Path
 from PIL import Image
-from faceforge.api.container import Services
-from faceforge.config import LimitSettings, Settings, WorkerSettings
-from faceforge.memory import limit_malloc_arenas, return_large_buffers
+from faceforge.serving.wiring import Services
+from faceforge.core.config import LimitSettings, Settings, WorkerSettings
+from faceforge.core.memory import limit_malloc_arenas, return_large_buffers
 
 home, weights, source, count, budget, decoded = sys.argv[1:7]
 with Image.open(source) as photo:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from faceforge.domain.errors import WeightsUnavailableError
-from faceforge.vision.embedder import embedder_digest, embedding_onnx_path
-from faceforge.vision.embedding_space import EMBEDDER_NAME
+from faceforge.core.embedding_space import EMBEDDER_NAME
+from faceforge.core.errors import WeightsUnavailableError
+from faceforge.serving.vision.embedder import embedder_digest, embedding_onnx_path
 
 HOLD_LOCK = """
 import fcntl, sys, time
@@ -25,8 +25,8 @@ time.sleep(600)
 EXPORT = """
 import sys
 from pathlib import Path
-from faceforge.domain.errors import WeightsUnavailableError
-from faceforge.vision.embedder import embedding_onnx_path
+from faceforge.core.errors import WeightsUnavailableError
+from faceforge.serving.vision.embedder import embedding_onnx_path
 try:
     embedding_onnx_path(Path(sys.argv[1]), timeout=float(sys.argv[2]))
 except WeightsUnavailableError as error:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from faceforge.domain.faces import Box, DetectedFace, Face, Landmarks, PhotoFaces, RejectReason
-from faceforge.evaluation.dataset import image_files
-from faceforge.vision.face_choice import AGREEMENT, choose_faces
-from faceforge.vision.pipeline import FacePipeline
+from faceforge.core.dataset import image_files
+from faceforge.core.faces import Box, DetectedFace, Face, Landmarks, PhotoFaces, RejectReason
+from faceforge.serving.vision.face_choice import AGREEMENT, choose_faces
+from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import LFW10
 
 

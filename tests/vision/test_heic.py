@@ -12,8 +12,8 @@ import pillow_heif
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from faceforge.vision.decode import photo_kind
-from faceforge.vision.pipeline import FacePipeline
+from faceforge.serving.vision.decode import photo_kind
+from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import LFW10
 
 BLAIR = sorted((LFW10 / "Tony_Blair").iterdir())

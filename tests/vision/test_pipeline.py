@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceforge.domain.faces import RejectReason, Verdict
-from faceforge.evaluation.dataset import image_files
-from faceforge.vision.embedding_space import EMBEDDING_SIZE
-from faceforge.vision.pipeline import FacePipeline, PhotoError
+from faceforge.core.dataset import image_files
+from faceforge.core.embedding_space import EMBEDDING_SIZE
+from faceforge.core.faces import RejectReason, Verdict
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import FACES, LFW10
 
 

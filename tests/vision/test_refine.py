@@ -8,12 +8,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from faceforge.config import Settings
-from faceforge.domain.faces import Box
-from faceforge.evaluation.dataset import image_files
-from faceforge.vision.pipeline import FacePipeline
-from faceforge.vision.refine import refine_faces, refiner_patch
-from faceforge.weights.onet_weights import load_onet
+from faceforge.building.weights.onet_weights import load_onet
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.core.faces import Box
+from faceforge.serving.vision.pipeline import FacePipeline
+from faceforge.serving.vision.refine import refine_faces, refiner_patch
 from tests.conftest import LFW10
 
 # Measured on krasserm_lfw10's 100 faces (dlib HOG boxes): raw HOG boxes overlap MTCNN's with IoU

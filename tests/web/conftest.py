@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, sync_playwright
 
-from faceforge.config import Settings
+from faceforge.core.config import Settings
 from tests.api.fixtures import serve_process
 from tests.web.browser import ADMIN_KEY, CHROMIUM, CHROMIUM_ARGS, READ_KEY, TIMEOUT_MS, Server
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, Request, expect
 
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.dataset import image_files
 from tests.conftest import FACES, LFW10
 from tests.web.browser import ADMIN_KEY, READ_KEY, TIMEOUT_MS, Server, assert_accessible, login, shot
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Dialog, Page, Route, expect
 
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.dataset import image_files
 from tests.conftest import FACES, LFW10
 from tests.web.browser import ADMIN_KEY, Server, assert_accessible, login, open_page, shot
 

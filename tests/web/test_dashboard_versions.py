@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.dataset import image_files
 from tests.conftest import LFW10
 from tests.web.browser import ADMIN_KEY, TIMEOUT_MS, Server, assert_accessible, login, open_page, shot
 

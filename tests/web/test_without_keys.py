@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 from playwright.sync_api import Page, expect
 
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.dataset import image_files
 from tests.conftest import LFW10
 from tests.web.browser import Server
 

@@ -12,16 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
-from faceforge.config import Settings
-from faceforge.domain.errors import WeightsUnavailableError
-from faceforge.evaluation.dataset import image_files
-from faceforge.vision.align import CHIP_SIZE, align_face
-from faceforge.vision.dlib_resnet import DlibFaceResNet
-from faceforge.vision.pipeline import FacePipeline
-from faceforge.weights.dlib_serialized import read_dlib_layers
-from faceforge.weights.dlib_weights import PIXEL_SCALE, load_dlib_resnet
-from faceforge.weights.locate import package_file
-from faceforge.weights.sources import dlib_descriptor_path, facenet_graph_path
+from faceforge.building.networks.dlib_resnet import DlibFaceResNet
+from faceforge.building.weights.dlib_serialized import read_dlib_layers
+from faceforge.building.weights.dlib_weights import PIXEL_SCALE, load_dlib_resnet
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.core.errors import WeightsUnavailableError
+from faceforge.core.package_files import package_file
+from faceforge.core.weight_sources import dlib_descriptor_path, facenet_graph_path
+from faceforge.serving.vision.align import CHIP_SIZE, align_face
+from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import LFW10
 
 # dlib's own decision rule for its descriptor: same person when the Euclidean distance is below 0.6.

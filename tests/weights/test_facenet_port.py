@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
-from faceforge.vision.crop import PIXEL_MEAN, PIXEL_SCALE, crop_face
-from faceforge.vision.pipeline import FacePipeline
-from faceforge.weights.facenet_weights import load_facenet
-from faceforge.weights.sources import facenet_graph_path
+from faceforge.building.weights.facenet_weights import load_facenet
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.core.weight_sources import facenet_graph_path
+from faceforge.serving.vision.crop import PIXEL_MEAN, PIXEL_SCALE, crop_face
+from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import LFW10
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from faceforge.weights.onet_weights import load_onet
+from faceforge.building.weights.onet_weights import load_onet
 
 
 def test_converted_weights_have_the_mode_of_any_new_file(tmp_path: Path) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faceforge.api.app import create_app
-from faceforge.config import Settings, WorkerSettings
-from faceforge.evaluation.dataset import image_files
-from faceforge.export.device_backbones import DeviceBackboneCache
+from faceforge.building.export.device_backbones import DeviceBackboneCache
+from faceforge.core.config import Settings, WorkerSettings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import local_client, photo_fields, service_settings, wait_until_trained
 from tests.conftest import LFW10
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from faceforge.api.app import create_app
-from faceforge.config import Settings, WorkerSettings
-from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
-from faceforge.evaluation.dataset import image_files
-from faceforge.worker.lease import PostgresLease
-from faceforge.worker.trainer import TrainingWorker
+from faceforge.building.worker.lease import PostgresLease
+from faceforge.building.worker.trainer import TrainingWorker
+from faceforge.core.config import Settings, WorkerSettings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
+from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
 from tests.api.fixtures import POSTGRES_SERVER, local_client, photo_fields, service_settings, wait_for
 from tests.conftest import LFW10
 

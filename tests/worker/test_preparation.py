@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from faceforge.api.app import create_app
-from faceforge.config import Settings, WorkerSettings
-from faceforge.export.device_backbones import DeviceBackboneCache
-from faceforge.worker.trainer import PREPARING_STAGE
+from faceforge.building.export.device_backbones import DeviceBackboneCache
+from faceforge.building.worker.trainer import PREPARING_STAGE
+from faceforge.core.config import Settings, WorkerSettings
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import local_client, service_settings
 
 STALE_AFTER = 1.0  # far shorter than converting the refiner into three formats (seconds)

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select, update
 
-from faceforge.api.app import create_app
-from faceforge.config import Settings, WorkerSettings
-from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
-from faceforge.db.tables import PhotoRow, StrangerPhotoRow
-from faceforge.evaluation.dataset import image_files
-from faceforge.vision.embedding_space import EMBEDDER_NAME
-from faceforge.worker.trainer import TrainingWorker
+from faceforge.building.worker.trainer import TrainingWorker
+from faceforge.core.config import Settings, WorkerSettings
+from faceforge.core.dataset import image_files
+from faceforge.core.embedding_space import EMBEDDER_NAME
+from faceforge.serving.api.app import create_app
+from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
+from faceforge.storage.tables import PhotoRow, StrangerPhotoRow
 from tests.api.fixtures import local_client, photo_fields, service_settings
 from tests.conftest import LFW10
 

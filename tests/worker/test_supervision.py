@@ -7,9 +7,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from faceforge.api.app import create_app
-from faceforge.config import Settings
-from faceforge.evaluation.dataset import image_files
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
 from tests.api.fixtures import local_client, photo_fields, service_settings, wait_for, wait_until_trained
 from tests.conftest import LFW10
 

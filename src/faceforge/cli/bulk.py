@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from faceforge.cli.progress import ProgressDisplay
-from faceforge.config import Settings
-from faceforge.domain.errors import DatasetError, TrainingError
-from faceforge.services.bulk_import import (
+from faceforge.core.config import Settings
+from faceforge.core.errors import DatasetError, TrainingError
+from faceforge.serving.services.bulk_import import (
     BulkImporter,
     FolderPerson,
     ImportSummary,
@@ -21,7 +21,7 @@ from faceforge.services.bulk_import import (
 )
 
 if TYPE_CHECKING:
-    from faceforge.api.container import Services
+    from faceforge.serving.wiring import Services
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ def _into_server(
 def _into_home(
     people: list[FolderPerson], strangers: list[FolderPerson], settings: Settings, *, wait: bool
 ) -> ImportSummary:
-    from faceforge.api.container import Services
-    from faceforge.db import training_store
-    from faceforge.worker.trainer import TrainingWorker
+    from faceforge.building.worker.trainer import TrainingWorker
+    from faceforge.serving.wiring import Services
+    from faceforge.storage import training_store
 
     # One analysis thread per person and one more person than cores: while some people's photos are
     # analysed, another's are written (files and rows are fsynced), so the cores stay busy.

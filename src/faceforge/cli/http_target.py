@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 
-from faceforge.domain.errors import FaceforgeError
-from faceforge.services.bulk_import import BatchResult, FolderPerson
-from faceforge.services.people import PhotoVerdict, Upload
+from faceforge.core.errors import FaceforgeError
+from faceforge.serving.services.bulk_import import BatchResult, FolderPerson
+from faceforge.serving.services.people import PhotoVerdict, Upload
 
 TIMEOUT_SECONDS = 300.0  # one request analyses up to 20 photos
 DEFAULT_BATCH = 20  # the server's default FACEFORGE_LIMITS__MAX_PHOTOS_PER_REQUEST

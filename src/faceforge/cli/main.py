@@ -15,13 +15,13 @@ from typing import Annotated, Any
 
 import typer
 
-from faceforge.config import Settings
-from faceforge.domain.errors import FaceforgeError
-from faceforge.evaluation.app_detectors import AppDetector
-from faceforge.export.formats import ExportFormat
-from faceforge.export.quiet import quiet_conversion_tools
-from faceforge.logs import LogFormat, logging_config
-from faceforge.memory import ARENAS, MMAP_FROM_BYTES, limit_malloc_arenas, return_large_buffers
+from faceforge.building.evaluation.app_detectors import AppDetector
+from faceforge.building.export.quiet import quiet_conversion_tools
+from faceforge.core.config import Settings
+from faceforge.core.errors import FaceforgeError
+from faceforge.core.formats import ExportFormat
+from faceforge.core.logs import LogFormat, logging_config
+from faceforge.core.memory import ARENAS, MMAP_FROM_BYTES, limit_malloc_arenas, return_large_buffers
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Self-hosted face recognition.")
 
@@ -103,8 +103,8 @@ def eval_command(
     home: HomeOption = None,
 ) -> None:
     """Measure recognition on your own photos: enrol K per person, probe the rest, reject unknowns."""
-    from faceforge.evaluation.harness import EvalOptions, evaluate
-    from faceforge.vision.pipeline import FacePipeline
+    from faceforge.building.evaluation.harness import EvalOptions, evaluate
+    from faceforge.serving.vision.pipeline import FacePipeline
 
     try:
         settings = _settings(home)
@@ -173,7 +173,7 @@ def serve_command(
             )
     log_config = ctx.obj
     if workers == 1:
-        from faceforge.api.app import create_app
+        from faceforge.serving.api.app import create_app
 
         uvicorn.run(create_app(settings), host=host, port=port, log_config=log_config)
         return
@@ -194,7 +194,7 @@ def serve_command(
     for stale in Path(metrics_dir).glob("*.db"):
         stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    from faceforge.db.engine import make_engine, upgrade_database
+    from faceforge.storage.engine import make_engine, upgrade_database
 
     try:
         engine = make_engine(settings.resolved_database_url)
@@ -215,7 +215,7 @@ def _run_processes(host: str, port: int, workers: int, log_config: dict[str, Any
     from uvicorn.supervisors import Multiprocess
 
     config = Config(
-        "faceforge.api.app:create_app",
+        "faceforge.serving.api.app:create_app",
         factory=True,
         host=host,
         port=port,
@@ -236,9 +236,9 @@ def export_command(
     home: HomeOption = None,
 ) -> None:
     """Export a version's on-device files again (same bytes as the version's own files)."""
-    from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
-    from faceforge.services.exports import export_version
-    from faceforge.services.models import ModelService
+    from faceforge.building.exports import export_version
+    from faceforge.serving.services.models import ModelService
+    from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
 
     settings = _settings(home)
     engine = make_engine(settings.resolved_database_url)
@@ -278,7 +278,7 @@ def import_command(
     """Import folder-per-person photos (and strangers with --strangers): people by folder name,
     strangers by folder name or photo, photos by content, resumable; one model version at the end."""
     from faceforge.cli.bulk import run_import
-    from faceforge.evaluation.dataset import overlapping
+    from faceforge.core.dataset import overlapping
 
     if folder is not None and strangers is not None and overlapping(folder, strangers):
         # The same photos as people and as strangers: every one of those people would never be named.
@@ -337,8 +337,8 @@ def build_command(
     home: HomeOption = None,
 ) -> None:
     """Folder-per-person photos to model.tflite, labels.txt, Core ML, ONNX and a report, no server."""
+    from faceforge.building.build import REPORT_HTML, BuildOptions, build_model
     from faceforge.cli.progress import ProgressDisplay
-    from faceforge.services.build import REPORT_HTML, BuildOptions, build_model
 
     options = BuildOptions(dataset, out, holdout, unknown, seed)
     try:
@@ -372,12 +372,13 @@ def prepare_command(home: HomeOption = None) -> None:
     """Convert every network once into the weights cache (a container image does this at build time,
     so its processes start warm): the server's detector and embedder, and the on-device backbones of
     the configured formats."""
-    from faceforge.export.version_exports import VersionExporter
-    from faceforge.vision.pipeline import FacePipeline
+    from faceforge.building.export.version_exports import VersionExporter
+    from faceforge.building.networks.embedding_graph import export_embedding_graph
+    from faceforge.serving.vision.pipeline import FacePipeline
 
     settings = _settings(home)
     try:
-        FacePipeline(settings).load()
+        FacePipeline(settings, export=export_embedding_graph).load()
         VersionExporter(settings.weights_dir, settings.worker.export_formats).prepare()
     except FaceforgeError as error:
         raise _fail(error.message) from None
@@ -389,8 +390,8 @@ def worker_command(home: HomeOption = None) -> None:
     """Run one training worker on its own (for deployments with several API processes)."""
     import signal
 
-    from faceforge.db.engine import make_engine, make_sessionmaker, upgrade_database
-    from faceforge.worker.trainer import TrainingWorker
+    from faceforge.building.worker.trainer import TrainingWorker
+    from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
 
     limit_malloc_arenas()
     return_large_buffers()

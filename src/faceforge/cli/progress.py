@@ -6,7 +6,7 @@ import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
-from faceforge.services.bulk_import import ImportProgress
+from faceforge.serving.services.bulk_import import ImportProgress
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

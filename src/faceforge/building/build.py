@@ -1,0 +1,237 @@
+"""``faceforge build``: folder-per-person photos to a model's files and a report, without a server.
+
+The second seed system's whole job. The build *is* the service: the photos kept for enrolment are
+imported into a temporary home by the bulk importer (one person at a time, so person ids and thus
+labels follow the folders' order), one version is trained by the training worker, and that
+version's files are copied out -- byte for byte what the service publishes for the same photos. A
+share of each person's photos is held out (chosen by ``random.Random(seed)``; people with one photo
+keep it) and recognised by the version's head (and by its TFLite model) for the report. Everything
+is written to a staging directory beside ``out`` and renamed into place at the end: ``out`` is
+complete or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import SecretStr
+
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.core.errors import DatasetError, TrainingError
+from faceforge.core.faces import PhotoFaces
+from faceforge.serving.services.bulk_import import (
+    BulkImporter,
+    FolderPerson,
+    ImportProgress,
+    LocalTarget,
+    scan_folders,
+)
+
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+PLOTS = {"similarity.png": "histogram_png", "accept_vs_reject.png": "curve_png", "people.png": "people_png"}
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    dataset: Path
+    out: Path
+    holdout: float = 0.2
+    unknown: Path | None = None
+    seed: int = 0
+
+
+def split_people(
+    people: list[FolderPerson], holdout: float, seed: int
+) -> tuple[list[FolderPerson], list[tuple[FolderPerson, Path]]]:
+    """Enrolment folders and held-out photos: ``round(holdout * n)`` of each person's ``n`` photos,
+    at least one photo always enrolled."""
+    if not 0.0 <= holdout < 1.0:
+        raise DatasetError("--holdout is a share of each person's photos in [0, 1)")
+    rng = random.Random(seed)
+    enrolled, held = [], []
+    for person in people:
+        count = min(round(holdout * len(person.photos)), len(person.photos) - 1)
+        chosen = set(rng.sample(range(len(person.photos)), count))
+        kept = [p for i, p in enumerate(person.photos) if i not in chosen]
+        enrolled.append(FolderPerson(person.external_id, person.name, kept))
+        held += [(person, p) for i, p in enumerate(person.photos) if i in chosen]
+    return enrolled, held
+
+
+def build_model(
+    options: BuildOptions, settings: Settings, on_progress: Callable[[ImportProgress, str | None], None]
+) -> dict[str, Any]:
+    """Build ``options.out`` from the dataset in a temporary home of its own (see ``build_settings``);
+    ``settings`` gives the weights cache and the detector, limits and worker settings."""
+    out = options.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DatasetError(f"{out} exists and is not an empty folder")
+    enrolled, held = split_people(scan_folders(options.dataset), options.holdout, options.seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-build-", dir=out.parent))
+    try:
+        report = _build_in(
+            work, options, enrolled, held, build_settings(settings, work / "home"), on_progress
+        )
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        (work / "out").rename(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # whatever failed: no hidden work folder is left
+    return report
+
+
+def build_settings(settings: Settings, home: Path) -> Settings:
+    """The settings of a build's own home: ``settings`` (detector, limits, worker formats) with the
+    home, the database and the weights cache replaced. Never the environment's database: a build in a
+    container whose ``FACEFORGE_DATABASE_URL`` names the live service would import its people there."""
+    return settings.model_copy(
+        update={
+            "home": home,
+            "database_url": SecretStr(f"sqlite:///{home / 'faceforge.db'}"),
+            "weights_cache": settings.weights_dir,
+            "workers": 1,
+        }
+    )
+
+
+def _build_in(
+    work: Path,
+    options: BuildOptions,
+    enrolled: list[FolderPerson],
+    held: list[tuple[FolderPerson, Path]],
+    home: Settings,
+    on_progress: Callable[[ImportProgress, str | None], None],
+) -> dict[str, Any]:
+    from faceforge.building.worker.trainer import TrainingWorker
+    from faceforge.serving.wiring import Services
+    from faceforge.storage import training_store
+
+    staging = work / "out"
+    staging.mkdir()
+    services = Services.start(home, embedded_worker=False)
+    try:
+        target = LocalTarget(services.people, services.strangers)
+        importer = BulkImporter(target, on_progress=on_progress, concurrency=1)
+        summary = importer.run(enrolled)
+        if summary.interrupted:
+            raise KeyboardInterrupt
+        if not summary.photos_accepted:
+            raise DatasetError("no photo was accepted; nothing to build")
+        worker = TrainingWorker(home, services.sessions)
+        try:
+            worker.run_once()
+        finally:
+            worker.lease.release()
+        with services.sessions() as session:
+            version = training_store.current_version(session)
+        if version is None:
+            failure = services.models.training_status().last_failure_message
+            raise TrainingError(f"the model could not be built: {failure}")
+        model = services.models.get(version)
+        for name in model.files:
+            shutil.copyfile(home.models_dir / str(version) / name, staging / name)
+        report = _report(options, services, version, held, summary.as_dict(), staging)
+        report["files"] = sorted([*model.files, REPORT_JSON, REPORT_HTML, *PLOTS])
+        _write_plots(report, staging)
+        (staging / REPORT_JSON).write_text(json.dumps(report, indent=2))
+    finally:
+        services.close()
+    return report
+
+
+def _largest(result: PhotoFaces | Any) -> Any:
+    return result.faces[0] if isinstance(result, PhotoFaces) and result.faces else None
+
+
+def _report(
+    options: BuildOptions,
+    services: Any,
+    version: int,
+    held: list[tuple[FolderPerson, Path]],
+    imported: dict[str, Any],
+    staging: Path,
+) -> dict[str, Any]:
+    from faceforge.building.export.version_exports import run_tflite
+    from faceforge.storage import people_store
+
+    loaded = services.models.loaded(version)
+    head = loaded.head
+    label_of = {person["person_id"]: label for person, label in zip(loaded.people, head.labels, strict=True)}
+    truth: dict[str, str | None] = {}
+    with services.sessions() as session:
+        for person, _path in held:
+            found = people_store.find_by_external_id(session, external_id=person.external_id)
+            truth[person.external_id] = None if found is None else label_of.get(found.id)
+    pipeline = services.pipeline
+    correct = accepted = 0
+    crops, chips, expected = [], [], []
+    results = pipeline.analyze_many([path for _, path in held], single_face=False)
+    for (person, path), result in zip(held, results, strict=True):
+        face = _largest(result)
+        if face is None or face.embedding is None:
+            continue
+        match = head.predict(face.embedding[None])[0]
+        best = head.labels[int(np.argmax(head.similarities(face.embedding[None])[0]))]
+        correct += best == truth[person.external_id]
+        accepted += match.index is not None and head.labels[match.index] == truth[person.external_id]
+        inputs = pipeline.inputs(pipeline.decode(path.read_bytes()), [face.detection.box])
+        crops.append(inputs.crops[0])
+        chips.append(inputs.chips[0])
+        expected.append(len(head.labels) if match.index is None else match.index)
+    tflite_agreement = None
+    if crops:
+        probabilities = run_tflite(
+            (staging / "model.tflite").read_bytes(),
+            {"face": np.stack(crops).astype(np.float32), "chip": np.stack(chips).astype(np.float32)},
+        )
+        tflite_agreement = float(np.mean(probabilities.argmax(axis=1) == np.asarray(expected)))
+    unknown_rejected = unknown_faces = 0
+    if options.unknown is not None:
+        for result in pipeline.analyze_many(image_files(options.unknown), single_face=False):
+            face = _largest(result)
+            if face is not None and face.embedding is not None:
+                unknown_faces += 1
+                unknown_rejected += head.predict(face.embedding[None])[0].index is None
+    metrics = services.models.get(version).metrics
+    calibration = json.loads((staging / "manifest.json").read_text())["calibration"]
+    return {
+        "dataset": str(options.dataset),
+        "holdout": options.holdout,
+        "seed": options.seed,
+        "version": version,
+        "people": len(head.labels),
+        "enrolled_photos": imported["photos_accepted"],
+        "held_out_photos": len(held),
+        "top1": correct / len(held) if held else None,
+        "known_accept_rate": accepted / len(held) if held else None,
+        "unknown_faces": unknown_faces if options.unknown is not None else None,
+        "unknown_reject_rate": unknown_rejected / unknown_faces if unknown_faces else None,
+        "tflite_agreement": tflite_agreement,
+        "threshold": head.threshold,
+        "estimated_known_accept": calibration.get("estimated_known_accept"),
+        "estimated_unknown_reject": calibration.get("estimated_unknown_reject"),
+        "refused": imported["refused"],
+        "suspected_duplicates": metrics.get("suspected_duplicates", []),
+        "quality": metrics.get("quality"),
+    }
+
+
+def _write_plots(report: dict[str, Any], staging: Path) -> None:
+    from faceforge.building.report import plots
+    from faceforge.building.report.page import report_page
+
+    quality = report["quality"]
+    for name, draw in PLOTS.items():
+        (staging / name).write_bytes(getattr(plots, draw)(quality))
+    (staging / REPORT_HTML).write_text(report_page(report, list(PLOTS)))

@@ -1,0 +1,203 @@
+"""On-device backbones (face crop -> embedding), converted once per backbone and cached.
+
+Converting the embedding network to Core ML or TFLite takes seconds to tens of seconds, far more than
+a version may spend, so it happens once: the files live under ``<weights>/device/``, in a directory
+named after the embedder and the digest of its source weights (plus a format revision), and every
+version links to them. Building is serialised across threads and processes by a file lock, and
+each file appears atomically, so a half-converted backbone is never read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from faceforge.building.export import coreml_models, refiner_models, tflite_models
+from faceforge.building.export.quiet import native_chatter_filtered
+from faceforge.building.networks.embedding_graph import build_embedding_net
+from faceforge.building.networks.embedding_net import FaceEmbeddingNet
+from faceforge.building.weights.onet_weights import onet_graph_path
+from faceforge.core.atomic import file_sha256
+from faceforge.core.checksums import matches_record, record_sha256, write_with_checksum
+from faceforge.core.embedding_space import EMBEDDER_NAME
+from faceforge.core.errors import ExportError
+from faceforge.core.file_lock import exclusive_lock
+from faceforge.serving.vision.embedder import embedder_digest
+
+log = logging.getLogger(__name__)
+
+# Bump when the conversion or the checksum records change, so caches made by older code are not reused.
+DEVICE_FORMAT_REVISION = 4
+REFINER_FORMAT_REVISION = 2
+# Converting every backbone takes a few minutes on two cores; a process holding the lock longer hangs.
+CONVERSION_LOCK_TIMEOUT_SECONDS = 1800.0
+PROGRAM_WEIGHTS = Path("Data/com.apple.CoreML/weights/weight.bin")
+
+
+@dataclass(frozen=True, slots=True)
+class RefinerFiles:
+    onnx: Path
+    tflite: Path
+    coreml: Path
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceBackbones:
+    coreml: Path  # NeuralNetwork .mlmodel, fp16 weights, image input
+    coreml_program: Path  # .mlpackage directory, ML Program, fp16
+    tflite: Path  # fp32, NHWC 0-255 input
+    tflite_int8: Path  # dynamic-range int8 weights
+
+
+class DeviceBackboneCache:
+    def __init__(self, weights_dir: Path) -> None:
+        self.weights_dir = weights_dir
+        self._lock = threading.Lock()
+        self._digest: str | None = None
+        self._verified: dict[Path, tuple[int, int, int]] = {}
+
+    @property
+    def directory(self) -> Path:
+        if self._digest is None:
+            self._digest = embedder_digest()
+        digest = self._digest
+        return self.weights_dir / "device" / f"{EMBEDDER_NAME}-{digest}-r{DEVICE_FORMAT_REVISION}"
+
+    def paths(self) -> DeviceBackbones:
+        root = self.directory
+        return DeviceBackbones(
+            coreml=root / "backbone.mlmodel",
+            coreml_program=root / "backbone.mlpackage",
+            tflite=root / "backbone.tflite",
+            tflite_int8=root / "backbone_int8.tflite",
+        )
+
+    @property
+    def refiner_directory(self) -> Path:
+        digest = file_sha256(onet_graph_path())[:16]
+        return self.weights_dir / "device" / f"refiner-{digest}-r{REFINER_FORMAT_REVISION}"
+
+    def refiner(self) -> RefinerFiles:
+        """The refiner in every format (a few seconds, once), checked against recorded checksums."""
+        root = self.refiner_directory
+        files = RefinerFiles(root / "refiner.onnx", root / "refiner.tflite", root / "refiner.mlmodel")
+        self._ensure(
+            [files.onnx, files.tflite, files.coreml], lambda _: self._build_refiner(files), root=root
+        )
+        self._verify([files.onnx, files.tflite, files.coreml])
+        return files
+
+    def _build_refiner(self, files: RefinerFiles) -> None:
+        if not files.onnx.exists():
+            refiner_models.convert_onnx(self.weights_dir, files.onnx)
+            record_sha256(files.onnx)
+        if not files.tflite.exists():
+            write_with_checksum(files.tflite, refiner_models.convert_tflite(self.weights_dir))
+        if not files.coreml.exists():
+            write_with_checksum(files.coreml, refiner_models.convert_coreml(self.weights_dir))
+
+    def coreml(self) -> DeviceBackbones:
+        """The Core ML backbones, converted now if missing, checked against their recorded checksums."""
+        paths = self.paths()
+        self._ensure([paths.coreml, paths.coreml_program], self._build_coreml)
+        self._verify([paths.coreml, paths.coreml_program / PROGRAM_WEIGHTS])
+        return paths
+
+    def tflite(self) -> DeviceBackbones:
+        """The TFLite backbones, converted now if missing, checked against their recorded checksums."""
+        paths = self.paths()
+        self._ensure([paths.tflite, paths.tflite_int8], self._build_tflite)
+        self._verify([paths.tflite, paths.tflite_int8])
+        return paths
+
+    def _verify(self, files: list[Path]) -> None:
+        """Every version links these files, so a damaged one must never be published.
+
+        A file that no longer matches the checksum recorded when it was converted is removed (the
+        next export converts it again) and this export fails with the reason.
+        """
+        for path in files:
+            stat = path.stat()
+            stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if self._verified.get(path) == stamp:
+                continue
+            if not matches_record(path):
+                damaged = path.parent.parent if path.name == PROGRAM_WEIGHTS.name else path
+                log.error("cached backbone %s does not match its checksum; removing it", damaged)
+                if damaged.is_dir():
+                    shutil.rmtree(damaged, ignore_errors=True)
+                else:
+                    damaged.unlink(missing_ok=True)
+                raise ExportError(
+                    f"the cached on-device backbone {damaged.name} was damaged (checksum mismatch); "
+                    "it was removed and will be converted again"
+                )
+            self._verified[path] = stamp
+
+    def _ensure(
+        self, wanted: list[Path], build: Callable[[DeviceBackbones], None], *, root: Path | None = None
+    ) -> None:
+        if all(path.exists() for path in wanted):
+            return
+        root = root or self.directory
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            # Another process may be converting right now; one that hangs must not stop this one.
+            with (
+                self._lock,
+                exclusive_lock(root / ".lock", timeout=CONVERSION_LOCK_TIMEOUT_SECONDS),
+                native_chatter_filtered(),
+            ):
+                self._build_missing(wanted, build)
+        except TimeoutError as error:
+            raise ExportError(f"could not convert the on-device backbones: {error}") from error
+
+    def _build_missing(self, wanted: list[Path], build: Callable[[DeviceBackbones], None]) -> None:
+        if all(path.exists() for path in wanted):
+            return
+        started = time.perf_counter()
+        build(self.paths())
+        log.info(
+            "converted on-device backbones %s in %.1fs",
+            [p.name for p in wanted],
+            time.perf_counter() - started,
+        )
+
+    def _network(self, *, channels_last: bool, normalise_pixels: bool) -> FaceEmbeddingNet:
+        return build_embedding_net(
+            self.weights_dir, channels_last=channels_last, normalise_pixels=normalise_pixels, stack_flip=True
+        )
+
+    def _build_coreml(self, paths: DeviceBackbones) -> None:
+        net = self._network(channels_last=False, normalise_pixels=False)
+        if not paths.coreml.exists():
+            spec = coreml_models.convert_backbone(net)
+            summary = (
+                "faceforge face embedding: 160x160 face crop + 150x150 aligned chip -> 640-d unit vector"
+            )
+            write_with_checksum(paths.coreml, coreml_models.serialize(coreml_models.describe(spec, summary)))
+        if not paths.coreml_program.exists():
+            staging = Path(tempfile.mkdtemp(prefix=".backbone-", dir=paths.coreml_program.parent))
+            try:
+                package = staging / paths.coreml_program.name
+                coreml_models.convert_backbone_program(net, package)
+                weights = package / PROGRAM_WEIGHTS
+                record_sha256(weights)
+                os.replace(package, paths.coreml_program)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def _build_tflite(self, paths: DeviceBackbones) -> None:
+        if not paths.tflite.exists():
+            model = tflite_models.convert_backbone(self._network(channels_last=True, normalise_pixels=True))
+            write_with_checksum(paths.tflite, model)
+        if not paths.tflite_int8.exists():
+            quantized = tflite_models.quantize_dynamic_int8(paths.tflite.read_bytes())
+            write_with_checksum(paths.tflite_int8, quantized)

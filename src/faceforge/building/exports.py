@@ -1,0 +1,45 @@
+"""On-demand exports: a ready version's on-device files for one format, written into a directory."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from faceforge.building.export.version_exports import VersionExporter
+from faceforge.core.atomic import write_bytes_atomically
+from faceforge.core.checksums import recorded_sha256
+from faceforge.core.errors import ExportError
+from faceforge.core.formats import ExportFormat
+from faceforge.serving.services.models import ModelService
+from faceforge.storage.version_store import link_or_copy
+
+
+def export_version(
+    models: ModelService, version: int, export_format: ExportFormat, out: Path
+) -> dict[str, Any]:
+    """Rebuild ``version``'s files of ``export_format`` from its head (same bytes as the published ones)
+    and write them into ``out``. Everything is built and verified before the first file is written;
+    each file appears atomically. Returns ``{version, format, out, files: {name: {sha256, size}}, ...}``."""
+    head = models.loaded(version).head
+    exports = VersionExporter(models.settings.weights_dir, (export_format,)).export(head)
+    written: dict[str, dict[str, Any]] = {}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in sorted(exports.files.items()):
+            write_bytes_atomically(out / name, data)
+            written[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        for name, source in sorted(exports.shared.items()):
+            (out / name).unlink(missing_ok=True)
+            link_or_copy(source, out / name)
+            written[name] = {"sha256": recorded_sha256(source), "size": source.stat().st_size}
+    except OSError as error:
+        raise ExportError(f"cannot write to {out}: {error.strerror or error}") from None
+    return {
+        "version": version,
+        "format": export_format.value,
+        "out": str(out),
+        "files": written,
+        "seconds": exports.seconds,
+        "variants": exports.manifest.get("variants"),
+    }

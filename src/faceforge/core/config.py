@@ -1,0 +1,212 @@
+"""Settings: one object, read from the environment with the ``FACEFORGE_`` prefix. No side effects."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from faceforge.core.formats import ExportFormat, parse_formats
+from faceforge.core.logs import LogFormat
+
+
+class DetectorSettings(BaseSettings):
+    """MTCNN detection settings (``FACEFORGE_DETECTOR__MIN_FACE_SIZE`` and so on)."""
+
+    min_face_size: int = Field(20, ge=12, description="smallest face side in pixels that is searched for")
+    min_usable_face: int = Field(
+        40, ge=12, description="faces whose shorter box side is smaller are `face_too_small` for enrolment"
+    )
+    thresholds: tuple[float, float, float] = Field(
+        (0.6, 0.7, 0.8), description="P-Net, R-Net and O-Net face-probability thresholds"
+    )
+    scale_factor: float = Field(0.709, gt=0.3, lt=0.95, description="image pyramid step")
+    max_side: int = Field(
+        1280, ge=160, description="photos are downscaled to this longest side before detection"
+    )
+    min_score: float = Field(
+        0.95, ge=0.0, le=1.0, description="faces scoring below are `low_detection_score`"
+    )
+
+
+class LimitSettings(BaseSettings):
+    """Request limits (``FACEFORGE_LIMITS__MAX_FILE_BYTES`` and so on)."""
+
+    max_file_bytes: int = Field(15 * 1024 * 1024, ge=1024, description="largest accepted photo file")
+    max_request_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="largest accepted request body")
+    max_photos_per_request: int = Field(20, ge=1, description="photos in one registration or upload")
+    max_name_length: int = Field(200, ge=1, description="longest person name or position")
+    vision_concurrency: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="photos decoded, detected and embedded at once across requests (default: CPU cores)",
+    )
+    vision_pixels: int = Field(
+        100_000_000,
+        ge=1,
+        description="photo pixels (as in their headers) decoded at once across requests; more wait for a "
+        "slot (a larger photo runs alone)",
+    )
+    vision_queue: int = Field(
+        8, ge=0, description="requests that may wait for vision work; more get 503 with Retry-After"
+    )
+
+
+class CompatSettings(BaseSettings):
+    """The other APIs faceforge speaks (``FACEFORGE_COMPAT__COMPREFACE`` and so on)."""
+
+    compreface: bool = Field(True, description="serve CompreFace's recognition API under /api/v1/recognition")
+    deepstack: bool = Field(True, description="serve DeepStack's face API under /v1/vision/face")
+
+
+class WorkerSettings(BaseSettings):
+    """The training worker (``FACEFORGE_WORKER__EMBEDDED`` and so on)."""
+
+    embedded: bool = Field(True, description="`serve` runs one training worker as a thread of its process")
+    poll_seconds: float = Field(0.5, gt=0, description="how often an idle worker looks for requests")
+    heartbeat_seconds: float = Field(1.0, gt=0, description="how often a training worker proves it is alive")
+    stale_after_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="a training whose worker has not heart-beaten for this long is no longer shown as "
+        "running, and the lease holder takes it over (a worker that has just taken the lease takes "
+        "over a running training at once)",
+    )
+    quiet_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="a training starts once no change has come for this long, so a burst (a dashboard "
+        "drop, an import) makes one version; 0 starts at once",
+    )
+    max_delay_seconds: float = Field(
+        30.0, gt=0, description="a training starts at the latest this long after the first change it covers"
+    )
+    formats: str = Field(
+        "onnx,coreml,tflite",
+        description="comma-separated formats every version gets; must include onnx (the server's own files)",
+    )
+    keep_versions: int = Field(
+        5, ge=1, description="ready versions kept on disk; older ones are pruned (their files deleted)"
+    )
+    orphan_grace_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="photo files without a database row are deleted by a starting worker once this old",
+    )
+    min_known_accept: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="a version whose held-out known accept rate is below this is built but not made current",
+    )
+    pause_before_publish_seconds: float = Field(
+        0.0, ge=0, description="fault-injection knob for crash tests: sleep before publishing a version"
+    )
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: str) -> str:
+        parse_formats(value)
+        return value
+
+    @property
+    def export_formats(self) -> tuple[ExportFormat, ...]:
+        return parse_formats(self.formats)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEFORGE_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(Path("~/.faceforge"), description="data, weights cache and model versions")
+    weights_cache: Path | None = Field(
+        None, description="where converted weights are cached (default: <home>/weights); may be shared"
+    )
+    max_pixels: int = Field(40_000_000, ge=1, description="photos with more pixels are rejected undecoded")
+    decode_pixels: int = Field(
+        12_000_000,
+        ge=1_000_000,
+        description="photos with more pixels are reduced by a whole factor while decoded for analysis",
+    )
+    detector: DetectorSettings = Field(default_factory=lambda: DetectorSettings())
+    workers: int = Field(2, ge=1, le=64, description="threads used for batch decode and detection")
+    target_unknown_reject: float = Field(
+        0.97,
+        ge=0.5,
+        lt=1.0,
+        description="share of strangers each version's threshold is calibrated to reject",
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL; default: SQLite at <home>/faceforge.db (PostgreSQL: postgresql+psycopg://...)",
+    )
+    admin_keys: SecretStr = Field(
+        SecretStr(""), description="comma-separated API keys that may read and write"
+    )
+    read_keys: SecretStr = Field(
+        SecretStr(""), description="comma-separated API keys that may read, list and identify"
+    )
+    open_network_without_keys: bool = Field(
+        False,
+        description="without API keys, answer clients beyond loopback too (anyone on the network may write)",
+    )
+    inference_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        le=64,
+        description="threads an API process's networks use for one photo (default: CPU cores)",
+    )
+    preload_models: bool = Field(
+        False,
+        description="load the face detector and embedder when an API process starts (about 300 MB "
+        "each) instead of on its first photo",
+    )
+    log_format: LogFormat = Field(LogFormat.TEXT, description="text, or json: one JSON object per line")
+    limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
+    worker: WorkerSettings = Field(default_factory=lambda: WorkerSettings())
+    compat: CompatSettings = Field(default_factory=lambda: CompatSettings())
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.weights_cache.expanduser() if self.weights_cache else self.home / "weights"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.home / "files"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.home / 'faceforge.db'}"
+
+    @property
+    def admin_key_set(self) -> frozenset[str]:
+        return _split_keys(self.admin_keys.get_secret_value())
+
+    @property
+    def read_key_set(self) -> frozenset[str]:
+        return _split_keys(self.read_keys.get_secret_value())
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.admin_key_set or self.read_key_set)
+
+
+def _split_keys(value: str) -> frozenset[str]:
+    return frozenset(key.strip() for key in value.split(",") if key.strip())
+
+
+def get_settings() -> Settings:
+    """Read settings from the environment now (tests construct ``Settings`` directly instead)."""
+    return Settings()

@@ -1,0 +1,112 @@
+"""Dataset folders: one sub-folder per person; an optional folder of never-enrolled people."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from faceforge.core.errors import DatasetError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledPhoto:
+    label: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    enrolled: list[LabelledPhoto]
+    probes: list[LabelledPhoto]
+    skipped_people: list[str]  # people with no more than K photos: nothing left to probe
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image below ``folder`` (recursively, following symlinked folders), in path order."""
+    found: list[Path] = []
+    for root, _dirs, names in os.walk(folder, followlinks=True):
+        found.extend(Path(root) / name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(found)
+
+
+def split_dataset(dataset: Path, *, enroll: int, seed: int | None = None, people: int | None = None) -> Split:
+    """Enrol ``enroll`` photos of each person who has more, probe the rest.
+
+    Without ``seed`` the first ``enroll`` photos in filename order are enrolled; with it, a random
+    choice made by ``random.Random(seed)`` per person, so the split is reproducible. ``people`` keeps
+    that many of the people who have more than ``enroll`` photos: the first in folder order, or a
+    random choice (``random.Random(seed)``) with ``seed``.
+    """
+    if people is not None and people < 1:
+        raise DatasetError("--people must be at least 1")
+    if enroll < 1:
+        raise DatasetError("--enroll must be at least 1")
+    if not dataset.is_dir():
+        raise DatasetError(f"dataset folder not found: {dataset}")
+    folders = sorted(p for p in dataset.iterdir() if p.is_dir())  # is_dir follows symlinks
+    if not folders:
+        raise DatasetError(f"{dataset} has no person folders (expected one sub-folder per person)")
+    rng = random.Random(seed) if seed is not None else None
+    if people is not None:
+        eligible = [person for person in folders if len(image_files(person)) > enroll]
+        if len(eligible) < people:
+            raise DatasetError(
+                f"{dataset} has {len(eligible)} people with more than {enroll} photos, not {people}"
+            )
+        chosen_people = set(rng.sample(eligible, people) if rng else eligible[:people])
+        folders = [person for person in folders if person in chosen_people]
+    enrolled: list[LabelledPhoto] = []
+    probes: list[LabelledPhoto] = []
+    skipped: list[str] = []
+    for person in folders:
+        photos = image_files(person)
+        if len(photos) <= enroll:
+            skipped.append(person.name)
+            continue
+        chosen = set(rng.sample(range(len(photos)), enroll)) if rng else set(range(enroll))
+        for i, photo in enumerate(photos):
+            (enrolled if i in chosen else probes).append(LabelledPhoto(person.name, photo))
+    if not enrolled:
+        raise DatasetError(f"no person in {dataset} has more than {enroll} photos")
+    return Split(enrolled, probes, skipped)
+
+
+def stranger_groups(folder: Path) -> list[list[Path]]:
+    """Photos of strangers, one list per stranger: each sub-folder is one stranger, each loose photo
+    another (the layout ``faceforge import --strangers`` takes)."""
+    if not folder.is_dir():
+        raise DatasetError(f"strangers folder not found: {folder}")
+    groups = [
+        [path]
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    groups += [image_files(path) for path in sorted(folder.iterdir()) if path.is_dir()]
+    groups = [group for group in groups if group]
+    if not groups:
+        raise DatasetError(f"{folder} holds no photos")
+    return groups
+
+
+def same_photos(first: Sequence[Path], second: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """Pairs of photos, one from each list, with the same bytes (copies under other names or folders,
+    which a check of the folders' paths does not see)."""
+    by_digest = {hashlib.sha256(path.read_bytes()).hexdigest(): path for path in first}
+    pairs = []
+    for path in second:
+        match = by_digest.get(hashlib.sha256(path.read_bytes()).hexdigest())
+        if match is not None:
+            pairs.append((match, path))
+    return pairs
+
+
+def overlapping(first: Path, second: Path) -> bool:
+    """Whether one folder is, or lies inside, the other."""
+    a, b = first.resolve(), second.resolve()
+    return a == b or a in b.parents or b in a.parents

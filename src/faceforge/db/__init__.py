@@ -1,1 +1,0 @@
-"""Storage: engine (SQLite default, PostgreSQL), tables, migrations and keyword-only data access."""

@@ -1,1 +1,0 @@
-"""Plain types and typed errors shared by every layer."""

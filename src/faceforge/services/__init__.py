@@ -1,1 +1,0 @@
-"""Use cases over storage, vision and training: enrol, identify, retrain, delete."""

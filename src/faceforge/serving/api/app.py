@@ -1,0 +1,79 @@
+"""The app factory: lifespan (storage, models, embedded worker), access and size limits, error
+handlers, routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from faceforge import __version__
+from faceforge.core.config import Settings, get_settings
+from faceforge.serving.api.access import AccessMiddleware
+from faceforge.serving.api.compression import CompressionMiddleware
+from faceforge.serving.api.errors import install_error_handlers
+from faceforge.serving.api.http_defaults import HttpDefaultsMiddleware
+from faceforge.serving.api.metrics import MetricsMiddleware, ServiceMetrics
+from faceforge.serving.api.routes import (
+    compreface,
+    deepstack,
+    health,
+    identify,
+    legacy,
+    metrics,
+    models,
+    people,
+    strangers,
+    web,
+)
+from faceforge.serving.api.served_by import ServedByMiddleware
+from faceforge.serving.wiring import Services
+
+
+def create_app(settings: Settings | None = None, *, embedded_worker: bool | None = None) -> FastAPI:
+    """Build the app. ``embedded_worker`` (default: settings) runs one training worker in this process."""
+    resolved = settings or get_settings()
+    run_worker = resolved.worker.embedded if embedded_worker is None else embedded_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await run_in_threadpool(
+            Services.start, resolved, embedded_worker=run_worker, metrics=service_metrics
+        )
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await run_in_threadpool(services.close)
+
+    service_metrics = ServiceMetrics()
+    app = FastAPI(title="faceforge", version=__version__, lifespan=lifespan)
+    app.state.settings = resolved
+    install_error_handlers(app)
+    limits = resolved.limits
+    # Matched in this order, one route after another: the most frequent callers first (probes, and
+    # model info, which every phone asks on start). No two modules' paths overlap.
+    modules = [health, legacy, models, identify, people, strangers, web, metrics]
+    modules += [compreface] if resolved.compat.compreface else []
+    modules += [deepstack] if resolved.compat.deepstack else []
+    routers = [router for module in modules for router in module.routers]
+    # Every route of ours, each carrying its router's access declaration (what AccessMiddleware and
+    # the 405 handler consult; FastAPI's own route table holds included routers, not routes).
+    app.state.api_routes = [route for router in routers for route in router.routes]
+    for router in routers:
+        # The body limit is per route, not app-wide: Starlette's app-wide limiter replaces any
+        # answer to an oversized declared body with plain text; AccessMiddleware answers those.
+        app.include_router(
+            router,
+            max_body_size=limits.max_request_bytes,
+            form_limits={"max_files": limits.max_photos_per_request},
+        )
+    app.add_middleware(AccessMiddleware, settings=resolved, routes=app.state.api_routes)
+    app.add_middleware(MetricsMiddleware, metrics=service_metrics)  # around access: refusals count too
+    app.add_middleware(ServedByMiddleware)
+    app.add_middleware(CompressionMiddleware)  # compresses every answer, refusals too
+    # Outermost: HEAD is routed as GET before access is checked, and every answer says how to cache it.
+    app.add_middleware(HttpDefaultsMiddleware, routes=app.state.api_routes)
+    return app

@@ -1,0 +1,263 @@
+"""CompreFace's recognition API (the routes its SDKs and Double Take call), over faceforge's people.
+
+Shapes follow CompreFace's ``docs/Rest-API-description.md``; errors are ``{"message", "code"}``
+with CompreFace's numbers (no face: 400, code 28). The key is CompreFace's ``x-api-key`` header:
+faceforge's admin keys write, read keys recognise. ``similarity`` is the calibrated probability of
+``serving.services.compat``. Face plugins faceforge lacks (age, gender, mask, even the literal
+``undefined`` an unconfigured Double Take sends) are ignored; ``landmarks`` is served.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, File, Query, Response, UploadFile
+
+from faceforge.core.errors import RequestRejectedError
+from faceforge.core.faces import Face
+from faceforge.serving.api.access import AdminAccess, ReadAccess
+from faceforge.serving.api.deps import ServicesDep
+from faceforge.serving.api.errors import SERVER_ERRORS, Dialect
+from faceforge.serving.api.errors import error_responses as faceforge_error_responses
+from faceforge.serving.api.uploads import read_upload
+from faceforge.serving.services.compat import image_uuid
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return faceforge_error_responses(*statuses, dialect=Dialect.COMPREFACE)
+
+
+PREFIX = "/api/v1/recognition"
+COMMON = error_responses(400, 401, 403, *SERVER_ERRORS)
+read = APIRouter(prefix=PREFIX, tags=["compreface"], dependencies=[ReadAccess], responses=COMMON)
+admin = APIRouter(prefix=PREFIX, tags=["compreface"], dependencies=[AdminAccess], responses=COMMON)
+verify_read = APIRouter(
+    prefix="/api/v1/verification", tags=["compreface"], dependencies=[ReadAccess], responses=COMMON
+)
+routers = (read, admin, verify_read)
+
+ImageFile = Annotated[UploadFile, File(description="the photo")]
+DetProb = Annotated[float | None, Query(ge=0.0, le=1.0, description="faces detected less surely are ignored")]
+Plugins = Annotated[str | None, Query(description="face plugins: only `landmarks` is served; others ignored")]
+Status = Annotated[bool, Query(description="add execution_time (ms) and plugins_versions")]
+PLUGIN_VERSIONS = {"detector": "faceforge.MTCNN+refiner", "calculator": "faceforge.FaceNet+dlib"}
+
+
+def _subject_body(body: dict[str, Any]) -> str:
+    value = body.get("subject")
+    if value is not None and not isinstance(value, str):
+        raise RequestRejectedError("invalid_request", "subject must be a string")
+    subject = (value or "").strip()
+    if not subject:
+        raise RequestRejectedError("subject_required", "subject is required")
+    return subject
+
+
+def _box(box: dict[str, float], score: float) -> dict[str, Any]:
+    return {
+        "probability": round(score, 5),
+        "x_min": max(0, math.floor(box["x"])),
+        "y_min": max(0, math.floor(box["y"])),
+        "x_max": math.ceil(box["x"] + box["width"]),
+        "y_max": math.ceil(box["y"] + box["height"]),
+    }
+
+
+def _plugins(value: str | None) -> set[str]:
+    return {name.strip() for name in (value or "").split(",") if name.strip()}
+
+
+def _described(face: Face, plugins: str | None) -> dict[str, Any]:
+    """A detected face as CompreFace describes one: its box, and its landmarks when asked for."""
+    box = face.detection.box
+    item: dict[str, Any] = {
+        "box": _box({"x": box.x, "y": box.y, "width": box.width, "height": box.height}, face.detection.score)
+    }
+    if "landmarks" in _plugins(plugins):
+        item["landmarks"] = [[round(x), round(y)] for x, y in face.detection.landmarks.points]
+    return item
+
+
+# -- subjects -----------------------------------------------------------------------------------------
+@admin.post("/subjects", status_code=201)
+def add_subject(services: ServicesDep, body: Annotated[dict[str, Any], Body()]) -> dict[str, str]:
+    return {"subject": services.compat.add_subject(_subject_body(body)).name}
+
+
+@read.get("/subjects")
+@read.get("/subjects/", include_in_schema=False)
+def list_subjects(services: ServicesDep) -> dict[str, list[str]]:
+    return {"subjects": services.compat.subjects()}
+
+
+@admin.put("/subjects/{subject}", responses=error_responses(404))
+def rename_subject(
+    services: ServicesDep, subject: str, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, bool]:
+    """Rename; renaming onto an existing subject merges the two (their photos join it)."""
+    services.compat.rename_subject(subject, _subject_body(body))
+    return {"updated": True}
+
+
+@admin.delete("/subjects/{subject}", responses=error_responses(404))
+def delete_subject(services: ServicesDep, subject: str) -> dict[str, str]:
+    return {"subject": services.compat.delete_subject(subject).name}
+
+
+@admin.delete("/subjects")
+def delete_all_subjects(services: ServicesDep) -> dict[str, int]:
+    return {"deleted": services.compat.delete_all_subjects()}
+
+
+# -- faces --------------------------------------------------------------------------------------------
+@admin.post("/faces", status_code=201, responses=error_responses(413, 503))
+def add_face(
+    services: ServicesDep,
+    file: ImageFile,
+    subject: Annotated[str, Query(min_length=1, max_length=200)],
+    det_prob_threshold: DetProb = None,
+) -> dict[str, str]:
+    """One face per image; the subject is created when missing."""
+    upload = read_upload(file, max_bytes=services.settings.limits.max_file_bytes)
+    photo_id, name = services.compat.add_face(subject, upload, min_detection=det_prob_threshold)
+    return {"image_id": image_uuid(photo_id), "subject": name}
+
+
+@read.get("/faces", responses=error_responses(404))
+def list_faces(
+    services: ServicesDep,
+    page: Annotated[int, Query(ge=0, le=10**6)] = 0,
+    size: Annotated[int, Query(ge=1, le=1000)] = 20,
+    subject: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    faces, total = services.compat.faces_page(subject=subject or None, page=page, size=size)
+    return {
+        "faces": [{"image_id": image_id, "subject": name} for image_id, name in faces],
+        "page_number": page,
+        "page_size": size,
+        "total_pages": math.ceil(total / size),
+        "total_elements": total,
+    }
+
+
+@admin.delete("/faces", responses=error_responses(404))
+def delete_faces(
+    services: ServicesDep, subject: Annotated[str | None, Query(max_length=200)] = None
+) -> dict[str, int]:
+    """Every photo of the subject (every photo, without ``subject``); the people remain."""
+    return {"deleted": services.compat.delete_faces(subject or None)}
+
+
+@admin.delete("/faces/{image_id}", responses=error_responses(404))
+def delete_face(services: ServicesDep, image_id: str) -> dict[str, str]:
+    return {"image_id": image_id, "subject": services.compat.delete_face(image_id)}
+
+
+@admin.get("/faces/{image_id}/img", response_class=Response, responses=error_responses(404))
+def face_image(services: ServicesDep, image_id: str) -> Response:
+    data, content_type = services.compat.face_image(image_id)
+    return Response(data, media_type=content_type)
+
+
+@read.post("/faces/{image_id}/verify", responses=error_responses(404, 413, 503))
+def verify_against_face(
+    services: ServicesDep,
+    image_id: str,
+    file: ImageFile,
+    limit: Annotated[int, Query(ge=0, le=100)] = 0,
+    det_prob_threshold: DetProb = None,
+    face_plugins: Plugins = None,
+    status: Status = False,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    reference = services.compat.stored_embedding(image_id)
+    upload = read_upload(file, max_bytes=services.settings.limits.max_file_bytes)
+    faces = services.compat.faces_of(upload.data, min_detection=det_prob_threshold)
+    faces = faces[:limit] if limit else faces
+    result = [
+        _described(face, face_plugins)
+        | {"similarity": round(services.compat.pair_probability(face.embedding, reference), 5)}
+        for face in faces
+        if face.embedding is not None
+    ]
+    return _with_status({"result": result}, status, started)
+
+
+# -- recognition --------------------------------------------------------------------------------------
+@read.post("/recognize", responses=error_responses(409, 413, 503))
+def recognize(
+    services: ServicesDep,
+    file: ImageFile,
+    limit: Annotated[int, Query(ge=0, le=100)] = 0,
+    prediction_count: Annotated[int, Query(ge=1, le=20)] = 1,
+    det_prob_threshold: DetProb = None,
+    face_plugins: Plugins = None,
+    status: Status = False,
+) -> dict[str, Any]:
+    """Every face (largest first), each with its ``prediction_count`` most probable subjects."""
+    started = time.perf_counter()
+    upload = read_upload(file, max_bytes=services.settings.limits.max_file_bytes)
+    faces = services.compat.recognize(
+        upload.data, limit=limit, prediction_count=prediction_count, min_detection=det_prob_threshold
+    )
+    elapsed = round(1000 * (time.perf_counter() - started), 1)
+    result = []
+    for face in faces:
+        item: dict[str, Any] = {
+            "box": _box(face.box, face.score),
+            "subjects": [{"subject": name, "similarity": round(p, 5)} for name, p in face.subjects],
+        }
+        if "landmarks" in _plugins(face_plugins):
+            item["landmarks"] = [[round(x), round(y)] for x, y in face.landmarks]
+        if status:
+            item["execution_time"] = {"detector": elapsed, "calculator": elapsed}
+        result.append(item)
+    body: dict[str, Any] = {"result": result}
+    if status:
+        body["plugins_versions"] = PLUGIN_VERSIONS
+    return body
+
+
+@verify_read.post("/verify", responses=error_responses(413, 503))
+def verify_images(
+    services: ServicesDep,
+    source_image: ImageFile,
+    target_image: ImageFile,
+    limit: Annotated[int, Query(ge=0, le=100)] = 0,
+    det_prob_threshold: DetProb = None,
+    face_plugins: Plugins = None,
+    status: Status = False,
+) -> dict[str, Any]:
+    """The source image's largest face against every face of the target image."""
+    started = time.perf_counter()
+    max_bytes = services.settings.limits.max_file_bytes
+    source = services.compat.faces_of(
+        read_upload(source_image, max_bytes=max_bytes).data, min_detection=det_prob_threshold
+    )[0]
+    targets = services.compat.faces_of(
+        read_upload(target_image, max_bytes=max_bytes).data, min_detection=det_prob_threshold
+    )
+    targets = targets[:limit] if limit else targets
+    assert source.embedding is not None
+
+    matches = [
+        _described(face, face_plugins)
+        | {"similarity": round(services.compat.pair_probability(face.embedding, source.embedding), 5)}
+        for face in targets
+        if face.embedding is not None
+    ]
+    return _with_status(
+        {"result": [{"source_image_face": _described(source, face_plugins), "face_matches": matches}]},
+        status,
+        started,
+    )
+
+
+def _with_status(body: dict[str, Any], status: bool, started: float) -> dict[str, Any]:
+    if status:
+        body["plugins_versions"] = PLUGIN_VERSIONS
+        for item in body["result"]:
+            item["execution_time"] = {"calculator": round(1000 * (time.perf_counter() - started), 1)}
+    return body

@@ -1,0 +1,166 @@
+"""DeepStack's face API (also served by CodeProject.AI), over faceforge's people and versions.
+
+What Home Assistant's ``deepstack_face`` (through ``deepstack-python``), Double Take, Viseron and
+Blue Iris call. The key is the form field ``api_key`` (admin keys register and delete, read keys
+recognise, list and match), so these routes read the form before they can check it: they are
+public to the access middleware and check the key themselves, with the request still bounded by the
+body limit. Answers are ``{"success": true, ...}``; errors ``{"success": false, "error"}`` with a 4xx.
+Each route is asynchronous only to read that form: everything after it (the uploads' bytes, vision,
+the database) runs on the thread pool through ``run_blocking``.
+
+Differences from DeepStack, by design: ``register`` *adds* the photos to the person (DeepStack
+replaces the person's faces; its clients send one image per call, so replacing would keep only the
+last); ``confidence`` is the calibrated probability of ``serving.services.compat``, and a face faceforge
+rejects is ``"unknown"`` with confidence 0, as DeepStack reports unknown faces.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.datastructures import FormData, UploadFile
+
+from faceforge.core.errors import RequestRejectedError
+from faceforge.serving.api.access import Access, PublicAccess, form_key_error
+from faceforge.serving.api.blocking import run_blocking
+from faceforge.serving.api.deps import ServicesDep
+from faceforge.serving.api.errors import SERVER_ERRORS, Dialect, error_responses
+from faceforge.serving.api.uploads import read_upload
+from faceforge.serving.services.people import Upload
+from faceforge.serving.wiring import Services
+
+PREFIX = "/v1/vision/face"
+DEFAULT_MIN_CONFIDENCE = 0.67  # DeepStack's documented default
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["deepstack"],
+    dependencies=[PublicAccess],
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, *SERVER_ERRORS, dialect=Dialect.DEEPSTACK),
+)
+routers = (router,)
+
+
+async def _form(request: Request, needed: Access) -> FormData:
+    limits = request.app.state.settings.limits
+    form = await request.form(max_files=limits.max_photos_per_request + 1)
+    key = form.get("api_key")
+    if error := form_key_error(request, key if isinstance(key, str) else None, needed):
+        raise error
+    return form
+
+
+def _images(form: FormData, max_bytes: int) -> list[Upload]:
+    """Every uploaded file, whatever its field name (clients use image, image1, image2...)."""
+    return [
+        read_upload(value, max_bytes=max_bytes)
+        for _, value in form.multi_items()
+        if isinstance(value, UploadFile)
+    ]
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
+        raise RequestRejectedError(f"{name}_required", f"{name} is required")
+    return text
+
+
+def _number(form: FormData, name: str, default: float) -> float:
+    value = form.get(name)
+    if not isinstance(value, str) or not value.strip():
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise RequestRejectedError("invalid_request", f"{name} must be a number") from None
+    if not 0.0 <= number <= 1.0:
+        raise RequestRejectedError("invalid_request", f"{name} must be between 0 and 1")
+    return number
+
+
+def _corners(box: dict[str, float]) -> dict[str, int]:
+    return {
+        "x_min": max(0, math.floor(box["x"])),
+        "y_min": max(0, math.floor(box["y"])),
+        "x_max": math.ceil(box["x"] + box["width"]),
+        "y_max": math.ceil(box["y"] + box["height"]),
+    }
+
+
+@router.post("/register")
+async def register(request: Request, services: ServicesDep) -> dict[str, Any]:
+    return await run_blocking(_register, services, await _form(request, Access.ADMIN))
+
+
+def _register(services: Services, form: FormData) -> dict[str, Any]:
+    userid = _text(form, "userid")
+    uploads = _images(form, services.settings.limits.max_file_bytes)
+    if not uploads:
+        raise RequestRejectedError("image_required", "at least one image is required")
+    services.compat.add_to_subject(userid, uploads)
+    return {"success": True, "message": "face added"}
+
+
+@router.post("/recognize")
+async def recognize(request: Request, services: ServicesDep) -> dict[str, Any]:
+    return await run_blocking(_recognize, services, await _form(request, Access.READ))
+
+
+def _recognize(services: Services, form: FormData) -> dict[str, Any]:
+    uploads = _images(form, services.settings.limits.max_file_bytes)
+    if not uploads:
+        raise RequestRejectedError("image_required", "image is required")
+    minimum = _number(form, "min_confidence", DEFAULT_MIN_CONFIDENCE)
+    try:
+        faces = services.compat.recognize(uploads[0].data, limit=0, prediction_count=1, min_detection=None)
+    except RequestRejectedError as error:
+        if error.code == "no_face":
+            return {"success": True, "predictions": []}
+        raise
+    predictions = []
+    for face in faces:
+        name, probability = face.subjects[0] if face.subjects else ("unknown", 0.0)
+        known = face.known and probability >= minimum
+        predictions.append(
+            {"userid": name if known else "unknown", "confidence": round(probability, 5) if known else 0}
+            | _corners(face.box)
+        )
+    return {"success": True, "predictions": predictions}
+
+
+@router.post("/list")
+async def list_faces(request: Request, services: ServicesDep) -> dict[str, Any]:
+    await _form(request, Access.READ)
+    return {"success": True, "faces": await run_blocking(services.compat.subjects)}
+
+
+@router.post("/delete")
+async def delete(request: Request, services: ServicesDep) -> dict[str, Any]:
+    form = await _form(request, Access.ADMIN)
+    await run_blocking(services.compat.delete_subject, _text(form, "userid"))
+    return {"success": True}
+
+
+@router.post("/match")
+async def match(request: Request, services: ServicesDep) -> dict[str, Any]:
+    """The largest face of ``image1`` against the largest of ``image2``."""
+    return await run_blocking(_match, services, await _form(request, Access.READ))
+
+
+def _match(services: Services, form: FormData) -> dict[str, Any]:
+    max_bytes = services.settings.limits.max_file_bytes
+    images = []
+    for name in ("image1", "image2"):
+        value = form.get(name)
+        if not isinstance(value, UploadFile):
+            raise RequestRejectedError(f"{name}_required", f"{name} is required")
+        images.append(read_upload(value, max_bytes=max_bytes))
+    first, second = (services.compat.faces_of(image.data)[0] for image in images)
+    assert first.embedding is not None and second.embedding is not None
+    return {
+        "success": True,
+        "similarity": round(services.compat.pair_probability(first.embedding, second.embedding), 5),
+    }

@@ -1,0 +1,51 @@
+"""/api/v1/identify: who is in this photo."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from faceforge.core.errors import RequestRejectedError
+from faceforge.serving.api.access import ReadAccess
+from faceforge.serving.api.deps import MAX_ID, ServicesDep
+from faceforge.serving.api.errors import SERVER_ERRORS, error_responses
+from faceforge.serving.api.schemas import IdentifiedFacePublic, IdentifyResult
+from faceforge.serving.api.uploads import read_upload
+from faceforge.serving.services.identify import MAX_TOP_K
+
+read = APIRouter(
+    prefix="/api/v1",
+    tags=["identify"],
+    dependencies=[ReadAccess],
+    responses=error_responses(400, 401, 403, *SERVER_ERRORS),
+)
+routers = (read,)
+
+
+FORM_FIELDS = ("threshold", "top_k", "version")
+
+
+@read.post("/identify", responses=error_responses(404, 409, 413, 503))
+def identify(
+    request: Request,
+    services: ServicesDep,
+    photo: Annotated[UploadFile, File(description="a photo with zero or more faces")],
+    threshold: Annotated[
+        float | None,
+        Form(ge=-1.0, le=1.0, description="override the version's calibrated threshold (cosine)"),
+    ] = None,
+    top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K, description="candidates per face")] = 3,
+    version: Annotated[
+        int | None, Form(ge=1, le=MAX_ID, description="model version (default: current)")
+    ] = None,
+) -> IdentifyResult:
+    """Recognise every face, largest first; ``match`` is null for unknown people; no face gives ``[]``."""
+    misplaced = [name for name in FORM_FIELDS if name in request.query_params]
+    if misplaced:  # ignored, a ?threshold would silently give the version's own decisions
+        raise RequestRejectedError(
+            "invalid_request", f"{', '.join(misplaced)}: send as multipart form fields, not in the query"
+        )
+    upload = read_upload(photo, max_bytes=services.settings.limits.max_file_bytes)
+    used, faces = services.identify.identify(upload.data, threshold=threshold, top_k=top_k, version=version)
+    return IdentifyResult(version=used, faces=[IdentifiedFacePublic.of(face) for face in faces])

@@ -1,0 +1,1 @@
+"""Use cases over storage, vision and the model: enrol, identify, strangers, versions, compatibility APIs."""

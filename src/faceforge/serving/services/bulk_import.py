@@ -1,0 +1,337 @@
+"""Bulk import: a folder with one sub-folder of photos per person, and a folder of strangers (one
+sub-folder per stranger, or one loose photo per stranger), into a faceforge home or server.
+
+Resumable by construction: a person is found by their folder's name (stored as ``external_id``), a
+stranger by their folder's name or loose photo's SHA-256 (stored as ``source``), a photo by the
+SHA-256 of its bytes, so a second run over the same folders stores nothing and an interrupted run
+picks up where it stopped. Photos are stored without asking for a model version
+each (``train=False``); the importer asks for one version at the end, also when interrupted, so the
+photos already stored are never left out of the model.
+
+Where the photos go is a ``ImportTarget``: the local home (``LocalTarget``: the service layer
+in-process) or a running server over HTTP (``cli.http_target.HttpTarget``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from faceforge.core.dataset import IMAGE_SUFFIXES, image_files
+from faceforge.core.errors import DatasetError
+from faceforge.serving.services.people import PeopleService, PhotosRejectedError, PhotoVerdict, Upload
+from faceforge.serving.services.strangers import StrangersService
+
+
+@dataclass(frozen=True, slots=True)
+class FolderPerson:
+    """A person (or a stranger) to import: what finds them again, what they are called, their photos."""
+
+    external_id: str  # the folder's name (a loose stranger photo: its sha256)
+    name: str  # the folder's name with underscores as spaces ("Colin_Powell" -> "Colin Powell")
+    photos: list[Path]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    person_id: int | None  # None: the person does not exist (every photo of a first batch refused)
+    verdicts: list[PhotoVerdict]
+
+
+class ImportTarget(Protocol):
+    max_photos_per_request: int
+
+    def find_person(self, external_id: str) -> int | None: ...
+    def known_hashes(self, person_id: int) -> set[str]: ...
+    def create_person(self, person: FolderPerson, uploads: list[Upload]) -> BatchResult: ...
+    def add_photos(self, person_id: int, uploads: list[Upload]) -> BatchResult: ...
+    def request_training(self) -> None: ...
+    def find_stranger(self, source: str) -> int | None: ...
+    def stranger_hashes(self, stranger_id: int) -> set[str]: ...
+    def create_stranger(self, stranger: FolderPerson, uploads: list[Upload]) -> BatchResult: ...
+    def add_stranger_photos(self, stranger_id: int, uploads: list[Upload]) -> BatchResult: ...
+
+
+class _Collection(Protocol):
+    """People or strangers of a target, as the importer walks them."""
+
+    kind: str  # "person" or "stranger": in refusals and in the summary's counts
+
+    def find(self, key: str) -> int | None: ...
+    def known_hashes(self, item_id: int) -> set[str]: ...
+    def create(self, item: FolderPerson, uploads: list[Upload]) -> BatchResult: ...
+    def add_photos(self, item_id: int, uploads: list[Upload]) -> BatchResult: ...
+
+
+class _People:
+    kind = "person"
+
+    def __init__(self, target: ImportTarget) -> None:
+        self.find, self.known_hashes = target.find_person, target.known_hashes
+        self.create, self.add_photos = target.create_person, target.add_photos
+
+
+class _Strangers:
+    kind = "stranger"
+
+    def __init__(self, target: ImportTarget) -> None:
+        self.find, self.known_hashes = target.find_stranger, target.stranger_hashes
+        self.create, self.add_photos = target.create_stranger, target.add_stranger_photos
+
+
+@dataclass(slots=True)
+class ImportProgress:
+    photos_total: int
+    photos_done: int = 0
+    accepted: int = 0
+    refused: int = 0
+    already_imported: int = 0
+    people_done: int = 0
+    people_total: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def photos_per_second(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.photos_done / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        rate = self.photos_per_second
+        return (self.photos_total - self.photos_done) / rate if rate > 0 else None
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    people_created: int = 0
+    people_found: int = 0
+    strangers_created: int = 0
+    strangers_found: int = 0
+    photos_accepted: int = 0
+    photos_already_imported: int = 0
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+    training_requested: bool = False
+    seconds: float = 0.0
+    photos_per_second: float = 0.0
+    version: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def scan_folders(root: Path) -> list[FolderPerson]:
+    """Every person folder below ``root`` that holds images, in name order."""
+    if not root.is_dir():
+        raise DatasetError(f"folder not found: {root}")
+    people = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        photos = image_files(folder)
+        if photos:
+            people.append(FolderPerson(folder.name, folder.name.replace("_", " ").strip(), photos))
+    if not people:
+        raise DatasetError(f"{root} has no person folders with photos (expected one sub-folder per person)")
+    return people
+
+
+def scan_strangers(root: Path) -> list[FolderPerson]:
+    """Every stranger below ``root``: each sub-folder with images is one (found again by the folder's
+    name), each loose image one more (found again by its sha256); folders first, in name order."""
+    if not root.is_dir():
+        raise DatasetError(f"folder not found: {root}")
+    strangers = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        photos = image_files(folder)
+        if photos:
+            strangers.append(FolderPerson(folder.name, folder.name.replace("_", " ").strip(), photos))
+    loose = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    for photo in loose:
+        digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+        strangers.append(FolderPerson(digest, photo.name, [photo]))
+    if not strangers:
+        raise DatasetError(f"{root} has no photos of strangers (a sub-folder or a photo per stranger)")
+    return strangers
+
+
+def _started(people: Sequence[FolderPerson], strangers: Sequence[FolderPerson]) -> str:
+    parts = [
+        f"{len(group)} {noun if len(group) != 1 else noun_one} ({sum(len(p.photos) for p in group)} photos)"
+        for group, noun, noun_one in ((people, "people", "person"), (strangers, "strangers", "stranger"))
+        if group
+    ]
+    return " and ".join(parts)
+
+
+def _refusal(kind: str, person: FolderPerson, verdict: PhotoVerdict) -> dict[str, Any]:
+    return {
+        kind: person.external_id,
+        "file": verdict.filename,
+        "reasons": verdict.reasons,
+        "message": verdict.message,
+    }
+
+
+class BulkImporter:
+    """Imports people ``concurrency`` at a time: while one person's photos are stored, the next
+    person's are analysed (people have 5-10 photos, too few to keep every core busy alone)."""
+
+    def __init__(
+        self,
+        target: ImportTarget,
+        *,
+        on_progress: Callable[[ImportProgress, str | None], None],
+        concurrency: int = 2,
+    ) -> None:
+        self.target = target
+        self.on_progress = on_progress  # (progress, line about a finished person or None)
+        self.concurrency = concurrency
+        self._lock = threading.Lock()
+
+    def run(self, people: Sequence[FolderPerson], strangers: Sequence[FolderPerson] = ()) -> ImportSummary:
+        summary = ImportSummary()
+        everyone = [*people, *strangers]
+        progress = ImportProgress(
+            photos_total=sum(len(p.photos) for p in everyone), people_total=len(everyone)
+        )
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="faceforge-import")
+        work = [(_People(self.target), p) for p in people] + [(_Strangers(self.target), s) for s in strangers]
+        try:
+            futures = [
+                pool.submit(self._import_one, collection, item, summary, progress)
+                for collection, item in work
+            ]
+            # Said once the work is under way, so from this line on Ctrl-C stops it cleanly.
+            self.on_progress(progress, f"importing {_started(people, strangers)}")
+            for future in futures:
+                future.result()
+        except KeyboardInterrupt:
+            # Ctrl-C: people not started are not started; a person being stored finishes its
+            # transaction (all of a batch or nothing), so a second run resumes cleanly.
+            summary.interrupted = True
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            # One version for everything stored, whether the run finished or was stopped.
+            if summary.photos_accepted:
+                self.target.request_training()
+                summary.training_requested = True
+            summary.seconds = round(time.perf_counter() - progress.started, 3)
+            summary.photos_per_second = round(progress.photos_per_second, 2)
+        return summary
+
+    def _import_one(
+        self, collection: _Collection, person: FolderPerson, summary: ImportSummary, progress: ImportProgress
+    ) -> None:
+        person_id = collection.find(person.external_id)
+        known = collection.known_hashes(person_id) if person_id is not None else set()
+        pending: list[Upload] = []
+        for path in person.photos:
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest not in known:
+                known.add(digest)  # the same file twice in one folder is imported once
+                pending.append(Upload(path.name, data))
+        skipped = len(person.photos) - len(pending)
+        is_person = collection.kind == "person"
+        with self._lock:
+            if is_person:
+                summary.people_found += person_id is not None
+            else:
+                summary.strangers_found += person_id is not None
+            summary.photos_already_imported += skipped
+            progress.already_imported += skipped
+            progress.photos_done += skipped
+        accepted = refused = 0
+        batch_size = self.target.max_photos_per_request
+        for start in range(0, len(pending), batch_size):
+            batch = pending[start : start + batch_size]
+            if person_id is None:
+                result = collection.create(person, batch)
+                person_id = result.person_id
+                created = person_id is not None
+            else:
+                result = collection.add_photos(person_id, batch)
+                created = False
+            accepted += sum(v.accepted for v in result.verdicts)
+            refusals = [_refusal(collection.kind, person, v) for v in result.verdicts if not v.accepted]
+            refused += len(refusals)
+            with self._lock:
+                if is_person:
+                    summary.people_created += created
+                else:
+                    summary.strangers_created += created
+                summary.photos_accepted += sum(v.accepted for v in result.verdicts)
+                summary.refused.extend(refusals)
+                progress.accepted, progress.refused = summary.photos_accepted, len(summary.refused)
+                progress.photos_done += len(batch)
+                self.on_progress(progress, None)
+        label = person.external_id if is_person else f"stranger {person.name}"
+        line = f"{label}: {accepted} accepted, {refused} refused"
+        with self._lock:
+            progress.people_done += 1
+            self.on_progress(progress, line + (f", {skipped} already imported" if skipped else ""))
+
+
+class LocalTarget:
+    """The local home, through the same services the API uses (``PeopleService``, ``StrangersService``)."""
+
+    def __init__(self, people: PeopleService, strangers: StrangersService) -> None:
+        self.people = people
+        self.strangers = strangers
+        self.max_photos_per_request = people.settings.limits.max_photos_per_request
+
+    def find_person(self, external_id: str) -> int | None:
+        found = self.people.find(external_id=external_id)
+        return None if found is None else found.id
+
+    def known_hashes(self, person_id: int) -> set[str]:
+        return self.people.photo_hashes(person_id=person_id)
+
+    def create_person(self, person: FolderPerson, uploads: list[Upload]) -> BatchResult:
+        try:
+            result = self.people.register(
+                name=person.name, position=None, external_id=person.external_id, uploads=uploads, train=False
+            )
+        except PhotosRejectedError as error:
+            return BatchResult(None, error.verdicts)
+        assert result.person is not None
+        return BatchResult(result.person.id, result.photos)
+
+    def add_photos(self, person_id: int, uploads: list[Upload]) -> BatchResult:
+        try:
+            result = self.people.add_photos(person_id=person_id, uploads=uploads, train=False)
+        except PhotosRejectedError as error:
+            return BatchResult(person_id, error.verdicts)
+        return BatchResult(person_id, result.photos)
+
+    def request_training(self) -> None:
+        self.people.request_training()
+
+    def find_stranger(self, source: str) -> int | None:
+        found = self.strangers.find(source=source)
+        return None if found is None else found.id
+
+    def stranger_hashes(self, stranger_id: int) -> set[str]:
+        return self.strangers.photo_hashes(stranger_id=stranger_id)
+
+    def create_stranger(self, stranger: FolderPerson, uploads: list[Upload]) -> BatchResult:
+        try:
+            change = self.strangers.add(
+                note=stranger.name, source=stranger.external_id, uploads=uploads, train=False
+            )
+        except PhotosRejectedError as error:
+            return BatchResult(None, error.verdicts)
+        assert change.stranger is not None
+        return BatchResult(change.stranger.id, change.photos)
+
+    def add_stranger_photos(self, stranger_id: int, uploads: list[Upload]) -> BatchResult:
+        try:
+            change = self.strangers.add_photos(stranger_id=stranger_id, uploads=uploads, train=False)
+        except PhotosRejectedError as error:
+            return BatchResult(stranger_id, error.verdicts)
+        return BatchResult(stranger_id, change.photos)

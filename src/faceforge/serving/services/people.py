@@ -1,0 +1,567 @@
+"""Enrolment: register people, add and delete photos, edit and delete people; each change that affects
+recognition asks for a new model version in the same transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+from sqlalchemy.orm import Session, sessionmaker
+
+from faceforge.core.config import Settings
+from faceforge.core.embedding_space import EMBEDDER_NAME
+from faceforge.core.errors import RequestRejectedError
+from faceforge.core.faces import Box, PhotoFaces, RejectReason
+from faceforge.core.records import Person, StoredPhoto
+from faceforge.serving.services.vision_gate import VisionGate
+from faceforge.serving.vision.crop import crop_face
+from faceforge.serving.vision.decode import photo_kind
+from faceforge.serving.vision.face_choice import choose_faces
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
+from faceforge.storage import people_store, strangers_store
+from faceforge.storage.people_store import request_training
+from faceforge.storage.photo_files import PhotoFiles
+
+THUMBNAIL_SIZE = 128
+THUMBNAIL_MARGIN = 0.25  # of the box's longer side on each edge: the whole head, not just the face
+
+_Change = TypeVar("_Change")
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    filename: str | None
+    data: bytes
+
+
+@dataclass(slots=True)
+class PhotoVerdict:
+    index: int
+    filename: str | None
+    accepted: bool
+    reasons: list[str]
+    message: str | None = None
+    photo_id: int | None = None
+    box: dict[str, float] | None = None
+    score: float | None = None
+
+
+@dataclass(slots=True)
+class ChangeResult:
+    person: Person | None
+    photos: list[PhotoVerdict] = field(default_factory=list)
+    training_requested: int | None = None  # the training request counter after this change, if any
+
+
+class PhotosRejectedError(RequestRejectedError):
+    """Photos were sent and none was accepted: nothing is stored, and every photo's verdict says why."""
+
+    def __init__(self, verdicts: list[PhotoVerdict]) -> None:
+        reasons = "; ".join(
+            f"{v.filename or f'photo {v.index + 1}'}: {v.message or ', '.join(v.reasons)}" for v in verdicts
+        )
+        super().__init__("photos_rejected", f"no photo was accepted ({reasons})", status=422)
+        self.verdicts = verdicts
+
+
+_REASON_MESSAGES = {
+    "no_face": "no face was found",
+    "multiple_faces": (
+        "several faces of similar size, and the person's other photos do not tell which is theirs; "
+        "enrolment needs one clear face"
+    ),
+    "face_too_small": "the face is too small",
+    "low_detection_score": "the face is not clear enough",
+}
+
+
+DUPLICATE = "duplicate_photo"  # the verdict's reason for bytes the owner's photos already have
+STRANGER_PHOTO = "stranger_photo"  # a person's photo whose bytes a stranger's photos have
+ENROLLED_PHOTO = "enrolled_photo"  # a stranger's photo whose bytes a person's photos have
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoOwner:
+    """Whose photos are stored (a person's or a stranger's), in the caller's session: their stored
+    embeddings (which tell whose face a group photo's is), their stored photos' ids by sha256 (the
+    same bytes are stored once), how a photo's row is added (``add_photo(stored file name, columns)
+    -> photo id``) and how the owner's row is locked until the transaction ends (``NotFoundError``
+    if they are gone)."""
+
+    embeddings: Callable[[], list[bytes]]
+    known: Callable[[], dict[str, int]]
+    add_photo: Callable[[str, dict[str, Any]], int]
+    lock: Callable[[], None]
+
+
+@dataclass(slots=True)
+class _Accepted:
+    """An accepted photo whose row is not written yet: its verdict (which gets the row's id), its
+    file's name and the row's columns."""
+
+    verdict: PhotoVerdict
+    fields: dict[str, Any]
+    stored_name: str = ""
+
+
+@dataclass(slots=True)
+class PreparedPhotos:
+    """Every photo's verdict, with the accepted photos' files already on disk (``names``)."""
+
+    verdicts: list[PhotoVerdict]
+    accepted: list[_Accepted]
+
+    @property
+    def names(self) -> list[str]:
+        return [item.stored_name for item in self.accepted]
+
+
+# Finds which of a request's photos (by sha256) the other collection holds: a person's photo sent as
+# a stranger's, or a stranger's as a person's. Returns the refusal (reason, message) of each.
+HeldElsewhere = Callable[[list[str]], dict[str, tuple[str, str]]]
+
+
+def _judge(
+    analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
+    stored: list[bytes],
+    known: dict[str, int],
+    elsewhere: dict[str, tuple[str, str]],
+    min_score: float | None,
+) -> tuple[list[PhotoVerdict], list[tuple[_Accepted, Upload]]]:
+    digests = [_sha256(upload.data) for upload, _ in analysed]
+    first_of: dict[str, int] = {}
+    again: list[tuple[str, str] | None] = []
+    for index, digest in enumerate(digests):
+        if digest in known:
+            again.append((DUPLICATE, f"this photo is already stored for them (photo {known[digest]})"))
+        elif digest in elsewhere:
+            again.append(elsewhere[digest])
+        elif digest in first_of:
+            again.append((DUPLICATE, f"the same file as photo {first_of[digest] + 1} of this request"))
+        else:
+            again.append(None)
+            first_of[digest] = index
+    photos = [
+        None if isinstance(result, PhotoError) or repeat is not None else result
+        for (_, result), repeat in zip(analysed, again, strict=True)
+    ]
+    choices = choose_faces(photos, [np.frombuffer(data, dtype="<f4") for data in stored])
+    verdicts: list[PhotoVerdict] = []
+    accepted: list[tuple[_Accepted, Upload]] = []
+    for index, ((upload, result), choice) in enumerate(zip(analysed, choices, strict=True)):
+        if isinstance(result, PhotoError):
+            verdicts.append(PhotoVerdict(index, upload.filename, False, [result.code], result.message))
+            continue
+        refusal = again[index]
+        if refusal is not None:
+            verdicts.append(PhotoVerdict(index, upload.filename, False, [refusal[0]], refusal[1]))
+            continue
+        if choice is None:
+            reasons = [str(r) for r in result.reasons]
+            message = "; ".join(_REASON_MESSAGES.get(r, r) for r in reasons)
+            verdicts.append(PhotoVerdict(index, upload.filename, False, reasons, message))
+            continue
+        face = result.faces[choice.face]
+        assert face.embedding is not None
+        if min_score is not None and face.detection.score < min_score:
+            message = f"no face detected as surely as asked (score {face.detection.score:.3f})"
+            verdicts.append(
+                PhotoVerdict(index, upload.filename, False, [RejectReason.NO_FACE.value], message)
+            )
+            continue
+        _, content_type = photo_kind(upload.data)
+        box = {
+            "x": face.detection.box.x,
+            "y": face.detection.box.y,
+            "width": face.detection.box.width,
+            "height": face.detection.box.height,
+        }
+        fields: dict[str, Any] = {
+            "sha256": digests[index],
+            "content_type": content_type,
+            "size_bytes": len(upload.data),
+            "width": result.width,
+            "height": result.height,
+            "box": box,
+            "landmarks": [list(p) for p in face.detection.landmarks.points],
+            "score": face.detection.score,
+            "embedder": EMBEDDER_NAME,
+            "embedding": face.embedding.astype("<f4").tobytes(),
+        }
+        note = (
+            None
+            if choice.agreement is None
+            else "several faces; this one matches the person's other photos "
+            f"(similarity {choice.agreement:.2f})"
+        )
+        verdict = PhotoVerdict(index, upload.filename, True, [], note, None, box, face.detection.score)
+        verdicts.append(verdict)
+        accepted.append((_Accepted(verdict, fields), upload))
+    return verdicts, accepted
+
+
+def prepare_photos(
+    owner: PhotoOwner | None,
+    analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
+    files: PhotoFiles,
+    elsewhere: HeldElsewhere,
+    min_score: float | None = None,
+) -> PreparedPhotos:
+    """Before the write transaction: give every photo its verdict (``owner`` read in a read session,
+    ``None`` for someone new) and write the accepted photos' files, fsynced. The transaction that
+    stores their rows (``store_prepared``) then holds the write lock for a few inserts only; if it
+    fails the files are removed, and the worker's orphan sweep takes those of a process killed in
+    between. Photos the other collection holds (``elsewhere``) are refused: the same face as a person
+    and as a stranger would make that person unnameable. A face detected less surely than
+    ``min_score`` counts as no face. Raises
+    ``PhotosRejectedError`` when photos were sent and none was accepted (nothing is written)."""
+    stored, known = ([], {}) if owner is None else (owner.embeddings(), owner.known())
+    digests = [_sha256(upload.data) for upload, _ in analysed]
+    verdicts, accepted = _judge(analysed, stored, known, elsewhere(digests), min_score)
+    if verdicts and not accepted:
+        raise PhotosRejectedError(verdicts)
+    written: list[_Accepted] = []
+    try:
+        for item, upload in accepted:
+            extension, _ = photo_kind(upload.data)
+            item.stored_name = files.save(upload.data, extension)
+            written.append(item)
+    except BaseException:
+        files.delete([item.stored_name for item in written])
+        raise
+    return PreparedPhotos(verdicts, written)
+
+
+def store_prepared(owner: PhotoOwner, prepared: PreparedPhotos, unused: list[str]) -> list[PhotoVerdict]:
+    """In the write transaction: the rows of ``prepared``'s accepted photos. A photo whose bytes a
+    concurrent request stored for the owner meanwhile becomes a duplicate, its file put in
+    ``unused``. Raises ``PhotosRejectedError`` when photos were sent and none was stored (rolling the
+    whole change back)."""
+    known: dict[str, int] = {}
+    if prepared.accepted:
+        owner.lock()
+        known = owner.known()
+    for item in prepared.accepted:
+        earlier = known.get(item.fields["sha256"])
+        if earlier is None:
+            item.verdict.photo_id = owner.add_photo(item.stored_name, item.fields)
+            continue
+        item.verdict.accepted, item.verdict.reasons = False, [DUPLICATE]
+        item.verdict.message = f"this photo is already stored for them (photo {earlier})"
+        item.verdict.box = item.verdict.score = None
+        unused.append(item.stored_name)
+    verdicts = prepared.verdicts
+    if verdicts and not any(v.accepted for v in verdicts):
+        raise PhotosRejectedError(verdicts)
+    return verdicts
+
+
+def write_with_files(
+    sessions: sessionmaker[Session],
+    files: PhotoFiles,
+    change: Callable[[Session, list[str]], _Change],
+    written: list[str],
+) -> _Change:
+    """Run ``change`` in one write transaction. ``written`` are the files already on disk whose rows
+    it stores: all are removed if it fails; the files ``change`` puts in the list it is given (not
+    needed after all) are removed once it commits."""
+    unused: list[str] = []
+    try:
+        with sessions.begin() as session:
+            result = change(session, unused)
+    except BaseException:
+        files.delete(written)
+        raise
+    files.delete(unused)
+    return result
+
+
+def _clean_text(value: str | None, *, field_name: str, limit: int, required: bool) -> str | None:
+    text = (value or "").strip()
+    if not text:
+        if required:
+            raise RequestRejectedError(f"{field_name}_required", f"{field_name.capitalize()} is required")
+        return None
+    if len(text) > limit:
+        raise RequestRejectedError(
+            f"{field_name}_too_long", f"{field_name} is longer than {limit} characters"
+        )
+    # Names become model labels: one per line in labels.txt, so no line breaks or other controls.
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text):
+        raise RequestRejectedError(
+            f"{field_name}_invalid", f"{field_name} must not contain line breaks or control characters"
+        )
+    return text
+
+
+class PeopleService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        pipeline: FacePipeline,
+        gate: VisionGate,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.pipeline = pipeline
+        self.gate = gate
+        self.files = PhotoFiles(settings.files_dir / "photos")
+        self.on_change = on_change
+
+    # -- validation -------------------------------------------------------------------------------
+    def clean_name(self, name: str | None) -> str:
+        cleaned = _clean_text(
+            name, field_name="name", limit=self.settings.limits.max_name_length, required=True
+        )
+        assert cleaned is not None
+        return cleaned
+
+    def clean_optional(self, value: str | None, field_name: str) -> str | None:
+        return _clean_text(
+            value, field_name=field_name, limit=self.settings.limits.max_name_length, required=False
+        )
+
+    def check_uploads(self, uploads: list[Upload]) -> None:
+        limits = self.settings.limits
+        if len(uploads) > limits.max_photos_per_request:
+            raise RequestRejectedError(
+                "too_many_photos", f"at most {limits.max_photos_per_request} photos per request", status=413
+            )
+        for upload in uploads:
+            if len(upload.data) > limits.max_file_bytes:
+                raise RequestRejectedError(
+                    "file_too_large",
+                    f"photo {upload.filename or ''!s} is larger than {limits.max_file_bytes} bytes",
+                    status=413,
+                )
+
+    # -- photo analysis ---------------------------------------------------------------------------
+    def analyse(self, uploads: list[Upload]) -> list[tuple[Upload, PhotoFaces | PhotoError]]:
+        photos = [u.data for u in uploads]
+        with self.gate.slot(self.pipeline.pixels_at_once(photos)):
+            results = self.pipeline.analyze_many(photos, single_face=True)
+        return list(zip(uploads, results, strict=True))
+
+    def _owner(self, session: Session, person_id: int) -> PhotoOwner:
+        return PhotoOwner(
+            embeddings=lambda: people_store.person_embeddings(
+                session, person_id=person_id, embedder=EMBEDDER_NAME
+            ),
+            known=lambda: people_store.photo_ids_by_sha256(session, person_id=person_id),
+            add_photo=lambda name, fields: people_store.add_photo(
+                session, person_id=person_id, stored_name=name, fields=fields
+            ),
+            lock=lambda: people_store.lock_person(session, person_id=person_id),
+        )
+
+    def _held_by_strangers(self, digests: list[str]) -> dict[str, tuple[str, str]]:
+        with self.sessions() as session:
+            holders = strangers_store.strangers_with_photos(session, digests)
+        return {
+            digest: (
+                STRANGER_PHOTO,
+                f"this photo is stored for stranger {stranger_id}; "
+                "delete it there first if it is of this person",
+            )
+            for digest, stranger_id in holders.items()
+        }
+
+    def _write(
+        self, change: Callable[[Session, list[str]], ChangeResult], written: list[str] | None = None
+    ) -> ChangeResult:
+        """Run ``change`` in one write transaction (``write_with_files``)."""
+        result = write_with_files(self.sessions, self.files, change, written or [])
+        if result.training_requested is not None:
+            self.on_change()
+        return result
+
+    # -- use cases --------------------------------------------------------------------------------
+    def register(
+        self,
+        *,
+        name: str | None,
+        position: str | None,
+        external_id: str | None,
+        uploads: list[Upload],
+        train: bool = True,
+    ) -> ChangeResult:
+        """Create a person with photos. ``train=False`` (bulk imports) stores them without asking for
+        a model version; the importer asks once at the end (``request_training``)."""
+        clean_name = self.clean_name(name)
+        clean_position = self.clean_optional(position, "position")
+        clean_external = self.clean_optional(external_id, "external_id")
+        self.check_uploads(uploads)
+        prepared = prepare_photos(None, self.analyse(uploads), self.files, self._held_by_strangers)
+
+        def change(session: Session, unused: list[str]) -> ChangeResult:
+            person_id = people_store.create_person(
+                session, name=clean_name, position=clean_position, external_id=clean_external
+            )
+            verdicts = store_prepared(self._owner(session, person_id), prepared, unused)
+            # A person without photos is allowed (photos can come later) and changes no model.
+            requested = request_training(session) if verdicts and train else None
+            return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
+
+        return self._write(change, prepared.names)
+
+    def add_to_name(
+        self, *, name: str | None, uploads: list[Upload], min_score: float | None = None
+    ) -> ChangeResult:
+        """Add photos to the earliest person called ``name``, created when there is none (the compatible
+        APIs' subjects). Looking up and creating are one transaction, serialised per name, so concurrent
+        calls for a new name make one person. Faces detected less surely than ``min_score`` count as no
+        face; when no photo is accepted nothing is stored, not even a new person."""
+        clean_name = self.clean_name(name)
+        self.check_uploads(uploads)
+        analysed = self.analyse(uploads) if uploads else []
+        with self.sessions() as session:
+            known = people_store.find_by_name(session, name=clean_name)
+            owner = None if known is None else self._owner(session, known.id)
+            prepared = prepare_photos(owner, analysed, self.files, self._held_by_strangers, min_score)
+
+        def change(session: Session, unused: list[str]) -> ChangeResult:
+            people_store.lock_name(session, name=clean_name)
+            found = people_store.find_by_name(session, name=clean_name)
+            person_id = (
+                found.id
+                if found is not None
+                else people_store.create_person(session, name=clean_name, position=None, external_id=None)
+            )
+            verdicts = store_prepared(self._owner(session, person_id), prepared, unused)
+            requested = request_training(session) if verdicts else None
+            return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
+
+        return self._write(change, prepared.names)
+
+    def add_photos(self, *, person_id: int, uploads: list[Upload], train: bool = True) -> ChangeResult:
+        if not uploads:
+            raise RequestRejectedError("photos_required", "at least one photo is required")
+        self.check_uploads(uploads)
+        with self.sessions() as session:
+            people_store.get_person(session, person_id=person_id)  # 404 before the expensive part
+        analysed = self.analyse(uploads)
+        with self.sessions() as session:
+            prepared = prepare_photos(
+                self._owner(session, person_id), analysed, self.files, self._held_by_strangers
+            )
+
+        def change(session: Session, unused: list[str]) -> ChangeResult:
+            verdicts = store_prepared(self._owner(session, person_id), prepared, unused)
+            requested = request_training(session) if train else None
+            return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
+
+        return self._write(change, prepared.names)
+
+    def update(self, *, person_id: int, changes: dict[str, str | None]) -> ChangeResult:
+        cleaned: dict[str, str | None] = {}
+        for key, value in changes.items():
+            cleaned[key] = self.clean_name(value) if key == "name" else self.clean_optional(value, key)
+
+        def change(session: Session, _unused: list[str]) -> ChangeResult:
+            person = people_store.update_person(session, person_id=person_id, changes=cleaned)
+            # Names and positions are part of each model's roster and labels.
+            affects = person.photo_count > 0 and bool({"name", "position"} & set(cleaned))
+            return ChangeResult(person, [], request_training(session) if affects else None)
+
+        return self._write(change)
+
+    def delete(self, *, person_id: int) -> ChangeResult:
+        removed: list[str] = []
+
+        def change(session: Session, _unused: list[str]) -> ChangeResult:
+            removed.extend(people_store.delete_person(session, person_id=person_id))
+            return ChangeResult(None, [], request_training(session) if removed else None)
+
+        result = self._write(change)
+        self.files.delete(removed)  # only after the rows are gone for good
+        return result
+
+    def delete_photo(self, *, person_id: int, photo_id: int) -> ChangeResult:
+        removed: list[str] = []
+
+        def change(session: Session, _unused: list[str]) -> ChangeResult:
+            removed.append(people_store.delete_photo(session, person_id=person_id, photo_id=photo_id))
+            person = people_store.get_person(session, person_id=person_id)
+            return ChangeResult(person, [], request_training(session))
+
+        result = self._write(change)
+        self.files.delete(removed)
+        return result
+
+    def merge(self, *, person_id: int, other_id: int) -> ChangeResult:
+        """``other_id`` was the same person: their photos move to ``person_id``, one person remains."""
+
+        def change(session: Session, _unused: list[str]) -> ChangeResult:
+            person = people_store.merge_people(session, keep_id=person_id, other_id=other_id)
+            return ChangeResult(person, [], request_training(session))
+
+        return self._write(change)
+
+    def request_training(self) -> int:
+        """Ask for a model version now (after changes stored with ``train=False``); returns the
+        training request counter."""
+
+        def change(session: Session, _unused: list[str]) -> ChangeResult:
+            return ChangeResult(None, [], request_training(session))
+
+        requested = self._write(change).training_requested
+        assert requested is not None
+        return requested
+
+    def find(self, *, external_id: str) -> Person | None:
+        with self.sessions() as session:
+            return people_store.find_by_external_id(session, external_id=external_id)
+
+    def photo_hashes(self, *, person_id: int) -> set[str]:
+        with self.sessions() as session:
+            people_store.get_person(session, person_id=person_id)
+            return people_store.photo_hashes(session, person_id=person_id)
+
+    def get(self, *, person_id: int) -> Person:
+        with self.sessions() as session:
+            return people_store.get_person(session, person_id=person_id)
+
+    def page(self, *, offset: int, limit: int, search: str | None = None) -> tuple[list[Person], int]:
+        with self.sessions() as session:
+            return people_store.list_people(session, offset=offset, limit=limit, search=search)
+
+    def thumbnail(self, *, person_id: int, size: int = THUMBNAIL_SIZE) -> bytes | None:
+        """A JPEG of the face in the person's first photo (square around its box, ``size`` px), or
+        ``None`` without photos."""
+        with self.sessions() as session:
+            photo = people_store.first_photo(session, person_id=person_id)
+            stored = (
+                None
+                if photo is None
+                else people_store.photo_file(session, person_id=person_id, photo_id=photo.id)
+            )
+        if photo is None or stored is None:
+            return None
+        return face_thumbnail(self.pipeline, self.files.path(stored[0]).read_bytes(), photo.box, size)
+
+    def photos(self, *, person_id: int) -> list[StoredPhoto]:
+        with self.sessions() as session:
+            return people_store.list_photos(session, person_id=person_id)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def face_thumbnail(pipeline: FacePipeline, data: bytes, box: dict[str, float], size: int) -> bytes:
+    """A JPEG of the face in ``box`` (photo pixels) of the photo ``data``: a square of ``size`` px
+    around the box with ``THUMBNAIL_MARGIN``, so the whole head shows."""
+    image = pipeline.decode(data)
+    face_box = Box(box["x"], box["y"], box["width"], box["height"])
+    face = crop_face(Image.fromarray(image), face_box, margin=THUMBNAIL_MARGIN, size=size)
+    buffer = io.BytesIO()
+    Image.fromarray(face).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()

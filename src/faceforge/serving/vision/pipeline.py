@@ -1,0 +1,240 @@
+"""Photo bytes in, faces with verdicts and embeddings out: decode -> detect -> refine, crop and
+align (``serving.vision.face_input``) -> embed."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from faceforge.core.config import DetectorSettings, Settings
+from faceforge.core.errors import InvalidImageError
+from faceforge.core.faces import Box, DetectedFace, Face, Landmarks, PhotoFaces, RejectReason
+from faceforge.serving.vision.decode import RgbImage, decode_photo, decode_reduced, header_pixels
+from faceforge.serving.vision.embedder import FaceEmbedder, GraphExport
+from faceforge.serving.vision.face_input import FaceInputs, face_inputs
+from faceforge.serving.vision.mtcnn import MtcnnConfig, MtcnnDetector
+
+# Tight face chips (a face filling the whole photo) defeat MTCNN's proposal stage; when nothing is
+# found, detection is retried once on the photo framed by this fraction of black border per side.
+CHIP_PADDING = 0.3
+# A photo with several usable faces still enrols its largest face when every other face's box side is
+# below this fraction of the largest one (news photos often show small bystanders behind the subject).
+DOMINANT_FACE_RATIO = 0.7
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoError:
+    """A photo that could not be analysed at all, with the reason code and message."""
+
+    code: str
+    message: str
+
+
+def _scaled(face: DetectedFace, factor: float, shift: float = 0.0) -> DetectedFace:
+    box = face.box
+    return DetectedFace(
+        box=Box((box.x - shift) * factor, (box.y - shift) * factor, box.width * factor, box.height * factor),
+        score=face.score,
+        landmarks=Landmarks(
+            tuple(((x - shift) * factor, (y - shift) * factor) for x, y in face.landmarks.points)
+        ),
+    )
+
+
+def _side(face: Face) -> float:
+    return max(face.detection.box.width, face.detection.box.height)
+
+
+def _dominates(largest: Face, runner_up: Face) -> bool:
+    return _side(runner_up) < DOMINANT_FACE_RATIO * _side(largest)
+
+
+class FacePipeline:
+    """Analyses photos; detector and embedder load lazily on first use and are safe to share by threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: FaceEmbedder | None = None,
+        threads_per_photo: int = 1,
+        export: GraphExport | None = None,
+    ) -> None:
+        """``threads_per_photo``: threads ONNX Runtime may use inside one photo's networks. Batch work
+        (enrolment of a folder, re-embedding) parallelises across photos and keeps 1; an API process,
+        which sees one photo per request, gives each photo its cores. ``export``: how a building
+        process exports a missing embedding graph itself (``FaceEmbedder``)."""
+        self.settings = settings
+        self.detector_settings: DetectorSettings = settings.detector
+        self.threads_per_photo = threads_per_photo
+        self._detector: MtcnnDetector | None = None
+        self._detector_lock = threading.Lock()
+        self.embedder = embedder or FaceEmbedder(
+            settings.weights_dir, threads=threads_per_photo, export=export
+        )
+
+    @property
+    def detector(self) -> MtcnnDetector:
+        if self._detector is None:
+            with self._detector_lock:  # the first photos may arrive on several threads at once
+                if self._detector is None:
+                    config = self.detector_settings
+                    self._detector = MtcnnDetector(
+                        MtcnnConfig(config.min_face_size, config.thresholds, config.scale_factor),
+                        threads=self.threads_per_photo,
+                    )
+        return self._detector
+
+    def load(self) -> None:
+        """Load every model now (servers call this at start-up so the first request is not slow)."""
+        _ = self.detector
+        self.embedder.load()
+
+    def decode(self, data: bytes) -> RgbImage:
+        return decode_photo(
+            data, max_pixels=self.settings.max_pixels, min_side=self.detector_settings.min_face_size
+        )
+
+    def detect(self, image: RgbImage, *, min_face_size: float | None = None) -> list[DetectedFace]:
+        """All faces in the photo, largest first; large photos are detected on a downscaled copy.
+
+        ``min_face_size`` (pixels of ``image``) overrides the detector setting's smallest face.
+        """
+        height, width = image.shape[:2]
+        factor = min(1.0, self.detector_settings.max_side / max(height, width))
+        small = image
+        if factor < 1.0:
+            size = (max(1, round(width * factor)), max(1, round(height * factor)))
+            small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+        smallest = max(12, round((min_face_size or self.detector_settings.min_face_size) * factor))
+        faces = [_scaled(face, 1.0 / factor) for face in self.detector.detect(small, min_face_size=smallest)]
+        if not faces:
+            pad = round(CHIP_PADDING * max(small.shape[:2]))
+            framed = np.pad(small, ((pad, pad), (pad, pad), (0, 0)))
+            found = self.detector.detect(framed, min_face_size=smallest)
+            faces = [_scaled(face, 1.0 / factor, shift=pad) for face in found]
+        return sorted(faces, key=lambda face: face.box.area, reverse=True)
+
+    def _quality(self, face: DetectedFace, scale: float = 1.0) -> list[RejectReason]:
+        """Why ``face`` is unusable for enrolment; ``scale`` photo pixels per pixel of its box."""
+        reasons = []
+        if min(face.box.width, face.box.height) * scale < self.detector_settings.min_usable_face:
+            reasons.append(RejectReason.FACE_TOO_SMALL)
+        if face.score < self.detector_settings.min_score:
+            reasons.append(RejectReason.LOW_DETECTION_SCORE)
+        return reasons
+
+    def analyze_image(
+        self, image: RgbImage, *, single_face: bool, scale: float = 1.0, size: tuple[int, int] | None = None
+    ) -> PhotoFaces:
+        """Detect, judge and embed the faces of a decoded photo. A photo reduced on decode gives
+        ``scale`` (photo pixels per pixel of ``image``) and its own ``size`` (width, height): face sizes
+        are judged, and boxes and landmarks returned, in the photo's pixels.
+
+        With ``single_face`` (enrolment) the photo is accepted only when one face passes the quality
+        checks and dominates every other confidently detected face (``DOMINANT_FACE_RATIO``); only
+        that face is embedded. A photo refused as ``multiple_faces`` has every usable face embedded,
+        so that ``face_choice`` can pick the person's face by agreement with their other photos.
+        Otherwise (identification) faces scoring below the detector's ``min_score`` are dropped, every
+        other face is embedded, and the photo is rejected only when no face remains.
+        """
+        # Enrolment rejects faces below min_usable_face anyway, so it need not search for them.
+        config = self.detector_settings
+        smallest = (config.min_usable_face if single_face else config.min_face_size) / scale
+        faces = [Face(d, self._quality(d, scale)) for d in self.detect(image, min_face_size=smallest)]
+        if not single_face:
+            faces = [face for face in faces if RejectReason.LOW_DETECTION_SCORE not in face.reasons]
+        height, width = image.shape[:2]
+        photo = PhotoFaces(width=width, height=height, faces=faces, reasons=[])
+        good = [face for face in faces if not face.reasons]
+        # Dominance is judged against every confident face, usable or not: a 41 px face among 36 px
+        # faces is still a group photo.
+        rivals = [f for f in faces if RejectReason.LOW_DETECTION_SCORE not in f.reasons]
+        if not faces:
+            photo.reasons = [RejectReason.NO_FACE]
+        elif (
+            single_face
+            and good
+            and any(not _dominates(good[0], rival) for rival in rivals if rival is not good[0])
+        ):
+            photo.reasons = [RejectReason.MULTIPLE_FACES]
+        elif single_face and not good:
+            photo.reasons = list(faces[0].reasons)
+        if not single_face:
+            to_embed = faces
+        elif photo.reasons == [RejectReason.MULTIPLE_FACES]:
+            # Every usable face is a candidate: the person's other photos may say which one is theirs.
+            to_embed = good
+        else:
+            to_embed = good[:1] if not photo.reasons else []
+        if to_embed:
+            embeddings = self.embed_boxes(image, [face.detection.box for face in to_embed])
+            for face, embedding in zip(to_embed, embeddings, strict=True):
+                face.embedding = embedding
+        if scale != 1.0 or size is not None:
+            photo.width, photo.height = size or (round(width * scale), round(height * scale))
+            for face in faces:
+                face.detection = _scaled(face.detection, scale)
+        return photo
+
+    def inputs(self, image: RgbImage, boxes: list[Box]) -> FaceInputs:
+        """The embedder's inputs for faces found at ``boxes`` by any detector
+        (``serving.vision.face_input``)."""
+        inputs, _ = face_inputs(Image.fromarray(image), boxes, self.detector.describe_patches)
+        return inputs
+
+    def embed_boxes(self, image: RgbImage, boxes: list[Box]) -> npt.NDArray[np.float32]:
+        """``(len(boxes), 640)`` embeddings of the faces found at ``boxes`` in ``image``."""
+        return self.embedder.embed(self.inputs(image, boxes))
+
+    def pixels_at_once(self, photos: Sequence[bytes]) -> int:
+        """The most header pixels ``analyze_many`` decodes at once for ``photos`` (its threads each
+        decode one photo): what a request holds of the vision gate's pixel budget."""
+        sizes = sorted((header_pixels(data) for data in photos), reverse=True)
+        return sum(sizes[: max(1, self.settings.workers)])
+
+    def analyze(self, data: bytes, *, single_face: bool) -> PhotoFaces:
+        """Decode and analyse one photo; raises ``InvalidImageError`` for unusable bytes. A photo of
+        more than ``Settings.decode_pixels`` is analysed reduced (``decode_reduced``); its boxes and
+        landmarks are still in the photo's pixels."""
+        decoded = decode_reduced(
+            data,
+            max_pixels=self.settings.max_pixels,
+            min_side=self.detector_settings.min_face_size,
+            budget=self.settings.decode_pixels,
+        )
+        return self.analyze_image(
+            decoded.image,
+            single_face=single_face,
+            scale=decoded.scale,
+            size=(decoded.width, decoded.height),
+        )
+
+    def analyze_many(
+        self, photos: Sequence[Path | bytes], *, single_face: bool, workers: int | None = None
+    ) -> list[PhotoFaces | PhotoError]:
+        """Analyse many photos on ``workers`` threads (default: settings), results in input order."""
+
+        def one(photo: Path | bytes) -> PhotoFaces | PhotoError:
+            try:
+                data = photo.read_bytes() if isinstance(photo, Path) else photo
+                return self.analyze(data, single_face=single_face)
+            except InvalidImageError as error:
+                return PhotoError(error.code, error.message)
+            except OSError as error:
+                return PhotoError("unreadable_file", f"{photo!s}: {os.strerror(error.errno or 0)}")
+
+        self.load()
+        count = workers or self.settings.workers
+        if count == 1 or len(photos) < 2:
+            return [one(photo) for photo in photos]
+        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="faceforge-vision") as pool:
+            return list(pool.map(one, photos))

@@ -1,1 +1,0 @@
-"""Pure training: embeddings and labels in, a calibrated open-set recognition head out."""

@@ -1,1 +1,0 @@
-"""Photo in, faces out: decode, detect, crop, embed. No database, no HTTP."""
