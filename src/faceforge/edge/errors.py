@@ -1,0 +1,11 @@
+"""What the camera agent refuses: one line each, for ``faceforge watch`` to print before it exits."""
+
+from __future__ import annotations
+
+from faceforge.core.errors import FaceforgeError
+
+
+class WatchError(FaceforgeError):
+    """A source, broker address, server or cached model the agent cannot use."""
+
+    code = "watch_failed"

@@ -1,0 +1,190 @@
+"""The agent's copy of a version's on-device files: downloaded once, kept on disk, updated by head.
+
+Layout of the cache directory (``--cache``)::
+
+    blobs/<sha256>     every downloaded file, named by its sha256 (checked while downloading)
+    current.json       the manifest of the version in use, as the server published it
+
+A version is used from its manifest (``manifest.json``: labels, people, ``files`` with each file's
+sha256, ``variants``). The split variants (``tflite_int8_split``, ``tflite_split``, ``onnx_split``)
+pair a backbone that is the same file in every version with a small head, so a new version costs
+the head (and the manifest) only: a file whose sha256 is already in ``blobs/`` is never fetched
+again. ``current.json`` is replaced only once every file of the new version is on disk, so the
+agent starts offline from whatever version it used last.
+
+The manifest is read as plain JSON here (the light install has no pydantic): the fields used are
+``version``, ``labels``, ``unknown_label``, ``people`` (``id``, ``name``, ``label``), ``files`` and
+``variants``, all part of ``faceforge-model/1`` (``versions.manifest``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from faceforge.core.atomic import write_bytes_atomically
+from faceforge.edge.choices import ModelChoice
+from faceforge.edge.errors import WatchError
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FILE = "manifest.json"
+CURRENT_FILE = "current.json"
+API = "/api/v1"
+TIMEOUT = httpx.Timeout(10.0, read=60.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    id: int
+    name: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class CachedVersion:
+    """A version whose files for one ``ModelChoice`` are all in the cache."""
+
+    version: int
+    choice: ModelChoice
+    labels: list[str]  # the head's outputs in order, then ``unknown_label`` (last output)
+    unknown_label: str
+    people: dict[str, Person]  # by label
+    backbone: Path
+    head: Path
+    refiner: Path
+
+    @property
+    def roster(self) -> list[Person]:
+        return [self.people[label] for label in self.labels if label in self.people]
+
+
+def needed_files(manifest: dict[str, Any], choice: ModelChoice) -> list[str]:
+    """The model files ``choice`` runs from this manifest: backbone, head, refiner."""
+    variant = manifest.get("variants", {}).get(choice.variant)
+    if variant is None:
+        built = ", ".join(sorted(manifest.get("variants", {}))) or "none"
+        raise WatchError(
+            f"version {manifest.get('version')} has no {choice.variant} files (variants: {built}); "
+            "the server's FACEFORGE_WORKER__FORMATS must include "
+            f"{'onnx' if choice is ModelChoice.ONNX else 'tflite'}"
+        )
+    models = [name for name in variant["files"] if not name.endswith(".txt")]
+    return [*models, choice.refiner]
+
+
+def _as_version(manifest: dict[str, Any], choice: ModelChoice, blobs: Path) -> CachedVersion:
+    files = manifest["files"]
+    backbone, head, refiner = (blobs / files[name]["sha256"] for name in needed_files(manifest, choice))
+    people = {p["label"]: Person(int(p["id"]), str(p["name"]), str(p["label"])) for p in manifest["people"]}
+    return CachedVersion(
+        version=int(manifest["version"]),
+        choice=choice,
+        labels=list(manifest["labels"]),
+        unknown_label=str(manifest["unknown_label"]),
+        people=people,
+        backbone=backbone,
+        head=head,
+        refiner=refiner,
+    )
+
+
+class ServerClient:
+    """The faceforge server's model routes: ``GET /api/v1/models/current`` and the version's files."""
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def current_version(self) -> int:
+        response = self._http.get(f"{API}/models/current")
+        if response.status_code in (401, 403):
+            raise WatchError(f"the server refused the key ({response.status_code})")
+        response.raise_for_status()
+        return int(response.json()["version"])
+
+    def manifest(self, version: int) -> dict[str, Any]:
+        response = self._http.get(f"{API}/models/{version}/files/{MANIFEST_FILE}")
+        response.raise_for_status()
+        manifest: dict[str, Any] = json.loads(response.content)
+        return manifest
+
+    def download(self, version: int, name: str, target: Path, sha256: str) -> None:
+        """Stream one file to ``target`` (atomically), refusing it unless its sha256 is ``sha256``."""
+        digest = hashlib.sha256()
+        temp = target.with_name(f".{target.name}.part")
+        with (
+            self._http.stream("GET", f"{API}/models/{version}/files/{name}") as response,
+            temp.open("wb") as handle,
+        ):
+            response.raise_for_status()
+            for chunk in response.iter_bytes(1 << 20):
+                digest.update(chunk)
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if digest.hexdigest() != sha256:
+            temp.unlink(missing_ok=True)
+            raise WatchError(f"{name} of version {version} does not match its sha256 in the manifest")
+        os.replace(temp, target)
+
+
+class ModelStore:
+    """The cache directory: the version in use, and fetching a newer one file by file."""
+
+    def __init__(self, directory: Path, choice: ModelChoice) -> None:
+        self.directory = directory
+        self.choice = choice
+        self.blobs = directory / "blobs"
+
+    def cached(self) -> CachedVersion | None:
+        """The version used last, if its files are all still on disk and whole."""
+        path = self.directory / CURRENT_FILE
+        if not path.is_file():
+            return None
+        try:
+            manifest = json.loads(path.read_bytes())
+            version = _as_version(manifest, self.choice, self.blobs)
+        except (ValueError, KeyError, TypeError, WatchError) as error:
+            log.warning("ignoring the cached model in %s: %s", self.directory, error)
+            return None
+        missing = [p.name for p in (version.backbone, version.head, version.refiner) if not p.is_file()]
+        if missing:
+            log.warning("the cached version %d lacks files %s: downloading again", version.version, missing)
+            return None
+        return version
+
+    def fetch(self, server: ServerClient, version: int) -> tuple[CachedVersion, list[str], list[str]]:
+        """Make ``version`` the cached one, downloading only files whose sha256 is not on disk yet.
+        Returns it, the names of the files downloaded and of those reused from the cache."""
+        manifest = server.manifest(version)
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        downloaded, reused = [], []
+        for name in needed_files(manifest, self.choice):
+            sha256 = manifest["files"][name]["sha256"]
+            target = self.blobs / sha256
+            if target.is_file():
+                reused.append(name)
+                continue
+            server.download(version, name, target, sha256)
+            downloaded.append(name)
+        write_bytes_atomically(self.directory / CURRENT_FILE, json.dumps(manifest).encode())
+        self._prune(manifest)
+        return _as_version(manifest, self.choice, self.blobs), downloaded, reused
+
+    def _prune(self, manifest: dict[str, Any]) -> None:
+        """Delete blobs the new version does not use (the cache holds one version's files)."""
+        kept = {entry["sha256"] for entry in manifest["files"].values()}
+        for blob in self.blobs.iterdir():
+            if blob.name not in kept and not blob.name.startswith("."):
+                blob.unlink(missing_ok=True)

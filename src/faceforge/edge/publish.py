@@ -1,0 +1,318 @@
+"""Decisions to MQTT (paho-mqtt 2), with Home Assistant discovery, and nothing lost to an outage.
+
+Topics (``<camera>`` as given to ``--camera``):
+
+- ``faceforge/<camera>/person``: one JSON message per decision, QoS 1, not retained:
+  ``{"camera", "name", "person_id", "probability", "box", "time", "version"}`` (``name`` and
+  ``person_id`` null for a stranger; ``box`` ``[x, y, width, height]`` in frame pixels; ``time`` ISO
+  8601 UTC; ``version`` the model version that decided).
+- ``faceforge/people/<person_id>/last_seen``: retained ``{"time", "camera", "probability"}``.
+- ``faceforge/<camera>/status``: retained ``online``, and ``offline`` as the connection's will.
+- ``<discovery prefix>/sensor/faceforge/<object_id>/config`` (default prefix ``homeassistant``):
+  retained Home Assistant MQTT discovery configs, sent at every connection: per camera a sensor
+  whose state is the last person seen (``stranger`` for a stranger; the decision as attributes),
+  per person of the model a ``timestamp`` sensor of when they were last seen (camera as attribute).
+
+**No decision is lost that can still be sent.** paho keeps QoS 1 messages published while the
+broker is away and sends them when it reconnects (with back-off, 1 s to 60 s). Beside that, each
+decision is written to a spool file before it is published and removed once the broker acknowledged
+it, so decisions still unsent when the agent stops are published at its next start. The spool holds
+at most ``SPOOL_LIMIT`` decisions (the oldest are dropped beyond that, with a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import ssl
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from faceforge.core.atomic import write_bytes_atomically
+from faceforge.edge.errors import WatchError
+from faceforge.edge.models import Person
+
+log = logging.getLogger(__name__)
+
+BASE_TOPIC = "faceforge"
+DISCOVERY_PREFIX = "homeassistant"
+NODE_ID = "faceforge"
+SPOOL_LIMIT = 10_000
+RECONNECT_SECONDS = (1, 60)
+KEEPALIVE_SECONDS = 30
+STRANGER_STATE = "stranger"
+EARLY_ACK_SECONDS = 60.0  # message ids repeat only after 65,535 messages
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    camera: str
+    name: str | None
+    person_id: int | None
+    probability: float
+    box: list[float]
+    time: str
+    version: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """``mqtt://[user[:password]@]host[:port]`` (1883) or ``mqtts://...`` (TLS, 8883)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise WatchError(f"--mqtt must look like mqtt://host:port, not {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise WatchError(f"--mqtt has an invalid port: {url!r}") from None
+    tls = parts.scheme == "mqtts"
+    return BrokerAddress(
+        host=parts.hostname,
+        port=port or (8883 if tls else 1883),
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def slug(text: str) -> str:
+    """``text`` as an MQTT topic level and Home Assistant object id: letters, digits, ``_``, ``-``."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
+    return cleaned or "camera"
+
+
+class Spool:
+    """Decisions not yet acknowledged by the broker, one JSON line each, rewritten atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pending: dict[int, str] = {}
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def load(self) -> list[tuple[int, str]]:
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    self.add(line)
+        return list(self._pending.items())
+
+    def add(self, payload: str) -> int:
+        with self._lock:
+            key, self._next = self._next, self._next + 1
+            self._pending[key] = payload
+            while len(self._pending) > SPOOL_LIMIT:
+                dropped = next(iter(self._pending))
+                del self._pending[dropped]
+                log.warning("the spool is full (%d decisions): dropped the oldest", SPOOL_LIMIT)
+            self._write()
+            return key
+
+    def done(self, key: int) -> None:
+        with self._lock:
+            if self._pending.pop(key, None) is not None:
+                self._write()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def _write(self) -> None:
+        lines = "".join(f"{payload}\n" for payload in self._pending.values())
+        write_bytes_atomically(self.path, lines.encode())
+
+
+class Publisher:
+    """One paho client per agent: discovery at each connection, decisions with QoS 1 and the spool."""
+
+    def __init__(
+        self,
+        broker: BrokerAddress,
+        camera: str,
+        spool: Path,
+        *,
+        discovery_prefix: str = DISCOVERY_PREFIX,
+    ) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.camera = camera
+        self.topic_camera = slug(camera)
+        self.discovery_prefix = discovery_prefix.rstrip("/")
+        self.spool = Spool(spool)
+        self._people: list[Person] = []
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, int] = {}  # paho message id -> spool key
+        self._early_acks: dict[int, float] = {}  # message id -> when acknowledged
+        self._acked = threading.Condition()
+        self.connected = threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"faceforge-watch-{self.topic_camera}"
+        )
+        if broker.username:
+            self._client.username_pw_set(broker.username, broker.password)
+        if broker.tls:
+            self._client.tls_set_context(ssl.create_default_context())
+        self._client.will_set(self.status_topic, "offline", qos=1, retain=True)
+        self._client.reconnect_delay_set(*RECONNECT_SECONDS)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._broker = broker
+
+    @property
+    def decision_topic(self) -> str:
+        return f"{BASE_TOPIC}/{self.topic_camera}/person"
+
+    @property
+    def status_topic(self) -> str:
+        return f"{BASE_TOPIC}/{self.topic_camera}/status"
+
+    @staticmethod
+    def last_seen_topic(person_id: int) -> str:
+        return f"{BASE_TOPIC}/people/{person_id}/last_seen"
+
+    def start(self) -> None:
+        """Connect in the background (and keep reconnecting); spooled decisions are queued first."""
+        for key, payload in self.spool.load():
+            self._send(key, payload)
+        self._client.connect_async(self._broker.host, self._broker.port, keepalive=KEEPALIVE_SECONDS)
+        self._client.loop_start()
+
+    def set_people(self, people: list[Person]) -> None:
+        """The model's people (a new version may add some): their discovery configs go out now."""
+        with self._lock:
+            self._people = list(people)
+        if self.connected.is_set():
+            self._announce()
+
+    def publish(self, decision: Decision) -> None:
+        payload = decision.to_json()
+        self._send(self.spool.add(payload), payload)
+        if decision.person_id is not None:
+            seen = {"time": decision.time, "camera": decision.camera, "probability": decision.probability}
+            self._client.publish(
+                self.last_seen_topic(decision.person_id), json.dumps(seen), qos=1, retain=True
+            )
+
+    def _send(self, key: int, payload: str) -> None:
+        # Not under the condition's lock: paho calls on_publish holding its own message lock.
+        info = self._client.publish(self.decision_topic, payload, qos=1)
+        with self._acked:
+            if self._early_acks.pop(info.mid, None) is not None:  # acknowledged before we got here
+                self.spool.done(key)
+                self._acked.notify_all()
+            else:
+                self._in_flight[info.mid] = key
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every decision to be acknowledged; True if they were."""
+        deadline = time.monotonic() + timeout
+        with self._acked:
+            return self._acked.wait_for(
+                lambda: not self._in_flight, timeout=max(0.0, deadline - time.monotonic())
+            )
+
+    def stop(self) -> None:
+        if self.connected.is_set():
+            self._client.publish(self.status_topic, "offline", qos=1, retain=True).wait_for_publish(2.0)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # paho's callbacks (its network thread)
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            log.warning("the MQTT broker refused the connection: %s", reason)
+            return
+        log.info("connected to the MQTT broker %s:%d", self._broker.host, self._broker.port)
+        self.connected.set()
+        self._announce()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if self.connected.is_set():
+            log.warning("lost the MQTT broker (%s); reconnecting", reason)
+        self.connected.clear()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        with self._acked:
+            key = self._in_flight.pop(mid, None)
+            if key is not None:
+                self.spool.done(key)
+            else:  # a discovery or last-seen message, or a decision not registered yet (_send)
+                now = time.monotonic()
+                self._early_acks = {m: t for m, t in self._early_acks.items() if now - t < EARLY_ACK_SECONDS}
+                self._early_acks[mid] = now
+            self._acked.notify_all()
+
+    def _announce(self) -> None:
+        self._client.publish(self.status_topic, "online", qos=1, retain=True)
+        with self._lock:
+            people = list(self._people)
+        for object_id, config in discovery_configs(self.camera, people, self.status_topic):
+            topic = f"{self.discovery_prefix}/sensor/{NODE_ID}/{object_id}/config"
+            self._client.publish(topic, json.dumps(config), qos=1, retain=True)
+
+
+def _device() -> dict[str, Any]:
+    return {
+        "identifiers": [NODE_ID],
+        "name": "faceforge",
+        "manufacturer": "faceforge",
+        "model": "camera agent",
+    }
+
+
+def discovery_configs(
+    camera: str, people: list[Person], status_topic: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """Home Assistant discovery configs ``(object_id, config)``: the camera's sensor, then one per person."""
+    camera_id = slug(camera)
+    decisions = f"{BASE_TOPIC}/{camera_id}/person"
+    configs: list[tuple[str, dict[str, Any]]] = [
+        (
+            f"{camera_id}_person",
+            {
+                "name": f"{camera} last person",
+                "unique_id": f"{NODE_ID}_{camera_id}_person",
+                "state_topic": decisions,
+                "value_template": f"{{{{ value_json.name if value_json.name else '{STRANGER_STATE}' }}}}",
+                "json_attributes_topic": decisions,
+                "availability_topic": status_topic,
+                "icon": "mdi:face-recognition",
+                "device": _device(),
+            },
+        )
+    ]
+    for person in people:
+        topic = Publisher.last_seen_topic(person.id)
+        configs.append(
+            (
+                f"person_{person.id}_last_seen",
+                {
+                    "name": f"{person.name} last seen",
+                    "unique_id": f"{NODE_ID}_person_{person.id}_last_seen",
+                    "state_topic": topic,
+                    "value_template": "{{ value_json.time }}",
+                    "json_attributes_topic": topic,
+                    "device_class": "timestamp",
+                    "icon": "mdi:account-clock",
+                    "device": _device(),
+                },
+            )
+        )
+    return configs

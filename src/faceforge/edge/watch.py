@@ -1,0 +1,150 @@
+"""``faceforge watch``: wires the agent's parts together, in the order that fails fast.
+
+A bad ``--mqtt`` address, a source that cannot be opened and a detector whose files are missing
+are refused (``WatchError``) before anything runs. The model comes from the cache when the server
+cannot be reached (offline); without a cached model the agent waits for the server, with back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from faceforge.core.errors import WeightsUnavailableError
+from faceforge.edge.agent import BACKOFF_SECONDS, Agent, ModelUpdates, make_detector
+from faceforge.edge.choices import DetectorName, ModelChoice
+from faceforge.edge.errors import WatchError
+from faceforge.edge.models import CachedVersion, ModelStore, ServerClient
+from faceforge.edge.publish import DISCOVERY_PREFIX, Decision, Publisher, parse_broker_url, slug
+from faceforge.edge.runtime import EdgeModel
+from faceforge.edge.source import LiveFrames, file_frames, is_stream, open_source
+
+log = logging.getLogger(__name__)
+
+SPOOL_FILE = "unsent-{camera}.jsonl"
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    source: str
+    cache: Path
+    camera: str
+    server: str | None = None
+    api_key: str | None = None
+    mqtt: str | None = None
+    model: ModelChoice = ModelChoice.TFLITE_INT8
+    detector: DetectorName = DetectorName.MTCNN
+    poll_seconds: float = 60.0
+    drain_seconds: float = 30.0
+    discovery_prefix: str = DISCOVERY_PREFIX
+    realtime: bool = False
+    threads: int = 1
+
+
+def _first_model(
+    store: ModelStore, server: ServerClient | None, updates: ModelUpdates | None
+) -> CachedVersion:
+    cached = store.cached()
+    if server is None or updates is None:
+        if cached is None:
+            raise WatchError(f"no model cached in {store.directory}: give --server URL once")
+        return cached
+    failures = 0
+    while True:
+        try:
+            return updates.check() or cached or _unreachable()
+        except WatchError:
+            raise
+        except Exception as error:  # network and HTTP errors: use the cache, or wait for the server
+            if cached is not None:
+                log.warning(
+                    "the server cannot be reached (%s): running offline on version %d", error, cached.version
+                )
+                return cached
+            delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
+            log.warning(
+                "the server cannot be reached (%s) and no model is cached: retrying in %.0f s", error, delay
+            )
+            failures += 1
+            time.sleep(delay)
+
+
+def _unreachable() -> CachedVersion:
+    raise WatchError("the server's current version is loaded but not cached")
+
+
+def _stop_on_sigterm() -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def watch(options: WatchOptions, print_line: Callable[[str], None]) -> None:
+    """Run the agent until the source ends (a file) or the process is stopped (a stream)."""
+    broker = parse_broker_url(options.mqtt) if options.mqtt else None
+    container = open_source(options.source)
+    try:
+        detector = make_detector(options.detector)
+    except WeightsUnavailableError as error:
+        container.close()
+        raise WatchError(str(error)) from None
+    store = ModelStore(options.cache.expanduser(), options.model)
+    server = ServerClient(options.server, options.api_key) if options.server else None
+    updates = ModelUpdates(store, server, options.poll_seconds, None) if server else None
+    publisher: Publisher | None = None
+    try:
+        version = _first_model(store, server, updates)
+        model = EdgeModel(version, threads=options.threads)
+        callbacks: list[Callable[[Decision], None]] = [lambda decision: print_line(decision.to_json())]
+        if broker is not None:
+            spool = store.directory / SPOOL_FILE.format(camera=slug(options.camera))
+            publisher = Publisher(broker, options.camera, spool, discovery_prefix=options.discovery_prefix)
+            publisher.set_people(version.roster)
+            publisher.start()
+            callbacks.append(publisher.publish)
+
+        def new_model(loaded: EdgeModel) -> None:
+            if publisher is not None:
+                publisher.set_people(loaded.version.roster)
+
+        agent = Agent(
+            model,
+            detector,
+            options.camera,
+            callbacks,
+            updates=updates,
+            on_model=new_model,
+            threads=options.threads,
+        )
+        if updates is not None:
+            updates.start()
+        _stop_on_sigterm()
+        if is_stream(options.source) or options.source.startswith("/dev/"):
+            live = LiveFrames(options.source, container)
+            try:
+                agent.run(live)
+            finally:
+                live.stop()
+        else:
+            agent.run(file_frames(container, realtime=options.realtime))
+    except KeyboardInterrupt:
+        log.info("stopped")
+    finally:
+        if updates is not None:
+            updates.stop()
+        if publisher is not None:
+            if not publisher.drain(options.drain_seconds):
+                log.warning(
+                    "%d decisions not acknowledged by the broker yet: kept in %s for the next start",
+                    len(publisher.spool),
+                    publisher.spool.path,
+                )
+            publisher.stop()
+        if server is not None:
+            server.close()

@@ -1,0 +1,202 @@
+"""``faceforge watch`` end to end: a real server's exported files, videos of real photos, the
+machine's real Mosquitto."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from faceforge.cli.main import app
+from tests.api.fixtures import heavy_libraries_loaded, wait_for
+from tests.watch.conftest import (
+    NEWCOMER,
+    PEOPLE,
+    STRANGERS,
+    Server,
+    Subscriber,
+    clear_retained,
+    copy_cache,
+    finish,
+    probes,
+    read_decisions,
+    unique,
+    watch,
+    write_video,
+)
+from tests.watch.proxy import TcpProxy
+
+runner = CliRunner()
+SHOWN = [*probes(PEOPLE[0]), STRANGERS[0], *probes(PEOPLE[1]), STRANGERS[1], *probes(PEOPLE[2]), STRANGERS[2]]
+EXPECTED = [path.parent.name if path.parent.name in PEOPLE else None for path in SHOWN]
+
+
+def check_decisions(decisions: list[dict[str, Any]], camera: str) -> None:
+    """One decision per photo shown; every enrolled person named, no stranger named, no one misnamed."""
+    assert len(decisions) == len(SHOWN), decisions
+    names = [d["name"] for d in decisions]
+    for name, expected in zip(names, EXPECTED, strict=True):
+        assert name in (expected, None), (names, EXPECTED)  # a missed probe is allowed, a wrong name not
+    assert set(PEOPLE) <= set(names), names
+    for decision in decisions:
+        assert decision["camera"] == camera and decision["version"] >= 1
+        assert set(decision) == {"camera", "name", "person_id", "probability", "box", "time", "version"}
+        assert (decision["person_id"] is None) == (decision["name"] is None)
+        x, y, width, height = decision["box"]
+        assert 150 < x + width / 2 < 490 and 90 < y + height / 2 < 390  # the photo is centred
+
+
+def test_watch_names_people_on_mqtt_with_discovery(server: Server, tmp_path: Path) -> None:
+    video = tmp_path / "door.avi"
+    write_video(video, SHOWN, codec="mjpeg")
+    camera, prefix = unique("door"), unique("test-ha")
+    topic = f"faceforge/{camera}/person"
+    with Subscriber([topic]) as decisions_seen:
+        agent = watch(
+            str(video),
+            *("--server", server.url, "--camera", camera, "--mqtt", "mqtt://127.0.0.1:1883"),
+            *("--cache", str(tmp_path / "cache"), "--discovery-prefix", prefix),
+        )
+        first = read_decisions(agent, 1)
+        assert not {"torch", "coremltools"} & set(heavy_libraries_loaded(agent.pid))
+        rest, _ = finish(agent)
+        printed = first + rest
+        check_decisions(printed, camera)
+        wait_for(
+            lambda: len(decisions_seen.payloads(topic)) == len(printed), timeout=30, what="MQTT decisions"
+        )
+        assert decisions_seen.payloads(topic) == printed  # the same JSON as stdout, in order
+    # Subscribing afterwards: the discovery configs were retained.
+    with Subscriber([f"{prefix}/#", f"faceforge/{camera}/status"]) as late:
+        wait_for(lambda: len(late.retained()) >= 1 + len(PEOPLE) + 1, timeout=10, what="retained configs")
+        retained = late.retained()
+    try:
+        configs = {t: json.loads(p) for t, p in retained.items() if t.startswith(prefix)}
+        camera_config = configs[f"{prefix}/sensor/faceforge/{camera}_person/config"]
+        assert camera_config["state_topic"] == topic and camera_config["json_attributes_topic"] == topic
+        people = [c for t, c in configs.items() if "_last_seen/" in t]
+        assert sorted(c["name"] for c in people) == sorted(f"{p} last seen" for p in PEOPLE)
+        assert all(c["device_class"] == "timestamp" and c["unique_id"] for c in people)
+        assert retained[f"faceforge/{camera}/status"] == b"offline"  # the agent said goodbye
+    finally:
+        clear_retained(
+            [*retained, *(f"faceforge/people/{d['person_id']}/last_seen" for d in printed if d["person_id"])]
+        )
+
+
+def test_onnx_on_h264_keeps_decisions_through_a_broker_outage(
+    server: Server, warm_cache: Path, tmp_path: Path
+) -> None:
+    video = tmp_path / "yard.mp4"
+    write_video(video, SHOWN, codec="libx264")
+    camera = unique("yard")
+    topic = f"faceforge/{camera}/person"
+    proxy = TcpProxy(18000 + int(camera[-4:], 16) % 900, ("127.0.0.1", 1883))
+    with Subscriber([topic]) as seen:
+        agent = watch(
+            str(video),
+            *("--server", server.url, "--camera", camera, "--model", "onnx", "--drain", "120"),
+            *("--mqtt", f"mqtt://127.0.0.1:{proxy.port}", "--cache", str(tmp_path / "cache")),
+        )
+        printed = read_decisions(agent, len(SHOWN))  # decided while the broker is unreachable
+        check_decisions(printed, camera)
+        assert seen.payloads(topic) == []
+        proxy.start()  # the broker comes back: paho's queue is sent
+        try:
+            rest, _ = finish(agent)
+            assert rest == []
+            wait_for(lambda: len(seen.payloads(topic)) == len(printed), timeout=30, what="queued decisions")
+            assert seen.payloads(topic) == printed
+        finally:
+            proxy.stop()
+            clear_retained([f"faceforge/{camera}/status"])
+
+
+def test_unsent_decisions_wait_in_the_spool_for_the_next_start(warm_cache: Path, tmp_path: Path) -> None:
+    video = tmp_path / "gate.avi"
+    write_video(video, SHOWN[:3], codec="mjpeg")
+    cache = copy_cache(warm_cache, tmp_path / "cache")
+    camera = unique("gate")
+    topic = f"faceforge/{camera}/person"
+    port = 18900 + int(camera[-4:], 16) % 99
+    common = ("--camera", camera, "--cache", str(cache), "--mqtt", f"mqtt://127.0.0.1:{port}")
+    printed, log = finish(watch(str(video), *common, "--drain", "0.5"))  # no broker at all
+    assert len(printed) == 3 and "kept in" in log
+    proxy = TcpProxy(port, ("127.0.0.1", 1883))
+    with Subscriber([topic]) as seen:
+        proxy.start()
+        try:
+            blank = tmp_path / "blank.avi"
+            write_video(blank, [], codec="mjpeg")
+            assert finish(watch(str(blank), *common))[0] == []  # nothing new: the spool is sent
+            wait_for(lambda: len(seen.payloads(topic)) == 3, timeout=30, what="spooled decisions")
+            assert seen.payloads(topic) == printed
+        finally:
+            proxy.stop()
+            clear_retained([f"faceforge/{camera}/status"])
+
+
+def test_a_new_version_while_watching_downloads_only_the_head(
+    server: Server, warm_cache: Path, tmp_path: Path
+) -> None:
+    video = tmp_path / "hall.avi"
+    write_video(video, [probes(NEWCOMER)[0]] * 40, codec="mjpeg")
+    cache = copy_cache(warm_cache, tmp_path / "cache")
+    backbone = next(p for p in (cache / "blobs").iterdir() if p.stat().st_size > 10_000_000)
+    inode = backbone.stat().st_ino
+    agent = watch(str(video), "--realtime", "--server", server.url, "--poll", "0.3", "--cache", str(cache))
+    try:
+        (before,) = read_decisions(agent, 1)
+        assert before["name"] is None and before["version"] == 1  # not enrolled yet: a stranger
+        person_id = server.enrol(NEWCOMER)
+        server.wait_for_version(2)
+        named = None
+        for decision in iter(lambda: read_decisions(agent, 1), []):
+            if decision[0]["version"] == 2:
+                named = decision[0]
+                break
+        assert named is not None and named["name"] == NEWCOMER and named["person_id"] == person_id
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        _, log = agent.communicate(timeout=60)
+    assert "model version 2: downloaded head.tflite; reused backbone_int8.tflite, refiner.tflite" in log
+    assert backbone.stat().st_ino == inode  # the backbone file was not written again
+
+
+def test_offline_with_the_server_gone_uses_the_cached_model(warm_cache: Path, tmp_path: Path) -> None:
+    video = tmp_path / "porch.avi"
+    write_video(video, SHOWN, codec="mjpeg")
+    cache = copy_cache(warm_cache, tmp_path / "cache")
+    gone = "http://127.0.0.1:18999"  # nothing listens: the server is stopped
+    printed, log = finish(watch(str(video), "--server", gone, "--camera", "porch", "--cache", str(cache)))
+    assert "running offline on version 1" in log
+    check_decisions(printed, "porch")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/no/such/video.mp4"], "no such video file"),
+        (["rtsp://127.0.0.1:18998/stream"], "cannot open rtsp://127.0.0.1:18998/stream"),
+        (["video.mp4", "--mqtt", "http://broker:1883"], "--mqtt must look like mqtt://host:port"),
+    ],
+)
+def test_bad_input_exits_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    started = time.monotonic()
+    result = runner.invoke(app, ["watch", *args, "--cache", str(tmp_path)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert time.monotonic() - started < 15
+
+
+def test_watch_needs_a_server_once(tmp_path: Path) -> None:
+    video = tmp_path / "v.avi"
+    write_video(video, [], codec="mjpeg")
+    result = runner.invoke(app, ["watch", str(video), "--cache", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and "give --server URL once" in result.output
