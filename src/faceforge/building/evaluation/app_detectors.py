@@ -7,8 +7,8 @@ embedded that way (enrolment stays server-side), with detectors of other familie
 packages ship:
 
 - ``dlib``: dlib's HOG detector (``dlib-bin``), a box that sits lower and tighter than MTCNN's;
-- ``blazeface``: MediaPipe's BlazeFace (``edge.blazeface``, also what `faceforge watch` runs), the single-shot mobile detector
-  family of Android's ML Kit, a square box lower on the face than MTCNN's;
+- ``blazeface``: MediaPipe's BlazeFace (``edge.blazeface``, also run by ``faceforge watch``), the
+  single-shot mobile detector family of Android's ML Kit, a square box lower on the face than MTCNN's;
 - ``jitter``: MTCNN's box moved by up to 10 % of its size and scaled by 0.9-1.1 (a fixed seed).
 
 Only the largest face of each photo is used, as ``identify`` reports the largest first.
