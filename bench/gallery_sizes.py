@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="empty: only known_strangers")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--calibration-strangers", type=int, default=100)
-    parser.add_argument("--known-strangers-galleries", type=int, default=5)
+    parser.add_argument("--known-strangers-galleries", type=int, default=30)
     parser.add_argument(
         "--home", type=Path, default=None, help="faceforge home (its weights cache is reused)"
     )
