@@ -24,6 +24,10 @@ from faceforge.serving.vision.align import CHIP_SIZE, align_face
 from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import LFW10
 
+# Four photos of each of the ten people: a port that is wrong shows on any face, and the reference
+# implementations are slow (the whole folder took a minute and a half per test on this machine).
+PHOTOS = [path for person in sorted(LFW10.iterdir()) if person.is_dir() for path in image_files(person)[:4]]
+
 # dlib's own decision rule for its descriptor: same person when the Euclidean distance is below 0.6.
 DLIB_SAME_PERSON_DISTANCE = 0.6
 
@@ -58,7 +62,7 @@ def dlib_chip(image: np.ndarray, box: dlib.rectangle, predictor: dlib.shape_pred
     return np.asarray(dlib.get_face_chip(image, predictor(image, box), size=CHIP_SIZE, padding=0.25))
 
 
-def test_every_lfw10_face_matches_dlib(
+def test_every_lfw10_person_matches_dlib(
     pipeline: FacePipeline,
     dlib_reference: tuple[dlib.face_recognition_model_v1, dlib.shape_predictor],
     ported: tuple[DlibFaceResNet, npt.NDArray[np.float32]],
@@ -66,7 +70,7 @@ def test_every_lfw10_face_matches_dlib(
     """Identical chips (dlib's own alignment of MTCNN's box) through dlib and through our module."""
     network, predictor = dlib_reference
     checked = 0
-    for path in image_files(LFW10):
+    for path in PHOTOS:
         image = pipeline.decode(path.read_bytes())
         box = pipeline.detect(image)[0].box
         rectangle = dlib.rectangle(
@@ -78,7 +82,7 @@ def test_every_lfw10_face_matches_dlib(
         cosine = float(actual @ expected / (np.linalg.norm(actual) * np.linalg.norm(expected)))
         assert cosine >= 0.9999, f"{path.name}: cosine {cosine}"
         checked += 1
-    assert checked == 100
+    assert checked == len(PHOTOS) == 40
 
 
 def test_chips_aligned_from_mtcnn_points_describe_the_same_face(
@@ -90,7 +94,7 @@ def test_chips_aligned_from_mtcnn_points_describe_the_same_face(
     photo show the same person, and they are far closer to each other than to another person's."""
     _, predictor = dlib_reference
     ours, theirs, people = [], [], []
-    for path in image_files(LFW10):
+    for path in PHOTOS:
         image = pipeline.decode(path.read_bytes())
         face = pipeline.detect(image)[0]
         box = face.box

@@ -17,12 +17,16 @@ from faceforge.serving.vision.crop import PIXEL_MEAN, PIXEL_SCALE, crop_face
 from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import LFW10
 
+# Four photos of each of the ten people: a port that is wrong shows on any face, and the reference
+# implementations are slow (the whole folder took a minute and a half per test on this machine).
+PHOTOS = [path for person in sorted(LFW10.iterdir()) if person.is_dir() for path in image_files(person)[:4]]
 
-def test_every_lfw10_face_matches_opencv_reference(pipeline: FacePipeline, settings: Settings) -> None:
+
+def test_every_lfw10_person_matches_opencv_reference(pipeline: FacePipeline, settings: Settings) -> None:
     reference = cv2.dnn.readNetFromTensorflow(str(facenet_graph_path()))
     ours = load_facenet(settings.weights_dir)
     checked = 0
-    for path in image_files(LFW10):
+    for path in PHOTOS:
         image = pipeline.decode(path.read_bytes())
         faces = pipeline.detect(image)
         assert faces, f"no face detected in {path.name}"
@@ -35,7 +39,7 @@ def test_every_lfw10_face_matches_opencv_reference(pipeline: FacePipeline, setti
         cosine = float(actual @ expected / (np.linalg.norm(actual) * np.linalg.norm(expected)))
         assert cosine >= 0.9999, f"{path.name}: cosine {cosine}"
         checked += 1
-    assert checked == 100
+    assert checked == len(PHOTOS) == 40
 
 
 def test_conversion_is_cached_once(settings: Settings, tmp_path: Path) -> None:
