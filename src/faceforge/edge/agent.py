@@ -4,7 +4,9 @@ Per frame: the detector's boxes (``Detector``), matched to tracks (``tracking``)
 still need samples go through the phone's steps (``vision.face_input``: the version's refiner, the
 crop and the chip) and the model (``runtime``), so a face already decided costs the detector alone.
 A face the refiner does not call a face (probability below ``MIN_FACE_PROBABILITY``, as on a phone)
-gives its track no sample.
+gives its track no sample. ``Agent.faces`` is that per-frame path (boxes -> probabilities) and
+``Agent.decide_frame`` the decision one frame alone would give each face: what ``bench.watch_tracks``
+and the agreement test with the server run.
 
 The model is swapped between two frames when ``ModelUpdates`` has fetched a new version (a thread
 that asks the server every ``poll_seconds``, with back-off while it cannot reach it).
@@ -30,7 +32,7 @@ from faceforge.edge.models import CachedVersion, ModelStore, ServerClient
 from faceforge.edge.publish import Decision
 from faceforge.edge.runtime import EdgeModel
 from faceforge.edge.source import Frame
-from faceforge.edge.tracking import Track, Tracker
+from faceforge.edge.tracking import FloatArray, Track, Tracker, decide
 from faceforge.serving.vision.face_input import face_inputs
 
 log = logging.getLogger(__name__)
@@ -182,43 +184,56 @@ class Agent:
         for track in self.tracker.close(index):
             self._decide(track)
 
-    def _sample(self, frame: Frame, wanted: list[tuple[Track, Box]]) -> None:
+    def faces(self, frame: Frame, boxes: list[Box]) -> list[tuple[Box, FloatArray] | None]:
+        """Per box of one frame: the refined box and the head's probabilities (``unknown`` last), or
+        None when the refiner does not call it a face. The phone's steps and the model, timed."""
         started = time.perf_counter()
-        inputs, refined = face_inputs(
-            Image.fromarray(frame), [b for _, b in wanted], self.model.describe_patches
-        )
+        inputs, refined = face_inputs(Image.fromarray(frame), boxes, self.model.describe_patches)
         keep = [i for i, face in enumerate(refined) if face.face_probability >= MIN_FACE_PROBABILITY]
         mid = time.perf_counter()
         self.timings.ms["refine_crop_align"] += (mid - started) * 1000
+        result: list[tuple[Box, FloatArray] | None] = [None] * len(boxes)
         if not keep:
-            return
+            return result
         rows = np.asarray(keep)
         embeddings = self.model.embed(type(inputs)(inputs.crops[rows], inputs.chips[rows]))
         probabilities = self.model.classify(embeddings)
         self.timings.ms["model"] += (time.perf_counter() - mid) * 1000
         self.timings.faces_embedded += len(keep)
         for i, row in zip(keep, probabilities, strict=True):
-            track = wanted[i][0]
-            track.add(row, self.model.version.version)
-            track.face = refined[i].box
+            result[i] = (refined[i].box, row)
+        return result
+
+    def decide_frame(self, frame: Frame) -> list[Decision]:
+        """The decision each face of ``frame`` would get from this frame alone (the detector's order;
+        faces the refiner rejects are left out). Leaves the tracks alone."""
+        boxes = self.detector(frame)
+        return [self._decision([face[1]], face[0]) for face in self.faces(frame, boxes) if face]
+
+    def _sample(self, frame: Frame, wanted: list[tuple[Track, Box]]) -> None:
+        for (track, _), face in zip(wanted, self.faces(frame, [b for _, b in wanted]), strict=True):
+            if face is not None:
+                track.add(face[1], self.model.version.version)
+                track.face = face[0]
 
     def _decide(self, track: Track) -> None:
         if track.decided or not track.samples or track.version != self.model.version.version:
             return
         track.decided = True
+        decision = self._decision(track.samples, track.face or track.box)
+        for callback in self.on_decision:
+            callback(decision)
+
+    def _decision(self, samples: list[FloatArray], box: Box) -> Decision:
         version = self.model.version
-        mean = track.mean()
-        best = int(np.argmax(mean))
+        best, probability = decide(samples)
         person = version.people.get(version.labels[best]) if best < len(version.labels) else None
-        box = track.face or track.box
-        decision = Decision(
+        return Decision(
             camera=self.camera,
             name=person.name if person else None,
             person_id=person.id if person else None,
-            probability=round(float(mean[best]), 4),
+            probability=round(probability, 4),
             box=[round(v, 1) for v in (box.x, box.y, box.width, box.height)],
             time=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             version=version.version,
         )
-        for callback in self.on_decision:
-            callback(decision)

@@ -4,18 +4,25 @@
 (best pair first, at least ``MATCH_IOU``); an unmatched box opens a track; a track not seen for
 ``MAX_MISSED`` frames closes.
 
-**Deciding.** The head's probabilities (``unknown`` last) of up to ``SAMPLES`` frames of a track are
-averaged, and the track is decided once, by that mean's argmax: a person, or a stranger when the
-``unknown`` output wins (the calibrated threshold is inside the head: a track that never reaches it
-is a stranger). A track is decided when it has ``SAMPLES`` frames, or when it closes with fewer.
-Averaging probabilities rather than embeddings keeps each frame's decision on the head's own,
-calibrated, scale: a stranger is named only if the frames agree on one person more than on
-``unknown``.
+**Deciding.** A track is decided once, from the head's probabilities (``unknown`` last) of its first
+``SAMPLES`` frames, or of fewer when it closes before: ``decide`` with ``RULE``. The rules
+(``Rule``), each a person or a stranger when the ``unknown`` output wins (the calibrated threshold
+is inside the head: a track that never reaches it is a stranger):
+
+- ``MEAN_PROBABILITY``: the argmax of the frames' mean probabilities;
+- ``MEAN_SCORE``: the mean over frames of each person's decision score, ``log p_i - log p_unknown``
+  (the head is ``softmax(scale * [cosine_i..., threshold])``, so this is ``scale * (cosine_i -
+  threshold)``); the best person if their mean is above 0 (above the threshold), else a stranger;
+- ``MAJORITY``: each frame's own decision is a vote; a person needs more than half of the votes.
+
+The reported probability is the winner's mean probability over the frames.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +32,41 @@ from faceforge.core.faces import Box
 MATCH_IOU = 0.3
 MAX_MISSED = 5
 SAMPLES = 3
+FloatArray = npt.NDArray[np.float32]
+
+
+class Rule(StrEnum):
+    """How a track's frames combine into one decision (module docstring)."""
+
+    MEAN_PROBABILITY = "mean_probability"
+    MEAN_SCORE = "mean_score"
+    MAJORITY = "majority"
+
+
+RULE = Rule.MEAN_PROBABILITY
+
+
+def decide(samples: Sequence[FloatArray], rule: Rule = RULE) -> tuple[int, float]:
+    """One decision from one or more frames' probabilities (each ``(people + 1,)``, ``unknown`` last).
+
+    Returns the winning output's index (``len(samples[0]) - 1``: a stranger) and its mean probability.
+    """
+    if not samples:
+        raise ValueError("a decision needs at least one frame")
+    stacked = np.stack(samples).astype(np.float64)
+    unknown = stacked.shape[1] - 1
+    if rule is Rule.MEAN_PROBABILITY:
+        best = int(np.argmax(stacked.mean(axis=0)))
+    elif rule is Rule.MEAN_SCORE:
+        logs = np.log(np.maximum(stacked, np.finfo(np.float64).tiny))
+        scores = (logs[:, :unknown] - logs[:, unknown:]).mean(axis=0)
+        best = int(np.argmax(scores)) if unknown else unknown
+        best = best if best < unknown and scores[best] > 0 else unknown
+    else:
+        votes = np.bincount(np.argmax(stacked, axis=1), minlength=unknown + 1)
+        best = int(np.argmax(votes[:unknown])) if unknown else unknown
+        best = best if best < unknown and 2 * votes[best] > len(samples) else unknown
+    return best, float(stacked[:, best].mean())
 
 
 def iou(a: Box, b: Box) -> float:
@@ -43,21 +85,17 @@ class Track:
     last_frame: int
     face: Box | None = None  # the refined box of its latest sample (what a decision reports)
     version: int | None = None  # the model version its samples came from
-    samples: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    samples: list[FloatArray] = field(default_factory=list)
     decided: bool = False
 
     @property
     def ready(self) -> bool:
         return not self.decided and len(self.samples) >= SAMPLES
 
-    def add(self, probabilities: npt.NDArray[np.float32], version: int) -> None:
+    def add(self, probabilities: FloatArray, version: int) -> None:
         if version != self.version:  # a new version has other outputs: start again
             self.samples, self.version = [], version
         self.samples.append(probabilities)
-
-    def mean(self) -> npt.NDArray[np.float32]:
-        result: npt.NDArray[np.float32] = np.mean(self.samples, axis=0, dtype=np.float32)
-        return result
 
 
 class Tracker:
