@@ -31,7 +31,6 @@ from faceforge.core.faces import Box
 
 MATCH_IOU = 0.3
 MAX_MISSED = 5
-SAMPLES = 3
 FloatArray = npt.NDArray[np.float32]
 
 
@@ -43,7 +42,15 @@ class Rule(StrEnum):
     MAJORITY = "majority"
 
 
+# Chosen by ``bench.watch_tracks`` (lfw_dev: 201 people enrolled from 5 photos each; 240 sequences
+# of 5 other photos of 48 of them, 500 strangers' photos with jitter; TFLite int8, MTCNN), known
+# accepted / strangers rejected: single photo 0.971 / 0.976; mean probability over 2, 3, 5 frames
+# 0.988 / 0.976, 1.000 / 0.976, 1.000 / 0.978; mean score 0.963 / 0.976, 0.967 / 0.976,
+# 1.000 / 0.978; majority 0.942 / 0.978, 1.000 / 0.976, 1.000 / 0.976. Nothing named a known person
+# wrongly. 3 frames of mean probability are the fewest that accept every known sequence with strangers
+# rejected as single photos are; 5 frames reject one stranger of 500 more (noise) for a later decision.
 RULE = Rule.MEAN_PROBABILITY
+SAMPLES = 3
 
 
 def decide(samples: Sequence[FloatArray], rule: Rule = RULE) -> tuple[int, float]:
