@@ -1,5 +1,6 @@
-"""One real ``faceforge serve`` per module with a TFLite + ONNX version of three krasserm_lfw10 people,
-videos made from real photos, and MQTT subscribers on the machine's real Mosquitto."""
+"""One real ``faceforge serve`` for the whole package (its modules share it) with a TFLite + ONNX
+version of three krasserm_lfw10 people, videos made from real photos, and MQTT subscribers on the
+machine's real Mosquitto."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ class Server:
         wait_for(ready, timeout=300, what=f"version {version}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def server(device_backbones: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose version 1 (TFLite and ONNX files) knows ``PEOPLE``."""
     home = tmp_path_factory.mktemp("watch-server")
@@ -104,7 +105,7 @@ def server(device_backbones: Settings, tmp_path_factory: pytest.TempPathFactory)
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def warm_cache(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cache that holds version 1's TFLite int8 files (what an agent keeps after its first start)."""
     cache = tmp_path_factory.mktemp("watch-cache")

@@ -1,0 +1,77 @@
+"""The agent decides as the server does: its per-frame decision (the exported TFLite int8 files with
+the phone's steps) against ``POST /api/v1/identify`` (the server's pipeline), on the same version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from faceforge.edge.agent import Agent, make_detector
+from faceforge.edge.choices import DetectorName, ModelChoice
+from faceforge.edge.models import ModelStore
+from faceforge.edge.runtime import EdgeModel
+from tests.conftest import FACES, LFW10
+from tests.watch.conftest import NEWCOMER, PEOPLE, STRANGERS, Server, enrolment
+
+OTHERS = sorted(p.name for p in LFW10.iterdir() if p.is_dir() and p.name not in (*PEOPLE, NEWCOMER))
+PHOTOS = [
+    *(photo for person in PEOPLE for photo in sorted((LFW10 / person).glob("*.jpg"))[3:]),  # 21 probes
+    *(sorted((LFW10 / person).glob("*.jpg"))[0] for person in OTHERS),  # 6 people never enrolled
+    *sorted((FACES / "lfw_dev" / "unknown").glob("*.jpg"))[len(STRANGERS) : len(STRANGERS) + 48],
+    *(sorted(p.glob("*.jpg"))[0] for p in sorted((FACES / "lfw_dev" / "known").iterdir())[:25]),
+]
+AGREEMENT = 0.99
+
+
+def server_names(server: Server, version: int) -> list[str | None]:
+    """identify's decision for each photo's largest face (None: a stranger, or no face)."""
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+
+        def name(photo: Path) -> str | None:
+            response = http.post(
+                "/api/v1/identify",
+                files={"photo": (photo.name, photo.read_bytes(), "image/jpeg")},
+                data={"version": str(version)},
+            )
+            assert response.status_code == 200, response.text
+            faces = response.json()["faces"]
+            return faces[0]["match"]["name"] if faces and faces[0]["match"] else None
+
+        return [name(photo) for photo in PHOTOS]
+
+
+def agent_names(agent: Agent) -> list[str | None]:
+    """The agent's decision from each decoded photo shown alone as a frame, for its largest face."""
+    names = []
+    for photo in PHOTOS:
+        decisions = agent.decide_frame(np.asarray(Image.open(photo).convert("RGB")))
+        largest = max(decisions, key=lambda d: d.box[2] * d.box[3], default=None)
+        names.append(largest.name if largest else None)
+    return names
+
+
+def test_agent_decisions_agree_with_identify(
+    server: Server, warm_cache: Path, record_property: Callable[[str, object], None]
+) -> None:
+    assert len(PHOTOS) == 100 and not set(PHOTOS) & {p for person in PEOPLE for p in enrolment(person)}
+    version = ModelStore(warm_cache, ModelChoice.TFLITE_INT8).cached()
+    assert version is not None
+    agent = Agent(EdgeModel(version), make_detector(DetectorName.MTCNN), "agreement", [])
+    with ThreadPoolExecutor(1) as pool:  # the server works in its own process meanwhile
+        served = pool.submit(server_names, server, version.version)
+        edge = agent_names(agent)
+        expected = served.result()
+    differing = [
+        (photo.name, mine, theirs)
+        for photo, mine, theirs in zip(PHOTOS, edge, expected, strict=True)
+        if mine != theirs
+    ]
+    record_property("agreement", 1 - len(differing) / len(PHOTOS))  # --junitxml shows it
+    assert 1 - len(differing) / len(PHOTOS) >= AGREEMENT, differing
+    named = [name for name in expected if name is not None]
+    assert len(named) >= 15 and set(named) <= set(PEOPLE), expected
