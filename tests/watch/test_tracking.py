@@ -1,5 +1,4 @@
-"""``tracking.decide``: the rules on made-up probabilities (``unknown`` last), edge cases included.
-Few test functions on purpose: each pays the suite's per-test heap collection (about a second)."""
+"""``tracking.decide``: the rules on made-up probabilities (``unknown`` last), edge cases included."""
 
 from __future__ import annotations
 
