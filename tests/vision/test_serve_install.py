@@ -1,0 +1,79 @@
+"""A serve-only install (``pip install 'faceforge[serve]'``: no PyTorch, no weight packages) reads every
+network it runs from the weights cache that a worker or ``faceforge prepare`` filled, and says what to
+do when the cache lacks one; it never tries to convert. Simulated here by hiding the packages."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from faceforge.cli.main import app as cli
+from faceforge.core.config import Settings
+from faceforge.core.embedding_space import EMBEDDER_NAME
+from faceforge.core.errors import FaceforgeError, WeightsUnavailableError
+from faceforge.serving import wiring
+from faceforge.serving.vision import embedder, mtcnn
+from faceforge.serving.vision.pipeline import FacePipeline
+from tests.conftest import LFW10
+
+
+def _hide_weight_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(*_args: object, **_kwargs: object) -> Path:
+        raise WeightsUnavailableError("not installed")
+
+    monkeypatch.setattr(embedder, "embedder_digest", missing)
+    monkeypatch.setattr(mtcnn, "package_file", missing)
+
+
+def test_serving_reads_the_cache_a_full_install_filled(
+    pipeline: FacePipeline, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The session's pipeline (a full install) has filled its cache: the graph, its pointer, MTCNN's graphs.
+    cache = settings.weights_dir
+    graph = embedder.embedding_onnx_path(cache)
+    assert (cache / f"{EMBEDDER_NAME}.current").read_text().strip() == graph.name
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shutil.copytree(cache / mtcnn.CACHE_FOLDER, weights / mtcnn.CACHE_FOLDER)
+    for name in (graph.name, f"{EMBEDDER_NAME}.current"):
+        (weights / name).hardlink_to(cache / name)
+
+    _hide_weight_packages(monkeypatch)
+    serving = FacePipeline(Settings(home=tmp_path, weights_cache=weights))
+    photo = next(iter(sorted(LFW10.rglob("*.jpg"))))
+    faces = serving.analyze(photo.read_bytes(), single_face=True).faces
+    expected = pipeline.analyze(photo.read_bytes(), single_face=True).faces
+    assert faces and faces[0].embedding is not None and expected[0].embedding is not None
+    assert float(faces[0].embedding @ expected[0].embedding) > 0.9999
+
+
+def test_an_empty_cache_says_to_run_prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _hide_weight_packages(monkeypatch)
+    with pytest.raises(WeightsUnavailableError, match="faceforge prepare"):
+        embedder.embedding_onnx_path(tmp_path)
+    with pytest.raises(WeightsUnavailableError, match="faceforge prepare"):
+        mtcnn.cached_graphs(tmp_path)
+
+
+def test_without_pytorch_a_missing_graph_is_not_exported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The weight packages are there (their digest names the graph) but PyTorch is not.
+    monkeypatch.setattr(embedder, "torch_installed", lambda: False)
+    with pytest.raises(WeightsUnavailableError, match=r"no PyTorch.*faceforge prepare"):
+        embedder.embedding_onnx_path(tmp_path)
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_serve_without_pytorch_refuses_the_embedded_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wiring, "torch_installed", lambda: False)
+    monkeypatch.setattr(embedder, "torch_installed", lambda: False)
+    with pytest.raises(FaceforgeError, match="FACEFORGE_WORKER__EMBEDDED=false"):
+        wiring.Services.start(Settings(home=tmp_path), embedded_worker=True)
+    done = CliRunner().invoke(cli, ["serve", "--home", str(tmp_path), "--port", "18501"])
+    assert done.exit_code == 2 and "FACEFORGE_WORKER__EMBEDDED=false" in done.output
