@@ -7,22 +7,38 @@ PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The local CPU build on these machines (DEVELOPERS.md); the Dockerfile's TORCH_VERSION names the same.
+TORCH := torch==2.13.0
 CLIENTS := .venv-clients
 CLIENTS_STAMP := $(CLIENTS)/.installed
 JS_CLIENTS := tests/compat/js
 JS_STAMP := $(JS_CLIENTS)/node_modules/.installed
 
-.PHONY: run eval test lint typecheck pytest install browser bench clean
+.PHONY: run eval test lint typecheck pytest install browser bench clean locks
 
-$(STAMP): pyproject.toml requirements.lock requirements-dev.lock requirements-nodeps.txt requirements-nodeps-dev.txt
+$(STAMP): pyproject.toml requirements-dev.lock requirements-nodeps.txt requirements-nodeps-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first: 2.13.0 resolves to the local CPU build; anything later that wants torch is satisfied.
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -r requirements.lock -r requirements-dev.lock
+	$(BIN)/pip install --quiet $(TORCH)
+	# Both installs and the tools: requirements-dev.lock pins .[worker,dev] (worker holds serve).
+	$(BIN)/pip install --quiet -r requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt -r requirements-nodeps-dev.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Re-resolve the locks from pyproject.toml (DEVELOPERS.md, "Locks"): the worker's first, then the API's
+# and the developers' within it, so every install runs the versions the tests ran. torch stays out
+# (installed first, a local build); --upgrade moves every pin to the newest allowed.
+LOCK := CUSTOM_COMPILE_COMMAND="make locks" $(BIN)/pip-compile --quiet --strip-extras --generate-hashes \
+	--no-emit-index-url --no-emit-find-links --unsafe-package torch
+locks: $(STAMP)
+	# torch's own setuptools below 81: the dev lock, resolved within these pins, needs it (DEVELOPERS.md).
+	printf '%s\n' "$(TORCH)" "setuptools<81" > $(VENV)/lock-constraints.txt
+	$(LOCK) $(UPGRADE) --extra worker -c $(VENV)/lock-constraints.txt -o requirements-worker.lock pyproject.toml
+	$(LOCK) --extra serve -c requirements-worker.lock -o requirements-serve.lock pyproject.toml
+	$(LOCK) --extra worker --extra dev -c $(VENV)/lock-constraints.txt -c requirements-worker.lock \
+		-o requirements-dev.lock pyproject.toml
 
 install: $(STAMP) browser $(CLIENTS_STAMP) $(JS_STAMP)
 

