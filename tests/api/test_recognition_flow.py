@@ -213,6 +213,12 @@ def test_a_duplicate_registration_is_reported_and_held_back(client: TestClient) 
         assert match is not None and match["person_id"] == ids[folder]
 
 
+def _pointed_at(settings: Settings) -> int | None:
+    """The version the home's ``models/CURRENT`` names (``VersionStore.mark_current``)."""
+    number = (settings.models_dir / "CURRENT").read_text().split()[0]
+    return None if number == "none" else int(number)
+
+
 def test_a_version_below_the_floor_is_built_but_not_made_current(
     tmp_path: Path, database_url: str, settings: Settings
 ) -> None:
@@ -233,4 +239,7 @@ def test_a_version_below_the_floor_is_built_but_not_made_current(
         assert client.get("/api/v1/models/current").json()["version"] == good["version"]
         assert status["current_version"] == good["version"]
         assert status["last_failure"]["version"] == held["version"]
+        # The home's pointer names what the database holds current, never the version held back.
+        assert _pointed_at(app_settings) == good["version"]
         assert client.post(f"/api/v1/models/{held['version']}/activate").status_code == 200  # by choice
+        assert _pointed_at(app_settings) == held["version"]

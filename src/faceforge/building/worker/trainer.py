@@ -43,6 +43,7 @@ from faceforge.core.trainer_health import TrainerHealth
 from faceforge.serving.services.strangers import STRANGER_PHOTOS
 from faceforge.serving.vision.pipeline import FacePipeline, prepare_networks
 from faceforge.storage import people_store, strangers_store, training_store
+from faceforge.storage.current_version import make_current
 from faceforge.storage.photo_files import PhotoFiles
 from faceforge.storage.version_store import served_files
 
@@ -300,10 +301,14 @@ class TrainingWorker:
         return True
 
     def _fail(self, claim: TrainingClaim, message: str, *, clear_current: bool = False) -> None:
-        with self.sessions.begin() as session:
+        def fail(session: Session) -> None:
             training_store.fail_training(session, claim=claim, message=message, clear_current=clear_current)
+
         if clear_current:
-            self.store.mark_current(None)
+            make_current(self.sessions, self.store, fail)
+            return
+        with self.sessions.begin() as session:
+            fail(session)
 
     def _heartbeat(self, claim: TrainingClaim, done: threading.Event) -> None:
         while not done.wait(self.settings.worker.heartbeat_seconds):
@@ -345,7 +350,8 @@ class TrainingWorker:
             time.sleep(pause)
         self._stage(claim, 0.95, "publishing")
         roster = staged.manifest.people
-        with self.sessions.begin() as session:
+
+        def publish(session: Session) -> tuple[list[int], str | None]:
             held_back = self.reason_to_hold_back(session, metrics)
             note = None if held_back else self._cost_of_strangers(session, staged.head.calibration, metrics)
             published = training_store.publish_version(
@@ -362,15 +368,12 @@ class TrainingWorker:
                     },
                 },
             )
+            if not published:
+                raise TrainingLost  # nothing changed: the transaction is rolled back, CURRENT left alone
             # In the same transaction: a reader sees the new version and the retention it implies together.
-            stale = (
-                training_store.prune_versions(session, keep=self.settings.worker.keep_versions)
-                if published
-                else []
-            )
-        if not published:
-            raise TrainingLost
-        self.store.mark_current(claim.version)
+            return training_store.prune_versions(session, keep=self.settings.worker.keep_versions), held_back
+
+        stale, held_back = make_current(self.sessions, self.store, publish)
         self.store.prune(stale)
         log.info("version %d ready: %d people, %.2fs", claim.version, len(roster), metrics["train_seconds"])
         if held_back is not None:

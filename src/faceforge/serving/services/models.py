@@ -25,6 +25,7 @@ from faceforge.core.errors import ModelNotReadyError, NotFoundError
 from faceforge.core.model.head import RecognitionHead
 from faceforge.core.records import ModelVersion, TrainingStatus, VersionStatus
 from faceforge.storage import training_store
+from faceforge.storage.current_version import make_current
 from faceforge.storage.tables import PersonRow
 from faceforge.storage.version_store import PointerStamp, VersionStore
 
@@ -136,10 +137,11 @@ class ModelService:
         return found
 
     def activate(self, version: int) -> ModelVersion:
-        with self.sessions.begin() as session:
-            model = training_store.activate_version(session, version=version)
-        self.store.mark_current(version)
-        return model
+        return make_current(
+            self.sessions,
+            self.store,
+            lambda session: training_store.activate_version(session, version=version),
+        )
 
     def file(self, version: int, name: str) -> tuple[Path, str]:
         """Path and sha256 of a ready version's file."""
