@@ -382,7 +382,7 @@ def test_openapi_document_describes_errors_and_keys(client: TestClient) -> None:
 def test_a_racing_external_id_is_always_409(client: TestClient) -> None:
     def register(index: int) -> int:
         response = client.post("/api/v1/people", data={"name": f"twin {index}", "external_id": "emp-42"})
-        return response.status_code
+        return int(response.status_code)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = sorted(pool.map(register, range(8)))

@@ -126,7 +126,7 @@ def test_concurrent_calls_for_a_new_subject_make_one_person(client: TestClient) 
     def add(photo: Path) -> int:
         barrier.wait()
         answer = client.post(f"{RECOGNITION}/faces", params={"subject": "Tony"}, files=_image(photo, "file"))
-        return answer.status_code
+        return int(answer.status_code)
 
     with ThreadPoolExecutor(len(photos)) as pool:
         statuses = list(pool.map(add, photos))
