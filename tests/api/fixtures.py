@@ -134,7 +134,7 @@ def wait_for(condition: Callable[[], Any], *, timeout: float = 120.0, what: str 
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def wait_until_trained(client: TestClient) -> dict[str, Any]:
+def wait_until_trained(client: httpx.Client) -> dict[str, Any]:
     """Wait until every requested training is built; returns the training status."""
 
     def done() -> dict[str, Any] | None:
