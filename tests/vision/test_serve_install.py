@@ -15,8 +15,10 @@ from faceforge.core.config import Settings
 from faceforge.core.embedding_space import EMBEDDER_NAME
 from faceforge.core.errors import FaceforgeError, WeightsUnavailableError
 from faceforge.serving import wiring
+from faceforge.serving.api.app import create_app
 from faceforge.serving.vision import embedder, mtcnn
 from faceforge.serving.vision.pipeline import FacePipeline
+from tests.api.fixtures import local_client, photo_fields
 from tests.conftest import LFW10
 
 
@@ -56,6 +58,29 @@ def test_an_empty_cache_says_to_run_prepare(tmp_path: Path, monkeypatch: pytest.
         embedder.embedding_onnx_path(tmp_path)
     with pytest.raises(WeightsUnavailableError, match="faceforge prepare"):
         mtcnn.cached_graphs(tmp_path)
+
+
+def test_the_api_before_a_worker_prepared_says_when_to_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A serve-only API started beside a worker that is still converting the networks: a passing
+    # condition of the deployment, not a fault (it answered 500 before).
+    _hide_weight_packages(monkeypatch)
+    monkeypatch.setattr(embedder, "torch_installed", lambda: False)
+    photo = next(iter(sorted(LFW10.rglob("*.jpg"))))
+    with local_client(create_app(Settings(home=tmp_path), embedded_worker=False)) as client:
+        created = client.post("/api/v1/people", data={"name": "Early"}, files=photo_fields([photo]))
+        matched = client.post(
+            "/v1/vision/face/match",
+            files=[(field, (photo.name, photo.read_bytes(), "image/jpeg")) for field in ("image1", "image2")],
+        )
+        for answer in (created, matched):  # ours, and DeepStack's shape for its clients
+            assert answer.status_code == 503, answer.text
+            assert int(answer.headers["Retry-After"]) > 0
+            assert "faceforge prepare" in answer.text, answer.text
+        assert created.json()["error"]["code"] == "weights_not_prepared"
+        assert matched.json()["success"] is False
+        assert client.get("/api/v1/people").json()["items"] == []  # nothing half-written
 
 
 def test_without_pytorch_a_missing_graph_is_not_exported(

@@ -8,6 +8,7 @@ collection there stalls every thread long enough to look like a pause (CI saw a 
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -40,9 +41,10 @@ def test_photos_dropped_one_request_each_make_one_version(tmp_path: Path, settin
             added = client.post(f"/api/v1/people/{person}/photos", files=photo_fields([photo]))
             assert added.status_code == 201, added.text
             answered.append(time.monotonic())
-        gaps = [round(later - earlier, 2) for earlier, later in zip(answered, answered[1:], strict=False)]
+        gaps = [round(later - earlier, 2) for earlier, later in pairwise(answered)]
         status = wait_until_trained(client)
-        versions = [(v["version"], v["metrics"]["photos"]) for v in client.get("/api/v1/models").json()["items"]]
+        items = client.get("/api/v1/models").json()["items"]
+        versions = [(item["version"], item["metrics"]["photos"]) for item in items]
         # One version covers the six photos added one request each.
         counts = (status["requested"], status["built"], status["current_version"])
         assert counts == (7, 7, 2), f"versions (number, photos) {versions}; seconds between answers {gaps}"

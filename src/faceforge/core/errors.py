@@ -27,6 +27,13 @@ class WeightsUnavailableError(FaceforgeError):
     code = "weights_unavailable"
 
 
+class WeightsNotPreparedError(WeightsUnavailableError):
+    """A serve-only process found a network missing from the weights cache that a worker or
+    ``faceforge prepare`` fills: it passes once they have run (the API answers 503 with Retry-After)."""
+
+    code = "weights_not_prepared"
+
+
 class DatasetError(FaceforgeError):
     """An evaluation dataset folder is missing or unusable."""
 

@@ -35,6 +35,7 @@ from faceforge.core.errors import (
     ModelNotReadyError,
     NotFoundError,
     RequestRejectedError,
+    WeightsNotPreparedError,
 )
 from faceforge.serving.api.schemas import PhotoVerdictPublic
 from faceforge.serving.services.people import PhotosRejectedError, PhotoVerdict
@@ -46,6 +47,8 @@ DEEPSTACK_PREFIX = "/v1/vision/"
 RETRY_AFTER_SECONDS = 1  # vision work queued: a slot frees within a photo's analysis
 # A locked or unreachable database and a full disk pass more slowly (a long write, a restart, an operator).
 STORAGE_RETRY_AFTER_SECONDS = 10
+# A worker's first start converts the networks in about a minute (faceforge prepare, the same).
+PREPARE_RETRY_AFTER_SECONDS = 30
 log = logging.getLogger(__name__)
 # Our codes -> CompreFace's (its CommonExceptionCode); causes it has no number for get 0 (UNDEFINED).
 COMPREFACE_CODES = {
@@ -137,7 +140,8 @@ _DESCRIPTIONS = {
     422: "photos were sent and none was accepted (`photos_rejected`, with every photo's verdict)",
     500: "a fault of the server (`internal_error`, or the cause, e.g. a damaged model version); logged",
     503: "retry after the `Retry-After` seconds: too much vision work queued (`busy`), the database "
-    "locked or unreachable (`database_locked`, `database_unavailable`), the disk full (`storage_full`)",
+    "locked or unreachable (`database_locked`, `database_unavailable`), the disk full (`storage_full`), "
+    "the networks not yet prepared by a worker or `faceforge prepare` (`weights_not_prepared`)",
 }
 # Every route may meet these: a fault of ours, a locked database, a full disk.
 SERVER_ERRORS = (500, 503)
@@ -177,7 +181,7 @@ def _status(error: FaceforgeError) -> int:
         return 404
     if isinstance(error, (ConflictError, ModelNotReadyError)):
         return 409
-    if isinstance(error, BusyError):
+    if isinstance(error, (BusyError, WeightsNotPreparedError)):
         return 503
     if isinstance(error, InvalidImageError):
         return 413 if error.code == "image_too_large" else 400
@@ -263,11 +267,19 @@ def internal_error(request: Request, error: BaseException) -> JSONResponse:
     return _respond(request, 500, "internal_error", INTERNAL_MESSAGE)
 
 
+def _retry_after(error: FaceforgeError) -> dict[str, str] | None:
+    if isinstance(error, BusyError):
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if isinstance(error, WeightsNotPreparedError):
+        return {"Retry-After": str(PREPARE_RETRY_AFTER_SECONDS)}
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FaceforgeError)
     async def _faceforge(request: Request, error: FaceforgeError) -> JSONResponse:
         verdicts = error.verdicts if isinstance(error, PhotosRejectedError) else None
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(error, BusyError) else None
+        headers = _retry_after(error)
         if verdicts is not None and _legacy(request):
             # The original app knows only 400 for a refused registration.
             return _respond(request, 400, error.code, error.message, verdicts=verdicts)

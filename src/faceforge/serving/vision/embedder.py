@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from faceforge.core.atomic import file_sha256, write_atomically
 from faceforge.core.embedding_space import DLIB_WEIGHT, EMBEDDER_NAME, EMBEDDING_SIZE
-from faceforge.core.errors import WeightsUnavailableError
+from faceforge.core.errors import WeightsNotPreparedError, WeightsUnavailableError
 from faceforge.core.file_lock import exclusive_lock
 from faceforge.core.weight_sources import PREPARE_HINT, dlib_descriptor_path, facenet_graph_path
 from faceforge.serving.vision.face_input import FaceInputs
@@ -97,7 +97,7 @@ def cached_graph(weights_dir: Path) -> Path:
     name = pointer.read_text().strip() if pointer.is_file() else ""
     target = weights_dir / name
     if not name or "/" in name or not target.is_file():
-        raise WeightsUnavailableError(f"no {EMBEDDER_NAME} embedding graph in {weights_dir}: {PREPARE_HINT}")
+        raise WeightsNotPreparedError(f"no {EMBEDDER_NAME} embedding graph in {weights_dir}: {PREPARE_HINT}")
     return target
 
 
@@ -125,7 +125,7 @@ def _export(weights_dir: Path, target: Path, timeout: float, export: GraphExport
         export(weights_dir, target)
         return
     if not torch_installed():
-        raise WeightsUnavailableError(
+        raise WeightsNotPreparedError(
             f"the embedding graph {target.name} is not in {weights_dir} and this install has no PyTorch to "
             f"export it: {PREPARE_HINT}"
         )

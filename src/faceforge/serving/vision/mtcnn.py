@@ -21,7 +21,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from faceforge.core.atomic import write_atomically
-from faceforge.core.errors import WeightsUnavailableError
+from faceforge.core.errors import WeightsNotPreparedError, WeightsUnavailableError
 from faceforge.core.faces import Box, DetectedFace, Landmarks
 from faceforge.core.package_files import package_file
 from faceforge.core.weight_sources import PREPARE_HINT
@@ -49,7 +49,7 @@ def cached_graphs(weights_dir: Path) -> Path:
             source = package_file(SOURCE_PACKAGE, f"{name}.onnx", pip_name=SOURCE_PIP_NAME)
         except WeightsUnavailableError:
             if not cached.is_file():
-                raise WeightsUnavailableError(
+                raise WeightsNotPreparedError(
                     f"MTCNN's {name}.onnx is not in {folder}: {PREPARE_HINT}"
                 ) from None
             continue
