@@ -141,7 +141,15 @@ class ModelService:
         """``record`` with its manifest if it is ready (``ManifestError`` if that cannot be read)."""
         if record.status is not VersionStatus.READY:
             return ModelView(record)
-        return ModelView(record, self.store.published(record.version, created_at=record.created_at))
+        try:
+            return ModelView(record, self.store.published(record.version, created_at=record.created_at))
+        except ManifestError:
+            # Pruned since ``record`` was read (its folder goes right after its row says so) is no fault.
+            with self.sessions() as session:
+                again = training_store.get_version(session, version=record.version)
+            if again.status is VersionStatus.READY:
+                raise
+            return ModelView(again)
 
     def _listed(self, record: ModelVersion) -> ModelView:
         """As ``view``, but a damaged version is listed with what is wrong: one broken folder must not
