@@ -31,16 +31,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 def _ready_versions(sessions: sessionmaker[Session], versions: list[int], *, current: int) -> None:
     with sessions.begin() as session:
         for version in versions:
-            session.add(
-                ModelVersionRow(
-                    version=version,
-                    status=VersionStatus.READY,
-                    target=version,
-                    people=[],
-                    metrics={},
-                    files={},
-                )
-            )
+            session.add(ModelVersionRow(version=version, status=VersionStatus.READY, target=version))
         state = session.get(TrainingStateRow, 1)
         assert state is not None
         state.current_version = state.last_success_version = current

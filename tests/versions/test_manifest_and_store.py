@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +169,28 @@ def test_a_shared_file_is_linked_and_a_copy_on_another_file_system_is_logged(
         assert warning.levelno == logging.WARNING and "FACEFORGE_WEIGHTS_CACHE" in warning.getMessage()
     finally:
         shutil.rmtree(elsewhere)
+
+
+def test_a_ready_versions_manifest_is_read_once_and_a_damaged_one_each_time(
+    tmp_path: Path, head: RecognitionHead
+) -> None:
+    """Every phone asks for the current version: its manifest is parsed once per store. A missing or
+    damaged one is a ``ManifestError`` naming the version, looked for again on the next call."""
+    store = VersionStore(tmp_path / "models")
+    written = store.publish(_manifest(head), {HEAD_FILE: head_bytes(head)})
+    built = datetime(2026, 1, 1, tzinfo=UTC)
+    first = store.published(1, created_at=built)
+    assert first.manifest == written and first.files == served_files(written)
+    assert store.published(1, created_at=built) is first
+
+    # The same number in a database made anew (another row, another creation time) is read afresh.
+    path = tmp_path / "models" / "1" / MANIFEST_FILE
+    saved = path.read_bytes()
+    path.unlink()
+    with pytest.raises(ManifestError, match=r"model version 1: .*no manifest\.json"):
+        store.published(1, created_at=built + timedelta(days=1))
+    path.write_bytes(b"{damaged")
+    with pytest.raises(ManifestError, match="model version 1: not JSON"):
+        store.published(1, created_at=built + timedelta(days=1))
+    path.write_bytes(saved)
+    assert store.published(1, created_at=built + timedelta(days=1)).manifest == written

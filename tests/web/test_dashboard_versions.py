@@ -70,13 +70,16 @@ def test_versions_pruned_paged_and_made_current(page: Page, server: Server, thre
     ready = sorted(v["version"] for v in versions if v["status"] == "ready")
     assert pruned and len(ready) == 2, versions
     open_page(page, server, "#/versions")
-    # A pruned version's files are gone: nothing to download.
+    # A pruned version's files are gone, its manifest with them: nothing to download, no figures but
+    # when it was built (the database's).
     for version in pruned:
         card = page.locator(f"#version-{version}")
         expect(card).to_contain_text("pruned")
         expect(card.locator("button", has_text="Download")).to_have_count(0)  # also inside closed details
+        expect(card.locator(".figure")).to_have_count(1)
     ready_card = page.locator(f"#version-{ready[-1]}")
     expect(ready_card.locator("button", has_text="Download")).not_to_have_count(0)
+    expect(ready_card.locator(".figure", has_text="threshold")).to_have_count(1)
 
     # Paging: two a page, the rest one "Older" away.
     open_page(page, server, "#/versions?limit=2")

@@ -6,6 +6,7 @@ directory in the store, not yet current; the worker then publishes it in the dat
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -111,10 +112,14 @@ class VersionBuilder:
         stage: StageReport,
         *,
         strangers: Sequence[npt.NDArray[np.float32]] = (),
+        started: float | None = None,
     ) -> StagedVersion:
         """Version ``version`` from one ``(N, 640)`` embedding per enrolled photo and whose it is.
         ``strangers``: one ``(k_i, 640)`` array of unit embeddings per stranger (``k_i >= 1``), faces
-        the head must answer "unknown" for; they are never a class, label or roster entry."""
+        the head must answer "unknown" for; they are never a class, label or roster entry.
+        ``started``: ``time.perf_counter()`` when the training began (the caller loads the photos
+        first; default: now), for the manifest's ``train_seconds``."""
+        started = time.perf_counter() if started is None else started
         if len(embeddings) != len(person_ids) or not len(embeddings):
             raise TrainingError("one person id per embedding, and at least one embedding, are needed")
         labels = [person_label(pid, people[pid].name) for pid in person_ids]
@@ -137,8 +142,12 @@ class VersionBuilder:
             staging.add(HEAD_FILE, head_bytes(head))
             exports = self.exporter.export(head, sink=staging, samples=embeddings)
             metrics["export_seconds"] = exports.seconds
-            manifest = version_manifest(version, head, people, metrics, exports.manifest)
             stage(0.7, "writing")
+            staging.written()  # every file on disk, so the duration below covers writing them
+            # The manifest is the one record of the version's figures (the database keeps none), so
+            # the training's duration goes into it too.
+            metrics["train_seconds"] = round(time.perf_counter() - started, 3)
+            manifest = version_manifest(version, head, people, metrics, exports.manifest)
             written = staging.publish(manifest)
         return StagedVersion(written, head, metrics)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +41,16 @@ class VersionStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
+    """What the database says of a version: that it exists, its status and times, whether it is current.
+    What the version holds (roster, threshold, metrics, files) is in its ``manifest.json`` alone
+    (``storage.version_store.VersionStore.published``)."""
+
     version: int
     status: VersionStatus
     status_message: str | None
     created_at: datetime
     finished_at: datetime | None
-    embedder: str | None
-    threshold: float | None
-    people: list[dict[str, Any]]
-    metrics: dict[str, Any]
-    files: dict[str, Any]
+    embedder: str | None  # the embedder the training was claimed for (a manifest may not exist yet)
     is_current: bool = False
 
 

@@ -143,6 +143,8 @@ class TrainingStateRow(Base):
 
 
 class ModelVersionRow(Base):
+    """Which versions exist, their status and times; which one is current is ``training_state``'s."""
+
     __tablename__ = "model_versions"
 
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -152,8 +154,7 @@ class ModelVersionRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     target: Mapped[int] = mapped_column(Integer)  # training_state.requested value it covers
     worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # Recorded when the training is claimed: a building or failed version has no manifest, and the
+    # listing still says which embedder it was built for. Nothing of what the version holds (roster,
+    # threshold, metrics, files) is kept here: its manifest.json is the one place (revision 0004).
     embedder: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
-    people: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    files: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -4,8 +4,6 @@ transactions take the database write lock up front)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -38,10 +36,6 @@ def _version(row: ModelVersionRow, current: int | None) -> ModelVersion:
         created_at=as_utc_required(row.created_at),
         finished_at=as_utc(row.finished_at),
         embedder=row.embedder,
-        threshold=row.threshold,
-        people=list(row.people or []),
-        metrics=dict(row.metrics or {}),
-        files=dict(row.files or {}),
         is_current=row.version == current,
     )
 
@@ -125,9 +119,6 @@ def claim_training(
             target=state.requested,
             worker_id=worker_id,
             embedder=embedder,
-            people=[],
-            metrics={},
-            files={},
         )
     )
     state.running_version, state.running_target, state.worker_id = version, state.requested, worker_id
@@ -169,22 +160,20 @@ def publish_version(
     session: Session,
     *,
     claim: TrainingClaim,
-    details: dict[str, Any],
     held_back: str | None = None,
     note: str | None = None,
 ) -> bool:
     """Mark the claimed version ready and make it current, or, with ``held_back`` (the reason), ready
     but not current: the previous version keeps serving until someone activates this one. ``note``
-    is what a version made current says about itself (its status message). False (nothing changed)
-    if no longer owned."""
+    is what a version made current says about itself (its status message). What the version holds is
+    in its manifest, already on disk: nothing of it is copied here. False (nothing changed) if no
+    longer owned."""
     state = _state(session, lock=True)
     if not _owned(state, claim):
         return False
     row = session.get(ModelVersionRow, claim.version)
     assert row is not None
     now = utcnow()
-    for key, value in details.items():
-        setattr(row, key, value)
     row.status, row.finished_at, row.status_message = VersionStatus.READY, now, held_back or note
     state.built = max(state.built, claim.target)
     if held_back is None:

@@ -7,6 +7,10 @@ through this store and nothing else.
 Publishing: every file goes into a hidden staging directory, each fsynced, then ``manifest.json``
 (validated, listing every other file's sha256 and size), and the directory is renamed to the
 version number in one step. A reader sees either no directory or a complete one.
+
+Reading: a version's manifest is the one place that says what it holds (roster, threshold, metrics,
+files); the database only says which versions exist, their status and which is current. A ready
+version's folder never changes, so ``published`` parses its manifest once per store and keeps it.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import logging
 import os
 import re
 import shutil
+import threading
 import uuid
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from faceforge.core.atomic import fsync_directory, write_bytes_atomically, write_durably
@@ -28,7 +35,13 @@ from faceforge.core.checksums import recorded_sha256
 from faceforge.core.errors import ModelNotReadyError, NotFoundError
 from faceforge.core.model.head import RecognitionHead
 from faceforge.core.model.head_files import head_from_files
-from faceforge.core.model.manifest import MANIFEST_FILE, FileEntry, VersionManifest, read_manifest_bytes
+from faceforge.core.model.manifest import (
+    MANIFEST_FILE,
+    FileEntry,
+    ManifestError,
+    VersionManifest,
+    read_manifest_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +49,9 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CURRENT_FILE = "CURRENT"
 # Two writers: one file's fsync overlaps another's write and hash.
 WRITER_THREADS = 2
+# Parsed manifests kept per store: the current version, the newest kept ones (FACEFORGE_WORKER__KEEP_VERSIONS,
+# 5 by default) that the listing shows, and a few more. One of 10,000 people is a few MB parsed.
+KEPT_MANIFESTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +85,14 @@ class OpenedVersion:
         return head_from_files(data, self.manifest)
 
 
+@dataclass(frozen=True, slots=True)
+class PublishedManifest:
+    """A ready version's manifest as read from its folder, and its files' listing as served."""
+
+    manifest: VersionManifest
+    files: dict[str, FileEntry]  # ``served_files(manifest)``: its files and manifest.json itself
+
+
 class VersionStaging:
     """One version's files, written into a hidden staging directory on background threads (write,
     fsync, sha256: all release the GIL) so the disk works while the next format is being built;
@@ -98,13 +122,16 @@ class VersionStaging:
         self._check_name(name)
         self._pending[name] = self._writers.submit(_link_file, source, self.directory / name)
 
+    def written(self) -> dict[str, FileEntry]:
+        """Wait until every file added so far is written and fsynced; their sha256 and size."""
+        return {name: future.result() for name, future in self._pending.items()}
+
     def publish(self, manifest: VersionManifest) -> VersionManifest:
         """Wait for every file, write ``manifest`` listing them and rename the directory to the
         version number; returns the manifest as written."""
         if manifest.version != self.version:
             raise ValueError(f"staging version {self.version} cannot publish version {manifest.version}")
-        listing = {name: future.result() for name, future in self._pending.items()}
-        written = manifest.listed(listing)
+        written = manifest.listed(self.written())
         write_durably(self.directory / MANIFEST_FILE, written.to_json())
         fsync_directory(self.directory)
         target = self.models_dir / str(self.version)
@@ -135,6 +162,8 @@ def _link_file(source: Path, target: Path) -> FileEntry:
 class VersionStore:
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = models_dir
+        self._manifests: OrderedDict[tuple[int, datetime], PublishedManifest] = OrderedDict()
+        self._manifests_lock = threading.Lock()
 
     def publish(
         self, manifest: VersionManifest, files: dict[str, bytes], shared: dict[str, Path] | None = None
@@ -159,15 +188,43 @@ class VersionStore:
             staging.discard()
 
     def open(self, version: int) -> OpenedVersion:
-        """The published ``version``, its manifest validated (``NotFoundError`` if it is not on disk)."""
+        """The published ``version``, its manifest read from disk now and validated (``ManifestError``
+        if it is missing or damaged: only ready versions are opened, and theirs must be there)."""
         directory = self.models_dir / str(version)
-        path = directory / MANIFEST_FILE
-        if not path.is_file():
-            raise NotFoundError(f"model version {version} has no manifest on disk")
-        manifest = read_manifest_bytes(path.read_bytes(), where=f"model version {version}")
+        try:
+            data = (directory / MANIFEST_FILE).read_bytes()
+        except FileNotFoundError:
+            raise ManifestError(f"model version {version}: its folder has no {MANIFEST_FILE}") from None
+        except IsADirectoryError:
+            raise ManifestError(f"model version {version}: its {MANIFEST_FILE} is not a file") from None
+        manifest = read_manifest_bytes(data, where=f"model version {version}")
+        if manifest.version != version:
+            raise ManifestError(
+                f"model version {version}: its {MANIFEST_FILE} describes version {manifest.version}"
+            )
         return OpenedVersion(manifest, directory)
 
-    def file(self, version: int, name: str, listing: dict[str, object]) -> Path:
+    def published(self, version: int, *, created_at: datetime) -> PublishedManifest:
+        """The manifest of ready ``version`` (``ManifestError`` if missing or damaged), parsed on the
+        first call and kept: a ready version's folder never changes, and every phone asks for the
+        current one. ``created_at``, its database row's, tells it from a version of the same number
+        built into this home before the database was replaced. A damaged manifest is not kept: it is
+        read again next time (a restored folder is seen)."""
+        key = (version, created_at)
+        with self._manifests_lock:
+            kept = self._manifests.get(key)
+            if kept is not None:
+                self._manifests.move_to_end(key)
+                return kept
+        manifest = self.open(version).manifest
+        read = PublishedManifest(manifest, served_files(manifest))
+        with self._manifests_lock:
+            self._manifests[key] = read
+            while len(self._manifests) > KEPT_MANIFESTS:
+                self._manifests.popitem(last=False)
+        return read
+
+    def file(self, version: int, name: str, listing: Mapping[str, object]) -> Path:
         """The path of a published file; only names the version lists are served (no path tricks)."""
         if name not in listing or not _SAFE_NAME.match(name):
             raise NotFoundError(f"model version {version} has no file {name!r}")

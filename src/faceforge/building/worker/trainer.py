@@ -38,6 +38,7 @@ from faceforge.core.embedding_space import EMBEDDER_NAME
 from faceforge.core.errors import FaceforgeError
 from faceforge.core.memory import freeze_survivors, thaw_frozen
 from faceforge.core.model.head import Calibration
+from faceforge.core.model.manifest import ManifestError
 from faceforge.core.records import TrainingClaim
 from faceforge.core.trainer_health import TrainerHealth
 from faceforge.serving.services.strangers import STRANGER_PHOTOS
@@ -45,7 +46,6 @@ from faceforge.serving.vision.pipeline import FacePipeline, prepare_networks
 from faceforge.storage import people_store, strangers_store, training_store
 from faceforge.storage.current_version import make_current
 from faceforge.storage.photo_files import PhotoFiles
-from faceforge.storage.version_store import served_files
 
 log = logging.getLogger(__name__)
 
@@ -342,8 +342,9 @@ class TrainingWorker:
             people,
             lambda progress, stage: self._stage(claim, progress, stage),
             strangers=strangers,
+            started=started,
         )
-        metrics = {**staged.metrics, "train_seconds": round(time.perf_counter() - started, 3)}
+        metrics = staged.metrics  # as the manifest holds them, train_seconds included
         pause = self.settings.worker.pause_before_publish_seconds
         if pause:
             self._stage(claim, 0.9, "paused")
@@ -359,14 +360,6 @@ class TrainingWorker:
                 claim=claim,
                 held_back=held_back,
                 note=note,
-                details={
-                    "threshold": staged.head.threshold,
-                    "people": [{"id": r.id, "name": r.name, "position": r.position} for r in roster],
-                    "metrics": metrics,
-                    "files": {
-                        name: entry.model_dump() for name, entry in served_files(staged.manifest).items()
-                    },
-                },
             )
             if not published:
                 raise TrainingLost  # nothing changed: the transaction is rolled back, CURRENT left alone
@@ -390,10 +383,21 @@ class TrainingWorker:
         below = self._below_floor(metrics)
         if below is not None:
             return below
-        return self._new_duplicates(metrics, training_store.get_version(session, version=current).metrics)
+        return self._new_duplicates(metrics, self._metrics_of(session, current))
 
-    @staticmethod
-    def _cost_of_strangers(session: Session, calibration: Calibration, metrics: dict[str, Any]) -> str | None:
+    def _metrics_of(self, session: Session, version: int) -> dict[str, Any]:
+        """The figures of ready ``version``, from its manifest (the database keeps none). A damaged
+        one gives none: nothing then holds back the version that replaces it."""
+        record = training_store.get_version(session, version=version)
+        try:
+            return self.store.published(version, created_at=record.created_at).manifest.metrics
+        except ManifestError as error:
+            log.warning("comparing with the current version without its figures: %s", error.message)
+            return {}
+
+    def _cost_of_strangers(
+        self, session: Session, calibration: Calibration, metrics: dict[str, Any]
+    ) -> str | None:
         """What the version says when collected strangers raised some people's thresholds and it accepts
         fewer enrolled photos than the current one: the user asked for it (a stranger who looks like
         someone), so it goes live, but not silently: a stranger who is in fact that person shows here."""
@@ -401,7 +405,7 @@ class TrainingWorker:
         if not calibration.raised_margins or current is None:
             return None
         accept = metrics.get("accept_rate")
-        before = training_store.get_version(session, version=current).metrics.get("accept_rate")
+        before = self._metrics_of(session, current).get("accept_rate")
         if accept is None or before is None or accept >= before:
             return None
         people = "1 person" if calibration.raised_margins == 1 else f"{calibration.raised_margins} people"

@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from faceforge.core.records import ModelVersion, Person, StoredPhoto, TrainingStatus
+from faceforge.core.records import Person, StoredPhoto, TrainingStatus
 from faceforge.serving.services.identify import IdentifiedFace
+from faceforge.serving.services.models import ModelView
 from faceforge.serving.services.people import ChangeResult, PhotoVerdict
 
 
@@ -148,7 +149,8 @@ class ModelVersionPublic(BaseModel):
     files: dict[str, Any]
 
     @classmethod
-    def of(cls, model: ModelVersion) -> ModelVersionPublic:
+    def of(cls, model: ModelView) -> ModelVersionPublic:
+        """The database's record and, for a ready version, what its manifest says (``ModelView``)."""
         return cls(**{name: getattr(model, name) for name in cls.model_fields})
 
 

@@ -1,6 +1,13 @@
 """Model versions as the API sees them: listing, activation, published files, and recognition heads
 loaded for identify, all read through ``storage.version_store``.
 
+Each version is seen as the database says it is (exists, status, times, current) and, once ready, as
+its ``manifest.json`` says (roster, threshold, metrics, files): ``ModelView`` joins the two, and
+nothing of the manifest is kept in the database. Manifests are parsed once per process
+(``VersionStore.published``). A ready version whose manifest is missing or damaged is a fault of this
+server: asked for by number (or as the current one) it answers ``invalid_manifest``; in the listing
+it is shown with what is wrong as its status message, and the other versions as they are.
+
 The current version is asked for by every phone on every start (``model/info``), so it is cached
 per process and re-read from the database only when the store's ``CURRENT`` pointer changes (any
 process that changes the current version touches it) or, as a safety net for a pointer change a
@@ -10,10 +17,12 @@ shared volume reports late, after ``CURRENT_RECHECK_SECONDS``.
 from __future__ import annotations
 
 import builtins
+import logging
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +32,85 @@ from faceforge.core.config import Settings
 from faceforge.core.embedding_space import EMBEDDER_NAME
 from faceforge.core.errors import ModelNotReadyError, NotFoundError
 from faceforge.core.model.head import RecognitionHead
+from faceforge.core.model.manifest import ManifestError
 from faceforge.core.records import ModelVersion, TrainingStatus, VersionStatus
 from faceforge.storage import training_store
 from faceforge.storage.current_version import make_current
 from faceforge.storage.tables import PersonRow
-from faceforge.storage.version_store import PointerStamp, VersionStore
+from faceforge.storage.version_store import PointerStamp, PublishedManifest, VersionStore
 
 CURRENT_RECHECK_SECONDS = 2.0
 LOADED_HEADS = 4  # the current version, and a few a client may still ask for by number
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelView:
+    """A version as readers see it: ``record``, what the database says, and for a ready version
+    ``published``, what its manifest says. Building, failed and pruned versions have no manifest to
+    read (never written, or deleted with their files): no roster, threshold, metrics or files.
+    ``damage``: why a ready version's manifest could not be read (listings only)."""
+
+    record: ModelVersion
+    published: PublishedManifest | None = None
+    damage: str | None = None
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+    @property
+    def status(self) -> VersionStatus:
+        return self.record.status
+
+    @property
+    def status_message(self) -> str | None:
+        if self.damage is None:
+            return self.record.status_message
+        return " ".join(part for part in (self.damage, self.record.status_message) if part)
+
+    @property
+    def created_at(self) -> datetime:
+        return self.record.created_at
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return self.record.finished_at
+
+    @property
+    def embedder(self) -> str | None:
+        return self.record.embedder
+
+    @property
+    def is_current(self) -> bool:
+        return self.record.is_current
+
+    @property
+    def threshold(self) -> float | None:
+        return None if self.published is None else self.published.manifest.threshold
+
+    @property
+    def people(self) -> builtins.list[dict[str, Any]]:
+        """The roster in the head's label order: id, name, position."""
+        if self.published is None:
+            return []
+        return [{"id": p.id, "name": p.name, "position": p.position} for p in self.published.manifest.people]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return {} if self.published is None else dict(self.published.manifest.metrics)
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        """Every file a client may download, manifest.json included: sha256 and size."""
+        if self.published is None:
+            return {}
+        return {name: entry.model_dump() for name, entry in self.published.files.items()}
 
 
 @dataclass(frozen=True, slots=True)
 class CurrentRead:
-    model: ModelVersion | None  # None: no version is current yet
+    model: ModelView | None  # None: no version is current yet
     stamp: PointerStamp | None
     read_at: float
 
@@ -62,22 +137,47 @@ class ModelService:
                 session, stale_after=self.settings.worker.stale_after_seconds
             )
 
-    def list(self) -> list[ModelVersion]:
-        with self.sessions() as session:
-            return training_store.list_versions(session)
+    def view(self, record: ModelVersion) -> ModelView:
+        """``record`` with its manifest if it is ready (``ManifestError`` if that cannot be read)."""
+        if record.status is not VersionStatus.READY:
+            return ModelView(record)
+        try:
+            return ModelView(record, self.store.published(record.version, created_at=record.created_at))
+        except ManifestError:
+            # Pruned since ``record`` was read (its folder goes right after its row says so) is no fault.
+            with self.sessions() as session:
+                again = training_store.get_version(session, version=record.version)
+            if again.status is VersionStatus.READY:
+                raise
+            return ModelView(again)
 
-    def get(self, version: int) -> ModelVersion:
-        with self.sessions() as session:
-            return training_store.get_version(session, version=version)
+    def _listed(self, record: ModelVersion) -> ModelView:
+        """As ``view``, but a damaged version is listed with what is wrong: one broken folder must not
+        hide every other version (nor the way to activate one of them)."""
+        try:
+            return self.view(record)
+        except ManifestError as error:
+            log.warning("model version %d is listed without its manifest: %s", record.version, error.message)
+            return ModelView(record, damage=f"{error.message}.")
 
-    def current(self) -> ModelVersion:
+    def list(self) -> builtins.list[ModelView]:
+        with self.sessions() as session:
+            records = training_store.list_versions(session)
+        return [self._listed(record) for record in records]
+
+    def get(self, version: int) -> ModelView:
+        with self.sessions() as session:
+            record = training_store.get_version(session, version=version)
+        return self.view(record)
+
+    def current(self) -> ModelView:
         """The current version (``ModelNotReadyError`` if there is none yet)."""
         model = self._current_model()
         if model is None:
             raise ModelNotReadyError("model is not ready")
         return model
 
-    def current_or_none(self) -> ModelVersion | None:
+    def current_or_none(self) -> ModelView | None:
         return self._current_model()
 
     def cached_current(self) -> CurrentRead | None:
@@ -88,7 +188,7 @@ class ModelService:
             return None
         return cached if cached.stamp == self.store.pointer_stamp() else None
 
-    def _current_model(self) -> ModelVersion | None:
+    def _current_model(self) -> ModelView | None:
         cached = self.cached_current()
         if cached is not None:
             return cached.model
@@ -98,7 +198,9 @@ class ModelService:
         now = time.monotonic()
         with self.sessions() as session:
             version = training_store.current_version(session)
-            model = None if version is None else training_store.get_version(session, version=version)
+            record = None if version is None else training_store.get_version(session, version=version)
+        # A damaged manifest raises here and nothing is cached: the next request looks again.
+        model = None if record is None else self.view(record)
         self._current = CurrentRead(model, stamp, now)
         return model
 
@@ -107,20 +209,22 @@ class ModelService:
         alike. The newest, not the current: a version held back because of a duplicate pair is the
         one that knows about it."""
         with self.sessions() as session:
-            model = next(
+            record = next(
                 (v for v in training_store.list_versions(session) if v.status == VersionStatus.READY), None
             )
-            if model is None:
+            if record is None:
                 return []
+            # A person's page must not fail for a damaged version: it then has no suspicions to show.
+            suspects = self._listed(record).metrics.get("suspected_duplicates", [])
             # A pair merged (or a person deleted) since that version was built is no longer a suspicion.
             alive = {
                 person_id
-                for suspect in model.metrics.get("suspected_duplicates", [])
+                for suspect in suspects
                 for person_id in suspect["people"]
                 if session.get(PersonRow, person_id) is not None
             }
         found = []
-        for suspect in model.metrics.get("suspected_duplicates", []):
+        for suspect in suspects:
             people = suspect["people"]  # a pair
             if person_id not in people or not alive.issuperset(people):
                 continue
@@ -131,25 +235,27 @@ class ModelService:
                     "name": suspect["names"][other],
                     "similarity": suspect["similarity"],
                     "kind": suspect["kind"],
-                    "version": model.version,
+                    "version": record.version,
                 }
             )
         return found
 
-    def activate(self, version: int) -> ModelVersion:
-        return make_current(
+    def activate(self, version: int) -> ModelView:
+        record = make_current(
             self.sessions,
             self.store,
             lambda session: training_store.activate_version(session, version=version),
         )
+        return self.view(record)
 
     def file(self, version: int, name: str) -> tuple[Path, str]:
-        """Path and sha256 of a ready version's file."""
+        """Path and sha256 of a ready version's file, as its manifest lists it."""
         model = self.get(version)
-        if model.status is not VersionStatus.READY:
+        if model.published is None:
             raise NotFoundError(f"model version {version} is {model.status}; its files are not served")
-        path = self.store.file(version, name, model.files)
-        return path, str(model.files[name]["sha256"])
+        files = model.published.files
+        path = self.store.file(version, name, files)
+        return path, files[name].sha256
 
     def loaded(self, version: int | None) -> LoadedModel:
         """The recognition head of ``version`` (default: current), read once and verified by checksum."""

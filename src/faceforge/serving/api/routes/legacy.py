@@ -10,12 +10,12 @@ from fastapi.responses import JSONResponse
 
 from faceforge.core.errors import ModelNotReadyError, RequestRejectedError
 from faceforge.core.model.manifest import HEAD_FILE
-from faceforge.core.records import ModelVersion
 from faceforge.serving.api.access import AdminAccess, ReadAccess
 from faceforge.serving.api.blocking import run_blocking
 from faceforge.serving.api.deps import ServicesDep
 from faceforge.serving.api.errors import LEGACY_PREFIX, SERVER_ERRORS, error_responses
 from faceforge.serving.api.uploads import read_uploads
+from faceforge.serving.services.models import ModelView
 from faceforge.serving.services.people import PhotosRejectedError
 
 PREFIX = "/gorillas/face-recognition/api/v1.0"
@@ -57,9 +57,10 @@ def register(
     return JSONResponse({"status": "success", "user": user})
 
 
-def _model_file(model: ModelVersion) -> str:
+def _model_file(model: ModelView) -> str:
+    listed = {} if model.published is None else model.published.files
     for name in LEGACY_MODEL_FILES:
-        if name in model.files:
+        if name in listed:
             return name
     raise ModelNotReadyError("model is not ready")
 

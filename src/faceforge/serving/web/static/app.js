@@ -609,10 +609,12 @@ function versionCard(v, newestReady) {
     heldBack ? el("p", { class: "note", text: `Made current by hand (version ${newestReady} is newer). ${REPLACED_BY_NEXT_TRAINING}` }) : null,
     v.status_message ? el("p", { class: "muted", text: v.status_message }) : null,
     el("div", { class: "figures" },
-      el("div", { class: "figure" }, "people", el("b", { text: v.people.length })),
-      el("div", { class: "figure" }, "threshold", el("b", { text: number(v.threshold) })),
-      el("div", { class: "figure" }, "held-out accepted", el("b", { text: percent(metrics.accept_rate) })),
-      el("div", { class: "figure" }, "held-out top-1", el("b", { text: percent(metrics.top1) })),
+      // These come from the version's manifest: a building, failed or pruned version has none.
+      v.status === "ready" ? [
+        el("div", { class: "figure" }, "people", el("b", { text: v.people.length })),
+        el("div", { class: "figure" }, "threshold", el("b", { text: number(v.threshold) })),
+        el("div", { class: "figure" }, "held-out accepted", el("b", { text: percent(metrics.accept_rate) })),
+        el("div", { class: "figure" }, "held-out top-1", el("b", { text: percent(metrics.top1) }))] : null,
       el("div", { class: "figure" }, "built", el("b", { text: when(v.finished_at || v.created_at) }))),
     // Only a ready version's files exist: a pruned or failed one's are gone (or were never written).
     v.status === "ready" ? filesTable(v) : null);
