@@ -20,11 +20,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faceforge.core.trainer_health import TrainerHealth
-from faceforge.storage import training_store
+from faceforge.serving.services.models import ModelService
 
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Seconds; identify on two cores takes 50-150 ms, model info well under 1 ms.
@@ -62,7 +61,7 @@ class ServiceMetrics:
         if unknown:
             self.identified_faces.labels(result="unknown").inc(unknown)
 
-    def exposition(self, sessions: sessionmaker[Session], *, trainer: TrainerHealth | None = None) -> bytes:
+    def exposition(self, models: ModelService, *, trainer: TrainerHealth | None = None) -> bytes:
         """The text exposition format: this process's (or all processes') metrics, the database's, and
         the state of the trainer this process embeds (if any)."""
         registry = CollectorRegistry()
@@ -70,7 +69,7 @@ class ServiceMetrics:
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         else:
             registry.register(_Registered(self.registry))
-        registry.register(TrainingCollector(sessions))
+        registry.register(TrainingCollector(models))
         if trainer is not None:
             registry.register(TrainerCollector(trainer))
         return generate_latest(registry)
@@ -105,13 +104,11 @@ class _Registered(Collector):
 class TrainingCollector(Collector):
     """The training queue and versions, as the database holds them (the worker may run elsewhere)."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self.sessions = sessions
+    def __init__(self, models: ModelService) -> None:
+        self.models = models
 
     def collect(self) -> Iterable[Metric]:
-        with self.sessions() as session:
-            status = training_store.training_status(session, stale_after=float("inf"))
-            outcomes = training_store.training_outcomes(session)
+        status, outcomes = self.models.training_figures()
         current = GaugeMetricFamily("faceforge_current_model_version", "The served model version (0: none).")
         current.add_metric([], status.current_version or 0)
         queued = GaugeMetricFamily(

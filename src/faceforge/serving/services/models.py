@@ -137,6 +137,13 @@ class ModelService:
                 session, stale_after=self.settings.worker.stale_after_seconds
             )
 
+    def training_figures(self) -> tuple[TrainingStatus, dict[str, tuple[int, float]]]:
+        """What ``/metrics`` exports: the queue (a running training never shown as stale there) and
+        every finished training's count and seconds by outcome, read in one session."""
+        with self.sessions() as session:
+            status = training_store.training_status(session, stale_after=float("inf"))
+            return status, training_store.training_outcomes(session)
+
     def view(self, record: ModelVersion) -> ModelView:
         """``record`` with its manifest if it is ready (``ManifestError`` if that cannot be read)."""
         if record.status is not VersionStatus.READY:

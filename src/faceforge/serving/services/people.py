@@ -8,6 +8,7 @@ import io
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -546,6 +547,12 @@ class PeopleService:
         if photo is None or stored is None:
             return None
         return face_thumbnail(self.pipeline, self.files.path(stored[0]).read_bytes(), photo.box, size)
+
+    def photo_file(self, *, person_id: int, photo_id: int) -> tuple[Path, str]:
+        """Where one of the person's stored photos is on disk, and its content type."""
+        with self.sessions() as session:
+            name, content_type = people_store.photo_file(session, person_id=person_id, photo_id=photo_id)
+        return self.files.path(name), content_type
 
     def photos(self, *, person_id: int) -> list[StoredPhoto]:
         with self.sessions() as session:

@@ -23,5 +23,5 @@ routers = (read,)
 )
 def metrics(services: ServicesDep) -> Response:
     """Request counts and latency by route, identified faces, trainings, current version, queue."""
-    body = services.metrics.exposition(services.sessions, trainer=services.trainer)
+    body = services.metrics.exposition(services.models, trainer=services.trainer)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -23,7 +23,6 @@ from faceforge.serving.api.schemas import (
     SuspectedDuplicatePublic,
 )
 from faceforge.serving.api.uploads import read_uploads
-from faceforge.storage import people_store
 
 PREFIX = "/api/v1/people"
 COMMON = error_responses(400, 401, 403, *SERVER_ERRORS)
@@ -152,9 +151,7 @@ def photo_file(
     services: ServicesDep, person_id: PersonId, photo_id: PhotoId, size: SizeQuery = None
 ) -> Response:
     """The stored photo itself (admin only: it is a face); with ``size``, a JPEG of it scaled down."""
-    with services.sessions() as session:
-        name, content_type = people_store.photo_file(session, person_id=person_id, photo_id=photo_id)
-    path = services.people.files.path(name)
+    path, content_type = services.people.photo_file(person_id=person_id, photo_id=photo_id)
     if size is not None:
         scaled = services.photo_sizes.jpeg(path, size, services.pipeline.decode)
         return Response(scaled, media_type="image/jpeg")
