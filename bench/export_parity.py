@@ -20,10 +20,10 @@ import torch
 
 from faceforge.building.export import coreml_models
 from faceforge.building.export.version_exports import VersionExporter, run_tflite
+from faceforge.building.head_fitting import fit_head
 from faceforge.building.networks.embedding_graph import build_embedding_net
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
-from faceforge.core.model.head import fit_head
 from faceforge.serving.vision.face_input import FaceInputs
 from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 

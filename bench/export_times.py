@@ -20,12 +20,13 @@ import numpy as np
 from bench.reference import machine, peak_rss_mb
 from faceforge.building.export import coreml_models, onnx_models, tflite_models
 from faceforge.building.export.version_exports import VersionExporter, device_labels
+from faceforge.building.head_fitting import fit_head
 from faceforge.building.version_builder import bench_people, version_manifest
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
 from faceforge.core.formats import ExportFormat
 from faceforge.core.memory import limit_malloc_arenas
-from faceforge.core.model.head import RecognitionHead, fit_head
+from faceforge.core.model.head import RecognitionHead
 from faceforge.core.model.head_files import head_bytes
 from faceforge.core.model.manifest import HEAD_FILE
 from faceforge.serving.vision.pipeline import FacePipeline, PhotoError

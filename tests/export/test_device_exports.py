@@ -26,12 +26,13 @@ from faceforge.building.export.coreml_checks import classifier_problems
 from faceforge.building.export.model_inputs import CHIP, FACE
 from faceforge.building.export.onnx_models import head_affine
 from faceforge.building.export.version_exports import LABELS_FILE, VersionExporter, VersionExports, run_tflite
+from faceforge.building.head_fitting import fit_head
 from faceforge.building.networks.embedding_graph import build_embedding_net
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
 from faceforge.core.embedding_space import EMBEDDING_SIZE
 from faceforge.core.formats import ExportFormat
-from faceforge.core.model.head import RecognitionHead, fit_head
+from faceforge.core.model.head import RecognitionHead
 from faceforge.serving.vision.face_input import FaceInputs
 from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import FACES, LFW10

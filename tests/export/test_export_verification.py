@@ -12,10 +12,11 @@ import pytest
 from faceforge.building.export import version_exports
 from faceforge.building.export.onnx_models import head_affine, head_model
 from faceforge.building.export.version_exports import VersionExporter, head_probes
+from faceforge.building.head_fitting import fit_head
 from faceforge.core.config import Settings
 from faceforge.core.errors import ExportError
 from faceforge.core.formats import ExportFormat
-from faceforge.core.model.head import RecognitionHead, fit_head
+from faceforge.core.model.head import RecognitionHead
 
 Embeddings = tuple[npt.NDArray[np.float32], list[str], list[object]]
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
+from faceforge.building.head_fitting import MIN_THRESHOLD, fit_head
 from faceforge.core.dataset import image_files
-from faceforge.core.model.head import MIN_THRESHOLD, RecognitionHead, fit_head
+from faceforge.core.model.head import RecognitionHead
 from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import FACES
 

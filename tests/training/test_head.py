@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faceforge.building.head_fitting import MIN_THRESHOLD, fit_head
 from faceforge.core.dataset import image_files
 from faceforge.core.errors import TrainingError
-from faceforge.core.model.head import MIN_THRESHOLD, fit_head
 from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import FACES
 

@@ -14,8 +14,8 @@ import numpy.typing as npt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from faceforge.building.head_fitting import MIN_THRESHOLD, fit_head
 from faceforge.building.population_fit import fit_population
-from faceforge.core.model.head import MIN_THRESHOLD, fit_head
 from faceforge.core.model.population import PopulationModel, shipped_model
 
 MEASURED = 3_000  # synthetic strangers measured per gallery

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceforge.core.model import head as head_module
-from faceforge.core.model.head import SCALE_GRID, fit_and_evaluate
+from faceforge.building import head_fitting as head_module
+from faceforge.building.head_fitting import SCALE_GRID, fit_and_evaluate
 
 SHARED = 2.0  # the common direction's weight: impostors score close to genuine photos
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faceforge.building.head_fitting import fit_head
 from faceforge.building.version_builder import bench_people, version_manifest
 from faceforge.core.atomic import file_sha256
 from faceforge.core.checksums import record_sha256
 from faceforge.core.errors import ModelNotReadyError
-from faceforge.core.model.head import RecognitionHead, fit_head
+from faceforge.core.model.head import RecognitionHead
 from faceforge.core.model.head_files import head_bytes
 from faceforge.core.model.manifest import (
     HEAD_FILE,

@@ -16,10 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from faceforge.building.export.version_exports import UNKNOWN_LABEL, VersionExporter
+from faceforge.building.head_fitting import fit_and_evaluate
 from faceforge.core.config import Settings
 from faceforge.core.embedding_space import DLIB_WEIGHT, EMBEDDER_NAME, EMBEDDING_SIZE
 from faceforge.core.errors import TrainingError
-from faceforge.core.model.head import RecognitionHead, fit_and_evaluate
+from faceforge.core.model.head import RecognitionHead
 from faceforge.core.model.head_files import head_bytes
 from faceforge.core.model.manifest import HEAD_FILE, EmbedderInfo, RosterEntry, VersionManifest
 from faceforge.core.records import Person

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from faceforge.building.evaluation.app_detectors import AppDetector, app_embeddings, box_finder
+from faceforge.building.head_fitting import DEFAULT_TARGET_UNKNOWN_REJECT, fit_head
 from faceforge.core.dataset import (
     image_files,
     overlapping,
@@ -19,7 +20,6 @@ from faceforge.core.dataset import (
 )
 from faceforge.core.errors import DatasetError
 from faceforge.core.faces import PhotoFaces
-from faceforge.core.model.head import DEFAULT_TARGET_UNKNOWN_REJECT, fit_head
 from faceforge.serving.vision.face_choice import choose_faces
 from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 
