@@ -40,6 +40,7 @@ from faceforge.core.errors import ExportError
 from faceforge.core.formats import ExportFormat
 from faceforge.core.model.head import RecognitionHead
 from faceforge.serving.vision.embedder import embedding_onnx_path
+from faceforge.serving.vision.mtcnn import cached_graphs
 
 # Float32 softmax resolves probabilities down to about e^-87; below this floor all count as "none".
 LOG_PROBABILITY_FLOOR = -60.0
@@ -54,6 +55,14 @@ UNKNOWN_LABEL = "unknown"
 LABELS_FILE = "labels.txt"
 PROBE_SEED = 0
 PROBE_COUNT = 2
+# The browser client's files by role (``variants.browser`` in the manifest).
+BROWSER_FILES = {
+    "pnet": "detector_pnet.onnx",
+    "rnet": "detector_rnet.onnx",
+    "refiner": "refiner.onnx",
+    "backbone": "backbone.onnx",
+    "head": "head.onnx",
+}
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -225,6 +234,9 @@ class OnnxExporter:
         )
         into.link("backbone.onnx", path)
         into.link("refiner.onnx", self.backbones.refiner().onnx)
+        detector = cached_graphs(self.weights_dir)
+        for role in ("pnet", "rnet"):
+            into.link(f"detector_{role}.onnx", detector / f"{role}.onnx")
         into.manifest["onnx"] = {
             "inputs": _inputs_manifest("NCHW"),
             "output": {
@@ -240,6 +252,14 @@ class OnnxExporter:
             files=["backbone.onnx", "head.onnx"],
             pipeline="backbone.onnx(face, chip) -> embedding -> head.onnx(embedding) -> probabilities",
             note="backbone.onnx is the same file (same sha256) in every version: download it once",
+        )
+        into.add_variant(
+            "browser",
+            files=[*BROWSER_FILES.values()],
+            roles=BROWSER_FILES,
+            note="the browser client (GET /client/faceforge.js): MTCNN's P-Net and R-Net as the server runs "
+            "them, the refiner (also MTCNN's third stage), the backbone and the head; all but head.onnx are "
+            "the same files in every version",
         )
 
 
