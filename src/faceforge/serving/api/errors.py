@@ -29,6 +29,7 @@ from starlette.routing import Match
 
 from faceforge.core.errors import (
     BusyError,
+    ClientRuntimeMissingError,
     ConflictError,
     FaceforgeError,
     InvalidImageError,
@@ -177,7 +178,7 @@ def _status(error: FaceforgeError) -> int:
         return 404
     if isinstance(error, (ConflictError, ModelNotReadyError)):
         return 409
-    if isinstance(error, BusyError):
+    if isinstance(error, (BusyError, ClientRuntimeMissingError)):
         return 503
     if isinstance(error, InvalidImageError):
         return 413 if error.code == "image_too_large" else 400
