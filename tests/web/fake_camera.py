@@ -15,7 +15,8 @@ GREY = (90, 90, 90)
 
 def _half(plane: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     height, width = plane.shape
-    return plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
+    halved: npt.NDArray[np.float64] = plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
+    return halved
 
 
 def write_y4m(target: Path, photo: Path, *, face_side: int = 400, frames: int = 4) -> Path:
