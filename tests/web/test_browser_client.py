@@ -6,10 +6,12 @@ The tests run in file order: the last one stops the server."""
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -51,6 +53,30 @@ RECOGNIZE = """async (photos) => {
     answers.push(faces.map((f) => ({ name: f.name, personId: f.personId, probability: f.probability })));
   }
   return answers;
+}"""
+# Each step of the contract vectors (contract_vectors.json): the pixel steps from the vector's own
+# inputs (exact checksums), the whole run from the photo (networks within the stated tolerance).
+VECTORS = """async ([vectors, photos]) => {
+  const hex = async (p) => Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", p.data)),
+    (b) => b.toString(16).padStart(2, "0")).join("");
+  const C = ff.contract, box = ([x, y, width, height]) => ({ x, y, width, height }), out = [];
+  for (const v of vectors.vectors) {
+    const bytes = Uint8Array.from(atob(photos[v.photo.sha256]), (c) => c.charCodeAt(0));
+    const bitmap = await createImageBitmap(new Blob([bytes]), { colorSpaceConversion: "none" });
+    const picture = ff.toPicture(bitmap);
+    const steps = await client.analyse(picture);
+    const d = steps.detections[0], r = steps.refined[0];
+    out.push({
+      size: [picture.width, picture.height],
+      patch: await hex(C.refinerPatch(picture, box(v.detector.box)).patch),
+      face: await hex(C.cropFace(picture, box(v.refiner.box))),
+      chip: await hex(C.alignFace(picture, v.refiner.points, box(v.refiner.box))),
+      detector: [d.box.x, d.box.y, d.box.width, d.box.height, ...d.points.flat()],
+      refined: [r.box.x, r.box.y, r.box.width, r.box.height, ...r.points.flat()],
+      embedding: Array.from(steps.embeddings[0]), probabilities: Array.from(steps.probabilities[0]),
+    });
+  }
+  return out;
 }"""
 # Runs `work` and answers the FaceforgeError's code and status it throws (null if none).
 ERROR_OF = """async (work) => {
@@ -135,6 +161,27 @@ def test_browser_decides_as_identify_does(page: Page, server: Server) -> None:
     assert named >= PEOPLE - 2 and rejected >= STRANGERS - 2, browser
     first = answers[0][0]
     assert first["name"] == FOLDERS[0].name.replace("_", " ") and 0.5 < first["probability"] <= 1.0
+
+
+def test_browser_client_passes_the_contract_vectors(page: Page, server: Server) -> None:
+    _connect(page, server)
+    vectors = server.api("GET", "/api/v1/models/1/files/contract_vectors.json").json()
+    assert len(vectors["vectors"]) == 3
+    enrolled = {hashlib.sha256(p.read_bytes()).hexdigest(): p for f in FOLDERS[:3] for p in image_files(f)}
+    photos = {v["photo"]["sha256"]: _b64(enrolled[v["photo"]["sha256"]]) for v in vectors["vectors"]}
+    tolerance = vectors["tolerance"]
+    for vector, answer in zip(vectors["vectors"], page.evaluate(VECTORS, [vectors, photos]), strict=True):
+        assert answer["size"] == [vector["photo"]["width"], vector["photo"]["height"]]
+        assert answer["patch"] == vector["refiner"]["patch_sha256"]
+        assert answer["face"] == vector["face"]["sha256"]
+        assert answer["chip"] == vector["chip"]["sha256"]
+        detector = [*vector["detector"]["box"], *np.ravel(vector["detector"]["points"])]
+        refined = [*vector["refiner"]["box"], *np.ravel(vector["refiner"]["points"])]
+        assert np.abs(np.subtract(answer["detector"], detector)).max() <= tolerance["pixels"]
+        assert np.abs(np.subtract(answer["refined"], refined)).max() <= tolerance["pixels"]
+        assert float(np.dot(answer["embedding"], vector["embedding"])) >= tolerance["embedding_cosine"]
+        probabilities = np.subtract(answer["probabilities"], vector["probabilities"])
+        assert np.abs(probabilities).max() <= tolerance["probability"]
 
 
 def test_bad_input_gives_clear_errors(page: Page, server: Server) -> None:
