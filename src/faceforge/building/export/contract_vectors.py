@@ -14,7 +14,7 @@ client) checks each step of their own implementation against ours:
   uint8 RGB, rows top to bottom; ``serving.vision.crop`` and ``serving.vision.align``);
 - ``embedding`` (640 floats) and ``probabilities`` (people + 1, ``unknown`` last) from the server's
   networks, to compare within a tolerance (another runtime's float arithmetic differs slightly):
-  ``tolerance`` states what the browser client is held to.
+  ``tolerance`` states it per backbone file (the int8-weight one moves embeddings a little more).
 
 Coordinates are pixels of the upright photo, origin top left. Checksums are exact: the crop and chip
 depend only on the photo, the refined box and points.
@@ -42,9 +42,14 @@ from faceforge.serving.vision.refine import refine_faces, refiner_patch
 CONTRACT_VECTORS_FILE = "contract_vectors.json"
 VECTOR_PHOTOS = 3
 FORMAT = "faceforge-contract-vectors/1"
-# What a client in another runtime is held to: boxes and points (pixels), the embedding's cosine
-# with ours, the largest difference of a probability.
-TOLERANCE = {"pixels": 0.05, "embedding_cosine": 0.9999, "probability": 0.002}
+# What a client in another runtime is held to: boxes and points (pixels), and per backbone file the
+# embedding's cosine with ours and the largest difference of a probability. Measured in Chromium:
+# backbone.onnx 0.99999998, backbone_int8_weights.onnx 0.99987 on lfw_dev faces.
+TOLERANCE: dict[str, Any] = {
+    "pixels": 0.05,
+    "backbone.onnx": {"embedding_cosine": 0.9999, "probability": 0.002},
+    "backbone_int8_weights.onnx": {"embedding_cosine": 0.999, "probability": 0.02},
+}
 
 
 @dataclass(frozen=True, slots=True)

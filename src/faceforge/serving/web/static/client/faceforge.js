@@ -179,7 +179,10 @@ class Client {
     if (!stored) throw new FaceforgeError("cache_incomplete", `model file ${sha} is missing from the browser's cache`);
     const bytes = new Uint8Array(await stored.arrayBuffer());
     if (await sha256(bytes) !== sha) throw new FaceforgeError("checksum_mismatch", `the cached model file ${sha} is damaged`);
-    const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+    // disable_quant_qdq: the int8-weight backbone's DequantizeLinear nodes fold into float32 weights.
+    const session = await ort.InferenceSession.create(bytes, {
+      executionProviders: ["wasm"], graphOptimizationLevel: "all", extra: { session: { disable_quant_qdq: "1" } },
+    });
     this._sessions.set(sha, session);
     return session;
   }
