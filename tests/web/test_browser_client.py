@@ -226,8 +226,10 @@ def test_update_downloads_the_head_only(page: Page, server: Server) -> None:
 
 
 def test_recognition_with_the_server_stopped(chromium: Browser, server: Server, served: Served) -> None:
-    """Own context: requests to a stopped server fail on purpose here."""
+    """Own context: requests to a stopped server fail on purpose here. The client keeps recognising,
+    a new client starts from the browser's cache, and /live reloads (its service worker)."""
     context = chromium.new_context()
+    context.add_init_script(f"sessionStorage.setItem('faceforge-api-key', {READ_KEY!r})")
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server.url + "/healthz")
@@ -236,6 +238,13 @@ def test_recognition_with_the_server_stopped(chromium: Browser, server: Server, 
     closed = f"http://127.0.0.1:{free_port()}"
     assert page.evaluate(ERROR_OF, f"() => ff.connect({closed!r})")["code"] == "offline_without_model"
     page.evaluate(CONNECT, [server.url, READ_KEY])
+    live = context.new_page()
+    live.set_default_timeout(TIMEOUT_MS)
+    live.goto(server.url + "/live")
+    on_camera = ON_CAMERA.name.replace("_", " ")
+    expect(live.locator("#faces li.known")).to_contain_text(on_camera, timeout=TIMEOUT_MS)
+    live.wait_for_function("navigator.serviceWorker.controller !== null")
+
     served.process.terminate()
     served.process.wait(timeout=30)
     update = page.evaluate("client.update()")
@@ -246,4 +255,8 @@ def test_recognition_with_the_server_stopped(chromium: Browser, server: Server, 
     assert page.evaluate("client.offline") is True
     (faces,) = page.evaluate(RECOGNIZE, [_b64(_probe(NEWCOMER))])
     assert faces[0]["name"] == NEWCOMER.name.replace("_", " ")
+    live.reload()
+    expect(live.locator("#network")).to_contain_text("Offline", timeout=TIMEOUT_MS)
+    expect(live.locator("#faces li.known")).to_contain_text(on_camera, timeout=TIMEOUT_MS)
+    expect(live.locator("#version")).to_have_text("2")
     context.close()

@@ -4,7 +4,8 @@
 - ``GET /client/ort/{name}``: ONNX Runtime Web's WebAssembly build, from the npm package that
   ``make install`` puts in ``client/node_modules`` (``Settings.client_runtime_dir``); without it,
   503 ``client_runtime_missing``;
-- ``GET /live``: the camera page, cross-origin isolated so ONNX Runtime Web may use threads.
+- ``GET /live``: the camera page, cross-origin isolated so ONNX Runtime Web may use threads, and its
+  service worker ``GET /live-sw.js`` (the page reloads without the server).
 """
 
 from __future__ import annotations
@@ -72,3 +73,10 @@ def client_runtime(request: Request, name: str) -> Response:
 def live_page() -> Response:
     headers = {"Cache-Control": CACHING, **ISOLATED}
     return Response(_static("live.html"), media_type="text/html", headers=headers)
+
+
+@public.get("/live-sw.js")
+def live_service_worker() -> Response:
+    """The camera page's service worker (it reloads offline); served beside /live for its scope."""
+    headers = {"Cache-Control": CACHING, **SHARED}
+    return Response(_static("client", "live-sw.js"), media_type="text/javascript", headers=headers)

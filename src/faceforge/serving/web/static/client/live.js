@@ -176,6 +176,9 @@ function draw(context, overlay, video, faces, tracks) {
   if (list.dataset.shown !== text) { list.replaceChildren(...items); list.dataset.shown = text; }
 }
 
+// The page and its code reload without the server (the models are the client's own cache).
+navigator.serviceWorker?.register("/live-sw.js", { scope: "/live" }).catch((error) => show(`Offline reloads are off: ${error.message}`));
+
 $("fullscreen").addEventListener("click", () => document.documentElement.requestFullscreen?.());
 if (kiosk) document.addEventListener("click", () => document.documentElement.requestFullscreen?.(), { once: true });
 $("login").addEventListener("submit", (event) => {
