@@ -32,8 +32,8 @@ from tests.web.browser import (
 from tests.web.fake_camera import write_y4m
 
 LFW_DEV = FACES / "lfw_dev"
-PEOPLE = 15  # enrolled from their first 5 photos; each one's last photo is a probe
-STRANGERS = 15
+PEOPLE = 10  # enrolled from their first 5 photos; each one's last photo is a probe
+STRANGERS = 10
 ENROLLED = 5
 FOLDERS = sorted(p for p in (LFW_DEV / "known").iterdir() if p.is_dir())
 NEWCOMER = FOLDERS[PEOPLE]  # registered during the update test
