@@ -67,8 +67,15 @@ class TrainingLost(Exception):
 
 class TrainingWorker:
     def __init__(
-        self, settings: Settings, sessions: sessionmaker[Session], *, worker_id: str | None = None
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        worker_id: str | None = None,
+        pipeline: FacePipeline | None = None,
     ) -> None:
+        """``pipeline``: the process's own (an API process that embeds this worker shares its networks
+        rather than load them twice); by default one is made on first use."""
         self.settings = settings
         self.sessions = sessions
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -85,7 +92,7 @@ class TrainingWorker:
         self.take_over_running = False
         self.health = TrainerHealth()
         self._burst: _Burst | None = None  # the changes pending, as this worker saw them arrive
-        self._pipeline: FacePipeline | None = None  # made on first use: contract vectors, re-embedding
+        self._pipeline = pipeline  # contract vectors, re-embedding
 
     def start_in_thread(self) -> Callable[[], None]:
         """Run on a daemon thread (the embedded worker); returns a function that stops it and waits."""
