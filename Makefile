@@ -13,6 +13,9 @@ CLIENTS := .venv-clients
 CLIENTS_STAMP := $(CLIENTS)/.installed
 JS_CLIENTS := tests/compat/js
 JS_STAMP := $(JS_CLIENTS)/node_modules/.installed
+# ONNX Runtime Web for the browser client: served by faceforge at /client/ort/ (not a test tool).
+BROWSER_CLIENT := client
+BROWSER_STAMP := $(BROWSER_CLIENT)/node_modules/.installed
 
 .PHONY: run eval test lint typecheck pytest install browser bench clean locks
 
@@ -40,7 +43,12 @@ locks: $(STAMP)
 	$(LOCK) --extra worker --extra dev -c $(VENV)/lock-constraints.txt -c requirements-worker.lock \
 		-o requirements-dev.lock pyproject.toml
 
-install: $(STAMP) browser $(CLIENTS_STAMP) $(JS_STAMP)
+install: $(STAMP) browser $(CLIENTS_STAMP) $(JS_STAMP) $(BROWSER_STAMP)
+
+# onnxruntime-web from npm (the lock file pins what resolved here), for GET /client/ort/*.
+$(BROWSER_STAMP): $(BROWSER_CLIENT)/package.json $(BROWSER_CLIENT)/package-lock.json
+	cd $(BROWSER_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(BROWSER_STAMP)
 
 # CompreFace's JavaScript SDK from npm, for the same tests (the lock file pins what resolved here).
 $(JS_STAMP): $(JS_CLIENTS)/package.json $(JS_CLIENTS)/package-lock.json
@@ -58,7 +66,7 @@ $(CLIENTS_STAMP): requirements-clients.txt
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-run: $(STAMP)
+run: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/faceforge -v serve --host $(HOST) --port $(PORT)
 
 eval: $(STAMP)
@@ -72,7 +80,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser $(CLIENTS_STAMP) $(JS_STAMP)
+pytest: $(STAMP) browser $(CLIENTS_STAMP) $(JS_STAMP) $(BROWSER_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -89,4 +97,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.scale_curve
 
 clean:
-	rm -rf $(VENV) $(CLIENTS) $(JS_CLIENTS)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENTS) $(JS_CLIENTS)/node_modules $(BROWSER_CLIENT)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ directory in the store, not yet current; the worker then publishes it in the dat
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from faceforge.building.export.contract_vectors import CONTRACT_VECTORS_FILE
 from faceforge.building.export.version_exports import UNKNOWN_LABEL, VersionExporter
 from faceforge.building.head_fitting import fit_and_evaluate
 from faceforge.core.config import Settings
@@ -32,6 +34,8 @@ from faceforge.storage.version_store import VersionStore
 DECISION = "softmax(scale * [cosine(embedding, prototype_i)..., threshold]); last = unknown"
 # (progress 0-1, stage name), reported as the training's progress
 StageReport = Callable[[float, str], None]
+# The version's head -> contract_vectors.json's content (``building.export.contract_vectors``)
+VectorMaker = Callable[[RecognitionHead], dict[str, Any]]
 
 
 def person_label(person_id: int, name: str) -> str:
@@ -114,12 +118,14 @@ class VersionBuilder:
         *,
         strangers: Sequence[npt.NDArray[np.float32]] = (),
         started: float | None = None,
+        vectors: VectorMaker | None = None,
     ) -> StagedVersion:
         """Version ``version`` from one ``(N, 640)`` embedding per enrolled photo and whose it is.
         ``strangers``: one ``(k_i, 640)`` array of unit embeddings per stranger (``k_i >= 1``), faces
         the head must answer "unknown" for; they are never a class, label or roster entry.
         ``started``: ``time.perf_counter()`` when the training began (the caller loads the photos
-        first; default: now), for the manifest's ``train_seconds``."""
+        first; default: now), for the manifest's ``train_seconds``. ``vectors`` writes
+        ``contract_vectors.json`` from the fitted head (the trainer's, from real enrolled photos)."""
         started = time.perf_counter() if started is None else started
         if len(embeddings) != len(person_ids) or not len(embeddings):
             raise TrainingError("one person id per embedding, and at least one embedding, are needed")
@@ -141,6 +147,8 @@ class VersionBuilder:
         stage(0.6, "exporting")
         with self.store.stage(version) as staging:
             staging.add(HEAD_FILE, head_bytes(head))
+            if vectors is not None:
+                staging.add(CONTRACT_VECTORS_FILE, json.dumps(vectors(head), indent=1).encode())
             exports = self.exporter.export(head, sink=staging, samples=embeddings)
             metrics["export_seconds"] = exports.seconds
             stage(0.7, "writing")

@@ -162,6 +162,11 @@ class Settings(BaseSettings):
         description="load the face detector and embedder when an API process starts (about 300 MB "
         "each) instead of on its first photo",
     )
+    client_runtime_dir: Path | None = Field(
+        None,
+        description="ONNX Runtime Web's dist folder for the browser client (default: the npm package "
+        "`make install` puts in client/node_modules beside the sources)",
+    )
     log_format: LogFormat = Field(LogFormat.TEXT, description="text, or json: one JSON object per line")
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     worker: WorkerSettings = Field(default_factory=lambda: WorkerSettings())
@@ -175,6 +180,12 @@ class Settings(BaseSettings):
     @property
     def weights_dir(self) -> Path:
         return self.weights_cache.expanduser() if self.weights_cache else self.home / "weights"
+
+    @property
+    def client_runtime_path(self) -> Path:
+        if self.client_runtime_dir is not None:
+            return self.client_runtime_dir.expanduser()
+        return Path(__file__).resolve().parents[3] / "client" / "node_modules" / "onnxruntime-web" / "dist"
 
     @property
     def files_dir(self) -> Path:

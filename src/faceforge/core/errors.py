@@ -77,3 +77,9 @@ class BusyError(FaceforgeError):
     """More vision work is queued than the server takes on; the client should retry shortly."""
 
     code = "busy"
+
+
+class ClientRuntimeMissingError(FaceforgeError):
+    """ONNX Runtime Web (npm, ``client/``) is not installed beside this server: no browser client."""
+
+    code = "client_runtime_missing"

@@ -74,7 +74,7 @@ class Services:
             # Injecting it from the CLI would not do: uvicorn's factory and the tests build the app alone.
             from faceforge.building.worker.trainer import TrainingWorker
 
-            worker = TrainingWorker(settings, sessions)
+            worker = TrainingWorker(settings, sessions, pipeline=pipeline)
         limits = settings.limits
         gate = VisionGate(
             concurrency=limits.vision_concurrency, queue=limits.vision_queue, pixels=limits.vision_pixels

@@ -219,6 +219,24 @@ def enrolled_faces(session: Session, *, embedder: str) -> tuple[list[EnrolledFac
     return faces, people
 
 
+def first_photos(session: Session, *, embedder: str, limit: int) -> list[tuple[int, int, str]]:
+    """``(person_id, photo_id, stored_name)`` of the first photo of each of the first ``limit`` people
+    (by id) with a photo embedded by ``embedder``: the version's contract vectors."""
+    firsts = (
+        select(func.min(PhotoRow.id))
+        .where(PhotoRow.embedder == embedder)
+        .group_by(PhotoRow.person_id)
+        .order_by(PhotoRow.person_id)
+        .limit(limit)
+    )
+    rows = session.execute(
+        select(PhotoRow.person_id, PhotoRow.id, PhotoRow.stored_name)
+        .where(PhotoRow.id.in_(firsts))
+        .order_by(PhotoRow.person_id)
+    ).all()
+    return [(int(person_id), int(photo_id), str(name)) for person_id, photo_id, name in rows]
+
+
 def request_training(session: Session) -> int:
     """Record one change that affects recognition, in the caller's transaction; returns the new count."""
     session.execute(

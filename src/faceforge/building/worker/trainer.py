@@ -27,9 +27,10 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from faceforge.building.export.contract_vectors import VECTOR_PHOTOS, VectorPhoto, contract_vectors
 from faceforge.building.export.quiet import quiet_conversion_tools
 from faceforge.building.networks.embedding_graph import export_embedding_graph
-from faceforge.building.version_builder import VersionBuilder
+from faceforge.building.version_builder import VectorMaker, VersionBuilder
 from faceforge.building.worker.lease import lease_for
 from faceforge.building.worker.orphans import sweep_orphans
 from faceforge.building.worker.reembed import reembed_stale_photos
@@ -66,8 +67,15 @@ class TrainingLost(Exception):
 
 class TrainingWorker:
     def __init__(
-        self, settings: Settings, sessions: sessionmaker[Session], *, worker_id: str | None = None
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        worker_id: str | None = None,
+        pipeline: FacePipeline | None = None,
     ) -> None:
+        """``pipeline``: the process's own (an API process that embeds this worker shares its networks
+        rather than load them twice); by default one is made on first use."""
         self.settings = settings
         self.sessions = sessions
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -84,7 +92,7 @@ class TrainingWorker:
         self.take_over_running = False
         self.health = TrainerHealth()
         self._burst: _Burst | None = None  # the changes pending, as this worker saw them arrive
-        self._pipeline: FacePipeline | None = None  # made on first use: only re-embedding needs it
+        self._pipeline = pipeline  # contract vectors, re-embedding
 
     def start_in_thread(self) -> Callable[[], None]:
         """Run on a daemon thread (the embedded worker); returns a function that stops it and waits."""
@@ -211,12 +219,27 @@ class TrainingWorker:
         finally:
             finished.set()
 
-    def _reembed(self) -> int:
+    @property
+    def pipeline(self) -> FacePipeline:
         if self._pipeline is None:
             self._pipeline = FacePipeline(self.settings, export=export_embedding_graph)
+        return self._pipeline
+
+    def _vector_maker(self, photos: list[tuple[int, int, str]]) -> VectorMaker:
+        """``contract_vectors.json`` from these enrolled photos (those whose file is gone are skipped)."""
+        files = PhotoFiles(self.settings.files_dir / "photos")
+        found = []
+        for person_id, photo_id, name in photos:
+            try:
+                found.append(VectorPhoto(person_id, photo_id, files.path(name).read_bytes()))
+            except OSError:
+                log.warning("photo %d of person %d is missing: no contract vector", photo_id, person_id)
+        return lambda head: contract_vectors(self.pipeline, head, found)
+
+    def _reembed(self) -> int:
         return reembed_stale_photos(
             self.sessions,
-            self._pipeline,
+            self.pipeline,
             PhotoFiles(self.settings.files_dir / "photos"),
             PhotoFiles(self.settings.files_dir / STRANGER_PHOTOS),
         )
@@ -331,6 +354,7 @@ class TrainingWorker:
         with self.sessions.begin() as session:  # one snapshot of people and strangers
             faces, people = people_store.enrolled_faces(session, embedder=EMBEDDER_NAME)
             by_stranger = strangers_store.embeddings_by_stranger(session, embedder=EMBEDDER_NAME)
+            vector_photos = people_store.first_photos(session, embedder=EMBEDDER_NAME, limit=VECTOR_PHOTOS)
         if not faces:
             raise NothingToTrain("no person has an accepted photo; there is nothing to recognise")
         embeddings = np.stack([np.frombuffer(face.embedding, dtype="<f4") for face in faces])
@@ -343,6 +367,7 @@ class TrainingWorker:
             lambda progress, stage: self._stage(claim, progress, stage),
             strangers=strangers,
             started=started,
+            vectors=self._vector_maker(vector_photos),
         )
         metrics = staged.metrics  # as the manifest holds them, train_seconds included
         pause = self.settings.worker.pause_before_publish_seconds

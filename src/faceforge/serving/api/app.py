@@ -17,6 +17,7 @@ from faceforge.serving.api.errors import install_error_handlers
 from faceforge.serving.api.http_defaults import HttpDefaultsMiddleware
 from faceforge.serving.api.metrics import MetricsMiddleware, ServiceMetrics
 from faceforge.serving.api.routes import (
+    client,
     compreface,
     deepstack,
     health,
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     limits = resolved.limits
     # Matched in this order, one route after another: the most frequent callers first (probes, and
     # model info, which every phone asks on start). No two modules' paths overlap.
-    modules = [health, legacy, models, identify, people, strangers, web, metrics]
+    modules = [health, legacy, models, identify, people, strangers, web, client, metrics]
     modules += [compreface] if resolved.compat.compreface else []
     modules += [deepstack] if resolved.compat.deepstack else []
     routers = [router for module in modules for router in module.routers]

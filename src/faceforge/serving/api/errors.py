@@ -29,6 +29,7 @@ from starlette.routing import Match
 
 from faceforge.core.errors import (
     BusyError,
+    ClientRuntimeMissingError,
     ConflictError,
     FaceforgeError,
     InvalidImageError,
@@ -181,7 +182,7 @@ def _status(error: FaceforgeError) -> int:
         return 404
     if isinstance(error, (ConflictError, ModelNotReadyError)):
         return 409
-    if isinstance(error, (BusyError, WeightsNotPreparedError)):
+    if isinstance(error, (BusyError, ClientRuntimeMissingError, WeightsNotPreparedError)):
         return 503
     if isinstance(error, InvalidImageError):
         return 413 if error.code == "image_too_large" else 400

@@ -1,0 +1,125 @@
+"""``contract_vectors.json``: the app-side contract worked through, step by step, on a few real faces.
+
+For up to ``VECTOR_PHOTOS`` enrolled photos (the first photo of the first people, by id), what the
+server computes for the largest confident face, so that an app developer (Swift, Kotlin, the browser
+client) checks each step of their own implementation against ours:
+
+- ``photo``: the person, the photo's id, sha256 and size (download it with an admin key from
+  ``/api/v1/people/{person_id}/photos/{photo_id}/file``);
+- ``detector``: MTCNN's box ``[x, y, width, height]``, score and five points (the server's detector,
+  also the browser client's);
+- ``refiner``: the 48 x 48 ``patch``'s square and sha256, the refiner's face probability, and the
+  refined box and five points (``serving.vision.refine``);
+- ``face`` and ``chip``: the sha256 of each image's bytes (``(160, 160, 3)`` and ``(150, 150, 3)``
+  uint8 RGB, rows top to bottom; ``serving.vision.crop`` and ``serving.vision.align``);
+- ``embedding`` (640 floats) and ``probabilities`` (people + 1, ``unknown`` last) from the server's
+  networks, to compare within a tolerance (another runtime's float arithmetic differs slightly):
+  ``tolerance`` states it per backbone file (the int8-weight one moves embeddings a little more).
+
+Coordinates are pixels of the upright photo, origin top left. Checksums are exact: the crop and chip
+depend only on the photo, the refined box and points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from faceforge.core.faces import Box
+from faceforge.core.model.head import RecognitionHead
+from faceforge.serving.vision.align import align_face
+from faceforge.serving.vision.crop import crop_face
+from faceforge.serving.vision.face_input import FaceInputs
+from faceforge.serving.vision.pipeline import FacePipeline
+from faceforge.serving.vision.refine import refine_faces, refiner_patch
+
+CONTRACT_VECTORS_FILE = "contract_vectors.json"
+VECTOR_PHOTOS = 3
+FORMAT = "faceforge-contract-vectors/1"
+# What a client in another runtime is held to: boxes and points (pixels), and per backbone file the
+# embedding's cosine with ours and the largest difference of a probability. Measured in Chromium:
+# backbone.onnx 0.99999998, backbone_int8_weights.onnx 0.99987 on lfw_dev faces.
+TOLERANCE: dict[str, Any] = {
+    "pixels": 0.05,
+    "backbone.onnx": {"embedding_cosine": 0.9999, "probability": 0.002},
+    "backbone_int8_weights.onnx": {"embedding_cosine": 0.999, "probability": 0.02},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VectorPhoto:
+    person_id: int
+    photo_id: int
+    data: bytes
+
+
+def _sha256(pixels: npt.NDArray[np.uint8]) -> str:
+    return hashlib.sha256(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()).hexdigest()
+
+
+def _box(box: Box) -> list[float]:
+    return [box.x, box.y, box.width, box.height]
+
+
+def _points(points: Sequence[tuple[float, float]]) -> list[list[float]]:
+    return [[float(x), float(y)] for x, y in points]
+
+
+def contract_vectors(
+    pipeline: FacePipeline, head: RecognitionHead, photos: Sequence[VectorPhoto]
+) -> dict[str, Any]:
+    """The vectors of ``photos`` (a photo without a confident face is left out)."""
+    vectors = []
+    for photo in photos:
+        image = pipeline.decode(photo.data)
+        faces = [f for f in pipeline.detect(image) if f.score >= pipeline.detector_settings.min_score]
+        if not faces:
+            continue
+        face = faces[0]
+        picture = Image.fromarray(image)
+        patch, (left, top, side) = refiner_patch(picture, face.box)
+        (refined,) = refine_faces(picture, [face.box], pipeline.detector.describe_patches)
+        crop = crop_face(picture, refined.box)
+        chip = align_face(picture, refined.landmarks, refined.box)
+        embedding = pipeline.embedder.embed(FaceInputs(crop[None], chip[None]))
+        probabilities = head.probabilities(embedding)[0]
+        height, width = image.shape[:2]
+        vectors.append(
+            {
+                "photo": {
+                    "person_id": photo.person_id,
+                    "photo_id": photo.photo_id,
+                    "sha256": hashlib.sha256(photo.data).hexdigest(),
+                    "width": width,
+                    "height": height,
+                },
+                "detector": {
+                    "box": _box(face.box),
+                    "score": face.score,
+                    "points": _points(face.landmarks.points),
+                },
+                "refiner": {
+                    "square": {"left": left, "top": top, "side": side},
+                    "patch_sha256": _sha256(patch),
+                    "face_probability": refined.face_probability,
+                    "box": _box(refined.box),
+                    "points": _points(refined.landmarks.points),
+                },
+                "face": {"size": list(crop.shape), "sha256": _sha256(crop)},
+                "chip": {"size": list(chip.shape), "sha256": _sha256(chip)},
+                "embedding": [float(v) for v in embedding[0]],
+                "probabilities": [float(p) for p in probabilities],
+            }
+        )
+    return {
+        "format": FORMAT,
+        "pixels": "uint8 RGB, rows top to bottom; sha256 of the raw bytes",
+        "tolerance": TOLERANCE,
+        "vectors": vectors,
+    }

@@ -1,0 +1,190 @@
+// GET /live: the camera, boxes and names, one decision per face track (as the camera agent,
+// `edge/tracking.py`: tracks matched by overlap, a track decided once from the mean probabilities of
+// its first SAMPLES frames), the version and whether the server is reachable. `?kiosk=1`: no bar.
+import { connect } from "./faceforge.js";
+
+const params = new URLSearchParams(location.search);
+const KEY_STORAGE = "faceforge-api-key";  // the dashboard's (this tab), or this device's for a kiosk
+const MATCH_IOU = 0.3;
+const MAX_MISSED = 5;
+const SAMPLES = 3;
+const UPDATE_SECONDS = 30;
+// Faces smaller than this many pixels of the camera's frame are not looked for: someone at a door or
+// a desk fills more, and each halving of the size searched for costs P-Net about four times the work.
+const MIN_FACE_SIZE = Number(params.get("min_face")) || 60;
+
+const $ = (id) => document.getElementById(id);
+const kiosk = params.has("kiosk");
+if (kiosk) document.body.classList.add("kiosk");
+
+function iou(a, b) {
+  const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
+  const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
+  if (w <= 0 || h <= 0) return 0;
+  const inter = w * h;
+  return inter / (a.width * a.height + b.width * b.height - inter);
+}
+
+/** One decision from frames' probabilities (`unknown` last): the argmax of their mean. */
+export function decide(samples) {
+  const n = samples[0].length, mean = new Float64Array(n);
+  for (const s of samples) for (let i = 0; i < n; i++) mean[i] += s[i] / samples.length;
+  let best = 0;
+  for (let i = 1; i < n; i++) if (mean[i] > mean[best]) best = i;
+  return { index: best, probability: mean[best], unknown: best === n - 1 };
+}
+
+class Tracker {
+  constructor() { this.tracks = []; this.nextId = 1; }
+
+  update(frame, faces) {
+    const pairs = [];
+    this.tracks.forEach((track, t) => faces.forEach((face, f) => pairs.push([iou(track.box, face.box), t, f])));
+    pairs.sort((a, b) => b[0] - a[0]);
+    const matched = new Map(), used = new Set();
+    for (const [overlap, t, f] of pairs) {
+      if (overlap < MATCH_IOU) break;
+      if (used.has(t) || matched.has(f)) continue;
+      used.add(t);
+      matched.set(f, this.tracks[t]);
+    }
+    return faces.map((face, f) => {
+      let track = matched.get(f);
+      if (!track) {
+        track = { id: this.nextId++, samples: [], version: null, decision: null };
+        this.tracks.push(track);
+      }
+      track.box = face.box;
+      track.lastFrame = frame;
+      return track;
+    });
+  }
+
+  close(frame) {
+    this.tracks = this.tracks.filter((t) => frame - t.lastFrame <= MAX_MISSED);
+  }
+}
+
+function show(text) {
+  $("message").textContent = text;
+  $("message").hidden = !text;
+}
+
+async function start(key) {
+  let client;
+  try {
+    client = await connect(location.origin, { apiKey: key || undefined });
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) {
+      $("login").hidden = false;
+      show(key ? "That key was refused." : "This server needs an API key.");
+      $("network").textContent = "Not connected";
+      return;
+    }
+    show(`Cannot start: ${error.message}`);
+    $("network").textContent = "Not connected";
+    return;
+  }
+  $("login").hidden = true;
+  show("");
+  const status = () => {
+    $("version").textContent = client.version;
+    $("network").textContent = client.offline ? "Offline: recognising with the version held here" : "Online";
+    $("network").classList.toggle("offline", client.offline);
+  };
+  status();
+  setInterval(async () => {
+    try { await client.update(); } catch (error) { show(`Update failed: ${error.message}`); }
+    status();
+  }, UPDATE_SECONDS * 1000);
+
+  const video = $("camera");
+  try {
+    video.srcObject = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
+  } catch (error) {
+    show(`No camera: ${error.message}`);
+    return;
+  }
+  await video.play();
+  const overlay = $("overlay"), context = overlay.getContext("2d");
+  const tracker = new Tracker();
+  let frame = 0;
+  window.faceforgeLive = { client, tracker };
+
+  async function step() {
+    if (!video.videoWidth) { requestAnimationFrame(step); return; }
+    const started = performance.now();
+    let faces = [];
+    try {
+      faces = await client.recognize(video, { minFaceSize: MIN_FACE_SIZE });
+    } catch (error) {
+      show(`Recognition failed: ${error.message}`);
+    }
+    frame += 1;
+    const tracks = tracker.update(frame, faces);
+    tracker.close(frame);
+    faces.forEach((face, i) => {
+      const track = tracks[i];
+      if (track.version !== client.version) { track.samples = []; track.version = client.version; track.decision = null; }
+      if (!track.decision) {
+        track.samples.push(face.probabilities);
+        if (track.samples.length >= SAMPLES) {
+          const d = decide(track.samples);
+          const person = d.unknown ? null : client.personAt(d.index);
+          track.decision = { name: person ? person.name : null, probability: d.probability };
+        }
+      }
+    });
+    draw(context, overlay, video, faces, tracks);
+    $("speed").textContent = `${Math.round(performance.now() - started)} ms a frame`;
+    setTimeout(step, 0);
+  }
+  requestAnimationFrame(step);
+}
+
+function label(track) {
+  if (!track.decision) return "…";
+  return track.decision.name ?? "Unknown";
+}
+
+function draw(context, overlay, video, faces, tracks) {
+  overlay.width = video.videoWidth;
+  overlay.height = video.videoHeight;
+  context.clearRect(0, 0, overlay.width, overlay.height);
+  context.lineWidth = Math.max(2, overlay.width / 320);
+  context.font = `${Math.max(14, Math.round(overlay.width / 32))}px system-ui, sans-serif`;
+  faces.forEach((face, i) => {
+    const track = tracks[i], known = track.decision && track.decision.name;
+    const { x, y, width, height } = face.box;
+    context.strokeStyle = known ? "#22c55e" : "#e5e7eb";
+    context.strokeRect(x, y, width, height);
+    const text = label(track);
+    const w = context.measureText(text).width + 10, h = parseInt(context.font, 10) + 8;
+    context.fillStyle = "rgba(17, 24, 39, 0.8)";
+    context.fillRect(x, Math.max(0, y - h), w, h);
+    context.fillStyle = "#fff";
+    context.fillText(text, x + 5, Math.max(0, y - h) + h - 8);
+  });
+  const list = $("faces");
+  const items = tracks.filter((t) => t.decision).map((t) => {
+    const li = document.createElement("li");
+    li.className = t.decision.name ? "known" : "unknown";
+    li.textContent = t.decision.name ? `${t.decision.name} (${Math.round(t.decision.probability * 100)} %)` : "Unknown";
+    return li;
+  });
+  const text = items.map((li) => li.textContent).join("|");
+  if (list.dataset.shown !== text) { list.replaceChildren(...items); list.dataset.shown = text; }
+}
+
+// The page and its code reload without the server (the models are the client's own cache).
+navigator.serviceWorker?.register("/live-sw.js", { scope: "/live" }).catch((error) => show(`Offline reloads are off: ${error.message}`));
+
+$("fullscreen").addEventListener("click", () => document.documentElement.requestFullscreen?.());
+if (kiosk) document.addEventListener("click", () => document.documentElement.requestFullscreen?.(), { once: true });
+$("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const key = $("key").value.trim();
+  (kiosk ? localStorage : sessionStorage).setItem(KEY_STORAGE, key);
+  start(key);
+});
+start(sessionStorage.getItem(KEY_STORAGE) || localStorage.getItem(KEY_STORAGE));

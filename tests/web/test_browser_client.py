@@ -1,0 +1,262 @@
+"""The browser client (`/client/faceforge.js`) and the camera page (`/live`) in real Chromium against a
+real `faceforge serve` with people from lfw_dev: the same decisions as `POST /api/v1/identify`, the
+right name from a fake camera, head-only updates, recognition with the server stopped, clear errors.
+The tests run in file order: the last one stops the server."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from tests.api.fixtures import Served, faceforge_server, free_port
+from tests.conftest import FACES
+from tests.web.browser import (
+    ADMIN_KEY,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    READ_KEY,
+    TIMEOUT_MS,
+    Server,
+    assert_accessible,
+    shot,
+)
+from tests.web.fake_camera import write_y4m
+
+LFW_DEV = FACES / "lfw_dev"
+PEOPLE = 10  # enrolled from their first 5 photos; each one's last photo is a probe
+STRANGERS = 10
+ENROLLED = 5
+FOLDERS = sorted(p for p in (LFW_DEV / "known").iterdir() if p.is_dir())
+NEWCOMER = FOLDERS[PEOPLE]  # registered during the update test
+ON_CAMERA = FOLDERS[0]
+
+CONNECT = """async ([url, key]) => {
+  window.ff = await import(url + "/client/faceforge.js");
+  window.client = await ff.connect(url, key ? { apiKey: key } : {});
+  return { version: client.version, ...client.lastDownload };
+}"""
+RECOGNIZE = """async (photos) => {
+  const answers = [];
+  for (const b64 of photos) {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const bitmap = await createImageBitmap(new Blob([bytes]), { colorSpaceConversion: "none" });
+    const faces = await client.recognize(bitmap);
+    answers.push(faces.map((f) => ({ name: f.name, personId: f.personId, probability: f.probability })));
+  }
+  return answers;
+}"""
+# Each step of the contract vectors (contract_vectors.json): the pixel steps from the vector's own
+# inputs (exact checksums), the whole run from the photo (networks within the stated tolerance).
+VECTORS = """async ([vectors, photos]) => {
+  const hex = async (p) => Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", p.data)),
+    (b) => b.toString(16).padStart(2, "0")).join("");
+  const C = ff.contract, box = ([x, y, width, height]) => ({ x, y, width, height }), out = [];
+  for (const v of vectors.vectors) {
+    const bytes = Uint8Array.from(atob(photos[v.photo.sha256]), (c) => c.charCodeAt(0));
+    const bitmap = await createImageBitmap(new Blob([bytes]), { colorSpaceConversion: "none" });
+    const picture = ff.toPicture(bitmap);
+    const steps = await client.analyse(picture);
+    const d = steps.detections[0], r = steps.refined[0];
+    out.push({
+      size: [picture.width, picture.height],
+      patch: await hex(C.refinerPatch(picture, box(v.detector.box)).patch),
+      face: await hex(C.cropFace(picture, box(v.refiner.box))),
+      chip: await hex(C.alignFace(picture, v.refiner.points, box(v.refiner.box))),
+      detector: [d.box.x, d.box.y, d.box.width, d.box.height, ...d.points.flat()],
+      refined: [r.box.x, r.box.y, r.box.width, r.box.height, ...r.points.flat()],
+      embedding: Array.from(steps.embeddings[0]), probabilities: Array.from(steps.probabilities[0]),
+    });
+  }
+  return out;
+}"""
+# Runs `work` and answers the FaceforgeError's code and status it throws (null if none).
+ERROR_OF = """async (work) => {
+  try { await (0, eval)(work)(); return null; }
+  catch (error) { return { code: error.code, status: error.status }; }
+}"""
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _probe(folder: Path) -> Path:
+    return image_files(folder)[-1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Iterator[Served]:
+    home = tmp_path_factory.mktemp("browser-client") / "home"
+    env = {"FACEFORGE_ADMIN_KEYS": ADMIN_KEY, "FACEFORGE_READ_KEYS": READ_KEY}
+    with faceforge_server(home, settings, env=env) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Server:
+    """The module's server (the `page` fixture's), with PEOPLE people enrolled and a version ready."""
+    screenshots = tmp_path_factory.mktemp("browser-client-screenshots")
+    running = Server(served.url, screenshots)
+    for folder in FOLDERS[:PEOPLE]:
+        running.register(folder.name.replace("_", " "), image_files(folder)[:ENROLLED], train=False)
+    running.api("POST", "/api/v1/training")
+    running.wait_trained()
+    return running
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """The module's chromium, with a fake camera showing an enrolled person's probe photo."""
+    camera = write_y4m(tmp_path_factory.mktemp("camera") / "camera.y4m", _probe(ON_CAMERA))
+    args = [
+        *CHROMIUM_ARGS,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}",
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield browser
+        browser.close()
+
+
+def _connect(page: Page, server: Server, key: str | None = READ_KEY) -> dict[str, Any]:
+    page.goto(server.url + "/healthz")  # any page of the server's origin
+    loaded: dict[str, Any] = page.evaluate(CONNECT, [server.url, key])
+    return loaded
+
+
+def _identify(server: Server, photo: Path) -> int | None:
+    """The server's decision for the largest face: a person's id, or None (a stranger or no face)."""
+    answer = server.api("POST", "/api/v1/identify", files={"photo": (photo.name, photo.read_bytes())}).json()
+    faces = answer["faces"]
+    return faces[0]["match"]["person_id"] if faces and faces[0]["match"] else None
+
+
+def test_browser_decides_as_identify_does(page: Page, server: Server) -> None:
+    loaded = _connect(page, server)
+    assert loaded["version"] == 1
+    assert sorted(loaded["downloaded"]) == [
+        "backbone_int8_weights.onnx", "detector_pnet.onnx", "detector_rnet.onnx", "head.onnx", "refiner.onnx",
+    ]  # fmt: skip
+    probes = [_probe(folder) for folder in FOLDERS[:PEOPLE]]
+    strangers = image_files(LFW_DEV / "unknown")[:STRANGERS]
+    photos = probes + strangers
+    answers = page.evaluate(RECOGNIZE, [_b64(p) for p in photos])
+    browser = [faces[0]["personId"] if faces else None for faces in answers]
+    server_side = [_identify(server, p) for p in photos]
+    agreement = sum(b == s for b, s in zip(browser, server_side, strict=True)) / len(photos)
+    assert agreement >= 0.99, list(zip([p.name for p in photos], browser, server_side, strict=True))
+    named = sum(b is not None for b in browser[:PEOPLE])
+    rejected = sum(b is None for b in browser[PEOPLE:])
+    assert named >= PEOPLE - 2 and rejected >= STRANGERS - 2, browser
+    first = answers[0][0]
+    assert first["name"] == FOLDERS[0].name.replace("_", " ") and 0.5 < first["probability"] <= 1.0
+
+
+def test_browser_client_passes_the_contract_vectors(page: Page, server: Server) -> None:
+    _connect(page, server)
+    vectors = server.api("GET", "/api/v1/models/1/files/contract_vectors.json").json()
+    assert len(vectors["vectors"]) == 3
+    enrolled = {hashlib.sha256(p.read_bytes()).hexdigest(): p for f in FOLDERS[:3] for p in image_files(f)}
+    photos = {v["photo"]["sha256"]: _b64(enrolled[v["photo"]["sha256"]]) for v in vectors["vectors"]}
+    tolerance = vectors["tolerance"]
+    networks = tolerance["backbone_int8_weights.onnx"]  # the browser's backbone
+    for vector, answer in zip(vectors["vectors"], page.evaluate(VECTORS, [vectors, photos]), strict=True):
+        assert answer["size"] == [vector["photo"]["width"], vector["photo"]["height"]]
+        assert answer["patch"] == vector["refiner"]["patch_sha256"]
+        assert answer["face"] == vector["face"]["sha256"]
+        assert answer["chip"] == vector["chip"]["sha256"]
+        detector = [*vector["detector"]["box"], *np.ravel(vector["detector"]["points"])]
+        refined = [*vector["refiner"]["box"], *np.ravel(vector["refiner"]["points"])]
+        assert np.abs(np.subtract(answer["detector"], detector)).max() <= tolerance["pixels"]
+        assert np.abs(np.subtract(answer["refined"], refined)).max() <= tolerance["pixels"]
+        assert float(np.dot(answer["embedding"], vector["embedding"])) >= networks["embedding_cosine"]
+        probabilities = np.subtract(answer["probabilities"], vector["probabilities"])
+        assert np.abs(probabilities).max() <= networks["probability"]
+
+
+def test_bad_input_gives_clear_errors(page: Page, server: Server) -> None:
+    _connect(page, server)
+    nothing = ["() => client.recognize()", "() => client.recognize(new Image())", "() => client.recognize(1)"]
+    for work in nothing:
+        assert page.evaluate(ERROR_OF, work) == {"code": "invalid_image", "status": None}, work
+    server.expected_errors.add(("/api/v1/models/current", 401))
+    wrong_key = f"() => ff.connect({server.url!r}, {{ apiKey: 'not-a-key' }})"
+    assert page.evaluate(ERROR_OF, wrong_key) == {"code": "unauthorized", "status": 401}
+    assert page.evaluate(ERROR_OF, "() => ff.connect('ftp://x')")["code"] == "invalid_url"
+
+
+def test_live_page_names_the_person_on_camera(page: Page, server: Server) -> None:
+    page.context.add_init_script(f"sessionStorage.setItem('faceforge-api-key', {READ_KEY!r})")
+    page.goto(server.url + "/live")
+    expected = ON_CAMERA.name.replace("_", " ")
+    expect(page.locator("#faces li.known")).to_contain_text(expected, timeout=TIMEOUT_MS)
+    expect(page.locator("#version")).to_have_text("1")
+    expect(page.locator("#network")).to_have_text("Online")
+    assert page.evaluate("crossOriginIsolated")  # so ONNX Runtime Web runs on threads
+    shot(page, server, "live-1440")
+    page.set_viewport_size({"width": 375, "height": 740})
+    shot(page, server, "live-375")
+    assert_accessible(page, "the live page")
+
+
+def test_update_downloads_the_head_only(page: Page, server: Server) -> None:
+    _connect(page, server)
+    newcomer = NEWCOMER.name.replace("_", " ")
+    server.register(newcomer, image_files(NEWCOMER)[:ENROLLED])
+    server.wait_trained()
+    update = page.evaluate("client.update()")
+    assert update["version"] == 2 and update["changed"]
+    assert update["downloaded"] == ["head.onnx"]
+    shared = ["backbone_int8_weights.onnx", "detector_pnet.onnx", "detector_rnet.onnx", "refiner.onnx"]
+    assert sorted(update["reused"]) == shared
+    (faces,) = page.evaluate(RECOGNIZE, [_b64(_probe(NEWCOMER))])
+    assert faces[0]["name"] == newcomer
+    assert page.evaluate("client.update()")["changed"] is False
+
+
+def test_recognition_with_the_server_stopped(chromium: Browser, server: Server, served: Served) -> None:
+    """Own context: requests to a stopped server fail on purpose here. The client keeps recognising,
+    a new client starts from the browser's cache, and /live reloads (its service worker)."""
+    context = chromium.new_context()
+    context.add_init_script(f"sessionStorage.setItem('faceforge-api-key', {READ_KEY!r})")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server.url + "/healthz")
+    page.evaluate("async (url) => { window.ff = await import(url + '/client/faceforge.js'); }", server.url)
+    # Before any first load, a server that cannot be reached is a clear error.
+    closed = f"http://127.0.0.1:{free_port()}"
+    assert page.evaluate(ERROR_OF, f"() => ff.connect({closed!r})")["code"] == "offline_without_model"
+    page.evaluate(CONNECT, [server.url, READ_KEY])
+    live = context.new_page()
+    live.set_default_timeout(TIMEOUT_MS)
+    live.goto(server.url + "/live")
+    on_camera = ON_CAMERA.name.replace("_", " ")
+    expect(live.locator("#faces li.known")).to_contain_text(on_camera, timeout=TIMEOUT_MS)
+    live.wait_for_function("navigator.serviceWorker.controller !== null")
+
+    served.process.terminate()
+    served.process.wait(timeout=30)
+    update = page.evaluate("client.update()")
+    assert update["offline"] is True and update["version"] == 2
+    # A new client in this browser starts from what it holds, verified against its sha256 again.
+    restarted = page.evaluate(CONNECT, [server.url, READ_KEY])
+    assert restarted["version"] == 2
+    assert page.evaluate("client.offline") is True
+    (faces,) = page.evaluate(RECOGNIZE, [_b64(_probe(NEWCOMER))])
+    assert faces[0]["name"] == NEWCOMER.name.replace("_", " ")
+    live.reload()
+    expect(live.locator("#network")).to_contain_text("Offline", timeout=TIMEOUT_MS)
+    expect(live.locator("#faces li.known")).to_contain_text(on_camera, timeout=TIMEOUT_MS)
+    expect(live.locator("#version")).to_have_text("2")
+    context.close()
