@@ -298,13 +298,15 @@ def test_every_route_declares_who_may_call_it() -> None:
         (method, route.path) for route in routes if route.include_in_schema for method in route.methods or ()
     }
     assert served == listed and len(served) >= 16
-    # Public: the dashboard's own files, its question of what its key may do, the health checks, and
-    # DeepStack's routes, which carry their key in the form and check it themselves once it is read
+    # Public: the dashboard's own files, the browser client's code and runtime and the /live page with
+    # its service worker (no face and no model: the client asks the API for those with its key), its
+    # question of what its key may do, the health checks, and DeepStack's routes, which carry their key in the form and check it themselves once it is read
     # (tests/compat: a wrong api_key is refused).
     public = {route.path for route in routes if declared_access(route) == "public"}
     deepstack = {path for path in public if path.startswith("/v1/vision/face/")}
     assert len(deepstack) == 5
-    assert public - deepstack == {"/", "/ui/{name}", "/api/v1/access", "/healthz", "/readyz"}
+    pages = {"/", "/ui/{name}", "/live", "/live-sw.js", "/client/{name}", "/client/ort/{name}"}
+    assert public - deepstack == pages | {"/api/v1/access", "/healthz", "/readyz"}
     # Only reads are open to read keys (recognising a photo is a read: it changes nothing).
     recognising = ("/identify", "/recognition/recognize", "/verify")
     for route in routes:
