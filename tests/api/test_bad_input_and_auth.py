@@ -300,8 +300,8 @@ def test_every_route_declares_who_may_call_it() -> None:
     assert served == listed and len(served) >= 16
     # Public: the dashboard's own files, the browser client's code and runtime and the /live page with
     # its service worker (no face and no model: the client asks the API for those with its key), its
-    # question of what its key may do, the health checks, and DeepStack's routes, which carry their key in the form and check it themselves once it is read
-    # (tests/compat: a wrong api_key is refused).
+    # question of what its key may do, the health checks, and DeepStack's routes, which carry their
+    # key in the form and check it themselves once it is read (tests/compat: a wrong api_key is refused).
     public = {route.path for route in routes if declared_access(route) == "public"}
     deepstack = {path for path in public if path.startswith("/v1/vision/face/")}
     assert len(deepstack) == 5
