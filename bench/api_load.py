@@ -1,9 +1,10 @@
 """Load on loopback against real `faceforge serve --workers N` processes plus one `faceforge worker`.
 
 Usage: .venv/bin/python -m bench.api_load [--workers 1 2] [--info-requests 20000] [--clients 4]
-       [--identify-requests 200] [--rate 10]
+       [--identify-requests 200] [--rate 10] [--precision float int8]
 
-For each API process count it reports:
+For each API process count and embedding graph (``--precision``, forced with
+``FACEFORGE_EMBEDDER_PRECISION``; default: what the service chooses, ``auto``) it reports:
 - the API processes' start (spawn to the first /healthz answer) and resident memory before the
   first photo, whether PyTorch, coremltools or litert is mapped into them, and memory after identify;
 - model info (the legacy URL every phone asks on start) requests/s, with ``--clients`` client
@@ -100,7 +101,7 @@ def _identify(http: httpx.Client, photo: bytes) -> float:
     return time.perf_counter() - started
 
 
-def _scenario(workers: int, args: argparse.Namespace) -> dict[str, Any]:
+def _scenario(workers: int, precision: str, args: argparse.Namespace) -> dict[str, Any]:
     home = tempfile.mkdtemp(prefix="faceforge-load-")
     port = _port()
     url = f"http://127.0.0.1:{port}"
@@ -110,6 +111,7 @@ def _scenario(workers: int, args: argparse.Namespace) -> dict[str, Any]:
         "FACEFORGE_WEIGHTS_CACHE": str(WEIGHTS),
         "FACEFORGE_WORKER__EMBEDDED": "false",
         "FACEFORGE_WORKER__FORMATS": "onnx",
+        "FACEFORGE_EMBEDDER_PRECISION": precision,
     }
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     serve = [sys.executable, "-m", "faceforge.cli.main", "serve", "--port", str(port)]
@@ -182,6 +184,7 @@ def _scenario(workers: int, args: argparse.Namespace) -> dict[str, Any]:
         server.wait(timeout=30)
     return {
         "api_processes": workers,
+        "embedder_precision": precision,
         "start_seconds": round(start_seconds, 2),
         "rss_mb_before_first_identify": before["rss_mb"],
         "heavy_libraries_mapped": before["heavy"],
@@ -205,8 +208,11 @@ def main() -> None:
     parser.add_argument("--identify-requests", type=int, default=200)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--throughput-requests", type=int, default=60)
+    parser.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "float", "int8"])
     args = parser.parse_args()
-    results = [_scenario(workers, args) for workers in args.workers]
+    results = [
+        _scenario(workers, precision, args) for workers in args.workers for precision in args.precision
+    ]
     print(
         json.dumps(
             {

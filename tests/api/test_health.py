@@ -13,7 +13,10 @@ def test_health_and_readiness_follow_the_service(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     before = client.get("/readyz")
     assert before.status_code == 200
-    assert before.json() == {
+    # The embedded trainer loads the networks at start; int8 where this machine passed its check.
+    services = client.app.state.services  # type: ignore[attr-defined]
+    assert before.json().pop("embedder") == services.pipeline.embedder.precision in ("int8", "float")
+    assert {key: value for key, value in before.json().items() if key != "embedder"} == {
         "status": "ready",
         "storage": "ok",
         "database": "ok",
@@ -29,7 +32,6 @@ def test_health_and_readiness_follow_the_service(client: TestClient) -> None:
     assert client.get("/readyz").json()["model_version"] == 1
 
     # The current version's head is damaged on disk: this process cannot serve it.
-    services = client.app.state.services  # type: ignore[attr-defined]
     services.models._heads.clear()  # a process that has not loaded it yet
     (services.settings.models_dir / "1" / "head.safetensors").write_bytes(b"damaged")
     broken = client.get("/readyz")

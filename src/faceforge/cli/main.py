@@ -389,11 +389,14 @@ def prepare_command(home: HomeOption = None) -> None:
     _worker_install("prepare")
     from faceforge.building.export.version_exports import VersionExporter
     from faceforge.building.networks.embedding_graph import export_embedding_graph
-    from faceforge.serving.vision.pipeline import FacePipeline
+    from faceforge.building.networks.embedding_quantization import quantize_embedding_graph
+    from faceforge.serving.vision.pipeline import prepare_networks
 
     settings = _settings(home)
     try:
-        FacePipeline(settings, export=export_embedding_graph).load()
+        prepare_networks(
+            settings.weights_dir, export=export_embedding_graph, quantize=quantize_embedding_graph
+        )
         VersionExporter(settings.weights_dir, settings.worker.export_formats).prepare()
     except FaceforgeError as error:
         raise _fail(error.message) from None

@@ -87,7 +87,8 @@ def contract_vectors(
         (refined,) = refine_faces(picture, [face.box], pipeline.detector.describe_patches)
         crop = crop_face(picture, refined.box)
         chip = align_face(picture, refined.landmarks, refined.box)
-        embedding = pipeline.embedder.embed(FaceInputs(crop[None], chip[None]))
+        # The float graph: every device model is held to it (the server may run the int8 one).
+        embedding = pipeline.reference_embedder().embed(FaceInputs(crop[None], chip[None]))
         probabilities = head.probabilities(embedding)[0]
         height, width = image.shape[:2]
         vectors.append(

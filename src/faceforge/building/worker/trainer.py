@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from faceforge.building.export.contract_vectors import VECTOR_PHOTOS, VectorPhoto, contract_vectors
 from faceforge.building.export.quiet import quiet_conversion_tools
 from faceforge.building.networks.embedding_graph import export_embedding_graph
+from faceforge.building.networks.embedding_quantization import quantize_embedding_graph
 from faceforge.building.version_builder import VectorMaker, VersionBuilder
 from faceforge.building.worker.lease import lease_for
 from faceforge.building.worker.orphans import sweep_orphans
@@ -209,7 +210,9 @@ class TrainingWorker:
         heart.start()
         try:
             # First what API processes read from the cache: a serve-only install cannot make them.
-            prepare_networks(self.settings.weights_dir, export=export_embedding_graph)
+            prepare_networks(
+                self.settings.weights_dir, export=export_embedding_graph, quantize=quantize_embedding_graph
+            )
             self.builder.prepare(report)
         except Exception:  # each training retries the conversion and fails with the reason
             log.exception("could not convert the on-device backbones")
@@ -222,7 +225,9 @@ class TrainingWorker:
     @property
     def pipeline(self) -> FacePipeline:
         if self._pipeline is None:
-            self._pipeline = FacePipeline(self.settings, export=export_embedding_graph)
+            self._pipeline = FacePipeline(
+                self.settings, export=export_embedding_graph, quantize=quantize_embedding_graph
+            )
         return self._pipeline
 
     def _vector_maker(self, photos: list[tuple[int, int, str]]) -> VectorMaker:

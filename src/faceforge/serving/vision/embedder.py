@@ -12,27 +12,42 @@ packages can compute. Every process that has them records the graph's name in th
 (``<EMBEDDER_NAME>.current``); a serve-only install (``pip install 'faceforge[serve]'``: no
 PyTorch, no weight packages) reads the graph named there, and without it fails with
 ``PREPARE_HINT``: it never exports anything.
+
+That float graph is the reference. Its int8 variant (ONNX Runtime's static quantisation with activation
+ranges fitted once on real faces, ``building.networks.embedding_quantization``) is about three times
+faster and is what a process runs by default (``Settings.embedder_precision``, ``auto``) when this
+machine computes it as the machine that fitted it did: a start-up check runs it on deterministic
+inputs and compares with the embeddings recorded there (``embedding_int8_check.json``). The tests
+hold its embeddings, and the head's decisions, on real faces to the float graph's. It is quantised
+where the float graph is exported (``faceforge prepare``, a worker's start, or a child process) and
+cached beside it; a serve-only install without it runs the float graph.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from faceforge.core.atomic import file_sha256, write_atomically
 from faceforge.core.embedding_space import DLIB_WEIGHT, EMBEDDER_NAME, EMBEDDING_SIZE
 from faceforge.core.errors import WeightsNotPreparedError, WeightsUnavailableError
 from faceforge.core.file_lock import exclusive_lock
 from faceforge.core.weight_sources import PREPARE_HINT, dlib_descriptor_path, facenet_graph_path
+from faceforge.serving.vision.align import CHIP_SIZE
+from faceforge.serving.vision.crop import CROP_SIZE
 from faceforge.serving.vision.face_input import FaceInputs
 from faceforge.serving.vision.runtime import OnnxSession
 
@@ -47,6 +62,20 @@ EXPORT_TIMEOUT_SECONDS = 900.0
 GraphExport = Callable[[Path, Path], None]
 """``(weights_dir, target)``: writes the embedding graph of the weights in ``weights_dir`` to ``target`` in
 this process (``building.networks.embedding_graph.export_embedding_graph``)."""
+
+GraphQuantization = Callable[[Path, Path], None]
+"""``(float_graph, target)``: writes the int8 graph of ``float_graph`` to ``target`` in this process
+(``building.networks.embedding_quantization.quantize_embedding_graph``)."""
+
+Precision = Literal["auto", "float", "int8"]
+
+INT8_CHECK_FILE = Path(__file__).with_name("embedding_int8_check.json")
+# The start-up check's bar: an int8 embedding of this machine against the one recorded where the ranges
+# were fitted. Integer arithmetic is exact on any CPU; what may differ is the float requantisation
+# (ULPs: cosine ~1 - 1e-6) or a CPU whose 8-bit products saturate (ONNX Runtime's u8s8 path without
+# VNNI). The bar sits at the size of quantisation's own error (float vs int8 on real faces: cosine
+# 0.9985-0.9995), so a machine that adds an error of that size is refused.
+INT8_CHECK_COSINE = 0.9995
 
 
 def embedder_digest() -> str:
@@ -115,6 +144,101 @@ def _export_once(weights_dir: Path, target: Path, timeout: float, export: GraphE
         raise WeightsUnavailableError(f"could not export the embedding network: {error}") from error
 
 
+@dataclass(frozen=True, slots=True)
+class Int8Check:
+    """The int8 graph's name and its embeddings of ``check_inputs(seed, count)`` where it was fitted."""
+
+    graph: str
+    seed: int
+    embeddings: npt.NDArray[np.float32]
+
+    @classmethod
+    def load(cls, path: Path = INT8_CHECK_FILE) -> Int8Check:
+        """``WeightsUnavailableError`` if the file is missing or unreadable."""
+        try:
+            record = json.loads(path.read_text())
+            embeddings = np.asarray(record["embeddings"], np.float32)
+            return cls(graph=str(record["graph"]), seed=int(record["seed"]), embeddings=embeddings)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise WeightsUnavailableError(f"no usable int8 check in {path}: {error}") from error
+
+
+def check_inputs(seed: int, count: int) -> FaceInputs:
+    """Deterministic face-sized inputs for the start-up check: smooth colour fields (a few random
+    pixels, bilinearly enlarged) whose activations stay within the ranges the graph was fitted on,
+    so the check measures the arithmetic, not clipping. No photo is shipped."""
+    rng = np.random.default_rng(seed)
+
+    def field(size: int) -> npt.NDArray[np.uint8]:
+        coarse = rng.integers(40, 216, size=(6, 6, 3), dtype=np.uint8)
+        return np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BILINEAR))
+
+    crops = np.stack([field(CROP_SIZE) for _ in range(count)])
+    chips = np.stack([field(CHIP_SIZE) for _ in range(count)])
+    return FaceInputs(crops, chips)
+
+
+def int8_check_cosine(session: OnnxSession, check: Int8Check) -> float:
+    """The smallest cosine between this machine's int8 embeddings of the check inputs and the recorded."""
+    inputs = check_inputs(check.seed, len(check.embeddings))
+    face, chip = _graph_inputs(inputs)
+    ours = unit_rows(session.run({"face": face, "chip": chip})[0])
+    return float(np.min(np.sum(ours * unit_rows(check.embeddings), axis=1)))
+
+
+def int8_onnx_path(
+    weights_dir: Path,
+    float_graph: Path,
+    *,
+    quantize: GraphQuantization | None = None,
+    check: Int8Check | None = None,
+    timeout: float = EXPORT_TIMEOUT_SECONDS,
+) -> Path:
+    """The cached int8 graph of ``float_graph``, named in the check file; quantised on first use, by
+    ``quantize`` in this process if given, else by a child process. ``WeightsUnavailableError`` when the
+    shipped ranges were fitted on another float graph, or nothing here can quantise (a serve-only
+    install reads what a worker or ``faceforge prepare`` left)."""
+    check = check or Int8Check.load()
+    if not check.graph.startswith(float_graph.stem + "-int8-"):
+        raise WeightsUnavailableError(
+            f"the shipped int8 ranges belong to {check.graph}, not to {float_graph.name}: refit them "
+            "(python -m faceforge.building.networks.embedding_quantization fit ...)"
+        )
+    target = weights_dir / check.graph
+    if target.exists():
+        return target
+    log.info("quantising the embedding network to %s (once)", target)
+    try:
+        with exclusive_lock(weights_dir / f".{target.name}.lock", timeout=timeout * 1.2):
+            if not target.exists():
+                _quantize(float_graph, target, timeout, quantize)
+    except TimeoutError as error:
+        raise WeightsUnavailableError(f"could not quantise the embedding network: {error}") from error
+    return target
+
+
+def _quantize(float_graph: Path, target: Path, timeout: float, quantize: GraphQuantization | None) -> None:
+    if quantize is not None:
+        quantize(float_graph, target)
+        return
+    if importlib.util.find_spec("onnx") is None:
+        raise WeightsNotPreparedError(
+            f"the int8 embedding graph {target.name} is not in {target.parent} and this install cannot "
+            f"make it: {PREPARE_HINT}"
+        )
+    command = [sys.executable, "-m", "faceforge.building.networks.embedding_quantization"]
+    command += [str(float_graph), str(target)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired as error:
+        raise WeightsUnavailableError(
+            f"could not quantise the embedding network: the process took over {timeout:.0f}s"
+        ) from error
+    if done.returncode != 0 or not target.exists():
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise WeightsUnavailableError(f"could not quantise the embedding network: {last}")
+
+
 def torch_installed() -> bool:
     """Whether a child process could export the graph (a serve-only install has no PyTorch)."""
     return importlib.util.find_spec("torch") is not None
@@ -148,17 +272,48 @@ def _export(weights_dir: Path, target: Path, timeout: float, export: GraphExport
         raise WeightsUnavailableError(f"could not export the embedding network: {last}")
 
 
+def unit_rows(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Rows scaled to length 1. The float graph's rows are (to 1e-7); the int8 graph's final division
+    runs on requantised norms and misses by up to 0.3 %, which every cosine downstream would carry."""
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    unit: npt.NDArray[np.float32] = (rows / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit
+
+
+def _graph_inputs(inputs: FaceInputs) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    face = np.ascontiguousarray(inputs.crops.transpose(0, 3, 1, 2), dtype=np.float32)
+    chip = np.ascontiguousarray(inputs.chips.transpose(0, 3, 1, 2), dtype=np.float32)
+    return face, chip
+
+
 class FaceEmbedder:
     """Embeds ``FaceInputs`` into ``(N, 640)`` float32 unit vectors."""
 
     dimension = EMBEDDING_SIZE
     name = EMBEDDER_NAME
 
-    def __init__(self, weights_dir: Path, *, threads: int = 2, export: GraphExport | None = None):
-        """``export``: how a missing graph is exported in this process (see ``embedding_onnx_path``)."""
+    def __init__(
+        self,
+        weights_dir: Path,
+        *,
+        threads: int = 2,
+        export: GraphExport | None = None,
+        precision: Precision = "auto",
+        quantize: GraphQuantization | None = None,
+        int8_check: Path = INT8_CHECK_FILE,
+    ):
+        """``export``: how a missing graph is exported in this process (see ``embedding_onnx_path``);
+        ``quantize`` likewise for the int8 graph (``int8_onnx_path``). ``precision``: ``float`` runs the
+        reference graph, ``int8`` the quantised one (it fails without it), ``auto`` the quantised one
+        when it is there and passes this machine's check (``int8_check``), else the reference."""
         self.weights_dir = weights_dir
         self.threads = threads
         self.export = export
+        self.quantize = quantize
+        self.requested: Precision = precision
+        self.int8_check = int8_check
+        self.check_cosine: float | None = None  # the int8 graph's start-up check here, once loaded
+        self.precision: Literal["float", "int8"] | None = None  # what runs, once loaded
         self._lock = threading.Lock()
         self._onnx: OnnxSession | None = None
 
@@ -166,7 +321,38 @@ class FaceEmbedder:
         with self._lock:
             if self._onnx is None:
                 path = embedding_onnx_path(self.weights_dir, export=self.export)
-                self._onnx = OnnxSession(path, threads=self.threads)
+                if self.requested != "float":
+                    self._onnx = self._int8_session(path)
+                if self._onnx is None:
+                    self._onnx = OnnxSession(path, threads=self.threads)
+                    self.precision = "float"
+
+    def _int8_session(self, float_graph: Path) -> OnnxSession | None:
+        """The int8 graph's session when it may run here (see ``precision``), else ``None``."""
+        forced = self.requested == "int8"
+        try:
+            check = Int8Check.load(self.int8_check)
+            path = int8_onnx_path(self.weights_dir, float_graph, quantize=self.quantize, check=check)
+        except WeightsUnavailableError as error:
+            if forced:
+                raise
+            log.warning("running the float embedding graph: %s", error.message)
+            return None
+        session = OnnxSession(path, threads=self.threads)
+        cosine = self.check_cosine = int8_check_cosine(session, check)
+        if cosine < INT8_CHECK_COSINE:
+            log.warning(
+                "the int8 embedding graph's check embeddings reach cosine %.6f on this machine (at least "
+                "%.4f needed): %s",
+                cosine,
+                INT8_CHECK_COSINE,
+                "running it as FACEFORGE_EMBEDDER_PRECISION=int8 asks" if forced else "running the float one",
+            )
+            if not forced:
+                return None
+        log.info("running the int8 embedding graph %s (check cosine %.6f)", path.name, cosine)
+        self.precision = "int8"
+        return session
 
     def embed(self, inputs: FaceInputs) -> npt.NDArray[np.float32]:
         if not len(inputs):
@@ -175,8 +361,6 @@ class FaceEmbedder:
         assert self._onnx is not None
         out = []
         for start in range(0, len(inputs), BATCH_SIZE):
-            rows = inputs.rows(start, start + BATCH_SIZE)
-            face = np.ascontiguousarray(rows.crops.transpose(0, 3, 1, 2), dtype=np.float32)
-            chip = np.ascontiguousarray(rows.chips.transpose(0, 3, 1, 2), dtype=np.float32)
-            out.append(self._onnx.run({"face": face, "chip": chip})[0])
+            face, chip = _graph_inputs(inputs.rows(start, start + BATCH_SIZE))
+            out.append(unit_rows(self._onnx.run({"face": face, "chip": chip})[0]))
         return np.concatenate(out)

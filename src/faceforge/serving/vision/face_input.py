@@ -13,6 +13,7 @@ Both images are 0-255 RGB; the networks normalise pixels themselves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,16 @@ class FaceInputs:
 def empty_inputs() -> FaceInputs:
     return FaceInputs(
         np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8), np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+    )
+
+
+def concatenate_inputs(parts: Sequence[FaceInputs]) -> FaceInputs:
+    """The rows of ``parts`` in order, as one ``FaceInputs``."""
+    parts = [part for part in parts if len(part)]
+    if not parts:
+        return empty_inputs()
+    return FaceInputs(
+        np.concatenate([part.crops for part in parts]), np.concatenate([part.chips for part in parts])
     )
 
 

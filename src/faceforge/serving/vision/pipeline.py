@@ -3,6 +3,7 @@ align (``serving.vision.face_input``) -> embed."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -15,12 +16,23 @@ import numpy.typing as npt
 from PIL import Image
 
 from faceforge.core.config import DetectorSettings, Settings
-from faceforge.core.errors import InvalidImageError
+from faceforge.core.errors import InvalidImageError, WeightsUnavailableError
 from faceforge.core.faces import Box, DetectedFace, Face, Landmarks, PhotoFaces, RejectReason
 from faceforge.serving.vision.decode import RgbImage, decode_photo, decode_reduced, header_pixels
-from faceforge.serving.vision.embedder import FaceEmbedder, GraphExport, embedding_onnx_path
-from faceforge.serving.vision.face_input import FaceInputs, face_inputs
+from faceforge.serving.vision.embedder import (
+    FaceEmbedder,
+    GraphExport,
+    GraphQuantization,
+    embedding_onnx_path,
+    int8_onnx_path,
+)
+from faceforge.serving.vision.face_input import FaceInputs, concatenate_inputs, face_inputs
 from faceforge.serving.vision.mtcnn import MtcnnConfig, MtcnnDetector, cached_graphs
+
+log = logging.getLogger(__name__)
+
+# analyze_many's threads embed the faces of this many consecutive photos in one batch.
+PHOTOS_PER_BATCH = 8
 
 # Tight face chips (a face filling the whole photo) defeat MTCNN's proposal stage; when nothing is
 # found, detection is retried once on the photo framed by this fraction of black border per side.
@@ -57,12 +69,43 @@ def _dominates(largest: Face, runner_up: Face) -> bool:
     return _side(runner_up) < DOMINANT_FACE_RATIO * _side(largest)
 
 
-def prepare_networks(weights_dir: Path, *, export: GraphExport | None = None) -> None:
-    """Put every network an API process runs into the weights cache without loading it: MTCNN's graphs
-    and the embedding graph with the pointer naming it (exported by ``export`` if missing). A serve-only
-    install reads them from there; ``faceforge prepare`` and the worker's start call this."""
+@dataclass(slots=True)
+class _Judged:
+    """A photo's faces judged, waiting for the embeddings of ``to_embed`` (rows of ``inputs``)."""
+
+    photo: PhotoFaces
+    to_embed: list[Face]
+    inputs: FaceInputs
+    scale: float
+    size: tuple[int, int] | None
+
+    def finish(self, embeddings: npt.NDArray[np.float32]) -> PhotoFaces:
+        for face, embedding in zip(self.to_embed, embeddings, strict=True):
+            face.embedding = embedding
+        photo = self.photo
+        if self.scale != 1.0 or self.size is not None:
+            photo.width, photo.height = self.size or (
+                round(photo.width * self.scale),
+                round(photo.height * self.scale),
+            )
+            for face in photo.faces:
+                face.detection = _scaled(face.detection, self.scale)
+        return photo
+
+
+def prepare_networks(
+    weights_dir: Path, *, export: GraphExport | None = None, quantize: GraphQuantization | None = None
+) -> None:
+    """Put every network an API process runs into the weights cache without loading it: MTCNN's graphs,
+    the embedding graph with the pointer naming it (exported by ``export`` if missing) and its int8
+    variant (quantised by ``quantize``). A serve-only install reads them from there; ``faceforge
+    prepare`` and the worker's start call this."""
     cached_graphs(weights_dir)
-    embedding_onnx_path(weights_dir, export=export)
+    float_graph = embedding_onnx_path(weights_dir, export=export)
+    try:
+        int8_onnx_path(weights_dir, float_graph, quantize=quantize)
+    except WeightsUnavailableError as error:  # the float graph serves; FaceEmbedder says so too
+        log.warning("no int8 embedding graph: %s", error.message)
 
 
 class FacePipeline:
@@ -75,18 +118,24 @@ class FacePipeline:
         embedder: FaceEmbedder | None = None,
         threads_per_photo: int = 1,
         export: GraphExport | None = None,
+        quantize: GraphQuantization | None = None,
     ) -> None:
         """``threads_per_photo``: threads ONNX Runtime may use inside one photo's networks. Batch work
         (enrolment of a folder, re-embedding) parallelises across photos and keeps 1; an API process,
-        which sees one photo per request, gives each photo its cores. ``export``: how a building
-        process exports a missing embedding graph itself (``FaceEmbedder``)."""
+        which sees one photo per request, gives each photo its cores. ``export`` and ``quantize``: how
+        a building process makes a missing embedding graph itself (``FaceEmbedder``)."""
         self.settings = settings
         self.detector_settings: DetectorSettings = settings.detector
         self.threads_per_photo = threads_per_photo
         self._detector: MtcnnDetector | None = None
         self._detector_lock = threading.Lock()
+        self._reference: FaceEmbedder | None = None
         self.embedder = embedder or FaceEmbedder(
-            settings.weights_dir, threads=threads_per_photo, export=export
+            settings.weights_dir,
+            threads=threads_per_photo,
+            export=export,
+            precision=settings.embedder_precision,
+            quantize=quantize,
         )
 
     @property
@@ -101,6 +150,22 @@ class FacePipeline:
                         graphs=cached_graphs(self.settings.weights_dir),
                     )
         return self._detector
+
+    def reference_embedder(self) -> FaceEmbedder:
+        """The float graph's embedder, the reference every exported model is held to (contract
+        vectors): this pipeline's own when it runs the float graph, else one loaded on first use."""
+        self.embedder.load()
+        if self.embedder.precision == "float":
+            return self.embedder
+        with self._detector_lock:
+            if self._reference is None:
+                self._reference = FaceEmbedder(
+                    self.settings.weights_dir,
+                    threads=self.threads_per_photo,
+                    export=self.embedder.export,
+                    precision="float",
+                )
+        return self._reference
 
     def load(self) -> None:
         """Load every model now (servers call this at start-up so the first request is not slow)."""
@@ -155,6 +220,14 @@ class FacePipeline:
         Otherwise (identification) faces scoring below the detector's ``min_score`` are dropped, every
         other face is embedded, and the photo is rejected only when no face remains.
         """
+        judged = self._judge(image, single_face=single_face, scale=scale, size=size)
+        return judged.finish(self.embedder.embed(judged.inputs))
+
+    def _judge(
+        self, image: RgbImage, *, single_face: bool, scale: float = 1.0, size: tuple[int, int] | None = None
+    ) -> _Judged:
+        """``analyze_image`` up to the embedding: the faces found and judged, and the embedder's inputs
+        for those to embed (so that several photos' faces can be embedded in one batch)."""
         # Enrolment rejects faces below min_usable_face anyway, so it need not search for them.
         config = self.detector_settings
         smallest = (config.min_usable_face if single_face else config.min_face_size) / scale
@@ -184,15 +257,8 @@ class FacePipeline:
             to_embed = good
         else:
             to_embed = good[:1] if not photo.reasons else []
-        if to_embed:
-            embeddings = self.embed_boxes(image, [face.detection.box for face in to_embed])
-            for face, embedding in zip(to_embed, embeddings, strict=True):
-                face.embedding = embedding
-        if scale != 1.0 or size is not None:
-            photo.width, photo.height = size or (round(width * scale), round(height * scale))
-            for face in faces:
-                face.detection = _scaled(face.detection, scale)
-        return photo
+        inputs = self.inputs(image, [face.detection.box for face in to_embed])
+        return _Judged(photo, to_embed, inputs, scale, size)
 
     def inputs(self, image: RgbImage, boxes: list[Box]) -> FaceInputs:
         """The embedder's inputs for faces found at ``boxes`` by any detector
@@ -214,13 +280,17 @@ class FacePipeline:
         """Decode and analyse one photo; raises ``InvalidImageError`` for unusable bytes. A photo of
         more than ``Settings.decode_pixels`` is analysed reduced (``decode_reduced``); its boxes and
         landmarks are still in the photo's pixels."""
+        judged = self._decode_and_judge(data, single_face=single_face)
+        return judged.finish(self.embedder.embed(judged.inputs))
+
+    def _decode_and_judge(self, data: bytes, *, single_face: bool) -> _Judged:
         decoded = decode_reduced(
             data,
             max_pixels=self.settings.max_pixels,
             min_side=self.detector_settings.min_face_size,
             budget=self.settings.decode_pixels,
         )
-        return self.analyze_image(
+        return self._judge(
             decoded.image,
             single_face=single_face,
             scale=decoded.scale,
@@ -230,20 +300,42 @@ class FacePipeline:
     def analyze_many(
         self, photos: Sequence[Path | bytes], *, single_face: bool, workers: int | None = None
     ) -> list[PhotoFaces | PhotoError]:
-        """Analyse many photos on ``workers`` threads (default: settings), results in input order."""
+        """Analyse many photos on ``workers`` threads (default: settings), results in input order.
 
-        def one(photo: Path | bytes) -> PhotoFaces | PhotoError:
+        Each thread takes a run of consecutive photos, decodes and judges them one at a time (so it
+        holds one decoded photo at a time, as ``pixels_at_once`` counts), then embeds all their faces
+        in one batch: a batch of 8 faces costs 20-25 % less per face than one at a time (int8 graph,
+        one core, measured)."""
+
+        def judge(photo: Path | bytes) -> _Judged | PhotoError:
             try:
                 data = photo.read_bytes() if isinstance(photo, Path) else photo
-                return self.analyze(data, single_face=single_face)
+                return self._decode_and_judge(data, single_face=single_face)
             except InvalidImageError as error:
                 return PhotoError(error.code, error.message)
             except OSError as error:
                 return PhotoError("unreadable_file", f"{photo!s}: {os.strerror(error.errno or 0)}")
 
+        def run(batch: Sequence[Path | bytes]) -> list[PhotoFaces | PhotoError]:
+            judged = [judge(photo) for photo in batch]
+            pending = [item for item in judged if isinstance(item, _Judged)]
+            embeddings = self.embedder.embed(concatenate_inputs([item.inputs for item in pending]))
+            done: list[PhotoFaces | PhotoError] = []
+            start = 0
+            for item in judged:
+                if isinstance(item, PhotoError):
+                    done.append(item)
+                    continue
+                stop = start + len(item.inputs)
+                done.append(item.finish(embeddings[start:stop]))
+                start = stop
+            return done
+
         self.load()
-        count = workers or self.settings.workers
-        if count == 1 or len(photos) < 2:
-            return [one(photo) for photo in photos]
+        count = max(1, min(workers or self.settings.workers, len(photos)))
+        size = max(1, min(PHOTOS_PER_BATCH, -(-len(photos) // count)))
+        batches = [photos[start : start + size] for start in range(0, len(photos), size)]
+        if count == 1:
+            return [result for batch in batches for result in run(batch)]
         with ThreadPoolExecutor(max_workers=count, thread_name_prefix="faceforge-vision") as pool:
-            return list(pool.map(one, photos))
+            return [result for results in pool.map(run, batches) for result in results]

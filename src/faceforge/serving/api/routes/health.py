@@ -63,6 +63,8 @@ def readyz(services: ServicesDep) -> JSONResponse:
             checks["model_version"] = None if none_yet else f"not loadable: {error.message}"
         except FaceforgeError as error:
             checks["model_version"] = f"not loadable: {error.message}"
+    # The embedding graph this process chose at start-up (None until its networks load).
+    checks["embedder"] = services.pipeline.embedder.precision
     if services.trainer is not None:  # the trainer embedded in this process: changes become versions
         checks["trainer"] = services.trainer.describe()
     ready = (

@@ -1,0 +1,241 @@
+"""The server's int8 embedding graph: ONNX Runtime's static quantisation of the float graph.
+
+Weights are quantised per output channel to int8 and activations per tensor to uint8 (the QDQ format,
+which ONNX Runtime's CPU kernels fuse into integer convolutions and products), with activation ranges
+fitted once, by a developer, on real faces that no benchmark scores, and shipped as numbers:
+
+    F=../shared/faces; python -m faceforge.building.networks.embedding_quantization fit \\
+        $F/deepface_tests $F/dlib_johns $F/face_recognition_examples $F/multi
+
+writes ``embedding_int8_ranges.json`` here (the ranges, and which photos gave them) and
+``serving/vision/embedding_int8_check.json`` (the int8 graph's name and its embeddings of the start-up
+check's inputs, computed on the fitting machine). Commit both. The benchmarks score lfw_dev,
+krasserm_lfw10, unknown_singles and azure_face_samples; those folders are never fitted on.
+
+Every machine then quantises its own float graph with those ranges (``quantize_embedding_graph``, a few
+seconds, no photo needed): ``faceforge prepare``, a worker's start, or a child process
+(``python -m faceforge.building.networks.embedding_quantization FLOAT TARGET``) for a process that
+does not import this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from faceforge.core.atomic import write_atomically, write_bytes_atomically
+from faceforge.core.errors import WeightsUnavailableError
+from faceforge.serving.vision.embedder import (
+    INT8_CHECK_FILE,
+    Int8Check,
+    check_inputs,
+    int8_check_cosine,
+    unit_rows,
+)
+from faceforge.serving.vision.face_input import FaceInputs
+from faceforge.serving.vision.runtime import OnnxSession
+
+log = logging.getLogger(__name__)
+
+RANGES_FILE = Path(__file__).with_name("embedding_int8_ranges.json")
+CHECK_SEED = 20261202
+CHECK_FACES = 8
+# Every confident face of a fitting photo counts (group photos hold several); below this detector score
+# a face is too doubtful to say what a face's activations look like.
+FIT_MIN_SCORE = 0.95
+
+
+def _quantize(pre: Path, target: Path, *, ranges: Path | None, reader: CalibrationDataReader | None) -> None:
+    """QDQ, per-channel int8 weights, uint8 activations: what ONNX Runtime's guide recommends for
+    x86 CPUs (u8s8), measured here at cosine 0.9985-0.9995 with the float graph on real faces."""
+    quantize_static(
+        str(pre),
+        str(target),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        calibration_cache_path=ranges,
+    )
+
+
+def _preprocessed(float_graph: Path, folder: Path) -> Path:
+    """The float graph with shapes inferred and ONNX Runtime's basic fusions applied, as the
+    quantiser expects it; the ranges are keyed by its tensor names, so fitting and quantising both
+    start here."""
+    pre = folder / "preprocessed.onnx"
+    quant_pre_process(str(float_graph), str(pre), skip_symbolic_shape=True)
+    return pre
+
+
+def _ranges_record(path: Path = RANGES_FILE) -> dict[str, Any]:
+    try:
+        record: dict[str, Any] = json.loads(path.read_text())
+        return record
+    except (OSError, ValueError) as error:
+        raise WeightsUnavailableError(f"no usable int8 ranges in {path}: {error}") from error
+
+
+def quantize_embedding_graph(float_graph: Path, target: Path, ranges_file: Path = RANGES_FILE) -> None:
+    """Write the int8 graph of ``float_graph`` to ``target`` from the shipped ranges
+    (``WeightsUnavailableError`` if they were fitted on another float graph)."""
+    record = _ranges_record(ranges_file)
+    if record.get("float_graph") != float_graph.name:
+        raise WeightsUnavailableError(
+            f"the int8 ranges were fitted on {record.get('float_graph')}, not on {float_graph.name}"
+        )
+    with tempfile.TemporaryDirectory(prefix="faceforge-quantize-") as folder:
+        work = Path(folder)
+        ranges = work / "ranges.json"
+        ranges.write_text(json.dumps(record["onnxruntime_ranges"]))
+        pre = _preprocessed(float_graph, work)
+        try:
+            write_atomically(target, lambda temp: _quantize(pre, temp, ranges=ranges, reader=None))
+        except (KeyError, ValueError) as error:  # a tensor without a range: another exporter's names
+            raise WeightsUnavailableError(
+                f"the int8 ranges do not fit {float_graph.name}: {error}"
+            ) from error
+
+
+class _FaceReader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime ships no type hints
+    """One face per calibration batch, in the float graph's input layout."""
+
+    def __init__(self, faces: FaceInputs) -> None:
+        self._faces = faces
+        self._rows: Iterator[int] = iter(range(len(faces)))
+
+    def get_next(self) -> dict[str, np.ndarray[Any, Any]] | None:
+        index = next(self._rows, None)
+        if index is None:
+            return None
+        row = self._faces.rows(index, index + 1)
+        face = np.ascontiguousarray(row.crops.transpose(0, 3, 1, 2), dtype=np.float32)
+        chip = np.ascontiguousarray(row.chips.transpose(0, 3, 1, 2), dtype=np.float32)
+        return {"face": face, "chip": chip}
+
+
+def _fitting_faces(folders: Sequence[Path]) -> tuple[FaceInputs, int]:
+    """Every confident face of every photo under ``folders`` (float pipeline), and the photo count."""
+    from faceforge.core.config import Settings
+    from faceforge.core.dataset import image_files
+    from faceforge.serving.vision.pipeline import FacePipeline
+
+    pipeline = FacePipeline(Settings(embedder_precision="float"))
+    crops, chips, photos = [], [], 0
+    for folder in folders:
+        for path in image_files(folder):
+            image = pipeline.decode(path.read_bytes())
+            boxes = [face.box for face in pipeline.detect(image) if face.score >= FIT_MIN_SCORE]
+            if boxes:
+                inputs = pipeline.inputs(image, boxes)
+                crops.append(inputs.crops)
+                chips.append(inputs.chips)
+                photos += 1
+    return FaceInputs(np.concatenate(crops), np.concatenate(chips)), photos
+
+
+def fit(folders: Sequence[Path], float_graph: Path) -> dict[str, Any]:
+    """Fit the ranges on the faces of ``folders``, write the two shipped files, and return what the
+    fit measured (the int8 graph against the float one on the fitting faces)."""
+    faces, photos = _fitting_faces(folders)
+    with tempfile.TemporaryDirectory(prefix="faceforge-fit-") as folder:
+        work = Path(folder)
+        pre = _preprocessed(float_graph, work)
+        ranges = work / "ranges.json"
+        quantized = work / "int8.onnx"
+        _quantize(pre, quantized, ranges=ranges, reader=_FaceReader(faces))
+        ort_ranges = json.loads(ranges.read_text())
+        digest = hashlib.sha256(json.dumps(ort_ranges, sort_keys=True).encode()).hexdigest()[:12]
+        record = {
+            "float_graph": float_graph.name,
+            "facts": {
+                "folders": [path.name for path in folders],
+                "photos": photos,
+                "faces": len(faces),
+                "min_detector_score": FIT_MIN_SCORE,
+                "method": "MinMax, QDQ, per-channel int8 weights, uint8 activations",
+            },
+            "onnxruntime_ranges": ort_ranges,
+        }
+        write_bytes_atomically(RANGES_FILE, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+        int8 = OnnxSession(quantized, threads=2)
+        reference = OnnxSession(float_graph, threads=2)
+        inputs = check_inputs(CHECK_SEED, CHECK_FACES)
+        feeds = {"face": _nchw(inputs.crops), "chip": _nchw(inputs.chips)}
+        check = {
+            "graph": f"{float_graph.stem}-int8-{digest}.onnx",
+            "seed": CHECK_SEED,
+            "embeddings": [[round(float(v), 7) for v in row] for row in unit_rows(int8.run(feeds)[0])],
+        }
+        write_bytes_atomically(INT8_CHECK_FILE, (json.dumps(check) + "\n").encode())
+        own = int8_check_cosine(int8, Int8Check.load())
+        float_cosine = _cosines(int8, reference, faces)
+    return {
+        "photos": photos,
+        "faces": len(faces),
+        "graph": check["graph"],
+        "check_cosine_here": own,
+        "float_vs_int8_cosine_min": float(float_cosine.min()),
+        "float_vs_int8_cosine_mean": float(float_cosine.mean()),
+    }
+
+
+def _nchw(images: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def _cosines(int8: OnnxSession, reference: OnnxSession, faces: FaceInputs) -> np.ndarray[Any, Any]:
+    out = []
+    for start in range(0, len(faces), 16):
+        rows = faces.rows(start, start + 16)
+        feeds = {"face": _nchw(rows.crops), "chip": _nchw(rows.chips)}
+        out.append(np.sum(unit_rows(int8.run(feeds)[0]) * unit_rows(reference.run(feeds)[0]), axis=1))
+    return np.concatenate(out)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command")
+    fitting = commands.add_parser("fit", help="fit the ranges on folders of photos (developers)")
+    fitting.add_argument("folders", type=Path, nargs="+")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "fit":
+        from faceforge.core.config import Settings
+        from faceforge.serving.vision.embedder import embedding_onnx_path
+
+        logging.basicConfig(level=logging.INFO)
+        float_graph = embedding_onnx_path(Settings().weights_dir)
+        sys.stdout.write(json.dumps(fit(args.folders, float_graph), indent=1) + "\n")
+        return
+    if len(rest) != 2:
+        parser.error("usage: embedding_quantization FLOAT_GRAPH TARGET | fit FOLDER...")
+    try:
+        quantize_embedding_graph(Path(rest[0]), Path(rest[1]))
+    except WeightsUnavailableError as error:
+        sys.stderr.write(f"{error.message}\n")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

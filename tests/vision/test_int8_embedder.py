@@ -1,0 +1,130 @@
+"""The int8 embedding graph is held to the float one (the reference) on real faces, and a process runs it
+only where this machine computes it as the fitting machine did."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceforge.building.head_fitting import fit_head
+from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
+from faceforge.core.errors import WeightsUnavailableError
+from faceforge.serving.vision.embedder import (
+    INT8_CHECK_COSINE,
+    INT8_CHECK_FILE,
+    FaceEmbedder,
+)
+from faceforge.serving.vision.face_input import FaceInputs
+from faceforge.serving.vision.pipeline import FacePipeline
+from tests.conftest import FACES, LFW10
+
+# Quantisation's own error on real faces, measured where the ranges were fitted (227 faces of folders
+# no test or benchmark scores): cosine with the float embedding 0.9984 at worst, 0.9993 on average.
+# A face's bar is three times that worst error, so only a broken graph or arithmetic misses it.
+FACE_COSINE = 1 - 3 * (1 - 0.9984)
+MEAN_COSINE = 1 - 3 * (1 - 0.9993)
+
+
+def _vnni() -> bool:
+    """Whether this CPU has the 8-bit dot products that make ONNX Runtime's int8 kernels exact."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    return any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
+
+
+def _faces(pipeline: FacePipeline, folders: list[Path]) -> tuple[FaceInputs, list[str]]:
+    """The largest confident face of every photo under ``folders``, with its folder's name."""
+    crops, chips, names = [], [], []
+    for folder in folders:
+        for path in image_files(folder):
+            image = pipeline.decode(path.read_bytes())
+            faces = [face for face in pipeline.detect(image) if face.score >= 0.95]
+            if faces:
+                inputs = pipeline.inputs(image, [faces[0].box])
+                crops.append(inputs.crops[0])
+                chips.append(inputs.chips[0])
+                names.append(path.parent.name if folder == LFW10 else "")
+    return FaceInputs(np.stack(crops), np.stack(chips)), names
+
+
+@pytest.fixture(scope="module")
+def graphs(settings: Settings) -> tuple[FaceEmbedder, FaceEmbedder]:
+    reference = FaceEmbedder(settings.weights_dir, precision="float")
+    int8 = FaceEmbedder(settings.weights_dir, precision="int8")
+    reference.load()
+    int8.load()
+    assert (reference.precision, int8.precision) == ("float", "int8")
+    return reference, int8
+
+
+def test_int8_embeddings_and_decisions_hold_to_the_float_graph(
+    pipeline: FacePipeline, graphs: tuple[FaceEmbedder, FaceEmbedder]
+) -> None:
+    reference, int8 = graphs
+    inputs, names = _faces(pipeline, [LFW10, FACES / "unknown_singles", FACES / "azure_face_samples"])
+    exact, quantised = reference.embed(inputs), int8.embed(inputs)
+    np.testing.assert_allclose(np.linalg.norm(quantised, axis=1), 1.0, atol=1e-5)
+    cosines = np.sum(exact * quantised, axis=1)
+    assert cosines.min() >= FACE_COSINE and cosines.mean() >= MEAN_COSINE, (cosines.min(), cosines.mean())
+
+    # A head fitted on float embeddings (a gallery enrolled by the float graph) decides the same on
+    # int8 embeddings of the other photos and of strangers: within one probe of 100.
+    enrolled = [i for i, name in enumerate(names) if name and names[: i + 1].count(name) <= 5]
+    probes = [i for i in range(len(names)) if i not in enrolled]
+    head = fit_head(exact[enrolled], [names[i] for i in enrolled], target_unknown_reject=0.97)
+    float_answers = [match.index for match in head.predict(exact[probes])]
+    int8_answers = [match.index for match in head.predict(quantised[probes])]
+    differ = sum(a != b for a, b in zip(float_answers, int8_answers, strict=True))
+    assert len(probes) >= 60 and differ <= max(1, len(probes) // 100), (differ, len(probes))
+    named = sum(
+        a is not None and head.labels[a] == names[i] for a, i in zip(int8_answers, probes, strict=True)
+    )
+    assert named >= 0.9 * sum(1 for i in probes if names[i]), named
+
+
+@pytest.mark.skipif(not _vnni(), reason="the check's bar holds where 8-bit products are exact (VNNI)")
+def test_the_shipped_check_passes_on_this_machine(settings: Settings) -> None:
+    embedder = FaceEmbedder(settings.weights_dir)
+    embedder.load()
+    assert embedder.precision == "int8"
+    assert embedder.check_cosine is not None and embedder.check_cosine >= INT8_CHECK_COSINE
+
+
+def _check_file(tmp_path: Path, change: str) -> Path:
+    record = json.loads(INT8_CHECK_FILE.read_text())
+    if change == "arithmetic":  # what a machine computing the graph differently would meet
+        embeddings = np.asarray(record["embeddings"])
+        record["embeddings"] = np.roll(embeddings, 1, axis=0).tolist()
+    else:  # ranges fitted on another embedding graph
+        record["graph"] = "facenet-dlib-w0.8-0000000000000000-int8-000000000000.onnx"
+    path = tmp_path / f"{change}.json"
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_a_machine_that_computes_the_int8_graph_differently_runs_the_float_one(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    check = _check_file(tmp_path, "arithmetic")
+    with caplog.at_level(logging.WARNING):
+        auto = FaceEmbedder(settings.weights_dir, int8_check=check)
+        auto.load()
+    assert auto.precision == "float" and auto.check_cosine is not None
+    assert auto.check_cosine < INT8_CHECK_COSINE
+    assert "running the float one" in caplog.text
+    forced = FaceEmbedder(settings.weights_dir, precision="int8", int8_check=check)
+    forced.load()
+    assert forced.precision == "int8"  # the setting forces it, with the warning
+
+
+def test_ranges_of_another_graph_leave_the_float_graph(settings: Settings, tmp_path: Path) -> None:
+    check = _check_file(tmp_path, "graph")
+    auto = FaceEmbedder(settings.weights_dir, int8_check=check)
+    auto.load()
+    assert auto.precision == "float" and auto.check_cosine is None
+    with pytest.raises(WeightsUnavailableError, match="refit"):
+        FaceEmbedder(settings.weights_dir, precision="int8", int8_check=check).load()
