@@ -99,3 +99,21 @@ def test_batch_keeps_order_and_reports_bad_files(pipeline: FacePipeline, tmp_pat
     ]
     assert isinstance(results[1], PhotoError) and results[1].code == "not_an_image"
     assert isinstance(results[3], PhotoError) and results[3].code == "unreadable_file"
+
+
+def test_a_detector_with_threads_finds_exactly_what_one_thread_finds(pipeline: FacePipeline) -> None:
+    """An API process gives each photo its cores: pyramid levels and patches then run side by side,
+    and every box, score and landmark must be the one a single thread computes (the browser client
+    and the contract vectors reproduce the single-threaded detector to 0.05 px)."""
+    from faceforge.serving.vision.mtcnn import MtcnnConfig, MtcnnDetector, cached_graphs
+
+    graphs = cached_graphs(pipeline.settings.weights_dir)
+    one, two = (MtcnnDetector(MtcnnConfig(), threads=n, graphs=graphs) for n in (1, 2))
+    photos = image_files(FACES / "multi") + image_files(LFW10)[::10]
+    found = 0
+    for path in photos:
+        image = pipeline.decode(path.read_bytes())
+        alone, side_by_side = one.detect(image), two.detect(image)
+        assert alone == side_by_side, path.name
+        found += len(alone)
+    assert found >= len(photos)

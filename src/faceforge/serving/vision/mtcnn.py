@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +32,8 @@ from faceforge.serving.vision.decode import RgbImage
 from faceforge.serving.vision.runtime import InferenceSession, OnnxSession
 
 FloatArray = npt.NDArray[np.float32]
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 PNET_STRIDE = 2
 PNET_CELL = 12
@@ -125,9 +130,16 @@ class MtcnnDetector:
         graphs: Path | None = None,
     ) -> None:
         """``threads`` serve R-Net and O-Net, which see a batch of candidate patches; P-Net's pyramid
-        levels are too small to gain from more than one (measured). ``graphs``: the folder of
-        ``pnet.onnx``, ``rnet.onnx`` and ``onet.onnx`` (``cached_graphs``); default, the package's."""
+        levels are too small to gain from more than one thread each (measured), so with ``threads``
+        above one the levels run side by side instead, and the patches are cut in as many runs (ONNX
+        Runtime and Pillow's resampling release the GIL). Every result is the same as on one thread.
+        ``graphs``: the folder of ``pnet.onnx``, ``rnet.onnx`` and ``onet.onnx`` (``cached_graphs``);
+        default, the package's."""
         self.config = config
+        self.threads = threads
+        self._pool = (
+            ThreadPoolExecutor(threads, thread_name_prefix="faceforge-mtcnn") if threads > 1 else None
+        )
 
         def session(name: str, threads: int = 1) -> InferenceSession:
             if graphs is not None:
@@ -184,25 +196,36 @@ class MtcnnDetector:
             side *= self.config.scale_factor
         return scales
 
+    def _map(self, work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+        """``work`` over ``items`` in order, side by side when the detector has threads."""
+        if self._pool is None or len(items) < 2:
+            return [work(item) for item in items]
+        return list(self._pool.map(work, items))
+
+    def _level(self, picture: Image.Image, scale: float) -> FloatArray | None:
+        """P-Net's candidates at one pyramid level (after their own suppression), or ``None``."""
+        size = (math.ceil(picture.width * scale), math.ceil(picture.height * scale))
+        scaled = np.asarray(picture.resize(size, Image.Resampling.BILINEAR))
+        batch = _normalise(scaled.transpose(1, 0, 2))[None]
+        offsets, probabilities = self._pnet.run({"input_1": batch})
+        face = probabilities[0, :, :, 1]  # indexed [x, y]
+        xs, ys = np.nonzero(face > self.config.thresholds[0])
+        if not xs.size:
+            return None
+        x1 = np.round((PNET_STRIDE * xs + 1) / scale)
+        y1 = np.round((PNET_STRIDE * ys + 1) / scale)
+        x2 = np.round((PNET_STRIDE * xs + PNET_CELL) / scale)
+        y2 = np.round((PNET_STRIDE * ys + PNET_CELL) / scale)
+        rows = np.stack([x1, y1, x2, y2, face[xs, ys]], axis=1).astype(np.float32)
+        rows = np.concatenate([rows, offsets[0, xs, ys, :]], axis=1)
+        kept: FloatArray = rows[_nms(rows[:, :4], rows[:, 4], 0.5)]
+        return kept
+
     def _propose(self, picture: Image.Image, min_face_size: int) -> FloatArray:
         """Stage 1: slide P-Net over an image pyramid; rows are ``[x1, y1, x2, y2, score]``."""
-        found: list[FloatArray] = []
-        for scale in self._scales(picture.width, picture.height, min_face_size):
-            size = (math.ceil(picture.width * scale), math.ceil(picture.height * scale))
-            scaled = np.asarray(picture.resize(size, Image.Resampling.BILINEAR))
-            batch = _normalise(scaled.transpose(1, 0, 2))[None]
-            offsets, probabilities = self._pnet.run({"input_1": batch})
-            face = probabilities[0, :, :, 1]  # indexed [x, y]
-            xs, ys = np.nonzero(face > self.config.thresholds[0])
-            if not xs.size:
-                continue
-            x1 = np.round((PNET_STRIDE * xs + 1) / scale)
-            y1 = np.round((PNET_STRIDE * ys + 1) / scale)
-            x2 = np.round((PNET_STRIDE * xs + PNET_CELL) / scale)
-            y2 = np.round((PNET_STRIDE * ys + PNET_CELL) / scale)
-            rows = np.stack([x1, y1, x2, y2, face[xs, ys]], axis=1).astype(np.float32)
-            rows = np.concatenate([rows, offsets[0, xs, ys, :]], axis=1)
-            found.append(rows[_nms(rows[:, :4], rows[:, 4], 0.5)])
+        scales = self._scales(picture.width, picture.height, min_face_size)
+        levels = self._map(lambda scale: self._level(picture, scale), scales)
+        found = [rows for rows in levels if rows is not None]
         if not found:
             return np.zeros((0, 5), np.float32)
         rows = np.concatenate(found)
@@ -210,15 +233,21 @@ class MtcnnDetector:
         boxes = _square(_regress(rows[:, :4], rows[:, 5:9]))
         return np.concatenate([boxes, rows[:, 4:5]], axis=1)
 
-    @staticmethod
-    def _patches(picture: Image.Image, boxes: FloatArray, size: int) -> FloatArray:
+    def _patches(self, picture: Image.Image, boxes: FloatArray, size: int) -> FloatArray:
         """Cut each box (zero-filled beyond the border) and resize it to the network's input, transposed."""
         patches = np.empty((boxes.shape[0], size, size, 3), np.float32)
-        for i, (x1, y1, x2, y2) in enumerate(boxes[:, :4]):
-            left, top = int(np.floor(x1)), int(np.floor(y1))
-            right, bottom = max(int(np.floor(x2)) + 1, left + 1), max(int(np.floor(y2)) + 1, top + 1)
-            patch = picture.crop((left, top, right, bottom)).resize((size, size), Image.Resampling.BILINEAR)
-            patches[i] = _normalise(np.asarray(patch)).transpose(1, 0, 2)
+
+        def cut(rows: range) -> None:
+            for i in rows:
+                x1, y1, x2, y2 = boxes[i, :4]
+                left, top = int(np.floor(x1)), int(np.floor(y1))
+                right, bottom = max(int(np.floor(x2)) + 1, left + 1), max(int(np.floor(y2)) + 1, top + 1)
+                patch = picture.crop((left, top, right, bottom)).resize((size, size), Image.Resampling.BILINEAR)
+                patches[i] = _normalise(np.asarray(patch)).transpose(1, 0, 2)
+
+        count = len(boxes)
+        step = max(1, -(-count // self.threads))
+        self._map(cut, [range(start, min(start + step, count)) for start in range(0, count, step)])
         return patches
 
     def _refine(self, picture: Image.Image, candidates: FloatArray) -> FloatArray:
