@@ -242,7 +242,8 @@ class MtcnnDetector:
                 x1, y1, x2, y2 = boxes[i, :4]
                 left, top = int(np.floor(x1)), int(np.floor(y1))
                 right, bottom = max(int(np.floor(x2)) + 1, left + 1), max(int(np.floor(y2)) + 1, top + 1)
-                patch = picture.crop((left, top, right, bottom)).resize((size, size), Image.Resampling.BILINEAR)
+                patch = picture.crop((left, top, right, bottom))
+                patch = patch.resize((size, size), Image.Resampling.BILINEAR)
                 patches[i] = _normalise(np.asarray(patch)).transpose(1, 0, 2)
 
         count = len(boxes)
