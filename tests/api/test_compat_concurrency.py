@@ -32,18 +32,18 @@ def test_deepstack_work_leaves_the_event_loop_free(client: TestClient) -> None:
     photo analysed during registration and match is analysed off the loop, and the process answers
     /healthz meanwhile."""
     pipeline = client.app.state.services.pipeline  # type: ignore[attr-defined]
-    original = pipeline.analyze
+    original = pipeline.detect
     on_loop: list[bool] = []
 
-    def recording(data: bytes, *, single_face: bool) -> Any:
+    def recording(image: Any, **options: Any) -> Any:  # every photo is detected, however analysed
         try:
             asyncio.get_running_loop()
             on_loop.append(True)
         except RuntimeError:  # a worker thread: no loop runs here
             on_loop.append(False)
-        return original(data, single_face=single_face)
+        return original(image, **options)
 
-    pipeline.analyze = recording
+    pipeline.detect = recording
     colin = image_files(LFW10 / "Colin_Powell")
     files = [(f"image{i}", (p.name, p.read_bytes(), "image/jpeg")) for i, p in enumerate(colin[:3])]
 

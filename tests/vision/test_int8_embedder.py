@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from faceforge.building.head_fitting import fit_head
+from faceforge.building.networks.embedding_quantization import quantize_embedding_graph
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
 from faceforge.core.errors import WeightsUnavailableError
@@ -18,6 +19,8 @@ from faceforge.serving.vision.embedder import (
     INT8_CHECK_COSINE,
     INT8_CHECK_FILE,
     FaceEmbedder,
+    embedding_onnx_path,
+    int8_onnx_path,
 )
 from faceforge.serving.vision.face_input import FaceInputs
 from faceforge.serving.vision.pipeline import FacePipeline
@@ -128,3 +131,27 @@ def test_ranges_of_another_graph_leave_the_float_graph(settings: Settings, tmp_p
     assert auto.precision == "float" and auto.check_cosine is None
     with pytest.raises(WeightsUnavailableError, match="refit"):
         FaceEmbedder(settings.weights_dir, precision="int8", int8_check=check).load()
+
+
+def test_a_process_without_the_quantiser_makes_the_int8_graph_in_a_child(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """What an API process does when its cache has the float graph only: the same bytes as a worker's
+    in-process quantisation, made by ``python -m faceforge.building.networks.embedding_quantization``."""
+    graph = embedding_onnx_path(settings.weights_dir)
+    made_here = int8_onnx_path(settings.weights_dir, graph, quantize=quantize_embedding_graph)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / graph.name).hardlink_to(graph)
+    made_by_child = int8_onnx_path(weights, weights / graph.name)
+    assert made_by_child.name == made_here.name
+    assert made_by_child.read_bytes() == made_here.read_bytes()
+
+
+def test_the_quantiser_command_says_how_to_use_it() -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "faceforge.building.networks.embedding_quantization", "only-one"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 2 and "usage:" in done.stderr and "fit FOLDER" in done.stderr

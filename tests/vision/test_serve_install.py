@@ -33,14 +33,16 @@ def _hide_weight_packages(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_serving_reads_the_cache_a_full_install_filled(
     pipeline: FacePipeline, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The session's pipeline (a full install) has filled its cache: the graph, its pointer, MTCNN's graphs.
+    # The session's pipeline (a full install) has filled its cache: the graph, its pointer, its int8
+    # variant, MTCNN's graphs.
     cache = settings.weights_dir
     graph = embedder.embedding_onnx_path(cache)
+    int8 = embedder.int8_onnx_path(cache, graph)
     assert (cache / f"{EMBEDDER_NAME}.current").read_text().strip() == graph.name
     weights = tmp_path / "weights"
     weights.mkdir()
     shutil.copytree(cache / mtcnn.CACHE_FOLDER, weights / mtcnn.CACHE_FOLDER)
-    for name in (graph.name, f"{EMBEDDER_NAME}.current"):
+    for name in (graph.name, f"{EMBEDDER_NAME}.current", int8.name):
         (weights / name).hardlink_to(cache / name)
 
     _hide_weight_packages(monkeypatch)
@@ -49,6 +51,7 @@ def test_serving_reads_the_cache_a_full_install_filled(
     faces = serving.analyze(photo.read_bytes(), single_face=True).faces
     expected = pipeline.analyze(photo.read_bytes(), single_face=True).faces
     assert faces and faces[0].embedding is not None and expected[0].embedding is not None
+    assert serving.embedder.precision == pipeline.embedder.precision  # the same graph, chosen alike
     assert float(faces[0].embedding @ expected[0].embedding) > 0.9999
 
 

@@ -20,7 +20,6 @@ does not import this module.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -212,26 +211,28 @@ def _cosines(int8: OnnxSession, reference: OnnxSession, faces: FaceInputs) -> np
     return np.concatenate(out)
 
 
+USAGE = (
+    "usage: python -m faceforge.building.networks.embedding_quantization FLOAT_GRAPH TARGET\n"
+    "       python -m faceforge.building.networks.embedding_quantization fit FOLDER...\n"
+)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = parser.add_subparsers(dest="command")
-    fitting = commands.add_parser("fit", help="fit the ranges on folders of photos (developers)")
-    fitting.add_argument("folders", type=Path, nargs="+")
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "fit":
+    """``FLOAT_GRAPH TARGET`` (what a process without this module runs in a child) or ``fit FOLDER...``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["fit"] and len(args) > 1:
         from faceforge.core.config import Settings
         from faceforge.serving.vision.embedder import embedding_onnx_path
 
         logging.basicConfig(level=logging.INFO)
         float_graph = embedding_onnx_path(Settings().weights_dir)
-        sys.stdout.write(json.dumps(fit(args.folders, float_graph), indent=1) + "\n")
+        sys.stdout.write(json.dumps(fit([Path(a) for a in args[1:]], float_graph), indent=1) + "\n")
         return
-    if len(rest) != 2:
-        parser.error("usage: embedding_quantization FLOAT_GRAPH TARGET | fit FOLDER...")
+    if len(args) != 2 or args[0].startswith("-"):
+        sys.stderr.write(USAGE)
+        raise SystemExit(2)
     try:
-        quantize_embedding_graph(Path(rest[0]), Path(rest[1]))
+        quantize_embedding_graph(Path(args[0]), Path(args[1]))
     except WeightsUnavailableError as error:
         sys.stderr.write(f"{error.message}\n")
         raise SystemExit(1) from None
