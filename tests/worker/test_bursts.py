@@ -14,9 +14,12 @@ from pathlib import Path
 import httpx
 
 from faceforge.building.export.device_backbones import DeviceBackboneCache
-from faceforge.core.config import Settings
+from faceforge.building.worker.trainer import TrainingWorker
+from faceforge.core.config import Settings, WorkerSettings
 from faceforge.core.dataset import image_files
-from tests.api.fixtures import faceforge_server, photo_fields, wait_until_trained
+from faceforge.storage import people_store, training_store
+from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
+from tests.api.fixtures import faceforge_server, photo_fields, service_settings, wait_until_trained
 from tests.conftest import LFW10
 
 # Far longer than one photo's request (about 0.1 s here, a second on a busy 2-core machine).
@@ -49,3 +52,30 @@ def test_photos_dropped_one_request_each_make_one_version(tmp_path: Path, settin
         counts = (status["requested"], status["built"], status["current_version"])
         assert counts == (7, 7, 2), f"versions (number, photos) {versions}; seconds between answers {gaps}"
         assert versions == [(2, 7), (1, 1)]
+
+
+def test_a_change_landing_between_the_settle_check_and_the_claim_waits_for_its_own_pause(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """The loop asks ``settled`` and then claims: a photo that lands in between (nothing was pending
+    when asked) must not be claimed at once, or the rest of its burst becomes a second version (the
+    end-to-end test above saw it on a loaded CI machine)."""
+    app_settings = service_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'faceforge.db'}",
+        settings,
+        worker=WorkerSettings(embedded=False, quiet_seconds=QUIET_SECONDS),
+    )
+    engine = make_engine(app_settings.resolved_database_url)
+    upgrade_database(engine)
+    sessions = make_sessionmaker(engine)
+    worker = TrainingWorker(app_settings, sessions)
+    up_to = worker.settled()
+    assert up_to == 0  # nothing pending: settled at once
+    with sessions.begin() as session:
+        people_store.request_training(session)  # the photo that lands now
+    assert not worker.run_once(up_to=up_to)
+    with sessions() as session:
+        assert training_store.request_counts(session) == (1, 0)
+    assert worker.settled() is None  # its burst has begun, and it waits for its pause
+    engine.dispose()

@@ -4,6 +4,8 @@ transactions take the database write lock up front)."""
 
 from __future__ import annotations
 
+import sys
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -95,9 +97,11 @@ def _clear_running(state: TrainingStateRow) -> None:
 
 
 def claim_training(
-    session: Session, *, worker_id: str, stale_after: float, embedder: str
+    session: Session, *, worker_id: str, stale_after: float, embedder: str, up_to: int = sys.maxsize
 ) -> TrainingClaim | None:
     """Claim the pending training, if any and if nobody live is training; creates its ``building`` version.
+    Nothing is claimed while more than ``up_to`` trainings are requested (the count the worker saw
+    settle: later changes wait for their own pause).
 
     A training whose worker stopped heart-beating for ``stale_after`` seconds is failed and re-claimed,
     so a killed worker's pending request is trained by the next worker. A worker holding the trainer's
@@ -109,7 +113,7 @@ def claim_training(
             return None
         _fail_version(session, state, state.running_version, WORKER_LOST)
         _clear_running(state)
-    if state.requested <= state.built:
+    if state.requested <= state.built or state.requested > up_to:
         return None
     version = int(session.scalar(select(func.coalesce(func.max(ModelVersionRow.version), 0))) or 0) + 1
     session.add(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -261,31 +262,37 @@ class TrainingWorker:
             with self.sessions.begin() as session:
                 people_store.request_training(session)
 
-    def settled(self) -> bool:
-        """Whether the loop may claim now: no change pending, or the pending ones have paused for
-        ``quiet_seconds`` (or waited ``max_delay_seconds`` since the first of them was seen). The
-        pause is measured by this worker, polling the request counter any process may raise."""
+    def settled(self) -> int | None:
+        """The request count the loop may claim up to now, or None while changes are still
+        arriving: pending changes settle once they have paused for ``quiet_seconds`` (or waited
+        ``max_delay_seconds`` since the first of them was seen). The pause is measured by this
+        worker, polling the request counter any process may raise. The count matters: a change
+        that lands between this answer and the claim starts a burst of its own, it is not claimed
+        at once (a dashboard drop was split in two that way)."""
         quiet = self.settings.worker.quiet_seconds
         if quiet <= 0:
-            return True
+            return sys.maxsize
         with self.sessions() as session:
             requested, built = training_store.request_counts(session)
         now = time.monotonic()
         if requested <= built:
             self._burst = None
-            return True  # nothing to wait for (a claim may still take over an orphaned training)
+            return requested  # nothing to wait for (a claim may still take over an orphaned training)
         if self._burst is None or self._burst.requested != requested:
             first = self._burst.first_seen if self._burst is not None else now
             self._burst = _Burst(requested=requested, first_seen=first, last_change=now)
-        return (
+        if (
             now - self._burst.last_change >= quiet
             or now - self._burst.first_seen >= self.settings.worker.max_delay_seconds
-        )
+        ):
+            return requested
+        return None
 
     def _loop(self) -> None:
         while not self.stop.is_set():
             try:
-                worked = self.settled() and self.run_once()
+                up_to = self.settled()
+                worked = up_to is not None and self.run_once(up_to=up_to)
             except Exception:  # the loop must survive database hiccups; the next poll retries
                 log.exception("training worker loop error")
                 worked = False
@@ -293,15 +300,20 @@ class TrainingWorker:
                 self.wake.wait(self.settings.worker.poll_seconds)
                 self.wake.clear()
 
-    def run_once(self) -> bool:
+    def run_once(self, up_to: int = sys.maxsize) -> bool:
         """Claim and run one training if one is pending, at once (the loop first waits for
-        ``settled``). Returns whether a training was claimed."""
+        ``settled`` and passes the request count that settled as ``up_to``: with more requests
+        pending, nothing is claimed). Returns whether a training was claimed."""
         if not self._take_lease():
             return False  # another live worker is the trainer
         stale_after = 0.0 if self.take_over_running else self.settings.worker.stale_after_seconds
         with self.sessions.begin() as session:
             claim = training_store.claim_training(
-                session, worker_id=self.worker_id, stale_after=stale_after, embedder=EMBEDDER_NAME
+                session,
+                worker_id=self.worker_id,
+                stale_after=stale_after,
+                embedder=EMBEDDER_NAME,
+                up_to=up_to,
             )
         self.take_over_running = False
         if claim is None:
