@@ -88,7 +88,9 @@ def exported(
     batch = FaceInputs(
         np.concatenate([one.crops for one in found]), np.concatenate([one.chips for one in found])
     )
-    embeddings = pipeline.embedder.embed(batch)
+    # Device models are float graphs, held to the server's float reference embedder; the int8
+    # graph the server may run is held to that reference in tests/vision/test_int8_embedder.py.
+    embeddings = pipeline.reference_embedder().embed(batch)
 
     exports = VersionExporter(settings.weights_dir).export(head)
     directory = tmp_path_factory.mktemp("exported")
