@@ -57,7 +57,11 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """One faceforge home per test session, so runs never collide, and one weights cache per run, so
     weights are converted once: the pytest-xdist workers share it (every conversion into the cache
     is atomic and takes a file lock, as for the processes of a deployment), which spares the second
-    worker several minutes of conversions on two cores. ``FACEFORGE_WEIGHTS_CACHE`` still wins."""
+    worker several minutes of conversions on two cores. ``FACEFORGE_WEIGHTS_CACHE`` still wins.
+
+    The home's own ``weights`` folder is a link to that cache, not a setting: commands the tests run
+    with ``--home`` (build, eval, export, worker) read it there as a user's would, and would convert
+    everything again into an empty folder otherwise (a minute and a half per command on two cores)."""
     home = tmp_path_factory.mktemp("faceforge-home")
     if os.environ.get("FACEFORGE_WEIGHTS_CACHE"):
         return Settings(home=home)
@@ -66,7 +70,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         run = run.parent  # each worker's base is a folder of the run's
     weights = run / "shared-weights"
     weights.mkdir(exist_ok=True)
-    return Settings(home=home, weights_cache=weights)
+    (home / "weights").symlink_to(weights, target_is_directory=True)
+    settings = Settings(home=home)
+    assert settings.weights_dir.resolve() == weights.resolve()
+    return settings
 
 
 @pytest.fixture(scope="session")
