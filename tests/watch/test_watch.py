@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from faceforge.cli.main import app
 from tests.api.fixtures import heavy_libraries_loaded, wait_for
+from tests.watch.camera import Camera
 from tests.watch.conftest import (
     NEWCOMER,
     PEOPLE,
@@ -200,3 +201,24 @@ def test_watch_needs_a_server_once(tmp_path: Path) -> None:
     write_video(video, [], codec="mjpeg")
     result = runner.invoke(app, ["watch", str(video), "--cache", str(tmp_path / "empty")])
     assert result.exit_code == 2 and "give --server URL once" in result.output
+
+
+# A live stream (not a file): frames arrive in real time, the agent's decoding thread keeps the newest
+# one, and a stream that breaks is opened again with back-off.
+def test_a_live_mjpeg_stream_is_watched_and_reopened_when_it_breaks(warm_cache: Path, tmp_path: Path) -> None:
+    cache = copy_cache(warm_cache, tmp_path / "cache")
+    camera = Camera(first=[probes(PEOPLE[0])[0], STRANGERS[0]], second=[probes(PEOPLE[1])[0]])
+    gone = "http://127.0.0.1:18997"  # the cached version is enough: no server needed
+    agent = watch(camera.url, "--server", gone, "--camera", "gate", "--cache", str(cache))
+    try:
+        decisions = read_decisions(agent, 3, timeout=90)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        _, log = agent.communicate(timeout=60)
+        camera.stop()
+    assert agent.returncode == 0, log
+    names = [decision["name"] for decision in decisions]
+    # The first connection's person, its stranger, then (after the reopen) the second's person.
+    assert names == [PEOPLE[0], None, PEOPLE[1]], (names, log)
+    assert next(camera.connections) >= 2, log  # it came back for more after the stream broke
+    assert all(decision["camera"] == "gate" and decision["version"] == 1 for decision in decisions)
