@@ -222,7 +222,9 @@ def _pointed_at(settings: Settings) -> int | None:
 def test_a_version_below_the_floor_is_built_but_not_made_current(
     tmp_path: Path, database_url: str, settings: Settings
 ) -> None:
-    worker = WorkerSettings(poll_seconds=0.1, heartbeat_seconds=0.3, formats="onnx", min_known_accept=0.9)
+    worker = WorkerSettings(
+        poll_seconds=0.1, heartbeat_seconds=0.3, quiet_seconds=0.0, formats="onnx", min_known_accept=0.9
+    )
     app_settings = service_settings(tmp_path, database_url, settings, worker=worker)
     with local_client(create_app(app_settings)) as client:
         _register_people(client)

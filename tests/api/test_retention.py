@@ -16,7 +16,10 @@ PEOPLE = ["Colin_Powell", "Tony_Blair", "Hugo_Chavez", "Ariel_Sharon"]
 def test_only_the_newest_versions_keep_their_files(
     tmp_path: Path, database_url: str, settings: Settings
 ) -> None:
-    worker = WorkerSettings(poll_seconds=0.1, heartbeat_seconds=0.3, keep_versions=2)
+    # ONNX only, no quiet period: retention is about versions, not formats (four trainings).
+    worker = WorkerSettings(
+        poll_seconds=0.1, heartbeat_seconds=0.3, quiet_seconds=0.0, formats="onnx", keep_versions=2
+    )
     app_settings = service_settings(tmp_path, database_url, settings, worker=worker)
     with local_client(create_app(app_settings)) as client:
         for folder in PEOPLE:  # one version per registration: wait for each before the next

@@ -38,7 +38,10 @@ def _thirty_photos() -> list[Path]:
 def _standby_app(tmp_path: Path, database_url: str, settings: Settings) -> tuple[Settings, TrainingWorker]:
     """Settings for an app without its own worker, and a worker the test drives step by step."""
     app_settings = service_settings(
-        tmp_path, database_url, settings, worker=WorkerSettings(embedded=False, poll_seconds=0.1)
+        tmp_path,
+        database_url,
+        settings,
+        worker=WorkerSettings(embedded=False, poll_seconds=0.1, formats="onnx"),
     )
     engine = make_engine(app_settings.resolved_database_url)
     upgrade_database(engine)

@@ -24,7 +24,10 @@ PEOPLE = ("Colin_Powell", "Tony_Blair", "Hugo_Chavez")
 
 def test_photos_of_an_older_embedder_are_embedded_again(tmp_path: Path, settings: Settings) -> None:
     app_settings = service_settings(
-        tmp_path, f"sqlite:///{tmp_path / 'faceforge.db'}", settings, worker=WorkerSettings(embedded=False)
+        tmp_path,
+        f"sqlite:///{tmp_path / 'faceforge.db'}",
+        settings,
+        worker=WorkerSettings(embedded=False, formats="onnx"),
     )
     engine = make_engine(app_settings.resolved_database_url)
     upgrade_database(engine)
