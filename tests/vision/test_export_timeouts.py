@@ -72,6 +72,6 @@ def test_a_stuck_export_child_is_killed(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 3, done.stderr
-    assert "the exporting process took over 2s" in done.stdout
+    assert "could not export the embedding network: the process took over 2s" in done.stdout
     assert _processes_naming(tmp_path) == []  # the child is gone, not left converting
     assert not list(tmp_path.glob("*.onnx"))

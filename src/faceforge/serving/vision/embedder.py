@@ -226,17 +226,25 @@ def _quantize(float_graph: Path, target: Path, timeout: float, quantize: GraphQu
             f"the int8 embedding graph {target.name} is not in {target.parent} and this install cannot "
             f"make it: {PREPARE_HINT}"
         )
-    command = [sys.executable, "-m", "faceforge.building.networks.embedding_quantization"]
-    command += [str(float_graph), str(target)]
+    module = "faceforge.building.networks.embedding_quantization"
+    _make_in_child(module, [float_graph, target], target, "quantise", timeout)
+
+
+def _make_in_child(module: str, paths: list[Path], target: Path, verb: str, timeout: float) -> None:
+    """Run ``python -m module paths...`` to write ``target``, in a child process: an API process
+    never imports PyTorch or the quantiser itself. Raises ``WeightsUnavailableError`` with the
+    child's last line (or its timeout)."""
+    command = [sys.executable, "-m", module, *map(str, paths)]
     try:
+        # On timeout ``run`` kills the child and waits for it.
         done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
     except subprocess.TimeoutExpired as error:
         raise WeightsUnavailableError(
-            f"could not quantise the embedding network: the process took over {timeout:.0f}s"
+            f"could not {verb} the embedding network: the process took over {timeout:.0f}s"
         ) from error
     if done.returncode != 0 or not target.exists():
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise WeightsUnavailableError(f"could not quantise the embedding network: {last}")
+        raise WeightsUnavailableError(f"could not {verb} the embedding network: {last}")
 
 
 def torch_installed() -> bool:
@@ -253,23 +261,9 @@ def _export(weights_dir: Path, target: Path, timeout: float, export: GraphExport
             f"the embedding graph {target.name} is not in {weights_dir} and this install has no PyTorch to "
             f"export it: {PREPARE_HINT}"
         )
-    command = [
-        sys.executable,
-        "-m",
-        "faceforge.building.networks.embedding_graph",
-        str(weights_dir),
-        str(target),
-    ]
-    try:
-        # On timeout ``run`` kills the child and waits for it.
-        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
-    except subprocess.TimeoutExpired as error:
-        raise WeightsUnavailableError(
-            f"could not export the embedding network: the exporting process took over {timeout:.0f}s"
-        ) from error
-    if done.returncode != 0 or not target.exists():
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise WeightsUnavailableError(f"could not export the embedding network: {last}")
+    _make_in_child(
+        "faceforge.building.networks.embedding_graph", [weights_dir, target], target, "export", timeout
+    )
 
 
 def unit_rows(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
