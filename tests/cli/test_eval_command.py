@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from faceforge.cli.main import app
@@ -22,10 +23,17 @@ def _eval(settings: Settings, *args: str) -> dict[str, Any]:
     return figures
 
 
-def test_lfw10_goals_on_dev_photos(settings: Settings) -> None:
-    figures = _eval(
-        settings, "--dataset", str(LFW10), "--enroll", "5", "--unknown", str(FACES / "unknown_singles")
-    )
+LFW10_ARGS = ("--dataset", str(LFW10), "--enroll", "5", "--unknown", str(FACES / "unknown_singles"))
+
+
+@pytest.fixture(scope="module")
+def lfw10_figures(settings: Settings) -> dict[str, Any]:
+    """The server's own figures on lfw10 (one eval, read by the goals and the app-detector tests)."""
+    return _eval(settings, *LFW10_ARGS)
+
+
+def test_lfw10_goals_on_dev_photos(lfw10_figures: dict[str, Any]) -> None:
+    figures = lfw10_figures
     assert figures["identities"] == 10 and figures["probes"] == 50
     assert isinstance(figures["top1"], float) and figures["top1"] >= 0.995
     assert isinstance(figures["known_accept_rate"], float) and figures["known_accept_rate"] >= 0.95
@@ -72,9 +80,9 @@ def test_strangers_that_are_copies_of_measured_photos_are_refused(settings: Sett
     assert again.exit_code == 2 and "also enrolled, probes or unknowns" in again.stderr
 
 
-def test_app_detectors_crop_probes_as_an_app_would(settings: Settings) -> None:
-    args = ("--dataset", str(LFW10), "--enroll", "5", "--unknown", str(FACES / "unknown_singles"))
-    server = _eval(settings, *args)
+def test_app_detectors_crop_probes_as_an_app_would(settings: Settings, lfw10_figures: dict[str, Any]) -> None:
+    args = LFW10_ARGS
+    server = lfw10_figures
     same_boxes = _eval(settings, *args, "--app-detector", "mtcnn")
     assert same_boxes["app_detector"] == "mtcnn" and server["app_detector"] is None
     for key in ("top1", "known_accept_rate", "unknown_reject_rate", "threshold"):
