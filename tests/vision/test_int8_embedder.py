@@ -19,7 +19,9 @@ from faceforge.serving.vision.embedder import (
     INT8_CHECK_COSINE,
     INT8_CHECK_FILE,
     FaceEmbedder,
+    FlipPassSession,
     embedding_onnx_path,
+    flip_part_paths,
     int8_onnx_path,
 )
 from faceforge.serving.vision.face_input import FaceInputs
@@ -87,6 +89,39 @@ def test_int8_embeddings_and_decisions_hold_to_the_float_graph(
         a is not None and head.labels[a] == names[i] for a, i in zip(int8_answers, probes, strict=True)
     )
     assert named >= 0.9 * sum(1 for i in probes if names[i]), named
+
+
+def test_with_two_threads_the_int8_graph_runs_its_flip_passes_side_by_side_to_the_same_embeddings(
+    pipeline: FacePipeline, settings: Settings
+) -> None:
+    whole = FaceEmbedder(settings.weights_dir, precision="int8", threads=1)
+    parts = FaceEmbedder(settings.weights_dir, precision="int8", threads=2)
+    parts.load()
+    assert isinstance(parts._onnx, FlipPassSession)  # what an API process runs
+    assert parts.check_cosine is not None and parts.check_cosine >= INT8_CHECK_COSINE or not _vnni()
+    inputs, _ = _faces(pipeline, [LFW10 / "Tony_Blair", LFW10 / "Colin_Powell"])
+    one_by_one = np.concatenate([parts.embed(inputs.rows(i, i + 1)) for i in range(len(inputs))])
+    # The cut falls on quantised tensors, so the parts compute what the whole graph does (bit for bit
+    # where measured); a wrong cut (a pass counted twice, the mirror lost) costs FaceNet's share of
+    # the cosine, about 0.01.
+    for embeddings in (parts.embed(inputs), one_by_one):
+        cosines = np.sum(whole.embed(inputs) * embeddings, axis=1)
+        assert cosines.min() >= 1 - 1e-6, cosines.min()
+
+
+def test_a_cache_quantised_before_the_parts_existed_gets_them_and_keeps_its_graph(
+    settings: Settings, tmp_path: Path
+) -> None:
+    graph = embedding_onnx_path(settings.weights_dir)
+    int8 = int8_onnx_path(settings.weights_dir, graph, quantize=quantize_embedding_graph)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / graph.name).hardlink_to(graph)
+    (weights / int8.name).write_bytes(int8.read_bytes())
+    assert not any(path.exists() for path in flip_part_paths(weights / int8.name))
+    again = int8_onnx_path(weights, weights / graph.name, quantize=quantize_embedding_graph)
+    assert again == weights / int8.name and again.read_bytes() == int8.read_bytes()
+    assert all(path.stat().st_size > 0 for path in flip_part_paths(again))
 
 
 @pytest.mark.skipif(not _vnni(), reason="the check's bar holds where 8-bit products are exact (VNNI)")

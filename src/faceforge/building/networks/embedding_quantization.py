@@ -39,6 +39,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from faceforge.building.networks.flip_passes import split_flip_passes
 from faceforge.core.atomic import write_atomically, write_bytes_atomically
 from faceforge.core.errors import WeightsUnavailableError
 from faceforge.serving.vision.embedder import (
@@ -95,8 +96,9 @@ def _ranges_record(path: Path = RANGES_FILE) -> dict[str, Any]:
 
 
 def quantize_embedding_graph(float_graph: Path, target: Path, ranges_file: Path = RANGES_FILE) -> None:
-    """Write the int8 graph of ``float_graph`` to ``target`` from the shipped ranges
-    (``WeightsUnavailableError`` if they were fitted on another float graph)."""
+    """Write the int8 graph of ``float_graph`` to ``target`` from the shipped ranges, and its parts
+    beside it (``building.networks.flip_passes``; written first, so a graph that exists has them).
+    ``WeightsUnavailableError`` if the ranges were fitted on another float graph."""
     record = _ranges_record(ranges_file)
     if record.get("float_graph") != float_graph.name:
         raise WeightsUnavailableError(
@@ -107,8 +109,13 @@ def quantize_embedding_graph(float_graph: Path, target: Path, ranges_file: Path 
         ranges = work / "ranges.json"
         ranges.write_text(json.dumps(record["onnxruntime_ranges"]))
         pre = _preprocessed(float_graph, work)
+
+        def write(temp: Path) -> None:
+            _quantize(pre, temp, ranges=ranges, reader=None)
+            split_flip_passes(temp, parts_of=target)
+
         try:
-            write_atomically(target, lambda temp: _quantize(pre, temp, ranges=ranges, reader=None))
+            write_atomically(target, write)
         except (KeyError, ValueError) as error:  # a tensor without a range: another exporter's names
             raise WeightsUnavailableError(
                 f"the int8 ranges do not fit {float_graph.name}: {error}"

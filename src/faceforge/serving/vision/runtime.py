@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -35,3 +36,7 @@ class OnnxSession:
     def run(self, inputs: dict[str, npt.NDArray[np.float32]]) -> list[npt.NDArray[np.float32]]:
         outputs = self._session.run(self.output_names, inputs)
         return [np.asarray(output, dtype=np.float32) for output in outputs]
+
+    def run_raw(self, inputs: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
+        """Outputs as the graph gives them (a quantised tensor stays uint8), inputs of any type."""
+        return list(self._session.run(self.output_names, dict(inputs)))
