@@ -98,7 +98,7 @@ def test_with_two_threads_the_int8_graph_runs_its_flip_passes_side_by_side_to_th
     parts = FaceEmbedder(settings.weights_dir, precision="int8", threads=2)
     parts.load()
     assert isinstance(parts._onnx, FlipPassSession)  # what an API process runs
-    assert parts.check_cosine is not None and parts.check_cosine >= INT8_CHECK_COSINE or not _vnni()
+    assert (parts.check_cosine is not None and parts.check_cosine >= INT8_CHECK_COSINE) or not _vnni()
     inputs, _ = _faces(pipeline, [LFW10 / "Tony_Blair", LFW10 / "Colin_Powell"])
     one_by_one = np.concatenate([parts.embed(inputs.rows(i, i + 1)) for i in range(len(inputs))])
     # The cut falls on quantised tensors, so the parts compute what the whole graph does (bit for bit
