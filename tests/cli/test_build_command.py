@@ -25,7 +25,7 @@ MODEL_FILES = {
     "backbone.tflite", "backbone_int8.tflite", "head.tflite", "backbone.mlmodel", "head.mlmodel",
     "pipeline.mlmodel", "backbone.onnx", "head.onnx", "head.safetensors", "manifest.json",
     "refiner.tflite", "refiner.mlmodel", "refiner.onnx", "detector_pnet.onnx", "detector_rnet.onnx",
-    "backbone_int8_weights.onnx",
+    "backbone_int8.onnx",
     "contract_vectors.json",
 }  # fmt: skip
 REPORT_FILES = {"report.json", "report.html", "similarity.png", "accept_vs_reject.png", "people.png"}

@@ -82,7 +82,7 @@ def test_fused_and_split_onnx_match_the_server(client: TestClient, pipeline: Fac
     assert newer["version"] == version + 1
     models_dir = services.settings.models_dir
     shared = ("backbone.onnx", "backbone.mlmodel", "backbone.tflite", "backbone_int8.tflite")
-    detector = ("detector_pnet.onnx", "detector_rnet.onnx", "backbone_int8_weights.onnx")
+    detector = ("detector_pnet.onnx", "detector_rnet.onnx", "backbone_int8.onnx")
     for backbone_file in (*shared, *detector, "refiner.onnx", "refiner.mlmodel", "refiner.tflite"):
         assert newer["files"][backbone_file]["sha256"] == current["files"][backbone_file]["sha256"]
         assert (models_dir / str(version) / backbone_file).stat().st_ino == (

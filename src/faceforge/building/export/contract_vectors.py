@@ -43,12 +43,14 @@ CONTRACT_VECTORS_FILE = "contract_vectors.json"
 VECTOR_PHOTOS = 3
 FORMAT = "faceforge-contract-vectors/1"
 # What a client in another runtime is held to: boxes and points (pixels), and per backbone file the
-# embedding's cosine with ours and the largest difference of a probability. Measured in Chromium:
-# backbone.onnx 0.99999998, backbone_int8_weights.onnx 0.99987 on lfw_dev faces.
+# embedding's cosine with ours (the float graph's) and the largest difference of a probability.
+# Measured in Chromium: backbone.onnx 0.99999998 on lfw_dev faces; backbone_int8.onnx is the server's
+# int8 graph, whose own error against the float graph on real faces reaches 0.9984 (held here to three
+# times that, as the server's int8 graph is in the tests).
 TOLERANCE: dict[str, Any] = {
     "pixels": 0.05,
     "backbone.onnx": {"embedding_cosine": 0.9999, "probability": 0.002},
-    "backbone_int8_weights.onnx": {"embedding_cosine": 0.999, "probability": 0.02},
+    "backbone_int8.onnx": {"embedding_cosine": 1 - 3 * (1 - 0.9984), "probability": 0.02},
 }
 
 

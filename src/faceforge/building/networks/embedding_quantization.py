@@ -46,6 +46,7 @@ from faceforge.serving.vision.embedder import (
     INT8_CHECK_FILE,
     Int8Check,
     check_inputs,
+    graph_feeds,
     int8_check_cosine,
     unit_rows,
 )
@@ -186,7 +187,7 @@ def fit(folders: Sequence[Path], float_graph: Path) -> dict[str, Any]:
         int8 = OnnxSession(quantized, threads=2)
         reference = OnnxSession(float_graph, threads=2)
         inputs = check_inputs(CHECK_SEED, CHECK_FACES)
-        feeds = {"face": _nchw(inputs.crops), "chip": _nchw(inputs.chips)}
+        feeds = graph_feeds(inputs)
         check = {
             "graph": f"{float_graph.stem}-int8-{digest}.onnx",
             "seed": CHECK_SEED,
@@ -205,15 +206,11 @@ def fit(folders: Sequence[Path], float_graph: Path) -> dict[str, Any]:
     }
 
 
-def _nchw(images: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
-
-
 def _cosines(int8: OnnxSession, reference: OnnxSession, faces: FaceInputs) -> np.ndarray[Any, Any]:
     out = []
     for start in range(0, len(faces), 16):
         rows = faces.rows(start, start + 16)
-        feeds = {"face": _nchw(rows.crops), "chip": _nchw(rows.chips)}
+        feeds = graph_feeds(rows)
         out.append(np.sum(unit_rows(int8.run(feeds)[0]) * unit_rows(reference.run(feeds)[0]), axis=1))
     return np.concatenate(out)
 

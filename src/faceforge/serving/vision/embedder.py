@@ -182,8 +182,7 @@ def check_inputs(seed: int, count: int) -> FaceInputs:
 def int8_check_cosine(session: InferenceSession, check: Int8Check) -> float:
     """The smallest cosine between this machine's int8 embeddings of the check inputs and the recorded."""
     inputs = check_inputs(check.seed, len(check.embeddings))
-    face, chip = _graph_inputs(inputs)
-    ours = unit_rows(session.run({"face": face, "chip": chip})[0])
+    ours = unit_rows(session.run(graph_feeds(inputs))[0])
     return float(np.min(np.sum(ours * unit_rows(check.embeddings), axis=1)))
 
 
@@ -291,10 +290,11 @@ def unit_rows(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return unit
 
 
-def _graph_inputs(inputs: FaceInputs) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+def graph_feeds(inputs: FaceInputs) -> dict[str, npt.NDArray[np.float32]]:
+    """The embedding graph's inputs: ``face`` and ``chip`` as NCHW float32 (0-255)."""
     face = np.ascontiguousarray(inputs.crops.transpose(0, 3, 1, 2), dtype=np.float32)
     chip = np.ascontiguousarray(inputs.chips.transpose(0, 3, 1, 2), dtype=np.float32)
-    return face, chip
+    return {"face": face, "chip": chip}
 
 
 class FlipPassSession:
@@ -406,6 +406,5 @@ class FaceEmbedder:
         assert self._onnx is not None
         out = []
         for start in range(0, len(inputs), BATCH_SIZE):
-            face, chip = _graph_inputs(inputs.rows(start, start + BATCH_SIZE))
-            out.append(unit_rows(self._onnx.run({"face": face, "chip": chip})[0]))
+            out.append(unit_rows(self._onnx.run(graph_feeds(inputs.rows(start, start + BATCH_SIZE)))[0]))
         return np.concatenate(out)
