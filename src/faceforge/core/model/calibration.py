@@ -30,8 +30,8 @@ with ``n_0 = PRIOR_PHOTOS``,
 so a handful of photos barely moves it (a small gallery falls back to the population, never to a few
 samples) and a thousand photos mostly decide. ``PRIOR_PHOTOS`` = 200: a share near 97 % measured on
 200 photos has a standard error of 1.2 points, about the population model's own error against real
-strangers on the development photos (where its Gaussian tail is slightly heavier than real faces':
-at 50 to 201 people the model alone estimates 97 % where 98-98.5 % are rejected). Strangers count
+strangers on the development photos (at 50 to 201 people the model alone estimates 97 % where 98 to
+98.5 % are rejected; at 1 to 5 unseen people, where 96 to 97 % are). Strangers count
 once each, however many photos they have.
 """
 

@@ -1,0 +1,90 @@
+"""The population model holds on people it was not fitted on (issue 20).
+
+lfw_dev is split by person: a population model is fitted, as ``building.population_fit`` fits the
+shipped one, on half of its people (and half of its strangers), and small galleries of the other half
+are calibrated with it and measured on the other half's strangers. Fitted as is, such a model
+described its own people better than the next ones: galleries of 1 to 5 unseen people rejected about
+95 % of unseen strangers where it estimated 97 %. The cross-validated stranger spread closes that gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceforge.building.head_fitting import fit_head
+from faceforge.building.population_fit import fit_population
+from faceforge.core.dataset import image_files
+from faceforge.core.model.population import PopulationModel
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
+from tests.conftest import FACES
+
+LFW_DEV = FACES / "lfw_dev"
+ENROL = 5
+SIZES = (1, 2, 5)
+GALLERIES = 10  # per size
+TARGET = 0.97
+
+
+def _embed(pipeline: FacePipeline, paths: list[Path]) -> tuple[np.ndarray, list[int]]:
+    """The largest face of each photo that has one, and which of ``paths`` it came from."""
+    rows, kept = [], []
+    for i, result in enumerate(pipeline.analyze_many(paths, single_face=False)):
+        if not isinstance(result, PhotoError) and result.faces and result.faces[0].embedding is not None:
+            rows.append(result.faces[0].embedding)
+            kept.append(i)
+    return np.stack(rows).astype(np.float32), kept
+
+
+@dataclass(frozen=True)
+class Halves:
+    population: PopulationModel  # fitted on the even-numbered people and strangers
+    enrolled: dict[str, np.ndarray]  # the odd-numbered people's first photos
+    strangers: np.ndarray  # the odd-numbered strangers
+
+
+@pytest.fixture(scope="module")
+def halves(pipeline: FacePipeline) -> Halves:
+    people = sorted(p for p in (LFW_DEV / "known").iterdir() if p.is_dir())
+    strangers = image_files(LFW_DEV / "unknown")
+    fitted = [(p.name, photo) for p in people[0::2] for photo in image_files(p)]
+    fitted += [(photo.stem, photo) for photo in strangers[0::2]]
+    vectors, kept = _embed(pipeline, [photo for _, photo in fitted])
+    population = fit_population(vectors, [fitted[i][0] for i in kept], embedder=pipeline.embedder.name)
+    measured = [p for p in people[1::2] if len(image_files(p)) > ENROL]
+    enrolled = {}
+    for person in measured:
+        rows, _ = _embed(pipeline, image_files(person)[:ENROL])
+        enrolled[person.name] = rows
+    unseen, _ = _embed(pipeline, strangers[1::2])
+    return Halves(population, enrolled, unseen)
+
+
+def _galleries(
+    population: PopulationModel, enrolled: dict[str, np.ndarray], strangers: np.ndarray
+) -> tuple[float, float]:
+    """Mean strangers rejected and mean estimate over ``GALLERIES`` random galleries of each size."""
+    random = np.random.default_rng(20)
+    names = sorted(enrolled)
+    rejected, estimated = [], []
+    for size in SIZES:
+        for _ in range(GALLERIES):
+            chosen = random.choice(len(names), size, replace=False)
+            rows = np.concatenate([enrolled[names[i]] for i in chosen])
+            labels = [names[i] for i in chosen for _ in range(len(enrolled[names[i]]))]
+            head = fit_head(rows, labels, target_unknown_reject=TARGET, population=population)
+            rejected.append(np.mean([m.index is None for m in head.predict(strangers)]))
+            estimated.append(head.calibration.estimated_unknown_reject or 0.0)
+    return float(np.mean(rejected)), float(np.mean(estimated))
+
+
+def test_small_galleries_of_unseen_people_reject_the_unseen_strangers_they_estimate(halves: Halves) -> None:
+    assert halves.population.facts["stranger_spread"] > 1.0
+    rejected, estimated = _galleries(halves.population, halves.enrolled, halves.strangers)
+    # Measured here: without the spread 0.954 rejected against an estimate of 0.970; with it 0.965
+    # against 0.970. Each figure is a mean over 30 galleries of the same 250 strangers, so one stranger
+    # more or less in a gallery moves it by 0.013 points: the bars sit midway between the two.
+    assert rejected >= 0.959 and estimated - rejected <= 0.011, (rejected, estimated)
