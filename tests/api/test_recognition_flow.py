@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from faceforge.core.config import Settings, WorkerSettings
 from faceforge.core.dataset import image_files
 from faceforge.serving.api.app import create_app
+from faceforge.storage import training_store
 from tests.api.fixtures import local_client, photo_fields, service_settings, wait_until_trained
 from tests.conftest import FACES, LFW10
 
@@ -169,6 +170,16 @@ def test_activate_rolls_back_and_forward(client: TestClient) -> None:
     assert explicit.json()["version"] == 2
     assert client.post("/api/v1/models/2/activate").status_code == 200
     assert client.post("/api/v1/models/99/activate").status_code == 404
+
+    # A worker commits a new current version, then rewrites the pointer every process watches. In
+    # between, a client that reads the training status and then asks for the current version gets
+    # the one the status names, not this process's cached answer.
+    assert client.get("/api/v1/models/current").json()["version"] == 2  # now cached here
+    models = client.app.state.services.models  # type: ignore[attr-defined]
+    with models.sessions.begin() as session:
+        training_store.activate_version(session, version=1)  # committed; the pointer not rewritten yet
+    assert client.get("/api/v1/training").json()["current_version"] == 1
+    assert client.get("/api/v1/models/current").json()["version"] == 1
 
 
 def test_a_duplicate_registration_is_reported_and_held_back(client: TestClient) -> None:

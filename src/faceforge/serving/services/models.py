@@ -133,9 +133,17 @@ class ModelService:
 
     def training_status(self) -> TrainingStatus:
         with self.sessions() as session:
-            return training_store.training_status(
+            status = training_store.training_status(
                 session, stale_after=self.settings.worker.stale_after_seconds
             )
+        cached = self._current
+        cached_version = None if cached is None or cached.model is None else cached.model.version
+        if cached is not None and cached_version != status.current_version:
+            # The database names another current version than the one cached here: the worker
+            # rewrites the pointer just after its commit, so a client that reads "built" here and then
+            # asks for the current version could get the old one for that moment.
+            self._current = None
+        return status
 
     def training_figures(self) -> tuple[TrainingStatus, dict[str, tuple[int, float]]]:
         """What ``/metrics`` exports: the queue (a running training never shown as stale there) and
