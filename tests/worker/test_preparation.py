@@ -38,8 +38,10 @@ def test_the_backbone_conversion_is_reported_until_it_ends(tmp_path: Path, setti
     with local_client(create_app(app_settings)) as client:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            converted = refiner.exists()
+            # The status first, then the file: read the other way round, a conversion that ends
+            # between the two reads looks like a stage cleared before its files existed.
             status = client.get("/api/v1/training").json()
+            converted = refiner.exists()
             seen.append((status["stage"], status["progress"], converted))
             if converted and status["stage"] is None:
                 break
