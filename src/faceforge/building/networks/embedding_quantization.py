@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -123,6 +124,43 @@ def quantize_embedding_graph(float_graph: Path, target: Path, ranges_file: Path 
             ) from error
 
 
+def exact_int8_session(graph: Path | bytes, *, threads: int = 1) -> OnnxSession:
+    """A session computing ``graph``'s integer products exactly on any CPU (``EXACT_INT8_PRODUCTS`` of
+    ``serving.vision.runtime``), so what a check measures is the file, not this machine's kernels.
+
+    FaceNet's upright and mirrored passes share their quantised weights, and ONNX Runtime's exact mode
+    converts a weight once per convolution that reads it, failing on the second ("Attempt to replace
+    the existing tensor"); each reader gets its own copy of the weight's dequantisation here (23 MB
+    more, in memory only: the file shipped to browsers stays as it is)."""
+    model = onnx.load_from_string(graph) if isinstance(graph, bytes) else onnx.load(str(graph))
+    constants = {tensor.name: tensor for tensor in model.graph.initializer}
+    readers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    for node in model.graph.node:
+        for slot, name in enumerate(node.input):
+            readers.setdefault(name, []).append((node, slot))
+    nodes: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        nodes.append(node)
+        if node.op_type != "DequantizeLinear" or node.input[0] not in constants:
+            continue
+        for copy, (reader, slot) in enumerate(readers.get(node.output[0], [])[1:], start=1):
+            twin = onnx.NodeProto()
+            twin.CopyFrom(node)
+            twin.name = f"{node.name}/copy{copy}"
+            twin.output[0] = f"{node.output[0]}/copy{copy}"
+            for index, name in enumerate(node.input):  # weight, scale and zero point all converted
+                if name in constants:
+                    tensor = onnx.TensorProto()
+                    tensor.CopyFrom(constants[name])
+                    tensor.name = twin.input[index] = f"{name}/copy{copy}"
+                    model.graph.initializer.append(tensor)
+            reader.input[slot] = twin.output[0]
+            nodes.append(twin)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)  # each copy right after its original: still topological
+    return OnnxSession(model.SerializeToString(), threads=threads, exact_int8=True)
+
+
 class _FaceReader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime ships no type hints
     """One face per calibration batch, in the float graph's input layout."""
 
@@ -184,7 +222,7 @@ def fit(folders: Sequence[Path], float_graph: Path) -> dict[str, Any]:
             "onnxruntime_ranges": ort_ranges,
         }
         write_bytes_atomically(RANGES_FILE, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
-        int8 = OnnxSession(quantized, threads=2)
+        int8 = exact_int8_session(quantized, threads=2)
         reference = OnnxSession(float_graph, threads=2)
         inputs = check_inputs(CHECK_SEED, CHECK_FACES)
         feeds = graph_feeds(inputs)

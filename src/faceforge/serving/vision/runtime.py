@@ -17,19 +17,33 @@ class InferenceSession(Protocol):
     def run(self, inputs: dict[str, npt.NDArray[np.float32]]) -> list[npt.NDArray[np.float32]]: ...
 
 
+# ONNX Runtime multiplies uint8 activations by int8 weights with an x86 instruction (VPMADDUBSW) whose
+# 16-bit sums of two products saturate on CPUs without VNNI: there the int8 embedding graph drifted to
+# cosine 0.9926 from what it computes elsewhere (AMD EPYC with AVX2 only, measured), so such a machine
+# fell back to the float graph. This setting makes ONNX Runtime convert the weights to uint8 and use
+# its exact kernels where the fast ones saturate; CPUs with VNNI are exact already and left alone.
+EXACT_INT8_PRODUCTS = ("session.x64quantprecision", "1")
+
+
 class OnnxSession:
     """ONNX Runtime on the CPU with an explicit thread budget (we parallelise across photos ourselves)."""
 
-    def __init__(self, path: Path, *, threads: int = 1) -> None:
+    def __init__(self, graph: Path | bytes, *, threads: int = 1, exact_int8: bool = False) -> None:
+        """``graph``: a file or its bytes. ``exact_int8``: a quantised graph's integer products computed
+        exactly on every CPU (``EXACT_INT8_PRODUCTS``); ONNX Runtime then cannot load a graph whose
+        convolutions share a quantised weight (the whole int8 embedding graph; its parts can)."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        if exact_int8:
+            options.add_session_config_entry(*EXACT_INT8_PRODUCTS)
         if threads > 1:
             # Idle intra-op threads spin by default, taking cores from concurrent requests (measured
             # here: 3 ms slower alone without spinning, and no core burnt while others wait).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        source = graph if isinstance(graph, bytes) else str(graph)
+        self._session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self.input_names = [node.name for node in self._session.get_inputs()]
         self.output_names = [node.name for node in self._session.get_outputs()]
 
