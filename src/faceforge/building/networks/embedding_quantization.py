@@ -152,7 +152,7 @@ def exact_int8_session(graph: Path | bytes, *, threads: int = 1) -> OnnxSession:
                 if name in constants:
                     tensor = onnx.TensorProto()
                     tensor.CopyFrom(constants[name])
-                    tensor.name = twin.input[index] = f"{name}/copy{copy}"
+                    tensor.name = twin.input[index] = f"{name}/{twin.name}"  # unique: names a node
                     model.graph.initializer.append(tensor)
             reader.input[slot] = twin.output[0]
             nodes.append(twin)

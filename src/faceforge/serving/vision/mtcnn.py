@@ -136,7 +136,6 @@ class MtcnnDetector:
         ``graphs``: the folder of ``pnet.onnx``, ``rnet.onnx`` and ``onet.onnx`` (``cached_graphs``);
         default, the package's."""
         self.config = config
-        self.threads = threads
         self._pool = (
             ThreadPoolExecutor(threads, thread_name_prefix="faceforge-mtcnn") if threads > 1 else None
         )
