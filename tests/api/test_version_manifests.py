@@ -35,6 +35,7 @@ def _as_the_manifest_says(client: TestClient, version: int) -> None:
     manifest = answer.json()
     assert shown["people"] == [{k: p.get(k) for k in ("id", "name", "position")} for p in manifest["people"]]
     assert shown["threshold"] == manifest["threshold"]
+    assert shown["calibration"] == manifest["calibration"] and shown["calibration"]["method"]
     assert shown["metrics"] == manifest["metrics"] and "train_seconds" in shown["metrics"]
     served = {**manifest["files"], "manifest.json": {"sha256": hashlib.sha256(answer.content).hexdigest()}}
     assert {name: entry["sha256"] for name, entry in shown["files"].items()} == {

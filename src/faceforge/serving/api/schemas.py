@@ -144,6 +144,7 @@ class ModelVersionPublic(BaseModel):
     is_current: bool
     embedder: str | None
     threshold: float | None
+    calibration: dict[str, Any]
     people: list[dict[str, Any]]
     metrics: dict[str, Any]
     files: dict[str, Any]

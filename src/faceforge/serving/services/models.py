@@ -97,6 +97,12 @@ class ModelView:
         return [{"id": p.id, "name": p.name, "position": p.position} for p in self.published.manifest.people]
 
     @property
+    def calibration(self) -> dict[str, Any]:
+        """How the threshold was chosen (method, target, the estimate and what it weighed), as the
+        manifest says: what a dashboard or an app shows beside the threshold."""
+        return {} if self.published is None else dict(self.published.manifest.calibration)
+
+    @property
     def metrics(self) -> dict[str, Any]:
         return {} if self.published is None else dict(self.published.manifest.metrics)
 
