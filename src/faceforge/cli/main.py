@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from faceforge.building.evaluation.app_detectors import AppDetector
 from faceforge.building.export.quiet import quiet_conversion_tools
-from faceforge.core.config import Settings
+from faceforge.core.config import Settings, settings_error
 from faceforge.core.errors import FaceforgeError
 from faceforge.core.formats import ExportFormat
 from faceforge.core.logs import LogFormat, logging_config
@@ -32,7 +33,10 @@ HomeOption = Annotated[
 
 
 def _settings(home: Path | None) -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:  # a wrong FACEFORGE_... variable: one line, not a traceback
+        raise _fail(settings_error(error)) from None
     return settings.model_copy(update={"home": home.expanduser()}) if home else settings
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from faceforge.core.formats import ExportFormat, parse_formats
@@ -152,6 +153,11 @@ class Settings(BaseSettings):
         False,
         description="without API keys, answer clients beyond loopback too (anyone on the network may write)",
     )
+    cors_origins: str = Field(
+        "",
+        description="comma-separated origins (https://app.example.com, http://localhost:3000) whose web "
+        "pages may call the API from a browser (CORS); * for any page, only with API keys",
+    )
     inference_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,
@@ -182,6 +188,32 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: str) -> str:
+        for origin in _split_keys(value):
+            if origin != "*" and _origin(origin) is None:
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme and host only, such as https://app.example.com "
+                    "or http://localhost:3000"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _any_origin_needs_keys(self) -> Settings:
+        if "*" in self.cors_origin_set and not self.auth_enabled:
+            # Without keys, the origin is what keeps other web pages out (``serving.api.access``).
+            raise ValueError(
+                "FACEFORGE_CORS_ORIGINS=* needs API keys (FACEFORGE_ADMIN_KEYS): without them any web "
+                "page could use this server; name the origins instead"
+            )
+        return self
+
+    @property
+    def cors_origin_set(self) -> frozenset[str]:
+        """The origins of ``cors_origins`` as browsers send them (``*`` kept as is)."""
+        return frozenset(_origin(origin) or origin for origin in _split_keys(self.cors_origins))
 
     @property
     def weights_dir(self) -> Path:
@@ -222,6 +254,39 @@ class Settings(BaseSettings):
 
 def _split_keys(value: str) -> frozenset[str]:
     return frozenset(key.strip() for key in value.split(",") if key.strip())
+
+
+def _origin(value: str) -> str | None:
+    """``value`` as a browser's ``Origin`` header spells it (``scheme://host[:port]``, lower case), or
+    ``None`` if it is not one (a path, a query, credentials, another scheme)."""
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+SECRET_SETTINGS = frozenset({"admin_keys", "read_keys", "database_url"})
+
+
+def settings_error(error: ValidationError) -> str:
+    """One line naming each wrong setting as the environment spells it (``FACEFORGE_LIMITS__...``),
+    what is wrong and the value given (never a secret's)."""
+    problems = []
+    for item in error.errors():
+        location = [str(part) for part in item["loc"]]
+        # Our own validators' reasons without pydantic's "Value error, " before them.
+        reason = str(item["ctx"]["error"]) if item["type"] == "value_error" else item["msg"]
+        given = item.get("input")
+        shown = location and isinstance(given, str) and not SECRET_SETTINGS.intersection(location)
+        name = "FACEFORGE_" + "__".join(location).upper() + ": " if location else ""
+        problems.append(name + reason + (f" (given {given!r})" if shown else ""))
+    return "; ".join(problems)
 
 
 def get_settings() -> Settings:
