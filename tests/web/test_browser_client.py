@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +95,40 @@ def _probe(folder: Path) -> Path:
     return image_files(folder)[-1]
 
 
+class _AppPage(BaseHTTPRequestHandler):
+    """A team's own web app on another origin: one empty page."""
+
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>Another app</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Iterator[Served]:
+def app_origin() -> Iterator[str]:
+    """The origin of another web app, served on its own port; the module's server names it in
+    FACEFORGE_CORS_ORIGINS."""
+    with ThreadingHTTPServer(("127.0.0.1", 0), _AppPage) as http:
+        thread = threading.Thread(target=http.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{http.server_address[1]}"
+        http.shutdown()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, settings: Settings, app_origin: str) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("browser-client") / "home"
-    env = {"FACEFORGE_ADMIN_KEYS": ADMIN_KEY, "FACEFORGE_READ_KEYS": READ_KEY}
+    env = {
+        "FACEFORGE_ADMIN_KEYS": ADMIN_KEY,
+        "FACEFORGE_READ_KEYS": READ_KEY,
+        "FACEFORGE_CORS_ORIGINS": app_origin,
+    }
     with faceforge_server(home, settings, env=env) as running:
         yield running
 
@@ -225,6 +257,39 @@ def test_update_downloads_the_head_only(page: Page, server: Server) -> None:
     (faces,) = page.evaluate(RECOGNIZE, [_b64(_probe(NEWCOMER))])
     assert faces[0]["name"] == newcomer
     assert page.evaluate("client.update()")["changed"] is False
+
+
+def test_a_page_of_a_named_origin_imports_the_client_and_recognises(
+    chromium: Browser, server: Server, app_origin: str
+) -> None:
+    """Own context: the page of an origin nobody named fails to import the client on purpose."""
+    context = chromium.new_context()
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_origin)
+    loaded = page.evaluate(CONNECT, [server.url, READ_KEY])
+    assert loaded["version"] >= 1
+    probe = _probe(FOLDERS[1])
+    (faces,) = page.evaluate(RECOGNIZE, [_b64(probe)])
+    assert faces and faces[0]["personId"] == _identify(server, probe) is not None
+    # The page reads a refusal's reason, not just "failed to fetch".
+    refused = page.evaluate(
+        """async (url) => { const r = await fetch(url + "/api/v1/people", {headers: {"X-API-Key": "no"}});
+                          return [r.status, (await r.json()).error.code]; }""",
+        server.url,
+    )
+    assert refused == [401, "unauthorized"]
+
+    # The same faceforge reached as localhost is an origin nobody named: the browser refuses it the
+    # client module (fetched in CORS mode) and every answer.
+    page.goto(server.url.replace("127.0.0.1", "localhost") + "/healthz")
+    failure = page.evaluate(
+        """async (url) => { try { await import(url + "/client/faceforge.js"); return null; }
+                          catch (error) { return String(error); } }""",
+        server.url,
+    )
+    assert failure is not None and "import" in failure, failure
+    context.close()
 
 
 def test_recognition_with_the_server_stopped(chromium: Browser, server: Server, served: Served) -> None:

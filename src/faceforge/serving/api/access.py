@@ -12,7 +12,8 @@ let anyone register faces and download them. Loopback is not enough on its own: 
 user's browser shows runs on loopback too. So without keys a request must also name this server as
 its ``Host`` (a loopback name or address: a DNS-rebinding page names its own domain), and a request
 that carries an ``Origin`` (browsers send one with every cross-site request that could change
-anything) must come from this very origin, as the dashboard served here does. CLI and SDK clients
+anything) must come from this very origin, as the dashboard served here does, or from one the
+operator named in ``FACEFORGE_CORS_ORIGINS`` (``serving.api.cross_origin``). CLI and SDK clients
 send no ``Origin`` and are unaffected.
 """
 
@@ -92,11 +93,12 @@ def browser_error(settings: Settings, headers: Headers) -> AuthError | None:
             403,
         )
     origin = headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+    foreign = origin is not None and urlsplit(origin).netloc.lower() != host.lower()
+    if foreign and origin is not None and origin.lower() not in settings.cors_origin_set:
         return AuthError(
             "foreign_origin",
             f"faceforge runs without API keys and refuses requests from web pages of other origins "
-            f"({origin}); set FACEFORGE_ADMIN_KEYS to call it from another page",
+            f"({origin}); set FACEFORGE_ADMIN_KEYS, or name the page's origin in FACEFORGE_CORS_ORIGINS",
             403,
         )
     return None

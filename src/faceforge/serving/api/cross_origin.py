@@ -1,0 +1,77 @@
+"""Cross-origin calls (CORS) from the web pages an operator names in ``FACEFORGE_CORS_ORIGINS``.
+
+A team's web app lives on its own origin (``https://app.example.com``) and faceforge on another; a
+browser lets the app's scripts read faceforge's answers, send ``X-API-Key`` and import the browser
+client (``/client/faceforge.js``, a module script, fetched in CORS mode with its runtime) only when
+faceforge says that origin may. Named origins get that on every answer, refusals included, so the
+app can read why a call failed (``unauthorized``, ``busy``); preflights (``OPTIONS`` with
+``Access-Control-Request-Method``) are answered here, before access is checked, since a browser
+sends them without the key. Any other origin gets no CORS header at all and its page cannot read
+anything; without keys ``serving.api.access`` also refuses its requests outright (a form POST needs
+no permission), and lets named origins through.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
+ALLOWED_HEADERS = "X-API-Key, Authorization, Content-Type"
+# The headers beyond the always-readable few that an app may act on: a model file's ETag, a
+# download's name, when to retry a 503, and which API process answered.
+EXPOSED_HEADERS = "ETag, Content-Disposition, Retry-After, X-Served-By"
+PREFLIGHT_MAX_AGE = "600"  # seconds a browser may reuse a preflight's answer
+
+
+class CrossOriginMiddleware:
+    def __init__(self, app: ASGIApp, *, origins: frozenset[str]) -> None:
+        self.app = app
+        self.any_origin = "*" in origins
+        self.origins = origins - {"*"}
+
+    def _allowed(self, origin: str | None) -> bool:
+        return origin is not None and (self.any_origin or origin.lower() in self.origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not (self.any_origin or self.origins):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if not self._allowed(origin):
+            await self.app(scope, receive, send)
+            return
+        assert origin is not None
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            await self._preflight(headers, origin, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer = MutableHeaders(scope=message)
+                self._allow(answer, origin)
+                answer["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+    def _allow(self, answer: MutableHeaders, origin: str) -> None:
+        # The origin itself, not "*", so a cache keyed on the URL alone cannot hand one page's
+        # permission to another: hence Vary.
+        answer["Access-Control-Allow-Origin"] = origin
+        answer.add_vary_header("Origin")
+
+    async def _preflight(self, headers: Headers, origin: str, send: Send) -> None:
+        answer = MutableHeaders()
+        self._allow(answer, origin)
+        answer["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+        answer["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+        answer["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+        answer["Cache-Control"] = "private, no-store"
+        if headers.get("access-control-request-private-network") == "true":
+            # Chromium asks before a public page may reach a private or loopback address; the
+            # operator named this origin, so it may.
+            answer["Access-Control-Allow-Private-Network"] = "true"
+        await send({"type": "http.response.start", "status": 204, "headers": answer.raw})
+        await send({"type": "http.response.body", "body": b""})
