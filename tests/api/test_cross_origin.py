@@ -68,6 +68,15 @@ def test_a_named_origin_may_call_with_its_key_and_read_every_answer(
         missing = client.get("/api/v1/people/999999", headers={"Origin": APP, "X-API-Key": "reader"})
         assert missing.status_code == 404 and missing.headers["access-control-allow-origin"] == APP
 
+        # Every answer varies by origin, those without permission too: a browser that kept one given
+        # to the dashboard (no Origin) must not hand it to the named origin's page.
+        same_origin = client.get("/api/v1/people", headers={"X-API-Key": "reader"})
+        assert (
+            "Origin" in same_origin.headers["vary"]
+            and "access-control-allow-origin" not in same_origin.headers
+        )
+        assert "Content-Range" in created.headers["access-control-expose-headers"]
+
         # Any other origin: no permission on its preflight or its answers (the key still decides what
         # a request may do; the browser keeps the answer from the page).
         for origin in (OTHER, "https://app.example.com.evil.example", "null"):
@@ -97,10 +106,20 @@ def test_without_keys_a_named_origin_passes_and_others_are_refused(
         assert client.get("/api/v1/people").json()["total"] == 1
 
 
+def test_origins_are_kept_as_browsers_send_them() -> None:
+    named = (
+        "https://a.com:443, HTTP://LocalHost:3000/, https://bücher.de, http://[0:0::1]:8080, http://a.com:80"
+    )
+    assert Settings(cors_origins=named).cors_origin_set == {
+        "https://a.com", "http://localhost:3000", "https://xn--bcher-kva.de", "http://[::1]:8080", "http://a.com",
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "value",
     ["app.example.com", "https://app.example.com/path", "ftp://app.example.com", "https://user@app.example.com",
-     "https://app.example.com:port", "https://app.example.com?x=1", "https://"],
+     "https://app.example.com:port", "https://app.example.com?x=1", "https://", "https://*.example.com",
+     "https://app example.com", "http://app.example.com:0", "null"],
 )  # fmt: skip
 def test_the_setting_refuses_what_is_not_an_origin(value: str) -> None:
     with pytest.raises(ValidationError) as raised:
@@ -118,16 +137,23 @@ def test_any_origin_needs_keys() -> None:
 
 def test_a_wrong_setting_stops_the_cli_with_one_line(tmp_path: Path, settings: Settings) -> None:
     """It was a 53-line traceback from pydantic (exit 1) before."""
-    cases = {
-        "FACEFORGE_CORS_ORIGINS": ("https://app.example.com/app", "FACEFORGE_CORS_ORIGINS: "),
-        "FACEFORGE_TARGET_UNKNOWN_REJECT": ("2", "FACEFORGE_TARGET_UNKNOWN_REJECT: "),
-        "FACEFORGE_LIMITS__MAX_PHOTOS_PER_REQUEST": ("many", "FACEFORGE_LIMITS__MAX_PHOTOS_PER_REQUEST: "),
-    }
-    for variable, (value, start) in cases.items():
+    cases = [  # variable, value, how the line starts, what it shows of the value
+        ("FACEFORGE_CORS_ORIGINS", "https://app.example.com/app", "FACEFORGE_CORS_ORIGINS: ", "'https://app"),
+        ("FACEFORGE_TARGET_UNKNOWN_REJECT", "2", "FACEFORGE_TARGET_UNKNOWN_REJECT: ", "(given '2')"),
+        ("FACEFORGE_LIMITS__MAX_FILE_BYTES", "many", "FACEFORGE_LIMITS__MAX_FILE_BYTES: ", "'many'"),
+        # A threshold above 1 was accepted, and nothing would ever have been detected.
+        ("FACEFORGE_DETECTOR__THRESHOLDS", "[0.6, 0.7, 2]", "FACEFORGE_DETECTOR__THRESHOLDS: ", "2.0]"),
+        # Not JSON: pydantic-settings' own error, a traceback that never named the variable.
+        ("FACEFORGE_DETECTOR__THRESHOLDS", "high", "FACEFORGE_DETECTOR (or a FACEFORGE_DETECTOR__ ", "JSON"),
+        # SQLAlchemy's errors at start-up, 136 lines; and the value may hold a password.
+        ("FACEFORGE_DATABASE_URL", "nonsense://user:secret@db/x", "FACEFORGE_DATABASE_URL: ", "postgresql"),
+    ]  # fmt: skip
+    for variable, value, start, shown in cases:
         env = {**faceforge_environment(tmp_path / "home", settings), variable: value}
         done = subprocess.run(
             faceforge_command("serve", "--port", "1"), env=env, capture_output=True, text=True, timeout=120
         )
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1, done.stderr
-        assert lines[0].startswith("error: " + start) and repr(value) in lines[0], lines[0]
+        assert lines[0].startswith("error: " + start) and shown in lines[0], lines[0]
+        assert "secret" not in done.stderr

@@ -80,6 +80,12 @@ VECTORS = """async ([vectors, photos]) => {
   }
   return out;
 }"""
+FETCH_LABELS = """async ([url, key]) => {
+  const current = await (await fetch(url + "/api/v1/models/current", {headers: {"X-API-Key": key}})).json();
+  const file = url + `/api/v1/models/${current.version}/files/labels.txt`;
+  const answer = await fetch(file, {headers: {"X-API-Key": key}});
+  return [answer.status, await answer.text()];
+}"""
 # Runs `work` and answers the FaceforgeError's code and status it throws (null if none).
 ERROR_OF = """async (work) => {
   try { await (0, eval)(work)(); return null; }
@@ -266,7 +272,14 @@ def test_a_page_of_a_named_origin_imports_the_client_and_recognises(
     context = chromium.new_context()
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
+    # First as faceforge's own pages do (no Origin): what the browser caches then (the client's
+    # runtime for a day, model files for a year) must not be handed to the other origin's page
+    # without its permission; it was, until every answer said Vary: Origin.
+    page.goto(server.url + "/healthz")
+    page.evaluate(CONNECT, [server.url, READ_KEY])
+    page.evaluate(FETCH_LABELS, [server.url, READ_KEY])
     page.goto(app_origin)
+    assert page.evaluate(FETCH_LABELS, [server.url, READ_KEY])[0] == 200
     loaded = page.evaluate(CONNECT, [server.url, READ_KEY])
     assert loaded["version"] >= 1
     probe = _probe(FOLDERS[1])

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from faceforge.building.evaluation.app_detectors import AppDetector
 from faceforge.building.export.quiet import quiet_conversion_tools
@@ -35,7 +36,7 @@ HomeOption = Annotated[
 def _settings(home: Path | None) -> Settings:
     try:
         settings = Settings()
-    except ValidationError as error:  # a wrong FACEFORGE_... variable: one line, not a traceback
+    except (ValidationError, SettingsError) as error:  # a wrong FACEFORGE_ variable: one line
         raise _fail(settings_error(error)) from None
     return settings.model_copy(update={"home": home.expanduser()}) if home else settings
 
@@ -74,7 +75,7 @@ def main(
     quiet_conversion_tools()
     raw_format = os.environ.get("FACEFORGE_LOG_FORMAT", LogFormat.TEXT.value).lower()
     if raw_format not in set(LogFormat):
-        raise _fail(f"FACEFORGE_LOG_FORMAT must be one of {', '.join(LogFormat)}, not {raw_format!r}")
+        raise _fail(f"FACEFORGE_LOG_FORMAT: must be one of {', '.join(LogFormat)} (given {raw_format!r})")
     # Other libraries log at WARNING and up; -v shows faceforge's own progress, one line per stage.
     ctx.obj = logging_config(LogFormat(raw_format), verbose=verbose)
     if logging.getLogger().handlers:  # a host already logs (a test runner): as basicConfig, keep its

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from faceforge.core.formats import ExportFormat, parse_formats
 from faceforge.core.logs import LogFormat
@@ -31,6 +33,14 @@ class DetectorSettings(BaseSettings):
     min_score: float = Field(
         0.95, ge=0.0, le=1.0, description="faces scoring below are `low_detection_score`"
     )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _probabilities(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not all(0.0 < threshold < 1.0 for threshold in value):
+            # A probability threshold of 1 or more is never reached: nothing would ever be detected.
+            raise ValueError(f"each threshold is a face probability between 0 and 1, not {list(value)}")
+        return value
 
 
 class LimitSettings(BaseSettings):
@@ -189,6 +199,26 @@ class Settings(BaseSettings):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        try:
+            # Here, not at the top: the camera agent's install reads settings without SQLAlchemy.
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+        except ImportError:
+            return value
+        if value is not None:
+            try:  # the dialect only: its driver is imported when the engine is made
+                make_url(value.get_secret_value()).get_dialect()
+            except (ArgumentError, NoSuchModuleError, ValueError):
+                # Never the value itself: it may hold a password.
+                raise ValueError(
+                    "not a database URL faceforge can use, such as postgresql+psycopg://user@host/db "
+                    "or sqlite:////var/lib/faceforge/faceforge.db"
+                ) from None
+        return value
+
     @field_validator("cors_origins")
     @classmethod
     def _check_origins(cls, value: str) -> str:
@@ -205,8 +235,8 @@ class Settings(BaseSettings):
         if "*" in self.cors_origin_set and not self.auth_enabled:
             # Without keys, the origin is what keeps other web pages out (``serving.api.access``).
             raise ValueError(
-                "FACEFORGE_CORS_ORIGINS=* needs API keys (FACEFORGE_ADMIN_KEYS): without them any web "
-                "page could use this server; name the origins instead"
+                "FACEFORGE_CORS_ORIGINS=* needs API keys (FACEFORGE_ADMIN_KEYS or FACEFORGE_READ_KEYS): "
+                "without them any web page could use this server; name the origins instead"
             )
         return self
 
@@ -257,26 +287,50 @@ def _split_keys(value: str) -> frozenset[str]:
 
 
 def _origin(value: str) -> str | None:
-    """``value`` as a browser's ``Origin`` header spells it (``scheme://host[:port]``, lower case), or
-    ``None`` if it is not one (a path, a query, credentials, another scheme)."""
+    """``value`` as a browser's ``Origin`` header spells it (``scheme://host[:port]``: lower case, a
+    name in punycode, no default port), or ``None`` if it is not one (a path, a query, credentials,
+    another scheme, a wildcard or a space in the host, port 0)."""
     try:
         parts = urlsplit(value.strip())
-        parts.port  # noqa: B018 - raises on a port that is not a number
+        port = parts.port  # raises on a port that is not a number
     except ValueError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in DEFAULT_PORTS or not host or "@" in parts.netloc or port == 0:
         return None
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         return None
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    if ":" in host:  # an IPv6 literal, written in brackets
+        try:
+            host = f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            return None
+    else:
+        try:
+            host = host.encode("idna").decode("ascii")  # browsers send international names so
+        except UnicodeError:
+            return None
+        if not HOST_NAME.fullmatch(host):
+            return None
+    shown_port = "" if port is None or port == DEFAULT_PORTS[scheme] else f":{port}"
+    return f"{scheme}://{host}{shown_port}"
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?")
 SECRET_SETTINGS = frozenset({"admin_keys", "read_keys", "database_url"})
 
 
-def settings_error(error: ValidationError) -> str:
+def settings_error(error: ValidationError | SettingsError) -> str:
     """One line naming each wrong setting as the environment spells it (``FACEFORGE_LIMITS__...``),
     what is wrong and the value given (never a secret's)."""
+    if isinstance(error, SettingsError):  # not even JSON where a list or a group of settings is
+        field = re.search(r'field "([^"]+)"', str(error))
+        name = f"FACEFORGE_{field.group(1).upper()}" if field else "a FACEFORGE_ setting"
+        return (
+            f"{name} (or a {name}__ setting): cannot be read; a list or a group of settings is JSON, "
+            'such as [0.6, 0.7, 0.8] or {"max_file_bytes": 20000000}'
+        )
     problems = []
     for item in error.errors():
         location = [str(part) for part in item["loc"]]

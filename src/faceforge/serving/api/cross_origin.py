@@ -18,9 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
 ALLOWED_HEADERS = "X-API-Key, Authorization, Content-Type"
-# The headers beyond the always-readable few that an app may act on: a model file's ETag, a
-# download's name, when to retry a 503, and which API process answered.
-EXPOSED_HEADERS = "ETag, Content-Disposition, Retry-After, X-Served-By"
+# The headers beyond the always-readable few that an app may act on: a model file's ETag and the
+# part a ranged download got, a download's name, when to retry a 503, which API process answered.
+EXPOSED_HEADERS = "ETag, Content-Range, Content-Disposition, Retry-After, X-Served-By"
 PREFLIGHT_MAX_AGE = "600"  # seconds a browser may reuse a preflight's answer
 
 
@@ -39,32 +39,33 @@ class CrossOriginMiddleware:
             return
         headers = Headers(scope=scope)
         origin = headers.get("origin")
-        if not self._allowed(origin):
-            await self.app(scope, receive, send)
-            return
-        assert origin is not None
-        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+        allowed = self._allowed(origin)
+        if allowed and scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            assert origin is not None
             await self._preflight(headers, origin, send)
             return
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
                 answer = MutableHeaders(scope=message)
-                self._allow(answer, origin)
-                answer["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+                # Every answer, with permission or without, depends on the asking page's origin:
+                # one kept by a browser or a shared cache for a request without Origin (the
+                # dashboard's, /live's: the client's runtime is cached for a day, model files for a
+                # year) would otherwise be handed to a named origin's page, which the browser then
+                # blocks for want of the permission.
+                answer.add_vary_header("Origin")
+                if allowed:
+                    assert origin is not None
+                    answer["Access-Control-Allow-Origin"] = origin  # itself, even for "*": see Vary
+                    answer["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
             await send(message)
 
         await self.app(scope, receive, sending)
 
-    def _allow(self, answer: MutableHeaders, origin: str) -> None:
-        # The origin itself, not "*", so a cache keyed on the URL alone cannot hand one page's
-        # permission to another: hence Vary.
-        answer["Access-Control-Allow-Origin"] = origin
-        answer.add_vary_header("Origin")
-
     async def _preflight(self, headers: Headers, origin: str, send: Send) -> None:
         answer = MutableHeaders()
-        self._allow(answer, origin)
+        answer["Access-Control-Allow-Origin"] = origin
+        answer.add_vary_header("Origin")
         answer["Access-Control-Allow-Methods"] = ALLOWED_METHODS
         answer["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
         answer["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
