@@ -19,6 +19,7 @@ from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
 from faceforge.core.errors import WeightsUnavailableError
 from faceforge.serving.vision.embedder import (
+    FAST_KERNELS_COSINE,
     INT8_CHECK_COSINE,
     INT8_CHECK_FILE,
     FaceEmbedder,
@@ -142,7 +143,7 @@ def test_the_exact_products_run_only_where_the_fast_ones_miss_the_check(settings
     embedder = FaceEmbedder(settings.weights_dir, threads=2)
     embedder.load()
     assert isinstance(embedder._onnx, FlipPassSession) and embedder.precision == "int8"
-    assert embedder._onnx.exact_int8 == (fast < INT8_CHECK_COSINE), fast
+    assert embedder._onnx.exact_int8 == (fast < FAST_KERNELS_COSINE), fast
     assert embedder.check_cosine is not None and embedder.check_cosine >= INT8_CHECK_COSINE
 
 

@@ -302,6 +302,11 @@ def test_a_page_of_a_named_origin_imports_the_client_and_recognises(
         server.url,
     )
     assert failure is not None and "import" in failure, failure
+    # The server answered all the same (an opaque answer): it is the permission that is missing.
+    reached = page.evaluate(
+        """async (url) => (await fetch(url + "/client/faceforge.js", {mode: "no-cors"})).type""", server.url
+    )
+    assert reached == "opaque"
     context.close()
 
 

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+import idna
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from faceforge.core.formats import ExportFormat, parse_formats
 from faceforge.core.logs import LogFormat
 
+# The groups below are plain models, read only through ``Settings`` (``FACEFORGE_<GROUP>__<NAME>``): as
+# settings classes of their own they also read unprefixed variables (a ``THRESHOLDS`` or ``FORMATS``
+# of anyone's environment changed faceforge).
 
-class DetectorSettings(BaseSettings):
+
+class DetectorSettings(BaseModel):
     """MTCNN detection settings (``FACEFORGE_DETECTOR__MIN_FACE_SIZE`` and so on)."""
 
     min_face_size: int = Field(20, ge=12, description="smallest face side in pixels that is searched for")
@@ -43,7 +49,7 @@ class DetectorSettings(BaseSettings):
         return value
 
 
-class LimitSettings(BaseSettings):
+class LimitSettings(BaseModel):
     """Request limits (``FACEFORGE_LIMITS__MAX_FILE_BYTES`` and so on)."""
 
     max_file_bytes: int = Field(15 * 1024 * 1024, ge=1024, description="largest accepted photo file")
@@ -66,14 +72,14 @@ class LimitSettings(BaseSettings):
     )
 
 
-class CompatSettings(BaseSettings):
+class CompatSettings(BaseModel):
     """The other APIs faceforge speaks (``FACEFORGE_COMPAT__COMPREFACE`` and so on)."""
 
     compreface: bool = Field(True, description="serve CompreFace's recognition API under /api/v1/recognition")
     deepstack: bool = Field(True, description="serve DeepStack's face API under /v1/vision/face")
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(BaseModel):
     """The training worker (``FACEFORGE_WORKER__EMBEDDED`` and so on)."""
 
     embedded: bool = Field(True, description="`serve` runs one training worker as a thread of its process")
@@ -300,15 +306,23 @@ def _origin(value: str) -> str | None:
         return None
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         return None
-    if ":" in host:  # an IPv6 literal, written in brackets
+    if ":" in host:  # an IPv6 literal, written in brackets; browsers refuse zone ids (%eth0)
+        if "%" in host:
+            return None
         try:
             host = f"[{ipaddress.IPv6Address(host).compressed}]"
         except ValueError:
             return None
-    else:
+    elif NUMERIC_LABEL.fullmatch(host.rstrip(".").rsplit(".", 1)[-1]):
+        # An IPv4 address, only as browsers write it (they send 127.0.0.1 for 127.1 or 0x7f.0.0.1).
         try:
-            host = host.encode("idna").decode("ascii")  # browsers send international names so
-        except UnicodeError:
+            host = str(ipaddress.IPv4Address(host))
+        except ValueError:
+            return None
+    else:
+        try:  # international names as browsers send them (UTS #46: faß.de is xn--fa-hia.de)
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError:
             return None
         if not HOST_NAME.fullmatch(host):
             return None
@@ -317,8 +331,8 @@ def _origin(value: str) -> str | None:
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?")
-SECRET_SETTINGS = frozenset({"admin_keys", "read_keys", "database_url"})
 
 
 def settings_error(error: ValidationError | SettingsError) -> str:
@@ -333,14 +347,31 @@ def settings_error(error: ValidationError | SettingsError) -> str:
         )
     problems = []
     for item in error.errors():
-        location = [str(part) for part in item["loc"]]
+        # A list's item (THRESHOLDS' third) is named by the list's variable.
+        names = itertools.takewhile(lambda part: isinstance(part, str), item["loc"])
+        location = [str(part) for part in names]
         # Our own validators' reasons without pydantic's "Value error, " before them.
         reason = str(item["ctx"]["error"]) if item["type"] == "value_error" else item["msg"]
         given = item.get("input")
-        shown = location and isinstance(given, str) and not SECRET_SETTINGS.intersection(location)
+        shown = location and isinstance(given, str) and not _secret(location)
         name = "FACEFORGE_" + "__".join(location).upper() + ": " if location else ""
         problems.append(name + reason + (f" (given {given!r})" if shown else ""))
     return "; ".join(problems)
+
+
+def _secret(location: list[str]) -> bool:
+    """Whether the setting at ``location`` is declared ``SecretStr``: its value is never shown."""
+    model: type[BaseModel] = Settings
+    for name in location:
+        field = model.model_fields.get(name)
+        if field is None:
+            return False
+        if "SecretStr" in str(field.annotation):
+            return True
+        if not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return False
+        model = field.annotation
+    return False
 
 
 def get_settings() -> Settings:

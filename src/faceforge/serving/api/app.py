@@ -13,7 +13,7 @@ from faceforge import __version__
 from faceforge.core.config import Settings, get_settings
 from faceforge.serving.api.access import AccessMiddleware
 from faceforge.serving.api.compression import CompressionMiddleware
-from faceforge.serving.api.cross_origin import CrossOriginMiddleware
+from faceforge.serving.api.cross_origin import CrossOriginMiddleware, CrossOriginPolicy
 from faceforge.serving.api.errors import install_error_handlers
 from faceforge.serving.api.http_defaults import HttpDefaultsMiddleware
 from faceforge.serving.api.metrics import MetricsMiddleware, ServiceMetrics
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     service_metrics = ServiceMetrics()
     app = FastAPI(title="faceforge", version=__version__, lifespan=lifespan)
     app.state.settings = resolved
+    app.state.cross_origin = CrossOriginPolicy(resolved.cors_origin_set)
     install_error_handlers(app)
     limits = resolved.limits
     # Matched in this order, one route after another: the most frequent callers first (probes, and
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     app.add_middleware(CompressionMiddleware)  # compresses every answer, refusals too
     # Outermost: HEAD is routed as GET before access is checked, and every answer says how to cache it.
     app.add_middleware(HttpDefaultsMiddleware, routes=app.state.api_routes)
-    # Around everything: a browser's preflight carries no key, and refusals need the CORS headers too.
-    app.add_middleware(CrossOriginMiddleware, origins=resolved.cors_origin_set)
+    # Around everything: a browser's preflight carries no key, and refusals need the CORS headers too
+    # (an unexpected error's 500 is answered further out, by Starlette: its handler adds them).
+    app.add_middleware(CrossOriginMiddleware, policy=app.state.cross_origin)
     return app

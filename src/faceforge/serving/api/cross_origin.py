@@ -6,9 +6,14 @@ client (``/client/faceforge.js``, a module script, fetched in CORS mode with its
 faceforge says that origin may. Named origins get that on every answer, refusals included, so the
 app can read why a call failed (``unauthorized``, ``busy``); preflights (``OPTIONS`` with
 ``Access-Control-Request-Method``) are answered here, before access is checked, since a browser
-sends them without the key. Any other origin gets no CORS header at all and its page cannot read
-anything; without keys ``serving.api.access`` also refuses its requests outright (a form POST needs
-no permission), and lets named origins through.
+sends them without the key. Any other origin gets no permission and its page cannot read anything;
+without keys ``serving.api.access`` also refuses its requests outright (a form POST needs no
+permission), and lets named origins through.
+
+Every answer says ``Vary: Origin``, named origins or not: one kept by a browser or a shared cache for
+a request without ``Origin`` (the dashboard's, /live's: the client's runtime is cached for a day,
+model files for a year) would otherwise be handed to a named origin's page, which the browser then
+blocks for want of the permission, also when the origin is named after the answer was cached.
 """
 
 from __future__ import annotations
@@ -24,40 +29,53 @@ EXPOSED_HEADERS = "ETag, Content-Range, Content-Disposition, Retry-After, X-Serv
 PREFLIGHT_MAX_AGE = "600"  # seconds a browser may reuse a preflight's answer
 
 
-class CrossOriginMiddleware:
-    def __init__(self, app: ASGIApp, *, origins: frozenset[str]) -> None:
-        self.app = app
+class CrossOriginPolicy:
+    """Which origins' pages may read answers (``Settings.cors_origin_set``), and the headers saying so."""
+
+    def __init__(self, origins: frozenset[str]) -> None:
         self.any_origin = "*" in origins
         self.origins = origins - {"*"}
 
-    def _allowed(self, origin: str | None) -> bool:
+    def allowed(self, origin: str | None) -> bool:
         return origin is not None and (self.any_origin or origin.lower() in self.origins)
 
+    def answer_headers(self, origin: str | None) -> dict[str, str]:
+        """The headers of an answer to a request from ``origin`` (``None``: no ``Origin`` header)."""
+        if origin is None or not self.allowed(origin):
+            return {"Vary": "Origin"}
+        # The origin itself, even for "*": see Vary.
+        return {
+            "Vary": "Origin",
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Expose-Headers": EXPOSED_HEADERS,
+        }
+
+
+class CrossOriginMiddleware:
+    def __init__(self, app: ASGIApp, *, policy: CrossOriginPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not (self.any_origin or self.origins):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
         origin = headers.get("origin")
-        allowed = self._allowed(origin)
-        if allowed and scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
-            assert origin is not None
+        preflight = scope["method"] == "OPTIONS" and "access-control-request-method" in headers
+        if preflight and origin is not None and self.policy.allowed(origin):
             await self._preflight(headers, origin, send)
             return
+        added = self.policy.answer_headers(origin)
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
                 answer = MutableHeaders(scope=message)
-                # Every answer, with permission or without, depends on the asking page's origin:
-                # one kept by a browser or a shared cache for a request without Origin (the
-                # dashboard's, /live's: the client's runtime is cached for a day, model files for a
-                # year) would otherwise be handed to a named origin's page, which the browser then
-                # blocks for want of the permission.
-                answer.add_vary_header("Origin")
-                if allowed:
-                    assert origin is not None
-                    answer["Access-Control-Allow-Origin"] = origin  # itself, even for "*": see Vary
-                    answer["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+                for name, value in added.items():
+                    if name == "Vary":
+                        answer.add_vary_header(value)
+                    else:
+                        answer[name] = value
             await send(message)
 
         await self.app(scope, receive, sending)

@@ -304,8 +304,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, error: Exception) -> JSONResponse:
         # Starlette answers with this from its outermost middleware, then re-raises the error to the
-        # server, which logs it: not logged twice here.
-        return _respond(request, 500, "internal_error", INTERNAL_MESSAGE)
+        # server, which logs it: not logged twice here. Outside CrossOriginMiddleware too, so its
+        # headers are added here: a named origin's page reads that the fault is ours.
+        policy = getattr(request.app.state, "cross_origin", None)
+        headers = policy.answer_headers(request.headers.get("origin")) if policy is not None else None
+        return _respond(request, 500, "internal_error", INTERNAL_MESSAGE, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -21,9 +21,9 @@ class InferenceSession(Protocol):
 # 16-bit sums of two products saturate on CPUs without VNNI: there the int8 embedding graph drifted to
 # cosine 0.9926 from what it computes elsewhere (AMD EPYC with AVX2 only, measured), so such a machine
 # fell back to the float graph. This setting makes ONNX Runtime convert the weights to uint8 and use
-# its exact kernels where the fast ones saturate. They cost twice the fast ones even on CPUs whose VNNI
-# makes the fast ones exact (measured on an AMD EPYC with AVX-512 VNNI), so the embedder measures
-# which it needs (``FaceEmbedder``) rather than asking for them everywhere.
+# its exact u8u8 kernels, on every CPU (it does not detect saturation). They cost twice the fast ones
+# even where VNNI makes those exact (measured on an AMD EPYC with AVX-512 VNNI), so the embedder
+# measures which it needs (``FaceEmbedder``) rather than asking for them everywhere.
 EXACT_INT8_PRODUCTS = ("session.x64quantprecision", "1")
 
 
