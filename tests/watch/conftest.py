@@ -5,6 +5,8 @@ machine's real Mosquitto."""
 from __future__ import annotations
 
 import json
+import os
+import select
 import shutil
 import subprocess
 import threading
@@ -193,13 +195,25 @@ def finish(process: subprocess.Popen[str], timeout: float = 180) -> tuple[list[d
 
 
 def read_decisions(process: subprocess.Popen[str], count: int, timeout: float = 120) -> list[dict[str, Any]]:
-    """The agent's first ``count`` stdout lines, as they come."""
+    """The agent's first ``count`` stdout lines, as they come, or fewer once ``timeout`` has passed:
+    a blocking readline waited for ever on an agent that printed fewer (a test hung for minutes)."""
     assert process.stdout is not None
+    # Byte by byte from the descriptor: nothing is read past the last line returned, so a later
+    # call or communicate() goes on exactly there (the text wrapper's buffer would hide lines from
+    # select).
+    descriptor = process.stdout.fileno()
     decisions: list[dict[str, Any]] = []
+    line = b""
     deadline = time.monotonic() + timeout
-    while len(decisions) < count and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
+    while len(decisions) < count and (remaining := deadline - time.monotonic()) > 0:
+        if not select.select([descriptor], [], [], remaining)[0]:
             break
-        decisions.append(json.loads(line))
+        byte = os.read(descriptor, 1)
+        if not byte:
+            break
+        if byte != b"\n":
+            line += byte
+        elif line.strip():
+            decisions.append(json.loads(line))
+            line = b""
     return decisions

@@ -31,6 +31,7 @@ from tests.watch.conftest import (
     write_video,
 )
 from tests.watch.proxy import TcpProxy
+from tests.watch.rtsp_camera import RtspCamera
 
 runner = CliRunner()
 SHOWN = [*probes(PEOPLE[0]), STRANGERS[0], *probes(PEOPLE[1]), STRANGERS[1], *probes(PEOPLE[2]), STRANGERS[2]]
@@ -222,3 +223,24 @@ def test_a_live_mjpeg_stream_is_watched_and_reopened_when_it_breaks(warm_cache: 
     assert names == [PEOPLE[0], None, PEOPLE[1]], (names, log)
     assert next(camera.connections) >= 2, log  # it came back for more after the stream broke
     assert all(decision["camera"] == "gate" and decision["version"] == 1 for decision in decisions)
+
+
+# RTSP over TCP, as IP cameras and Frigate's restream serve H.264: the same agent path as the MJPEG
+# stream above (FFmpeg's demuxer with faceforge's options: TCP transport, socket timeouts), reopened
+# when the camera drops the connection.
+def test_an_rtsp_h264_stream_is_watched_and_reopened_when_it_breaks(warm_cache: Path, tmp_path: Path) -> None:
+    cache = copy_cache(warm_cache, tmp_path / "cache")
+    camera = RtspCamera(first=[probes(PEOPLE[0])[0], STRANGERS[0]], second=[probes(PEOPLE[1])[0]])
+    gone = "http://127.0.0.1:18996"  # the cached version is enough: no server needed
+    agent = watch(camera.url, "--server", gone, "--camera", "front_door", "--cache", str(cache))
+    try:
+        decisions = read_decisions(agent, 3, timeout=90)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        _, log = agent.communicate(timeout=60)
+        camera.stop()
+    assert agent.returncode == 0, log
+    names = [decision["name"] for decision in decisions]
+    assert names == [PEOPLE[0], None, PEOPLE[1]], (names, log)
+    assert next(camera.connections) >= 2, log
+    assert all(decision["camera"] == "front_door" for decision in decisions)
