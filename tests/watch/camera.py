@@ -22,14 +22,19 @@ HELD = 12  # frames each photo is shown: tracks decide from 3
 GAP = 12  # grey frames after each: more than tracking.MAX_MISSED, so each photo is a track of its own
 
 
-def _jpeg(photo: Path | None) -> bytes:
+def picture(photo: Path | None) -> Image.Image:
+    """A camera frame: ``photo`` in the middle of a grey scene, or the empty scene."""
     frame = Image.new("RGB", FRAME, (90, 90, 90))
     if photo is not None:
         with Image.open(photo) as opened:
-            picture = opened.convert("RGB")
-        frame.paste(picture, ((FRAME[0] - picture.width) // 2, (FRAME[1] - picture.height) // 2))
+            shown = opened.convert("RGB")
+        frame.paste(shown, ((FRAME[0] - shown.width) // 2, (FRAME[1] - shown.height) // 2))
+    return frame
+
+
+def _jpeg(photo: Path | None) -> bytes:
     out = io.BytesIO()
-    frame.save(out, "JPEG", quality=90)
+    picture(photo).save(out, "JPEG", quality=90)
     return out.getvalue()
 
 

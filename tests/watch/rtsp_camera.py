@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from tests.api.fixtures import free_port
-from tests.watch.camera import GAP, HELD, RATE
+from tests.watch.camera import GAP, HELD, RATE, picture
 from tests.watch.conftest import FRAME
 
 # Grey frames before the photos on every connection: FFmpeg probes a new RTSP stream for about 2.8 s
@@ -40,15 +40,6 @@ SDP = (
     f"m=video 0 RTP/AVP {PAYLOAD_TYPE}\r\na=rtpmap:{PAYLOAD_TYPE} H264/{CLOCK}\r\n"
     f"a=fmtp:{PAYLOAD_TYPE} packetization-mode=1\r\na=control:track0\r\n"
 )
-
-
-def _picture(photo: Path | None) -> Image.Image:
-    frame = Image.new("RGB", FRAME, (90, 90, 90))
-    if photo is not None:
-        with Image.open(photo) as opened:
-            picture = opened.convert("RGB")
-        frame.paste(picture, ((FRAME[0] - picture.width) // 2, (FRAME[1] - picture.height) // 2))
-    return frame
 
 
 def _encode(pictures: list[Image.Image]) -> list[list[bytes]]:
@@ -94,19 +85,13 @@ def _payloads(units: list[bytes]) -> Iterator[tuple[bytes, bool]]:
 
 class RtspCamera:
     def __init__(self, first: list[Path | None], second: list[Path | None]) -> None:
-        grey = _encode([_picture(None)] * HELD)
-        lead = _encode([_picture(None)] * LEAD)
+        grey = _encode([picture(None)] * HELD)
+        lead = _encode([picture(None)] * LEAD)
         showing = (
             lead
-            + [
-                unit for photo in first for unit in _encode([_picture(photo)] * HELD + [_picture(None)] * GAP)
-            ],
+            + [unit for photo in first for unit in _encode([picture(photo)] * HELD + [picture(None)] * GAP)],
             lead
-            + [
-                unit
-                for photo in second
-                for unit in _encode([_picture(photo)] * HELD + [_picture(None)] * GAP)
-            ],
+            + [unit for photo in second for unit in _encode([picture(photo)] * HELD + [picture(None)] * GAP)],
         )
         self.connections = itertools.count()
         self.stopped = threading.Event()

@@ -205,10 +205,14 @@ def test_watch_needs_a_server_once(tmp_path: Path) -> None:
 
 
 # A live stream (not a file): frames arrive in real time, the agent's decoding thread keeps the newest
-# one, and a stream that breaks is opened again with back-off.
-def test_a_live_mjpeg_stream_is_watched_and_reopened_when_it_breaks(warm_cache: Path, tmp_path: Path) -> None:
+# one, and a stream that breaks is opened again with back-off. HTTP MJPEG, and RTSP over TCP with
+# H.264 as IP cameras and Frigate's restream serve it (FFmpeg's demuxer with faceforge's options).
+@pytest.mark.parametrize("kind", [Camera, RtspCamera], ids=["mjpeg", "rtsp"])
+def test_a_live_stream_is_watched_and_reopened_when_it_breaks(
+    warm_cache: Path, tmp_path: Path, kind: type[Camera | RtspCamera]
+) -> None:
     cache = copy_cache(warm_cache, tmp_path / "cache")
-    camera = Camera(first=[probes(PEOPLE[0])[0], STRANGERS[0]], second=[probes(PEOPLE[1])[0]])
+    camera = kind(first=[probes(PEOPLE[0])[0], STRANGERS[0]], second=[probes(PEOPLE[1])[0]])
     gone = "http://127.0.0.1:18997"  # the cached version is enough: no server needed
     agent = watch(camera.url, "--server", gone, "--camera", "gate", "--cache", str(cache))
     try:
@@ -223,24 +227,3 @@ def test_a_live_mjpeg_stream_is_watched_and_reopened_when_it_breaks(warm_cache: 
     assert names == [PEOPLE[0], None, PEOPLE[1]], (names, log)
     assert next(camera.connections) >= 2, log  # it came back for more after the stream broke
     assert all(decision["camera"] == "gate" and decision["version"] == 1 for decision in decisions)
-
-
-# RTSP over TCP, as IP cameras and Frigate's restream serve H.264: the same agent path as the MJPEG
-# stream above (FFmpeg's demuxer with faceforge's options: TCP transport, socket timeouts), reopened
-# when the camera drops the connection.
-def test_an_rtsp_h264_stream_is_watched_and_reopened_when_it_breaks(warm_cache: Path, tmp_path: Path) -> None:
-    cache = copy_cache(warm_cache, tmp_path / "cache")
-    camera = RtspCamera(first=[probes(PEOPLE[0])[0], STRANGERS[0]], second=[probes(PEOPLE[1])[0]])
-    gone = "http://127.0.0.1:18996"  # the cached version is enough: no server needed
-    agent = watch(camera.url, "--server", gone, "--camera", "front_door", "--cache", str(cache))
-    try:
-        decisions = read_decisions(agent, 3, timeout=90)
-    finally:
-        agent.send_signal(signal.SIGTERM)
-        _, log = agent.communicate(timeout=60)
-        camera.stop()
-    assert agent.returncode == 0, log
-    names = [decision["name"] for decision in decisions]
-    assert names == [PEOPLE[0], None, PEOPLE[1]], (names, log)
-    assert next(camera.connections) >= 2, log
-    assert all(decision["camera"] == "front_door" for decision in decisions)
