@@ -506,6 +506,7 @@ async function tryPage() {
 // What each stage of a training does, in words (the API reports identifiers).
 const STAGES = {
   preparing_backbones: "Preparing the face models (first training only)",
+  claimed: "Starting the training",
   loading: "Loading photos",
   fitting: "Fitting the recognizer",
   exporting: "Exporting model files",
