@@ -125,10 +125,24 @@ def test_delete_person_removes_everything_and_retrains(client: TestClient) -> No
     assert after["version"] > before
     assert ids["Colin_Powell"] not in [p["id"] for p in after["people"]]
     probe = image_files(LFW10 / "Colin_Powell")[6]
-    match = client.post("/api/v1/identify", files={"photo": (probe.name, probe.read_bytes())}).json()[
-        "faces"
-    ][0]["match"]
-    assert match is None
+    for asked in ({}, {"version": str(before)}):  # the version after the deletion, and the one before
+        face = client.post(
+            "/api/v1/identify", data=asked, files={"photo": (probe.name, probe.read_bytes())}
+        ).json()["faces"][0]
+        assert face["match"] is None, asked
+        assert ids["Colin_Powell"] not in [c["person_id"] for c in face["candidates"]], asked
+    # The version before still names the others as it did.
+    other = image_files(LFW10 / "Vladimir_Putin")[6]
+    face = client.post(
+        "/api/v1/identify", data={"version": str(before)}, files={"photo": (other.name, other.read_bytes())}
+    ).json()["faces"][0]
+    assert face["match"]["person_id"] == ids["Vladimir_Putin"]
+    # Rolling back to it would name the deleted person again on every phone: refused.
+    refused = client.post(f"/api/v1/models/{before}/activate")
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "names_deleted_people" and str(ids["Colin_Powell"]) in error["message"]
+    assert client.get("/api/v1/models/current").json()["version"] == after["version"]
 
 
 def test_photos_can_be_added_listed_and_deleted(client: TestClient) -> None:

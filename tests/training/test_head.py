@@ -66,6 +66,27 @@ def test_probabilities_bake_in_the_unknown_decision(
         assert match.confidence == pytest.approx(float(row[expected]), abs=1e-6)
 
 
+def test_a_restricted_head_decides_the_others_as_before(
+    lfw10_embeddings: tuple[np.ndarray, list[str], list[Path]],
+) -> None:
+    """What identify does with people deleted since a version was built: their classes go; a face
+    another person matched is decided as before, a face only they matched is unknown."""
+    embeddings, labels, _ = lfw10_embeddings
+    head = fit_head(embeddings[::2], labels[::2])
+    gone = head.labels.index(labels[1])
+    keep = [i for i in range(len(head.labels)) if i != gone]
+    restricted = head.restricted(keep)
+    before, after = head.predict(embeddings[1::2]), restricted.predict(embeddings[1::2])
+    assert any(match.index == gone for match in before)
+    for was, now in zip(before, after, strict=True):
+        if was.index == gone:
+            assert now.index is None or restricted.labels[now.index] != head.labels[gone]
+        else:
+            assert (now.index is None) == (was.index is None)
+            assert now.index is None or restricted.labels[now.index] == head.labels[was.index]
+    assert all(match.index is None for match in head.restricted([]).predict(embeddings[:3]))
+
+
 def test_one_person_is_enough(lfw10_embeddings: tuple[np.ndarray, list[str], list[Path]]) -> None:
     embeddings, labels, _ = lfw10_embeddings
     rows = [i for i, label in enumerate(labels) if label == "Colin_Powell"]

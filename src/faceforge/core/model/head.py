@@ -74,6 +74,19 @@ class RecognitionHead:
         if self.margins.shape != (len(self.labels),):
             raise TrainingError("one margin per class is needed")
 
+    def restricted(self, keep: list[int]) -> RecognitionHead:
+        """This head with only the classes at ``keep``: the same threshold, scale and margins, so each
+        remaining person is decided as before and a face only the others matched is unknown."""
+        return RecognitionHead(
+            labels=[self.labels[i] for i in keep],
+            prototypes=self.prototypes[keep],
+            threshold=self.threshold,
+            scale=self.scale,
+            calibration=self.calibration,
+            counts=[self.counts[i] for i in keep] if self.counts else [],
+            margins=self.margins[keep],
+        )
+
     def similarities(self, embeddings: FloatArray) -> FloatArray:
         """``(N, D)`` unit embeddings -> ``(N, C)`` cosine similarities."""
         return np.asarray(embeddings @ self.prototypes.T, dtype=np.float32)
@@ -100,6 +113,9 @@ class RecognitionHead:
         probs = self.probabilities(embeddings)
         matches = []
         for row_sims, row_scores, row_probs in zip(sims, scores, probs, strict=True):
+            if not len(row_scores):  # no class left (every person of a version deleted): unknown
+                matches.append(Match(None, -1.0, float(row_probs[-1])))
+                continue
             best = int(np.argmax(row_scores))
             known = bool(row_scores[best] >= limit)
             confidence = row_probs[best] if known else row_probs[-1]

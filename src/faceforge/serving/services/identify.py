@@ -47,7 +47,7 @@ class IdentifyService:
             raise RequestRejectedError("invalid_top_k", f"top_k must be between 1 and {MAX_TOP_K}")
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise RequestRejectedError("invalid_threshold", "threshold is a cosine similarity in [-1, 1]")
-        model = self.models.loaded(version)
+        model = self.models.recognising(version)
         with self.gate.slot(self.pipeline.pixels_at_once([data])):
             photo = self.pipeline.analyze(data, single_face=False)
         faces = [face for face in photo.faces if face.embedding is not None]

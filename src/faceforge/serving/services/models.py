@@ -24,13 +24,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.config import Settings
 from faceforge.core.embedding_space import EMBEDDER_NAME
-from faceforge.core.errors import ModelNotReadyError, NotFoundError
+from faceforge.core.errors import ModelNotReadyError, NotFoundError, RequestRejectedError
 from faceforge.core.model.head import RecognitionHead
 from faceforge.core.model.manifest import ManifestError
 from faceforge.core.records import ModelVersion, TrainingStatus, VersionStatus
@@ -262,11 +263,23 @@ class ModelService:
         return found
 
     def activate(self, version: int) -> ModelView:
-        record = make_current(
-            self.sessions,
-            self.store,
-            lambda session: training_store.activate_version(session, version=version),
-        )
+        """Make a ready version current, unless it names people deleted since it was built (409
+        ``names_deleted_people``): a deletion is for good, and rolling back must not undo it."""
+        roster = [person["id"] for person in self.get(version).people]
+
+        def change(session: Session) -> ModelVersion:
+            deleted = sorted(set(roster) - _existing_people(session, roster))
+            if deleted:
+                raise RequestRejectedError(
+                    "names_deleted_people",
+                    f"model version {version} names {len(deleted)} deleted "
+                    f"{'person' if len(deleted) == 1 else 'people'} (id {', '.join(map(str, deleted))}) "
+                    "and cannot be made current; the version trained after the deletion leaves them out",
+                    status=409,
+                )
+            return training_store.activate_version(session, version=version)
+
+        record = make_current(self.sessions, self.store, change)
         return self.view(record)
 
     def file(self, version: int, name: str) -> tuple[Path, str]:
@@ -277,6 +290,19 @@ class ModelService:
         files = model.published.files
         path = self.store.file(version, name, files)
         return path, files[name].sha256
+
+    def recognising(self, version: int | None) -> LoadedModel:
+        """``loaded(version)`` without the people deleted since it was built: the version trained
+        after a deletion takes a moment, an older version may be asked for by number, and neither may
+        name someone deleted (their classes are left out; the others decide as they did)."""
+        loaded = self.loaded(version)
+        ids = [cast(int, person["person_id"]) for person in loaded.people]
+        with self.sessions() as session:
+            existing = _existing_people(session, ids)
+        if len(existing) == len(ids):
+            return loaded
+        keep = [index for index, person_id in enumerate(ids) if person_id in existing]
+        return LoadedModel(loaded.version, loaded.head.restricted(keep), [loaded.people[i] for i in keep])
 
     def loaded(self, version: int | None) -> LoadedModel:
         """The recognition head of ``version`` (default: current), read once and verified by checksum."""
@@ -313,3 +339,8 @@ class ModelService:
             while len(self._heads) > LOADED_HEADS:
                 self._heads.popitem(last=False)
         return loaded
+
+
+def _existing_people(session: Session, ids: builtins.list[int]) -> set[int]:
+    """Which of ``ids`` are people still enrolled."""
+    return set(session.scalars(select(PersonRow.id).where(PersonRow.id.in_(ids)))) if ids else set()
