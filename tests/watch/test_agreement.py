@@ -3,20 +3,24 @@ the phone's steps) against ``POST /api/v1/identify`` (the server's pipeline), on
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 
 from faceforge.edge.agent import Agent, make_detector
 from faceforge.edge.choices import DetectorName, ModelChoice
 from faceforge.edge.models import ModelStore
+from faceforge.edge.publish import Decision
 from faceforge.edge.runtime import EdgeModel
+from faceforge.edge.tracking import MATCH_IOU, RECHECK_FRAMES, SAMPLES, iou
 from tests.conftest import FACES, LFW10
-from tests.watch.conftest import NEWCOMER, PEOPLE, STRANGERS, Server, enrolment
+from tests.watch.conftest import NEWCOMER, PEOPLE, STRANGERS, Server, enrolment, probes
 
 OTHERS = sorted(p.name for p in LFW10.iterdir() if p.is_dir() and p.name not in (*PEOPLE, NEWCOMER))
 PHOTOS = [
@@ -75,3 +79,27 @@ def test_agent_decisions_agree_with_identify(
     assert 1 - len(differing) / len(PHOTOS) >= AGREEMENT, differing
     named = [name for name in expected if name is not None]
     assert len(named) >= 15 and set(named) <= set(PEOPLE), expected
+
+
+@pytest.mark.parametrize("gap", [0, 3])
+def test_someone_in_the_place_another_just_left_is_decided_afresh(warm_cache: Path, gap: int) -> None:
+    """A person, a stranger, then another person, each in the same place for a few frames, with
+    ``gap`` empty frames between them (a door, a desk): three decisions, not the first person's
+    name carried by one track that overlap kept alive (a new-user tester saw exactly that)."""
+    version = ModelStore(warm_cache, ModelChoice.TFLITE_INT8).cached()
+    assert version is not None
+    decisions: list[Decision] = []
+    agent = Agent(EdgeModel(version), make_detector(DetectorName.MTCNN), "door", [decisions.append])
+    stranger = sorted((LFW10 / OTHERS[0]).glob("*.jpg"))[0]  # never enrolled
+    shown = [probes(PEOPLE[0])[0], stranger, probes(PEOPLE[1])[0]]
+    frames = [np.asarray(Image.open(photo).convert("RGB")) for photo in shown]
+    empty = np.full_like(frames[0], 128)
+    boxes = [max(agent.detector(frame), key=lambda box: box.area) for frame in frames]
+    # Overlap alone would keep one track: each face sits where the one before it was.
+    assert all(iou(a, b) >= MATCH_IOU for a, b in itertools.pairwise(boxes))
+    # Each stays long enough to be checked again (``RECHECK_FRAMES``) and decided (``SAMPLES``) when
+    # nothing is in between; after a gap the face is checked at once.
+    stay = RECHECK_FRAMES + SAMPLES
+    sequence = [*[frames[0]] * stay, *[empty] * gap, *[frames[1]] * stay, *[empty] * gap, *[frames[2]] * stay]
+    agent.run(sequence)
+    assert [d.name for d in decisions] == [PEOPLE[0], None, PEOPLE[1]]

@@ -175,24 +175,25 @@ class Agent:
         self.timings.frames += 1
         self.timings.frames_with_faces += bool(boxes)
         tracks = self.tracker.update(index, boxes)
-        wanted = [(t, b) for t, b in zip(tracks, boxes, strict=True) if not t.decided]
+        wanted = [(t, b) for t, b in zip(tracks, boxes, strict=True) if t.wants_sample(index)]
         if wanted:
-            self._sample(frame, wanted)
+            self._sample(index, frame, wanted)
         for track in tracks:
             if track.ready:
                 self._decide(track)
         for track in self.tracker.close(index):
             self._decide(track)
 
-    def faces(self, frame: Frame, boxes: list[Box]) -> list[tuple[Box, FloatArray] | None]:
-        """Per box of one frame: the refined box and the head's probabilities (``unknown`` last), or
-        None when the refiner does not call it a face. The phone's steps and the model, timed."""
+    def faces(self, frame: Frame, boxes: list[Box]) -> list[tuple[Box, FloatArray, FloatArray] | None]:
+        """Per box of one frame: the refined box, the head's probabilities (``unknown`` last) and the
+        embedding, or None when the refiner does not call it a face. The phone's steps and the model,
+        timed."""
         started = time.perf_counter()
         inputs, refined = face_inputs(Image.fromarray(frame), boxes, self.model.describe_patches)
         keep = [i for i, face in enumerate(refined) if face.face_probability >= MIN_FACE_PROBABILITY]
         mid = time.perf_counter()
         self.timings.ms["refine_crop_align"] += (mid - started) * 1000
-        result: list[tuple[Box, FloatArray] | None] = [None] * len(boxes)
+        result: list[tuple[Box, FloatArray, FloatArray] | None] = [None] * len(boxes)
         if not keep:
             return result
         rows = np.asarray(keep)
@@ -200,8 +201,8 @@ class Agent:
         probabilities = self.model.classify(embeddings)
         self.timings.ms["model"] += (time.perf_counter() - mid) * 1000
         self.timings.faces_embedded += len(keep)
-        for i, row in zip(keep, probabilities, strict=True):
-            result[i] = (refined[i].box, row)
+        for i, row, embedding in zip(keep, probabilities, embeddings, strict=True):
+            result[i] = (refined[i].box, row, embedding)
         return result
 
     def decide_frame(self, frame: Frame) -> list[Decision]:
@@ -210,11 +211,18 @@ class Agent:
         boxes = self.detector(frame)
         return [self._decision([face[1]], face[0]) for face in self.faces(frame, boxes) if face]
 
-    def _sample(self, frame: Frame, wanted: list[tuple[Track, Box]]) -> None:
+    def _sample(self, index: int, frame: Frame, wanted: list[tuple[Track, Box]]) -> None:
         for (track, _), face in zip(wanted, self.faces(frame, [b for _, b in wanted]), strict=True):
-            if face is not None:
-                track.add(face[1], self.model.version.version)
-                track.face = face[0]
+            if face is None:
+                continue
+            box, probabilities, embedding = face
+            if not track.same_face(embedding):  # someone else in its place (``edge.tracking``)
+                self._decide(track)
+                track = self.tracker.replace(track, index)
+            track.reference, track.checked_frame = embedding, index
+            if not track.decided:
+                track.add(probabilities, self.model.version.version)
+                track.face = box
 
     def _decide(self, track: Track) -> None:
         if track.decided or not track.samples or track.version != self.model.version.version:

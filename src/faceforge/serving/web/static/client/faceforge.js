@@ -310,7 +310,7 @@ class Client {
       return {
         box: detection.box, name: person ? person.name : null, personId: person ? person.id : null,
         probability: probabilities[best], label, score: detection.score, refinedBox: steps.refined[i].box,
-        points: steps.refined[i].points, probabilities,
+        points: steps.refined[i].points, probabilities, embedding: steps.embeddings[i],
       };
     });
   }

@@ -1,6 +1,7 @@
 // GET /live: the camera, boxes and names, one decision per face track (as the camera agent,
-// `edge/tracking.py`: tracks matched by overlap, a track decided once from the mean probabilities of
-// its first SAMPLES frames), the version and whether the server is reachable. `?kiosk=1`: no bar.
+// `edge/tracking.py`: tracks matched by overlap, a face that disagrees with its track's latest one is
+// someone else and starts a new track, a track decided once from the mean probabilities of its first
+// SAMPLES frames), the version and whether the server is reachable. `?kiosk=1`: no bar.
 import { connect } from "./faceforge.js";
 
 const params = new URLSearchParams(location.search);
@@ -8,6 +9,8 @@ const KEY_STORAGE = "faceforge-api-key";  // the dashboard's (this tab), or this
 const MATCH_IOU = 0.3;
 const MAX_MISSED = 5;
 const SAMPLES = 3;
+// edge/tracking.py's SAME_FACE_COSINE: two photos of one person fall below it one time in 1,000.
+const SAME_FACE_COSINE = 0.79;
 const UPDATE_SECONDS = 30;
 // Faces smaller than this many pixels of the camera's frame are not looked for: someone at a door or
 // a desk fills more, and each halving of the size searched for costs P-Net about four times the work.
@@ -23,6 +26,12 @@ function iou(a, b) {
   if (w <= 0 || h <= 0) return 0;
   const inter = w * h;
   return inter / (a.width * a.height + b.width * b.height - inter);
+}
+
+function cosine(a, b) {
+  let dot = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
+  return dot / (Math.sqrt(aa * bb) || 1);
 }
 
 /** One decision from frames' probabilities (`unknown` last): the argmax of their mean. */
@@ -50,12 +59,17 @@ class Tracker {
     }
     return faces.map((face, f) => {
       let track = matched.get(f);
+      if (track && track.reference && face.embedding && cosine(track.reference, face.embedding) < SAME_FACE_COSINE) {
+        this.tracks = this.tracks.filter((t) => t !== track);  // someone else stepped into its place
+        track = undefined;
+      }
       if (!track) {
         track = { id: this.nextId++, samples: [], version: null, decision: null };
         this.tracks.push(track);
       }
       track.box = face.box;
       track.lastFrame = frame;
+      if (face.embedding) track.reference = face.embedding;
       return track;
     });
   }
@@ -109,7 +123,7 @@ async function start(key) {
   const overlay = $("overlay"), context = overlay.getContext("2d");
   const tracker = new Tracker();
   let frame = 0;
-  window.faceforgeLive = { client, tracker };
+  window.faceforgeLive = { client, tracker, Tracker };  // the tracker's class: for tests and debugging
 
   async function step() {
     if (!video.videoWidth) { requestAnimationFrame(step); return; }
