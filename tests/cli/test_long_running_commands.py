@@ -1,5 +1,7 @@
-"""``faceforge serve`` and ``faceforge worker`` refuse a home they cannot use with one line, before
-anything starts (they printed a start-up traceback)."""
+"""Every command that writes into a home refuses one it cannot use with one line, before anything
+starts (they printed a traceback: serve and worker at start-up, eval, import, build and prepare when
+the weights cache was made; a new-user tester found the last four), and ``export`` does not make a
+mistyped home."""
 
 from __future__ import annotations
 
@@ -9,18 +11,42 @@ import pytest
 from typer.testing import CliRunner
 
 from faceforge.cli.main import app
+from tests.conftest import LFW10
 
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["serve", "worker"])
-def test_a_home_that_cannot_be_made_is_one_line(command: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve"],
+        ["worker"],
+        ["prepare"],
+        ["eval", "--dataset", str(LFW10)],
+        ["import", str(LFW10)],
+        ["build", "--dataset", str(LFW10), "--out", "{out}"],
+    ],
+    ids=lambda command: command[0],
+)
+def test_a_home_that_cannot_be_made_is_one_line(command: list[str], tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
+    arguments = [part.format(out=tmp_path / "out") for part in command]
     for home, says in (
         (Path("/proc/nope"), "cannot create the home /proc/nope"),
         (blocker / "home", f"cannot create the home {blocker / 'home'}"),
+        (blocker, f"cannot create the home {blocker}"),
     ):
-        result = runner.invoke(app, [command, "--home", str(home)])
+        result = runner.invoke(app, [*arguments, "--home", str(home)])
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith(f"error: {says}: ") and result.stderr.count("\n") == 1
+
+
+def test_export_does_not_make_a_mistyped_home(tmp_path: Path) -> None:
+    home = tmp_path / "mistyped"
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["export", "--version", "1", "--format", "onnx", "--out", str(out), "--home", str(home)]
+    )
+    assert result.exit_code == 2 and result.stderr == f"error: no faceforge home at {home}\n"
+    assert not home.exists() and not out.exists()

@@ -121,7 +121,7 @@ def eval_command(
     from faceforge.serving.vision.pipeline import FacePipeline
 
     try:
-        settings = _settings(home)
+        settings = _usable_home(_settings(home))
         options = EvalOptions(
             dataset,
             enroll,
@@ -260,6 +260,8 @@ def export_command(
     from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
 
     settings = _settings(home)
+    if not settings.home.expanduser().is_dir():  # a mistyped --home would be made, empty, by the database
+        raise _fail(f"no faceforge home at {settings.home.expanduser()}")
     engine = make_engine(settings.resolved_database_url)
     try:
         upgrade_database(engine)
@@ -302,9 +304,10 @@ def import_command(
     if folder is not None and strangers is not None and overlapping(folder, strangers):
         # The same photos as people and as strangers: every one of those people would never be named.
         raise _fail("--strangers must be a folder apart from the people's folder (neither inside the other)")
+    settings = _settings(home) if server is not None else _usable_home(_settings(home))
     try:
         summary = run_import(
-            folder, strangers=strangers, settings=_settings(home), server=server, api_key=api_key, wait=wait
+            folder, strangers=strangers, settings=settings, server=server, api_key=api_key, wait=wait
         )
     except FaceforgeError as error:
         raise _fail(error.message) from None
@@ -362,7 +365,7 @@ def build_command(
     options = BuildOptions(dataset, out, holdout, unknown, seed)
     try:
         with ProgressDisplay() as display:
-            report = build_model(options, _settings(home), display.update)
+            report = build_model(options, _usable_home(_settings(home)), display.update)
     except KeyboardInterrupt:
         typer.echo("error: interrupted; nothing was written", err=True)
         raise typer.Exit(code=130) from None
@@ -397,7 +400,7 @@ def prepare_command(home: HomeOption = None) -> None:
     from faceforge.building.networks.embedding_quantization import quantize_embedding_graph
     from faceforge.serving.vision.pipeline import prepare_networks
 
-    settings = _settings(home)
+    settings = _usable_home(_settings(home))
     try:
         prepare_networks(
             settings.weights_dir, export=export_embedding_graph, quantize=quantize_embedding_graph
