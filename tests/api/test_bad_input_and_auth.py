@@ -138,6 +138,27 @@ def test_photos_sent_and_none_accepted_store_nothing(client: TestClient) -> None
     assert client.get("/api/v1/training").json()["requested"] == 0
 
 
+def test_files_under_another_field_are_refused_not_dropped(client: TestClient) -> None:
+    """``photo`` for ``photos`` registered a person with no photo and said nothing (a new-user tester
+    did it: identify's field is ``photo``); a second photo to identify was ignored."""
+    face = image_files(LFW10 / "Tony_Blair")[0].read_bytes()
+    misnamed = [("photo", ("face.jpg", face, "image/jpeg"))]
+    body = _error(
+        client.post("/api/v1/people", data={"name": "Misnamed"}, files=misnamed), 400, "unexpected_file_field"
+    )
+    assert "'photo'" in body["message"] and "'photos'" in body["message"]
+    _nothing_stored(client)
+    person = client.post("/api/v1/people", data={"name": "Later"}).json()
+    _error(client.post(f"/api/v1/people/{person['id']}/photos", files=misnamed), 400, "unexpected_file_field")
+    _error(client.post("/api/v1/strangers", files=misnamed), 400, "unexpected_file_field")
+    twice = [("photo", ("a.jpg", face, "image/jpeg")), ("photo", ("b.jpg", face, "image/jpeg"))]
+    _error(client.post("/api/v1/identify", files=twice), 400, "too_many_files")
+    wrong = [("photos", ("a.jpg", face, "image/jpeg"))]
+    _error(client.post("/api/v1/identify", files=wrong), 400, "unexpected_file_field")
+    assert client.get(f"/api/v1/people/{person['id']}").json()["photo_count"] == 0
+    assert client.get("/api/v1/training").json()["requested"] == 0
+
+
 def test_bad_photos_get_verdicts_not_errors(client: TestClient) -> None:
     files = [
         ("photos", ("empty.jpg", b"", "image/jpeg")),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from fastapi import Depends, Request
 from starlette.datastructures import UploadFile  # FastAPI's UploadFile is this class
 
 from faceforge.core.errors import RequestRejectedError
@@ -23,3 +25,28 @@ def read_uploads(uploads: Sequence[UploadFile], *, max_bytes: int, max_count: in
     if len(uploads) > max_count:
         raise RequestRejectedError("too_many_photos", f"at most {max_count} photos per request", status=413)
     return [read_upload(upload, max_bytes=max_bytes) for upload in uploads if upload.filename or upload.size]
+
+
+def file_fields(field: str, *, most: int | None = None) -> Any:
+    """A route dependency: the request's files come in ``field`` only (at most ``most`` of them), so a
+    photo sent under another name is refused rather than dropped (``photo`` for ``photos`` registered
+    a person with no photo and said nothing), and a second photo is refused rather than ignored."""
+
+    async def check(request: Request) -> None:
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return
+        form = await request.form()  # the form FastAPI has parsed already (Starlette keeps it)
+        files = [key for key, value in form.multi_items() if isinstance(value, UploadFile)]
+        stray = sorted({key for key in files if key != field})
+        if stray:
+            named = ", ".join(repr(key) for key in stray)
+            raise RequestRejectedError(
+                "unexpected_file_field", f"files sent as {named}: send them as {field!r}"
+            )
+        if most is not None and len(files) > most:
+            raise RequestRejectedError(
+                "too_many_files",
+                f"{field!r} takes {most} file{'s' if most > 1 else ''}, {len(files)} were sent",
+            )
+
+    return Depends(check)

@@ -11,7 +11,7 @@ from faceforge.serving.api.access import ReadAccess
 from faceforge.serving.api.deps import MAX_ID, ServicesDep
 from faceforge.serving.api.errors import SERVER_ERRORS, error_responses
 from faceforge.serving.api.schemas import IdentifiedFacePublic, IdentifyResult
-from faceforge.serving.api.uploads import read_upload
+from faceforge.serving.api.uploads import file_fields, read_upload
 from faceforge.serving.services.identify import MAX_TOP_K
 
 read = APIRouter(
@@ -26,7 +26,9 @@ routers = (read,)
 FORM_FIELDS = ("threshold", "top_k", "version")
 
 
-@read.post("/identify", responses=error_responses(404, 409, 413, 503))
+@read.post(
+    "/identify", responses=error_responses(404, 409, 413, 503), dependencies=[file_fields("photo", most=1)]
+)
 def identify(
     request: Request,
     services: ServicesDep,

@@ -22,7 +22,7 @@ from faceforge.serving.api.schemas import (
     StoredPhotoPublic,
     SuspectedDuplicatePublic,
 )
-from faceforge.serving.api.uploads import read_uploads
+from faceforge.serving.api.uploads import file_fields, read_uploads
 
 PREFIX = "/api/v1/people"
 COMMON = error_responses(400, 401, 403, *SERVER_ERRORS)
@@ -45,7 +45,12 @@ SizeQuery = Annotated[
 ]
 
 
-@admin.post("", status_code=201, responses={**UPLOAD_ERRORS, **error_responses(409)})
+@admin.post(
+    "",
+    status_code=201,
+    responses={**UPLOAD_ERRORS, **error_responses(409)},
+    dependencies=[file_fields("photos")],
+)
 def register_person(
     services: ServicesDep,
     name: Annotated[str, Form(description="display name")],
@@ -113,7 +118,12 @@ def merge_person(services: ServicesDep, person_id: PersonId, body: MergeRequest)
     return PersonChangePublic.of_change(services.people.merge(person_id=person_id, other_id=body.other_id))
 
 
-@admin.post("/{person_id}/photos", status_code=201, responses={**UPLOAD_ERRORS, **error_responses(404)})
+@admin.post(
+    "/{person_id}/photos",
+    status_code=201,
+    responses={**UPLOAD_ERRORS, **error_responses(404)},
+    dependencies=[file_fields("photos")],
+)
 def add_photos(
     services: ServicesDep, person_id: PersonId, photos: PhotosField, train: TrainQuery = True
 ) -> PersonChangePublic:

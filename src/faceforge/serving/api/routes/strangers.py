@@ -20,7 +20,7 @@ from faceforge.serving.api.stranger_schemas import (
     StrangerPublic,
     StrangersPage,
 )
-from faceforge.serving.api.uploads import read_uploads
+from faceforge.serving.api.uploads import file_fields, read_uploads
 
 COMMON = error_responses(400, 401, 403)
 read = APIRouter(prefix=PREFIX, tags=["strangers"], dependencies=[ReadAccess], responses=COMMON)
@@ -47,7 +47,12 @@ def _is_admin(request: Request) -> bool:
     return not settings.auth_enabled or presented_access(settings, request.headers) is Access.ADMIN
 
 
-@admin.post("", status_code=201, responses={**UPLOAD_ERRORS, **error_responses(409)})
+@admin.post(
+    "",
+    status_code=201,
+    responses={**UPLOAD_ERRORS, **error_responses(409)},
+    dependencies=[file_fields("photos")],
+)
 def add_stranger(
     services: ServicesDep,
     photos: PhotosField,
@@ -103,7 +108,12 @@ def delete_stranger(services: ServicesDep, stranger_id: StrangerId) -> Response:
     return Response(status_code=204)
 
 
-@admin.post("/{stranger_id}/photos", status_code=201, responses={**UPLOAD_ERRORS, **error_responses(404)})
+@admin.post(
+    "/{stranger_id}/photos",
+    status_code=201,
+    responses={**UPLOAD_ERRORS, **error_responses(404)},
+    dependencies=[file_fields("photos")],
+)
 def add_stranger_photos(
     services: ServicesDep, stranger_id: StrangerId, photos: PhotosField, train: TrainQuery = True
 ) -> StrangerChangePublic:
