@@ -42,6 +42,13 @@ def test_head_answers_wherever_get_does_and_nothing_private_is_cached(client: Te
     assert client.delete("/healthz").headers["allow"] == "GET, HEAD"
     post_only = client.head(f"{RECOGNITION}/recognize")
     assert post_only.status_code == 405 and post_only.headers["allow"] == "POST"
+    # An image id of no photo: CompreFace's own code for it (11), which its clients test for.
+    missing = "00000000-0000-4000-8000-0000000fffff"
+    for answer in (
+        client.get(f"{RECOGNITION}/faces/{missing}/img"),
+        client.delete(f"{RECOGNITION}/faces/{missing}"),
+    ):
+        assert answer.status_code == 404 and answer.json()["code"] == 11, answer.text
 
 
 def test_types_are_strict(client: TestClient) -> None:

@@ -50,6 +50,12 @@ class NotFoundError(FaceforgeError):
     code = "not_found"
 
 
+class ImageNotFoundError(NotFoundError):
+    """An image id (CompreFace's) names no stored photo: CompreFace answers it with its own code 11."""
+
+    code = "image_not_found"
+
+
 class RequestRejectedError(FaceforgeError):
     """Client input that is well-formed HTTP but not acceptable (limits, empty names, bad values)."""
 

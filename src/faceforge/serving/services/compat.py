@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from faceforge.core.embedding_space import EMBEDDER_NAME
-from faceforge.core.errors import ModelNotReadyError, NotFoundError, RequestRejectedError
+from faceforge.core.errors import ImageNotFoundError, ModelNotReadyError, NotFoundError, RequestRejectedError
 from faceforge.core.faces import Face, RejectReason
 from faceforge.core.model.population import shipped_model
 from faceforge.core.records import Person
@@ -148,7 +148,7 @@ class CompatService:
         with self.people.sessions() as session:
             owner = None if photo_id is None else people_store.photo_owner(session, photo_id=photo_id)
         if photo_id is None or owner is None:
-            raise NotFoundError(f"image with id {image_id} not found")
+            raise ImageNotFoundError(f"image with id {image_id} not found")
         return photo_id, owner[0], owner[1]
 
     def delete_face(self, image_id: str) -> str:
