@@ -262,6 +262,10 @@ def test_api_keys(tmp_path: Path, database_url: str, settings: Settings) -> None
         training = client.get("/api/v1/training", headers={"X-API-Key": "reader"})
         assert training.status_code == 200 and training.json()["requested"] == 1
         assert client.get("/api/v1/people", headers={"X-API-Key": "reader"}).json()["total"] == 1
+        # A read of faces is refused as such, not as a write (it said "writing needs an admin key").
+        person = created.json()["id"]
+        thumbnail = client.get(f"/api/v1/people/{person}/thumbnail", headers={"X-API-Key": "reader"})
+        assert "photos" in _error(thumbnail, 403, "forbidden")["message"]
 
 
 def test_a_wrong_key_is_refused_before_the_body_is_read(

@@ -127,7 +127,8 @@ def access_error(
     if _matches(key, settings.read_key_set):
         if needed is Access.READ:
             return None
-        return AuthError("forbidden", "this API key may only read; writing needs an admin key", 403)
+        # Not only writes: people's photos, thumbnails and face crops are for admins too.
+        return AuthError("forbidden", "this needs an admin key: changes, and people's photos and faces", 403)
     return AuthError("unauthorized", "the API key is not valid", 401)
 
 
