@@ -186,6 +186,9 @@ def test_offline_with_the_server_gone_uses_the_cached_model(warm_cache: Path, tm
         (["/no/such/video.mp4"], "no such video file"),
         (["rtsp://127.0.0.1:18998/stream"], "cannot open rtsp://127.0.0.1:18998/stream"),
         (["video.mp4", "--mqtt", "http://broker:1883"], "--mqtt must look like mqtt://host:port"),
+        # It retried for ever ("missing an 'http://' or 'https://' protocol").
+        (["video.mp4", "--server", "notaurl"], "--server must look like http://host:port"),
+        (["video.mp4", "--server", "ftp://host"], "--server must look like http://host:port"),
     ],
 )
 def test_bad_input_exits_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:

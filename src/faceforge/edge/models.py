@@ -96,10 +96,22 @@ def _as_version(manifest: dict[str, Any], choice: ModelChoice, blobs: Path) -> C
     )
 
 
+def check_server_url(url: str) -> None:
+    """A ``WatchError`` for a ``--server`` that can never work: a mistake to say at once, not a server
+    to wait for (the agent retries an unreachable one)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise WatchError(f"--server must look like http://host:port, not {url!r}")
+
+
 class ServerClient:
     """The faceforge server's model routes: ``GET /api/v1/models/current`` and the version's files."""
 
     def __init__(self, url: str, api_key: str | None) -> None:
+        check_server_url(url)
         headers = {"X-API-Key": api_key} if api_key else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT)
 
