@@ -90,6 +90,34 @@ def test_the_dashboard_end_to_end(page: Page, server: Server, tmp_path: Path) ->
     page.locator("#probe").set_input_files(str(image_files(FACES / "unknown_singles")[0]))
     expect(page.locator("#faces li").first).to_contain_text("unknown")
 
+    # A group photo on a phone: numbered boxes whose tags stay on the photo, each line of the list
+    # numbered as its box, and no sideways scrolling (a tester saw tags cut to "nknown" past the
+    # photo's edge and the page scrolling sideways).
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.locator("#probe").set_input_files(str(FACES / "multi" / "dlib_bald_guys.jpg"))
+    expect(page.locator("#result .box").first).to_be_visible()
+    layout = page.evaluate(
+        """() => {
+          const frame = document.querySelector("#result .frame").getBoundingClientRect();
+          const tags = [...document.querySelectorAll("#result .tag")];
+          const off = tags.filter((tag) => {
+            const r = tag.getBoundingClientRect();
+            return r.left < frame.left - 0.5 || r.right > frame.right + 0.5 || r.top < frame.top - 0.5 || r.bottom > frame.bottom + 0.5;
+          }).map((tag) => tag.textContent);
+          return {
+            off, tags: tags.map((tag) => tag.textContent),
+            numbers: [...document.querySelectorAll("#faces li .face-number")].map((n) => n.textContent),
+            sideways: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+          };
+        }"""
+    )
+    assert len(layout["tags"]) > 4 and layout["tags"] == layout["numbers"] == [
+        str(i + 1) for i in range(len(layout["tags"]))
+    ]
+    assert layout["off"] == [] and layout["sideways"] <= 0, layout
+    shot(page, server, "04-try-it-group-375")
+    page.set_viewport_size({"width": 1440, "height": 1000})
+
     # Versions: roll back to version 2, then look at its quality.
     page.goto(server.url + "/#/versions")
     expect(page.locator("#version-3 .badge")).to_have_text("current")

@@ -133,12 +133,18 @@ const when = (moment) => (moment ? new Date(moment).toLocaleString() : "–");
 const initials = (name) => name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join("");
 const FACES_FOR_ADMINS = "Faces are shown to admin keys only: this read key sees names and figures.";
 
-// A face box drawn over an image, in percent of the photo's own size.
+// A face box drawn over an image, in percent of the photo's own size. Its tag hangs from the side of
+// the box nearer the photo's middle and goes above it in the photo's lower part, so it stays on the
+// photo (the frame clips what would not).
 function boxOverlay(box, width, height, label, unknown = false) {
   const style = `left:${(100 * box.x) / width}%;top:${(100 * box.y) / height}%;` +
     `width:${(100 * box.width) / width}%;height:${(100 * box.height) / height}%`;
-  return el("div", { class: unknown ? "box unknown" : "box", style }, label ? el("span", { class: "tag", text: label }) : null);
+  const end = box.x + box.width / 2 > width / 2 ? " end" : "";
+  const above = box.y + box.height > 0.85 * height ? " above" : "";
+  return el("div", { class: unknown ? "box unknown" : "box", style }, label ? el("span", { class: `tag${end}${above}`, text: label }) : null);
 }
+// With more faces than this, boxes carry their number only; the list below says who each one is.
+const NAMED_BOXES = 4;
 
 // A button that opens the file chooser (keyboard: Tab to it, Enter or Space); the input itself stays
 // hidden. `onFiles` gets the chosen files.
@@ -469,7 +475,8 @@ function faceLine(found) {
   const label = face.match
     ? `${face.match.name} · similarity ${number(face.match.similarity)} · confidence ${percent(face.match.confidence)}`
     : `unknown · nearest ${face.candidates.map((c) => `${c.name} ${number(c.similarity)}`).join(", ")}`;
-  return el("li", { class: "face" }, label, face.candidates.length ? null : " (nobody enrolled)", faceActions(ui, found));
+  return el("li", { class: "face" }, el("span", { class: "face-number", text: `${found.index + 1}` }), label,
+    face.candidates.length ? null : " (nobody enrolled)", faceActions(ui, found));
 }
 
 async function tryPage() {
@@ -485,9 +492,11 @@ async function tryPage() {
       const image = el("img", { src: URL.createObjectURL(file), alt: "the photo" });
       await image.decode();
       const frame = el("div", { class: "frame" }, image);
-      for (const face of answer.faces) {
-        frame.append(boxOverlay(face.box, image.naturalWidth, image.naturalHeight, face.match ? face.match.name : "unknown", !face.match));
-      }
+      answer.faces.forEach((face, index) => {
+        const name = face.match ? face.match.name : "unknown";
+        const label = answer.faces.length > NAMED_BOXES ? `${index + 1}` : `${index + 1} ${name}`;
+        frame.append(boxOverlay(face.box, image.naturalWidth, image.naturalHeight, label, !face.match));
+      });
       result.replaceChildren(
         el("p", { class: "muted", text: `model version ${answer.version}: ${plural(answer.faces.length, "face")}` }),
         el("div", { class: "probe" }, frame),
