@@ -60,6 +60,8 @@ def crop_contract() -> dict[str, object]:
         "square_side": f"max(width, height) * (1 + 2 * {CROP_MARGIN})",
         "margin": CROP_MARGIN,
         "centre": "box centre",
+        "whole_pixels": "left = floor(cx - side/2 + 0.5), top = floor(cy - side/2 + 0.5) with side not "
+        "rounded, then side = max(1, floor(side + 0.5)); in float64",
         "outside_photo": "black (0, 0, 0)",
         "size": [CROP_SIZE, CROP_SIZE],
         "resize": "bilinear, area-averaging when shrinking",

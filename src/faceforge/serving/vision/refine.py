@@ -75,7 +75,8 @@ def refine_contract() -> dict[str, object]:
     """The refiner contract as data, for model manifests (what an app does with a detector's box)."""
     return {
         "input": "any face detector's box (x, y, width, height) in pixels of the upright photo",
-        "square": "side s = round(max(width, height)), left = round(cx - s/2), top = round(cy - s/2)",
+        "square": "m = max(width, height), not rounded; left = round(cx - m/2), top = round(cy - m/2), "
+        "s = round(m); round(v) = floor(v + 0.5) (half up), in float64",
         "patch": {"size": [PATCH_SIZE, PATCH_SIZE], "colour": "RGB", "pixel_range": [0, 255]},
         "outside_photo": "black (0, 0, 0)",
         "resize": "bilinear, area-averaging when shrinking",
