@@ -84,6 +84,8 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     face.get_by_role("button", name="Not Colin Powell: add as a stranger").click()
     expect(face.locator(".accepted")).to_contain_text("Added as a stranger: accepted", timeout=TIMEOUT_MS)
     assert _counts(server) == (photos + 1, 2)
+    # A second click would store the same face as yet another stranger (a tester did it).
+    expect(face.get_by_role("button", name="Not Colin Powell: add as a stranger")).to_be_disabled()
 
     # A group photo: each face is cut out on its own, so it can be added alone.
     page.locator("#probe").set_input_files(str(GROUP))

@@ -111,6 +111,9 @@ export function faceActions(ui, { file, image, face, index, count }) {
   const status = el("span", { class: "muted", "aria-live": "polite" });
   const controls = el("div", { class: "row face-actions" });
 
+  // Once a face is stored (as a stranger or someone's photo) its buttons stay off: a second click stored
+  // the same face again, as another stranger.
+  let stored = false;
   async function send(describe, upload) {
     for (const button of controls.querySelectorAll("button")) button.disabled = true;
     status.className = "muted";
@@ -121,14 +124,15 @@ export function faceActions(ui, { file, image, face, index, count }) {
       form.append("photos", photo, photo.name);
       const body = await upload(form);
       const verdict = firstVerdict(body);
-      status.className = verdict && verdict.verdict === "accepted" ? "accepted" : "rejected";
+      stored = Boolean(verdict && verdict.verdict === "accepted");
+      status.className = stored ? "accepted" : "rejected";
       status.textContent = `${describe}: ${verdict ? verdictText(verdict) : "done"}; a new version is being trained.`;
     } catch (error) {
       const verdict = error instanceof ApiError && error.body && error.body.error && error.body.error.photos && error.body.error.photos[0];
       status.className = "rejected";
       status.textContent = verdict ? `${describe}: ${verdictText(verdict)}` : `${describe}: ${error.message}`;
     } finally {
-      for (const button of controls.querySelectorAll("button")) button.disabled = false;
+      for (const button of controls.querySelectorAll("button")) button.disabled = stored;
     }
   }
 
