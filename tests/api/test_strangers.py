@@ -208,6 +208,17 @@ def test_bad_strangers_are_refused_in_the_api_shape(keyed: TestClient) -> None:
     mixed = client.post("/api/v1/strangers", files=photo_fields([enrolled[0], enrolled[1]]))
     assert mixed.status_code == 201, mixed.text  # the other photo is a different file: stored
     assert [v["verdict"] for v in mixed.json()["photos"]] == ["rejected", "accepted"]
+    # The same face twice as strangers (a second click on Try it): refused, naming the first.
+    for attempt in (
+        client.post("/api/v1/strangers", files=photo_fields([face])),
+        client.post(f"/api/v1/strangers/{mixed.json()['id']}/photos", files=photo_fields([face])),
+    ):
+        refused(422, "photos_rejected", attempt)
+        verdict = attempt.json()["error"]["photos"][0]
+        assert (
+            verdict["reasons"] == ["stranger_photo"]
+            and f"stranger {quiet.json()['id']}" in verdict["message"]
+        )
 
 
 def test_a_stranger_who_looks_like_someone_stays_a_stranger(client: TestClient) -> None:

@@ -102,7 +102,8 @@ def test_the_dashboard_end_to_end(page: Page, server: Server, tmp_path: Path) ->
           const tags = [...document.querySelectorAll("#result .tag")];
           const off = tags.filter((tag) => {
             const r = tag.getBoundingClientRect();
-            return r.left < frame.left - 0.5 || r.right > frame.right + 0.5 || r.top < frame.top - 0.5 || r.bottom > frame.bottom + 0.5;
+            return r.left < frame.left - 0.5 || r.right > frame.right + 0.5
+              || r.top < frame.top - 0.5 || r.bottom > frame.bottom + 0.5;
           }).map((tag) => tag.textContent);
           return {
             off, tags: tags.map((tag) => tag.textContent),

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.embedding_space import EMBEDDER_NAME
-from faceforge.core.errors import RequestRejectedError
+from faceforge.core.errors import ConflictError, RequestRejectedError
 from faceforge.core.records import Stranger, StrangerPhoto
 from faceforge.serving.services.people import (
     ENROLLED_PHOTO,
+    STRANGER_PHOTO,
     THUMBNAIL_SIZE,
     PeopleService,
     PhotoOwner,
@@ -66,17 +67,34 @@ class StrangersService:
             lock=lambda: strangers_store.lock_stranger(session, stranger_id=stranger_id),
         )
 
-    def _held_by_people(self, digests: list[str]) -> dict[str, tuple[str, str]]:
+    def _held_elsewhere(
+        self, digests: list[str], stranger_id: int | None = None
+    ) -> dict[str, tuple[str, str]]:
+        """Photos a person holds (a stranger's photo would make them unnameable), and photos another
+        stranger holds (the same face stored twice: a second click on Try it did it)."""
         with self.sessions() as session:
-            holders = people_store.people_with_photos(session, digests)
-        return {
+            people = people_store.people_with_photos(session, digests)
+            strangers = strangers_store.strangers_with_photos(session, digests)
+        held = {
             digest: (
-                ENROLLED_PHOTO,
-                f"this photo is enrolled for {name} (person {person_id}); "
-                "a stranger's photos must be of someone who is not enrolled",
+                STRANGER_PHOTO,
+                f"this photo is already stored for stranger {holder}",
             )
-            for digest, (person_id, name) in holders.items()
+            for digest, holder in strangers.items()
+            if holder != stranger_id
         }
+        held.update(
+            (
+                digest,
+                (
+                    ENROLLED_PHOTO,
+                    f"this photo is enrolled for {name} (person {person_id}); "
+                    "a stranger's photos must be of someone who is not enrolled",
+                ),
+            )
+            for digest, (person_id, name) in people.items()
+        )
+        return held
 
     def _write(
         self, change: Callable[[Session, list[str]], StrangerChange], written: list[str] | None = None
@@ -98,7 +116,10 @@ class StrangersService:
         if not uploads:
             raise RequestRejectedError("photos_required", "a stranger needs at least one photo")
         self.people.check_uploads(uploads)
-        prepared = prepare_photos(None, self.people.analyse(uploads), self.files, self._held_by_people)
+        if clean_source is not None and self.find(source=clean_source) is not None:
+            # Said before the photos' verdicts: an import resuming looks for exactly this answer.
+            raise ConflictError(f"a stranger from {clean_source!r} already exists")
+        prepared = prepare_photos(None, self.people.analyse(uploads), self.files, self._held_elsewhere)
 
         def change(session: Session, unused: list[str]) -> StrangerChange:
             stranger_id = strangers_store.create_stranger(session, note=clean_note, source=clean_source)
@@ -119,7 +140,10 @@ class StrangersService:
         analysed = self.people.analyse(uploads)
         with self.sessions() as session:
             prepared = prepare_photos(
-                self._owner(session, stranger_id), analysed, self.files, self._held_by_people
+                self._owner(session, stranger_id),
+                analysed,
+                self.files,
+                lambda digests: self._held_elsewhere(digests, stranger_id),
             )
 
         def change(session: Session, unused: list[str]) -> StrangerChange:
