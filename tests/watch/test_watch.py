@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from faceforge.cli.main import app
+from faceforge.edge.publish import slug
 from tests.api.fixtures import heavy_libraries_loaded, wait_for
 from tests.watch.camera import Camera
 from tests.watch.conftest import (
@@ -57,12 +58,15 @@ def test_watch_names_people_on_mqtt_with_discovery(server: Server, tmp_path: Pat
     video = tmp_path / "door.avi"
     write_video(video, SHOWN, codec="mjpeg")
     camera, prefix = unique("door"), unique("test-ha")
-    topic = f"faceforge/{camera}/person"
+    # Its own first level: two servers' agents on one broker must not share people's topics (ids start
+    # at 1 on every server) nor Home Assistant unique ids (a tester had two overwrite each other).
+    base = unique("home-one")
+    topic = f"{base}/{camera}/person"
     with Subscriber([topic]) as decisions_seen:
         agent = watch(
             str(video),
             *("--server", server.url, "--camera", camera, "--mqtt", "mqtt://127.0.0.1:1883"),
-            *("--cache", str(tmp_path / "cache"), "--discovery-prefix", prefix),
+            *("--cache", str(tmp_path / "cache"), "--discovery-prefix", prefix, "--topic-prefix", base),
         )
         first = read_decisions(agent, 1)
         assert not {"torch", "coremltools"} & set(heavy_libraries_loaded(agent.pid))
@@ -74,20 +78,23 @@ def test_watch_names_people_on_mqtt_with_discovery(server: Server, tmp_path: Pat
         )
         assert decisions_seen.payloads(topic) == printed  # the same JSON as stdout, in order
     # Subscribing afterwards: the discovery configs were retained.
-    with Subscriber([f"{prefix}/#", f"faceforge/{camera}/status"]) as late:
+    with Subscriber([f"{prefix}/#", f"{base}/{camera}/status"]) as late:
         wait_for(lambda: len(late.retained()) >= 1 + len(PEOPLE) + 1, timeout=10, what="retained configs")
         retained = late.retained()
     try:
         configs = {t: json.loads(p) for t, p in retained.items() if t.startswith(prefix)}
-        camera_config = configs[f"{prefix}/sensor/faceforge/{camera}_person/config"]
+        node = slug(base)
+        camera_config = configs[f"{prefix}/sensor/{node}/{camera}_person/config"]
         assert camera_config["state_topic"] == topic and camera_config["json_attributes_topic"] == topic
+        assert camera_config["unique_id"] == f"{node}_{camera}_person"
         people = [c for t, c in configs.items() if "_last_seen/" in t]
         assert sorted(c["name"] for c in people) == sorted(f"{p} last seen" for p in PEOPLE)
-        assert all(c["device_class"] == "timestamp" and c["unique_id"] for c in people)
-        assert retained[f"faceforge/{camera}/status"] == b"offline"  # the agent said goodbye
+        assert all(c["device_class"] == "timestamp" and c["unique_id"].startswith(f"{node}_") for c in people)
+        assert all(c["state_topic"].startswith(f"{base}/people/") for c in people)
+        assert retained[f"{base}/{camera}/status"] == b"offline"  # the agent said goodbye
     finally:
         clear_retained(
-            [*retained, *(f"faceforge/people/{d['person_id']}/last_seen" for d in printed if d["person_id"])]
+            [*retained, *(f"{base}/people/{d['person_id']}/last_seen" for d in printed if d["person_id"])]
         )
 
 

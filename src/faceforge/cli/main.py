@@ -468,6 +468,13 @@ def watch_command(
     discovery_prefix: Annotated[
         str, typer.Option("--discovery-prefix", help="Home Assistant's MQTT discovery prefix")
     ] = "homeassistant",
+    topic_prefix: Annotated[
+        str,
+        typer.Option(
+            "--topic-prefix",
+            help="the first level of every topic and the Home Assistant node: one per faceforge server",
+        ),
+    ] = "faceforge",
     realtime: Annotated[bool, typer.Option("--realtime", help="play a file at its frame rate")] = False,
     threads: Annotated[int, typer.Option("--threads", min=1, help="threads the networks use")] = 1,
 ) -> None:
@@ -488,6 +495,7 @@ def watch_command(
         poll_seconds=poll,
         drain_seconds=drain,
         discovery_prefix=discovery_prefix,
+        topic_prefix=topic_prefix,
         realtime=realtime,
         threads=threads,
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import ssl
 import threading
@@ -39,9 +40,11 @@ from faceforge.edge.models import Person
 
 log = logging.getLogger(__name__)
 
+# Every topic starts with the agent's prefix (``--topic-prefix``), which also names its Home Assistant
+# node: two faceforge servers on one broker must not share ``<prefix>/people/<id>/last_seen`` (ids
+# start at 1 on every server), nor their entities' unique ids.
 BASE_TOPIC = "faceforge"
 DISCOVERY_PREFIX = "homeassistant"
-NODE_ID = "faceforge"
 SPOOL_LIMIT = 10_000
 RECONNECT_SECONDS = (1, 60)
 KEEPALIVE_SECONDS = 30
@@ -147,6 +150,7 @@ class Publisher:
         spool: Path,
         *,
         discovery_prefix: str = DISCOVERY_PREFIX,
+        topic_prefix: str = BASE_TOPIC,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -154,6 +158,8 @@ class Publisher:
         self.camera = camera
         self.topic_camera = slug(camera)
         self.discovery_prefix = discovery_prefix.rstrip("/")
+        self.topic_prefix = topic_prefix.strip("/")
+        self.node_id = slug(self.topic_prefix)
         self.spool = Spool(spool)
         self._people: list[Person] = []
         self._lock = threading.Lock()
@@ -162,7 +168,10 @@ class Publisher:
         self._acked = threading.Condition()
         self.connected = threading.Event()
         self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"faceforge-watch-{self.topic_camera}"
+            # The process id too: two agents with one client id knock each other off the broker, in
+            # turns, for ever (sessions are clean: the spool, not the broker, keeps what is unsent).
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{self.node_id}-watch-{self.topic_camera}-{os.getpid()}",
         )
         if broker.username:
             self._client.username_pw_set(broker.username, broker.password)
@@ -177,15 +186,14 @@ class Publisher:
 
     @property
     def decision_topic(self) -> str:
-        return f"{BASE_TOPIC}/{self.topic_camera}/person"
+        return f"{self.topic_prefix}/{self.topic_camera}/person"
 
     @property
     def status_topic(self) -> str:
-        return f"{BASE_TOPIC}/{self.topic_camera}/status"
+        return f"{self.topic_prefix}/{self.topic_camera}/status"
 
-    @staticmethod
-    def last_seen_topic(person_id: int) -> str:
-        return f"{BASE_TOPIC}/people/{person_id}/last_seen"
+    def last_seen_topic(self, person_id: int) -> str:
+        return last_seen_topic(self.topic_prefix, person_id)
 
     def start(self) -> None:
         """Connect in the background (and keep reconnecting); spooled decisions are queued first."""
@@ -263,55 +271,60 @@ class Publisher:
         self._client.publish(self.status_topic, "online", qos=1, retain=True)
         with self._lock:
             people = list(self._people)
-        for object_id, config in discovery_configs(self.camera, people, self.status_topic):
-            topic = f"{self.discovery_prefix}/sensor/{NODE_ID}/{object_id}/config"
+        for object_id, config in discovery_configs(self.camera, people, self.status_topic, self.topic_prefix):
+            topic = f"{self.discovery_prefix}/sensor/{self.node_id}/{object_id}/config"
             self._client.publish(topic, json.dumps(config), qos=1, retain=True)
 
 
-def _device() -> dict[str, Any]:
+def last_seen_topic(topic_prefix: str, person_id: int) -> str:
+    return f"{topic_prefix}/people/{person_id}/last_seen"
+
+
+def _device(node_id: str) -> dict[str, Any]:
     return {
-        "identifiers": [NODE_ID],
-        "name": "faceforge",
+        "identifiers": [node_id],
+        "name": node_id,
         "manufacturer": "faceforge",
         "model": "camera agent",
     }
 
 
 def discovery_configs(
-    camera: str, people: list[Person], status_topic: str
+    camera: str, people: list[Person], status_topic: str, topic_prefix: str = BASE_TOPIC
 ) -> list[tuple[str, dict[str, Any]]]:
     """Home Assistant discovery configs ``(object_id, config)``: the camera's sensor, then one per person."""
     camera_id = slug(camera)
-    decisions = f"{BASE_TOPIC}/{camera_id}/person"
+    node_id = slug(topic_prefix)
+    decisions = f"{topic_prefix}/{camera_id}/person"
     configs: list[tuple[str, dict[str, Any]]] = [
         (
             f"{camera_id}_person",
             {
                 "name": f"{camera} last person",
-                "unique_id": f"{NODE_ID}_{camera_id}_person",
+                "unique_id": f"{node_id}_{camera_id}_person",
                 "state_topic": decisions,
                 "value_template": f"{{{{ value_json.name if value_json.name else '{STRANGER_STATE}' }}}}",
                 "json_attributes_topic": decisions,
                 "availability_topic": status_topic,
                 "icon": "mdi:face-recognition",
-                "device": _device(),
+                "device": _device(node_id),
             },
         )
     ]
     for person in people:
-        topic = Publisher.last_seen_topic(person.id)
+        topic = last_seen_topic(topic_prefix, person.id)
         configs.append(
             (
                 f"person_{person.id}_last_seen",
                 {
                     "name": f"{person.name} last seen",
-                    "unique_id": f"{NODE_ID}_person_{person.id}_last_seen",
+                    "unique_id": f"{node_id}_person_{person.id}_last_seen",
                     "state_topic": topic,
                     "value_template": "{{ value_json.time }}",
                     "json_attributes_topic": topic,
                     "device_class": "timestamp",
                     "icon": "mdi:account-clock",
-                    "device": _device(),
+                    "device": _device(node_id),
                 },
             )
         )

@@ -20,7 +20,7 @@ from faceforge.edge.agent import BACKOFF_SECONDS, Agent, ModelUpdates, make_dete
 from faceforge.edge.choices import DetectorName, ModelChoice
 from faceforge.edge.errors import WatchError
 from faceforge.edge.models import CachedVersion, ModelStore, ServerClient, check_server_url
-from faceforge.edge.publish import DISCOVERY_PREFIX, Decision, Publisher, parse_broker_url, slug
+from faceforge.edge.publish import BASE_TOPIC, DISCOVERY_PREFIX, Decision, Publisher, parse_broker_url, slug
 from faceforge.edge.runtime import EdgeModel
 from faceforge.edge.source import LiveFrames, file_frames, is_stream, open_source
 
@@ -42,6 +42,7 @@ class WatchOptions:
     poll_seconds: float = 60.0
     drain_seconds: float = 30.0
     discovery_prefix: str = DISCOVERY_PREFIX
+    topic_prefix: str = BASE_TOPIC
     realtime: bool = False
     threads: int = 1
 
@@ -106,7 +107,13 @@ def watch(options: WatchOptions, print_line: Callable[[str], None]) -> None:
         callbacks: list[Callable[[Decision], None]] = [lambda decision: print_line(decision.to_json())]
         if broker is not None:
             spool = store.directory / SPOOL_FILE.format(camera=slug(options.camera))
-            publisher = Publisher(broker, options.camera, spool, discovery_prefix=options.discovery_prefix)
+            publisher = Publisher(
+                broker,
+                options.camera,
+                spool,
+                discovery_prefix=options.discovery_prefix,
+                topic_prefix=options.topic_prefix,
+            )
             publisher.set_people(version.roster)
             publisher.start()
             callbacks.append(publisher.publish)
