@@ -248,3 +248,21 @@ def test_a_stranger_who_looks_like_someone_stays_a_stranger(client: TestClient) 
     assert f"with version {first['version']}" in message and "delete that stranger" in message
     answer = client.post("/api/v1/identify", files=probe).json()
     assert answer["faces"][0]["match"] is None, answer
+
+
+def test_enrolling_someone_collected_as_a_stranger_says_so(client: TestClient) -> None:
+    """A tester enrolled a person whose other photos were a stranger's: accepted without a word, then
+    hardly ever named. Their accepted photos now say which stranger they look like."""
+    stranger = client.post("/api/v1/strangers", files=photo_fields(image_files(LFW10 / STRANGER)[:4]))
+    assert stranger.status_code == 201, stranger.text
+    same = client.post(
+        "/api/v1/people", data={"name": "Hugo"}, files=photo_fields(image_files(LFW10 / STRANGER)[4:6])
+    )
+    assert same.status_code == 201, same.text
+    for verdict in same.json()["photos"]:
+        assert verdict["verdict"] == "accepted"
+        assert f"looks like stranger {stranger.json()['id']}'s" in (verdict["message"] or ""), verdict
+    other = client.post(
+        "/api/v1/people", data={"name": "Colin"}, files=photo_fields(image_files(LFW10 / PEOPLE[0])[:3])
+    )
+    assert [v["message"] for v in other.json()["photos"]] == [None, None, None]

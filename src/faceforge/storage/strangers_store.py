@@ -189,6 +189,16 @@ def embeddings_by_stranger(session: Session, *, embedder: str) -> list[list[byte
     return list(grouped.values())
 
 
+def embeddings_with_strangers(session: Session, *, embedder: str) -> list[tuple[int, bytes]]:
+    """``(stranger id, embedding)`` of every stored stranger photo of ``embedder``."""
+    rows = session.execute(
+        select(StrangerPhotoRow.stranger_id, StrangerPhotoRow.embedding).where(
+            StrangerPhotoRow.embedder == embedder
+        )
+    ).all()
+    return [(int(stranger_id), bytes(embedding)) for stranger_id, embedding in rows]
+
+
 def stale_photos(session: Session, *, embedder: str) -> list[tuple[int, str, dict[str, Any]]]:
     """``(photo id, stored file name, box)`` of every stranger's photo embedded by another embedder."""
     rows = session.execute(

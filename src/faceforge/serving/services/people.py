@@ -19,6 +19,7 @@ from faceforge.core.config import Settings
 from faceforge.core.embedding_space import EMBEDDER_NAME
 from faceforge.core.errors import RequestRejectedError
 from faceforge.core.faces import Box, PhotoFaces, RejectReason
+from faceforge.core.model.population import shipped_model
 from faceforge.core.records import Person, StoredPhoto
 from faceforge.serving.services.vision_gate import VisionGate
 from faceforge.serving.vision.crop import crop_face
@@ -363,6 +364,32 @@ class PeopleService:
             lock=lambda: people_store.lock_person(session, person_id=person_id),
         )
 
+    def _note_strangers_alike(self, prepared: PreparedPhotos) -> None:
+        """Say on each accepted photo whose face looks like a collected stranger's: that stranger's
+        photos would keep this person from being named (a tester enrolled someone already collected
+        as a stranger, and nothing said why they were never named after). Alike: at least the
+        population's pair midpoint, where two photos are as likely one person as two."""
+        if not prepared.accepted:
+            return
+        with self.sessions() as session:
+            rows = strangers_store.embeddings_with_strangers(session, embedder=EMBEDDER_NAME)
+        if not rows:
+            return
+        owners = [stranger_id for stranger_id, _ in rows]
+        faces = np.stack([np.frombuffer(embedding, "<f4") for _, embedding in rows])
+        alike = shipped_model().pair.midpoint
+        for item in prepared.accepted:
+            similarities = faces @ np.frombuffer(item.fields["embedding"], "<f4")
+            best = int(np.argmax(similarities))
+            if similarities[best] < alike:
+                continue
+            note = (
+                f"this face looks like stranger {owners[best]}'s (similarity {similarities[best]:.2f}): "
+                "while that stranger is kept, this person will hardly be named; delete the stranger "
+                "if it is them"
+            )
+            item.verdict.message = f"{item.verdict.message}; {note}" if item.verdict.message else note
+
     def _held_by_strangers(self, digests: list[str]) -> dict[str, tuple[str, str]]:
         with self.sessions() as session:
             holders = strangers_store.strangers_with_photos(session, digests)
@@ -401,6 +428,7 @@ class PeopleService:
         clean_external = self.clean_optional(external_id, "external_id")
         self.check_uploads(uploads)
         prepared = prepare_photos(None, self.analyse(uploads), self.files, self._held_by_strangers)
+        self._note_strangers_alike(prepared)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
             person_id = people_store.create_person(
@@ -427,6 +455,7 @@ class PeopleService:
             known = people_store.find_by_name(session, name=clean_name)
             owner = None if known is None else self._owner(session, known.id)
             prepared = prepare_photos(owner, analysed, self.files, self._held_by_strangers, min_score)
+        self._note_strangers_alike(prepared)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
             people_store.lock_name(session, name=clean_name)
@@ -453,6 +482,7 @@ class PeopleService:
             prepared = prepare_photos(
                 self._owner(session, person_id), analysed, self.files, self._held_by_strangers
             )
+        self._note_strangers_alike(prepared)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
             verdicts = store_prepared(self._owner(session, person_id), prepared, unused)
