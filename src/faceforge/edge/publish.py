@@ -167,6 +167,7 @@ class Publisher:
         self._early_acks: dict[int, float] = {}  # message id -> when acknowledged
         self._acked = threading.Condition()
         self.connected = threading.Event()
+        self._stopping = False
         self._client = mqtt.Client(
             # The process id too: two agents with one client id knock each other off the broker, in
             # turns, for ever (sessions are clean: the spool, not the broker, keeps what is unsent).
@@ -237,6 +238,7 @@ class Publisher:
             )
 
     def stop(self) -> None:
+        self._stopping = True  # the disconnection that follows is ours, not a lost broker
         if self.connected.is_set():
             self._client.publish(self.status_topic, "offline", qos=1, retain=True).wait_for_publish(2.0)
         self._client.disconnect()
@@ -252,7 +254,7 @@ class Publisher:
         self._announce()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._stopping:
             log.warning("lost the MQTT broker (%s); reconnecting", reason)
         self.connected.clear()
 
