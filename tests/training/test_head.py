@@ -82,8 +82,8 @@ def test_a_restricted_head_decides_the_others_as_before(
         if was.index == gone:
             assert now.index is None or restricted.labels[now.index] != head.labels[gone]
         else:
-            assert (now.index is None) == (was.index is None)
-            assert now.index is None or restricted.labels[now.index] == head.labels[was.index]
+            named_before = None if was.index is None else head.labels[was.index]
+            assert (None if now.index is None else restricted.labels[now.index]) == named_before
     assert all(match.index is None for match in head.restricted([]).predict(embeddings[:3]))
 
 
