@@ -216,11 +216,11 @@ class Agent:
             if face is None:
                 continue
             box, probabilities, embedding = face
-            if not track.same_face(embedding):  # someone else in its place (``edge.tracking``)
+            if track.someone_else(embedding, index):  # someone else in its place (``edge.tracking``)
                 self._decide(track)
                 track = self.tracker.replace(track, index)
-            track.reference, track.checked_frame = embedding, index
-            if not track.decided:
+                track.someone_else(embedding, index)  # the new track's first reference
+            if not track.decided and not track.doubts:
                 track.add(probabilities, self.model.version.version)
                 track.face = box
 

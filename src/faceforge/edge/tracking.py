@@ -5,10 +5,12 @@
 ``MAX_MISSED`` frames closes.
 
 Overlap alone cannot tell that someone else stepped into the place a person just left (a door, a
-queue at a desk): that face would inherit the person's decision. So a track keeps the embedding of
-its latest sample (``reference``) and each new sample must agree with it (``SAME_FACE_COSINE``); one
-that does not ends the track (decided from what it saw) and opens a new one. A decided track is not
-sampled every frame, only when it is seen again after a gap and every ``RECHECK_FRAMES`` frames.
+queue at a desk): that face would inherit the person's decision. So a track keeps the embeddings of
+its latest samples (``references``, up to ``REFERENCES``) and a new sample must agree with one of them
+(``SAME_FACE_COSINE``). ``DOUBTS`` samples in a row that agree with none end the track (decided from
+what it saw) and open a new one: one odd frame (a head turned away, motion blur) is not a new person.
+A decided track is not sampled every frame, only when it is seen again after a gap, every
+``RECHECK_FRAMES`` frames, and on the frame after a doubt.
 
 **Deciding.** A track is decided once, from the head's probabilities (``unknown`` last) of its first
 ``SAMPLES`` frames, or of fewer when it closes before: ``decide`` with ``RULE``. The rules
@@ -45,6 +47,8 @@ SAME_FACE_COSINE = 0.79
 # A decided track's face is checked again this often (frames), so that a swap without a gap (one face
 # passing in front of another) is found within as many frames as a track outlives its face.
 RECHECK_FRAMES = MAX_MISSED
+REFERENCES = 8  # the latest agreeing samples' embeddings a new sample is compared with
+DOUBTS = 2  # samples in a row unlike every reference that make another person
 FloatArray = npt.NDArray[np.float32]
 
 
@@ -108,8 +112,9 @@ class Track:
     version: int | None = None  # the model version its samples came from
     samples: list[FloatArray] = field(default_factory=list)
     decided: bool = False
-    reference: FloatArray | None = None  # the embedding of its latest sample
-    checked_frame: int = -1  # the frame of that sample
+    references: list[FloatArray] = field(default_factory=list)  # its latest agreeing samples' embeddings
+    doubts: int = 0  # samples in a row that agreed with none of them
+    checked_frame: int = -1  # the frame of its latest sample
     resumed: bool = False  # matched in this frame after frames without it
 
     @property
@@ -117,15 +122,25 @@ class Track:
         return not self.decided and len(self.samples) >= SAMPLES
 
     def wants_sample(self, frame: int) -> bool:
-        """Every frame until decided; then after a gap and every ``RECHECK_FRAMES`` frames."""
-        return not self.decided or self.resumed or frame - self.checked_frame >= RECHECK_FRAMES
+        """Every frame until decided; then after a gap, every ``RECHECK_FRAMES`` frames and while in doubt."""
+        return (
+            not self.decided
+            or self.resumed
+            or self.doubts > 0
+            or frame - self.checked_frame >= RECHECK_FRAMES
+        )
 
-    def same_face(self, embedding: FloatArray) -> bool:
-        """Whether ``embedding`` (unit) is this track's person, as far as its latest sample says."""
-        if self.reference is None:
-            return True
-        norms = float(np.linalg.norm(self.reference) * np.linalg.norm(embedding)) or 1.0
-        return float(np.dot(self.reference, embedding)) / norms >= SAME_FACE_COSINE
+    def someone_else(self, embedding: FloatArray, frame: int) -> bool:
+        """Take a sample's embedding; whether it makes ``DOUBTS`` in a row unlike every reference (the
+        track is then someone else's). An agreeing one becomes a reference."""
+        self.checked_frame = frame
+        unit = embedding / (float(np.linalg.norm(embedding)) or 1.0)
+        if self.references and max(float(np.dot(r, unit)) for r in self.references) < SAME_FACE_COSINE:
+            self.doubts += 1
+            return self.doubts >= DOUBTS
+        self.doubts = 0
+        self.references = [*self.references[-(REFERENCES - 1) :], unit]
+        return False
 
     def add(self, probabilities: FloatArray, version: int) -> None:
         if version != self.version:  # a new version has other outputs: start again

@@ -9,8 +9,12 @@ const KEY_STORAGE = "faceforge-api-key";  // the dashboard's (this tab), or this
 const MATCH_IOU = 0.3;
 const MAX_MISSED = 5;
 const SAMPLES = 3;
-// edge/tracking.py's SAME_FACE_COSINE: two photos of one person fall below it one time in 1,000.
+// edge/tracking.py's rule: a face unlike each of its track's latest REFERENCES faces (cosine below
+// SAME_FACE_COSINE, which two photos of one person fall below one time in 1,000) DOUBTS frames in a
+// row is someone else. This page embeds every face on every frame, so it checks every frame.
 const SAME_FACE_COSINE = 0.79;
+const REFERENCES = 8;
+const DOUBTS = 2;
 const UPDATE_SECONDS = 30;
 // Faces smaller than this many pixels of the camera's frame are not looked for: someone at a door or
 // a desk fills more, and each halving of the size searched for costs P-Net about four times the work.
@@ -28,10 +32,29 @@ function iou(a, b) {
   return inter / (a.width * a.height + b.width * b.height - inter);
 }
 
-function cosine(a, b) {
-  let dot = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
-  return dot / (Math.sqrt(aa * bb) || 1);
+function unit(vector) {
+  let norm = 0;
+  for (const v of vector) norm += v * v;
+  norm = Math.sqrt(norm) || 1;
+  return Float32Array.from(vector, (v) => v / norm);
+}
+
+function dot(a, b) {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += a[i] * b[i];
+  return sum;
+}
+
+/** Take a face's embedding into `track`; true when it makes DOUBTS in a row unlike every reference. */
+function someoneElse(track, embedding) {
+  const face = unit(embedding);
+  if (track.references.length && Math.max(...track.references.map((r) => dot(r, face))) < SAME_FACE_COSINE) {
+    track.doubts += 1;
+    return track.doubts >= DOUBTS;
+  }
+  track.doubts = 0;
+  track.references = [...track.references.slice(-(REFERENCES - 1)), face];
+  return false;
 }
 
 /** One decision from frames' probabilities (`unknown` last): the argmax of their mean. */
@@ -59,17 +82,17 @@ class Tracker {
     }
     return faces.map((face, f) => {
       let track = matched.get(f);
-      if (track && track.reference && face.embedding && cosine(track.reference, face.embedding) < SAME_FACE_COSINE) {
+      if (track && face.embedding && someoneElse(track, face.embedding)) {
         this.tracks = this.tracks.filter((t) => t !== track);  // someone else stepped into its place
         track = undefined;
       }
       if (!track) {
-        track = { id: this.nextId++, samples: [], version: null, decision: null };
+        track = { id: this.nextId++, samples: [], version: null, decision: null, references: [], doubts: 0 };
+        if (face.embedding) someoneElse(track, face.embedding);
         this.tracks.push(track);
       }
       track.box = face.box;
       track.lastFrame = frame;
-      if (face.embedding) track.reference = face.embedding;
       return track;
     });
   }
@@ -140,7 +163,7 @@ async function start(key) {
     faces.forEach((face, i) => {
       const track = tracks[i];
       if (track.version !== client.version) { track.samples = []; track.version = client.version; track.decision = null; }
-      if (!track.decision) {
+      if (!track.decision && !track.doubts) {
         track.samples.push(face.probabilities);
         if (track.samples.length >= SAMPLES) {
           const d = decide(track.samples);
