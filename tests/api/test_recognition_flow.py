@@ -117,6 +117,9 @@ def test_delete_person_removes_everything_and_retrains(client: TestClient) -> No
     photos_dir = client.app.state.services.settings.files_dir / "photos"  # type: ignore[attr-defined]
     assert len(list(photos_dir.iterdir())) == 5 * len(PEOPLE)
 
+    probe = image_files(LFW10 / "Colin_Powell")[6]
+    named = client.post("/api/v1/identify", files={"photo": (probe.name, probe.read_bytes())}).json()
+    assert named["faces"][0]["match"]["person_id"] == ids["Colin_Powell"]  # (what identify keeps of it)
     assert client.delete(f"/api/v1/people/{ids['Colin_Powell']}").status_code == 204
     assert client.get(f"/api/v1/people/{ids['Colin_Powell']}").status_code == 404
     assert len(list(photos_dir.iterdir())) == 5 * (len(PEOPLE) - 1)
@@ -124,7 +127,6 @@ def test_delete_person_removes_everything_and_retrains(client: TestClient) -> No
     after = client.get("/api/v1/models/current").json()
     assert after["version"] > before
     assert ids["Colin_Powell"] not in [p["id"] for p in after["people"]]
-    probe = image_files(LFW10 / "Colin_Powell")[6]
     for asked in ({}, {"version": str(before)}):  # the version after the deletion, and the one before
         face = client.post(
             "/api/v1/identify", data=asked, files={"photo": (probe.name, probe.read_bytes())}

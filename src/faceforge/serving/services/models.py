@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.config import Settings
@@ -41,6 +41,7 @@ from faceforge.storage.tables import PersonRow
 from faceforge.storage.version_store import PointerStamp, PublishedManifest, VersionStore
 
 CURRENT_RECHECK_SECONDS = 2.0
+ID_CHUNK = 10_000
 LOADED_HEADS = 4  # the current version, and a few a client may still ask for by number
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ class ModelService:
         self.sessions = sessions
         self.store = VersionStore(settings.models_dir)
         self._heads: OrderedDict[int, LoadedModel] = OrderedDict()
+        # version -> (people with an id up to its roster's largest, what it recognises then)
+        self._recognising: dict[int, tuple[int, LoadedModel]] = {}
         self._current: CurrentRead | None = None
         self._lock = threading.Lock()
 
@@ -272,9 +275,10 @@ class ModelService:
             if deleted:
                 raise RequestRejectedError(
                     "names_deleted_people",
-                    f"model version {version} names {len(deleted)} deleted "
-                    f"{'person' if len(deleted) == 1 else 'people'} (id {', '.join(map(str, deleted))}) "
-                    "and cannot be made current; the version trained after the deletion leaves them out",
+                    f"model version {version} names {len(deleted)} "
+                    f"{'person' if len(deleted) == 1 else 'people'} deleted or merged into another since "
+                    f"(id {', '.join(map(str, deleted))}) and cannot be made current; the versions trained "
+                    "after that leave them out",
                     status=409,
                 )
             return training_store.activate_version(session, version=version)
@@ -297,12 +301,31 @@ class ModelService:
         name someone deleted (their classes are left out; the others decide as they did)."""
         loaded = self.loaded(version)
         ids = [cast(int, person["person_id"]) for person in loaded.people]
+        if not ids:
+            return loaded
+        # Ids are never given again, so this count changes exactly when someone up to the roster's
+        # largest id is deleted: one primary-key range count per request, and the roster itself is
+        # looked up (and the head cut) only then.
         with self.sessions() as session:
+            people = session.scalar(
+                select(func.count()).select_from(PersonRow).where(PersonRow.id <= max(ids))
+            )
+            cached = self._recognising.get(loaded.version)
+            if cached is not None and cached[0] == people:  # a version's head never changes
+                return cached[1]
             existing = _existing_people(session, ids)
         if len(existing) == len(ids):
-            return loaded
-        keep = [index for index, person_id in enumerate(ids) if person_id in existing]
-        return LoadedModel(loaded.version, loaded.head.restricted(keep), [loaded.people[i] for i in keep])
+            answer = loaded
+        else:
+            keep = [index for index, person_id in enumerate(ids) if person_id in existing]
+            answer = LoadedModel(
+                loaded.version, loaded.head.restricted(keep), [loaded.people[i] for i in keep]
+            )
+        with self._lock:
+            self._recognising[loaded.version] = (people or 0, answer)
+            while len(self._recognising) > LOADED_HEADS:
+                self._recognising.pop(next(iter(self._recognising)))
+        return answer
 
     def loaded(self, version: int | None) -> LoadedModel:
         """The recognition head of ``version`` (default: current), read once and verified by checksum."""
@@ -342,5 +365,11 @@ class ModelService:
 
 
 def _existing_people(session: Session, ids: builtins.list[int]) -> set[int]:
-    """Which of ``ids`` are people still enrolled."""
-    return set(session.scalars(select(PersonRow.id).where(PersonRow.id.in_(ids)))) if ids else set()
+    """Which of ``ids`` are people still enrolled (asked in chunks: PostgreSQL takes at most 65,535
+    parameters in one statement)."""
+    found: set[int] = set()
+    for start in range(0, len(ids), ID_CHUNK):
+        found.update(
+            session.scalars(select(PersonRow.id).where(PersonRow.id.in_(ids[start : start + ID_CHUNK])))
+        )
+    return found
