@@ -254,7 +254,7 @@ def test_a_version_below_the_floor_is_built_but_not_made_current(
     )
     app_settings = service_settings(tmp_path, database_url, settings, worker=worker)
     with local_client(create_app(app_settings)) as client:
-        _register_people(client)
+        ids = _register_people(client)
         wait_until_trained(client)
         good = client.get("/api/v1/models/current").json()
         assert good["metrics"]["accept_rate"] >= 0.9
@@ -272,3 +272,10 @@ def test_a_version_below_the_floor_is_built_but_not_made_current(
         assert _pointed_at(app_settings) == good["version"]
         assert client.post(f"/api/v1/models/{held['version']}/activate").status_code == 200  # by choice
         assert _pointed_at(app_settings) == held["version"]
+        # A deletion is never held back: the version after it goes live below the floor too, or the
+        # current one's files would go on naming the deleted person on every device.
+        assert client.delete(f"/api/v1/people/{ids['Colin_Powell']}").status_code == 204
+        wait_until_trained(client)
+        after = client.get("/api/v1/models/current").json()
+        assert after["version"] == held["version"] + 1 and after["metrics"]["accept_rate"] < 0.9
+        assert ids["Colin_Powell"] not in [p["id"] for p in after["people"]]

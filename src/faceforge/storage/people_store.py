@@ -341,3 +341,17 @@ def photo_embedding(session: Session, *, photo_id: int, embedder: str) -> bytes 
     return session.scalar(
         select(PhotoRow.embedding).where(PhotoRow.id == photo_id, PhotoRow.embedder == embedder)
     )
+
+
+# PostgreSQL takes at most 65,535 parameters in one statement.
+ID_CHUNK = 10_000
+
+
+def existing_people(session: Session, ids: list[int]) -> set[int]:
+    """Which of ``ids`` are people still enrolled (versions name people by id; ids are never given
+    again, so an id missing here is someone deleted or merged into another)."""
+    found: set[int] = set()
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = ids[start : start + ID_CHUNK]
+        found.update(session.scalars(select(PersonRow.id).where(PersonRow.id.in_(chunk))))
+    return found

@@ -422,10 +422,24 @@ class TrainingWorker:
         current = training_store.current_version(session)
         if current is None:
             return None  # nothing to keep serving: a weak version beats none
+        if self._names_deleted_people(session, current):
+            return None  # a deletion must reach the devices, whatever else this version does worse
         below = self._below_floor(metrics)
         if below is not None:
             return below
         return self._new_duplicates(metrics, self._metrics_of(session, current))
+
+    def _names_deleted_people(self, session: Session, version: int) -> bool:
+        """Whether ready ``version``'s roster names someone deleted (or merged into another) since."""
+        record = training_store.get_version(session, version=version)
+        try:
+            roster = [
+                person.id
+                for person in self.store.published(version, created_at=record.created_at).manifest.people
+            ]
+        except ManifestError:
+            return False
+        return len(people_store.existing_people(session, roster)) < len(set(roster))
 
     def _metrics_of(self, session: Session, version: int) -> dict[str, Any]:
         """The figures of ready ``version``, from its manifest (the database keeps none). A damaged

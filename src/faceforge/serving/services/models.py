@@ -35,13 +35,12 @@ from faceforge.core.errors import ModelNotReadyError, NotFoundError, RequestReje
 from faceforge.core.model.head import RecognitionHead
 from faceforge.core.model.manifest import ManifestError
 from faceforge.core.records import ModelVersion, TrainingStatus, VersionStatus
-from faceforge.storage import training_store
+from faceforge.storage import people_store, training_store
 from faceforge.storage.current_version import make_current
 from faceforge.storage.tables import PersonRow
 from faceforge.storage.version_store import PointerStamp, PublishedManifest, VersionStore
 
 CURRENT_RECHECK_SECONDS = 2.0
-ID_CHUNK = 10_000
 LOADED_HEADS = 4  # the current version, and a few a client may still ask for by number
 log = logging.getLogger(__name__)
 
@@ -271,7 +270,7 @@ class ModelService:
         roster = [person["id"] for person in self.get(version).people]
 
         def change(session: Session) -> ModelVersion:
-            deleted = sorted(set(roster) - _existing_people(session, roster))
+            deleted = sorted(set(roster) - people_store.existing_people(session, roster))
             if deleted:
                 raise RequestRejectedError(
                     "names_deleted_people",
@@ -313,7 +312,7 @@ class ModelService:
             cached = self._recognising.get(loaded.version)
             if cached is not None and cached[0] == people:  # a version's head never changes
                 return cached[1]
-            existing = _existing_people(session, ids)
+            existing = people_store.existing_people(session, ids)
         if len(existing) == len(ids):
             answer = loaded
         else:
@@ -362,14 +361,3 @@ class ModelService:
             while len(self._heads) > LOADED_HEADS:
                 self._heads.popitem(last=False)
         return loaded
-
-
-def _existing_people(session: Session, ids: builtins.list[int]) -> set[int]:
-    """Which of ``ids`` are people still enrolled (asked in chunks: PostgreSQL takes at most 65,535
-    parameters in one statement)."""
-    found: set[int] = set()
-    for start in range(0, len(ids), ID_CHUNK):
-        found.update(
-            session.scalars(select(PersonRow.id).where(PersonRow.id.in_(ids[start : start + ID_CHUNK])))
-        )
-    return found
