@@ -48,5 +48,12 @@ def test_export_does_not_make_a_mistyped_home(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["export", "--version", "1", "--format", "onnx", "--out", str(out), "--home", str(home)]
     )
-    assert result.exit_code == 2 and result.stderr == f"error: no faceforge home at {home}\n"
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: no faceforge home at {home} ")
     assert not home.exists() and not out.exists()
+    # A folder that is no faceforge home (say, --home ~) is not made one either.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    result = runner.invoke(
+        app, ["export", "--version", "1", "--format", "onnx", "--out", str(out), "--home", str(plain)]
+    )
+    assert result.exit_code == 2 and list(plain.iterdir()) == []

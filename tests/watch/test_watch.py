@@ -197,6 +197,9 @@ def test_offline_with_the_server_gone_uses_the_cached_model(warm_cache: Path, tm
         # It retried for ever ("missing an 'http://' or 'https://' protocol").
         (["video.mp4", "--server", "notaurl"], "--server must look like http://host:port"),
         (["video.mp4", "--server", "ftp://host"], "--server must look like http://host:port"),
+        (["video.mp4", "--server", "http://host:99999"], "--server must look like http://host:port"),
+        (["video.mp4", "--topic-prefix", "home/#"], "--topic-prefix must be a topic level"),
+        (["video.mp4", "--topic-prefix", ""], "--topic-prefix must be a topic level"),
     ],
 )
 def test_bad_input_exits_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:

@@ -260,8 +260,8 @@ def export_command(
     from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
 
     settings = _settings(home)
-    if not settings.home.expanduser().is_dir():  # a mistyped --home would be made, empty, by the database
-        raise _fail(f"no faceforge home at {settings.home.expanduser()}")
+    if not settings.models_dir.expanduser().is_dir():  # a mistyped --home would get an empty database
+        raise _fail(f"no faceforge home at {settings.home.expanduser()} (it holds no model versions)")
     engine = make_engine(settings.resolved_database_url)
     try:
         upgrade_database(engine)

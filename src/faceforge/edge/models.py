@@ -103,7 +103,13 @@ def check_server_url(url: str) -> None:
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
         parsed = None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+    if (
+        parsed is None
+        or parsed.scheme not in ("http", "https")
+        or not parsed.host
+        or any(c.isspace() for c in url)
+        or not 0 < (parsed.port or 80) < 65536
+    ):
         raise WatchError(f"--server must look like http://host:port, not {url!r}")
 
 

@@ -278,6 +278,13 @@ class Publisher:
             self._client.publish(topic, json.dumps(config), qos=1, retain=True)
 
 
+def check_topic_prefix(prefix: str) -> None:
+    """A ``WatchError`` for a ``--topic-prefix`` no topic can start with (empty, or an MQTT wildcard,
+    which the broker refuses in a published topic)."""
+    if not prefix.strip("/") or any(c in prefix for c in "+#") or any(c.isspace() for c in prefix):
+        raise WatchError(f"--topic-prefix must be a topic level such as 'faceforge', not {prefix!r}")
+
+
 def last_seen_topic(topic_prefix: str, person_id: int) -> str:
     return f"{topic_prefix}/people/{person_id}/last_seen"
 

@@ -20,7 +20,15 @@ from faceforge.edge.agent import BACKOFF_SECONDS, Agent, ModelUpdates, make_dete
 from faceforge.edge.choices import DetectorName, ModelChoice
 from faceforge.edge.errors import WatchError
 from faceforge.edge.models import CachedVersion, ModelStore, ServerClient, check_server_url
-from faceforge.edge.publish import BASE_TOPIC, DISCOVERY_PREFIX, Decision, Publisher, parse_broker_url, slug
+from faceforge.edge.publish import (
+    BASE_TOPIC,
+    DISCOVERY_PREFIX,
+    Decision,
+    Publisher,
+    check_topic_prefix,
+    parse_broker_url,
+    slug,
+)
 from faceforge.edge.runtime import EdgeModel
 from faceforge.edge.source import LiveFrames, file_frames, is_stream, open_source
 
@@ -89,6 +97,7 @@ def _stop_on_sigterm() -> None:
 def watch(options: WatchOptions, print_line: Callable[[str], None]) -> None:
     """Run the agent until the source ends (a file) or the process is stopped (a stream)."""
     broker = parse_broker_url(options.mqtt) if options.mqtt else None
+    check_topic_prefix(options.topic_prefix)
     if options.server:
         check_server_url(options.server)
     container = open_source(options.source)
