@@ -117,7 +117,7 @@ class StrangersService:
             raise RequestRejectedError("photos_required", "a stranger needs at least one photo")
         self.people.check_uploads(uploads)
         if clean_source is not None and self.find(source=clean_source) is not None:
-            # Said before the photos' verdicts: an import resuming looks for exactly this answer.
+            # Said before the photos' verdicts: a used source is a conflict whatever the photos say.
             raise ConflictError(f"a stranger from {clean_source!r} already exists")
         prepared = prepare_photos(None, self.people.analyse(uploads), self.files, self._held_elsewhere)
 

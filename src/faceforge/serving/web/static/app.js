@@ -140,8 +140,9 @@ function boxOverlay(box, width, height, label, unknown = false) {
   const style = `left:${(100 * box.x) / width}%;top:${(100 * box.y) / height}%;` +
     `width:${(100 * box.width) / width}%;height:${(100 * box.height) / height}%`;
   const end = box.x + box.width / 2 > width / 2 ? " end" : "";
-  const above = box.y + box.height > 0.85 * height ? " above" : "";
-  return el("div", { class: unknown ? "box unknown" : "box", style }, label ? el("span", { class: `tag${end}${above}`, text: label }) : null);
+  // Below the box when there is room, else above it, else (a face filling the photo) inside its top.
+  const place = box.y + box.height <= 0.85 * height ? "" : box.y >= 0.08 * height ? " above" : " inside";
+  return el("div", { class: unknown ? "box unknown" : "box", style }, label ? el("span", { class: `tag${end}${place}`, text: label }) : null);
 }
 // With more faces than this, boxes carry their number only; the list below says who each one is.
 const NAMED_BOXES = 4;
