@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy import create_engine, make_url, text
 
 from faceforge.core.config import Settings
 from tests.api.fixtures import BOTH_DATABASES, photo_fields
@@ -68,3 +76,64 @@ def test_one_photo_sent_twice_at_once_is_stored_once(
     assert sorted(a.status_code for a in answers) == [201, 422], [a.text for a in answers]
     assert len(quiet_client.get(f"/api/v1/people/{person['id']}/photos").json()) == 1
     assert len(list((quiet_settings.files_dir / "photos").iterdir())) == 1
+
+
+@contextmanager
+def writes_held(database_url: str) -> Iterator[None]:
+    """Every write waits while this is open: on SQLite the database's write lock, on PostgreSQL the
+    tables a new person or stranger is inserted into (the first write of each request below)."""
+    if database_url.startswith("sqlite"):
+        blocker = sqlite3.connect(make_url(database_url).database or "", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+        return
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("LOCK TABLE people, strangers IN EXCLUSIVE MODE"))
+            yield
+    finally:
+        engine.dispose()
+
+
+@BOTH_DATABASES
+@pytest.mark.parametrize("first", ["/api/v1/strangers", "/api/v1/people"])
+def test_one_photo_sent_as_two_owners_at_once_is_stored_once(
+    quiet_client: TestClient, quiet_settings: Settings, first: str
+) -> None:
+    """A stranger's photo is refused for another stranger and for a person (it would make them
+    unnameable). Two requests that both passed that check before either wrote (a double click on Try
+    it, an import beside the dashboard) stored it twice: the one that writes second must refuse it."""
+
+    def stored() -> list[Path]:  # people's and strangers' photo files
+        return [path for path in quiet_settings.files_dir.rglob("*") if path.is_file()]
+
+    def send(url: str) -> Response:
+        fields = {"name": "George"} if url.endswith("people") else {"note": "seen at the door"}
+        answer: Response = quiet_client.post(f"{url}?train=false", data=fields, files=photo_fields([BUSH[3]]))
+        return answer
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with writes_held(quiet_settings.resolved_database_url):
+            answers = [pool.submit(send, url) for url in (first, "/api/v1/strangers")]
+            deadline = time.monotonic() + 20
+            # Each request writes its photo's file before its transaction: both passed the checks.
+            while len(stored()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            both_prepared = len(stored()) == 2
+        first_answer, second_answer = (answer.result() for answer in answers)
+    assert both_prepared
+    codes = sorted([first_answer.status_code, second_answer.status_code])
+    assert codes == [201, 422], [first_answer.text, second_answer.text]
+    refused = next(a for a in (first_answer, second_answer) if a.status_code == 422).json()["error"]
+    assert refused["code"] == "photos_rejected"
+    assert refused["photos"][0]["reasons"] in (["stranger_photo"], ["enrolled_photo"])
+    strangers = quiet_client.get("/api/v1/strangers").json()
+    people = quiet_client.get("/api/v1/people").json()
+    holders = strangers["total"] + people["total"]
+    assert holders == 1, (strangers, people)
+    assert len(stored()) == 1  # the refused request's file is gone

@@ -303,6 +303,25 @@ def lock_name(session: Session, *, name: str) -> None:
         )
 
 
+# The key space of photo digests: one photo stored for a person and a stranger, or for two strangers,
+# by requests running at once.
+PHOTO_LOCK_SPACE = 0x70686F74
+
+
+def lock_photos(session: Session, digests: list[str]) -> None:
+    """Hold off, until this transaction ends, every other writer that locks one of these photos
+    (sha256): which collection holds a photo can then be read and the photo stored in one step.
+    Locked in sorted order, so two writers of the same photos never wait for each other. SQLite's
+    write transactions are serialised already."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for digest in sorted(set(digests)):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:digest))"),
+            {"space": PHOTO_LOCK_SPACE, "digest": digest},
+        )
+
+
 def find_by_name(session: Session, *, name: str) -> Person | None:
     """The earliest-registered person with exactly this name (names need not be unique)."""
     row = session.scalar(select(PersonRow).where(PersonRow.name == name).order_by(PersonRow.id).limit(1))

@@ -88,18 +88,25 @@ STRANGER_PHOTO = "stranger_photo"  # a person's photo whose bytes a stranger's p
 ENROLLED_PHOTO = "enrolled_photo"  # a stranger's photo whose bytes a person's photos have
 
 
+# Finds which of a request's photos (by sha256) the other collection holds: a person's photo sent as
+# a stranger's, or a stranger's as a person's. Returns the refusal (reason, message) of each.
+HeldElsewhere = Callable[[list[str]], dict[str, tuple[str, str]]]
+
+
 @dataclass(frozen=True, slots=True)
 class PhotoOwner:
     """Whose photos are stored (a person's or a stranger's), in the caller's session: their stored
     embeddings (which tell whose face a group photo's is), their stored photos' ids by sha256 (the
     same bytes are stored once), how a photo's row is added (``add_photo(stored file name, columns)
-    -> photo id``) and how the owner's row is locked until the transaction ends (``NotFoundError``
-    if they are gone)."""
+    -> photo id``), how the owner's row and the photos about to be stored (sha256) are locked until
+    the transaction ends (``NotFoundError`` if the owner is gone), and which of those photos the
+    other collection holds (``held_elsewhere``, read in the same session)."""
 
     embeddings: Callable[[], list[bytes]]
     known: Callable[[], dict[str, int]]
     add_photo: Callable[[str, dict[str, Any]], int]
-    lock: Callable[[], None]
+    lock: Callable[[list[str]], None]
+    held_elsewhere: HeldElsewhere
 
 
 @dataclass(slots=True)
@@ -122,11 +129,6 @@ class PreparedPhotos:
     @property
     def names(self) -> list[str]:
         return [item.stored_name for item in self.accepted]
-
-
-# Finds which of a request's photos (by sha256) the other collection holds: a person's photo sent as
-# a stranger's, or a stranger's as a person's. Returns the refusal (reason, message) of each.
-HeldElsewhere = Callable[[list[str]], dict[str, tuple[str, str]]]
 
 
 def _judge(
@@ -242,20 +244,30 @@ def prepare_photos(
 
 def store_prepared(owner: PhotoOwner, prepared: PreparedPhotos, unused: list[str]) -> list[PhotoVerdict]:
     """In the write transaction: the rows of ``prepared``'s accepted photos. A photo whose bytes a
-    concurrent request stored for the owner meanwhile becomes a duplicate, its file put in
-    ``unused``. Raises ``PhotosRejectedError`` when photos were sent and none was stored (rolling the
-    whole change back)."""
+    concurrent request stored meanwhile, for the owner or in the other collection, is refused as
+    ``prepare_photos`` would have (its file put in ``unused``): the photos are locked first, so of two
+    requests storing one photo at once the second sees the first's row. Raises
+    ``PhotosRejectedError`` when photos were sent and none was stored (rolling the whole change
+    back)."""
     known: dict[str, int] = {}
+    held: dict[str, tuple[str, str]] = {}
     if prepared.accepted:
-        owner.lock()
+        digests = [item.fields["sha256"] for item in prepared.accepted]
+        owner.lock(digests)
         known = owner.known()
+        held = owner.held_elsewhere(digests)
     for item in prepared.accepted:
-        earlier = known.get(item.fields["sha256"])
-        if earlier is None:
+        digest = item.fields["sha256"]
+        earlier = known.get(digest)
+        if earlier is None and digest not in held:
             item.verdict.photo_id = owner.add_photo(item.stored_name, item.fields)
             continue
-        item.verdict.accepted, item.verdict.reasons = False, [DUPLICATE]
-        item.verdict.message = f"this photo is already stored for them (photo {earlier})"
+        reason, message = (
+            (DUPLICATE, f"this photo is already stored for them (photo {earlier})")
+            if earlier is not None
+            else held[digest]
+        )
+        item.verdict.accepted, item.verdict.reasons, item.verdict.message = False, [reason], message
         item.verdict.box = item.verdict.score = None
         unused.append(item.stored_name)
     verdicts = prepared.verdicts
@@ -361,8 +373,14 @@ class PeopleService:
             add_photo=lambda name, fields: people_store.add_photo(
                 session, person_id=person_id, stored_name=name, fields=fields
             ),
-            lock=lambda: people_store.lock_person(session, person_id=person_id),
+            lock=lambda digests: self._lock(session, person_id, digests),
+            held_elsewhere=lambda digests: self._held_in(session, digests),
         )
+
+    @staticmethod
+    def _lock(session: Session, person_id: int, digests: list[str]) -> None:
+        people_store.lock_photos(session, digests)  # first: every writer takes photos before owners
+        people_store.lock_person(session, person_id=person_id)
 
     def _note_strangers_alike(self, prepared: PreparedPhotos) -> None:
         """Say on each accepted photo whose face looks like a collected stranger's: that stranger's
@@ -392,7 +410,12 @@ class PeopleService:
 
     def _held_by_strangers(self, digests: list[str]) -> dict[str, tuple[str, str]]:
         with self.sessions() as session:
-            holders = strangers_store.strangers_with_photos(session, digests)
+            return self._held_in(session, digests)
+
+    @staticmethod
+    def _held_in(session: Session, digests: list[str]) -> dict[str, tuple[str, str]]:
+        """Of ``digests``, the photos a stranger holds, with the refusal of each."""
+        holders = strangers_store.strangers_with_photos(session, digests)
         return {
             digest: (
                 STRANGER_PHOTO,

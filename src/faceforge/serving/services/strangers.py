@@ -64,17 +64,29 @@ class StrangersService:
             add_photo=lambda name, fields: strangers_store.add_photo(
                 session, stranger_id=stranger_id, stored_name=name, fields=fields
             ),
-            lock=lambda: strangers_store.lock_stranger(session, stranger_id=stranger_id),
+            lock=lambda digests: self._lock(session, stranger_id, digests),
+            held_elsewhere=lambda digests: self._held_in(session, digests, stranger_id),
         )
+
+    @staticmethod
+    def _lock(session: Session, stranger_id: int, digests: list[str]) -> None:
+        people_store.lock_photos(session, digests)  # first: every writer takes photos before owners
+        strangers_store.lock_stranger(session, stranger_id=stranger_id)
 
     def _held_elsewhere(
         self, digests: list[str], stranger_id: int | None = None
     ) -> dict[str, tuple[str, str]]:
+        with self.sessions() as session:
+            return self._held_in(session, digests, stranger_id)
+
+    @staticmethod
+    def _held_in(
+        session: Session, digests: list[str], stranger_id: int | None = None
+    ) -> dict[str, tuple[str, str]]:
         """Photos a person holds (a stranger's photo would make them unnameable), and photos another
         stranger holds (the same face stored twice: a second click on Try it did it)."""
-        with self.sessions() as session:
-            people = people_store.people_with_photos(session, digests)
-            strangers = strangers_store.strangers_with_photos(session, digests)
+        people = people_store.people_with_photos(session, digests)
+        strangers = strangers_store.strangers_with_photos(session, digests)
         held = {
             digest: (
                 STRANGER_PHOTO,
