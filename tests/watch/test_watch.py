@@ -137,6 +137,8 @@ def test_unsent_decisions_wait_in_the_spool_for_the_next_start(warm_cache: Path,
     common = ("--camera", camera, "--cache", str(cache), "--mqtt", f"mqtt://127.0.0.1:{port}")
     printed, log = finish(watch(str(video), *common, "--drain", "0.5"))  # no broker at all
     assert len(printed) == 3 and "kept in" in log
+    # Said as soon as it happens, once, not only at exit.
+    assert log.count(f"cannot reach the MQTT broker 127.0.0.1:{port}; retrying") == 1, log
     proxy = TcpProxy(port, ("127.0.0.1", 1883))
     with Subscriber([topic]) as seen:
         proxy.start()

@@ -168,6 +168,7 @@ class Publisher:
         self._acked = threading.Condition()
         self.connected = threading.Event()
         self._stopping = False
+        self._unreachable_said = False  # once per outage: paho retries every 1 to 60 s
         self._client = mqtt.Client(
             # The process id too: two agents with one client id knock each other off the broker, in
             # turns, for ever (sessions are clean: the spool, not the broker, keeps what is unsent).
@@ -182,6 +183,7 @@ class Publisher:
         self._client.reconnect_delay_set(*RECONNECT_SECONDS)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_publish = self._on_publish
         self._broker = broker
 
@@ -250,8 +252,20 @@ class Publisher:
             log.warning("the MQTT broker refused the connection: %s", reason)
             return
         log.info("connected to the MQTT broker %s:%d", self._broker.host, self._broker.port)
+        self._unreachable_said = False
         self.connected.set()
         self._announce()
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        # Said when it happens (a mistyped --mqtt host was only reported at exit, as unsent decisions).
+        if not self._unreachable_said and not self._stopping:
+            self._unreachable_said = True
+            log.warning(
+                "cannot reach the MQTT broker %s:%d; retrying, and decisions wait in %s until it answers",
+                self._broker.host,
+                self._broker.port,
+                self.spool.path,
+            )
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if self.connected.is_set() and not self._stopping:
