@@ -31,6 +31,16 @@ def test_only_the_newest_versions_keep_their_files(
         assert sorted(versions) == [1, 2, 3, 4]
         assert [versions[v]["status"] for v in (1, 2, 3, 4)] == ["pruned", "pruned", "ready", "ready"]
         assert "retention policy" in versions[1]["status_message"]
+        # Every change makes a version, so they are listed a page at a time, newest first.
+        page = client.get("/api/v1/models?offset=1&limit=2").json()
+        assert [v["version"] for v in page["items"]] == [3, 2]
+        assert (page["total"], page["offset"], page["limit"]) == (4, 1, 2)
+        ready = client.get("/api/v1/models?status=ready&limit=1").json()
+        assert [v["version"] for v in ready["items"]] == [4] and ready["total"] == 2
+        for bad in ("limit=0", "limit=501", "offset=-1", "status=gone", "limit=many"):
+            refused = client.get(f"/api/v1/models?{bad}")
+            assert refused.status_code == 400, (bad, refused.text)
+            assert refused.json()["error"]["code"] == "invalid_request"
         models_dir = app_settings.models_dir
         # Files go right after the versions are marked pruned (which is what stops them being served).
         wait_for(lambda: not (models_dir / "1").exists() and not (models_dir / "2").exists(), what="pruning")

@@ -67,11 +67,12 @@ def test_upgrading_drops_the_copies_and_keeps_every_version(database_url: str) -
             column["name"] for column in inspect(engine).get_columns("model_versions")
         } == THE_DATABASES_OWN
         with make_sessionmaker(engine)() as session:
-            versions = training_store.list_versions(session)
+            versions, total = training_store.list_versions(session)
         assert [(v.version, v.status, v.status_message, v.embedder, v.is_current) for v in versions] == [
             (2, VersionStatus.FAILED, "said", "facenet", False),
             (1, VersionStatus.READY, "said", "facenet", True),
         ]
+        assert total == 2
         assert versions[1].created_at.year == 2026 and versions[1].finished_at is not None
     finally:
         engine.dispose()

@@ -232,10 +232,18 @@ def prune_versions(session: Session, *, keep: int) -> list[int]:
     return sorted({row.version for row in pruned} | set(failed))
 
 
-def list_versions(session: Session) -> list[ModelVersion]:
+def list_versions(
+    session: Session, *, offset: int = 0, limit: int | None = None, status: VersionStatus | None = None
+) -> tuple[list[ModelVersion], int]:
+    """Versions newest first (``limit`` of them from ``offset``; only those with ``status``), and
+    how many there are in all."""
     current = _state(session, lock=False).current_version
-    rows = session.scalars(select(ModelVersionRow).order_by(ModelVersionRow.version.desc()))
-    return [_version(row, current) for row in rows]
+    query = select(ModelVersionRow)
+    if status is not None:
+        query = query.where(ModelVersionRow.status == status.value)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(ModelVersionRow.version.desc()).offset(offset).limit(limit))
+    return [_version(row, current) for row in rows], total
 
 
 def get_version(session: Session, *, version: int) -> ModelVersion:

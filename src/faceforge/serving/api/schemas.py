@@ -157,6 +157,9 @@ class ModelVersionPublic(BaseModel):
 
 class ModelList(BaseModel):
     items: list[ModelVersionPublic]
+    total: int
+    offset: int
+    limit: int
 
 
 class TrainingPublic(BaseModel):

@@ -184,10 +184,14 @@ class ModelService:
             log.warning("model version %d is listed without its manifest: %s", record.version, error.message)
             return ModelView(record, damage=f"{error.message}.")
 
-    def list(self) -> builtins.list[ModelView]:
+    def page(
+        self, *, offset: int = 0, limit: int | None = None, status: VersionStatus | None = None
+    ) -> tuple[builtins.list[ModelView], int]:
+        """Versions newest first, ``limit`` of them from ``offset`` (only those with ``status``), and
+        how many there are in all."""
         with self.sessions() as session:
-            records = training_store.list_versions(session)
-        return [self._listed(record) for record in records]
+            records, total = training_store.list_versions(session, offset=offset, limit=limit, status=status)
+        return [self._listed(record) for record in records], total
 
     def get(self, version: int) -> ModelView:
         with self.sessions() as session:
@@ -233,11 +237,10 @@ class ModelService:
         alike. The newest, not the current: a version held back because of a duplicate pair is the
         one that knows about it."""
         with self.sessions() as session:
-            record = next(
-                (v for v in training_store.list_versions(session) if v.status == VersionStatus.READY), None
-            )
-            if record is None:
+            newest, _ = training_store.list_versions(session, limit=1, status=VersionStatus.READY)
+            if not newest:
                 return []
+            record = newest[0]
             # A person's page must not fail for a damaged version: it then has no suspicions to show.
             suspects = self._listed(record).metrics.get("suspected_duplicates", [])
             # A pair merged (or a person deleted) since that version was built is no longer a suspicion.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse
 
+from faceforge.core.records import VersionStatus
 from faceforge.serving.api.access import AdminAccess, ReadAccess
-from faceforge.serving.api.deps import ServicesDep, VersionNumber
+from faceforge.serving.api.deps import MAX_ID, ServicesDep, VersionNumber
 from faceforge.serving.api.errors import SERVER_ERRORS, error_responses
 from faceforge.serving.api.schemas import ModelList, ModelVersionPublic, TrainingPublic
 
@@ -36,8 +37,17 @@ def request_training(services: ServicesDep) -> TrainingPublic:
 
 
 @read.get("/models")
-def list_models(services: ServicesDep) -> ModelList:
-    return ModelList(items=[ModelVersionPublic.of(m) for m in services.models.list()])
+def list_models(
+    services: ServicesDep,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    status: Annotated[VersionStatus | None, Query(description="only versions with this status")] = None,
+) -> ModelList:
+    """Versions newest first, a page at a time (every change makes one, so they add up)."""
+    versions, total = services.models.page(offset=offset, limit=limit, status=status)
+    return ModelList(
+        items=[ModelVersionPublic.of(m) for m in versions], total=total, offset=offset, limit=limit
+    )
 
 
 @read.get("/models/current", responses=error_responses(409))

@@ -633,21 +633,21 @@ function versionCard(v, newestReady) {
 
 async function versionsPage(match) {
   const params = new URLSearchParams(match[1] || "");
-  const limit = Math.max(1, Number(params.get("limit") || VERSIONS_PAGE_SIZE));
-  const offset = Math.max(0, Number(params.get("offset") || 0));
-  const list = await api("/api/v1/models");
-  const items = list.items.slice().sort((a, b) => b.version - a.version);
-  const ready = items.filter((v) => v.status === "ready");
-  const newestReady = ready.length ? ready[0].version : null;
-  const shown = items.slice(offset, offset + limit);
+  // The API pages versions (at most 500 at a time); an offset past the end shows none, with "Newer".
+  const limit = Math.min(500, Math.max(1, Math.floor(Number(params.get("limit")) || VERSIONS_PAGE_SIZE)));
+  const offset = Math.max(0, Math.floor(Number(params.get("offset")) || 0));
+  const [list, newest] = await Promise.all([
+    api(`/api/v1/models?offset=${offset}&limit=${limit}`), api("/api/v1/models?status=ready&limit=1")]);
+  const newestReady = newest.items.length ? newest.items[0].version : null;
+  const shown = list.items;
   const link = (start) => `#/versions?offset=${start}` + (params.has("limit") ? `&limit=${limit}` : "");
   const pager = el("nav", { class: "pager", "aria-label": "Versions pages" },
-    el("span", { class: "muted", text: `${offset + 1}–${offset + shown.length} of ${items.length}` }),
-    offset > 0 ? el("a", { class: "button", href: link(Math.max(0, offset - limit)), text: "Newer" }) : null,
-    offset + shown.length < items.length ? el("a", { class: "button", href: link(offset + limit), text: "Older" }) : null);
+    el("span", { class: "muted", text: shown.length ? `${offset + 1}–${offset + shown.length} of ${list.total}` : `none of ${list.total} here` }),
+    offset > 0 ? el("a", { class: "button", href: link(Math.max(0, Math.min(offset, list.total) - limit)), text: "Newer" }) : null,
+    offset + shown.length < list.total ? el("a", { class: "button", href: link(offset + limit), text: "Older" }) : null);
   return [el("h1", { text: "Versions" }),
-    admin() && items.length ? el("p", { class: "muted", text: `Make current serves an older version again. ${REPLACED_BY_NEXT_TRAINING}` }) : null,
-    items.length ? [el("div", { id: "versions" }, shown.map((v) => versionCard(v, newestReady))), pager]
+    admin() && list.total ? el("p", { class: "muted", text: `Make current serves an older version again. ${REPLACED_BY_NEXT_TRAINING}` }) : null,
+    list.total ? [el("div", { id: "versions" }, shown.map((v) => versionCard(v, newestReady))), pager]
       : el("p", { text: "No version yet: register people with photos." })];
 }
 
