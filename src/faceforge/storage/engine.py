@@ -48,7 +48,11 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN DEFERRED")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Read committed whatever the server's default: a writer that waited for a lock (a name's, a
+    # photo's) must then read what the writer before it committed (``people_store.lock_photos``).
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, isolation_level="READ COMMITTED"
+    )
 
 
 class WritingSession(Session):

@@ -311,14 +311,15 @@ PHOTO_LOCK_SPACE = 0x70686F74
 def lock_photos(session: Session, digests: list[str]) -> None:
     """Hold off, until this transaction ends, every other writer that locks one of these photos
     (sha256): which collection holds a photo can then be read and the photo stored in one step.
-    Locked in sorted order, so two writers of the same photos never wait for each other. SQLite's
-    write transactions are serialised already."""
+    Every writer locks its photos first, by key in ascending order (a key is the digest's first 32
+    bits, so two digests that share one are locked once, in the same place for everyone): two
+    writers of the same photos never wait for each other. SQLite's write transactions are serialised
+    already."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    for digest in sorted(set(digests)):
+    for key in sorted({int(digest[:8], 16) - 2**31 for digest in digests}):
         session.execute(
-            text("SELECT pg_advisory_xact_lock(:space, hashtext(:digest))"),
-            {"space": PHOTO_LOCK_SPACE, "digest": digest},
+            text("SELECT pg_advisory_xact_lock(:space, :key)"), {"space": PHOTO_LOCK_SPACE, "key": key}
         )
 
 

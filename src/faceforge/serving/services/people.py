@@ -130,6 +130,11 @@ class PreparedPhotos:
     def names(self) -> list[str]:
         return [item.stored_name for item in self.accepted]
 
+    def lock(self, session: Session) -> None:
+        """Lock the accepted photos (``people_store.lock_photos``): the first thing a write
+        transaction that stores them does, before it creates or locks their owner."""
+        people_store.lock_photos(session, [item.fields["sha256"] for item in self.accepted])
+
 
 def _judge(
     analysed: list[tuple[Upload, PhotoFaces | PhotoError]],
@@ -379,7 +384,7 @@ class PeopleService:
 
     @staticmethod
     def _lock(session: Session, person_id: int, digests: list[str]) -> None:
-        people_store.lock_photos(session, digests)  # first: every writer takes photos before owners
+        people_store.lock_photos(session, digests)  # again, if the change did: locks are re-entrant
         people_store.lock_person(session, person_id=person_id)
 
     def _note_strangers_alike(self, prepared: PreparedPhotos) -> None:
@@ -454,6 +459,7 @@ class PeopleService:
         self._note_strangers_alike(prepared)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
+            prepared.lock(session)
             person_id = people_store.create_person(
                 session, name=clean_name, position=clean_position, external_id=clean_external
             )
@@ -481,6 +487,7 @@ class PeopleService:
         self._note_strangers_alike(prepared)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
+            prepared.lock(session)
             people_store.lock_name(session, name=clean_name)
             found = people_store.find_by_name(session, name=clean_name)
             person_id = (
@@ -508,6 +515,7 @@ class PeopleService:
         self._note_strangers_alike(prepared)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
+            prepared.lock(session)
             verdicts = store_prepared(self._owner(session, person_id), prepared, unused)
             requested = request_training(session) if train else None
             return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)

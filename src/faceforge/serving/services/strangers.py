@@ -70,7 +70,7 @@ class StrangersService:
 
     @staticmethod
     def _lock(session: Session, stranger_id: int, digests: list[str]) -> None:
-        people_store.lock_photos(session, digests)  # first: every writer takes photos before owners
+        people_store.lock_photos(session, digests)  # again, if the change did: locks are re-entrant
         strangers_store.lock_stranger(session, stranger_id=stranger_id)
 
     def _held_elsewhere(
@@ -134,6 +134,7 @@ class StrangersService:
         prepared = prepare_photos(None, self.people.analyse(uploads), self.files, self._held_elsewhere)
 
         def change(session: Session, unused: list[str]) -> StrangerChange:
+            prepared.lock(session)
             stranger_id = strangers_store.create_stranger(session, note=clean_note, source=clean_source)
             verdicts = store_prepared(self._owner(session, stranger_id), prepared, unused)
             requested = request_training(session) if train else None
@@ -159,6 +160,7 @@ class StrangersService:
             )
 
         def change(session: Session, unused: list[str]) -> StrangerChange:
+            prepared.lock(session)
             verdicts = store_prepared(self._owner(session, stranger_id), prepared, unused)
             requested = request_training(session) if train else None
             return StrangerChange(
