@@ -248,8 +248,10 @@ class Publisher:
 
     # paho's callbacks (its network thread)
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        if reason.is_failure:
-            log.warning("the MQTT broker refused the connection: %s", reason)
+        if reason.is_failure:  # said once, as an unreachable broker (paho retries; disconnects us)
+            if not self._unreachable_said:
+                log.warning("the MQTT broker refused the connection: %s", reason)
+            self._unreachable_said = True
             return
         log.info("connected to the MQTT broker %s:%d", self._broker.host, self._broker.port)
         self._unreachable_said = False
@@ -257,7 +259,19 @@ class Publisher:
         self._announce()
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        # Said when it happens (a mistyped --mqtt host was only reported at exit, as unsent decisions).
+        self._unreachable()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if self.connected.is_set() and not self._stopping:
+            log.warning("lost the MQTT broker (%s); reconnecting", reason)
+            self._unreachable_said = True  # the outage is said: its failed reconnections need not be
+        elif not self.connected.is_set():
+            self._unreachable()  # something answered on the port, but no MQTT broker accepted us
+        self.connected.clear()
+
+    def _unreachable(self) -> None:
+        # Said when it happens, once until a broker accepts us (a mistyped --mqtt host was only
+        # reported at exit, as unsent decisions).
         if not self._unreachable_said and not self._stopping:
             self._unreachable_said = True
             log.warning(
@@ -266,11 +280,6 @@ class Publisher:
                 self._broker.port,
                 self.spool.path,
             )
-
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        if self.connected.is_set() and not self._stopping:
-            log.warning("lost the MQTT broker (%s); reconnecting", reason)
-        self.connected.clear()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         with self._acked:
