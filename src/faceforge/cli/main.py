@@ -10,12 +10,14 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
+from typer.core import TyperGroup
 
 from faceforge.building.evaluation.app_detectors import AppDetector
 from faceforge.building.export.quiet import quiet_conversion_tools
@@ -26,7 +28,43 @@ from faceforge.core.logs import LogFormat, logging_config
 from faceforge.core.memory import ARENAS, MMAP_FROM_BYTES, limit_malloc_arenas, return_large_buffers
 from faceforge.edge.choices import DetectorName, ModelChoice
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Self-hosted face recognition.")
+
+class _OneLineUsageErrors(TyperGroup):
+    """Typer's command group, with a usage error (an unknown command or option, a missing argument, a
+    value of the wrong type) said on one line and exit 2, as every other refusal of this CLI: Typer
+    draws it in a box under the usage."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:  # a caller that handles click's exceptions itself
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            # Not standalone, so that click's exceptions reach here; typer.Exit comes back as its code.
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.TyperException as error:  # click's exceptions, as Typer ships them
+            if type(error).__name__ == "NoArgsIsHelpError":  # the help, printed already (Typer's test)
+                sys.exit(error.exit_code)
+            # A usage error (exit 2) knows its command; the others (an unreadable file) say enough.
+            context = getattr(error, "ctx", None)
+            hint = f" (see {context.command_path} --help)" if error.exit_code == 2 and context else ""
+            typer.echo(f"error: {error.format_message()}{hint}", err=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=_OneLineUsageErrors, no_args_is_help=True, add_completion=False, help="Self-hosted face recognition."
+)
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="data directory (default: FACEFORGE_HOME or ~/.faceforge)")

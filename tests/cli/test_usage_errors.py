@@ -1,0 +1,36 @@
+"""A usage error (an unknown command or option, a missing argument, a value of the wrong type) is one
+line and exit 2, as every other refusal of the CLI: Typer drew it in a box of five lines under the
+usage (a new-user tester's report)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from faceforge.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (["evall"], "error: No such command 'evall'. Did you mean 'eval'? (see faceforge --help)"),
+        (["watch", "--fps", "5"], "error: No such option: --fps (see faceforge watch --help)"),
+        (["watch"], "error: Missing argument 'source'. (see faceforge watch --help)"),
+        (["eval", "--people", "some"], "error: Invalid value for '--people': "),
+    ],
+    ids=["command", "option", "argument", "value"],
+)
+def test_a_usage_error_is_one_line(arguments: list[str], says: str) -> None:
+    result = runner.invoke(app, arguments, prog_name="faceforge")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(says) and result.stderr.count("\n") == 1, result.stderr
+    assert result.stdout == ""
+
+
+def test_help_and_no_arguments_still_show_the_help() -> None:
+    shown = runner.invoke(app, ["--help"], prog_name="faceforge")
+    assert shown.exit_code == 0 and "Usage: faceforge" in shown.stdout and "eval" in shown.stdout
+    bare = runner.invoke(app, [], prog_name="faceforge")
+    assert bare.exit_code == 2 and "Usage: faceforge" in bare.output and "error" not in bare.output
