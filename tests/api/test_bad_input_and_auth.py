@@ -415,3 +415,13 @@ def test_a_racing_external_id_is_always_409(client: TestClient) -> None:
         statuses = sorted(pool.map(register, range(8)))
     assert statuses == [201] + [409] * 7
     assert client.get("/api/v1/people").json()["total"] == 1
+
+
+def test_a_body_that_is_not_json_says_so(client: TestClient) -> None:
+    """FastAPI's own words were "13: JSON decode error": no word of what was wrong."""
+    answer = client.patch(
+        "/api/v1/people/1", content=b'{"name": "x",}', headers={"content-type": "application/json"}
+    )
+    message = _error(answer, 400, "invalid_request")["message"]
+    assert message.startswith("the body is not valid JSON: ") and "(at character 13)" in message, message
+    assert "decode error" not in message

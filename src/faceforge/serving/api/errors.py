@@ -234,6 +234,11 @@ def _validation_code(error: RequestValidationError) -> tuple[int, str, str]:
     """Missing fields get ``<field>_required`` (as blank ones do); ids in the path that cannot name
     anything (not a number, out of range) are 404; everything else is ``invalid_request``."""
     items = list(error.errors())
+    broken = next((item for item in items if item.get("type") == "json_invalid"), None)
+    if broken is not None:  # FastAPI says "JSON decode error" at a character index, no more
+        where = broken.get("loc", ())[-1]
+        reason = str((broken.get("ctx") or {}).get("error", "")).strip() or "malformed"
+        return 400, "invalid_request", f"the body is not valid JSON: {reason} (at character {where})"
     problems = "; ".join(
         f"{'.'.join(str(p) for p in item.get('loc', ()) if p != 'body')}: {item.get('msg', '')}"
         for item in items
