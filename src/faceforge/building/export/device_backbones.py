@@ -10,17 +10,19 @@ each file appears atomically, so a half-converted backbone is never read.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from faceforge.building.export import coreml_models, refiner_models, tflite_models
-from faceforge.building.export.quiet import native_chatter_filtered
+from faceforge.building.export.quiet import native_chatter_filtered, quiet_conversion_tools
 from faceforge.building.networks.embedding_graph import build_embedding_net
 from faceforge.building.networks.embedding_net import FaceEmbeddingNet
 from faceforge.building.weights.onet_weights import onet_graph_path
@@ -38,6 +40,9 @@ DEVICE_FORMAT_REVISION = 4
 REFINER_FORMAT_REVISION = 2
 # Converting every backbone takes a few minutes on two cores; a process holding the lock longer hangs.
 CONVERSION_LOCK_TIMEOUT_SECONDS = 1800.0
+
+# What a conversion makes: the refiner in every format, or the Core ML or the TFLite backbones.
+Conversion = Literal["refiner", "coreml", "tflite"]
 PROGRAM_WEIGHTS = Path("Data/com.apple.CoreML/weights/weight.bin")
 
 
@@ -88,13 +93,13 @@ class DeviceBackboneCache:
         """The refiner in every format (a few seconds, once), checked against recorded checksums."""
         root = self.refiner_directory
         files = RefinerFiles(root / "refiner.onnx", root / "refiner.tflite", root / "refiner.mlmodel")
-        self._ensure(
-            [files.onnx, files.tflite, files.coreml], lambda _: self._build_refiner(files), root=root
-        )
+        self._ensure([files.onnx, files.tflite, files.coreml], "refiner", root=root)
         self._verify([files.onnx, files.tflite, files.coreml])
         return files
 
-    def _build_refiner(self, files: RefinerFiles) -> None:
+    def _build_refiner(self, _: DeviceBackbones) -> None:
+        root = self.refiner_directory
+        files = RefinerFiles(root / "refiner.onnx", root / "refiner.tflite", root / "refiner.mlmodel")
         if not files.onnx.exists():
             refiner_models.convert_onnx(self.weights_dir, files.onnx)
             record_sha256(files.onnx)
@@ -106,14 +111,14 @@ class DeviceBackboneCache:
     def coreml(self) -> DeviceBackbones:
         """The Core ML backbones, converted now if missing, checked against their recorded checksums."""
         paths = self.paths()
-        self._ensure([paths.coreml, paths.coreml_program], self._build_coreml)
+        self._ensure([paths.coreml, paths.coreml_program], "coreml")
         self._verify([paths.coreml, paths.coreml_program / PROGRAM_WEIGHTS])
         return paths
 
     def tflite(self) -> DeviceBackbones:
         """The TFLite backbones, converted now if missing, checked against their recorded checksums."""
         paths = self.paths()
-        self._ensure([paths.tflite, paths.tflite_int8], self._build_tflite)
+        self._ensure([paths.tflite, paths.tflite_int8], "tflite")
         self._verify([paths.tflite, paths.tflite_int8])
         return paths
 
@@ -141,29 +146,27 @@ class DeviceBackboneCache:
                 )
             self._verified[path] = stamp
 
-    def _ensure(
-        self, wanted: list[Path], build: Callable[[DeviceBackbones], None], *, root: Path | None = None
-    ) -> None:
+    def _ensure(self, wanted: list[Path], build: Conversion, *, root: Path | None = None) -> None:
         if all(path.exists() for path in wanted):
             return
         root = root or self.directory
         root.mkdir(parents=True, exist_ok=True)
         try:
             # Another process may be converting right now; one that hangs must not stop this one.
-            with (
-                self._lock,
-                exclusive_lock(root / ".lock", timeout=CONVERSION_LOCK_TIMEOUT_SECONDS),
-                native_chatter_filtered(),
-            ):
+            with self._lock, exclusive_lock(root / ".lock", timeout=CONVERSION_LOCK_TIMEOUT_SECONDS):
                 self._build_missing(wanted, build)
         except TimeoutError as error:
             raise ExportError(f"could not convert the on-device backbones: {error}") from error
 
-    def _build_missing(self, wanted: list[Path], build: Callable[[DeviceBackbones], None]) -> None:
+    def _build_missing(self, wanted: list[Path], build: Conversion) -> None:
         if all(path.exists() for path in wanted):
             return
         started = time.perf_counter()
-        build(self.paths())
+        # In a process of its own: the converters (PyTorch, coremltools, the TFLite converter) leave
+        # some 0.75 GB in a process that used them, which a server's embedded trainer kept for its
+        # whole life after a first start (2.0 GB resident against 1.3 after a restart, measured).
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+            child.submit(_convert, self.weights_dir, build).result()
         log.info(
             "converted on-device backbones %s in %.1fs",
             [p.name for p in wanted],
@@ -201,3 +204,15 @@ class DeviceBackboneCache:
         if not paths.tflite_int8.exists():
             quantized = tflite_models.quantize_dynamic_int8(paths.tflite.read_bytes())
             write_with_checksum(paths.tflite_int8, quantized)
+
+
+def _convert(weights_dir: Path, conversion: Conversion) -> None:
+    """Run in the conversion's own process (``DeviceBackboneCache._build_missing``), which the caller
+    started holding the conversion's locks."""
+    quiet_conversion_tools()
+    cache = DeviceBackboneCache(weights_dir)
+    builds = {"refiner": cache._build_refiner, "coreml": cache._build_coreml, "tflite": cache._build_tflite}
+    # Filtered here, not in the caller: a process the caller starts meanwhile (multiprocessing's
+    # resource tracker) would keep the filter's pipe open, and the caller would wait for it for ever.
+    with native_chatter_filtered():
+        builds[conversion](cache.paths())
