@@ -19,8 +19,14 @@ runner = CliRunner()
         (["watch", "--fps", "5"], "error: No such option: --fps (see faceforge watch --help)"),
         (["watch"], "error: Missing argument 'source'. (see faceforge watch --help)"),
         (["eval", "--people", "some"], "error: Invalid value for '--people': "),
+        (
+            ["export", "--version", "1"],  # click listed the choices on three more lines
+            "error: Missing option '--format'. Choose from: onnx, coreml, tflite (see faceforge export --help)",
+        ),
+        (["watch", "v.mp4", "--model", "nope"], "error: Invalid value for '--model': 'nope' is not one of"),
+        (["eval", "--people"], "error: Option '--people' requires an argument. (see faceforge"),
     ],
-    ids=["command", "option", "argument", "value"],
+    ids=["command", "option", "argument", "value", "choice", "enum", "no-value"],
 )
 def test_a_usage_error_is_one_line(arguments: list[str], says: str) -> None:
     result = runner.invoke(app, arguments, prog_name="faceforge")

@@ -51,10 +51,13 @@ class _OneLineUsageErrors(TyperGroup):
         except typer.TyperException as error:  # click's exceptions, as Typer ships them
             if type(error).__name__ == "NoArgsIsHelpError":  # the help, printed already (Typer's test)
                 sys.exit(error.exit_code)
-            # A usage error (exit 2) knows its command; the others (an unreadable file) say enough.
+            # A usage error (exit 2) names its command's help; the others (an unreadable file) say
+            # enough. Click lists a choice's values on lines of their own, pydantic says "Value error".
             context = getattr(error, "ctx", None)
-            hint = f" (see {context.command_path} --help)" if error.exit_code == 2 and context else ""
-            typer.echo(f"error: {error.format_message()}{hint}", err=True)
+            command = context.command_path if context is not None else "faceforge"
+            hint = f" (see {command} --help)" if error.exit_code == 2 else ""
+            message = " ".join(error.format_message().replace("Value error, ", "").split())
+            typer.echo(f"error: {message}{hint}", err=True)
             sys.exit(error.exit_code)
         except typer.Abort:
             typer.echo("Aborted.", err=True)
