@@ -635,10 +635,12 @@ async function versionsPage(match) {
   const params = new URLSearchParams(match[1] || "");
   // The API pages versions (at most 500 at a time); an offset past the end shows none, with "Newer".
   const limit = Math.min(500, Math.max(1, Math.floor(Number(params.get("limit")) || VERSIONS_PAGE_SIZE)));
-  const offset = Math.max(0, Math.floor(Number(params.get("offset")) || 0));
+  const offset = Math.min(2147483647, Math.max(0, Math.floor(Number(params.get("offset")) || 0)));
   const [list, newest] = await Promise.all([
     api(`/api/v1/models?offset=${offset}&limit=${limit}`), api("/api/v1/models?status=ready&limit=1")]);
-  const newestReady = newest.items.length ? newest.items[0].version : null;
+  // A newer version that was held back was never current: the current one was not made so by hand.
+  const [latest] = newest.items;
+  const newestReady = latest && !(latest.status_message || "").startsWith("held back") ? latest.version : null;
   const shown = list.items;
   const link = (start) => `#/versions?offset=${start}` + (params.has("limit") ? `&limit=${limit}` : "");
   const pager = el("nav", { class: "pager", "aria-label": "Versions pages" },
