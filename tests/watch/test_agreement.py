@@ -18,7 +18,7 @@ from faceforge.edge.choices import DetectorName, ModelChoice
 from faceforge.edge.models import ModelStore
 from faceforge.edge.publish import Decision
 from faceforge.edge.runtime import EdgeModel
-from faceforge.edge.tracking import DOUBTS, MATCH_IOU, RECHECK_FRAMES, SAMPLES, iou
+from faceforge.edge.tracking import DOUBTS, MATCH_IOU, RECHECK_FRAMES, SAME_FACE_COSINE, SAMPLES, iou
 from tests.conftest import FACES, LFW10
 from tests.watch.conftest import NEWCOMER, PEOPLE, STRANGERS, Server, enrolment, probes
 
@@ -106,3 +106,26 @@ def test_someone_in_the_place_another_just_left_is_decided_afresh(warm_cache: Pa
     sequence = [*person, *[empty] * gap, *[frames[3]] * stay, *[empty] * gap, *[frames[4]] * stay]
     agent.run(sequence)
     assert [d.name for d in decisions] == [PEOPLE[0], None, PEOPLE[1]]
+
+
+def test_two_enrolled_people_alike_in_one_place_are_both_decided(warm_cache: Path) -> None:
+    """Tony Blair, then Colin Powell where he stood: their faces agree above ``SAME_FACE_COSINE`` (one
+    pair of different people in 50 does), so only the head could tell them apart, and a new-user
+    tester saw Colin Powell never reported. The head names the second face as another enrolled person
+    than the track's: that is a doubt too."""
+    version = ModelStore(warm_cache, ModelChoice.TFLITE_INT8).cached()
+    assert version is not None
+    decisions: list[Decision] = []
+    agent = Agent(EdgeModel(version), make_detector(DetectorName.MTCNN), "desk", [decisions.append])
+    shown = [LFW10 / "Tony_Blair" / "Tony_Blair_0008.jpg", LFW10 / "Colin_Powell" / "Colin_Powell_0008.jpg"]
+    frames = [np.asarray(Image.open(photo).convert("RGB")) for photo in shown]
+    faces = [
+        max(agent.faces(frame, agent.detector(frame)), key=lambda f: f[0].area if f else 0)
+        for frame in frames
+    ]
+    assert all(faces)
+    first, second = (face[2] / np.linalg.norm(face[2]) for face in faces if face)
+    assert float(first @ second) >= SAME_FACE_COSINE  # the embeddings alone would keep one track
+    stay = RECHECK_FRAMES + DOUBTS + SAMPLES
+    agent.run([*[frames[0]] * stay, *[frames[1]] * stay])
+    assert [d.name for d in decisions] == ["Tony_Blair", "Colin_Powell"]

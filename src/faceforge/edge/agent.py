@@ -216,12 +216,13 @@ class Agent:
             if face is None:
                 continue
             box, probabilities, embedding = face
-            if track.someone_else(embedding, index):  # someone else in its place (``edge.tracking``)
-                self._decide(track)
+            version = self.model.version.version
+            if track.someone_else(embedding, index, probabilities, version):  # ``edge.tracking``
+                self._decide(track)  # someone else is in its place
                 track = self.tracker.replace(track, index)
                 track.someone_else(embedding, index)  # the new track's first reference
             if not track.decided and not track.doubts:
-                track.add(probabilities, self.model.version.version)
+                track.add(probabilities, version)
                 track.face = box
 
     def _decide(self, track: Track) -> None:

@@ -7,8 +7,10 @@
 Overlap alone cannot tell that someone else stepped into the place a person just left (a door, a
 queue at a desk): that face would inherit the person's decision. So a track keeps the embeddings of
 its latest samples (``references``, up to ``REFERENCES``) and a new sample must agree with one of them
-(``SAME_FACE_COSINE``). ``DOUBTS`` samples in a row that agree with none end the track (decided from
-what it saw) and open a new one: one odd frame (a head turned away, motion blur) is not a new person.
+(``SAME_FACE_COSINE``). Two enrolled people can agree that well (one pair of different people in 50
+does): a sample that agrees but that the head names as another enrolled person than the track's own
+samples do is unlike it too. ``DOUBTS`` samples in a row unlike the track end it (decided from what it
+saw) and open a new one: one odd frame (a head turned away, motion blur) is not a new person.
 A decided track is not sampled every frame, only when it is seen again after a gap, every
 ``RECHECK_FRAMES`` frames, and on the frame after a doubt.
 
@@ -130,17 +132,38 @@ class Track:
             or frame - self.checked_frame >= RECHECK_FRAMES
         )
 
-    def someone_else(self, embedding: FloatArray, frame: int) -> bool:
-        """Take a sample's embedding; whether it makes ``DOUBTS`` in a row unlike every reference (the
-        track is then someone else's). An agreeing one becomes a reference."""
+    def someone_else(
+        self,
+        embedding: FloatArray,
+        frame: int,
+        probabilities: FloatArray | None = None,
+        version: int | None = None,
+    ) -> bool:
+        """Take a sample's embedding (and the head's ``probabilities`` for it, from ``version``);
+        whether it makes ``DOUBTS`` in a row unlike the track (it is then someone else's). An agreeing
+        one becomes a reference."""
         self.checked_frame = frame
         unit = embedding / (float(np.linalg.norm(embedding)) or 1.0)
-        if self.references and max(float(np.dot(r, unit)) for r in self.references) < SAME_FACE_COSINE:
+        unlike = bool(self.references) and (
+            max(float(np.dot(r, unit)) for r in self.references) < SAME_FACE_COSINE
+            or (probabilities is not None and self._names_another(probabilities, version))
+        )
+        if unlike:
             self.doubts += 1
             return self.doubts >= DOUBTS
         self.doubts = 0
         self.references = [*self.references[-(REFERENCES - 1) :], unit]
         return False
+
+    def _names_another(self, probabilities: FloatArray, version: int | None) -> bool:
+        """Whether the head names this sample as an enrolled person other than the one the track's
+        samples name (a track of a stranger, or of samples from another version, has none)."""
+        if not self.samples or version != self.version:
+            return False
+        unknown = len(probabilities) - 1
+        named = int(np.argmax(probabilities))
+        own, _ = decide(self.samples)
+        return named != unknown and own != unknown and named != own
 
     def add(self, probabilities: FloatArray, version: int) -> None:
         if version != self.version:  # a new version has other outputs: start again
