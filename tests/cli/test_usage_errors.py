@@ -21,7 +21,7 @@ runner = CliRunner()
         (["eval", "--people", "some"], "error: Invalid value for '--people': "),
         (
             ["export", "--version", "1"],  # click listed the choices on three more lines
-            "error: Missing option '--format'. Choose from: onnx, coreml, tflite (see faceforge export --help)",
+            "error: Missing option '--format'. Choose from: onnx, coreml, tflite (see faceforge export",
         ),
         (["watch", "v.mp4", "--model", "nope"], "error: Invalid value for '--model': 'nope' is not one of"),
         (["eval", "--people"], "error: Option '--people' requires an argument. (see faceforge"),
