@@ -274,6 +274,34 @@ def test_live_page_names_the_person_on_camera(page: Page, server: Server) -> Non
     )
     assert tracks == [1] * 7 + [2] * 3 + [3] * 2
 
+    # Two enrolled people can agree above the cosine (one pair in 50): a face that agrees with the
+    # track but that the head names as another enrolled person than its samples do is a doubt too.
+    # The second photo's embedding with a third person's probabilities, as the page samples them.
+    third = _probe(FOLDERS[2])
+    tracks = page.evaluate(
+        """async (photos) => {
+          const faces = [];
+          for (const b64 of photos) {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const bitmap = await createImageBitmap(new Blob([bytes]), { colorSpaceConversion: "none" });
+            faces.push((await faceforgeLive.client.recognize(bitmap))[0]);
+          }
+          const version = faceforgeLive.client.version, place = faces[0].box;
+          const alike = { ...faces[1], probabilities: faces[2].probabilities };
+          const tracker = new faceforgeLive.Tracker(), ids = [];
+          let frame = 0;
+          for (const face of [faces[0], faces[0], faces[0], alike, alike, alike]) {
+            const [track] = tracker.update(++frame, [{ ...face, box: place }], version);
+            if (track.version !== version) { track.samples = []; track.version = version; }
+            if (!track.doubts && track.samples.length < 3) track.samples.push(face.probabilities);
+            ids.push(track.id);
+          }
+          return ids;
+        }""",
+        [_b64(photo) for photo in (first, second, third)],
+    )
+    assert tracks == [1] * 4 + [2] * 2
+
 
 def test_update_downloads_the_head_only(page: Page, server: Server) -> None:
     _connect(page, server)

@@ -11,7 +11,9 @@ const MAX_MISSED = 5;
 const SAMPLES = 3;
 // edge/tracking.py's rule: a face unlike each of its track's latest REFERENCES faces (cosine below
 // SAME_FACE_COSINE, which two photos of one person fall below one time in 1,000) DOUBTS frames in a
-// row is someone else. This page embeds every face on every frame, so it checks every frame.
+// row is someone else, and so is a face that agrees but that the head names as another enrolled
+// person than the track's samples do (two people can agree that well). This page embeds every face
+// on every frame, so it checks every frame.
 const SAME_FACE_COSINE = 0.79;
 const REFERENCES = 8;
 const DOUBTS = 2;
@@ -45,15 +47,29 @@ function dot(a, b) {
   return sum;
 }
 
-/** Take a face's embedding into `track`; true when it makes DOUBTS in a row unlike every reference. */
-function someoneElse(track, embedding) {
-  const face = unit(embedding);
-  if (track.references.length && Math.max(...track.references.map((r) => dot(r, face))) < SAME_FACE_COSINE) {
+/** Whether the head names a face (its `probabilities`, from `version`) as an enrolled person other
+ * than the one `track`'s samples name (a stranger's track, or samples of another version, name none). */
+function namesAnother(track, probabilities, version) {
+  if (!probabilities || !track.samples.length || track.version !== version) return false;
+  const unknown = probabilities.length - 1;
+  let named = 0;
+  for (let i = 1; i < probabilities.length; i++) if (probabilities[i] > probabilities[named]) named = i;
+  const own = decide(track.samples).index;
+  return named !== unknown && own !== unknown && named !== own;
+}
+
+/** Take a face into `track`; true when it makes DOUBTS in a row unlike the track (edge/tracking.py). */
+function someoneElse(track, face, version) {
+  const embedding = unit(face.embedding);
+  const unlike = track.references.length && (
+    Math.max(...track.references.map((r) => dot(r, embedding))) < SAME_FACE_COSINE
+    || namesAnother(track, face.probabilities, version));
+  if (unlike) {
     track.doubts += 1;
     return track.doubts >= DOUBTS;
   }
   track.doubts = 0;
-  track.references = [...track.references.slice(-(REFERENCES - 1)), face];
+  track.references = [...track.references.slice(-(REFERENCES - 1)), embedding];
   return false;
 }
 
@@ -69,7 +85,8 @@ export function decide(samples) {
 class Tracker {
   constructor() { this.tracks = []; this.nextId = 1; }
 
-  update(frame, faces) {
+  /** This frame's faces matched to tracks (each face's track, in order); `version`: the model's. */
+  update(frame, faces, version) {
     const pairs = [];
     this.tracks.forEach((track, t) => faces.forEach((face, f) => pairs.push([iou(track.box, face.box), t, f])));
     pairs.sort((a, b) => b[0] - a[0]);
@@ -82,13 +99,13 @@ class Tracker {
     }
     return faces.map((face, f) => {
       let track = matched.get(f);
-      if (track && face.embedding && someoneElse(track, face.embedding)) {
+      if (track && face.embedding && someoneElse(track, face, version)) {
         this.tracks = this.tracks.filter((t) => t !== track);  // someone else stepped into its place
         track = undefined;
       }
       if (!track) {
         track = { id: this.nextId++, samples: [], version: null, decision: null, references: [], doubts: 0 };
-        if (face.embedding) someoneElse(track, face.embedding);
+        if (face.embedding) someoneElse(track, face, version);
         this.tracks.push(track);
       }
       track.box = face.box;
@@ -158,7 +175,7 @@ async function start(key) {
       show(`Recognition failed: ${error.message}`);
     }
     frame += 1;
-    const tracks = tracker.update(frame, faces);
+    const tracks = tracker.update(frame, faces, client.version);
     tracker.close(frame);
     faces.forEach((face, i) => {
       const track = tracks[i];
