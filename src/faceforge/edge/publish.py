@@ -48,6 +48,9 @@ DISCOVERY_PREFIX = "homeassistant"
 SPOOL_LIMIT = 10_000
 RECONNECT_SECONDS = (1, 60)
 KEEPALIVE_SECONDS = 30
+# A port that takes the connection but never answers MQTT (another service, a mistyped port) would
+# only time out with the keepalive: said after this long without a broker's answer.
+ANSWER_SECONDS = 5.0
 STRANGER_STATE = "stranger"
 EARLY_ACK_SECONDS = 60.0  # message ids repeat only after 65,535 messages
 
@@ -169,6 +172,8 @@ class Publisher:
         self.connected = threading.Event()
         self._stopping = False
         self._unreachable_said = False  # once per outage: paho retries every 1 to 60 s
+        self._answer_wait = threading.Timer(ANSWER_SECONDS, self._check_answered)
+        self._answer_wait.daemon = True
         self._client = mqtt.Client(
             # The process id too: two agents with one client id knock each other off the broker, in
             # turns, for ever (sessions are clean: the spool, not the broker, keeps what is unsent).
@@ -204,6 +209,7 @@ class Publisher:
             self._send(key, payload)
         self._client.connect_async(self._broker.host, self._broker.port, keepalive=KEEPALIVE_SECONDS)
         self._client.loop_start()
+        self._answer_wait.start()
 
     def set_people(self, people: list[Person]) -> None:
         """The model's people (a new version may add some): their discovery configs go out now."""
@@ -241,6 +247,7 @@ class Publisher:
 
     def stop(self) -> None:
         self._stopping = True  # the disconnection that follows is ours, not a lost broker
+        self._answer_wait.cancel()
         if self.connected.is_set():
             self._client.publish(self.status_topic, "offline", qos=1, retain=True).wait_for_publish(2.0)
         self._client.disconnect()
@@ -268,6 +275,10 @@ class Publisher:
         elif not self.connected.is_set():
             self._unreachable()  # something answered on the port, but no MQTT broker accepted us
         self.connected.clear()
+
+    def _check_answered(self) -> None:
+        if not self.connected.is_set():
+            self._unreachable()
 
     def _unreachable(self) -> None:
         # Said when it happens, once until a broker accepts us (a mistyped --mqtt host was only
