@@ -38,5 +38,7 @@ def test_a_usage_error_is_one_line(arguments: list[str], says: str) -> None:
 def test_help_and_no_arguments_still_show_the_help() -> None:
     shown = runner.invoke(app, ["--help"], prog_name="faceforge")
     assert shown.exit_code == 0 and "Usage: faceforge" in shown.stdout and "eval" in shown.stdout
+    short = runner.invoke(app, ["watch", "-h"], prog_name="faceforge")
+    assert short.exit_code == 0 and "Usage: faceforge watch" in short.stdout
     bare = runner.invoke(app, [], prog_name="faceforge")
     assert bare.exit_code == 2 and "Usage: faceforge" in bare.output and "error" not in bare.output

@@ -66,7 +66,11 @@ class _OneLineUsageErrors(TyperGroup):
 
 
 app = typer.Typer(
-    cls=_OneLineUsageErrors, no_args_is_help=True, add_completion=False, help="Self-hosted face recognition."
+    cls=_OneLineUsageErrors,
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Self-hosted face recognition.",
 )
 
 HomeOption = Annotated[
