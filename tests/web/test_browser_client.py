@@ -254,15 +254,23 @@ def test_live_page_names_the_person_on_camera(page: Page, server: Server) -> Non
     # put in the first one's place for three frames.
     first, second = image_files(FOLDERS[1])[ENROLLED:][:2]
     stranger = sorted((LFW_DEV / "unknown").glob("*.jpg"))[STRANGERS]
+    page.evaluate(
+        """() => {
+          window.facesOf = async (photos) => {  // each photo's first face, as the page recognises it
+            const faces = [];
+            for (const b64 of photos) {
+              const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+              const bitmap = await createImageBitmap(new Blob([bytes]), { colorSpaceConversion: "none" });
+              faces.push((await faceforgeLive.client.recognize(bitmap))[0]);
+            }
+            return faces;
+          };
+        }"""
+    )
     shown = [first, second, stranger, _probe(FOLDERS[2])]
     tracks = page.evaluate(
         """async (photos) => {
-          const faces = [];
-          for (const b64 of photos) {
-            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-            const bitmap = await createImageBitmap(new Blob([bytes]), { colorSpaceConversion: "none" });
-            faces.push((await faceforgeLive.client.recognize(bitmap))[0]);
-          }
+          const faces = await facesOf(photos);
           const tracker = new faceforgeLive.Tracker(), place = faces[0].box, ids = [];
           let frame = 0;
           for (const face of faces) {
@@ -280,12 +288,7 @@ def test_live_page_names_the_person_on_camera(page: Page, server: Server) -> Non
     third = _probe(FOLDERS[2])
     tracks = page.evaluate(
         """async (photos) => {
-          const faces = [];
-          for (const b64 of photos) {
-            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-            const bitmap = await createImageBitmap(new Blob([bytes]), { colorSpaceConversion: "none" });
-            faces.push((await faceforgeLive.client.recognize(bitmap))[0]);
-          }
+          const faces = await facesOf(photos);
           const version = faceforgeLive.client.version, place = faces[0].box;
           const alike = { ...faces[1], probabilities: faces[2].probabilities };
           const tracker = new faceforgeLive.Tracker(), ids = [];
