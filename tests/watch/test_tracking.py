@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceforge.edge.tracking import Rule, decide
+from faceforge.core.faces import Box
+from faceforge.edge.tracking import SAMPLES, Rule, Track, decide
 
 
 def frame(*probabilities: float) -> np.ndarray:
@@ -40,3 +41,34 @@ def test_the_rules_differ_where_they_should() -> None:
     assert [decide(carried, rule)[0] for rule in Rule] == [1, 0, 1]
     # a probability of 0 (float32 underflow) keeps the score finite
     check([frame(0.0, 0.6, 0.4), frame(0.0, 0.7, 0.3)], Rule.MEAN_SCORE, 1, 0.65)
+
+
+def _sample(track: Track, frame: int, embedding: np.ndarray, probabilities: list[float]) -> bool:
+    """One sample as the agent takes it: whether it ends the track; else its probabilities join the
+    undecided track's samples."""
+    head = np.array(probabilities, np.float32)
+    if track.someone_else(embedding, frame, head, 1):
+        return True
+    if not track.doubts and len(track.samples) < SAMPLES:
+        track.add(head, 1)
+    return False
+
+
+def test_the_head_splits_a_track_only_once_it_has_its_samples_and_only_as_surely() -> None:
+    """One face throughout (the embeddings agree): a first frame the head misnames (B, then A, A) must
+    not end the track on the next frames' doubt, where its one sample would have published B (a
+    reviewer's simulation); once decided, a frame naming another person less surely than the track
+    names its own is no doubt, two as surely are someone else."""
+    face = np.ones(8, np.float32)
+    a, b, unknown = [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]
+    track = Track(1, Box(0, 0, 10, 10), 0)
+    assert not any(_sample(track, frame, face, probs) for frame, probs in enumerate([b, a, a], 1))
+    assert decide(track.samples)[0] == 0  # A, from the mean of three frames
+    unsure_b = [0.3, 0.45, 0.25]  # names B, less surely than the track's 0.57 for A
+    assert not _sample(track, 4, face, unsure_b) and not _sample(track, 5, face, unsure_b)
+    assert track.doubts == 0
+    assert not _sample(track, 6, face, b) and _sample(track, 7, face, b)  # two doubts: someone else
+    # A stranger's track is never split by the head (its samples name nobody).
+    stranger = Track(2, Box(0, 0, 10, 10), 0)
+    assert not any(_sample(stranger, frame, face, unknown) for frame in range(1, 4))
+    assert not any(_sample(stranger, frame, face, b) for frame in range(4, 8))

@@ -9,8 +9,9 @@ queue at a desk): that face would inherit the person's decision. So a track keep
 its latest samples (``references``, up to ``REFERENCES``) and a new sample must agree with one of them
 (``SAME_FACE_COSINE``). Two enrolled people can agree that well (one pair of different people in 50
 does): a sample that agrees but that the head names as another enrolled person than the track's own
-samples do is unlike it too. ``DOUBTS`` samples in a row unlike the track end it (decided from what it
-saw) and open a new one: one odd frame (a head turned away, motion blur) is not a new person.
+``SAMPLES`` do, at least as surely as they name theirs, is unlike it too. ``DOUBTS`` samples in a
+row unlike the track end it (decided from what it saw) and open a new one: one odd frame (a head
+turned away, motion blur) is not a new person.
 A decided track is not sampled every frame, only when it is seen again after a gap, every
 ``RECHECK_FRAMES`` frames, and on the frame after a doubt.
 
@@ -157,13 +158,15 @@ class Track:
 
     def _names_another(self, probabilities: FloatArray, version: int | None) -> bool:
         """Whether the head names this sample as an enrolled person other than the one the track's
-        samples name (a track of a stranger, or of samples from another version, has none)."""
-        if not self.samples or version != self.version:
+        samples name, at least as surely as they name theirs. Only once the track has its
+        ``SAMPLES`` (before, one misnamed first frame would be all it knows), and not for a track of
+        a stranger or of samples from another version."""
+        if len(self.samples) < SAMPLES or version != self.version:
             return False
         unknown = len(probabilities) - 1
         named = int(np.argmax(probabilities))
-        own, _ = decide(self.samples)
-        return named != unknown and own != unknown and named != own
+        own, sureness = decide(self.samples)
+        return named not in (unknown, own) and own != unknown and float(probabilities[named]) >= sureness
 
     def add(self, probabilities: FloatArray, version: int) -> None:
         if version != self.version:  # a new version has other outputs: start again

@@ -48,14 +48,14 @@ function dot(a, b) {
 }
 
 /** Whether the head names a face (its `probabilities`, from `version`) as an enrolled person other
- * than the one `track`'s samples name (a stranger's track, or samples of another version, name none). */
+ * than the one `track`'s SAMPLES name, at least as surely as they name theirs (edge/tracking.py). */
 function namesAnother(track, probabilities, version) {
-  if (!probabilities || !track.samples.length || track.version !== version) return false;
+  if (!probabilities || track.samples.length < SAMPLES || track.version !== version) return false;
   const unknown = probabilities.length - 1;
   let named = 0;
   for (let i = 1; i < probabilities.length; i++) if (probabilities[i] > probabilities[named]) named = i;
-  const own = decide(track.samples).index;
-  return named !== unknown && own !== unknown && named !== own;
+  const own = decide(track.samples);
+  return named !== unknown && !own.unknown && named !== own.index && probabilities[named] >= own.probability;
 }
 
 /** Take a face into `track`; true when it makes DOUBTS in a row unlike the track (edge/tracking.py). */
