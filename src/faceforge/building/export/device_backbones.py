@@ -16,8 +16,8 @@ import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +29,7 @@ from faceforge.building.weights.onet_weights import onet_graph_path
 from faceforge.core.atomic import file_sha256
 from faceforge.core.checksums import matches_record, record_sha256, write_with_checksum
 from faceforge.core.embedding_space import EMBEDDER_NAME
-from faceforge.core.errors import ExportError
+from faceforge.core.errors import ExportError, FaceforgeError
 from faceforge.core.file_lock import exclusive_lock
 from faceforge.serving.vision.embedder import embedder_digest
 
@@ -162,11 +162,7 @@ class DeviceBackboneCache:
         if all(path.exists() for path in wanted):
             return
         started = time.perf_counter()
-        # In a process of its own: the converters (PyTorch, coremltools, the TFLite converter) leave
-        # some 0.75 GB in a process that used them, which a server's embedded trainer kept for its
-        # whole life after a first start (2.0 GB resident against 1.3 after a restart, measured).
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-            child.submit(_convert, self.weights_dir, build).result()
+        _convert_in_child(self.weights_dir, build)
         log.info(
             "converted on-device backbones %s in %.1fs",
             [p.name for p in wanted],
@@ -206,13 +202,59 @@ class DeviceBackboneCache:
             write_with_checksum(paths.tflite_int8, quantized)
 
 
-def _convert(weights_dir: Path, conversion: Conversion) -> None:
-    """Run in the conversion's own process (``DeviceBackboneCache._build_missing``), which the caller
-    started holding the conversion's locks."""
+def _convert_in_child(weights_dir: Path, conversion: Conversion) -> None:
+    """Convert in a process of its own: the converters (PyTorch, coremltools, the TFLite converter)
+    leave some 0.75 GB in a process that used them, which a server's embedded trainer kept for its
+    whole life after a first start (2.0 GB resident against 1.3 after a restart, measured). The child
+    is daemonic, so a server stopped meanwhile ends it instead of waiting minutes for it; one that
+    fails says why (``ExportError``), one that is killed (out of memory) says so."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_convert, args=(weights_dir, conversion, send), name=f"faceforge-convert-{conversion}"
+    )
+    child.daemon = True
+    child.start()
+    send.close()  # the child's end: the pipe reads as closed once the child is gone
+    try:
+        if not receive.poll(CONVERSION_LOCK_TIMEOUT_SECONDS):
+            seconds = CONVERSION_LOCK_TIMEOUT_SECONDS
+            raise ExportError(f"converting the {conversion} backbones took more than {seconds:.0f} s")
+        failure: str | None = receive.recv()
+    except EOFError:
+        child.join(timeout=10)
+        failure = (
+            f"the process converting the {conversion} backbones ended abruptly (exit code "
+            f"{child.exitcode}; out of memory?)"
+        )
+    finally:
+        receive.close()
+        if child.is_alive():
+            child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    if failure is not None:
+        raise ExportError(failure)
+
+
+def _convert(weights_dir: Path, conversion: Conversion, report: Connection) -> None:
+    """Run in the conversion's own process (``_convert_in_child``), which the caller started holding
+    the conversion's locks; sends ``None``, or what went wrong."""
     quiet_conversion_tools()
-    cache = DeviceBackboneCache(weights_dir)
-    builds = {"refiner": cache._build_refiner, "coreml": cache._build_coreml, "tflite": cache._build_tflite}
-    # Filtered here, not in the caller: a process the caller starts meanwhile (multiprocessing's
-    # resource tracker) would keep the filter's pipe open, and the caller would wait for it for ever.
-    with native_chatter_filtered():
-        builds[conversion](cache.paths())
+    failure: str | None = None
+    try:
+        cache = DeviceBackboneCache(weights_dir)
+        builds = {
+            "refiner": cache._build_refiner,
+            "coreml": cache._build_coreml,
+            "tflite": cache._build_tflite,
+        }
+        # Filtered here, not in the caller: a process the caller starts meanwhile (multiprocessing's
+        # resource tracker) would keep the filter's pipe open, and the caller would wait for ever.
+        with native_chatter_filtered():
+            builds[conversion](cache.paths())
+    except Exception as error:  # said by the caller, in the caller's logs and the version's status
+        failure = error.message if isinstance(error, FaceforgeError) else f"{type(error).__name__}: {error}"
+    report.send(failure)
+    report.close()
