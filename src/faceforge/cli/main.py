@@ -49,7 +49,10 @@ class _OneLineUsageErrors(TyperGroup):
             # Not standalone, so that click's exceptions reach here; typer.Exit comes back as its code.
             code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except typer.TyperException as error:  # click's exceptions, as Typer ships them
-            if type(error).__name__ == "NoArgsIsHelpError":  # the help, printed already (Typer's test)
+            if type(error).__name__ == "NoArgsIsHelpError":  # Typer's own test of the class
+                # With rich, making the help printed it; without (TYPER_USE_RICH=0), it is the message.
+                if error.format_message().strip():
+                    typer.echo(error.format_message(), err=True)
                 sys.exit(error.exit_code)
             # A usage error (exit 2) names its command's help; the others (an unreadable file) say
             # enough. Click lists a choice's values on lines of their own, pydantic says "Value error".

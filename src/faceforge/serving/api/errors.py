@@ -236,9 +236,10 @@ def _validation_code(error: RequestValidationError) -> tuple[int, str, str]:
     items = list(error.errors())
     broken = next((item for item in items if item.get("type") == "json_invalid"), None)
     if broken is not None:  # FastAPI says "JSON decode error" at a character index, no more
-        where = broken.get("loc", ())[-1]
+        where = list(broken.get("loc", ()))[1:]  # ("body", the character's index)
         reason = str((broken.get("ctx") or {}).get("error", "")).strip() or "malformed"
-        return 400, "invalid_request", f"the body is not valid JSON: {reason} (at character {where})"
+        at = f" (at character {where[-1]})" if where else ""
+        return 400, "invalid_request", f"the body is not valid JSON: {reason}{at}"
     problems = "; ".join(
         f"{'.'.join(str(p) for p in item.get('loc', ()) if p != 'body')}: {item.get('msg', '')}"
         for item in items

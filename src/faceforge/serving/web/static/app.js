@@ -637,10 +637,11 @@ async function versionsPage(match) {
   const limit = Math.min(500, Math.max(1, Math.floor(Number(params.get("limit")) || VERSIONS_PAGE_SIZE)));
   const offset = Math.min(2147483647, Math.max(0, Math.floor(Number(params.get("offset")) || 0)));
   const [list, newest] = await Promise.all([
-    api(`/api/v1/models?offset=${offset}&limit=${limit}`), api("/api/v1/models?status=ready&limit=1")]);
-  // A newer version that was held back was never current: the current one was not made so by hand.
-  const [latest] = newest.items;
-  const newestReady = latest && !(latest.status_message || "").startsWith("held back") ? latest.version : null;
+    api(`/api/v1/models?offset=${offset}&limit=${limit}`), api("/api/v1/models?status=ready&limit=50")]);
+  // A newer version that was held back was never current, so it does not make the current one a
+  // version made current by hand: the newest ready version that was not held back does.
+  const latest = newest.items.find((v) => !(v.status_message || "").startsWith("held back"));
+  const newestReady = latest ? latest.version : null;
   const shown = list.items;
   const link = (start) => `#/versions?offset=${start}` + (params.has("limit") ? `&limit=${limit}` : "");
   const pager = el("nav", { class: "pager", "aria-label": "Versions pages" },
