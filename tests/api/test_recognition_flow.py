@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -63,6 +64,11 @@ def test_register_train_and_identify(client: TestClient) -> None:
         ).json()["faces"]
         assert faces and faces[0]["match"] is None, stranger.name
         assert len(faces[0]["candidates"]) == 3
+
+    # Photos back to back are a stream: the process keeps the cores awake between them.
+    awake = client.app.state.services.awake  # type: ignore[attr-defined]
+    assert awake.window == 0.15
+    assert awake.off_because is not None or len(awake.poller_pids) == len(os.sched_getaffinity(0))
 
     garbage = client.post("/api/v1/identify", files={"photo": ("x.jpg", b"garbage")})
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "not_an_image"

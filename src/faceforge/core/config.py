@@ -185,6 +185,14 @@ class Settings(BaseSettings):
         description="the embedding graph a process runs: float (the reference), int8 (about 3x "
         "faster), or auto: int8 where it is prepared and passes this machine's start-up check",
     )
+    idle_poll_ms: float = Field(
+        150.0,
+        ge=0,
+        le=1000,
+        description="when photos come this close together, an API process keeps the machine's idle cores "
+        "polling (at the lowest priority) this long after each one, so the next does not wait for "
+        "halted cores to wake (a VM's come back slowly); 0: never. Off under a CPU quota",
+    )
     preload_models: bool = Field(
         False,
         description="load the face detector and embedder when an API process starts (about 300 MB "

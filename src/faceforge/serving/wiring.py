@@ -15,6 +15,7 @@ from faceforge.core.errors import FaceforgeError
 from faceforge.core.trainer_health import TrainerHealth
 from faceforge.serving.api.metrics import ServiceMetrics
 from faceforge.serving.api.version_answers import VersionAnswers
+from faceforge.serving.awake_cores import AwakeCores
 from faceforge.serving.services.compat import CompatService
 from faceforge.serving.services.identify import IdentifyService
 from faceforge.serving.services.models import ModelService
@@ -49,6 +50,7 @@ class Services:
     photo_sizes: SizedPhotos = field(default_factory=SizedPhotos)
     stop_worker: Callable[[], None] | None = None
     trainer: TrainerHealth | None = None  # the embedded trainer's, if this process runs one
+    awake: AwakeCores | None = None  # keeps the cores awake through streams of photos
 
     @classmethod
     def start(
@@ -76,8 +78,12 @@ class Services:
 
             worker = TrainingWorker(settings, sessions, pipeline=pipeline)
         limits = settings.limits
+        awake = AwakeCores(settings.idle_poll_ms)
         gate = VisionGate(
-            concurrency=limits.vision_concurrency, queue=limits.vision_queue, pixels=limits.vision_pixels
+            concurrency=limits.vision_concurrency,
+            queue=limits.vision_queue,
+            pixels=limits.vision_pixels,
+            awake=awake,
         )
         people = PeopleService(
             settings, sessions, pipeline, gate, on_change=worker.wake.set if worker else lambda: None
@@ -88,6 +94,7 @@ class Services:
         services = cls(
             settings, engine, sessions, pipeline, people, models, identify, compat, metrics, strangers
         )
+        services.awake = awake
         if worker is not None:
             services.stop_worker = worker.start_in_thread()
             services.trainer = worker.health
@@ -96,4 +103,6 @@ class Services:
     def close(self) -> None:
         if self.stop_worker is not None:
             self.stop_worker()
+        if self.awake is not None:
+            self.awake.close()
         self.engine.dispose()

@@ -5,7 +5,8 @@ beyond that, requests are refused at once with ``BusyError`` (503 + Retry-After)
 up decoded 40 MP images until the machine swaps. A slot also holds the pixels its photos decode at
 once (as their headers say): while those of every slot would exceed the pixel budget, a slot waits,
 so memory is bounded by pixels, not by requests (twelve concurrent identifies of one 40 MP PNG took
-a process to 4 GB). A photo larger than the whole budget runs alone.
+a process to 4 GB). A photo larger than the whole budget runs alone. Slots in use tell ``awake``
+when photos come and go, so that it keeps the cores awake through a stream of them.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from faceforge.core.errors import BusyError
+from faceforge.serving.awake_cores import AwakeCores
 
 
 class VisionGate:
-    def __init__(self, *, concurrency: int, queue: int, pixels: int | None = None) -> None:
+    def __init__(
+        self, *, concurrency: int, queue: int, pixels: int | None = None, awake: AwakeCores | None = None
+    ) -> None:
+        self._awake = awake
         self._slots = threading.BoundedSemaphore(concurrency)
         self._admitted = 0
         self._limit = concurrency + queue
@@ -35,11 +40,22 @@ class VisionGate:
                 raise BusyError("the server is busy analysing other photos; retry shortly")
             self._admitted += 1
         try:
-            with self._slots, self._holding(pixels):
+            with self._slots, self._holding(pixels), self._working():
                 yield
         finally:
             with self._lock:
                 self._admitted -= 1
+
+    @contextmanager
+    def _working(self) -> Iterator[None]:
+        if self._awake is None:
+            yield
+            return
+        self._awake.working()
+        try:
+            yield
+        finally:
+            self._awake.resting()
 
     @contextmanager
     def _holding(self, pixels: int) -> Iterator[None]:
