@@ -81,8 +81,40 @@ def _normalise(pixels: npt.NDArray[np.generic]) -> FloatArray:
     return ((pixels.astype(np.float32) - 127.5) * (1.0 / 128.0)).astype(np.float32)
 
 
+# Up to this many boxes, suppression compares every pair at once (a 4 MB matrix at most): a photo's
+# eleven suppressions took 0.33 ms instead of 1.4 (measured), with the same boxes kept. Beyond it,
+# one box against the rest at a time.
+PAIRWISE_NMS_LIMIT = 1024
+
+
 def _nms(boxes: FloatArray, scores: FloatArray, threshold: float, *, by_min: bool = False) -> list[int]:
-    """Greedy non-maximum suppression of ``[x1, y1, x2, y2]`` rows; overlap by union or by smaller box."""
+    """Greedy non-maximum suppression of ``[x1, y1, x2, y2]`` rows; overlap by union or by smaller box.
+    Highest score first; a box is dropped when its overlap with a kept one is above ``threshold``
+    (or undefined)."""
+    if boxes.shape[0] > PAIRWISE_NMS_LIMIT:
+        return _nms_one_at_a_time(boxes, scores, threshold, by_min=by_min)
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    # Every pair with the same float32 operations, in the same order, as one box against the rest.
+    width = np.maximum(0.0, np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1) + 1)
+    height = np.maximum(0.0, np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1) + 1)
+    inter = width * height
+    denominator = np.minimum(areas[:, None], areas) if by_min else areas[:, None] + areas - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        apart = inter / denominator <= threshold
+    keep: list[int] = []
+    alive = np.ones(boxes.shape[0], bool)
+    for best in np.argsort(scores)[::-1].tolist():
+        if alive[best]:
+            keep.append(best)
+            alive &= apart[best]
+    return keep
+
+
+def _nms_one_at_a_time(
+    boxes: FloatArray, scores: FloatArray, threshold: float, *, by_min: bool = False
+) -> list[int]:
+    """``_nms`` for many boxes: memory linear in their number."""
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     areas = (x2 - x1 + 1) * (y2 - y1 + 1)
     order = np.argsort(scores)[::-1]
@@ -94,7 +126,8 @@ def _nms(boxes: FloatArray, scores: FloatArray, threshold: float, *, by_min: boo
         height = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
         inter = width * height
         denominator = np.minimum(areas[best], areas[rest]) if by_min else areas[best] + areas[rest] - inter
-        order = rest[inter / denominator <= threshold]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            order = rest[inter / denominator <= threshold]
     return keep
 
 
