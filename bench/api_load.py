@@ -1,7 +1,7 @@
 """Load on loopback against real `faceforge serve --workers N` processes plus one `faceforge worker`.
 
 Usage: .venv/bin/python -m bench.api_load [--workers 1 2] [--info-requests 20000] [--clients 4]
-       [--identify-requests 200] [--rate 10] [--precision float int8]
+       [--identify-requests 200] [--rate 10] [--precision float int8] [--idle-poll-ms auto 0]
 
 For each API process count and embedding graph (``--precision``, forced with
 ``FACEFORGE_EMBEDDER_PRECISION``; default: what the service chooses, ``auto``) it reports:
@@ -15,6 +15,8 @@ For each API process count and embedding graph (``--precision``, forced with
   100 ms apart wake slowly (measured here: one photo analysed in-process in 23 ms back to back, 37 ms
   with 100 ms pauses);
 - identify throughput with 4 concurrent clients.
+``--idle-poll-ms`` runs each scenario with ``FACEFORGE_IDLE_POLL_MS`` at each value (``auto``: unset,
+the service's own choice; 0: the cores are never kept awake between photos).
 The clients run on the same two cores as the server, so every figure is a lower bound.
 """
 
@@ -124,7 +126,7 @@ def _open_loop(send: Any, rate: float, count: int) -> list[float]:
     return latencies
 
 
-def _scenario(workers: int, precision: str, args: argparse.Namespace) -> dict[str, Any]:
+def _scenario(workers: int, precision: str, idle_poll: str, args: argparse.Namespace) -> dict[str, Any]:
     home = tempfile.mkdtemp(prefix="faceforge-load-")
     port = _port()
     url = f"http://127.0.0.1:{port}"
@@ -136,6 +138,9 @@ def _scenario(workers: int, precision: str, args: argparse.Namespace) -> dict[st
         "FACEFORGE_WORKER__FORMATS": "onnx",
         "FACEFORGE_EMBEDDER_PRECISION": precision,
     }
+    env.pop("FACEFORGE_IDLE_POLL_MS", None)
+    if idle_poll != "auto":
+        env["FACEFORGE_IDLE_POLL_MS"] = idle_poll
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     serve = [sys.executable, "-m", "faceforge.cli.main", "serve", "--port", str(port)]
     serve += ["--workers", str(workers)]
@@ -196,6 +201,7 @@ def _scenario(workers: int, precision: str, args: argparse.Namespace) -> dict[st
     return {
         "api_processes": workers,
         "embedder_precision": precision,
+        "idle_poll_ms": idle_poll,
         "start_seconds": round(start_seconds, 2),
         "rss_mb_before_first_identify": before["rss_mb"],
         "heavy_libraries_mapped": before["heavy"],
@@ -212,6 +218,12 @@ def _scenario(workers: int, precision: str, args: argparse.Namespace) -> dict[st
     }
 
 
+def _idle_poll(value: str) -> str:
+    if value != "auto" and not 0 <= float(value) <= 1000:
+        raise argparse.ArgumentTypeError("auto, or milliseconds from 0 to 1000")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -221,9 +233,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--throughput-requests", type=int, default=60)
     parser.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "float", "int8"])
+    parser.add_argument("--idle-poll-ms", nargs="+", default=["auto"], type=_idle_poll)
     args = parser.parse_args()
     results = [
-        _scenario(workers, precision, args) for workers in args.workers for precision in args.precision
+        _scenario(workers, precision, idle_poll, args)
+        for workers in args.workers
+        for precision in args.precision
+        for idle_poll in args.idle_poll_ms
     ]
     print(
         json.dumps(

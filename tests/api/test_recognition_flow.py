@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -66,9 +67,12 @@ def test_register_train_and_identify(client: TestClient) -> None:
         assert len(faces[0]["candidates"]) == 3
 
     # Photos back to back are a stream: the process keeps the cores awake between them.
+    # (Unless this machine is not one where that is done, or not any longer: its reason says why.)
     awake = client.app.state.services.awake  # type: ignore[attr-defined]
-    assert awake.window == 0.15
-    assert awake.off_because is not None or len(awake.poller_pids) == len(os.sched_getaffinity(0))
+    deadline = time.monotonic() + 30
+    while awake.off_because is None and len(awake.poller_pids) < len(os.sched_getaffinity(0)):
+        assert time.monotonic() < deadline, "a poller per core starts"
+        time.sleep(0.01)
 
     garbage = client.post("/api/v1/identify", files={"photo": ("x.jpg", b"garbage")})
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "not_an_image"

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from faceforge.serving.awake_cores import AwakeCores, cpu_quota
+from faceforge.serving.awake_cores import AwakeCores, _cgroup_quota_files, cpu_quota, resolve_window_ms
 from faceforge.serving.services.vision_gate import VisionGate
 
-NO_QUOTA = (Path("/nonexistent/cpu.max"),)
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="pollers run on Linux only")
+
+NO_QUOTA: tuple[Path, ...] = ()
 # A poller at idle priority may wait long for a core while the test suite's other worker is busy.
 PATIENCE_SECONDS = 30.0
 
@@ -29,6 +31,11 @@ def _state(pid: int) -> str:
     except FileNotFoundError:
         return ""
     return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _cpu_ns(pid: int) -> int:
+    """Nanoseconds the process has run on a CPU (the scheduler's own count, not clock ticks)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
 
 
 def _until(condition: Callable[[], bool], what: str) -> None:
@@ -43,74 +50,75 @@ def _photo(awake: AwakeCores) -> None:
     awake.resting()
 
 
+def _pollers(awake: AwakeCores) -> list[int]:
+    cores = len(os.sched_getaffinity(0))
+    _until(lambda: len(awake.poller_pids) == cores, "a poller per core starts")
+    return awake.poller_pids
+
+
 @pytest.fixture
 def awake() -> Iterator[AwakeCores]:
-    cores = AwakeCores(300, quota_files=NO_QUOTA)
-    yield cores
-    cores.close()
+    with closing(AwakeCores(300, quota_files=NO_QUOTA)) as cores:
+        yield cores
 
 
-def test_a_stream_of_photos_polls_every_core_at_idle_priority_until_the_window_ends() -> None:
+def test_a_stream_of_photos_spins_every_core_at_idle_priority_until_the_window_ends() -> None:
     # A long window: the checks below must not outlast it on a busy machine.
     with closing(AwakeCores(3000, quota_files=NO_QUOTA)) as awake:
-        _a_stream_polls(awake)
-
-
-def _a_stream_polls(awake: AwakeCores) -> None:
-    _photo(awake)
-    assert awake.poller_pids == [], "a lone photo does not poll"
-    _photo(awake)  # within the window: a stream
-    pids = awake.poller_pids
-    assert len(pids) == len(os.sched_getaffinity(0))
-    cpus = sorted(os.sched_getaffinity(0))
-
-    def settled() -> bool:
-        return all(
-            os.sched_getscheduler(pid) == os.SCHED_IDLE and os.sched_getaffinity(pid) == {cpu}
-            for cpu, pid in zip(cpus, pids, strict=True)
-        )
-
-    _until(settled, "each poller takes idle priority on its own core")
-    # Spinning, then asleep once the window has passed (S: waiting for the next request).
-    _photo(awake)
-    assert all(_state(pid) == "R" for pid in pids)
-    _until(lambda: all(_state(pid) == "S" for pid in pids), "pollers sleep after the window")
-    time.sleep(0.2)
-    assert all(_state(pid) == "S" for pid in pids)
+        _photo(awake)
+        time.sleep(0.2)
+        assert awake.poller_pids == [], "a lone photo does not poll"
+        _photo(awake)  # within the window: a stream
+        pids = _pollers(awake)
+        cpus = sorted(os.sched_getaffinity(0))
+        for cpu, pid in zip(cpus, pids, strict=True):
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+            assert os.sched_getaffinity(pid) == {cpu}
+        _photo(awake)
+        spun = {pid: _cpu_ns(pid) for pid in pids}
+        _until(lambda: all(_cpu_ns(pid) > spun[pid] + 10_000_000 for pid in pids), "pollers spin")
+        # Asleep once the window has passed (S: waiting for the next request), and no longer running.
+        _until(lambda: all(_state(pid) == "S" for pid in pids), "pollers sleep after the window")
+        slept = {pid: _cpu_ns(pid) for pid in pids}
+        time.sleep(0.3)
+        assert {pid: _cpu_ns(pid) for pid in pids} == slept
 
 
 def test_a_photo_after_a_long_gap_does_not_poll(awake: AwakeCores) -> None:
     _photo(awake)
     _photo(awake)
-    pids = awake.poller_pids
+    pids = _pollers(awake)
     _until(lambda: all(_state(pid) == "S" for pid in pids), "pollers sleep after the window")
     time.sleep(0.4)  # longer than the window: the next photo is not part of a stream
+    slept = {pid: _cpu_ns(pid) for pid in pids}
     _photo(awake)
-    time.sleep(0.05)
-    assert all(_state(pid) == "S" for pid in pids)
+    time.sleep(0.3)
+    assert {pid: _cpu_ns(pid) for pid in pids} == slept
 
 
 def test_close_ends_the_pollers(awake: AwakeCores) -> None:
     _photo(awake)
     _photo(awake)
-    pids = awake.poller_pids
+    pids = _pollers(awake)
     awake.close()
-    assert all(_state(pid) in ("", "Z") for pid in pids)
+    assert all(_state(pid) == "" for pid in pids)
     _photo(awake)
     _photo(awake)
+    time.sleep(0.2)
     assert awake.poller_pids == [], "a closed process starts no pollers"
 
 
-def test_pollers_end_with_the_process_that_started_them(tmp_path: Path) -> None:
+def test_pollers_end_with_the_process_that_started_them() -> None:
     script = textwrap.dedent(
-        f"""
-        import sys, time
-        from pathlib import Path
+        """
+        import time
         from faceforge.serving.awake_cores import AwakeCores
-        awake = AwakeCores(300, quota_files=(Path({str(NO_QUOTA[0])!r}),))
+        awake = AwakeCores(300, quota_files=())
         for _ in range(2):
             awake.working()
             awake.resting()
+        while len(awake.poller_pids) < 1:
+            time.sleep(0.01)
         print(*awake.poller_pids, flush=True)
         time.sleep(600)
         """
@@ -125,34 +133,17 @@ def test_pollers_end_with_the_process_that_started_them(tmp_path: Path) -> None:
     _until(lambda: all(_state(pid) in ("", "Z") for pid in pids), "pollers end with their parent")
 
 
-@pytest.mark.parametrize(
-    ("name", "text", "quota"),
-    [
-        ("cpu.max", "200000 100000\n", True),
-        ("cpu.max", "max 100000\n", False),
-        ("cpu.cfs_quota_us", "-1\n", False),
-    ],
-)
-def test_a_cpu_quota_turns_polling_off(tmp_path: Path, name: str, text: str, quota: bool) -> None:
-    path = tmp_path / name
-    path.write_text(text)
-    assert (cpu_quota((path,)) is not None) is quota
-    awake = AwakeCores(300, quota_files=(path,))
-    try:
-        _photo(awake)
-        _photo(awake)
-        assert bool(awake.poller_pids) is not quota
-        assert (awake.off_because is not None) is quota
-    finally:
-        awake.close()
-
-
-def test_zero_turns_polling_off() -> None:
-    awake = AwakeCores(0, quota_files=NO_QUOTA)
-    _photo(awake)
-    _photo(awake)
-    assert awake.poller_pids == []
-    assert awake.off_because == "FACEFORGE_IDLE_POLL_MS is 0"
+def test_a_poller_that_cannot_start_turns_polling_off_and_photos_go_on(tmp_path: Path) -> None:
+    with closing(AwakeCores(300, quota_files=NO_QUOTA, python=str(tmp_path / "no-python"))) as awake:
+        gate = VisionGate(concurrency=1, queue=0, awake=awake)
+        for _ in range(3):
+            with gate.slot():
+                pass
+        _until(lambda: awake.off_because is not None, "polling turns off")
+        assert awake.off_because is not None and "could not start a poller" in awake.off_because
+        with gate.slot():
+            pass
+        assert awake.poller_pids == []
 
 
 def test_the_vision_gate_reports_photos_also_when_their_analysis_fails(awake: AwakeCores) -> None:
@@ -161,4 +152,64 @@ def test_the_vision_gate_reports_photos_also_when_their_analysis_fails(awake: Aw
         raise RuntimeError("an unreadable photo")
     with gate.slot():
         pass
-    assert awake.poller_pids, "two photos close together are a stream, whatever became of the first"
+    assert _pollers(awake), "two photos close together are a stream, whatever became of the first"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "limits"),
+    [
+        ("cpu.max", "100000 100000\n", True),  # one core of two
+        ("cpu.max", "200000 100000\n", False),  # both cores: nothing to spend
+        ("cpu.max", "max 100000\n", False),
+        ("cpu.cfs_quota_us", "-1\n", False),
+        ("cpu.cfs_quota_us", "50000\n", True),  # v1: the period is beside it, or 100000
+    ],
+)
+def test_a_cpu_quota_below_the_cores_turns_polling_off(
+    tmp_path: Path, name: str, text: str, limits: bool
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    assert (cpu_quota(2, (path,)) is not None) is limits
+    with closing(AwakeCores(300, cpus=[0, 1], quota_files=(path,))) as awake:
+        assert (awake.off_because is not None) is limits
+
+
+def test_the_quota_is_looked_for_in_the_process_cgroup_and_its_ancestors(tmp_path: Path) -> None:
+    own = "0::/system.slice/faceforge.service\n"
+    files = _cgroup_quota_files(own, tmp_path)
+    assert files == [
+        tmp_path / "system.slice/faceforge.service/cpu.max",
+        tmp_path / "system.slice/cpu.max",
+        tmp_path / "cpu.max",
+    ]
+    (tmp_path / "system.slice").mkdir()
+    (tmp_path / "system.slice/cpu.max").write_text("50000 100000\n")  # a quota on the parent slice
+    assert cpu_quota(2, files) == f"{tmp_path / 'system.slice/cpu.max'} allows 0.5 of 2 cores"
+    (tmp_path / "cpu,cpuacct").mkdir()
+    v1 = _cgroup_quota_files("4:memory:/x\n3:cpu,cpuacct:/docker/abc\n", tmp_path)
+    assert v1 == [
+        tmp_path / "cpu,cpuacct/docker/abc/cpu.cfs_quota_us",
+        tmp_path / "cpu,cpuacct/docker/cpu.cfs_quota_us",
+        tmp_path / "cpu,cpuacct/cpu.cfs_quota_us",
+    ]
+
+
+def test_unset_it_polls_only_on_a_small_haltpoll_guest(tmp_path: Path) -> None:
+    driver = tmp_path / "current_driver"
+    driver.write_text("haltpoll\n")
+    assert resolve_window_ms(None, 2, driver) == 200
+    assert resolve_window_ms(None, 16, driver) == 0
+    assert resolve_window_ms(0, 2, driver) == 0
+    assert resolve_window_ms(50, 16, driver) == 50
+    driver.write_text("intel_idle\n")
+    assert resolve_window_ms(None, 2, driver) == 0
+    assert resolve_window_ms(None, 2, tmp_path / "missing") == 0
+    with closing(AwakeCores(None, quota_files=NO_QUOTA, driver_file=driver)) as awake:
+        assert awake.off_because == "not a haltpoll virtual machine"
+    with closing(AwakeCores(0, quota_files=NO_QUOTA, driver_file=driver)) as awake:
+        assert awake.off_because == "FACEFORGE_IDLE_POLL_MS is 0"
+        _photo(awake)
+        _photo(awake)
+        time.sleep(0.2)
+        assert awake.poller_pids == []

@@ -185,13 +185,14 @@ class Settings(BaseSettings):
         description="the embedding graph a process runs: float (the reference), int8 (about 3x "
         "faster), or auto: int8 where it is prepared and passes this machine's start-up check",
     )
-    idle_poll_ms: float = Field(
-        150.0,
+    idle_poll_ms: float | None = Field(
+        None,
         ge=0,
         le=1000,
         description="when photos come this close together, an API process keeps the machine's idle cores "
-        "polling (at the lowest priority) this long after each one, so the next does not wait for "
-        "halted cores to wake (a VM's come back slowly); 0: never. Off under a CPU quota",
+        "polling at the lowest priority this long after each one, so that the next does not wait for "
+        "halted cores to wake (a VM's come back slowly); 0: never; unset: 200 on a KVM guest with the "
+        "haltpoll cpuidle driver and up to 8 cores, else 0. Never under a CPU quota below the cores",
     )
     preload_models: bool = Field(
         False,

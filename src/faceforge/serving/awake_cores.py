@@ -1,23 +1,28 @@
 """Keeps the machine's idle cores awake between the photos of a steady stream.
 
-On a virtual machine an idle core halts and the hypervisor takes it away; it comes back slow. Measured
-on a 2-core Intel Xeon VM (cpuidle ``haltpoll`` with no poll window), one 250 px photo analysed
-in-process: 33 ms back to back, 43 ms when each photo came 100 ms after the last (every stage slower:
-P-Net's pyramid 7.4 -> 11.2 ms, R-Net 7.1 -> 10.0 ms), and the second core bought nothing. With a
-spinner at the lowest priority on each core, the same paced photos took 34.8 ms (34.1 back to back):
-the cores never halt, and the spinner gives way to any other work at once (``SCHED_IDLE``). Through
-the API at 10 identifies/s: p50 50 -> 42 ms, p99 69 -> 55 ms (``bench.api_load``).
+On a KVM virtual machine an idle core halts and the hypervisor takes it away; it comes back slow.
+Measured on a 2-core Intel Xeon VM (cpuidle driver ``haltpoll``, its own poll window 0), one 250 px
+photo analysed in-process: 33 ms back to back, 43 ms when each photo came 100 ms after the last
+(every stage slower: P-Net's pyramid 7.4 -> 11.2 ms, R-Net 7.1 -> 10.0 ms), and the second core
+bought nothing. With a spinner at the lowest priority on each core the same paced photos took
+34.8 ms (34.1 back to back): the cores never halt, and a spinner gives way as soon as a thread of
+ours, or anyone's, wakes on its core (``SCHED_IDLE``). Through the API at 10 identifies/s: p50
+50 -> 42.6 ms, p99 69 -> 55.9 ms (``bench.api_load``).
 
-So when a photo follows the previous one within ``window`` (a gap that polling would have bridged),
-each core this process may run on gets a poller (a small process, ``SCHED_IDLE``, pinned to the core)
-that spins until ``window`` after the photo, as Linux's haltpoll polls only while polling pays. A
-lone photo never polls, and a server without photos uses no CPU. Not under a CPU quota (cgroup
-``cpu.max``): spinning would spend the quota the photos need. Linux only.
+So when a photo follows the previous one within the window (a gap that polling would have bridged),
+each core this process may run on gets a poller (a small process at ``SCHED_IDLE``, pinned to the
+core) that spins until a window after the photo, as Linux's haltpoll polls only while polling pays.
+A lone photo never polls, and a server without photos uses no CPU. Spinning is not free: it shows
+as busy CPU, takes a hyperthread's sibling's share and a burstable instance's credits. So it is on
+by default only where it was measured to pay (a ``haltpoll`` guest of up to ``AUTO_MAX_CPUS``
+cores), never under a CPU quota smaller than the cores (it would spend what the photos need), and
+``FACEFORGE_IDLE_POLL_MS`` sets it (0: off). Linux only.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import struct
@@ -30,36 +35,82 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Where a process sees its own CPU quota: cgroup v2 ("max 100000" without one), else v1 (-1 without).
-QUOTA_FILES = (
-    Path("/sys/fs/cgroup/cpu.max"),
-    Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
-    Path("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us"),
-)
+AUTO_WINDOW_MS = 200.0  # at 10 photos/s over two API processes each sees gaps of some 160 ms
+AUTO_MAX_CPUS = 8
+CPUIDLE_DRIVER = Path("/sys/devices/system/cpu/cpuidle/current_driver")
+CGROUPS = Path("/sys/fs/cgroup")
 # A poll request on a poller's stdin: the monotonic instant (seconds, system-wide) to spin until.
 _DEADLINE = struct.Struct("<d")
 
 
-def cpu_quota(files: Sequence[Path] = QUOTA_FILES) -> str | None:
-    """This process's cgroup CPU quota as its file says it, or ``None`` without one."""
-    for path in files:
-        try:
-            fields = path.read_text().split()
-        except OSError:
+def _cgroup_quota_files(own: str, root: Path) -> list[Path]:
+    """The quota files of this process's cgroup and of each of its ancestors, from ``/proc/self/cgroup``'s
+    text: cgroup v2's ``cpu.max`` ("max 100000" without a quota), v1's ``cpu.cfs_quota_us`` (-1)."""
+    files: list[Path] = []
+    for line in own.splitlines():
+        hierarchy, controllers, path = [*line.split(":", 2), "", ""][:3]
+        if hierarchy == "0" and controllers == "":
+            base, name = root, "cpu.max"
+        elif "cpu" in controllers.split(","):
+            base, name = root / controllers, "cpu.cfs_quota_us"
+            if not base.is_dir():  # mounted as cpu,cpuacct with a symlink named cpu, or the reverse
+                base = root / "cpu"
+        else:
             continue
-        if fields and fields[0] not in ("max", "-1"):
-            return f"{path}: {' '.join(fields)}"
+        folder = Path(path.strip() or "/")
+        for ancestor in (folder, *folder.parents):
+            files.append(base / str(ancestor).lstrip("/") / name)
+    return files
+
+
+def _quota_cpus(path: Path) -> float | None:
+    """The CPUs a quota file allows (quota / period), or ``None`` when it sets none or is unreadable."""
+    try:
+        fields = path.read_text().split()
+    except OSError:
+        return None
+    if not fields or fields[0] in ("max", "-1"):
+        return None
+    try:
+        quota = float(fields[0])
+        period = float(fields[1]) if len(fields) > 1 else _v1_period(path)
+    except ValueError:
+        return None
+    return quota / period if period > 0 else None
+
+
+def _v1_period(quota_file: Path) -> float:
+    try:
+        return float(quota_file.with_name("cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return 100_000.0  # the kernel's default period
+
+
+def cpu_quota(cpus: int, files: Sequence[Path] | None = None) -> str | None:
+    """The CPU quota that limits this process below ``cpus`` cores (its file and value), or ``None``.
+    ``files``: where to look (default: this process's cgroup and its ancestors)."""
+    if files is None:
+        try:
+            files = _cgroup_quota_files(Path("/proc/self/cgroup").read_text(), CGROUPS)
+        except OSError:
+            files = []
+    for path in files:
+        allowed = _quota_cpus(path)
+        if allowed is not None and allowed < cpus:
+            return f"{path} allows {allowed:g} of {cpus} cores"
     return None
 
 
-def why_not(quota_files: Sequence[Path] = QUOTA_FILES) -> str | None:
-    """Why this process cannot keep cores awake, or ``None`` if it can."""
-    if not hasattr(os, "sched_setscheduler") or not hasattr(os, "sched_getaffinity"):
-        return "this system cannot run a process at idle priority on a given core"
-    quota = cpu_quota(quota_files)
-    if quota is not None:
-        return f"a CPU quota applies ({quota}): polling would spend it"
-    return None
+def resolve_window_ms(setting: float | None, cpus: int, driver_file: Path = CPUIDLE_DRIVER) -> float:
+    """The window to poll for: the setting when given, else ``AUTO_WINDOW_MS`` on a ``haltpoll`` guest
+    of up to ``AUTO_MAX_CPUS`` cores and 0 elsewhere."""
+    if setting is not None:
+        return setting
+    try:
+        driver = driver_file.read_text().strip()
+    except OSError:
+        driver = ""
+    return AUTO_WINDOW_MS if driver == "haltpoll" and cpus <= AUTO_MAX_CPUS else 0.0
 
 
 class AwakeCores:
@@ -67,25 +118,46 @@ class AwakeCores:
 
     def __init__(
         self,
-        window_ms: float,
+        window_ms: float | None,
         *,
         cpus: Iterable[int] | None = None,
-        quota_files: Sequence[Path] = QUOTA_FILES,
+        quota_files: Sequence[Path] | None = None,
+        driver_file: Path = CPUIDLE_DRIVER,
+        python: str = sys.executable,
     ) -> None:
         """``window_ms``: how long after a photo the cores poll, and the longest gap between photos
-        that counts as a stream; 0 turns polling off. ``cpus``: the cores to keep awake (default:
-        those this process may run on)."""
-        self.window = window_ms / 1000.0
-        self.off_because = "FACEFORGE_IDLE_POLL_MS is 0" if window_ms <= 0 else why_not(quota_files)
-        self._cpus = sorted(os.sched_getaffinity(0) if cpus is None else cpus) if not self.off_because else []
+        that counts as a stream; 0: never; ``None``: ``resolve_window_ms``. ``cpus``: the cores to keep
+        awake (default: those this process may run on). ``python``: the interpreter pollers run on."""
+        self.off_because: str | None = None
+        if not hasattr(os, "SCHED_IDLE") or not hasattr(os, "sched_getaffinity"):
+            self.off_because = "this system cannot run a process at idle priority on a given core"
+        self._cpus = [] if self.off_because else sorted(os.sched_getaffinity(0) if cpus is None else cpus)
+        self.window = resolve_window_ms(window_ms, len(self._cpus), driver_file) / 1000.0
+        if self.off_because is None and self.window <= 0:
+            self.off_because = (
+                "FACEFORGE_IDLE_POLL_MS is 0" if window_ms is not None else "not a haltpoll virtual machine"
+            )
+        if self.off_because is None:
+            quota = cpu_quota(len(self._cpus), quota_files)
+            if quota is not None:
+                self.off_because = f"a CPU quota applies ({quota}): polling would spend it"
+        self._python = python
         self._lock = threading.Lock()
         self._busy = 0
-        self._last_end: float | None = None
+        self._last_end = -math.inf
         self._stream = False
+        self._deadline = 0.0
         self._pollers: list[subprocess.Popen[bytes]] = []
+        self._starting = False
         self._closed = False
         if self.off_because:
             log.info("idle cores are not kept awake between photos: %s", self.off_because)
+        else:
+            log.info(
+                "keeping %d idle cores awake %.0f ms after each photo of a stream",
+                len(self._cpus),
+                1000 * self.window,
+            )
 
     @property
     def poller_pids(self) -> list[int]:
@@ -93,11 +165,11 @@ class AwakeCores:
             return [poller.pid for poller in self._pollers if poller.poll() is None]
 
     def working(self) -> None:
-        """A photo's analysis begins."""
+        """A photo's analysis begins; every call is followed by one of ``resting``."""
         with self._lock:
             now = time.monotonic()
             if self._busy == 0:
-                self._stream = self._last_end is not None and now - self._last_end <= self.window
+                self._stream = now - self._last_end <= self.window
             self._busy += 1
             if self._stream:
                 self._poll_until(now + self.window)
@@ -114,26 +186,32 @@ class AwakeCores:
                 self._poll_until(now + self.window)
 
     def close(self) -> None:
-        """Stop the pollers (each ends when its stdin closes) and start no more."""
+        """End the pollers and start no more. They hold nothing: each is killed at once (one at idle
+        priority on a busy machine could take seconds to notice its closed stdin)."""
         with self._lock:
             self._closed = True
             pollers, self._pollers = self._pollers, []
         for poller in pollers:
             if poller.stdin is not None:
                 poller.stdin.close()
-        for poller in pollers:
-            try:
-                poller.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                poller.kill()
-                poller.wait()
+            poller.kill()
+            poller.wait()
 
     def _poll_until(self, deadline: float) -> None:
-        """Under the lock: every poller spins until ``deadline``; started on first need."""
+        """Under the lock: every poller spins until ``deadline``. The first asks a thread to start them,
+        off the photo's path (a request never waits for a process to start)."""
         if self.off_because or self._closed:
             return
+        self._deadline = deadline
         if not self._pollers:
-            self._pollers = [self._start(cpu) for cpu in self._cpus]
+            if not self._starting:
+                self._starting = True
+                starter = threading.Thread(target=self._start_all, name="faceforge-awake-cores", daemon=True)
+                try:
+                    starter.start()
+                except RuntimeError as error:  # no thread to be had: the photos matter more
+                    self._off(f"could not start a thread for the pollers: {error}")
+            return
         request = _DEADLINE.pack(deadline)
         for poller in self._pollers:
             if poller.stdin is None or poller.stdin.closed:
@@ -141,20 +219,55 @@ class AwakeCores:
             try:
                 os.write(poller.stdin.fileno(), request)
             except BlockingIOError:
-                pass  # its pipe is full of requests it has not read yet: it is spinning already
-            except OSError:  # it ended (killed, or it could not take idle priority): no more polls
+                pass  # 8,000 requests unread: it is starved of CPU; later ones carry the deadline
+            except OSError:
                 poller.stdin.close()
+                self._off(f"a poller ended by itself (exit status {poller.poll()})")
 
-    @staticmethod
-    def _start(cpu: int) -> subprocess.Popen[bytes]:
+    def _off(self, reason: str) -> None:
+        if self.off_because is None:
+            self.off_because = reason
+            log.warning("idle cores are no longer kept awake between photos: %s", reason)
+
+    def _start_all(self) -> None:
+        started: list[subprocess.Popen[bytes]] = []
+        try:
+            for cpu in self._cpus:
+                started.append(self._start(cpu))
+        except (OSError, subprocess.SubprocessError) as error:
+            for poller in started:
+                poller.kill()
+                poller.wait()
+            with self._lock:
+                self._off(f"could not start a poller: {error}")
+            return
+        with self._lock:
+            if self._closed:
+                pollers: list[subprocess.Popen[bytes]] = started
+            else:
+                self._pollers, pollers = started, []
+                self._poll_until(self._deadline)
+        for poller in pollers:
+            poller.kill()
+            poller.wait()
+
+    def _start(self, cpu: int) -> subprocess.Popen[bytes]:
         # stdout and stderr go nowhere: a poller must not hold this process's output pipes open.
         poller = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(cpu)],
+            [self._python, "-m", __name__, str(cpu)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         assert poller.stdin is not None
+        try:
+            # At once, before its interpreter starts: its start-up must not take a core from a photo.
+            os.sched_setscheduler(poller.pid, os.SCHED_IDLE, os.sched_param(0))
+            os.sched_setaffinity(poller.pid, {cpu})
+        except OSError:
+            poller.kill()
+            poller.wait()
+            raise
         os.set_blocking(poller.stdin.fileno(), False)  # a request never waits on a poller
         return poller
 
@@ -166,6 +279,7 @@ def _poll(cpu: int) -> None:
     os.sched_setaffinity(0, {cpu})
     requests = sys.stdin.fileno()
     os.set_blocking(requests, False)
+    pending = b""
     deadline = 0.0
     while True:
         if time.monotonic() >= deadline:
@@ -176,9 +290,11 @@ def _poll(cpu: int) -> None:
             continue
         if not data:
             return
-        whole = len(data) - len(data) % _DEADLINE.size  # requests are written whole (8 < PIPE_BUF)
+        pending += data
+        whole = len(pending) - len(pending) % _DEADLINE.size
         if whole:
-            deadline = _DEADLINE.unpack_from(data, whole - _DEADLINE.size)[0]
+            deadline = _DEADLINE.unpack_from(pending, whole - _DEADLINE.size)[0]
+            pending = pending[whole:]
 
 
 if __name__ == "__main__":
