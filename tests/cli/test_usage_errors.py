@@ -4,6 +4,8 @@ usage (a new-user tester's report)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -42,3 +44,16 @@ def test_help_and_no_arguments_still_show_the_help() -> None:
     assert short.exit_code == 0 and "Usage: faceforge watch" in short.stdout
     bare = runner.invoke(app, [], prog_name="faceforge")
     assert bare.exit_code == 2 and "Usage: faceforge" in bare.output and "error" not in bare.output
+
+
+def test_an_api_key_without_a_server_is_refused_unless_it_comes_from_the_environment(tmp_path: Path) -> None:
+    empty = tmp_path / "people"
+    empty.mkdir()
+    given = runner.invoke(app, ["import", str(empty), "--api-key", "k", "--home", str(tmp_path / "home")])
+    assert given.exit_code == 2
+    assert given.stderr == "error: --api-key is for --server: an import into --home needs no key\n"
+    # FACEFORGE_API_KEY is also read by other commands: set for them, it does not stop a local import.
+    inherited = runner.invoke(
+        app, ["import", str(empty), "--home", str(tmp_path / "home")], env={"FACEFORGE_API_KEY": "k"}
+    )
+    assert "--api-key" not in inherited.output, inherited.output

@@ -324,6 +324,7 @@ def export_command(
 
 @app.command("import")
 def import_command(
+    context: typer.Context,
     folder: Annotated[
         Path | None, typer.Argument(help="one sub-folder of photos per person (the folder name)")
     ] = None,
@@ -349,6 +350,11 @@ def import_command(
     from faceforge.cli.bulk import run_import
     from faceforge.core.dataset import overlapping
 
+    source = context.get_parameter_source("api_key")  # an enum of Typer's own copy of click
+    given = source is not None and source.name == "COMMANDLINE"
+    if server is None and api_key is not None and given:
+        # Silently ignored, a key meant for a server would leave a user thinking it was used.
+        raise _fail("--api-key is for --server: an import into --home needs no key")
     if folder is not None and strangers is not None and overlapping(folder, strangers):
         # The same photos as people and as strangers: every one of those people would never be named.
         raise _fail("--strangers must be a folder apart from the people's folder (neither inside the other)")
