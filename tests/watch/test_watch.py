@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,24 @@ def test_watch_needs_a_server_once(tmp_path: Path) -> None:
     write_video(video, [], codec="mjpeg")
     result = runner.invoke(app, ["watch", str(video), "--cache", str(tmp_path / "empty")])
     assert result.exit_code == 2 and "give --server URL once" in result.output
+
+
+def test_a_video_file_is_not_kept_waiting_for_a_server_that_is_down(tmp_path: Path) -> None:
+    video = tmp_path / "v.avi"
+    write_video(video, [], codec="mjpeg")
+    gone = "http://127.0.0.1:18999"  # nothing listens
+    command = [sys.executable, "-m", "faceforge.cli.main", "watch", str(video), "--server", gone]
+    # It waited with back-off for ever, as for a camera: the timeout fails the test.
+    done = subprocess.run(
+        [*command, "--cache", str(tmp_path / "empty")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the server cannot be reached (") and "no model is cached in" in last
 
 
 # A live stream (not a file): frames arrive in real time, the agent's decoding thread keeps the newest

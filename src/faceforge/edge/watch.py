@@ -2,7 +2,8 @@
 
 A bad ``--mqtt`` address, a source that cannot be opened and a detector whose files are missing
 are refused (``WatchError``) before anything runs. The model comes from the cache when the server
-cannot be reached (offline); without a cached model the agent waits for the server, with back-off.
+cannot be reached (offline); without a cached model a camera waits for the server, with back-off,
+and a video file is refused.
 """
 
 from __future__ import annotations
@@ -56,8 +57,11 @@ class WatchOptions:
 
 
 def _first_model(
-    store: ModelStore, server: ServerClient | None, updates: ModelUpdates | None
+    store: ModelStore, server: ServerClient | None, updates: ModelUpdates | None, *, wait: bool = True
 ) -> CachedVersion:
+    """The model to start on: the server's current version, else the cached one. Without either, a
+    camera (``wait``) waits for the server with back-off, as a device that boots before it must; a
+    video file is refused at once (it would wait for ever on a command run by hand)."""
     cached = store.cached()
     if server is None or updates is None:
         if cached is None:
@@ -75,12 +79,21 @@ def _first_model(
                     "the server cannot be reached (%s): running offline on version %d", error, cached.version
                 )
                 return cached
+            if not wait:
+                raise WatchError(
+                    f"the server cannot be reached ({error}) and no model is cached in {store.directory}"
+                ) from None
             delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
             log.warning(
                 "the server cannot be reached (%s) and no model is cached: retrying in %.0f s", error, delay
             )
             failures += 1
             time.sleep(delay)
+
+
+def _live(source: str) -> bool:
+    """A camera (a stream or a V4L2 device), not a video file."""
+    return is_stream(source) or source.startswith("/dev/")
 
 
 def _unreachable() -> CachedVersion:
@@ -111,7 +124,7 @@ def watch(options: WatchOptions, print_line: Callable[[str], None]) -> None:
     updates = ModelUpdates(store, server, options.poll_seconds, None) if server else None
     publisher: Publisher | None = None
     try:
-        version = _first_model(store, server, updates)
+        version = _first_model(store, server, updates, wait=_live(options.source))
         model = EdgeModel(version, threads=options.threads)
         callbacks: list[Callable[[Decision], None]] = [lambda decision: print_line(decision.to_json())]
         if broker is not None:
@@ -143,7 +156,7 @@ def watch(options: WatchOptions, print_line: Callable[[str], None]) -> None:
         if updates is not None:
             updates.start()
         _stop_on_sigterm()
-        if is_stream(options.source) or options.source.startswith("/dev/"):
+        if _live(options.source):
             live = LiveFrames(options.source, container)
             try:
                 agent.run(live)
