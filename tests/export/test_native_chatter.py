@@ -12,7 +12,8 @@ CONVERT = """
 import os, sys
 from pathlib import Path
 from faceforge.building.export.device_backbones import DeviceBackboneCache
-from faceforge.building.export.quiet import native_chatter_filtered, quiet_conversion_tools
+from faceforge.building.export.quiet import quiet_conversion_tools
+from faceforge.core.native_logs import native_chatter_filtered
 
 quiet_conversion_tools()  # as the worker does at start
 DeviceBackboneCache(Path(sys.argv[1])).refiner()  # ONNX, TFLite (with a parity run) and Core ML

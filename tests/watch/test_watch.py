@@ -189,6 +189,7 @@ def test_offline_with_the_server_gone_uses_the_cached_model(warm_cache: Path, tm
     gone = "http://127.0.0.1:18999"  # nothing listens: the server is stopped
     printed, log = finish(watch(str(video), "--server", gone, "--camera", "porch", "--cache", str(cache)))
     assert "running offline on version 1" in log
+    assert "XNNPACK" not in log, "LiteRT's native INFO line is left out"
     check_decisions(printed, "porch")
 
 

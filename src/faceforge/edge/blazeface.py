@@ -24,6 +24,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from faceforge.core.faces import Box
+from faceforge.core.native_logs import native_chatter_filtered
 from faceforge.core.package_files import package_file
 
 MODEL_FILE = "modules/face_detection/face_detection_short_range.tflite"
@@ -65,9 +66,13 @@ class BlazeFaceDetector:
     def __init__(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(model_path()), num_threads=1)
-        self._interpreter.allocate_tensors()
-        (self._input,) = self._interpreter.get_input_details()
+        # Its first run (LiteRT's "Created ... XNNPACK delegate" line on stderr) is made here, quietly.
+        with native_chatter_filtered():
+            self._interpreter = Interpreter(model_path=str(model_path()), num_threads=1)
+            self._interpreter.allocate_tensors()
+            (self._input,) = self._interpreter.get_input_details()
+            self._interpreter.set_tensor(self._input["index"], np.zeros(self._input["shape"], np.float32))
+            self._interpreter.invoke()
         outputs = {d["name"]: d["index"] for d in self._interpreter.get_output_details()}
         self._regressors, self._scores = outputs["regressors"], outputs["classificators"]
         self._anchors = anchors()

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from faceforge.core.native_logs import native_chatter_filtered
 from faceforge.edge.choices import ModelChoice
 from faceforge.edge.models import CachedVersion
 from faceforge.serving.vision.face_input import FaceInputs
@@ -36,7 +37,13 @@ class TfliteGraph:
     def __init__(self, path: Path, threads: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(SIGNATURE)
+        # LiteRT says "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on stderr at each
+        # interpreter's first run: that run is made here, on zeros, with the line left out.
+        with native_chatter_filtered():
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self._runner = interpreter.get_signature_runner(SIGNATURE)
+            inputs = self._runner.get_input_details()
+            self._runner(**{name: np.zeros(d["shape"], d["dtype"]) for name, d in inputs.items()})
 
     def __call__(self, inputs: dict[str, FloatArray]) -> dict[str, FloatArray]:
         count = len(next(iter(inputs.values())))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from faceforge.building.export import coreml_models, refiner_models, tflite_models
-from faceforge.building.export.quiet import native_chatter_filtered, quiet_conversion_tools
+from faceforge.building.export.quiet import quiet_conversion_tools
 from faceforge.building.networks.embedding_graph import build_embedding_net
 from faceforge.building.networks.embedding_net import FaceEmbeddingNet
 from faceforge.building.weights.onet_weights import onet_graph_path
@@ -31,6 +31,7 @@ from faceforge.core.checksums import matches_record, record_sha256, write_with_c
 from faceforge.core.embedding_space import EMBEDDER_NAME
 from faceforge.core.errors import ExportError, FaceforgeError
 from faceforge.core.file_lock import exclusive_lock
+from faceforge.core.native_logs import native_chatter_filtered
 from faceforge.serving.vision.embedder import embedder_digest
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,6 @@ from faceforge.building.export.coreml_checks import classifier_problems
 from faceforge.building.export.device_backbones import DeviceBackboneCache
 from faceforge.building.export.model_inputs import MODEL_INPUTS
 from faceforge.building.export.onnx_models import fused_model, head_affine, head_model, opset_of
-from faceforge.building.export.quiet import native_chatter_filtered
 from faceforge.building.networks.embedding_graph import export_embedding_graph
 from faceforge.building.networks.embedding_quantization import (
     CHECK_FACES,
@@ -46,6 +45,7 @@ from faceforge.core.embedding_space import EMBEDDING_SIZE
 from faceforge.core.errors import ExportError, WeightsUnavailableError
 from faceforge.core.formats import ExportFormat
 from faceforge.core.model.head import RecognitionHead
+from faceforge.core.native_logs import native_chatter_filtered
 from faceforge.serving.vision.embedder import (
     check_inputs,
     embedding_onnx_path,
