@@ -50,6 +50,14 @@ def _photo(awake: AwakeCores) -> None:
     awake.resting()
 
 
+def _assert_still(pids: list[int], meanwhile: Callable[[], None]) -> None:
+    """No poller runs for 0.3 s from ``meanwhile``'s call."""
+    slept = {pid: _cpu_ns(pid) for pid in pids}
+    meanwhile()
+    time.sleep(0.3)
+    assert {pid: _cpu_ns(pid) for pid in pids} == slept
+
+
 def _pollers(awake: AwakeCores) -> list[int]:
     cores = len(os.sched_getaffinity(0))
     _until(lambda: len(awake.poller_pids) == cores, "a poller per core starts")
@@ -79,9 +87,7 @@ def test_a_stream_of_photos_spins_every_core_at_idle_priority_until_the_window_e
         _until(lambda: all(_cpu_ns(pid) > spun[pid] + 10_000_000 for pid in pids), "pollers spin")
         # Asleep once the window has passed (S: waiting for the next request), and no longer running.
         _until(lambda: all(_state(pid) == "S" for pid in pids), "pollers sleep after the window")
-        slept = {pid: _cpu_ns(pid) for pid in pids}
-        time.sleep(0.3)
-        assert {pid: _cpu_ns(pid) for pid in pids} == slept
+        _assert_still(pids, lambda: None)
 
 
 def test_a_photo_after_a_long_gap_does_not_poll(awake: AwakeCores) -> None:
@@ -90,10 +96,7 @@ def test_a_photo_after_a_long_gap_does_not_poll(awake: AwakeCores) -> None:
     pids = _pollers(awake)
     _until(lambda: all(_state(pid) == "S" for pid in pids), "pollers sleep after the window")
     time.sleep(0.4)  # longer than the window: the next photo is not part of a stream
-    slept = {pid: _cpu_ns(pid) for pid in pids}
-    _photo(awake)
-    time.sleep(0.3)
-    assert {pid: _cpu_ns(pid) for pid in pids} == slept
+    _assert_still(pids, lambda: _photo(awake))
 
 
 def test_close_ends_the_pollers(awake: AwakeCores) -> None:
