@@ -109,3 +109,22 @@ def test_groups_read_only_their_prefixed_variables(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ValidationError) as raised:
         Settings()
     assert settings_error(raised.value).startswith("FACEFORGE_DETECTOR__THRESHOLDS: "), raised.value
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("nan", "finite number"),
+        ("inf", "finite number"),
+        ("-5", "greater than or equal to 0"),
+        ("abc", "number"),
+    ],
+)
+def test_the_idle_poll_window_is_a_finite_number_of_milliseconds(
+    monkeypatch: pytest.MonkeyPatch, value: str, says: str
+) -> None:
+    monkeypatch.setenv("FACEFORGE_IDLE_POLL_MS", value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    message = settings_error(raised.value)
+    assert message.startswith("FACEFORGE_IDLE_POLL_MS: ") and says in message, message

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -201,18 +202,38 @@ def test_the_quota_is_looked_for_in_the_process_cgroup_and_its_ancestors(tmp_pat
 def test_unset_it_polls_only_on_a_small_haltpoll_guest(tmp_path: Path) -> None:
     driver = tmp_path / "current_driver"
     driver.write_text("haltpoll\n")
-    assert resolve_window_ms(None, 2, driver) == 200
-    assert resolve_window_ms(None, 16, driver) == 0
-    assert resolve_window_ms(0, 2, driver) == 0
-    assert resolve_window_ms(50, 16, driver) == 50
+    assert resolve_window_ms(None, 2, driver) == (200, None)
+    assert resolve_window_ms(None, 16, driver) == (0, "16 cores, more than the 8 it is on by default for")
+    assert resolve_window_ms(0, 2, driver) == (0, "FACEFORGE_IDLE_POLL_MS is 0")
+    assert resolve_window_ms(50, 16, driver) == (50, None)
     driver.write_text("intel_idle\n")
-    assert resolve_window_ms(None, 2, driver) == 0
-    assert resolve_window_ms(None, 2, tmp_path / "missing") == 0
+    assert resolve_window_ms(None, 2, driver) == (
+        0,
+        "not a haltpoll virtual machine (cpuidle driver: intel_idle)",
+    )
+    assert (
+        resolve_window_ms(None, 2, tmp_path / "missing")[1]
+        == "not a haltpoll virtual machine (cpuidle driver: none)"
+    )
     with closing(AwakeCores(None, quota_files=NO_QUOTA, driver_file=driver)) as awake:
-        assert awake.off_because == "not a haltpoll virtual machine"
+        assert awake.off_because is not None and awake.off_because.startswith(
+            "not a haltpoll virtual machine"
+        )
     with closing(AwakeCores(0, quota_files=NO_QUOTA, driver_file=driver)) as awake:
         assert awake.off_because == "FACEFORGE_IDLE_POLL_MS is 0"
         _photo(awake)
         _photo(awake)
         time.sleep(0.2)
         assert awake.poller_pids == []
+
+
+def test_ctrl_c_at_the_terminal_leaves_the_pollers_to_their_process(awake: AwakeCores) -> None:
+    _photo(awake)
+    _photo(awake)
+    pids = _pollers(awake)
+    # Ctrl-C signals the terminal's foreground process group: this process's, not the pollers'.
+    assert all(os.getpgid(pid) != os.getpgid(0) for pid in pids)
+    os.kill(pids[0], signal.SIGTERM)  # someone else's doing: said as such, and polling stops
+    _until(lambda: _state(pids[0]) in ("", "Z"), "the poller ends")
+    _photo(awake)
+    assert awake.off_because == "a poller ended by signal 15"

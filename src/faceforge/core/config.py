@@ -189,6 +189,7 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=1000,
+        allow_inf_nan=False,
         description="when photos come this close together, an API process keeps the machine's idle cores "
         "polling at the lowest priority this long after each one, so that the next does not wait for "
         "halted cores to wake (a VM's come back slowly); 0: never; unset: 200 on a KVM guest with the "

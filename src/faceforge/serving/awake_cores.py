@@ -101,16 +101,22 @@ def cpu_quota(cpus: int, files: Sequence[Path] | None = None) -> str | None:
     return None
 
 
-def resolve_window_ms(setting: float | None, cpus: int, driver_file: Path = CPUIDLE_DRIVER) -> float:
-    """The window to poll for: the setting when given, else ``AUTO_WINDOW_MS`` on a ``haltpoll`` guest
-    of up to ``AUTO_MAX_CPUS`` cores and 0 elsewhere."""
+def resolve_window_ms(
+    setting: float | None, cpus: int, driver_file: Path = CPUIDLE_DRIVER
+) -> tuple[float, str | None]:
+    """The window to poll for and, when it is 0, why: the setting when given, else ``AUTO_WINDOW_MS``
+    on a ``haltpoll`` guest of up to ``AUTO_MAX_CPUS`` cores and 0 elsewhere."""
     if setting is not None:
-        return setting
+        return setting, None if setting > 0 else "FACEFORGE_IDLE_POLL_MS is 0"
     try:
         driver = driver_file.read_text().strip()
     except OSError:
         driver = ""
-    return AUTO_WINDOW_MS if driver == "haltpoll" and cpus <= AUTO_MAX_CPUS else 0.0
+    if driver != "haltpoll":
+        return 0.0, f"not a haltpoll virtual machine (cpuidle driver: {driver or 'none'})"
+    if cpus > AUTO_MAX_CPUS:
+        return 0.0, f"{cpus} cores, more than the {AUTO_MAX_CPUS} it is on by default for"
+    return AUTO_WINDOW_MS, None
 
 
 class AwakeCores:
@@ -132,11 +138,9 @@ class AwakeCores:
         if not hasattr(os, "SCHED_IDLE") or not hasattr(os, "sched_getaffinity"):
             self.off_because = "this system cannot run a process at idle priority on a given core"
         self._cpus = [] if self.off_because else sorted(os.sched_getaffinity(0) if cpus is None else cpus)
-        self.window = resolve_window_ms(window_ms, len(self._cpus), driver_file) / 1000.0
-        if self.off_because is None and self.window <= 0:
-            self.off_because = (
-                "FACEFORGE_IDLE_POLL_MS is 0" if window_ms is not None else "not a haltpoll virtual machine"
-            )
+        window_ms, unset_because = resolve_window_ms(window_ms, len(self._cpus), driver_file)
+        self.window = window_ms / 1000.0
+        self.off_because = self.off_because or unset_because
         if self.off_because is None:
             quota = cpu_quota(len(self._cpus), quota_files)
             if quota is not None:
@@ -152,12 +156,6 @@ class AwakeCores:
         self._closed = False
         if self.off_because:
             log.info("idle cores are not kept awake between photos: %s", self.off_because)
-        else:
-            log.info(
-                "keeping %d idle cores awake %.0f ms after each photo of a stream",
-                len(self._cpus),
-                1000 * self.window,
-            )
 
     @property
     def poller_pids(self) -> list[int]:
@@ -222,7 +220,11 @@ class AwakeCores:
                 pass  # 8,000 requests unread: it is starved of CPU; later ones carry the deadline
             except OSError:
                 poller.stdin.close()
-                self._off(f"a poller ended by itself (exit status {poller.poll()})")
+                status = poller.poll()
+                ended = (
+                    f"by signal {-status}" if status is not None and status < 0 else f"with status {status}"
+                )
+                self._off(f"a poller ended {ended}")
 
     def _off(self, reason: str) -> None:
         if self.off_because is None:
@@ -241,6 +243,12 @@ class AwakeCores:
             with self._lock:
                 self._off(f"could not start a poller: {error}")
             return
+        log.info(
+            "a stream of photos: keeping %s awake %g ms after each photo (process %d)",
+            "1 idle core" if len(started) == 1 else f"{len(started)} idle cores",
+            1000 * self.window,
+            os.getpid(),
+        )
         with self._lock:
             if self._closed:
                 pollers: list[subprocess.Popen[bytes]] = started
@@ -253,11 +261,14 @@ class AwakeCores:
 
     def _start(self, cpu: int) -> subprocess.Popen[bytes]:
         # stdout and stderr go nowhere: a poller must not hold this process's output pipes open.
+        # In a session of its own, out of the terminal's process group: Ctrl-C stops the server, whose
+        # exit closes the pollers' stdin, rather than the pollers first.
         poller = subprocess.Popen(
             [self._python, "-m", __name__, str(cpu)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         assert poller.stdin is not None
         try:
