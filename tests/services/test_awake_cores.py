@@ -59,9 +59,9 @@ def _assert_still(pids: list[int], meanwhile: Callable[[], None]) -> None:
     assert {pid: _cpu_ns(pid) for pid in pids} == slept
 
 
-def _pollers(awake: AwakeCores) -> list[int]:
-    cores = len(os.sched_getaffinity(0))
-    _until(lambda: len(awake.poller_pids) == cores, "a poller per core starts")
+def _pollers(awake: AwakeCores, cores: int | None = None) -> list[int]:
+    count = len(os.sched_getaffinity(0)) if cores is None else cores
+    _until(lambda: len(awake.poller_pids) == count, "a poller per core starts")
     return awake.poller_pids
 
 
@@ -89,6 +89,25 @@ def test_a_stream_of_photos_spins_every_core_at_idle_priority_until_the_window_e
         # Asleep once the window has passed (S: waiting for the next request), and no longer running.
         _until(lambda: all(_state(pid) == "S" for pid in pids), "pollers sleep after the window")
         _assert_still(pids, lambda: None)
+
+
+def test_as_many_photos_at_once_as_cores_stop_the_spinning_until_one_ends() -> None:
+    cpu = min(os.sched_getaffinity(0))
+    with closing(AwakeCores(3000, cpus=[cpu], quota_files=NO_QUOTA)) as awake:
+        _photo(awake)
+        awake.working()  # a stream, and one photo on the one core: no core idles, nothing to keep awake
+        time.sleep(0.2)
+        assert awake.poller_pids == [], "no poller starts only to be stopped"
+        awake.resting()  # the core idles: it is kept awake
+        (pid,) = _pollers(awake, cores=1)
+        spun = _cpu_ns(pid)
+        _until(lambda: _cpu_ns(pid) > spun + 10_000_000, "the poller spins")
+        awake.working()
+        _until(lambda: _state(pid) == "S", "the poller stops at once")
+        _assert_still([pid], lambda: None)
+        awake.resting()
+        spun = _cpu_ns(pid)
+        _until(lambda: _cpu_ns(pid) > spun + 10_000_000, "the poller spins again")
 
 
 def test_a_photo_after_a_long_gap_does_not_poll(awake: AwakeCores) -> None:
@@ -233,6 +252,12 @@ def test_ctrl_c_at_the_terminal_leaves_the_pollers_to_their_process(awake: Awake
     pids = _pollers(awake)
     # Ctrl-C signals the terminal's foreground process group: this process's, not the pollers'.
     assert all(os.getpgid(pid) != os.getpgid(0) for pid in pids)
+    # But the same session: with autogroup scheduling a session of their own would share each core
+    # with the photos half and half, idle priority or not.
+    assert all(os.getsid(pid) == os.getsid(0) for pid in pids)
+    assert all(
+        Path(f"/proc/{pid}/autogroup").read_text() == Path("/proc/self/autogroup").read_text() for pid in pids
+    )
     os.kill(pids[0], signal.SIGTERM)  # someone else's doing: said as such, and polling stops
     _until(lambda: _state(pids[0]) in ("", "Z"), "the poller ends")
     _photo(awake)
