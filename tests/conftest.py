@@ -18,6 +18,11 @@ from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 # Service fixtures (databases, app clients) are shared by tests/api and tests/export.
 pytest_plugins = ["tests.api.fixtures"]
 
+# The suite's API processes (in-process and spawned: the environment is inherited) do not keep idle
+# cores awake: on a haltpoll VM they would spin through every burst of test requests, beside the other
+# pytest worker. tests/services/test_awake_cores.py runs the pollers themselves.
+os.environ.setdefault("FACEFORGE_IDLE_POLL_MS", "0")
+
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "faces"
 LFW10 = FACES / "krasserm_lfw10"
 

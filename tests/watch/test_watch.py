@@ -238,7 +238,7 @@ def test_a_video_file_is_not_kept_waiting_for_a_server_that_is_down(tmp_path: Pa
     )
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: the server cannot be reached (") and "no model is cached in" in last
+    assert last.startswith("error: no model from the server (") and "and none cached in" in last
 
 
 # A live stream (not a file): frames arrive in real time, the agent's decoding thread keeps the newest

@@ -119,7 +119,7 @@ def _build_in(
 
     staging = work / "out"
     staging.mkdir()
-    services = Services.start(home, embedded_worker=False)
+    services = Services.start(home, embedded_worker=False, keep_cores_awake=False)
     try:
         target = LocalTarget(services.people, services.strangers)
         importer = BulkImporter(target, on_progress=on_progress, concurrency=1)

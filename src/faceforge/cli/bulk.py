@@ -78,7 +78,9 @@ def _into_home(
     # One analysis thread per person and one more person than cores: while some people's photos are
     # analysed, another's are written (files and rows are fsynced), so the cores stay busy.
     cores = settings.limits.vision_concurrency
-    services = Services.start(settings.model_copy(update={"workers": 1}), embedded_worker=False)
+    services = Services.start(
+        settings.model_copy(update={"workers": 1}), embedded_worker=False, keep_cores_awake=False
+    )
     try:
         with ProgressDisplay() as display:
             importer = BulkImporter(

@@ -81,7 +81,7 @@ def _first_model(
                 return cached
             if not wait:
                 raise WatchError(
-                    f"the server cannot be reached ({error}) and no model is cached in {store.directory}"
+                    f"no model from the server ({error}) and none cached in {store.directory}"
                 ) from None
             delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
             log.warning(

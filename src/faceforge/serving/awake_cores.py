@@ -172,6 +172,7 @@ class AwakeCores:
             if self._busy >= len(self._cpus):
                 # As many photos as cores: none idles, and spinning in the moments one waits cost an
                 # API process 8 % of its throughput with 4 clients (28.4 -> 26.0 photos/s, measured).
+                # Photos are counted per process: several API processes on these cores still poll.
                 self._poll_until(0.0)
             elif self._stream:
                 self._poll_until(now + self.window)
@@ -227,10 +228,13 @@ class AwakeCores:
             except OSError:
                 poller.stdin.close()
                 status = poller.poll()
-                ended = (
-                    f"by signal {-status}" if status is not None and status < 0 else f"with status {status}"
-                )
-                self._off(f"a poller ended {ended}")
+                if status is None:  # its pipe closed a moment before it can be reaped
+                    ended = ""
+                elif status < 0:
+                    ended = f" by signal {-status}"
+                else:
+                    ended = f" with status {status}"
+                self._off(f"a poller ended{ended}")
 
     def _off(self, reason: str) -> None:
         if self.off_because is None:
@@ -242,7 +246,7 @@ class AwakeCores:
         try:
             for cpu in self._cpus:
                 started.append(self._start(cpu))
-        except (OSError, subprocess.SubprocessError) as error:
+        except Exception as error:  # whatever it is, the photos go on without pollers
             for poller in started:
                 poller.kill()
                 poller.wait()
@@ -274,7 +278,7 @@ class AwakeCores:
         # whatever the priority of the tasks inside, and the pollers then took half of each core from
         # the photos (identify p50 50 -> 110 ms at 10/s, measured).
         poller = subprocess.Popen(
-            [self._python, "-m", __name__, str(cpu)],
+            [self._python, "-P", "-m", __name__, str(cpu)],  # -P: no module of the working directory
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -282,7 +286,8 @@ class AwakeCores:
         )
         assert poller.stdin is not None
         try:
-            # At once, before its interpreter starts: its start-up must not take a core from a photo.
+            # At once (Popen returns once it has exec'd): its interpreter's start-up, some 50 ms of CPU,
+            # must not take a core from a photo.
             os.sched_setscheduler(poller.pid, os.SCHED_IDLE, os.sched_param(0))
             os.sched_setaffinity(poller.pid, {cpu})
         except OSError:

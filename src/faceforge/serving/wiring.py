@@ -54,8 +54,15 @@ class Services:
 
     @classmethod
     def start(
-        cls, settings: Settings, *, embedded_worker: bool, metrics: ServiceMetrics | None = None
+        cls,
+        settings: Settings,
+        *,
+        embedded_worker: bool,
+        metrics: ServiceMetrics | None = None,
+        keep_cores_awake: bool = True,
     ) -> Services:
+        """``keep_cores_awake``: between the photos of a stream of requests (``AwakeCores``); a batch
+        import keeps its cores busy itself."""
         metrics = metrics or ServiceMetrics()
         if embedded_worker and not torch_installed():
             raise FaceforgeError(NO_EMBEDDED_WORKER)
@@ -78,7 +85,7 @@ class Services:
 
             worker = TrainingWorker(settings, sessions, pipeline=pipeline)
         limits = settings.limits
-        awake = AwakeCores(settings.idle_poll_ms)
+        awake = AwakeCores(settings.idle_poll_ms) if keep_cores_awake else None
         gate = VisionGate(
             concurrency=limits.vision_concurrency,
             queue=limits.vision_queue,

@@ -51,8 +51,8 @@ class VisionGate:
         if self._awake is None:
             yield
             return
+        self._awake.working()
         try:
-            self._awake.working()
             yield
         finally:
             self._awake.resting()
