@@ -147,9 +147,7 @@ def test_pollers_end_with_the_process_that_started_them() -> None:
     script = textwrap.dedent(
         """
         import time
-        from faceforge.building.build import BuildOptions, build_model
-from faceforge.core.config import Settings
-from faceforge.serving.awake_cores import AwakeCores
+        from faceforge.serving.awake_cores import AwakeCores
         awake = AwakeCores(300, quota_files=())
         for _ in range(2):
             awake.working()
