@@ -22,6 +22,7 @@ from faceforge.serving.vision.embedder import (
     FAST_KERNELS_COSINE,
     INT8_CHECK_COSINE,
     INT8_CHECK_FILE,
+    KERNEL_VERDICTS,
     FaceEmbedder,
     FlipPassSession,
     Int8Check,
@@ -145,6 +146,49 @@ def test_the_exact_products_run_only_where_the_fast_ones_miss_the_check(settings
     assert isinstance(embedder._onnx, FlipPassSession) and embedder.precision == "int8"
     assert embedder._onnx.exact_int8 == (fast < FAST_KERNELS_COSINE), fast
     assert embedder.check_cosine is not None and embedder.check_cosine >= INT8_CHECK_COSINE
+
+
+def test_the_kernels_are_measured_once_per_machine_and_kept(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Which int8 kernels compute the check's embeddings depends only on the CPU, ONNX Runtime, the
+    graph and the check; measuring it built and ran the graph's parts twice on every start of a CPU
+    without VNNI (1.1 s of each API process's 1.9 s load on an AMD EPYC with AVX2 alone)."""
+    graph = embedding_onnx_path(settings.weights_dir)
+    int8 = int8_onnx_path(settings.weights_dir, graph)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for path in (graph, int8, *flip_part_paths(int8)):
+        (weights / path.name).hardlink_to(path)
+    first = FaceEmbedder(weights, threads=2)
+    first.load()
+    assert isinstance(first._onnx, FlipPassSession)
+    kept = sorted((weights / KERNEL_VERDICTS).glob("*.json"))
+    assert len(kept) == 1
+    record = json.loads(kept[0].read_text())
+    fast = int8_check_cosine(
+        FlipPassSession(int8, side_by_side=False, exact_int8=False), Int8Check.load(INT8_CHECK_FILE)
+    )
+    assert record["fast"] == pytest.approx(fast, abs=1e-6)
+    assert (record["exact"] is not None) == first._onnx.exact_int8 == (fast < FAST_KERNELS_COSINE)
+
+    # The next process follows the kept verdict and measures nothing: one naming the other kernels
+    # is obeyed (so it is read, not measured again).
+    other = {"fast": 1.0, "exact": None} if first._onnx.exact_int8 else {"fast": 0.99, "exact": 1.0}
+    kept[0].write_text(json.dumps(other))
+    with caplog.at_level(logging.INFO, logger="faceforge.serving.vision.embedder"):
+        second = FaceEmbedder(weights, threads=2)
+        second.load()
+    assert isinstance(second._onnx, FlipPassSession)
+    assert second._onnx.exact_int8 != first._onnx.exact_int8
+    assert "as measured on this machine before" in caplog.text and second.check_cosine == 1.0
+
+    # A verdict that cannot be read is measured again and replaced.
+    kept[0].write_text("{not json")
+    third = FaceEmbedder(weights, threads=2)
+    third.load()
+    assert isinstance(third._onnx, FlipPassSession) and third._onnx.exact_int8 == first._onnx.exact_int8
+    assert json.loads(kept[0].read_text()) == record
 
 
 def test_the_shipped_check_passes_on_this_machine(settings: Settings) -> None:

@@ -26,15 +26,18 @@ cached beside it; a serve-only install without it runs the float graph.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
+import platform
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -42,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from faceforge.core.atomic import file_sha256, write_atomically
+from faceforge.core.atomic import file_sha256, write_atomically, write_bytes_atomically
 from faceforge.core.embedding_space import DLIB_WEIGHT, EMBEDDER_NAME, EMBEDDING_SIZE
 from faceforge.core.errors import WeightsNotPreparedError, WeightsUnavailableError
 from faceforge.core.file_lock import exclusive_lock
@@ -85,8 +88,21 @@ FAST_KERNELS_COSINE = 1 - 1e-5
 
 def embedder_digest() -> str:
     """16 hex digits naming the source weights of both networks (cache files carry it)."""
-    parts = f"{file_sha256(facenet_graph_path())}:{file_sha256(dlib_descriptor_path())}:{DLIB_WEIGHT}"
-    return hashlib.sha256(parts.encode()).hexdigest()[:16]
+    parts = f"{_package_file_sha256(facenet_graph_path())}:{_package_file_sha256(dlib_descriptor_path())}"
+    return hashlib.sha256(f"{parts}:{DLIB_WEIGHT}".encode()).hexdigest()[:16]
+
+
+def _package_file_sha256(path: Path) -> str:
+    """A weight package's file hashed once per process while it stays the same file (its identity,
+    size and modification time): every pipeline load, version export and device backbone asks, and
+    hashing the two files each time took 60 s of a test-suite run's CPU."""
+    found = path.stat()
+    return _sha256_of(path, found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+@cache
+def _sha256_of(path: Path, device: int, inode: int, size: int, modified_ns: int) -> str:
+    return file_sha256(path)
 
 
 def embedding_onnx_path(
@@ -166,6 +182,88 @@ class Int8Check:
             return cls(graph=str(record["graph"]), seed=int(record["seed"]), embeddings=embeddings)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise WeightsUnavailableError(f"no usable int8 check in {path}: {error}") from error
+
+
+KERNEL_VERDICTS = "int8-kernels"  # folder of the weights cache: one verdict per machine and graph
+
+
+@dataclass(frozen=True, slots=True)
+class KernelVerdict:
+    """How close this machine's int8 kernels come to the check's recorded embeddings: ONNX Runtime's
+    fast ones, and its exact ones when the fast ones fall short (``None`` when they were not needed).
+
+    Which kernels ONNX Runtime runs, and so what they compute, depends only on the CPU's instruction
+    sets, ONNX Runtime's release, the graph and the check inputs: the verdict is kept under a digest
+    of those (``key``), so another CPU, release, graph or check file measures afresh."""
+
+    fast: float
+    exact: float | None
+
+    @property
+    def exact_wins(self) -> bool:
+        return self.exact is not None and self.exact > self.fast
+
+    @property
+    def cosine(self) -> float:
+        return self.exact if self.exact is not None and self.exact > self.fast else self.fast
+
+    def describe(self) -> str:
+        if self.exact is None:
+            return f"check cosine {self.fast:.7f} with its fast kernels"
+        return f"check cosine {self.fast:.7f} with its fast kernels, {self.exact:.7f} with its exact ones"
+
+    @staticmethod
+    def key(graph: Path, check: Int8Check) -> str:
+        parts = hashlib.sha256()
+        for part in (_cpu_identity(), _runtime_release(), graph.name, str(check.seed)):
+            parts.update(part.encode() + b"\0")
+        parts.update(np.ascontiguousarray(check.embeddings, np.float32).tobytes())
+        return parts.hexdigest()[:24]
+
+    @classmethod
+    def recorded(cls, weights_dir: Path, graph: Path, check: Int8Check) -> KernelVerdict | None:
+        """The verdict kept for this machine, or ``None`` (none yet, or unreadable: measured again)."""
+        path = weights_dir / KERNEL_VERDICTS / f"{cls.key(graph, check)}.json"
+        try:
+            record = json.loads(path.read_text())
+            fast = float(record["fast"])
+            exact = None if record["exact"] is None else float(record["exact"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not all(0.0 <= value <= 1.0 + 1e-6 for value in (fast, exact if exact is not None else fast)):
+            return None
+        return cls(fast, exact)
+
+    def record(self, weights_dir: Path, graph: Path, check: Int8Check) -> None:
+        """Keep the verdict; a cache this process may not write (a read-only image) is only measured
+        again next time."""
+        path = weights_dir / KERNEL_VERDICTS / f"{self.key(graph, check)}.json"
+        text = json.dumps({"fast": self.fast, "exact": self.exact, "graph": graph.name})
+        try:
+            write_bytes_atomically(path, (text + "\n").encode())
+        except OSError as error:
+            log.debug("int8 kernel verdict not kept in %s: %s", path, error)
+
+
+def _cpu_identity() -> str:
+    """This CPU's model and instruction-set flags (what ONNX Runtime picks its kernels by)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            lines = cpuinfo.read().split("\n\n", 1)[0].splitlines()
+    except OSError:
+        lines = []
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    wanted = [fields.get(name, "").strip() for name in ("vendor_id", "model name", "flags")]
+    if not any(wanted):
+        wanted = [platform.machine(), platform.processor()]
+    return "|".join(wanted)
+
+
+def _runtime_release() -> str:
+    try:
+        return importlib.metadata.version("onnxruntime")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def check_inputs(seed: int, count: int) -> FaceInputs:
@@ -406,21 +504,7 @@ class FaceEmbedder:
             return None
         session: InferenceSession
         if _has_flip_parts(path):
-            side_by_side = self.threads >= 2
-            fast = FlipPassSession(path, side_by_side=side_by_side, exact_int8=False)
-            session, cosine = fast, int8_check_cosine(fast, check)
-            if cosine < FAST_KERNELS_COSINE:
-                exact = FlipPassSession(path, side_by_side=side_by_side, exact_int8=True)
-                exact_cosine = int8_check_cosine(exact, check)
-                log.info(
-                    "ONNX Runtime's int8 products reach check cosine %.7f with its fast kernels here, "
-                    "%.7f with its exact ones",
-                    cosine,
-                    exact_cosine,
-                )
-                if exact_cosine > cosine:
-                    session, cosine = exact, exact_cosine
-                (exact if session is fast else fast).close()
+            session, cosine = self._flip_parts(path, check)
         else:
             session = OnnxSession(path, threads=self.threads)
             cosine = int8_check_cosine(session, check)
@@ -443,6 +527,30 @@ class FaceEmbedder:
         )
         self.precision = "int8"
         return session
+
+    def _flip_parts(self, path: Path, check: Int8Check) -> tuple[FlipPassSession, float]:
+        """The int8 graph's parts with the kernels that compute the check's embeddings closest, and
+        that cosine: measured once per machine and kept in the weights cache (``KernelVerdict``).
+        Measuring builds and runs both kinds where the fast kernels saturate, over a second of every
+        process's start on such a CPU for an answer that only the CPU and ONNX Runtime decide."""
+        side_by_side = self.threads >= 2
+        verdict = KernelVerdict.recorded(self.weights_dir, path, check)
+        if verdict is not None:
+            session = FlipPassSession(path, side_by_side=side_by_side, exact_int8=verdict.exact_wins)
+            log.info("int8 kernels as measured on this machine before (%s)", verdict.describe())
+            return session, verdict.cosine
+        fast = FlipPassSession(path, side_by_side=side_by_side, exact_int8=False)
+        fast_cosine = int8_check_cosine(fast, check)
+        if fast_cosine >= FAST_KERNELS_COSINE:
+            KernelVerdict(fast_cosine, None).record(self.weights_dir, path, check)
+            return fast, fast_cosine
+        exact = FlipPassSession(path, side_by_side=side_by_side, exact_int8=True)
+        exact_cosine = int8_check_cosine(exact, check)
+        verdict = KernelVerdict(fast_cosine, exact_cosine)
+        log.info("ONNX Runtime's int8 products reach %s", verdict.describe())
+        verdict.record(self.weights_dir, path, check)
+        (fast if verdict.exact_wins else exact).close()
+        return (exact if verdict.exact_wins else fast), verdict.cosine
 
     @staticmethod
     def _parts_description(session: InferenceSession) -> str:
