@@ -33,12 +33,15 @@ class Server:
     url: str
     screenshots: Path
     expected_errors: set[tuple[str, int]] = field(default_factory=set)  # (path suffix, status)
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.url, headers={"X-API-Key": ADMIN_KEY}, timeout=120)
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A call to the server's API with the admin key (to set up what a test looks at)."""
-        response = httpx.request(
-            method, self.url + path, headers={"X-API-Key": ADMIN_KEY}, timeout=120, **kwargs
-        )
+        """A call to the server's API with the admin key (to set up what a test looks at), on one
+        client per server (a new one per call loaded the CA bundle each time, while polling)."""
+        response = self.http.request(method, path, **kwargs)
         response.raise_for_status()
         return response
 

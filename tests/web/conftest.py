@@ -28,7 +28,9 @@ def server(
     with serve_process(folder / "home", settings, **env) as (url, _):
         screenshots = folder / "screenshots"
         screenshots.mkdir()
-        yield Server(url, screenshots)
+        server = Server(url, screenshots)
+        with server.http:
+            yield server
 
 
 @pytest.fixture(scope="module")
