@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,8 +47,14 @@ class OnnxSession:
             # here: 3 ms slower alone without spinning, and no core burnt while others wait).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        source = graph if isinstance(graph, bytes) else str(graph)
-        self._session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+        def start(source: str | bytes) -> ort.InferenceSession:
+            return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+        if isinstance(graph, bytes):
+            self._session = start(graph)
+        else:
+            self._session = _shared_session(graph, (threads, exact_int8), lambda: start(str(graph)))
         self.input_names = [node.name for node in self._session.get_inputs()]
         self.output_names = [node.name for node in self._session.get_outputs()]
 
@@ -56,3 +65,31 @@ class OnnxSession:
     def run_raw(self, inputs: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
         """Outputs as the graph gives them (a quantised tensor stays uint8), inputs of any type."""
         return list(self._session.run(self.output_names, dict(inputs)))
+
+
+# Sessions of one graph file with the same options are shared within a process while anything holds
+# them, and the most recent few are kept a little longer: ONNX Runtime sessions may run from several
+# threads at once, and starting one costs 0.1-0.7 s of a core (the float embedding graph: 300 MB held
+# once). A process that starts its services again (a worker its supervisor restarts, the test suite's
+# hundreds of apps) finds its networks loaded. A file replaced or rewritten is another key.
+KEEP_RECENT_SESSIONS = 12
+_shared: weakref.WeakValueDictionary[tuple[Any, ...], ort.InferenceSession] = weakref.WeakValueDictionary()
+_recent: deque[ort.InferenceSession] = deque(maxlen=KEEP_RECENT_SESSIONS)
+_shared_lock = threading.Lock()
+
+
+def _shared_session(
+    graph: Path, options: tuple[Any, ...], start: Callable[[], ort.InferenceSession]
+) -> ort.InferenceSession:
+    found = graph.stat()
+    key = (str(graph.resolve()), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, *options)
+    with _shared_lock:
+        session = _shared.get(key)
+    if session is None:
+        started = start()  # outside the lock: other graphs start meanwhile
+        with _shared_lock:
+            session = _shared.setdefault(key, started)
+    with _shared_lock:
+        if not any(kept is session for kept in _recent):
+            _recent.append(session)
+    return session
