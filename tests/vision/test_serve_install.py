@@ -70,6 +70,7 @@ def test_the_api_before_a_worker_prepared_says_when_to_retry(
     # condition of the deployment, not a fault (it answered 500 before).
     _hide_weight_packages(monkeypatch)
     monkeypatch.setattr(embedder, "torch_installed", lambda: False)
+    monkeypatch.delenv("FACEFORGE_WEIGHTS_CACHE", raising=False)  # the home's own, empty cache
     photo = next(iter(sorted(LFW10.rglob("*.jpg"))))
     with local_client(create_app(Settings(home=tmp_path), embedded_worker=False)) as client:
         created = client.post("/api/v1/people", data={"name": "Early"}, files=photo_fields([photo]))
