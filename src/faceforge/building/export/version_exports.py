@@ -54,6 +54,7 @@ from faceforge.serving.vision.embedder import (
     unit_rows,
 )
 from faceforge.serving.vision.mtcnn import cached_graphs
+from faceforge.serving.vision.runtime import OnnxSession
 
 # Float32 softmax resolves probabilities down to about e^-87; below this floor all count as "none".
 LOG_PROBABILITY_FLOOR = -60.0
@@ -214,16 +215,17 @@ class OnnxExporter:
         self.weights_dir = weights_dir
         self.backbones = backbones
         self._lock = threading.Lock()
-        self._backbone: tuple[Path, onnx.ModelProto, ort.InferenceSession] | None = None
+        self._backbone: tuple[Path, onnx.ModelProto, OnnxSession] | None = None
         self._probe_embeddings: FloatArray | None = None
         self._browser_backbone: Path | None = None
 
-    def _load_backbone(self) -> tuple[Path, onnx.ModelProto, ort.InferenceSession]:
+    def _load_backbone(self) -> tuple[Path, onnx.ModelProto, OnnxSession]:
         with self._lock:
             if self._backbone is None:
                 path = embedding_onnx_path(self.weights_dir, export=export_embedding_graph)
                 model = onnx.load(str(path))
-                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                # The process's session of the float graph (the reference embedder's), not one more.
+                session = OnnxSession(path, threads=1)
                 self._backbone = (path, model, session)
             return self._backbone
 
@@ -231,7 +233,7 @@ class OnnxExporter:
         """The server's embeddings of ``probe_faces()``: the reference every format is held to."""
         if self._probe_embeddings is None:
             _, _, session = self._load_backbone()
-            self._probe_embeddings = np.asarray(session.run(None, probe_faces())[0], np.float32)
+            self._probe_embeddings = np.asarray(session.run_raw(probe_faces())[0], np.float32)
         return self._probe_embeddings
 
     def browser_backbone(self) -> Path:
@@ -254,7 +256,7 @@ class OnnxExporter:
                 # saturate without VNNI): browsers run their own WebAssembly ones.
                 feeds = graph_feeds(check_inputs(CHECK_SEED, CHECK_FACES))
                 ours = unit_rows(exact_int8_session(data).run(feeds)[0])
-                exact = unit_rows(np.asarray(reference.run(None, feeds)[0], np.float32))
+                exact = unit_rows(np.asarray(reference.run_raw(feeds)[0], np.float32))
                 cosine = float(np.sum(ours * exact, axis=1).min())
                 if not cosine >= BROWSER_BACKBONE_COSINE:
                     raise ExportError(
