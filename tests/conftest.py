@@ -13,7 +13,7 @@ import pytest
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
 from faceforge.core.memory import limit_malloc_arenas, return_large_buffers, trim_heap
-from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError, prepare_networks
 
 # Service fixtures (databases, app clients) are shared by tests/api and tests/export.
 pytest_plugins = ["tests.api.fixtures"]
@@ -79,6 +79,25 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = Settings(home=home)
     assert settings.weights_dir.resolve() == weights.resolve()
     return settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _weights_converted_on_both_cores(settings: Settings) -> None:
+    """A run's first conversions, split between the two pytest-xdist workers: the first converts the
+    server's networks (MTCNN, the embedding graph and its int8 variant, in child processes), the second
+    the on-device backbones (refiner, Core ML, TFLite). Each needs both sooner or later; converted
+    lazily, the first test of each worker wanted the embedding graph, and one worker waited a couple
+    of minutes on the other's lock. Every conversion keeps its own lock, so neither repeats the
+    other's work."""
+    if os.environ.get("FACEFORGE_WEIGHTS_CACHE"):
+        return  # converted already
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker == "gw0":
+        prepare_networks(settings.weights_dir)
+    elif worker == "gw1":
+        from faceforge.building.export.version_exports import VersionExporter
+
+        VersionExporter(settings.weights_dir).prepare()
 
 
 @pytest.fixture(scope="session")
