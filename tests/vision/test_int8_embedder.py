@@ -259,3 +259,59 @@ def test_the_quantiser_command_says_how_to_use_it() -> None:
     command = [sys.executable, "-m", "faceforge.building.networks.embedding_quantization", "only-one"]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 2 and "usage:" in done.stderr and "fit FOLDER" in done.stderr
+
+
+def _process_state(pid: int) -> str | None:
+    """The state letter of ``pid`` (``Z`` for a zombie), ``None`` once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _child_running(parent: int, module: str) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and module.encode() in command:
+            return int(entry.name)
+    return None
+
+
+def test_a_quantising_child_stops_when_its_parent_is_killed(settings: Settings, tmp_path: Path) -> None:
+    """A server killed outright (SIGKILL, the OOM killer) left the child quantising for it working for
+    nobody, for as long as a quantisation takes, beside the server that replaced it and quantised the
+    same again. The child stops as soon as it sees it, and leaves no file behind, whole or partial."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.api.fixtures import wait_for
+
+    graph = embedding_onnx_path(settings.weights_dir)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / graph.name).hardlink_to(graph)
+    script = (
+        "import sys; from pathlib import Path; "
+        "from faceforge.serving.vision.embedder import int8_onnx_path; "
+        "int8_onnx_path(Path(sys.argv[1]), Path(sys.argv[2]))"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script, str(weights), str(weights / graph.name)])
+    module = "faceforge.building.networks.embedding_quantization"
+    try:
+        child = wait_for(lambda: _child_running(parent.pid, module), timeout=60, what="the quantising child")
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    # The quantisation alone takes seconds (10 and more on two cores): a child that carried on would
+    # still be running, and would then write the int8 graph.
+    wait_for(lambda: _process_state(child) in (None, "Z"), timeout=30, what="the orphaned child to stop")
+    left = sorted(path.name for path in weights.iterdir() if not path.name.endswith(".lock"))
+    assert left == [graph.name]  # the parent's lock file stays, as every lock file does

@@ -32,6 +32,7 @@ from faceforge.core.embedding_space import EMBEDDER_NAME
 from faceforge.core.errors import ExportError, FaceforgeError
 from faceforge.core.file_lock import exclusive_lock
 from faceforge.core.native_logs import native_chatter_filtered
+from faceforge.core.parent_watch import stop_when_orphaned
 from faceforge.serving.vision.embedder import embedder_digest
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,9 @@ def _convert_in_child(weights_dir: Path, conversion: Conversion) -> None:
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     child = context.Process(
-        target=_convert, args=(weights_dir, conversion, send), name=f"faceforge-convert-{conversion}"
+        target=_convert,
+        args=(weights_dir, conversion, send, os.getpid()),
+        name=f"faceforge-convert-{conversion}",
     )
     child.daemon = True
     child.start()
@@ -239,9 +242,11 @@ def _convert_in_child(weights_dir: Path, conversion: Conversion) -> None:
         raise ExportError(failure)
 
 
-def _convert(weights_dir: Path, conversion: Conversion, report: Connection) -> None:
-    """Run in the conversion's own process (``_convert_in_child``), which the caller started holding
-    the conversion's locks; sends ``None``, or what went wrong."""
+def _convert(weights_dir: Path, conversion: Conversion, report: Connection, parent: int) -> None:
+    """Run in the conversion's own process (``_convert_in_child``), which the caller (``parent``)
+    started holding the conversion's locks; sends ``None``, or what went wrong. Stops if the caller
+    is killed outright (``core.parent_watch``): its daemonic flag ends it only on a normal exit."""
+    stop_when_orphaned(parent)
     quiet_conversion_tools()
     failure: str | None = None
     try:

@@ -19,6 +19,7 @@ from faceforge.building.weights.dlib_weights import load_dlib_resnet
 from faceforge.building.weights.facenet_weights import load_facenet
 from faceforge.core.atomic import write_atomically
 from faceforge.core.checksums import record_sha256
+from faceforge.core.parent_watch import stop_when_orphaned_from_environment
 from faceforge.serving.vision.align import CHIP_SIZE
 from faceforge.serving.vision.crop import CROP_SIZE
 
@@ -70,6 +71,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m faceforge.building.networks.embedding_graph WEIGHTS_DIR TARGET\n")
         return 2
     weights_dir, target = map(Path, argv)
+    stop_when_orphaned_from_environment()
     export_embedding_onnx(build_embedding_net(weights_dir), target)
     return 0
 

@@ -43,6 +43,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from faceforge.building.networks.flip_passes import split_flip_passes
 from faceforge.core.atomic import write_atomically, write_bytes_atomically
 from faceforge.core.errors import WeightsUnavailableError
+from faceforge.core.parent_watch import stop_when_orphaned_from_environment
 from faceforge.serving.vision.embedder import (
     INT8_CHECK_FILE,
     Int8Check,
@@ -273,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if len(args) != 2 or args[0].startswith("-"):
         sys.stderr.write(USAGE)
         raise SystemExit(2)
+    stop_when_orphaned_from_environment()
     try:
         quantize_embedding_graph(Path(args[0]), Path(args[1]))
     except WeightsUnavailableError as error:

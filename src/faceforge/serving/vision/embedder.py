@@ -49,6 +49,7 @@ from faceforge.core.atomic import file_sha256, write_atomically, write_bytes_ato
 from faceforge.core.embedding_space import DLIB_WEIGHT, EMBEDDER_NAME, EMBEDDING_SIZE
 from faceforge.core.errors import WeightsNotPreparedError, WeightsUnavailableError
 from faceforge.core.file_lock import exclusive_lock
+from faceforge.core.parent_watch import child_environment
 from faceforge.core.weight_sources import PREPARE_HINT, dlib_descriptor_path, facenet_graph_path
 from faceforge.serving.vision.align import CHIP_SIZE
 from faceforge.serving.vision.crop import CROP_SIZE
@@ -355,7 +356,10 @@ def _make_in_child(module: str, paths: list[Path], target: Path, verb: str, time
     command = [sys.executable, "-m", module, *map(str, paths)]
     try:
         # On timeout ``run`` kills the child and waits for it.
-        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+        # It stops by itself if this process is killed outright (``core.parent_watch``).
+        done = subprocess.run(
+            command, capture_output=True, text=True, check=False, timeout=timeout, env=child_environment()
+        )
     except subprocess.TimeoutExpired as error:
         raise WeightsUnavailableError(
             f"could not {verb} the embedding network: the process took over {timeout:.0f}s"

@@ -1,0 +1,55 @@
+"""Conversion children that stop when the process that started them is gone.
+
+A server converts weights in child processes (the embedding graph's export and quantisation, the
+device backbones): minutes of both cores, holding nothing but their own output. A parent that ends
+normally ends them (it waits, or they are daemonic), but one killed outright (SIGKILL, the OOM killer)
+left them converting for minutes for nobody, beside the server that replaced it and converted the same
+again. Linux's parent-death signal would need ``preexec_fn``, which is unsafe in a process with
+threads, so the child watches instead: its parent id changes when the parent is gone."""
+
+from __future__ import annotations
+
+import _thread
+import logging
+import os
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+# Set by a parent for a ``python -m`` child (``child_environment``): the parent's process id.
+PARENT_PID_ENV = "FACEFORGE_PARENT_PID"
+WATCH_INTERVAL_SECONDS = 0.5
+# After the interrupt, how long the child may take to clean up (temporary files of atomic writes are
+# removed as the KeyboardInterrupt unwinds) before it exits regardless: a native call that never
+# returns to Python would otherwise keep it running.
+CLEAN_UP_SECONDS = 30.0
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment and its id, for a child that calls
+    ``stop_when_orphaned_from_environment``."""
+    return {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+
+
+def stop_when_orphaned_from_environment() -> None:
+    """``stop_when_orphaned`` for the parent named by ``PARENT_PID_ENV``; nothing without it (the command
+    run by hand, from a shell that may well exit first)."""
+    value = os.environ.get(PARENT_PID_ENV, "")
+    if value.isdigit():
+        stop_when_orphaned(int(value))
+
+
+def stop_when_orphaned(parent: int) -> None:
+    """Interrupt this process's main thread (``KeyboardInterrupt``) once ``parent`` is no longer its
+    parent, and exit ``CLEAN_UP_SECONDS`` later if it is still running."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCH_INTERVAL_SECONDS)
+        log.warning("process %d that started this conversion is gone: stopping", parent)
+        _thread.interrupt_main()
+        time.sleep(CLEAN_UP_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="faceforge-parent-watch", daemon=True).start()
