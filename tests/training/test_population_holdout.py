@@ -9,6 +9,7 @@ described its own people better than the next ones: galleries of 1 to 5 unseen p
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from faceforge.building.head_fitting import fit_head
 from faceforge.building.population_fit import fit_population
 from faceforge.core.dataset import image_files
 from faceforge.core.model.population import PopulationModel
-from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
+from faceforge.serving.vision.face_input import FaceInputs, concatenate_inputs
+from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import FACES
 
 LFW_DEV = FACES / "lfw_dev"
@@ -30,13 +32,32 @@ TARGET = 0.97
 
 
 def _embed(pipeline: FacePipeline, paths: list[Path]) -> tuple[np.ndarray, list[int]]:
-    """The largest face of each photo that has one, and which of ``paths`` it came from."""
-    rows, kept = [], []
-    for i, result in enumerate(pipeline.analyze_many(paths, single_face=False)):
-        if not isinstance(result, PhotoError) and result.faces and result.faces[0].embedding is not None:
-            rows.append(result.faces[0].embedding)
-            kept.append(i)
-    return np.stack(rows).astype(np.float32), kept
+    """The largest confident face of each photo that has one (as identification keeps them), and which
+    of ``paths`` it came from. Only that face is embedded: LFW photos hold 1.15 faces on average, and
+    the others' embeddings were 15 % of this module's minutes. Runs of photos on two threads, each
+    detecting then embedding its run in one batch, as ``FacePipeline.analyze_many`` does."""
+    min_score = pipeline.detector_settings.min_score
+
+    def largest(path: Path) -> FaceInputs | None:
+        image = pipeline.decode(path.read_bytes())
+        faces = [face for face in pipeline.detect(image) if face.score >= min_score]
+        return pipeline.inputs(image, [faces[0].box]) if faces else None
+
+    def run(start: int) -> tuple[list[int], np.ndarray | None]:
+        found = [(start + i, largest(path)) for i, path in enumerate(paths[start : start + RUN])]
+        chosen = [(index, inputs) for index, inputs in found if inputs is not None]
+        if not chosen:
+            return [], None
+        rows = pipeline.embedder.embed(concatenate_inputs([inputs for _, inputs in chosen]))
+        return [index for index, _ in chosen], rows
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [(kept, rows) for kept, rows in pool.map(run, range(0, len(paths), RUN)) if rows is not None]
+    kept = [index for indices, _ in runs for index in indices]
+    return np.concatenate([rows for _, rows in runs]).astype(np.float32), kept
+
+
+RUN = 8  # photos a thread detects before embedding their faces in one batch
 
 
 @dataclass(frozen=True)
