@@ -12,17 +12,19 @@ from __future__ import annotations
 import _thread
 import logging
 import os
+import signal
 import threading
 import time
+from types import FrameType
 
 log = logging.getLogger(__name__)
 
 # Set by a parent for a ``python -m`` child (``child_environment``): the parent's process id.
 PARENT_PID_ENV = "FACEFORGE_PARENT_PID"
 WATCH_INTERVAL_SECONDS = 0.5
-# After the interrupt, how long the child may take to clean up (temporary files of atomic writes are
-# removed as the KeyboardInterrupt unwinds) before it exits regardless: a native call that never
-# returns to Python would otherwise keep it running.
+# After the stop is raised, how long the child may take to clean up (temporary files of atomic writes
+# are removed as the exception unwinds) before it exits regardless: a native call that never returns
+# to Python would otherwise keep it running.
 CLEAN_UP_SECONDS = 30.0
 
 
@@ -41,15 +43,25 @@ def stop_when_orphaned_from_environment() -> None:
 
 
 def stop_when_orphaned(parent: int) -> None:
-    """Interrupt this process's main thread (``KeyboardInterrupt``) once ``parent`` is no longer its
-    parent, and exit ``CLEAN_UP_SECONDS`` later if it is still running."""
+    """Raise ``SystemExit`` in this process's main thread once ``parent`` is no longer its parent, and
+    exit ``CLEAN_UP_SECONDS`` later if it is still running. Call it from the main thread.
+
+    The stop arrives as SIGTERM's handler, installed here, so a real SIGTERM cleans up the same way.
+    Not as SIGINT's (``KeyboardInterrupt``): a process started in the background by a shell inherits
+    SIGINT ignored, and Python then neither raises nor simulates it (a CI run's conversion children
+    carried on to the end that way)."""
+    signal.signal(signal.SIGTERM, _stop)
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(WATCH_INTERVAL_SECONDS)
         log.warning("process %d that started this conversion is gone: stopping", parent)
-        _thread.interrupt_main()
+        _thread.interrupt_main(signal.SIGTERM)
         time.sleep(CLEAN_UP_SECONDS)
         os._exit(1)
 
     threading.Thread(target=watch, name="faceforge-parent-watch", daemon=True).start()
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(f"stopped by {signal.Signals(signum).name}")
