@@ -46,6 +46,15 @@ def _give_memory_back() -> Iterator[None]:
 COLLECT_ABOVE_BYTES = 3 << 30
 
 
+def process_state(pid: int) -> str:
+    """The process's scheduler state letter (R running, S sleeping, Z zombie), or "" once gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
 def _resident_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -28,7 +28,7 @@ from tests.api.fixtures import (
     photo_fields,
     wait_for,
 )
-from tests.conftest import LFW10
+from tests.conftest import LFW10, process_state
 from tests.test_deployment_files import deployment_command
 
 LEGACY_INFO = "/gorillas/face-recognition/api/v1.0/model/info"
@@ -106,6 +106,23 @@ def test_several_api_processes_leave_no_metrics_folder_behind(home: Path, settin
         folder = Path(entry.split(b"=", 1)[1].decode())
         assert httpx.get(f"{served.url}/metrics").status_code == 200 and folder.is_dir()
     assert not folder.exists()
+
+
+def test_api_processes_stop_when_their_supervisor_is_killed(home: Path, settings: Settings) -> None:
+    """``serve --workers 2`` killed outright (SIGKILL, the OOM killer) took nobody with it: its API
+    processes went on serving the port, and a new ``serve`` could not bind it. They now shut down."""
+    command = ("faceforge", "serve", "--workers", "2")
+    with faceforge_server(home, settings, command=command) as served:
+        pids = wait_for(lambda: len(served.api_pids()) == 2 and served.api_pids(), what="two API processes")
+        os.kill(served.process.pid, signal.SIGKILL)
+        served.process.wait(timeout=30)
+        wait_for(
+            lambda: all(process_state(pid) in ("", "Z") for pid in pids),
+            timeout=60,
+            what="the API processes to stop",
+        )
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{served.url}/healthz", timeout=5)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -20,22 +20,13 @@ from faceforge.core.config import Settings
 from faceforge.serving.awake_cores import AwakeCores, _cgroup_quota_files, cpu_quota, resolve_window_ms
 from faceforge.serving.services.bulk_import import ImportProgress
 from faceforge.serving.services.vision_gate import VisionGate
-from tests.conftest import LFW10
+from tests.conftest import LFW10, process_state
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="pollers run on Linux only")
 
 NO_QUOTA: tuple[Path, ...] = ()
 # A poller at idle priority may wait long for a core while the test suite's other worker is busy.
 PATIENCE_SECONDS = 30.0
-
-
-def _state(pid: int) -> str:
-    """The process's scheduler state letter (R running, S sleeping, Z zombie), or "" once gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[0]
 
 
 def _ran_or_waited_ns(pid: int) -> int:
@@ -116,7 +107,7 @@ def test_as_many_photos_at_once_as_cores_stop_the_spinning_until_one_ends() -> N
         pids = _pollers(awake, cores=1)
         _until(lambda: _spinning(pids), "the poller spins")
         awake.working()
-        _until(lambda: _state(pids[0]) == "S", "the poller stops at once")
+        _until(lambda: process_state(pids[0]) == "S", "the poller stops at once")
         _assert_still(pids, lambda: None)
         awake.resting()
         _until(lambda: _spinning(pids), "the poller spins again")
@@ -126,7 +117,7 @@ def test_a_photo_after_a_long_gap_does_not_poll(awake: AwakeCores) -> None:
     _photo(awake)
     _photo(awake)
     pids = _pollers(awake)
-    _until(lambda: all(_state(pid) == "S" for pid in pids), "pollers sleep after the window")
+    _until(lambda: all(process_state(pid) == "S" for pid in pids), "pollers sleep after the window")
     time.sleep(0.4)  # longer than the window: the next photo is not part of a stream
     _assert_still(pids, lambda: _photo(awake))
 
@@ -136,7 +127,7 @@ def test_close_ends_the_pollers(awake: AwakeCores) -> None:
     _photo(awake)
     pids = _pollers(awake)
     awake.close()
-    assert all(_state(pid) == "" for pid in pids)
+    assert all(process_state(pid) == "" for pid in pids)
     _photo(awake)
     _photo(awake)
     time.sleep(0.2)
@@ -165,7 +156,7 @@ def test_pollers_end_with_the_process_that_started_them() -> None:
     parent.kill()
     parent.wait()
     # Orphans are reaped by init once they end.
-    _until(lambda: all(_state(pid) in ("", "Z") for pid in pids), "pollers end with their parent")
+    _until(lambda: all(process_state(pid) in ("", "Z") for pid in pids), "pollers end with their parent")
 
 
 def test_a_poller_that_cannot_start_turns_polling_off_and_photos_go_on(tmp_path: Path) -> None:
@@ -276,7 +267,7 @@ def _ctrl_c_spares_the_pollers(awake: AwakeCores) -> None:
         ours = Path("/proc/self/autogroup").read_text()
         assert all(Path(f"/proc/{pid}/autogroup").read_text() == ours for pid in pids)
     os.kill(pids[0], signal.SIGTERM)  # someone else's doing: said as such, and polling stops
-    _until(lambda: _state(pids[0]) in ("", "Z"), "the poller ends")
+    _until(lambda: process_state(pids[0]) in ("", "Z"), "the poller ends")
     _photo(awake)
     assert awake.off_because == "a poller ended by signal 15"
 

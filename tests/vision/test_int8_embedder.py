@@ -35,7 +35,7 @@ from faceforge.serving.vision.embedder import (
 )
 from faceforge.serving.vision.face_input import FaceInputs
 from faceforge.serving.vision.pipeline import FacePipeline
-from tests.conftest import FACES, LFW10
+from tests.conftest import FACES, LFW10, process_state
 
 # Quantisation's own error on real faces, measured where the ranges were fitted (227 faces of folders
 # no test or benchmark scores): cosine with the float embedding 0.9984 at worst, 0.9993 on average.
@@ -261,15 +261,6 @@ def test_the_quantiser_command_says_how_to_use_it() -> None:
     assert done.returncode == 2 and "usage:" in done.stderr and "fit FOLDER" in done.stderr
 
 
-def _process_state(pid: int) -> str | None:
-    """The state letter of ``pid`` (``Z`` for a zombie), ``None`` once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
 def _child_running(parent: int, module: str) -> int | None:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -313,6 +304,6 @@ def test_a_quantising_child_stops_when_its_parent_is_killed(settings: Settings, 
     # The parent is gone before the child has imported what it quantises with, so a child that stops
     # does so before quantising; one that carries on writes the int8 graph. The wait covers the
     # child's start on a loaded machine and its fallback exit (``CLEAN_UP_SECONDS``).
-    wait_for(lambda: _process_state(child) in (None, "Z"), timeout=120, what="the orphaned child to stop")
+    wait_for(lambda: process_state(child) in ("", "Z"), timeout=120, what="the orphaned child to stop")
     left = sorted(path.name for path in weights.iterdir() if not path.name.endswith(".lock"))
     assert left == [graph.name]  # the parent's lock file stays, as every lock file does

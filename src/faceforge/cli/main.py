@@ -26,6 +26,7 @@ from faceforge.core.errors import FaceforgeError
 from faceforge.core.formats import ExportFormat
 from faceforge.core.logs import LogFormat, logging_config
 from faceforge.core.memory import ARENAS, MMAP_FROM_BYTES, limit_malloc_arenas, return_large_buffers
+from faceforge.core.parent_watch import PARENT_PID_ENV
 from faceforge.edge.choices import DetectorName, ModelChoice
 
 
@@ -261,6 +262,7 @@ def serve_command(
     for stale in Path(metrics_dir).glob("*.db"):
         stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ[PARENT_PID_ENV] = str(os.getpid())  # the processes end if this one is killed outright
     from faceforge.storage.engine import make_engine, upgrade_database
 
     try:
@@ -282,7 +284,7 @@ def _run_processes(host: str, port: int, workers: int, log_config: dict[str, Any
     from uvicorn.supervisors import Multiprocess
 
     config = Config(
-        "faceforge.serving.api.app:create_app",
+        "faceforge.serving.api.app:create_supervised_app",
         factory=True,
         host=host,
         port=port,

@@ -1,11 +1,13 @@
-"""Conversion children that stop when the process that started them is gone.
+"""Children that stop when the process that started them is gone.
 
 A server converts weights in child processes (the embedding graph's export and quantisation, the
 device backbones): minutes of both cores, holding nothing but their own output. A parent that ends
 normally ends them (it waits, or they are daemonic), but one killed outright (SIGKILL, the OOM killer)
 left them converting for minutes for nobody, beside the server that replaced it and converted the same
 again. Linux's parent-death signal would need ``preexec_fn``, which is unsafe in a process with
-threads, so the child watches instead: its parent id changes when the parent is gone."""
+threads, so the child watches instead: its parent id changes when the parent is gone. The API processes of
+``serve --workers N`` watch their supervisor the same way: killed outright, it left them serving its
+port with nobody to stop them."""
 
 from __future__ import annotations
 
@@ -34,12 +36,18 @@ def child_environment() -> dict[str, str]:
     return {**os.environ, PARENT_PID_ENV: str(os.getpid())}
 
 
-def stop_when_orphaned_from_environment() -> None:
-    """``stop_when_orphaned`` for the parent named by ``PARENT_PID_ENV``; nothing without it (the command
-    run by hand, from a shell that may well exit first)."""
+def parent_from_environment() -> int | None:
+    """The parent named by ``PARENT_PID_ENV``; ``None`` without it (the command run by hand, from a
+    shell that may well exit first)."""
     value = os.environ.get(PARENT_PID_ENV, "")
-    if value.isdigit():
-        stop_when_orphaned(int(value))
+    return int(value) if value.isdigit() else None
+
+
+def stop_when_orphaned_from_environment() -> None:
+    """``stop_when_orphaned`` for the parent named by ``PARENT_PID_ENV``; nothing without it."""
+    parent = parent_from_environment()
+    if parent is not None:
+        stop_when_orphaned(parent)
 
 
 def stop_when_orphaned(parent: int) -> None:
@@ -51,11 +59,19 @@ def stop_when_orphaned(parent: int) -> None:
     SIGINT ignored, and Python then neither raises nor simulates it (a CI run's conversion children
     carried on to the end that way)."""
     signal.signal(signal.SIGTERM, _stop)
+    terminate_when_orphaned(parent, "conversion")
+
+
+def terminate_when_orphaned(parent: int, what: str) -> None:
+    """Once ``parent`` is no longer this process's parent, run the main thread's SIGTERM handler as if
+    the signal had come (whichever handler is installed then: a server's own shuts down gracefully),
+    and exit ``CLEAN_UP_SECONDS`` later if the process is still running. ``what`` names this process
+    in the log line."""
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(WATCH_INTERVAL_SECONDS)
-        log.warning("process %d that started this conversion is gone: stopping", parent)
+        log.warning("process %d that started this %s is gone: stopping", parent, what)
         _thread.interrupt_main(signal.SIGTERM)
         time.sleep(CLEAN_UP_SECONDS)
         os._exit(1)

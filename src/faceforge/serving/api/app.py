@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceforge import __version__
 from faceforge.core.config import Settings, get_settings
+from faceforge.core.parent_watch import parent_from_environment, terminate_when_orphaned
 from faceforge.serving.api.access import AccessMiddleware
 from faceforge.serving.api.compression import CompressionMiddleware
 from faceforge.serving.api.cross_origin import CrossOriginMiddleware, CrossOriginPolicy
@@ -32,6 +33,16 @@ from faceforge.serving.api.routes import (
 )
 from faceforge.serving.api.served_by import ServedByMiddleware
 from faceforge.serving.wiring import Services
+
+
+def create_supervised_app() -> FastAPI:
+    """``create_app`` in one of the API processes of ``serve --workers N``, whose supervisor names
+    itself in ``PARENT_PID_ENV``: the process shuts down as on SIGTERM (uvicorn's graceful exit) if the
+    supervisor is killed outright, instead of serving the port on with nobody to stop it."""
+    supervisor = parent_from_environment()
+    if supervisor is not None:
+        terminate_when_orphaned(supervisor, "API process")
+    return create_app()
 
 
 def create_app(settings: Settings | None = None, *, embedded_worker: bool | None = None) -> FastAPI:
@@ -72,6 +83,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
             router,
             max_body_size=limits.max_request_bytes,
             form_limits={"max_files": limits.max_photos_per_request},
+
         )
     app.add_middleware(AccessMiddleware, settings=resolved, routes=app.state.api_routes)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)  # around access: refusals count too
