@@ -29,6 +29,7 @@ from tests.api.fixtures import (
     wait_until_trained,
 )
 from tests.conftest import FACES, LFW10
+from tests.vision.test_decode import png_header_only
 
 LEGACY = "/gorillas/face-recognition/api/v1.0"
 HUGE = "99999999999999999999999"  # beyond any integer column
@@ -425,3 +426,21 @@ def test_a_body_that_is_not_json_says_so(client: TestClient) -> None:
     message = _error(answer, 400, "invalid_request")["message"]
     assert message.startswith("the body is not valid JSON: ") and "(at character 13)" in message, message
     assert "decode error" not in message
+
+
+def test_a_query_parameter_given_twice_is_refused_in_each_apis_shape(client: TestClient) -> None:
+    """FastAPI took the last value: ``?limit=5&limit=500`` answered with 500 rows."""
+    twice = client.get("/api/v1/people?limit=5&offset=0&limit=500")
+    message = _error(twice, 400, "invalid_request")["message"]
+    assert message.startswith("limit: given more than once"), message
+    assert client.get("/api/v1/people?limit=5&offset=0").status_code == 200  # once each is fine
+    compreface = client.get("/api/v1/recognition/faces?page=0&page=1")
+    assert compreface.status_code == 400 and "page: given more than once" in compreface.json()["message"]
+
+
+def test_an_image_too_large_for_compreface_add_face_is_413(client: TestClient) -> None:
+    """CompreFace's add-face answered 400 where identify (ours and CompreFace's) answers 413."""
+    bomb = ("bomb.png", png_header_only(60_000, 60_000), "image/png")
+    added = client.post("/api/v1/recognition/faces", params={"subject": "Nobody"}, files={"file": bomb})
+    assert added.status_code == 413 and "pixels" in added.json()["message"], added.text
+    _nothing_stored(client)

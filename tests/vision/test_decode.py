@@ -26,7 +26,7 @@ def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
     return buffer.getvalue()
 
 
-def _png_header_only(width: int, height: int) -> bytes:
+def png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares ``width`` x ``height`` but carries almost no data: a decompression bomb."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -74,7 +74,7 @@ def test_gif_uses_first_frame() -> None:
         (PHOTO.read_bytes()[:3000], "corrupt_image"),
         (_encode(Image.new("RGB", (64, 64)), "TIFF"), "unsupported_format"),
         (_encode(Image.new("RGB", (16, 300)), "PNG"), "image_too_small"),
-        (_png_header_only(60_000, 60_000), "image_too_large"),
+        (png_header_only(60_000, 60_000), "image_too_large"),
     ],
 )
 def test_bad_input_gets_a_clear_code(data: bytes, code: str) -> None:

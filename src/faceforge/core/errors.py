@@ -13,6 +13,10 @@ class FaceforgeError(Exception):
         self.message = message
 
 
+# The one image error that is a size, not a fault of the bytes: 413, wherever it is answered.
+IMAGE_TOO_LARGE = "image_too_large"
+
+
 class InvalidImageError(FaceforgeError):
     """The bytes are not a photo we can use (empty, corrupt, not an image, too large, too small)."""
 

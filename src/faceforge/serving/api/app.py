@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from faceforge import __version__
@@ -15,6 +15,7 @@ from faceforge.core.parent_watch import parent_from_environment, terminate_when_
 from faceforge.serving.api.access import AccessMiddleware
 from faceforge.serving.api.compression import CompressionMiddleware
 from faceforge.serving.api.cross_origin import CrossOriginMiddleware, CrossOriginPolicy
+from faceforge.serving.api.deps import one_value_per_query_parameter
 from faceforge.serving.api.errors import install_error_handlers
 from faceforge.serving.api.http_defaults import HttpDefaultsMiddleware
 from faceforge.serving.api.metrics import MetricsMiddleware, ServiceMetrics
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
             router,
             max_body_size=limits.max_request_bytes,
             form_limits={"max_files": limits.max_photos_per_request},
-
+            dependencies=[Depends(one_value_per_query_parameter)],
         )
     app.add_middleware(AccessMiddleware, settings=resolved, routes=app.state.api_routes)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)  # around access: refusals count too

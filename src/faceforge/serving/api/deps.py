@@ -1,4 +1,5 @@
-"""Request dependencies: the lifespan's services, and the bounds every id in a path or query obeys."""
+"""Request dependencies: the lifespan's services, the bounds every id in a path or query obeys, and
+one value per query parameter."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Request
 from pydantic import BeforeValidator
 
+from faceforge.core.errors import RequestRejectedError
 from faceforge.serving.wiring import Services
 
 # Ids are 32-bit in PostgreSQL (and must fit SQLite's 64-bit integers): anything larger names nothing.
@@ -17,6 +19,18 @@ async def get_services(request: Request) -> Services:
     """Asynchronous because it never blocks: FastAPI would run a plain function on a worker thread."""
     services: Services = request.app.state.services
     return services
+
+
+async def one_value_per_query_parameter(request: Request) -> None:
+    """Every route's: a name given twice in the query (``?limit=5&limit=500``) is refused. FastAPI
+    took the last value silently, so a client that built its URL wrong got an answer to a question
+    it did not ask. No route of ours takes a list in the query."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise RequestRejectedError(
+            "invalid_request", f"{', '.join(repeated)}: given more than once in the query; give each once"
+        )
 
 
 def _digits(value: Any) -> Any:

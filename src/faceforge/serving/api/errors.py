@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from faceforge.core.errors import (
+    IMAGE_TOO_LARGE,
     BusyError,
     ClientRuntimeMissingError,
     ConflictError,
@@ -185,7 +186,7 @@ def _status(error: FaceforgeError) -> int:
     if isinstance(error, (BusyError, ClientRuntimeMissingError, WeightsNotPreparedError)):
         return 503
     if isinstance(error, InvalidImageError):
-        return 413 if error.code == "image_too_large" else 400
+        return 413 if error.code == IMAGE_TOO_LARGE else 400
     return 500
 
 

@@ -25,7 +25,13 @@ import numpy as np
 import numpy.typing as npt
 
 from faceforge.core.embedding_space import EMBEDDER_NAME
-from faceforge.core.errors import ImageNotFoundError, ModelNotReadyError, NotFoundError, RequestRejectedError
+from faceforge.core.errors import (
+    IMAGE_TOO_LARGE,
+    ImageNotFoundError,
+    ModelNotReadyError,
+    NotFoundError,
+    RequestRejectedError,
+)
 from faceforge.core.faces import Face, RejectReason
 from faceforge.core.model.population import shipped_model
 from faceforge.core.records import Person
@@ -128,7 +134,9 @@ class CompatService:
                     "multiple_faces", "More than one face is found in the given image"
                 ) from None
             if reasons:  # one photo, one cause: say it as the API's own error, not as a verdict list
-                raise RequestRejectedError(reasons[0], verdicts[0].message or reasons[0]) from None
+                reason, message = reasons[0], verdicts[0].message or reasons[0]
+                status = 413 if reason == IMAGE_TOO_LARGE else 400  # as every other route says it
+                raise RequestRejectedError(reason, message, status=status) from None
             raise
         (verdict,) = result.photos
         assert result.person is not None and verdict.photo_id is not None

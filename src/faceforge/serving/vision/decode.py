@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from faceforge.core.errors import InvalidImageError
+from faceforge.core.errors import IMAGE_TOO_LARGE, InvalidImageError
 
 RgbImage = npt.NDArray[np.uint8]
 
@@ -73,7 +73,7 @@ def decode_reduced(data: bytes, *, max_pixels: int, min_side: int, budget: int |
     except UnidentifiedImageError as error:
         raise InvalidImageError("not_an_image", "the file is not a recognised image") from error
     except Image.DecompressionBombError as error:
-        raise InvalidImageError("image_too_large", f"the image has more than {max_pixels} pixels") from error
+        raise InvalidImageError(IMAGE_TOO_LARGE, f"the image has more than {max_pixels} pixels") from error
     with image:
         if image.format not in SUPPORTED_FORMATS:
             raise InvalidImageError(
@@ -83,7 +83,7 @@ def decode_reduced(data: bytes, *, max_pixels: int, min_side: int, budget: int |
         width, height = image.size
         if width * height > max_pixels:
             raise InvalidImageError(
-                "image_too_large",
+                IMAGE_TOO_LARGE,
                 f"the image has {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
             )
         try:
