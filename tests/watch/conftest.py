@@ -45,12 +45,15 @@ def probes(person: str) -> list[Path]:
     return sorted((LFW10 / person).glob("*.jpg"))[3:5]
 
 
-def write_video(path: Path, photos: list[Path], *, codec: str, rate: int = 10) -> None:
-    """Each photo centred on a grey 640 x 480 frame for ``HOLD`` frames, ``GAP`` grey frames after."""
+def write_video(
+    path: Path, photos: list[Path], *, codec: str, rate: int = 10, options: dict[str, str] | None = None
+) -> None:
+    """Each photo centred on a grey 640 x 480 frame for ``HOLD`` frames, ``GAP`` grey frames after.
+    ``options``: the muxer's (``{"movflags": "faststart"}``: an MP4's index first, as served on the web)."""
     import av
 
     blank = Image.new("RGB", FRAME, (90, 90, 90))
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=options or {}) as container:
         stream: Any = container.add_stream(codec, rate=rate)
         stream.width, stream.height = FRAME
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"

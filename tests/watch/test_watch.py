@@ -3,11 +3,14 @@ machine's real Mosquitto."""
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +194,56 @@ def test_offline_with_the_server_gone_uses_the_cached_model(warm_cache: Path, tm
     assert "running offline on version 1" in log
     assert "XNNPACK" not in log, "LiteRT's native INFO line is left out"
     check_decisions(printed, "porch")
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _watch_served(video: Path, cache: Path) -> subprocess.CompletedProcess[str]:
+    """``faceforge watch`` of ``video`` fetched from a plain HTTP file server (no range requests, as
+    Python's own), with the cached model and no faceforge server."""
+    gone = "http://127.0.0.1:18996"  # the cached version is enough
+    handler = functools.partial(_QuietFiles, directory=str(video.parent))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as web:
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{web.server_port}/{video.name}"
+        agent = watch(url, "--server", gone, "--camera", "porch", "--cache", str(cache))
+        try:
+            out, err = agent.communicate(timeout=120)
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+            web.shutdown()
+    return subprocess.CompletedProcess(agent.args, agent.returncode, out, err)
+
+
+def test_a_recording_fetched_by_url_is_read_to_its_end_like_a_file(warm_cache: Path, tmp_path: Path) -> None:
+    """An MP4 over HTTP was taken for a camera because of its scheme: decoded newest-frame-only (frames
+    dropped) and opened again for ever at its end. It says how long it lasts, so it is read like a
+    file: every photo decided, then the agent stops."""
+    video = tmp_path / "recordings" / "porch.mp4"
+    video.parent.mkdir()
+    write_video(video, SHOWN, codec="libx264", options={"movflags": "faststart"})
+    done = _watch_served(video, copy_cache(warm_cache, tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr
+    assert "opening it again" not in done.stderr
+    check_decisions([json.loads(line) for line in done.stdout.splitlines() if line.strip()], "porch")
+
+
+def test_a_recording_that_breaks_while_read_ends_with_one_line(warm_cache: Path, tmp_path: Path) -> None:
+    """An MP4 with its index at the end, from a server that cannot seek: FFmpeg fails midway with an
+    input/output error, which ended the agent with a traceback. It now says so in one line."""
+    video = tmp_path / "recordings" / "porch.mp4"
+    video.parent.mkdir()
+    write_video(video, SHOWN, codec="libx264")
+    done = _watch_served(video, copy_cache(warm_cache, tmp_path / "cache"))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot read http://127.0.0.1:") and "porch.mp4: " in last, last
 
 
 @pytest.mark.parametrize(

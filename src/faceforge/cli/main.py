@@ -496,7 +496,9 @@ def worker_command(home: HomeOption = None) -> None:
 
 @app.command("watch")
 def watch_command(
-    source: Annotated[str, typer.Argument(help="a video file, rtsp:// or http:// stream, or /dev/videoN")],
+    source: Annotated[
+        str, typer.Argument(help="a video file or its URL, an rtsp:// or http:// stream, or /dev/videoN")
+    ],
     server: Annotated[
         str | None, typer.Option("--server", help="faceforge server to take models from (once, then offline)")
     ] = None,

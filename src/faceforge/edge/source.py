@@ -1,4 +1,5 @@
-"""Frames from a video file, an RTSP or HTTP (MJPEG) stream, or a V4L2 device, decoded by PyAV.
+"""Frames from a video file (local or by URL), an RTSP or HTTP (MJPEG) stream, or a V4L2 device,
+decoded by PyAV.
 
 PyAV's wheels bundle FFmpeg (H.264, H.265, MJPEG, RTSP, V4L2), so the light install decodes what
 cameras send without a system FFmpeg. A file is read frame by frame, every frame (``realtime``:
@@ -31,6 +32,15 @@ RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 def is_stream(source: str) -> bool:
     return source.startswith(STREAM_SCHEMES)
+
+
+def is_live(source: str, container: Any) -> bool:
+    """A camera: a V4L2 device, or a stream that does not say how long it lasts. A recording fetched
+    by URL (an MP4 over HTTP, RTSP video on demand) has a duration: it is read like a file, every
+    frame to its end, not kept newest-frame-only and reopened for ever when it ends."""
+    if source.startswith("/dev/"):
+        return True
+    return is_stream(source) and container.duration is None
 
 
 def _open(source: str) -> Any:
@@ -71,7 +81,10 @@ def _decode(container: Any) -> Iterator[Frame]:
 
 
 def file_frames(container: Any, *, realtime: bool = False) -> Iterator[Frame]:
-    """Every frame of a file, in order (paced at the file's frame rate when ``realtime``)."""
+    """Every frame of a file, in order (paced at the file's frame rate when ``realtime``). A file
+    that cannot be read on (a recording whose server fails midway) raises ``WatchError``."""
+    import av
+
     rate = container.streams.video[0].average_rate
     period = 1.0 / float(rate) if realtime and rate else 0.0
     start = time.monotonic()
@@ -80,6 +93,8 @@ def file_frames(container: Any, *, realtime: bool = False) -> Iterator[Frame]:
             if period:
                 time.sleep(max(0.0, start + index * period - time.monotonic()))
             yield frame
+    except av.FFmpegError as error:
+        raise WatchError(f"cannot read {container.name}: {error.strerror or error}") from None
     finally:
         container.close()
 

@@ -31,7 +31,7 @@ from faceforge.edge.publish import (
     slug,
 )
 from faceforge.edge.runtime import EdgeModel
-from faceforge.edge.source import LiveFrames, file_frames, is_stream, open_source
+from faceforge.edge.source import LiveFrames, file_frames, is_live, open_source
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,6 @@ def _first_model(
             time.sleep(delay)
 
 
-def _live(source: str) -> bool:
-    """A camera (a stream or a V4L2 device), not a video file."""
-    return is_stream(source) or source.startswith("/dev/")
-
-
 def _unreachable() -> CachedVersion:
     raise WatchError("the server's current version is loaded but not cached")
 
@@ -114,6 +109,7 @@ def watch(options: WatchOptions, print_line: Callable[[str], None]) -> None:
     if options.server:
         check_server_url(options.server)
     container = open_source(options.source)
+    live = is_live(options.source, container)
     try:
         detector = make_detector(options.detector)
     except WeightsUnavailableError as error:
@@ -124,7 +120,7 @@ def watch(options: WatchOptions, print_line: Callable[[str], None]) -> None:
     updates = ModelUpdates(store, server, options.poll_seconds, None) if server else None
     publisher: Publisher | None = None
     try:
-        version = _first_model(store, server, updates, wait=_live(options.source))
+        version = _first_model(store, server, updates, wait=live)
         model = EdgeModel(version, threads=options.threads)
         callbacks: list[Callable[[Decision], None]] = [lambda decision: print_line(decision.to_json())]
         if broker is not None:
@@ -156,12 +152,12 @@ def watch(options: WatchOptions, print_line: Callable[[str], None]) -> None:
         if updates is not None:
             updates.start()
         _stop_on_sigterm()
-        if _live(options.source):
-            live = LiveFrames(options.source, container)
+        if live:
+            frames = LiveFrames(options.source, container)
             try:
-                agent.run(live)
+                agent.run(frames)
             finally:
-                live.stop()
+                frames.stop()
         else:
             agent.run(file_frames(container, realtime=options.realtime))
     except KeyboardInterrupt:
