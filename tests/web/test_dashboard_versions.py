@@ -144,3 +144,19 @@ def test_quality_and_files_read_well_on_a_phone(page: Page, server: Server, thre
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     shot(page, server, "files-phone")
     assert_accessible(page, "version files on a phone")
+
+
+def test_training_after_everyone_is_deleted_says_why_no_version_is_current(
+    page: Page, server: Server, three_versions: None
+) -> None:
+    """With versions behind it and nobody left to recognise, the page said "no version yet", as on a
+    fresh install; it now says why none is current. (Last in this module: it deletes everyone.)"""
+    for person in server.api("GET", "/api/v1/people").json()["items"]:
+        server.api("DELETE", f"/api/v1/people/{person['id']}")
+    server.wait_trained()
+    login(page, server, ADMIN_KEY)
+    open_page(page, server, "#/training")
+    expect(page.locator("#current-version")).to_have_text("none")
+    expect(page.locator("#training-status")).to_have_text(
+        "Idle; no version is current: no person has an accepted photo; there is nothing to recognise."
+    )

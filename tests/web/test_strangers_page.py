@@ -1,6 +1,7 @@
 """The dashboard's strangers in chromium against a real `faceforge serve`: the Strangers page (add a
-stranger from photos, their face, delete), and the Try-it face actions ("Add to <person>", "Not
-<name>: add as a stranger", a face cut out of a group photo); a read key sees no faces or controls.
+stranger from photos, their face, delete), one stranger's page (their photos, more photos, delete),
+and the Try-it face actions ("Add to <person>", "Not <name>: add as a stranger", a face cut out of
+a group photo); a read key sees no faces or controls.
 At 375 and 1440 px nothing is wider than the screen; axe-core checks each page. People are set up
 through the API; the browser does what a user would."""
 
@@ -145,3 +146,56 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     page.locator("#probe").set_input_files(str(COLIN[8]))
     expect(page.locator("#faces li").first).to_contain_text("Colin Powell", timeout=TIMEOUT_MS)
     expect(page.locator("#faces .face-actions")).to_have_count(0)
+
+
+def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
+    page: Page, server: Server
+) -> None:
+    """The list had no page for one stranger: their photos (which faces were kept), more photos of
+    them, deleting them. A read key sees the page without faces or controls."""
+    hugo = image_files(LFW10 / "Hugo_Chavez")
+    upload = [("photos", (p.name, p.read_bytes(), "image/jpeg")) for p in hugo[6:8]]
+    added = server.api("POST", "/api/v1/strangers", data={"note": "the neighbour"}, files=upload).json()
+    server.wait_trained()
+    login(page, server, ADMIN_KEY)
+    open_page(page, server, "#/strangers")
+    page.get_by_role("link", name="the neighbour").click()
+    expect(page).to_have_url(f"{server.url}/#/strangers/{added['id']}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("the neighbour")
+    expect(page.locator("#stranger-summary")).to_contain_text("2 photos")
+    expect(page.locator("#photos img")).to_have_count(2, timeout=TIMEOUT_MS)
+    expect(page.locator("#photos .box")).to_have_count(2)  # the face kept from each photo
+    expect(page.get_by_role("img", name="photo 1 of the neighbour")).to_be_visible()
+
+    # One more photo, with its verdict; the page then shows three.
+    page.locator("#add-photos").set_input_files(str(hugo[8]))
+    expect(page.locator(".uploads .accepted")).to_contain_text("accepted", timeout=TIMEOUT_MS)
+    expect(page.locator("#photos img")).to_have_count(3, timeout=TIMEOUT_MS)
+    assert server.api("GET", f"/api/v1/strangers/{added['id']}").json()["photo_count"] == 3
+    assert_accessible(page, "one stranger")
+    shot(page, server, "15-stranger")
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    shot(page, server, "16-stranger-phone")
+    page.set_viewport_size({"width": 1440, "height": 1000})
+
+    # A read key: the same page, no faces, no controls.
+    page.get_by_role("button", name="Log out").click()
+    login(page, server, READ_KEY)
+    open_page(page, server, f"#/strangers/{added['id']}")
+    expect(page.locator("#stranger-summary")).to_contain_text("3 photos")
+    expect(page.locator("#faces-note")).to_contain_text("admin keys only")
+    expect(page.locator("#main img")).to_have_count(0)
+    expect(page.locator("#main button")).to_have_count(0)
+    assert_accessible(page, "one stranger, read key")
+
+    # Deleted from their page: back on the list, which no longer has them.
+    page.get_by_role("button", name="Log out").click()
+    login(page, server, ADMIN_KEY)
+    open_page(page, server, f"#/strangers/{added['id']}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete the neighbour").click()
+    expect(page.locator("#notice")).to_contain_text("the neighbour deleted")
+    expect(page).to_have_url(f"{server.url}/#/strangers")
+    expect(page.get_by_role("link", name="the neighbour")).to_have_count(0)
+    server.wait_trained()

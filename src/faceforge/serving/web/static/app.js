@@ -5,7 +5,7 @@
 // bottom (`pages`); the router shows "Loading…" while it waits, replaces the whole content with the
 // page's nodes (or an error page), and stops the previous page's timers (`view.onStop`).
 
-import { faceActions, strangersPage } from "/ui/strangers.js";
+import { faceActions, strangerPage, strangersPage } from "/ui/strangers.js";
 
 const KEY_STORAGE = "faceforge-api-key";
 const PAGE_SIZE = 24;
@@ -297,14 +297,15 @@ function registerForm() {
   return form;
 }
 
-function uploadPhoto(personId, file, row) {
-  // One photo per request, so each gets its own progress bar and verdict.
+function uploadPhoto(url, file, row) {
+  // One photo per request, so each gets its own progress bar and verdict. `url` takes multipart
+  // `photos` and answers with their verdicts (a person's photos, a stranger's).
   return new Promise((resolve) => {
     const bar = el("progress", { max: 100, value: 0, "aria-label": `uploading ${file.name}` });
     const verdict = el("span", { text: "uploading" });
     row.replaceChildren(el("span", { text: file.name }), bar, verdict);
     const request = new XMLHttpRequest();
-    request.open("POST", `/api/v1/people/${personId}/photos`);
+    request.open("POST", url);
     if (session.key) request.setRequestHeader("X-API-Key", session.key);
     request.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) bar.value = (100 * event.loaded) / event.total;
@@ -335,12 +336,12 @@ function uploadPhoto(personId, file, row) {
   });
 }
 
-function addPhotos(personId, onDone) {
+function addPhotos(url, onDone) {
   const list = el("ul", { class: "uploads", "aria-live": "polite" });
   async function send(files) {
     const rows = files.map((file) => [file, el("li")]);
     list.replaceChildren(...rows.map(([, row]) => row));
-    for (const [file, row] of rows) await uploadPhoto(personId, file, row);
+    for (const [file, row] of rows) await uploadPhoto(url, file, row);
     onDone();
   }
   const picker = filePicker({ id: "add-photos", text: "Choose photos", multiple: true, onFiles: send });
@@ -464,7 +465,7 @@ async function personPage(match) {
   return [el("p", {}, el("a", { href: "#/people", text: "← People" })), el("h1", { text: person.name }), summary,
     registered && registered.length ? el("section", { class: "card", id: "registered" }, el("h2", { text: "Photos sent when registering" }), verdictList(registered)) : null,
     person.suspected_duplicates.length ? duplicatesCard(person) : null,
-    admin() ? [editForm(person), addPhotos(id, () => refreshPhotos().catch(fail))] : null,
+    admin() ? [editForm(person), addPhotos(`/api/v1/people/${id}/photos`, () => refreshPhotos().catch(fail))] : null,
     el("h2", { text: "Photos" }), admin() ? null : el("p", { class: "muted", id: "faces-note", text: FACES_FOR_ADMINS }), grid];
 }
 
@@ -527,6 +528,15 @@ const STAGES = {
 const stageWords = (stage) => (stage ? STAGES[stage] || stage.replaceAll("_", " ") : "–");
 const STATES = { idle: "Idle", queued: "Waiting to start", running: "Training" };
 
+// What an idle worker leaves current. No current version after earlier ones means the last training
+// failed and cleared it (everyone deleted): say why, not "no version yet" as on a fresh install.
+function idleWords(t) {
+  if (t.current_version) return `version ${t.current_version} is current.`;
+  if (!t.last_success && !t.last_failure) return "no version yet.";
+  const failedLast = t.last_failure && (!t.last_success || t.last_failure.version > t.last_success.version);
+  return failedLast ? `no version is current: ${t.last_failure.message.replace(/\.?$/, ".")}` : "no version is current.";
+}
+
 async function trainingPage(match, view) {
   // Built once and updated in place: the live region speaks only when the state or stage changes.
   const figure = (label, id) => {
@@ -553,10 +563,10 @@ async function trainingPage(match, view) {
       state.dataset.state = t.state;
       set(stage, stageWords(t.stage));
       set(building, t.building_version ?? "–");
-      set(current, t.current_version ?? "none yet");
+      set(current, t.current_version ?? (t.last_success ? "none" : "none yet"));
       set(built, `${t.built} / ${t.requested}`);
       set(status, t.state === "running" ? `Training version ${t.building_version}: ${stageWords(t.stage)}.`
-        : t.state === "queued" ? "A training is waiting to start." : `Idle; ${t.current_version ? `version ${t.current_version} is current` : "no version yet"}.`);
+        : t.state === "queued" ? "A training is waiting to start." : `Idle; ${idleWords(t)}`);
       progress.hidden = t.state !== "running";
       if (bar.value !== t.progress) bar.value = t.progress;
       set(barText, percent(t.progress));
@@ -786,7 +796,7 @@ async function qualityPage(match, view) {
 // -- router ---------------------------------------------------------------------------------------
 // What a page kept in a module of its own needs of this one (it gets them as one object).
 const ui = { el, api, blobUrl, show, say, go, fail, describe, errorBox, admin, ApiError, verdictList, face, plural,
-  filePicker, dropArea, needsLogin, FACES_FOR_ADMINS, route: () => route() };
+  number, when, boxOverlay, addPhotos, filePicker, dropArea, needsLogin, FACES_FOR_ADMINS, route: () => route() };
 
 // One entry per page: the hash it answers, the navigation section it belongs to, its function
 // `(match, view) => nodes`: the router shows the nodes (a page that called `show` itself returns
@@ -794,6 +804,7 @@ const ui = { el, api, blobUrl, show, say, go, fail, describe, errorBox, admin, A
 const pages = [
   { pattern: /^#\/people\/(\d+)$/, section: "people", render: personPage },
   { pattern: /^#\/people(?:\?(.*))?$/, section: "people", render: peoplePage },
+  { pattern: /^#\/strangers\/(\d+)$/, section: "strangers", render: (match) => strangerPage(ui, match) },
   { pattern: /^#\/strangers(?:\?(.*))?$/, section: "strangers", render: (match) => strangersPage(ui, match) },
   { pattern: /^#\/try$/, section: "try", render: tryPage },
   { pattern: /^#\/training$/, section: "training", render: trainingPage },

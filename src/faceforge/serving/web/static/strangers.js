@@ -7,28 +7,74 @@ const PAGE_SIZE = 24;
 // again on its own (the server analyses every upload afresh).
 const CROP_MARGIN = 0.6;
 
+const labelOf = (stranger) => stranger.note || `stranger ${stranger.id}`;
+
+// Deletes the stranger after asking; `then` runs once they are gone.
+function deleteButton(ui, stranger, text, then) {
+  const { el, api, fail } = ui;
+  const label = labelOf(stranger);
+  return el("button", { class: "danger", type: "button", text, "aria-label": `Delete ${label}`, onclick: async () => {
+    if (!confirm(`Delete ${label} and their photos? The next version no longer knows their face.`)) return;
+    try {
+      await api(`/api/v1/strangers/${stranger.id}`, { method: "DELETE" });
+      then(`${label} deleted; a new version is being trained.`);
+    } catch (error) { fail(error); }
+  } });
+}
+
 function strangerCard(ui, stranger) {
-  const { el, api, blobUrl, go, fail, plural } = ui;
-  const label = stranger.note || `stranger ${stranger.id}`;
+  const { el, blobUrl, go, plural } = ui;
+  const label = labelOf(stranger);
   const picture = el("div", { class: "avatar", "aria-hidden": "true", text: "?" });
   const card = el("div", { class: "person stranger", id: `stranger-${stranger.id}` }, picture,
-    el("div", { class: "name", text: label }),
+    el("a", { class: "name", href: `#/strangers/${stranger.id}`, text: label }),
     el("div", { class: "muted", text: [plural(stranger.photo_count, "photo"), stranger.source ? `from ${stranger.source}` : null].filter(Boolean).join(" · ") }));
   if (stranger.thumbnail_url) {
     blobUrl(stranger.thumbnail_url).then((url) => {
       picture.replaceWith(el("img", { class: "avatar", src: url, alt: "" }));
     }).catch(() => {});
   }
-  if (ui.admin()) {
-    card.append(el("button", { class: "danger", type: "button", text: "Delete", "aria-label": `Delete ${label}`, onclick: async () => {
-      if (!confirm(`Delete ${label} and their photos? The next version no longer knows their face.`)) return;
-      try {
-        await api(`/api/v1/strangers/${stranger.id}`, { method: "DELETE" });
-        go(location.hash, `${label} deleted; a new version is being trained.`);
-      } catch (error) { fail(error); }
-    } }));
-  }
+  if (ui.admin()) card.append(deleteButton(ui, stranger, "Delete", (message) => go(location.hash, message)));
   return card;
+}
+
+// One stored photo: the face the server found in it, boxed (admins only: it is a face).
+function strangerPhoto(ui, label, photo, position) {
+  const { el, blobUrl, boxOverlay, number } = ui;
+  const frame = el("div", { class: "frame" });
+  const tile = el("figure", { class: "photo" }, frame,
+    el("figcaption", { class: "muted", text: `face ${Math.round(photo.box.width)}×${Math.round(photo.box.height)} px · score ${number(photo.score, 2)}` }));
+  if (!photo.file_url) {
+    frame.append(el("div", { class: "avatar", "aria-hidden": "true", text: "?" }));
+    return tile;
+  }
+  blobUrl(photo.file_url).then((url) => {
+    frame.prepend(el("img", { src: url, alt: `photo ${position} of ${label}` }));
+  }).catch(() => frame.prepend(el("p", { class: "muted", text: "could not load the photo" })));
+  frame.append(boxOverlay(photo.box, photo.width, photo.height, null));
+  return tile;
+}
+
+// One stranger: their photos, more of them, and deleting them.
+export async function strangerPage(ui, match) {
+  const { el, api, go, fail, plural, when, admin } = ui;
+  const id = Number(match[1]);
+  let stranger = await api(`/api/v1/strangers/${id}`);
+  const label = labelOf(stranger);
+  const summary = el("p", { class: "muted stranger", id: "stranger-summary" });
+  const grid = el("div", { class: "photos", id: "photos" });
+  const draw = () => {
+    summary.textContent = [plural(stranger.photo_count, "photo"), stranger.source ? `from ${stranger.source}` : null,
+      `added ${when(stranger.created_at)}`].filter(Boolean).join(" · ");
+    grid.replaceChildren(...stranger.photos.map((photo, k) => strangerPhoto(ui, label, photo, k + 1)));
+  };
+  const refresh = async () => { stranger = await api(`/api/v1/strangers/${id}`); draw(); };
+  draw();
+  return [el("p", {}, el("a", { href: "#/strangers", text: "← Strangers" })), el("h1", { class: "stranger", text: label }), summary,
+    el("p", { class: "muted", text: "Never named by any model: their faces teach each version to answer “unknown” for them." }),
+    admin() ? [ui.addPhotos(`/api/v1/strangers/${id}/photos`, () => refresh().catch(fail)),
+      el("p", {}, deleteButton(ui, stranger, `Delete ${label}`, (message) => go("#/strangers", message)))] : null,
+    el("h2", { text: "Photos" }), admin() ? null : el("p", { class: "muted", id: "faces-note", text: ui.FACES_FOR_ADMINS }), grid];
 }
 
 function addStrangerForm(ui) {
