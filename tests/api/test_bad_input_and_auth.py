@@ -444,3 +444,27 @@ def test_an_image_too_large_for_compreface_add_face_is_413(client: TestClient) -
     added = client.post("/api/v1/recognition/faces", params={"subject": "Nobody"}, files={"file": bomb})
     assert added.status_code == 413 and "pixels" in added.json()["message"], added.text
     _nothing_stored(client)
+
+
+def test_deepstack_routes_refuse_in_deepstacks_own_words(client: TestClient) -> None:
+    """DeepStack's clients met CompreFace's words ("No face is found in the given image") and a 422
+    where DeepStack answers 400 "no face detected" (register), "no face found" (match) and
+    "invalid image"."""
+    cat = sorted((FACES / "negatives").iterdir())[0]
+    face = image_files(LFW10 / "Colin_Powell")[0]
+
+    def refused(path: str, files: dict[str, Any], data: dict[str, str] | None = None) -> tuple[int, Any]:
+        response = client.post(f"/v1/vision/face/{path}", files=files, data=data or {})
+        return response.status_code, response.json()
+
+    def said(message: str) -> tuple[int, Any]:
+        return 400, {"success": False, "error": message}
+
+    not_a_photo = ("notes.jpg", b"not a photo at all", "image/jpeg")
+    cat_photo = ("cat.jpg", cat.read_bytes(), "image/jpeg")
+    assert refused("register", {"image": cat_photo}, {"userid": "Cat"}) == said("no face detected")
+    assert refused("register", {"image": not_a_photo}, {"userid": "Notes"}) == said("invalid image")
+    pair = {"image1": ("a.jpg", face.read_bytes(), "image/jpeg"), "image2": cat_photo}
+    assert refused("match", pair) == said("no face found")
+    assert refused("match", pair | {"image2": not_a_photo}) == said("invalid image")
+    _nothing_stored(client)

@@ -22,17 +22,27 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.datastructures import FormData, UploadFile
 
-from faceforge.core.errors import RequestRejectedError
+from faceforge.core.errors import InvalidImageError, RequestRejectedError
 from faceforge.serving.api.access import Access, PublicAccess, form_key_error
 from faceforge.serving.api.blocking import run_blocking
 from faceforge.serving.api.deps import ServicesDep
 from faceforge.serving.api.errors import SERVER_ERRORS, Dialect, error_responses
 from faceforge.serving.api.uploads import read_upload
-from faceforge.serving.services.people import Upload
+from faceforge.serving.services.compat import NoFaceError
+from faceforge.serving.services.people import PhotosRejectedError, Upload
 from faceforge.serving.wiring import Services
 
 PREFIX = "/v1/vision/face"
 DEFAULT_MIN_CONFIDENCE = 0.67  # DeepStack's documented default
+# DeepStack's own words (its server's face.py, 400 answers) for what its clients meet most, where our
+# errors said CompreFace's ("No face is found in the given image") or our own. Bytes too large keep
+# our 413 image_too_large: DeepStack has no such answer.
+NO_FACE_REGISTERED = "no face detected"
+NO_FACE_MATCHED = "no face found"
+INVALID_IMAGE = "invalid image"
+NOT_AN_IMAGE = frozenset(
+    {"empty_file", "not_an_image", "unsupported_format", "corrupt_image", "image_too_small"}
+)
 router = APIRouter(
     prefix=PREFIX,
     tags=["deepstack"],
@@ -100,7 +110,15 @@ def _register(services: Services, form: FormData) -> dict[str, Any]:
     uploads = _images(form, services.settings.limits.max_file_bytes)
     if not uploads:
         raise RequestRejectedError("image_required", "at least one image is required")
-    services.compat.add_to_subject(userid, uploads)
+    try:
+        services.compat.add_to_subject(userid, uploads)
+    except PhotosRejectedError as error:
+        reasons = {reason for verdict in error.verdicts for reason in verdict.reasons}
+        if "no_face" in reasons:
+            raise RequestRejectedError("no_face", NO_FACE_REGISTERED) from None
+        if reasons and reasons <= NOT_AN_IMAGE:
+            raise RequestRejectedError("invalid_image", INVALID_IMAGE) from None
+        raise
     return {"success": True, "message": "face added"}
 
 
@@ -116,9 +134,11 @@ def _recognize(services: Services, form: FormData) -> dict[str, Any]:
     minimum = _number(form, "min_confidence", DEFAULT_MIN_CONFIDENCE)
     try:
         faces = services.compat.recognize(uploads[0].data, limit=0, prediction_count=1, min_detection=None)
-    except RequestRejectedError as error:
-        if error.code == "no_face":
-            return {"success": True, "predictions": []}
+    except NoFaceError:
+        return {"success": True, "predictions": []}
+    except InvalidImageError as error:
+        if error.code in NOT_AN_IMAGE:
+            raise RequestRejectedError("invalid_image", INVALID_IMAGE) from None
         raise
     predictions = []
     for face in faces:
@@ -158,7 +178,14 @@ def _match(services: Services, form: FormData) -> dict[str, Any]:
         if not isinstance(value, UploadFile):
             raise RequestRejectedError(f"{name}_required", f"{name} is required")
         images.append(read_upload(value, max_bytes=max_bytes))
-    first, second = (services.compat.faces_of(image.data)[0] for image in images)
+    try:
+        first, second = (services.compat.faces_of(image.data)[0] for image in images)
+    except NoFaceError:
+        raise RequestRejectedError("no_face", NO_FACE_MATCHED) from None
+    except InvalidImageError as error:
+        if error.code in NOT_AN_IMAGE:
+            raise RequestRejectedError("invalid_image", INVALID_IMAGE) from None
+        raise
     assert first.embedding is not None and second.embedding is not None
     return {
         "success": True,
