@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from faceforge.cli.main import app
 from faceforge.edge.publish import slug
+from faceforge.edge.source import is_live, open_source
 from tests.api.fixtures import heavy_libraries_loaded, wait_for
 from tests.watch.camera import Camera
 from tests.watch.conftest import (
@@ -231,6 +232,48 @@ def test_a_recording_fetched_by_url_is_read_to_its_end_like_a_file(warm_cache: P
     assert done.returncode == 0, done.stderr
     assert "opening it again" not in done.stderr
     check_decisions([json.loads(line) for line in done.stdout.splitlines() if line.strip()], "porch")
+
+
+class _Endless(BaseHTTPRequestHandler):
+    """A file sent as a live camera or a restream sends its stream: chunked, no length given."""
+
+    protocol_version = "HTTP/1.1"
+    folder: Path
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        data = (self.folder / Path(self.path).name).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for start in range(0, len(data), 4096):
+            chunk = data[start : start + 4096]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.wfile.write(b"0\r\n\r\n")
+
+
+@pytest.mark.parametrize(("sized", "live"), [(True, False), (False, True)], ids=["file", "stream"])
+def test_a_url_is_a_recording_only_when_it_gives_its_size(tmp_path: Path, sized: bool, live: bool) -> None:
+    """FFmpeg reports a duration for a live fragmented MP4 too (what it probed of it): a URL is a
+    recording only when its server also says how many bytes it has."""
+    video = tmp_path / "clip.mp4"
+    write_video(video, SHOWN[:1], codec="libx264", options={"movflags": "faststart"})
+    handler: Any = functools.partial(_QuietFiles, directory=str(tmp_path))
+    if not sized:
+        handler = type("EndlessHere", (_Endless,), {"folder": tmp_path})
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as web:
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{web.server_port}/clip.mp4"
+        container = open_source(url)
+        try:
+            assert container.duration > 0  # both say how long: only the size tells them apart
+            assert is_live(url, container) is live
+        finally:
+            container.close()
+            web.shutdown()
 
 
 def test_a_recording_that_breaks_while_read_ends_with_one_line(warm_cache: Path, tmp_path: Path) -> None:

@@ -35,12 +35,17 @@ def is_stream(source: str) -> bool:
 
 
 def is_live(source: str, container: Any) -> bool:
-    """A camera: a V4L2 device, or a stream that does not say how long it lasts. A recording fetched
-    by URL (an MP4 over HTTP, RTSP video on demand) has a duration: it is read like a file, every
-    frame to its end, not kept newest-frame-only and reopened for ever when it ends."""
+    """A camera: a V4L2 device, or a stream that does not say both how long it lasts and how many
+    bytes it has. A recording fetched by URL (an MP4 file over HTTP) says both: it is read like a
+    file, every frame to its end, not kept newest-frame-only and reopened for ever when it ends. A
+    duration alone is not enough: a live fragmented MP4 (go2rtc's) reports what FFmpeg probed of
+    it, and a live FLV 0, but neither has a size (``avio_size``: negative when the server does not
+    say)."""
     if source.startswith("/dev/"):
         return True
-    return is_stream(source) and container.duration is None
+    if not is_stream(source):
+        return False
+    return not ((container.duration or 0) > 0 and (container.size or 0) > 0)
 
 
 def _open(source: str) -> Any:
