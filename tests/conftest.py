@@ -50,7 +50,7 @@ def process_state(pid: int) -> str:
     """The process's scheduler state letter (R running, S sleeping, Z zombie), or "" once gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except OSError:  # gone (FileNotFoundError), or reaped while read (ProcessLookupError)
         return ""
     return stat.rsplit(")", 1)[1].split()[0]
 

@@ -436,6 +436,18 @@ def test_a_query_parameter_given_twice_is_refused_in_each_apis_shape(client: Tes
     assert client.get("/api/v1/people?limit=5&offset=0").status_code == 200  # once each is fine
     compreface = client.get("/api/v1/recognition/faces?page=0&page=1")
     assert compreface.status_code == 400 and "page: given more than once" in compreface.json()["message"]
+    # CompreFace's face_plugins may repeat: its server joins the values, as clients that build it
+    # from a list expect.
+    colin = image_files(LFW10 / "Colin_Powell")
+    pair = {
+        name: (f"{name}.jpg", path.read_bytes(), "image/jpeg")
+        for name, path in zip(("source_image", "target_image"), colin, strict=False)
+    }
+    verified = client.post("/api/v1/verification/verify?face_plugins=age&face_plugins=landmarks", files=pair)
+    assert verified.status_code == 200, verified.text
+    assert len(verified.json()["result"][0]["source_image_face"]["landmarks"]) == 5
+    # The dashboard's page ignores its query: a link carrying a parameter twice still opens.
+    assert client.get("/?utm_source=a&utm_source=b").status_code == 200
 
 
 def test_an_image_too_large_for_compreface_add_face_is_413(client: TestClient) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
+from faceforge.core.parent_watch import CLEAN_UP_SECONDS
 from faceforge.serving.vision.pipeline import FacePipeline
 from tests.api.fixtures import (
     faceforge_command,
@@ -116,9 +117,11 @@ def test_api_processes_stop_when_their_supervisor_is_killed(home: Path, settings
         pids = wait_for(lambda: len(served.api_pids()) == 2 and served.api_pids(), what="two API processes")
         os.kill(served.process.pid, signal.SIGKILL)
         served.process.wait(timeout=30)
+        # Well within parent_watch's 30 s hard exit, which would also end them: only uvicorn's
+        # graceful shutdown, run by the watch, ends them this soon.
         wait_for(
             lambda: all(process_state(pid) in ("", "Z") for pid in pids),
-            timeout=60,
+            timeout=CLEAN_UP_SECONDS / 2,
             what="the API processes to stop",
         )
         with pytest.raises(httpx.TransportError):

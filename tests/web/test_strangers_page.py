@@ -8,8 +8,10 @@ through the API; the browser does what a user would."""
 from __future__ import annotations
 
 import hashlib
+import io
 from typing import Any
 
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from faceforge.core.dataset import image_files
@@ -166,6 +168,11 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
     expect(page.locator("#photos img")).to_have_count(2, timeout=TIMEOUT_MS)
     expect(page.locator("#photos .box")).to_have_count(2)  # the face kept from each photo
     expect(page.get_by_role("img", name="photo 1 of the neighbour")).to_be_visible()
+    # The tiles show scaled copies (the stored photo may be megabytes).
+    first = server.api("GET", f"/api/v1/strangers/{added['id']}").json()["photos"][0]
+    scaled = server.api("GET", first["file_url"], params={"size": 64})
+    assert scaled.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(scaled.content)).size) == 64
 
     # One more photo, with its verdict; the page then shows three.
     page.locator("#add-photos").set_input_files(str(hugo[8]))
@@ -197,5 +204,6 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
     page.get_by_role("button", name="Delete the neighbour").click()
     expect(page.locator("#notice")).to_contain_text("the neighbour deleted")
     expect(page).to_have_url(f"{server.url}/#/strangers")
+    expect(page.locator(".pager")).to_be_visible()  # the list is drawn, not still loading
     expect(page.get_by_role("link", name="the neighbour")).to_have_count(0)
     server.wait_trained()

@@ -74,6 +74,9 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     modules += [compreface] if resolved.compat.compreface else []
     modules += [deepstack] if resolved.compat.deepstack else []
     routers = [router for module in modules for router in module.routers]
+    # The APIs' routers refuse a repeated query parameter; the dashboard's files and /metrics read none.
+    unchecked = (web, client, metrics)
+    query_checked = {id(r) for module in modules if module not in unchecked for r in module.routers}
     # Every route of ours, each carrying its router's access declaration (what AccessMiddleware and
     # the 405 handler consult; FastAPI's own route table holds included routers, not routes).
     app.state.api_routes = [route for router in routers for route in router.routes]
@@ -84,7 +87,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
             router,
             max_body_size=limits.max_request_bytes,
             form_limits={"max_files": limits.max_photos_per_request},
-            dependencies=[Depends(one_value_per_query_parameter)],
+            dependencies=[Depends(one_value_per_query_parameter)] if id(router) in query_checked else [],
         )
     app.add_middleware(AccessMiddleware, settings=resolved, routes=app.state.api_routes)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)  # around access: refusals count too

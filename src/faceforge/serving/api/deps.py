@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from pydantic import BeforeValidator
 
 from faceforge.core.errors import RequestRejectedError
@@ -21,11 +21,16 @@ async def get_services(request: Request) -> Services:
     return services
 
 
+# Query parameters a route takes as a list: CompreFace's `face_plugins` (its server joins repeats).
+REPEATABLE_QUERY = frozenset({"face_plugins"})
+
+
 async def one_value_per_query_parameter(request: Request) -> None:
-    """Every route's: a name given twice in the query (``?limit=5&limit=500``) is refused. FastAPI
+    """Every API route's: a name given twice in the query (``?limit=5&limit=500``) is refused. FastAPI
     took the last value silently, so a client that built its URL wrong got an answer to a question
-    it did not ask. No route of ours takes a list in the query."""
-    names = [name for name, _ in request.query_params.multi_items()]
+    it did not ask. Only ``REPEATABLE_QUERY`` may repeat. (Not on the dashboard's pages or
+    ``/metrics``, which ignore their query: a link with a tracking parameter twice still opens.)"""
+    names = [name for name, _ in request.query_params.multi_items() if name not in REPEATABLE_QUERY]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise RequestRejectedError(
@@ -46,3 +51,8 @@ PathId = BeforeValidator(_digits)
 PersonId = Annotated[int, Path(ge=1, le=MAX_ID, description="a person's id"), PathId]
 PhotoId = Annotated[int, Path(ge=1, le=MAX_ID, description="a photo's id"), PathId]
 VersionNumber = Annotated[int, Path(ge=1, le=MAX_ID, description="a model version"), PathId]
+# A photo's file scaled down for display (the dashboard's tiles): people's and strangers' alike.
+SizeQuery = Annotated[
+    int | None,
+    Query(ge=32, le=2048, description="scale the photo (a JPEG) so its longer side is at most this many px"),
+]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -204,13 +205,13 @@ class StrangersService:
             strangers_store.get_stranger(session, stranger_id=stranger_id)
             return strangers_store.photo_hashes(session, stranger_id=stranger_id)
 
-    def photo_path(self, *, stranger_id: int, photo_id: int) -> tuple[str, str]:
+    def photo_path(self, *, stranger_id: int, photo_id: int) -> tuple[Path, str]:
         """``(path of the stored file, content type)`` of one of the stranger's photos."""
         with self.sessions() as session:
             name, content_type = strangers_store.photo_file(
                 session, stranger_id=stranger_id, photo_id=photo_id
             )
-        return str(self.files.path(name)), content_type
+        return self.files.path(name), content_type
 
     def thumbnail(self, *, stranger_id: int, size: int = THUMBNAIL_SIZE) -> bytes | None:
         """A JPEG of the face in the stranger's first photo, or ``None`` without photos."""

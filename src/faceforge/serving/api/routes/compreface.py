@@ -40,7 +40,11 @@ routers = (read, admin, verify_read)
 
 ImageFile = Annotated[UploadFile, File(description="the photo")]
 DetProb = Annotated[float | None, Query(ge=0.0, le=1.0, description="faces detected less surely are ignored")]
-Plugins = Annotated[str | None, Query(description="face plugins: only `landmarks` is served; others ignored")]
+# A list: CompreFace (Spring) joins a repeated `face_plugins` with commas, and clients that build it from
+# a list send it so; the one query parameter that may repeat (``deps.REPEATABLE_QUERY``).
+Plugins = Annotated[
+    list[str] | None, Query(description="face plugins: only `landmarks` is served; others ignored")
+]
 Status = Annotated[bool, Query(description="add execution_time (ms) and plugins_versions")]
 PLUGIN_VERSIONS = {"detector": "faceforge.MTCNN+refiner", "calculator": "faceforge.FaceNet+dlib"}
 
@@ -65,11 +69,11 @@ def _box(box: dict[str, float], score: float) -> dict[str, Any]:
     }
 
 
-def _plugins(value: str | None) -> set[str]:
-    return {name.strip() for name in (value or "").split(",") if name.strip()}
+def _plugins(values: list[str] | None) -> set[str]:
+    return {name.strip() for value in values or [] for name in value.split(",") if name.strip()}
 
 
-def _described(face: Face, plugins: str | None) -> dict[str, Any]:
+def _described(face: Face, plugins: list[str] | None) -> dict[str, Any]:
     """A detected face as CompreFace describes one: its box, and its landmarks when asked for."""
     box = face.detection.box
     item: dict[str, Any] = {

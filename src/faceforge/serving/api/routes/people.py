@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from faceforge.core.errors import NotFoundError
 from faceforge.serving.api.access import AdminAccess, ReadAccess
-from faceforge.serving.api.deps import MAX_ID, PersonId, PhotoId, ServicesDep
+from faceforge.serving.api.deps import MAX_ID, PersonId, PhotoId, ServicesDep, SizeQuery
 from faceforge.serving.api.errors import SERVER_ERRORS, error_responses
 from faceforge.serving.api.http_defaults import NO_STORE
 from faceforge.serving.api.schemas import (
@@ -39,10 +39,6 @@ TrainQuery = Annotated[
     ),
 ]
 UPLOAD_ERRORS = error_responses(413, 422, 503)
-SizeQuery = Annotated[
-    int | None,
-    Query(ge=32, le=2048, description="scale the photo (a JPEG) so its longer side is at most this many px"),
-]
 
 
 @admin.post(

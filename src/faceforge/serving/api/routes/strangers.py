@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from faceforge.core.errors import NotFoundError
 from faceforge.serving.api.access import Access, AdminAccess, ReadAccess, presented_access
-from faceforge.serving.api.deps import MAX_ID, PathId, PhotoId, ServicesDep
+from faceforge.serving.api.deps import MAX_ID, PathId, PhotoId, ServicesDep, SizeQuery
 from faceforge.serving.api.errors import error_responses
 from faceforge.serving.api.http_defaults import NO_STORE
 from faceforge.serving.api.stranger_schemas import (
@@ -142,7 +142,12 @@ def stranger_thumbnail(services: ServicesDep, stranger_id: StrangerId) -> Respon
     response_class=FileResponse,
     responses={200: {"content": {"image/*": {}}}, **error_responses(404)},
 )
-def stranger_photo_file(services: ServicesDep, stranger_id: StrangerId, photo_id: PhotoId) -> FileResponse:
-    """The stored photo itself (admin only: it is a face)."""
+def stranger_photo_file(
+    services: ServicesDep, stranger_id: StrangerId, photo_id: PhotoId, size: SizeQuery = None
+) -> Response:
+    """The stored photo itself (admin only: it is a face); with ``size``, a JPEG of it scaled down."""
     path, content_type = services.strangers.photo_path(stranger_id=stranger_id, photo_id=photo_id)
+    if size is not None:
+        scaled = services.photo_sizes.jpeg(path, size, services.pipeline.decode)
+        return Response(scaled, media_type="image/jpeg", headers={"Cache-Control": NO_STORE})
     return FileResponse(path, media_type=content_type, headers={"Cache-Control": NO_STORE})

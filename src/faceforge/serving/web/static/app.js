@@ -534,7 +534,7 @@ function idleWords(t) {
   if (t.current_version) return `version ${t.current_version} is current.`;
   if (!t.last_success && !t.last_failure) return "no version yet.";
   const failedLast = t.last_failure && (!t.last_success || t.last_failure.version > t.last_success.version);
-  return failedLast ? `no version is current: ${t.last_failure.message.replace(/\.?$/, ".")}` : "no version is current.";
+  return failedLast ? `no version is current: ${(t.last_failure.message || "the last training failed").replace(/\.?$/, ".")}` : "no version is current.";
 }
 
 async function trainingPage(match, view) {
@@ -796,7 +796,7 @@ async function qualityPage(match, view) {
 // -- router ---------------------------------------------------------------------------------------
 // What a page kept in a module of its own needs of this one (it gets them as one object).
 const ui = { el, api, blobUrl, show, say, go, fail, describe, errorBox, admin, ApiError, verdictList, face, plural,
-  number, when, boxOverlay, addPhotos, filePicker, dropArea, needsLogin, FACES_FOR_ADMINS, route: () => route() };
+  number, when, boxOverlay, addPhotos, PHOTO_SIZE, filePicker, dropArea, needsLogin, FACES_FOR_ADMINS, route: () => route() };
 
 // One entry per page: the hash it answers, the navigation section it belongs to, its function
 // `(match, view) => nodes`: the router shows the nodes (a page that called `show` itself returns

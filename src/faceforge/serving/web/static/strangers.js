@@ -48,7 +48,8 @@ function strangerPhoto(ui, label, photo, position) {
     frame.append(el("div", { class: "avatar", "aria-hidden": "true", text: "?" }));
     return tile;
   }
-  blobUrl(photo.file_url).then((url) => {
+  // A copy sized for the tile, not the original (megabytes, fetched again after every upload).
+  blobUrl(`${photo.file_url}?size=${ui.PHOTO_SIZE}`).then((url) => {
     frame.prepend(el("img", { src: url, alt: `photo ${position} of ${label}` }));
   }).catch(() => frame.prepend(el("p", { class: "muted", text: "could not load the photo" })));
   frame.append(boxOverlay(photo.box, photo.width, photo.height, null));
