@@ -184,6 +184,14 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
     page.set_viewport_size({"width": 375, "height": 800})
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     shot(page, server, "16-stranger-phone")
+    # A note without spaces (a file name, a URL) made the page 1,794 px wide: its "Delete" button.
+    long_note = "Longnotewithoutspaces" * 9
+    upload = [("photos", (hugo[9].name, hugo[9].read_bytes(), "image/jpeg"))]
+    noted = server.api("POST", "/api/v1/strangers?train=false", data={"note": long_note}, files=upload)
+    open_page(page, server, f"#/strangers/{noted.json()['id']}")
+    expect(page.get_by_role("heading", level=1)).to_have_text(long_note)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    server.api("DELETE", f"/api/v1/strangers/{noted.json()['id']}")
     page.set_viewport_size({"width": 1440, "height": 1000})
 
     # A read key: the same page, no faces, no controls.
@@ -206,4 +214,9 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
     expect(page).to_have_url(f"{server.url}/#/strangers")
     expect(page.locator(".pager")).to_be_visible()  # the list is drawn, not still loading
     expect(page.get_by_role("link", name="the neighbour")).to_have_count(0)
+    # Their page is gone; the way back leads to the strangers, not to the people.
+    server.expected_errors.add((f"/api/v1/strangers/{added['id']}", 404))
+    open_page(page, server, f"#/strangers/{added['id']}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
+    expect(page.get_by_role("link", name="← Strangers")).to_be_visible()
     server.wait_trained()

@@ -10,6 +10,7 @@ queued. A stream that breaks is opened again with back-off.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -99,7 +100,15 @@ def file_frames(container: Any, *, realtime: bool = False) -> Iterator[Frame]:
                 time.sleep(max(0.0, start + index * period - time.monotonic()))
             yield frame
     except av.FFmpegError as error:
-        raise WatchError(f"cannot read {container.name}: {error.strerror or error}") from None
+        hint = ""
+        if is_stream(container.name) and isinstance(error, OSError) and error.errno == errno.EIO:
+            # Python's http.server and other plain file servers cannot seek: an MP4 with its index
+            # at the end fails there (measured), a faststart one plays.
+            hint = (
+                " (an MP4 by URL needs its index first, i.e. faststart,"
+                " or a server that answers range requests)"
+            )
+        raise WatchError(f"cannot read {container.name}: {error.strerror or error}{hint}") from None
     finally:
         container.close()
 

@@ -74,8 +74,9 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     modules += [compreface] if resolved.compat.compreface else []
     modules += [deepstack] if resolved.compat.deepstack else []
     routers = [router for module in modules for router in module.routers]
-    # The APIs' routers refuse a repeated query parameter; the dashboard's files and /metrics read none.
-    unchecked = (web, client, metrics)
+    # The APIs' routers refuse a repeated query parameter; the dashboard's files, the probes and
+    # /metrics read none.
+    unchecked = (web, client, metrics, health)
     query_checked = {id(r) for module in modules if module not in unchecked for r in module.routers}
     # Every route of ours, each carrying its router's access declaration (what AccessMiddleware and
     # the 405 handler consult; FastAPI's own route table holds included routers, not routes).

@@ -76,7 +76,7 @@ _REASON_MESSAGES = {
     "no_face": "no face was found",
     "multiple_faces": (
         "several faces of similar size, and the person's other photos do not tell which is theirs; "
-        "enrolment needs one clear face"
+        "each photo needs one clear face"
     ),
     "face_too_small": "the face is too small",
     "low_detection_score": "the face is not clear enough",

@@ -812,10 +812,14 @@ const pages = [
   { pattern: /^#\/versions(?:\?(.*))?$/, section: "versions", render: versionsPage },
 ];
 
-function errorPage(error) {
+const SECTION_TITLES = { people: "People", strangers: "Strangers", try: "Try it", training: "Training", versions: "Versions" };
+
+// `section`: the navigation section of the page that failed, whose list the way back leads to.
+function errorPage(error, section = "people") {
   const missing = error instanceof ApiError && error.status === 404;
+  const back = SECTION_TITLES[section] ? section : "people";
   return [el("h1", { text: missing ? "Not found" : "Something went wrong" }), errorBox(error),
-    el("p", {}, el("a", { href: "#/people", text: "← People" }))];
+    el("p", {}, el("a", { href: `#/${back}`, text: `← ${SECTION_TITLES[back]}` }))];
 }
 
 async function route() {
@@ -858,7 +862,7 @@ async function route() {
       fail(error);
       return;
     }
-    nodes = errorPage(error);
+    nodes = errorPage(error, page.section);
   }
   if (!view.alive()) return;  // another navigation began meanwhile; its page is the one to show
   clearTimeout(loadingTimer);

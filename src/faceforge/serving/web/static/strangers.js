@@ -74,7 +74,7 @@ export async function strangerPage(ui, match) {
   return [el("p", {}, el("a", { href: "#/strangers", text: "← Strangers" })), el("h1", { class: "stranger", text: label }), summary,
     el("p", { class: "muted", text: "Never named by any model: their faces teach each version to answer “unknown” for them." }),
     admin() ? [ui.addPhotos(`/api/v1/strangers/${id}/photos`, () => refresh().catch(fail)),
-      el("p", {}, deleteButton(ui, stranger, `Delete ${label}`, (message) => go("#/strangers", message)))] : null,
+      el("p", { class: "stranger" }, deleteButton(ui, stranger, `Delete ${label}`, (message) => go("#/strangers", message)))] : null,
     el("h2", { text: "Photos" }), admin() ? null : el("p", { class: "muted", id: "faces-note", text: ui.FACES_FOR_ADMINS }), grid];
 }
 
