@@ -1,7 +1,7 @@
 """The dashboard's strangers in chromium against a real `faceforge serve`: the Strangers page (add a
 stranger from photos, their face, delete), one stranger's page (their photos, more photos, delete),
 and the Try-it face actions ("Add to <person>", "Not <name>: add as a stranger", a face cut out of
-a group photo); a read key sees no faces or controls.
+a group photo); a read key sees no faces or controls; logging in opens the page a link asked for.
 At 375 and 1440 px nothing is wider than the screen; axe-core checks each page. People are set up
 through the API; the browser does what a user would."""
 
@@ -220,3 +220,13 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
     expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
     expect(page.get_by_role("link", name="← Strangers")).to_be_visible()
     server.wait_trained()
+
+
+def test_logging_in_opens_the_page_that_was_asked_for(page: Page, server: Server) -> None:
+    """A link to the strangers (shared, bookmarked) led to the login page, then to the people list."""
+    page.goto(server.url + "/#/strangers")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.get_by_label("API key").fill(ADMIN_KEY)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Strangers")
+    expect(page).to_have_url(f"{server.url}/#/strangers")

@@ -111,9 +111,18 @@ function needsLogin(error) {
   return error instanceof ApiError && (error.status === 401 || (error.status === 403 && error.code === "keys_required"));
 }
 
+// The page a visitor asked for before the login page replaced it: logging in opens it (a link to one
+// stranger or version, shared or bookmarked, led to the people list).
+let afterLogin = null;
+
+function toLogin() {
+  if (location.hash && location.hash !== "#/login") afterLogin = location.hash;
+  location.hash = "#/login";
+}
+
 function fail(error) {
   if (needsLogin(error)) {
-    location.hash = "#/login";
+    toLogin();
     return;
   }
   say(describe(error));
@@ -195,7 +204,8 @@ function loginPage() {
     sessionStorage.setItem(KEY_STORAGE, session.key);
     if (await checkAccess()) {
       say("");
-      location.hash = "#/people";
+      location.hash = afterLogin || "#/people";
+      afterLogin = null;
     } else {
       say("That key was not accepted.");
     }
@@ -835,7 +845,7 @@ async function route() {
     return;
   }
   if (session.access === null && !(await checkAccess().catch(fail))) {
-    location.hash = "#/login";
+    toLogin();
     return;
   }
   const page = pages.find((candidate) => candidate.pattern.test(hash));
