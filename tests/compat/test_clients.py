@@ -67,6 +67,12 @@ def test_compreface_python_sdk(server: Server) -> None:
             best = answer["result"][0]["subjects"][0]
             assert best["subject"] == name and best["similarity"] >= STRANGER_SIMILARITY, (name, best)
             assert len(answer["result"][0]["landmarks"]) == 5 and "execution_time" in answer["result"][0]
+    # execution_time times each stage: it said the whole request's time under both plugins.
+    times = [
+        answer["result"][0]["execution_time"] for answers in seen["probes"].values() for answer in answers
+    ]
+    assert all(set(t) == {"detector", "calculator"} and min(t.values()) > 0 for t in times), times
+    assert any(t["detector"] != t["calculator"] for t in times), times
     for answer in seen["strangers"]:
         assert all(
             s["similarity"] < STRANGER_SIMILARITY for face in answer["result"] for s in face["subjects"]

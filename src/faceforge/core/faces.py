@@ -81,6 +81,9 @@ class PhotoFaces:
     height: int
     faces: list[Face]
     reasons: list[RejectReason]
+    # Seconds each stage took when the photo was analysed alone: "detector" (decode, detect, judge,
+    # the embedder's inputs) and "calculator" (the embedding), as CompreFace's status reports them.
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict:

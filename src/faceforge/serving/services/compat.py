@@ -64,6 +64,9 @@ class RecognizedFace:
     landmarks: list[list[float]]
     subjects: list[tuple[str, float]]  # (name, calibrated probability), most probable first
     known: bool  # faceforge's own decision: the best subject reaches the threshold
+    # CompreFace's execution_time, milliseconds: the photo's detection, and this face's share of the
+    # embedding (every face of a photo is embedded in one batch).
+    milliseconds: dict[str, float]
 
 
 class CompatService:
@@ -189,9 +192,13 @@ class CompatService:
         """Faces of the photo, largest first, each with its most probable subjects. Raises
         ``ModelNotReadyError`` before the first version and ``NoFaceError`` without faces."""
         self.models.loaded(None)  # the "not ready" answer comes before any vision work
-        _, found = self.identify_service.identify(
+        _, found, seconds = self.identify_service.identify_timed(
             data, threshold=None, top_k=max(prediction_count, 1), version=None
         )
+        milliseconds = {
+            "detector": round(1000 * seconds.get("detector", 0.0), 1),
+            "calculator": round(1000 * seconds.get("calculator", 0.0) / max(1, len(found)), 1),
+        }
         faces = [face for face in found if min_detection is None or face.score >= min_detection]
         if not faces:
             raise NoFaceError()
@@ -204,6 +211,7 @@ class CompatService:
                 landmarks=[list(p) for p in face.landmarks],
                 subjects=[(c["name"], float(c["confidence"])) for c in face.candidates[:prediction_count]],
                 known=face.match is not None,
+                milliseconds=milliseconds,
             )
             for face in faces
         ]

@@ -43,6 +43,13 @@ class IdentifyService:
         self, data: bytes, *, threshold: float | None, top_k: int, version: int | None
     ) -> tuple[int, list[IdentifiedFace]]:
         """Recognise every face (largest first). ``threshold`` overrides the version's calibrated one."""
+        used, found, _ = self.identify_timed(data, threshold=threshold, top_k=top_k, version=version)
+        return used, found
+
+    def identify_timed(
+        self, data: bytes, *, threshold: float | None, top_k: int, version: int | None
+    ) -> tuple[int, list[IdentifiedFace], dict[str, float]]:
+        """``identify``, and the seconds each stage of the photo's analysis took (``PhotoFaces.seconds``)."""
         if not 1 <= top_k <= MAX_TOP_K:
             raise RequestRejectedError("invalid_top_k", f"top_k must be between 1 and {MAX_TOP_K}")
         if threshold is not None and not -1.0 <= threshold <= 1.0:
@@ -52,7 +59,7 @@ class IdentifyService:
             photo = self.pipeline.analyze(data, single_face=False)
         faces = [face for face in photo.faces if face.embedding is not None]
         if not faces:
-            return model.version, []
+            return model.version, [], photo.seconds
         embeddings = np.stack([face.embedding for face in faces if face.embedding is not None])
         head = model.head
         similarities = head.similarities(embeddings)
@@ -81,4 +88,4 @@ class IdentifyService:
             )
         known = sum(face.match is not None for face in found)
         self.on_faces(known, len(found) - known)
-        return model.version, found
+        return model.version, found, photo.seconds

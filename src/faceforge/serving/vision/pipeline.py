@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -280,8 +281,12 @@ class FacePipeline:
         """Decode and analyse one photo; raises ``InvalidImageError`` for unusable bytes. A photo of
         more than ``Settings.decode_pixels`` is analysed reduced (``decode_reduced``); its boxes and
         landmarks are still in the photo's pixels."""
+        started = time.perf_counter()
         judged = self._decode_and_judge(data, single_face=single_face)
-        return judged.finish(self.embedder.embed(judged.inputs))
+        judged_at = time.perf_counter()
+        photo = judged.finish(self.embedder.embed(judged.inputs))
+        photo.seconds = {"detector": judged_at - started, "calculator": time.perf_counter() - judged_at}
+        return photo
 
     def _decode_and_judge(self, data: bytes, *, single_face: bool) -> _Judged:
         decoded = decode_reduced(
