@@ -452,6 +452,7 @@ def prepare_command(home: HomeOption = None) -> None:
     the configured formats. A serve-only install reads the server's networks from there."""
     _worker_install("prepare")
     from faceforge.building.export.version_exports import VersionExporter
+    from faceforge.building.networks.detector_graphs import write_split_graph
     from faceforge.building.networks.embedding_graph import export_embedding_graph
     from faceforge.building.networks.embedding_quantization import quantize_embedding_graph
     from faceforge.serving.vision.pipeline import prepare_networks
@@ -459,7 +460,10 @@ def prepare_command(home: HomeOption = None) -> None:
     settings = _usable_home(_settings(home))
     try:
         prepare_networks(
-            settings.weights_dir, export=export_embedding_graph, quantize=quantize_embedding_graph
+            settings.weights_dir,
+            export=export_embedding_graph,
+            quantize=quantize_embedding_graph,
+            split=write_split_graph,
         )
         VersionExporter(settings.weights_dir, settings.worker.export_formats).prepare()
     except FaceforgeError as error:

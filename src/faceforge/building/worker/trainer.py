@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.building.export.contract_vectors import VECTOR_PHOTOS, VectorPhoto, contract_vectors
 from faceforge.building.export.quiet import quiet_conversion_tools
+from faceforge.building.networks.detector_graphs import write_split_graph
 from faceforge.building.networks.embedding_graph import export_embedding_graph
 from faceforge.building.networks.embedding_quantization import quantize_embedding_graph
 from faceforge.building.version_builder import VectorMaker, VersionBuilder
@@ -212,7 +213,10 @@ class TrainingWorker:
         try:
             # First what API processes read from the cache: a serve-only install cannot make them.
             prepare_networks(
-                self.settings.weights_dir, export=export_embedding_graph, quantize=quantize_embedding_graph
+                self.settings.weights_dir,
+                export=export_embedding_graph,
+                quantize=quantize_embedding_graph,
+                split=write_split_graph,
             )
             self.builder.prepare(report)
         except Exception:  # each training retries the conversion and fails with the reason

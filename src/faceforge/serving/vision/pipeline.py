@@ -28,7 +28,7 @@ from faceforge.serving.vision.embedder import (
     int8_onnx_path,
 )
 from faceforge.serving.vision.face_input import FaceInputs, concatenate_inputs, face_inputs
-from faceforge.serving.vision.mtcnn import MtcnnConfig, MtcnnDetector, cached_graphs
+from faceforge.serving.vision.mtcnn import GraphRewrite, MtcnnConfig, MtcnnDetector, cached_graphs
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,17 @@ class _Judged:
 
 
 def prepare_networks(
-    weights_dir: Path, *, export: GraphExport | None = None, quantize: GraphQuantization | None = None
+    weights_dir: Path,
+    *,
+    export: GraphExport | None = None,
+    quantize: GraphQuantization | None = None,
+    split: GraphRewrite | None = None,
 ) -> None:
-    """Put every network an API process runs into the weights cache without loading it: MTCNN's graphs,
-    the embedding graph with the pointer naming it (exported by ``export`` if missing) and its int8
-    variant (quantised by ``quantize``). A serve-only install reads them from there; ``faceforge
-    prepare`` and the worker's start call this."""
-    cached_graphs(weights_dir)
+    """Put every network an API process runs into the weights cache without loading it: MTCNN's graphs
+    and their split variants (written by ``split``), the embedding graph with the pointer naming it
+    (exported by ``export`` if missing) and its int8 variant (quantised by ``quantize``). A serve-only
+    install reads them from there; ``faceforge prepare`` and the worker's start call this."""
+    cached_graphs(weights_dir, split=split)
     float_graph = embedding_onnx_path(weights_dir, export=export)
     try:
         int8_onnx_path(weights_dir, float_graph, quantize=quantize)
