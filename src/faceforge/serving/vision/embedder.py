@@ -397,7 +397,9 @@ class FlipPassSession:
         self.exact_int8 = exact_int8
         self._first = OnnxSession(first, threads=1, exact_int8=exact_int8)
         self._second = OnnxSession(second, threads=1, exact_int8=exact_int8)
-        self._rest = OnnxSession(rest, threads=1, exact_int8=exact_int8)
+        # The rest (dlib's network on the chip, then the fusion) runs after both passes, when both
+        # cores are free again: on two threads 0.5 ms sooner of 12 (measured), the same numbers.
+        self._rest = OnnxSession(rest, threads=2 if side_by_side else 1, exact_int8=exact_int8)
         # One helper thread per session: concurrent requests queue their first passes on it while
         # their callers run the second passes.
         self._helper = (
