@@ -89,6 +89,22 @@ def test_a_cache_gets_its_split_graphs_from_a_child_and_loses_stale_ones(tmp_pat
     assert detector.graph_paths["rnet"] == split_graph_path(folder / "rnet.onnx")
 
 
+def test_a_damaged_split_graph_is_never_run_and_is_made_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = cached_graphs(tmp_path, split=detector_graphs.write_split_graph)
+    damaged = split_graph_path(folder / "onet.onnx")
+    made = damaged.read_bytes()
+    damaged.write_bytes(made[:-1] + bytes([made[-1] ^ 1]))  # one bit, in a file ONNX Runtime still loads
+    with caplog.at_level(logging.WARNING, logger=mtcnn.__name__):
+        detector = MtcnnDetector(MtcnnConfig(), graphs=folder)
+    assert detector.graph_paths["onet"] == folder / "onet.onnx"
+    assert "running MTCNN's onet as shipped: its split variant is damaged" in caplog.text
+    cached_graphs(tmp_path, split=detector_graphs.write_split_graph)
+    assert damaged.read_bytes() == made
+    assert MtcnnDetector(MtcnnConfig(), graphs=folder).graph_paths["onet"] == damaged
+
+
 def test_without_a_split_graph_the_shipped_one_runs_and_the_log_says_why(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -33,7 +33,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
-from faceforge.core.atomic import write_bytes_atomically
+from faceforge.core.checksums import write_with_checksum
 from faceforge.core.errors import WeightsUnavailableError
 from faceforge.core.parent_watch import stop_when_orphaned_from_environment
 from faceforge.serving.vision.runtime import OnnxSession
@@ -111,8 +111,9 @@ def _check_inputs(model: onnx.ModelProto) -> list[dict[str, npt.NDArray[np.float
 
 
 def write_split_graph(source: Path, target: Path) -> None:
-    """``split_prelu`` of the graph at ``source``, written atomically to ``target`` once it gives
-    exactly the source's outputs here (``WeightsUnavailableError`` otherwise)."""
+    """``split_prelu`` of the graph at ``source``, written atomically to ``target`` with its checksum
+    record (``core.checksums``) once it gives exactly the source's outputs here
+    (``WeightsUnavailableError`` otherwise)."""
     model = onnx.load(source)
     split = split_prelu(model).SerializeToString()
     original, rewritten = OnnxSession(source), OnnxSession(split)
@@ -123,7 +124,7 @@ def write_split_graph(source: Path, target: Path) -> None:
                     f"{source.name} with its PRelu nodes split does not compute the same numbers on "
                     "this machine"
                 )
-    write_bytes_atomically(target, split)
+    write_with_checksum(target, split)
 
 
 def main() -> None:

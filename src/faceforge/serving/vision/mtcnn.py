@@ -29,6 +29,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from faceforge.core.atomic import write_atomically
+from faceforge.core.checksums import matches_record, record_path
 from faceforge.core.errors import WeightsNotPreparedError, WeightsUnavailableError
 from faceforge.core.faces import Box, DetectedFace, Landmarks
 from faceforge.core.package_files import package_file
@@ -91,10 +92,17 @@ def split_graph_path(graph: Path) -> Path:
     return graph.with_name(f"{graph.stem}.{SPLIT_TAG}-{digest}.onnx")
 
 
-def _ensure_split(graph: Path, split: GraphRewrite | None) -> None:
+def usable_split(graph: Path) -> Path | None:
+    """``graph``'s split variant when the cache has it whole (its content as recorded when it was
+    written, ``core.checksums``), else ``None``."""
     target = split_graph_path(graph)
-    if target.is_file():
+    return target if target.is_file() and matches_record(target) else None
+
+
+def _ensure_split(graph: Path, split: GraphRewrite | None) -> None:
+    if usable_split(graph) is not None:
         return
+    target = split_graph_path(graph)
     try:
         if split is not None:
             split(graph, target)
@@ -103,14 +111,15 @@ def _ensure_split(graph: Path, split: GraphRewrite | None) -> None:
             make_in_child(SPLIT_MODULE, [graph, target], target, action, SPLIT_TIMEOUT_SECONDS)
         else:
             log.info(
-                "running MTCNN's %s as shipped: no split variant in the cache (%s)", graph.name, PREPARE_HINT
+                "running MTCNN's %s as shipped: `faceforge prepare` writes its faster variant", graph.name
             )
             return
     except WeightsUnavailableError as error:
         log.warning("running MTCNN's %s as shipped: %s", graph.name, error.message)
         return
-    for stale in graph.parent.glob(f"{graph.stem}.{SPLIT_TAG}-*.onnx"):
-        if stale != target:
+    keep = {target, record_path(target)}
+    for stale in graph.parent.glob(f"{graph.stem}.{SPLIT_TAG}-*"):
+        if stale not in keep:
             stale.unlink(missing_ok=True)
 
 
@@ -231,9 +240,10 @@ class MtcnnDetector:
             if graphs is None:
                 path = package_file(SOURCE_PACKAGE, f"{name}.onnx", pip_name=SOURCE_PIP_NAME)
             else:
-                path = graphs / f"{name}.onnx"
-                split = split_graph_path(path)
-                path = split if split.is_file() else path
+                shipped = graphs / f"{name}.onnx"
+                path = usable_split(shipped) or shipped
+                if path == shipped and split_graph_path(shipped).exists():
+                    log.warning("running MTCNN's %s as shipped: its split variant is damaged", name)
             self.graph_paths[name] = path
             return OnnxSession(path, threads=threads)
 
