@@ -160,6 +160,19 @@ def test_files_under_another_field_are_refused_not_dropped(client: TestClient) -
     assert client.get("/api/v1/training").json()["requested"] == 0
 
 
+def test_a_photo_sent_as_text_is_refused_in_our_words(client: TestClient) -> None:
+    """``curl -F photo=face.jpg`` (no ``@``) sends the file's name as text: the answer said "Expected
+    UploadFile, received: <class 'str'>" (a new-user tester's finding)."""
+    as_text = [("photo", (None, "face.jpg"))]  # a multipart part without a filename
+    body = _error(client.post("/api/v1/identify", files=as_text), 400, "not_a_file")
+    assert "'photo'" in body["message"] and "UploadFile" not in body["message"]
+    _error(client.post("/api/v1/identify", data={"photo": "face.jpg"}), 400, "not_a_file")  # a plain form
+    refused = client.post("/api/v1/people", data={"name": "Text"}, files=[("photos", (None, "face.jpg"))])
+    assert "'photos'" in _error(refused, 400, "not_a_file")["message"]
+    _error(client.post("/api/v1/strangers", files=[("photos", (None, "face.jpg"))]), 400, "not_a_file")
+    _nothing_stored(client)
+
+
 def test_bad_photos_get_verdicts_not_errors(client: TestClient) -> None:
     files = [
         ("photos", ("empty.jpg", b"", "image/jpeg")),

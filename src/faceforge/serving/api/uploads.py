@@ -33,9 +33,18 @@ def file_fields(field: str, *, most: int | None = None) -> Any:
     a person with no photo and said nothing), and a second photo is refused rather than ignored."""
 
     async def check(request: Request) -> None:
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             return
         form = await request.form()  # the form FastAPI has parsed already (Starlette keeps it)
+        if any(key == field and not isinstance(value, UploadFile) for key, value in form.multi_items()):
+            # `curl -F photo=face.jpg` (without @) sends the name as text; FastAPI's own answer named
+            # its internals ("Expected UploadFile, received: <class 'str'>").
+            raise RequestRejectedError(
+                "not_a_file",
+                f"{field!r} was sent as text: send each photo as a file (a multipart part with a "
+                "filename; with curl, -F " + field + "=@photo.jpg)",
+            )
         files = [key for key, value in form.multi_items() if isinstance(value, UploadFile)]
         stray = sorted({key for key in files if key != field})
         if stray:
