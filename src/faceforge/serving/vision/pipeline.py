@@ -28,7 +28,13 @@ from faceforge.serving.vision.embedder import (
     int8_onnx_path,
 )
 from faceforge.serving.vision.face_input import FaceInputs, concatenate_inputs, face_inputs
-from faceforge.serving.vision.mtcnn import GraphRewrite, MtcnnConfig, MtcnnDetector, cached_graphs
+from faceforge.serving.vision.mtcnn import (
+    GraphRewrite,
+    MtcnnConfig,
+    MtcnnDetector,
+    cached_graphs,
+    prepare_split_graphs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +111,7 @@ def prepare_networks(
     and their split variants (written by ``split``), the embedding graph with the pointer naming it
     (exported by ``export`` if missing) and its int8 variant (quantised by ``quantize``). A serve-only
     install reads them from there; ``faceforge prepare`` and the worker's start call this."""
-    cached_graphs(weights_dir, split=split)
+    prepare_split_graphs(cached_graphs(weights_dir), split=split)
     float_graph = embedding_onnx_path(weights_dir, export=export)
     try:
         int8_onnx_path(weights_dir, float_graph, quantize=quantize)
@@ -149,10 +155,12 @@ class FacePipeline:
             with self._detector_lock:  # the first photos may arrive on several threads at once
                 if self._detector is None:
                     config = self.detector_settings
+                    graphs = cached_graphs(self.settings.weights_dir)
+                    prepare_split_graphs(graphs)  # made once per cache; prepare and workers do it first
                     self._detector = MtcnnDetector(
                         MtcnnConfig(config.min_face_size, config.thresholds, config.scale_factor),
                         threads=self.threads_per_photo,
-                        graphs=cached_graphs(self.settings.weights_dir),
+                        graphs=graphs,
                     )
         return self._detector
 
