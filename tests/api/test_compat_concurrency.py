@@ -1,5 +1,6 @@
-"""The compatible APIs under concurrency: DeepStack's work never holds the event loop, every photo
-they analyse passes the vision gate, and concurrent calls for one new subject make one person."""
+"""The compatible APIs under concurrency: DeepStack's work (and identify's) never holds the event
+loop, every photo they analyse passes the vision gate, and concurrent calls for one new subject make
+one person."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from faceforge.core.config import LimitSettings, Settings
 from faceforge.core.dataset import image_files
 from faceforge.serving.api.app import create_app
-from tests.api.fixtures import BOTH_DATABASES, local_client, service_settings
+from tests.api.fixtures import BOTH_DATABASES, local_client, service_settings, wait_until_trained
 from tests.conftest import LFW10
 
 RECOGNITION = "/api/v1/recognition"
@@ -59,6 +60,11 @@ def test_deepstack_work_leaves_the_event_loop_free(client: TestClient) -> None:
         assert future.result().json() == {"success": True, "message": "face added"}
     match = {f"image{i}": (colin[5 + i].name, colin[5 + i].read_bytes()) for i in (1, 2)}
     assert client.post("/v1/vision/face/match", files=match).status_code == 200
+    analysed = len(on_loop)
+    # Our own identify route is asynchronous (it checks its answer on the loop): its photo is not.
+    wait_until_trained(client)
+    assert client.post("/api/v1/identify", files=_image(colin[9], "photo")).json()["faces"]
+    assert len(on_loop) > analysed
     assert len(on_loop) >= 5 and not any(on_loop), on_loop
     assert answered >= 1
 

@@ -3,8 +3,9 @@
 An ``async def`` route runs on the event loop, which every other request of the process shares: a
 photo analysed or a database row read there stalls ``/healthz``, model info and every other client
 until it is done. Plain ``def`` routes need none of this (FastAPI runs them on the pool); routes that
-must be asynchronous (to read a form whose field names are not known in advance) await their
-blocking part through ``run_blocking``. Vision work also passes the vision gate, inside the services
+must be asynchronous (to read a form whose field names are not known in advance, or, like identify,
+to have FastAPI check their answer on the loop rather than hand it to one more pool thread) await
+their blocking part through ``run_blocking``. Vision work also passes the vision gate, inside the services
 (``serving.services.vision_gate``), whichever route asks for it.
 """
 
