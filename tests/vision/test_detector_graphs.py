@@ -26,6 +26,7 @@ from faceforge.serving.vision.mtcnn import (
     split_graph_path,
 )
 from faceforge.serving.vision.pipeline import FacePipeline
+from faceforge.serving.vision.runtime import OnnxSession
 from tests.conftest import FACES, LFW10
 
 # The first 16 hex digits of the sha256 of R-Net as ``split_prelu`` writes it (the one ``SPLIT_TAG``
@@ -159,3 +160,29 @@ def test_a_changed_rewrite_gets_a_new_tag() -> None:
     source = package_file(mtcnn.SOURCE_PACKAGE, "rnet.onnx", pip_name=mtcnn.SOURCE_PIP_NAME)
     written = detector_graphs.split_prelu(onnx.load(source)).SerializeToString()
     assert (mtcnn.SPLIT_TAG, hashlib.sha256(written).hexdigest()[:16]) == ("prelu-1x1", REWRITTEN_RNET)
+
+
+class _Recording:
+    """An R-Net session that records each batch's rows."""
+
+    def __init__(self, session: OnnxSession) -> None:
+        self.session = session
+        self.rows: list[int] = []
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.rows.extend(len(batch) for batch in inputs.values())
+        return self.session.run(inputs)
+
+
+def test_a_crowded_photo_reaches_r_net_in_bounded_batches(pipeline: FacePipeline) -> None:
+    """ONNX Runtime keeps the largest activations it has held: a crowded 2000 px photo's thousands of
+    R-Net candidates in one run grew a process by 2.5 GB. They go in chunks of ``CHUNK_ROWS``, with
+    the same faces found as one thread finds."""
+    graphs = cached_graphs(pipeline.settings.weights_dir)
+    recording = _Recording(OnnxSession(graphs / "rnet.onnx"))
+    chunked = MtcnnDetector(MtcnnConfig(), threads=2, graphs=graphs, rnet=recording)
+    image = np.asarray(Image.open(FACES / "multi" / "azure_detection4.jpg").convert("RGB"))
+    faces = chunked.detect(image)  # P-Net proposes 703 candidates here
+    assert sum(recording.rows) > 4 * mtcnn.CHUNK_ROWS  # crowded enough to need chunks
+    assert max(recording.rows) <= mtcnn.CHUNK_ROWS
+    assert faces == MtcnnDetector(MtcnnConfig(), graphs=graphs).detect(image)

@@ -15,6 +15,7 @@ package's graphs.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -159,6 +160,11 @@ def _normalise(pixels: npt.NDArray[np.generic]) -> FloatArray:
     return ((pixels.astype(np.float32) - 127.5) * (1.0 / 128.0)).astype(np.float32)
 
 
+# R-Net and O-Net see at most this many candidates per run: ONNX Runtime keeps the largest
+# activations it has held, and a crowded 2000 px photo's thousands of candidates at once grew a
+# process by 2.5 GB (3.4 with the split graphs, whose PRelu takes more intermediate tensors; measured).
+CHUNK_ROWS = 128
+
 # Up to this many boxes, suppression compares every pair at once: a photo's eleven suppressions (up
 # to 71 boxes) took 0.33 ms instead of 1.4 (measured), with the same boxes kept. Pairs grow with the
 # square of the boxes while one box against the rest costs per box kept: 1,024 crowded boxes of which
@@ -243,10 +249,10 @@ class MtcnnDetector:
     ) -> None:
         """With ``threads`` above one, work runs side by side on a pool of that many threads, each
         network on one thread (ONNX Runtime and Pillow's resampling release the GIL): P-Net's pyramid
-        levels, and R-Net's and O-Net's candidates in two halves, each half cut and run on its own
-        thread, so that one half's network runs while the other half's patches are cut (R-Net on 71
-        candidates 4.7 ms instead of 4.9-5.4 with the patches cut first and the network on two
-        threads; measured). Every result is the same as on one thread.
+        levels, and R-Net's and O-Net's candidates in at least two chunks (``CHUNK_ROWS``), each cut
+        and run on its own thread, so that one chunk's network runs while another's patches are cut
+        (R-Net on 71 candidates 4.7 ms instead of 4.9-5.4 with the patches cut first and the network
+        on two threads; measured). Every result is the same as on one thread.
         ``graphs``: the folder of ``pnet.onnx``, ``rnet.onnx`` and ``onet.onnx`` (``cached_graphs``),
         whose split variants run where the folder has them; default, the package's graphs."""
         self.config = config
@@ -301,7 +307,7 @@ class MtcnnDetector:
     def describe_patches(self, patches: npt.NDArray[np.uint8]) -> tuple[FloatArray, FloatArray, FloatArray]:
         """O-Net on ``(N, 48, 48, 3)`` uint8 RGB patches (rows top to bottom), as ``building.networks.onet``
         documents it: face probability ``(N,)``, box offsets ``(N, 4)``, landmarks ``(N, 10)``."""
-        offsets, landmarks, probabilities = self._in_halves(
+        offsets, landmarks, probabilities = self._in_chunks(
             lambda rows: self._onet.run({"input_3": _normalise(patches[rows].transpose(0, 2, 1, 3))}),
             patches.shape[0],
         )
@@ -323,19 +329,21 @@ class MtcnnDetector:
             return [work(item) for item in items]
         return list(self._pool.map(work, items))
 
-    def _in_halves(self, run: Callable[[slice], list[FloatArray]], count: int) -> list[FloatArray]:
-        """``run`` on rows ``0..count`` in two halves side by side when the detector has threads, the
-        outputs joined in row order (each row's numbers do not depend on the others in its batch)."""
-        if self._pool is None or count < 2:
+    def _in_chunks(self, run: Callable[[slice], list[FloatArray]], count: int) -> list[FloatArray]:
+        """``run`` on rows ``0..count`` in chunks of at most ``CHUNK_ROWS``, and in at least two side by
+        side when the detector has threads; the outputs joined in row order (a row's numbers do not
+        depend on the others in its batch)."""
+        if count < 2:
             return run(slice(0, count))
-        half = (count + 1) // 2
-        parts = self._map(run, [slice(0, half), slice(half, count)])
+        chunks = max(2 if self._pool is not None else 1, -(-count // CHUNK_ROWS))
+        bounds = np.linspace(0, count, chunks + 1).round().astype(int).tolist()
+        parts = self._map(run, [slice(start, stop) for start, stop in itertools.pairwise(bounds)])
         return [np.concatenate(outputs) for outputs in zip(*parts, strict=True)]
 
     def _cut_and_run(
         self, network: InferenceSession, input_name: str, picture: Image.Image, boxes: FloatArray, size: int
     ) -> list[FloatArray]:
-        return self._in_halves(
+        return self._in_chunks(
             lambda rows: network.run({input_name: self._patches(picture, boxes[rows], size)}), boxes.shape[0]
         )
 
@@ -374,7 +382,7 @@ class MtcnnDetector:
         """Cut each box (zero-filled beyond the border) and resize it to the network's input, transposed.
 
         A patch is some 30 us, mostly Pillow's resampling; two threads each cutting patches gain
-        nothing (the GIL changes hands at every patch), so each half is cut on the thread that then
+        nothing (the GIL changes hands at every patch), so each chunk is cut on the thread that then
         runs its network (``_cut_and_run``). The pixels are scaled once for all patches."""
         patches = np.empty((boxes.shape[0], size, size, 3), np.uint8)
         for i, (x1, y1, x2, y2) in enumerate(boxes[:, :4].tolist()):
