@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -361,3 +362,33 @@ def test_a_live_stream_is_watched_and_reopened_when_it_breaks(
     assert names == [PEOPLE[0], None, PEOPLE[1]], (names, log)
     assert next(camera.connections) >= 2, log  # it came back for more after the stream broke
     assert all(decision["camera"] == "gate" and decision["version"] == 1 for decision in decisions)
+
+
+def test_stopping_waits_for_a_model_check_and_logs_nothing_after_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agent's last line is its reason for ending: a model check that failed while the agent
+    stopped logged "cannot reach the server" after that line (a test reading it failed now and then)."""
+    from faceforge.edge import agent
+    from faceforge.edge.choices import ModelChoice
+    from faceforge.edge.models import ModelStore
+
+    checking, release = threading.Event(), threading.Event()
+
+    class GoneServer:
+        def current_version(self) -> int:
+            checking.set()
+            release.wait(10)
+            raise ConnectionError("connection refused")
+
+    gone: Any = GoneServer()  # the one method ModelUpdates calls of a ServerClient
+    updates = agent.ModelUpdates(ModelStore(tmp_path, ModelChoice.ONNX), gone, 60.0, None)
+    with caplog.at_level(logging.WARNING, logger=agent.__name__):
+        updates.start()
+        assert checking.wait(10)
+        threading.Timer(0.2, release.set).start()  # the check fails while stop() waits for it
+        updates.stop()
+        stopped_at = len(caplog.records)
+        time.sleep(0.3)
+    assert release.is_set()  # stop() waited for the check in flight
+    assert len(caplog.records) == stopped_at == 0, [r.getMessage() for r in caplog.records]

@@ -41,6 +41,7 @@ MIN_FACE_SIZE = 40  # pixels: the server's smallest usable enrolment face
 MIN_DETECTION_SCORE = 0.95  # the server's default FACEFORGE_DETECTOR__MIN_SCORE
 MIN_FACE_PROBABILITY = 0.5  # the refiner's "this is a face" (the README's phone steps)
 BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+STOP_WAIT_SECONDS = 5.0  # how long stopping waits for a model check in flight
 
 
 class Detector(Protocol):
@@ -90,7 +91,12 @@ class ModelUpdates:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop checking. A check in flight is waited for (up to ``STOP_WAIT_SECONDS``) and its failure
+        goes unlogged: the agent's last line must be its own reason for ending (a warning of this
+        thread's came after it, and a test reading that line failed now and then)."""
         self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(STOP_WAIT_SECONDS)
 
     def check(self) -> CachedVersion | None:
         """Once: the server's current version, fetched if it is not the loaded one."""
@@ -117,9 +123,13 @@ class ModelUpdates:
                     with self._lock:
                         self._ready = version
             except WatchError as error:
+                if self._stop.is_set():
+                    return
                 log.warning("model update: %s", error)
                 failures += 1
             except Exception as error:  # network and HTTP errors: the server may come back
+                if self._stop.is_set():
+                    return
                 log.warning("model update: cannot reach the server (%s)", error)
                 failures += 1
             pause = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS)) - 1] if failures else self._poll
