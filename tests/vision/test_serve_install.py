@@ -39,13 +39,16 @@ def test_serving_reads_the_cache_a_full_install_filled(
     # variant, MTCNN's graphs.
     cache = settings.weights_dir
     graph = embedder.embedding_onnx_path(cache)
-    int8 = embedder.int8_onnx_path(cache, graph)
+    check = embedder.Int8Check.load()
+    assert check.seven_bit is not None
+    int8 = [embedder.int8_onnx_path(cache, graph, check=variant) for variant in (check, check.seven_bit)]
     assert (cache / f"{EMBEDDER_NAME}.current").read_text().strip() == graph.name
     mtcnn.prepare_split_graphs(cache / mtcnn.CACHE_FOLDER, split=write_split_graph)
     weights = tmp_path / "weights"
     weights.mkdir()
     shutil.copytree(cache / mtcnn.CACHE_FOLDER, weights / mtcnn.CACHE_FOLDER)
-    for name in (graph.name, f"{EMBEDDER_NAME}.current", int8.name):
+    int8_files = [path.name for variant in int8 for path in (variant, *embedder.flip_part_paths(variant))]
+    for name in (graph.name, f"{EMBEDDER_NAME}.current", *int8_files):
         (weights / name).hardlink_to(cache / name)
 
     _hide_weight_packages(monkeypatch)
@@ -55,6 +58,11 @@ def test_serving_reads_the_cache_a_full_install_filled(
     expected = pipeline.analyze(photo.read_bytes(), single_face=True).faces
     assert faces and faces[0].embedding is not None and expected[0].embedding is not None
     assert serving.embedder.precision == pipeline.embedder.precision  # the same graph, chosen alike
+    ran, expected_ran = serving.embedder._onnx, pipeline.embedder._onnx
+    if isinstance(expected_ran, embedder.FlipPassSession):  # and the same int8 weights and kernels
+        assert isinstance(ran, embedder.FlipPassSession)
+        assert (ran.graph.name, ran.exact_int8) == (expected_ran.graph.name, expected_ran.exact_int8)
+    assert sorted(path.name for path in weights.glob("*.onnx")) == sorted([graph.name, *int8_files])
     assert float(faces[0].embedding @ expected[0].embedding) > 0.9999
     assert all(mtcnn.SPLIT_TAG in path.name for path in serving.detector.graph_paths.values())
     assert faces[0].detection == expected[0].detection

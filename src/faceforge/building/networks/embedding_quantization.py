@@ -9,13 +9,14 @@ fitted once, by a developer, on real faces that no benchmark scores, and shipped
 
 writes ``embedding_int8_ranges.json`` here (the ranges, and which photos gave them) and
 ``serving/vision/embedding_int8_check.json`` (the int8 graph's name and its embeddings of the start-up
-check's inputs, computed on the fitting machine). Commit both. The benchmarks score lfw_dev,
-krasserm_lfw10, unknown_singles and azure_face_samples; those folders are never fitted on.
+check's inputs, and the same for its twin with 7-bit weights, computed with exact integer products;
+``... checks`` writes that file alone again from the shipped ranges). Commit both. The benchmarks
+score lfw_dev, krasserm_lfw10, unknown_singles and azure_face_samples; those folders are never fitted on.
 
 Every machine then quantises its own float graph with those ranges (``quantize_embedding_graph``, a few
-seconds, no photo needed): ``faceforge prepare``, a worker's start, or a child process
-(``python -m faceforge.building.networks.embedding_quantization FLOAT TARGET``) for a process that
-does not import this module.
+seconds, no photo needed), into both graphs: ``faceforge prepare``, a worker's start, or a child
+process (``python -m faceforge.building.networks.embedding_quantization FLOAT TARGET``) for a process
+that does not import this module.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from faceforge.core.errors import WeightsUnavailableError
 from faceforge.core.parent_watch import stop_when_orphaned_from_environment
 from faceforge.serving.vision.embedder import (
     INT8_CHECK_FILE,
+    SEVEN_BIT_SUFFIX,
     Int8Check,
     check_inputs,
     graph_feeds,
@@ -65,20 +67,36 @@ CHECK_FACES = 8
 FIT_MIN_SCORE = 0.95
 
 
-def _quantize(pre: Path, target: Path, *, ranges: Path | None, reader: CalibrationDataReader | None) -> None:
+def _quantize(
+    pre: Path,
+    target: Path,
+    *,
+    ranges: Path | None,
+    reader: CalibrationDataReader | None,
+    seven_bit: bool = False,
+) -> None:
     """QDQ, per-channel int8 weights, uint8 activations: what ONNX Runtime's guide recommends for
-    x86 CPUs (u8s8), measured here at cosine 0.9985-0.9995 with the float graph on real faces."""
+    x86 CPUs (u8s8), measured here at cosine 0.9985-0.9995 with the float graph on real faces.
+    ``seven_bit``: weights within [-64, 64] (``reduce_range``), the twin that CPUs without VNNI compute
+    exactly on the fast kernels (``SEVEN_BIT_SUFFIX`` in ``serving.vision.embedder``); the activations'
+    ranges are the same."""
     quantize_static(
         str(pre),
         str(target),
         reader,
         quant_format=QuantFormat.QDQ,
         per_channel=True,
+        reduce_range=seven_bit,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
         calibration_cache_path=ranges,
     )
+
+
+def is_seven_bit(target: Path) -> bool:
+    """Whether ``target`` names the 7-bit twin (its name says so, so the child command keeps its form)."""
+    return target.name.endswith(f"{SEVEN_BIT_SUFFIX}.onnx")
 
 
 def _preprocessed(float_graph: Path, folder: Path) -> Path:
@@ -100,8 +118,9 @@ def _ranges_record(path: Path = RANGES_FILE) -> dict[str, Any]:
 
 def quantize_embedding_graph(float_graph: Path, target: Path, ranges_file: Path = RANGES_FILE) -> None:
     """Write the int8 graph of ``float_graph`` to ``target`` from the shipped ranges, and its parts
-    beside it (``building.networks.flip_passes``; written first, so a graph that exists has them).
-    ``WeightsUnavailableError`` if the ranges were fitted on another float graph."""
+    beside it (``building.networks.flip_passes``; written first, so a graph that exists has them); with
+    7-bit weights if ``target``'s name ends with ``SEVEN_BIT_SUFFIX``. ``WeightsUnavailableError`` if
+    the ranges were fitted on another float graph."""
     record = _ranges_record(ranges_file)
     if record.get("float_graph") != float_graph.name:
         raise WeightsUnavailableError(
@@ -114,7 +133,7 @@ def quantize_embedding_graph(float_graph: Path, target: Path, ranges_file: Path 
         pre = _preprocessed(float_graph, work)
 
         def write(temp: Path) -> None:
-            _quantize(pre, temp, ranges=ranges, reader=None)
+            _quantize(pre, temp, ranges=ranges, reader=None, seven_bit=is_seven_bit(target))
             split_flip_passes(temp, parts_of=target)
 
         try:
@@ -201,16 +220,13 @@ def _fitting_faces(folders: Sequence[Path]) -> tuple[FaceInputs, int]:
 
 def fit(folders: Sequence[Path], float_graph: Path) -> dict[str, Any]:
     """Fit the ranges on the faces of ``folders``, write the two shipped files, and return what the
-    fit measured (the int8 graph against the float one on the fitting faces)."""
+    fit measured (each int8 graph against the float one on the fitting faces)."""
     faces, photos = _fitting_faces(folders)
     with tempfile.TemporaryDirectory(prefix="faceforge-fit-") as folder:
         work = Path(folder)
         pre = _preprocessed(float_graph, work)
         ranges = work / "ranges.json"
-        quantized = work / "int8.onnx"
-        _quantize(pre, quantized, ranges=ranges, reader=_FaceReader(faces))
-        ort_ranges = json.loads(ranges.read_text())
-        digest = hashlib.sha256(json.dumps(ort_ranges, sort_keys=True).encode()).hexdigest()[:12]
+        _quantize(pre, work / "int8.onnx", ranges=ranges, reader=_FaceReader(faces))
         record = {
             "float_graph": float_graph.name,
             "facts": {
@@ -220,29 +236,51 @@ def fit(folders: Sequence[Path], float_graph: Path) -> dict[str, Any]:
                 "min_detector_score": FIT_MIN_SCORE,
                 "method": "MinMax, QDQ, per-channel int8 weights, uint8 activations",
             },
-            "onnxruntime_ranges": ort_ranges,
+            "onnxruntime_ranges": json.loads(ranges.read_text()),
         }
         write_bytes_atomically(RANGES_FILE, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
-        int8 = exact_int8_session(quantized, threads=2)
-        reference = OnnxSession(float_graph, threads=2)
-        inputs = check_inputs(CHECK_SEED, CHECK_FACES)
-        feeds = graph_feeds(inputs)
-        check = {
-            "graph": f"{float_graph.stem}-int8-{digest}.onnx",
-            "seed": CHECK_SEED,
-            "embeddings": [[round(float(v), 7) for v in row] for row in unit_rows(int8.run(feeds)[0])],
-        }
-        write_bytes_atomically(INT8_CHECK_FILE, (json.dumps(check) + "\n").encode())
-        own = int8_check_cosine(int8, Int8Check.load())
-        float_cosine = _cosines(int8, reference, faces)
-    return {
-        "photos": photos,
-        "faces": len(faces),
-        "graph": check["graph"],
-        "check_cosine_here": own,
-        "float_vs_int8_cosine_min": float(float_cosine.min()),
-        "float_vs_int8_cosine_mean": float(float_cosine.mean()),
+    return {"photos": photos, "faces": len(faces), **record_checks(float_graph, faces)}
+
+
+def record_checks(float_graph: Path, faces: FaceInputs | None = None) -> dict[str, Any]:
+    """Quantise ``float_graph`` with the shipped ranges, 8-bit and 7-bit, and write the start-up check
+    (``INT8_CHECK_FILE``): each graph's name and its embeddings of the check inputs, computed with
+    ONNX Runtime's exact kernels so that they are the file's, not this CPU's. Returns each graph's
+    own check here and, given ``faces``, its cosine with the float graph on them."""
+    record = _ranges_record()
+    digest = hashlib.sha256(json.dumps(record["onnxruntime_ranges"], sort_keys=True).encode())
+    graph = f"{float_graph.stem}-int8-{digest.hexdigest()[:12]}"
+    feeds = graph_feeds(check_inputs(CHECK_SEED, CHECK_FACES))
+    reference = OnnxSession(float_graph, threads=2)
+    check: dict[str, Any] = {"seed": CHECK_SEED}
+    sessions = {}
+    with tempfile.TemporaryDirectory(prefix="faceforge-checks-") as folder:
+        for key, name in (("", f"{graph}.onnx"), ("seven_bit", f"{graph}{SEVEN_BIT_SUFFIX}.onnx")):
+            target = Path(folder) / name
+            quantize_embedding_graph(float_graph, target)
+            sessions[key] = exact_int8_session(target, threads=2)
+            rows = unit_rows(sessions[key].run(feeds)[0])
+            entry = {"graph": name, "embeddings": [[round(float(v), 7) for v in row] for row in rows]}
+            if key:
+                check[key] = entry
+            else:
+                check.update(entry)
+    write_bytes_atomically(INT8_CHECK_FILE, (json.dumps(check) + "\n").encode())
+    written = Int8Check.load()
+    assert written.seven_bit is not None
+    measured: dict[str, Any] = {
+        "graph": written.graph,
+        "check_cosine_here": int8_check_cosine(sessions[""], written),
+        "seven_bit_graph": written.seven_bit.graph,
+        "seven_bit_check_cosine_here": int8_check_cosine(sessions["seven_bit"], written.seven_bit),
     }
+    if faces is not None:
+        for key, session in sessions.items():
+            cosines = _cosines(session, reference, faces)
+            prefix = f"{key}_" if key else ""
+            measured[f"{prefix}float_vs_int8_cosine_min"] = float(cosines.min())
+            measured[f"{prefix}float_vs_int8_cosine_mean"] = float(cosines.mean())
+    return measured
 
 
 def _cosines(int8: OnnxSession, reference: OnnxSession, faces: FaceInputs) -> np.ndarray[Any, Any]:
@@ -257,19 +295,25 @@ def _cosines(int8: OnnxSession, reference: OnnxSession, faces: FaceInputs) -> np
 USAGE = (
     "usage: python -m faceforge.building.networks.embedding_quantization FLOAT_GRAPH TARGET\n"
     "       python -m faceforge.building.networks.embedding_quantization fit FOLDER...\n"
+    "       python -m faceforge.building.networks.embedding_quantization checks\n"
 )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``FLOAT_GRAPH TARGET`` (what a process without this module runs in a child) or ``fit FOLDER...``."""
+    """``FLOAT_GRAPH TARGET`` (what a process without this module runs in a child), ``fit FOLDER...``,
+    or ``checks`` (the check file again from the shipped ranges: a new ONNX Runtime quantiser)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["fit"] and len(args) > 1:
+    if (args[:1] == ["fit"] and len(args) > 1) or args == ["checks"]:
         from faceforge.core.config import Settings
         from faceforge.serving.vision.embedder import embedding_onnx_path
 
         logging.basicConfig(level=logging.INFO)
         float_graph = embedding_onnx_path(Settings().weights_dir)
-        sys.stdout.write(json.dumps(fit([Path(a) for a in args[1:]], float_graph), indent=1) + "\n")
+        if args[0] == "fit":
+            measured = fit([Path(a) for a in args[1:]], float_graph)
+        else:
+            measured = record_checks(float_graph)
+        sys.stdout.write(json.dumps(measured, indent=1) + "\n")
         return
     if len(args) != 2 or args[0].startswith("-"):
         sys.stderr.write(USAGE)

@@ -163,21 +163,40 @@ def _export_once(weights_dir: Path, target: Path, timeout: float, export: GraphE
         raise WeightsUnavailableError(f"could not export the embedding network: {error}") from error
 
 
+# ONNX Runtime's fast kernels multiply uint8 activations by int8 weights in pairs whose sums saturate
+# at 16 bits without VNNI (255 x 128 x 2 > 32767). Weights quantised to 7 bits (ONNX Runtime's
+# ``reduce_range``) cannot reach that (255 x 64 x 2 < 32767), so the fast kernels compute them exactly on
+# every CPU: where the 8-bit graph needs the exact kernels, its 7-bit twin runs the fast ones instead
+# (one face 27.9 → 21.2 ms on an AMD EPYC with AVX2 alone, measured), at a cost in fidelity that stays
+# inside quantisation's own (real faces: cosine with the float graph 0.9986 at worst, 0.9990 on
+# average; the 8-bit graph's 0.9991 and 0.9994). Its file name ends with this.
+SEVEN_BIT_SUFFIX = "-w7"
+
+
 @dataclass(frozen=True, slots=True)
 class Int8Check:
-    """The int8 graph's name and its embeddings of ``check_inputs(seed, count)`` where it was fitted."""
+    """An int8 graph's name and its embeddings of ``check_inputs(seed, count)`` where it was fitted;
+    ``seven_bit``: the same for its twin with 7-bit weights (``SEVEN_BIT_SUFFIX``), where recorded."""
 
     graph: str
     seed: int
     embeddings: npt.NDArray[np.float32]
+    seven_bit: Int8Check | None = None
 
     @classmethod
     def load(cls, path: Path = INT8_CHECK_FILE) -> Int8Check:
         """``WeightsUnavailableError`` if the file is missing or unreadable."""
         try:
             record = json.loads(path.read_text())
+            seed = int(record["seed"])
+            twin = record.get("seven_bit")
+            seven_bit = None
+            if twin is not None:
+                seven_bit = cls(str(twin["graph"]), seed, np.asarray(twin["embeddings"], np.float32))
+                if not seven_bit.graph.endswith(f"{SEVEN_BIT_SUFFIX}.onnx"):
+                    raise ValueError(f"the 7-bit graph's name {seven_bit.graph} lacks {SEVEN_BIT_SUFFIX}")
             embeddings = np.asarray(record["embeddings"], np.float32)
-            return cls(graph=str(record["graph"]), seed=int(record["seed"]), embeddings=embeddings)
+            return cls(str(record["graph"]), seed, embeddings, seven_bit)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise WeightsUnavailableError(f"no usable int8 check in {path}: {error}") from error
 
@@ -196,26 +215,46 @@ class KernelVerdict:
 
     fast: float
     exact: float | None
+    seven_bit: float | None = None  # the 7-bit twin's fast kernels against its own record
+
+    @property
+    def seven_bit_wins(self) -> bool:
+        """Where the 8-bit fast kernels fall short and the 7-bit twin's are exact, the twin runs: it
+        is as fast as the fast kernels and the exact ones are slower (``SEVEN_BIT_SUFFIX``)."""
+        return (
+            self.fast < FAST_KERNELS_COSINE
+            and self.seven_bit is not None
+            and self.seven_bit >= FAST_KERNELS_COSINE
+        )
 
     @property
     def exact_wins(self) -> bool:
-        return self.exact is not None and self.exact > self.fast
+        return not self.seven_bit_wins and self.exact is not None and self.exact > self.fast
 
     @property
     def cosine(self) -> float:
-        return self.exact if self.exact is not None and self.exact > self.fast else self.fast
+        if self.seven_bit_wins:
+            assert self.seven_bit is not None
+            return self.seven_bit
+        return self.exact if self.exact is not None and self.exact_wins else self.fast
 
     def describe(self) -> str:
-        if self.exact is None:
-            return f"check cosine {self.fast:.7f} with its fast kernels"
-        return f"check cosine {self.fast:.7f} with its fast kernels, {self.exact:.7f} with its exact ones"
+        said = f"check cosine {self.fast:.7f} with its fast kernels"
+        if self.seven_bit is not None:
+            said += f", {self.seven_bit:.7f} with 7-bit weights"
+        if self.exact is not None:
+            said += f", {self.exact:.7f} with its exact ones"
+        return said
 
     @staticmethod
     def key(graph: Path, check: Int8Check) -> str:
         parts = hashlib.sha256()
-        for part in (_cpu_identity(), _runtime_release(), graph.name, str(check.seed)):
+        twin = check.seven_bit.graph if check.seven_bit is not None else ""
+        for part in (_cpu_identity(), _runtime_release(), graph.name, twin, str(check.seed)):
             parts.update(part.encode() + b"\0")
         parts.update(np.ascontiguousarray(check.embeddings, np.float32).tobytes())
+        if check.seven_bit is not None:
+            parts.update(np.ascontiguousarray(check.seven_bit.embeddings, np.float32).tobytes())
         return parts.hexdigest()[:24]
 
     @classmethod
@@ -226,17 +265,20 @@ class KernelVerdict:
             record = json.loads(path.read_text())
             fast = float(record["fast"])
             exact = None if record["exact"] is None else float(record["exact"])
+            twin = record.get("seven_bit")
+            seven_bit = None if twin is None else float(twin)
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if not all(0.0 <= value <= 1.0 + 1e-6 for value in (fast, exact if exact is not None else fast)):
+        if not all(0.0 <= value <= 1.0 + 1e-6 for value in (fast, exact, seven_bit) if value is not None):
             return None
-        return cls(fast, exact)
+        return cls(fast, exact, seven_bit)
 
     def record(self, weights_dir: Path, graph: Path, check: Int8Check) -> None:
         """Keep the verdict; a cache this process may not write (a read-only image) is only measured
         again next time."""
         path = weights_dir / KERNEL_VERDICTS / f"{self.key(graph, check)}.json"
-        text = json.dumps({"fast": self.fast, "exact": self.exact, "graph": graph.name})
+        fields = {"fast": self.fast, "exact": self.exact, "seven_bit": self.seven_bit, "graph": graph.name}
+        text = json.dumps(fields)
         try:
             write_bytes_atomically(path, (text + "\n").encode())
         except OSError as error:
@@ -394,7 +436,9 @@ class FlipPassSession:
 
     def __init__(self, graph: Path, *, side_by_side: bool, exact_int8: bool) -> None:
         first, second, rest = flip_part_paths(graph)
+        self.graph = graph
         self.exact_int8 = exact_int8
+        self.seven_bit = graph.stem.endswith(SEVEN_BIT_SUFFIX)
         self._first = OnnxSession(first, threads=1, exact_int8=exact_int8)
         self._second = OnnxSession(second, threads=1, exact_int8=exact_int8)
         # The rest (dlib's network on the chip, then the fusion) runs after both passes, when both
@@ -474,9 +518,10 @@ class FaceEmbedder:
         """The int8 graph's session when it may run here (see ``precision``), else ``None``: as its parts
         (``FlipPassSession``, the two passes side by side with two threads or more) when the cache has
         them, else as one graph. The parts run ONNX Runtime's fast kernels where they pass the check
-        (CPUs with VNNI), its exact ones where the fast ones saturate (AVX2 alone): the exact kernels
-        cost twice as much where the fast ones are exact already (one pass 10.9 → 21.5 ms on an AMD
-        EPYC with AVX-512 VNNI, measured), so which runs is measured here, not assumed. The whole
+        (CPUs with VNNI); where the fast ones saturate (AVX2 alone), the graph's twin with 7-bit weights
+        on the fast kernels (``SEVEN_BIT_SUFFIX``), or failing that the 8-bit graph on the exact kernels:
+        those cost twice as much where the fast ones are exact already (one pass 10.9 → 21.5 ms on an
+        AMD EPYC with AVX-512 VNNI, measured), so which runs is measured here, not assumed. The whole
         graph has only the fast kernels (the check refuses it where they saturate). The fast kernels
         are kept only where they compute what the fitting machine did (``FAST_KERNELS_COSINE``):
         anything less is arithmetic that differs, however little it moves a face."""
@@ -491,7 +536,7 @@ class FaceEmbedder:
             return None
         session: InferenceSession
         if _has_flip_parts(path):
-            session, cosine = self._flip_parts(path, check)
+            session, cosine = self._flip_parts(float_graph, path, check)
         else:
             session = OnnxSession(path, threads=self.threads)
             cosine = int8_check_cosine(session, check)
@@ -508,36 +553,67 @@ class FaceEmbedder:
                 return None
         log.info(
             "running the int8 embedding graph %s%s (check cosine %.6f)",
-            path.name,
+            session.graph.name if isinstance(session, FlipPassSession) else path.name,
             self._parts_description(session),
             cosine,
         )
         self.precision = "int8"
         return session
 
-    def _flip_parts(self, path: Path, check: Int8Check) -> tuple[FlipPassSession, float]:
-        """The int8 graph's parts with the kernels that compute the check's embeddings closest, and
-        that cosine: measured once per machine and kept in the weights cache (``KernelVerdict``).
-        Measuring builds and runs both kinds where the fast kernels saturate, over a second of every
-        process's start on such a CPU for an answer that only the CPU and ONNX Runtime decide."""
+    def _flip_parts(self, float_graph: Path, path: Path, check: Int8Check) -> tuple[FlipPassSession, float]:
+        """The int8 graph's parts with the kernels (and weights) that compute their check's embeddings
+        as recorded, and that cosine: measured once per machine and kept in the weights cache
+        (``KernelVerdict``). Measuring builds and runs each candidate where the fast kernels saturate,
+        over a second of every process's start on such a CPU for an answer that only the CPU and ONNX
+        Runtime decide."""
         side_by_side = self.threads >= 2
         verdict = KernelVerdict.recorded(self.weights_dir, path, check)
         if verdict is not None:
-            session = FlipPassSession(path, side_by_side=side_by_side, exact_int8=verdict.exact_wins)
-            log.info("int8 kernels as measured on this machine before (%s)", verdict.describe())
-            return session, verdict.cosine
+            twin = self._seven_bit_graph(float_graph, check) if verdict.seven_bit_wins else None
+            if twin is not None or not verdict.seven_bit_wins:
+                session = FlipPassSession(
+                    twin or path, side_by_side=side_by_side, exact_int8=verdict.exact_wins
+                )
+                log.info("int8 kernels as measured on this machine before (%s)", verdict.describe())
+                return session, verdict.cosine
         fast = FlipPassSession(path, side_by_side=side_by_side, exact_int8=False)
         fast_cosine = int8_check_cosine(fast, check)
         if fast_cosine >= FAST_KERNELS_COSINE:
             KernelVerdict(fast_cosine, None).record(self.weights_dir, path, check)
             return fast, fast_cosine
+        twin = self._seven_bit_graph(float_graph, check)
+        seven_bit_cosine = None
+        if twin is not None and check.seven_bit is not None:
+            seven_bit = FlipPassSession(twin, side_by_side=side_by_side, exact_int8=False)
+            seven_bit_cosine = int8_check_cosine(seven_bit, check.seven_bit)
+            verdict = KernelVerdict(fast_cosine, None, seven_bit_cosine)
+            if verdict.seven_bit_wins:
+                log.info("ONNX Runtime's int8 products reach %s", verdict.describe())
+                verdict.record(self.weights_dir, path, check)
+                fast.close()
+                return seven_bit, verdict.cosine
+            seven_bit.close()
         exact = FlipPassSession(path, side_by_side=side_by_side, exact_int8=True)
-        exact_cosine = int8_check_cosine(exact, check)
-        verdict = KernelVerdict(fast_cosine, exact_cosine)
+        verdict = KernelVerdict(fast_cosine, int8_check_cosine(exact, check), seven_bit_cosine)
         log.info("ONNX Runtime's int8 products reach %s", verdict.describe())
-        verdict.record(self.weights_dir, path, check)
+        if twin is not None or check.seven_bit is None:
+            verdict.record(self.weights_dir, path, check)  # else measured again once the twin can be made
         (fast if verdict.exact_wins else exact).close()
         return (exact if verdict.exact_wins else fast), verdict.cosine
+
+    def _seven_bit_graph(self, float_graph: Path, check: Int8Check) -> Path | None:
+        """The 7-bit twin's graph with its parts, made on first use like the 8-bit graph; ``None`` where
+        the check records none or this install cannot make it (the 8-bit graph's exact kernels run)."""
+        if check.seven_bit is None:
+            return None
+        try:
+            twin = int8_onnx_path(
+                self.weights_dir, float_graph, quantize=self.quantize, check=check.seven_bit
+            )
+        except WeightsUnavailableError as error:
+            log.info("no int8 graph with 7-bit weights here: %s", error.message)
+            return None
+        return twin if _has_flip_parts(twin) else None
 
     @staticmethod
     def _parts_description(session: InferenceSession) -> str:
@@ -547,6 +623,7 @@ class FaceEmbedder:
             " as its parts"
             + (", FaceNet's two passes side by side" if session.side_by_side else "")
             + (", exact products" if session.exact_int8 else "")
+            + (", 7-bit weights" if session.seven_bit else "")
         )
 
     def embed(self, inputs: FaceInputs) -> npt.NDArray[np.float32]:

@@ -24,6 +24,7 @@ from faceforge.serving.vision.embedder import (
     FaceEmbedder,
     GraphExport,
     GraphQuantization,
+    Int8Check,
     embedding_onnx_path,
     int8_onnx_path,
 )
@@ -109,12 +110,16 @@ def prepare_networks(
 ) -> None:
     """Put every network an API process runs into the weights cache without loading it: MTCNN's graphs
     and their split variants (written by ``split``), the embedding graph with the pointer naming it
-    (exported by ``export`` if missing) and its int8 variant (quantised by ``quantize``). A serve-only
-    install reads them from there; ``faceforge prepare`` and the worker's start call this."""
+    (exported by ``export`` if missing) and its int8 variants (quantised by ``quantize``: 8-bit, and the
+    7-bit twin that CPUs without VNNI run; which one runs is measured when a process loads them). A
+    serve-only install reads them from there; ``faceforge prepare`` and the worker's start call this."""
     prepare_split_graphs(cached_graphs(weights_dir), split=split)
     float_graph = embedding_onnx_path(weights_dir, export=export)
     try:
-        int8_onnx_path(weights_dir, float_graph, quantize=quantize)
+        check = Int8Check.load()
+        for variant in (check, check.seven_bit):
+            if variant is not None:
+                int8_onnx_path(weights_dir, float_graph, quantize=quantize, check=variant)
     except WeightsUnavailableError as error:  # the float graph serves; FaceEmbedder says so too
         log.warning("no int8 embedding graph: %s", error.message)
 
