@@ -126,9 +126,40 @@ def test_strangers_are_stored_listed_and_never_named(keyed: TestClient) -> None:
     third = _version(client)
     assert third["version"] == second["version"] + 1
 
-    # Deleted: files and rows gone, and a version without them follows.
+    # One photo deleted (a face that was not theirs): its file and row go, a version follows.
     folder = client.app.state.services.strangers.files.directory  # type: ignore[attr-defined]
     assert len(list(folder.iterdir())) == 6
+    photos = client.get(f"/api/v1/strangers/{stranger_id}").json()["photos"]
+    gone = photos[-1]
+    route = f"/api/v1/strangers/{stranger_id}/photos/{gone['id']}"
+    assert client.delete(route, headers=AS_READER).status_code == 403
+    assert client.delete(route).status_code == 204
+    assert len(list(folder.iterdir())) == 5
+    left = client.get(f"/api/v1/strangers/{stranger_id}").json()
+    assert left["photo_count"] == 5 and gone["id"] not in [p["id"] for p in left["photos"]]
+    assert client.get(gone["file_url"]).status_code == 404
+    missing = client.delete(route)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    other = client.delete(f"/api/v1/strangers/{stranger_id + 1}/photos/{photos[0]['id']}")
+    assert other.status_code == 404  # a photo asked for under another stranger's id
+    after_photo = _version(client)
+    assert after_photo["version"] == third["version"] + 1
+    assert after_photo["metrics"]["strangers"] == {"count": 1, "photos": 5}
+
+    # Their only photo goes with them, not alone: a stranger without a face would teach nothing.
+    for photo in photos[1:5]:
+        assert client.delete(f"/api/v1/strangers/{stranger_id}/photos/{photo['id']}").status_code == 204
+    last = client.delete(f"/api/v1/strangers/{stranger_id}/photos/{photos[0]['id']}")
+    assert last.status_code == 409, last.text
+    assert (
+        last.json()["error"]["code"] == "conflict"
+        and "delete the stranger" in last.json()["error"]["message"]
+    )
+    assert client.get(f"/api/v1/strangers/{stranger_id}").json()["photo_count"] == 1
+    assert len(list(folder.iterdir())) == 1
+    third = _version(client)
+
+    # Deleted: files and rows gone, and a version without them follows.
     assert client.delete(f"/api/v1/strangers/{stranger_id}").status_code == 204
     assert list(folder.iterdir()) == []
     assert client.get(f"/api/v1/strangers/{stranger_id}").status_code == 404

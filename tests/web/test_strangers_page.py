@@ -191,6 +191,9 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
     open_page(page, server, f"#/strangers/{noted.json()['id']}")
     expect(page.get_by_role("heading", level=1)).to_have_text(long_note)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    # Their only photo goes with them, so it has no button of its own.
+    expect(page.locator("#photos img")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Delete photo")).to_have_count(0)
     server.api("DELETE", f"/api/v1/strangers/{noted.json()['id']}")
     page.set_viewport_size({"width": 1440, "height": 1000})
 
@@ -204,10 +207,19 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
     expect(page.locator("#main button")).to_have_count(0)
     assert_accessible(page, "one stranger, read key")
 
-    # Deleted from their page: back on the list, which no longer has them.
+    # One photo deleted from their page (a face that was not theirs): two remain.
     page.get_by_role("button", name="Log out").click()
     login(page, server, ADMIN_KEY)
     open_page(page, server, f"#/strangers/{added['id']}")
+    expect(page.locator("#photos img")).to_have_count(3, timeout=TIMEOUT_MS)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete photo 3 of the neighbour").click()
+    expect(page.locator("#notice")).to_contain_text("Photo 3 of the neighbour deleted")
+    expect(page.locator("#stranger-summary")).to_contain_text("2 photos")
+    expect(page.locator("#photos img")).to_have_count(2, timeout=TIMEOUT_MS)
+    assert server.api("GET", f"/api/v1/strangers/{added['id']}").json()["photo_count"] == 2
+
+    # Deleted from their page: back on the list, which no longer has them.
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete the neighbour").click()
     expect(page.locator("#notice")).to_contain_text("the neighbour deleted")

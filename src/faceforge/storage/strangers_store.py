@@ -112,6 +112,25 @@ def delete_stranger(session: Session, *, stranger_id: int) -> list[str]:
     return names
 
 
+def delete_photo(session: Session, *, stranger_id: int, photo_id: int) -> str:
+    """Delete one of the stranger's photo rows; returns its stored file name to remove after commit.
+    Their only photo stays (``ConflictError``): a stranger is their photos, and one without any would
+    sit in the list teaching nothing; deleting the stranger is the way to forget them."""
+    lock_stranger(session, stranger_id=stranger_id)  # two deletes at once cannot take the last two
+    row = session.get(StrangerPhotoRow, photo_id)
+    if row is None or row.stranger_id != stranger_id:
+        raise NotFoundError(f"photo {photo_id} of stranger {stranger_id} not found")
+    if _count_photos(session, stranger_id) <= 1:
+        raise ConflictError(
+            f"photo {photo_id} is stranger {stranger_id}'s only photo: delete the stranger instead "
+            f"(DELETE /api/v1/strangers/{stranger_id})"
+        )
+    name = row.stored_name
+    session.delete(row)
+    session.flush()
+    return name
+
+
 def list_photos(session: Session, *, stranger_id: int) -> list[StrangerPhoto]:
     _row(session, stranger_id)
     rows = session.scalars(

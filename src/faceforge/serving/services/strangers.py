@@ -181,6 +181,20 @@ class StrangersService:
         self.files.delete(removed)  # only after the rows are gone for good
         return result
 
+    def delete_photo(self, *, stranger_id: int, photo_id: int) -> StrangerChange:
+        """One photo fewer (not their only one, ``strangers_store.delete_photo``); a new version
+        stops using its face."""
+        removed: list[str] = []
+
+        def change(session: Session, _unused: list[str]) -> StrangerChange:
+            removed.append(strangers_store.delete_photo(session, stranger_id=stranger_id, photo_id=photo_id))
+            stranger = strangers_store.get_stranger(session, stranger_id=stranger_id)
+            return StrangerChange(stranger, [], request_training(session))
+
+        result = self._write(change)
+        self.files.delete(removed)  # only after the row is gone for good
+        return result
+
     def get(self, *, stranger_id: int) -> Stranger:
         with self.sessions() as session:
             return strangers_store.get_stranger(session, stranger_id=stranger_id)

@@ -108,6 +108,14 @@ def delete_stranger(services: ServicesDep, stranger_id: StrangerId) -> Response:
     return Response(status_code=204)
 
 
+@admin.delete("/{stranger_id}/photos/{photo_id}", status_code=204, responses=error_responses(404, 409))
+def delete_stranger_photo(services: ServicesDep, stranger_id: StrangerId, photo_id: PhotoId) -> Response:
+    """Delete one of the stranger's photos (a face that is not theirs, a poor one); the next model
+    version no longer uses it. Their only photo cannot go this way (409): delete the stranger."""
+    services.strangers.delete_photo(stranger_id=stranger_id, photo_id=photo_id)
+    return Response(status_code=204)
+
+
 @admin.post(
     "/{stranger_id}/photos",
     status_code=201,

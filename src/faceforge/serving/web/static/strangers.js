@@ -38,8 +38,9 @@ function strangerCard(ui, stranger) {
   return card;
 }
 
-// One stored photo: the face the server found in it, boxed (admins only: it is a face).
-function strangerPhoto(ui, label, photo, position) {
+// One stored photo: the face the server found in it, boxed (admins only: it is a face). `onDelete`:
+// how the photo goes (absent for a stranger's only photo, which goes with the stranger).
+function strangerPhoto(ui, label, photo, position, onDelete) {
   const { el, blobUrl, boxOverlay, number } = ui;
   const frame = el("div", { class: "frame" });
   const tile = el("figure", { class: "photo" }, frame,
@@ -53,12 +54,16 @@ function strangerPhoto(ui, label, photo, position) {
     frame.prepend(el("img", { src: url, alt: `photo ${position} of ${label}` }));
   }).catch(() => frame.prepend(el("p", { class: "muted", text: "could not load the photo" })));
   frame.append(boxOverlay(photo.box, photo.width, photo.height, null));
+  if (onDelete) {
+    tile.append(el("button", { class: "danger", type: "button", text: "Delete photo", "aria-label": `Delete photo ${position} of ${label}`,
+      onclick: () => confirm(`Delete photo ${position} of ${label}? The next version no longer uses this face.`) && onDelete() }));
+  }
   return tile;
 }
 
 // One stranger: their photos, more of them, and deleting them.
 export async function strangerPage(ui, match) {
-  const { el, api, go, fail, plural, when, admin } = ui;
+  const { el, api, go, fail, say, plural, when, admin } = ui;
   const id = Number(match[1]);
   let stranger = await api(`/api/v1/strangers/${id}`);
   const label = labelOf(stranger);
@@ -67,9 +72,18 @@ export async function strangerPage(ui, match) {
   const draw = () => {
     summary.textContent = [plural(stranger.photo_count, "photo"), stranger.source ? `from ${stranger.source}` : null,
       `added ${when(stranger.created_at)}`].filter(Boolean).join(" · ");
-    grid.replaceChildren(...stranger.photos.map((photo, k) => strangerPhoto(ui, label, photo, k + 1)));
+    const deletable = admin() && stranger.photos.length > 1;
+    grid.replaceChildren(...stranger.photos.map((photo, k) => strangerPhoto(ui, label, photo, k + 1,
+      deletable ? () => deletePhoto(photo, k + 1) : null)));
   };
   const refresh = async () => { stranger = await api(`/api/v1/strangers/${id}`); draw(); };
+  const deletePhoto = async (photo, position) => {
+    try {
+      await api(`/api/v1/strangers/${id}/photos/${photo.id}`, { method: "DELETE" });
+      say(`Photo ${position} of ${label} deleted; a new version is being trained.`, true);
+      await refresh();
+    } catch (error) { fail(error); }
+  };
   draw();
   return [el("p", {}, el("a", { href: "#/strangers", text: "← Strangers" })), el("h1", { class: "stranger", text: label }), summary,
     el("p", { class: "muted", text: "Never named by any model: their faces teach each version to answer “unknown” for them." }),
