@@ -118,6 +118,19 @@ def test_an_error_route_replaces_the_page_and_slow_pages_say_loading(
     expect(page.locator("#photos")).to_have_count(0)
     assert_accessible(page, "an error route")
 
+    # A route the dashboard does not have (a mistyped link) says so and stays where it was asked,
+    # rather than showing People as if it had worked; the bare address still opens People.
+    page.goto(server.url + "/#/peple")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    expect(page.locator("#main")).to_contain_text("There is no page at #/peple.")
+    assert page.url.endswith("#/peple")
+    expect(page.locator("[data-nav][aria-current]")).to_have_count(0)
+    page.get_by_role("link", name="← People").click()
+    expect(page.get_by_role("heading", name="People")).to_be_visible()
+    page.goto(server.url + "/#/")
+    expect(page.get_by_role("heading", name="People")).to_be_visible()
+    assert page.url.endswith("#/people")
+
     # While a page's data is on its way, the page says so (the request is held back here).
     held: list[Route] = []
     page.route(f"**/api/v1/people/{blair['id']}", lambda route: held.append(route))

@@ -820,7 +820,15 @@ const pages = [
   { pattern: /^#\/training$/, section: "training", render: trainingPage },
   { pattern: /^#\/versions\/(\d+)$/, section: "versions", render: qualityPage },
   { pattern: /^#\/versions(?:\?(.*))?$/, section: "versions", render: versionsPage },
+  // Anything else (a mistyped or outdated link) says so where it was asked, rather than quietly
+  // showing People as if the link had worked.
+  { pattern: /^.*$/, section: null, render: notFoundPage },
 ];
+
+function notFoundPage(match) {
+  return [el("h1", { text: "Not found" }), el("p", { text: `There is no page at ${match[0]}.` }),
+    el("p", {}, el("a", { href: "#/people", text: `← ${SECTION_TITLES.people}` }))];
+}
 
 const SECTION_TITLES = { people: "People", strangers: "Strangers", try: "Try it", training: "Training", versions: "Versions" };
 
@@ -848,11 +856,11 @@ async function route() {
     toLogin();
     return;
   }
-  const page = pages.find((candidate) => candidate.pattern.test(hash));
-  if (!page) {
+  if (hash === "#/") {  // the dashboard's bare address, written with its slash
     location.hash = "#/people";
     return;
   }
+  const page = pages.find((candidate) => candidate.pattern.test(hash));
   for (const link of document.querySelectorAll("[data-nav]")) {
     link.classList.toggle("active", link.dataset.nav === page.section);
     if (link.dataset.nav === page.section) link.setAttribute("aria-current", "page");
