@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from faceforge.core.config import Settings, WorkerSettings
 from faceforge.core.dataset import image_files
+from faceforge.core.embedding_space import EMBEDDER_NAME
 from faceforge.serving.api.app import create_app
 from faceforge.storage import training_store
 from tests.api.fixtures import local_client, photo_fields, service_settings, wait_until_trained
@@ -63,6 +64,13 @@ def test_register_train_and_identify(client: TestClient) -> None:
         ).json()["faces"]
         assert faces and faces[0]["match"] is None, stranger.name
         assert len(faces[0]["candidates"]) == 3
+
+    # Readiness names the embedding graph that answered: the int8 one, or its 7-bit twin where this
+    # CPU's fast 8-bit products saturate (the kernels' verdict), as the process chose at start-up.
+    embedder = client.app.state.services.pipeline.embedder  # type: ignore[attr-defined]
+    ready = client.get("/readyz").json()
+    assert ready["embedder"] == embedder.precision == "int8"
+    assert ready["embedder_graph"] == embedder.graph.name and embedder.graph.name.startswith(EMBEDDER_NAME)
 
     # The API process was given its setting for keeping cores awake (off in the test suite).
     awake = client.app.state.services.awake  # type: ignore[attr-defined]

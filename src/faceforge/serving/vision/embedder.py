@@ -79,8 +79,8 @@ INT8_CHECK_FILE = Path(__file__).with_name("embedding_int8_check.json")
 # 0.9985-0.9995), so a machine that adds an error of that size is refused.
 INT8_CHECK_COSINE = 0.9995
 # The graph's parts keep ONNX Runtime's fast kernels only this close to the recorded embeddings: ten
-# times requantisation's ULPs, far above what saturation gives (0.9926); below it the exact kernels
-# are tried, and the closer of the two runs.
+# times requantisation's ULPs, far above what saturation gives (0.9926); below it the 7-bit twin is
+# tried on them, then the exact kernels, and the closest runs (``KernelVerdict``).
 FAST_KERNELS_COSINE = 1 - 1e-5
 
 
@@ -207,7 +207,9 @@ KERNEL_VERDICTS = "int8-kernels"  # folder of the weights cache: one verdict per
 @dataclass(frozen=True, slots=True)
 class KernelVerdict:
     """How close this machine's int8 kernels come to the check's recorded embeddings: ONNX Runtime's
-    fast ones, and its exact ones when the fast ones fall short (``None`` when they were not needed).
+    fast ones; when they fall short, the 7-bit twin on them (``SEVEN_BIT_SUFFIX``, against its own
+    record) and the 8-bit graph's exact ones (each ``None`` when not measured). The first of fast,
+    twin, exact to reach ``FAST_KERNELS_COSINE`` runs; if none does, the closest.
 
     Which kernels ONNX Runtime runs, and so what they compute, depends only on the CPU's instruction
     sets, ONNX Runtime's release, the graph and the check inputs: the verdict is kept under a digest
@@ -218,25 +220,29 @@ class KernelVerdict:
     seven_bit: float | None = None  # the 7-bit twin's fast kernels against its own record
 
     @property
-    def seven_bit_wins(self) -> bool:
+    def choice(self) -> Literal["fast", "seven_bit", "exact"]:
         """Where the 8-bit fast kernels fall short and the 7-bit twin's are exact, the twin runs: it
-        is as fast as the fast kernels and the exact ones are slower (``SEVEN_BIT_SUFFIX``)."""
-        return (
-            self.fast < FAST_KERNELS_COSINE
-            and self.seven_bit is not None
-            and self.seven_bit >= FAST_KERNELS_COSINE
-        )
+        is as fast as the fast kernels, and the exact ones are slower."""
+        if self.fast >= FAST_KERNELS_COSINE:
+            return "fast"
+        if self.seven_bit is not None and self.seven_bit >= FAST_KERNELS_COSINE:
+            return "seven_bit"
+        measured = {"fast": self.fast, "seven_bit": self.seven_bit, "exact": self.exact}
+        return max(("exact", "seven_bit", "fast"), key=lambda name: measured[name] or 0.0)
+
+    @property
+    def seven_bit_wins(self) -> bool:
+        return self.choice == "seven_bit"
 
     @property
     def exact_wins(self) -> bool:
-        return not self.seven_bit_wins and self.exact is not None and self.exact > self.fast
+        return self.choice == "exact"
 
     @property
     def cosine(self) -> float:
-        if self.seven_bit_wins:
-            assert self.seven_bit is not None
-            return self.seven_bit
-        return self.exact if self.exact is not None and self.exact_wins else self.fast
+        value = {"fast": self.fast, "seven_bit": self.seven_bit, "exact": self.exact}[self.choice]
+        assert value is not None
+        return value
 
     def describe(self) -> str:
         said = f"check cosine {self.fast:.7f} with its fast kernels"
@@ -278,6 +284,7 @@ class KernelVerdict:
         again next time."""
         path = weights_dir / KERNEL_VERDICTS / f"{self.key(graph, check)}.json"
         fields = {"fast": self.fast, "exact": self.exact, "seven_bit": self.seven_bit, "graph": graph.name}
+        fields["runs"] = self.choice
         text = json.dumps(fields)
         try:
             write_bytes_atomically(path, (text + "\n").encode())
@@ -501,6 +508,7 @@ class FaceEmbedder:
         self.int8_check = int8_check
         self.check_cosine: float | None = None  # the int8 graph's start-up check here, once loaded
         self.precision: Literal["float", "int8"] | None = None  # what runs, once loaded
+        self.graph: Path | None = None  # the file that runs (not an int8 graph's parts), once loaded
         self._lock = threading.Lock()
         self._onnx: InferenceSession | None = None
 
@@ -513,6 +521,7 @@ class FaceEmbedder:
                 if self._onnx is None:
                     self._onnx = OnnxSession(path, threads=self.threads)
                     self.precision = "float"
+                    self.graph = path
 
     def _int8_session(self, float_graph: Path) -> InferenceSession | None:
         """The int8 graph's session when it may run here (see ``precision``), else ``None``: as its parts
@@ -551,9 +560,10 @@ class FaceEmbedder:
             )
             if not forced:
                 return None
+        self.graph = session.graph if isinstance(session, FlipPassSession) else path
         log.info(
             "running the int8 embedding graph %s%s (check cosine %.6f)",
-            session.graph.name if isinstance(session, FlipPassSession) else path.name,
+            self.graph.name,
             self._parts_description(session),
             cosine,
         )
@@ -568,6 +578,7 @@ class FaceEmbedder:
         Runtime decide."""
         side_by_side = self.threads >= 2
         verdict = KernelVerdict.recorded(self.weights_dir, path, check)
+        twin: Path | None = None
         if verdict is not None:
             twin = self._seven_bit_graph(float_graph, check) if verdict.seven_bit_wins else None
             if twin is not None or not verdict.seven_bit_wins:
@@ -577,29 +588,45 @@ class FaceEmbedder:
                 log.info("int8 kernels as measured on this machine before (%s)", verdict.describe())
                 return session, verdict.cosine
         fast = FlipPassSession(path, side_by_side=side_by_side, exact_int8=False)
-        fast_cosine = int8_check_cosine(fast, check)
-        if fast_cosine >= FAST_KERNELS_COSINE:
-            KernelVerdict(fast_cosine, None).record(self.weights_dir, path, check)
-            return fast, fast_cosine
-        twin = self._seven_bit_graph(float_graph, check)
-        seven_bit_cosine = None
-        if twin is not None and check.seven_bit is not None:
-            seven_bit = FlipPassSession(twin, side_by_side=side_by_side, exact_int8=False)
-            seven_bit_cosine = int8_check_cosine(seven_bit, check.seven_bit)
+        candidates: dict[str, FlipPassSession] = {"fast": fast}
+        try:
+            fast_cosine = int8_check_cosine(fast, check)
+            if fast_cosine >= FAST_KERNELS_COSINE:
+                KernelVerdict(fast_cosine, None).record(self.weights_dir, path, check)
+                return candidates.pop("fast"), fast_cosine
+            if twin is None and (verdict is None or not verdict.seven_bit_wins):
+                twin = self._seven_bit_graph(float_graph, check)
+            seven_bit_cosine = None
+            if twin is not None and check.seven_bit is not None:
+                seven_bit_cosine = self._twin_cosine(twin, check.seven_bit, side_by_side, candidates)
             verdict = KernelVerdict(fast_cosine, None, seven_bit_cosine)
-            if verdict.seven_bit_wins:
-                log.info("ONNX Runtime's int8 products reach %s", verdict.describe())
-                verdict.record(self.weights_dir, path, check)
-                fast.close()
-                return seven_bit, verdict.cosine
-            seven_bit.close()
-        exact = FlipPassSession(path, side_by_side=side_by_side, exact_int8=True)
-        verdict = KernelVerdict(fast_cosine, int8_check_cosine(exact, check), seven_bit_cosine)
-        log.info("ONNX Runtime's int8 products reach %s", verdict.describe())
-        if twin is not None or check.seven_bit is None:
-            verdict.record(self.weights_dir, path, check)  # else measured again once the twin can be made
-        (fast if verdict.exact_wins else exact).close()
-        return (exact if verdict.exact_wins else fast), verdict.cosine
+            if not verdict.seven_bit_wins:
+                exact = candidates["exact"] = FlipPassSession(
+                    path, side_by_side=side_by_side, exact_int8=True
+                )
+                verdict = KernelVerdict(fast_cosine, int8_check_cosine(exact, check), seven_bit_cosine)
+            log.info("ONNX Runtime's int8 products reach %s", verdict.describe())
+            if seven_bit_cosine is not None or check.seven_bit is None:
+                verdict.record(self.weights_dir, path, check)  # else measured again once the twin is made
+            return candidates.pop(verdict.choice), verdict.cosine
+        finally:
+            for unused in candidates.values():  # the chosen one was taken out (none on an error)
+                unused.close()
+
+    @staticmethod
+    def _twin_cosine(
+        twin: Path, check: Int8Check, side_by_side: bool, candidates: dict[str, FlipPassSession]
+    ) -> float | None:
+        """The 7-bit twin's check on the fast kernels (its session joins ``candidates``), or ``None``
+        if ONNX Runtime cannot build or run it here: the 8-bit graph's exact kernels still can."""
+        try:
+            session = candidates["seven_bit"] = FlipPassSession(
+                twin, side_by_side=side_by_side, exact_int8=False
+            )
+            return int8_check_cosine(session, check)
+        except Exception as error:  # any failure of the faster path leaves the exact one
+            log.warning("the int8 graph with 7-bit weights does not run here: %s", error)
+            return None
 
     def _seven_bit_graph(self, float_graph: Path, check: Int8Check) -> Path | None:
         """The 7-bit twin's graph with its parts, made on first use like the 8-bit graph; ``None`` where
@@ -610,8 +637,8 @@ class FaceEmbedder:
             twin = int8_onnx_path(
                 self.weights_dir, float_graph, quantize=self.quantize, check=check.seven_bit
             )
-        except WeightsUnavailableError as error:
-            log.info("no int8 graph with 7-bit weights here: %s", error.message)
+        except Exception as error:  # a read-only cache, a failed quantiser: the exact kernels run
+            log.info("no int8 graph with 7-bit weights here: %s", error)
             return None
         return twin if _has_flip_parts(twin) else None
 

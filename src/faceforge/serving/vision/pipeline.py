@@ -117,11 +117,16 @@ def prepare_networks(
     float_graph = embedding_onnx_path(weights_dir, export=export)
     try:
         check = Int8Check.load()
-        for variant in (check, check.seven_bit):
-            if variant is not None:
-                int8_onnx_path(weights_dir, float_graph, quantize=quantize, check=variant)
     except WeightsUnavailableError as error:  # the float graph serves; FaceEmbedder says so too
         log.warning("no int8 embedding graph: %s", error.message)
+        return
+    for variant, what in ((check, "int8 embedding graph"), (check.seven_bit, "7-bit twin")):
+        if variant is None:
+            continue
+        try:
+            int8_onnx_path(weights_dir, float_graph, quantize=quantize, check=variant)
+        except WeightsUnavailableError as error:  # the float graph, or the exact kernels, serve
+            log.warning("no %s: %s", what, error.message)
 
 
 class FacePipeline:

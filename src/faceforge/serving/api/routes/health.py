@@ -65,6 +65,8 @@ def readyz(services: ServicesDep) -> JSONResponse:
             checks["model_version"] = f"not loadable: {error.message}"
     # The embedding graph this process chose at start-up (None until its networks load).
     checks["embedder"] = services.pipeline.embedder.precision
+    graph = services.pipeline.embedder.graph  # which file: an int8 graph's 7-bit twin ends with -w7
+    checks["embedder_graph"] = None if graph is None else graph.name
     if services.trainer is not None:  # the trainer embedded in this process: changes become versions
         checks["trainer"] = services.trainer.describe()
     ready = (
