@@ -194,6 +194,7 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
     # Their only photo goes with them, so it has no button of its own.
     expect(page.locator("#photos img")).to_have_count(1, timeout=TIMEOUT_MS)
     expect(page.get_by_role("button", name="Delete photo")).to_have_count(0)
+    expect(page.locator("#only-photo")).to_be_visible()
     server.api("DELETE", f"/api/v1/strangers/{noted.json()['id']}")
     page.set_viewport_size({"width": 1440, "height": 1000})
 
@@ -217,6 +218,8 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
     expect(page.locator("#notice")).to_contain_text("Photo 3 of the neighbour deleted")
     expect(page.locator("#stranger-summary")).to_contain_text("2 photos")
     expect(page.locator("#photos img")).to_have_count(2, timeout=TIMEOUT_MS)
+    expect(page.get_by_role("heading", name="Photos", exact=True)).to_be_focused()  # not lost with its button
+    expect(page.locator("#only-photo")).to_be_hidden()
     assert server.api("GET", f"/api/v1/strangers/{added['id']}").json()["photo_count"] == 2
 
     # Deleted from their page: back on the list, which no longer has them.

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.embedding_space import EMBEDDER_NAME
-from faceforge.core.errors import ConflictError, RequestRejectedError
+from faceforge.core.errors import ConflictError, NotFoundError, RequestRejectedError
 from faceforge.core.records import Stranger, StrangerPhoto
 from faceforge.serving.services.people import (
     ENROLLED_PHOTO,
@@ -225,7 +225,10 @@ class StrangersService:
             name, content_type = strangers_store.photo_file(
                 session, stranger_id=stranger_id, photo_id=photo_id
             )
-        return self.files.path(name), content_type
+        path = self.files.path(name)
+        if not path.is_file():  # deleted since the row was read: gone, not a fault of ours
+            raise NotFoundError(f"photo {photo_id} of stranger {stranger_id} not found")
+        return path, content_type
 
     def thumbnail(self, *, stranger_id: int, size: int = THUMBNAIL_SIZE) -> bytes | None:
         """A JPEG of the face in the stranger's first photo, or ``None`` without photos."""

@@ -822,11 +822,11 @@ const pages = [
   { pattern: /^#\/versions(?:\?(.*))?$/, section: "versions", render: versionsPage },
   // Anything else (a mistyped or outdated link) says so where it was asked, rather than quietly
   // showing People as if the link had worked.
-  { pattern: /^.*$/, section: null, render: notFoundPage },
+  { pattern: /^[\s\S]*$/, section: null, render: notFoundPage },
 ];
 
 function notFoundPage(match) {
-  return [el("h1", { text: "Not found" }), el("p", { text: `There is no page at ${match[0]}.` }),
+  return [el("h1", { text: "Not found" }), el("p", {}, "There is no page at ", el("code", { text: match[0] }), "."),
     el("p", {}, el("a", { href: "#/people", text: `← ${SECTION_TITLES.people}` }))];
 }
 
@@ -856,8 +856,8 @@ async function route() {
     toLogin();
     return;
   }
-  if (hash === "#/") {  // the dashboard's bare address, written with its slash
-    location.hash = "#/people";
+  if (hash === "#/") {  // the dashboard's bare address, written with its slash (no history entry)
+    location.replace("#/people");
     return;
   }
   const page = pages.find((candidate) => candidate.pattern.test(hash));

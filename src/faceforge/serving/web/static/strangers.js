@@ -69,7 +69,9 @@ export async function strangerPage(ui, match) {
   const label = labelOf(stranger);
   const summary = el("p", { class: "muted stranger", id: "stranger-summary" });
   const grid = el("div", { class: "photos", id: "photos" });
+  const onlyPhoto = el("p", { class: "muted", id: "only-photo", text: "Their only photo goes with them: delete the stranger to forget them." });
   const draw = () => {
+    onlyPhoto.hidden = !(admin() && stranger.photos.length === 1);
     summary.textContent = [plural(stranger.photo_count, "photo"), stranger.source ? `from ${stranger.source}` : null,
       `added ${when(stranger.created_at)}`].filter(Boolean).join(" · ");
     const deletable = admin() && stranger.photos.length > 1;
@@ -81,15 +83,19 @@ export async function strangerPage(ui, match) {
     try {
       await api(`/api/v1/strangers/${id}/photos/${photo.id}`, { method: "DELETE" });
       say(`Photo ${position} of ${label} deleted; a new version is being trained.`, true);
-      await refresh();
     } catch (error) { fail(error); }
+    // Redrawn either way: after a 404 or 409 (another admin got there first) the grid was stale.
+    await refresh().catch(fail);
+    // The button that had focus is gone: keyboard users continue from the photos' heading.
+    photosHeading.focus({ preventScroll: true });
   };
+  const photosHeading = el("h2", { text: "Photos", tabindex: "-1" });
   draw();
   return [el("p", {}, el("a", { href: "#/strangers", text: "← Strangers" })), el("h1", { class: "stranger", text: label }), summary,
     el("p", { class: "muted", text: "Never named by any model: their faces teach each version to answer “unknown” for them." }),
     admin() ? [ui.addPhotos(`/api/v1/strangers/${id}/photos`, () => refresh().catch(fail)),
       el("p", { class: "stranger" }, deleteButton(ui, stranger, `Delete ${label}`, (message) => go("#/strangers", message)))] : null,
-    el("h2", { text: "Photos" }), admin() ? null : el("p", { class: "muted", id: "faces-note", text: ui.FACES_FOR_ADMINS }), grid];
+    photosHeading, admin() ? null : el("p", { class: "muted", id: "faces-note", text: ui.FACES_FOR_ADMINS }), onlyPhoto, grid];
 }
 
 function addStrangerForm(ui) {
