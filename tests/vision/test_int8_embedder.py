@@ -326,9 +326,15 @@ def test_the_quantiser_command_says_how_to_use_it() -> None:
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "faceforge.building.networks.embedding_quantization", "only-one"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
-    assert done.returncode == 2 and "usage:" in done.stderr and "fit FOLDER" in done.stderr
+    module = [sys.executable, "-m", "faceforge.building.networks.embedding_quantization"]
+    for wrong in (["only-one"], ["checks", "extra"], ["fit"]):
+        done = subprocess.run(module + wrong, capture_output=True, text=True, check=False, timeout=120)
+        assert done.returncode == 2 and "usage:" in done.stderr and "fit FOLDER" in done.stderr, wrong
+    # A float graph that is not there: one line saying so, no traceback.
+    missing = ["/nonexistent/facenet-dlib-w0.8-59211d92e7af558c.onnx", "/tmp/never-written.onnx"]
+    done = subprocess.run(module + missing, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("cannot quantise /nonexistent/") and done.stderr.count("\n") == 1
 
 
 def _child_running(parent: int, module: str) -> int | None:

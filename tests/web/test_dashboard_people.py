@@ -130,6 +130,10 @@ def test_an_error_route_replaces_the_page_and_slow_pages_say_loading(
     page.get_by_role("link", name="← People").click()
     expect(page).to_have_url(re.compile(r"#/people$"))
     expect(page.get_by_role("heading", name="People")).to_be_visible()
+    # Shown as typed (the browser escapes it in the address), and as text: markup stays text.
+    page.goto(server.url + "/#/<b id=bold>x</b> y")
+    expect(page.locator("#main code")).to_have_text("#/<b id=bold>x</b> y")
+    expect(page.locator("#bold")).to_have_count(0)
     open_page(page, server, "#/peple")
     page.goto(server.url + "/#/")
     expect(page).to_have_url(re.compile(r"#/people$"))

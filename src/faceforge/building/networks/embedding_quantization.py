@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             measured = record_checks(float_graph)
         sys.stdout.write(json.dumps(measured, indent=1) + "\n")
         return
-    if len(args) != 2 or args[0].startswith("-"):
+    if len(args) != 2 or args[0].startswith("-") or args[0] in ("fit", "checks"):
         sys.stderr.write(USAGE)
         raise SystemExit(2)
     stop_when_orphaned_from_environment()
@@ -323,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         quantize_embedding_graph(Path(args[0]), Path(args[1]))
     except WeightsUnavailableError as error:
         sys.stderr.write(f"{error.message}\n")
+        raise SystemExit(1) from None
+    except OSError as error:  # a float graph that is not there, a target folder that is not writable
+        sys.stderr.write(f"cannot quantise {args[0]} to {args[1]}: {error.strerror or error}\n")
         raise SystemExit(1) from None
 
 

@@ -377,8 +377,8 @@ function photoTile(person, photo, position, onDeleted) {
       try {
         await api(`/api/v1/people/${person.id}/photos/${photo.id}`, { method: "DELETE" });
         say(`Photo ${position} of ${person.name} deleted; a new version is being trained.`, true);
-        onDeleted();
       } catch (error) { fail(error); }
+      onDeleted();  // redrawn either way: after a 404 (deleted elsewhere meanwhile) the grid was stale
     } });
   tile.append(remove);
   return tile;
@@ -826,7 +826,9 @@ const pages = [
 ];
 
 function notFoundPage(match) {
-  return [el("h1", { text: "Not found" }), el("p", {}, "There is no page at ", el("code", { text: match[0] }), "."),
+  let address = match[0];
+  try { address = decodeURIComponent(address); } catch { /* a malformed escape: shown as typed */ }
+  return [el("h1", { text: "Not found" }), el("p", {}, "There is no page at ", el("code", { text: address }), "."),
     el("p", {}, el("a", { href: "#/people", text: `← ${SECTION_TITLES.people}` }))];
 }
 
