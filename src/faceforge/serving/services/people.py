@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.config import Settings
 from faceforge.core.embedding_space import EMBEDDER_NAME
-from faceforge.core.errors import NotFoundError, RequestRejectedError
+from faceforge.core.errors import RequestRejectedError
 from faceforge.core.faces import Box, PhotoFaces, RejectReason
 from faceforge.core.model.population import shipped_model
 from faceforge.core.records import Person, StoredPhoto
@@ -614,8 +614,11 @@ class PeopleService:
         with self.sessions() as session:
             name, content_type = people_store.photo_file(session, person_id=person_id, photo_id=photo_id)
         path = self.files.path(name)
-        if not path.is_file():  # deleted since the row was read: gone, not a fault of ours
-            raise NotFoundError(f"photo {photo_id} of person {person_id} not found")
+        if not path.is_file():
+            # Deleted since the row was read, its row is gone too: 404, asked again. With the row
+            # still there the file was lost (a cleaned disk): the caller's read fails, a fault of ours.
+            with self.sessions() as session:
+                people_store.photo_file(session, person_id=person_id, photo_id=photo_id)
         return path, content_type
 
     def photos(self, *, person_id: int) -> list[StoredPhoto]:

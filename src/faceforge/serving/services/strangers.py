@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.embedding_space import EMBEDDER_NAME
-from faceforge.core.errors import ConflictError, NotFoundError, RequestRejectedError
+from faceforge.core.errors import ConflictError, RequestRejectedError
 from faceforge.core.records import Stranger, StrangerPhoto
 from faceforge.serving.services.people import (
     ENROLLED_PHOTO,
@@ -226,8 +226,11 @@ class StrangersService:
                 session, stranger_id=stranger_id, photo_id=photo_id
             )
         path = self.files.path(name)
-        if not path.is_file():  # deleted since the row was read: gone, not a fault of ours
-            raise NotFoundError(f"photo {photo_id} of stranger {stranger_id} not found")
+        if not path.is_file():
+            # Deleted since the row was read, its row is gone too: 404, asked again. With the row
+            # still there the file was lost (a cleaned disk): the caller's read fails, a fault of ours.
+            with self.sessions() as session:
+                strangers_store.photo_file(session, stranger_id=stranger_id, photo_id=photo_id)
         return path, content_type
 
     def thumbnail(self, *, stranger_id: int, size: int = THUMBNAIL_SIZE) -> bytes | None:
