@@ -29,6 +29,7 @@ Frame = npt.NDArray[np.uint8]  # (H, W, 3) RGB
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 OPEN_TIMEOUT_US = "5000000"  # FFmpeg's socket timeouts, microseconds
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+STOP_WAIT_SECONDS = 2 * float(OPEN_TIMEOUT_US) / 1e6  # FFmpeg's own timeout, with as much again
 
 
 def is_stream(source: str) -> bool:
@@ -157,6 +158,13 @@ class LiveFrames:
                 yield frame
 
     def stop(self) -> None:
+        """Stop decoding, and wait until the decode thread has left FFmpeg: a daemon thread still in
+        its native code (a reopen waiting on the network) while the interpreter finalises crashed
+        the agent on SIGTERM (exit -11 after its last line). FFmpeg gives up a socket within
+        ``OPEN_TIMEOUT_US``, and the thread then sees the stop."""
         self._stopped.set()
         with self._fresh:
             self._fresh.notify_all()
+        self._thread.join(STOP_WAIT_SECONDS)
+        if self._thread.is_alive():
+            log.warning("%s: the decoder did not stop within %.0f s", self.source, STOP_WAIT_SECONDS)
