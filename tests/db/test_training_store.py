@@ -3,29 +3,19 @@ statement sees what others committed before it, so the order of reads and locks 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.errors import ConflictError
 from faceforge.core.records import ModelVersion, VersionStatus
 from faceforge.storage import training_store
-from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
+from faceforge.storage.engine import make_sessionmaker
 from faceforge.storage.tables import ModelVersionRow, TrainingStateRow
 from tests.api.fixtures import wait_for
-
-POSTGRESQL_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade_database(engine)
-    yield engine
-    engine.dispose()
+from tests.db.postgresql_locks import POSTGRESQL_ONLY, blocked_by
 
 
 def _ready_versions(sessions: sessionmaker[Session], versions: list[int], *, current: int) -> None:
@@ -35,17 +25,6 @@ def _ready_versions(sessions: sessionmaker[Session], versions: list[int], *, cur
         state = session.get(TrainingStateRow, 1)
         assert state is not None
         state.current_version = state.last_success_version = current
-
-
-def _blocked_by(session: Session, engine: Engine) -> bool:
-    """Whether another backend waits for a lock ``session``'s transaction holds."""
-    holder = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    with engine.connect() as connection:
-        waiting = connection.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"),
-            {"holder": holder},
-        ).scalar_one()
-    return bool(waiting)
 
 
 @POSTGRESQL_ONLY
@@ -61,7 +40,7 @@ def test_an_activation_racing_a_prune_never_makes_a_pruned_version_current(engin
         assert training_store.prune_versions(pruning, keep=1) == [1]  # not committed yet
         activation = pool.submit(activate)
         # The activation has started and waits for the prune's transaction.
-        wait_for(lambda: _blocked_by(pruning, engine), timeout=30, what="the activation to wait")
+        wait_for(lambda: blocked_by(pruning, engine), timeout=30, what="the activation to wait")
         pruning.commit()
         with pytest.raises(ConflictError):
             activation.result(timeout=30)
