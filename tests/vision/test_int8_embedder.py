@@ -322,7 +322,7 @@ def test_a_process_without_the_quantiser_makes_the_int8_graph_in_a_child(
     assert made_by_child.read_bytes() == made_here.read_bytes()
 
 
-def test_the_quantiser_command_says_how_to_use_it() -> None:
+def test_the_quantiser_command_says_how_to_use_it(tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -331,10 +331,13 @@ def test_the_quantiser_command_says_how_to_use_it() -> None:
         done = subprocess.run(module + wrong, capture_output=True, text=True, check=False, timeout=120)
         assert done.returncode == 2 and "usage:" in done.stderr and "fit FOLDER" in done.stderr, wrong
     # A float graph that is not there: one line saying so, no traceback.
-    missing = ["/nonexistent/facenet-dlib-w0.8-59211d92e7af558c.onnx", "/tmp/never-written.onnx"]
+    # Paths of this test's own: a machine-wide path may hold a real graph (a run that made one there).
+    absent = tmp_path / "absent" / "facenet-dlib-w0.8-59211d92e7af558c.onnx"
+    missing = [str(absent), str(tmp_path / "never-written.onnx")]
     done = subprocess.run(module + missing, capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
-    assert done.stderr.startswith("cannot quantise /nonexistent/") and done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"cannot quantise {absent} ") and done.stderr.count("\n") == 1
+    assert not (tmp_path / "never-written.onnx").exists()
 
 
 def _child_running(parent: int, module: str) -> int | None:
