@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
+from pytest import MonkeyPatch
+from sqlalchemy import Engine, event
 
 from faceforge.core.config import Settings, WorkerSettings
 from faceforge.core.dataset import image_files
 from faceforge.core.embedding_space import EMBEDDER_NAME
 from faceforge.serving.api.app import create_app
+from faceforge.serving.services import models
+from faceforge.serving.services.models import ModelService
 from faceforge.storage import training_store
 from tests.api.fixtures import local_client, photo_fields, service_settings, wait_until_trained
 from tests.conftest import FACES, LFW10
@@ -122,17 +128,51 @@ def test_version_files_are_checksummed_and_cacheable(client: TestClient) -> None
     assert client.get(f"/api/v1/models/{version}/files/nope.bin").json()["error"]["code"] == "not_found"
 
 
-def test_delete_person_removes_everything_and_retrains(client: TestClient) -> None:
+def _statements(engine: Engine, work: Callable[[], object]) -> list[str]:
+    """The SQL statements ``engine`` ran during ``work``."""
+    ran: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        ran.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        work()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return ran
+
+
+def test_delete_person_removes_everything_and_retrains(client: TestClient, monkeypatch: MonkeyPatch) -> None:
+    # Only the removals stamp may tell a process that its cached roster is stale (not the timed look).
+    monkeypatch.setattr(models, "CURRENT_RECHECK_SECONDS", 3600.0)
+    services = client.app.state.services  # type: ignore[attr-defined]
     ids = _register_people(client)
     wait_until_trained(client)
     before = client.get("/api/v1/models/current").json()["version"]
-    photos_dir = client.app.state.services.settings.files_dir / "photos"  # type: ignore[attr-defined]
+    photos_dir = services.settings.files_dir / "photos"
     assert len(list(photos_dir.iterdir())) == 5 * len(PEOPLE)
 
     probe = image_files(LFW10 / "Colin_Powell")[6]
-    named = client.post("/api/v1/identify", files={"photo": (probe.name, probe.read_bytes())}).json()
+
+    def identify() -> dict[str, Any]:
+        answer: dict[str, Any] = client.post(
+            "/api/v1/identify", files={"photo": (probe.name, probe.read_bytes())}
+        ).json()
+        return answer
+
+    named = identify()
     assert named["faces"][0]["match"]["person_id"] == ids["Colin_Powell"]  # (what identify keeps of it)
+    # While nobody is removed, identify checks its roster without the database (it cost 1 ms of each).
+    # (The embedded training worker polls its own table meanwhile.)
+    ran = _statements(services.engine, lambda: [identify() for _ in range(3)])
+    assert [statement for statement in ran if "people" in statement] == [], ran
+    # Another API process on the same home, with its own caches, that has already checked this roster.
+    elsewhere = ModelService(services.settings, services.sessions)
+    assert ids["Colin_Powell"] in [p["person_id"] for p in elsewhere.recognising(before).people]
     assert client.delete(f"/api/v1/people/{ids['Colin_Powell']}").status_code == 204
+    # ... stops naming them at once.
+    assert ids["Colin_Powell"] not in [p["person_id"] for p in elsewhere.recognising(before).people]
     assert client.get(f"/api/v1/people/{ids['Colin_Powell']}").status_code == 404
     assert len(list(photos_dir.iterdir())) == 5 * (len(PEOPLE) - 1)
     wait_until_trained(client)
@@ -210,9 +250,12 @@ def test_activate_rolls_back_and_forward(client: TestClient) -> None:
     assert client.get("/api/v1/models/current").json()["version"] == 1
 
 
-def test_a_duplicate_registration_is_reported_and_held_back(client: TestClient) -> None:
+def test_a_duplicate_registration_is_reported_and_held_back(
+    client: TestClient, monkeypatch: MonkeyPatch
+) -> None:
     """Colin Powell registered again under another name: the version that would split his photos
     between two names is built but not made current, says why, and both people show the pair."""
+    monkeypatch.setattr(models, "CURRENT_RECHECK_SECONDS", 3600.0)  # as in the deletion's test
     ids = _register_people(client)
     wait_until_trained(client)
     before = client.get("/api/v1/models/current").json()
@@ -239,8 +282,13 @@ def test_a_duplicate_registration_is_reported_and_held_back(client: TestClient) 
     bush = client.get(f"/api/v1/people/{ids['George_W_Bush']}").json()
     assert bush["suspected_duplicates"] == []
 
+    services = client.app.state.services  # type: ignore[attr-defined]
+    elsewhere = ModelService(services.settings, services.sessions)  # another API process
+    assert again["id"] in [p["person_id"] for p in elsewhere.recognising(held["version"]).people]
     merged = client.post(f"/api/v1/people/{ids['Colin_Powell']}/merge", json={"other_id": again["id"]})
     assert merged.status_code == 200, merged.text
+    # The name merged away is no longer given, in that process too, before the next version is built.
+    assert again["id"] not in [p["person_id"] for p in elsewhere.recognising(held["version"]).people]
     wait_until_trained(client)
     after = client.get("/api/v1/models/current").json()
     assert after["version"] > held["version"] and after["metrics"]["suspected_duplicates"] == []

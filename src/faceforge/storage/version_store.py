@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CURRENT_FILE = "CURRENT"
+# Rewritten whenever people are deleted or merged into another: the versions built before still name
+# them, and identify leaves them out (``serving.services.models``).
+REMOVALS_FILE = "PEOPLE-REMOVED"
 # Two writers: one file's fsync overlaps another's write and hash.
 WRITER_THREADS = 2
 # Parsed manifests kept per store: the current version, the newest kept ones (FACEFORGE_WORKER__KEEP_VERSIONS,
@@ -56,7 +59,8 @@ KEPT_MANIFESTS = 8
 
 @dataclass(frozen=True, slots=True)
 class PointerStamp:
-    """What ``stat`` says of ``CURRENT``: a change means another process changed the current version."""
+    """What ``stat`` says of ``CURRENT`` (or ``REMOVALS_FILE``): a change means another process changed
+    the current version (or removed people)."""
 
     inode: int
     size: int
@@ -245,8 +249,20 @@ class VersionStore:
         write_bytes_atomically(self.models_dir / CURRENT_FILE, text.encode())
 
     def pointer_stamp(self) -> PointerStamp | None:
+        return self._stamp(CURRENT_FILE)
+
+    def mark_people_removed(self) -> None:
+        """Tell every process sharing this home that people were deleted or merged into another, once
+        the database says so: they stop naming them at once instead of at their next look."""
+        self.models_dir.mkdir(parents=True, exist_ok=True)  # no version yet, and already a deletion
+        write_bytes_atomically(self.models_dir / REMOVALS_FILE, f"{uuid.uuid4().hex}\n".encode())
+
+    def removals_stamp(self) -> PointerStamp | None:
+        return self._stamp(REMOVALS_FILE)
+
+    def _stamp(self, name: str) -> PointerStamp | None:
         try:
-            stat = (self.models_dir / CURRENT_FILE).stat()
+            stat = (self.models_dir / name).stat()
         except FileNotFoundError:
             return None
         return PointerStamp(stat.st_ino, stat.st_size, stat.st_mtime_ns)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 from faceforge.storage import people_store, strangers_store
 from faceforge.storage.people_store import request_training
 from faceforge.storage.photo_files import PhotoFiles
+from faceforge.storage.version_store import VersionStore
+
+log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 128
 THUMBNAIL_MARGIN = 0.25  # of the box's longer side on each edge: the whole head, not just the face
@@ -333,6 +337,7 @@ class PeopleService:
         self.pipeline = pipeline
         self.gate = gate
         self.files = PhotoFiles(settings.files_dir / "photos")
+        self.versions = VersionStore(settings.models_dir)
         self.on_change = on_change
 
     # -- validation -------------------------------------------------------------------------------
@@ -543,6 +548,7 @@ class PeopleService:
             return ChangeResult(None, [], request_training(session) if removed else None)
 
         result = self._write(change)
+        self._removed_people()
         self.files.delete(removed)  # only after the rows are gone for good
         return result
 
@@ -565,7 +571,17 @@ class PeopleService:
             person = people_store.merge_people(session, keep_id=person_id, other_id=other_id)
             return ChangeResult(person, [], request_training(session))
 
-        return self._write(change)
+        result = self._write(change)
+        self._removed_people()
+        return result
+
+    def _removed_people(self) -> None:
+        """After a deletion or merge is committed: identify in every process stops naming the person
+        now (``ModelService.recognising``), not at its next look at the database."""
+        try:
+            self.versions.mark_people_removed()
+        except OSError as error:  # the change stands; other processes see it within seconds
+            log.warning("could not tell the other processes that people were removed: %s", error)
 
     def request_training(self) -> int:
         """Ask for a model version now (after changes stored with ``train=False``); returns the
