@@ -113,6 +113,19 @@ def test_as_many_photos_at_once_as_cores_stop_the_spinning_until_one_ends() -> N
         _until(lambda: _spinning(pids), "the poller spins again")
 
 
+def test_the_cores_poll_between_the_photos_of_a_stream_never_during_one() -> None:
+    with closing(AwakeCores(LONG_MS, quota_files=NO_QUOTA)) as awake:
+        _photo(awake)
+        _photo(awake)
+        pids = _pollers(awake)
+        _until(lambda: _spinning(pids), "pollers spin between photos")
+        awake.working()  # one photo, fewer than the cores on a machine of several: still not polled
+        _until(lambda: all(process_state(pid) == "S" for pid in pids), "pollers stop as a photo begins")
+        _assert_still(pids, lambda: None)
+        awake.resting()
+        _until(lambda: _spinning(pids), "pollers spin again once it ends")
+
+
 def test_a_photo_after_a_long_gap_does_not_poll(awake: AwakeCores) -> None:
     _photo(awake)
     _photo(awake)
