@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from faceforge.building.build import BuildOptions, build_model
-from faceforge.core.config import Settings
+from faceforge.core.config import Settings, WorkerSettings
+from faceforge.serving.api.app import create_app
 from faceforge.serving.awake_cores import AwakeCores, _cgroup_quota_files, cpu_quota, resolve_window_ms
 from faceforge.serving.services.bulk_import import ImportProgress
 from faceforge.serving.services.vision_gate import VisionGate
+from tests.api.fixtures import local_client, service_settings
 from tests.conftest import LFW10, process_state
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="pollers run on Linux only")
@@ -96,11 +98,11 @@ def test_a_stream_of_photos_spins_every_core_at_idle_priority() -> None:
         _until(lambda: _spinning(pids), "pollers spin")
 
 
-def test_as_many_photos_at_once_as_cores_stop_the_spinning_until_one_ends() -> None:
+def test_a_photo_on_the_one_core_stops_the_spinning_until_it_ends() -> None:
     cpu = min(os.sched_getaffinity(0))
     with closing(AwakeCores(LONG_MS, cpus=[cpu], quota_files=NO_QUOTA)) as awake:
         _photo(awake)
-        awake.working()  # a stream, and one photo on the one core: no core idles, nothing to keep awake
+        awake.working()  # a stream, and a photo begins: no poller starts only to be stopped
         time.sleep(0.2)
         assert awake.poller_pids == [], "no poller starts only to be stopped"
         awake.resting()  # the core idles: it is kept awake
@@ -113,6 +115,7 @@ def test_as_many_photos_at_once_as_cores_stop_the_spinning_until_one_ends() -> N
         _until(lambda: _spinning(pids), "the poller spins again")
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="with one core a photo always stopped them")
 def test_the_cores_poll_between_the_photos_of_a_stream_never_during_one() -> None:
     with closing(AwakeCores(LONG_MS, quota_files=NO_QUOTA)) as awake:
         _photo(awake)
@@ -124,6 +127,43 @@ def test_the_cores_poll_between_the_photos_of_a_stream_never_during_one() -> Non
         _assert_still(pids, lambda: None)
         awake.resting()
         _until(lambda: _spinning(pids), "pollers spin again once it ends")
+
+
+def test_a_photo_request_stops_the_spinning_from_its_first_byte(tmp_path: Path, settings: Settings) -> None:
+    """Not only once its photo is analysed: parsing it, and waking each thread that handles it, goes
+    faster on cores no spinner holds (``serving.api.photo_requests``)."""
+    database = f"sqlite:///{tmp_path / 'faceforge.db'}"
+    quiet = service_settings(tmp_path, database, settings, worker=WorkerSettings(embedded=False))
+    app = create_app(quiet)
+    photo = (image := sorted((LFW10 / "Colin_Powell").glob("*.jpg"))[0]).read_bytes()
+    boundary = "faceforge-test"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="{image.name}"\r\n\r\n'
+    seen: list[str] = []
+
+    with local_client(app) as client, closing(AwakeCores(LONG_MS, quota_files=NO_QUOTA)) as awake:
+        app.state.services.awake = awake  # this machine's own setting may leave polling off
+        _photo(awake)
+        _photo(awake)  # a stream: the cores spin until the next photo
+        pids = _pollers(awake)
+        _until(lambda: _spinning(pids), "pollers spin between photos")
+
+        def body() -> Iterator[bytes]:
+            yield head.encode()
+            # The request has arrived; its upload is still being read, nothing analysed yet.
+            _until(
+                lambda: all(process_state(pid) == "S" for pid in pids), "pollers stop as the request comes"
+            )
+            seen.append("stopped")
+            yield photo + f"\r\n--{boundary}--\r\n".encode()
+
+        answer = client.post(
+            "/api/v1/identify",
+            content=body(),
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert seen == ["stopped"], answer.text
+        assert answer.json()["error"]["code"] == "model_not_ready", answer.text  # nobody enrolled yet
+        _until(lambda: _spinning(pids), "pollers spin again after the answer")
 
 
 def test_a_photo_after_a_long_gap_does_not_poll(awake: AwakeCores) -> None:

@@ -12,7 +12,9 @@ ours, or anyone's, wakes on its core (``SCHED_IDLE``). Through the API at 10 ide
 So when a photo follows the previous one within the window (a gap that polling would have bridged),
 each core this process may run on gets a poller (a small process at ``SCHED_IDLE``, pinned to the
 core) that spins from the end of a photo until the next begins or the window ends, as Linux's
-haltpoll polls only while polling pays. It never spins while a photo is analysed: the moments a
+haltpoll polls only while polling pays. It never spins while this process analyses a photo (or
+receives or answers a photo request, ``serving.api.photo_requests``; another API process's pollers
+may, as each process counts its own photos): the moments a
 photo's threads wait for each other are short enough for the guest's own polling, and a spinner made
 each wake-up cost more (the Intel VM above: 33 ms back to back without spinners; an AMD EPYC Zen 4 VM:
 29.0 against 35.0 ms with spinners during the photos too, ``working``). A lone photo never polls,
@@ -271,7 +273,8 @@ class AwakeCores:
                 pollers: list[subprocess.Popen[bytes]] = started
             else:
                 self._pollers, pollers = started, []
-                self._poll_until(self._deadline)
+                if self._deadline > time.monotonic():  # else they sleep already, as they should
+                    self._poll_until(self._deadline)
         for poller in pollers:
             poller.kill()
             poller.wait()

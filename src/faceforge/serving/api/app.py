@@ -19,6 +19,7 @@ from faceforge.serving.api.deps import one_value_per_query_parameter
 from faceforge.serving.api.errors import install_error_handlers
 from faceforge.serving.api.http_defaults import HttpDefaultsMiddleware
 from faceforge.serving.api.metrics import MetricsMiddleware, ServiceMetrics
+from faceforge.serving.api.photo_requests import PhotoRequestMiddleware
 from faceforge.serving.api.routes import (
     client,
     compreface,
@@ -99,4 +100,6 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     # Around everything: a browser's preflight carries no key, and refusals need the CORS headers too
     # (an unexpected error's 500 is answered further out, by Starlette: its handler adds them).
     app.add_middleware(CrossOriginMiddleware, policy=app.state.cross_origin)
+    # Outside all of it: the cores are not spun from a photo request's first byte to its answer's last.
+    app.add_middleware(PhotoRequestMiddleware)
     return app
