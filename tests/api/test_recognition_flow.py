@@ -19,6 +19,7 @@ from faceforge.serving.api.app import create_app
 from faceforge.serving.services import models
 from faceforge.serving.services.models import ModelService
 from faceforge.storage import training_store
+from faceforge.storage.version_store import VersionStore
 from tests.api.fixtures import local_client, photo_fields, service_settings, wait_until_trained
 from tests.conftest import FACES, LFW10
 
@@ -170,8 +171,10 @@ def test_delete_person_removes_everything_and_retrains(client: TestClient, monke
     # Another API process on the same home, with its own caches, that has already checked this roster.
     elsewhere = ModelService(services.settings, services.sessions)
     assert ids["Colin_Powell"] in [p["person_id"] for p in elsewhere.recognising(before).people]
+    stamp = VersionStore(services.settings.models_dir).removals_stamp().file
     assert client.delete(f"/api/v1/people/{ids['Colin_Powell']}").status_code == 204
-    # ... stops naming them at once.
+    # ... stops naming them at once: the file every process on the home reads has changed.
+    assert VersionStore(services.settings.models_dir).removals_stamp().file != stamp
     assert ids["Colin_Powell"] not in [p["person_id"] for p in elsewhere.recognising(before).people]
     assert client.get(f"/api/v1/people/{ids['Colin_Powell']}").status_code == 404
     assert len(list(photos_dir.iterdir())) == 5 * (len(PEOPLE) - 1)
@@ -285,8 +288,10 @@ def test_a_duplicate_registration_is_reported_and_held_back(
     services = client.app.state.services  # type: ignore[attr-defined]
     elsewhere = ModelService(services.settings, services.sessions)  # another API process
     assert again["id"] in [p["person_id"] for p in elsewhere.recognising(held["version"]).people]
+    stamp = VersionStore(services.settings.models_dir).removals_stamp().file
     merged = client.post(f"/api/v1/people/{ids['Colin_Powell']}/merge", json={"other_id": again["id"]})
     assert merged.status_code == 200, merged.text
+    assert VersionStore(services.settings.models_dir).removals_stamp().file != stamp
     # The name merged away is no longer given, in that process too, before the next version is built.
     assert again["id"] not in [p["person_id"] for p in elsewhere.recognising(held["version"]).people]
     wait_until_trained(client)

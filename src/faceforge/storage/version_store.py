@@ -68,6 +68,19 @@ class PointerStamp:
 
 
 @dataclass(frozen=True, slots=True)
+class RemovalsStamp:
+    """People removed as this process counted them, and what ``stat`` says of ``REMOVALS_FILE``."""
+
+    here: int
+    file: PointerStamp | None
+
+
+# Removals made by this process, by models folder (each service keeps a store of its own).
+_removals: dict[Path, int] = {}
+_removals_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
 class OpenedVersion:
     """A published version: its validated manifest and where its files are."""
 
@@ -253,12 +266,18 @@ class VersionStore:
 
     def mark_people_removed(self) -> None:
         """Tell every process sharing this home that people were deleted or merged into another, once
-        the database says so: they stop naming them at once instead of at their next look."""
+        the database says so: they stop naming them at once instead of at their next look. The file
+        grows by a byte each time, so that no two removals leave the same stamp (a rewritten file may
+        get its inode back and the same mtime within a clock tick); this process counts them too, so
+        that it knows even if the file cannot be written."""
+        with _removals_lock:
+            _removals[self.models_dir] = _removals.get(self.models_dir, 0) + 1
         self.models_dir.mkdir(parents=True, exist_ok=True)  # no version yet, and already a deletion
-        write_bytes_atomically(self.models_dir / REMOVALS_FILE, f"{uuid.uuid4().hex}\n".encode())
+        with (self.models_dir / REMOVALS_FILE).open("ab") as stamp:
+            stamp.write(b".")
 
-    def removals_stamp(self) -> PointerStamp | None:
-        return self._stamp(REMOVALS_FILE)
+    def removals_stamp(self) -> RemovalsStamp:
+        return RemovalsStamp(_removals.get(self.models_dir, 0), self._stamp(REMOVALS_FILE))
 
     def _stamp(self, name: str) -> PointerStamp | None:
         try:

@@ -43,7 +43,7 @@ from faceforge.core.records import ModelVersion, TrainingStatus, VersionStatus
 from faceforge.storage import people_store, training_store
 from faceforge.storage.current_version import make_current
 from faceforge.storage.tables import PersonRow
-from faceforge.storage.version_store import PointerStamp, PublishedManifest, VersionStore
+from faceforge.storage.version_store import PointerStamp, PublishedManifest, RemovalsStamp, VersionStore
 
 CURRENT_RECHECK_SECONDS = 2.0
 LOADED_HEADS = 4  # the current version, and a few a client may still ask for by number
@@ -134,7 +134,7 @@ class RosterRead:
 
     people: int
     model: LoadedModel
-    stamp: PointerStamp | None  # the store's removals stamp, taken before the read
+    stamp: RemovalsStamp  # taken before the read
     read_at: float
 
 
@@ -151,7 +151,7 @@ class ModelService:
         self.sessions = sessions
         self.store = VersionStore(settings.models_dir)
         self._heads: OrderedDict[int, LoadedModel] = OrderedDict()
-        self._recognising: dict[int, RosterRead] = {}  # by version
+        self._recognising: OrderedDict[int, RosterRead] = OrderedDict()  # by version, least recent first
         self._current: CurrentRead | None = None
         self._lock = threading.Lock()
 
@@ -326,6 +326,9 @@ class ModelService:
         now = time.monotonic()
         cached = self._recognising.get(loaded.version)
         if cached is not None and cached.stamp == stamp and now - cached.read_at < CURRENT_RECHECK_SECONDS:
+            with self._lock:
+                if loaded.version in self._recognising:
+                    self._recognising.move_to_end(loaded.version)
             return cached.model
         # Ids are never given again, so this count changes exactly when someone up to the roster's
         # largest id is deleted: one primary-key range count, and the roster itself is looked up
@@ -336,8 +339,10 @@ class ModelService:
             people = session.scalar(
                 select(func.count()).select_from(people_table).where(people_table.c.id <= max(ids))
             )
-            if cached is not None and cached.people == people:  # a version's head never changes
-                answer = cached.model
+            # After a removal the roster itself is looked up: on PostgreSQL a lower id may commit
+            # later than a higher one, so an unchanged count alone could hide it.
+            if cached is not None and cached.stamp == stamp and cached.people == people:
+                answer = cached.model  # a version's head never changes
             else:
                 existing = people_store.existing_people(session, ids)
                 if len(existing) == len(ids):
@@ -349,8 +354,9 @@ class ModelService:
                     )
         with self._lock:
             self._recognising[loaded.version] = RosterRead(people or 0, answer, stamp, now)
+            self._recognising.move_to_end(loaded.version)
             while len(self._recognising) > LOADED_HEADS:
-                self._recognising.pop(next(iter(self._recognising)))
+                self._recognising.popitem(last=False)
         return answer
 
     def loaded(self, version: int | None) -> LoadedModel:

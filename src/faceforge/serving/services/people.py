@@ -547,8 +547,10 @@ class PeopleService:
             removed.extend(people_store.delete_person(session, person_id=person_id))
             return ChangeResult(None, [], request_training(session) if removed else None)
 
-        result = self._write(change)
-        self._removed_people()
+        try:
+            result = self._write(change)
+        finally:  # a commit that failed may still have happened: a needless stamp costs one read
+            self._removed_people()
         self.files.delete(removed)  # only after the rows are gone for good
         return result
 
@@ -571,16 +573,17 @@ class PeopleService:
             person = people_store.merge_people(session, keep_id=person_id, other_id=other_id)
             return ChangeResult(person, [], request_training(session))
 
-        result = self._write(change)
-        self._removed_people()
-        return result
+        try:
+            return self._write(change)
+        finally:
+            self._removed_people()
 
     def _removed_people(self) -> None:
         """After a deletion or merge is committed: identify in every process stops naming the person
         now (``ModelService.recognising``), not at its next look at the database."""
         try:
             self.versions.mark_people_removed()
-        except OSError as error:  # the change stands; other processes see it within seconds
+        except OSError as error:  # this process knows; the others see it at their next look (2 s)
             log.warning("could not tell the other processes that people were removed: %s", error)
 
     def request_training(self) -> int:
