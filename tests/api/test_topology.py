@@ -20,6 +20,7 @@ import pytest
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
 from faceforge.core.parent_watch import CLEAN_UP_SECONDS
+from faceforge.serving.awake_cores import SHARED_PAGE_ENV
 from faceforge.serving.vision.pipeline import FacePipeline
 from tests.api.fixtures import (
     faceforge_command,
@@ -97,16 +98,28 @@ def test_an_api_process_never_loads_pytorch_or_the_converters(home: Path, settin
         assert heavy_libraries_loaded(served.process.pid) == []
 
 
-def test_several_api_processes_leave_no_metrics_folder_behind(home: Path, settings: Settings) -> None:
-    """``serve --workers 2`` makes a folder for the processes' counters: it goes when they do."""
+def _environment_path(pid: int, name: str) -> Path:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    (entry,) = [e for e in environ if e.startswith(f"{name}=".encode())]
+    return Path(entry.split(b"=", 1)[1].decode())
+
+
+def test_several_api_processes_share_their_photos_page_and_leave_nothing_behind(
+    home: Path, settings: Settings
+) -> None:
+    """``serve --workers 2`` makes a folder for the processes' counters and a page of memory that says
+    which of them has a photo in progress (``AwakeCores``): both go when the processes do."""
     command = ("faceforge", "serve", "--workers", "2")
     with faceforge_server(home, settings, command=command) as served:
-        (pid, *_) = served.api_pids()
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        (entry,) = [e for e in environ if e.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
-        folder = Path(entry.split(b"=", 1)[1].decode())
+        pids = wait_for(lambda: len(served.api_pids()) == 2 and served.api_pids(), what="two API processes")
+        folder = _environment_path(pids[0], "PROMETHEUS_MULTIPROC_DIR")
         assert httpx.get(f"{served.url}/metrics").status_code == 200 and folder.is_dir()
+        pages = {_environment_path(pid, SHARED_PAGE_ENV) for pid in pids}
+        assert len(pages) == 1, pages
+        (page,) = pages
+        assert page.stat().st_size >= 4096 and not page.is_relative_to(home)
     assert not folder.exists()
+    assert not page.exists()
 
 
 def test_api_processes_stop_when_their_supervisor_is_killed(home: Path, settings: Settings) -> None:

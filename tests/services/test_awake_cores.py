@@ -18,7 +18,13 @@ import pytest
 from faceforge.building.build import BuildOptions, build_model
 from faceforge.core.config import Settings, WorkerSettings
 from faceforge.serving.api.app import create_app
-from faceforge.serving.awake_cores import AwakeCores, _cgroup_quota_files, cpu_quota, resolve_window_ms
+from faceforge.serving.awake_cores import (
+    AwakeCores,
+    _cgroup_quota_files,
+    cpu_quota,
+    create_shared_page,
+    resolve_window_ms,
+)
 from faceforge.serving.services.bulk_import import ImportProgress
 from faceforge.serving.services.vision_gate import VisionGate
 from tests.api.fixtures import local_client, service_settings
@@ -127,6 +133,77 @@ def test_the_cores_poll_between_the_photos_of_a_stream_never_during_one() -> Non
         _assert_still(pids, lambda: None)
         awake.resting()
         _until(lambda: _spinning(pids), "pollers spin again once it ends")
+
+
+@pytest.fixture
+def shared_page() -> Iterator[Path]:
+    """The page ``serve --workers N`` makes for its API processes."""
+    page = create_shared_page()
+    try:
+        yield page
+    finally:
+        page.unlink()
+
+
+def test_no_api_process_polls_through_another_ones_photo(shared_page: Path) -> None:
+    """Two API processes of one server (here two ``AwakeCores`` on its page): each counted only its own
+    photos, so one's pollers spun through the other's, and a process's first photo after the other's
+    was not seen as part of the stream."""
+    with (
+        closing(AwakeCores(LONG_MS, quota_files=NO_QUOTA, shared_page=shared_page)) as one,
+        closing(AwakeCores(LONG_MS, quota_files=NO_QUOTA, shared_page=shared_page)) as other,
+    ):
+        _photo(one)
+        _photo(one)
+        ones = _pollers(one)
+        _until(lambda: _spinning(ones), "the first process's pollers spin between its photos")
+        other.working()
+        _until(
+            lambda: all(process_state(pid) == "S" for pid in ones), "they stop as the other's photo begins"
+        )
+        _assert_still(ones, lambda: None)
+        other.resting()  # its first photo, but the server's stream goes on: its pollers take over
+        others = _pollers(other)
+        _until(lambda: _spinning(others), "the other process's pollers spin after its photo")
+        _assert_still(ones, lambda: None)  # no second spinner on each core
+
+
+def test_a_process_killed_during_a_photo_leaves_the_others_polling(shared_page: Path) -> None:
+    """Its mark on the page says it has a photo in progress for ever: a dead process's is not counted."""
+    script = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from faceforge.serving.awake_cores import AwakeCores
+        awake = AwakeCores(300, quota_files=(), shared_page=Path({str(shared_page)!r}))
+        assert awake.off_because is None, awake.off_because
+        awake.working()
+        print("busy", flush=True)
+        time.sleep(600)
+        """
+    )
+    with closing(AwakeCores(LONG_MS, quota_files=NO_QUOTA, shared_page=shared_page)) as awake:
+        _photo(awake)
+        _photo(awake)
+        pids = _pollers(awake)
+        _until(lambda: _spinning(pids), "pollers spin between photos")
+        doomed = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        assert doomed.stdout is not None and doomed.stdout.readline() == "busy\n"
+        _until(lambda: all(process_state(pid) == "S" for pid in pids), "they stop for the other's photo")
+        _assert_still(pids, lambda: _photo(awake))  # it is alive and busy: nobody spins
+        doomed.kill()
+        doomed.wait()
+        _photo(awake)
+        _until(lambda: _spinning(pids), "pollers spin once the busy process is gone")
+
+
+def test_a_page_it_cannot_open_leaves_a_process_counting_its_own_photos(tmp_path: Path) -> None:
+    with closing(AwakeCores(LONG_MS, quota_files=NO_QUOTA, shared_page=tmp_path / "gone")) as awake:
+        assert awake.off_because is None
+        _photo(awake)
+        _photo(awake)
+        pids = _pollers(awake)
+        _until(lambda: _spinning(pids), "pollers spin between photos")
 
 
 def test_a_photo_request_stops_the_spinning_from_its_first_byte(tmp_path: Path, settings: Settings) -> None:

@@ -28,6 +28,7 @@ from faceforge.core.logs import LogFormat, logging_config
 from faceforge.core.memory import ARENAS, MMAP_FROM_BYTES, limit_malloc_arenas, return_large_buffers
 from faceforge.core.parent_watch import PARENT_PID_ENV
 from faceforge.edge.choices import DetectorName, ModelChoice
+from faceforge.serving.awake_cores import SHARED_PAGE_ENV, create_shared_page
 
 
 class _OneLineUsageErrors(TyperGroup):
@@ -263,6 +264,10 @@ def serve_command(
         stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ[PARENT_PID_ENV] = str(os.getpid())  # the processes end if this one is killed outright
+    # One page of memory says which of them has a photo in progress, so that no process keeps the
+    # cores awake through another's photo (``AwakeCores``). Theirs alone: never on the shared home.
+    photos_page = create_shared_page()
+    os.environ[SHARED_PAGE_ENV] = str(photos_page)
     from faceforge.storage.engine import make_engine, upgrade_database
 
     try:
@@ -271,6 +276,7 @@ def serve_command(
         engine.dispose()
         _run_processes(host, port, workers, log_config)
     finally:
+        photos_page.unlink(missing_ok=True)
         if given is None:  # ours: nothing reads it once the processes are gone
             shutil.rmtree(metrics_dir, ignore_errors=True)
 

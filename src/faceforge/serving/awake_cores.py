@@ -12,9 +12,10 @@ ours, or anyone's, wakes on its core (``SCHED_IDLE``). Through the API at 10 ide
 So when a photo follows the previous one within the window (a gap that polling would have bridged),
 each core this process may run on gets a poller (a small process at ``SCHED_IDLE``, pinned to the
 core) that spins from the end of a photo until the next begins or the window ends, as Linux's
-haltpoll polls only while polling pays. It never spins while this process analyses a photo (or
-receives or answers a photo request, ``serving.api.photo_requests``; another API process's pollers
-may, as each process counts its own photos): the moments a
+haltpoll polls only while polling pays. It never spins while any API process of the server analyses a
+photo (or receives or answers a photo request, ``serving.api.photo_requests``): the processes of
+``serve --workers N`` and their pollers share one page of memory (``PhotosPage``) that says who has a
+photo in progress and when the last one ended. The moments a
 photo's threads wait for each other are short enough for the guest's own polling, and a spinner made
 each wake-up cost more (the Intel VM above: 33 ms back to back without spinners; an AMD EPYC Zen 4 VM:
 29.0 against 35.0 ms with spinners during the photos too, ``working``). A lone photo never polls,
@@ -27,13 +28,16 @@ cores), never under a CPU quota smaller than the cores (it would spend what the 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
+import mmap
 import os
 import select
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -47,6 +51,108 @@ CPUIDLE_DRIVER = Path("/sys/devices/system/cpu/cpuidle/current_driver")
 CGROUPS = Path("/sys/fs/cgroup")
 # A poll request on a poller's stdin: the monotonic instant (seconds, system-wide) to spin until.
 _DEADLINE = struct.Struct("<d")
+# The page several API processes share (``PhotosPage``): its path, set by ``serve --workers N``.
+SHARED_PAGE_ENV = "FACEFORGE_PHOTOS_PAGE"
+_PAGE_BYTES = mmap.PAGESIZE
+_SLOTS = 128  # serve --workers allows 64; more slots leave room for processes that replace others
+_LAST_END = _SLOTS  # offset of the monotonic instant the server's last photo ended (a double)
+_PIDS = 2 * _SLOTS  # offset of the slots' process ids, 8 bytes each
+_PID = struct.Struct("<q")
+_BUSY = b"\x01"
+
+
+def create_shared_page() -> Path:
+    """A page for ``serve --workers N``'s processes to share (in memory: /dev/shm where there is one);
+    the caller removes it once they are gone."""
+    shm = Path("/dev/shm")
+    fd, name = tempfile.mkstemp(prefix="faceforge-photos-", dir=shm if shm.is_dir() else None)
+    try:
+        os.ftruncate(fd, _PAGE_BYTES)
+    finally:
+        os.close(fd)
+    return Path(name)
+
+
+def _env_page() -> Path | None:
+    value = os.environ.get(SHARED_PAGE_ENV, "")
+    return Path(value) if value else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's: it exists
+    return True
+
+
+def _anyone_busy(page: mmap.mmap) -> bool:
+    """Whether a live process has a photo in progress. A process killed in the middle of one leaves
+    its mark until another takes its slot: it is not counted."""
+    slot = page.find(_BUSY, 0, _SLOTS)
+    while slot >= 0:
+        if _alive(_PID.unpack_from(page, _PIDS + _PID.size * slot)[0]):
+            return True
+        slot = page.find(_BUSY, slot + 1, _SLOTS)
+    return False
+
+
+class PhotosPage:
+    """Which of a server's API processes has a photo in progress, and when the server's last photo
+    ended: one page of memory that the processes write (each its own slot, one byte a photo) and their
+    pollers read as they spin. Without it each process counted only its own photos, and with two API
+    processes one's pollers spun through the other's photos (identify p50 42 ms at 10/s where one
+    process took 35). ``path``: a page made by ``create_shared_page``; ``None``: this process's own."""
+
+    def __init__(self, path: Path | None) -> None:
+        if path is None:
+            self.fd = os.memfd_create("faceforge-photos", os.MFD_CLOEXEC)
+            os.ftruncate(self.fd, _PAGE_BYTES)
+        else:
+            self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            if os.fstat(self.fd).st_size < _PAGE_BYTES:
+                raise OSError(f"{path} is not a page of photos in progress")
+            self._page = mmap.mmap(self.fd, _PAGE_BYTES)
+            self.slot = self._claim()
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _claim(self) -> int:
+        """A slot no live process holds. Under an exclusive lock: processes start together."""
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            for slot in range(_SLOTS):
+                pid = _PID.unpack_from(self._page, _PIDS + _PID.size * slot)[0]
+                if pid == 0 or not _alive(pid):
+                    self._page[slot] = 0
+                    _PID.pack_into(self._page, _PIDS + _PID.size * slot, os.getpid())
+                    return slot
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        raise OSError(f"all {_SLOTS} slots are held by live processes")
+
+    def begin(self) -> float:
+        """This process has a photo in progress; returns when the server's last photo ended."""
+        self._page[self.slot] = 1  # one byte: written whole, never seen half-written
+        return float(_DEADLINE.unpack_from(self._page, _LAST_END)[0])
+
+    def end(self, now: float) -> None:
+        # The instant, then the mark: a photo that begins once the mark is clear sees this end.
+        _DEADLINE.pack_into(self._page, _LAST_END, now)
+        self._page[self.slot] = 0
+
+    def anyone_busy(self) -> bool:
+        return _anyone_busy(self._page)
+
+    def close(self) -> None:
+        self._page[self.slot] = 0
+        _PID.pack_into(self._page, _PIDS + _PID.size * self.slot, 0)
+        self._page.close()
+        os.close(self.fd)
 
 
 def _cgroup_quota_files(own: str, root: Path) -> list[Path]:
@@ -136,10 +242,13 @@ class AwakeCores:
         quota_files: Sequence[Path] | None = None,
         driver_file: Path = CPUIDLE_DRIVER,
         python: str = sys.executable,
+        shared_page: Path | None = None,
     ) -> None:
         """``window_ms``: how long after a photo the cores poll, and the longest gap between photos
         that counts as a stream; 0: never; ``None``: ``resolve_window_ms``. ``cpus``: the cores to keep
-        awake (default: those this process may run on). ``python``: the interpreter pollers run on."""
+        awake (default: those this process may run on). ``python``: the interpreter pollers run on.
+        ``shared_page``: the ``PhotosPage`` this server's processes share (default: the one named by
+        ``SHARED_PAGE_ENV``, else one of this process's own)."""
         self.off_because: str | None = None
         if not hasattr(os, "SCHED_IDLE") or not hasattr(os, "sched_getaffinity"):
             self.off_because = "this system cannot run a process at idle priority on a given core"
@@ -160,8 +269,28 @@ class AwakeCores:
         self._pollers: list[subprocess.Popen[bytes]] = []
         self._starting = False
         self._closed = False
+        self._page: PhotosPage | None = None
+        if self.off_because is None:
+            self._page = self._open_page(shared_page or _env_page())
         if self.off_because:
             log.info("idle cores are not kept awake between photos: %s", self.off_because)
+
+    def _open_page(self, shared: Path | None) -> PhotosPage | None:
+        if shared is not None:
+            try:
+                return PhotosPage(shared)
+            except (OSError, ValueError) as error:
+                log.warning(
+                    "the cores may be kept awake through other API processes' photos: cannot share %s "
+                    "with them (%s)",
+                    shared,
+                    error,
+                )
+        try:
+            return PhotosPage(None)
+        except (OSError, ValueError) as error:
+            self.off_because = f"no page of memory to share with the pollers: {error}"
+            return None
 
     @property
     def poller_pids(self) -> list[int]:
@@ -173,7 +302,13 @@ class AwakeCores:
         with self._lock:
             now = time.monotonic()
             if self._busy == 0:
-                self._stream = now - self._last_end <= self.window
+                last_end = self._last_end
+                if self._page is not None:
+                    # Every poller of the server sees it on its next turn and sleeps, and a stream
+                    # is any of the server's photos following another: with two API processes at 10
+                    # photos/s each process alone sees gaps of 200 ms and more.
+                    last_end = max(last_end, self._page.begin())
+                self._stream = now - last_end <= self.window
             self._busy += 1
             # The cores poll between photos, never during one: a photo's threads hand work to each
             # other many times, and waking a thread on a core a spinner holds (which the scheduler must
@@ -182,9 +317,7 @@ class AwakeCores:
             # spinning during the photo too, 28.4-31.1 spinning only between photos, 36.7-41.0 never
             # spinning; back to back 35.0, 29.0 and 29.0 (AMD EPYC Zen 4, KVM). With as many photos
             # as cores it also cost an API process 8 % of its throughput with 4 clients.
-            # Photos are counted per process: several API processes on these cores still poll.
-            if self._deadline > now:  # a sleeping poller is not woken to be told to sleep
-                self._poll_until(0.0)
+            self._deadline = 0.0  # the pollers read the page: nothing is written to them
 
     def resting(self) -> None:
         """A photo's analysis ends (whether or not it succeeded)."""
@@ -194,6 +327,12 @@ class AwakeCores:
                 return
             now = time.monotonic()
             self._last_end = now
+            if self._page is not None:
+                self._page.end(now)
+                if self._page.anyone_busy():
+                    # Another process's photo: its end tells the pollers (a sleeping poller is not
+                    # woken on a busy core to be told to sleep).
+                    return
             if self._stream:
                 self._poll_until(now + self.window)
 
@@ -208,6 +347,10 @@ class AwakeCores:
                 poller.stdin.close()
             poller.kill()
             poller.wait()
+        with self._lock:
+            page, self._page = self._page, None
+        if page is not None:
+            page.close()
 
     def _poll_until(self, deadline: float) -> None:
         """Under the lock: every poller spins until ``deadline``. The first asks a thread to start them,
@@ -280,6 +423,9 @@ class AwakeCores:
             poller.wait()
 
     def _start(self, cpu: int) -> subprocess.Popen[bytes]:
+        page = self._page
+        if page is None:
+            raise OSError("closed")
         # stdout and stderr go nowhere: a poller must not hold this process's output pipes open.
         # In a process group of its own, out of the terminal's foreground group: Ctrl-C stops the
         # server, whose exit closes the pollers' stdin, rather than the pollers first. Not in a session
@@ -288,7 +434,9 @@ class AwakeCores:
         # whatever the priority of the tasks inside, and the pollers then took half of each core from
         # the photos (identify p50 50 -> 110 ms at 10/s, measured).
         poller = subprocess.Popen(
-            [self._python, "-P", "-m", __name__, str(cpu)],  # -P: no module of the working directory
+            # -P: no module of the working directory
+            [self._python, "-P", "-m", __name__, str(cpu), str(page.fd)],
+            pass_fds=(page.fd,),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -308,17 +456,20 @@ class AwakeCores:
         return poller
 
 
-def _poll(cpu: int) -> None:
-    """A poller: at idle priority on ``cpu``, spin until the last deadline read from stdin, then sleep
-    until the next one; end when stdin closes (the API process ended or closed it)."""
+def _poll(cpu: int, page_fd: int) -> None:
+    """A poller: at idle priority on ``cpu``, spin until the last deadline read from stdin or until
+    the page (``PhotosPage``, open as ``page_fd``) shows a photo in progress, then sleep until the next
+    deadline; end when stdin closes (the API process ended or closed it)."""
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # raises rather than spin above idle
     os.sched_setaffinity(0, {cpu})
+    page = mmap.mmap(page_fd, _PAGE_BYTES, prot=mmap.PROT_READ)
     requests = sys.stdin.fileno()
     os.set_blocking(requests, False)
     pending = b""
     deadline = 0.0
     while True:
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or _anyone_busy(page):
+            deadline = 0.0  # a photo began: the deadline was for the gap before it
             select.select([requests], [], [])
         try:
             data = os.read(requests, 4096)
@@ -334,4 +485,4 @@ def _poll(cpu: int) -> None:
 
 
 if __name__ == "__main__":
-    _poll(int(sys.argv[1]))
+    _poll(int(sys.argv[1]), int(sys.argv[2]))
