@@ -117,7 +117,8 @@ def test_several_api_processes_share_their_photos_page_and_leave_nothing_behind(
         pages = {_environment_path(pid, SHARED_PAGE_ENV) for pid in pids}
         assert len(pages) == 1, pages
         (page,) = pages
-        assert page.stat().st_size >= 4096 and not page.is_relative_to(home)
+        assert page.parent == Path(f"/proc/{served.process.pid}/fd")  # the supervisor holds it open
+        assert page.stat().st_size >= 4096
     assert not folder.exists()
     assert not page.exists()
 
@@ -128,6 +129,8 @@ def test_api_processes_stop_when_their_supervisor_is_killed(home: Path, settings
     command = ("faceforge", "serve", "--workers", "2")
     with faceforge_server(home, settings, command=command) as served:
         pids = wait_for(lambda: len(served.api_pids()) == 2 and served.api_pids(), what="two API processes")
+        page = _environment_path(pids[0], SHARED_PAGE_ENV)
+        assert page.exists()
         os.kill(served.process.pid, signal.SIGKILL)
         served.process.wait(timeout=30)
         # Well within parent_watch's 30 s hard exit, which would also end them: only uvicorn's
@@ -139,6 +142,7 @@ def test_api_processes_stop_when_their_supervisor_is_killed(home: Path, settings
         )
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{served.url}/healthz", timeout=5)
+        assert not page.exists(), "their page of photos in progress went with them (no file is left)"
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -138,11 +138,12 @@ def test_the_cores_poll_between_the_photos_of_a_stream_never_during_one() -> Non
 @pytest.fixture
 def shared_page() -> Iterator[Path]:
     """The page ``serve --workers N`` makes for its API processes."""
-    page = create_shared_page()
+    made = create_shared_page()
+    assert made is not None
     try:
-        yield page
+        yield made[1]
     finally:
-        page.unlink()
+        os.close(made[0])
 
 
 def test_no_api_process_polls_through_another_ones_photo(shared_page: Path) -> None:

@@ -265,9 +265,10 @@ def serve_command(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ[PARENT_PID_ENV] = str(os.getpid())  # the processes end if this one is killed outright
     # One page of memory says which of them has a photo in progress, so that no process keeps the
-    # cores awake through another's photo (``AwakeCores``). Theirs alone: never on the shared home.
+    # cores awake through another's photo (``AwakeCores``).
     photos_page = create_shared_page()
-    os.environ[SHARED_PAGE_ENV] = str(photos_page)
+    if photos_page is not None:
+        os.environ[SHARED_PAGE_ENV] = str(photos_page[1])
     from faceforge.storage.engine import make_engine, upgrade_database
 
     try:
@@ -276,7 +277,8 @@ def serve_command(
         engine.dispose()
         _run_processes(host, port, workers, log_config)
     finally:
-        photos_page.unlink(missing_ok=True)
+        if photos_page is not None:
+            os.close(photos_page[0])
         if given is None:  # ours: nothing reads it once the processes are gone
             shutil.rmtree(metrics_dir, ignore_errors=True)
 

@@ -37,7 +37,6 @@ import select
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -61,16 +60,20 @@ _PID = struct.Struct("<q")
 _BUSY = b"\x01"
 
 
-def create_shared_page() -> Path:
-    """A page for ``serve --workers N``'s processes to share (in memory: /dev/shm where there is one);
-    the caller removes it once they are gone."""
-    shm = Path("/dev/shm")
-    fd, name = tempfile.mkstemp(prefix="faceforge-photos-", dir=shm if shm.is_dir() else None)
+def create_shared_page() -> tuple[int, Path] | None:
+    """A page for ``serve --workers N``'s processes to share: its descriptor, which the caller holds
+    open while they run, and the path they open it by (``/proc/<caller>/fd/<descriptor>``). A file
+    of memory alone, never on disk, so nothing is left behind however the processes end (a file in
+    /dev/shm would outlive a supervisor killed outright). ``None`` where there are no such files."""
+    if not hasattr(os, "memfd_create"):
+        return None
+    fd = os.memfd_create("faceforge-photos", os.MFD_CLOEXEC)
     try:
         os.ftruncate(fd, _PAGE_BYTES)
-    finally:
+    except OSError:
         os.close(fd)
-    return Path(name)
+        raise
+    return fd, Path(f"/proc/{os.getpid()}/fd/{fd}")
 
 
 def _env_page() -> Path | None:
@@ -104,7 +107,7 @@ class PhotosPage:
     ended: one page of memory that the processes write (each its own slot, one byte a photo) and their
     pollers read as they spin. Without it each process counted only its own photos, and with two API
     processes one's pollers spun through the other's photos (identify p50 42 ms at 10/s where one
-    process took 35). ``path``: a page made by ``create_shared_page``; ``None``: this process's own."""
+    process took 35). ``path``: the path ``create_shared_page`` gave; ``None``: this process's own."""
 
     def __init__(self, path: Path | None) -> None:
         if path is None:
