@@ -170,7 +170,8 @@ def test_no_api_process_polls_through_another_ones_photo(shared_page: Path) -> N
 
 
 def test_a_process_killed_during_a_photo_leaves_the_others_polling(shared_page: Path) -> None:
-    """Its mark on the page says it has a photo in progress for ever: a dead process's is not counted."""
+    """Its mark on the page says it has a photo in progress for ever: a dead process's is not counted,
+    nor a zombie's (killed, not yet waited for by its parent: its id still answers ``kill(pid, 0)``)."""
     script = textwrap.dedent(
         f"""
         import time
@@ -189,22 +190,53 @@ def test_a_process_killed_during_a_photo_leaves_the_others_polling(shared_page: 
         pids = _pollers(awake)
         _until(lambda: _spinning(pids), "pollers spin between photos")
         doomed = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-        assert doomed.stdout is not None and doomed.stdout.readline() == "busy\n"
-        _until(lambda: all(process_state(pid) == "S" for pid in pids), "they stop for the other's photo")
-        _assert_still(pids, lambda: _photo(awake))  # it is alive and busy: nobody spins
-        doomed.kill()
-        doomed.wait()
-        _photo(awake)
-        _until(lambda: _spinning(pids), "pollers spin once the busy process is gone")
+        try:
+            assert doomed.stdout is not None and doomed.stdout.readline() == "busy\n"
+            _until(lambda: all(process_state(pid) == "S" for pid in pids), "they stop for its photo")
+            _assert_still(pids, lambda: _photo(awake))  # it is alive and busy: nobody spins
+            doomed.kill()
+            _until(lambda: process_state(doomed.pid) == "Z", "the killed process awaits its parent")
+            _photo(awake)
+            _until(lambda: _spinning(pids), "pollers spin once the busy process is gone")
+        finally:
+            doomed.kill()
+            doomed.wait()
 
 
-def test_a_page_it_cannot_open_leaves_a_process_counting_its_own_photos(tmp_path: Path) -> None:
-    with closing(AwakeCores(LONG_MS, quota_files=NO_QUOTA, shared_page=tmp_path / "gone")) as awake:
+@pytest.mark.parametrize("named", ["gone", "someone's file"])
+def test_a_page_it_cannot_open_leaves_a_process_counting_its_own_photos(tmp_path: Path, named: str) -> None:
+    """A stale setting may name a file that is gone, or anyone's: nothing is written into it."""
+    path = tmp_path / named
+    data = os.urandom(8192)
+    if named != "gone":
+        path.write_bytes(data)
+    with closing(AwakeCores(LONG_MS, quota_files=NO_QUOTA, shared_page=path)) as awake:
         assert awake.off_because is None
         _photo(awake)
         _photo(awake)
         pids = _pollers(awake)
         _until(lambda: _spinning(pids), "pollers spin between photos")
+    assert named == "gone" or path.read_bytes() == data
+
+
+def test_a_python_without_memory_files_shares_an_unlinked_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``os.memfd_create`` is missing from Pythons built against glibc before 2.27 (some uv and conda
+    builds, Amazon Linux 2): the service failed to start there."""
+    monkeypatch.delattr(os, "memfd_create")
+    made = create_shared_page()
+    assert made is not None
+    try:
+        with (
+            closing(AwakeCores(LONG_MS, quota_files=NO_QUOTA, shared_page=made[1])) as one,
+            closing(AwakeCores(LONG_MS, quota_files=NO_QUOTA)) as alone,
+        ):
+            assert one.off_because is None and alone.off_because is None
+            _photo(one)
+            _photo(one)
+            pids = _pollers(one)
+            _until(lambda: _spinning(pids), "pollers spin between photos")
+    finally:
+        os.close(made[0])
 
 
 def test_a_photo_request_stops_the_spinning_from_its_first_byte(tmp_path: Path, settings: Settings) -> None:

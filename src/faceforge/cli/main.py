@@ -236,6 +236,8 @@ def serve_command(
                 "no API keys (FACEFORGE_ADMIN_KEYS / FACEFORGE_READ_KEYS): only loopback clients are served"
             )
     log_config = ctx.obj
+    # Only the page this command makes (below) is shared: a value from elsewhere names no page of ours.
+    os.environ.pop(SHARED_PAGE_ENV, None)
     if workers == 1:
         from faceforge.serving.api.app import create_app
         from faceforge.serving.vision.embedder import torch_installed
@@ -278,6 +280,7 @@ def serve_command(
         _run_processes(host, port, workers, log_config)
     finally:
         if photos_page is not None:
+            os.environ.pop(SHARED_PAGE_ENV, None)
             os.close(photos_page[0])
         if given is None:  # ours: nothing reads it once the processes are gone
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -15,7 +15,8 @@ core) that spins from the end of a photo until the next begins or the window end
 haltpoll polls only while polling pays. It never spins while any API process of the server analyses a
 photo (or receives or answers a photo request, ``serving.api.photo_requests``): the processes of
 ``serve --workers N`` and their pollers share one page of memory (``PhotosPage``) that says who has a
-photo in progress and when the last one ended. The moments a
+photo in progress and when the last one ended (a process that cannot open it says so in its log and
+counts its own photos only). The moments a
 photo's threads wait for each other are short enough for the guest's own polling, and a spinner made
 each wake-up cost more (the Intel VM above: 33 ms back to back without spinners; an AMD EPYC Zen 4 VM:
 29.0 against 35.0 ms with spinners during the photos too, ``working``). A lone photo never polls,
@@ -37,6 +38,7 @@ import select
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -44,7 +46,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-AUTO_WINDOW_MS = 200.0  # at 10 photos/s over two API processes each sees gaps of some 160 ms
+AUTO_WINDOW_MS = 200.0  # a stream down to 5 photos/s (the server's, whichever process takes them)
 AUTO_MAX_CPUS = 8
 CPUIDLE_DRIVER = Path("/sys/devices/system/cpu/cpuidle/current_driver")
 CGROUPS = Path("/sys/fs/cgroup")
@@ -55,24 +57,42 @@ SHARED_PAGE_ENV = "FACEFORGE_PHOTOS_PAGE"
 _PAGE_BYTES = mmap.PAGESIZE
 _SLOTS = 128  # serve --workers allows 64; more slots leave room for processes that replace others
 _LAST_END = _SLOTS  # offset of the monotonic instant the server's last photo ended (a double)
-_PIDS = 2 * _SLOTS  # offset of the slots' process ids, 8 bytes each
-_PID = struct.Struct("<q")
+_HOLDER = struct.Struct("<qq")  # a slot's process: its id and its start (clock ticks after boot)
+_HOLDERS = 2 * _SLOTS  # offset of the slots' holders
+_MAGIC = b"faceforge photos in progress, v1"  # what a page opened by path must begin its tail with
+_MAGIC_AT = _HOLDERS + _SLOTS * _HOLDER.size
 _BUSY = b"\x01"
+
+
+def _memory_file() -> int:
+    """A page-sized file that lives in memory and in no folder, closed on exec."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("faceforge-photos", os.MFD_CLOEXEC)
+    else:  # Pythons built against a C library older than the call (glibc 2.27)
+        fd, name = tempfile.mkstemp(prefix="faceforge-photos-")
+        os.unlink(name)
+    try:
+        os.ftruncate(fd, _PAGE_BYTES)
+        os.pwrite(fd, _MAGIC, _MAGIC_AT)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def create_shared_page() -> tuple[int, Path] | None:
     """A page for ``serve --workers N``'s processes to share: its descriptor, which the caller holds
-    open while they run, and the path they open it by (``/proc/<caller>/fd/<descriptor>``). A file
-    of memory alone, never on disk, so nothing is left behind however the processes end (a file in
-    /dev/shm would outlive a supervisor killed outright). ``None`` where there are no such files."""
-    if not hasattr(os, "memfd_create"):
-        return None
-    fd = os.memfd_create("faceforge-photos", os.MFD_CLOEXEC)
+    open while they run, and the path they open it by (``/proc/<caller>/fd/<descriptor>``). In no
+    folder, so nothing is left behind however the processes end (a file in /dev/shm would outlive a
+    supervisor killed outright). ``None``, said in the log, where it cannot be made: each process
+    then counts its own photos."""
+    if not Path("/proc/self/fd").is_dir():
+        return None  # no other platform keeps the cores awake
     try:
-        os.ftruncate(fd, _PAGE_BYTES)
-    except OSError:
-        os.close(fd)
-        raise
+        fd = _memory_file()
+    except OSError as error:
+        log.warning("the API processes count only their own photos: no page to share (%s)", error)
+        return None
     return fd, Path(f"/proc/{os.getpid()}/fd/{fd}")
 
 
@@ -81,22 +101,31 @@ def _env_page() -> Path | None:
     return Path(value) if value else None
 
 
-def _alive(pid: int) -> bool:
+def _started(pid: int) -> int | None:
+    """When the process ``pid`` started (clock ticks after boot), or ``None`` if it has ended (a zombie
+    too: it awaits only its parent's wait)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's: it exists
-    return True
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()  # after the name, which may hold anything
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])  # the 22nd field of the line
+
+
+def _holds(page: mmap.mmap, slot: int) -> bool:
+    """Whether the slot's process lives: the same id and start, so not a new process given the id."""
+    pid, started = _HOLDER.unpack_from(page, _HOLDERS + _HOLDER.size * slot)
+    return bool(pid > 0 and _started(pid) == started)
 
 
 def _anyone_busy(page: mmap.mmap) -> bool:
     """Whether a live process has a photo in progress. A process killed in the middle of one leaves
-    its mark until another takes its slot: it is not counted."""
+    its mark until another process claims a slot: it is not counted meanwhile."""
     slot = page.find(_BUSY, 0, _SLOTS)
     while slot >= 0:
-        if _alive(_PID.unpack_from(page, _PIDS + _PID.size * slot)[0]):
+        if _holds(page, slot):
             return True
         slot = page.find(_BUSY, slot + 1, _SLOTS)
     return False
@@ -110,13 +139,10 @@ class PhotosPage:
     process took 35). ``path``: the path ``create_shared_page`` gave; ``None``: this process's own."""
 
     def __init__(self, path: Path | None) -> None:
-        if path is None:
-            self.fd = os.memfd_create("faceforge-photos", os.MFD_CLOEXEC)
-            os.ftruncate(self.fd, _PAGE_BYTES)
-        else:
-            self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        self.fd = _memory_file() if path is None else os.open(path, os.O_RDWR | os.O_CLOEXEC)
         try:
-            if os.fstat(self.fd).st_size < _PAGE_BYTES:
+            # Anything else named by the setting (a stale value) is neither written nor read.
+            if os.pread(self.fd, len(_MAGIC), _MAGIC_AT) != _MAGIC:
                 raise OSError(f"{path} is not a page of photos in progress")
             self._page = mmap.mmap(self.fd, _PAGE_BYTES)
             self.slot = self._claim()
@@ -125,18 +151,25 @@ class PhotosPage:
             raise
 
     def _claim(self) -> int:
-        """A slot no live process holds. Under an exclusive lock: processes start together."""
+        """A slot no live process holds; the marks of ended processes are cleared on the way. Under an
+        exclusive lock: processes start together."""
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
+            free = None
             for slot in range(_SLOTS):
-                pid = _PID.unpack_from(self._page, _PIDS + _PID.size * slot)[0]
-                if pid == 0 or not _alive(pid):
+                if not _holds(self._page, slot):
                     self._page[slot] = 0
-                    _PID.pack_into(self._page, _PIDS + _PID.size * slot, os.getpid())
-                    return slot
+                    _HOLDER.pack_into(self._page, _HOLDERS + _HOLDER.size * slot, 0, 0)
+                    free = slot if free is None else free
+            if free is None:
+                raise OSError(f"all {_SLOTS} slots are held by live processes")
+            started = _started(os.getpid())
+            if started is None:
+                raise OSError("this process's start is not in /proc")
+            _HOLDER.pack_into(self._page, _HOLDERS + _HOLDER.size * free, os.getpid(), started)
+            return free
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
-        raise OSError(f"all {_SLOTS} slots are held by live processes")
 
     def begin(self) -> float:
         """This process has a photo in progress; returns when the server's last photo ended."""
@@ -153,7 +186,7 @@ class PhotosPage:
 
     def close(self) -> None:
         self._page[self.slot] = 0
-        _PID.pack_into(self._page, _PIDS + _PID.size * self.slot, 0)
+        _HOLDER.pack_into(self._page, _HOLDERS + _HOLDER.size * self.slot, 0, 0)
         self._page.close()
         os.close(self.fd)
 
@@ -291,7 +324,7 @@ class AwakeCores:
                 )
         try:
             return PhotosPage(None)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError) as error:  # no memory file, no /proc
             self.off_because = f"no page of memory to share with the pollers: {error}"
             return None
 
