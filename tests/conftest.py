@@ -93,18 +93,22 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session", autouse=True)
 def _weights_converted_on_both_cores(settings: Settings) -> None:
     """A run's first conversions, split between the two pytest-xdist workers: the first converts the
-    server's networks (MTCNN, the embedding graph and its int8 variant, in child processes), the second
-    the on-device backbones (refiner, Core ML, TFLite). Each needs both sooner or later; converted
-    lazily, the first test of each worker wanted the embedding graph, and one worker waited a couple
-    of minutes on the other's lock. Every conversion keeps its own lock, so neither repeats the
-    other's work."""
+    server's networks (MTCNN, the embedding graph and its int8 variant, in child processes), then the
+    TFLite backbones; the second the on-device backbones (refiner, Core ML, TFLite). Each needs both
+    sooner or later; converted lazily, the first test of each worker wanted the embedding graph, and
+    one worker waited a couple of minutes on the other's lock. The networks take the first some 37 s,
+    the backbones the second some 75: the first waited half a minute for the TFLite files its first
+    tests export (measured in a CI run's timeline), and now converts them while the second does Core
+    ML. Every conversion keeps its own lock, so neither repeats the other's work."""
     if os.environ.get("FACEFORGE_WEIGHTS_CACHE"):
         return  # converted already
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker == "gw0":
+        from faceforge.building.export.device_backbones import DeviceBackboneCache
         from faceforge.building.networks.detector_graphs import write_split_graph
 
         prepare_networks(settings.weights_dir, split=write_split_graph)  # as prepare does: no children
+        DeviceBackboneCache(settings.weights_dir).tflite()
     elif worker == "gw1":
         from faceforge.building.export.version_exports import VersionExporter
 
