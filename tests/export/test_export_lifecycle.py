@@ -96,6 +96,9 @@ def test_cli_export_writes_the_versions_own_files(
         for name, written in summary["files"].items():
             assert hashlib.sha256((out / name).read_bytes()).hexdigest() == written["sha256"]
             assert written["sha256"] == listing[name]["sha256"], name  # the same bytes as the version's
+            # ...but the user's own copies: editing one must not change the published version's file
+            # or the weights cache it was linked from (a hard link shares both).
+            assert (out / name).stat().st_nlink == 1, name
 
     missing = runner.invoke(
         cli, ["export", "--version", "9", "--format", "onnx", "--out", str(tmp_path / "x"), *home], env=env

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from faceforge.building.export.version_exports import VersionExporter
-from faceforge.core.atomic import write_bytes_atomically
+from faceforge.core.atomic import copy_atomically, write_bytes_atomically
 from faceforge.core.checksums import recorded_sha256
 from faceforge.core.errors import ExportError
 from faceforge.core.formats import ExportFormat
 from faceforge.serving.services.models import ModelService
-from faceforge.storage.version_store import link_or_copy
 
 
 def export_version(
@@ -30,8 +29,9 @@ def export_version(
             write_bytes_atomically(out / name, data)
             written[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         for name, source in sorted(exports.shared.items()):
-            (out / name).unlink(missing_ok=True)
-            link_or_copy(source, out / name)
+            # Copied, not hard-linked as versions share them: the user's folder is theirs to edit,
+            # and a link would let an edit there change every version's file and the embedder.
+            copy_atomically(source, out / name)
             written[name] = {"sha256": recorded_sha256(source), "size": source.stat().st_size}
     except OSError as error:
         raise ExportError(f"cannot write to {out}: {error.strerror or error}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +72,15 @@ def fsync_directory(directory: Path) -> None:
 def write_bytes_atomically(target: Path, data: bytes) -> None:
     def write(temp: Path) -> None:
         temp.write_bytes(data)
+
+    write_atomically(target, write)
+
+
+def copy_atomically(source: Path, target: Path) -> None:
+    """``target`` becomes a copy of ``source`` of its own (never a link to it), appearing whole."""
+
+    def write(temp: Path) -> None:
+        shutil.copyfile(source, temp)
 
     write_atomically(target, write)
 
