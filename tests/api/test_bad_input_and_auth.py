@@ -493,3 +493,17 @@ def test_deepstack_routes_refuse_in_deepstacks_own_words(client: TestClient) -> 
     assert refused("match", pair) == said("no face found")
     assert refused("match", pair | {"image2": not_a_photo}) == said("invalid image")
     _nothing_stored(client)
+
+
+@BOTH_DATABASES
+def test_text_filters_with_control_characters_are_400_on_every_database(quiet_client: TestClient) -> None:
+    """No name, external id or stranger source can hold a control character, so a filter with one can
+    match nothing. SQLite cut the pattern at a NUL (``q=%00`` listed everyone) and PostgreSQL refuses
+    NUL in text outright (a 500): both are told it in our shape instead."""
+    person = quiet_client.post("/api/v1/people", data={"name": "Ada Lovelace"})
+    assert person.status_code == 201, person.text
+    for query in ("q=%00", "q=Ada%00", "q=%0A", "external_id=%00", "q=%7F"):
+        _error(quiet_client.get(f"/api/v1/people?{query}"), 400, "invalid_request")
+    _error(quiet_client.get("/api/v1/strangers?source=%00"), 400, "invalid_request")
+    assert quiet_client.get("/api/v1/people?q=ada").json()["total"] == 1  # ordinary text still filters
+    assert quiet_client.get("/api/v1/people?q=Ada Lovelace").json()["total"] == 1

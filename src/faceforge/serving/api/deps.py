@@ -3,10 +3,11 @@ one value per query parameter."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from faceforge.core.errors import RequestRejectedError
 from faceforge.serving.wiring import Services
@@ -46,7 +47,18 @@ def _digits(value: Any) -> Any:
     return value
 
 
+def _no_control_characters(value: str | None) -> str | None:
+    """Names, external ids and sources never hold control characters (``services.people``), so a
+    filter with one matches nothing; said plainly rather than passed on, where SQLite cut a LIKE
+    pattern at a NUL (``q=%00`` matched everyone) and PostgreSQL refuses NUL in text (a 500)."""
+    if value is not None and any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError("must not contain control characters (no name, id or source holds one)")
+    return value
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
+# Text a list is filtered by (a name's part, an external id, a stranger's source).
+TextFilter = AfterValidator(_no_control_characters)
 PathId = BeforeValidator(_digits)
 PersonId = Annotated[int, Path(ge=1, le=MAX_ID, description="a person's id"), PathId]
 PhotoId = Annotated[int, Path(ge=1, le=MAX_ID, description="a photo's id"), PathId]

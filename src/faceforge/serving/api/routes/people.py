@@ -9,7 +9,8 @@ from fastapi.responses import FileResponse
 
 from faceforge.core.errors import NotFoundError
 from faceforge.serving.api.access import AdminAccess, ReadAccess
-from faceforge.serving.api.deps import MAX_ID, PersonId, PhotoId, ServicesDep, SizeQuery
+from faceforge.serving.api.byte_ranges import RangedFileResponse
+from faceforge.serving.api.deps import MAX_ID, PersonId, PhotoId, ServicesDep, SizeQuery, TextFilter
 from faceforge.serving.api.errors import SERVER_ERRORS, error_responses
 from faceforge.serving.api.http_defaults import NO_STORE
 from faceforge.serving.api.schemas import (
@@ -72,9 +73,11 @@ def list_people(
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     external_id: Annotated[
-        str | None, Query(max_length=200, description="only the person with this external id")
+        str | None, Query(max_length=200, description="only the person with this external id"), TextFilter
     ] = None,
-    q: Annotated[str | None, Query(max_length=200, description="names containing this, any case")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="names containing this, any case"), TextFilter
+    ] = None,
 ) -> PeoplePage:
     if external_id is not None:
         found = services.people.find(external_id=external_id)
@@ -161,7 +164,7 @@ def photo_file(
     if size is not None:
         scaled = services.photo_sizes.jpeg(path, size, services.pipeline.decode)
         return Response(scaled, media_type="image/jpeg")
-    return FileResponse(path, media_type=content_type)
+    return RangedFileResponse(path, media_type=content_type)
 
 
 @admin.delete("/{person_id}/photos/{photo_id}", status_code=204, responses=error_responses(404))

@@ -9,7 +9,8 @@ from fastapi.responses import FileResponse
 
 from faceforge.core.errors import NotFoundError
 from faceforge.serving.api.access import Access, AdminAccess, ReadAccess, presented_access
-from faceforge.serving.api.deps import MAX_ID, PathId, PhotoId, ServicesDep, SizeQuery
+from faceforge.serving.api.byte_ranges import RangedFileResponse
+from faceforge.serving.api.deps import MAX_ID, PathId, PhotoId, ServicesDep, SizeQuery, TextFilter
 from faceforge.serving.api.errors import error_responses
 from faceforge.serving.api.http_defaults import NO_STORE
 from faceforge.serving.api.stranger_schemas import (
@@ -77,7 +78,7 @@ def list_strangers(
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     source: Annotated[
-        str | None, Query(max_length=200, description="only the stranger from this source")
+        str | None, Query(max_length=200, description="only the stranger from this source"), TextFilter
     ] = None,
 ) -> StrangersPage:
     admin_view = _is_admin(request)
@@ -158,4 +159,4 @@ def stranger_photo_file(
     if size is not None:
         scaled = services.photo_sizes.jpeg(path, size, services.pipeline.decode)
         return Response(scaled, media_type="image/jpeg", headers={"Cache-Control": NO_STORE})
-    return FileResponse(path, media_type=content_type, headers={"Cache-Control": NO_STORE})
+    return RangedFileResponse(path, media_type=content_type, headers={"Cache-Control": NO_STORE})
