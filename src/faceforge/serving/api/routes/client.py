@@ -14,10 +14,11 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from faceforge.core.errors import ClientRuntimeMissingError, NotFoundError
 from faceforge.serving.api.access import PublicAccess
+from faceforge.serving.api.byte_ranges import RangedFileResponse
 
 public = APIRouter(include_in_schema=False, dependencies=[PublicAccess])
 routers = (public,)
@@ -66,7 +67,7 @@ def client_runtime(request: Request, name: str) -> Response:
             "or set FACEFORGE_CLIENT_RUNTIME_DIR to its dist folder"
         )
     headers = {"Cache-Control": RUNTIME_CACHING, **SHARED}
-    return FileResponse(path, media_type=RUNTIME[name], headers=headers)
+    return RangedFileResponse(path, media_type=RUNTIME[name], headers=headers)
 
 
 @public.get("/live")

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 
 from faceforge.core.records import VersionStatus
 from faceforge.serving.api.access import AdminAccess, ReadAccess
+from faceforge.serving.api.byte_ranges import RangedFileResponse
 from faceforge.serving.api.deps import MAX_ID, ServicesDep, VersionNumber
 from faceforge.serving.api.errors import SERVER_ERRORS, error_responses
 from faceforge.serving.api.schemas import ModelList, ModelVersionPublic, TrainingPublic
@@ -98,4 +99,6 @@ def model_file(
         if "*" in presented or etag in presented:
             return Response(status_code=304, headers=headers)
     media = "application/json" if name.endswith(".json") else "text/plain" if name.endswith(".txt") else None
-    return FileResponse(path, media_type=media or "application/octet-stream", filename=name, headers=headers)
+    return RangedFileResponse(
+        path, media_type=media or "application/octet-stream", filename=name, headers=headers
+    )

@@ -1,0 +1,94 @@
+"""Range requests on a version's files, answered as RFC 9110 (section 14) asks.
+
+Phones resume a backbone's download with ``Range``. Starlette's ``FileResponse`` answers a Range it
+cannot parse with a plain-text 400 and an unsatisfiable one with an empty 416, and refuses a whole
+set when any one range lies beyond the file. The RFC instead has a server ignore a Range of a unit it
+does not know (it MUST) or of invalid syntax (it MAY), serve the satisfiable ranges of a set, and
+answer 416 only when none is. So ``RangedFileResponse`` reads the header first: a Range to ignore is
+taken out of the request (the whole file, 200), a set is cut to its satisfiable ranges, and only a set
+of which none is satisfiable gets 416, in the API's JSON error shape with ``Content-Range: bytes */size``.
+An ``If-Range`` that does not name this file (strong comparison) means the whole file too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from starlette.datastructures import Headers
+from starlette.responses import FileResponse, JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from faceforge.serving.api.errors import dialect_of, error_body
+
+# One range-spec: "first-last", "first-" or "-suffix" (digits only; whitespace around is allowed).
+_SPEC = re.compile(r"\s*(?:(\d+)-(\d*)|-(\d+))\s*")
+
+
+def satisfiable_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
+    """The byte ranges (first, last inclusive) of ``header`` that lie in a file of ``size`` bytes.
+    ``None``: the header is to be ignored (another unit, or not a valid ranges-set); ``[]``: valid,
+    and no range is satisfiable (416)."""
+    unit, separator, specs = header.partition("=")
+    if not separator or unit.strip().lower() != "bytes":
+        return None
+    ranges: list[tuple[int, int]] = []
+    for spec in specs.split(","):
+        if not spec.strip():
+            continue  # the grammar allows empty elements in a list: "bytes=0-9,,20-29"
+        match = _SPEC.fullmatch(spec)
+        if match is None:
+            return None
+        first, last, suffix = match.groups()
+        if suffix is not None:
+            length = int(suffix)
+            if length > 0 and size > 0:
+                ranges.append((max(size - length, 0), size - 1))
+            continue
+        start = int(first)
+        end = int(last) if last else size - 1
+        if last and end < start:
+            return None  # "5-2" is not a valid range-spec, so neither is the set
+        if start < size:
+            ranges.append((start, min(end, size - 1)))
+    if not specs.strip():
+        return None
+    return ranges
+
+
+class RangedFileResponse(FileResponse):
+    """A file whose Range and If-Range are judged as the module docstring says before Starlette
+    sends it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        header = headers.get("range")
+        if (
+            header is None
+            or scope.get("method", "GET").upper() not in ("GET", "HEAD")
+            or self.status_code != 200
+        ):
+            await super().__call__(scope, receive, send)
+            return
+        if_range = headers.get("if-range")
+        size = os.stat(self.path).st_size
+        ranges = satisfiable_ranges(header, size)
+        if if_range is not None and if_range.strip() not in (
+            self.headers.get("etag"),
+            self.headers.get("last-modified"),
+        ):
+            ranges = None  # the client's copy is of another file: it needs the whole of this one
+        if ranges == []:
+            body = error_body(
+                "range_not_satisfiable",
+                f"no range of '{header}' lies within the file's {size} bytes",
+                dialect=dialect_of(scope.get("path", "")),
+            )
+            response = JSONResponse(body, status_code=416, headers={"Content-Range": f"bytes */{size}"})
+            await response(scope, receive, send)
+            return
+        kept = [(name, value) for name, value in scope["headers"] if name != b"range"]
+        if ranges is not None:
+            value = "bytes=" + ",".join(f"{first}-{last}" for first, last in ranges)
+            kept.append((b"range", value.encode("latin-1")))
+        await super().__call__({**scope, "headers": kept}, receive, send)
