@@ -63,6 +63,17 @@ def test_bad_dataset_exits_nonzero_with_one_line(settings: Settings, tmp_path: P
     assert result.stderr.startswith("error: dataset folder not found")
 
 
+@pytest.mark.parametrize("unknown", [LFW10, LFW10 / "Colin_Powell", LFW10.parent])
+def test_unknowns_that_are_the_dataset_are_refused(settings: Settings, unknown: Path) -> None:
+    """Unknowns taken from the enrolled people's own folders scored "0 % of strangers rejected", a
+    figure that measured nothing; --strangers already refused the same."""
+    args = ["--dataset", str(LFW10), "--enroll", "5", "--unknown", str(unknown)]
+    result = runner.invoke(app, ["eval", "--home", str(settings.home), "--json", *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: --unknown must not be --dataset, inside it or hold it")
+    assert result.stderr.strip().count("\n") == 0
+
+
 def test_strangers_that_are_copies_of_measured_photos_are_refused(settings: Settings, tmp_path: Path) -> None:
     """A stranger given to calibration that is a renamed copy of an unknown or a probe would score
     what calibration has already seen; the folders differ, so only the bytes tell."""

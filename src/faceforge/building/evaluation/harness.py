@@ -68,6 +68,11 @@ def evaluate(pipeline: FacePipeline, options: EvalOptions) -> dict[str, Any]:
     if options.unknown is not None:
         if not options.unknown.is_dir():
             raise DatasetError(f"unknown folder not found: {options.unknown}")
+        if overlapping(options.dataset, options.unknown):
+            raise DatasetError(
+                "--unknown must not be --dataset, inside it or hold it: enrolled people's photos "
+                "would be counted as strangers"
+            )
         unknown_paths = image_files(options.unknown)
     stranger_paths: list[list[Path]] = []
     if options.strangers is not None:
