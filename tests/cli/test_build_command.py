@@ -15,6 +15,7 @@ from faceforge.building.build import split_people
 from faceforge.building.export.version_exports import run_tflite
 from faceforge.cli.main import app
 from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
 from faceforge.serving.services.bulk_import import scan_folders
 from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import FACES, LFW10
@@ -31,10 +32,10 @@ MODEL_FILES = {
 REPORT_FILES = {"report.json", "report.html", "similarity.png", "accept_vs_reject.png", "people.png"}
 
 
-def _build(settings: Settings, out: Path) -> dict[str, Any]:
+def _build(settings: Settings, out: Path, dataset: Path = LFW10) -> dict[str, Any]:
     result = runner.invoke(
         app,
-        ["build", "--dataset", str(LFW10), "--out", str(out), "--unknown", str(FACES / "unknown_singles"),
+        ["build", "--dataset", str(dataset), "--out", str(out), "--unknown", str(FACES / "unknown_singles"),
          "--home", str(settings.home), "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -51,8 +52,17 @@ def _digests(folder: Path) -> dict[str, str]:
 def test_build_writes_every_file_and_a_report(
     tmp_path: Path, settings: Settings, pipeline: FacePipeline
 ) -> None:
+    # LFW10 as symlinks, and a photo beside the person folders: nobody's, so it changes nothing below
+    # (the second build, of LFW10 itself, gives the same files) and the report says it was ignored.
+    dataset = tmp_path / "people"
+    for person in scan_folders(LFW10):
+        (dataset / person.external_id).mkdir(parents=True)
+        for photo in person.photos:
+            (dataset / person.external_id / photo.name).symlink_to(photo)
+    (dataset / "stray.jpg").symlink_to(image_files(FACES / "unknown_singles")[0])
     out = tmp_path / "out"
-    report = _build(settings, out)
+    report = _build(settings, out, dataset)
+    assert report["ignored"] == [str(dataset / "stray.jpg")]
     assert {p.name for p in out.iterdir()} == MODEL_FILES | REPORT_FILES
     assert set(report["files"]) == MODEL_FILES | REPORT_FILES
     assert report["people"] == 10 and report["held_out_photos"] == 20 and report["enrolled_photos"] == 80

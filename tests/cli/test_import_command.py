@@ -51,7 +51,11 @@ def test_import_into_a_home_then_again(
     monkeypatch.setenv("FACEFORGE_WEIGHTS_CACHE", str(settings.weights_dir))
     monkeypatch.setenv("FACEFORGE_WORKER__FORMATS", "onnx")
     folder = _folder(tmp_path)
+    # A photo beside the person folders is nobody's: not imported, and said so (it was dropped silently).
+    stray = folder / "stray.jpg"
+    stray.symlink_to(image_files(LFW10 / "Ariel_Sharon")[0])
     first = _import(home, folder)
+    assert first["ignored"] == [str(stray)]
     assert first["people_created"] == len(PEOPLE) and first["people_found"] == 0
     assert first["photos_accepted"] == len(PEOPLE) * 4
     assert [(r["person"], r["reasons"]) for r in first["refused"]] == [("Tony_Blair", ["no_face"])]
@@ -64,6 +68,7 @@ def test_import_into_a_home_then_again(
 
     text = runner.invoke(app, ["import", str(folder), "--home", str(home)])
     assert text.exit_code == 0 and "nothing new was imported" in text.stdout
+    assert f"ignored {stray}: not in a person's folder" in text.stdout
 
     with local_client(create_app(Settings(home=home))) as client:
         people = client.get("/api/v1/people").json()["items"]

@@ -33,6 +33,7 @@ from faceforge.serving.services.bulk_import import (
     FolderPerson,
     ImportProgress,
     LocalTarget,
+    loose_photos,
     scan_folders,
 )
 
@@ -222,6 +223,8 @@ def _report(
         "estimated_known_accept": calibration.get("estimated_known_accept"),
         "estimated_unknown_reject": calibration.get("estimated_unknown_reject"),
         "refused": imported["refused"],
+        # Photos beside the person folders: nobody's, so neither enrolled nor held out.
+        "ignored": [str(photo) for photo in loose_photos(options.dataset)],
         "suspected_duplicates": metrics.get("suspected_duplicates", []),
         "quality": metrics.get("quality"),
     }

@@ -16,6 +16,7 @@ from faceforge.serving.services.bulk_import import (
     FolderPerson,
     ImportSummary,
     LocalTarget,
+    loose_photos,
     scan_folders,
     scan_strangers,
 )
@@ -44,8 +45,11 @@ def run_import(
     people = scan_folders(folder) if folder is not None else []
     others = scan_strangers(strangers) if strangers is not None else []
     if server is not None:
-        return _into_server(people, others, server, api_key, wait=wait)
-    return _into_home(people, others, settings, wait=wait)
+        summary = _into_server(people, others, server, api_key, wait=wait)
+    else:
+        summary = _into_home(people, others, settings, wait=wait)
+    summary.ignored = [str(photo) for photo in loose_photos(folder)] if folder is not None else []
+    return summary
 
 
 def _into_server(

@@ -407,8 +407,13 @@ def _print_import_summary(summary: dict[str, Any]) -> None:
     for refusal in summary["refused"]:
         whose = refusal["person"] if "person" in refusal else f"stranger {refusal['stranger']}"
         sys.stdout.write(f"  refused {whose}/{refusal['file']}: {refusal['message']}\n")
+    for photo in summary["ignored"]:
+        sys.stdout.write(f"  ignored {photo}: {NOT_IN_A_PERSON_FOLDER}\n")
     if summary["version"] is not None:
         sys.stdout.write(f"model version {summary['version']} is current\n")
+
+
+NOT_IN_A_PERSON_FOLDER = "not in a person's folder (each person is a sub-folder named after them)"
 
 
 @app.command("build")
@@ -453,6 +458,8 @@ def build_command(
     ):
         value = report[key]
         sys.stdout.write(f"{key:>18}: {round(value, 4) if isinstance(value, float) else value}\n")
+    for photo in report["ignored"]:
+        sys.stdout.write(f"  ignored {photo}: {NOT_IN_A_PERSON_FOLDER}\n")
     sys.stdout.write(f"wrote {len(report['files'])} files to {out}; report: {out / REPORT_HTML}\n")
 
 

@@ -116,6 +116,8 @@ class ImportSummary:
     photos_accepted: int = 0
     photos_already_imported: int = 0
     refused: list[dict[str, Any]] = field(default_factory=list)
+    # Photos lying beside the person folders (``loose_photos``): nobody's, so not imported.
+    ignored: list[str] = field(default_factory=list)
     interrupted: bool = False
     training_requested: bool = False
     seconds: float = 0.0
@@ -140,6 +142,13 @@ def scan_folders(root: Path) -> list[FolderPerson]:
     return people
 
 
+def loose_photos(root: Path) -> list[Path]:
+    """Photos at the top of a folder of people, beside the person folders: a person is a sub-folder
+    named after them, so these belong to nobody and are not imported. Listed so that a summary says
+    so; left out silently, a user would not know a photo was never enrolled."""
+    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def scan_strangers(root: Path) -> list[FolderPerson]:
     """Every stranger below ``root``: each sub-folder with images is one (found again by the folder's
     name), each loose image one more (found again by its sha256); folders first, in name order."""
@@ -150,8 +159,7 @@ def scan_strangers(root: Path) -> list[FolderPerson]:
         photos = image_files(folder)
         if photos:
             strangers.append(FolderPerson(folder.name, folder.name.replace("_", " ").strip(), photos))
-    loose = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    for photo in loose:
+    for photo in loose_photos(root):
         digest = hashlib.sha256(photo.read_bytes()).hexdigest()
         strangers.append(FolderPerson(digest, photo.name, [photo]))
     if not strangers:
