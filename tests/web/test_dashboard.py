@@ -15,6 +15,18 @@ from tests.conftest import FACES, LFW10
 from tests.web.browser import ADMIN_KEY, READ_KEY, TIMEOUT_MS, Server, assert_accessible, login, shot
 
 
+# The texts of Try it's tags, and the pairs of them that cover each other as drawn.
+TAGS_COVERED = """() => {
+  const tags = [...document.querySelectorAll("#result .tag")];
+  const rects = tags.map((tag) => tag.getBoundingClientRect());
+  const covered = [];
+  rects.forEach((a, i) => rects.slice(i + 1).forEach((b, j) => {
+    if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) covered.push([i, i + j + 1]);
+  }));
+  return { tags: tags.map((tag) => tag.textContent), covered };
+}"""
+
+
 def _register(page: Page, name: str, photos: list[Path]) -> None:
     page.goto(page.url.split("#")[0] + "#/people")
     page.get_by_label("Name", exact=True).fill(name)
@@ -117,7 +129,18 @@ def test_the_dashboard_end_to_end(page: Page, server: Server, tmp_path: Path) ->
     ]
     assert layout["off"] == [] and layout["sideways"] <= 0, layout
     shot(page, server, "04-try-it-group-375")
+    # Three faces side by side: on a phone their named tags covered each other ("2 unknown" over
+    # "1 unknown"), so there they carry their numbers; on a wide screen, where they fit, their names.
+    page.locator("#probe").set_input_files(str(FACES / "multi" / "face_recognition_obama_and_biden.jpg"))
+    expect(page.locator("#result .box")).to_have_count(3)
+    expect(page.locator("#result .tag").first).to_have_text("1")
+    narrow = page.evaluate(TAGS_COVERED)
+    assert narrow["covered"] == [] and narrow["tags"] == ["1", "2", "3"], narrow
+    shot(page, server, "04-try-it-three-375")
     page.set_viewport_size({"width": 1440, "height": 1000})
+    expect(page.locator("#result .tag").first).to_have_text("1 unknown")
+    wide = page.evaluate(TAGS_COVERED)
+    assert wide["covered"] == [] and wide["tags"] == ["1 unknown", "2 unknown", "3 unknown"], wide
 
     # Versions: roll back to version 2, then look at its quality.
     page.goto(server.url + "/#/versions")

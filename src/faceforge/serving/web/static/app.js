@@ -156,6 +156,18 @@ function boxOverlay(box, width, height, label, unknown = false) {
 // With more faces than this, boxes carry their number only; the list below says who each one is.
 const NAMED_BOXES = 4;
 
+// Tags carry "number name" while no two of them cover each other as drawn, else their number only
+// (three faces side by side on a phone: "2 unknown" covered "1 unknown"). Judged on the drawn sizes,
+// again whenever the photo's width changes (rotating a phone, resizing a window).
+function fitTags(frame) {
+  const tags = [...frame.querySelectorAll(".tag")];
+  tags.forEach((tag) => { tag.textContent = tag.dataset.full; });
+  const rects = tags.map((tag) => tag.getBoundingClientRect());
+  const covered = rects.some((a, i) => rects.slice(i + 1).some((b) =>
+    a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom));
+  if (covered) tags.forEach((tag) => { tag.textContent = tag.dataset.short; });
+}
+
 // A button that opens the file chooser (keyboard: Tab to it, Enter or Space); the input itself stays
 // hidden. `onFiles` gets the chosen files.
 function filePicker({ id, text, multiple = false, onFiles }) {
@@ -493,6 +505,7 @@ function faceLine(found) {
 
 async function tryPage() {
   const result = el("div", { id: "result", "aria-live": "polite" });
+  let tagsFitter = null;
   async function identify(file) {
     say("");  // an older notice says nothing about this photo
     result.replaceChildren(el("p", { text: "Looking…" }));
@@ -507,8 +520,13 @@ async function tryPage() {
       answer.faces.forEach((face, index) => {
         const name = face.match ? face.match.name : "unknown";
         const label = answer.faces.length > NAMED_BOXES ? `${index + 1}` : `${index + 1} ${name}`;
-        frame.append(boxOverlay(face.box, image.naturalWidth, image.naturalHeight, label, !face.match));
+        const box = boxOverlay(face.box, image.naturalWidth, image.naturalHeight, label, !face.match);
+        Object.assign(box.firstChild.dataset, { full: label, short: `${index + 1}` });
+        frame.append(box);
       });
+      tagsFitter?.disconnect();  // the previous photo's frame is gone
+      tagsFitter = new ResizeObserver(() => fitTags(frame));
+      tagsFitter.observe(frame);
       result.replaceChildren(
         el("p", { class: "muted", text: `model version ${answer.version}: ${plural(answer.faces.length, "face")}` }),
         el("div", { class: "probe" }, frame),
