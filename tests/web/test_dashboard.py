@@ -14,14 +14,14 @@ from faceforge.core.dataset import image_files
 from tests.conftest import FACES, LFW10
 from tests.web.browser import ADMIN_KEY, READ_KEY, TIMEOUT_MS, Server, assert_accessible, login, shot
 
-
 # The texts of Try it's tags, and the pairs of them that cover each other as drawn.
 TAGS_COVERED = """() => {
   const tags = [...document.querySelectorAll("#result .tag")];
   const rects = tags.map((tag) => tag.getBoundingClientRect());
   const covered = [];
   rects.forEach((a, i) => rects.slice(i + 1).forEach((b, j) => {
-    if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) covered.push([i, i + j + 1]);
+    const meet = a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+    if (meet) covered.push([i, i + j + 1]);
   }));
   return { tags: tags.map((tag) => tag.textContent), covered };
 }"""
