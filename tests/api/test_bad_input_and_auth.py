@@ -71,7 +71,7 @@ def test_registration_rejections(tmp_path: Path, database_url: str, settings: Se
             "/api/v1/people", data={"name": "ok"}, content=b"x" * 200, headers={"content-length": str(10**10)}
         )
         _error(oversized, 413, "request_too_large")
-        assert client.get("/no/such/path").json() == {"error": "not found"}
+        _error(client.get("/no/such/path"), 404, "not_found")  # outside the API too, the same shape
         _error(client.get("/api/v1/people/12345"), 404, "not_found")
         _error(client.get("/api/v1/models/current"), 409, "model_not_ready")
         legacy_missing = client.post(f"{LEGACY}/user/register", data={"position": "cook"})
@@ -280,6 +280,11 @@ def test_api_keys(tmp_path: Path, database_url: str, settings: Settings) -> None
         person = created.json()["id"]
         thumbnail = client.get(f"/api/v1/people/{person}/thumbnail", headers={"X-API-Key": "reader"})
         assert "photos" in _error(thumbnail, 403, "forbidden")["message"]
+        # DeepStack's clients send their key as the form field api_key: the refusal names it.
+        keyless = client.post("/v1/vision/face/list", data={})
+        assert keyless.status_code == 401 and "api_key" in keyless.json()["error"], keyless.text
+        unknown_user = client.post("/v1/vision/face/delete", data={"userid": "Nobody", "api_key": "admin-1"})
+        assert unknown_user.json() == {"success": False, "error": "userid Nobody is not found"}
 
 
 def test_a_wrong_key_is_refused_before_the_body_is_read(

@@ -152,7 +152,11 @@ def form_key_error(request: Request, key: str | None, needed: Access) -> AuthErr
     raw = [(name, value) for name, value in request.headers.raw if name not in _KEY_HEADERS]
     headers = Headers(raw=raw + ([(b"x-api-key", key.encode())] if key else []))
     client = request.client.host if request.client else None
-    return access_error(_settings(request), headers, client, needed)
+    error = access_error(_settings(request), headers, client, needed)
+    if error is not None and not key and error.code == "unauthorized":
+        # Said in these clients' own terms: they send the key in the form, not a header.
+        return AuthError("unauthorized", "an API key is required (the form field api_key, or X-API-Key)", 401)
+    return error
 
 
 def _settings(request: Request) -> Settings:

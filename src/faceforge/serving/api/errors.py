@@ -327,7 +327,7 @@ def install_error_handlers(app: FastAPI) -> None:
         status, detail = error.status_code, str(error.detail)
         headers = dict(error.headers or {})
         if status == 404 and not request.url.path.startswith((API_PREFIX, LEGACY_PREFIX, DEEPSTACK_PREFIX)):
-            return JSONResponse({"error": "not found"}, 404)
+            return _respond(request, 404, "not_found", f"nothing is served at {request.url.path}")
         if status == 405:
             headers["Allow"] = _allowed_methods(request)
             return _respond(

@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.datastructures import FormData, UploadFile
 
-from faceforge.core.errors import InvalidImageError, RequestRejectedError
+from faceforge.core.errors import InvalidImageError, NotFoundError, RequestRejectedError
 from faceforge.serving.api.access import Access, PublicAccess, form_key_error
 from faceforge.serving.api.blocking import run_blocking
 from faceforge.serving.api.deps import ServicesDep
@@ -160,7 +160,11 @@ async def list_faces(request: Request, services: ServicesDep) -> dict[str, Any]:
 @router.post("/delete")
 async def delete(request: Request, services: ServicesDep) -> dict[str, Any]:
     form = await _form(request, Access.ADMIN)
-    await run_blocking(services.compat.delete_subject, _text(form, "userid"))
+    userid = _text(form, "userid")
+    try:
+        await run_blocking(services.compat.delete_subject, userid)
+    except NotFoundError:
+        raise NotFoundError(f"userid {userid} is not found") from None  # DeepStack's word, not "Subject"
     return {"success": True}
 
 
