@@ -196,6 +196,15 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
     expect(page.get_by_role("button", name="Delete photo")).to_have_count(0)
     expect(page.locator("#only-photo")).to_be_visible()
     server.api("DELETE", f"/api/v1/strangers/{noted.json()['id']}")
+    # One imported from a loose photo has its sha256 for a source: 64 digits ran over five lines.
+    digest = hashlib.sha256(hugo[5].read_bytes()).hexdigest()
+    upload = [("photos", (hugo[5].name, hugo[5].read_bytes(), "image/jpeg"))]
+    loose = server.api("POST", "/api/v1/strangers?train=false", data={"source": digest}, files=upload)
+    open_page(page, server, f"#/strangers/{loose.json()['id']}")
+    expect(page.locator("#stranger-summary")).to_contain_text(f"from a photo (sha256 {digest[:12]}…)")
+    expect(page.locator("#stranger-summary")).not_to_contain_text(digest)
+    assert page.locator("#stranger-summary").get_attribute("title") == digest
+    server.api("DELETE", f"/api/v1/strangers/{loose.json()['id']}")
     page.set_viewport_size({"width": 1440, "height": 1000})
 
     # A read key: the same page, no faces, no controls.

@@ -8,6 +8,10 @@ const PAGE_SIZE = 24;
 const CROP_MARGIN = 0.6;
 
 const labelOf = (stranger) => stranger.note || `stranger ${stranger.id}`;
+// Where a stranger came from. One imported from a loose photo is found again by its sha256, whose
+// 64 digits say nothing to a person and ran over five lines on a phone: shortened, whole on hover.
+const fromText = (source) => (!source ? null
+  : /^[0-9a-f]{64}$/.test(source) ? `from a photo (sha256 ${source.slice(0, 12)}…)` : `from ${source}`);
 
 // Deletes the stranger after asking; `then` runs once they are gone.
 function deleteButton(ui, stranger, text, then) {
@@ -28,7 +32,7 @@ function strangerCard(ui, stranger) {
   const picture = el("div", { class: "avatar", "aria-hidden": "true", text: "?" });
   const card = el("div", { class: "person stranger", id: `stranger-${stranger.id}` }, picture,
     el("a", { class: "name", href: `#/strangers/${stranger.id}`, text: label }),
-    el("div", { class: "muted", text: [plural(stranger.photo_count, "photo"), stranger.source ? `from ${stranger.source}` : null].filter(Boolean).join(" · ") }));
+    el("div", { class: "muted", title: stranger.source || "", text: [plural(stranger.photo_count, "photo"), fromText(stranger.source)].filter(Boolean).join(" · ") }));
   if (stranger.thumbnail_url) {
     blobUrl(stranger.thumbnail_url).then((url) => {
       picture.replaceWith(el("img", { class: "avatar", src: url, alt: "" }));
@@ -72,7 +76,8 @@ export async function strangerPage(ui, match) {
   const onlyPhoto = el("p", { class: "muted", id: "only-photo", text: "Their only photo goes with them: delete the stranger to forget them." });
   const draw = () => {
     onlyPhoto.hidden = !(admin() && stranger.photos.length === 1);
-    summary.textContent = [plural(stranger.photo_count, "photo"), stranger.source ? `from ${stranger.source}` : null,
+    summary.title = stranger.source || "";
+    summary.textContent = [plural(stranger.photo_count, "photo"), fromText(stranger.source),
       `added ${when(stranger.created_at)}`].filter(Boolean).join(" · ");
     const deletable = admin() && stranger.photos.length > 1;
     grid.replaceChildren(...stranger.photos.map((photo, k) => strangerPhoto(ui, label, photo, k + 1,
