@@ -4,6 +4,8 @@ training does, and plots and file tables readable on a phone."""
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -134,6 +136,20 @@ def test_quality_and_files_read_well_on_a_phone(page: Page, server: Server, thre
         }"""
     )
     assert inside > 0
+    # Axes labelled at round steps (1, 2, 2.5 or 5 times a power of ten), not the range divided evenly
+    # (a tester read 6, 11, 17, 22, 28 % and 20, 36, 52, 68, 84 %).
+    labels = page.evaluate(
+        """() => [...document.querySelectorAll("svg.plot")].flatMap((svg) => ["tick-x", "tick-y"].map(
+            (kind) => [...svg.querySelectorAll(`text.${kind}`)].map((t) => parseFloat(t.textContent))))"""
+    )
+    assert len(labels) == 4 and all(len(axis) >= 3 for axis in labels), labels
+    for axis in labels:
+        steps = {round(b - a, 6) for a, b in itertools.pairwise(axis)}
+        assert len(steps) == 1, axis
+        (step,) = steps
+        mantissa = step / 10 ** math.floor(math.log10(step))
+        assert any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5)), axis
+        assert all(math.isclose(v / step, round(v / step), abs_tol=1e-6) for v in axis), axis
 
     # The version's files: each name on one line, each row within the screen.
     open_page(page, server, "#/versions")

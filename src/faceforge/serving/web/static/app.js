@@ -708,6 +708,18 @@ function plotWidth() {
   return Math.round(Math.max(280, Math.min(760, inner)));
 }
 
+// Ticks at a round step (1, 2, 2.5 or 5 times a power of ten) within [low, high], about `count` steps
+// apart: dividing the range evenly labelled axes 6, 11, 17, 22, 28 % or 20, 36, 52, 68, 84 %.
+function roundTicks(low, high, count) {
+  const wanted = (high - low) / count;
+  if (!(wanted > 0)) return [low];
+  const power = 10 ** Math.floor(Math.log10(wanted));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((candidate) => candidate >= wanted * 0.999);
+  const values = [];
+  for (let k = Math.ceil(low / step - 1e-9); k * step <= high + 1e-9 * step; k++) values.push(k * step);
+  return values;
+}
+
 // axes: {x: [low, high], y: [low, high]} as drawn; ticks are labelled with `xText` / `yText`.
 function plotFrame(title, xLabel, yLabel, axes, { xText, yText, legend = [] }) {
   const W = plotWidth();
@@ -725,12 +737,12 @@ function plotFrame(title, xLabel, yLabel, axes, { xText, yText, legend = [] }) {
       svg("text", { x: L + 15, y: 37 + 16 * k, "font-size": 12 }, text));
   });
   const ticks = narrow ? 4 : 5;
-  for (let i = 0; i <= ticks; i++) {
-    const yv = (axes.yTicks || ys)[0] + (((axes.yTicks || ys)[1] - (axes.yTicks || ys)[0]) * i) / ticks;
-    const xv = (axes.xTicks || xs)[0] + (((axes.xTicks || xs)[1] - (axes.xTicks || xs)[0]) * i) / ticks;
+  for (const yv of roundTicks(...(axes.yTicks || ys), ticks)) {
     root.append(svg("line", { x1: L, x2: W - R, y1: y(yv), y2: y(yv), stroke: "#e5e7eb" }));
-    root.append(svg("text", { x: L - 5, y: y(yv) + 4, "text-anchor": "end", "font-size": 12 }, yText(yv)));
-    root.append(svg("text", { x: x(xv), y: H - B + 17, "text-anchor": "middle", "font-size": 12 }, xText(xv)));
+    root.append(svg("text", { class: "tick-y", x: L - 5, y: y(yv) + 4, "text-anchor": "end", "font-size": 12 }, yText(yv)));
+  }
+  for (const xv of roundTicks(...(axes.xTicks || xs), ticks)) {
+    root.append(svg("text", { class: "tick-x", x: x(xv), y: H - B + 17, "text-anchor": "middle", "font-size": 12 }, xText(xv)));
   }
   root.append(svg("line", { x1: L, x2: L, y1: T, y2: H - B, stroke: "#333" }), svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, stroke: "#333" }));
   root.append(svg("text", { x: (L + W - R) / 2, y: H - 8, "text-anchor": "middle", "font-size": 12 }, xLabel));
@@ -738,7 +750,8 @@ function plotFrame(title, xLabel, yLabel, axes, { xText, yText, legend = [] }) {
   return { root, x, y, W, H, T, B, L, R };
 }
 
-const asPercent = (v) => (100 * v).toFixed(0) + "%";
+// Whole percents, or one decimal where a tick's round step is below 1 % (a histogram of small shares).
+const asPercent = (v) => { const p = 100 * v; return (Math.abs(p - Math.round(p)) < 1e-6 ? p.toFixed(0) : p.toFixed(1)) + "%"; };
 
 function histogramPlot(quality) {
   const { edges, genuine, impostor } = quality.histogram;
