@@ -74,3 +74,9 @@ def test_types_are_strict(client: TestClient) -> None:
     misplaced = client.post("/api/v1/identify?threshold=0.99&top_k=2", files=photo)
     assert misplaced.status_code == 400 and misplaced.json()["error"]["code"] == "invalid_request"
     assert misplaced.json()["error"]["message"].startswith("threshold, top_k: send as multipart form fields")
+    # Not a number is said to be one, not to be "less than or equal to 1".
+    for value in ("nan", "inf", "-inf"):
+        answer = client.post("/api/v1/identify", files=photo, data={"threshold": value})
+        assert answer.status_code == 400 and "finite number" in answer.json()["error"]["message"], answer.text
+    det = client.post("/api/v1/recognition/recognize?det_prob_threshold=nan", files={"file": photo["photo"]})
+    assert det.status_code == 400 and "finite number" in det.json()["message"], det.text

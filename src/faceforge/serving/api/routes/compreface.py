@@ -39,7 +39,10 @@ verify_read = APIRouter(
 routers = (read, admin, verify_read)
 
 ImageFile = Annotated[UploadFile, File(description="the photo")]
-DetProb = Annotated[float | None, Query(ge=0.0, le=1.0, description="faces detected less surely are ignored")]
+DetProb = Annotated[
+    float | None,
+    Query(ge=0.0, le=1.0, allow_inf_nan=False, description="faces detected less surely are ignored"),
+]
 # A list: CompreFace (Spring) joins a repeated `face_plugins` with commas, and clients that build it from
 # a list send it so; the one query parameter that may repeat (``deps.REPEATABLE_QUERY``).
 Plugins = Annotated[

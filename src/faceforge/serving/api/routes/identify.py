@@ -36,7 +36,12 @@ async def identify(
     photo: Annotated[UploadFile, File(description="a photo with zero or more faces")],
     threshold: Annotated[
         float | None,
-        Form(ge=-1.0, le=1.0, description="override the version's calibrated threshold (cosine)"),
+        Form(
+            ge=-1.0,
+            le=1.0,
+            allow_inf_nan=False,
+            description="override the version's calibrated threshold (cosine)",
+        ),
     ] = None,
     top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K, description="candidates per face")] = 3,
     version: Annotated[
