@@ -7,7 +7,8 @@ does not know (it MUST) or of invalid syntax (it MAY), serve the satisfiable ran
 answer 416 only when none is. So ``RangedFileResponse`` reads the header first: a Range to ignore is
 taken out of the request (the whole file, 200), a set is cut to its satisfiable ranges, and only a set
 of which none is satisfiable gets 416, in the API's JSON error shape with ``Content-Range: bytes */size``.
-An ``If-Range`` that does not name this file (strong comparison) means the whole file too.
+An ``If-Range`` that does not name this file (its ETag or Last-Modified, compared strongly) means the
+whole file too. An empty file is always sent whole.
 """
 
 from __future__ import annotations
@@ -15,35 +16,38 @@ from __future__ import annotations
 import os
 import re
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.responses import FileResponse, JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from faceforge.serving.api.errors import dialect_of, error_body
 
-# One range-spec: "first-last", "first-" or "-suffix" (digits only; whitespace around is allowed).
-_SPEC = re.compile(r"\s*(?:(\d+)-(\d*)|-(\d+))\s*")
+# One range-spec: "first-last", "first-" or "-suffix" (whitespace around is allowed). At most 18
+# digits: no file is an exabyte, and Python refuses to read numbers of more than 4,300 digits (a 500).
+_SPEC = re.compile(r"\s*(?:(\d{1,18})-(\d{0,18})|-(\d{1,18}))\s*")
 
 
 def satisfiable_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
     """The byte ranges (first, last inclusive) of ``header`` that lie in a file of ``size`` bytes.
-    ``None``: the header is to be ignored (another unit, or not a valid ranges-set); ``[]``: valid,
-    and no range is satisfiable (416)."""
+    ``None``: the header is to be ignored (another unit, not a valid ranges-set, or an empty file,
+    which has no bytes to range over and is sent whole); ``[]``: valid, and no range is satisfiable
+    (416)."""
     unit, separator, specs = header.partition("=")
     if not separator or unit.strip().lower() != "bytes":
         return None
+    elements = [spec for spec in specs.split(",") if spec.strip()]  # the list grammar allows empty ones
+    if not elements or size == 0:
+        return None
     ranges: list[tuple[int, int]] = []
-    for spec in specs.split(","):
-        if not spec.strip():
-            continue  # the grammar allows empty elements in a list: "bytes=0-9,,20-29"
+    for spec in elements:
         match = _SPEC.fullmatch(spec)
         if match is None:
             return None
         first, last, suffix = match.groups()
         if suffix is not None:
-            length = int(suffix)
-            if length > 0 and size > 0:
-                ranges.append((max(size - length, 0), size - 1))
+            if int(suffix) > 0:
+                ranges.append((max(size - int(suffix), 0), size - 1))
             continue
         start = int(first)
         end = int(last) if last else size - 1
@@ -51,8 +55,6 @@ def satisfiable_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
             return None  # "5-2" is not a valid range-spec, so neither is the set
         if start < size:
             ranges.append((start, min(end, size - 1)))
-    if not specs.strip():
-        return None
     return ranges
 
 
@@ -70,14 +72,23 @@ class RangedFileResponse(FileResponse):
         ):
             await super().__call__(scope, receive, send)
             return
-        if_range = headers.get("if-range")
-        size = os.stat(self.path).st_size
+        # The file's own validators first (Starlette would add them only as it sends): If-Range is
+        # compared with them, and the size decides what is satisfiable. Off the event loop: the home
+        # may be on a network file system.
+        if self.stat_result is None:
+            try:
+                self.stat_result = await anyio.to_thread.run_sync(os.stat, self.path)
+            except FileNotFoundError:
+                raise RuntimeError(f"File at path {self.path} does not exist.") from None
+            self.set_stat_headers(self.stat_result)
+        size = self.stat_result.st_size
         ranges = satisfiable_ranges(header, size)
+        if_range = headers.get("if-range")
         if if_range is not None and if_range.strip() not in (
             self.headers.get("etag"),
             self.headers.get("last-modified"),
         ):
-            ranges = None  # the client's copy is of another file: it needs the whole of this one
+            ranges = None  # the client's part is of another file (or a weak validator): the whole of this one
         if ranges == []:
             body = error_body(
                 "range_not_satisfiable",

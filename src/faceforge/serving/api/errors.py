@@ -139,6 +139,8 @@ _DESCRIPTIONS = {
     404: "no such person, photo, version or file (`not_found`)",
     409: "conflicts with the current state (`conflict`, `model_not_ready`)",
     413: "too large: `request_too_large`, `file_too_large`, `too_many_photos`, `image_too_large`",
+    416: "no range of the `Range` header lies within the file (`range_not_satisfiable`; `Content-Range: "
+    "bytes */<size>`); a `Range` of another unit or of invalid syntax is ignored (200, the whole file)",
     422: "photos were sent and none was accepted (`photos_rejected`, with every photo's verdict)",
     500: "a fault of the server (`internal_error`, or the cause, e.g. a damaged model version); logged",
     503: "retry after the `Retry-After` seconds: too much vision work queued (`busy`), the database "

@@ -154,7 +154,7 @@ def person_thumbnail(services: ServicesDep, person_id: PersonId) -> Response:
 @admin.get(
     "/{person_id}/photos/{photo_id}/file",
     response_class=FileResponse,
-    responses={200: {"content": {"image/*": {}}}, **error_responses(404)},
+    responses={200: {"content": {"image/*": {}}}, **error_responses(404, 416)},
 )
 def photo_file(
     services: ServicesDep, person_id: PersonId, photo_id: PhotoId, size: SizeQuery = None

@@ -149,7 +149,7 @@ def stranger_thumbnail(services: ServicesDep, stranger_id: StrangerId) -> Respon
 @admin.get(
     "/{stranger_id}/photos/{photo_id}/file",
     response_class=FileResponse,
-    responses={200: {"content": {"image/*": {}}}, **error_responses(404)},
+    responses={200: {"content": {"image/*": {}}}, **error_responses(404, 416)},
 )
 def stranger_photo_file(
     services: ServicesDep, stranger_id: StrangerId, photo_id: PhotoId, size: SizeQuery = None
