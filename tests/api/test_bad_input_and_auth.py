@@ -510,5 +510,12 @@ def test_text_filters_with_control_characters_are_400_on_every_database(quiet_cl
     for query in ("q=%00", "q=Ada%00", "q=%0A", "external_id=%00", "q=%7F"):
         _error(quiet_client.get(f"/api/v1/people?{query}"), 400, "invalid_request")
     _error(quiet_client.get("/api/v1/strangers?source=%00"), 400, "invalid_request")
+    # The compatibility APIs look subjects up by name: one with a control character is nobody.
+    for answer in (
+        quiet_client.delete("/api/v1/recognition/subjects/%00"),
+        quiet_client.get("/api/v1/recognition/faces?subject=%00"),
+        quiet_client.post("/v1/vision/face/delete", data={"userid": "\x00"}),
+    ):
+        assert answer.status_code in (200, 400, 404), (answer.request.url, answer.text)
     assert quiet_client.get("/api/v1/people?q=ada").json()["total"] == 1  # ordinary text still filters
     assert quiet_client.get("/api/v1/people?q=Ada Lovelace").json()["total"] == 1

@@ -155,7 +155,7 @@ def form_key_error(request: Request, key: str | None, needed: Access) -> AuthErr
     error = access_error(_settings(request), headers, client, needed)
     if error is not None and not key and error.code == "unauthorized":
         # Said in these clients' own terms: they send the key in the form, not a header.
-        return AuthError("unauthorized", "an API key is required (the form field api_key, or X-API-Key)", 401)
+        return AuthError("unauthorized", "an API key is required: the form field api_key", 401)
     return error
 
 

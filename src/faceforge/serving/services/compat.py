@@ -18,6 +18,7 @@ and similarities are the version's calibrated probabilities.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 
@@ -77,6 +78,8 @@ class CompatService:
 
     # -- subjects ---------------------------------------------------------------------------------
     def subject(self, name: str) -> Person | None:
+        if any(unicodedata.category(c) == "Cc" for c in name):
+            return None  # no name holds a control character (and PostgreSQL refuses a NUL: a 500)
         with self.people.sessions() as session:
             return people_store.find_by_name(session, name=name.strip())
 
