@@ -63,6 +63,7 @@ def test_build_writes_every_file_and_a_report(
     out = tmp_path / "out"
     report = _build(settings, out, dataset)
     assert report["ignored"] == [str(dataset / "stray.jpg")]
+    assert "Ignored photos (1)" in (out / "report.html").read_text()  # in the page too
     assert {p.name for p in out.iterdir()} == MODEL_FILES | REPORT_FILES
     assert set(report["files"]) == MODEL_FILES | REPORT_FILES
     assert report["people"] == 10 and report["held_out_photos"] == 20 and report["enrolled_photos"] == 80
@@ -121,3 +122,11 @@ def test_build_refuses_a_folder_in_use_and_bad_datasets(tmp_path: Path, settings
     )
     assert missing.exit_code == 2 and missing.stderr.strip().count("\n") == 0
     assert not (tmp_path / "o").exists()
+    # Unknowns from the people's own folders would be counted as strangers: refused before any work.
+    inside = runner.invoke(
+        app,
+        ["build", "--dataset", str(LFW10), "--out", str(tmp_path / "u"),
+         "--unknown", str(LFW10 / "Colin_Powell"), "--home", str(settings.home)],
+    )  # fmt: skip
+    assert inside.exit_code == 2 and inside.stderr.startswith("error: --unknown must not be --dataset")
+    assert inside.stderr.strip().count("\n") == 0 and not (tmp_path / "u").exists()

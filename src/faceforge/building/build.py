@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import SecretStr
 
 from faceforge.core.config import Settings
-from faceforge.core.dataset import image_files
+from faceforge.core.dataset import image_files, overlapping
 from faceforge.core.errors import DatasetError, TrainingError
 from faceforge.core.faces import PhotoFaces
 from faceforge.serving.services.bulk_import import (
@@ -77,6 +77,11 @@ def build_model(
     out = options.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(f"{out} exists and is not an empty folder")
+    if options.unknown is not None and overlapping(options.dataset, options.unknown):
+        raise DatasetError(
+            "--unknown must not be --dataset, inside it or hold it: enrolled people's photos "
+            "would be counted as strangers"
+        )
     enrolled, held = split_people(scan_folders(options.dataset), options.holdout, options.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-build-", dir=out.parent))

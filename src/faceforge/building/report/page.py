@@ -54,6 +54,7 @@ def report_page(report: dict[str, Any], plots: list[str]) -> str:
             for d in report["suspected_duplicates"]
         ],
     )
+    ignored = "".join(f"<li><code>{escape(path)}</code></li>" for path in report["ignored"])
     files = "".join(f"<li><code>{escape(name)}</code></li>" for name in report["files"])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -67,6 +68,8 @@ def report_page(report: dict[str, Any], plots: list[str]) -> str:
 <h2>Quality</h2>{images}
 <h2>Refused photos ({len(report["refused"])})</h2>{refused}
 <h2>Suspected duplicates ({len(report["suspected_duplicates"])})</h2>{duplicates}
+<h2>Ignored photos ({len(report["ignored"])})</h2>
+<p>Beside the person folders, so nobody's: each person is a sub-folder named after them.</p><ul>{ignored}</ul>
 <h2>Files</h2><ul>{files}</ul>
 </body></html>
 """
