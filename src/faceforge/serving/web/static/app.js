@@ -710,15 +710,18 @@ function plotWidth() {
 
 // Ticks at a round step (1, 2, 2.5 or 5 times a power of ten) within [low, high], about `count` steps
 // apart: dividing the range evenly labelled axes 6, 11, 17, 22, 28 % or 20, 36, 52, 68, 84 %.
+// Returns the values and the step, whose decimals the labels show (a 2.5 % step labelled 0.3 %).
 function roundTicks(low, high, count) {
   const wanted = (high - low) / count;
-  if (!(wanted > 0)) return [low];
+  if (!(wanted > 0)) return [[low], 1];
   const power = 10 ** Math.floor(Math.log10(wanted));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((candidate) => candidate >= wanted * 0.999);
   const values = [];
   for (let k = Math.ceil(low / step - 1e-9); k * step <= high + 1e-9 * step; k++) values.push(k * step);
-  return values;
+  return [values, step];
 }
+// The decimals that write `x` exactly (up to 6): a step of 0.025 needs 3.
+const decimalsFor = (x) => [0, 1, 2, 3, 4, 5, 6].find((d) => Math.abs(x * 10 ** d - Math.round(x * 10 ** d)) < 1e-6) ?? 6;
 
 // axes: {x: [low, high], y: [low, high]} as drawn; ticks are labelled with `xText` / `yText`.
 function plotFrame(title, xLabel, yLabel, axes, { xText, yText, legend = [] }) {
@@ -737,12 +740,14 @@ function plotFrame(title, xLabel, yLabel, axes, { xText, yText, legend = [] }) {
       svg("text", { x: L + 15, y: 37 + 16 * k, "font-size": 12 }, text));
   });
   const ticks = narrow ? 4 : 5;
-  for (const yv of roundTicks(...(axes.yTicks || ys), ticks)) {
+  const [yValues, yStep] = roundTicks(...(axes.yTicks || ys), ticks);
+  for (const yv of yValues) {
     root.append(svg("line", { x1: L, x2: W - R, y1: y(yv), y2: y(yv), stroke: "#e5e7eb" }));
-    root.append(svg("text", { class: "tick-y", x: L - 5, y: y(yv) + 4, "text-anchor": "end", "font-size": 12 }, yText(yv)));
+    root.append(svg("text", { class: "tick-y", x: L - 5, y: y(yv) + 4, "text-anchor": "end", "font-size": 12 }, yText(yv, yStep)));
   }
-  for (const xv of roundTicks(...(axes.xTicks || xs), ticks)) {
-    root.append(svg("text", { class: "tick-x", x: x(xv), y: H - B + 17, "text-anchor": "middle", "font-size": 12 }, xText(xv)));
+  const [xValues, xStep] = roundTicks(...(axes.xTicks || xs), ticks);
+  for (const xv of xValues) {
+    root.append(svg("text", { class: "tick-x", x: x(xv), y: H - B + 17, "text-anchor": "middle", "font-size": 12 }, xText(xv, xStep)));
   }
   root.append(svg("line", { x1: L, x2: L, y1: T, y2: H - B, stroke: "#333" }), svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, stroke: "#333" }));
   root.append(svg("text", { x: (L + W - R) / 2, y: H - 8, "text-anchor": "middle", "font-size": 12 }, xLabel));
@@ -750,8 +755,8 @@ function plotFrame(title, xLabel, yLabel, axes, { xText, yText, legend = [] }) {
   return { root, x, y, W, H, T, B, L, R };
 }
 
-// Whole percents, or one decimal where a tick's round step is below 1 % (a histogram of small shares).
-const asPercent = (v) => { const p = 100 * v; return (Math.abs(p - Math.round(p)) < 1e-6 ? p.toFixed(0) : p.toFixed(1)) + "%"; };
+// A tick in percent, with as many decimals as its axis's step needs (whole percents mostly).
+const asPercent = (v, step = 0.01) => (100 * v).toFixed(decimalsFor(100 * step)) + "%";
 
 function histogramPlot(quality) {
   const { edges, genuine, impostor } = quality.histogram;
@@ -760,7 +765,7 @@ function histogramPlot(quality) {
   const top = Math.max(0.01, ...g, ...i) * 1.1;
   const plot = plotFrame("Similarity of enrolled photos", "cosine similarity", "share of photos",
     { x: [edges[0], edges[edges.length - 1]], y: [0, top] },
-    { xText: (v) => v.toFixed(2), yText: asPercent, legend: [["#2a9d5c", "own person, held out"], ["#d1495b", "best other person"]] });
+    { xText: (v, step) => v.toFixed(Math.max(2, decimalsFor(step))), yText: asPercent, legend: [["#2a9d5c", "own person, held out"], ["#d1495b", "best other person"]] });
   for (const [shares, colour] of [[i, "#d1495b"], [g, "#2a9d5c"]]) {
     shares.forEach((s, k) => {
       if (s > 0) plot.root.append(svg("rect", { x: plot.x(edges[k]), y: plot.y(s), width: plot.x(edges[k + 1]) - plot.x(edges[k]), height: plot.y(0) - plot.y(s), fill: colour, "fill-opacity": 0.6 }));
