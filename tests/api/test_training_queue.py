@@ -240,3 +240,29 @@ def test_work_before_any_training_is_reported_with_its_stage(
         assert (status["stage"], status["progress"]) == (None, 0.0)
     engine.dispose()
     worker.lease.release()
+
+
+@BOTH_DATABASES
+def test_a_queued_request_says_whether_a_worker_runs(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    """Under `serve --workers N` the API processes train nothing: a request stayed "queued" with
+    nothing saying that no `faceforge worker` was running. The trainer's lease tells, however the
+    worker ended (the lock goes with its process or session)."""
+    app_settings, worker = _standby_app(tmp_path, database_url, settings)
+    with local_client(create_app(app_settings)) as client:
+        idle = client.get("/api/v1/training").json()
+        assert idle["state"] == "idle" and idle["trainer_running"] is None and idle["message"] is None
+        photos = photo_fields(image_files(LFW10 / "Vladimir_Putin")[:2])
+        assert client.post("/api/v1/people", data={"name": "Putin"}, files=photos).status_code == 201
+        waiting = client.get("/api/v1/training").json()
+        assert waiting["state"] == "queued" and waiting["trainer_running"] is False, waiting
+        assert "start `faceforge worker`" in waiting["message"]
+        assert worker.lease.try_acquire()  # a worker starts
+        try:
+            seen = client.get("/api/v1/training").json()
+            assert seen["state"] == "queued" and seen["trainer_running"] is True and seen["message"] is None
+            assert worker.lease.verify()  # looking did not take the lease from it
+        finally:
+            worker.lease.release()
+        assert client.get("/api/v1/training").json()["trainer_running"] is False  # it stopped

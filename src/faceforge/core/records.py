@@ -74,6 +74,9 @@ class TrainingStatus:
     last_failure_version: int | None
     last_failure_at: datetime | None
     last_failure_message: str | None
+    # Read only while a request waits (state queued): whether a training worker runs for this
+    # database (``storage.trainer_presence``); ``None`` otherwise, or where it cannot be known.
+    trainer_running: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from faceforge.core.records import (
     VersionStatus,
 )
 from faceforge.storage.tables import ModelVersionRow, TrainingStateRow, as_utc, as_utc_required, utcnow
+from faceforge.storage.trainer_presence import trainer_running
 
 WORKER_LOST = "the worker building this version stopped responding; the training was taken over"
 
@@ -74,6 +75,7 @@ def training_status(session: Session, *, stale_after: float) -> TrainingStatus:
         last_failure_version=row.last_failure_version,
         last_failure_at=as_utc(row.last_failure_at),
         last_failure_message=row.last_failure_message,
+        trainer_running=trainer_running(session) if state is TrainingState.QUEUED else None,
     )
 
 

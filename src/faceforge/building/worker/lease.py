@@ -21,13 +21,14 @@ connection fails; otherwise both would train, each failing the other's running v
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine, text
+
+from faceforge.storage.trainer_presence import ADVISORY_LOCK_HELD, PLACE, advisory_key, key_halves, lease_file
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,6 @@ class WorkerLease(Protocol):
     def release(self) -> None: ...
 
 
-def _advisory_key(place: str) -> int:
-    return int.from_bytes(
-        hashlib.sha256(f"faceforge-trainer:{place}".encode()).digest()[:8], "big", signed=True
-    )
-
-
 class PostgresLease:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -62,10 +57,8 @@ class PostgresLease:
             return True
         connection = self.engine.connect()
         try:
-            place = connection.execute(
-                text("SELECT current_database() || '/' || current_schema()")
-            ).scalar_one()
-            key = _advisory_key(place)
+            place = connection.execute(text(PLACE)).scalar_one()
+            key = advisory_key(place)
             held = bool(
                 connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one()
             )
@@ -82,19 +75,9 @@ class PostgresLease:
     def verify(self) -> bool:
         if self.connection is None or self.key is None:
             return False
-        # pg_locks shows a bigint advisory key as two 32-bit halves (classid, objid) with objsubid 1.
-        unsigned = self.key & 0xFFFF_FFFF_FFFF_FFFF
         try:
-            held = bool(
-                self.connection.execute(
-                    text(
-                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
-                        " AND pid = pg_backend_pid() AND granted AND objsubid = 1"
-                        " AND classid = CAST(:high AS bigint)::oid AND objid = CAST(:low AS bigint)::oid)"
-                    ),
-                    {"high": unsigned >> 32, "low": unsigned & 0xFFFF_FFFF},
-                ).scalar_one()
-            )
+            query = text(ADVISORY_LOCK_HELD.format(holder=" AND pid = pg_backend_pid()"))
+            held = bool(self.connection.execute(query, key_halves(self.key)).scalar_one())
             self.connection.commit()
         except Exception:  # the session is gone (server restart, failover, terminated backend)
             log.warning("the trainer's lease connection failed; the lease is dropped", exc_info=True)
@@ -142,5 +125,5 @@ def lease_for(engine: Engine) -> WorkerLease:
         return PostgresLease(engine)
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
-        return FileLease(Path(f"{database}.trainer-lease"))
+        return FileLease(lease_file(database))
     raise ValueError(f"no worker lease for {engine.dialect.name} databases")

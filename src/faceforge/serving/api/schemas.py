@@ -162,6 +162,12 @@ class ModelList(BaseModel):
     limit: int
 
 
+NO_TRAINER = (
+    "no training worker is running for this database: start `faceforge worker` "
+    "(`serve --workers N` with N above 1 trains nothing itself)"
+)
+
+
 class TrainingPublic(BaseModel):
     state: str
     building_version: int | None
@@ -172,6 +178,11 @@ class TrainingPublic(BaseModel):
     current_version: int | None
     last_success: dict[str, Any] | None
     last_failure: dict[str, Any] | None
+    trainer_running: bool | None = Field(
+        description="while a request is queued: whether a training worker runs for this database "
+        "(none does under `serve --workers N` until `faceforge worker` starts); null otherwise"
+    )
+    message: str | None = Field(description="why a queued request is not being built, in words")
 
     @classmethod
     def of(cls, status: TrainingStatus) -> TrainingPublic:
@@ -183,6 +194,8 @@ class TrainingPublic(BaseModel):
             requested=status.requested,
             built=status.built,
             current_version=status.current_version,
+            trainer_running=status.trainer_running,
+            message=NO_TRAINER if status.trainer_running is False else None,
             last_success=None
             if status.last_success_version is None
             else {"version": status.last_success_version, "at": status.last_success_at},

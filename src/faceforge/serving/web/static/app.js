@@ -594,7 +594,8 @@ async function trainingPage(match, view) {
       set(current, t.current_version ?? (t.last_success ? "none" : "none yet"));
       set(built, `${t.built} / ${t.requested}`);
       set(status, t.state === "running" ? `Training version ${t.building_version}: ${stageWords(t.stage)}.`
-        : t.state === "queued" ? "A training is waiting to start." : `Idle; ${idleWords(t)}`);
+        : t.state === "queued" ? (t.trainer_running === false ? `A training is waiting, and ${t.message}.` : "A training is waiting to start.")
+        : `Idle; ${idleWords(t)}`);
       progress.hidden = t.state !== "running";
       if (bar.value !== t.progress) bar.value = t.progress;
       set(barText, percent(t.progress));
