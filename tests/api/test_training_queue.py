@@ -257,7 +257,7 @@ def test_a_queued_request_says_whether_a_worker_runs(
         assert client.post("/api/v1/people", data={"name": "Putin"}, files=photos).status_code == 201
         waiting = client.get("/api/v1/training").json()
         assert waiting["state"] == "queued" and waiting["trainer_running"] is False, waiting
-        assert "start `faceforge worker`" in waiting["message"]
+        assert "start one with the command faceforge worker" in waiting["message"]
         assert worker.lease.try_acquire()  # a worker starts
         try:
             seen = client.get("/api/v1/training").json()

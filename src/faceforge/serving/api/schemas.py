@@ -163,8 +163,8 @@ class ModelList(BaseModel):
 
 
 NO_TRAINER = (
-    "no training worker is running for this database: start `faceforge worker` "
-    "(`serve --workers N` with N above 1 trains nothing itself)"
+    "no training worker is running for this database: start one with the command faceforge worker "
+    "(serve --workers N, N above 1, trains nothing itself)"
 )
 
 
