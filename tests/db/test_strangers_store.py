@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +15,7 @@ from faceforge.storage import strangers_store
 from faceforge.storage.engine import make_sessionmaker
 from tests.api.fixtures import wait_for
 from tests.db.postgresql_locks import POSTGRESQL_ONLY, blocked_by
+from tests.db.rows import photo_fields
 
 
 def _stranger_with_photos(sessions: sessionmaker[Session], count: int) -> tuple[int, list[int]]:
@@ -26,18 +26,7 @@ def _stranger_with_photos(sessions: sessionmaker[Session], count: int) -> tuple[
                 session,
                 stranger_id=stranger,
                 stored_name=f"stranger-{i}.jpg",
-                fields={
-                    "sha256": f"{i:064x}",
-                    "content_type": "image/jpeg",
-                    "size_bytes": 1000,
-                    "width": 250,
-                    "height": 250,
-                    "box": {"x": 70, "y": 70, "width": 110, "height": 110},
-                    "landmarks": [],
-                    "score": 0.99,
-                    "embedder": "test",
-                    "embedding": np.zeros(4, dtype="<f4").tobytes(),
-                },
+                fields=photo_fields(i),
             )
             for i in range(count)
         ]
@@ -64,3 +53,25 @@ def test_two_deletes_at_once_never_take_a_strangers_last_two_photos(engine: Engi
 
     with sessions() as session:
         assert [p.id for p in strangers_store.list_photos(session, stranger_id=stranger)] == [second]
+
+
+@POSTGRESQL_ONLY
+def test_deleting_a_stranger_while_a_photo_is_added_names_that_photos_file_too(engine: Engine) -> None:
+    """The delete must wait for the upload holding the stranger's lock, then see its photo: otherwise
+    the cascade removes the row and the photo's file is never deleted (a face left on disk)."""
+    sessions = make_sessionmaker(engine)
+    stranger, _ = _stranger_with_photos(sessions, 1)
+
+    def delete() -> list[str]:
+        with sessions.begin() as session:
+            return strangers_store.delete_stranger(session, stranger_id=stranger)
+
+    with ThreadPoolExecutor(max_workers=1) as pool, sessions.begin() as adding:
+        strangers_store.lock_stranger(adding, stranger_id=stranger)  # as an upload does
+        strangers_store.add_photo(
+            adding, stranger_id=stranger, stored_name="late.jpg", fields=photo_fields(9)
+        )
+        racing = pool.submit(delete)
+        wait_for(lambda: blocked_by(adding, engine), timeout=30, what="the delete to wait")
+        adding.commit()
+        assert sorted(racing.result(timeout=30)) == ["late.jpg", "stranger-0.jpg"]

@@ -148,12 +148,23 @@ def people_with_photos(session: Session, digests: list[str]) -> dict[str, tuple[
 def lock_person(session: Session, *, person_id: int) -> None:
     """Lock the person's row until the transaction ends (``NotFoundError`` if they are gone), so
     concurrent changes to one person's photos take turns on PostgreSQL too."""
-    found = session.scalar(select(PersonRow.id).where(PersonRow.id == person_id).with_for_update())
-    if found is None:
-        raise NotFoundError(f"person {person_id} not found")
+    _lock_people(session, [person_id])
+
+
+def _lock_people(session: Session, person_ids: list[int]) -> None:
+    """Lock these people's rows in id order (two merges of the same pair cannot deadlock). Every change
+    to a person takes the lock before reading their photos: an upload holds it until its photo is
+    committed, and under READ COMMITTED a merge or delete that read first would not see that photo,
+    whose row the cascade would then take with its file left behind."""
+    query = select(PersonRow.id).where(PersonRow.id.in_(person_ids)).order_by(PersonRow.id).with_for_update()
+    found = set(session.scalars(query))
+    for person_id in person_ids:
+        if person_id not in found:
+            raise NotFoundError(f"person {person_id} not found")
 
 
 def update_person(session: Session, *, person_id: int, changes: dict[str, str | None]) -> Person:
+    lock_person(session, person_id=person_id)  # a delete racing it: not found, not a stale update
     row = _row(session, person_id)
     if "external_id" in changes:
         _check_external_id(session, changes["external_id"], except_id=person_id)
@@ -165,6 +176,7 @@ def update_person(session: Session, *, person_id: int, changes: dict[str, str | 
 
 def delete_person(session: Session, *, person_id: int) -> list[str]:
     """Delete the person and their photo rows; returns the stored file names to remove after commit."""
+    lock_person(session, person_id=person_id)
     row = _row(session, person_id)
     names = list(session.scalars(select(PhotoRow.stored_name).where(PhotoRow.person_id == person_id)))
     session.delete(row)
@@ -253,6 +265,7 @@ def merge_people(session: Session, *, keep_id: int, other_id: int) -> Person:
     is taken over only when the kept person has none."""
     if keep_id == other_id:
         raise ConflictError("a person cannot be merged with themselves")
+    _lock_people(session, [keep_id, other_id])
     keep, other = _row(session, keep_id), _row(session, other_id)
     session.execute(update(PhotoRow).where(PhotoRow.person_id == other_id).values(person_id=keep_id))
     external_id = other.external_id

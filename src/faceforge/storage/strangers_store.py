@@ -103,7 +103,9 @@ def list_strangers(session: Session, *, offset: int, limit: int) -> tuple[list[S
 
 
 def delete_stranger(session: Session, *, stranger_id: int) -> list[str]:
-    """Delete the stranger and their photo rows; returns the stored file names to remove after commit."""
+    """Delete the stranger and their photo rows; returns the stored file names to remove after commit.
+    The lock first: an upload holds it until its photo is committed, which the names must include."""
+    lock_stranger(session, stranger_id=stranger_id)
     row = _row(session, stranger_id)
     query = select(StrangerPhotoRow.stored_name).where(StrangerPhotoRow.stranger_id == stranger_id)
     names = list(session.scalars(query))
