@@ -7,6 +7,7 @@ import asyncio
 import io
 from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from json import dumps
 from pathlib import Path
 from typing import Any
 
@@ -519,3 +520,26 @@ def test_text_filters_with_control_characters_are_400_on_every_database(quiet_cl
         assert answer.status_code in (200, 400, 404), (answer.request.url, answer.text)
     assert quiet_client.get("/api/v1/people?q=ada").json()["total"] == 1  # ordinary text still filters
     assert quiet_client.get("/api/v1/people?q=Ada Lovelace").json()["total"] == 1
+
+
+@BOTH_DATABASES
+def test_text_with_a_lone_surrogate_is_400_on_every_database(quiet_client: TestClient) -> None:
+    """JSON may escape half of a UTF-16 pair (``"\\ud800"``), which Python decodes to a lone surrogate
+    that no database can store (UTF-8 has no encoding for one): the store's UnicodeEncodeError was a 500."""
+    person = quiet_client.post("/api/v1/people", data={"name": "Ada Lovelace"})
+    assert person.status_code == 201, person.text
+    path = f"/api/v1/people/{person.json()['id']}"
+    json = {"Content-Type": "application/json"}
+    for field in ("name", "position", "external_id"):
+        body = dumps({field: "Ada \ud800"})  # ensure_ascii: the surrogate escaped, as JSON encoders do
+        _error(quiet_client.patch(path, content=body, headers=json), 400, f"{field}_invalid")
+    for answer in (
+        quiet_client.post("/api/v1/recognition/subjects", content='{"subject": "\\udfff"}', headers=json),
+        quiet_client.put(
+            "/api/v1/recognition/subjects/Ada Lovelace", content='{"subject": "x\\ud800"}', headers=json
+        ),
+    ):
+        assert answer.status_code == 400, (answer.request.url, answer.text)
+        assert "surrogate" in answer.json()["message"]
+    assert quiet_client.get(path).json()["name"] == "Ada Lovelace"
+    assert quiet_client.get("/api/v1/recognition/subjects").json()["subjects"] == ["Ada Lovelace"]

@@ -3,13 +3,13 @@ one value per query parameter."""
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from pydantic import AfterValidator, BeforeValidator
 
 from faceforge.core.errors import RequestRejectedError
+from faceforge.core.stored_text import never_stored
 from faceforge.serving.wiring import Services
 
 # Ids are 32-bit in PostgreSQL (and must fit SQLite's 64-bit integers): anything larger names nothing.
@@ -51,7 +51,7 @@ def _no_control_characters(value: str | None) -> str | None:
     """Names, external ids and sources never hold control characters (``services.people``), so a
     filter with one matches nothing; said plainly rather than passed on, where SQLite cut a LIKE
     pattern at a NUL (``q=%00`` matched everyone) and PostgreSQL refuses NUL in text (a 500)."""
-    if value is not None and any(unicodedata.category(c) == "Cc" for c in value):
+    if value is not None and never_stored(value):
         raise ValueError("must not contain control characters (no name, id or source holds one)")
     return value
 

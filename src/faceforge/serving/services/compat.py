@@ -18,7 +18,6 @@ and similarities are the version's calibrated probabilities.
 from __future__ import annotations
 
 import re
-import unicodedata
 import uuid
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ from faceforge.core.errors import (
 from faceforge.core.faces import Face, RejectReason
 from faceforge.core.model.population import shipped_model
 from faceforge.core.records import Person
+from faceforge.core.stored_text import never_stored
 from faceforge.serving.services.identify import IdentifyService
 from faceforge.serving.services.models import ModelService
 from faceforge.serving.services.people import PeopleService, Upload
@@ -78,8 +78,8 @@ class CompatService:
 
     # -- subjects ---------------------------------------------------------------------------------
     def subject(self, name: str) -> Person | None:
-        if any(unicodedata.category(c) == "Cc" for c in name):
-            return None  # no name holds a control character (and PostgreSQL refuses a NUL: a 500)
+        if never_stored(name):
+            return None  # no name holds one (and PostgreSQL refuses a NUL: a 500)
         with self.people.sessions() as session:
             return people_store.find_by_name(session, name=name.strip())
 

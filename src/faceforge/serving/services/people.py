@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from faceforge.core.errors import RequestRejectedError
 from faceforge.core.faces import Box, PhotoFaces, RejectReason
 from faceforge.core.model.population import shipped_model
 from faceforge.core.records import Person, StoredPhoto
+from faceforge.core.stored_text import has_lone_surrogate, never_stored
 from faceforge.serving.services.vision_gate import VisionGate
 from faceforge.serving.vision.crop import crop_face
 from faceforge.serving.vision.decode import photo_kind
@@ -315,8 +315,12 @@ def _clean_text(value: str | None, *, field_name: str, limit: int, required: boo
         raise RequestRejectedError(
             f"{field_name}_too_long", f"{field_name} is longer than {limit} characters"
         )
+    if has_lone_surrogate(text):
+        raise RequestRejectedError(
+            f"{field_name}_invalid", f"{field_name} must not contain a lone surrogate (\\ud800-\\udfff)"
+        )
     # Names become model labels: one per line in labels.txt, so no line breaks or other controls.
-    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text):
+    if never_stored(text, line_breaks=True):
         raise RequestRejectedError(
             f"{field_name}_invalid", f"{field_name} must not contain line breaks or control characters"
         )
