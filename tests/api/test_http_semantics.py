@@ -80,3 +80,17 @@ def test_types_are_strict(client: TestClient) -> None:
         assert answer.status_code == 400 and "finite number" in answer.json()["error"]["message"], answer.text
     det = client.post("/api/v1/recognition/recognize?det_prob_threshold=nan", files={"file": photo["photo"]})
     assert det.status_code == 400 and "finite number" in det.json()["message"], det.text
+
+
+def test_made_up_methods_share_one_metrics_label(client: TestClient) -> None:
+    """The HTTP parser takes any token as a method, and refused requests are counted too: a label per
+    method a client makes up would grow /metrics (and the server's memory) without bound."""
+    for method in ("ZZZ1", "ZZZ2", "BREW"):
+        assert client.request(method, "/api/v1/people").status_code == 405
+    client.request("PATCH", "/api/v1/people")
+    metrics = client.get("/metrics").text
+    methods = {
+        line.split('method="', 1)[1].split('"', 1)[0] for line in metrics.splitlines() if 'method="' in line
+    }
+    assert "OTHER" in methods and "PATCH" in methods, methods
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"}, methods

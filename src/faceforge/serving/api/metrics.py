@@ -155,8 +155,14 @@ class MetricsMiddleware:
         finally:
             route = _route_template(scope)
             method = scope.get("method", "")
+            method = method if method in KNOWN_METHODS else "OTHER"
             self.metrics.requests.labels(route=route, method=method, status=str(status)).inc()
             self.metrics.latency.labels(route=route, method=method).observe(time.perf_counter() - started)
+
+
+# The HTTP parser takes any token as a method, and refused requests are counted too: a label per method
+# a client made up would grow the metrics (and this process) without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _route_template(scope: Scope) -> str:
