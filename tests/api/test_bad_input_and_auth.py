@@ -543,3 +543,26 @@ def test_text_with_a_lone_surrogate_is_400_on_every_database(quiet_client: TestC
         assert "surrogate" in answer.json()["message"]
     assert quiet_client.get(path).json()["name"] == "Ada Lovelace"
     assert quiet_client.get("/api/v1/recognition/subjects").json()["subjects"] == ["Ada Lovelace"]
+
+
+@BOTH_DATABASES
+def test_a_longer_text_limit_never_outgrows_the_columns(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    """``MAX_NAME_LENGTH`` may be raised, but external ids and sources are stored in 200 characters:
+    PostgreSQL refused a longer one (a DataError, answered 500) where it should be the client's 400."""
+    limits = LimitSettings(max_name_length=300)
+    app_settings = service_settings(tmp_path, database_url, settings, limits=limits)
+    with local_client(create_app(app_settings)) as client:
+        long = client.post("/api/v1/people", data={"name": "N" * 300, "position": "p" * 300})
+        assert long.status_code == 201, long.text
+        refused = _error(
+            client.post("/api/v1/people", data={"name": "Ann", "external_id": "e" * 201}),
+            400,
+            "external_id_too_long",
+        )
+        assert "200" in refused["message"]
+        assert (
+            client.post("/api/v1/people", data={"name": "Ann", "external_id": "e" * 200}).status_code == 201
+        )
+        _error(client.post("/api/v1/people", data={"name": "N" * 301}), 400, "name_too_long")

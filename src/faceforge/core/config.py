@@ -55,7 +55,12 @@ class LimitSettings(BaseModel):
     max_file_bytes: int = Field(15 * 1024 * 1024, ge=1024, description="largest accepted photo file")
     max_request_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="largest accepted request body")
     max_photos_per_request: int = Field(20, ge=1, description="photos in one registration or upload")
-    max_name_length: int = Field(200, ge=1, description="longest person name or position")
+    max_name_length: int = Field(
+        200,
+        ge=1,
+        le=500,
+        description="longest name, position or note (external ids and sources are stored in 200 characters)",
+    )
     vision_concurrency: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,

@@ -30,6 +30,19 @@ class Base(DeclarativeBase):
     pass
 
 
+# Widths of the text columns clients fill: names, positions and notes; keys (external ids, sources),
+# which are indexed. Changing one needs a migration; the services cap their length limits at them.
+TEXT_WIDTH = 500
+KEY_WIDTH = 200
+COLUMN_WIDTHS = {
+    "name": TEXT_WIDTH,
+    "position": TEXT_WIDTH,
+    "note": TEXT_WIDTH,
+    "external_id": KEY_WIDTH,
+    "source": KEY_WIDTH,
+}
+
+
 class PersonRow(Base):
     __tablename__ = "people"
     # Ids are never given again (a deleted person's id would otherwise go to the next one, and
@@ -37,9 +50,9 @@ class PersonRow(Base):
     __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    external_id: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
-    name: Mapped[str] = mapped_column(String(500))
-    position: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    external_id: Mapped[str | None] = mapped_column(String(KEY_WIDTH), unique=True, nullable=True)
+    name: Mapped[str] = mapped_column(String(TEXT_WIDTH))
+    position: Mapped[str | None] = mapped_column(String(TEXT_WIDTH), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     photos: Mapped[list[PhotoRow]] = relationship(
@@ -82,8 +95,8 @@ class StrangerRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # What the admin knows about them ("the mailman"); never part of any model. The folder's name for
     # `faceforge import --strangers` (unique, so an import resumes), or a loose photo's sha256.
-    note: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    source: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    note: Mapped[str | None] = mapped_column(String(TEXT_WIDTH), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(KEY_WIDTH), unique=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     photos: Mapped[list[StrangerPhotoRow]] = relationship(
         back_populates="stranger",

@@ -30,6 +30,7 @@ from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 from faceforge.storage import people_store, strangers_store
 from faceforge.storage.people_store import request_training
 from faceforge.storage.photo_files import PhotoFiles
+from faceforge.storage.tables import COLUMN_WIDTHS
 from faceforge.storage.version_store import VersionStore
 
 log = logging.getLogger(__name__)
@@ -346,16 +347,17 @@ class PeopleService:
 
     # -- validation -------------------------------------------------------------------------------
     def clean_name(self, name: str | None) -> str:
-        cleaned = _clean_text(
-            name, field_name="name", limit=self.settings.limits.max_name_length, required=True
-        )
+        cleaned = _clean_text(name, field_name="name", limit=self._length_limit("name"), required=True)
         assert cleaned is not None
         return cleaned
 
     def clean_optional(self, value: str | None, field_name: str) -> str | None:
-        return _clean_text(
-            value, field_name=field_name, limit=self.settings.limits.max_name_length, required=False
-        )
+        return _clean_text(value, field_name=field_name, limit=self._length_limit(field_name), required=False)
+
+    def _length_limit(self, field_name: str) -> int:
+        """``MAX_NAME_LENGTH``, within the column that stores the field (a raised limit cannot widen
+        it: PostgreSQL refused the longer text, a 500)."""
+        return min(self.settings.limits.max_name_length, COLUMN_WIDTHS[field_name])
 
     def check_uploads(self, uploads: list[Upload]) -> None:
         limits = self.settings.limits
