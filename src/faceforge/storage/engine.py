@@ -19,6 +19,10 @@ MIGRATION_LOCK_KEY = 0x66616365
 WRITES = "faceforge_writes"
 
 
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine. SQLite gets WAL, foreign keys, a busy timeout, and transactions that take the
     write lock up front when they are meant to write (``WRITES``; ``sessions.begin()`` sets it)."""
@@ -37,6 +41,9 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            # SQLite's own lower() folds ASCII letters only, so a name search ("any case") missed
+            # "Émile" typed as stored; Python's folds every letter, as PostgreSQL's does in UTF-8.
+            dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
