@@ -106,8 +106,8 @@ def claim_training(
     settle: later changes wait for their own pause).
 
     A training whose worker stopped heart-beating for ``stale_after`` seconds is failed and re-claimed,
-    so a killed worker's pending request is trained by the next worker. A worker holding the trainer's
-    lease passes 0: any training still marked running was orphaned by a dead worker.
+    so a killed worker's pending request is trained by the next worker. (A worker that takes the
+    trainer's lease has already failed any training still marked running: ``take_over_running``.)
     """
     state = _state(session, lock=True)
     if state.running_version is not None:
@@ -131,6 +131,19 @@ def claim_training(
     state.heartbeat_at, state.progress, state.stage = utcnow(), 0.0, "claimed"
     session.flush()
     return TrainingClaim(version=version, target=state.requested, worker_id=worker_id)
+
+
+def take_over_running(session: Session) -> int | None:
+    """Fail the training still marked running, whoever's it is; returns its version. For a worker that
+    has just taken the trainer's lease: that training's worker died or lost the lease, and must not
+    publish it any more (``publish_version`` refuses a claim no longer owned) before its folder, not
+    ready, is swept."""
+    state = _state(session, lock=True)
+    version = state.running_version
+    if version is not None:
+        _fail_version(session, state, version, WORKER_LOST)
+        _clear_running(state)
+    return version
 
 
 def report_preparation(session: Session, *, worker_id: str, stage: str | None, progress: float) -> None:

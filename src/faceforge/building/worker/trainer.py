@@ -92,7 +92,6 @@ class TrainingWorker:
             raise TypeError("the worker's sessionmaker must be bound to an engine")
         self.lease = lease_for(bind)
         self.holds_lease = False
-        self.take_over_running = False
         self.health = TrainerHealth()
         self._burst: _Burst | None = None  # the changes pending, as this worker saw them arrive
         self._pipeline = pipeline  # contract vectors, re-embedding
@@ -134,7 +133,7 @@ class TrainingWorker:
         log.info("training worker %s started", self.worker_id)
         try:
             while not self.stop.is_set():
-                if self._take_lease():
+                if self.take_lease():
                     break
                 self.wake.wait(self.settings.worker.poll_seconds)
                 self.wake.clear()
@@ -147,7 +146,7 @@ class TrainingWorker:
             self.lease.release()
             self.holds_lease = False
 
-    def _take_lease(self) -> bool:
+    def take_lease(self) -> bool:
         """Whether this worker is the deployment's trainer now. A held lease is verified first (a
         database restart or failover ends it while this process lives on, and a standby may hold it
         now); a worker without it tries to become the trainer and then clears what a dead one left."""
@@ -159,12 +158,14 @@ class TrainingWorker:
         if not self.lease.try_acquire():
             return False
         self.holds_lease = True
-        # Just acquired: a training still marked running belongs to a worker that died or lost the
-        # lease, so the next claim takes it over at once. Later claims wait for it to go stale: while
-        # this worker holds the lease, a live heartbeat means a worker that is still finishing.
-        self.take_over_running = True
         log.info("training worker %s holds the trainer's lease", self.worker_id)
         with self.sessions.begin() as session:
+            # Just acquired: a training still marked running belongs to a worker that died or lost the
+            # lease. It is failed first, in the sweep's transaction: that worker may be about to
+            # publish it, and must not make current a version whose folder the sweep removes.
+            taken = training_store.take_over_running(session)
+            if taken is not None:
+                log.warning("version %d's worker is gone; its training was taken over", taken)
             sweep_orphans(
                 session,
                 models_dir=self.settings.models_dir,
@@ -308,18 +309,16 @@ class TrainingWorker:
         """Claim and run one training if one is pending, at once (the loop first waits for
         ``settled`` and passes the request count that settled as ``up_to``: with more requests
         pending, nothing is claimed). Returns whether a training was claimed."""
-        if not self._take_lease():
+        if not self.take_lease():
             return False  # another live worker is the trainer
-        stale_after = 0.0 if self.take_over_running else self.settings.worker.stale_after_seconds
         with self.sessions.begin() as session:
             claim = training_store.claim_training(
                 session,
                 worker_id=self.worker_id,
-                stale_after=stale_after,
+                stale_after=self.settings.worker.stale_after_seconds,
                 embedder=EMBEDDER_NAME,
                 up_to=up_to,
             )
-        self.take_over_running = False
         if claim is None:
             return False
         self._burst = None  # the claim covers it
