@@ -108,17 +108,27 @@ def test_someone_in_the_place_another_just_left_is_decided_afresh(warm_cache: Pa
     assert [d.name for d in decisions] == [PEOPLE[0], None, PEOPLE[1]]
 
 
-def test_two_enrolled_people_alike_in_one_place_are_both_decided(warm_cache: Path) -> None:
-    """Tony Blair, then Colin Powell where he stood: their faces agree above ``SAME_FACE_COSINE`` (one
-    pair of different people in 50 does), so only the head could tell them apart, and a new-user
-    tester saw Colin Powell never reported. The head names the second face as another enrolled person
-    than the track's: that is a doubt too."""
+@pytest.mark.parametrize(
+    "shown",
+    [
+        ("Tony_Blair/Tony_Blair_0008.jpg", "Colin_Powell/Colin_Powell_0008.jpg"),
+        ("Colin_Powell/Colin_Powell_0007.jpg", "Tony_Blair/Tony_Blair_0008.jpg"),
+    ],
+    ids=["tony-then-colin", "colin-then-tony"],
+)
+def test_two_enrolled_people_alike_in_one_place_are_both_decided(
+    warm_cache: Path, shown: tuple[str, str]
+) -> None:
+    """Tony Blair, then Colin Powell where he stood, and the other way: their faces agree above
+    ``SAME_FACE_COSINE`` (one pair of different people in 50 does), so only the head could tell them
+    apart, and new-user testers saw the second person never reported. The head names the second face
+    as another enrolled person than the track's: that is a doubt too, also when the track's own
+    probability (0.9999) is above the newcomer's (0.997), where only a second tester's case failed."""
     version = ModelStore(warm_cache, ModelChoice.TFLITE_INT8).cached()
     assert version is not None
     decisions: list[Decision] = []
     agent = Agent(EdgeModel(version), make_detector(DetectorName.MTCNN), "desk", [decisions.append])
-    shown = [LFW10 / "Tony_Blair" / "Tony_Blair_0008.jpg", LFW10 / "Colin_Powell" / "Colin_Powell_0008.jpg"]
-    frames = [np.asarray(Image.open(photo).convert("RGB")) for photo in shown]
+    frames = [np.asarray(Image.open(LFW10 / photo).convert("RGB")) for photo in shown]
     faces = [
         max(agent.faces(frame, agent.detector(frame)), key=lambda f: f[0].area if f else 0)
         for frame in frames
@@ -128,4 +138,4 @@ def test_two_enrolled_people_alike_in_one_place_are_both_decided(warm_cache: Pat
     assert float(first @ second) >= SAME_FACE_COSINE  # the embeddings alone would keep one track
     stay = RECHECK_FRAMES + DOUBTS + SAMPLES
     agent.run([*[frames[0]] * stay, *[frames[1]] * stay])
-    assert [d.name for d in decisions] == ["Tony_Blair", "Colin_Powell"]
+    assert [d.name for d in decisions] == [photo.split("/")[0] for photo in shown]

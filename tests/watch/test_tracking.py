@@ -72,3 +72,19 @@ def test_the_head_splits_a_track_only_once_it_has_its_samples_and_only_as_surely
     stranger = Track(2, Box(0, 0, 10, 10), 0)
     assert not any(_sample(stranger, frame, face, unknown) for frame in range(1, 4))
     assert not any(_sample(stranger, frame, face, b) for frame in range(4, 8))
+
+
+def test_a_saturated_track_is_split_by_someone_named_more_surely_than_not() -> None:
+    """The head's probabilities saturate: a track at 0.99999 for A, then frames named B at 0.995 (a
+    new-user tester's Colin Powell, then Tony Blair in his place; A 0.0034, unknown 0.0019 in them).
+    Not "as surely", yet B more likely than not: two of them are someone else. A frame named B a
+    little more surely than A, less than even, is not."""
+    face = np.ones(8, np.float32)
+    sure_a = [0.99999, 0.000005, 0.000005]
+    track = Track(1, Box(0, 0, 10, 10), 0)
+    assert not any(_sample(track, frame, face, sure_a) for frame in range(1, 4))
+    look_alike = [0.3, 0.45, 0.25]
+    assert not _sample(track, 4, face, look_alike) and not _sample(track, 5, face, look_alike)
+    assert track.doubts == 0
+    newcomer = [0.0034, 0.9947, 0.0019]
+    assert not _sample(track, 6, face, newcomer) and _sample(track, 7, face, newcomer)

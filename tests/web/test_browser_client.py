@@ -305,6 +305,30 @@ def test_live_page_names_the_person_on_camera(page: Page, server: Server) -> Non
     )
     assert tracks == [1] * 4 + [2] * 2
 
+    # The probabilities saturate: a track named at 0.99999, then two faces that agree with it but
+    # that the head names as another person at 0.9947 (more surely than not, less than the track):
+    # someone else (a new-user tester's Colin Powell, then Tony Blair in his place, stayed "Colin").
+    # Two faces named another at 0.45 against the track's person's 0.3 are a look-alike, not a doubt.
+    tracks = page.evaluate(
+        """() => {
+          const version = faceforgeLive.client.version, box = { x: 10, y: 10, width: 100, height: 100 };
+          const embedding = new Float32Array(128).fill(1);
+          const face = (p) => ({ box, embedding, probabilities: Float32Array.from(p) });
+          const sure = face([0.99999, 0.000005, 0.000005]), alike = face([0.3, 0.45, 0.25]);
+          const newcomer = face([0.0034, 0.9947, 0.0019]);
+          const tracker = new faceforgeLive.Tracker(), ids = [];
+          let frame = 0;
+          for (const f of [sure, sure, sure, alike, alike, newcomer, newcomer]) {
+            const [track] = tracker.update(++frame, [f], version);
+            if (track.version !== version) { track.samples = []; track.version = version; }
+            if (!track.doubts && track.samples.length < 3) track.samples.push(f.probabilities);
+            ids.push(track.id);
+          }
+          return ids;
+        }"""
+    )
+    assert tracks == [1] * 6 + [2]
+
 
 def test_update_downloads_the_head_only(page: Page, server: Server) -> None:
     _connect(page, server)

@@ -9,9 +9,9 @@ queue at a desk): that face would inherit the person's decision. So a track keep
 its latest samples (``references``, up to ``REFERENCES``) and a new sample must agree with one of them
 (``SAME_FACE_COSINE``). Two enrolled people can agree that well (one pair of different people in 50
 does): a sample that agrees but that the head names as another enrolled person than the track's own
-``SAMPLES`` do, at least as surely as they name theirs, is unlike it too. ``DOUBTS`` samples in a
-row unlike the track end it (decided from what it saw) and open a new one: one odd frame (a head
-turned away, motion blur) is not a new person.
+``SAMPLES`` do (as surely as they name theirs, or more surely than not) is unlike it too.
+``DOUBTS`` samples in a row unlike the track end it (decided from what it saw) and open a new one:
+one odd frame (a head turned away, motion blur) is not a new person.
 A decided track is not sampled every frame, only when it is seen again after a gap, every
 ``RECHECK_FRAMES`` frames, and on the frame after a doubt.
 
@@ -52,6 +52,7 @@ SAME_FACE_COSINE = 0.79
 RECHECK_FRAMES = MAX_MISSED
 REFERENCES = 8  # the latest agreeing samples' embeddings a new sample is compared with
 DOUBTS = 2  # samples in a row unlike every reference that make another person
+MORE_LIKELY_THAN_NOT = 0.5  # a sample named another person above this is unlike the track (``Track``)
 FloatArray = npt.NDArray[np.float32]
 
 
@@ -158,15 +159,22 @@ class Track:
 
     def _names_another(self, probabilities: FloatArray, version: int | None) -> bool:
         """Whether the head names this sample as an enrolled person other than the one the track's
-        samples name, at least as surely as they name theirs. Only once the track has its
-        ``SAMPLES`` (before, one misnamed first frame would be all it knows), and not for a track of
-        a stranger or of samples from another version."""
+        samples name, and either at least as surely as they name theirs or more surely than not
+        (above one half: more likely theirs than the track's person's, a stranger's and everyone
+        else's together). The probabilities saturate: a track at 0.99999 kept a newcomer the head
+        named at 0.995 (a new-user tester's Colin Powell, then Tony Blair in his place). A sample
+        named another only a little more surely than the track's person (a head turned toward a
+        look-alike, 0.45 against 0.3) is no doubt. Only once the track has its ``SAMPLES`` (before,
+        one misnamed first frame would be all it knows), and not for a track of a stranger or of
+        samples from another version."""
         if len(self.samples) < SAMPLES or version != self.version:
             return False
         unknown = len(probabilities) - 1
         named = int(np.argmax(probabilities))
         own, sureness = decide(self.samples)
-        return named not in (unknown, own) and own != unknown and float(probabilities[named]) >= sureness
+        if named in (unknown, own) or own == unknown:
+            return False
+        return float(probabilities[named]) >= min(sureness, MORE_LIKELY_THAN_NOT)
 
     def add(self, probabilities: FloatArray, version: int) -> None:
         if version != self.version:  # a new version has other outputs: start again

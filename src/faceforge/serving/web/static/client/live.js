@@ -12,11 +12,13 @@ const SAMPLES = 3;
 // edge/tracking.py's rule: a face unlike each of its track's latest REFERENCES faces (cosine below
 // SAME_FACE_COSINE, which two photos of one person fall below one time in 1,000) DOUBTS frames in a
 // row is someone else, and so is a face that agrees but that the head names as another enrolled
-// person than the track's samples do (two people can agree that well). This page embeds every face
+// person than the track's samples do, as surely or more surely than not (two people can agree that
+// well). This page embeds every face
 // on every frame, so it checks every frame.
 const SAME_FACE_COSINE = 0.79;
 const REFERENCES = 8;
 const DOUBTS = 2;
+const MORE_LIKELY_THAN_NOT = 0.5;
 const UPDATE_SECONDS = 30;
 // Faces smaller than this many pixels of the camera's frame are not looked for: someone at a door or
 // a desk fills more, and each halving of the size searched for costs P-Net about four times the work.
@@ -48,14 +50,16 @@ function dot(a, b) {
 }
 
 /** Whether the head names a face (its `probabilities`, from `version`) as an enrolled person other
- * than the one `track`'s SAMPLES name, at least as surely as they name theirs (edge/tracking.py). */
+ * than the one `track`'s SAMPLES name, at least as surely as they name theirs or more surely than not
+ * (the probabilities saturate: a track at 0.99999 kept a newcomer named at 0.995); edge/tracking.py. */
 function namesAnother(track, probabilities, version) {
   if (!probabilities || track.samples.length < SAMPLES || track.version !== version) return false;
   const unknown = probabilities.length - 1;
   let named = 0;
   for (let i = 1; i < probabilities.length; i++) if (probabilities[i] > probabilities[named]) named = i;
   const own = decide(track.samples);
-  return named !== unknown && !own.unknown && named !== own.index && probabilities[named] >= own.probability;
+  return named !== unknown && !own.unknown && named !== own.index
+    && probabilities[named] >= Math.min(own.probability, MORE_LIKELY_THAN_NOT);
 }
 
 /** Take a face into `track`; true when it makes DOUBTS in a row unlike the track (edge/tracking.py). */
