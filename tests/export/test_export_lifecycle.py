@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -110,3 +111,28 @@ def test_cli_export_writes_the_versions_own_files(
     )
     assert bad_format.exit_code != 0
     assert not (tmp_path / "x").exists()
+
+    # --out "" would be the current directory: hundreds of MB wherever the command was typed.
+    here = tmp_path / "cwd"
+    here.mkdir()
+    with contextlib.chdir(here):
+        command = ["export", "--version", version, "--format", "onnx", "--out", "", *home]
+        empty = runner.invoke(cli, command, env=env)
+    assert not any(here.iterdir())
+    assert empty.exit_code == 2 and "--out" in empty.output, empty.output
+    assert len(empty.output.strip().splitlines()) == 1
+    # Into a folder of another export: its files would stay beside this one's labels.txt, which no
+    # longer describes them. A folder of the same format's files (a re-export) or of other files (an
+    # app's resources) is written into.
+    mixed = tmp_path / "tflite"  # holds the TFLite export above
+    (mixed / "notes.txt").write_text("the app's own file")
+    command = ["export", "--version", version, "--format", "onnx", "--out", str(mixed), *home]
+    refused = runner.invoke(cli, command, env=env)
+    assert refused.exit_code != 0 and "model.tflite" in refused.output, refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    assert not (mixed / "model.onnx").exists()
+    again = runner.invoke(
+        cli, ["export", "--version", version, "--format", "tflite", "--out", str(mixed), *home], env=env
+    )
+    assert again.exit_code == 0, again.output
+    assert (mixed / "notes.txt").read_text() == "the app's own file"

@@ -22,6 +22,7 @@ def export_version(
     each file appears atomically. Returns ``{version, format, out, files: {name: {sha256, size}}, ...}``."""
     head = models.loaded(version).head
     exports = VersionExporter(models.settings.weights_dir, (export_format,)).export(head)
+    _refuse_another_exports_files(out, set(exports.files) | set(exports.shared), models, version)
     written: dict[str, dict[str, Any]] = {}
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -43,3 +44,18 @@ def export_version(
         "seconds": exports.seconds,
         "variants": exports.manifest.get("variants"),
     }
+
+
+def _refuse_another_exports_files(out: Path, ours: set[str], models: ModelService, version: int) -> None:
+    """``out`` may hold anything (an app's resources) but files of another export, of another format:
+    they would stay beside this export's ``labels.txt``, which no longer describes them. Any file a
+    version publishes counts (its manifest's list), and this export's own names are overwritten."""
+    if not out.is_dir():
+        return
+    published = set(models.store.open(version).manifest.files)
+    stale = sorted(name for name in published - ours if (out / name).exists())
+    if stale:
+        raise ExportError(
+            f"{out} holds {', '.join(stale)} of another export, which this one's files would not "
+            "describe: export into an empty folder or remove them"
+        )

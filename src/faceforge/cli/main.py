@@ -320,6 +320,8 @@ def export_command(
     from faceforge.serving.services.models import ModelService
     from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
 
+    if not str(out).strip() or str(out) == ".":  # Path("") is ".": the files would land wherever typed
+        raise _fail("--out names no folder (give a path, such as --out ./model)")
     settings = _settings(home)
     if not settings.models_dir.expanduser().is_dir():  # a mistyped --home would get an empty database
         raise _fail(f"no faceforge home at {settings.home.expanduser()} (it holds no model versions)")
