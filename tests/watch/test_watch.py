@@ -303,6 +303,13 @@ def test_a_recording_that_breaks_while_read_ends_with_one_line(warm_cache: Path,
         (["video.mp4", "--server", "http://host:99999"], "--server must look like http://host:port"),
         (["video.mp4", "--topic-prefix", "home/#"], "--topic-prefix must be a topic level"),
         (["video.mp4", "--topic-prefix", ""], "--topic-prefix must be a topic level"),
+        # "a/b" and "a+b" both published on faceforge/a_b/..., one camera overwriting the other;
+        # "" published as "camera" with a Home Assistant sensor named " last person".
+        (["video.mp4", "--camera", "a/b"], "--camera must name the camera"),
+        (["video.mp4", "--camera", "a+b"], "--camera must name the camera"),
+        (["video.mp4", "--camera", "front/#"], "--camera must name the camera"),
+        (["video.mp4", "--camera", ""], "--camera must name the camera"),
+        (["video.mp4", "--camera", " !? "], "--camera must name the camera"),
     ],
 )
 def test_bad_input_exits_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:

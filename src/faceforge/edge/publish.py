@@ -319,6 +319,16 @@ def check_topic_prefix(prefix: str) -> None:
         raise WatchError(f"--topic-prefix must be a topic level such as 'faceforge', not {prefix!r}")
 
 
+def check_camera_name(camera: str) -> None:
+    """A ``WatchError`` for a ``--camera`` that would not name one camera: blank, without a letter or
+    digit, or with an MQTT level separator or wildcard (``a/b`` and ``a+b`` became the same topic level
+    and Home Assistant id, ``a_b``, so two cameras overwrote each other)."""
+    if not camera.strip() or slug(camera) == "camera" != camera or any(c in camera for c in "/+#"):
+        raise WatchError(
+            f"--camera must name the camera with letters or digits (no '/', '+' or '#'), not {camera!r}"
+        )
+
+
 def last_seen_topic(topic_prefix: str, person_id: int) -> str:
     return f"{topic_prefix}/people/{person_id}/last_seen"
 
