@@ -4,7 +4,11 @@ and JSON answers (issue 21 item 21)."""
 from __future__ import annotations
 
 import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -48,3 +52,50 @@ def test_the_dashboard_files_and_json_answers_are_gzipped(client: TestClient) ->
     # Without Accept-Encoding, nothing changes.
     plain = client.get("/ui/app.js", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers
+
+
+def _large(photo: Path, factor: int) -> bytes:
+    """``photo`` enlarged ``factor`` times (a phone camera's size), as a JPEG."""
+    image = Image.open(photo)
+    buffer = io.BytesIO()
+    image.resize((image.width * factor, image.height * factor), Image.Resampling.BICUBIC).save(
+        buffer, format="JPEG", quality=90
+    )
+    return buffer.getvalue()
+
+
+def test_a_large_photo_is_shown_from_a_reduced_decode_within_the_vision_budget(client: TestClient) -> None:
+    """A 16 MP photo decoded at full size for a 128 px thumbnail held ~280 MB, outside the vision gate
+    (a People page asks for 50 thumbnails at once). Decoded reduced, its face thumbnail still shows
+    the face where the small photo's does; and it waits while the pixel budget is taken."""
+    small = image_files(FACES / "krasserm_lfw10" / "Colin_Powell")[0]  # 250 x 250
+    services = client.app.state.services  # type: ignore[attr-defined]
+    large = _large(small, 16)  # 4000 x 4000
+    decoded = services.pipeline.decode_for_display(large, longer_side=128)
+    assert 128 <= max(decoded.image.shape[:2]) <= 256 and decoded.scale >= 16
+    ids = []
+    for name, data in (("small", small.read_bytes()), ("large", large)):
+        answer = client.post(
+            "/api/v1/people?train=false",
+            data={"name": name},
+            files=[("photos", (f"{name}.jpg", data, "image/jpeg"))],
+        )
+        assert answer.status_code == 201, answer.text
+        ids.append(answer.json()["id"])
+
+    gate = services.people.gate
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with gate.pixels(services.settings.limits.vision_pixels):  # every pixel of the budget taken
+            waiting = pool.submit(client.get, f"/api/v1/people/{ids[1]}/thumbnail")
+            time.sleep(1.0)
+            assert not waiting.done(), "the thumbnail was decoded outside the vision gate's budget"
+        shown = waiting.result(timeout=60)
+    assert shown.status_code == 200, shown.text
+    thumbnails = [
+        np.asarray(Image.open(io.BytesIO(client.get(f"/api/v1/people/{i}/thumbnail").content)), np.float64)
+        for i in ids
+    ]
+    assert thumbnails[0].shape == thumbnails[1].shape
+    # The same face in both (boxes found apart, resampled apart): a box off by the reduction would
+    # show another part of the photo, tens of levels apart on average.
+    assert np.abs(thumbnails[0] - thumbnails[1]).mean() < 12, np.abs(thumbnails[0] - thumbnails[1]).mean()

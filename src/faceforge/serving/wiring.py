@@ -20,7 +20,6 @@ from faceforge.serving.services.compat import CompatService
 from faceforge.serving.services.identify import IdentifyService
 from faceforge.serving.services.models import ModelService
 from faceforge.serving.services.people import PeopleService
-from faceforge.serving.services.photo_sizes import SizedPhotos
 from faceforge.serving.services.strangers import StrangersService
 from faceforge.serving.services.vision_gate import VisionGate
 from faceforge.serving.vision.embedder import torch_installed
@@ -47,7 +46,6 @@ class Services:
     metrics: ServiceMetrics
     strangers: StrangersService
     answers: VersionAnswers = field(default_factory=VersionAnswers)
-    photo_sizes: SizedPhotos = field(default_factory=SizedPhotos)
     stop_worker: Callable[[], None] | None = None
     trainer: TrainerHealth | None = None  # the embedded trainer's, if this process runs one
     awake: AwakeCores | None = None  # keeps the cores awake through streams of photos

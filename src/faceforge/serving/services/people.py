@@ -4,7 +4,6 @@ recognition asks for a new model version in the same transaction."""
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,18 +11,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.config import Settings
 from faceforge.core.embedding_space import EMBEDDER_NAME
 from faceforge.core.errors import RequestRejectedError
-from faceforge.core.faces import Box, PhotoFaces, RejectReason
+from faceforge.core.faces import PhotoFaces, RejectReason
 from faceforge.core.model.population import shipped_model
 from faceforge.core.records import Person, StoredPhoto
 from faceforge.core.stored_text import has_lone_surrogate, never_stored
+from faceforge.serving.services.photo_sizes import SizedPhotos
 from faceforge.serving.services.vision_gate import VisionGate
-from faceforge.serving.vision.crop import crop_face
 from faceforge.serving.vision.decode import photo_kind
 from faceforge.serving.vision.face_choice import choose_faces
 from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
@@ -36,7 +34,6 @@ from faceforge.storage.version_store import VersionStore
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 128
-THUMBNAIL_MARGIN = 0.25  # of the box's longer side on each edge: the whole head, not just the face
 
 _Change = TypeVar("_Change")
 
@@ -341,6 +338,7 @@ class PeopleService:
         self.sessions = sessions
         self.pipeline = pipeline
         self.gate = gate
+        self.sized = SizedPhotos(pipeline, gate)  # photos and face thumbnails shown by the dashboard
         self.files = PhotoFiles(settings.files_dir / "photos")
         self.versions = VersionStore(settings.models_dir)
         self.on_change = on_change
@@ -632,7 +630,7 @@ class PeopleService:
             )
         if photo is None or stored is None:
             return None
-        return face_thumbnail(self.pipeline, self.files.path(stored[0]).read_bytes(), photo.box, size)
+        return self.sized.face(self.files.path(stored[0]), photo.box, size)
 
     def photo_file(self, *, person_id: int, photo_id: int) -> tuple[Path, str]:
         """Where one of the person's stored photos is on disk, and its content type."""
@@ -653,14 +651,3 @@ class PeopleService:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def face_thumbnail(pipeline: FacePipeline, data: bytes, box: dict[str, float], size: int) -> bytes:
-    """A JPEG of the face in ``box`` (photo pixels) of the photo ``data``: a square of ``size`` px
-    around the box with ``THUMBNAIL_MARGIN``, so the whole head shows."""
-    image = pipeline.decode(data)
-    face_box = Box(box["x"], box["y"], box["width"], box["height"])
-    face = crop_face(Image.fromarray(image), face_box, margin=THUMBNAIL_MARGIN, size=size)
-    buffer = io.BytesIO()
-    Image.fromarray(face).save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()

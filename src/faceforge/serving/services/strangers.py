@@ -25,7 +25,6 @@ from faceforge.serving.services.people import (
     PhotoOwner,
     PhotoVerdict,
     Upload,
-    face_thumbnail,
     prepare_photos,
     store_prepared,
     write_with_files,
@@ -240,4 +239,4 @@ class StrangersService:
             if not photos:
                 return None
             name, _ = strangers_store.photo_file(session, stranger_id=stranger_id, photo_id=photos[0].id)
-        return face_thumbnail(self.people.pipeline, self.files.path(name).read_bytes(), photos[0].box, size)
+        return self.people.sized.face(self.files.path(name), photos[0].box, size)

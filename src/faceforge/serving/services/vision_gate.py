@@ -47,6 +47,13 @@ class VisionGate:
                 self._admitted -= 1
 
     @contextmanager
+    def pixels(self, pixels: int) -> Iterator[None]:
+        """Hold ``pixels`` of the budget, waiting for room but never refused, and without a slot:
+        for photos decoded to be shown (a list asks for dozens at once), not analysed."""
+        with self._holding(pixels):
+            yield
+
+    @contextmanager
     def _working(self) -> Iterator[None]:
         if self._awake is None:
             yield

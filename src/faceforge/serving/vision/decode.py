@@ -160,13 +160,28 @@ _EXTENSIONS = {
 
 def header_pixels(data: bytes) -> int:
     """Width x height as the photo's header says (nothing decoded); 0 for what is not an image."""
+    width, height = header_size(data)
+    return width * height
+
+
+def header_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` as the photo's header says, orientation aside (nothing decoded); ``(0, 0)``
+    for what is not an image."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with _open(data) as image:
-                return int(image.size[0] * image.size[1])
+                return int(image.size[0]), int(image.size[1])
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return 0
+        return 0, 0
+
+
+def display_budget(longer_side: int) -> int:
+    """The pixel budget of ``decode_reduced`` for a picture ``longer_side`` px long: the photo is
+    reduced by the largest whole factor that keeps its longer side at least that long (the smallest
+    factor within ``4 x side²`` leaves at least ``side`` along the longer side, whatever the aspect:
+    one factor less was over the budget, so the longer side was over ``2 x side`` then)."""
+    return 4 * longer_side * longer_side
 
 
 def photo_kind(data: bytes) -> tuple[str, str]:

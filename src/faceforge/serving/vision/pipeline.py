@@ -19,7 +19,14 @@ from PIL import Image
 from faceforge.core.config import DetectorSettings, Settings
 from faceforge.core.errors import InvalidImageError, WeightsUnavailableError
 from faceforge.core.faces import Box, DetectedFace, Face, Landmarks, PhotoFaces, RejectReason
-from faceforge.serving.vision.decode import RgbImage, decode_photo, decode_reduced, header_pixels
+from faceforge.serving.vision.decode import (
+    DecodedPhoto,
+    RgbImage,
+    decode_photo,
+    decode_reduced,
+    display_budget,
+    header_pixels,
+)
 from faceforge.serving.vision.embedder import (
     FaceEmbedder,
     GraphExport,
@@ -198,6 +205,16 @@ class FacePipeline:
     def decode(self, data: bytes) -> RgbImage:
         return decode_photo(
             data, max_pixels=self.settings.max_pixels, min_side=self.detector_settings.min_face_size
+        )
+
+    def decode_for_display(self, data: bytes, *, longer_side: int) -> DecodedPhoto:
+        """``data`` decoded for a picture ``longer_side`` px long: reduced by a whole factor while
+        decoded, so a 40 MP photo is never held at full size (~690 MB) to show a few hundred pixels."""
+        return decode_reduced(
+            data,
+            max_pixels=self.settings.max_pixels,
+            min_side=self.detector_settings.min_face_size,
+            budget=display_budget(longer_side),
         )
 
     def detect(self, image: RgbImage, *, min_face_size: float | None = None) -> list[DetectedFace]:

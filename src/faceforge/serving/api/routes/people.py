@@ -162,7 +162,7 @@ def photo_file(
     """The stored photo itself (admin only: it is a face); with ``size``, a JPEG of it scaled down."""
     path, content_type = services.people.photo_file(person_id=person_id, photo_id=photo_id)
     if size is not None:
-        scaled = services.photo_sizes.jpeg(path, size, services.pipeline.decode)
+        scaled = services.people.sized.jpeg(path, size)
         return Response(scaled, media_type="image/jpeg")
     return RangedFileResponse(path, media_type=content_type)
 

@@ -157,6 +157,6 @@ def stranger_photo_file(
     """The stored photo itself (admin only: it is a face); with ``size``, a JPEG of it scaled down."""
     path, content_type = services.strangers.photo_path(stranger_id=stranger_id, photo_id=photo_id)
     if size is not None:
-        scaled = services.photo_sizes.jpeg(path, size, services.pipeline.decode)
+        scaled = services.people.sized.jpeg(path, size)
         return Response(scaled, media_type="image/jpeg", headers={"Cache-Control": NO_STORE})
     return RangedFileResponse(path, media_type=content_type, headers={"Cache-Control": NO_STORE})
