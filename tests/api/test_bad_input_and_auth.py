@@ -582,3 +582,27 @@ def test_a_longer_text_limit_never_outgrows_the_columns(
             client.post("/api/v1/people", data={"name": "Ann", "external_id": "e" * 200}).status_code == 201
         )
         _error(client.post("/api/v1/people", data={"name": "N" * 301}), 400, "name_too_long")
+
+
+def test_a_body_that_is_not_a_form_is_415_where_photos_are_uploaded(quiet_client: TestClient) -> None:
+    """JSON to the registration said "Name is required" (FastAPI read no form field of it), and a
+    photo sent as the whole body to identify said "photo is required": neither said what to send."""
+    photo = image_files(LFW10 / "Colin_Powell")[0].read_bytes()
+    for path, body, content_type in (
+        ("/api/v1/people", b'{"name": "J"}', "application/json"),
+        ("/api/v1/identify", photo, "image/jpeg"),
+        ("/api/v1/strangers", photo, "application/octet-stream"),
+        ("/api/v1/people/1/photos", b"{}", "application/json; charset=utf-8"),
+    ):
+        refused = _error(
+            quiet_client.post(path, content=body, headers={"Content-Type": content_type}),
+            415,
+            "unsupported_media_type",
+        )
+        assert (
+            "multipart/form-data" in refused["message"] and content_type.split(";")[0] in refused["message"]
+        )
+    _nothing_stored(quiet_client)
+    # A form without a file, or no body at all, is judged by its fields as before.
+    _error(quiet_client.post("/api/v1/people"), 400, "name_required")
+    assert quiet_client.post("/api/v1/people", data={"name": "J"}).status_code == 201

@@ -139,6 +139,8 @@ _DESCRIPTIONS = {
     404: "no such person, photo, version or file (`not_found`)",
     409: "conflicts with the current state (`conflict`, `model_not_ready`)",
     413: "too large: `request_too_large`, `file_too_large`, `too_many_photos`, `image_too_large`",
+    415: "the body is not multipart/form-data (or a form), where the photos are files "
+    "(`unsupported_media_type`)",
     416: "no range of the `Range` header lies within the file (`range_not_satisfiable`; `Content-Range: "
     "bytes */<size>`); a `Range` of another unit or of invalid syntax is ignored (200, the whole file)",
     422: "photos were sent and none was accepted (`photos_rejected`, with every photo's verdict)",

@@ -9,7 +9,11 @@ from fastapi import Depends, Request
 from starlette.datastructures import UploadFile  # FastAPI's UploadFile is this class
 
 from faceforge.core.errors import RequestRejectedError
+from faceforge.serving.api.errors import error_responses
 from faceforge.serving.services.people import Upload
+
+# What a route taking photos may answer besides its own errors (OpenAPI).
+UPLOAD_ERRORS = error_responses(413, 415, 422, 503)
 
 
 def read_upload(upload: UploadFile, *, max_bytes: int) -> Upload:
@@ -35,6 +39,14 @@ def file_fields(field: str, *, most: int | None = None) -> Any:
     async def check(request: Request) -> None:
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+            if content_type:  # JSON, or a photo as the whole body: FastAPI read no field of it and
+                # answered that the first one was missing ("Name is required" to a JSON name).
+                raise RequestRejectedError(
+                    "unsupported_media_type",
+                    f"send multipart/form-data (each photo a file in {field!r}; with curl, -F "
+                    f"{field}=@photo.jpg), not {content_type.split(';')[0].strip()}",
+                    status=415,
+                )
             return
         form = await request.form()  # the form FastAPI has parsed already (Starlette keeps it)
         if any(key == field and not isinstance(value, UploadFile) for key, value in form.multi_items()):

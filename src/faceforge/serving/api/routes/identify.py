@@ -28,7 +28,9 @@ FORM_FIELDS = ("threshold", "top_k", "version")
 
 
 @read.post(
-    "/identify", responses=error_responses(404, 409, 413, 503), dependencies=[file_fields("photo", most=1)]
+    "/identify",
+    responses=error_responses(404, 409, 413, 415, 503),
+    dependencies=[file_fields("photo", most=1)],
 )
 async def identify(
     request: Request,

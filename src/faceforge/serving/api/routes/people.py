@@ -23,7 +23,7 @@ from faceforge.serving.api.schemas import (
     StoredPhotoPublic,
     SuspectedDuplicatePublic,
 )
-from faceforge.serving.api.uploads import file_fields, read_uploads
+from faceforge.serving.api.uploads import UPLOAD_ERRORS, file_fields, read_uploads
 
 PREFIX = "/api/v1/people"
 COMMON = error_responses(400, 401, 403, *SERVER_ERRORS)
@@ -39,7 +39,6 @@ TrainQuery = Annotated[
         "POST /api/v1/training once at the end)"
     ),
 ]
-UPLOAD_ERRORS = error_responses(413, 422, 503)
 
 
 @admin.post(

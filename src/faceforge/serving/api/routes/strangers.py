@@ -21,7 +21,7 @@ from faceforge.serving.api.stranger_schemas import (
     StrangerPublic,
     StrangersPage,
 )
-from faceforge.serving.api.uploads import file_fields, read_uploads
+from faceforge.serving.api.uploads import UPLOAD_ERRORS, file_fields, read_uploads
 
 COMMON = error_responses(400, 401, 403)
 read = APIRouter(prefix=PREFIX, tags=["strangers"], dependencies=[ReadAccess], responses=COMMON)
@@ -39,7 +39,6 @@ TrainQuery = Annotated[
         "POST /api/v1/training once at the end)"
     ),
 ]
-UPLOAD_ERRORS = error_responses(413, 422, 503)
 
 
 def _is_admin(request: Request) -> bool:
