@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -399,3 +400,24 @@ def test_stopping_waits_for_a_model_check_and_logs_nothing_after_it(
         time.sleep(0.3)
     assert release.is_set()  # stop() waited for the check in flight
     assert len(caplog.records) == stopped_at == 0, [r.getMessage() for r in caplog.records]
+
+
+def test_a_server_that_stays_down_is_reported_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Every failed check (1, 2, 5 ... s apart) logged the same warning again: a log full of one line
+    while the server was down, as the broker's outages are not."""
+    from faceforge.edge import agent
+    from faceforge.edge.choices import ModelChoice
+    from faceforge.edge.models import ModelStore, ServerClient
+
+    with socket.socket() as unused:  # a port nothing listens on: each check is refused at once
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    server = ServerClient(f"http://127.0.0.1:{port}", None)
+    updates = agent.ModelUpdates(ModelStore(tmp_path, ModelChoice.ONNX), server, 60.0, None)
+    with caplog.at_level(logging.WARNING, logger=agent.__name__):
+        updates.start()
+        time.sleep(3.5)  # checks at 0, 1 and 3 s
+        updates.stop()
+    server.close()
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "cannot reach the server" in warnings[0], warnings

@@ -115,22 +115,25 @@ class ModelUpdates:
 
     def _run(self) -> None:
         failures = 0
+        said = ""  # the failure last logged: said once until it changes, as the broker's are
         while not self._stop.is_set():
             try:
                 version = self.check()
-                failures = 0
+                if said:
+                    log.info("model update: the server answers again")
+                failures, said = 0, ""
                 if version is not None:
                     with self._lock:
                         self._ready = version
-            except WatchError as error:
-                if self._stop.is_set():
-                    return
-                log.warning("model update: %s", error)
-                failures += 1
             except Exception as error:  # network and HTTP errors: the server may come back
                 if self._stop.is_set():
                     return
-                log.warning("model update: cannot reach the server (%s)", error)
+                reason = str(error) if isinstance(error, WatchError) else f"cannot reach the server ({error})"
+                if reason != said:
+                    log.warning(
+                        "model update: %s%s", reason, "; checking again with back-off" if not said else ""
+                    )
+                    said = reason
                 failures += 1
             pause = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS)) - 1] if failures else self._poll
             self._stop.wait(pause)
