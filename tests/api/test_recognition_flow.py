@@ -100,6 +100,11 @@ def test_version_files_are_checksummed_and_cacheable(client: TestClient) -> None
     assert manifest_response.status_code == 200
     manifest = json.loads(manifest_response.content)
     assert manifest["crop"]["size"] == [160, 160] and manifest["labels"][0].endswith(")")
+    # Both cuts resample alike, and say so: a tester's plain bilinear patch missed the checksum.
+    assert (
+        "area-averaging" in manifest["refiner"]["patch"]["resize"]
+        and "area-averaging" in manifest["crop"]["resize"]
+    )
     for name, entry in manifest["files"].items():
         response = client.get(f"/api/v1/models/{version}/files/{name}")
         assert response.status_code == 200

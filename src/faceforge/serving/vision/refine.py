@@ -77,7 +77,16 @@ def refine_contract() -> dict[str, object]:
         "input": "any face detector's box (x, y, width, height) in pixels of the upright photo",
         "square": "m = max(width, height), not rounded; left = round(cx - m/2), top = round(cy - m/2), "
         "s = round(m); round(v) = floor(v + 0.5) (half up), in float64",
-        "patch": {"size": [PATCH_SIZE, PATCH_SIZE], "colour": "RGB", "pixel_range": [0, 255]},
+        "patch": {
+            "size": [PATCH_SIZE, PATCH_SIZE],
+            "colour": "RGB",
+            "pixel_range": [0, 255],
+            # As the crop contract's: a plain bilinear sample (no averaging) moved a tester's refined
+            # box by 1.4 px and missed the contract vectors' patch checksum.
+            "resize": "bilinear, area-averaging when shrinking (Pillow's resize: the filter widens "
+            "with the reduction)",
+            "outside_photo": "black (0, 0, 0)",
+        },
         "outside_photo": "black (0, 0, 0)",
         "resize": "bilinear, area-averaging when shrinking",
         "outputs": {
