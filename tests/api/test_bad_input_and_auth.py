@@ -606,3 +606,24 @@ def test_a_body_that_is_not_a_form_is_415_where_photos_are_uploaded(quiet_client
     # A form without a file, or no body at all, is judged by its fields as before.
     _error(quiet_client.post("/api/v1/people"), 400, "name_required")
     assert quiet_client.post("/api/v1/people", data={"name": "J"}).status_code == 201
+
+
+def test_missing_fields_are_named_as_spelt(quiet_client: TestClient) -> None:
+    """A capitalised field name read "Target_image is required", "Other_id is required" and "Photos
+    is required"; a body of the wrong type was blamed on an empty location (": Input should be...")."""
+    person = quiet_client.post("/api/v1/people", data={"name": "Ada"}).json()["id"]
+    photo = image_files(LFW10 / "Colin_Powell")[0]
+    verify = quiet_client.post("/api/v1/verification/verify", files={"source_image": photo.open("rb")})
+    assert verify.status_code == 400 and verify.json()["message"] == "target_image is required", verify.text
+    merge = _error(quiet_client.post(f"/api/v1/people/{person}/merge", json={}), 400, "other_id_required")
+    assert merge["message"] == "other_id is required"
+    stranger = _error(
+        quiet_client.post("/api/v1/strangers", data={"note": "the mailman"}), 400, "photos_required"
+    )
+    assert stranger["message"].startswith("photos are required")
+    assert (
+        _error(quiet_client.post("/api/v1/people", data={}), 400, "name_required")["message"]
+        == "Name is required"
+    )
+    listed = _error(quiet_client.patch(f"/api/v1/people/{person}", json=[1]), 400, "invalid_request")
+    assert listed["message"].startswith("the body: "), listed

@@ -246,7 +246,7 @@ def _validation_code(error: RequestValidationError) -> tuple[int, str, str]:
         at = f" (at character {where[-1]})" if where else ""
         return 400, "invalid_request", f"the body is not valid JSON: {reason}{at}"
     problems = "; ".join(
-        f"{'.'.join(str(p) for p in item.get('loc', ()) if p != 'body')}: {item.get('msg', '')}"
+        f"{'.'.join(str(p) for p in item.get('loc', ()) if p != 'body') or 'the body'}: {item.get('msg', '')}"
         for item in items
     )
     if items and all(item.get("loc", ("",))[0] == "path" for item in items):
@@ -254,8 +254,16 @@ def _validation_code(error: RequestValidationError) -> tuple[int, str, str]:
     missing = {str(item["loc"][-1]) for item in items if item.get("type") == "missing" and item.get("loc")}
     if len(items) == 1 and len(missing) == 1:
         (field,) = missing
-        return 400, f"{field}_required", f"{field.capitalize()} is required"
+        return 400, f"{field}_required", _required(field)
     return 400, "invalid_request", problems or "the request is not valid"
+
+
+def _required(field: str) -> str:
+    """ "Name is required" (the original app's words); a field named in code keeps its spelling, where
+    capitalising it read "Target_image is required" and "Other_id is required"."""
+    if field == "photos":
+        return "photos are required: at least one, each a file in the field 'photos'"
+    return f"{field.capitalize()} is required" if field.isalpha() else f"{field} is required"
 
 
 def _allowed_methods(request: Request) -> str:

@@ -58,7 +58,7 @@ def _subject_body(body: dict[str, Any]) -> str:
         raise RequestRejectedError("invalid_request", "subject must be a string")
     subject = (value or "").strip()
     if not subject:
-        raise RequestRejectedError("subject_required", "subject is required")
+        raise RequestRejectedError("subject_required", "Subject is required")  # as a missing field's
     return subject
 
 
