@@ -16,8 +16,10 @@ from fastapi.testclient import TestClient
 from faceforge.core.config import LimitSettings, Settings
 from faceforge.core.dataset import image_files
 from faceforge.serving.api.app import create_app
-from tests.api.fixtures import BOTH_DATABASES, local_client, service_settings, wait_until_trained
+from faceforge.storage import people_store
+from tests.api.fixtures import BOTH_DATABASES, local_client, service_settings, wait_for, wait_until_trained
 from tests.conftest import LFW10
+from tests.db.postgresql_locks import POSTGRESQL_ONLY, blocked_by
 
 RECOGNITION = "/api/v1/recognition"
 LEGACY_INFO = "/gorillas/face-recognition/api/v1.0/model/info"
@@ -175,3 +177,22 @@ def test_pair_probability_holds_any_scale() -> None:
     for cosine in (-0.3, 0.1, 0.35, 0.45, 0.9):
         expected = 1.0 / (1.0 + math.exp(-20.0 * (cosine - threshold)))
         assert math.isclose(pair_sigmoid(cosine, threshold=threshold, scale=20.0), expected, rel_tol=1e-12)
+
+
+@POSTGRESQL_ONLY
+def test_deleting_every_subject_is_one_change_whoever_deletes_one_meanwhile(quiet_client: TestClient) -> None:
+    """CompreFace's DELETE /subjects (and /faces) deleted person after person, each in its own
+    transaction: one deleted meanwhile by another request made the whole call a 404 with the people
+    before it already gone. Now one transaction, and a person already gone is simply not counted."""
+    services = quiet_client.app.state.services  # type: ignore[attr-defined]
+    names = ["Ada", "Bob", "Cy"]
+    ids = [quiet_client.post("/api/v1/people", data={"name": name}).json()["id"] for name in names]
+    with ThreadPoolExecutor(max_workers=1) as pool, services.sessions.begin() as deleting:
+        people_store.delete_person(deleting, person_id=ids[1])  # Bob, by another request, not committed
+        everyone = pool.submit(quiet_client.delete, f"{RECOGNITION}/subjects")
+        wait_for(lambda: blocked_by(deleting, services.engine), timeout=30, what="the bulk delete to wait")
+        deleting.commit()
+        answer = everyone.result(timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"deleted": 2}
+    assert quiet_client.get(f"{RECOGNITION}/subjects").json()["subjects"] == []

@@ -118,11 +118,11 @@ class CompatService:
         return person
 
     def delete_all_subjects(self) -> int:
+        """Everyone, in one change; returns how many subjects (names) went."""
         with self.people.sessions() as session:
             everyone = people_store.all_people(session)
-        for person in everyone:
-            self.people.delete(person_id=person.id)
-        return len({person.name for person in everyone})
+        deleted = set(self.people.delete_many([person.id for person in everyone]))
+        return len({person.name for person in everyone if person.id in deleted})
 
     # -- faces (photos) ---------------------------------------------------------------------------
     def add_face(self, name: str, upload: Upload, *, min_detection: float | None = None) -> tuple[int, str]:
@@ -171,14 +171,10 @@ class CompatService:
         return name
 
     def delete_faces(self, subject: str | None) -> int:
+        """Every photo of the subject's (or everyone's), in one change; returns how many went."""
         with self.people.sessions() as session:
             people = [self.require_subject(subject)] if subject else people_store.all_people(session)
-        deleted = 0
-        for person in people:
-            for photo in self.people.photos(person_id=person.id):
-                self.people.delete_photo(person_id=person.id, photo_id=photo.id)
-                deleted += 1
-        return deleted
+        return len(self.people.delete_many([person.id for person in people], keep_people=True))
 
     def face_image(self, image_id: str) -> tuple[bytes, str]:
         photo_id, person_id, _ = self.owner(image_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.config import Settings
 from faceforge.core.embedding_space import EMBEDDER_NAME
-from faceforge.core.errors import RequestRejectedError
+from faceforge.core.errors import NotFoundError, RequestRejectedError
 from faceforge.core.faces import PhotoFaces, RejectReason
 from faceforge.core.model.population import shipped_model
 from faceforge.core.records import Person, StoredPhoto
@@ -557,6 +557,42 @@ class PeopleService:
             self._removed_people()
         self.files.delete(removed)  # only after the rows are gone for good
         return result
+
+    def delete_many(self, person_ids: Sequence[int], *, keep_people: bool = False) -> list[int]:
+        """Delete these people (or, with ``keep_people``, every photo of theirs) in one transaction:
+        all or nothing. One already gone (another request deleted them meanwhile) is left out, not
+        an error. Returns a person's id for each deletion: once per person, or once per photo with
+        ``keep_people``."""
+        removed: list[str] = []
+        counted: list[int] = []
+
+        def change(session: Session, _unused: list[str]) -> ChangeResult:
+            removed.clear()
+            counted.clear()
+            for person_id in person_ids:
+                try:
+                    people_store.lock_person(session, person_id=person_id)
+                except NotFoundError:
+                    continue
+                if keep_people:
+                    photos = people_store.list_photos(session, person_id=person_id)
+                    for photo in photos:
+                        removed.append(
+                            people_store.delete_photo(session, person_id=person_id, photo_id=photo.id)
+                        )
+                    counted.extend([person_id] * len(photos))
+                else:
+                    removed.extend(people_store.delete_person(session, person_id=person_id))
+                    counted.append(person_id)
+            return ChangeResult(None, [], request_training(session) if removed else None)
+
+        try:
+            self._write(change)
+        finally:
+            if not keep_people:
+                self._removed_people()
+        self.files.delete(removed)  # only after the rows are gone for good
+        return counted
 
     def delete_photo(self, *, person_id: int, photo_id: int) -> ChangeResult:
         removed: list[str] = []
