@@ -100,3 +100,13 @@ def upgrade_database(engine: Engine) -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def read_one_snapshot(session: Session) -> None:
+    """Make the session's transaction read one snapshot of the database, whatever commits meanwhile:
+    PostgreSQL's REPEATABLE READ (under its default READ COMMITTED each statement sees what others
+    committed before it, so a person deleted between two reads of one training was in the photos
+    and not in the people). SQLite's transactions under WAL already read one snapshot. Call it
+    before the transaction's first statement."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))

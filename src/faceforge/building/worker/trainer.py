@@ -49,6 +49,7 @@ from faceforge.serving.services.strangers import STRANGER_PHOTOS
 from faceforge.serving.vision.pipeline import FacePipeline, prepare_networks
 from faceforge.storage import people_store, strangers_store, training_store
 from faceforge.storage.current_version import make_current
+from faceforge.storage.engine import read_one_snapshot
 from faceforge.storage.photo_files import PhotoFiles
 
 log = logging.getLogger(__name__)
@@ -372,6 +373,7 @@ class TrainingWorker:
         self._stage(claim, 0.05, "loading")
         self._reembed()  # photos a previous release embedded (normally none)
         with self.sessions.begin() as session:  # one snapshot of people and strangers
+            read_one_snapshot(session)
             faces, people = people_store.enrolled_faces(session, embedder=EMBEDDER_NAME)
             by_stranger = strangers_store.embeddings_by_stranger(session, embedder=EMBEDDER_NAME)
             vector_photos = people_store.first_photos(session, embedder=EMBEDDER_NAME, limit=VECTOR_PHOTOS)
