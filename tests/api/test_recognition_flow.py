@@ -407,3 +407,28 @@ def test_a_version_below_the_floor_is_built_but_not_made_current(
         after = client.get("/api/v1/models/current").json()
         assert after["version"] == held["version"] + 1 and after["metrics"]["accept_rate"] < 0.9
         assert ids["Colin_Powell"] not in [p["id"] for p in after["people"]]
+
+
+def test_compreface_verification_times_each_stage(quiet_client: TestClient) -> None:
+    """With ``status=true``, verification gave the whole request's time as ``calculator`` alone, where
+    recognize gives the photos' detection and one face's share of the embedding."""
+    source, target = image_files(LFW10 / "Colin_Powell")[:2]
+    verified = quiet_client.post(
+        "/api/v1/verification/verify",
+        params={"status": "true"},
+        files={"source_image": source.open("rb"), "target_image": target.open("rb")},
+    )
+    assert verified.status_code == 200, verified.text
+    times = verified.json()["result"][0]["execution_time"]
+    assert set(times) == {"detector", "calculator"} and min(times.values()) > 0, times
+    uploaded = quiet_client.post(
+        "/api/v1/recognition/faces", params={"subject": "Colin"}, files={"file": source.open("rb")}
+    )
+    image_id = uploaded.json()["image_id"]
+    against = quiet_client.post(
+        f"/api/v1/recognition/faces/{image_id}/verify",
+        params={"status": "true"},
+        files={"file": target.open("rb")},
+    )
+    assert against.status_code == 200, against.text
+    assert set(against.json()["result"][0]["execution_time"]) == {"detector", "calculator"}

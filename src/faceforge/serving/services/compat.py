@@ -215,11 +215,17 @@ class CompatService:
             for face in faces
         ]
 
-    def faces_of(self, data: bytes, *, min_detection: float | None = None) -> list[Face]:
+    def faces_of(
+        self, data: bytes, *, min_detection: float | None = None, seconds: dict[str, float] | None = None
+    ) -> list[Face]:
         """Every face of the photo with its embedding (verification, DeepStack's match), analysed
-        under the vision gate as every other photo is."""
+        under the vision gate as every other photo is. ``seconds`` adds up the analysis's stages
+        (``detector``, ``calculator``), for CompreFace's ``execution_time``."""
         with self.people.gate.slot(self.people.pipeline.pixels_at_once([data])):
             photo = self.people.pipeline.analyze(data, single_face=False)
+        if seconds is not None:
+            for stage, spent in photo.seconds.items():
+                seconds[stage] = seconds.get(stage, 0.0) + spent
         faces = [f for f in photo.faces if f.embedding is not None]
         faces = [f for f in faces if min_detection is None or f.detection.score >= min_detection]
         if not faces:
