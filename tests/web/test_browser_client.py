@@ -329,6 +329,16 @@ def test_live_page_names_the_person_on_camera(page: Page, server: Server) -> Non
     )
     assert tracks == [1] * 6 + [2]
 
+    # A ?min_face= the page cannot use is said on it: "abc" was ignored, -5 named the client's own
+    # option, and one over the frame found nobody without a word.
+    for asked, said in (
+        ("abc", '?min_face= is a number of pixels, 12 or more (such as ?min_face=40), not "abc"'),
+        ("-5", "?min_face= is a number of pixels, 12 or more"),
+        ("99999", "?min_face=99999 is larger than the camera's"),
+    ):
+        page.goto(f"{server.url}/live?min_face={asked}")
+        expect(page.locator("#message")).to_contain_text(said)
+
 
 def test_update_downloads_the_head_only(page: Page, server: Server) -> None:
     _connect(page, server)

@@ -22,7 +22,12 @@ const MORE_LIKELY_THAN_NOT = 0.5;
 const UPDATE_SECONDS = 30;
 // Faces smaller than this many pixels of the camera's frame are not looked for: someone at a door or
 // a desk fills more, and each halving of the size searched for costs P-Net about four times the work.
-const MIN_FACE_SIZE = Number(params.get("min_face")) || 60;
+// `?min_face=N` changes it; one the page cannot use is said on the page (`?min_face=abc` was ignored,
+// `-5` named the client's own option, a size over the frame found nobody without a word).
+const MIN_FACE_SIZE = params.has("min_face") ? Number(params.get("min_face")) : 60;
+const MIN_FACE_ASKED = !(Number.isFinite(MIN_FACE_SIZE) && MIN_FACE_SIZE >= 12)
+  ? `?min_face= is a number of pixels, 12 or more (such as ?min_face=40), not "${params.get("min_face")}"`
+  : "";
 
 const $ = (id) => document.getElementById(id);
 const kiosk = params.has("kiosk");
@@ -164,6 +169,7 @@ async function start(key) {
     return;
   }
   await video.play();
+  if (MIN_FACE_ASKED) { show(MIN_FACE_ASKED); return; }
   const overlay = $("overlay"), context = overlay.getContext("2d");
   const tracker = new Tracker();
   let frame = 0;
@@ -171,6 +177,10 @@ async function start(key) {
 
   async function step() {
     if (!video.videoWidth) { requestAnimationFrame(step); return; }
+    if (MIN_FACE_SIZE > Math.min(video.videoWidth, video.videoHeight)) {
+      show(`?min_face=${MIN_FACE_SIZE} is larger than the camera's ${video.videoWidth}×${video.videoHeight} frame: no face can be found`);
+      return;
+    }
     const started = performance.now();
     let faces = [];
     try {
