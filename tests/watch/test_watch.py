@@ -421,3 +421,14 @@ def test_a_server_that_stays_down_is_reported_once(tmp_path: Path, caplog: pytes
     server.close()
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "cannot reach the server" in warnings[0], warnings
+
+
+def test_unsent_decisions_wait_per_topic_prefix() -> None:
+    """Decisions kept while the broker was away under one --topic-prefix went out under whatever prefix
+    the next run had: each prefix keeps its own file (the default one keeps its earlier name)."""
+    from faceforge.edge.watch import spool_file
+
+    assert spool_file("faceforge", "gate") == "unsent-gate.jsonl"  # as before: kept files still go out
+    assert spool_file("faceforge/", "gate") == "unsent-gate.jsonl"
+    assert spool_file("tester", "gate") != spool_file("faceforge", "gate")
+    assert spool_file("home", "gate") != spool_file("office", "gate")

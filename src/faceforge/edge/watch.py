@@ -39,6 +39,14 @@ log = logging.getLogger(__name__)
 SPOOL_FILE = "unsent-{camera}.jsonl"
 
 
+def spool_file(topic_prefix: str, camera: str) -> str:
+    """The file a camera's unsent decisions wait in: one per topic prefix too, so that decisions kept
+    under one prefix are not sent under another by a later run (the default prefix keeps the name
+    earlier releases gave it)."""
+    name = slug(camera) if topic_prefix.strip("/") == BASE_TOPIC else f"{slug(topic_prefix)}-{slug(camera)}"
+    return SPOOL_FILE.format(camera=name)
+
+
 @dataclass(frozen=True)
 class WatchOptions:
     source: str
@@ -126,7 +134,7 @@ def watch(options: WatchOptions, print_line: Callable[[str], None]) -> None:
         model = EdgeModel(version, threads=options.threads)
         callbacks: list[Callable[[Decision], None]] = [lambda decision: print_line(decision.to_json())]
         if broker is not None:
-            spool = store.directory / SPOOL_FILE.format(camera=slug(options.camera))
+            spool = store.directory / spool_file(options.topic_prefix, options.camera)
             publisher = Publisher(
                 broker,
                 options.camera,
