@@ -196,3 +196,23 @@ def test_deleting_every_subject_is_one_change_whoever_deletes_one_meanwhile(quie
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"deleted": 2}
     assert quiet_client.get(f"{RECOGNITION}/subjects").json()["subjects"] == []
+
+
+@POSTGRESQL_ONLY
+def test_deleting_every_face_takes_turns_with_one_photos_delete(quiet_client: TestClient) -> None:
+    """DELETE /faces listed a person's photos, then deleted them one by one, while a single photo's
+    delete took no lock of the person's: one committed meanwhile was counted as this call's (or, once
+    gone before the read, made the whole call a 404)."""
+    services = quiet_client.app.state.services  # type: ignore[attr-defined]
+    photos = image_files(LFW10 / "Colin_Powell")[:3]
+    files = [("photos", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
+    colin = quiet_client.post("/api/v1/people?train=false", data={"name": "Colin"}, files=files).json()
+    first = colin["photos"][0]["photo_id"]
+    with ThreadPoolExecutor(max_workers=1) as pool, services.sessions.begin() as deleting:
+        people_store.delete_photo(deleting, person_id=colin["id"], photo_id=first)  # not committed
+        everything = pool.submit(quiet_client.delete, f"{RECOGNITION}/faces")
+        wait_for(lambda: blocked_by(deleting, services.engine), timeout=30, what="the bulk delete to wait")
+        deleting.commit()
+        answer = everything.result(timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"deleted": 2}

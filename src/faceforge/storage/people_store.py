@@ -191,6 +191,7 @@ def list_photos(session: Session, *, person_id: int) -> list[StoredPhoto]:
 
 
 def delete_photo(session: Session, *, person_id: int, photo_id: int) -> str:
+    lock_person(session, person_id=person_id)  # a bulk delete of their photos takes turns with it
     row = session.get(PhotoRow, photo_id)
     if row is None or row.person_id != person_id:
         raise NotFoundError(f"photo {photo_id} of person {person_id} not found")
