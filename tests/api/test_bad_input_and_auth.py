@@ -603,6 +603,10 @@ def test_a_body_that_is_not_a_form_is_415_where_photos_are_uploaded(quiet_client
             "multipart/form-data" in refused["message"] and content_type.split(";")[0] in refused["message"]
         )
     _nothing_stored(quiet_client)
+    # Media types ignore case: a form so labelled is a form.
+    cased = b'--xyz\r\nContent-Disposition: form-data; name="name"\r\n\r\nCased\r\n--xyz--\r\n'
+    headers = {"Content-Type": "Multipart/Form-Data; boundary=xyz"}
+    assert quiet_client.post("/api/v1/people", content=cased, headers=headers).status_code == 201
     # A form without a file, or no body at all, is judged by its fields as before.
     _error(quiet_client.post("/api/v1/people"), 400, "name_required")
     assert quiet_client.post("/api/v1/people", data={"name": "J"}).status_code == 201

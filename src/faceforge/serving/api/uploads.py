@@ -38,13 +38,14 @@ def file_fields(field: str, *, most: int | None = None) -> Any:
 
     async def check(request: Request) -> None:
         content_type = request.headers.get("content-type", "")
-        if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        media_type = content_type.split(";")[0].strip().lower()  # media types ignore case
+        if media_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
             if content_type:  # JSON, or a photo as the whole body: FastAPI read no field of it and
                 # answered that the first one was missing ("Name is required" to a JSON name).
                 raise RequestRejectedError(
                     "unsupported_media_type",
                     f"send multipart/form-data (each photo a file in {field!r}; with curl, -F "
-                    f"{field}=@photo.jpg), not {content_type.split(';')[0].strip()}",
+                    f"{field}=@photo.jpg), not {media_type}",
                     status=415,
                 )
             return
