@@ -126,6 +126,7 @@ def test_cli_export_writes_the_versions_own_files(
     # app's resources) is written into.
     mixed = tmp_path / "tflite"  # holds the TFLite export above
     (mixed / "notes.txt").write_text("the app's own file")
+    (mixed / "contract_vectors.json").write_text("{}")  # a version's file, but no format's model
     command = ["export", "--version", version, "--format", "onnx", "--out", str(mixed), *home]
     refused = runner.invoke(cli, command, env=env)
     assert refused.exit_code != 0 and "model.tflite" in refused.output, refused.output

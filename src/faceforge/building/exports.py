@@ -48,11 +48,13 @@ def export_version(
 
 def _refuse_another_exports_files(out: Path, ours: set[str], models: ModelService, version: int) -> None:
     """``out`` may hold anything (an app's resources) but files of another export, of another format:
-    they would stay beside this export's ``labels.txt``, which no longer describes them. Any file a
-    version publishes counts (its manifest's list), and this export's own names are overwritten."""
+    they would stay beside this export's ``labels.txt``, which no longer describes them. The model
+    files are those of the version's variants (not its contract vectors or head, which an app may
+    keep beside its models), and this export's own names are overwritten."""
     if not out.is_dir():
         return
-    published = set(models.store.open(version).manifest.files)
+    variants = models.store.open(version).manifest.variants
+    published = {name for variant in variants.values() for name in variant.get("files", [])}
     stale = sorted(name for name in published - ours if (out / name).exists())
     if stale:
         raise ExportError(

@@ -312,7 +312,8 @@ def _run_processes(host: str, port: int, workers: int, log_config: dict[str, Any
 def export_command(
     version: Annotated[int, typer.Option("--version", min=1, help="a ready model version")],
     export_format: Annotated[ExportFormat, typer.Option("--format", help="which on-device files")],
-    out: Annotated[Path, typer.Option("--out", help="directory to write the files into")],
+    # Text, not a Path: Path("") is ".", and --out "" must not mean the folder the command was typed in.
+    out_text: Annotated[str, typer.Option("--out", help="directory to write the files into")],
     home: HomeOption = None,
 ) -> None:
     """Export a version's on-device files again (same bytes as the version's own files)."""
@@ -320,8 +321,9 @@ def export_command(
     from faceforge.serving.services.models import ModelService
     from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
 
-    if not str(out).strip() or str(out) == ".":  # Path("") is ".": the files would land wherever typed
+    if not out_text.strip():
         raise _fail("--out names no folder (give a path, such as --out ./model)")
+    out = Path(out_text)
     settings = _settings(home)
     if not settings.models_dir.expanduser().is_dir():  # a mistyped --home would get an empty database
         raise _fail(f"no faceforge home at {settings.home.expanduser()} (it holds no model versions)")
