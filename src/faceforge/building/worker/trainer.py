@@ -162,11 +162,12 @@ class TrainingWorker:
         log.info("training worker %s holds the trainer's lease", self.worker_id)
         with self.sessions.begin() as session:
             # Just acquired: a training still marked running belongs to a worker that died or lost the
-            # lease. It is failed first, in the sweep's transaction: that worker may be about to
-            # publish it, and must not make current a version whose folder the sweep removes.
+            # lease. It is failed first, and committed: that worker may be about to publish it, and
+            # must not make current a version whose folder the sweep below removes.
             taken = training_store.take_over_running(session)
-            if taken is not None:
-                log.warning("version %d's worker is gone; its training was taken over", taken)
+        if taken is not None:
+            log.warning("version %d's worker is gone; its training was taken over", taken)
+        with self.sessions.begin() as session:
             sweep_orphans(
                 session,
                 models_dir=self.settings.models_dir,
