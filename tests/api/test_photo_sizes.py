@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from faceforge.core.dataset import image_files
+from faceforge.serving.vision.decode import display_budget, pixels_decoded
 from tests.api.fixtures import photo_fields
 from tests.conftest import FACES
 
@@ -73,6 +74,8 @@ def test_a_large_photo_is_shown_from_a_reduced_decode_within_the_vision_budget(c
     large = _large(small, 16)  # 4000 x 4000
     decoded = services.pipeline.decode_for_display(large, longer_side=128)
     assert 128 <= max(decoded.image.shape[:2]) <= 256 and decoded.scale >= 16
+    # ... and it holds what it decodes of the vision budget, not the 16 MP of the header
+    assert pixels_decoded(large, display_budget(128)) == decoded.image.shape[0] * decoded.image.shape[1]
     ids = []
     for name, data in (("small", small.read_bytes()), ("large", large)):
         answer = client.post(

@@ -24,7 +24,7 @@ from PIL import Image
 from faceforge.core.faces import Box
 from faceforge.serving.services.vision_gate import VisionGate
 from faceforge.serving.vision.crop import crop_face
-from faceforge.serving.vision.decode import header_pixels, header_size
+from faceforge.serving.vision.decode import display_budget, header_size, pixels_decoded
 from faceforge.serving.vision.pipeline import FacePipeline
 
 THUMBNAIL_MARGIN = 0.25  # of the box's longer side on each edge: the whole head, not just the face
@@ -49,43 +49,52 @@ class SizedPhotos:
     def jpeg(self, path: Path, size: int) -> bytes:
         """The photo at ``path`` as a JPEG whose longer side is at most ``size`` px (never enlarged)."""
 
-        def scaled(data: bytes) -> bytes:
-            image = Image.fromarray(self.pipeline.decode_for_display(data, longer_side=size).image)
+        def scaled(data: bytes, longer: int) -> bytes:
+            image = Image.fromarray(self.pipeline.decode_for_display(data, longer_side=longer).image)
             image.thumbnail((size, size), Image.Resampling.LANCZOS)
             return _jpeg(image)
 
-        return self._cached((path.name, size), scaled, path)
+        return self._cached((path.name, size), path, lambda _: size, scaled)
 
     def face(self, path: Path, box: dict[str, float], size: int) -> bytes:
         """A JPEG of the face in ``box`` (photo pixels) of the photo at ``path``: a square of ``size``
         px around it with ``THUMBNAIL_MARGIN``, so the whole head shows (the people and strangers
         lists). A stored photo's box never changes, so its name says which face."""
+        square = max(box["width"], box["height"]) * (1 + 2 * THUMBNAIL_MARGIN)
 
-        def cropped(data: bytes) -> bytes:
+        def longer_side(data: bytes) -> int:
             # Reduced while decoded as far as the face's square keeps ``size`` px: the photo's longer
             # side shrinks by the factor that brings the square's side down to ``size``.
-            square = max(box["width"], box["height"]) * (1 + 2 * THUMBNAIL_MARGIN)
-            longer = max(size, math.ceil(max(header_size(data)) * size / max(square, 1.0)))
+            return max(size, math.ceil(max(header_size(data)) * size / max(square, 1.0)))
+
+        def cropped(data: bytes, longer: int) -> bytes:
             photo = self.pipeline.decode_for_display(data, longer_side=longer)
             s = photo.scale
             face_box = Box(box["x"] / s, box["y"] / s, box["width"] / s, box["height"] / s)
             face = crop_face(Image.fromarray(photo.image), face_box, margin=THUMBNAIL_MARGIN, size=size)
             return _jpeg(Image.fromarray(face))
 
-        return self._cached((f"{path.name}#face", size), cropped, path)
+        return self._cached((f"{path.name}#face", size), path, longer_side, cropped)
 
-    def _cached(self, key: tuple[str, int], make: Callable[[bytes], bytes], path: Path) -> bytes:
+    def _cached(
+        self,
+        key: tuple[str, int],
+        path: Path,
+        longer_side: Callable[[bytes], int],
+        make: Callable[[bytes, int], bytes],
+    ) -> bytes:
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
                 self._entries.move_to_end(key)
                 return found
         # Made outside the lock: two first requests for one photo both decode, neither waits. The
-        # decode holds the photo's pixels of the vision budget (waiting, never refused: a list asks
-        # for dozens at once), so display and analysis together stay within VISION_PIXELS.
+        # decode holds the pixels it decodes of the vision budget (waiting, never refused: a list
+        # asks for dozens at once), so display and analysis together stay within VISION_PIXELS.
         photo = path.read_bytes()
-        with self.gate.pixels(header_pixels(photo)):
-            data = make(photo)
+        longer = longer_side(photo)
+        with self.gate.pixels(pixels_decoded(photo, display_budget(longer))):
+            data = make(photo, longer)
         with self._lock:
             if key not in self._entries and len(data) <= self.budget_bytes:
                 self._entries[key] = data

@@ -176,6 +176,20 @@ def header_size(data: bytes) -> tuple[int, int]:
         return 0, 0
 
 
+def pixels_decoded(data: bytes, budget: int | None) -> int:
+    """How many pixels ``decode_reduced`` holds at once for ``data`` with ``budget`` (from its header):
+    JPEG's decoder reduces while it decodes, other formats are decoded whole, then reduced."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with _open(data) as image:
+                (width, height), kind = image.size, image.format
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return 0
+    factor = reduction_factor(width * height, budget) if kind in {"JPEG", "MPO"} else 1
+    return -(-width // factor) * -(-height // factor)
+
+
 def display_budget(longer_side: int) -> int:
     """The pixel budget of ``decode_reduced`` for a picture ``longer_side`` px long: the photo is
     reduced by the largest whole factor that keeps its longer side at least that long (the smallest
