@@ -409,18 +409,28 @@ def test_a_server_that_stays_down_is_reported_once(tmp_path: Path, caplog: pytes
     from faceforge.edge.choices import ModelChoice
     from faceforge.edge.models import ModelStore, ServerClient
 
-    with socket.socket() as unused:  # a port nothing listens on: each check is refused at once
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    server = ServerClient(f"http://127.0.0.1:{port}", None)
-    updates = agent.ModelUpdates(ModelStore(tmp_path, ModelChoice.ONNX), server, 60.0, None)
-    with caplog.at_level(logging.WARNING, logger=agent.__name__):
-        updates.start()
-        time.sleep(1.6)  # checks at 0 and 1 s (back-off), each refused at once
-        updates.stop()
-    server.close()
+    checks: list[int] = []
+    with socket.socket() as down:  # answers every connection by closing it: no HTTP server there
+        down.bind(("127.0.0.1", 0))
+        down.listen()
+        down.settimeout(30)
+
+        def hang_up() -> None:
+            for _ in range(2):
+                connection, _ = down.accept()
+                connection.close()
+                checks.append(1)
+
+        server = ServerClient(f"http://127.0.0.1:{down.getsockname()[1]}", None)
+        updates = agent.ModelUpdates(ModelStore(tmp_path, ModelChoice.ONNX), server, 60.0, None)
+        with caplog.at_level(logging.WARNING, logger=agent.__name__):
+            updates.start()
+            hang_up()  # two checks failed (the second a second later, after the back-off)
+            time.sleep(0.5)  # the second one's log line
+            updates.stop()
+        server.close()
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1 and "cannot reach the server" in warnings[0], warnings
+    assert len(checks) == 2 and len(warnings) == 1 and "cannot reach the server" in warnings[0], warnings
 
 
 def test_unsent_decisions_wait_per_topic_prefix() -> None:
@@ -432,3 +442,5 @@ def test_unsent_decisions_wait_per_topic_prefix() -> None:
     assert spool_file("faceforge/", "gate") == "unsent-gate.jsonl"
     assert spool_file("tester", "gate") != spool_file("faceforge", "gate")
     assert spool_file("home", "gate") != spool_file("office", "gate")
+    assert spool_file("faceforge", "tester-gate") != spool_file("tester", "gate")  # a reviewer's pairs
+    assert spool_file("home", "front-door") != spool_file("home-front", "door")

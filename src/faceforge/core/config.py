@@ -58,8 +58,8 @@ class LimitSettings(BaseModel):
     max_name_length: int = Field(
         200,
         ge=1,
-        le=500,
-        description="longest name, position or note (external ids and sources are stored in 200 characters)",
+        description="longest name, position or note; the columns stop it at 500 (external ids and "
+        "sources at 200)",
     )
     vision_concurrency: int = Field(
         default_factory=lambda: os.cpu_count() or 1,

@@ -115,7 +115,10 @@ class ModelUpdates:
 
     def _run(self) -> None:
         failures = 0
-        said = ""  # the failure last logged: said once until it changes, as the broker's are
+        # The kind of failure last logged (the server's own answer, or none at all, whose wording
+        # varies from one try to the next: refused, reset, timed out): said once until it changes,
+        # as the broker's outages are.
+        said = ""
         while not self._stop.is_set():
             try:
                 version = self.check()
@@ -128,12 +131,15 @@ class ModelUpdates:
             except Exception as error:  # network and HTTP errors: the server may come back
                 if self._stop.is_set():
                     return
-                reason = str(error) if isinstance(error, WatchError) else f"cannot reach the server ({error})"
-                if reason != said:
+                kind = str(error) if isinstance(error, WatchError) else "unreachable"
+                if kind != said:
+                    reason = (
+                        str(error) if isinstance(error, WatchError) else f"cannot reach the server ({error})"
+                    )
                     log.warning(
                         "model update: %s%s", reason, "; checking again with back-off" if not said else ""
                     )
-                    said = reason
+                    said = kind
                 failures += 1
             pause = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS)) - 1] if failures else self._poll
             self._stop.wait(pause)

@@ -325,7 +325,8 @@ def check_camera_name(camera: str) -> None:
     and Home Assistant id, ``a_b``, so two cameras overwrote each other)."""
     if not camera.strip() or slug(camera) == "camera" != camera or any(c in camera for c in "/+#"):
         raise WatchError(
-            f"--camera must name the camera with letters or digits (no '/', '+' or '#'), not {camera!r}"
+            "--camera must name the camera with at least one ASCII letter or digit (it becomes the MQTT "
+            f"topic level and the Home Assistant id), and no '/', '+' or '#', not {camera!r}"
         )
 
 

@@ -43,7 +43,8 @@ def spool_file(topic_prefix: str, camera: str) -> str:
     """The file a camera's unsent decisions wait in: one per topic prefix too, so that decisions kept
     under one prefix are not sent under another by a later run (the default prefix keeps the name
     earlier releases gave it)."""
-    name = slug(camera) if topic_prefix.strip("/") == BASE_TOPIC else f"{slug(topic_prefix)}-{slug(camera)}"
+    # "." is in no slug: "home" + "front-door" and "home-front" + "door" stay two files.
+    name = slug(camera) if topic_prefix.strip("/") == BASE_TOPIC else f"{slug(topic_prefix)}.{slug(camera)}"
     return SPOOL_FILE.format(camera=name)
 
 

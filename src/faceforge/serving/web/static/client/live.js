@@ -24,7 +24,7 @@ const UPDATE_SECONDS = 30;
 // a desk fills more, and each halving of the size searched for costs P-Net about four times the work.
 // `?min_face=N` changes it; one the page cannot use is said on the page (`?min_face=abc` was ignored,
 // `-5` named the client's own option, a size over the frame found nobody without a word).
-const MIN_FACE_SIZE = params.has("min_face") ? Number(params.get("min_face")) : 60;
+const MIN_FACE_SIZE = params.get("min_face") ? Number(params.get("min_face")) : 60;
 const MIN_FACE_ASKED = !(Number.isFinite(MIN_FACE_SIZE) && MIN_FACE_SIZE >= 12)
   ? `?min_face= is a number of pixels, 12 or more (such as ?min_face=40), not "${params.get("min_face")}"`
   : "";
@@ -179,6 +179,7 @@ async function start(key) {
     if (!video.videoWidth) { requestAnimationFrame(step); return; }
     if (MIN_FACE_SIZE > Math.min(video.videoWidth, video.videoHeight)) {
       show(`?min_face=${MIN_FACE_SIZE} is larger than the camera's ${video.videoWidth}×${video.videoHeight} frame: no face can be found`);
+      setTimeout(step, 1000);  // the camera may change its frame
       return;
     }
     const started = performance.now();
