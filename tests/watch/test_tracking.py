@@ -88,3 +88,24 @@ def test_a_saturated_track_is_split_by_someone_named_more_surely_than_not() -> N
     assert track.doubts == 0
     newcomer = [0.0034, 0.9947, 0.0019]
     assert not _sample(track, 6, face, newcomer) and _sample(track, 7, face, newcomer)
+
+
+def test_after_a_new_version_a_decided_track_compares_people_by_id() -> None:
+    """A new version arrived while a face was in view: its outputs are other indices, so the head's
+    names were not compared at all, and a swap whose faces agree above the cosine went unnoticed
+    until the face left (a tester saw no decision for a minute after each update). The people are
+    compared by id instead: the same person under a new index is no doubt, another is."""
+    face = np.ones(8, np.float32)
+    track = Track(1, Box(0, 0, 10, 10), 0)
+    assert not any(_sample(track, frame, face, [0.99999, 0.000005, 0.000005]) for frame in range(1, 4))
+    track.decided, track.person_id = True, 7  # the agent's decision named person 7
+    newer = np.array([0.001, 0.002, 0.995, 0.002], np.float32)  # version 2: a person added before them
+    assert not track.someone_else(face, 4, newer, 2, named_person=7)  # still person 7: no doubt
+    assert not track.someone_else(face, 5, newer, 2, named_person=7) and track.doubts == 0
+    assert not track.someone_else(face, 6, newer, 2, named_person=9)
+    assert track.someone_else(face, 7, newer, 2, named_person=9)  # two in a row: someone else
+    # A stranger's track (no person) is still never split by the head.
+    stranger = Track(2, Box(0, 0, 10, 10), 0)
+    assert not any(_sample(stranger, frame, face, [0.1, 0.1, 0.8]) for frame in range(1, 4))
+    stranger.decided = True
+    assert not any(stranger.someone_else(face, f, newer, 2, named_person=9) for f in range(4, 8))

@@ -28,7 +28,7 @@ from PIL import Image
 from faceforge.core.faces import Box
 from faceforge.edge.choices import DetectorName
 from faceforge.edge.errors import WatchError
-from faceforge.edge.models import CachedVersion, ModelStore, ServerClient
+from faceforge.edge.models import CachedVersion, ModelStore, Person, ServerClient
 from faceforge.edge.publish import Decision
 from faceforge.edge.runtime import EdgeModel
 from faceforge.edge.source import Frame
@@ -236,7 +236,9 @@ class Agent:
                 continue
             box, probabilities, embedding = face
             version = self.model.version.version
-            if track.someone_else(embedding, index, probabilities, version):  # ``edge.tracking``
+            named = self._person_at(int(np.argmax(probabilities)))
+            named_id = named.id if named else None
+            if track.someone_else(embedding, index, probabilities, version, named_id):  # ``edge.tracking``
                 self._decide(track)  # someone else is in its place
                 track = self.tracker.replace(track, index)
                 track.someone_else(embedding, index)  # the new track's first reference
@@ -249,13 +251,19 @@ class Agent:
             return
         track.decided = True
         decision = self._decision(track.samples, track.face or track.box)
+        track.person_id = decision.person_id
         for callback in self.on_decision:
             callback(decision)
+
+    def _person_at(self, output: int) -> Person | None:
+        """The enrolled person of the model's output ``output`` (None: ``unknown``)."""
+        version = self.model.version
+        return version.people.get(version.labels[output]) if output < len(version.labels) else None
 
     def _decision(self, samples: list[FloatArray], box: Box) -> Decision:
         version = self.model.version
         best, probability = decide(samples)
-        person = version.people.get(version.labels[best]) if best < len(version.labels) else None
+        person = self._person_at(best)
         return Decision(
             camera=self.camera,
             name=person.name if person else None,

@@ -119,6 +119,7 @@ class Track:
     references: list[FloatArray] = field(default_factory=list)  # its latest agreeing samples' embeddings
     doubts: int = 0  # samples in a row that agreed with none of them
     checked_frame: int = -1  # the frame of its latest sample
+    person_id: int | None = None  # whom its decision named (None: undecided, or a stranger)
     resumed: bool = False  # matched in this frame after frames without it
 
     @property
@@ -140,15 +141,16 @@ class Track:
         frame: int,
         probabilities: FloatArray | None = None,
         version: int | None = None,
+        named_person: int | None = None,
     ) -> bool:
-        """Take a sample's embedding (and the head's ``probabilities`` for it, from ``version``);
-        whether it makes ``DOUBTS`` in a row unlike the track (it is then someone else's). An agreeing
-        one becomes a reference."""
+        """Take a sample's embedding (and the head's ``probabilities`` for it, from ``version``, and
+        the id of the person they name, None for a stranger); whether it makes ``DOUBTS`` in a row
+        unlike the track (it is then someone else's). An agreeing one becomes a reference."""
         self.checked_frame = frame
         unit = embedding / (float(np.linalg.norm(embedding)) or 1.0)
         unlike = bool(self.references) and (
             max(float(np.dot(r, unit)) for r in self.references) < SAME_FACE_COSINE
-            or (probabilities is not None and self._names_another(probabilities, version))
+            or (probabilities is not None and self._names_another(probabilities, version, named_person))
         )
         if unlike:
             self.doubts += 1
@@ -157,7 +159,9 @@ class Track:
         self.references = [*self.references[-(REFERENCES - 1) :], unit]
         return False
 
-    def _names_another(self, probabilities: FloatArray, version: int | None) -> bool:
+    def _names_another(
+        self, probabilities: FloatArray, version: int | None, named_person: int | None
+    ) -> bool:
         """Whether the head names this sample as an enrolled person other than the one the track's
         samples name, and either at least as surely as they name theirs or more surely than not
         (above one half: more likely theirs than the track's person's, a stranger's and everyone
@@ -165,14 +169,26 @@ class Track:
         named at 0.995 (a new-user tester's Colin Powell, then Tony Blair in his place). A sample
         named another only a little more surely than the track's person (a head turned toward a
         look-alike, 0.45 against 0.3) is no doubt. Only once the track has its ``SAMPLES`` (before,
-        one misnamed first frame would be all it knows), and not for a track of a stranger or of
-        samples from another version."""
-        if len(self.samples) < SAMPLES or version != self.version:
+        one misnamed first frame would be all it knows), and not for a track of a stranger.
+
+        A sample of another version than the track's samples (a new version arrived while the face
+        was in view) has other outputs: the people are compared by id, once the track is decided
+        (a tester saw swaps go unnoticed after every model update)."""
+        if len(self.samples) < SAMPLES:
             return False
         unknown = len(probabilities) - 1
         named = int(np.argmax(probabilities))
+        if named == unknown:
+            return False
+        if version != self.version:
+            return (
+                self.person_id is not None
+                and named_person is not None
+                and named_person != self.person_id
+                and float(probabilities[named]) >= MORE_LIKELY_THAN_NOT
+            )
         own, sureness = decide(self.samples)
-        if named in (unknown, own) or own == unknown:
+        if named == own or own == unknown:
             return False
         return float(probabilities[named]) >= min(sureness, MORE_LIKELY_THAN_NOT)
 
