@@ -328,6 +328,12 @@ def test_live_page_names_the_person_on_camera(page: Page, server: Server) -> Non
         }"""
     )
     assert tracks == [1] * 6 + [2]
+    # While its latest face is in doubt (maybe someone else), a track shows no name: a tester saw the
+    # previous person's name on the newcomer's face for a frame at every swap.
+    labels = page.evaluate(
+        """() => [0, 1].map((doubts) => faceforgeLive.label({ decision: { name: "Ada" }, doubts }))"""
+    )
+    assert labels == ["Ada", "…"]
 
     # A ?min_face= the page cannot use is said on it: "abc" was ignored, -5 named the client's own
     # option, and one over the frame found nobody without a word.

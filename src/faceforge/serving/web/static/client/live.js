@@ -173,7 +173,7 @@ async function start(key) {
   const overlay = $("overlay"), context = overlay.getContext("2d");
   const tracker = new Tracker();
   let frame = 0;
-  window.faceforgeLive = { client, tracker, Tracker };  // the tracker's class: for tests and debugging
+  window.faceforgeLive = { client, tracker, Tracker, label };  // for tests and debugging
 
   async function step() {
     if (!video.videoWidth) { requestAnimationFrame(step); return; }
@@ -211,9 +211,17 @@ async function start(key) {
   requestAnimationFrame(step);
 }
 
+/** The track's decision, unless its latest face is in doubt (unlike it: maybe someone else in its
+ * place, named afresh if a second face agrees). A tester saw the previous person's name on the
+ * newcomer's face for that frame at every swap. */
+function shown(track) {
+  return track.doubts ? null : track.decision;
+}
+
 function label(track) {
-  if (!track.decision) return "…";
-  return track.decision.name ?? "Unknown";
+  const decision = shown(track);
+  if (!decision) return "…";
+  return decision.name ?? "Unknown";
 }
 
 function draw(context, overlay, video, faces, tracks) {
@@ -223,7 +231,7 @@ function draw(context, overlay, video, faces, tracks) {
   context.lineWidth = Math.max(2, overlay.width / 320);
   context.font = `${Math.max(14, Math.round(overlay.width / 32))}px system-ui, sans-serif`;
   faces.forEach((face, i) => {
-    const track = tracks[i], known = track.decision && track.decision.name;
+    const track = tracks[i], known = shown(track)?.name;
     const { x, y, width, height } = face.box;
     context.strokeStyle = known ? "#22c55e" : "#e5e7eb";
     context.strokeRect(x, y, width, height);
@@ -235,10 +243,10 @@ function draw(context, overlay, video, faces, tracks) {
     context.fillText(text, x + 5, Math.max(0, y - h) + h - 8);
   });
   const list = $("faces");
-  const items = tracks.filter((t) => t.decision).map((t) => {
-    const li = document.createElement("li");
-    li.className = t.decision.name ? "known" : "unknown";
-    li.textContent = t.decision.name ? `${t.decision.name} (${Math.round(t.decision.probability * 100)} %)` : "Unknown";
+  const items = tracks.filter((t) => shown(t)).map((t) => {
+    const li = document.createElement("li"), decision = shown(t);
+    li.className = decision.name ? "known" : "unknown";
+    li.textContent = decision.name ? `${decision.name} (${Math.round(decision.probability * 100)} %)` : "Unknown";
     return li;
   });
   const text = items.map((li) => li.textContent).join("|");
