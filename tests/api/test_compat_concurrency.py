@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from faceforge.core.config import LimitSettings, Settings
 from faceforge.core.dataset import image_files
@@ -184,16 +186,11 @@ def test_deleting_every_subject_is_one_change_whoever_deletes_one_meanwhile(quie
     """CompreFace's DELETE /subjects (and /faces) deleted person after person, each in its own
     transaction: one deleted meanwhile by another request made the whole call a 404 with the people
     before it already gone. Now one transaction, and a person already gone is simply not counted."""
-    services = quiet_client.app.state.services  # type: ignore[attr-defined]
     names = ["Ada", "Bob", "Cy"]
     ids = [quiet_client.post("/api/v1/people", data={"name": name}).json()["id"] for name in names]
-    with ThreadPoolExecutor(max_workers=1) as pool, services.sessions.begin() as deleting:
-        people_store.delete_person(deleting, person_id=ids[1])  # Bob, by another request, not committed
-        everyone = pool.submit(quiet_client.delete, f"{RECOGNITION}/subjects")
-        wait_for(lambda: blocked_by(deleting, services.engine), timeout=30, what="the bulk delete to wait")
-        deleting.commit()
-        answer = everyone.result(timeout=30)
-    assert answer.status_code == 200, answer.text
+    answer = _bulk_delete_while(
+        quiet_client, "subjects", lambda deleting: people_store.delete_person(deleting, person_id=ids[1])
+    )
     assert answer.json() == {"deleted": 2}
     assert quiet_client.get(f"{RECOGNITION}/subjects").json()["subjects"] == []
 
@@ -203,16 +200,27 @@ def test_deleting_every_face_takes_turns_with_one_photos_delete(quiet_client: Te
     """DELETE /faces listed a person's photos, then deleted them one by one, while a single photo's
     delete took no lock of the person's: one committed meanwhile was counted as this call's (or, once
     gone before the read, made the whole call a 404)."""
-    services = quiet_client.app.state.services  # type: ignore[attr-defined]
     photos = image_files(LFW10 / "Colin_Powell")[:3]
     files = [("photos", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
     colin = quiet_client.post("/api/v1/people?train=false", data={"name": "Colin"}, files=files).json()
     first = colin["photos"][0]["photo_id"]
+    answer = _bulk_delete_while(
+        quiet_client,
+        "faces",
+        lambda deleting: people_store.delete_photo(deleting, person_id=colin["id"], photo_id=first),
+    )
+    assert answer.json() == {"deleted": 2}
+
+
+def _bulk_delete_while(client: TestClient, what: str, other: Callable[[Session], object]) -> Any:
+    """CompreFace's ``DELETE /<what>`` while another request's ``other`` change is not committed yet:
+    the bulk delete must wait for it, then answer (200, asserted) counting only what it deleted."""
+    services = client.app.state.services  # type: ignore[attr-defined]
     with ThreadPoolExecutor(max_workers=1) as pool, services.sessions.begin() as deleting:
-        people_store.delete_photo(deleting, person_id=colin["id"], photo_id=first)  # not committed
-        everything = pool.submit(quiet_client.delete, f"{RECOGNITION}/faces")
+        other(deleting)
+        bulk = pool.submit(client.delete, f"{RECOGNITION}/{what}")
         wait_for(lambda: blocked_by(deleting, services.engine), timeout=30, what="the bulk delete to wait")
         deleting.commit()
-        answer = everything.result(timeout=30)
+        answer = bulk.result(timeout=30)
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"deleted": 2}
+    return answer
