@@ -57,3 +57,29 @@ def test_export_does_not_make_a_mistyped_home(tmp_path: Path) -> None:
         app, ["export", "--version", "1", "--format", "onnx", "--out", str(out), "--home", str(plain)]
     )
     assert result.exit_code == 2 and list(plain.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve", "--workers", "2"],
+        ["worker"],
+        ["import", str(LFW10)],
+        ["export", "--version", "1", "--format", "onnx", "--out", "{out}"],
+    ],
+    ids=lambda command: command[0],
+)
+def test_a_database_that_does_not_answer_is_one_line(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database that is down or mistyped: each printed SQLAlchemy's traceback."""
+    monkeypatch.setenv("FACEFORGE_DATABASE_URL", "postgresql+psycopg://nobody:secret@127.0.0.1:9/faceforge")
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)  # a home as `export` wants one
+    arguments = [part.format(out=tmp_path / "out") for part in command]
+    result = runner.invoke(app, [*arguments, "--home", str(home)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(
+        "error: cannot reach the database postgresql+psycopg://nobody:***@127.0.0.1:9/"
+    )
+    assert result.stderr.count("\n") == 1 and "secret" not in result.stderr

@@ -275,7 +275,10 @@ def serve_command(
 
     try:
         engine = make_engine(settings.resolved_database_url)
-        upgrade_database(engine)  # once, before the processes start
+        try:
+            upgrade_database(engine)  # once, before the processes start
+        except FaceforgeError as error:
+            raise _fail(error.message) from None
         engine.dispose()
         _run_processes(host, port, workers, log_config)
     finally:
@@ -507,7 +510,10 @@ def worker_command(home: HomeOption = None) -> None:
     return_large_buffers()
     settings = _usable_home(_settings(home))
     engine = make_engine(settings.resolved_database_url)
-    upgrade_database(engine)
+    try:
+        upgrade_database(engine)
+    except FaceforgeError as error:
+        raise _fail(error.message) from None
     worker = TrainingWorker(settings, make_sessionmaker(engine))
 
     def stop(_signal: int, _frame: object) -> None:

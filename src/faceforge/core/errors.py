@@ -73,6 +73,12 @@ class ConflictError(FaceforgeError):
     code = "conflict"
 
 
+class DatabaseUnreachableError(FaceforgeError):
+    """The configured database does not answer (down, a wrong host or name, refused credentials)."""
+
+    code = "database_unreachable"
+
+
 class ModelNotReadyError(FaceforgeError):
     code = "model_not_ready"
 

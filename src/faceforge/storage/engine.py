@@ -10,7 +10,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+
+from faceforge.core.errors import DatabaseUnreachableError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works: it only has to be the same in every process of a deployment.
@@ -95,7 +98,15 @@ def migrations_current(engine: Engine) -> bool:
 def upgrade_database(engine: Engine) -> None:
     """Apply every Alembic migration up to head; on PostgreSQL one process at a time (advisory lock)."""
     config = _migrations()
-    with engine.connect().execution_options(**{WRITES: True}) as connection, connection.begin():
+    try:
+        connected = engine.connect()
+    except OperationalError as error:
+        # What a user mistyped or has not started: one line from the commands, not a traceback.
+        reason = str(error.orig or error).strip().splitlines()[0]
+        raise DatabaseUnreachableError(
+            f"cannot reach the database {engine.url.render_as_string(hide_password=True)}: {reason}"
+        ) from None
+    with connected.execution_options(**{WRITES: True}) as connection, connection.begin():
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
