@@ -19,17 +19,18 @@ The manifest is read as plain JSON here (the light install has no pydantic): the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from faceforge.core.atomic import write_bytes_atomically
+from faceforge.core.atomic import write_atomically, write_bytes_atomically
 from faceforge.edge.choices import ModelChoice
 from faceforge.edge.errors import WatchError
 
@@ -39,6 +40,9 @@ MANIFEST_FILE = "manifest.json"
 CURRENT_FILE = "current.json"
 API = "/api/v1"
 TIMEOUT = httpx.Timeout(10.0, read=60.0)
+# A temporary file unchanged for this long is no download in progress (each one writes at least once
+# per read timeout): one a killed agent left behind, deleted when a version is fetched.
+STALE_TEMP_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,23 +142,27 @@ class ServerClient:
         return manifest
 
     def download(self, version: int, name: str, target: Path, sha256: str) -> None:
-        """Stream one file to ``target`` (atomically), refusing it unless its sha256 is ``sha256``."""
-        digest = hashlib.sha256()
-        temp = target.with_name(f".{target.name}.part")
-        with (
-            self._http.stream("GET", f"{API}/models/{version}/files/{name}") as response,
-            temp.open("wb") as handle,
-        ):
-            response.raise_for_status()
-            for chunk in response.iter_bytes(1 << 20):
-                digest.update(chunk)
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if digest.hexdigest() != sha256:
-            temp.unlink(missing_ok=True)
-            raise WatchError(f"{name} of version {version} does not match its sha256 in the manifest")
-        os.replace(temp, target)
+        """Stream one file to ``target`` (atomically), refusing it unless its sha256 is ``sha256``.
+
+        The file is written under a temporary name of its own (``core.atomic``), removed on any
+        failure: two agents sharing a cache directory each write their own copy, and the first whole
+        one is renamed into place (a fixed name let one truncate the other's download, which then
+        installed a file with a hole whose sha256 had been computed over the stream)."""
+
+        def write(temp: Path) -> None:
+            digest = hashlib.sha256()
+            with (
+                self._http.stream("GET", f"{API}/models/{version}/files/{name}") as response,
+                temp.open("wb") as handle,
+            ):
+                response.raise_for_status()
+                for chunk in response.iter_bytes(1 << 20):
+                    digest.update(chunk)
+                    handle.write(chunk)
+            if digest.hexdigest() != sha256:
+                raise WatchError(f"{name} of version {version} does not match its sha256 in the manifest")
+
+        write_atomically(target, write)
 
 
 class ModelStore:
@@ -201,8 +209,18 @@ class ModelStore:
         return _as_version(manifest, self.choice, self.blobs), downloaded, reused
 
     def _prune(self, manifest: dict[str, Any]) -> None:
-        """Delete blobs the new version does not use (the cache holds one version's files)."""
+        """Delete blobs the new version does not use (the cache holds one version's files), and
+        temporary files nobody has written to for ``STALE_TEMP_SECONDS`` (left by an agent that was
+        killed while writing; another agent's download in progress writes to its own at least once
+        per read timeout)."""
         kept = {entry["sha256"] for entry in manifest["files"].values()}
         for blob in self.blobs.iterdir():
             if blob.name not in kept and not blob.name.startswith("."):
                 blob.unlink(missing_ok=True)
+        stale = time.time() - STALE_TEMP_SECONDS
+        for folder in (self.blobs, self.directory):
+            # ``.*.part``: the one name every download had before (an earlier release's leftovers)
+            for temp in [*folder.glob(".*.tmp"), *folder.glob(".*.part")]:
+                with contextlib.suppress(OSError):  # gone meanwhile: another agent pruned it
+                    if temp.is_file() and temp.stat().st_mtime < stale:
+                        temp.unlink()
