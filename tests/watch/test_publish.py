@@ -1,4 +1,5 @@
-"""The agent's MQTT publisher says when no broker answers, once, whatever the way it fails."""
+"""The agent's MQTT publisher says when no broker answers, once, whatever the way it fails, and keeps
+sending when its spool cannot be written."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from faceforge.edge.publish import ANSWER_SECONDS, Publisher, parse_broker_url
+from faceforge.edge.publish import ANSWER_SECONDS, Decision, Publisher, parse_broker_url
+from tests.api.fixtures import wait_for
+from tests.watch.conftest import Subscriber, clear_retained, unique
 
 UNANSWERED = "cannot reach the MQTT broker"
 
@@ -33,3 +36,49 @@ def test_a_port_that_takes_the_connection_and_never_answers_is_said(
             finally:
                 publisher.stop()
     assert caplog.text.count(f"{UNANSWERED} 127.0.0.1:{port}") == 1, caplog.text
+
+
+def test_a_spool_that_cannot_be_written_loses_nothing_it_can_send(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full or read-only disk: the spool's write raised out of ``publish`` (a traceback ended the
+    agent) and out of paho's ``on_publish``, which ended its network loop: nothing was sent again.
+    The decisions stay in memory and go out; the failure is said once, and so is its end."""
+    camera = unique("cellar")
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    spool = folder / "unsent.jsonl"
+    publisher = Publisher(parse_broker_url("mqtt://127.0.0.1:1883"), camera, spool)
+    with (
+        Subscriber([publisher.decision_topic]) as seen,
+        caplog.at_level(logging.INFO, logger="faceforge.edge.publish"),
+    ):
+        publisher.publish(decision(camera, 1))  # written, then queued by paho until it connects
+        assert spool.is_file()
+        folder.rename(tmp_path / "moved")
+        folder.write_bytes(b"")  # a file where the folder was: every write fails (ENOTDIR), as root too
+        publisher.start()  # acknowledged in paho's thread: the spool is written then
+        try:
+            publisher.publish(decision(camera, 2))
+            assert publisher.drain(10), "paho's loop stopped"
+            folder.unlink()
+            folder.mkdir()  # the disk works again
+            publisher.publish(decision(camera, 3))
+            assert publisher.drain(10)
+            # (paho sent the one queued before it connected twice: QoS 1 is "at least once")
+            wait_for(lambda: len(received(seen, publisher)) == 3, timeout=10, what="the decisions")
+        finally:
+            publisher.stop()
+            clear_retained([publisher.status_topic])
+    assert received(seen, publisher) == {0.1, 0.2, 0.3}
+    assert spool.read_text() == ""  # every decision acknowledged
+    said = [r.getMessage() for r in caplog.records if "unsent decisions" in r.getMessage()]
+    assert len(said) == 2 and said[0].startswith("cannot write") and "again" in said[1], said
+
+
+def decision(camera: str, number: int) -> Decision:
+    return Decision(camera, None, None, number / 10, [0.0, 0.0, 1.0, 1.0], "2025-01-01T00:00:00.000Z", 1)
+
+
+def received(seen: Subscriber, publisher: Publisher) -> set[float]:
+    return {d["probability"] for d in seen.payloads(publisher.decision_topic)}

@@ -104,13 +104,19 @@ def slug(text: str) -> str:
 
 
 class Spool:
-    """Decisions not yet acknowledged by the broker, one JSON line each, rewritten atomically."""
+    """Decisions not yet acknowledged by the broker, one JSON line each, rewritten atomically.
+
+    A spool that cannot be written (a full or read-only disk) is said once, and again when it can
+    be: the decisions stay in memory meanwhile (paho sends them as usual), so only an agent stopped
+    while it could not write loses its unsent ones. A write failure is never raised: ``done`` runs in
+    paho's network thread, whose loop an exception ends for good (nothing more is sent)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._pending: dict[int, str] = {}
         self._next = 0
         self._lock = threading.Lock()
+        self._unwritable = False
 
     def load(self) -> list[tuple[int, str]]:
         if self.path.is_file():
@@ -138,9 +144,25 @@ class Spool:
     def __len__(self) -> int:
         return len(self._pending)
 
+    @property
+    def written(self) -> bool:
+        """Whether the file holds the pending decisions (its last write worked)."""
+        return not self._unwritable
+
     def _write(self) -> None:
         lines = "".join(f"{payload}\n" for payload in self._pending.values())
-        write_bytes_atomically(self.path, lines.encode())
+        try:
+            write_bytes_atomically(self.path, lines.encode())
+        except OSError as error:
+            if not self._unwritable:
+                log.warning(
+                    "cannot write the unsent decisions to %s (%s): keeping them in memory", self.path, error
+                )
+            self._unwritable = True
+            return
+        if self._unwritable:
+            log.info("the unsent decisions are written to %s again", self.path)
+        self._unwritable = False
 
 
 class Publisher:

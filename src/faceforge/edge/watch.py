@@ -179,9 +179,11 @@ def watch(options: WatchOptions, print_line: Callable[[str], None]) -> None:
         if publisher is not None:
             if not publisher.drain(options.drain_seconds):
                 log.warning(
-                    "%d decisions not acknowledged by the broker yet: kept in %s for the next start",
+                    "%d decisions not acknowledged by the broker yet: %s",
                     len(publisher.spool),
-                    publisher.spool.path,
+                    f"kept in {publisher.spool.path} for the next start"
+                    if publisher.spool.written
+                    else f"lost, for {publisher.spool.path} cannot be written",
                 )
             publisher.stop()
         if server is not None:
