@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from faceforge.cli.main import app
@@ -20,6 +25,7 @@ from faceforge.core.dataset import image_files
 from faceforge.serving.api.app import create_app
 from tests.api.fixtures import local_client, serve_process
 from tests.conftest import FACES, LFW10
+from tests.vision.test_heic import heic_of
 
 runner = CliRunner()
 PEOPLE = ("Colin_Powell", "Tony_Blair", "Hugo_Chavez", "George_W_Bush")
@@ -44,26 +50,50 @@ def _import(home: Path, folder: Path, *args: str) -> dict[str, Any]:
     return summary
 
 
+LIMIT = 200_000  # bytes: the lfw photos are about 20 KB
+
+
+def _larger_than(limit: int, path: Path) -> bytes:
+    """``path`` enlarged as a JPEG of more than ``limit`` bytes (a phone's full-size photo)."""
+    with Image.open(path) as photo:
+        buffer = io.BytesIO()
+        photo.resize((2400, 2400)).save(buffer, format="JPEG", quality=97)
+    assert buffer.tell() > limit
+    return buffer.getvalue()
+
+
 def test_import_into_a_home_then_again(
     tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("FACEFORGE_WEIGHTS_CACHE", str(settings.weights_dir))
     monkeypatch.setenv("FACEFORGE_WORKER__FORMATS", "onnx")
+    monkeypatch.setenv("FACEFORGE_LIMITS__MAX_FILE_BYTES", str(LIMIT))
     folder = _folder(tmp_path)
     # A photo beside the person folders is nobody's: not imported, and said so (it was dropped silently).
     stray = folder / "stray.jpg"
     stray.symlink_to(image_files(LFW10 / "Ariel_Sharon")[0])
+    # An iPhone's HEIC photo is a photo (it was skipped without a word).
+    (folder / "George_W_Bush" / "IMG_0001.HEIC").write_bytes(heic_of(image_files(LFW10 / "George_W_Bush")[4]))
+    # A photo over the size limit, and a folder whose name is no name, are refused on their own: each
+    # ended the whole import at that folder, on every run, and the folders after it were never imported.
+    (folder / "Hugo_Chavez" / "huge.jpg").write_bytes(
+        _larger_than(LIMIT, image_files(LFW10 / "Hugo_Chavez")[5])
+    )
+    (folder / "__").mkdir()
+    (folder / "__" / "nameless.jpg").symlink_to(image_files(LFW10 / "Ariel_Sharon")[1])
     first = _import(home, folder)
     assert first["ignored"] == [str(stray)]
     assert first["people_created"] == len(PEOPLE) and first["people_found"] == 0
-    assert first["photos_accepted"] == len(PEOPLE) * 4
-    assert [(r["person"], r["reasons"]) for r in first["refused"]] == [("Tony_Blair", ["no_face"])]
+    assert first["photos_accepted"] == len(PEOPLE) * 4 + 1
+    refusals = [("Tony_Blair", ["no_face"]), ("Hugo_Chavez", ["file_too_large"]), ("__", ["name_required"])]
+    assert sorted((r["person"], r["reasons"]) for r in first["refused"]) == sorted(refusals)
+    assert {r["file"] for r in first["refused"]} >= {"huge.jpg", "nameless.jpg"}
     assert first["version"] == 1 and not first["interrupted"]
 
     again = _import(home, folder)
     assert (again["people_created"], again["people_found"]) == (0, len(PEOPLE))
-    assert again["photos_accepted"] == 0 and again["photos_already_imported"] == len(PEOPLE) * 4
+    assert again["photos_accepted"] == 0 and again["photos_already_imported"] == len(PEOPLE) * 4 + 1
     assert again["training_requested"] is False and again["version"] == 1  # no new version
 
     text = runner.invoke(app, ["import", str(folder), "--home", str(home)])
@@ -125,10 +155,19 @@ def test_import_into_a_running_server_trains_once(tmp_path: Path, settings: Sett
     """A real `faceforge serve` with its embedded worker, and `faceforge import --server`: photos are
     stored with train=false, so the server builds one version at the end, not one per person."""
     with (
-        serve_process(tmp_path / "s", settings, FACEFORGE_ADMIN_KEYS="importer-key") as (base, _),
+        serve_process(
+            tmp_path / "s",
+            settings,
+            FACEFORGE_ADMIN_KEYS="importer-key",
+            FACEFORGE_LIMITS__MAX_FILE_BYTES=str(LIMIT),
+        ) as (base, _),
         httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": "importer-key"}) as http,
     ):
         folder = _folder(tmp_path)
+        # The server's 413 for one photo refuses that photo: it ended the import with one line.
+        (folder / "Hugo_Chavez" / "huge.jpg").write_bytes(
+            _larger_than(LIMIT, image_files(LFW10 / "Hugo_Chavez")[5])
+        )
         refused_key = runner.invoke(app, ["import", str(folder), "--server", base, "--api-key", "wrong"])
         assert refused_key.exit_code == 2 and "refused the key" in refused_key.stderr
         result = runner.invoke(
@@ -137,6 +176,8 @@ def test_import_into_a_running_server_trains_once(tmp_path: Path, settings: Sett
         assert result.exit_code == 0, result.output
         summary = json.loads(result.stdout)
         assert summary["people_created"] == len(PEOPLE) and summary["photos_accepted"] == len(PEOPLE) * 4
+        too_large = [r for r in summary["refused"] if r["reasons"] == ["file_too_large"]]
+        assert [(r["person"], r["file"]) for r in too_large] == [("Hugo_Chavez", "huge.jpg")]
         assert summary["version"] == 1
         assert [v["version"] for v in http.get("/api/v1/models").json()["items"]] == [1]
         again = runner.invoke(
@@ -144,6 +185,13 @@ def test_import_into_a_running_server_trains_once(tmp_path: Path, settings: Sett
         )
         assert json.loads(again.stdout)["photos_already_imported"] == len(PEOPLE) * 4
         assert [v["version"] for v in http.get("/api/v1/models").json()["items"]] == [1]
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    """Another web application: files from a folder, without a log line on this process's stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 def test_bad_folder_or_server_exits_with_one_line(tmp_path: Path) -> None:
@@ -156,3 +204,18 @@ def test_bad_folder_or_server_exits_with_one_line(tmp_path: Path) -> None:
     unreachable = runner.invoke(app, ["import", str(folder), "--server", "http://127.0.0.1:9"])
     assert unreachable.exit_code == 2 and unreachable.stderr.startswith("error: cannot reach")
     assert unreachable.stderr.strip().count("\n") == 0
+    # A mistyped port and another web application were tracebacks.
+    mistyped = runner.invoke(app, ["import", str(folder), "--server", "http://127.0.0.1:8000x"])
+    assert mistyped.exit_code == 2 and "is not a URL" in mistyped.stderr, mistyped.output
+    assert mistyped.stderr.strip().count("\n") == 0
+    site = tmp_path / "site"
+    (site / "api" / "v1").mkdir(parents=True)
+    (site / "api" / "v1" / "training").write_text("<html><body>Welcome</body></html>")
+    handler = partial(_QuietFiles, directory=str(site))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as other:
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        elsewhere = runner.invoke(app, ["import", str(folder), "--server", url])
+        other.shutdown()
+    assert elsewhere.exit_code == 2 and "is not a faceforge server" in elsewhere.stderr, elsewhere.output
+    assert elsewhere.stderr.strip().count("\n") == 0

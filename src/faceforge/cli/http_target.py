@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from faceforge.core.errors import FaceforgeError
-from faceforge.serving.services.bulk_import import BatchResult, FolderPerson
+from faceforge.serving.services.bulk_import import BatchRefusedError, BatchResult, FolderPerson
 from faceforge.serving.services.people import PhotoVerdict, Upload
 
 TIMEOUT_SECONDS = 300.0  # one request analyses up to 20 photos
@@ -53,7 +53,10 @@ def _verdicts(body: dict[str, Any]) -> list[PhotoVerdict]:
 class HttpTarget:
     def __init__(self, url: str, api_key: str | None, *, batch: int = DEFAULT_BATCH) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
-        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT_SECONDS)
+        try:
+            self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT_SECONDS)
+        except httpx.InvalidURL as error:  # "http://host:8000x": a traceback before
+            raise ServerError(f"--server {url!r} is not a URL such as http://host:8000 ({error})") from None
         self.max_photos_per_request = batch
 
     def close(self) -> None:
@@ -91,7 +94,13 @@ class HttpTarget:
     def _ok(self, response: httpx.Response) -> Any:
         if response.status_code >= 400:
             raise ServerError(f"{response.request.method} {response.request.url.path}: {_message(response)}")
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:  # another web application answered (an HTML page): a traceback before
+            raise ServerError(
+                f"{self.client.base_url} is not a faceforge server: {response.request.url.path} answered "
+                f"{response.headers.get('content-type') or 'no content type'}, not JSON"
+            ) from None
 
     def find_person(self, external_id: str) -> int | None:
         page = self._ok(self._call("GET", "/api/v1/people", params={"external_id": external_id}))
@@ -103,7 +112,13 @@ class HttpTarget:
 
     def _upload(self, path: str, uploads: list[Upload], data: dict[str, str] | None = None) -> httpx.Response:
         files = [("photos", (u.filename or "photo", u.data, "application/octet-stream")) for u in uploads]
-        return self._call("POST", path, params={"train": "false"}, data=data or {}, files=files)
+        response = self._call("POST", path, params={"train": "false"}, data=data or {}, files=files)
+        code = _code(response)
+        if 400 <= response.status_code < 500 and code != "photos_rejected":
+            # Refused for what was sent (a photo over the size limit, a name it does not take, also
+            # a proxy's bare 413): the importer refuses those photos and goes on with the others.
+            raise BatchRefusedError(code or f"http_{response.status_code}", _message(response))
+        return response
 
     def create_person(self, person: FolderPerson, uploads: list[Upload]) -> BatchResult:
         response = self._upload(
@@ -147,7 +162,12 @@ class HttpTarget:
         self._ok(self._call("POST", "/api/v1/training"))
 
     def current_version(self) -> int | None:
-        current = self._ok(self._call("GET", "/api/v1/training"))["current_version"]
+        status = self._ok(self._call("GET", "/api/v1/training"))
+        if not isinstance(status, dict) or "current_version" not in status:
+            raise ServerError(
+                f"{self.client.base_url} is not a faceforge server: /api/v1/training has no version"
+            )
+        current = status["current_version"]
         return None if current is None else int(current)
 
     def wait_for_version(self, *, timeout: float = 600.0) -> int | None:

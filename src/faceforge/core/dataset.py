@@ -11,7 +11,8 @@ from pathlib import Path
 
 from faceforge.core.errors import DatasetError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
+# HEIC and HEIF are what iPhones write (decoded as any other photo); they were skipped without a word.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".heic", ".heif"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from faceforge.core.dataset import IMAGE_SUFFIXES, image_files
-from faceforge.core.errors import DatasetError
+from faceforge.core.errors import (
+    ConflictError,
+    DatasetError,
+    FaceforgeError,
+    NotFoundError,
+    RequestRejectedError,
+)
 from faceforge.serving.services.people import PeopleService, PhotosRejectedError, PhotoVerdict, Upload
 from faceforge.serving.services.strangers import StrangersService
 
@@ -36,6 +42,14 @@ class FolderPerson:
     external_id: str  # the folder's name (a loose stranger photo: its sha256)
     name: str  # the folder's name with underscores as spaces ("Colin_Powell" -> "Colin Powell")
     photos: list[Path]
+
+
+class BatchRefusedError(FaceforgeError):
+    """A target refused a batch of photos as a whole, for what was sent (not for a fault of its own)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,22 +272,18 @@ class BulkImporter:
         batch_size = self.target.max_photos_per_request
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
-            if person_id is None:
-                result = collection.create(person, batch)
-                person_id = result.person_id
-                created = person_id is not None
-            else:
-                result = collection.add_photos(person_id, batch)
-                created = False
-            accepted += sum(v.accepted for v in result.verdicts)
-            refusals = [_refusal(collection.kind, person, v) for v in result.verdicts if not v.accepted]
+            found_before = person_id is not None
+            person_id, verdicts = self._store(collection, person, person_id, batch)
+            created = not found_before and person_id is not None
+            accepted += sum(v.accepted for v in verdicts)
+            refusals = [_refusal(collection.kind, person, v) for v in verdicts if not v.accepted]
             refused += len(refusals)
             with self._lock:
                 if is_person:
                     summary.people_created += created
                 else:
                     summary.strangers_created += created
-                summary.photos_accepted += sum(v.accepted for v in result.verdicts)
+                summary.photos_accepted += sum(v.accepted for v in verdicts)
                 summary.refused.extend(refusals)
                 progress.accepted, progress.refused = summary.photos_accepted, len(summary.refused)
                 progress.photos_done += len(batch)
@@ -283,6 +293,37 @@ class BulkImporter:
         with self._lock:
             progress.people_done += 1
             self.on_progress(progress, line + (f", {skipped} already imported" if skipped else ""))
+
+    def _store(
+        self, collection: _Collection, person: FolderPerson, person_id: int | None, batch: list[Upload]
+    ) -> tuple[int | None, list[PhotoVerdict]]:
+        """Store ``batch`` for ``person`` (created by the first batch that has an accepted photo):
+        the person's id then, and each photo's verdict. A batch refused as a whole (a photo over the
+        size limit, a folder name the server does not take) is sent again a photo at a time, so that
+        only the photos at fault are refused; it used to end the whole import at that folder, on
+        every run, with the folders after it never imported."""
+        try:
+            if person_id is None:
+                result = collection.create(person, batch)
+            else:
+                result = collection.add_photos(person_id, batch)
+            return result.person_id, result.verdicts
+        except BatchRefusedError as error:
+            if len(batch) > 1:
+                verdicts: list[PhotoVerdict] = []
+                for upload in batch:
+                    person_id, one = self._store(collection, person, person_id, [upload])
+                    verdicts.extend(one)
+                return person_id, verdicts
+            return person_id, [PhotoVerdict(0, batch[0].filename, False, [error.code], str(error))]
+
+
+# What the services raise for what was sent (limits, names, someone deleted meanwhile): the API's 4xx.
+_REFUSALS = (RequestRejectedError, ConflictError, NotFoundError)
+
+
+def _refused(error: FaceforgeError) -> BatchRefusedError:
+    return BatchRefusedError(error.code, error.message)
 
 
 class LocalTarget:
@@ -307,6 +348,8 @@ class LocalTarget:
             )
         except PhotosRejectedError as error:
             return BatchResult(None, error.verdicts)
+        except _REFUSALS as error:
+            raise _refused(error) from None
         assert result.person is not None
         return BatchResult(result.person.id, result.photos)
 
@@ -315,6 +358,8 @@ class LocalTarget:
             result = self.people.add_photos(person_id=person_id, uploads=uploads, train=False)
         except PhotosRejectedError as error:
             return BatchResult(person_id, error.verdicts)
+        except _REFUSALS as error:
+            raise _refused(error) from None
         return BatchResult(person_id, result.photos)
 
     def request_training(self) -> None:
@@ -334,6 +379,8 @@ class LocalTarget:
             )
         except PhotosRejectedError as error:
             return BatchResult(None, error.verdicts)
+        except _REFUSALS as error:
+            raise _refused(error) from None
         assert change.stranger is not None
         return BatchResult(change.stranger.id, change.photos)
 
@@ -342,4 +389,6 @@ class LocalTarget:
             change = self.strangers.add_photos(stranger_id=stranger_id, uploads=uploads, train=False)
         except PhotosRejectedError as error:
             return BatchResult(stranger_id, error.verdicts)
+        except _REFUSALS as error:
+            raise _refused(error) from None
         return BatchResult(stranger_id, change.photos)
