@@ -9,7 +9,9 @@ gives its track no sample. ``Agent.faces`` is that per-frame path (boxes -> prob
 and the agreement test with the server run.
 
 The model is swapped between two frames when ``ModelUpdates`` has fetched a new version (a thread
-that asks the server every ``poll_seconds``, with back-off while it cannot reach it).
+that asks the server every ``poll_seconds``, with back-off while it cannot reach it). A track keeps
+taking samples across the swap (the new version's replace the old's: other outputs); one that ends
+with samples of the old version alone is decided with that version.
 """
 
 from __future__ import annotations
@@ -171,6 +173,9 @@ class Agent:
         self.threads = threads
         self.tracker = Tracker()
         self.timings = Timings()
+        # Versions swapped out while open tracks still hold samples of theirs: such a track that ends
+        # before a sample of the new version is decided with the version its samples came from.
+        self._earlier: dict[int, CachedVersion] = {}
 
     def run(self, frames: Iterable[Frame]) -> None:
         index = -1
@@ -183,7 +188,9 @@ class Agent:
     def _swap_model(self) -> None:
         version = self.updates.take() if self.updates else None
         if version is not None:
+            self._earlier[self.model.version.version] = self.model.version
             self.model = EdgeModel(version, threads=self.threads)
+            self._earlier.pop(version.version, None)
             if self.on_model:
                 self.on_model(self.model)
 
@@ -202,6 +209,9 @@ class Agent:
                 self._decide(track)
         for track in self.tracker.close(index):
             self._decide(track)
+        if self._earlier:  # kept while an undecided track holds samples of theirs
+            held = {t.version for t in self.tracker.tracks if not t.decided and t.samples}
+            self._earlier = {number: v for number, v in self._earlier.items() if number in held}
 
     def faces(self, frame: Frame, boxes: list[Box]) -> list[tuple[Box, FloatArray, FloatArray] | None]:
         """Per box of one frame: the refined box, the head's probabilities (``unknown`` last) and the
@@ -228,7 +238,8 @@ class Agent:
         """The decision each face of ``frame`` would get from this frame alone (the detector's order;
         faces the refiner rejects are left out). Leaves the tracks alone."""
         boxes = self.detector(frame)
-        return [self._decision([face[1]], face[0]) for face in self.faces(frame, boxes) if face]
+        version = self.model.version
+        return [self._decision([face[1]], face[0], version) for face in self.faces(frame, boxes) if face]
 
     def _sample(self, index: int, frame: Frame, wanted: list[tuple[Track, Box]]) -> None:
         for (track, _), face in zip(wanted, self.faces(frame, [b for _, b in wanted]), strict=True):
@@ -236,7 +247,7 @@ class Agent:
                 continue
             box, probabilities, embedding = face
             version = self.model.version.version
-            named = self._person_at(int(np.argmax(probabilities)))
+            named = _person_at(self.model.version, int(np.argmax(probabilities)))
             named_id = named.id if named else None
             if track.someone_else(embedding, index, probabilities, version, named_id):  # ``edge.tracking``
                 self._decide(track)  # someone else is in its place
@@ -247,23 +258,23 @@ class Agent:
                 track.face = box
 
     def _decide(self, track: Track) -> None:
-        if track.decided or not track.samples or track.version != self.model.version.version:
+        """Decide ``track`` once, with the version its samples came from: the loaded one, or one
+        swapped out since (a track that ends before a sample of the new version was never reported)."""
+        if track.decided or not track.samples:
+            return
+        loaded = self.model.version
+        version = loaded if track.version == loaded.version else self._earlier.get(track.version or 0)
+        if version is None:
             return
         track.decided = True
-        decision = self._decision(track.samples, track.face or track.box)
+        decision = self._decision(track.samples, track.face or track.box, version)
         track.person_id = decision.person_id
         for callback in self.on_decision:
             callback(decision)
 
-    def _person_at(self, output: int) -> Person | None:
-        """The enrolled person of the model's output ``output`` (None: ``unknown``)."""
-        version = self.model.version
-        return version.people.get(version.labels[output]) if output < len(version.labels) else None
-
-    def _decision(self, samples: list[FloatArray], box: Box) -> Decision:
-        version = self.model.version
+    def _decision(self, samples: list[FloatArray], box: Box, version: CachedVersion) -> Decision:
         best, probability = decide(samples)
-        person = self._person_at(best)
+        person = _person_at(version, best)
         return Decision(
             camera=self.camera,
             name=person.name if person else None,
@@ -273,3 +284,8 @@ class Agent:
             time=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             version=version.version,
         )
+
+
+def _person_at(version: CachedVersion, output: int) -> Person | None:
+    """The enrolled person of ``version``'s output ``output`` (None: ``unknown``)."""
+    return version.people.get(version.labels[output]) if output < len(version.labels) else None
