@@ -16,13 +16,15 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from faceforge.cli.main import app
+from faceforge.edge.models import CURRENT_FILE
 from faceforge.edge.publish import slug
 from faceforge.edge.source import is_live, open_source
-from tests.api.fixtures import heavy_libraries_loaded, wait_for
+from tests.api.fixtures import free_port, heavy_libraries_loaded, wait_for
 from tests.watch.camera import Camera
 from tests.watch.conftest import (
     NEWCOMER,
@@ -431,6 +433,37 @@ def test_a_server_that_stays_down_is_reported_once(tmp_path: Path, caplog: pytes
         server.close()
     warnings = [r.getMessage() for r in caplog.records]
     assert len(checks) == 2 and len(warnings) == 1 and "cannot reach the server" in warnings[0], warnings
+
+
+def test_an_offline_start_does_not_fetch_its_version_again(
+    server: Server, warm_cache: Path, tmp_path: Path
+) -> None:
+    """Started from the cache while the server could not be reached, the agent's first answer from
+    the server fetched that same version again: current.json rewritten, the graphs loaded again and
+    discovery announced again (the updates were told of no version)."""
+    from faceforge.edge import agent
+    from faceforge.edge.choices import ModelChoice
+    from faceforge.edge.models import ModelStore, ServerClient
+    from faceforge.edge.watch import _first_model
+
+    store = ModelStore(copy_cache(warm_cache, tmp_path / "cache"), ModelChoice.TFLITE_INT8)
+    direct = ServerClient(server.url, None)
+    current = direct.current_version()
+    store.fetch(direct, current)  # the server's current version is the cached one
+    direct.close()
+    written = (store.directory / CURRENT_FILE).stat().st_mtime_ns
+    address = httpx.URL(server.url)
+    proxy = TcpProxy(free_port(), (address.host, address.port or 80))  # not started: the server is away
+    through = ServerClient(f"http://127.0.0.1:{proxy.port}", None)
+    updates = agent.ModelUpdates(store, through, 60.0, None)
+    try:
+        assert _first_model(store, through, updates, wait=False).version == current  # offline
+        proxy.start()  # the server answers again
+        assert updates.check() is None  # nothing new to load
+    finally:
+        proxy.stop()
+        through.close()
+    assert (store.directory / CURRENT_FILE).stat().st_mtime_ns == written
 
 
 def test_unsent_decisions_wait_per_topic_prefix() -> None:

@@ -100,6 +100,10 @@ class ModelUpdates:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(STOP_WAIT_SECONDS)
 
+    def running(self, version: int) -> None:
+        """The agent runs ``version`` (one it started on from the cache): not fetched again."""
+        self._loaded = version
+
     def check(self) -> CachedVersion | None:
         """Once: the server's current version, fetched if it is not the loaded one."""
         current = self._server.current_version()

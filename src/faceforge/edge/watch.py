@@ -69,9 +69,11 @@ class WatchOptions:
 def _first_model(
     store: ModelStore, server: ServerClient | None, updates: ModelUpdates | None, *, wait: bool = True
 ) -> CachedVersion:
-    """The model to start on: the server's current version, else the cached one. Without either, a
-    camera (``wait``) waits for the server with back-off, as a device that boots before it must; a
-    video file is refused at once (it would wait for ever on a command run by hand)."""
+    """The model to start on: the server's current version, else the cached one, which ``updates``
+    is told (its first answer from the server then fetches only a newer one: the same version was
+    downloaded and loaded again, and discovery announced again). Without either, a camera (``wait``)
+    waits for the server with back-off, as a device that boots before it must; a video file is
+    refused at once (it would wait for ever on a command run by hand)."""
     cached = store.cached()
     if server is None or updates is None:
         if cached is None:
@@ -88,6 +90,7 @@ def _first_model(
                 log.warning(
                     "the server cannot be reached (%s): running offline on version %d", error, cached.version
                 )
+                updates.running(cached.version)
                 return cached
             if not wait:
                 raise WatchError(
