@@ -4,7 +4,11 @@ do when the cache lacks one; it never tries to convert. Simulated here by hiding
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +132,43 @@ def test_serve_without_pytorch_refuses_the_embedded_worker(
         wiring.Services.start(Settings(home=tmp_path), embedded_worker=True)
     done = CliRunner().invoke(cli, ["serve", "--home", str(tmp_path), "--port", "18501"])
     assert done.exit_code == 2 and "FACEFORGE_WORKER__EMBEDDED=false" in done.output
+
+
+# The serve-only install, as near as one process can have it: PyTorch and the converters cannot be
+# imported (ModuleNotFoundError), and the install does not find them.
+SERVE_ONLY = (
+    "import importlib.util, runpy, sys; "
+    "gone = ('torch', 'onnx', 'coremltools', 'ai_edge_litert'); "
+    "sys.modules.update(dict.fromkeys(gone)); "
+    "find = importlib.util.find_spec; "
+    "importlib.util.find_spec = lambda name, package=None: None if name in gone else find(name, package); "
+    "runpy.run_module('faceforge.cli.main', run_name='__main__', alter_sys=True)"
+)
+
+
+def test_a_serve_only_install_imports_and_says_what_it_cannot_do(
+    tmp_path: Path, pipeline: FacePipeline
+) -> None:
+    """``import`` on the API's install stored nothing: it imported the trainer (PyTorch) first, and
+    ``export`` and ``build`` printed ModuleNotFoundError's traceback."""
+    folder = tmp_path / "people"
+    (folder / "Tony_Blair").mkdir(parents=True)
+    for photo in sorted((LFW10 / "Tony_Blair").iterdir())[:2]:
+        (folder / "Tony_Blair" / photo.name).symlink_to(photo)
+    env = {**os.environ, "FACEFORGE_WEIGHTS_CACHE": str(pipeline.settings.weights_dir)}
+    home = str(tmp_path / "home")
+
+    def run(*arguments: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", SERVE_ONLY, *arguments, "--home", home]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    imported = run("import", str(folder), "--json")
+    assert imported.returncode == 0, imported.stderr
+    summary = json.loads(imported.stdout)
+    assert summary["photos_accepted"] == 2 and summary["training_requested"] and summary["version"] is None
+    assert "`faceforge worker` on this home builds the version" in imported.stderr
+    for command in (("export", "--version", "1", "--format", "onnx", "--out", str(tmp_path / "out")),
+                    ("build", "--dataset", str(folder), "--out", str(tmp_path / "built"))):  # fmt: skip
+        refused = run(*command)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert f"`faceforge {command[0]}` needs the worker install" in refused.stderr

@@ -75,7 +75,7 @@ def _into_server(
 def _into_home(
     people: list[FolderPerson], strangers: list[FolderPerson], settings: Settings, *, wait: bool
 ) -> ImportSummary:
-    from faceforge.building.worker.trainer import TrainingWorker
+    from faceforge.serving.vision.embedder import torch_installed
     from faceforge.serving.wiring import Services
     from faceforge.storage import training_store
 
@@ -93,7 +93,12 @@ def _into_home(
                 concurrency=cores + 1,
             )
             summary = importer.run(people, strangers)
-            if summary.training_requested and wait and not summary.interrupted:
+            if summary.training_requested and wait and not summary.interrupted and not torch_installed():
+                # A serve-only install stores photos but trains nothing (no PyTorch, no converters).
+                display.say("this install does not train: `faceforge worker` on this home builds the version")
+            elif summary.training_requested and wait and not summary.interrupted:
+                from faceforge.building.worker.trainer import TrainingWorker  # the worker install's
+
                 worker = TrainingWorker(settings, services.sessions)
                 display.say("training the new version")
                 try:

@@ -320,6 +320,7 @@ def export_command(
     home: HomeOption = None,
 ) -> None:
     """Export a version's on-device files again (same bytes as the version's own files)."""
+    _worker_install("export")  # the files are built again from the head: the converters' install
     from faceforge.building.exports import export_version
     from faceforge.serving.services.models import ModelService
     from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
@@ -438,6 +439,7 @@ def build_command(
     home: HomeOption = None,
 ) -> None:
     """Folder-per-person photos to model.tflite, labels.txt, Core ML, ONNX and a report, no server."""
+    _worker_install("build")
     from faceforge.building.build import REPORT_HTML, BuildOptions, build_model
     from faceforge.cli.progress import ProgressDisplay
 
