@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -11,11 +12,12 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
-from faceforge.building.build import split_people
+from faceforge.building.build import build_settings, split_people
 from faceforge.building.export.version_exports import run_tflite
 from faceforge.cli.main import app
-from faceforge.core.config import Settings
+from faceforge.core.config import Settings, WorkerSettings
 from faceforge.core.dataset import image_files
+from faceforge.core.formats import ExportFormat
 from faceforge.serving.services.bulk_import import scan_folders
 from faceforge.serving.vision.pipeline import FacePipeline
 from tests.conftest import FACES, LFW10
@@ -87,9 +89,14 @@ def test_build_writes_every_file_and_a_report(
         )
         assert labels[int(probabilities.argmax())].startswith(person.name + " ("), (path.name, labels)
 
-    # The same photos give the same files, byte for byte (the manifest's timestamp aside).
+    # The same photos give the same files, byte for byte (the manifest's timestamp aside). This time
+    # into ".", an empty folder that exists: the build used to fail at its very end (rmdir(".")) and
+    # delete what it had built, as it did for an empty mount point.
     again = tmp_path / "again"
-    _build(settings, again)
+    again.mkdir()
+    with contextlib.chdir(again):
+        _build(settings, Path("."))
+    assert not [p.name for p in again.iterdir() if p.name.startswith(".")]  # no work folder left
     first, second = _digests(out), _digests(again)
     first.pop("manifest.json"), second.pop("manifest.json")
     assert first == second
@@ -108,6 +115,14 @@ def test_build_refuses_a_folder_in_use_and_bad_datasets(tmp_path: Path, settings
         and "not an empty folder" in result.stderr
     )
     assert [p.name for p in taken.iterdir()] == ["keep.txt"]  # nothing lost or half-written
+    # A folder that cannot be made is one line, before any work (a PermissionError's traceback).
+    unmakeable = runner.invoke(
+        app, ["build", "--dataset", str(LFW10), "--out", "/proc/faceforge/out", "--home", str(settings.home)]
+    )
+    assert unmakeable.exit_code == 2 and unmakeable.stderr.startswith(
+        "error: cannot write /proc/faceforge/out"
+    )
+    assert unmakeable.stderr.strip().count("\n") == 0
     missing = runner.invoke(
         app,
         [
@@ -130,3 +145,12 @@ def test_build_refuses_a_folder_in_use_and_bad_datasets(tmp_path: Path, settings
     )  # fmt: skip
     assert inside.exit_code == 2 and inside.stderr.startswith("error: --unknown must not be --dataset")
     assert inside.stderr.strip().count("\n") == 0 and not (tmp_path / "u").exists()
+
+
+def test_a_build_makes_every_format_whatever_the_servers_setting(tmp_path: Path, settings: Settings) -> None:
+    """A home whose server publishes ONNX only (``FACEFORGE_WORKER__FORMATS=onnx``) still builds a
+    version's every file: the build crashed at its end looking for the ``model.tflite`` its report
+    runs, and deleted what it had built."""
+    server = settings.model_copy(update={"worker": WorkerSettings(formats="onnx")})
+    assert server.worker.export_formats == (ExportFormat.ONNX,)
+    assert build_settings(server, tmp_path / "home").worker.export_formats == tuple(ExportFormat)

@@ -7,7 +7,7 @@ version's files are copied out -- byte for byte what the service publishes for t
 share of each person's photos is held out (chosen by ``random.Random(seed)``; people with one photo
 keep it) and recognised by the version's head (and by its TFLite model) for the report. Everything
 is written to a staging directory beside ``out`` and renamed into place at the end: ``out`` is
-complete or absent.
+complete or absent (an empty ``out`` that exists already gets the files moved in, the report last).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files, overlapping
 from faceforge.core.errors import DatasetError, TrainingError
 from faceforge.core.faces import PhotoFaces
+from faceforge.core.formats import ExportFormat
 from faceforge.serving.services.bulk_import import (
     BulkImporter,
     FolderPerson,
@@ -74,24 +75,34 @@ def build_model(
 ) -> dict[str, Any]:
     """Build ``options.out`` from the dataset in a temporary home of its own (see ``build_settings``);
     ``settings`` gives the weights cache and the detector, limits and worker settings."""
-    out = options.out
+    out = options.out.absolute()  # "." has no name to make a work folder beside
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DatasetError(f"{out} exists and is not an empty folder")
+        raise DatasetError(f"{options.out} exists and is not an empty folder")
     if options.unknown is not None and overlapping(options.dataset, options.unknown):
         raise DatasetError(
             "--unknown must not be --dataset, inside it or hold it: enrolled people's photos "
             "would be counted as strangers"
         )
     enrolled, held = split_people(scan_folders(options.dataset), options.holdout, options.seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-build-", dir=out.parent))
+    # A new OUT is staged beside it and renamed into place whole. An empty OUT that exists is kept (it
+    # may be a mount point, a link, or the current folder, none of which can be replaced): the work is
+    # staged inside it, on its own file system, and the files are moved in at the end, the report last.
+    existing = out.is_dir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}-build-", dir=out if existing else out.parent))
+    except OSError as error:
+        raise DatasetError(f"cannot write {options.out}: {error.strerror or error}") from None
     try:
         report = _build_in(
             work, options, enrolled, held, build_settings(settings, work / "home"), on_progress
         )
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        (work / "out").rename(out)
+        if existing:
+            staged = sorted((work / "out").iterdir(), key=lambda path: path.name == REPORT_JSON)
+            for path in staged:
+                path.rename(out / path.name)
+        else:
+            (work / "out").rename(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # whatever failed: no hidden work folder is left
     return report
@@ -100,13 +111,16 @@ def build_model(
 def build_settings(settings: Settings, home: Path) -> Settings:
     """The settings of a build's own home: ``settings`` (detector, limits, worker formats) with the
     home, the database and the weights cache replaced. Never the environment's database: a build in a
-    container whose ``FACEFORGE_DATABASE_URL`` names the live service would import its people there."""
+    container whose ``FACEFORGE_DATABASE_URL`` names the live service would import its people there.
+    Every format, whatever ``FACEFORGE_WORKER__FORMATS`` says for the server: OUT is a version's files
+    (`model.tflite` first of all, the seed system's whole output), and the report runs it."""
     return settings.model_copy(
         update={
             "home": home,
             "database_url": SecretStr(f"sqlite:///{home / 'faceforge.db'}"),
             "weights_cache": settings.weights_dir,
             "workers": 1,
+            "worker": settings.worker.model_copy(update={"formats": ",".join(ExportFormat)}),
         }
     )
 
