@@ -172,6 +172,17 @@ def test_a_photo_sent_as_text_is_refused_in_our_words(client: TestClient) -> Non
     assert "'photos'" in _error(refused, 400, "not_a_file")["message"]
     _error(client.post("/api/v1/strangers", files=[("photos", (None, "face.jpg"))]), 400, "not_a_file")
     _nothing_stored(client)
+    # The compatible APIs, in their own shapes: the same pydantic words reached their clients.
+    face = image_files(LFW10 / "Colin_Powell")[0].read_bytes()
+    pair = [("source_image", ("a.jpg", face, "image/jpeg")), ("target_image", (None, "face.jpg"))]
+    verified = client.post("/api/v1/verification/verify", files=pair)
+    assert verified.status_code == 400 and verified.json()["code"] == 26, verified.text
+    assert "'target_image' was sent as text" in verified.json()["message"]
+    matched = client.post(
+        "/v1/vision/face/match", files=[("image1", ("a.jpg", face)), ("image2", (None, "b.jpg"))]
+    )
+    assert matched.status_code == 400 and "'image2' was sent as text" in matched.json()["error"], matched.text
+    assert "UploadFile" not in verified.text + matched.text
 
 
 def test_bad_photos_get_verdicts_not_errors(client: TestClient) -> None:

@@ -63,6 +63,7 @@ COMPREFACE_CODES = {
     "foreign_origin": 10,
     "forbidden": 32,  # a read key writing: WRITING_NOT_ALLOWED
     "invalid_request": 26,  # VALIDATION_CONSTRAINT_VIOLATION
+    "not_a_file": 26,
     "file_required": 33,  # MISSING_REQUEST_PARAMETER
     "subject_required": 5,  # EMPTY_REQUIRED_FIELD
 }
@@ -251,6 +252,17 @@ def _validation_code(error: RequestValidationError) -> tuple[int, str, str]:
     )
     if items and all(item.get("loc", ("",))[0] == "path" for item in items):
         return 404, "not_found", f"nothing is found at this path ({problems})"
+    as_text = [str(item["loc"][-1]) for item in items if "Expected UploadFile" in str(item.get("msg", ""))]
+    if as_text:
+        # `curl -F target_image=face.jpg` (no @) sends the name as text, on routes that read files by
+        # name (CompreFace's, DeepStack's): the answer named FastAPI's internals ("Expected UploadFile,
+        # received: <class 'str'>"). Ours refuse it before (``uploads.file_fields``), in these words.
+        field = as_text[0]
+        return (
+            400,
+            "not_a_file",
+            f"{field!r} was sent as text: send it as a file (with curl, -F {field}=@photo.jpg)",
+        )
     missing = {str(item["loc"][-1]) for item in items if item.get("type") == "missing" and item.get("loc")}
     if len(items) == 1 and len(missing) == 1:
         (field,) = missing

@@ -179,6 +179,10 @@ def _match(services: Services, form: FormData) -> dict[str, Any]:
     images = []
     for name in ("image1", "image2"):
         value = form.get(name)
+        if isinstance(value, str):  # `curl -F image2=b.jpg`, without @: "image2 is required" misled
+            raise RequestRejectedError(
+                "not_a_file", f"{name!r} was sent as text: send it as a file (-F {name}=@photo.jpg)"
+            )
         if not isinstance(value, UploadFile):
             raise RequestRejectedError(f"{name}_required", f"{name} is required")
         images.append(read_upload(value, max_bytes=max_bytes))
