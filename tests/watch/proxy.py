@@ -26,6 +26,17 @@ class TcpProxy:
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
+    def retarget(self, target: tuple[str, int]) -> None:
+        """Forward to ``target`` from now on: connections open to the old one are closed (a client's
+        kept-alive connection would go on talking to it)."""
+        with self._lock:
+            self.target = target
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
     def stop(self) -> None:
         with self._lock:
             sockets, self._sockets = self._sockets, []

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,15 @@ import pytest
 from typer.testing import CliRunner
 
 from faceforge.cli.main import app
-from faceforge.edge.models import CURRENT_FILE
+from faceforge.core.config import Settings
+from faceforge.edge.agent import ModelUpdates
+from faceforge.edge.choices import ModelChoice
+from faceforge.edge.errors import WatchError
+from faceforge.edge.models import CURRENT_FILE, ModelStore, ServerClient
 from faceforge.edge.publish import slug
 from faceforge.edge.source import is_live, open_source
-from tests.api.fixtures import free_port, heavy_libraries_loaded, wait_for
+from faceforge.edge.watch import _first_model
+from tests.api.fixtures import faceforge_server, free_port, heavy_libraries_loaded, wait_for
 from tests.watch.camera import Camera
 from tests.watch.conftest import (
     NEWCOMER,
@@ -164,30 +170,66 @@ def test_unsent_decisions_wait_in_the_spool_for_the_next_start(warm_cache: Path,
 
 
 def test_a_new_version_while_watching_downloads_only_the_head(
-    server: Server, warm_cache: Path, tmp_path: Path
+    server: Server, warm_cache: Path, device_backbones: Settings, tmp_path: Path
 ) -> None:
+    """A new version is fetched by its head alone; then the server has no version at all (every
+    person deleted: ``GET /models/current`` answers 409 ``model_not_ready``, as a server with nobody
+    enrolled does). That was taken for an unreachable server: the agent named the deleted people from
+    its cache for ever, and a restart named them again. It names nobody, forgets the cached version,
+    says so once, and fetches the next version the server has."""
     video = tmp_path / "hall.avi"
-    write_video(video, [probes(NEWCOMER)[0]] * 40, codec="mjpeg")
+    write_video(video, [probes(NEWCOMER)[0]] * 60, codec="mjpeg")
     cache = copy_cache(warm_cache, tmp_path / "cache")
     backbone = next(p for p in (cache / "blobs").iterdir() if p.stat().st_size > 10_000_000)
     inode = backbone.stat().st_ino
-    agent = watch(str(video), "--realtime", "--server", server.url, "--poll", "0.3", "--cache", str(cache))
+    served = httpx.URL(server.url)
+    proxy = TcpProxy(free_port(), (served.host, served.port or 80))
+    proxy.start()
+    url = f"http://127.0.0.1:{proxy.port}"
+    agent = watch(str(video), "--realtime", "--server", url, "--poll", "0.3", "--cache", str(cache))
     try:
         (before,) = read_decisions(agent, 1)
         assert before["name"] is None and before["version"] == 1  # not enrolled yet: a stranger
         person_id = server.enrol(NEWCOMER)
-        server.wait_for_version(2)
-        named = None
-        for decision in iter(lambda: read_decisions(agent, 1), []):
-            if decision[0]["version"] == 2:
-                named = decision[0]
-                break
-        assert named is not None and named["name"] == NEWCOMER and named["person_id"] == person_id
+        # A server with nobody enrolled, started while version 2 trains: its answer is the one a
+        # server gives after every person was deleted (``ModelService.current``).
+        with faceforge_server(tmp_path / "empty-server", device_backbones) as empty:
+            server.wait_for_version(2)
+            named = next_decision(agent, lambda d: d["version"] == 2)
+            assert named["name"] == NEWCOMER and named["person_id"] == person_id
+
+            proxy.retarget(("127.0.0.1", empty.port))  # the server has no version
+            next_decision(agent, lambda d: d["name"] is None)
+            assert read_decisions(agent, 1)[0]["name"] is None
+            assert not (cache / CURRENT_FILE).exists()  # a restart names nobody either
+            restarted = ModelStore(copy_cache(warm_cache, tmp_path / "restart"), ModelChoice.TFLITE_INT8)
+            client = ServerClient(url, None)
+            try:
+                with pytest.raises(WatchError, match="the server has no model version"):
+                    _first_model(restarted, client, ModelUpdates(restarted, client, 1, None), wait=False)
+            finally:
+                client.close()
+            assert restarted.cached() is None
+            proxy.retarget((served.host, served.port or 80))  # a version again
+        again = next_decision(agent, lambda d: d["name"] is not None)
+        assert again["name"] == NEWCOMER and again["version"] == 2
     finally:
         agent.send_signal(signal.SIGTERM)
         _, log = agent.communicate(timeout=60)
+        proxy.stop()
     assert "model version 2: downloaded head.tflite; reused backbone_int8.tflite, refiner.tflite" in log
     assert backbone.stat().st_ino == inode  # the backbone file was not written again
+    assert log.count("the server has no model version") == 1, log
+
+
+def next_decision(agent: subprocess.Popen[str], wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The agent's first decision from now on that is ``wanted`` (within 15 decisions)."""
+    for _ in range(15):
+        decisions = read_decisions(agent, 1)
+        assert decisions, "the agent printed no more decisions"
+        if wanted(decisions[0]):
+            return decisions[0]
+    raise AssertionError("no such decision among the next 15")
 
 
 def test_offline_with_the_server_gone_uses_the_cached_model(warm_cache: Path, tmp_path: Path) -> None:
@@ -441,11 +483,6 @@ def test_an_offline_start_does_not_fetch_its_version_again(
     """Started from the cache while the server could not be reached, the agent's first answer from
     the server fetched that same version again: current.json rewritten, the graphs loaded again and
     discovery announced again (the updates were told of no version)."""
-    from faceforge.edge import agent
-    from faceforge.edge.choices import ModelChoice
-    from faceforge.edge.models import ModelStore, ServerClient
-    from faceforge.edge.watch import _first_model
-
     store = ModelStore(copy_cache(warm_cache, tmp_path / "cache"), ModelChoice.TFLITE_INT8)
     direct = ServerClient(server.url, None)
     current = direct.current_version()
@@ -455,7 +492,7 @@ def test_an_offline_start_does_not_fetch_its_version_again(
     address = httpx.URL(server.url)
     proxy = TcpProxy(free_port(), (address.host, address.port or 80))  # not started: the server is away
     through = ServerClient(f"http://127.0.0.1:{proxy.port}", None)
-    updates = agent.ModelUpdates(store, through, 60.0, None)
+    updates = ModelUpdates(store, through, 60.0, None)
     try:
         assert _first_model(store, through, updates, wait=False).version == current  # offline
         proxy.start()  # the server answers again

@@ -9,7 +9,8 @@ gives its track no sample. ``Agent.faces`` is that per-frame path (boxes -> prob
 and the agreement test with the server run.
 
 The model is swapped between two frames when ``ModelUpdates`` has fetched a new version (a thread
-that asks the server every ``poll_seconds``, with back-off while it cannot reach it). A track keeps
+that asks the server every ``poll_seconds``, with back-off while it cannot reach it), and made to
+name nobody when the server has no version any more (every person deleted). A track keeps
 taking samples across the swap (the new version's replace the old's: other outputs); one that ends
 with samples of the old version alone is decided with that version.
 """
@@ -29,7 +30,7 @@ from PIL import Image
 
 from faceforge.core.faces import Box
 from faceforge.edge.choices import DetectorName
-from faceforge.edge.errors import WatchError
+from faceforge.edge.errors import NoModelVersion, WatchError
 from faceforge.edge.models import CachedVersion, ModelStore, Person, ServerClient
 from faceforge.edge.publish import Decision
 from faceforge.edge.runtime import EdgeModel
@@ -76,15 +77,25 @@ class Timings:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Nobody:
+    """Handed over by ``ModelUpdates.take`` when the server has no version any more (every person was
+    deleted): the agent names nobody, on the graphs it has, until a version appears."""
+
+
+NOBODY = Nobody()
+
+
 class ModelUpdates:
-    """Fetches the server's current version in the background; ``take()`` hands over a new one."""
+    """Fetches the server's current version in the background; ``take()`` hands over a new one, or
+    ``NOBODY`` when the server has none any more."""
 
     def __init__(
         self, store: ModelStore, server: ServerClient, poll_seconds: float, loaded: int | None
     ) -> None:
         self._store, self._server, self._poll = store, server, poll_seconds
         self._loaded = loaded
-        self._ready: CachedVersion | None = None
+        self._ready: CachedVersion | Nobody | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="faceforge-updates", daemon=True)
@@ -105,8 +116,15 @@ class ModelUpdates:
         self._loaded = version
 
     def check(self) -> CachedVersion | None:
-        """Once: the server's current version, fetched if it is not the loaded one."""
-        current = self._server.current_version()
+        """Once: the server's current version, fetched if it is not the loaded one. When the server
+        has none (``NoModelVersion``, raised on), the cached version is forgotten (a restart must not
+        name its people again), and the next version the server has is fetched whatever its number."""
+        try:
+            current = self._server.current_version()
+        except NoModelVersion:
+            self._store.forget()
+            self._loaded = None
+            raise
         if current == self._loaded:
             return None
         version, downloaded, reused = self._store.fetch(self._server, current)
@@ -125,12 +143,25 @@ class ModelUpdates:
         # varies from one try to the next: refused, reset, timed out): said once until it changes,
         # as the broker's outages are.
         said = ""
+        nobody = False  # the server has no version: NOBODY handed over, said once
         while not self._stop.is_set():
             try:
-                version = self.check()
+                try:
+                    version: CachedVersion | Nobody | None = self.check()
+                    nobody = False
+                except NoModelVersion:
+                    version = None if nobody else NOBODY
+                    nobody = True
+                if self._stop.is_set():  # nothing is said after the agent's last line (``stop``)
+                    return
                 if said:
                     log.info("model update: the server answers again")
                 failures, said = 0, ""
+                if version is NOBODY:
+                    log.warning(
+                        "model update: the server has no model version (every person was deleted): "
+                        "naming nobody until it has one; the cached version is forgotten"
+                    )
                 if version is not None:
                     with self._lock:
                         self._ready = version
@@ -150,7 +181,7 @@ class ModelUpdates:
             pause = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS)) - 1] if failures else self._poll
             self._stop.wait(pause)
 
-    def take(self) -> CachedVersion | None:
+    def take(self) -> CachedVersion | Nobody | None:
         with self._lock:
             version, self._ready = self._ready, None
         return version
@@ -191,12 +222,17 @@ class Agent:
 
     def _swap_model(self) -> None:
         version = self.updates.take() if self.updates else None
-        if version is not None:
+        if version is None:
+            return
+        if isinstance(version, Nobody):  # the same graphs; every decision from now on a stranger
+            self._earlier = {number: v.without_people() for number, v in self._earlier.items()}
+            self.model = self.model.without_people()
+        else:
             self._earlier[self.model.version.version] = self.model.version
             self.model = EdgeModel(version, threads=self.threads)
             self._earlier.pop(version.version, None)
-            if self.on_model:
-                self.on_model(self.model)
+        if self.on_model:
+            self.on_model(self.model)
 
     def step(self, index: int, frame: Frame) -> None:
         started = time.perf_counter()

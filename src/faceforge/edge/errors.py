@@ -9,3 +9,8 @@ class WatchError(FaceforgeError):
     """A source, broker address, server or cached model the agent cannot use."""
 
     code = "watch_failed"
+
+
+class NoModelVersion(Exception):
+    """The server has no current version (409 ``model_not_ready``): nobody is enrolled, before its
+    first version or after every person was deleted. A state to act on (name nobody), not a failure."""

@@ -10,7 +10,8 @@ sha256, ``variants``). The split variants (``tflite_int8_split``, ``tflite_split
 pair a backbone that is the same file in every version with a small head, so a new version costs
 the head (and the manifest) only: a file whose sha256 is already in ``blobs/`` is never fetched
 again. ``current.json`` is replaced only once every file of the new version is on disk, so the
-agent starts offline from whatever version it used last.
+agent starts offline from whatever version it used last; it is deleted when the server has no version
+any more (every person deleted), so that a restart does not name them again.
 
 The manifest is read as plain JSON here (the light install has no pydantic): the fields used are
 ``version``, ``labels``, ``unknown_label``, ``people`` (``id``, ``name``, ``label``), ``files`` and
@@ -24,7 +25,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,13 @@ import httpx
 
 from faceforge.core.atomic import write_atomically, write_bytes_atomically
 from faceforge.edge.choices import ModelChoice
-from faceforge.edge.errors import WatchError
+from faceforge.edge.errors import NoModelVersion, WatchError
 
 log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 CURRENT_FILE = "current.json"
+NO_VERSION_CODE = "model_not_ready"  # the server's 409 from GET /models/current: it has no version
 API = "/api/v1"
 TIMEOUT = httpx.Timeout(10.0, read=60.0)
 # A temporary file unchanged for this long is no download in progress (each one writes at least once
@@ -68,6 +70,10 @@ class CachedVersion:
     @property
     def roster(self) -> list[Person]:
         return [self.people[label] for label in self.labels if label in self.people]
+
+    def without_people(self) -> CachedVersion:
+        """The same files naming nobody: every output a stranger (the server has no version any more)."""
+        return replace(self, people={})
 
 
 def needed_files(manifest: dict[str, Any], choice: ModelChoice) -> list[str]:
@@ -117,6 +123,15 @@ def check_server_url(url: str) -> None:
         raise WatchError(f"--server must look like http://host:port, not {url!r}")
 
 
+def _error_code(response: httpx.Response) -> str | None:
+    """The ``code`` of the server's JSON error body ``{"error": {"code", "message"}}``, if it is one."""
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None
+
+
 class ServerClient:
     """The faceforge server's model routes: ``GET /api/v1/models/current`` and the version's files."""
 
@@ -129,9 +144,12 @@ class ServerClient:
         self._http.close()
 
     def current_version(self) -> int:
+        """The server's current version; ``NoModelVersion`` when it has none (409 ``model_not_ready``)."""
         response = self._http.get(f"{API}/models/current")
         if response.status_code in (401, 403):
             raise WatchError(f"the server refused the key ({response.status_code})")
+        if response.status_code == 409 and _error_code(response) == NO_VERSION_CODE:
+            raise NoModelVersion
         response.raise_for_status()
         return int(response.json()["version"])
 
@@ -189,6 +207,19 @@ class ModelStore:
             log.warning("the cached version %d lacks files %s: downloading again", version.version, missing)
             return None
         return version
+
+    def forget(self) -> None:
+        """Forget the cached version: the server has none any more (every person was deleted), so a
+        restart must not bring its people back. ``current.json`` goes, and the version's head (its
+        people's templates); the backbone and refiner, the same in every version, stay for the next."""
+        path = self.directory / CURRENT_FILE
+        try:
+            head: Path | None = _as_version(json.loads(path.read_bytes()), self.choice, self.blobs).head
+        except (OSError, ValueError, KeyError, TypeError, WatchError):
+            head = None
+        path.unlink(missing_ok=True)
+        if head is not None:
+            head.unlink(missing_ok=True)
 
     def fetch(self, server: ServerClient, version: int) -> tuple[CachedVersion, list[str], list[str]]:
         """Make ``version`` the cached one, downloading only files whose sha256 is not on disk yet.

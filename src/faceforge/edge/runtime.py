@@ -9,6 +9,7 @@ through their ``serving_default`` signature; ONNX files take a batch, NCHW. The 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -84,6 +85,12 @@ class EdgeModel:
         self._refiner: Graph = graph(version.refiner, threads)
         self._backbone: Graph = graph(version.backbone, threads)
         self._head: Graph = graph(version.head, threads)
+
+    def without_people(self) -> EdgeModel:
+        """This model naming nobody, on the same loaded graphs (the server has no version any more)."""
+        model = copy.copy(self)
+        model.version = self.version.without_people()
+        return model
 
     def describe_patches(self, patches: npt.NDArray[np.uint8]) -> tuple[FloatArray, FloatArray, FloatArray]:
         """The refiner on ``(N, 48, 48, 3)`` uint8 RGB patches (``vision.refine.PatchDescriber``)."""

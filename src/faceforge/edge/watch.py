@@ -19,7 +19,7 @@ from types import FrameType
 from faceforge.core.errors import WeightsUnavailableError
 from faceforge.edge.agent import BACKOFF_SECONDS, Agent, ModelUpdates, make_detector
 from faceforge.edge.choices import DetectorName, ModelChoice
-from faceforge.edge.errors import WatchError
+from faceforge.edge.errors import NoModelVersion, WatchError
 from faceforge.edge.models import CachedVersion, ModelStore, ServerClient, check_server_url
 from faceforge.edge.publish import (
     BASE_TOPIC,
@@ -71,20 +71,34 @@ def _first_model(
 ) -> CachedVersion:
     """The model to start on: the server's current version, else the cached one, which ``updates``
     is told (its first answer from the server then fetches only a newer one: the same version was
-    downloaded and loaded again, and discovery announced again). Without either, a camera (``wait``)
-    waits for the server with back-off, as a device that boots before it must; a video file is
-    refused at once (it would wait for ever on a command run by hand)."""
+    downloaded and loaded again, and discovery announced again). A server that has no version
+    (nobody enrolled, or every person deleted) makes the cached one forgotten: there is nobody to
+    name. Without a model, a camera (``wait``) waits for the server with back-off, as a device that
+    boots before it must; a video file is refused at once (it would wait for ever on a command run by
+    hand)."""
     cached = store.cached()
     if server is None or updates is None:
         if cached is None:
             raise WatchError(f"no model cached in {store.directory}: give --server URL once")
         return cached
     failures = 0
+    said_nobody = False
     while True:
         try:
-            return updates.check() or cached or _unreachable()
+            version = updates.check()
+            if version is None:  # the loaded one: none is loaded before the first answer
+                raise WatchError("the server's current version is loaded but not cached")
+            return version
         except WatchError:
             raise
+        except NoModelVersion:  # ``check`` forgot the cached version
+            cached = None
+            reason = "the server has no model version (nobody is enrolled)"
+            if not wait:
+                raise WatchError(f"{reason}: no model to watch with") from None
+            if said_nobody:
+                reason = ""
+            said_nobody = True
         except Exception as error:  # network and HTTP errors: use the cache, or wait for the server
             if cached is not None:
                 log.warning(
@@ -96,16 +110,12 @@ def _first_model(
                 raise WatchError(
                     f"no model from the server ({error}) and none cached in {store.directory}"
                 ) from None
-            delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
-            log.warning(
-                "the server cannot be reached (%s) and no model is cached: retrying in %.0f s", error, delay
-            )
-            failures += 1
-            time.sleep(delay)
-
-
-def _unreachable() -> CachedVersion:
-    raise WatchError("the server's current version is loaded but not cached")
+            reason = f"the server cannot be reached ({error}) and no model is cached"
+        delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
+        if reason:
+            log.warning("%s: retrying in %.0f s", reason, delay)
+        failures += 1
+        time.sleep(delay)
 
 
 def _stop_on_sigterm() -> None:
