@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from faceforge.core.errors import InvalidImageError
-from faceforge.serving.vision.decode import decode_photo
-from faceforge.serving.vision.pipeline import FacePipeline
+from faceforge.serving.vision.decode import decode_photo, decode_reduced
+from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import LFW10
 
 PHOTO = LFW10 / "Ariel_Sharon" / "Ariel_Sharon_0001.jpg"
@@ -75,13 +75,34 @@ def test_gif_uses_first_frame() -> None:
         (_encode(Image.new("RGB", (64, 64)), "TIFF"), "unsupported_format"),
         (_encode(Image.new("RGB", (16, 300)), "PNG"), "image_too_small"),
         (png_header_only(60_000, 60_000), "image_too_large"),
+        # Headers cut short: Pillow fails while opening them (OSError, ValueError), which answered 500.
+        (b"\xff\xd8\xff\xe1\x10\x00Exif\x00\x00", "corrupt_image"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x05IHDR\x00\x00\x00\x01\x00", "corrupt_image"),
     ],
 )
-def test_bad_input_gets_a_clear_code(data: bytes, code: str) -> None:
+def test_bad_input_gets_a_clear_code(data: bytes, code: str, pipeline: FacePipeline) -> None:
     with pytest.raises(InvalidImageError) as raised:
         decode_photo(data, **LIMITS)
     assert raised.value.code == code
     assert raised.value.message
+    # Enrolment's verdict says the same in a few words (it quoted the whole upload's bytes).
+    (verdict,) = pipeline.analyze_many([data], single_face=True)
+    assert isinstance(verdict, PhotoError) and verdict.code == code and len(verdict.message) < 200
+
+
+@pytest.mark.parametrize("mode", ["P", "1", "I;16"])
+def test_palette_bilevel_and_16_bit_grey_photos_are_reduced(mode: str) -> None:
+    """Pillow's ``reduce`` refuses these modes ("wrong mode"): a GIF or palette PNG larger than the
+    analysis budget was refused as corrupt, and its dashboard thumbnail failed."""
+    with Image.open(PHOTO) as photo:
+        big = photo.resize((1000, 1000))
+    if mode == "I;16":  # Pillow writes no 16-bit grey with the full range: by hand, 8-bit v as 257 v
+        data = _png_16_bit(np.asarray(big.convert("L"), np.uint16) * 257)
+    else:
+        data = _encode(big.convert(mode), "PNG")
+    decoded = decode_reduced(data, **LIMITS, budget=300 * 300)
+    assert decoded.image.shape == (250, 250, 3) and decoded.scale == 4.0  # the smallest whole factor
+    assert decoded.image.std() > 10  # a picture, not a blank
 
 
 def test_pixel_limit_is_a_setting(tmp_path: Path) -> None:

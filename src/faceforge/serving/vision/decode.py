@@ -74,6 +74,12 @@ def decode_reduced(data: bytes, *, max_pixels: int, min_side: int, budget: int |
         raise InvalidImageError("not_an_image", "the file is not a recognised image") from error
     except Image.DecompressionBombError as error:
         raise InvalidImageError(IMAGE_TOO_LARGE, f"the image has more than {max_pixels} pixels") from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        # A header cut short ("Truncated File Read", "Truncated IHDR chunk") fails while it is read:
+        # it answered 500 on identify, and enrolment's verdict quoted the whole upload.
+        raise InvalidImageError(
+            "corrupt_image", f"the image header is truncated or corrupt: {error}"
+        ) from error
     with image:
         if image.format not in SUPPORTED_FORMATS:
             raise InvalidImageError(
@@ -95,7 +101,10 @@ def decode_reduced(data: bytes, *, max_pixels: int, min_side: int, budget: int |
             reduced = image
             rest = reduction_factor(image.size[0] * image.size[1], budget)
             if rest > 1:
-                reduced = image.reduce(rest)
+                # Pillow reduces neither palette, 1-bit nor 16-bit grey images ("wrong mode"): those
+                # are made RGB first. A large GIF or palette PNG was refused as corrupt.
+                reducible = _to_rgb(image) if image.mode in _UNREDUCIBLE_MODES else image
+                reduced = reducible.reduce(rest)
             upright = ImageOps.exif_transpose(reduced) if _turned(image) != 1 else reduced
             rgb = _to_rgb(upright)
             rgb.load()
@@ -124,6 +133,7 @@ def reduction_factor(pixels: int, budget: int | None) -> int:
     return factor
 
 
+_UNREDUCIBLE_MODES = frozenset({"P", "1", "I;16", "I;16B", "I;16L", "I;16N"})
 _TRANSPOSING = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 
 

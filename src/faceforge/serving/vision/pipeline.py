@@ -4,7 +4,6 @@ align (``serving.vision.face_input``) -> embed."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -357,8 +356,9 @@ class FacePipeline:
                 return self._decode_and_judge(data, single_face=single_face)
             except InvalidImageError as error:
                 return PhotoError(error.code, error.message)
-            except OSError as error:
-                return PhotoError("unreadable_file", f"{photo!s}: {os.strerror(error.errno or 0)}")
+            except OSError as error:  # reading a file (bytes were read already): name the file only
+                where = str(photo) if isinstance(photo, Path) else "the photo"
+                return PhotoError("unreadable_file", f"{where}: {error.strerror or error}")
 
         def run(batch: Sequence[Path | bytes]) -> list[PhotoFaces | PhotoError]:
             judged = [judge(photo) for photo in batch]
