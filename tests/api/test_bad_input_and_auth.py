@@ -339,6 +339,9 @@ def test_without_keys_only_loopback_is_served(tmp_path: Path, database_url: str,
     opened = create_app(service_settings(tmp_path, database_url, settings, open_network_without_keys=True))
     with TestClient(opened, client=("192.168.1.20", 40000)) as remote:
         assert remote.get("/api/v1/people").status_code == 200
+        # An Origin that is no URL is a foreign one: urlsplit's ValueError was a 500 on every route.
+        for path in ("/healthz", "/api/v1/people"):
+            _error(remote.get(path, headers={"Origin": "http://["}), 403, "foreign_origin")
 
 
 def test_every_route_declares_who_may_call_it() -> None:
@@ -398,6 +401,15 @@ def test_legacy_routes_keep_their_shape(
         )
         assert registered.status_code == 200
         body = registered.json()
+        # A photo under another field name registered someone without it, and said "success".
+        misnamed = client.post(
+            f"{LEGACY}/user/register",
+            data={"name": "Nobody"},
+            files={"photo": (photos[0].name, photos[0].read_bytes())},
+        )
+        assert misnamed.status_code == 400 and misnamed.json()["error"] == "unexpected file field", (
+            misnamed.text
+        )
         assert body == {
             "status": "success",
             "user": {"id": body["user"]["id"], "name": "Donald", "position": "SecDef"},
@@ -434,6 +446,11 @@ def test_openapi_document_describes_errors_and_keys(client: TestClient) -> None:
     person = document["paths"]["/api/v1/people/{person_id}"]["get"]
     (parameter,) = [p for p in person["parameters"] if p["name"] == "person_id"]
     assert parameter["schema"]["maximum"] == 2**31 - 1
+    # Every route of ours may answer a fault of ours or a locked database (the strangers' did not say).
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if path.startswith("/api/v1/") and not path.startswith("/api/v1/recognition"):
+                assert {"500", "503"} <= set(operation["responses"]), (method, path)
 
 
 @BOTH_DATABASES

@@ -224,3 +224,18 @@ def _bulk_delete_while(client: TestClient, what: str, other: Callable[[Session],
         answer = bulk.result(timeout=30)
     assert answer.status_code == 200, answer.text
     return answer
+
+
+@BOTH_DATABASES
+def test_an_image_id_beyond_any_photo_id_is_not_found_on_every_database(quiet_client: TestClient) -> None:
+    """CompreFace image ids carry 48 bits of photo id; ids are 32-bit columns, and PostgreSQL answered
+    a larger one with "integer out of range": a 500 on verify, delete and img."""
+    beyond = "00000000-0000-4000-8000-ffffffffffff"
+    photo = image_files(LFW10 / "Colin_Powell")[0]
+    verified = quiet_client.post(
+        f"{RECOGNITION}/faces/{beyond}/verify", files={"file": (photo.name, photo.read_bytes())}
+    )
+    deleted = quiet_client.delete(f"{RECOGNITION}/faces/{beyond}")
+    image = quiet_client.get(f"{RECOGNITION}/faces/{beyond}/img")
+    for answer in (verified, deleted, image):
+        assert answer.status_code == 404 and "message" in answer.json(), answer.text

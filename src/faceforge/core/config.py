@@ -240,6 +240,19 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
+    @field_validator("admin_keys", "read_keys")
+    @classmethod
+    def _check_keys(cls, value: SecretStr) -> SecretStr:
+        # A header carries visible ASCII only (HTTP reads other bytes as Latin-1): a key such as "clé"
+        # was accepted here and then matched no request, every call a 401. Never the key itself.
+        for key in _split_keys(value.get_secret_value()):
+            if not all("!" <= char <= "~" for char in key):
+                raise ValueError(
+                    "an API key may hold visible ASCII characters only (letters, digits, punctuation; "
+                    "no spaces or accents), as HTTP headers carry them"
+                )
+        return value
+
     @field_validator("cors_origins")
     @classmethod
     def _check_origins(cls, value: str) -> str:

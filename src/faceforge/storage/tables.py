@@ -32,6 +32,8 @@ class Base(DeclarativeBase):
 
 # Widths of the text columns clients fill: names, positions and notes; keys (external ids, sources),
 # which are indexed. Changing one needs a migration; the services cap their length limits at them.
+# Ids are 32-bit in PostgreSQL (and must fit SQLite's 64-bit integers): anything larger names nothing.
+MAX_ID = 2**31 - 1
 TEXT_WIDTH = 500
 KEY_WIDTH = 200
 COLUMN_WIDTHS = {

@@ -81,6 +81,15 @@ def _loopback_name(name: str) -> bool:
     return _loopback(name) or name.endswith(".localhost")
 
 
+def _origin_host(origin: str) -> str | None:
+    """The ``host[:port]`` of an ``Origin`` header, lower case; ``None`` for one that is no URL
+    (``http://[`` raised ValueError in the middleware: a 500 on every route, /healthz included)."""
+    try:
+        return urlsplit(origin).netloc.lower()
+    except ValueError:
+        return None
+
+
 def browser_error(settings: Settings, headers: Headers) -> AuthError | None:
     """Why a request to a server without keys may not proceed although its client is local: it names
     another host (DNS rebinding), or a web page of another origin sent it."""
@@ -93,7 +102,7 @@ def browser_error(settings: Settings, headers: Headers) -> AuthError | None:
             403,
         )
     origin = headers.get("origin")
-    foreign = origin is not None and urlsplit(origin).netloc.lower() != host.lower()
+    foreign = origin is not None and _origin_host(origin) != host.lower()
     if foreign and origin is not None and origin.lower() not in settings.cors_origin_set:
         return AuthError(
             "foreign_origin",

@@ -11,9 +11,7 @@ from pydantic import AfterValidator, BeforeValidator
 from faceforge.core.errors import RequestRejectedError
 from faceforge.core.stored_text import never_stored
 from faceforge.serving.wiring import Services
-
-# Ids are 32-bit in PostgreSQL (and must fit SQLite's 64-bit integers): anything larger names nothing.
-MAX_ID = 2**31 - 1
+from faceforge.storage.tables import MAX_ID
 
 
 async def get_services(request: Request) -> Services:

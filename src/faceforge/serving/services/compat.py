@@ -40,6 +40,7 @@ from faceforge.serving.services.identify import IdentifyService
 from faceforge.serving.services.models import ModelService
 from faceforge.serving.services.people import PeopleService, Upload
 from faceforge.storage import people_store
+from faceforge.storage.tables import MAX_ID
 
 IMAGE_ID = re.compile(r"^00000000-0000-4000-8000-([0-9a-f]{12})$")
 
@@ -49,8 +50,11 @@ def image_uuid(photo_id: int) -> str:
 
 
 def photo_id_of(image_id: str) -> int | None:
+    """The photo id an image id of ours names; ``None`` for one no id of ours can be (an id beyond
+    the 32-bit columns answered 500 on PostgreSQL: "integer out of range")."""
     match = IMAGE_ID.match(image_id.strip().lower())
-    return int(match.group(1), 16) if match else None
+    photo_id = int(match.group(1), 16) if match else None
+    return photo_id if photo_id is not None and 1 <= photo_id <= MAX_ID else None
 
 
 class NoFaceError(RequestRejectedError):

@@ -9,11 +9,12 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from faceforge.core.errors import RequestRejectedError
 from faceforge.serving.api.access import ReadAccess
 from faceforge.serving.api.blocking import run_blocking
-from faceforge.serving.api.deps import MAX_ID, ServicesDep
+from faceforge.serving.api.deps import ServicesDep
 from faceforge.serving.api.errors import SERVER_ERRORS, error_responses
 from faceforge.serving.api.schemas import IdentifiedFacePublic, IdentifyResult
 from faceforge.serving.api.uploads import file_fields, read_upload
 from faceforge.serving.services.identify import MAX_TOP_K
+from faceforge.storage.tables import MAX_ID
 
 read = APIRouter(
     prefix="/api/v1",

@@ -14,7 +14,7 @@ from faceforge.serving.api.access import AdminAccess, ReadAccess
 from faceforge.serving.api.blocking import run_blocking
 from faceforge.serving.api.deps import ServicesDep
 from faceforge.serving.api.errors import LEGACY_PREFIX, SERVER_ERRORS, error_responses
-from faceforge.serving.api.uploads import read_uploads
+from faceforge.serving.api.uploads import file_fields, read_uploads
 from faceforge.serving.services.models import ModelView
 from faceforge.serving.services.people import PhotosRejectedError
 
@@ -33,7 +33,12 @@ def _bad_request(message: str) -> JSONResponse:
     return JSONResponse({"status": "failed", "error": "bad request", "message": message}, status_code=400)
 
 
-@admin.post("/user/register", responses=error_responses(413, 503, legacy=True))
+# A photo under another field registered a person without it and said "success" (``file_fields``).
+@admin.post(
+    "/user/register",
+    responses=error_responses(413, 415, 503, legacy=True),
+    dependencies=[file_fields("photos")],
+)
 def register(
     services: ServicesDep,
     name: Annotated[str | None, Form()] = None,

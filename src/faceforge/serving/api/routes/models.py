@@ -10,9 +10,10 @@ from fastapi.responses import FileResponse
 from faceforge.core.records import VersionStatus
 from faceforge.serving.api.access import AdminAccess, ReadAccess
 from faceforge.serving.api.byte_ranges import RangedFileResponse
-from faceforge.serving.api.deps import MAX_ID, ServicesDep, VersionNumber
+from faceforge.serving.api.deps import ServicesDep, VersionNumber
 from faceforge.serving.api.errors import SERVER_ERRORS, error_responses
 from faceforge.serving.api.schemas import ModelList, ModelVersionPublic, TrainingPublic
+from faceforge.storage.tables import MAX_ID
 
 COMMON = error_responses(400, 401, 403, *SERVER_ERRORS)
 read = APIRouter(prefix="/api/v1", tags=["models"], dependencies=[ReadAccess], responses=COMMON)

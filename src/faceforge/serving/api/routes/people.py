@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from faceforge.core.errors import NotFoundError
 from faceforge.serving.api.access import AdminAccess, ReadAccess
 from faceforge.serving.api.byte_ranges import RangedFileResponse
-from faceforge.serving.api.deps import MAX_ID, PersonId, PhotoId, ServicesDep, SizeQuery, TextFilter
+from faceforge.serving.api.deps import PersonId, PhotoId, ServicesDep, SizeQuery, TextFilter
 from faceforge.serving.api.errors import SERVER_ERRORS, error_responses
 from faceforge.serving.api.http_defaults import NO_STORE
 from faceforge.serving.api.schemas import (
@@ -24,6 +24,7 @@ from faceforge.serving.api.schemas import (
     SuspectedDuplicatePublic,
 )
 from faceforge.serving.api.uploads import UPLOAD_ERRORS, file_fields, read_uploads
+from faceforge.storage.tables import MAX_ID
 
 PREFIX = "/api/v1/people"
 COMMON = error_responses(400, 401, 403, *SERVER_ERRORS)

@@ -10,8 +10,8 @@ from fastapi.responses import FileResponse
 from faceforge.core.errors import NotFoundError
 from faceforge.serving.api.access import Access, AdminAccess, ReadAccess, presented_access
 from faceforge.serving.api.byte_ranges import RangedFileResponse
-from faceforge.serving.api.deps import MAX_ID, PathId, PhotoId, ServicesDep, SizeQuery, TextFilter
-from faceforge.serving.api.errors import error_responses
+from faceforge.serving.api.deps import PathId, PhotoId, ServicesDep, SizeQuery, TextFilter
+from faceforge.serving.api.errors import SERVER_ERRORS, error_responses
 from faceforge.serving.api.http_defaults import NO_STORE
 from faceforge.serving.api.stranger_schemas import (
     PREFIX,
@@ -22,8 +22,9 @@ from faceforge.serving.api.stranger_schemas import (
     StrangersPage,
 )
 from faceforge.serving.api.uploads import UPLOAD_ERRORS, file_fields, read_uploads
+from faceforge.storage.tables import MAX_ID
 
-COMMON = error_responses(400, 401, 403)
+COMMON = error_responses(400, 401, 403, *SERVER_ERRORS)
 read = APIRouter(prefix=PREFIX, tags=["strangers"], dependencies=[ReadAccess], responses=COMMON)
 admin = APIRouter(prefix=PREFIX, tags=["strangers"], dependencies=[AdminAccess], responses=COMMON)
 routers = (read, admin)
