@@ -136,7 +136,7 @@ def test_an_api_key_no_header_can_carry_is_refused(keys: str) -> None:
     no request: every call a 401. The message never shows the key."""
     for setting in ("admin_keys", "read_keys"):
         with pytest.raises(ValidationError) as raised:
-            Settings(**{setting: keys})
+            Settings.model_validate({setting: keys})
         message = settings_error(raised.value)
         assert "visible ASCII" in message and "clé" not in message and "words" not in message, message
     assert Settings(admin_keys="a-Key_1!,b~2").admin_key_set == {"a-Key_1!", "b~2"}
