@@ -337,7 +337,7 @@ def test_without_keys_only_loopback_is_served(tmp_path: Path, database_url: str,
     with local_client(closed) as local:
         assert local.get("/api/v1/people").status_code == 200
     opened = create_app(service_settings(tmp_path, database_url, settings, open_network_without_keys=True))
-    with TestClient(opened, client=("192.168.1.20", 40000)) as remote:
+    with TestClient(opened, client=("192.168.1.20", 40000), base_url="http://192.168.1.5:8000") as remote:
         assert remote.get("/api/v1/people").status_code == 200
         # An Origin that is no URL is a foreign one: urlsplit's ValueError was a 500 on every route.
         for path in ("/healthz", "/api/v1/people"):

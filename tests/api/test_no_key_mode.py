@@ -62,9 +62,25 @@ def test_keys_or_an_open_network_change_what_is_checked(
     with TestClient(keyed, client=LOOPBACK_CLIENT) as client:  # keys decide; pages need the key too
         answer = client.get("/api/v1/people", headers={"Origin": EVIL, "X-API-Key": "admin"})
         assert answer.status_code == 200
-    opened = create_app(service_settings(tmp_path, database_url, settings, open_network_without_keys=True))
-    with local_client(opened) as client:  # reached by any name on the network, still not from pages
-        assert client.get("/api/v1/people", headers={"Host": "faceforge.lan:8000"}).status_code == 200
+    opened = create_app(
+        service_settings(
+            tmp_path, database_url, settings, open_network_without_keys=True, allowed_hosts="faceforge.lan"
+        )
+    )
+    with local_client(opened) as client:  # reached by its addresses and names on the network, not pages
+        for host in (
+            "faceforge.lan:8000",
+            "FACEFORGE.LAN",
+            "192.168.1.5:8000",
+            "[fe80::1]:8000",
+            "localhost",
+        ):
+            assert client.get("/api/v1/people", headers={"Host": host}).status_code == 200, host
+        # A page whose name was rebound to this server's address names itself, and its origin matches:
+        # it was served, and any site someone on the network opened could change everything.
+        rebound = {"Host": "evil.example:8000", "Origin": "http://evil.example:8000"}
+        _refused(client.post("/api/v1/people", data={"name": "x"}, headers=rebound), "foreign_host")
+        _refused(client.get("/api/v1/people", headers={"Host": "other.lan"}), "foreign_host")
         _refused(
             client.post("/api/v1/people", data={"name": "x"}, headers={"Origin": EVIL}), "foreign_origin"
         )

@@ -170,6 +170,11 @@ class Settings(BaseSettings):
     read_keys: SecretStr = Field(
         SecretStr(""), description="comma-separated API keys that may read, list and identify"
     )
+    allowed_hosts: str = Field(
+        "",
+        description="with FACEFORGE_OPEN_NETWORK_WITHOUT_KEYS: comma-separated host names the server is "
+        "reached by (faceforge.lan); IP addresses and localhost always are",
+    )
     open_network_without_keys: bool = Field(
         False,
         description="without API keys, answer clients beyond loopback too (anyone on the network may write)",
@@ -302,6 +307,10 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.home / 'faceforge.db'}"
+
+    @property
+    def allowed_host_set(self) -> frozenset[str]:
+        return frozenset(name.lower().rstrip(".") for name in _split_keys(self.allowed_hosts))
 
     @property
     def admin_key_set(self) -> frozenset[str]:

@@ -81,6 +81,15 @@ def _loopback_name(name: str) -> bool:
     return _loopback(name) or name.endswith(".localhost")
 
 
+def _network_name(name: str, allowed: frozenset[str]) -> bool:
+    """A name an open server is reached by: an IP address (no page's name), localhost, or allowed."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return _loopback_name(name) or name.rstrip(".") in allowed
+    return True
+
+
 def _origin_host(origin: str) -> str | None:
     """The ``host[:port]`` of an ``Origin`` header, lower case; ``None`` for one that is no URL
     (``http://[`` raised ValueError in the middleware: a 500 on every route, /healthz included)."""
@@ -94,11 +103,22 @@ def browser_error(settings: Settings, headers: Headers) -> AuthError | None:
     """Why a request to a server without keys may not proceed although its client is local: it names
     another host (DNS rebinding), or a web page of another origin sent it."""
     host = headers.get("host", "")
-    if not settings.open_network_without_keys and not _loopback_name(_host_name(host)):
+    name = _host_name(host)
+    if not settings.open_network_without_keys and not _loopback_name(name):
         return AuthError(
             "foreign_host",
             f"faceforge runs without API keys and answers only requests to localhost, not to {host!r}; "
             "use http://localhost or http://127.0.0.1, or set FACEFORGE_ADMIN_KEYS",
+            403,
+        )
+    if settings.open_network_without_keys and not _network_name(name, settings.allowed_host_set):
+        # Open to the network, a web page whose name was rebound to this server's address sends its
+        # own name as Host (and a matching Origin): any site someone on the network opened was admin.
+        return AuthError(
+            "foreign_host",
+            f"faceforge runs without API keys and answers requests to its IP addresses, localhost and "
+            f"the names in FACEFORGE_ALLOWED_HOSTS, not to {host!r}; add the name there, or set "
+            "FACEFORGE_ADMIN_KEYS",
             403,
         )
     origin = headers.get("origin")
