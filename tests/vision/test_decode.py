@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
+from faceforge.core.config import Settings
 from faceforge.core.errors import InvalidImageError
 from faceforge.serving.vision.decode import decode_photo, decode_reduced
 from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
@@ -110,6 +112,12 @@ def test_pixel_limit_is_a_setting(tmp_path: Path) -> None:
         decode_photo(PHOTO.read_bytes(), max_pixels=250 * 250 - 1, min_side=20)
     assert raised.value.code == "image_too_large"
     assert decode_photo(PHOTO.read_bytes(), max_pixels=250 * 250, min_side=20).shape == (250, 250, 3)
+    # The setting stops at Pillow's own limit: above it, a photo under the setting was refused as over it.
+    assert Image.MAX_IMAGE_PIXELS is not None
+    pillow = 2 * Image.MAX_IMAGE_PIXELS
+    assert Settings(max_pixels=pillow).max_pixels == pillow
+    with pytest.raises(ValidationError):
+        Settings(max_pixels=pillow + 1)
 
 
 def _png_16_bit(samples: np.ndarray) -> bytes:

@@ -146,7 +146,11 @@ class Settings(BaseSettings):
     weights_cache: Path | None = Field(
         None, description="where converted weights are cached (default: <home>/weights); may be shared"
     )
-    max_pixels: int = Field(40_000_000, ge=1, description="photos with more pixels are rejected undecoded")
+    # At most Pillow's own bomb limit (twice its MAX_IMAGE_PIXELS): above it every photo was refused by
+    # the decoder as over a limit it was under.
+    max_pixels: int = Field(
+        40_000_000, ge=1, le=178_956_970, description="photos with more pixels are rejected undecoded"
+    )
     decode_pixels: int = Field(
         12_000_000,
         ge=1_000_000,
