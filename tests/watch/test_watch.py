@@ -466,15 +466,25 @@ def test_a_server_that_stays_down_is_reported_once(tmp_path: Path, caplog: pytes
                 checks.append(1)
 
         server = ServerClient(f"http://127.0.0.1:{down.getsockname()[1]}", None)
-        updates = agent.ModelUpdates(ModelStore(tmp_path, ModelChoice.ONNX), server, 60.0, None)
-        with caplog.at_level(logging.WARNING, logger=agent.__name__):
-            updates.start()
-            hang_up()  # two checks failed (the second a second later, after the back-off)
-            time.sleep(0.5)  # the second one's log line
-            updates.stop()
+        warnings: list[list[str]] = []
+        # As started on its own, then as started offline from the cache: the start has said it (the
+        # updates said it again, two warnings for one outage).
+        for said_at_start in (False, True):
+            updates = agent.ModelUpdates(ModelStore(tmp_path, ModelChoice.ONNX), server, 60.0, None)
+            if said_at_start:
+                updates.running(1, unreachable_said=True)
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger=agent.__name__):
+                updates.start()
+                hang_up()  # two checks failed (the second a second later, after the back-off)
+                time.sleep(0.5)  # the second one's log line
+                updates.stop()
+            warnings.append([r.getMessage() for r in caplog.records])
         server.close()
-    warnings = [r.getMessage() for r in caplog.records]
-    assert len(checks) == 2 and len(warnings) == 1 and "cannot reach the server" in warnings[0], warnings
+    assert len(checks) == 4 and len(warnings[0]) == 1 and "cannot reach the server" in warnings[0][0], (
+        warnings
+    )
+    assert warnings[1] == []
 
 
 def test_an_offline_start_does_not_fetch_its_version_again(

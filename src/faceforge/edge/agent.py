@@ -95,6 +95,7 @@ class ModelUpdates:
     ) -> None:
         self._store, self._server, self._poll = store, server, poll_seconds
         self._loaded = loaded
+        self._said_at_start = ""
         self._ready: CachedVersion | Nobody | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -111,9 +112,12 @@ class ModelUpdates:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(STOP_WAIT_SECONDS)
 
-    def running(self, version: int) -> None:
-        """The agent runs ``version`` (one it started on from the cache): not fetched again."""
+    def running(self, version: int, *, unreachable_said: bool = False) -> None:
+        """The agent runs ``version`` (one it started on from the cache): not fetched again.
+        ``unreachable_said``: the start said the server cannot be reached; the updates' first failed
+        check said it again (two warnings for one outage), so they say only when it answers again."""
         self._loaded = version
+        self._said_at_start = "unreachable" if unreachable_said else ""
 
     def check(self) -> CachedVersion | None:
         """Once: the server's current version, fetched if it is not the loaded one. When the server
@@ -142,7 +146,7 @@ class ModelUpdates:
         # The kind of failure last logged (the server's own answer, or none at all, whose wording
         # varies from one try to the next: refused, reset, timed out): said once until it changes,
         # as the broker's outages are.
-        said = ""
+        said = self._said_at_start
         nobody = False  # the server has no version: NOBODY handed over, said once
         while not self._stop.is_set():
             try:

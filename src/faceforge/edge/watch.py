@@ -104,7 +104,7 @@ def _first_model(
                 log.warning(
                     "the server cannot be reached (%s): running offline on version %d", error, cached.version
                 )
-                updates.running(cached.version)
+                updates.running(cached.version, unreachable_said=True)
                 return cached
             if not wait:
                 raise WatchError(
