@@ -3,7 +3,9 @@ and what a failed one leaves behind."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -89,3 +91,16 @@ def test_a_failed_download_leaves_nothing_and_stale_temporary_files_go(
         client.close()
     assert not any(path.exists() for path in left)
     assert writing.exists()
+
+
+def test_another_model_choice_names_the_files_it_lacks(
+    warm_cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cache of TFLite int8 files used with ``--model onnx`` said it lacked files by their sha256."""
+    cache = copy_cache(warm_cache, tmp_path / "cache")
+    with caplog.at_level(logging.WARNING, logger="faceforge.edge.models"):
+        assert ModelStore(cache, ModelChoice.ONNX).cached() is None
+    (said,) = [record.getMessage() for record in caplog.records]
+    assert "for --model onnx" in said and ".onnx" in said, said
+    assert not re.search(r"[0-9a-f]{64}", said), said
+    assert ModelStore(cache, ModelChoice.TFLITE_INT8).cached() is not None  # its own files are whole

@@ -202,9 +202,18 @@ class ModelStore:
         except (ValueError, KeyError, TypeError, WatchError) as error:
             log.warning("ignoring the cached model in %s: %s", self.directory, error)
             return None
-        missing = [p.name for p in (version.backbone, version.head, version.refiner) if not p.is_file()]
+        # By the manifest's names (the blobs are named by their sha256, which said nothing to a reader),
+        # in the order needed_files gives them: backbone, head, refiner.
+        names = needed_files(manifest, self.choice)
+        paths = (version.backbone, version.head, version.refiner)
+        missing = [name for name, blob in zip(names, paths, strict=True) if not blob.is_file()]
         if missing:
-            log.warning("the cached version %d lacks files %s: downloading again", version.version, missing)
+            log.warning(
+                "the cached version %d lacks %s for --model %s: downloading",
+                version.version,
+                ", ".join(missing),
+                self.choice.value,
+            )
             return None
         return version
 
