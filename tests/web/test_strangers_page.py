@@ -12,7 +12,7 @@ import io
 from typing import Any
 
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from faceforge.core.dataset import image_files
 from tests.conftest import FACES, LFW10
@@ -249,3 +249,44 @@ def test_logging_in_opens_the_page_that_was_asked_for(page: Page, server: Server
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Strangers")
     expect(page).to_have_url(f"{server.url}/#/strangers")
+
+
+def _answer(*matches: dict[str, Any] | None) -> dict[str, Any]:
+    """An identify answer with one face per match (None: unknown), side by side on GROUP."""
+    faces = [
+        {
+            "box": {"x": 300.0 + 500 * k, "y": 300.0, "width": 200.0, "height": 240.0},
+            "score": 0.99,
+            "match": match,
+            "candidates": [match] if match else [],
+        }
+        for k, match in enumerate(matches)
+    ]
+    return {"version": 1, "faces": faces}
+
+
+def _match(person: dict[str, Any]) -> dict[str, Any]:
+    identity = {"person_id": person["id"], "name": person["name"], "position": None}
+    return {**identity, "similarity": 0.8, "confidence": 0.99}
+
+
+def test_try_it_shows_the_newest_photo(page: Page, server: Server) -> None:
+    """Photo A then photo B: A's answer arriving last replaced B's, and its buttons acted on B's faces
+    with A's names. Identify's answers are set here (the network's faces do not matter)."""
+    first, second = (server.register("John Smith", [], train=False) for _ in range(2))
+    held: list[Route] = []
+    page.route("**/api/v1/identify", lambda route: held.append(route))
+    login(page, server, ADMIN_KEY)
+    open_page(page, server, "#/try")
+    page.locator("#probe").set_input_files(str(COLIN[8]))
+    page.locator("#probe").set_input_files(str(GROUP))  # while the first one's answer is on its way
+    while len(held) < 2:
+        page.wait_for_timeout(50)
+    late, newest = sorted(held, key=lambda r: GROUP.name.encode() in (r.request.post_data_buffer or b""))
+    newest.fulfill(json=_answer(_match(second), None, None))
+    faces = page.locator("#faces li")
+    expect(faces).to_have_count(3)
+    late.fulfill(json=_answer({**_match(first), "name": "Late Answer"}))
+    page.wait_for_timeout(1000)  # what the late answer would have drawn by now
+    expect(faces).to_have_count(3)
+    expect(page.locator("#result")).not_to_contain_text("Late Answer")

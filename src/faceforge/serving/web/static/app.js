@@ -503,19 +503,35 @@ function faceLine(found) {
     face.candidates.length ? null : " (nobody enrolled)", faceActions(ui, found));
 }
 
-async function tryPage() {
+async function tryPage(match, view) {
   const result = el("div", { id: "result", "aria-live": "polite" });
   let tagsFitter = null;
+  // Only the newest photo's answer is shown: after photo A then photo B, A's answer arriving last
+  // replaced B's, and its buttons stored B's faces under A's names.
+  let latest = 0;
+  let shownUrl = null;  // the photo on show (an object URL holds the file until revoked)
+  view.onStop(() => {
+    tagsFitter?.disconnect();
+    if (shownUrl) URL.revokeObjectURL(shownUrl);
+  });
   async function identify(file) {
+    const ticket = ++latest;
     say("");  // an older notice says nothing about this photo
     result.replaceChildren(el("p", { text: "Looking…" }));
     const form = new FormData();
     form.append("photo", file, file.name);
     form.append("top_k", "3");
+    let url = null;
     try {
       const answer = await api("/api/v1/identify", { method: "POST", form });
-      const image = el("img", { src: URL.createObjectURL(file), alt: "the photo" });
+      if (ticket !== latest || !view.alive()) return;
+      url = URL.createObjectURL(file);
+      const image = el("img", { src: url, alt: "the photo" });
       await image.decode();
+      if (ticket !== latest || !view.alive()) return;
+      if (shownUrl) URL.revokeObjectURL(shownUrl);
+      shownUrl = url;
+      url = null;
       const frame = el("div", { class: "frame" }, image);
       answer.faces.forEach((face, index) => {
         const name = face.match ? face.match.name : "unknown";
@@ -532,8 +548,11 @@ async function tryPage() {
         el("div", { class: "probe" }, frame),
         el("ul", { id: "faces" }, answer.faces.map((face, index) => faceLine({ file, image, face, index, count: answer.faces.length }))));
     } catch (error) {
+      if (ticket !== latest || !view.alive()) return;
       if (needsLogin(error)) return fail(error);
       result.replaceChildren(errorBox(error));
+    } finally {
+      if (url) URL.revokeObjectURL(url);  // not shown: a newer photo, an error, or another page
     }
   }
   const picker = filePicker({ id: "probe", text: "Choose a photo", onFiles: (files) => identify(files[0]) });
