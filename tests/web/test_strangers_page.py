@@ -270,12 +270,27 @@ def _match(person: dict[str, Any]) -> dict[str, Any]:
     return {**identity, "similarity": 0.8, "confidence": 0.99}
 
 
-def test_try_it_shows_the_newest_photo(page: Page, server: Server) -> None:
-    """Photo A then photo B: A's answer arriving last replaced B's, and its buttons acted on B's faces
-    with A's names. Identify's answers are set here (the network's faces do not matter)."""
+def test_try_it_shows_the_newest_photo_and_adds_to_the_right_person(page: Page, server: Server) -> None:
+    """Photo A then photo B: A's answer arriving last replaced B's. "Add to <name>" looked the name up
+    among the first 20 people whose names contain it: it filed a face matched to one John Smith under
+    the other, and found nobody behind 20 John Smithsons. Identify's answers are set here (the
+    network's faces do not matter), and the uploads are recorded rather than stored."""
+    for k in range(1, 21):
+        server.register(f"John Smithson {k}", [], train=False)
+    smithson = server.register("John Smithson", [], train=False)
     first, second = (server.register("John Smith", [], train=False) for _ in range(2))
     held: list[Route] = []
     page.route("**/api/v1/identify", lambda route: held.append(route))
+    posted: list[str] = []
+
+    def photos(route: Route) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        posted.append(route.request.url.split("/api/v1/people/")[1])
+        route.fulfill(status=201, json={"photos": [{"index": 0, "verdict": "accepted", "message": None}]})
+
+    page.route("**/api/v1/people/*/photos", photos)
     login(page, server, ADMIN_KEY)
     open_page(page, server, "#/try")
     page.locator("#probe").set_input_files(str(COLIN[8]))
@@ -290,3 +305,25 @@ def test_try_it_shows_the_newest_photo(page: Page, server: Server) -> None:
     page.wait_for_timeout(1000)  # what the late answer would have drawn by now
     expect(faces).to_have_count(3)
     expect(page.locator("#result")).not_to_contain_text("Late Answer")
+
+    # The matched John Smith, by id.
+    faces.nth(0).get_by_role("button", name="Add to John Smith").click()
+    expect(faces.nth(0).locator(".accepted")).to_contain_text("Added to John Smith: accepted")
+    assert posted == [f"{second['id']}/photos"]
+    # A whole name behind 20 longer ones.
+    faces.nth(1).get_by_role("combobox").fill("John Smithson")
+    faces.nth(1).get_by_role("button", name="Add to John Smithson").click()
+    expect(faces.nth(1).locator(".accepted")).to_contain_text("Added to John Smithson: accepted")
+    assert posted[1:] == [f"{smithson['id']}/photos"]
+    # Namesakes typed: the page asks which, and its list tells them apart by number.
+    other = faces.nth(2)
+    other.get_by_role("combobox").fill("John Smith")
+    other.get_by_role("button", name="Add to John Smith").click()
+    expect(other.locator(".rejected")).to_contain_text("2 people are registered as “John Smith”")
+    choices = [f"John Smith (person {person['id']})" for person in (first, second)]
+    expect(other.locator("datalist option")).to_have_count(2)
+    assert other.locator("datalist option").evaluate_all("(all) => all.map((o) => o.value)") == choices
+    other.get_by_role("combobox").fill(choices[0])
+    other.get_by_role("button", name=f"Add to {choices[0]}").click()
+    expect(other.locator(".accepted")).to_contain_text("Added to John Smith: accepted")
+    assert posted[2:] == [f"{first['id']}/photos"]

@@ -3,6 +3,7 @@
 // as one `ui` object, so this module depends on nothing else. A page returns its nodes (app.js's shape).
 
 const PAGE_SIZE = 24;
+const NAME_PAGE = 500;  // the API's largest page: finding everyone under one name
 // Around a face cut out of a photo with several faces: enough of the head that the detector finds it
 // again on its own (the server analyses every upload afresh).
 const CROP_MARGIN = 0.6;
@@ -168,6 +169,22 @@ async function facePhoto(file, image, face, count) {
   return new File([blob], `face-${Math.round(x)}-${Math.round(y)}.jpg`, { type: "image/jpeg" });
 }
 
+// A suggestion in the "Add to" picker: the name and the person's number, which tells namesakes apart.
+const choiceOf = (person) => `${person.name} (person ${person.id})`;
+const CHOICE = /^(.*) \(person (\d+)\)$/;
+
+// Everyone registered under exactly `name` (any case only when nobody is under it as written). The
+// search finds names containing it, a page at a time: the exact one may lie past the first page.
+async function everyoneNamed(api, name) {
+  const found = [];
+  for (let offset = 0; ; offset += NAME_PAGE) {
+    const page = await api(`/api/v1/people?offset=${offset}&limit=${NAME_PAGE}&q=${encodeURIComponent(name)}`);
+    found.push(...page.items);
+    if (!page.items.length || offset + page.items.length >= page.total) break;
+  }
+  const exact = found.filter((p) => p.name === name);
+  return exact.length ? exact : found.filter((p) => p.name.toLowerCase() === name.toLowerCase());
+}
 function firstVerdict(body) {
   return body && body.photos && body.photos[0];
 }
@@ -217,18 +234,20 @@ export function faceActions(ui, { file, image, face, index, count }) {
       }) }));
   }
 
-  // "Add to <person>": a name typed or picked from the people who match it.
+  // "Add to <person>": the person the face was matched to (by id: two people may share a name), or a
+  // name typed or picked from the people who match it. Suggestions carry the person's number, so
+  // namesakes are told apart.
   const listId = `people-${index}`;
   const options = el("datalist", { id: listId });
   const picker = el("input", { type: "search", id: `add-to-${index}`, list: listId, placeholder: "Person's name", autocomplete: "off",
     "aria-label": `Add face ${index + 1} to a person (name)`, value: face.match ? face.match.name : "" });
-  let found = [];
+  const suggest = (people) => options.replaceChildren(...people.map((p) => el("option", { value: choiceOf(p) })));
+  let suggestion = 0;  // the newest look-up: an older one that answers late suggests nothing
   async function lookUp() {
+    const ticket = ++suggestion;
     const query = picker.value.trim();
     const page = await api(`/api/v1/people?limit=20` + (query ? `&q=${encodeURIComponent(query)}` : ""));
-    found = page.items;
-    options.replaceChildren(...found.map((p) => el("option", { value: p.name })));
-    return found;
+    if (ticket === suggestion) suggest(page.items);
   }
   let timer = null;
   picker.addEventListener("input", () => {
@@ -236,21 +255,49 @@ export function faceActions(ui, { file, image, face, index, count }) {
     timer = setTimeout(() => lookUp().catch(() => {}), 250);
   });
   picker.addEventListener("focus", () => lookUp().catch(() => {}), { once: true });
+  const refuse = (text) => {
+    status.className = "rejected";
+    status.textContent = text;
+  };
+  // The person `text` names: the matched one, a picked suggestion ("name (person 12)"), or the only
+  // one registered under that name. Says why when there is none or several, and answers null.
+  async function personFor(text) {
+    if (face.match && text === face.match.name) return { id: face.match.person_id, name: face.match.name };
+    const picked = CHOICE.exec(text);
+    if (picked) {
+      const [, name, id] = picked;
+      const person = await api(`/api/v1/people/${id}`).catch((error) => {
+        if (error instanceof ApiError && error.status === 404) return null;  // deleted meanwhile
+        throw error;
+      });
+      if (person && person.name === name) return person;
+      // Not that person (renamed or deleted meanwhile): the text may still be someone's whole name.
+    }
+    const named = await everyoneNamed(api, text);
+    if (named.length === 1) return named[0];
+    if (!named.length) refuse(`Nobody is registered as “${text}”.`);
+    else {
+      suggest(named);
+      refuse(`${named.length} people are registered as “${text}”: pick one from the list (by person number).`);
+    }
+    return null;
+  }
   const add = el("button", { type: "button", class: "add-to", text: "Add to person", onclick: async () => {
-    const name = picker.value.trim();
-    if (!name) {
-      status.className = "rejected";
-      status.textContent = "Type or pick a person's name first.";
-      return;
+    const text = picker.value.trim();
+    if (!text) return refuse("Type or pick a person's name first.");
+    // This click's answer is the one the list shows (a look-up of the typing before would replace it).
+    clearTimeout(timer);
+    suggestion += 1;
+    let person;
+    add.disabled = true;  // one look-up, one upload per click
+    try {
+      person = await personFor(text);
+    } catch (error) {
+      return refuse(error.message);
+    } finally {
+      add.disabled = stored;
     }
-    const people = await lookUp().catch(() => []);
-    const person = people.find((p) => p.name === name) || people.find((p) => p.name.toLowerCase() === name.toLowerCase());
-    if (!person) {
-      status.className = "rejected";
-      status.textContent = `Nobody is registered as “${name}”.`;
-      return;
-    }
-    send(`Added to ${person.name}`, (form) => api(`/api/v1/people/${person.id}/photos`, { method: "POST", form }));
+    if (person) send(`Added to ${person.name}`, (form) => api(`/api/v1/people/${person.id}/photos`, { method: "POST", form }));
   } });
   add.textContent = face.match ? `Add to ${face.match.name}` : "Add to person";
   picker.addEventListener("input", () => { add.textContent = picker.value.trim() ? `Add to ${picker.value.trim()}` : "Add to person"; });
