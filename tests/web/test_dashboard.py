@@ -212,6 +212,14 @@ def test_the_dashboard_on_a_phone_and_by_keyboard(page: Page, server: Server) ->
     choosers: list[FileChooser] = []
     page.on("filechooser", lambda chosen: choosers.append(chosen))
     page.goto(server.url + "/#/try")
+    expect(page.get_by_role("heading", name="Try it")).to_be_visible()
+    # The skip link moves the focus to the content and stays on the page ("#main" went through the
+    # router: "There is no page at #main").
+    page.locator("a.skip").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#main")).to_be_focused()
+    expect(page).to_have_url(re.compile(r"#/try$"))
+    expect(page.get_by_role("heading", name="Try it")).to_be_visible()
     chooser = page.get_by_role("button", name="Choose a photo")
     for _ in range(12):
         page.keyboard.press("Tab")

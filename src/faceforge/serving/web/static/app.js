@@ -230,6 +230,13 @@ function loginPage() {
   input.focus();
 }
 
+// The skip link's "#main" would go through the router ("There is no page at #main"): it moves the
+// focus to the page's content instead, leaving the address as it is.
+document.querySelector("a.skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
+
 logout.addEventListener("click", () => {
   sessionStorage.removeItem(KEY_STORAGE);
   session.key = null;
