@@ -145,6 +145,7 @@ def test_the_dashboard_end_to_end(page: Page, server: Server, tmp_path: Path) ->
     # Versions: roll back to version 2, then look at its quality.
     page.goto(server.url + "/#/versions")
     expect(page.locator("#version-3 .badge")).to_have_text("current")
+    page.once("dialog", lambda dialog: dialog.accept())  # it asks first
     page.locator("#version-2 button.activate").click()
     expect(page.locator("#version-2 .badge")).to_have_text("current")
     expect(page.locator("#version-3 .badge")).to_have_count(0)

@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Page, expect
 
 from faceforge.core.dataset import image_files
 from tests.conftest import LFW10
@@ -92,8 +92,21 @@ def test_versions_pruned_paged_and_made_current(page: Page, server: Server, thre
     expect(page.locator(".version")).to_have_count(len(versions) - 2)
     assert_accessible(page, "versions, second page")
 
-    # Make current says, where it is done, that the next training replaces it.
+    # Make current asks first (one click switched every device; a page of another site could frame
+    # it), and says, where it is done, that the next training replaces it.
     open_page(page, server, "#/versions")
+    asked: list[str] = []
+
+    def refuse(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", refuse)
+    page.locator(f"#version-{ready[0]}").get_by_role("button", name="Make current").click()
+    expect(page.locator(f"#version-{ready[-1]} .badge")).to_have_text("current")
+    assert len(asked) == 1 and f"version {ready[0]}" in asked[0], asked
+    assert server.api("GET", "/api/v1/models/current").json()["version"] == ready[-1]
+    page.once("dialog", lambda dialog: dialog.accept())
     page.locator(f"#version-{ready[0]}").get_by_role("button", name="Make current").click()
     expect(page.locator(f"#version-{ready[0]} .badge")).to_have_text("current")
     expect(page.locator("#notice")).to_contain_text("next training")

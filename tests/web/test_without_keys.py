@@ -40,3 +40,13 @@ def test_the_dashboard_works_and_other_pages_are_refused(page: Page, server: Ser
         server.url,
     )
     assert _people(server) == ["Colin Powell"]
+
+
+def test_no_other_site_may_frame_the_pages(server: Server) -> None:
+    """Here every visitor is an admin without logging in: another site's page that framed the
+    dashboard could have them click "Make current" or "Delete" under a decoy (clickjacking)."""
+    for path in ("/", "/ui/app.js", "/live"):
+        answer = httpx.get(server.url + path, timeout=60)
+        assert answer.status_code == 200, path
+        assert answer.headers.get("X-Frame-Options") == "DENY", path
+        assert answer.headers.get("Content-Security-Policy") == "frame-ancestors 'none'", path

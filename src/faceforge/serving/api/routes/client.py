@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from faceforge.core.errors import ClientRuntimeMissingError, NotFoundError
 from faceforge.serving.api.access import PublicAccess
 from faceforge.serving.api.byte_ranges import RangedFileResponse
+from faceforge.serving.api.routes.web import NOT_FRAMED
 
 public = APIRouter(include_in_schema=False, dependencies=[PublicAccess])
 routers = (public,)
@@ -72,7 +73,7 @@ def client_runtime(request: Request, name: str) -> Response:
 
 @public.get("/live")
 def live_page() -> Response:
-    headers = {"Cache-Control": CACHING, **ISOLATED}
+    headers = {"Cache-Control": CACHING, **ISOLATED, **NOT_FRAMED}
     return Response(_static("live.html"), media_type="text/html", headers=headers)
 
 

@@ -32,6 +32,10 @@ ASSETS = {
 }
 # The dashboard's own files change with the release, not per request.
 ASSET_CACHING = "no-cache"
+# No other site may frame faceforge's pages: a keyless server on loopback makes every visitor an
+# admin, so a framing page could have them click "Make current" or "Delete" unseen (clickjacking).
+# Both headers: CSP's frame-ancestors for today's browsers, X-Frame-Options for older ones.
+NOT_FRAMED = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
 def _static(name: str) -> bytes:
@@ -40,14 +44,16 @@ def _static(name: str) -> bytes:
 
 @public.get("/")
 def dashboard() -> Response:
-    return Response(_static("index.html"), media_type="text/html", headers={"Cache-Control": ASSET_CACHING})
+    headers = {"Cache-Control": ASSET_CACHING, **NOT_FRAMED}
+    return Response(_static("index.html"), media_type="text/html", headers=headers)
 
 
 @public.get("/ui/{name}")
 def dashboard_asset(name: str) -> Response:
     if name not in ASSETS:
         raise NotFoundError(f"no dashboard file {name!r}")
-    return Response(_static(name), media_type=ASSETS[name], headers={"Cache-Control": ASSET_CACHING})
+    headers = {"Cache-Control": ASSET_CACHING, **NOT_FRAMED}
+    return Response(_static(name), media_type=ASSETS[name], headers=headers)
 
 
 class AccessPublic(BaseModel):

@@ -669,6 +669,8 @@ function filesTable(v) {
 function versionCard(v, newestReady) {
   const metrics = v.metrics || {};
   const activate = async () => {
+    // A change every device notices at its next check, so asked first (one click did it before).
+    if (!confirm(`Make version ${v.version} current? Identify and every device switch to it. ${REPLACED_BY_NEXT_TRAINING}`)) return;
     try {
       await api(`/api/v1/models/${v.version}/activate`, { method: "POST" });
       go(location.hash, `Version ${v.version} is now current. ${REPLACED_BY_NEXT_TRAINING}`);
