@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
@@ -238,9 +238,36 @@ def test_bad_input_gives_clear_errors(page: Page, server: Server) -> None:
 
 def test_live_page_names_the_person_on_camera(page: Page, server: Server) -> None:
     page.context.add_init_script(f"sessionStorage.setItem('faceforge-api-key', {READ_KEY!r})")
+    # A reverse proxy's 503 (a page, not JSON) while faceforge restarts behind it: the page gave up
+    # for good ("Cannot start…"); it tries again, and its banner goes once it has started.
+    calls: list[str] = []
+
+    def restarting(route: Route) -> None:
+        calls.append(route.request.url)
+        if len(calls) == 1:
+            route.fulfill(status=503, content_type="text/html", body="<h1>503 Service Unavailable</h1>")
+        else:
+            route.continue_()
+
+    server.expected_errors.add(("/api/v1/models/current", 503))
+    page.route("**/api/v1/models/current", restarting)
     page.goto(server.url + "/live")
+    expect(page.locator("#message")).to_contain_text("Trying again")
+    # Start pressed twice (while it waits to try again) is one start: it ran two recognition loops.
+    page.evaluate(
+        """(key) => {
+          document.getElementById("key").value = key;
+          const form = document.getElementById("login");
+          form.requestSubmit();
+          form.requestSubmit();
+        }""",
+        READ_KEY,
+    )
     expected = ON_CAMERA.name.replace("_", " ")
     expect(page.locator("#faces li.known")).to_contain_text(expected, timeout=TIMEOUT_MS)
+    expect(page.locator("#message")).to_be_hidden()
+    assert len(calls) == 2, calls  # the one that failed, then one start
+    page.unroute("**/api/v1/models/current")
     expect(page.locator("#version")).to_have_text("1")
     expect(page.locator("#network")).to_have_text("Online")
     assert page.evaluate("crossOriginIsolated")  # so ONNX Runtime Web runs on threads
@@ -344,6 +371,15 @@ def test_live_page_names_the_person_on_camera(page: Page, server: Server) -> Non
     ):
         page.goto(f"{server.url}/live?min_face={asked}")
         expect(page.locator("#message")).to_contain_text(said)
+
+    # Behind a proxy that answers 502 while faceforge is down, the page starts from the version this
+    # browser holds, as without a network (it said "Cannot start" and stayed so).
+    server.expected_errors.add(("/api/v1/models/current", 502))
+    page.route("**/api/v1/models/current", lambda route: route.fulfill(status=502, body="Bad Gateway"))
+    page.goto(server.url + "/live")
+    expect(page.locator("#network")).to_contain_text("Offline", timeout=TIMEOUT_MS)
+    expect(page.locator("#faces li.known")).to_contain_text(expected, timeout=TIMEOUT_MS)
+    expect(page.locator("#message")).to_be_hidden()
 
 
 def test_update_downloads_the_head_only(page: Page, server: Server) -> None:

@@ -45,6 +45,11 @@ async function sha256(bytes) {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// Answers of a reverse proxy while faceforge restarts behind it, or faceforge's own 503 while its
+// database is away: the server is out of reach for now, as when the network is down.
+const PASSING_STATUSES = new Set([502, 503, 504]);
+const outOfReach = (error) => error.code === "server_unreachable" || PASSING_STATUSES.has(error.status);
+
 async function serverError(response) {
   let code = `http_${response.status}`, message = `the server answered ${response.status}`;
   try {
@@ -124,7 +129,8 @@ class Client {
 
   /** Fetch the current version if it is not the one in use: only files whose sha256 is not cached
    * are downloaded (and verified). Resolves to `{version, changed, downloaded, reused, offline}`;
-   * without a server it keeps the version in use (`offline: true`). */
+   * without a server (unreachable, or a proxy's 502, 503 or 504 for it) it keeps the version in use
+   * (`offline: true`). */
   async update() {
     return this._serialised(() => this._update());
   }
@@ -134,7 +140,7 @@ class Client {
     try {
       current = await (await this._fetch(`${API}/models/current`)).json();
     } catch (error) {
-      if (error.code === "server_unreachable" && this._nets) {
+      if (outOfReach(error) && this._nets) {
         this.offline = true;
         return { version: this.version, changed: false, downloaded: [], reused: [], offline: true };
       }
@@ -323,8 +329,8 @@ class Client {
 }
 
 /** A client of the faceforge server at `baseUrl` with the current version loaded (downloaded, or
- * from the browser's cache when the server cannot be reached). `apiKey`: a read key, if the server
- * has keys. */
+ * from the browser's cache when the server cannot be reached or a proxy answers 502, 503 or 504 for
+ * it). `apiKey`: a read key, if the server has keys. */
 export async function connect(baseUrl, { apiKey } = {}) {
   if (typeof baseUrl !== "string" || !/^https?:\/\//.test(baseUrl)) {
     throw new FaceforgeError("invalid_url", "connect() needs the server's http(s) URL, e.g. \"http://127.0.0.1:8000\"");
@@ -333,9 +339,10 @@ export async function connect(baseUrl, { apiKey } = {}) {
   try {
     await client.update();
   } catch (error) {
-    if (error.code !== "server_unreachable") throw error;
+    if (!outOfReach(error)) throw error;
     if (!(await client._loadCached())) {
-      throw new FaceforgeError("offline_without_model", `faceforge at ${client.baseUrl} could not be reached and this browser holds no model of it yet`);
+      const why = error.code === "server_unreachable" ? "could not be reached" : `answered ${error.status}`;
+      throw new FaceforgeError("offline_without_model", `faceforge at ${client.baseUrl} ${why} and this browser holds no model of it yet`);
     }
   }
   return client;

@@ -128,26 +128,52 @@ class Tracker {
   }
 }
 
-function show(text) {
+// What the banner says and why (`kind`): a later success of that kind clears it ("Update failed"
+// stood over a working page for good).
+let shownKind = null;
+function show(text, kind = null) {
   $("message").textContent = text;
   $("message").hidden = !text;
+  shownKind = text ? kind : null;
+}
+function clear(kind) {
+  if (shownKind === kind) show("");
 }
 
+// Starting again after a failure (the server restarting behind a proxy, no version yet): 2 s, then
+// twice as long each time up to a minute. Only a refused key waits for the user.
+const RETRY_FIRST_SECONDS = 2;
+const RETRY_MOST_SECONDS = 60;
+let retryDelay = RETRY_FIRST_SECONDS;
+let retryTimer = null;
+let starting = false, running = false;  // one start at a time, one recognition loop ever
+
 async function start(key) {
+  if (starting || running) return;  // Start pressed twice ran two loops
+  clearTimeout(retryTimer);
+  starting = true;
+  $("start").disabled = true;
   let client;
   try {
     client = await connect(location.origin, { apiKey: key || undefined });
   } catch (error) {
+    $("network").textContent = "Not connected";
     if (error.status === 401 || error.status === 403) {
       $("login").hidden = false;
-      show(key ? "That key was refused." : "This server needs an API key.");
-      $("network").textContent = "Not connected";
+      show(key ? "That key was refused." : "This server needs an API key.", "start");
       return;
     }
-    show(`Cannot start: ${error.message}`);
-    $("network").textContent = "Not connected";
+    const seconds = retryDelay;
+    retryDelay = Math.min(RETRY_MOST_SECONDS, retryDelay * 2);
+    show(`Cannot start: ${error.message.replace(/\.$/, "")}. Trying again in ${seconds} s.`, "start");
+    retryTimer = setTimeout(() => start(key), seconds * 1000);
     return;
+  } finally {
+    starting = false;
+    $("start").disabled = false;
   }
+  running = true;
+  retryDelay = RETRY_FIRST_SECONDS;
   $("login").hidden = true;
   show("");
   const status = () => {
@@ -157,7 +183,10 @@ async function start(key) {
   };
   status();
   setInterval(async () => {
-    try { await client.update(); } catch (error) { show(`Update failed: ${error.message}`); }
+    try {
+      await client.update();
+      clear("update");
+    } catch (error) { show(`Update failed: ${error.message}`, "update"); }
     status();
   }, UPDATE_SECONDS * 1000);
 
@@ -165,7 +194,7 @@ async function start(key) {
   try {
     video.srcObject = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
   } catch (error) {
-    show(`No camera: ${error.message}`);
+    show(`No camera: ${error.message}`, "camera");
     return;
   }
   await video.play();
@@ -178,16 +207,18 @@ async function start(key) {
   async function step() {
     if (!video.videoWidth) { requestAnimationFrame(step); return; }
     if (MIN_FACE_SIZE > Math.min(video.videoWidth, video.videoHeight)) {
-      show(`?min_face=${MIN_FACE_SIZE} is larger than the camera's ${video.videoWidth}×${video.videoHeight} frame: no face can be found`);
+      show(`?min_face=${MIN_FACE_SIZE} is larger than the camera's ${video.videoWidth}×${video.videoHeight} frame: no face can be found`, "frame");
       setTimeout(step, 1000);  // the camera may change its frame
       return;
     }
+    clear("frame");
     const started = performance.now();
     let faces = [];
     try {
       faces = await client.recognize(video, { minFaceSize: MIN_FACE_SIZE });
+      clear("recognition");
     } catch (error) {
-      show(`Recognition failed: ${error.message}`);
+      show(`Recognition failed: ${error.message}`, "recognition");
     }
     frame += 1;
     const tracks = tracker.update(frame, faces, client.version);
