@@ -149,3 +149,17 @@ def test_an_error_route_replaces_the_page_and_slow_pages_say_loading(
         route.continue_()
     page.unroute(f"**/api/v1/people/{blair['id']}")
     expect(page.get_by_role("heading", name="Tony Blair")).to_be_visible()
+
+
+def test_a_page_past_the_end_or_not_a_number_shows_a_page(
+    page: Page, server: Server, people: dict[str, dict[str, Any]]
+) -> None:
+    """Deleting the only person of the last page left "25–24 of 24" on an empty page, and an offset
+    that is not a number was sent as offset=NaN (a 422)."""
+    total = server.api("GET", "/api/v1/people").json()["total"]
+    login(page, server, ADMIN_KEY)
+    for asked in ("abc", "-5", "48"):
+        open_page(page, server, f"#/people?offset={asked}")
+        expect(page.locator(".pager")).to_contain_text(f"1–{total} of {total}")
+        expect(page.locator("#people .person")).to_have_count(total)
+    expect(page).to_have_url(re.compile(r"#/people\?offset=0$"))  # the page shown, not the one asked for

@@ -327,3 +327,17 @@ def test_try_it_shows_the_newest_photo_and_adds_to_the_right_person(page: Page, 
     other.get_by_role("button", name=f"Add to {choices[0]}").click()
     expect(other.locator(".accepted")).to_contain_text("Added to John Smith: accepted")
     assert posted[2:] == [f"{first['id']}/photos"]
+
+
+def test_a_strangers_page_past_the_end_shows_the_last_one(page: Page, server: Server) -> None:
+    """Deleting the only stranger of the last page left "25–24 of 24" on an empty page; an offset
+    that is not a number was sent as offset=NaN (a 422)."""
+    photo = image_files(LFW10 / "Hugo_Chavez")[4]
+    upload = [("photos", (photo.name, photo.read_bytes(), "image/jpeg"))]
+    server.api("POST", "/api/v1/strangers?train=false", data={"note": "past the end"}, files=upload)
+    total = server.api("GET", "/api/v1/strangers").json()["total"]
+    login(page, server, ADMIN_KEY)
+    for asked in ("24", "abc"):
+        open_page(page, server, f"#/strangers?offset={asked}")
+        expect(page.locator(".pager")).to_contain_text(f"1–{total} of {total}")
+        expect(page.locator("#strangers .stranger")).to_have_count(total)

@@ -246,6 +246,22 @@ logout.addEventListener("click", () => {
   location.hash = "#/login";
 });
 
+// -- paging ---------------------------------------------------------------------------------------
+const MAX_OFFSET = 2147483647;  // the API's largest
+// An offset from the address: a whole number from 0 ("abc" sent offset=NaN, which the API refuses).
+const offsetOf = (params) => Math.min(MAX_OFFSET, Math.max(0, Math.floor(Number(params.get("offset"))) || 0));
+
+// The page at `offset` (`load(offset)` fetches it), or the last page when there is nothing at it but
+// there is before it: after deleting the only item of the last page it said "25–24 of 24". `link`
+// writes a page's address, which replaces the one asked for. Answers [page, offset].
+async function pageAt(offset, size, load, link) {
+  const page = await load(offset);
+  if (page.items.length || !page.total || !offset) return [page, offset];
+  const last = Math.floor((page.total - 1) / size) * size;
+  history.replaceState(null, "", link(last));
+  return [await load(last), last];
+}
+
 // -- people ---------------------------------------------------------------------------------------
 // A person's face (their thumbnail) for admin keys, their initials otherwise.
 function face(person, className = "avatar") {
@@ -266,7 +282,6 @@ function personCard(person) {
 
 async function peoplePage(match) {
   const params = new URLSearchParams(match[1] || "");
-  const offset = Math.max(0, Number(params.get("offset") || 0));
   const query = params.get("q") || "";
   const search = el("input", { type: "search", id: "search", value: query, placeholder: "Search by name", "aria-label": "Search people by name" });
   let timer = null;
@@ -274,8 +289,9 @@ async function peoplePage(match) {
     clearTimeout(timer);
     timer = setTimeout(() => { location.hash = `#/people?q=${encodeURIComponent(search.value)}`; }, 300);
   });
-  const page = await api(`/api/v1/people?offset=${offset}&limit=${PAGE_SIZE}` + (query ? `&q=${encodeURIComponent(query)}` : ""));
   const link = (start) => `#/people?offset=${start}` + (query ? `&q=${encodeURIComponent(query)}` : "");
+  const [page, offset] = await pageAt(offsetOf(params), PAGE_SIZE,
+    (start) => api(`/api/v1/people?offset=${start}&limit=${PAGE_SIZE}` + (query ? `&q=${encodeURIComponent(query)}` : "")), link);
   const pager = el("div", { class: "pager" },
     el("span", { class: "muted", text: page.total ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "nobody yet" }),
     offset > 0 ? el("a", { class: "button", href: link(Math.max(0, offset - PAGE_SIZE)), text: "Previous" }) : null,
@@ -871,7 +887,7 @@ async function qualityPage(match, view) {
 // -- router ---------------------------------------------------------------------------------------
 // What a page kept in a module of its own needs of this one (it gets them as one object).
 const ui = { el, api, blobUrl, show, say, go, fail, describe, errorBox, admin, ApiError, verdictList, face, plural,
-  number, when, boxOverlay, addPhotos, PHOTO_SIZE, filePicker, dropArea, needsLogin, FACES_FOR_ADMINS, route: () => route() };
+  number, when, boxOverlay, addPhotos, offsetOf, pageAt, PHOTO_SIZE, filePicker, dropArea, needsLogin, FACES_FOR_ADMINS, route: () => route() };
 
 // One entry per page: the hash it answers, the navigation section it belongs to, its function
 // `(match, view) => nodes`: the router shows the nodes (a page that called `show` itself returns

@@ -137,9 +137,9 @@ function addStrangerForm(ui) {
 export async function strangersPage(ui, match) {
   const { el, api } = ui;
   const params = new URLSearchParams(match[1] || "");
-  const offset = Math.max(0, Number(params.get("offset") || 0));
-  const page = await api(`/api/v1/strangers?offset=${offset}&limit=${PAGE_SIZE}`);
   const link = (start) => `#/strangers?offset=${start}`;
+  const [page, offset] = await ui.pageAt(ui.offsetOf(params), PAGE_SIZE,
+    (start) => api(`/api/v1/strangers?offset=${start}&limit=${PAGE_SIZE}`), link);
   const pager = el("div", { class: "pager" },
     el("span", { class: "muted", text: page.total ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "no strangers yet" }),
     offset > 0 ? el("a", { class: "button", href: link(Math.max(0, offset - PAGE_SIZE)), text: "Previous" }) : null,
