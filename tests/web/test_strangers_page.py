@@ -242,13 +242,50 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
 
 
 def test_logging_in_opens_the_page_that_was_asked_for(page: Page, server: Server) -> None:
-    """A link to the strangers (shared, bookmarked) led to the login page, then to the people list."""
+    """A link to the strangers (shared, bookmarked) led to the login page, then to the people list.
+    The form said nothing when the key could not be checked, and kept a key before it was accepted."""
     page.goto(server.url + "/#/strangers")
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
-    page.get_by_label("API key").fill(ADMIN_KEY)
-    page.get_by_role("button", name="Log in").click()
+    kept = "() => sessionStorage.getItem('faceforge-api-key')"
+    key, log_in, problem = (
+        page.get_by_label("API key"),
+        page.get_by_role("button", name="Log in"),
+        page.get_by_role("alert"),
+    )
+    key.fill("not-a-key")
+    log_in.click()
+    expect(problem).to_have_text("That key was not accepted.")
+    assert page.evaluate(kept) is None
+    # A character no HTTP header carries: fetch refused to send it, and nothing was said.
+    key.fill("ключ")
+    log_in.click()
+    expect(problem).to_contain_text("An API key has no characters such as “к”")
+    assert page.evaluate(kept) is None
+    # The server out of reach: the button waits for the answer, then the form says so.
+    held: list[Route] = []
+    page.route("**/api/v1/access", lambda route: held.append(route))
+    key.fill(ADMIN_KEY)
+    log_in.click()
+    expect(log_in).to_be_disabled()
+    while not held:
+        page.wait_for_timeout(50)
+    held[0].abort("aborted")  # as a dropped connection; the fixture flags any other failure
+    expect(problem).to_contain_text("The server could not be reached")
+    expect(log_in).to_be_enabled()
+    assert page.evaluate(kept) is None
+    page.unroute("**/api/v1/access")
+    log_in.click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Strangers")
     expect(page).to_have_url(f"{server.url}/#/strangers")
+    assert page.evaluate(kept) == ADMIN_KEY
+
+    # A key withdrawn meanwhile (401 on a page's data): the login page is not left marked busy.
+    server.expected_errors.add(("/api/v1/people", 401))
+    unauthorized = {"error": {"code": "unauthorized", "message": "invalid or missing API key"}}
+    page.route("**/api/v1/people?*", lambda route: route.fulfill(status=401, json=unauthorized))
+    page.goto(server.url + "/#/people")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    expect(page.locator("#main")).not_to_have_attribute("aria-busy", "true")
 
 
 def _answer(*matches: dict[str, Any] | None) -> dict[str, Any]:

@@ -32,12 +32,13 @@ class ApiError extends Error {
   }
 }
 
-function headers(extra = {}) {
-  return session.key ? { "X-API-Key": session.key, ...extra } : extra;
+function headers(extra = {}, key = session.key) {
+  return key ? { "X-API-Key": key, ...extra } : extra;
 }
 
-async function api(path, { method = "GET", json, form } = {}) {
-  const options = { method, headers: headers() };
+// `key`: another key than the session's (the login form tries one before keeping it).
+async function api(path, { method = "GET", json, form, key = session.key } = {}) {
+  const options = { method, headers: headers({}, key) };
   if (json !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(json);
@@ -195,37 +196,61 @@ function dropArea(prompt, picker, onFiles) {
 }
 
 // -- login ----------------------------------------------------------------------------------------
-async function checkAccess() {
-  const access = await api("/api/v1/access");
+async function checkAccess(key = session.key) {
+  const access = await api("/api/v1/access", { key });
   session.keysRequired = access.keys_required;
   if (access.access === "none") {
     session.access = null;
     return false;
   }
+  session.key = key;
   session.access = access.access;
   who.textContent = access.keys_required ? (admin() ? "admin key" : "read key") : "open on this computer";
   logout.hidden = !access.keys_required;
   return true;
 }
 
+// Why a key could not be tried: a character no HTTP header can carry (fetch refuses it before
+// sending), the server out of reach, or its own error (503 while its database is away).
+function loginProblem(key, error) {
+  const foreign = [...key].find((c) => c.codePointAt(0) > 0xff);
+  if (foreign) return `An API key has no characters such as “${foreign}”: check the key.`;
+  if (error instanceof ApiError) return `The server could not check the key: ${describe(error)}.`;
+  return `The server could not be reached (${error.message}).`;
+}
+
 function loginPage() {
-  const input = el("input", { type: "password", id: "key", name: "key", autocomplete: "current-password", required: true });
+  const input = el("input", { type: "password", id: "key", name: "key", autocomplete: "current-password", required: true,
+    "aria-describedby": "login-problem" });
+  const problem = el("p", { class: "notice inline", id: "login-problem", role: "alert", hidden: true });
+  const button = el("button", { class: "primary", type: "submit", text: "Log in" });
+  const refuse = (text) => {
+    problem.textContent = text;
+    problem.hidden = false;
+    input.focus();
+  };
   const form = el("form", { class: "card", onsubmit: async (event) => {
     event.preventDefault();
-    session.key = input.value.trim();
-    sessionStorage.setItem(KEY_STORAGE, session.key);
-    if (await checkAccess()) {
-      say("");
-      location.hash = afterLogin || "#/people";
-      afterLogin = null;
-    } else {
-      say("That key was not accepted.");
+    const key = input.value.trim();
+    button.disabled = true;  // one check at a time
+    problem.hidden = true;
+    let accepted;
+    try {
+      accepted = await checkAccess(key);
+    } catch (error) {
+      return refuse(loginProblem(key, error));
+    } finally {
+      button.disabled = false;
     }
+    if (!accepted) return refuse("That key was not accepted.");
+    sessionStorage.setItem(KEY_STORAGE, key);  // kept only once the server took it
+    say("");
+    location.hash = afterLogin || "#/people";
+    afterLogin = null;
   } },
   el("h1", { text: "Log in" }),
   el("p", { class: "muted", text: "Enter an API key: a read key shows people, versions and recognition; an admin key can also change them." }),
-  el("div", { class: "field" }, el("label", { for: "key", text: "API key" }), input),
-  el("button", { class: "primary", type: "submit", text: "Log in" }));
+  el("div", { class: "field" }, el("label", { for: "key", text: "API key" }), input), problem, button);
   show(form);
   input.focus();
 }
@@ -932,6 +957,7 @@ async function route() {
   const hash = location.hash || "#/people";
   delete main.dataset.route;
   if (hash === "#/login") {
+    main.removeAttribute("aria-busy");  // a page that needed a login led here while loading
     loginPage();
     return;
   }
@@ -960,6 +986,7 @@ async function route() {
   } catch (error) {
     if (needsLogin(error)) {
       clearTimeout(loadingTimer);
+      main.removeAttribute("aria-busy");
       fail(error);
       return;
     }
