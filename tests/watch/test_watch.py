@@ -342,6 +342,12 @@ def test_a_recording_that_breaks_while_read_ends_with_one_line(warm_cache: Path,
         (["/no/such/video.mp4"], "no such video file"),
         (["rtsp://127.0.0.1:18998/stream"], "cannot open rtsp://127.0.0.1:18998/stream"),
         (["video.mp4", "--mqtt", "http://broker:1883"], "--mqtt must look like mqtt://host:port"),
+        # The password was said with the rest of the URL (a service's journal keeps it).
+        (
+            ["video.mp4", "--mqtt", "mqtt://u:s3cret@broker:99999"],
+            "invalid port: 'mqtt://u:***@broker:99999'",
+        ),
+        (["video.mp4", "--mqtt", "mqtts://u:s3cret@[broker"], "'mqtts://u:***@[broker'"),
         # It retried for ever ("missing an 'http://' or 'https://' protocol").
         (["video.mp4", "--server", "notaurl"], "--server must look like http://host:port"),
         (["video.mp4", "--server", "ftp://host"], "--server must look like http://host:port"),
@@ -524,3 +530,30 @@ def test_unsent_decisions_wait_per_topic_prefix() -> None:
     assert spool_file("home", "gate") != spool_file("office", "gate")
     assert spool_file("faceforge", "tester-gate") != spool_file("tester", "gate")  # a reviewer's pairs
     assert spool_file("home", "front-door") != spool_file("home-front", "door")
+
+
+def test_a_camera_waiting_for_its_first_model_checks_at_least_every_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Waiting for the server (down, or with no version yet), the back-off grew to a minute whatever
+    --poll said: the first person enrolled was named up to a minute late."""
+    import time as clock
+
+    from faceforge.edge import watch as watch_module
+
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 6:
+            raise KeyboardInterrupt  # enough: the agent's Ctrl-C
+
+    monkeypatch.setattr(clock, "sleep", sleep)  # the agent's waits, not waited for
+    store = ModelStore(tmp_path / "cache", ModelChoice.ONNX)
+    gone = ServerClient(f"http://127.0.0.1:{free_port()}", None)  # nothing listens there
+    with caplog.at_level(logging.WARNING, logger=watch_module.__name__), pytest.raises(KeyboardInterrupt):
+        _first_model(store, gone, ModelUpdates(store, gone, 3.0, None))
+    gone.close()
+    assert waits == [1, 2, 3, 3, 3, 3], waits
+    (said,) = [record.getMessage() for record in caplog.records]
+    assert "at most every 3 s" in said, said

@@ -112,6 +112,10 @@ class ModelUpdates:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(STOP_WAIT_SECONDS)
 
+    @property
+    def poll_seconds(self) -> float:
+        return self._poll
+
     def running(self, version: int, *, unreachable_said: bool = False) -> None:
         """The agent runs ``version`` (one it started on from the cache): not fetched again.
         ``unreachable_said``: the start said the server cannot be reached; the updates' first failed

@@ -78,15 +78,24 @@ class BrokerAddress:
     password: str | None
 
 
+def _without_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` masked: what an error may say (a service's
+    journal keeps it), as the database URL's is."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
 def parse_broker_url(url: str) -> BrokerAddress:
     """``mqtt://[user[:password]@]host[:port]`` (1883) or ``mqtts://...`` (TLS, 8883)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "mqtt://[": what it says would be the URL itself, password and all
+        raise WatchError(f"--mqtt must look like mqtt://host:port, not {_without_password(url)!r}") from None
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise WatchError(f"--mqtt must look like mqtt://host:port, not {url!r}")
+        raise WatchError(f"--mqtt must look like mqtt://host:port, not {_without_password(url)!r}")
     try:
         port = parts.port
     except ValueError:
-        raise WatchError(f"--mqtt has an invalid port: {url!r}") from None
+        raise WatchError(f"--mqtt has an invalid port: {_without_password(url)!r}") from None
     tls = parts.scheme == "mqtts"
     return BrokerAddress(
         host=parts.hostname,

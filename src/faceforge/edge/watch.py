@@ -82,7 +82,7 @@ def _first_model(
             raise WatchError(f"no model cached in {store.directory}: give --server URL once")
         return cached
     failures = 0
-    said_nobody = False
+    said = ""  # the kind of wait last said (no version, or no server): said once until it changes
     while True:
         try:
             version = updates.check()
@@ -93,12 +93,9 @@ def _first_model(
             raise
         except NoModelVersion:  # ``check`` forgot the cached version
             cached = None
-            reason = "the server has no model version (nobody is enrolled)"
+            kind, reason = "nobody", "the server has no model version (nobody is enrolled)"
             if not wait:
                 raise WatchError(f"{reason}: no model to watch with") from None
-            if said_nobody:
-                reason = ""
-            said_nobody = True
         except Exception as error:  # network and HTTP errors: use the cache, or wait for the server
             if cached is not None:
                 log.warning(
@@ -110,10 +107,13 @@ def _first_model(
                 raise WatchError(
                     f"no model from the server ({error}) and none cached in {store.directory}"
                 ) from None
-            reason = f"the server cannot be reached ({error}) and no model is cached"
-        delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
-        if reason:
-            log.warning("%s: retrying in %.0f s", reason, delay)
+            kind, reason = "unreachable", f"the server cannot be reached ({error}) and no model is cached"
+        # At most --poll apart: past a minute of back-off, a camera waiting for the first version
+        # named the first person enrolled up to a minute late whatever --poll said.
+        delay = min(BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)], updates.poll_seconds)
+        if kind != said:  # each try said it again while the server was down
+            log.warning("%s: checking again, at most every %.0f s", reason, updates.poll_seconds)
+            said = kind
         failures += 1
         time.sleep(delay)
 
