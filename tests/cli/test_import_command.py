@@ -219,3 +219,12 @@ def test_bad_folder_or_server_exits_with_one_line(tmp_path: Path) -> None:
         other.shutdown()
     assert elsewhere.exit_code == 2 and "is not a faceforge server" in elsewhere.stderr, elsewhere.output
     assert elsewhere.stderr.strip().count("\n") == 0
+    (site / "api" / "v1" / "training").unlink()  # now its HTML 404 page: quoted over ten lines
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as other:
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        missing = runner.invoke(
+            app, ["import", str(folder), "--server", f"http://127.0.0.1:{other.server_address[1]}"]
+        )
+        other.shutdown()
+    assert missing.exit_code == 2 and "404 File not found (text/html: not an answer of faceforge" in missing.stderr
+    assert missing.stderr.strip().count("\n") == 0, missing.stderr

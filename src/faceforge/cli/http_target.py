@@ -211,4 +211,7 @@ def _message(response: httpx.Response) -> str:
         error = response.json()["error"]
         return f"{response.status_code} {error['code']}: {error['message']}"
     except (ValueError, KeyError, TypeError):
-        return f"{response.status_code} {response.text[:200]}"
+        # Not our error body: another web application, or a proxy in front (its HTML 404, 413 or 502
+        # page, which was quoted here over ten lines). Its status and kind, on one line.
+        kind = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+        return f"{response.status_code} {response.reason_phrase} ({kind}: not an answer of faceforge's API)"
