@@ -82,6 +82,11 @@ def test_import_into_a_home_then_again(
     )
     (folder / "__").mkdir()
     (folder / "__" / "nameless.jpg").symlink_to(image_files(LFW10 / "Ariel_Sharon")[1])
+    # Hidden names are nobody's and no photos: a ".thumbnails" folder became a person of that name, and
+    # macOS's "._" files beside each photo were refused as not images.
+    (folder / ".thumbnails").mkdir()
+    (folder / ".thumbnails" / "t.jpg").symlink_to(image_files(LFW10 / "Ariel_Sharon")[2])
+    (folder / "Colin_Powell" / "._Colin_Powell_0001.jpg").write_bytes(b"\0\5\26\7 AppleDouble")
     first = _import(home, folder)
     assert first["ignored"] == [str(stray)]
     assert first["people_created"] == len(PEOPLE) and first["people_found"] == 0
@@ -226,5 +231,8 @@ def test_bad_folder_or_server_exits_with_one_line(tmp_path: Path) -> None:
             app, ["import", str(folder), "--server", f"http://127.0.0.1:{other.server_address[1]}"]
         )
         other.shutdown()
-    assert missing.exit_code == 2 and "404 File not found (text/html: not an answer of faceforge" in missing.stderr
+    assert (
+        missing.exit_code == 2
+        and "404 File not found (text/html: not an answer of faceforge" in missing.stderr
+    )
     assert missing.stderr.strip().count("\n") == 0, missing.stderr

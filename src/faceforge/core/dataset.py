@@ -28,11 +28,35 @@ class Split:
     skipped_people: list[str]  # people with no more than K photos: nothing left to probe
 
 
+def hidden(path: Path) -> bool:
+    """A dot-name: ``.git``, a NAS's ``.@__thumb``, macOS's ``._IMG_0001.jpg`` (no photo, whatever its
+    suffix). Never a person or a photo: a ``.hidden`` folder became a person named ".hidden"."""
+    return path.name.startswith(".")
+
+
+def person_folders(root: Path) -> list[Path]:
+    """The sub-folders of ``root`` that may be people (following symlinks), in name order."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not hidden(p))
+
+
+def loose_images(folder: Path) -> list[Path]:
+    """The images at the top of ``folder`` (not in its sub-folders), in name order."""
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not hidden(p)
+    )
+
+
 def image_files(folder: Path) -> list[Path]:
-    """Every image below ``folder`` (recursively, following symlinked folders), in path order."""
+    """Every image below ``folder`` (recursively, following symlinked folders, leaving hidden ones
+    out), in path order."""
     found: list[Path] = []
-    for root, _dirs, names in os.walk(folder, followlinks=True):
-        found.extend(Path(root) / name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES)
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        found.extend(
+            Path(root) / name
+            for name in names
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
+        )
     return sorted(found)
 
 
@@ -50,7 +74,7 @@ def split_dataset(dataset: Path, *, enroll: int, seed: int | None = None, people
         raise DatasetError("--enroll must be at least 1")
     if not dataset.is_dir():
         raise DatasetError(f"dataset folder not found: {dataset}")
-    folders = sorted(p for p in dataset.iterdir() if p.is_dir())  # is_dir follows symlinks
+    folders = person_folders(dataset)
     if not folders:
         raise DatasetError(f"{dataset} has no person folders (expected one sub-folder per person)")
     rng = random.Random(seed) if seed is not None else None
@@ -83,12 +107,8 @@ def stranger_groups(folder: Path) -> list[list[Path]]:
     another (the layout ``faceforge import --strangers`` takes)."""
     if not folder.is_dir():
         raise DatasetError(f"strangers folder not found: {folder}")
-    groups = [
-        [path]
-        for path in sorted(folder.iterdir())
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    groups += [image_files(path) for path in sorted(folder.iterdir()) if path.is_dir()]
+    groups = [[path] for path in loose_images(folder)]
+    groups += [image_files(path) for path in person_folders(folder)]
     groups = [group for group in groups if group]
     if not groups:
         raise DatasetError(f"{folder} holds no photos")

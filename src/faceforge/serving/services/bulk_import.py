@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from faceforge.core.dataset import IMAGE_SUFFIXES, image_files
+from faceforge.core.dataset import image_files, loose_images, person_folders
 from faceforge.core.errors import (
     ConflictError,
     DatasetError,
@@ -147,7 +147,7 @@ def scan_folders(root: Path) -> list[FolderPerson]:
     if not root.is_dir():
         raise DatasetError(f"folder not found: {root}")
     people = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    for folder in person_folders(root):
         photos = image_files(folder)
         if photos:
             people.append(FolderPerson(folder.name, folder.name.replace("_", " ").strip(), photos))
@@ -160,7 +160,7 @@ def loose_photos(root: Path) -> list[Path]:
     """Photos at the top of a folder of people, beside the person folders: a person is a sub-folder
     named after them, so these belong to nobody and are not imported. Listed so that a summary says
     so; left out silently, a user would not know a photo was never enrolled."""
-    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return loose_images(root)
 
 
 def scan_strangers(root: Path) -> list[FolderPerson]:
@@ -169,7 +169,7 @@ def scan_strangers(root: Path) -> list[FolderPerson]:
     if not root.is_dir():
         raise DatasetError(f"folder not found: {root}")
     strangers = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    for folder in person_folders(root):
         photos = image_files(folder)
         if photos:
             strangers.append(FolderPerson(folder.name, folder.name.replace("_", " ").strip(), photos))
