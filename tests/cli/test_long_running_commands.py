@@ -63,11 +63,12 @@ def test_export_does_not_make_a_mistyped_home(tmp_path: Path) -> None:
     "command",
     [
         ["serve", "--workers", "2"],
+        ["serve", "--port", "18555"],  # one process: the app's start-up said it in a hundred lines
         ["worker"],
         ["import", str(LFW10)],
         ["export", "--version", "1", "--format", "onnx", "--out", "{out}"],
     ],
-    ids=lambda command: command[0],
+    ids=["serve-workers", "serve", "worker", "import", "export"],
 )
 def test_a_database_that_does_not_answer_is_one_line(
     command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -29,6 +29,9 @@ from faceforge.core.memory import ARENAS, MMAP_FROM_BYTES, limit_malloc_arenas, 
 from faceforge.core.parent_watch import PARENT_PID_ENV
 from faceforge.edge.choices import DetectorName, ModelChoice
 from faceforge.serving.awake_cores import SHARED_PAGE_ENV, create_shared_page
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 class _OneLineUsageErrors(TyperGroup):
@@ -94,6 +97,20 @@ def _settings(home: Path | None) -> Settings:
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=2)
+
+
+def _upgraded_database(settings: Settings) -> Engine:
+    """An engine on the database, migrated to the newest schema; one line and exit 2 when the
+    database does not answer (a traceback before; from plain `serve`, a hundred lines of lifespan)."""
+    from faceforge.storage.engine import make_engine, upgrade_database
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        upgrade_database(engine)
+    except FaceforgeError as error:
+        engine.dispose()
+        raise _fail(error.message) from None
+    return engine
 
 
 def _worker_install(command: str) -> None:
@@ -245,7 +262,7 @@ def serve_command(
 
         if settings.worker.embedded and not torch_installed():
             raise _fail(NO_EMBEDDED_WORKER)
-
+        _upgraded_database(settings).dispose()  # the app's start-up would say it as a traceback
         uvicorn.run(create_app(settings), host=host, port=port, log_config=log_config)
         return
     # The processes are started afresh by uvicorn and read their settings from the environment.
@@ -271,15 +288,8 @@ def serve_command(
     photos_page = create_shared_page()
     if photos_page is not None:
         os.environ[SHARED_PAGE_ENV] = str(photos_page[1])
-    from faceforge.storage.engine import make_engine, upgrade_database
-
     try:
-        engine = make_engine(settings.resolved_database_url)
-        try:
-            upgrade_database(engine)  # once, before the processes start
-        except FaceforgeError as error:
-            raise _fail(error.message) from None
-        engine.dispose()
+        _upgraded_database(settings).dispose()  # once, before the processes start
         _run_processes(host, port, workers, log_config)
     finally:
         if photos_page is not None:
@@ -323,7 +333,7 @@ def export_command(
     _worker_install("export")  # the files are built again from the head: the converters' install
     from faceforge.building.exports import export_version
     from faceforge.serving.services.models import ModelService
-    from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
+    from faceforge.storage.engine import make_sessionmaker
 
     if not out_text.strip():
         raise _fail("--out names no folder (give a path, such as --out ./model)")
@@ -331,9 +341,8 @@ def export_command(
     settings = _settings(home)
     if not settings.models_dir.expanduser().is_dir():  # a mistyped --home would get an empty database
         raise _fail(f"no faceforge home at {settings.home.expanduser()} (it holds no model versions)")
-    engine = make_engine(settings.resolved_database_url)
+    engine = _upgraded_database(settings)
     try:
-        upgrade_database(engine)
         models = ModelService(settings, make_sessionmaker(engine))
         summary = export_version(models, version, export_format, out)
     except FaceforgeError as error:
@@ -506,16 +515,12 @@ def worker_command(home: HomeOption = None) -> None:
     _worker_install("worker")
 
     from faceforge.building.worker.trainer import TrainingWorker
-    from faceforge.storage.engine import make_engine, make_sessionmaker, upgrade_database
+    from faceforge.storage.engine import make_sessionmaker
 
     limit_malloc_arenas()
     return_large_buffers()
     settings = _usable_home(_settings(home))
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        upgrade_database(engine)
-    except FaceforgeError as error:
-        raise _fail(error.message) from None
+    engine = _upgraded_database(settings)
     worker = TrainingWorker(settings, make_sessionmaker(engine))
 
     def stop(_signal: int, _frame: object) -> None:
