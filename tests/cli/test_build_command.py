@@ -154,3 +154,35 @@ def test_a_build_makes_every_format_whatever_the_servers_setting(tmp_path: Path,
     server = settings.model_copy(update={"worker": WorkerSettings(formats="onnx")})
     assert server.worker.export_formats == (ExportFormat.ONNX,)
     assert build_settings(server, tmp_path / "home").worker.export_formats == tuple(ExportFormat)
+
+
+def test_a_held_out_file_without_a_face_is_listed_not_counted_a_miss(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """A held-out text file (or a photo without a face) was counted as a recognition miss and listed
+    nowhere: two people recognised perfectly reported a top-1 of 0.67."""
+    dataset = tmp_path / "people"
+    for person in ("Colin_Powell", "Tony_Blair"):
+        (dataset / person).mkdir(parents=True)
+        for photo in image_files(LFW10 / person)[:3]:
+            (dataset / person / photo.name).symlink_to(photo)
+    (dataset / "Colin_Powell" / "zz-notes.jpg").write_text("not a photo")
+    seed = next(
+        seed
+        for seed in range(50)
+        if "zz-notes.jpg" in {path.name for _, path in split_people(scan_folders(dataset), 0.5, seed)[1]}
+    )
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["build", "--dataset", str(dataset), "--out", str(out), "--holdout", "0.5", "--seed", str(seed),
+         "--home", str(settings.home)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert [(r["person"], r["file"], r["reasons"]) for r in report["held_out_unusable"]] == [
+        ("Colin_Powell", "zz-notes.jpg", ["not_an_image"])
+    ]
+    assert report["top1"] == 1.0, report  # over the held-out photos with a face
+    assert "held out Colin_Powell/zz-notes.jpg" in result.stdout and ": None" not in result.stdout
+    assert "Held-out photos without a face (1)" in (out / "report.html").read_text()

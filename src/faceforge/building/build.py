@@ -37,6 +37,7 @@ from faceforge.serving.services.bulk_import import (
     loose_photos,
     scan_folders,
 )
+from faceforge.serving.vision.pipeline import PhotoError
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -197,9 +198,18 @@ def _report(
     correct = accepted = 0
     crops, chips, expected = [], [], []
     results = pipeline.analyze_many([path for _, path in held], single_face=False)
+    unusable: list[dict[str, Any]] = []  # held out, but no face to measure: out of the rates
     for (person, path), result in zip(held, results, strict=True):
         face = _largest(result)
         if face is None or face.embedding is None:
+            code, message = (
+                (result.code, result.message)
+                if isinstance(result, PhotoError)
+                else ("no_face", "no face found")
+            )
+            unusable.append(
+                {"person": person.external_id, "file": path.name, "reasons": [code], "message": message}
+            )
             continue
         match = head.predict(face.embedding[None])[0]
         best = head.labels[int(np.argmax(head.similarities(face.embedding[None])[0]))]
@@ -209,6 +219,7 @@ def _report(
         crops.append(inputs.crops[0])
         chips.append(inputs.chips[0])
         expected.append(len(head.labels) if match.index is None else match.index)
+    measured = len(held) - len(unusable)
     tflite_agreement = None
     if crops:
         probabilities = run_tflite(
@@ -233,8 +244,11 @@ def _report(
         "people": len(head.labels),
         "enrolled_photos": imported["photos_accepted"],
         "held_out_photos": len(held),
-        "top1": correct / len(held) if held else None,
-        "known_accept_rate": accepted / len(held) if held else None,
+        # Over the held-out photos with a face: a text file or a photo of the back of a head held out
+        # was counted as a miss, and listed nowhere.
+        "top1": correct / measured if measured else None,
+        "known_accept_rate": accepted / measured if measured else None,
+        "held_out_unusable": unusable,
         "unknown_faces": unknown_faces if options.unknown is not None else None,
         "unknown_reject_rate": unknown_rejected / unknown_faces if unknown_faces else None,
         "tflite_agreement": tflite_agreement,

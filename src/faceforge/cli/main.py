@@ -475,7 +475,10 @@ def build_command(
         "threshold",
     ):
         value = report[key]
-        sys.stdout.write(f"{key:>18}: {round(value, 4) if isinstance(value, float) else value}\n")
+        shown = "–" if value is None else round(value, 4) if isinstance(value, float) else value
+        sys.stdout.write(f"{key:>18}: {shown}\n")
+    for photo in report["held_out_unusable"]:
+        sys.stdout.write(f"  held out {photo['person']}/{photo['file']}: {photo['message']}, not measured\n")
     for photo in report["ignored"]:
         sys.stdout.write(f"  ignored {photo}: {NOT_IN_A_PERSON_FOLDER}\n")
     sys.stdout.write(f"wrote {len(report['files'])} files to {out}; report: {out / REPORT_HTML}\n")

@@ -54,6 +54,10 @@ def report_page(report: dict[str, Any], plots: list[str]) -> str:
             for d in report["suspected_duplicates"]
         ],
     )
+    unusable = _table(
+        ["person", "photo", "why"],
+        [[r["person"], r["file"], r["message"]] for r in report.get("held_out_unusable", [])],
+    )
     ignored = "".join(f"<li><code>{escape(path)}</code></li>" for path in report["ignored"])
     files = "".join(f"<li><code>{escape(name)}</code></li>" for name in report["files"])
     return f"""<!doctype html>
@@ -67,6 +71,8 @@ def report_page(report: dict[str, Any], plots: list[str]) -> str:
 <h2>Figures</h2>{figures}
 <h2>Quality</h2>{images}
 <h2>Refused photos ({len(report["refused"])})</h2>{refused}
+<h2>Held-out photos without a face ({len(report.get("held_out_unusable", []))})</h2>
+<p>Not counted in the held-out figures.</p>{unusable}
 <h2>Suspected duplicates ({len(report["suspected_duplicates"])})</h2>{duplicates}
 <h2>Ignored photos ({len(report["ignored"])})</h2>
 <p>Beside the person folders, so nobody's: each person is a sub-folder named after them.</p><ul>{ignored}</ul>
