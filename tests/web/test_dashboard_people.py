@@ -163,3 +163,30 @@ def test_a_page_past_the_end_or_not_a_number_shows_a_page(
         expect(page.locator(".pager")).to_contain_text(f"1–{total} of {total}")
         expect(page.locator("#people .person")).to_have_count(total)
     expect(page).to_have_url(re.compile(r"#/people\?offset=0$"))  # the page shown, not the one asked for
+
+
+def test_leaving_a_search_or_deleting_a_photo_keeps_the_visitor_where_they_are(
+    page: Page, server: Server, people: dict[str, dict[str, Any]]
+) -> None:
+    """Typing a search then leaving People within 300 ms took the visitor back to People; deleting a
+    photo lost the keyboard focus with its button. The DELETE is answered here: nothing is deleted."""
+    blair = people["Tony Blair"]
+    login(page, server, ADMIN_KEY)
+    page.get_by_label("Search people by name").fill("tony")
+    page.get_by_role("navigation").get_by_role("link", name="Versions").click()
+    expect(page.get_by_role("heading", name="Versions")).to_be_visible()
+    page.wait_for_timeout(600)  # past the search's 300 ms
+    expect(page).to_have_url(re.compile(r"#/versions$"))
+
+    def deleted(route: Route) -> None:
+        if route.request.method == "DELETE":
+            route.fulfill(status=204)
+        else:
+            route.continue_()
+
+    page.route(f"**/api/v1/people/{blair['id']}/photos/*", deleted)
+    open_page(page, server, f"#/people/{blair['id']}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete photo 1 of Tony Blair").click()
+    expect(page.locator("#notice")).to_contain_text("Photo 1 of Tony Blair deleted")
+    expect(page.get_by_role("heading", name="Photos", exact=True)).to_be_focused()

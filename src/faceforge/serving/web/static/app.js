@@ -305,7 +305,7 @@ function personCard(person) {
     el("div", { class: "muted", text: [person.position, plural(person.photo_count, "photo")].filter(Boolean).join(" · ") }));
 }
 
-async function peoplePage(match) {
+async function peoplePage(match, view) {
   const params = new URLSearchParams(match[1] || "");
   const query = params.get("q") || "";
   const search = el("input", { type: "search", id: "search", value: query, placeholder: "Search by name", "aria-label": "Search people by name" });
@@ -314,6 +314,8 @@ async function peoplePage(match) {
     clearTimeout(timer);
     timer = setTimeout(() => { location.hash = `#/people?q=${encodeURIComponent(search.value)}`; }, 300);
   });
+  // Typing, then leaving within 300 ms: the search took the visitor back to People.
+  view.onStop(() => clearTimeout(timer));
   const link = (start) => `#/people?offset=${start}` + (query ? `&q=${encodeURIComponent(query)}` : "");
   const [page, offset] = await pageAt(offsetOf(params), PAGE_SIZE,
     (start) => api(`/api/v1/people?offset=${start}&limit=${PAGE_SIZE}` + (query ? `&q=${encodeURIComponent(query)}` : "")), link);
@@ -526,9 +528,11 @@ async function personPage(match) {
     const [current, photos] = await Promise.all([api(`/api/v1/people/${id}`), api(`/api/v1/people/${id}/photos`)]);
     summary.textContent = [current.position, current.external_id ? `external id ${current.external_id}` : null,
       plural(current.photo_count, "photo")].filter(Boolean).join(" · ");
-    const again = () => refreshPhotos().catch(fail);
+    // The deleted photo's button had the focus: keyboard users continue from the photos' heading.
+    const again = () => refreshPhotos().catch(fail).then(() => photosHeading.focus({ preventScroll: true }));
     grid.replaceChildren(...photos.map((p, k) => photoTile(current, p, k + 1, again)));
   }
+  const photosHeading = el("h2", { text: "Photos", tabindex: "-1" });
   await refreshPhotos();
   const registered = lastRegistration && lastRegistration.personId === id ? lastRegistration.photos : null;
   lastRegistration = null;
@@ -536,7 +540,7 @@ async function personPage(match) {
     registered && registered.length ? el("section", { class: "card", id: "registered" }, el("h2", { text: "Photos sent when registering" }), verdictList(registered)) : null,
     person.suspected_duplicates.length ? duplicatesCard(person) : null,
     admin() ? [editForm(person), addPhotos(`/api/v1/people/${id}/photos`, () => refreshPhotos().catch(fail))] : null,
-    el("h2", { text: "Photos" }), admin() ? null : el("p", { class: "muted", id: "faces-note", text: FACES_FOR_ADMINS }), grid];
+    photosHeading, admin() ? null : el("p", { class: "muted", id: "faces-note", text: FACES_FOR_ADMINS }), grid];
 }
 
 // -- try it ---------------------------------------------------------------------------------------
