@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from faceforge.edge.models import Person
 from faceforge.edge.publish import ANSWER_SECONDS, Decision, Publisher, parse_broker_url
 from tests.api.fixtures import wait_for
 from tests.watch.conftest import Subscriber, clear_retained, unique
@@ -82,3 +83,53 @@ def decision(camera: str, number: int) -> Decision:
 
 def received(seen: Subscriber, publisher: Publisher) -> set[float]:
     return {d["probability"] for d in seen.payloads(publisher.decision_topic)}
+
+
+def test_people_left_out_of_a_new_model_leave_home_assistant(tmp_path: Path) -> None:
+    """Everyone deleted, or one person: their retained discovery config and last-seen stayed on the
+    broker, so Home Assistant kept a "last seen" sensor of a deleted person for ever (and a person
+    enrolled again had two)."""
+    prefix = unique("ffpeople")
+    publisher = Publisher(
+        parse_broker_url("mqtt://127.0.0.1:1883"),
+        "door",
+        tmp_path / "spool.jsonl",
+        discovery_prefix=f"{prefix}-ha",
+        topic_prefix=prefix,
+    )
+    ada, bob = Person(7, "Ada", "Ada (7)"), Person(8, "Bob", "Bob (8)")
+    topics = [f"{prefix}/#", f"{prefix}-ha/#"]
+
+    def retained_now(count: int, what: str) -> dict[str, bytes]:
+        """What a new subscriber is given once ``count`` retained messages are left."""
+        found: dict[str, bytes] = {}
+
+        def settled() -> bool:
+            nonlocal found
+            with Subscriber(topics) as fresh:
+                time.sleep(0.3)  # the broker hands the retained messages over right after subscribing
+                found = fresh.retained()
+            return len(found) == count
+
+        wait_for(settled, timeout=10, what=what)
+        return found
+
+    publisher.set_people([ada, bob])
+    publisher.start()
+    seen: dict[str, bytes] = {}
+    try:
+        assert publisher.connected.wait(10)
+        publisher.publish(
+            Decision("door", "Bob", 8, 0.9, [0.0, 0.0, 1.0, 1.0], "2025-01-01T00:00:00.000Z", 1)
+        )
+        assert publisher.drain(10)
+        seen = retained_now(5, "status, 3 configs, Bob's last seen")
+        publisher.set_people([ada])  # a version without Bob
+        kept = retained_now(3, "Bob's messages cleared")
+        assert not [topic for topic in kept if "person_8" in topic or "/people/8/" in topic], kept
+        assert [topic for topic in kept if "person_7" in topic]  # Ada's sensor stays
+        publisher.set_people([])  # the server has no version: nobody left
+        retained_now(2, "Ada's config cleared")
+    finally:
+        publisher.stop()
+        clear_retained([publisher.status_topic, *seen])

@@ -196,6 +196,7 @@ class Publisher:
         self.node_id = slug(self.topic_prefix)
         self.spool = Spool(spool)
         self._people: list[Person] = []
+        self._gone: set[int] = set()  # people left out of the model, whose retained messages go
         self._lock = threading.Lock()
         self._in_flight: dict[int, int] = {}  # paho message id -> spool key
         self._early_acks: dict[int, float] = {}  # message id -> when acknowledged
@@ -243,8 +244,13 @@ class Publisher:
         self._answer_wait.start()
 
     def set_people(self, people: list[Person]) -> None:
-        """The model's people (a new version may add some): their discovery configs go out now."""
+        """The model's people (a new version may add some, or leave some out): their discovery configs
+        go out now, and the retained messages of people no longer in it are cleared: their sensors
+        stayed in Home Assistant for ever, and a person enrolled again got a second one."""
         with self._lock:
+            kept = {person.id for person in people}
+            self._gone |= {person.id for person in self._people if person.id not in kept}
+            self._gone -= kept
             self._people = list(people)
         if self.connected.is_set():
             self._announce()
@@ -337,10 +343,16 @@ class Publisher:
     def _announce(self) -> None:
         self._client.publish(self.status_topic, "online", qos=1, retain=True)
         with self._lock:
-            people = list(self._people)
+            people, gone = list(self._people), sorted(self._gone)
+            self._gone.clear()
         for object_id, config in discovery_configs(self.camera, people, self.status_topic, self.topic_prefix):
-            topic = f"{self.discovery_prefix}/sensor/{self.node_id}/{object_id}/config"
-            self._client.publish(topic, json.dumps(config), qos=1, retain=True)
+            self._client.publish(self._config_topic(object_id), json.dumps(config), qos=1, retain=True)
+        for person_id in gone:  # an empty retained message deletes the retained one (and the entity)
+            self._client.publish(self._config_topic(person_object_id(person_id)), b"", qos=1, retain=True)
+            self._client.publish(self.last_seen_topic(person_id), b"", qos=1, retain=True)
+
+    def _config_topic(self, object_id: str) -> str:
+        return f"{self.discovery_prefix}/sensor/{self.node_id}/{object_id}/config"
 
 
 def check_topic_prefix(prefix: str) -> None:
@@ -359,6 +371,11 @@ def check_camera_name(camera: str) -> None:
             "--camera must name the camera with at least one ASCII letter or digit (it becomes the MQTT "
             f"topic level and the Home Assistant id), and no '/', '+' or '#', not {camera!r}"
         )
+
+
+def person_object_id(person_id: int) -> str:
+    """The Home Assistant object id of a person's "last seen" sensor."""
+    return f"person_{person_id}_last_seen"
 
 
 def last_seen_topic(topic_prefix: str, person_id: int) -> str:
@@ -400,7 +417,7 @@ def discovery_configs(
         topic = last_seen_topic(topic_prefix, person.id)
         configs.append(
             (
-                f"person_{person.id}_last_seen",
+                person_object_id(person.id),
                 {
                     "name": f"{person.name} last seen",
                     "unique_id": f"{node_id}_person_{person.id}_last_seen",
