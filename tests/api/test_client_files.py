@@ -18,9 +18,17 @@ def test_client_files_and_a_missing_runtime(tmp_path: Path, database_url: str, s
         module = client.get("/client/faceforge.js")
         assert module.status_code == 200 and module.headers["content-type"].startswith("text/javascript")
         assert "export async function connect" in module.text
-        wasm = client.get("/client/ort/ort-wasm-simd-threaded.wasm")
+        wasm = client.get("/client/ort/ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "gzip"})
         assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
         assert wasm.content[:4] == b"\0asm"
+        # Revalidated at every load (an upgrade's faceforge.js ran with a day-old runtime), by its ETag;
+        # not gzipped (the gzipped and the plain answer shared one ETag, and ranges are served).
+        assert "no-cache" in wasm.headers["cache-control"] and "content-encoding" not in wasm.headers
+        again = client.get(
+            "/client/ort/ort-wasm-simd-threaded.wasm",
+            headers={"If-None-Match": wasm.headers["etag"], "Accept-Encoding": "gzip"},
+        )
+        assert again.status_code == 304
         live = client.get("/live")
         assert live.status_code == 200 and live.headers["cross-origin-embedder-policy"] == "require-corp"
         for path in ("/client/other.js", "/client/ort/ort.node.min.js", "/client/ort/..%2f..%2fpackage.json"):

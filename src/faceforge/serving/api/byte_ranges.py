@@ -8,7 +8,8 @@ answer 416 only when none is. So ``RangedFileResponse`` reads the header first: 
 taken out of the request (the whole file, 200), a set is cut to its satisfiable ranges, and only a set
 of which none is satisfiable gets 416, in the API's JSON error shape with ``Content-Range: bytes */size``.
 An ``If-Range`` that does not name this file (its ETag or Last-Modified, compared strongly) means the
-whole file too. An empty file is always sent whole.
+whole file too. An empty file is always sent whole. An ``If-None-Match`` naming the file's ETag (weak
+comparison) is a 304, which Starlette's ``FileResponse`` never answers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 
 import anyio
 from starlette.datastructures import Headers
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from faceforge.serving.api.errors import dialect_of, error_body
@@ -65,23 +66,19 @@ class RangedFileResponse(FileResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         header = headers.get("range")
-        if (
-            header is None
-            or scope.get("method", "GET").upper() not in ("GET", "HEAD")
-            or self.status_code != 200
-        ):
+        reading = scope.get("method", "GET").upper() in ("GET", "HEAD") and self.status_code == 200
+        if reading and headers.get("if-none-match") is not None:
+            # A cache revalidating (ONNX Runtime Web's files are "no-cache"): 304 while the file is the
+            # one it holds. Starlette's FileResponse sent the whole file again every time.
+            size = await self._stat()
+            if _matches_any(headers["if-none-match"], self.headers.get("etag")):
+                unchanged = {k: v for k, v in self.headers.items() if k.lower() in _VALIDATORS_AND_POLICY}
+                await Response(status_code=304, headers=unchanged)(scope, receive, send)
+                return
+        if header is None or not reading:
             await super().__call__(scope, receive, send)
             return
-        # The file's own validators first (Starlette would add them only as it sends): If-Range is
-        # compared with them, and the size decides what is satisfiable. Off the event loop: the home
-        # may be on a network file system.
-        if self.stat_result is None:
-            try:
-                self.stat_result = await anyio.to_thread.run_sync(os.stat, self.path)
-            except FileNotFoundError:
-                raise RuntimeError(f"File at path {self.path} does not exist.") from None
-            self.set_stat_headers(self.stat_result)
-        size = self.stat_result.st_size
+        size = await self._stat()
         ranges = satisfiable_ranges(header, size)
         if_range = headers.get("if-range")
         if if_range is not None and if_range.strip() not in (
@@ -103,3 +100,32 @@ class RangedFileResponse(FileResponse):
             value = "bytes=" + ",".join(f"{first}-{last}" for first, last in ranges)
             kept.append((b"range", value.encode("latin-1")))
         await super().__call__({**scope, "headers": kept}, receive, send)
+
+    async def _stat(self) -> int:
+        """The file's size, with its own validators set (Starlette would add them only as it sends):
+        If-None-Match and If-Range are compared with them. Off the event loop: the home may be on a
+        network file system."""
+        if self.stat_result is None:
+            try:
+                self.stat_result = await anyio.to_thread.run_sync(os.stat, self.path)
+            except FileNotFoundError:
+                raise RuntimeError(f"File at path {self.path} does not exist.") from None
+            self.set_stat_headers(self.stat_result)
+        return int(self.stat_result.st_size)
+
+
+# What a 304 repeats of the 200 it stands for: validators, caching, and the embedding policies.
+_VALIDATORS_AND_POLICY = {
+    "etag", "last-modified", "cache-control", "vary", "cross-origin-resource-policy",
+    "cross-origin-embedder-policy",
+}  # fmt: skip
+
+
+def _matches_any(if_none_match: str, etag: str | None) -> bool:
+    """RFC 9110 13.1.2: ``*``, or any listed entity tag equal to ``etag`` by weak comparison."""
+    if etag is None:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    ours = etag.strip().removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == ours for tag in if_none_match.split(","))

@@ -32,8 +32,9 @@ RUNTIME = {
     "ort-wasm-simd-threaded.wasm": "application/wasm",
 }
 CACHING = "no-cache"
-# The runtime changes only with the npm lock file.
-RUNTIME_CACHING = "public, max-age=86400"
+# Revalidated at every load too (a 304 from its ETag while it is the same): kept for a day, an upgraded
+# faceforge.js (no-cache) ran with the day-old runtime at the same URL, or with half of each.
+RUNTIME_CACHING = "public, no-cache"
 # Pages that import the client from another origin may be cross-origin isolated themselves; ONNX
 # Runtime Web's worker scripts must state the embedder policy too, or an isolated page may not run them.
 SHARED = {"Cross-Origin-Resource-Policy": "cross-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
