@@ -5,6 +5,7 @@ mistyped home."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,11 @@ def test_a_database_that_does_not_answer_is_one_line(
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)  # a home as `export` wants one
     arguments = [part.format(out=tmp_path / "out") for part in command]
+    before = dict(os.environ)
     result = runner.invoke(app, [*arguments, "--home", str(home)])
+    # Nothing of this process changed: serve --workers set FACEFORGE_WORKER__EMBEDDED=false first, and
+    # every faceforge server the test process started after it trained nothing.
+    assert dict(os.environ) == before
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(
         "error: cannot reach the database postgresql+psycopg://nobody:***@127.0.0.1:9/"

@@ -246,7 +246,10 @@ def serve_command(
     if not settings.auth_enabled:
         if settings.open_network_without_keys:
             log.warning(
-                "no API keys and FACEFORGE_OPEN_NETWORK_WITHOUT_KEYS: anyone who reaches %s may write", host
+                "no API keys and FACEFORGE_OPEN_NETWORK_WITHOUT_KEYS: anyone who reaches %s may write; "
+                "requests are answered for its IP addresses, localhost and FACEFORGE_ALLOWED_HOSTS (%s)",
+                host,
+                ", ".join(sorted(settings.allowed_host_set)) or "none set",
             )
         else:
             log.warning(
@@ -265,6 +268,9 @@ def serve_command(
         _upgraded_database(settings).dispose()  # the app's start-up would say it as a traceback
         uvicorn.run(create_app(settings), host=host, port=port, log_config=log_config)
         return
+    # Before this process's environment is changed for the processes: a database that does not answer
+    # ends the command here, with nothing changed (a caller in this process went on without a trainer).
+    _upgraded_database(settings).dispose()  # once, before the processes start
     # The processes are started afresh by uvicorn and read their settings from the environment.
     log.warning(
         "%d API processes: the embedded training worker is off; run `faceforge worker` beside them "
@@ -289,7 +295,6 @@ def serve_command(
     if photos_page is not None:
         os.environ[SHARED_PAGE_ENV] = str(photos_page[1])
     try:
-        _upgraded_database(settings).dispose()  # once, before the processes start
         _run_processes(host, port, workers, log_config)
     finally:
         if photos_page is not None:
