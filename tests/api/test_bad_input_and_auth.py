@@ -266,13 +266,18 @@ def test_vision_work_is_bounded_with_503(tmp_path: Path, database_url: str, sett
 
 def test_api_keys(tmp_path: Path, database_url: str, settings: Settings) -> None:
     app_settings = service_settings(
-        tmp_path, database_url, settings, admin_keys="admin-1, admin-2", read_keys="reader"
+        tmp_path, database_url, settings, admin_keys="admin-1, admin-2", read_keys="reader, clé de lecture"
     )
     photo = image_files(LFW10 / "Gerhard_Schroeder")[0]
     with TestClient(create_app(app_settings)) as client:  # any client address: keys are set
         _error(client.get("/api/v1/people"), 401, "unauthorized")
         _error(client.get("/api/v1/people", headers={"X-API-Key": "wrong"}), 401, "unauthorized")
         assert client.get("/api/v1/people", headers={"X-API-Key": "reader"}).status_code == 200
+        # A key with a space and an accent, as curl sends it (UTF-8: it was a 401) and as a browser does
+        # (Latin-1); the same key in other bytes is no key.
+        for sent in ("clé de lecture".encode(), "clé de lecture".encode("latin-1")):
+            assert client.get("/api/v1/people", headers={"X-API-Key": sent}).status_code == 200, sent
+        _error(client.get("/api/v1/people", headers={"X-API-Key": "cle de lecture"}), 401, "unauthorized")
         denied = client.post("/api/v1/people", data={"name": "x"}, headers={"X-API-Key": "reader"})
         _error(denied, 403, "forbidden")
         created = client.post(

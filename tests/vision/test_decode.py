@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from pydantic import ValidationError
 
 from faceforge.core.config import Settings
 from faceforge.core.errors import InvalidImageError
@@ -112,12 +111,14 @@ def test_pixel_limit_is_a_setting(tmp_path: Path) -> None:
         decode_photo(PHOTO.read_bytes(), max_pixels=250 * 250 - 1, min_side=20)
     assert raised.value.code == "image_too_large"
     assert decode_photo(PHOTO.read_bytes(), max_pixels=250 * 250, min_side=20).shape == (250, 250, 3)
-    # The setting stops at Pillow's own limit: above it, a photo under the setting was refused as over it.
+    # Above Pillow's own limit (twice its MAX_IMAGE_PIXELS) the setting is kept, and a photo between the
+    # two is refused as over the decoder's limit: it was said to be over the setting, which it was not.
     assert Image.MAX_IMAGE_PIXELS is not None
     pillow = 2 * Image.MAX_IMAGE_PIXELS
-    assert Settings(max_pixels=pillow).max_pixels == pillow
-    with pytest.raises(ValidationError):
-        Settings(max_pixels=pillow + 1)
+    assert Settings(max_pixels=10 * pillow).max_pixels == 10 * pillow
+    with pytest.raises(InvalidImageError) as raised:
+        decode_photo(png_header_only(15_000, 15_000), max_pixels=10 * pillow, min_side=20)
+    assert raised.value.message == f"the image has more than {pillow} pixels (the decoder's own limit)"
 
 
 def _png_16_bit(samples: np.ndarray) -> bytes:

@@ -58,7 +58,11 @@ def presented_key(headers: Headers) -> str | None:
 
 
 def _matches(key: str, keys: frozenset[str]) -> bool:
-    return any(hmac.compare_digest(key.encode(), candidate.encode()) for candidate in keys)
+    """Whether ``key`` (a header value, which HTTP reads as Latin-1) is one of ``keys``. A key with
+    accents arrives as Latin-1 from browsers and as UTF-8 bytes from curl and most clients, so both
+    readings count: "clé" sent by curl was "clÃ©" here, every call a 401."""
+    readings = {key.encode("latin-1", errors="replace"), key.encode()}  # the bytes sent; as text
+    return any(hmac.compare_digest(reading, candidate.encode()) for reading in readings for candidate in keys)
 
 
 def _loopback(host: str | None) -> bool:

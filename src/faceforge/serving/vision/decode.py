@@ -73,7 +73,11 @@ def decode_reduced(data: bytes, *, max_pixels: int, min_side: int, budget: int |
     except UnidentifiedImageError as error:
         raise InvalidImageError("not_an_image", "the file is not a recognised image") from error
     except Image.DecompressionBombError as error:
-        raise InvalidImageError(IMAGE_TOO_LARGE, f"the image has more than {max_pixels} pixels") from error
+        # Pillow's own limit (twice its MAX_IMAGE_PIXELS) may be below FACEFORGE_MAX_PIXELS: then it is
+        # the one said (a photo under the setting was refused as over it).
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
+        whose = " (the decoder's own limit)" if limit < max_pixels else ""
+        raise InvalidImageError(IMAGE_TOO_LARGE, f"the image has more than {limit} pixels{whose}") from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         # A header cut short ("Truncated File Read", "Truncated IHDR chunk") fails while it is read:
         # it answered 500 on identify, and enrolment's verdict quoted the whole upload.
