@@ -161,6 +161,10 @@ class Subscriber:
         with self.lock:
             return [json.loads(payload) for t, payload, _ in self.messages if t == topic and payload]
 
+    def payloads_raw(self, topic: str) -> list[bytes]:
+        with self.lock:
+            return [payload for t, payload, _ in self.messages if t == topic]
+
     def retained(self) -> dict[str, bytes]:
         with self.lock:
             return {t: payload for t, payload, retained in self.messages if retained and payload}

@@ -104,3 +104,15 @@ def test_another_model_choice_names_the_files_it_lacks(
     assert "for --model onnx" in said and ".onnx" in said, said
     assert not re.search(r"[0-9a-f]{64}", said), said
     assert ModelStore(cache, ModelChoice.TFLITE_INT8).cached() is not None  # its own files are whole
+
+
+def test_a_refusal_is_said_in_the_servers_words(server: Server) -> None:
+    """A server without keys refuses a request to a name it is not reached by (DNS rebinding); the
+    agent said "the server refused the key" to someone who had given none."""
+    client = ServerClient(server.url, None)
+    client._http.headers["Host"] = "faceforge.example:8000"  # a name this server is not reached by
+    with pytest.raises(WatchError) as refused:
+        client.current_version()
+    client.close()
+    assert "refused the request (403)" in str(refused.value) and "localhost" in str(refused.value)
+    assert "key (" not in str(refused.value)

@@ -103,11 +103,15 @@ def test_people_left_out_of_a_new_model_leave_home_assistant(tmp_path: Path) -> 
     def retained_now(count: int, what: str) -> dict[str, bytes]:
         """What a new subscriber is given once ``count`` retained messages are left."""
         found: dict[str, bytes] = {}
+        marker = f"{prefix}-marker/{unique('m')}"
 
         def settled() -> bool:
             nonlocal found
-            with Subscriber(topics) as fresh:
-                time.sleep(0.3)  # the broker hands the retained messages over right after subscribing
+            with Subscriber([*topics, marker]) as fresh:
+                # The broker hands the retained messages over as it subscribes, before a message
+                # published after that: once the marker is in, all of them are.
+                fresh.client.publish(marker, b"in", qos=1)
+                wait_for(lambda: fresh.payloads_raw(marker), timeout=10, what="the marker")
                 found = fresh.retained()
             return len(found) == count
 
@@ -125,6 +129,11 @@ def test_people_left_out_of_a_new_model_leave_home_assistant(tmp_path: Path) -> 
         assert publisher.drain(10)
         seen = retained_now(5, "status, 3 configs, Bob's last seen")
         publisher.set_people([ada])  # a version without Bob
+        # A track that began under the old version is decided with it, after the swap: Bob once more.
+        publisher.publish(
+            Decision("door", "Bob", 8, 0.8, [0.0, 0.0, 1.0, 1.0], "2025-01-01T00:00:01.000Z", 1)
+        )
+        assert publisher.drain(10)
         kept = retained_now(3, "Bob's messages cleared")
         assert not [topic for topic in kept if "person_8" in topic or "/people/8/" in topic], kept
         assert [topic for topic in kept if "person_7" in topic]  # Ada's sensor stays

@@ -348,6 +348,8 @@ def test_a_recording_that_breaks_while_read_ends_with_one_line(warm_cache: Path,
             "invalid port: 'mqtt://u:***@broker:99999'",
         ),
         (["video.mp4", "--mqtt", "mqtts://u:s3cret@[broker"], "'mqtts://u:***@[broker'"),
+        (["video.mp4", "--mqtt", "mqtt://u:pa/ss@broker:1883"], "'mqtt://u:***@broker:1883'"),
+        (["video.mp4", "--mqtt", "mqtt://u:p@ss@broker:99999"], "'mqtt://u:***@broker:99999'"),
         # It retried for ever ("missing an 'http://' or 'https://' protocol").
         (["video.mp4", "--server", "notaurl"], "--server must look like http://host:port"),
         (["video.mp4", "--server", "ftp://host"], "--server must look like http://host:port"),

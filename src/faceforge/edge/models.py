@@ -123,6 +123,15 @@ def check_server_url(url: str) -> None:
         raise WatchError(f"--server must look like http://host:port, not {url!r}")
 
 
+def _error_message(response: httpx.Response) -> str:
+    """The message of the server's JSON error body, or what kind of answer it was."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"{response.reason_phrase} ({response.headers.get('content-type') or 'no content type'})"
+    return str(message)
+
+
 def _error_code(response: httpx.Response) -> str | None:
     """The ``code`` of the server's JSON error body ``{"error": {"code", "message"}}``, if it is one."""
     try:
@@ -147,7 +156,11 @@ class ServerClient:
         """The server's current version; ``NoModelVersion`` when it has none (409 ``model_not_ready``)."""
         response = self._http.get(f"{API}/models/current")
         if response.status_code in (401, 403):
-            raise WatchError(f"the server refused the key ({response.status_code})")
+            # In the server's words: a server without keys refuses a name it is not reached by
+            # (foreign_host: FACEFORGE_ALLOWED_HOSTS), which was blamed on a key nobody had given.
+            raise WatchError(
+                f"the server refused the request ({response.status_code}): {_error_message(response)}"
+            )
         if response.status_code == 409 and _error_code(response) == NO_VERSION_CODE:
             raise NoModelVersion
         response.raise_for_status()

@@ -81,7 +81,7 @@ class BrokerAddress:
 def _without_password(url: str) -> str:
     """``url`` with the password of its ``user:password@`` masked: what an error may say (a service's
     journal keeps it), as the database URL's is."""
-    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+    return re.sub(r"(//[^/@:]*:).*@", r"\1***@", url)  # to the last @: a password may hold / and @
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
@@ -260,8 +260,12 @@ class Publisher:
         self._send(self.spool.add(payload), payload)
         if decision.person_id is not None:
             seen = {"time": decision.time, "camera": decision.camera, "probability": decision.probability}
+            with self._lock:
+                # Retained only for someone the model still has: a track decided with the version just
+                # replaced named a person it left out, whose cleared last_seen came back for ever.
+                kept = any(person.id == decision.person_id for person in self._people)
             self._client.publish(
-                self.last_seen_topic(decision.person_id), json.dumps(seen), qos=1, retain=True
+                self.last_seen_topic(decision.person_id), json.dumps(seen), qos=1, retain=kept
             )
 
     def _send(self, key: int, payload: str) -> None:
