@@ -93,7 +93,7 @@ def test_build_writes_every_file_and_a_report(
     # into ".", an empty folder that exists: the build used to fail at its very end (rmdir(".")) and
     # delete what it had built, as it did for an empty mount point.
     again = tmp_path / "again"
-    again.mkdir()
+    (again / ".again-build-killed" / "home").mkdir(parents=True)  # what a build killed outright left
     with contextlib.chdir(again):
         _build(settings, Path("."))
     assert not [p.name for p in again.iterdir() if p.name.startswith(".")]  # no work folder left

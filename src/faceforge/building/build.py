@@ -77,6 +77,11 @@ def build_model(
     """Build ``options.out`` from the dataset in a temporary home of its own (see ``build_settings``);
     ``settings`` gives the weights cache and the detector, limits and worker settings."""
     out = options.out.absolute()  # "." has no name to make a work folder beside
+    if out.is_dir():
+        # A build killed outright (SIGKILL, out of memory) left its work folder in OUT: the next one
+        # refused a folder that looked empty. Two builds into one OUT at once cannot both succeed.
+        for stale in out.glob(f".{out.name}-build-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(f"{options.out} exists and is not an empty folder")
     if options.unknown is not None and overlapping(options.dataset, options.unknown):
