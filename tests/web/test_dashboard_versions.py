@@ -50,14 +50,38 @@ def test_training_shows_stages_in_words_and_its_live_region_stays_quiet(page: Pa
     )
     page.wait_for_timeout(3000)
     assert page.evaluate("window.liveChanges") == []
+    # One look at a time: answers slower than the second between looks (SQLite busy with a training)
+    # overlapped, and a late one moved the bar backwards.
+    page.evaluate(
+        """() => {
+            window.realFetch = window.fetch;
+            window.looks = { now: 0, most: 0, all: 0 };
+            window.fetch = async (...args) => {
+                if (!String(args[0]).includes("/api/v1/training")) return window.realFetch(...args);
+                window.looks.now += 1; window.looks.all += 1;
+                window.looks.most = Math.max(window.looks.most, window.looks.now);
+                try {
+                    await new Promise((done) => setTimeout(done, 1500));
+                    return await window.realFetch(...args);
+                } finally { window.looks.now -= 1; }
+            };
+        }"""
+    )
+    page.wait_for_timeout(4000)
+    looks = page.evaluate("window.looks")
+    page.evaluate("() => { window.fetch = window.realFetch; }")
+    assert looks["all"] >= 1 and looks["most"] == 1, looks
 
     # A running training names its stage in words, never as an identifier.
     server.register("Gerhard Schroeder", image_files(LFW10 / "Gerhard_Schroeder")[:3])
     expect(page.locator("#training-state")).not_to_have_text("Idle", timeout=TIMEOUT_MS)
     seen: set[str] = set()
-    while page.locator("#training-state").inner_text() != "Idle":
+    for _ in range(TIMEOUT_MS // 100):  # bounded: a training that never ends fails, not hangs the suite
+        if page.locator("#training-state").inner_text() == "Idle":
+            break
         seen.add(page.locator("#training-stage").inner_text())
         page.wait_for_timeout(100)
+    expect(page.locator("#training-state")).to_have_text("Idle")
     seen.discard("–")
     assert seen, "no stage was shown during a training"
     # The page's own phrases ("Publishing" is one word): capitalised, never the API's lowercase
@@ -84,6 +108,25 @@ def test_versions_pruned_paged_and_made_current(page: Page, server: Server, thre
     ready_card = page.locator(f"#version-{ready[-1]}")
     expect(ready_card.locator("button", has_text="Download")).not_to_have_count(0)
     expect(ready_card.locator(".figure", has_text="threshold")).to_have_count(1)
+    # A download is saved under its name, and its button waits while it runs (a second click fetched
+    # a 110 MB model twice; each copy stayed in the tab's memory).
+    ready_card.locator("summary", has_text="files").click()
+    button = ready_card.get_by_role("button", name=f"Download labels.txt of version {ready[-1]}")
+    page.evaluate(
+        """() => {
+            window.realFetch = window.fetch;
+            window.fetch = async (...args) => {  // a slow download, to be seen while it runs
+                if (String(args[0]).includes("/files/")) await new Promise((done) => setTimeout(done, 1000));
+                return window.realFetch(...args);
+            };
+        }"""
+    )
+    with page.expect_download() as saved:
+        button.click()
+        expect(button).to_be_disabled()
+    assert saved.value.suggested_filename == "labels.txt"
+    expect(button).to_be_enabled()
+    page.evaluate("() => { window.fetch = window.realFetch; }")
 
     # Paging: two a page, the rest one "Older" away.
     open_page(page, server, "#/versions?limit=2")

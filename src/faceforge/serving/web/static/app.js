@@ -62,6 +62,14 @@ async function blobUrl(path) {
   return URL.createObjectURL(await response.blob());
 }
 
+// An image fetched with the key (an <img src> cannot send it). Its object URL is let go once the image
+// is decoded: every thumbnail and photo tile kept its bytes in the tab for as long as the tab was open.
+async function blobImage(path, attributes) {
+  const url = await blobUrl(path);
+  const release = () => URL.revokeObjectURL(url);
+  return el("img", { ...attributes, src: url, onload: release, onerror: release });
+}
+
 // -- small DOM helpers ------------------------------------------------------------------------------
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -292,9 +300,8 @@ async function pageAt(offset, size, load, link) {
 function face(person, className = "avatar") {
   const picture = el("div", { class: className, "aria-hidden": "true", text: initials(person.name) });
   if (admin() && person.photo_count !== 0) {
-    blobUrl(`/api/v1/people/${person.id}/thumbnail`).then((url) => {
-      picture.replaceWith(el("img", { class: className, src: url, alt: "" }));
-    }).catch(() => {});
+    blobImage(`/api/v1/people/${person.id}/thumbnail`, { class: className, alt: "" })
+      .then((image) => picture.replaceWith(image)).catch(() => {});
   }
   return picture;
 }
@@ -429,9 +436,9 @@ function photoTile(person, photo, position, onDeleted) {
     return tile;
   }
   // A copy sized for the tile (the original may be megabytes); the box is in percent, so it fits any size.
-  blobUrl(`/api/v1/people/${person.id}/photos/${photo.id}/file?size=${PHOTO_SIZE}`).then((url) => {
-    frame.prepend(el("img", { src: url, alt: `photo ${position} of ${person.name}` }));
-  }).catch(() => frame.prepend(el("p", { class: "muted", text: "could not load the photo" })));
+  blobImage(`/api/v1/people/${person.id}/photos/${photo.id}/file?size=${PHOTO_SIZE}`, { alt: `photo ${position} of ${person.name}` })
+    .then((image) => frame.prepend(image))
+    .catch(() => frame.prepend(el("p", { class: "muted", text: "could not load the photo" })));
   frame.append(boxOverlay(photo.box, photo.width, photo.height, null));
   const remove = el("button", { class: "danger", type: "button", text: "Delete photo", "aria-label": `Delete photo ${position} of ${person.name}`,
     onclick: async () => {
@@ -476,17 +483,20 @@ function mergeButton(person, other) {
 function mergePicker(person) {
   const choices = el("ul", { class: "choices", id: "merge-choices", "aria-live": "polite" });
   const search = el("input", { type: "search", id: "merge-search", autocomplete: "off" });
+  let asked = 0;  // the newest search: an older one's answer arriving later is dropped
   async function find() {
     const query = search.value.trim();
+    const mine = ++asked;
     if (!query) return choices.replaceChildren();
     try {
       const page = await api(`/api/v1/people?limit=8&q=${encodeURIComponent(query)}`);
+      if (mine !== asked) return;  // "Jo"'s answer after "Johanna"'s listed Jo's people under Johanna
       const others = page.items.filter((other) => other.id !== person.id);
       choices.replaceChildren(...(others.length
         ? others.map((other) => el("li", {}, face(other, "avatar small"),
           el("span", { text: `${other.name} · person ${other.id} · ${plural(other.photo_count, "photo")}` }), mergeButton(person, other)))
         : [el("li", { class: "muted", text: `nobody else named like “${query}”` })]));
-    } catch (error) { choices.replaceChildren(el("li", {}, errorBox(error))); }
+    } catch (error) { if (mine === asked) choices.replaceChildren(el("li", {}, errorBox(error))); }
   }
   let timer = null;
   search.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(find, 250); });
@@ -673,27 +683,45 @@ async function trainingPage(match, view) {
       set(success, t.last_success ? `version ${t.last_success.version} at ${when(t.last_success.at)}` : "none yet");
       set(failure, t.last_failure ? `version ${t.last_failure.version} at ${when(t.last_failure.at)}: ${t.last_failure.message}` : "none");
     } catch (error) {
+      if (!view.alive()) return;  // an answer after the visitor left: not a reason to go to the login
       if (needsLogin(error)) return fail(error);
       if (!problem.firstChild || problem.textContent !== describe(error)) problem.replaceChildren(errorBox(error));
     }
   }
+  // Each look a second after the last answer, never two at once: polled every second whatever, a slow
+  // answer (SQLite busy with a training) arrived after a newer one and moved the bar backwards.
+  let timer = null;
+  async function follow() {
+    await refresh();
+    if (view.alive()) timer = setTimeout(follow, 1000);
+  }
   await refresh();
-  const timer = setInterval(refresh, 1000);
-  view.onStop(() => clearInterval(timer));
+  timer = setTimeout(follow, 1000);
+  view.onStop(() => clearTimeout(timer));
   return [el("h1", { text: "Training" }), el("p", { class: "muted", text: "Every change to people or photos trains a new version; this page follows it live." }),
     problem, status, el("div", { id: "training", class: "figures" }, stateBox, stageBox, buildingBox, currentBox, builtBox), progress,
     el("h2", { text: "Last success" }), success, el("h2", { text: "Last failure" }), failure];
 }
 
 // -- versions -------------------------------------------------------------------------------------
-async function download(version, name) {
+// The file through the key (a plain link cannot send it), saved under its name. The button waits while it
+// downloads (a model is up to ~110 MB: a second click fetched it twice), and the bytes are let go once
+// the save has started (they stayed in the tab's memory, one copy per click).
+async function download(button, version, name) {
+  const label = button.textContent;
+  button.disabled = true;
+  button.textContent = "Downloading…";
   try {
     const url = await blobUrl(`/api/v1/models/${version}/files/${encodeURIComponent(name)}`);
     const link = el("a", { href: url, download: name });
     document.body.append(link);
     link.click();
     link.remove();
-  } catch (error) { fail(error); }
+    setTimeout(() => URL.revokeObjectURL(url), 0);
+  } catch (error) { fail(error); } finally {
+    button.disabled = false;
+    button.textContent = label;
+  }
 }
 
 const REPLACED_BY_NEXT_TRAINING = "The next training (any change to people or photos) builds a new version and makes that one current.";
@@ -708,7 +736,7 @@ function filesTable(v) {
       el("tbody", {}, files.map(([name, info]) => el("tr", {},
         el("td", { class: "file-name" }, el("code", { text: name })), el("td", { text: bytes(info.size) }),
         el("td", { class: "sha" }, el("code", { title: info.sha256, text: info.sha256 })),
-        el("td", {}, el("button", { type: "button", text: "Download", "aria-label": `Download ${name} of version ${v.version}`, onclick: () => download(v.version, name) })))))));
+        el("td", {}, el("button", { type: "button", text: "Download", "aria-label": `Download ${name} of version ${v.version}`, onclick: (event) => download(event.currentTarget, v.version, name) })))))));
 }
 
 function versionCard(v, newestReady) {
@@ -915,7 +943,7 @@ async function qualityPage(match, view) {
 
 // -- router ---------------------------------------------------------------------------------------
 // What a page kept in a module of its own needs of this one (it gets them as one object).
-const ui = { el, api, blobUrl, show, say, go, fail, describe, errorBox, admin, ApiError, verdictList, face, plural,
+const ui = { el, api, blobImage, show, say, go, fail, describe, errorBox, admin, ApiError, verdictList, face, plural,
   number, when, boxOverlay, addPhotos, offsetOf, pageAt, PHOTO_SIZE, filePicker, dropArea, needsLogin, FACES_FOR_ADMINS, route: () => route() };
 
 // One entry per page: the hash it answers, the navigation section it belongs to, its function

@@ -28,16 +28,14 @@ function deleteButton(ui, stranger, text, then) {
 }
 
 function strangerCard(ui, stranger) {
-  const { el, blobUrl, go, plural } = ui;
+  const { el, blobImage, go, plural } = ui;
   const label = labelOf(stranger);
   const picture = el("div", { class: "avatar", "aria-hidden": "true", text: "?" });
   const card = el("div", { class: "person stranger", id: `stranger-${stranger.id}` }, picture,
     el("a", { class: "name", href: `#/strangers/${stranger.id}`, text: label }),
     el("div", { class: "muted", title: stranger.source || "", text: [plural(stranger.photo_count, "photo"), fromText(stranger.source)].filter(Boolean).join(" · ") }));
   if (stranger.thumbnail_url) {
-    blobUrl(stranger.thumbnail_url).then((url) => {
-      picture.replaceWith(el("img", { class: "avatar", src: url, alt: "" }));
-    }).catch(() => {});
+    blobImage(stranger.thumbnail_url, { class: "avatar", alt: "" }).then((image) => picture.replaceWith(image)).catch(() => {});
   }
   if (ui.admin()) card.append(deleteButton(ui, stranger, "Delete", (message) => go(location.hash, message)));
   return card;
@@ -46,7 +44,7 @@ function strangerCard(ui, stranger) {
 // One stored photo: the face the server found in it, boxed (admins only: it is a face). `onDelete`:
 // how the photo goes (absent for a stranger's only photo, which goes with the stranger).
 function strangerPhoto(ui, label, photo, position, onDelete) {
-  const { el, blobUrl, boxOverlay, number } = ui;
+  const { el, blobImage, boxOverlay, number } = ui;
   const frame = el("div", { class: "frame" });
   const tile = el("figure", { class: "photo" }, frame,
     el("figcaption", { class: "muted", text: `face ${Math.round(photo.box.width)}×${Math.round(photo.box.height)} px · score ${number(photo.score, 2)}` }));
@@ -55,9 +53,9 @@ function strangerPhoto(ui, label, photo, position, onDelete) {
     return tile;
   }
   // A copy sized for the tile, not the original (megabytes, fetched again after every upload).
-  blobUrl(`${photo.file_url}?size=${ui.PHOTO_SIZE}`).then((url) => {
-    frame.prepend(el("img", { src: url, alt: `photo ${position} of ${label}` }));
-  }).catch(() => frame.prepend(el("p", { class: "muted", text: "could not load the photo" })));
+  blobImage(`${photo.file_url}?size=${ui.PHOTO_SIZE}`, { alt: `photo ${position} of ${label}` })
+    .then((image) => frame.prepend(image))
+    .catch(() => frame.prepend(el("p", { class: "muted", text: "could not load the photo" })));
   frame.append(boxOverlay(photo.box, photo.width, photo.height, null));
   if (onDelete) {
     tile.append(el("button", { class: "danger", type: "button", text: "Delete photo", "aria-label": `Delete photo ${position} of ${label}`,
