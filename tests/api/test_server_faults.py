@@ -9,6 +9,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,7 +66,9 @@ def test_faults_of_ours_are_json_5xx_in_each_shape(
         client.post("/api/v1/people", data={"name": "Colin Powell"}, files=photo_fields(photos[:3]))
         # /metrics during a training (the trainer's heartbeat is set): it used to fail on every scrape.
         seen_running = False
+        deadline = time.monotonic() + 120  # a training that never ends fails, not hangs the suite
         while client.get("/api/v1/training").json()["state"] != "idle":
+            assert time.monotonic() < deadline, "the training did not end"
             running = client.get("/api/v1/training").json()["state"] == "running"
             metrics = client.get("/metrics")
             assert metrics.status_code == 200, metrics.text

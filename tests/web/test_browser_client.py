@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -240,10 +241,10 @@ def test_live_page_names_the_person_on_camera(page: Page, server: Server) -> Non
     page.context.add_init_script(f"sessionStorage.setItem('faceforge-api-key', {READ_KEY!r})")
     # A reverse proxy's 503 (a page, not JSON) while faceforge restarts behind it: the page gave up
     # for good ("Cannot start…"); it tries again, and its banner goes once it has started.
-    calls: list[str] = []
+    calls: list[float] = []  # when each look at the current version was made
 
     def restarting(route: Route) -> None:
-        calls.append(route.request.url)
+        calls.append(time.monotonic())
         if len(calls) == 1:
             route.fulfill(status=503, content_type="text/html", body="<h1>503 Service Unavailable</h1>")
         else:
@@ -266,7 +267,9 @@ def test_live_page_names_the_person_on_camera(page: Page, server: Server) -> Non
     expected = ON_CAMERA.name.replace("_", " ")
     expect(page.locator("#faces li.known")).to_contain_text(expected, timeout=TIMEOUT_MS)
     expect(page.locator("#message")).to_be_hidden()
-    assert len(calls) == 2, calls  # the one that failed, then one start
+    # The one that failed, then one start; a second start looked at once too (the page's own update
+    # looks again 30 s after it started, which a slow start may reach: not counted).
+    assert len(calls) >= 2 and [t for t in calls[1:] if t - calls[1] < 20] == [calls[1]], calls
     page.unroute("**/api/v1/models/current")
     expect(page.locator("#version")).to_have_text("1")
     expect(page.locator("#network")).to_have_text("Online")
