@@ -21,9 +21,9 @@ def test_client_files_and_a_missing_runtime(tmp_path: Path, database_url: str, s
         wasm = client.get("/client/ort/ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "gzip"})
         assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
         assert wasm.content[:4] == b"\0asm"
-        # Revalidated at every load (an upgrade's faceforge.js ran with a day-old runtime), by its ETag;
-        # not gzipped (the gzipped and the plain answer shared one ETag, and ranges are served).
-        assert "no-cache" in wasm.headers["cache-control"] and "content-encoding" not in wasm.headers
+        # Not gzipped (the gzipped and the plain answer shared one ETag, and ranges are served), and
+        # revalidated by its ETag once a day.
+        assert "max-age=86400" in wasm.headers["cache-control"] and "content-encoding" not in wasm.headers
         again = client.get(
             "/client/ort/ort-wasm-simd-threaded.wasm",
             headers={"If-None-Match": wasm.headers["etag"], "Accept-Encoding": "gzip"},

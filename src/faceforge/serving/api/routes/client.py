@@ -32,9 +32,10 @@ RUNTIME = {
     "ort-wasm-simd-threaded.wasm": "application/wasm",
 }
 CACHING = "no-cache"
-# Revalidated at every load too (a 304 from its ETag while it is the same): kept for a day, an upgraded
-# faceforge.js (no-cache) ran with the day-old runtime at the same URL, or with half of each.
-RUNTIME_CACHING = "public, no-cache"
+# Kept a day: /live's runtime worker fetches its script past the service worker, from the HTTP cache,
+# so "no-cache" (revalidated at each load) left a kiosk reloaded while faceforge was away at
+# "Connecting…" for good. After an upgrade of the runtime, a browser may keep the old one up to a day.
+RUNTIME_CACHING = "public, max-age=86400"
 # Pages that import the client from another origin may be cross-origin isolated themselves; ONNX
 # Runtime Web's worker scripts must state the embedder policy too, or an isolated page may not run them.
 SHARED = {"Cross-Origin-Resource-Policy": "cross-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
