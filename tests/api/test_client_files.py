@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
+
+from fastapi.testclient import TestClient
 
 from faceforge.core.config import Settings
 from faceforge.serving.api.app import create_app
@@ -18,17 +22,21 @@ def test_client_files_and_a_missing_runtime(tmp_path: Path, database_url: str, s
         module = client.get("/client/faceforge.js")
         assert module.status_code == 200 and module.headers["content-type"].startswith("text/javascript")
         assert "export async function connect" in module.text
-        wasm = client.get("/client/ort/ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "gzip"})
+        runtime = _runtime_folder(client, module.text)
+        wasm = client.get(f"{runtime}ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "gzip"})
         assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
         assert wasm.content[:4] == b"\0asm"
-        # Not gzipped (the gzipped and the plain answer shared one ETag, and ranges are served), and
-        # revalidated by its ETag once a day.
-        assert "max-age=86400" in wasm.headers["cache-control"] and "content-encoding" not in wasm.headers
+        # Not gzipped (the gzipped and the plain answer shared one ETag, and ranges are served); its
+        # path names its contents, so it is kept for good.
+        assert "immutable" in wasm.headers["cache-control"] and "content-encoding" not in wasm.headers
         again = client.get(
-            "/client/ort/ort-wasm-simd-threaded.wasm",
+            f"{runtime}ort-wasm-simd-threaded.wasm",
             headers={"If-None-Match": wasm.headers["etag"], "Accept-Encoding": "gzip"},
         )
         assert again.status_code == 304
+        # A page from before the tag still loads its runtime, revalidated once a day.
+        untagged = client.get("/client/ort/ort-wasm-simd-threaded.wasm")
+        assert untagged.status_code == 200 and "max-age=86400" in untagged.headers["cache-control"]
         live = client.get("/live")
         assert live.status_code == 200 and live.headers["cross-origin-embedder-policy"] == "require-corp"
         for path in ("/client/other.js", "/client/ort/ort.node.min.js", "/client/ort/..%2f..%2fpackage.json"):
@@ -41,3 +49,37 @@ def test_client_files_and_a_missing_runtime(tmp_path: Path, database_url: str, s
         error = answer.json()["error"]
         assert error["code"] == "client_runtime_missing" and "make install" in error["message"]
         assert client.get("/client/faceforge.js").status_code == 200  # the module itself is ours
+
+
+def _runtime_folder(client: TestClient, module: str) -> str:
+    """The runtime folder ``module`` (faceforge.js) imports from, checked against /live's worker."""
+    imports = re.findall(r'from "\./ort/([0-9a-f]{16})/ort\.wasm\.min\.mjs"', module)
+    paths = re.findall(r'new URL\("\./ort/([0-9a-f]{16})/", import\.meta\.url\)', module)
+    assert len(imports) == 1 and paths == imports, (imports, paths)
+    worker = client.get("/live-sw.js").text
+    assert set(re.findall(r'"/client/ort/([^"]*)/[^"/]*"', worker)) == set(imports), worker
+    return f"/client/ort/{imports[0]}/"
+
+
+def test_an_upgraded_runtime_is_never_paired_with_the_old_client(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    """The runtime's files are kept for good by a browser, so faceforge.js and /live's worker name
+    them by their contents: after an upgrade of ONNX Runtime Web, a browser that kept the old files
+    fetches the new ones under a new path, and an old path is not answered with the new files."""
+    installed = service_settings(tmp_path / "a", database_url, settings)
+    runtime = tmp_path / "runtime"
+    shutil.copytree(installed.client_runtime_path, runtime)
+    served = installed.model_copy(update={"client_runtime_dir": runtime})
+    with local_client(create_app(served)) as client:
+        before = _runtime_folder(client, client.get("/client/faceforge.js").text)
+        assert client.get(f"{before}ort.wasm.min.mjs").status_code == 200
+        with (runtime / "ort.wasm.min.mjs").open("ab") as upgraded:
+            upgraded.write(b"\n// another release\n")
+        after = _runtime_folder(client, client.get("/client/faceforge.js").text)
+        assert after != before
+        fresh = client.get(f"{after}ort.wasm.min.mjs")
+        assert fresh.status_code == 200 and fresh.content.endswith(b"// another release\n")
+        stale = client.get(f"{before}ort.wasm.min.mjs")
+        assert stale.status_code == 404 and "reload the page" in stale.json()["error"]["message"]
+        assert client.get(f"{after}ort.node.min.js").status_code == 404

@@ -7,7 +7,8 @@
 // What it runs: the version's `browser` variant (manifest.json, `variants.browser.files`): MTCNN's
 // P-Net and R-Net (`detector_pnet.onnx`, `detector_rnet.onnx`), the refiner (O-Net, `refiner.onnx`,
 // MTCNN's third stage too), the shared backbone and the version's head, on ONNX Runtime Web (WASM,
-// served by faceforge at /client/ort/). Around the networks it follows the server step by step
+// served by faceforge under a path naming the installed runtime, which faceforge writes into the
+// imports below as it serves this file: an upgrade never pairs this file with another runtime). Around the networks it follows the server step by step
 // (`contract.js`), so its decisions are the server's. Files live in Cache Storage under their sha256
 // and are verified on download; `update()` fetches only the files whose sha256 it does not hold (the
 // head for each new version), and a client whose server is gone starts from the version it used last.

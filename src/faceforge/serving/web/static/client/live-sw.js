@@ -11,7 +11,15 @@ self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
 });
 
-self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+// faceforge serves this worker with the runtime's paths naming its tag: after an upgrade, the
+// previous runtime's files are dropped from the cache.
+self.addEventListener("activate", (event) => event.waitUntil((async () => {
+  const cache = await caches.open(CACHE);
+  for (const request of await cache.keys()) {
+    if (!SHELL.includes(new URL(request.url).pathname)) await cache.delete(request);
+  }
+  await self.clients.claim();
+})()));
 
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
