@@ -117,6 +117,29 @@ class _AppPage(BaseHTTPRequestHandler):
         pass
 
 
+class _BadGateway(BaseHTTPRequestHandler):
+    """A reverse proxy in front of a stopped faceforge: its own 502 page for every request."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+        assert isinstance(self.server, _Proxy)
+        self.server.answered += 1
+        self.send_response(502)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Proxy(ThreadingHTTPServer):
+    answered = 0
+
+
 @pytest.fixture(scope="module")
 def app_origin() -> Iterator[str]:
     """The origin of another web app, served on its own port; the module's server names it in
@@ -479,4 +502,15 @@ def test_recognition_with_the_server_stopped(chromium: Browser, server: Server, 
     expect(live.locator("#network")).to_contain_text("Offline", timeout=TIMEOUT_MS)
     expect(live.locator("#faces li.known")).to_contain_text(on_camera, timeout=TIMEOUT_MS)
     expect(live.locator("#version")).to_have_text("2")
+    # Behind a reverse proxy, faceforge away is a 502 page on every path: /live reloads all the same.
+    with _Proxy(("127.0.0.1", served.port), _BadGateway) as proxy:
+        thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+        thread.start()
+        try:
+            live.reload()
+            expect(live.locator("#network")).to_contain_text("Offline", timeout=TIMEOUT_MS)
+            expect(live.locator("#faces li.known")).to_contain_text(on_camera, timeout=TIMEOUT_MS)
+            assert proxy.answered > 0
+        finally:
+            proxy.shutdown()
     context.close()

@@ -7,6 +7,9 @@ const SHELL = [
   "/client/ort/ort.wasm.min.mjs", "/client/ort/ort-wasm-simd-threaded.mjs", "/client/ort/ort-wasm-simd-threaded.wasm",
 ];
 
+// A proxy's answers while faceforge restarts behind it (faceforge.js treats them the same way).
+const PASSING_STATUSES = new Set([502, 503, 504]);
+
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
 });
@@ -30,6 +33,10 @@ self.addEventListener("fetch", (event) => {
       if (response.ok) {
         const copy = response.clone();
         event.waitUntil(caches.open(CACHE).then((cache) => cache.put(url.pathname, copy)));
+      } else if (PASSING_STATUSES.has(response.status)) {
+        // A reverse proxy's error page while faceforge is away: out of reach, as a network error is.
+        const cached = await caches.match(url.pathname);
+        if (cached) return cached;
       }
       return response;
     } catch (error) {
