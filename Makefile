@@ -81,10 +81,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP) browser $(CLIENTS_STAMP) $(JS_STAMP) $(BROWSER_STAMP)
-	# Two worker processes, one per core: the suite waits on servers, browsers and brokers as much as it
-	# computes (15:37 -> 11:08 here). A module's tests stay in one process (loadscope): its server or
-	# browser fixture starts once.
-	$(BIN)/pytest -n 2 --dist loadscope
+	# Three worker processes on two cores: the suite waits on servers, browsers and brokers as much as it
+	# computes (one worker 15:37 -> two 11:08; two used 152 % of the cores, three 161 %: the whole CI
+	# run 13:34 -> 11:11 on a Xeon with AMX, DEVELOPERS.md). A module's tests stay in one process
+	# (loadscope): its server or browser fixture starts once.
+	$(BIN)/pytest -n 3 --dist loadscope
 
 # Side by side: the checks (mypy takes half a minute from cold) and the second venv's and npm's installs
 # use what the suite leaves of the two cores while it waits on its servers and browsers (a CI run used

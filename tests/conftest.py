@@ -92,14 +92,15 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="session", autouse=True)
 def _weights_converted_on_both_cores(settings: Settings) -> None:
-    """A run's first conversions, split between the two pytest-xdist workers: the first converts the
-    server's networks (MTCNN, the embedding graph and its int8 variant, in child processes), then the
-    TFLite backbones; the second the on-device backbones (refiner, Core ML, TFLite). Each needs both
-    sooner or later; converted lazily, the first test of each worker wanted the embedding graph, and
-    one worker waited a couple of minutes on the other's lock. The networks take the first some 37 s,
-    the backbones the second some 75: the first waited half a minute for the TFLite files its first
-    tests export (measured in a CI run's timeline), and now converts them while the second does Core
-    ML. Every conversion keeps its own lock, so neither repeats the other's work."""
+    """A run's first conversions, split between two pytest-xdist workers (a third starts on tests that
+    need neither, or waits on their locks): the first converts the server's networks (MTCNN, the
+    embedding graph and its int8 variant, in child processes), then the TFLite backbones; the second
+    the on-device backbones (refiner, Core ML, TFLite). Each needs both sooner or later; converted
+    lazily, the first test of each worker wanted the embedding graph, and one worker waited a couple
+    of minutes on the other's lock. The networks take the first some 37 s, the backbones the second
+    some 75: the first waited half a minute for the TFLite files its first tests export (measured in
+    a CI run's timeline), and now converts them while the second does Core ML. Every conversion keeps
+    its own lock, so neither repeats the other's work."""
     if os.environ.get("FACEFORGE_WEIGHTS_CACHE"):
         return  # converted already
     worker = os.environ.get("PYTEST_XDIST_WORKER")
