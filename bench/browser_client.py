@@ -18,6 +18,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -160,10 +161,14 @@ def main() -> None:
         per_version["manifest.json_mb"] = _mb(manifest_size)
         per_version["total_mb"] = round(per_version["head.onnx_mb"] + per_version["manifest.json_mb"], 3)
         runtime = {}
+        # Where faceforge.js loads the runtime from: a folder naming the installed files' digest.
+        folder = re.search(r'from "\./(ort/[0-9a-f]+/)', http.get("/client/faceforge.js").text)
+        assert folder is not None, "faceforge.js names no runtime folder"
         for name in RUNTIME:  # as a browser receives them: gzipped
-            with http.stream("GET", f"/client/ort/{name}", headers={"Accept-Encoding": "gzip"}) as answer:
+            path = f"/client/{folder.group(1)}{name}"
+            with http.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as answer:
                 sent = sum(len(chunk) for chunk in answer.iter_raw())
-            plain = http.get(f"/client/ort/{name}", headers={"Accept-Encoding": "identity"})
+            plain = http.get(path, headers={"Accept-Encoding": "identity"})
             runtime[name] = len(plain.content), sent
         modules = sum(len(http.get(f"/client/{name}").content) for name in ("faceforge.js", "contract.js"))
         model_files = {name: _mb(files[name]["size"]) for name in browser_files}

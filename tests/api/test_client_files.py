@@ -23,17 +23,28 @@ def test_client_files_and_a_missing_runtime(tmp_path: Path, database_url: str, s
         assert module.status_code == 200 and module.headers["content-type"].startswith("text/javascript")
         assert "export async function connect" in module.text
         runtime = _runtime_folder(client, module.text)
-        wasm = client.get(f"{runtime}ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "gzip"})
-        assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
-        assert wasm.content[:4] == b"\0asm"
-        # Not gzipped (the gzipped and the plain answer shared one ETag, and ranges are served); its
-        # path names its contents, so it is kept for good.
-        assert "immutable" in wasm.headers["cache-control"] and "content-encoding" not in wasm.headers
-        again = client.get(
-            f"{runtime}ort-wasm-simd-threaded.wasm",
-            headers={"If-None-Match": wasm.headers["etag"], "Accept-Encoding": "gzip"},
+        wasm_file = installed.client_runtime_path / "ort-wasm-simd-threaded.wasm"
+        plain = client.get(f"{runtime}ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "identity"})
+        assert plain.status_code == 200 and plain.headers["content-type"] == "application/wasm"
+        assert plain.content == wasm_file.read_bytes() and "content-encoding" not in plain.headers
+        # Its path names its contents, so it is kept for good; gzipped for a browser (the WASM is most
+        # of a first load's runtime), under an entity tag of its own: a resumed download of the plain
+        # file is never mixed with gzip's bytes.
+        wasm = client.get(f"{runtime}ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "gzip, br"})
+        assert wasm.status_code == 200 and wasm.headers["content-encoding"] == "gzip"
+        assert wasm.content == plain.content and int(wasm.headers["content-length"]) < len(plain.content) / 3
+        assert "immutable" in wasm.headers["cache-control"] and "Accept-Encoding" in wasm.headers["vary"]
+        assert wasm.headers["etag"] != plain.headers["etag"]
+        for answer in (plain, wasm):
+            again = client.get(
+                f"{runtime}ort-wasm-simd-threaded.wasm",
+                headers={"If-None-Match": answer.headers["etag"], "Accept-Encoding": "gzip"},
+            )
+            assert again.status_code == 304 if answer is wasm else again.status_code == 200
+        part = client.get(
+            f"{runtime}ort-wasm-simd-threaded.wasm", headers={"Range": "bytes=0-3", "Accept-Encoding": "gzip"}
         )
-        assert again.status_code == 304
+        assert part.status_code == 206 and part.content == b"\0asm" and "content-encoding" not in part.headers
         # A page from before the tag still loads its runtime, revalidated once a day.
         untagged = client.get("/client/ort/ort-wasm-simd-threaded.wasm")
         assert untagged.status_code == 200 and "max-age=86400" in untagged.headers["cache-control"]

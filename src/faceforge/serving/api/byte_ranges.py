@@ -71,7 +71,7 @@ class RangedFileResponse(FileResponse):
             # A cache revalidating (ONNX Runtime Web's files are "no-cache"): 304 while the file is the
             # one it holds. Starlette's FileResponse sent the whole file again every time.
             size = await self._stat()
-            if _matches_any(headers["if-none-match"], self.headers.get("etag")):
+            if matches_any(headers["if-none-match"], self.headers.get("etag")):
                 unchanged = {k: v for k, v in self.headers.items() if k.lower() in _VALIDATORS_AND_POLICY}
                 await Response(status_code=304, headers=unchanged)(scope, receive, send)
                 return
@@ -121,7 +121,7 @@ _VALIDATORS_AND_POLICY = {
 }  # fmt: skip
 
 
-def _matches_any(if_none_match: str, etag: str | None) -> bool:
+def matches_any(if_none_match: str, etag: str | None) -> bool:
     """RFC 9110 13.1.2: ``*``, or any listed entity tag equal to ``etag`` by weak comparison."""
     if etag is None:
         return False
