@@ -144,7 +144,9 @@ def test_a_duplicate_registration_leaves_recognition_on(
     matches = dict(zip(probes, after.predict(embeddings[probes]), strict=True))
     for i in recognised:
         found = matches[i].index
-        assert found is not None and after.labels[found].startswith(labels[i]), (labels[i], found)
+        # Colin Powell's probes may go to either of his two names; everyone else's to their own.
+        own = {labels[i], f"{labels[i]} (again)"} if labels[i] == "Colin_Powell" else {labels[i]}
+        assert found is not None and after.labels[found] in own, (labels[i], after.labels[found or 0])
     suspects = after.calibration.suspected_duplicates
     assert {"labels": ["Colin_Powell", "Colin_Powell (again)"], "kind": "person"}.items() <= suspects[
         0

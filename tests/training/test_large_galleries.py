@@ -37,7 +37,6 @@ def test_a_sampled_calibration_lands_where_the_exact_one_does(monkeypatch: pytes
 
     # The same gallery as if it were ten times larger than the exact limits.
     monkeypatch.setattr(head_module, "MAX_SCORED_PHOTOS", 600)
-    monkeypatch.setattr(head_module, "MAX_PAIR_SCORES", 50_000)
     monkeypatch.setattr(head_module, "MAX_SCALE_ROWS", 300)
     monkeypatch.setattr(head_module, "MIN_SCALE_ROWS", 300)
     sampled, metrics, quality = fit_and_evaluate(embeddings, labels)

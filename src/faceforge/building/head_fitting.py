@@ -77,7 +77,6 @@ def _normalise_rows(matrix: npt.NDArray[np.floating[Any]]) -> FloatArray:
 # as well as every row would, at a bounded cost. Up to these sizes every photo, every photo-vs-person
 # score and every row of the scale fit is used, exactly (any gallery of a few thousand photos).
 MAX_SCORED_PHOTOS = 10_000  # photos whose held-out scores are computed (of N)
-MAX_PAIR_SCORES = 4_000_000  # photo-vs-other-person scores kept for the stranger estimate
 MAX_SCALE_ROWS = 4_000  # photos whose score rows fit the probability scale ...
 MAX_SCALE_CELLS = 2_000_000  # ... fewer with many people (at least MIN_SCALE_ROWS): a softmax per row
 MIN_SCALE_ROWS = 1_000
