@@ -31,7 +31,9 @@ from faceforge.serving.vision.crop import crop_contract
 from faceforge.serving.vision.refine import refine_contract
 from faceforge.storage.version_store import VersionStore
 
-DECISION = "softmax(scale * [cosine(embedding, prototype_i)..., threshold]); last = unknown"
+# The margins are 0 but for people a collected stranger came close to (head.safetensors' `margins`,
+# the models' class biases): an app that computes the decision itself needs them too.
+DECISION = "softmax(scale * [cosine(embedding, prototype_i) - margin_i..., threshold]); last = unknown"
 # (progress 0-1, stage name), reported as the training's progress
 StageReport = Callable[[float, str], None]
 # The version's head -> contract_vectors.json's content (``building.export.contract_vectors``)

@@ -22,8 +22,9 @@ is inside the head: a track that never reaches it is a stranger):
 
 - ``MEAN_PROBABILITY``: the argmax of the frames' mean probabilities;
 - ``MEAN_SCORE``: the mean over frames of each person's decision score, ``log p_i - log p_unknown``
-  (the head is ``softmax(scale * [cosine_i..., threshold])``, so this is ``scale * (cosine_i -
-  threshold)``); the best person if their mean is above 0 (above the threshold), else a stranger;
+  (the head is ``softmax(scale * [cosine_i - margin_i..., threshold])``, so this is
+  ``scale * (cosine_i - margin_i - threshold)``); the best person if their mean is above 0 (above
+  the threshold), else a stranger;
 - ``MAJORITY``: each frame's own decision is a vote; a person needs more than half of the votes.
 
 The reported probability is the winner's mean probability over the frames.

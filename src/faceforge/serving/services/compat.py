@@ -6,13 +6,15 @@ and similarities are the version's calibrated probabilities.
 - A CompreFace ``image_id`` is a photo id written as a UUID (``00000000-0000-4000-8000-<12 hex>``),
   so it reads back without a lookup table.
 - ``similarity`` (CompreFace) and ``confidence`` (DeepStack) are the probability the current
-  version's head gives that person (``softmax(scale * [cosines, threshold])``, unknown last): a
+  version's head gives that person (``softmax(scale * [cosines - margins, threshold])``, unknown
+  last): a
   stranger scores low, a known person high, and 0.5 is about where faceforge's own decision lies,
   so the thresholds clients already use (Double Take's 60-80 %, DeepStack's 0.67) follow it. (Raw
   cosine similarity would put strangers at 0.7-0.85 with this embedder: the complaint both
   projects' users file most.)
-- Comparing two faces (verification, DeepStack's match) uses the same head with the one face as the
-  only person: ``1 / (1 + exp(-scale * (cosine - threshold)))``.
+- Comparing two faces (verification, DeepStack's match) does not depend on who is enrolled: it is the
+  shipped population model's probability that two faces of that cosine are one person
+  (``PairCalibration``).
 """
 
 from __future__ import annotations

@@ -43,7 +43,10 @@ async def identify(
             ge=-1.0,
             le=1.0,
             allow_inf_nan=False,
-            description="override the version's calibrated threshold (cosine)",
+            description=(
+                "override the version's calibrated threshold (cosine); a person's margin from the "
+                "strangers collection still applies on top"
+            ),
         ),
     ] = None,
     top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K, description="candidates per face")] = 3,
