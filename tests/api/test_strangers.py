@@ -84,6 +84,7 @@ def test_strangers_are_stored_listed_and_never_named(keyed: TestClient) -> None:
     added = response.json()
     assert added["note"] == NOTE and added["photo_count"] == 4 and added["source"] is None
     assert [p["verdict"] for p in added["photos"]] == ["accepted"] * 4
+    assert [p["message"] for p in added["photos"]] == [None] * 4  # like none of the people
     assert added["training"] is not None  # the change asked for a version ...
     second = _version(client)
     assert second["version"] == first["version"] + 1  # ... and got one
@@ -290,6 +291,11 @@ def test_a_stranger_who_looks_like_someone_stays_a_stranger(client: TestClient) 
 
     added = client.post("/api/v1/strangers", data={"note": "not Colin"}, files=photo_fields(colin[4:9]))
     assert added.status_code == 201, added.text
+    # Said as the photos are taken (a person of one photo would lose nothing the version measures).
+    colin_id = named["person_id"]
+    for verdict in added.json()["photos"]:
+        assert verdict["verdict"] == "accepted"
+        assert f"looks like Colin_Powell's (person {colin_id}," in (verdict["message"] or ""), verdict
     second = _version(client)
     manifest = client.get(f"/api/v1/models/{second['version']}/files/manifest.json").json()
     assert "strangers" in manifest["calibration"]["method"], manifest["calibration"]

@@ -121,6 +121,26 @@ class _Accepted:
     stored_name: str = ""
 
 
+def note_faces_alike(
+    prepared: PreparedPhotos, faces: list[tuple[int, bytes]], note: Callable[[int, float], str]
+) -> None:
+    """Add ``note(owner, similarity)`` to each accepted photo whose face looks like one of ``faces``
+    (``(owner id, embedding)``, the other collection's): alike at the population's pair midpoint or
+    above, where two photos are as likely one person as two."""
+    if not prepared.accepted or not faces:
+        return
+    owners = [owner for owner, _ in faces]
+    matrix = np.stack([np.frombuffer(embedding, "<f4") for _, embedding in faces])
+    alike = shipped_model().pair.midpoint
+    for item in prepared.accepted:
+        similarities = matrix @ np.frombuffer(item.fields["embedding"], "<f4")
+        best = int(np.argmax(similarities))
+        if similarities[best] < alike:
+            continue
+        said = note(owners[best], float(similarities[best]))
+        item.verdict.message = f"{item.verdict.message}; {said}" if item.verdict.message else said
+
+
 @dataclass(slots=True)
 class PreparedPhotos:
     """Every photo's verdict, with the accepted photos' files already on disk (``names``)."""
@@ -407,20 +427,15 @@ class PeopleService:
             rows = strangers_store.embeddings_with_strangers(session, embedder=EMBEDDER_NAME)
         if not rows:
             return
-        owners = [stranger_id for stranger_id, _ in rows]
-        faces = np.stack([np.frombuffer(embedding, "<f4") for _, embedding in rows])
-        alike = shipped_model().pair.midpoint
-        for item in prepared.accepted:
-            similarities = faces @ np.frombuffer(item.fields["embedding"], "<f4")
-            best = int(np.argmax(similarities))
-            if similarities[best] < alike:
-                continue
-            note = (
-                f"this face looks like stranger {owners[best]}'s (similarity {similarities[best]:.2f}): "
+        note_faces_alike(
+            prepared,
+            rows,
+            lambda stranger_id, similarity: (
+                f"this face looks like stranger {stranger_id}'s (similarity {similarity:.2f}): "
                 "while that stranger is kept, this person will hardly be named; delete the stranger "
                 "if it is them"
-            )
-            item.verdict.message = f"{item.verdict.message}; {note}" if item.verdict.message else note
+            ),
+        )
 
     def _held_by_strangers(self, digests: list[str]) -> dict[str, tuple[str, str]]:
         with self.sessions() as session:

@@ -24,7 +24,9 @@ from faceforge.serving.services.people import (
     PeopleService,
     PhotoOwner,
     PhotoVerdict,
+    PreparedPhotos,
     Upload,
+    note_faces_alike,
     prepare_photos,
     store_prepared,
     write_with_files,
@@ -72,6 +74,26 @@ class StrangersService:
     def _lock(session: Session, stranger_id: int, digests: list[str]) -> None:
         people_store.lock_photos(session, digests)  # again, if the change did: locks are re-entrant
         strangers_store.lock_stranger(session, stranger_id=stranger_id)
+
+    def _note_people_alike(self, prepared: PreparedPhotos) -> None:
+        """Say on each accepted photo whose face looks like an enrolled person's photos: while the
+        stranger is kept, that person's margin stays near this face's score, and they are hardly
+        named. A reviewer's case: Try it named Bob, the admin pressed "Not Bob" on Bob himself, and
+        Bob was never named again without a word (a person of one photo has no held-out photo whose
+        loss the version could report)."""
+        if not prepared.accepted:
+            return
+        with self.sessions() as session:
+            faces, people = people_store.enrolled_faces(session, embedder=EMBEDDER_NAME)
+        note_faces_alike(
+            prepared,
+            [(face.person_id, face.embedding) for face in faces],
+            lambda person_id, similarity: (
+                f"this face looks like {people[person_id].name}'s (person {person_id}, similarity "
+                f"{similarity:.2f}): while this stranger is kept, they will hardly be named; delete "
+                "the stranger if it is them"
+            ),
+        )
 
     def _held_elsewhere(
         self, digests: list[str], stranger_id: int | None = None
@@ -132,6 +154,7 @@ class StrangersService:
             # Said before the photos' verdicts: a used source is a conflict whatever the photos say.
             raise ConflictError(f"a stranger from {clean_source!r} already exists")
         prepared = prepare_photos(None, self.people.analyse(uploads), self.files, self._held_elsewhere)
+        self._note_people_alike(prepared)
 
         def change(session: Session, unused: list[str]) -> StrangerChange:
             prepared.lock(session)
@@ -158,6 +181,7 @@ class StrangersService:
                 self.files,
                 lambda digests: self._held_elsewhere(digests, stranger_id),
             )
+        self._note_people_alike(prepared)
 
         def change(session: Session, unused: list[str]) -> StrangerChange:
             prepared.lock(session)
