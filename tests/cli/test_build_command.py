@@ -123,6 +123,18 @@ def test_build_refuses_a_folder_in_use_and_bad_datasets(tmp_path: Path, settings
         "error: cannot write /proc/faceforge/out"
     )
     assert unmakeable.stderr.strip().count("\n") == 0
+    # A file on the way: said as such, not "File exists".
+    (tmp_path / "notes.txt").write_text("mine")
+    under_a_file = runner.invoke(
+        app,
+        ["build", "--dataset", str(LFW10), "--out", str(tmp_path / "notes.txt" / "model"),
+         "--home", str(settings.home)],
+    )  # fmt: skip
+    assert under_a_file.exit_code == 2 and under_a_file.stderr == (
+        f"error: cannot write {tmp_path / 'notes.txt' / 'model'}: {tmp_path / 'notes.txt'} is a file, "
+        "not a folder\n"
+    )
+    assert (tmp_path / "notes.txt").read_text() == "mine"
     missing = runner.invoke(
         app,
         [

@@ -84,6 +84,7 @@ def build_model(
             shutil.rmtree(stale, ignore_errors=True)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(f"{options.out} exists and is not an empty folder")
+    _check_ancestors(out, options.out)
     if options.unknown is not None and overlapping(options.dataset, options.unknown):
         raise DatasetError(
             "--unknown must not be --dataset, inside it or hold it: enrolled people's photos "
@@ -112,6 +113,16 @@ def build_model(
     finally:
         shutil.rmtree(work, ignore_errors=True)  # whatever failed: no hidden work folder is left
     return report
+
+
+def _check_ancestors(out: Path, given: Path) -> None:
+    """Say before any work when OUT cannot be made because a folder on its way is a file (``build
+    --out notes.txt/model`` said "File exists" after scanning the dataset)."""
+    for ancestor in out.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise DatasetError(f"cannot write {given}: {ancestor} is a file, not a folder")
+            return
 
 
 def build_settings(settings: Settings, home: Path) -> Settings:
