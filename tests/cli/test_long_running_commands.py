@@ -89,3 +89,19 @@ def test_a_database_that_does_not_answer_is_one_line(
         "error: cannot reach the database postgresql+psycopg://nobody:***@127.0.0.1:9/"
     )
     assert result.stderr.count("\n") == 1 and "secret" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "18556"], ["worker"], ["import", str(LFW10)]])
+def test_a_database_that_does_not_answer_leaves_no_new_home(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The home the command would have made is not left behind empty; a home that was there stays."""
+    monkeypatch.setenv("FACEFORGE_DATABASE_URL", "postgresql+psycopg://nobody:secret@127.0.0.1:9/faceforge")
+    new = tmp_path / "new" / "home"
+    result = runner.invoke(app, [*command, "--home", str(new)])
+    assert result.exit_code == 2 and "cannot reach the database" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    there = tmp_path / "there"
+    there.mkdir()
+    assert runner.invoke(app, [*command, "--home", str(there)]).exit_code == 2
+    assert there.is_dir()

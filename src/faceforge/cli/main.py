@@ -109,8 +109,28 @@ def _upgraded_database(settings: Settings) -> Engine:
         upgrade_database(engine)
     except FaceforgeError as error:
         engine.dispose()
+        _unmake_home(settings.home.expanduser())
         raise _fail(error.message) from None
     return engine
+
+
+# Homes this command made (each with the first folder it made on the way), so a command that ends
+# before any work leaves no empty folder behind (`worker --home H` with a database down left H/).
+_made_homes: dict[Path, Path] = {}
+
+
+def _unmake_home(home: Path) -> None:
+    """Remove ``home`` and the folders made for it, if this command made them and they are empty."""
+    first = _made_homes.pop(home, None)
+    if first is None:
+        return
+    for folder in (home, *home.parents):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: something was written there after all
+            return
+        if folder == first:
+            return
 
 
 def _worker_install(command: str) -> None:
@@ -125,8 +145,11 @@ def _usable_home(settings: Settings) -> Settings:
     """``settings`` once its home exists and is writable, or a one-line exit saying why not (a long
     -running command would otherwise fail in its start-up with a traceback)."""
     home = settings.home.expanduser()
+    missing = [folder for folder in (home, *home.parents) if not folder.exists()]
     try:
         home.mkdir(parents=True, exist_ok=True)
+        if missing:
+            _made_homes[home] = missing[-1]
     except OSError as error:
         raise _fail(f"cannot create the home {home}: {error.strerror or error}") from None
     if not os.access(home, os.W_OK | os.X_OK):
@@ -399,6 +422,7 @@ def import_command(
             folder, strangers=strangers, settings=settings, server=server, api_key=api_key, wait=wait
         )
     except FaceforgeError as error:
+        _unmake_home(settings.home.expanduser())  # only if made here and still empty
         raise _fail(error.message) from None
     if as_json:
         typer.echo(json.dumps(summary.as_dict()))
