@@ -199,8 +199,9 @@ def test_a_new_version_while_watching_downloads_only_the_head(
             assert named["name"] == NEWCOMER and named["person_id"] == person_id
 
             proxy.retarget(("127.0.0.1", empty.port))  # the server has no version
-            next_decision(agent, lambda d: d["name"] is None)
-            assert read_decisions(agent, 1)[0]["name"] is None
+            nobody = [next_decision(agent, lambda d: d["name"] is None), *read_decisions(agent, 1)]
+            # A stranger for sure, not with the deleted person's probability (it said 0.99).
+            assert [(d["name"], d["person_id"], d["probability"]) for d in nobody] == [(None, None, 1.0)] * 2
             assert not (cache / CURRENT_FILE).exists()  # a restart names nobody either
             restarted = ModelStore(copy_cache(warm_cache, tmp_path / "restart"), ModelChoice.TFLITE_INT8)
             client = ServerClient(url, None)
