@@ -200,3 +200,24 @@ def test_verification_does_not_depend_on_who_is_enrolled(lfw10_embeddings: Embed
             (same if labels[i] == labels[j] else different).append(probability >= 0.5)
     assert np.mean(same) >= 0.85 and np.mean(different) <= 0.01
     assert pair.probability(1e6) == 1.0 and pair.probability(-1e6) == 0.0  # no overflow at extremes
+
+
+def test_a_strangers_collection_keeps_every_photo_as_gallery_evidence(
+    lfw10_embeddings: Embeddings, stranger_embeddings: np.ndarray
+) -> None:
+    """An enrolled photo that scores below every other person's raised level is rejected there, not
+    missing: with 100 strangers collected, the gallery's evidence kept only its highest-scoring photos
+    (none at all at 10 people, a reviewer measured) while the method still said "+gallery"."""
+    embeddings, labels, _ = lfw10_embeddings
+    names = sorted(set(labels))
+    rows = [i for name in names for i in _rows(labels, name, 0, 5)]
+    without = fit_head(embeddings[rows], [labels[i] for i in rows])
+    collected = [stranger[None] for stranger in stranger_embeddings[:100]]
+    head = fit_head(embeddings[rows], [labels[i] for i in rows], strangers=collected)
+    evidence, alone = head.calibration.evidence, without.calibration.evidence
+    assert evidence is not None and alone is not None and evidence["collected_strangers"] == 100
+    assert evidence["gallery_photos"] == alone["gallery_photos"] == len(rows)
+    assert head.calibration.method == "population+gallery+strangers"
+    # The version's own figures are of its decision scores: every photo, none of them -inf.
+    assert head.calibration.impostor_count == len(rows)
+    assert head.calibration.impostor_mean is not None and np.isfinite(head.calibration.impostor_mean)

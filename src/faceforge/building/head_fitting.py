@@ -223,6 +223,10 @@ def _scores(
     in_scale_fit[scale_rows] = True
     best_other = np.full(len(scored), -np.inf, np.float32)
     naming_other = np.full(len(scored), -np.inf, np.float32)
+    # Whether a photo has another person to be scored against (duplicates' classes aside): one whose
+    # every such score falls below those people's levels is rejected there (-inf), not missing: left
+    # out, the gallery's evidence kept only the photos scoring highest, and the estimate was low.
+    comparable = np.zeros(len(scored), np.bool_)
     known_rows, impostor_rows = [], []
     genuine_of = np.zeros(len(scored), np.float32)
     genuine_of[held] = genuine
@@ -239,14 +243,17 @@ def _scores(
         block[local, block_codes] = -np.inf
         if classes > 1:
             naming_other[start:stop] = block.max(axis=1)
+        reachable = block.copy() if levels is not None else block
         if levels is not None:
             block[block < levels[None, :]] = -np.inf
         for row in np.flatnonzero(np.isin(block_codes, list(alike))):
             block[row, alike[int(block_codes[row])]] = -np.inf
+            reachable[row, alike[int(block_codes[row])]] = -np.inf
         if classes > 1:
             best_other[start:stop] = block.max(axis=1)
+            comparable[start:stop] = np.isfinite(reachable.max(axis=1))
         impostor_rows.append(block[in_scale_fit[start:stop]])
-    kept = ~duplicates.misfiled[scored] & np.isfinite(best_other)
+    kept = ~duplicates.misfiled[scored] & comparable
     empty = np.zeros((0, classes), np.float32)
     return _Scores(
         codes=own,
@@ -419,11 +426,14 @@ def _fit(
         calibration_scores, prototypes, levels, stranger_similarities, owner, target_unknown_reject, model
     )
     margins = np.maximum(levels - threshold, 0.0).astype(np.float32)
-    scores = _scores(embeddings, codes, sums, duplicates, margins) if margins.any() else calibration_scores
+    # The version's figures and its scale from its own decision scores: the calibration's count a
+    # photo below every level as -inf.
+    raised = np.isfinite(levels).any()
+    scores = _scores(embeddings, codes, sums, duplicates, margins) if raised else calibration_scores
     scores.estimate = estimate
     scale = _fit_scale(scores, len(classes), threshold, simulated.rows - margins[None, :])
     method = "population"
-    if len(scores.impostor):
+    if len(calibration_scores.impostor):
         method += "+gallery"
     if len(strangers):
         method += "+strangers"

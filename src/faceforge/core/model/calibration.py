@@ -104,10 +104,12 @@ class StrangerEstimate:
         gallery_model = None
         if len(gallery_best_other):
             # A drawn stranger stands for a photo of person c: its best over everyone but c is the
-            # runner-up when c is its best, else its best.
+            # runner-up when c is its best, else its best. With two people or more, a runner-up of
+            # -inf is a score below every level, rejected as the gallery's own such photos are (left
+            # out, a stranger below everyone's level lost the weight of its first person's photos).
             counts = photos_per_class.astype(np.float64)
             own = counts[simulated.best_class]
-            usable = np.isfinite(simulated.runner_up)
+            usable = np.isfinite(simulated.runner_up) | (len(counts) > 1)
             gallery_model = _WeightedScores.of(
                 np.concatenate([simulated.best, simulated.runner_up[usable]]),
                 np.concatenate([counts.sum() - own, own[usable]]),
