@@ -326,3 +326,32 @@ def test_enrolling_someone_collected_as_a_stranger_says_so(client: TestClient) -
         "/api/v1/people", data={"name": "Colin"}, files=photo_fields(image_files(LFW10 / PEOPLE[0])[:3])
     )
     assert [v["message"] for v in other.json()["photos"]] == [None, None, None]
+
+
+def test_strangers_that_look_like_people_never_hold_back_the_next_versions(client: TestClient) -> None:
+    """A tester collected photos of two enrolled people as strangers ("Not <name>"): their held-out
+    photos were no longer named, on purpose, and the known-accept floor then held back every later
+    version, so a person enrolled next was never named. The floor judges the other people."""
+    for folder in PEOPLE:
+        photos = photo_fields(image_files(LFW10 / folder)[:4])
+        assert client.post("/api/v1/people", data={"name": folder}, files=photos).status_code == 201
+    first = _version(client)
+    for folder in PEOPLE:
+        lookalike = photo_fields(image_files(LFW10 / folder)[4:9])
+        assert (
+            client.post("/api/v1/strangers", data={"note": f"not {folder}"}, files=lookalike).status_code
+            == 201
+        )
+    with_strangers = _version(client)
+    assert with_strangers["version"] > first["version"]  # current: what adding the strangers asked for
+    assert with_strangers["metrics"]["accept_rate"] < 0.5 and with_strangers["metrics"]["raised_people"] == 2
+    newcomer = image_files(LFW10 / STRANGER)
+    added = client.post("/api/v1/people", data={"name": "Newcomer"}, files=photo_fields(newcomer[:4]))
+    assert added.status_code == 201, added.text
+    after = _version(client)
+    assert after["version"] > with_strangers["version"]
+    listed = client.get("/api/v1/models").json()["items"]
+    assert not [v for v in listed if (v["status_message"] or "").startswith("held back")], listed
+    probe = {"photo": (newcomer[9].name, newcomer[9].read_bytes())}
+    named = client.post("/api/v1/identify", files=probe).json()["faces"][0]["match"]
+    assert named is not None and named["name"] == "Newcomer", named
