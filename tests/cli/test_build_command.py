@@ -115,6 +115,23 @@ def test_build_refuses_a_folder_in_use_and_bad_datasets(tmp_path: Path, settings
         and "not an empty folder" in result.stderr
     )
     assert [p.name for p in taken.iterdir()] == ["keep.txt"]  # nothing lost or half-written
+    report = taken / "keep.txt"
+    a_file = runner.invoke(
+        app, ["build", "--dataset", str(LFW10), "--out", str(report), "--home", str(settings.home)]
+    )
+    assert a_file.exit_code == 2 and "is a file; OUT must be a new or an empty folder" in a_file.stderr
+    # Into the photos' own tree, the next build read the report's PNG as a person's photo.
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    (dataset / "Colin_Powell").symlink_to(LFW10 / "Colin_Powell", target_is_directory=True)
+    inside = runner.invoke(
+        app,
+        ["build", "--dataset", str(dataset), "--out", str(dataset / "model"), "--home", str(settings.home)],
+    )
+    assert inside.exit_code == 2 and inside.stderr == (
+        "error: --out must be a folder apart from --dataset (neither inside the other)\n"
+    )
+    assert [p.name for p in dataset.iterdir()] == ["Colin_Powell"]
     # A folder that cannot be made is one line, before any work (a PermissionError's traceback).
     unmakeable = runner.invoke(
         app, ["build", "--dataset", str(LFW10), "--out", "/proc/faceforge/out", "--home", str(settings.home)]

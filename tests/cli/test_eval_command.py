@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from faceforge.cli.main import app
 from faceforge.core.config import Settings
+from faceforge.core.dataset import image_files
 from tests.conftest import FACES, LFW10
 
 runner = CliRunner()
@@ -61,6 +62,11 @@ def test_bad_dataset_exits_nonzero_with_one_line(settings: Settings, tmp_path: P
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("error: dataset folder not found")
+    photo = image_files(LFW10 / "Colin_Powell")[0]  # a photo given for the folder: said as such
+    a_file = runner.invoke(app, ["eval", "--home", str(settings.home), "--dataset", str(photo)])
+    assert (
+        a_file.exit_code == 2 and a_file.stderr == f"error: dataset folder is a file, not a folder: {photo}\n"
+    )
 
 
 @pytest.mark.parametrize("unknown", [LFW10, LFW10 / "Colin_Powell", LFW10.parent])

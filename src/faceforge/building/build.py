@@ -82,9 +82,14 @@ def build_model(
         # refused a folder that looked empty. Two builds into one OUT at once cannot both succeed.
         for stale in out.glob(f".{out.name}-build-*"):
             shutil.rmtree(stale, ignore_errors=True)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{options.out} is a file; OUT must be a new or an empty folder")
+    if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{options.out} exists and is not an empty folder")
     _check_ancestors(out, options.out)
+    if options.dataset.is_dir() and overlapping(options.dataset, out):
+        # Written into the photos' folder tree, the next build or eval read the output as a person.
+        raise DatasetError("--out must be a folder apart from --dataset (neither inside the other)")
     if options.unknown is not None and overlapping(options.dataset, options.unknown):
         raise DatasetError(
             "--unknown must not be --dataset, inside it or hold it: enrolled people's photos "

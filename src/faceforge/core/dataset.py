@@ -73,7 +73,8 @@ def split_dataset(dataset: Path, *, enroll: int, seed: int | None = None, people
     if enroll < 1:
         raise DatasetError("--enroll must be at least 1")
     if not dataset.is_dir():
-        raise DatasetError(f"dataset folder not found: {dataset}")
+        what = "is a file, not a folder" if dataset.exists() else "not found"
+        raise DatasetError(f"dataset folder {what}: {dataset}")
     folders = person_folders(dataset)
     if not folders:
         raise DatasetError(f"{dataset} has no person folders (expected one sub-folder per person)")
@@ -106,7 +107,8 @@ def stranger_groups(folder: Path) -> list[list[Path]]:
     """Photos of strangers, one list per stranger: each sub-folder is one stranger, each loose photo
     another (the layout ``faceforge import --strangers`` takes)."""
     if not folder.is_dir():
-        raise DatasetError(f"strangers folder not found: {folder}")
+        what = "is a file, not a folder" if folder.exists() else "not found"
+        raise DatasetError(f"strangers folder {what}: {folder}")
     groups = [[path] for path in loose_images(folder)]
     groups += [image_files(path) for path in person_folders(folder)]
     groups = [group for group in groups if group]
