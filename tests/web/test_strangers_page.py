@@ -85,8 +85,16 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     page.locator("#probe").set_input_files(str(COLIN[9]))
     face = page.locator("#faces li").first
     face.get_by_role("button", name="Not Colin Powell: add as a stranger").click()
-    expect(face.locator(".accepted")).to_contain_text("Added as a stranger: accepted", timeout=TIMEOUT_MS)
+    # It is Colin Powell's face: accepted, but said as a problem (it was a green success), with the
+    # way to the stranger, whose deletion undoes it.
+    said = face.locator(".rejected")
+    expect(said).to_contain_text(
+        "Added as a stranger: accepted: this face looks like Colin Powell's", timeout=TIMEOUT_MS
+    )
+    stranger_link = said.get_by_role("link", name="Open the stranger")
     assert _counts(server) == (photos + 1, 2)
+    newest = max(s["id"] for s in server.api("GET", "/api/v1/strangers").json()["items"])
+    assert stranger_link.get_attribute("href") == f"#/strangers/{newest}"
     # A second click would store the same face as yet another stranger (a tester did it).
     expect(face.get_by_role("button", name="Not Colin Powell: add as a stranger")).to_be_disabled()
 
@@ -152,6 +160,17 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     page.locator("#probe").set_input_files(str(COLIN[8]))
     expect(page.locator("#faces li").first).to_contain_text("Colin Powell", timeout=TIMEOUT_MS)
     expect(page.locator("#faces .face-actions")).to_have_count(0)
+
+    # The Strangers page says what the server says of an accepted photo: this face is an enrolled
+    # person's (only the count of accepted photos was shown).
+    page.get_by_role("button", name="Log out").click()
+    login(page, server, ADMIN_KEY)
+    open_page(page, server, "#/strangers")
+    page.get_by_label("Photos of the stranger").set_input_files(str(COLIN[7]))
+    page.get_by_role("button", name="Add stranger").click()
+    expect(page.locator("#notice")).to_contain_text(
+        f"1 of 1 photo accepted; {COLIN[7].name}: this face looks like Colin Powell's", timeout=TIMEOUT_MS
+    )
 
 
 def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(

@@ -657,11 +657,11 @@ async function trainingPage(match, view) {
   const [buildingBox, building] = figure("building version", "building-version");
   const [currentBox, current] = figure("current version", "current-version");
   const [builtBox, built] = figure("changes built", "changes-built");
-  const status = el("p", { id: "training-status", role: "status" });
+  const status = el("p", { id: "training-status", role: "status", class: "message" });
   const bar = el("progress", { max: 1, value: 0, "aria-label": "training progress" });
   const barText = el("span");
   const progress = el("p", { hidden: true }, bar, " ", barText);
-  const success = el("p"), failure = el("p");
+  const success = el("p"), failure = el("p", { class: "message" });
   const set = (node, text) => { if (node.textContent !== String(text)) node.textContent = text; };
   const problem = el("div");
   async function refresh() {

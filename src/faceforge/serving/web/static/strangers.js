@@ -113,7 +113,10 @@ function addStrangerForm(ui) {
     try {
       const stranger = await api("/api/v1/strangers", { method: "POST", form: new FormData(form) });
       const accepted = stranger.photos.filter((p) => p.verdict === "accepted").length;
-      go("#/strangers", `Stranger added: ${accepted} of ${plural(stranger.photos.length, "photo")} accepted; a new version is being trained.`);
+      // What the server says about accepted photos too: a face that looks like an enrolled person's.
+      const said = stranger.photos.filter((p) => p.verdict === "accepted" && p.message)
+        .map((p) => ` ${p.filename || `Photo ${p.index + 1}`}: ${p.message}.`).join("");
+      go("#/strangers", `Stranger added: ${accepted} of ${plural(stranger.photos.length, "photo")} accepted;${said} A new version is being trained.`);
     } catch (error) {
       if (needsLogin(error)) return fail(error);
       const verdicts = error instanceof ApiError && error.body && error.body.error && error.body.error.photos;
@@ -201,6 +204,7 @@ export function faceActions(ui, { file, image, face, index, count }) {
   // Once a face is stored (as a stranger or someone's photo) its buttons stay off: a second click stored
   // the same face again, as another stranger.
   let stored = false;
+  let toStrangers = null;  // the "Not <name>" upload, whose answer is a stranger
   async function send(describe, upload) {
     for (const button of controls.querySelectorAll("button")) button.disabled = true;
     status.className = "muted";
@@ -212,8 +216,13 @@ export function faceActions(ui, { file, image, face, index, count }) {
       const body = await upload(form);
       const verdict = firstVerdict(body);
       stored = Boolean(verdict && verdict.verdict === "accepted");
-      status.className = stored ? "accepted" : "rejected";
+      // Accepted with a warning (a stranger who looks like an enrolled person) is not a plain success:
+      // said as a problem, with the way to the stranger, whom deleting undoes it.
+      status.className = stored && !verdict.message ? "accepted" : "rejected";
       status.textContent = `${describe}: ${verdict ? verdictText(verdict) : "done"}; a new version is being trained.`;
+      if (stored && verdict.message && body.id && upload === toStrangers) {
+        status.append(" ", el("a", { href: `#/strangers/${body.id}`, text: "Open the stranger" }));
+      }
     } catch (error) {
       const verdict = error instanceof ApiError && error.body && error.body.error && error.body.error.photos && error.body.error.photos[0];
       status.className = "rejected";
@@ -225,11 +234,12 @@ export function faceActions(ui, { file, image, face, index, count }) {
 
   if (face.match) {
     const name = face.match.name;
+    toStrangers = (form) => {
+      form.append("note", `not ${name}`);
+      return api("/api/v1/strangers", { method: "POST", form });
+    };
     controls.append(el("button", { type: "button", class: "not-them", text: `Not ${name}: add as a stranger`, onclick: () =>
-      send("Added as a stranger", (form) => {
-        form.append("note", `not ${name}`);
-        return api("/api/v1/strangers", { method: "POST", form });
-      }) }));
+      send("Added as a stranger", toStrangers) }));
   }
 
   // "Add to <person>": the person the face was matched to (by id: two people may share a name), or a
