@@ -81,6 +81,17 @@ def test_strangers_into_a_home_then_again(
         labels = client.get("/api/v1/models/2/files/labels.txt").text.splitlines()
         assert len(labels) == len(PEOPLE) + 1 and not any("Chavez" in label for label in labels)
 
+    # Other photos of an enrolled person given as a stranger: accepted, and the server's warning is
+    # in the summary (a tester's import said only "2 accepted", and that person was rarely named after).
+    colin = image_files(LFW10 / "Colin_Powell")[5:7]
+    _link(strangers / "Not_Colin", colin)
+    said = runner.invoke(app, ["import", "--strangers", str(strangers), "--home", home])
+    assert said.exit_code == 0, said.output
+    for photo in colin:
+        assert (
+            f"  note on stranger Not_Colin/{photo.name}: this face looks like Colin Powell's" in said.stdout
+        )
+
 
 def test_strangers_into_a_running_server_then_again(tmp_path: Path, settings: Settings) -> None:
     key = "importer-key"

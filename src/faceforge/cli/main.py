@@ -453,6 +453,9 @@ def _print_import_summary(summary: dict[str, Any]) -> None:
     for refusal in summary["refused"]:
         whose = refusal["person"] if "person" in refusal else f"stranger {refusal['stranger']}"
         sys.stdout.write(f"  refused {whose}/{refusal['file']}: {refusal['message']}\n")
+    for note in summary["notes"]:
+        whose = note["person"] if "person" in note else f"stranger {note['stranger']}"
+        sys.stdout.write(f"  note on {whose}/{note['file']}: {note['message']}\n")
     for photo in summary["ignored"]:
         sys.stdout.write(f"  ignored {photo}: {NOT_IN_A_PERSON_FOLDER}\n")
     if summary["version"] is not None:

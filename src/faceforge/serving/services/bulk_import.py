@@ -130,6 +130,9 @@ class ImportSummary:
     photos_accepted: int = 0
     photos_already_imported: int = 0
     refused: list[dict[str, Any]] = field(default_factory=list)
+    # Accepted photos the server said something about (a stranger's face that looks like an enrolled
+    # person's, or the reverse): accepted, but not as the user may think.
+    notes: list[dict[str, Any]] = field(default_factory=list)
     # Photos lying beside the person folders (``loose_photos``): nobody's, so not imported.
     ignored: list[str] = field(default_factory=list)
     interrupted: bool = False
@@ -268,7 +271,7 @@ class BulkImporter:
             summary.photos_already_imported += skipped
             progress.already_imported += skipped
             progress.photos_done += skipped
-        accepted = refused = 0
+        accepted = refused = noted = 0
         batch_size = self.target.max_photos_per_request
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
@@ -277,6 +280,8 @@ class BulkImporter:
             created = not found_before and person_id is not None
             accepted += sum(v.accepted for v in verdicts)
             refusals = [_refusal(collection.kind, person, v) for v in verdicts if not v.accepted]
+            notes = [_refusal(collection.kind, person, v) for v in verdicts if v.accepted and v.message]
+            noted += len(notes)
             refused += len(refusals)
             with self._lock:
                 if is_person:
@@ -285,11 +290,14 @@ class BulkImporter:
                     summary.strangers_created += created
                 summary.photos_accepted += sum(v.accepted for v in verdicts)
                 summary.refused.extend(refusals)
+                summary.notes.extend(notes)
                 progress.accepted, progress.refused = summary.photos_accepted, len(summary.refused)
                 progress.photos_done += len(batch)
                 self.on_progress(progress, None)
         label = person.external_id if is_person else f"stranger {person.name}"
-        line = f"{label}: {accepted} accepted, {refused} refused"
+        line = f"{label}: {accepted} accepted, {refused} refused" + (
+            f", {noted} with a note" if noted else ""
+        )
         with self._lock:
             progress.people_done += 1
             self.on_progress(progress, line + (f", {skipped} already imported" if skipped else ""))
