@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from faceforge.building.head_fitting import MIN_THRESHOLD, fit_head
+from faceforge.building.head_fitting import MIN_THRESHOLD, fit_and_evaluate, fit_head
 from faceforge.core.dataset import image_files
 from faceforge.core.model.head import RecognitionHead
 from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
@@ -221,3 +221,21 @@ def test_a_strangers_collection_keeps_every_photo_as_gallery_evidence(
     # The version's own figures are of its decision scores: every photo, none of them -inf.
     assert head.calibration.impostor_count == len(rows)
     assert head.calibration.impostor_mean is not None and np.isfinite(head.calibration.impostor_mean)
+
+
+def test_a_raised_margin_leaves_how_well_a_persons_photos_agree(lfw10_embeddings: Embeddings) -> None:
+    """The quality view's people (whose photos agree least) are ranked by similarity: a stranger who
+    looks like someone raised their margin, and the decision scores made that person, with the same
+    photos, the first candidate for better photos (a tester's)."""
+    embeddings, labels, _ = lfw10_embeddings
+    rows = [i for name in sorted(set(labels)) for i in _rows(labels, name, 0, 5)]
+    enrolled = [labels[i] for i in rows]
+    _, _, plain = fit_and_evaluate(embeddings[rows], enrolled)
+    colin = _rows(labels, "Colin_Powell", 5, 8)  # Colin Powell's other photos, as a stranger
+    head, _, raised = fit_and_evaluate(embeddings[rows], enrolled, strangers=[embeddings[colin]])
+    assert head.margins[head.labels.index("Colin_Powell")] > 0.05
+    before = {p["label"]: p["genuine_mean"] for p in plain["people"]}
+    after = {p["label"]: p["genuine_mean"] for p in raised["people"]}
+    assert after.keys() == before.keys()
+    # The same similarities, rounded to 4 digits: the margin added back may move the last one.
+    assert all(abs(after[label] - before[label]) <= 1e-4 for label in before), (before, after)

@@ -579,7 +579,9 @@ def _quality_figures(scores: _Scores, head: RecognitionHead) -> dict[str, Any]:
     held_codes = codes[scores.held]
     people = []
     for code in np.unique(held_codes):
-        own = scores.genuine[held_codes == code]
+        # How well their photos agree: similarities, not decision scores (a collected stranger's
+        # margin made someone with good photos the first "candidate for better photos").
+        own = scores.genuine[held_codes == code] + head.margins[code]
         people.append(
             {
                 "label": head.labels[code],
