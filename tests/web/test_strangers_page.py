@@ -144,6 +144,18 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     expect(page.locator("#faces .face-actions")).to_have_count(page.locator("#faces li").count())
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     shot(page, server, "14-try-it-phone")
+    # Faces at the photo's edges (their boxes reach past it): every number tag lies on the photo.
+    page.locator("#probe").set_input_files(str(FACES / "multi" / "deepface_selfie-many-people.jpg"))
+    expect(page.locator("#faces li").nth(4)).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator(".frame .tag")).to_have_count(page.locator("#faces li").count())
+    outside = page.evaluate(
+        """() => { const frame = document.querySelector(".frame").getBoundingClientRect();
+        return [...document.querySelectorAll(".frame .tag")]
+          .map((tag) => [tag.textContent, tag.getBoundingClientRect()])
+          .filter(([, r]) => r.left < frame.left - 0.5 || r.right > frame.right + 0.5
+            || r.top < frame.top - 0.5 || r.bottom > frame.bottom + 0.5).map(([text]) => text); }"""
+    )
+    assert page.locator(".frame .tag").count() >= 5 and outside == [], outside
 
     # A read key: the list without faces or controls, and no actions on Try it.
     page.set_viewport_size({"width": 1440, "height": 1000})

@@ -154,7 +154,11 @@ const FACES_FOR_ADMINS = "Faces are shown to admin keys only: this read key sees
 // A face box drawn over an image, in percent of the photo's own size. Its tag hangs from the side of
 // the box nearer the photo's middle and goes above it in the photo's lower part, so it stays on the
 // photo (the frame clips what would not).
-function boxOverlay(box, width, height, label, unknown = false) {
+function boxOverlay(face, width, height, label, unknown = false) {
+  // Drawn as far as it lies on the photo: a detector's box may reach past its edge, and the tag
+  // hanging from that side was clipped away (a face at the right edge of a group photo had none).
+  const left = Math.max(0, face.x), top = Math.max(0, face.y);
+  const box = { x: left, y: top, width: Math.min(width, face.x + face.width) - left, height: Math.min(height, face.y + face.height) - top };
   const style = `left:${(100 * box.x) / width}%;top:${(100 * box.y) / height}%;` +
     `width:${(100 * box.width) / width}%;height:${(100 * box.height) / height}%`;
   const end = box.x + box.width / 2 > width / 2 ? " end" : "";
