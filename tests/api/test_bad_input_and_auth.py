@@ -369,7 +369,15 @@ def test_every_route_declares_who_may_call_it() -> None:
     public = {route.path for route in routes if declared_access(route) == "public"}
     deepstack = {path for path in public if path.startswith("/v1/vision/face/")}
     assert len(deepstack) == 5
-    pages = {"/", "/ui/{name}", "/live", "/live-sw.js", "/client/{name}", "/client/ort/{name}"}
+    pages = {
+        "/",
+        "/ui/{name}",
+        "/live",
+        "/live-sw.js",
+        "/client/{name}",
+        "/client/ort/{name}",
+        "/client/ort/{tag}/{name}",
+    }
     assert public - deepstack == pages | {"/api/v1/access", "/healthz", "/readyz"}
     # Only reads are open to read keys (recognising a photo is a read: it changes nothing).
     recognising = ("/identify", "/recognition/recognize", "/verify")
