@@ -97,6 +97,7 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     assert stranger_link.get_attribute("href") == f"#/strangers/{newest}"
     # A second click would store the same face as yet another stranger (a tester did it).
     expect(face.get_by_role("button", name="Not Colin Powell: add as a stranger")).to_be_disabled()
+    expect(face.get_by_role("combobox")).to_be_disabled()  # and no other person to pick
 
     # A group photo: each face is cut out on its own, so it can be added alone.
     page.locator("#probe").set_input_files(str(GROUP))

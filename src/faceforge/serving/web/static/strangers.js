@@ -228,7 +228,8 @@ export function faceActions(ui, { file, image, face, index, count }) {
       status.className = "rejected";
       status.textContent = verdict ? `${describe}: ${verdictText(verdict)}` : `${describe}: ${error.message}`;
     } finally {
-      for (const button of controls.querySelectorAll("button")) button.disabled = stored;
+      // The name box too: editable beside disabled buttons, it looked as if another person could be picked.
+      for (const control of controls.querySelectorAll("button, input")) control.disabled = stored;
     }
   }
 
