@@ -323,9 +323,10 @@ class Agent:
     def _decision(self, samples: list[FloatArray], box: Box, version: CachedVersion) -> Decision:
         best, probability = decide(samples)
         person = _person_at(version, best)
-        if person is None and best < len(version.labels):
-            # The output of someone the server no longer has (it names nobody now): a stranger, as sure
-            # as the face is none of the roster's people, not as sure as it was that person.
+        if person is None:
+            # A stranger, as sure as the face is none of the roster's people: the unknown output's
+            # probability while everyone is in the roster, and also counting the outputs of people the
+            # server no longer has (it names nobody now), not as sure as it was one of them.
             named = [i for i, label in enumerate(version.labels) if label in version.people]
             probability = float(np.mean([1.0 - float(np.sum(sample[named])) for sample in samples]))
         return Decision(
