@@ -232,6 +232,17 @@ def enrolled_faces(session: Session, *, embedder: str) -> tuple[list[EnrolledFac
     return faces, people
 
 
+def faces_with_names(session: Session, *, embedder: str) -> list[tuple[int, str, bytes]]:
+    """``(person id, name, embedding)`` of every stored photo of ``embedder``, in one statement (two
+    statements saw a person deleted in between: a face without a name)."""
+    rows = session.execute(
+        select(PhotoRow.person_id, PersonRow.name, PhotoRow.embedding)
+        .join(PersonRow, PersonRow.id == PhotoRow.person_id)
+        .where(PhotoRow.embedder == embedder)
+    ).all()
+    return [(int(person_id), str(name), bytes(embedding)) for person_id, name, embedding in rows]
+
+
 def first_photos(session: Session, *, embedder: str, limit: int) -> list[tuple[int, int, str]]:
     """``(person_id, photo_id, stored_name)`` of the first photo of each of the first ``limit`` people
     (by id) with a photo embedded by ``embedder``: the version's contract vectors."""

@@ -84,12 +84,13 @@ class StrangersService:
         if not prepared.accepted:
             return
         with self.sessions() as session:
-            faces, people = people_store.enrolled_faces(session, embedder=EMBEDDER_NAME)
+            faces = people_store.faces_with_names(session, embedder=EMBEDDER_NAME)
+        names = {person_id: name for person_id, name, _ in faces}
         note_faces_alike(
             prepared,
-            [(face.person_id, face.embedding) for face in faces],
+            [(person_id, embedding) for person_id, _, embedding in faces],
             lambda person_id, similarity: (
-                f"this face looks like {people[person_id].name}'s (person {person_id}, similarity "
+                f"this face looks like {names[person_id]}'s (person {person_id}, similarity "
                 f"{similarity:.2f}): while this stranger is kept, they will hardly be named; delete "
                 "the stranger if it is them"
             ),
