@@ -116,7 +116,7 @@ function addStrangerForm(ui) {
       // What the server says about accepted photos too: a face that looks like an enrolled person's.
       const said = stranger.photos.filter((p) => p.verdict === "accepted" && p.message)
         .map((p) => ` ${p.filename || `Photo ${p.index + 1}`}: ${p.message}.`).join("");
-      go("#/strangers", `Stranger added: ${accepted} of ${plural(stranger.photos.length, "photo")} accepted;${said} A new version is being trained.`);
+      go("#/strangers", `Stranger added: ${accepted} of ${plural(stranger.photos.length, "photo")} accepted;${said} a new version is being trained.`, !said);
     } catch (error) {
       if (needsLogin(error)) return fail(error);
       const verdicts = error instanceof ApiError && error.body && error.body.error && error.body.error.photos;
@@ -218,9 +218,10 @@ export function faceActions(ui, { file, image, face, index, count }) {
       stored = Boolean(verdict && verdict.verdict === "accepted");
       // Accepted with a warning (a stranger who looks like an enrolled person) is not a plain success:
       // said as a problem, with the way to the stranger, whom deleting undoes it.
-      status.className = stored && !verdict.message ? "accepted" : "rejected";
+      const warned = stored && upload === toStrangers && Boolean(verdict.message);
+      status.className = stored && !warned ? "accepted" : "rejected";
       status.textContent = `${describe}: ${verdict ? verdictText(verdict) : "done"}; a new version is being trained.`;
-      if (stored && verdict.message && body.id && upload === toStrangers) {
+      if (warned && body.id) {
         status.append(" ", el("a", { href: `#/strangers/${body.id}`, text: "Open the stranger" }));
       }
     } catch (error) {
