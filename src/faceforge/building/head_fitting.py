@@ -243,7 +243,7 @@ def _scores(
         block[local, block_codes] = -np.inf
         if classes > 1:
             naming_other[start:stop] = block.max(axis=1)
-        reachable = block.copy() if levels is not None else block
+        reachable = block.copy() if levels is not None else block  # the same scores without levels
         if levels is not None:
             block[block < levels[None, :]] = -np.inf
         for row in np.flatnonzero(np.isin(block_codes, list(alike))):
@@ -528,9 +528,9 @@ def _held_out_figures(scores: _Scores, head: RecognitionHead) -> dict[str, Any]:
     genuine, best_other = scores.genuine, scores.naming_other[held]
     nearest_own = genuine > best_other
     accepted = nearest_own & (genuine >= head.threshold)
-    # The people whose thresholds collected strangers did not raise: what the version does for them is
-    # its own doing; the others lose photos because an admin asked for it ("Not <name>").
-    unraised = head.margins[scores.codes[held]] <= 0
+    # As if no collected stranger had raised anyone's threshold: what the version does of its own
+    # doing; with the margins, people lose photos because an admin asked for it ("Not <name>").
+    unmargined = nearest_own & (genuine + head.margins[scores.codes[held]] >= head.threshold)
     return {
         "method": "leave-one-out over enrolled photos",
         "held_out_photos": int(held.sum()),
@@ -539,7 +539,7 @@ def _held_out_figures(scores: _Scores, head: RecognitionHead) -> dict[str, Any]:
         "people": len(head.labels),
         "top1": float(nearest_own.mean()) if held.any() else None,
         "accept_rate": float(accepted.mean()) if held.any() else None,
-        "accept_rate_unraised": float(accepted[unraised].mean()) if unraised.any() else None,
+        "accept_rate_without_margins": float(unmargined.mean()) if held.any() else None,
         "raised_people": int((head.margins > 0).sum()),
         "false_accept_rate": float((scores.impostor >= head.threshold).mean())
         if len(scores.impostor)

@@ -499,16 +499,16 @@ class TrainingWorker:
         )
 
     def _below_floor(self, metrics: dict[str, Any]) -> str | None:
-        """Why this version must not become current, if its own held-out figures say so. Judged on
-        the people whose thresholds no collected stranger raised: strangers that look like some
-        people cost their photos on purpose, and counted, they held back every later version (a
-        tester's new person was never named)."""
+        """Why this version must not become current, if its own held-out figures say so. Judged as if
+        no collected stranger had raised anyone's threshold: strangers that look like some people
+        cost their photos on purpose, and counted, they held back every later version (a tester's
+        new person was never named)."""
         floor = self.settings.worker.min_known_accept
         raised = bool(metrics.get("raised_people"))
-        accept = metrics.get("accept_rate_unraised" if raised else "accept_rate")
+        accept = metrics.get("accept_rate_without_margins" if raised else "accept_rate")
         if accept is None or accept >= floor:
             return None
-        whose = " of the people no collected stranger looks like" if raised else ""
+        whose = " (the strangers' margins aside)" if raised else ""
         return (
             f"held back: held-out known photos{whose} accepted {accept:.3f} < floor {floor:.3f} "
             "(FACEFORGE_WORKER__MIN_KNOWN_ACCEPT); the previous version stays current"
