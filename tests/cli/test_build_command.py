@@ -132,6 +132,15 @@ def test_build_refuses_a_folder_in_use_and_bad_datasets(tmp_path: Path, settings
         "error: --out must be a folder apart from --dataset (neither inside the other)\n"
     )
     assert [p.name for p in dataset.iterdir()] == ["Colin_Powell"]
+    strangers = tmp_path / "strangers"
+    strangers.mkdir()
+    into_unknown = runner.invoke(
+        app,
+        ["build", "--dataset", str(LFW10), "--unknown", str(strangers), "--out", str(strangers / "model"),
+         "--home", str(settings.home)],
+    )  # fmt: skip
+    assert into_unknown.exit_code == 2 and "apart from --unknown" in into_unknown.stderr
+    assert list(strangers.iterdir()) == []
     # A folder that cannot be made is one line, before any work (a PermissionError's traceback).
     unmakeable = runner.invoke(
         app, ["build", "--dataset", str(LFW10), "--out", "/proc/faceforge/out", "--home", str(settings.home)]

@@ -87,9 +87,10 @@ def build_model(
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{options.out} exists and is not an empty folder")
     _check_ancestors(out, options.out)
-    if options.dataset.is_dir() and overlapping(options.dataset, out):
-        # Written into the photos' folder tree, the next build or eval read the output as a person.
-        raise DatasetError("--out must be a folder apart from --dataset (neither inside the other)")
+    for option, photos in (("--dataset", options.dataset), ("--unknown", options.unknown)):
+        if photos is not None and photos.is_dir() and overlapping(photos, out):
+            # Written into a photos' folder tree, the next build or eval read the output as photos.
+            raise DatasetError(f"--out must be a folder apart from {option} (neither inside the other)")
     if options.unknown is not None and overlapping(options.dataset, options.unknown):
         raise DatasetError(
             "--unknown must not be --dataset, inside it or hold it: enrolled people's photos "
