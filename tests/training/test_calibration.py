@@ -239,3 +239,20 @@ def test_a_raised_margin_leaves_how_well_a_persons_photos_agree(lfw10_embeddings
     assert after.keys() == before.keys()
     # The same similarities, rounded to 4 digits: the margin added back may move the last one.
     assert all(abs(after[label] - before[label]) <= 1e-4 for label in before), (before, after)
+
+
+def test_the_floor_figure_sets_the_strangers_margins_aside(
+    lfw10_embeddings: Embeddings, stranger_embeddings: np.ndarray
+) -> None:
+    """What the known-accept floor judges once strangers are collected: every person's photos as if no
+    margin were raised. Judged on the people without a margin, a large collection (which gives many
+    people one) left few or none, and a broken version could go live."""
+    embeddings, labels, _ = lfw10_embeddings
+    rows = [i for name in sorted(set(labels)) for i in _rows(labels, name, 0, 5)]
+    collected = [stranger[None] for stranger in stranger_embeddings[:100]]
+    head, metrics, _ = fit_and_evaluate(embeddings[rows], [labels[i] for i in rows], strangers=collected)
+    assert metrics["raised_people"] == int((head.margins > 0).sum()) >= 1
+    assert metrics["accept_rate_without_margins"] is not None
+    assert metrics["accept_rate_without_margins"] >= metrics["accept_rate"]
+    _, plain, _ = fit_and_evaluate(embeddings[rows], [labels[i] for i in rows])
+    assert plain["raised_people"] == 0 and plain["accept_rate_without_margins"] == plain["accept_rate"]
