@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from faceforge.core.faces import Box
+from faceforge.edge.agent import stranger_probability
+from faceforge.edge.choices import ModelChoice
+from faceforge.edge.models import CachedVersion, Person
 from faceforge.edge.tracking import SAMPLES, Rule, Track, decide
 
 
@@ -109,3 +114,23 @@ def test_after_a_new_version_a_decided_track_compares_people_by_id() -> None:
     assert not any(_sample(stranger, frame, face, [0.1, 0.1, 0.8]) for frame in range(1, 4))
     stranger.decided = True
     assert not any(stranger.someone_else(face, f, newer, 2, named_person=9) for f in range(4, 8))
+
+
+def test_a_stranger_decision_is_as_sure_as_the_face_is_nobody_in_the_roster() -> None:
+    """Once the server has no version (every person deleted) every face is a stranger for sure, a
+    face of a deleted person (it was reported with that person's 0.997) and any other alike; with
+    part of the roster gone, the outputs of those gone count towards the stranger."""
+    files = Path("unused")
+    people = {"a (1)": Person(1, "a", "a (1)"), "b (2)": Person(2, "b", "b (2)")}
+    version = CachedVersion(
+        2, ModelChoice.TFLITE_INT8, ["a (1)", "b (2)"], "unknown", people, files, files, files
+    )
+    nearest_a = np.array([0.6, 0.1, 0.3], np.float32)
+    unknown_won = np.array([0.1, 0.2, 0.7], np.float32)
+    assert stranger_probability([unknown_won], version) == pytest.approx(0.7)  # everyone there: p_unknown
+    nobody = version.without_people()
+    assert [stranger_probability([s], nobody) for s in (nearest_a, unknown_won)] == [1.0, 1.0]
+    without_b = CachedVersion(
+        2, ModelChoice.TFLITE_INT8, version.labels, "unknown", {"a (1)": people["a (1)"]}, files, files, files
+    )
+    assert stranger_probability([unknown_won, nearest_a], without_b) == pytest.approx((0.9 + 0.4) / 2)

@@ -324,11 +324,7 @@ class Agent:
         best, probability = decide(samples)
         person = _person_at(version, best)
         if person is None:
-            # A stranger, as sure as the face is none of the roster's people: the unknown output's
-            # probability while everyone is in the roster, and also counting the outputs of people the
-            # server no longer has (it names nobody now), not as sure as it was one of them.
-            named = [i for i, label in enumerate(version.labels) if label in version.people]
-            probability = float(np.mean([1.0 - float(np.sum(sample[named])) for sample in samples]))
+            probability = stranger_probability(samples, version)
         return Decision(
             camera=self.camera,
             name=person.name if person else None,
@@ -338,6 +334,15 @@ class Agent:
             time=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             version=version.version,
         )
+
+
+def stranger_probability(samples: list[FloatArray], version: CachedVersion) -> float:
+    """How sure a stranger decision is: the mean share of the face that is none of the roster's
+    people. While everyone is in the roster, the unknown output's probability; counting also the
+    outputs of people the server no longer has (it names nobody now: 1), not as sure as the face was
+    one of them, whichever output won."""
+    named = [i for i, label in enumerate(version.labels) if label in version.people]
+    return float(np.mean([1.0 - float(np.sum(sample[named])) for sample in samples]))
 
 
 def _person_at(version: CachedVersion, output: int) -> Person | None:
