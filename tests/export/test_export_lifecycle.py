@@ -101,6 +101,17 @@ def test_cli_export_writes_the_versions_own_files(
             # or the weights cache it was linked from (a hard link shares both).
             assert (out / name).stat().st_nlink == 1, name
 
+    # A model file that cannot be written (a full disk, here a folder in its place) fails the export
+    # before the labels: no labels.txt describes models that are not there.
+    blocked = tmp_path / "blocked"
+    (blocked / "model.onnx").mkdir(parents=True)
+    (blocked / "model.onnx" / "keep").write_text("mine")
+    failed = runner.invoke(
+        cli, ["export", "--version", version, "--format", "onnx", "--out", str(blocked), *home], env=env
+    )
+    assert failed.exit_code != 0 and "cannot write to" in failed.output
+    assert not (blocked / "labels.txt").exists(), sorted(p.name for p in blocked.iterdir())
+
     missing = runner.invoke(
         cli, ["export", "--version", "9", "--format", "onnx", "--out", str(tmp_path / "x"), *home], env=env
     )

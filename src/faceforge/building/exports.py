@@ -13,6 +13,9 @@ from faceforge.core.errors import ExportError
 from faceforge.core.formats import ExportFormat
 from faceforge.serving.services.models import ModelService
 
+# The files that say what the models' outputs are: written once every model file is in place.
+DESCRIBING = frozenset({"labels.txt", "manifest.json"})
+
 
 def export_version(
     models: ModelService, version: int, export_format: ExportFormat, out: Path
@@ -24,9 +27,13 @@ def export_version(
     exports = VersionExporter(models.settings.weights_dir, (export_format,)).export(head)
     _refuse_another_exports_files(out, set(exports.files) | set(exports.shared), models, version)
     written: dict[str, dict[str, Any]] = {}
+    # What describes the models last: each file appears whole, but not the set, and a disk that filled
+    # while a model was written left the new labels.txt beside an earlier export's model.
+    files = sorted(exports.files.items(), key=lambda item: (item[0] in DESCRIBING, item[0]))
+    models_first = [item for item in files if item[0] not in DESCRIBING]
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for name, data in sorted(exports.files.items()):
+        for name, data in models_first:
             write_bytes_atomically(out / name, data)
             written[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         for name, source in sorted(exports.shared.items()):
@@ -34,6 +41,9 @@ def export_version(
             # and a link would let an edit there change every version's file and the embedder.
             copy_atomically(source, out / name)
             written[name] = {"sha256": recorded_sha256(source), "size": source.stat().st_size}
+        for name, data in files[len(models_first) :]:
+            write_bytes_atomically(out / name, data)
+            written[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     except OSError as error:
         raise ExportError(f"cannot write to {out}: {error.strerror or error}") from None
     return {
