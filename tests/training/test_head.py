@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faceforge.building.export.version_exports import device_labels
 from faceforge.building.head_fitting import MIN_THRESHOLD, fit_head
 from faceforge.core.dataset import image_files
-from faceforge.core.errors import TrainingError
+from faceforge.core.errors import ExportError, TrainingError
 from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 from tests.conftest import FACES
 
@@ -152,3 +153,19 @@ def test_a_duplicate_registration_leaves_recognition_on(
         0
     ].items()
     assert all(s["kind"] == "person" for s in suspects) and len(suspects) == 1
+
+
+@pytest.mark.parametrize("name", ["Ana\nMaria", "Ana\u2028Maria", "Ana\rMaria"])
+def test_a_name_with_a_line_break_never_reaches_labels_txt(name: str) -> None:
+    """Names stored before line breaks were refused may hold one: in labels.txt it would shift every
+    later person's line by one, so each app would name the wrong people. Refused, naming them."""
+    rng = np.random.default_rng(3)
+    embeddings = rng.standard_normal((4, 640)).astype(np.float32)
+    head = fit_head(embeddings, [f"{name} (1)", f"{name} (1)", "Bob (2)", "Bob (2)"])
+    with pytest.raises(ExportError, match="line break"):
+        device_labels(head)
+    assert device_labels(fit_head(embeddings, ["Ana (1)"] * 2 + ["Bob (2)"] * 2)) == [
+        "Ana (1)",
+        "Bob (2)",
+        "unknown",
+    ]

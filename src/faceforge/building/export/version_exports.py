@@ -4,8 +4,8 @@ Every file is verified before the version may be published -- otherwise the expo
 ``ExportError`` and the version fails with the reason; the previous version stays:
 
 - head models (``head.onnx``, ``head.tflite``) are fed the head's prototypes themselves and real face
-  embeddings (the enrolled photos'), where each person's own row must win: a head whose rows or
-  labels are shuffled fails at once;
+  embeddings (the enrolled photos'), whose outputs must be the head's probabilities: a head whose
+  rows or labels are shuffled fails at once;
 - fused models must reproduce backbone + head on a probe batch of images;
 - Core ML specs (which cannot run here) must pass ``classifier_problems``.
 
@@ -142,7 +142,14 @@ class FormatExporter(Protocol):
 
 
 def device_labels(head: RecognitionHead) -> list[str]:
-    """One label per output index of every exported model: the people, then ``unknown``."""
+    """One label per output index of every exported model: the people, then ``unknown``. A label
+    holding a line break would shift every later line of ``labels.txt`` by one (names have refused
+    them only since commit 564d210; a name stored before may hold one): refused, naming the label."""
+    broken = [label for label in head.labels if len(f"{label}x".splitlines()) != 1]
+    if broken:
+        raise ExportError(
+            f"the name of {broken[0]!r} holds a line break, which labels.txt cannot carry: rename them"
+        )
     return [*head.labels, UNKNOWN_LABEL]
 
 
