@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from faceforge.building.worker.trainer import TrainingWorker
+from faceforge.core.config import Settings
 from faceforge.core.errors import ConflictError
 from faceforge.core.records import ModelVersion, VersionStatus
 from faceforge.storage import training_store
@@ -48,3 +50,26 @@ def test_an_activation_racing_a_prune_never_makes_a_pruned_version_current(engin
     with sessions() as session:
         assert training_store.current_version(session) == 2
         assert training_store.get_version(session, version=1).status == VersionStatus.PRUNED
+
+
+@POSTGRESQL_ONLY
+def test_an_activation_waits_for_a_publish_that_judged_the_current_version(
+    engine: Engine, settings: Settings
+) -> None:
+    """The hold-back decision compares the new version with the current one; an activation meanwhile
+    would make the new version replace a version it was never compared with (a reviewer's finding:
+    the decision read the current version before publishing locked the state row)."""
+    sessions = make_sessionmaker(engine)
+    _ready_versions(sessions, [1, 2], current=2)
+    worker = TrainingWorker(settings, sessions)
+
+    def activate() -> ModelVersion:
+        with sessions.begin() as session:
+            return training_store.activate_version(session, version=1)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with sessions.begin() as publishing:
+            assert worker.reason_to_hold_back(publishing, {}) is None  # version 2 has no figures
+            activation = pool.submit(activate)
+            wait_for(lambda: blocked_by(publishing, engine), timeout=30, what="the activation to wait")
+        assert activation.result(timeout=30).version == 1

@@ -268,8 +268,10 @@ def get_version(session: Session, *, version: int) -> ModelVersion:
     return _version(row, _state(session, lock=False).current_version)
 
 
-def current_version(session: Session) -> int | None:
-    return _state(session, lock=False).current_version
+def current_version(session: Session, *, lock: bool = False) -> int | None:
+    """``lock``: hold the state row until the transaction ends, so the version read stays current
+    while the transaction decides on it (READ COMMITTED lets another one change it in between)."""
+    return _state(session, lock=lock).current_version
 
 
 def activate_version(session: Session, *, version: int) -> ModelVersion:

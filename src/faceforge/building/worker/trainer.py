@@ -424,8 +424,10 @@ class TrainingWorker:
         """The one decision whether a freshly built version becomes current: ``None`` makes it current;
         a reason publishes it ready but not current (the previous version keeps serving until someone
         activates this one), and is shown as its status message. Runs in the publishing transaction,
-        so it sees the current version that publishing replaces."""
-        current = training_store.current_version(session)
+        so it sees the current version that publishing replaces: the state row is locked first (read
+        unlocked, an activation committed before publishing took the lock was replaced by a version
+        judged against the one before it)."""
+        current = training_store.current_version(session, lock=True)
         if current is None:
             return None  # nothing to keep serving: a weak version beats none
         if self._names_deleted_people(session, current):
