@@ -131,16 +131,28 @@ def test_the_estimate_is_true_at_every_gallery_size(
 
 @pytest.mark.parametrize("strays", [1, 2])
 def test_a_stray_photo_under_a_second_name_moves_nothing(lfw10_embeddings: Embeddings, strays: int) -> None:
-    """Ten people; then one or two ordinary photos of Hugo Chavez registered as another person."""
+    """Ten people; then one or two ordinary photos of Hugo Chavez registered as another person.
+
+    Everyone else's probes are named as before (within one). Hugo's own are named as Hugo or as his
+    second name, never unknown: which of his two prototypes is nearer a probe is a coin flip of the
+    photos (two strays from the same event as his probes won two of three on an AMD host's int8
+    embeddings, one of three on an Intel host's), and no threshold can change it; the pair is flagged
+    and the merge offered."""
     embeddings, labels, _ = lfw10_embeddings
     names = sorted(set(labels))
     rows = [i for name in names for i in _rows(labels, name, 0, 5)]
-    probes = [i for name in names for i in _rows(labels, name, 7)]
+    others = [i for name in names if name != "Hugo_Chavez" for i in _rows(labels, name, 7)]
+    his = _rows(labels, "Hugo_Chavez", 7)
     before = fit_head(embeddings[rows], [labels[i] for i in rows])
     stray = _rows(labels, "Hugo_Chavez", 5, 5 + strays)
     after = fit_head(embeddings[rows + stray], [labels[i] for i in rows] + ["Hugo_Chavez (again)"] * strays)
     assert abs(after.threshold - before.threshold) <= 0.01
-    assert abs(_named(after, embeddings, labels, probes) - _named(before, embeddings, labels, probes)) <= 1
+    assert abs(_named(after, embeddings, labels, others) - _named(before, embeddings, labels, others)) <= 1
+    as_him = [None if m.index is None else before.labels[m.index] for m in before.predict(embeddings[his])]
+    assert as_him.count("Hugo_Chavez") >= len(his) - 1  # the case: a duplicate must not cost him
+    for match, named_before in zip(after.predict(embeddings[his]), as_him, strict=True):
+        named = None if match.index is None else after.labels[match.index]
+        assert named in ("Hugo_Chavez", "Hugo_Chavez (again)") or named == named_before
     suspects = after.calibration.suspected_duplicates
     assert [s["labels"] for s in suspects] == [["Hugo_Chavez", "Hugo_Chavez (again)"]]
     assert suspects[0]["kind"] == "person"
@@ -256,3 +268,42 @@ def test_the_floor_figure_sets_the_strangers_margins_aside(
     assert metrics["accept_rate_without_margins"] >= metrics["accept_rate"]
     _, plain, _ = fit_and_evaluate(embeddings[rows], [labels[i] for i in rows])
     assert plain["raised_people"] == 0 and plain["accept_rate_without_margins"] == plain["accept_rate"]
+
+
+@pytest.mark.parametrize("person", ["Jacques_Chirac", "Vladimir_Putin"])
+def test_a_collection_vouches_for_what_unseen_strangers_bear_out(
+    lfw10_embeddings: Embeddings, stranger_embeddings: np.ndarray, person: str
+) -> None:
+    """One person and 100 collected strangers: every person's threshold is raised and the bare one
+    sits at the floor. The estimate weighs the population model against the collection's own evidence,
+    so it lies between the model's figure and the share of collected strangers that a version built
+    without each of them rejects (a stranger the collection has not seen). Judged at the bare
+    threshold instead, the collection said how the model fits at the floor, far below where the raised
+    thresholds decide: estimates of 0.975 where the model said 0.999 and every held-out stranger was
+    rejected, or 1.000 where the model said 0.996."""
+    embeddings, labels, _ = lfw10_embeddings
+    rows = _rows(labels, person, 0, 5)
+    collected = stranger_embeddings[:100]
+    head = fit_head(embeddings[rows], [person] * len(rows), strangers=[s[None] for s in collected])
+    held_out = np.mean(
+        [
+            fit_head(
+                embeddings[rows],
+                [person] * len(rows),
+                strangers=[s[None] for j, s in enumerate(collected) if j != i],
+            )
+            .predict(collected[i][None])[0]
+            .index
+            is None
+            for i in range(len(collected))
+        ]
+    )
+    calibration = head.calibration
+    assert calibration.estimated_unknown_reject is not None and calibration.model_unknown_reject is not None
+    low, high = sorted([calibration.model_unknown_reject, float(held_out)])
+    # 0.001: the estimate's own bisection and float32 scores, not a statistical allowance.
+    assert low - 0.001 <= calibration.estimated_unknown_reject <= high + 0.001, (
+        calibration.estimated_unknown_reject,
+        calibration.model_unknown_reject,
+        held_out,
+    )

@@ -24,7 +24,7 @@ catches 97 % of such duplicates and flags 5 of the 20,100 pairs of different peo
 **Strangers collection.** Photos of people who must never be named (``strangers``, one array per
 stranger) are real stranger evidence for the estimate, and raise the threshold of a person they come
 close to: the person's effective threshold ``threshold + m_c`` becomes the score below which the
-stranger's next photo is expected to stay (``_stranger_levels``: ``STRANGER_Z`` predictive deviations
+stranger's next photo is expected to stay (``_stranger_bounds``: ``STRANGER_Z`` predictive deviations
 above the stranger's level, estimated from their photos), so the same stranger seen again stays a
 stranger. The threshold itself is chosen with those raised thresholds in place.
 
@@ -286,23 +286,21 @@ def _stranger_scores(
     return owner, similarities
 
 
-def _stranger_levels(
+def _stranger_bounds(
     similarities: FloatArray,
     owner: npt.NDArray[np.int64],
     prototypes: FloatArray,
     population: PopulationModel,
 ) -> FloatArray:
-    """Per person, the score a collected stranger's next photo stays below (-inf without strangers).
+    """Per collected stranger and person ``(S, C)``, the score the stranger's next photo stays below.
 
     A stranger's photos score ``x`` against person ``c`` around their own level ``mu`` with the
     population's within-person spread ``w``; ``mu`` itself varies over people as the population model
     says (mean ``m_c``, between-person spread ``b_c``, from ``score_moments``). From ``k`` photos,
     ``mu`` is estimated by shrinking their mean towards ``m_c`` (a stranger picked for scoring high
     usually did so partly by chance), and the next photo is expected within ``STRANGER_Z`` predictive
-    deviations above that; the level is the highest such bound over the strangers.
+    deviations above that. A person's level is the highest such bound over the strangers.
     """
-    if not len(similarities):
-        return np.full(similarities.shape[1], -np.inf, np.float32)
     strangers = int(owner.max()) + 1
     counts = np.bincount(owner, minlength=strangers).astype(np.float64)
     means = np.zeros((strangers, similarities.shape[1]), np.float64)
@@ -315,8 +313,34 @@ def _stranger_levels(
     shrink = between / (between + noise)
     expected = centre[None, :] + shrink * (means - centre[None, :])
     predictive = np.sqrt(shrink * noise + within)
-    levels: FloatArray = (expected + STRANGER_Z * predictive).max(axis=0).astype(np.float32)
-    return levels
+    bounds: FloatArray = (expected + STRANGER_Z * predictive).astype(np.float32)
+    return bounds
+
+
+def _levels_without_each(bounds: FloatArray) -> FloatArray:
+    """``(S, C)``: every person's level as the collection would set it without stranger ``s``
+    (the highest bound over the other strangers; -inf with one stranger)."""
+    if len(bounds) < 2:
+        return np.full_like(bounds, -np.inf)
+    top_two = np.sort(bounds, axis=0)[-2:]
+    highest = bounds.argmax(axis=0)
+    without: FloatArray = np.broadcast_to(top_two[1], bounds.shape).copy()
+    columns = np.arange(bounds.shape[1])
+    without[highest, columns] = top_two[0]
+    return without
+
+
+def _strangers_best_held_out(
+    similarities: FloatArray, owner: npt.NDArray[np.int64], bounds: FloatArray
+) -> FloatArray:
+    """Each collected stranger photo's best score over the people whose level it reaches, with the
+    levels set without that stranger: what a stranger the collection has not seen meets. Scored
+    against levels their own photos set, the strangers would be rejected by construction and vouch
+    for too much; scored with no levels at all, they said how the model fits at the bare threshold,
+    far below the raised thresholds a small gallery with a collection mostly decides at."""
+    counting = np.where(similarities >= _levels_without_each(bounds)[owner], similarities, -np.inf)
+    best: FloatArray = counting.max(axis=1).astype(np.float32)
+    return best
 
 
 def _estimated_known_accept(scores: _Scores, threshold: float) -> float | None:
@@ -370,7 +394,7 @@ def _calibrate(
     scores: _Scores,
     prototypes: FloatArray,
     levels: FloatArray,
-    stranger_similarities: FloatArray,
+    stranger_best: FloatArray,
     stranger_owner: npt.NDArray[np.int64],
     target: float,
     population: PopulationModel,
@@ -381,9 +405,7 @@ def _calibrate(
         simulated,
         gallery_best_other=scores.impostor,
         photos_per_class=scores.kept_per_class,
-        stranger_best=stranger_similarities.max(axis=1)
-        if len(stranger_similarities)
-        else np.zeros(0, np.float32),
+        stranger_best=stranger_best,
         stranger_owner=stranger_owner,
     )
     return estimate.threshold_for(target, MIN_THRESHOLD), estimate, simulated
@@ -418,12 +440,18 @@ def _fit(
     # then chosen with every person's effective threshold max(threshold, level) (one pass: the
     # estimate is monotone in the threshold), and the margins are what the levels add to it.
     owner, stranger_similarities = _stranger_scores(strangers, prototypes)
-    levels = _stranger_levels(stranger_similarities, owner, prototypes, model)
+    if len(stranger_similarities):
+        bounds = _stranger_bounds(stranger_similarities, owner, prototypes, model)
+        levels = bounds.max(axis=0)
+        stranger_best = _strangers_best_held_out(stranger_similarities, owner, bounds)
+    else:
+        levels = np.full(len(classes), -np.inf, np.float32)
+        stranger_best = np.zeros(0, np.float32)
     calibration_scores = _scores(
         embeddings, codes, sums, duplicates, np.zeros(len(classes), np.float32), levels
     )
     threshold, estimate, simulated = _calibrate(
-        calibration_scores, prototypes, levels, stranger_similarities, owner, target_unknown_reject, model
+        calibration_scores, prototypes, levels, stranger_best, owner, target_unknown_reject, model
     )
     margins = np.maximum(levels - threshold, 0.0).astype(np.float32)
     # The version's figures and its scale from its own decision scores: the calibration's count a

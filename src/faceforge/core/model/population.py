@@ -81,7 +81,6 @@ class SimulatedStrangers:
     best: FloatArray  # (K,) best score over the people whose level it reaches (-inf: none)
     runner_up: FloatArray  # (K,) second best such score (-inf with one person)
     best_class: npt.NDArray[np.int64]  # (K,) whose the best score is
-    raw_best: FloatArray  # (K,) best score over everyone, levels aside
     rows: FloatArray  # (R, C) the first strangers' similarities to everyone
 
 
@@ -126,7 +125,6 @@ class PopulationModel:
         loadings = np.ascontiguousarray((prototypes @ self.factor).T, dtype=np.float32)  # (K, C)
         standard = _standard_draws(self.factor.shape[1])
         best = np.empty(STRANGER_DRAWS, np.float32)
-        raw_best = np.empty(STRANGER_DRAWS, np.float32)
         runner_up = np.full(STRANGER_DRAWS, -np.inf, np.float32)
         best_class = np.zeros(STRANGER_DRAWS, np.int64)
         rows: list[FloatArray] = []
@@ -136,7 +134,6 @@ class PopulationModel:
             scores += offsets
             if start < keep_rows:
                 rows.append(scores[: keep_rows - start].copy())
-            raw_best[start:stop] = scores.max(axis=1)
             if levels is not None:
                 scores[scores < levels[None, :]] = -np.inf
             index = scores.argmax(axis=1)
@@ -147,9 +144,7 @@ class PopulationModel:
                 scores[local, index] = -np.inf
                 runner_up[start:stop] = scores.max(axis=1)
         kept = np.concatenate(rows) if rows else np.zeros((0, classes), np.float32)
-        return SimulatedStrangers(
-            best=best, runner_up=runner_up, best_class=best_class, raw_best=raw_best, rows=kept
-        )
+        return SimulatedStrangers(best=best, runner_up=runner_up, best_class=best_class, rows=kept)
 
     def to_bytes(self) -> bytes:
         metadata = {
