@@ -119,3 +119,34 @@ def test_one_photo_of_one_person() -> None:
     assert head.labels == ["only"] and head.calibration.genuine_count == 0
     assert head.predict(face)[0].index == 0
     assert head.calibration.estimated_known_accept is None  # nothing can be held out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 4), min_size=1, max_size=8),  # each stranger's person (ties on purpose)
+    st.lists(st.integers(1, 3), min_size=8, max_size=8),  # photos per stranger
+    st.integers(1, 4),  # people enrolled
+    st.integers(0, 2**31),
+)
+def test_held_out_levels_are_the_other_peoples(
+    people: list[int], photos: list[int], classes: int, seed: int
+) -> None:
+    """Each collected stranger's photos meet the levels the collection would set without everyone
+    who is the same person: brute force over every stranger, bounds drawn from three values so that
+    ties between strangers are common."""
+    from faceforge.building.head_fitting import _levels_without_each, _strangers_best_held_out
+
+    random = np.random.default_rng(seed)
+    labels = np.unique(np.array(people), return_inverse=True)[1].astype(np.int64)
+    bounds = random.choice(np.array([0.7, 0.8, 0.9], np.float32), (len(people), classes))
+    owner = np.repeat(np.arange(len(people)), photos[: len(people)]).astype(np.int64)
+    similarities = random.choice(np.array([0.65, 0.75, 0.8, 0.85, 0.95], np.float32), (len(owner), classes))
+    without = _levels_without_each(bounds, labels)
+    best = _strangers_best_held_out(similarities, owner, bounds, labels)
+    for stranger in range(len(people)):
+        others = bounds[labels != labels[stranger]]
+        expected = others.max(axis=0) if len(others) else np.full(classes, -np.inf, np.float32)
+        assert np.array_equal(without[stranger], expected)
+    for photo, stranger in enumerate(owner.tolist()):
+        counting = similarities[photo][similarities[photo] >= without[stranger]]
+        assert best[photo] == (counting.max() if len(counting) else -np.inf)
