@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from faceforge.building.networks import detector_graphs
+from faceforge.core.checksums import write_with_checksum
 from faceforge.core.dataset import image_files
 from faceforge.core.errors import WeightsUnavailableError
 from faceforge.core.package_files import package_file
@@ -34,9 +35,19 @@ from tests.conftest import FACES, LFW10
 REWRITTEN_RNET = "b0fa38f0b3d1e3d3"
 
 
-def test_the_split_graphs_find_exactly_what_the_shipped_graphs_find(pipeline: FacePipeline) -> None:
-    graphs = cached_graphs(pipeline.settings.weights_dir)
-    prepare_split_graphs(graphs, split=detector_graphs.write_split_graph)
+def test_the_split_graphs_find_exactly_what_the_shipped_graphs_find(
+    pipeline: FacePipeline, tmp_path: Path
+) -> None:
+    """Every split graph, whether or not it is faster on this machine (where it is not, the cache
+    records a refusal and the shipped graph runs: a CI run under load refused O-Net's on an AVX2
+    host, and this test then compared the shipped graph with itself)."""
+    graphs = tmp_path / mtcnn.CACHE_FOLDER
+    graphs.mkdir()
+    for name in mtcnn.GRAPHS:
+        shipped_graph = cached_graphs(pipeline.settings.weights_dir) / f"{name}.onnx"
+        (graphs / shipped_graph.name).write_bytes(shipped_graph.read_bytes())
+        written = detector_graphs.split_prelu(onnx.load(shipped_graph)).SerializeToString()
+        write_with_checksum(split_graph_path(graphs / shipped_graph.name), written)
     split = MtcnnDetector(MtcnnConfig(), threads=2, graphs=graphs)
     shipped = MtcnnDetector(MtcnnConfig(), threads=2)  # the package's files
     assert all(mtcnn.SPLIT_TAG in path.name for path in split.graph_paths.values()), split.graph_paths

@@ -68,7 +68,13 @@ def test_serving_reads_the_cache_a_full_install_filled(
         assert (ran.graph.name, ran.exact_int8) == (expected_ran.graph.name, expected_ran.exact_int8)
     assert sorted(path.name for path in weights.glob("*.onnx")) == sorted([graph.name, *int8_files])
     assert float(faces[0].embedding @ expected[0].embedding) > 0.9999
-    assert all(mtcnn.SPLIT_TAG in path.name for path in serving.detector.graph_paths.values())
+    # Each graph as the full install left it: its split form, or the shipped one where the split was
+    # refused on this machine (not faster here: O-Net's gain is small on an AVX2 host, and a CI run
+    # under load refused it).
+    chosen = {name: mtcnn.usable_split(cache / mtcnn.CACHE_FOLDER / f"{name}.onnx") for name in mtcnn.GRAPHS}
+    assert {name: path.name for name, path in serving.detector.graph_paths.items()} == {
+        name: split.name if split is not None else f"{name}.onnx" for name, split in chosen.items()
+    }
     assert faces[0].detection == expected[0].detection
 
     # A cache without the split graphs (prepared by an earlier release): the shipped ones run.
