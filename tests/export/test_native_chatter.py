@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from faceforge.core.checksums import record_path
+
 CONVERT = """
 import os, sys
 from pathlib import Path
+
+from faceforge.core.checksums import record_path
 from faceforge.building.export.device_backbones import DeviceBackboneCache
 from faceforge.building.export.quiet import quiet_conversion_tools
 from faceforge.core.native_logs import native_chatter_filtered
@@ -38,3 +42,9 @@ def test_converting_prints_no_converter_chatter(tmp_path: Path) -> None:
     # The conversion runs in a process of its own, which takes the converters' memory with it when
     # it ends (a server's embedded trainer kept 0.75 GB of it after a first start).
     assert "converters loaded here: []" in done.stdout, done.stdout
+    # Every file of the refiner was recorded before it was written, refiner.onnx included (written
+    # first, a process stopped between the two left a file that the next export took for damaged).
+    (folder,) = (tmp_path / "device").glob("refiner-*")
+    for name in ("refiner.onnx", "refiner.tflite", "refiner.mlmodel"):
+        written = (folder / name).stat().st_mtime_ns
+        assert record_path(folder / name).stat().st_mtime_ns <= written, name

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the conversion or the checksum records change, so caches made by older code are not reused.
 DEVICE_FORMAT_REVISION = 4
-REFINER_FORMAT_REVISION = 2
+REFINER_FORMAT_REVISION = 3  # 3: refiner.onnx recorded before it is written
 # Converting every backbone takes a few minutes on two cores; a process holding the lock longer hangs.
 CONVERSION_LOCK_TIMEOUT_SECONDS = 1800.0
 
@@ -103,8 +103,9 @@ class DeviceBackboneCache:
         root = self.refiner_directory
         files = RefinerFiles(root / "refiner.onnx", root / "refiner.tflite", root / "refiner.mlmodel")
         if not files.onnx.exists():
-            refiner_models.convert_onnx(self.weights_dir, files.onnx)
-            record_sha256(files.onnx)
+            # The record first, as for every cached file: a file without its record (a process
+            # stopped between the two) was taken for a damaged one and failed the next export.
+            write_with_checksum(files.onnx, refiner_models.convert_onnx(self.weights_dir))
         if not files.tflite.exists():
             write_with_checksum(files.tflite, refiner_models.convert_tflite(self.weights_dir))
         if not files.coreml.exists():

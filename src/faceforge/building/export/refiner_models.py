@@ -29,7 +29,6 @@ import torch
 from faceforge.building.export import coreml_models, tflite_models
 from faceforge.building.networks.onet import PIXEL_MEAN, PIXEL_SCALE
 from faceforge.building.weights.onet_weights import load_onet, onet_graph_path
-from faceforge.core.atomic import write_bytes_atomically
 from faceforge.core.errors import ExportError
 from faceforge.serving.vision.refine import PATCH_SIZE
 
@@ -64,7 +63,7 @@ def check_parity(what: str, actual: list[npt.NDArray[np.float32]]) -> None:
             raise ExportError(f"{what}: {name} differs from the server's refiner by {difference:.2e}")
 
 
-def convert_onnx(weights_dir: Path, target: Path) -> None:
+def convert_onnx(weights_dir: Path) -> bytes:
     net = load_onet(weights_dir)
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.onnx.export(
@@ -79,11 +78,11 @@ def convert_onnx(weights_dir: Path, target: Path) -> None:
     )
     if program is None:
         raise ExportError("torch.onnx.export returned no refiner program")
-    data = program.model_proto.SerializeToString()
+    data: bytes = program.model_proto.SerializeToString()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     nchw = np.ascontiguousarray(probe_patches().transpose(0, 3, 1, 2))
     check_parity("refiner.onnx", session.run(list(OUTPUTS), {PATCH_INPUT: nchw}))
-    write_bytes_atomically(target, data)
+    return data
 
 
 def convert_tflite(weights_dir: Path) -> bytes:
