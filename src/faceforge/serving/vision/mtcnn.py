@@ -135,8 +135,10 @@ def _ensure_split(graph: Path, split: GraphRewrite | None) -> None:
     except (WeightsUnavailableError, TimeoutError) as error:
         reason = error.message if isinstance(error, WeightsUnavailableError) else str(error)
         log.warning("running MTCNN's %s as shipped: %s", graph.name, reason)
-        return
-    keep = {target, record_path(target)}
+        if not refusal_path(target).is_file():
+            return
+        # Refused here: an earlier release's split graph is stale all the same (it stayed for good).
+    keep = {target, record_path(target), refusal_path(target)}
     for stale in graph.parent.glob(f"{graph.stem}.{SPLIT_TAG}-*"):
         if stale not in keep:
             stale.unlink(missing_ok=True)
