@@ -227,7 +227,13 @@ def test_a_strangers_collection_keeps_every_photo_as_gallery_evidence(
     collected = [stranger[None] for stranger in stranger_embeddings[:100]]
     head = fit_head(embeddings[rows], [labels[i] for i in rows], strangers=collected)
     evidence, alone = head.calibration.evidence, without.calibration.evidence
-    assert evidence is not None and alone is not None and evidence["collected_strangers"] == 100
+    from faceforge.building.head_fitting import _stranger_people
+    from faceforge.core.model.population import shipped_model
+
+    # 100 different people, counted as the people they look like (about one pair in 1,000 agrees).
+    people = _stranger_people(stranger_embeddings[:100].astype(np.float32), np.arange(100), shipped_model())
+    assert evidence is not None and alone is not None
+    assert evidence["collected_strangers"] == len(set(people.tolist())) >= 95
     assert evidence["gallery_photos"] == alone["gallery_photos"] == len(rows)
     assert head.calibration.method == "population+gallery+strangers"
     # The version's own figures are of its decision scores: every photo, none of them -inf.
@@ -331,6 +337,23 @@ def test_one_person_collected_as_several_strangers_is_held_out_as_one(
     assert people[0] not in people[5:]
     # One pair of different people in 1,000 agrees at the pair midpoint: 4,950 pairs here.
     assert len(set(people[5:].tolist())) >= 100 - 10
+
+
+def test_one_person_collected_as_several_strangers_weighs_as_one(lfw10_embeddings: Embeddings) -> None:
+    """The mailman added five times (one photo each time) weighs in the estimate as the mailman added
+    once with five photos: one collected stranger. Counted per entry, he weighed five strangers
+    against the gallery's photos and the population model. (His level still comes from each entry's
+    photos: five single photos raise it more than five photos taken together.)"""
+    embeddings, labels, _ = lfw10_embeddings
+    names = ["Colin_Powell", "Hugo_Chavez"]
+    rows = [i for name in names for i in _rows(labels, name, 0, 5)]
+    mailman = embeddings[_rows(labels, "Tony_Blair", 0, 5)]
+    once = fit_head(embeddings[rows], [labels[i] for i in rows], strangers=[mailman])
+    five_times = fit_head(embeddings[rows], [labels[i] for i in rows], strangers=[m[None] for m in mailman])
+    assert once.calibration.evidence is not None and five_times.calibration.evidence is not None
+    assert once.calibration.evidence["collected_strangers"] == 1
+    assert five_times.calibration.evidence == once.calibration.evidence
+    assert once.calibration.evidence["strangers_weight"] > 0
 
 
 def test_strangers_are_not_chained_into_one_person(

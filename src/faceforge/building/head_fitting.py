@@ -513,14 +513,18 @@ def _fit(
         levels = bounds.max(axis=0)
         people = _stranger_people(stranger_units, owner, model)
         stranger_best = _strangers_best_held_out(stranger_similarities, owner, bounds, people)
+        # Weighed per person, not per entry: the mailman added five times is one stranger's
+        # evidence, not five (each entry counted, he outweighed the rest of the collection).
+        stranger_person = people[owner]
     else:
         levels = np.full(len(classes), -np.inf, np.float32)
         stranger_best = np.zeros(0, np.float32)
+        stranger_person = owner
     calibration_scores = _scores(
         embeddings, codes, sums, duplicates, np.zeros(len(classes), np.float32), levels
     )
     threshold, estimate, simulated = _calibrate(
-        calibration_scores, prototypes, levels, stranger_best, owner, target_unknown_reject, model
+        calibration_scores, prototypes, levels, stranger_best, stranger_person, target_unknown_reject, model
     )
     margins = np.maximum(levels - threshold, 0.0).astype(np.float32)
     # The version's figures and its scale from its own decision scores: the calibration's count a

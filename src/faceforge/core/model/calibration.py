@@ -41,7 +41,8 @@ samples) and a thousand photos mostly decide. ``PRIOR_PHOTOS`` = 200: a share ne
 200 photos has a standard error of 1.2 points, about the population model's own error against real
 strangers on the development photos (at 50 to 201 people the model alone estimates 97 % where 98 to
 98.5 % are rejected; at 1 to 5 unseen people, where 96 to 97 % are). Strangers count
-once each, however many photos they have.
+once each, however many photos they have, and strangers who look like one person count once
+together: the mailman added five times from Try it is one stranger's evidence, not five.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class StrangerEstimate:
         level it reaches; ``photos_per_class``: how many of those photos each person has;
         ``stranger_best``: each collected stranger photo's best score over the people whose level,
         as the other strangers set it, it reaches (module docstring); ``stranger_owner`` whose
-        photo it is."""
+        photo it is, strangers who look like one person under one label (``n_s`` counts labels)."""
         gallery_model = None
         if len(gallery_best_other):
             # A drawn stranger stands for a photo of person c: its best over everyone but c is the
