@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from faceforge.building.networks.dlib_resnet import DlibFaceResNet
-from faceforge.building.weights.dlib_serialized import read_dlib_layers
-from faceforge.building.weights.dlib_weights import PIXEL_SCALE, load_dlib_resnet
+from faceforge.building.weights.dlib_serialized import PIXEL_SCALE, read_dlib_layers
+from faceforge.building.weights.dlib_weights import load_dlib_resnet
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
 from faceforge.core.errors import WeightsUnavailableError

@@ -23,16 +23,19 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from faceforge.building.export.model_inputs import MODEL_INPUTS
 from faceforge.building.export.quiet import quiet_conversion_tools
-from faceforge.building.networks.embedding_net import FaceEmbeddingNet
 from faceforge.core.embedding_space import EMBEDDING_SIZE
+
+if TYPE_CHECKING:  # PyTorch is imported where a network is traced (a worker exporting ONNX alone never)
+    import torch
+
+    from faceforge.building.networks.embedding_net import FaceEmbeddingNet
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,8 @@ def image_inputs() -> list[Any]:
 
 
 def _examples() -> tuple[torch.Tensor, ...]:
+    import torch
+
     return tuple(torch.zeros(1, 3, spec.size, spec.size) for spec in MODEL_INPUTS)
 
 
@@ -257,6 +262,8 @@ def head_program(
     Yields an ``MLModel`` (spec plus its weights directory) for ``fused_program_spec``; its temporary
     package is deleted when the block ends.
     """
+    import torch
+
     ct = coremltools()
     model = ct.convert(
         trace(_linear_softmax(weights, bias), (torch.zeros(1, weights.shape[0]),)),
@@ -356,6 +363,8 @@ def ml_program_package(spec: Any, backbone_package: Path) -> bytes:
 
 def trace(module: torch.nn.Module, examples: tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule:
     """TorchScript trace: the coremltools front end we rely on (its torch.export path is newer)."""
+    import torch
+
     traced: torch.jit.ScriptModule = torch.jit.trace(module, examples)  # type: ignore[no-untyped-call]
     return traced
 
@@ -371,6 +380,8 @@ def _blob_path(weights_dir: Path, blob: Any) -> Path:
 
 
 def _linear_softmax(weights: npt.NDArray[np.float32], bias: npt.NDArray[np.float32]) -> torch.nn.Module:
+    import torch
+
     layer = torch.nn.Linear(weights.shape[0], weights.shape[1])
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(weights.T))

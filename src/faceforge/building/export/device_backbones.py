@@ -19,13 +19,9 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from faceforge.building.export import coreml_models, refiner_models, tflite_models
 from faceforge.building.export.quiet import quiet_conversion_tools
-from faceforge.building.networks.embedding_graph import build_embedding_net
-from faceforge.building.networks.embedding_net import FaceEmbeddingNet
-from faceforge.building.weights.onet_weights import onet_graph_path
 from faceforge.core.atomic import file_sha256
 from faceforge.core.checksums import matches_record, record_sha256, write_with_checksum
 from faceforge.core.embedding_space import EMBEDDER_NAME
@@ -34,6 +30,10 @@ from faceforge.core.file_lock import exclusive_lock
 from faceforge.core.native_logs import native_chatter_filtered
 from faceforge.core.parent_watch import stop_when_orphaned
 from faceforge.serving.vision.embedder import embedder_digest
+from faceforge.serving.vision.mtcnn import source_graph
+
+if TYPE_CHECKING:
+    from faceforge.building.networks.embedding_net import FaceEmbeddingNet
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class DeviceBackboneCache:
 
     @property
     def refiner_directory(self) -> Path:
-        digest = file_sha256(onet_graph_path())[:16]
+        digest = file_sha256(source_graph("onet"))[:16]
         return self.weights_dir / "device" / f"refiner-{digest}-r{REFINER_FORMAT_REVISION}"
 
     def refiner(self) -> RefinerFiles:
@@ -99,7 +99,13 @@ class DeviceBackboneCache:
         self._verify([files.onnx, files.tflite, files.coreml])
         return files
 
+    # The conversions import their converters (and PyTorch) themselves: they run in a child process
+    # of their own (``_convert_in_child``), and a server whose versions are ONNX alone never needs
+    # them (importing PyTorch cost each server start 2.2 s of a core).
     def _build_refiner(self, _: DeviceBackbones) -> None:
+        from faceforge.building.export import refiner_models
+
+        quiet_conversion_tools()  # again: importing PyTorch (with refiner_models) resets its loggers
         root = self.refiner_directory
         files = RefinerFiles(root / "refiner.onnx", root / "refiner.tflite", root / "refiner.mlmodel")
         if not files.onnx.exists():
@@ -173,11 +179,15 @@ class DeviceBackboneCache:
         )
 
     def _network(self, *, channels_last: bool, normalise_pixels: bool) -> FaceEmbeddingNet:
+        from faceforge.building.networks.embedding_graph import build_embedding_net
+
         return build_embedding_net(
             self.weights_dir, channels_last=channels_last, normalise_pixels=normalise_pixels, stack_flip=True
         )
 
     def _build_coreml(self, paths: DeviceBackbones) -> None:
+        from faceforge.building.export import coreml_models
+
         net = self._network(channels_last=False, normalise_pixels=False)
         if not paths.coreml.exists():
             spec = coreml_models.convert_backbone(net)
@@ -197,6 +207,8 @@ class DeviceBackboneCache:
                 shutil.rmtree(staging, ignore_errors=True)
 
     def _build_tflite(self, paths: DeviceBackbones) -> None:
+        from faceforge.building.export import tflite_models
+
         if not paths.tflite.exists():
             model = tflite_models.convert_backbone(self._network(channels_last=True, normalise_pixels=True))
             write_with_checksum(paths.tflite, model)

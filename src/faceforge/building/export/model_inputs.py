@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from faceforge.building.weights.dlib_weights import DLIB_RGB_MEANS
-from faceforge.building.weights.dlib_weights import PIXEL_SCALE as DLIB_PIXEL_SCALE
+from faceforge.building.weights.dlib_serialized import DLIB_RGB_MEANS
+from faceforge.building.weights.dlib_serialized import PIXEL_SCALE as DLIB_PIXEL_SCALE
 from faceforge.serving.vision.align import CHIP_SIZE
 from faceforge.serving.vision.crop import CROP_SIZE, PIXEL_MEAN, PIXEL_SCALE
 

@@ -12,18 +12,19 @@ import contextlib
 import copy
 import io
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flatbuffers
 import numpy as np
 import numpy.typing as npt
-import torch
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.tools import flatbuffer_utils
 
 from faceforge.building.export.model_inputs import MODEL_INPUTS
 from faceforge.building.export.quiet import quiet_conversion_tools
-from faceforge.building.networks.embedding_net import FaceEmbeddingNet
+
+if TYPE_CHECKING:  # PyTorch is imported where a network is converted, not where models are composed
+    from faceforge.building.networks.embedding_net import FaceEmbeddingNet
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ def convert_backbone(net: FaceEmbeddingNet) -> bytes:
     ``embedding`` ``(1, 640)`` as a .tflite file."""
     quiet_conversion_tools()
     import litert_torch  # heavy (JAX, MLIR): imported only when a backbone is converted
+    import torch
 
+    quiet_conversion_tools()  # again: importing them resets the loggers' levels
     if not net.channels_last or not net.normalise_pixels or not net.stack_flip:
         raise ValueError("the TFLite backbone takes NHWC 0-255 pixels, flip stacked")
     examples = tuple(torch.zeros(1, spec.size, spec.size, 3) for spec in MODEL_INPUTS)

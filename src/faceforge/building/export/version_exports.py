@@ -28,7 +28,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
-from faceforge.building.export import coreml_models, tflite_models
+from faceforge.building.export import coreml_models
 from faceforge.building.export.coreml_checks import classifier_problems
 from faceforge.building.export.device_backbones import DeviceBackboneCache
 from faceforge.building.export.model_inputs import MODEL_INPUTS
@@ -424,11 +424,17 @@ class TfliteExporter:
     def _parsed(self, path: Path) -> Any:
         """The backbone at ``path`` as a ``ModelT``, parsed once per worker (0.1 s of every version
         otherwise; ``fuse`` leaves it unchanged). Costs its weights' size in memory (140 MB)."""
+        from faceforge.building.export import tflite_models
+
         if path not in self._backbones:
             self._backbones[path] = tflite_models.read_model(path.read_bytes())
         return self._backbones[path]
 
     def export(self, head: RecognitionHead, into: VersionExports, probes: FloatArray) -> None:
+        # Imported here: the TFLite runtime's library (libLiteRt) has no place in a worker whose
+        # versions leave TFLite out.
+        from faceforge.building.export import tflite_models
+
         paths = self.backbones.tflite()
         weights, bias = head_affine(head)
         head_bytes = tflite_models.write_model(tflite_models.head_model(weights, bias))
@@ -505,6 +511,8 @@ def _run_tflite(
     model: bytes, batch: dict[str, npt.NDArray[np.float32]] | npt.NDArray[np.float32]
 ) -> FloatArray:
     from ai_edge_litert.interpreter import Interpreter
+
+    from faceforge.building.export import tflite_models
 
     interpreter = Interpreter(model_content=model, num_threads=2)
     runner = interpreter.get_signature_runner(tflite_models.SIGNATURE_KEY)

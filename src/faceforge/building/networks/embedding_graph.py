@@ -1,9 +1,11 @@
 """The embedding network in PyTorch and its one-time export to ONNX (worker and tools only).
 
-Importing this module imports PyTorch. Processes that only serve requests never do: when the
-cached graph is missing, ``serving.vision.embedder`` runs
-``python -m faceforge.building.networks.embedding_graph`` in a child process instead, so PyTorch's few
-hundred megabytes never enter the API process; building processes hand it ``export_embedding_graph``.
+PyTorch is imported by the functions that need it, not by this module: a worker hands
+``export_embedding_graph`` to the pipeline, which calls it only when the cached graph is missing, and
+a server whose versions are ONNX alone never converts anything (importing PyTorch cost each start
+2.2 s of a core). Processes that only serve requests never import it at all: when the cached graph
+is missing, ``serving.vision.embedder`` runs ``python -m faceforge.building.networks.embedding_graph``
+in a child process instead, so PyTorch's few hundred megabytes never enter the API process.
 """
 
 from __future__ import annotations
@@ -11,23 +13,26 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from faceforge.building.networks.embedding_net import FaceEmbeddingNet
-from faceforge.building.weights.dlib_weights import load_dlib_resnet
-from faceforge.building.weights.facenet_weights import load_facenet
 from faceforge.core.atomic import write_atomically
 from faceforge.core.checksums import record_sha256
 from faceforge.core.parent_watch import stop_when_orphaned_from_environment
 from faceforge.serving.vision.align import CHIP_SIZE
 from faceforge.serving.vision.crop import CROP_SIZE
 
+if TYPE_CHECKING:
+    from faceforge.building.networks.embedding_net import FaceEmbeddingNet
+
 ONNX_OPSET = 18
 
 
 def build_embedding_net(weights_dir: Path, **layout: bool) -> FaceEmbeddingNet:
     """The PyTorch embedding network in eval mode; ``layout`` as ``FaceEmbeddingNet`` takes it."""
+    from faceforge.building.networks.embedding_net import FaceEmbeddingNet
+    from faceforge.building.weights.dlib_weights import load_dlib_resnet
+    from faceforge.building.weights.facenet_weights import load_facenet
+
     dlib, means = load_dlib_resnet(weights_dir)
     return FaceEmbeddingNet(load_facenet(weights_dir), dlib, means, **layout).eval()
 
@@ -35,6 +40,8 @@ def build_embedding_net(weights_dir: Path, **layout: bool) -> FaceEmbeddingNet:
 def export_embedding_onnx(net: FaceEmbeddingNet, target: Path) -> None:
     """Export ``net`` to ONNX (torch.export), dynamic batch: inputs ``face`` and ``chip``, output
     ``embedding``."""
+    import torch
+
     example = (torch.zeros(2, 3, CROP_SIZE, CROP_SIZE), torch.zeros(2, 3, CHIP_SIZE, CHIP_SIZE))
     batch = torch.export.Dim("batch", min=1, max=4096)
     exporter_log = logging.getLogger("torch.onnx")

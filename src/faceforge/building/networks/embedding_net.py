@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from faceforge.building.weights.dlib_weights import PIXEL_SCALE as DLIB_PIXEL_SCALE
+from faceforge.building.weights.dlib_serialized import PIXEL_SCALE as DLIB_PIXEL_SCALE
 from faceforge.core.embedding_space import DLIB_WEIGHT
 from faceforge.serving.vision.crop import PIXEL_MEAN, PIXEL_SCALE
 

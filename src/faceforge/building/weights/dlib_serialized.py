@@ -29,6 +29,13 @@ import numpy.typing as npt
 from faceforge.core.errors import WeightsUnavailableError
 
 TENSOR_VERSION = 2
+# The descriptor's input layer (here, not beside the PyTorch port in ``dlib_weights``: the exported
+# models' input descriptions state them, and composing a model needs no PyTorch). It divides the
+# mean-subtracted pixels by this constant:
+PIXEL_SCALE = 256.0
+# The RGB means recorded in that layer; exported models state them (Core ML image preprocessing), so
+# a file with other means is refused rather than exported wrongly.
+DLIB_RGB_MEANS = (122.782, 117.001, 104.298)
 # Type tags of the layers the face descriptor network uses, with their serialization versions.
 CONV = "con_4"
 AFFINE = "affine_"

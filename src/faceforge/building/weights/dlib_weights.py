@@ -19,6 +19,7 @@ from faceforge.building.networks.dlib_resnet import INPUT_SIZE, DlibFaceResNet
 from faceforge.building.weights.dlib_serialized import (
     AFFINE,
     CONV,
+    DLIB_RGB_MEANS,
     FC,
     INPUT_RGB,
     DlibLayer,
@@ -29,12 +30,6 @@ from faceforge.core.errors import WeightsUnavailableError
 from faceforge.core.weight_sources import DLIB_PIP_NAME, dlib_descriptor_path
 
 log = logging.getLogger(__name__)
-
-# dlib's input layer divides the mean-subtracted pixels by this constant.
-PIXEL_SCALE = 256.0
-# The RGB means recorded in the descriptor's input layer; exported models state them (Core ML image
-# preprocessing), so a file with other means is refused rather than exported wrongly.
-DLIB_RGB_MEANS = (122.782, 117.001, 104.298)
 
 
 def _only(layers: list[DlibLayer], kind: str, source: Path) -> list[DlibLayer]:

@@ -19,8 +19,7 @@ from safetensors.torch import load_file, save_file
 from faceforge.building.networks.onet import ONet
 from faceforge.core.atomic import file_sha256, write_atomically
 from faceforge.core.errors import WeightsUnavailableError
-from faceforge.core.package_files import package_file
-from faceforge.serving.vision.mtcnn import SOURCE_PACKAGE, SOURCE_PIP_NAME
+from faceforge.serving.vision.mtcnn import SOURCE_PIP_NAME, source_graph
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ DENSE_NAMES = {"dense": "dense_3", "classifier": "dense_4", "box": "dense_5", "p
 
 
 def onet_graph_path() -> Path:
-    return package_file(SOURCE_PACKAGE, "onet.onnx", pip_name=SOURCE_PIP_NAME)
+    return source_graph("onet")
 
 
 def state_dict_from_onnx(source: Path) -> dict[str, torch.Tensor]:

