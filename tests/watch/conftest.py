@@ -172,16 +172,32 @@ class Subscriber:
 
 def clear_retained(topics: list[str]) -> None:
     """Delete retained messages the test left on the machine's broker."""
+    publish_retained({topic: b"" for topic in topics})
+
+
+def publish_retained(messages: dict[str, bytes]) -> None:
+    """Leave ``messages`` (topic -> payload) retained on the machine's broker, as another client would."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
     client.connect(*BROKER)
     client.loop_start()
-    for topic in topics:
-        client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+    for topic, payload in messages.items():
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
     client.disconnect()
     client.loop_stop()
+
+
+def retained_on_broker(topics: list[str]) -> dict[str, bytes]:
+    """What a new subscriber to ``topics`` is given as retained, all of it: the broker hands the
+    retained messages over as it subscribes, before a message published after that, so once a marker
+    published then is in, every retained one is."""
+    marker = f"marker-{uuid.uuid4().hex}"
+    with Subscriber([*topics, marker]) as fresh:
+        fresh.client.publish(marker, b"in", qos=1)
+        wait_for(lambda: fresh.payloads_raw(marker), timeout=10, what="the marker")
+        return fresh.retained()
 
 
 def unique(name: str) -> str:

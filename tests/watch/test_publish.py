@@ -3,6 +3,7 @@ sending when its spool cannot be written."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -11,9 +12,15 @@ from pathlib import Path
 import pytest
 
 from faceforge.edge.models import Person
-from faceforge.edge.publish import ANSWER_SECONDS, Decision, Publisher, parse_broker_url
+from faceforge.edge.publish import ANSWER_SECONDS, Decision, Publisher, last_seen_topic, parse_broker_url
 from tests.api.fixtures import wait_for
-from tests.watch.conftest import Subscriber, clear_retained, unique
+from tests.watch.conftest import (
+    Subscriber,
+    clear_retained,
+    publish_retained,
+    retained_on_broker,
+    unique,
+)
 
 UNANSWERED = "cannot reach the MQTT broker"
 
@@ -103,16 +110,10 @@ def test_people_left_out_of_a_new_model_leave_home_assistant(tmp_path: Path) -> 
     def retained_now(count: int, what: str) -> dict[str, bytes]:
         """What a new subscriber is given once ``count`` retained messages are left."""
         found: dict[str, bytes] = {}
-        marker = f"{prefix}-marker/{unique('m')}"
 
         def settled() -> bool:
             nonlocal found
-            with Subscriber([*topics, marker]) as fresh:
-                # The broker hands the retained messages over as it subscribes, before a message
-                # published after that: once the marker is in, all of them are.
-                fresh.client.publish(marker, b"in", qos=1)
-                wait_for(lambda: fresh.payloads_raw(marker), timeout=10, what="the marker")
-                found = fresh.retained()
+            found = retained_on_broker(topics)
             return len(found) == count
 
         wait_for(settled, timeout=10, what=what)
@@ -142,3 +143,53 @@ def test_people_left_out_of_a_new_model_leave_home_assistant(tmp_path: Path) -> 
     finally:
         publisher.stop()
         clear_retained([publisher.status_topic, *seen])
+
+
+def sighting(person: Person, time: str, camera: str = "door") -> Decision:
+    return Decision(camera, person.name, person.id, 0.9, [0.0, 0.0, 1.0, 1.0], time, 1)
+
+
+def test_last_seen_is_the_newest_sighting_and_replayed_decisions_update_it(tmp_path: Path) -> None:
+    """Decisions replayed from the spool at the agent's next start were published without their
+    person's last-seen message, so Home Assistant never learned of those sightings; and a last-seen
+    message sent late (replayed, or queued through an outage) would replace another camera's newer
+    one. Now the retained ones are read first, and only a newer sighting replaces them."""
+    prefix = unique("ffseen")
+    ada, bob = Person(7, "Ada", "Ada (7)"), Person(8, "Bob", "Bob (8)")
+    ada_topic, bob_topic = last_seen_topic(prefix, ada.id), last_seen_topic(prefix, bob.id)
+    spool = tmp_path / "spool.jsonl"  # what an agent stopped while its broker was away left
+    spool.write_text("".join(f"{sighting(p, '2025-01-01T10:00:00.000Z').to_json()}\n" for p in (ada, bob)))
+    garden = {"time": "2025-01-01T11:00:00+00:00", "camera": "garden", "probability": 0.8}
+    publish_retained({bob_topic: json.dumps(garden).encode()})  # another camera saw Bob since
+
+    publisher = Publisher(
+        parse_broker_url("mqtt://127.0.0.1:1883"),
+        "door",
+        spool,
+        discovery_prefix=f"{prefix}-ha",
+        topic_prefix=prefix,
+    )
+    publisher.set_people([ada, bob])
+    try:
+        with Subscriber([ada_topic, bob_topic]) as seen:
+            publisher.start()
+            assert publisher.drain(10)
+            wait_for(lambda: seen.payloads(ada_topic), timeout=10, what="Ada's replayed sighting")
+            assert seen.payloads(ada_topic) == [
+                {"time": "2025-01-01T10:00:00.000Z", "camera": "door", "probability": 0.9}
+            ]
+            publisher.publish(sighting(ada, "2025-01-01T09:59:00.000Z"))  # a track decided late
+            publisher.publish(sighting(bob, "2025-01-01T12:00:00.000Z"))
+            assert publisher.drain(10)
+            wait_for(lambda: len(seen.payloads(bob_topic)) == 2, timeout=10, what="Bob's new sighting")
+            assert [m["time"] for m in seen.payloads(bob_topic)] == [
+                garden["time"],
+                "2025-01-01T12:00:00.000Z",
+            ]
+            assert len(seen.payloads(ada_topic)) == 1  # the older one was not sent
+        assert spool.read_text() == ""  # both replayed decisions acknowledged
+        retained = {t: json.loads(m)["time"] for t, m in retained_on_broker([ada_topic, bob_topic]).items()}
+        assert retained == {ada_topic: "2025-01-01T10:00:00.000Z", bob_topic: "2025-01-01T12:00:00.000Z"}
+    finally:
+        publisher.stop()
+        clear_retained(list(retained_on_broker([f"{prefix}/#", f"{prefix}-ha/#"])))

@@ -6,7 +6,10 @@ Topics (``<camera>`` as given to ``--camera``):
   ``{"camera", "name", "person_id", "probability", "box", "time", "version"}`` (``name`` and
   ``person_id`` null for a stranger; ``box`` ``[x, y, width, height]`` in frame pixels; ``time`` ISO
   8601 UTC; ``version`` the model version that decided).
-- ``faceforge/people/<person_id>/last_seen``: retained ``{"time", "camera", "probability"}``.
+- ``faceforge/people/<person_id>/last_seen``: retained ``{"time", "camera", "probability"}``, the
+  newest sighting by any camera: an agent reads the retained ones at each connection and never
+  replaces a newer one (another camera's, or one sent before an outage) with an older, and decisions
+  replayed from the spool update it as live ones do.
 - ``faceforge/<camera>/status``: retained ``online``, and ``offline`` as the connection's will.
 - ``<discovery prefix>/sensor/faceforge/<object_id>/config`` (default prefix ``homeassistant``):
   retained Home Assistant MQTT discovery configs, sent at every connection: per camera a sensor
@@ -30,6 +33,7 @@ import ssl
 import threading
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -200,17 +204,28 @@ class Publisher:
         self._lock = threading.Lock()
         self._in_flight: dict[int, int] = {}  # paho message id -> spool key
         self._early_acks: dict[int, float] = {}  # message id -> when acknowledged
+        # Last-seen messages: the newest time the broker holds per person (its retained messages, read
+        # at each connection, and what we sent), and ours that wait until those are read (decisions
+        # replayed from the spool, or made while no broker answered), the newest per person.
+        self._seen_times: dict[int, datetime] = {}
+        self._held_seen: dict[int, tuple[datetime, str]] = {}
+        self._seen_read = False  # the retained last-seen messages of this connection have come
+        self._sessions = 0  # connections so far: a late wait of an earlier one must not end this one's
         self._acked = threading.Condition()
         self.connected = threading.Event()
         self._stopping = False
         self._unreachable_said = False  # once per outage: paho retries every 1 to 60 s
         self._answer_wait = threading.Timer(ANSWER_SECONDS, self._check_answered)
         self._answer_wait.daemon = True
+        client_id = f"{self.node_id}-watch-{self.topic_camera}-{os.getpid()}"
+        # Its own topic, never retained: the broker sends a subscription's retained messages before
+        # one published after the subscription, so ours arriving there says the last-seen ones are in.
+        self._read_mark = f"{self.topic_prefix}/agents/{client_id}/seen-read"
         self._client = mqtt.Client(
             # The process id too: two agents with one client id knock each other off the broker, in
             # turns, for ever (sessions are clean: the spool, not the broker, keeps what is unsent).
             CallbackAPIVersion.VERSION2,
-            client_id=f"{self.node_id}-watch-{self.topic_camera}-{os.getpid()}",
+            client_id=client_id,
         )
         if broker.username:
             self._client.username_pw_set(broker.username, broker.password)
@@ -222,6 +237,8 @@ class Publisher:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_publish = self._on_publish
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
         self._broker = broker
 
     @property
@@ -239,6 +256,7 @@ class Publisher:
         """Connect in the background (and keep reconnecting); spooled decisions are queued first."""
         for key, payload in self.spool.load():
             self._send(key, payload)
+            self._last_seen_of(payload)
         self._client.connect_async(self._broker.host, self._broker.port, keepalive=KEEPALIVE_SECONDS)
         self._client.loop_start()
         self._answer_wait.start()
@@ -258,15 +276,38 @@ class Publisher:
     def publish(self, decision: Decision) -> None:
         payload = decision.to_json()
         self._send(self.spool.add(payload), payload)
-        if decision.person_id is not None:
-            seen = {"time": decision.time, "camera": decision.camera, "probability": decision.probability}
-            with self._lock:
-                # Retained only for someone the model still has: a track decided with the version just
-                # replaced named a person it left out, whose cleared last_seen came back for ever.
-                kept = any(person.id == decision.person_id for person in self._people)
-            self._client.publish(
-                self.last_seen_topic(decision.person_id), json.dumps(seen), qos=1, retain=kept
-            )
+        self._last_seen_of(payload)
+
+    def _last_seen_of(self, decision: str) -> None:
+        """The person's last-seen message of ``decision`` (a decision's JSON), sent now if the broker's
+        retained ones are read and it is newer than theirs, else held until they are."""
+        try:
+            fields = json.loads(decision)
+            person_id, time_text = fields["person_id"], fields["time"]
+            if person_id is None:
+                return
+            when = _parse_time(time_text)
+            seen = {"time": time_text, "camera": fields["camera"], "probability": fields["probability"]}
+        except (ValueError, KeyError, TypeError):  # a spool line another version wrote differently
+            return
+        with self._lock:
+            if not self._seen_read:
+                held = self._held_seen.get(person_id)
+                if held is None or when > held[0]:
+                    self._held_seen[person_id] = (when, json.dumps(seen))
+                return
+        self._send_last_seen(person_id, when, json.dumps(seen))
+
+    def _send_last_seen(self, person_id: int, when: datetime, message: str) -> None:
+        with self._lock:
+            known = self._seen_times.get(person_id)
+            if known is not None and known >= when:
+                return  # seen since, by another camera or by us
+            self._seen_times[person_id] = when
+            # Retained only for someone the model still has: a track decided with the version just
+            # replaced named a person it left out, whose cleared last_seen came back for ever.
+            kept = any(person.id == person_id for person in self._people)
+        self._client.publish(self.last_seen_topic(person_id), message, qos=1, retain=kept)
 
     def _send(self, key: int, payload: str) -> None:
         # Not under the condition's lock: paho calls on_publish holding its own message lock.
@@ -279,11 +320,13 @@ class Publisher:
                 self._in_flight[info.mid] = key
 
     def drain(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for every decision to be acknowledged; True if they were."""
+        """Wait up to ``timeout`` seconds for every decision to be acknowledged, and its last-seen
+        message to be sent; True if they were."""
         deadline = time.monotonic() + timeout
         with self._acked:
             return self._acked.wait_for(
-                lambda: not self._in_flight, timeout=max(0.0, deadline - time.monotonic())
+                lambda: not self._in_flight and not self._held_seen,
+                timeout=max(0.0, deadline - time.monotonic()),
             )
 
     def stop(self) -> None:
@@ -303,8 +346,51 @@ class Publisher:
             return
         log.info("connected to the MQTT broker %s:%d", self._broker.host, self._broker.port)
         self._unreachable_said = False
+        with self._lock:
+            self._seen_read = False  # a new session: what the broker holds is read again
+            self._sessions += 1
+        client.subscribe([(last_seen_topic(self.topic_prefix, "+"), 1), (self._read_mark, 1)])
         self.connected.set()
         self._announce()
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+        if any(reason.is_failure for reason in reasons):  # a broker's access list may refuse reading
+            log.warning("the MQTT broker refused to let us read last-seen messages: sending ours unread")
+            self._seen_are_read()
+            return
+        client.publish(self._read_mark, b"", qos=1)
+        # A broker whose access list drops our mark would hold our last-seen messages for ever.
+        with self._lock:
+            session = self._sessions
+        wait = threading.Timer(ANSWER_SECONDS, self._seen_are_read, kwargs={"session": session})
+        wait.daemon = True
+        wait.start()
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if message.topic == self._read_mark:
+            self._seen_are_read()
+            return
+        person_id = _last_seen_person(self.topic_prefix, message.topic)
+        try:
+            when = _parse_time(json.loads(message.payload)["time"])
+        except (ValueError, KeyError, TypeError):  # cleared (empty), or not ours to read
+            return
+        if person_id is not None:
+            with self._lock:
+                known = self._seen_times.get(person_id)
+                if known is None or when > known:
+                    self._seen_times[person_id] = when
+
+    def _seen_are_read(self, session: int | None = None) -> None:
+        with self._lock:
+            if session is not None and (session != self._sessions or self._seen_read):
+                return
+            self._seen_read = True
+            held, self._held_seen = self._held_seen, {}
+        for person_id, (when, message) in held.items():
+            self._send_last_seen(person_id, when, message)
+        with self._acked:
+            self._acked.notify_all()  # drain waits for them
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self._unreachable()
@@ -315,6 +401,8 @@ class Publisher:
             self._unreachable_said = True  # the outage is said: its failed reconnections need not be
         elif not self.connected.is_set():
             self._unreachable()  # something answered on the port, but no MQTT broker accepted us
+        with self._lock:
+            self._seen_read = False  # last-seen messages wait for the next connection's retained ones
         self.connected.clear()
 
     def _check_answered(self) -> None:
@@ -382,8 +470,24 @@ def person_object_id(person_id: int) -> str:
     return f"person_{person_id}_last_seen"
 
 
-def last_seen_topic(topic_prefix: str, person_id: int) -> str:
+def last_seen_topic(topic_prefix: str, person_id: int | str) -> str:
     return f"{topic_prefix}/people/{person_id}/last_seen"
+
+
+def _last_seen_person(topic_prefix: str, topic: str) -> int | None:
+    """The person id of a last-seen topic under ``topic_prefix``, or None."""
+    head, tail = f"{topic_prefix}/people/", "/last_seen"
+    middle = topic[len(head) : -len(tail)] if topic.startswith(head) and topic.endswith(tail) else ""
+    return int(middle) if middle.isdigit() else None
+
+
+def _parse_time(text: str) -> datetime:
+    """A decision's ISO 8601 time, comparable with any other (``ValueError`` if it is not one, or has
+    no zone)."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"no time zone in {text!r}")
+    return when
 
 
 def _device(node_id: str) -> dict[str, Any]:

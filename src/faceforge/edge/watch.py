@@ -190,7 +190,7 @@ def watch(options: WatchOptions, print_line: Callable[[str], None]) -> None:
         if updates is not None:
             updates.stop()
         if publisher is not None:
-            if not publisher.drain(options.drain_seconds):
+            if not publisher.drain(options.drain_seconds) and len(publisher.spool):
                 log.warning(
                     "%d decisions not acknowledged by the broker yet: %s",
                     len(publisher.spool),
