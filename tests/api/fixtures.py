@@ -155,7 +155,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-HEAVY_LIBRARIES = ("torch", "coremltools", "litert")
+# litert-torch (the converter) and ai_edge_litert (the TFLite runtime, libLiteRt.so)
+HEAVY_LIBRARIES = ("torch", "coremltools", "litert", "ai_edge_litert")
 
 
 @dataclass(frozen=True)

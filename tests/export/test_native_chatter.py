@@ -15,16 +15,20 @@ import os, sys
 from pathlib import Path
 
 from faceforge.core.checksums import record_path
+from faceforge.building.export import coreml_models
 from faceforge.building.export.device_backbones import DeviceBackboneCache
 from faceforge.building.export.quiet import quiet_conversion_tools
 from faceforge.core.native_logs import native_chatter_filtered
 
 quiet_conversion_tools()  # as the worker does at start
-DeviceBackboneCache(Path(sys.argv[1])).refiner()  # ONNX, TFLite (with a parity run) and Core ML
+refiner = DeviceBackboneCache(Path(sys.argv[1])).refiner()  # ONNX, TFLite (a parity run), Core ML
 with native_chatter_filtered():
     os.write(2, b"a line of our own\\n")
     print("and a Python one", file=sys.stderr)
 print("converters loaded here:", sorted({"coremltools", "tensorflow"} & set(sys.modules)))
+# What each Core ML export does first, here in a process without PyTorch yet: coremltools imports it,
+# and PyTorch's import reset the levels set above (its register_constant warning came back).
+coreml_models.load_spec(refiner.coreml.read_bytes())
 """
 
 CHATTER = ("absl::InitializeLog", "oneDNN custom operations", "XNNPACK delegate", "register_constant")

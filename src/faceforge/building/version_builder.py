@@ -1,6 +1,7 @@
 """Build one model version: fit the head, evaluate it, export and verify every format, stage the files.
 
-Worker-only: the exporters bring PyTorch, coremltools and litert. The result is a complete version
+Worker-only: the exporters bring the converters of the formats asked for (coremltools and PyTorch
+for Core ML, the TFLite runtime for TFLite; ONNX alone needs neither). The result is a complete version
 directory in the store, not yet current; the worker then publishes it in the database.
 """
 

@@ -38,6 +38,10 @@ def quiet_conversion_tools() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")  # litert-torch's per-pass progress
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow/LiteRT C++ INFO lines
+    # PyTorch sets its loggers' levels from this when it is imported, which happens where a network is
+    # first converted or traced (after this call, in workers that convert only some formats): the
+    # levels set below would not survive it. "-all": every PyTorch logger at ERROR.
+    os.environ.setdefault("TORCH_LOGS", "-all")
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     for module in ("coremltools", "torch", "onnxscript", "litert_torch", "jax", "tensorflow"):
