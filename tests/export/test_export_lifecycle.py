@@ -9,13 +9,16 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from faceforge.building.export.device_backbones import DeviceBackboneCache
+from faceforge.building.export.device_backbones import PROGRAM_FILES, DeviceBackboneCache
 from faceforge.cli.main import app as cli
+from faceforge.core.checksums import record_path
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
+from faceforge.core.errors import ExportError
 from faceforge.serving.api.app import create_app
 from tests.api.fixtures import device_worker, local_client, photo_fields, service_settings, wait_until_trained
 from tests.conftest import LFW10
@@ -64,6 +67,35 @@ def test_damaged_backbone_fails_the_version_and_keeps_the_previous_one(
             current["files"]["backbone_int8.tflite"]["sha256"]
             == hashlib.sha256(damaged.read_bytes()).hexdigest()
         )
+
+
+def test_every_file_of_the_ml_program_package_is_checked_and_a_damaged_package_made_again(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Only the package's weights were checksummed (its spec and manifest go into every version's
+    model.mlpackage.zip too), and damaged weights removed only their Data/com.apple.CoreML folder: the
+    package still counted as converted, and every later export failed on the missing file."""
+    session = DeviceBackboneCache(settings.weights_dir).coreml().coreml_program  # converted once
+    weights = tmp_path / "weights"
+    shutil.copytree(settings.weights_dir, weights, copy_function=os.link)
+    package = DeviceBackboneCache(weights).paths().coreml_program
+
+    # A package converted when only its weights were recorded is still trusted, and recorded now.
+    for name in PROGRAM_FILES[:-1]:
+        record_path(package / name).unlink()
+    DeviceBackboneCache(weights).coreml()
+    assert all(record_path(package / name).is_file() for name in PROGRAM_FILES)
+
+    for name in PROGRAM_FILES:
+        damaged = package / name
+        content = damaged.read_bytes()
+        damaged.unlink()  # break the link first: the session's own copy stays intact
+        damaged.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))  # one bit
+        with pytest.raises(ExportError, match=r"backbone\.mlpackage was damaged"):
+            DeviceBackboneCache(weights).coreml()
+        assert not package.exists(), name  # so the next export converts it again
+        shutil.copytree(session, package, copy_function=os.link)  # as converting would, sooner
+        DeviceBackboneCache(weights).coreml()
 
 
 def test_cli_export_writes_the_versions_own_files(

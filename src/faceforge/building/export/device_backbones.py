@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Literal
 
 from faceforge.building.export.quiet import quiet_conversion_tools
 from faceforge.core.atomic import file_sha256
-from faceforge.core.checksums import matches_record, record_sha256, write_with_checksum
+from faceforge.core.checksums import (
+    matches_record,
+    record_path,
+    record_sha256,
+    recorded_sha256,
+    write_with_checksum,
+)
 from faceforge.core.embedding_space import EMBEDDER_NAME
 from faceforge.core.errors import ExportError, FaceforgeError
 from faceforge.core.file_lock import exclusive_lock
@@ -46,6 +52,10 @@ CONVERSION_LOCK_TIMEOUT_SECONDS = 1800.0
 # What a conversion makes: the refiner in every format, or the Core ML or the TFLite backbones.
 Conversion = Literal["refiner", "coreml", "tflite"]
 PROGRAM_WEIGHTS = Path("Data/com.apple.CoreML/weights/weight.bin")
+PROGRAM_SPEC = Path("Data/com.apple.CoreML/model.mlmodel")
+# Every file of the ML Program package that versions copy (``coreml_models.ml_program_package``), each
+# with its checksum record: the spec and the manifest go into every model.mlpackage.zip as the weights do.
+PROGRAM_FILES = (Path("Manifest.json"), PROGRAM_SPEC, PROGRAM_WEIGHTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +131,11 @@ class DeviceBackboneCache:
         """The Core ML backbones, converted now if missing, checked against their recorded checksums."""
         paths = self.paths()
         self._ensure([paths.coreml, paths.coreml_program], "coreml")
-        self._verify([paths.coreml, paths.coreml_program / PROGRAM_WEIGHTS])
+        program = [paths.coreml_program / name for name in PROGRAM_FILES]
+        for path in program[:-1]:
+            if path.is_file() and not record_path(path).exists():
+                recorded_sha256(path)  # a package converted when only its weights were recorded
+        self._verify([paths.coreml, *program], package=paths.coreml_program)
         return paths
 
     def tflite(self) -> DeviceBackbones:
@@ -131,19 +145,24 @@ class DeviceBackboneCache:
         self._verify([paths.tflite, paths.tflite_int8])
         return paths
 
-    def _verify(self, files: list[Path]) -> None:
-        """Every version links these files, so a damaged one must never be published.
+    def _verify(self, files: list[Path], *, package: Path | None = None) -> None:
+        """Every version links or copies these files, so a damaged one must never be published.
 
-        A file that no longer matches the checksum recorded when it was converted is removed (the
-        next export converts it again) and this export fails with the reason.
+        A file that no longer matches the checksum recorded when it was converted is removed, with the
+        whole ``package`` it belongs to if any (the next export converts it again: a package left
+        without its weights counted as converted, and every later export failed on the missing file),
+        and this export fails with the reason. So is a file that is missing.
         """
         for path in files:
-            stat = path.stat()
-            stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-            if self._verified.get(path) == stamp:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                stat = None
+            stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns) if stat else None
+            if stamp is not None and self._verified.get(path) == stamp:
                 continue
-            if not matches_record(path):
-                damaged = path.parent.parent if path.name == PROGRAM_WEIGHTS.name else path
+            if stamp is None or not matches_record(path):
+                damaged = package if package is not None and package in path.parents else path
                 log.error("cached backbone %s does not match its checksum; removing it", damaged)
                 if damaged.is_dir():
                     shutil.rmtree(damaged, ignore_errors=True)
@@ -200,8 +219,8 @@ class DeviceBackboneCache:
             try:
                 package = staging / paths.coreml_program.name
                 coreml_models.convert_backbone_program(net, package)
-                weights = package / PROGRAM_WEIGHTS
-                record_sha256(weights)
+                for name in PROGRAM_FILES:
+                    record_sha256(package / name)
                 os.replace(package, paths.coreml_program)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)

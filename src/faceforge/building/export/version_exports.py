@@ -30,7 +30,7 @@ import onnxruntime as ort
 
 from faceforge.building.export import coreml_models
 from faceforge.building.export.coreml_checks import classifier_problems
-from faceforge.building.export.device_backbones import DeviceBackboneCache
+from faceforge.building.export.device_backbones import PROGRAM_SPEC, DeviceBackboneCache
 from faceforge.building.export.model_inputs import MODEL_INPUTS
 from faceforge.building.export.onnx_models import fused_model, head_affine, head_model, opset_of
 from faceforge.building.networks.embedding_graph import export_embedding_graph
@@ -352,9 +352,7 @@ class CoreMLExporter:
         head_spec = coreml_models.describe(coreml_models.head_spec(weights, bias, labels), summary)
         fused = coreml_models.describe(coreml_models.fused_classifier_spec(backbone, head_spec), summary)
         pipeline = coreml_models.describe(coreml_models.pipeline_spec(backbone, head_spec), summary)
-        program_backbone = coreml_models.load_spec(
-            (paths.coreml_program / "Data/com.apple.CoreML/model.mlmodel").read_bytes()
-        )
+        program_backbone = coreml_models.load_spec((paths.coreml_program / PROGRAM_SPEC).read_bytes())
         with coreml_models.head_program(weights, bias, labels) as head_program:
             program = coreml_models.describe(
                 coreml_models.fused_program_spec(
