@@ -19,7 +19,8 @@ import onnxruntime as ort
 import torch
 
 from faceforge.building.export import coreml_models
-from faceforge.building.export.version_exports import VersionExporter, run_tflite
+from faceforge.building.export.tflite_models import run_tflite
+from faceforge.building.export.version_exports import VersionExporter
 from faceforge.building.head_fitting import fit_head
 from faceforge.building.networks.embedding_graph import build_embedding_net
 from faceforge.core.config import Settings

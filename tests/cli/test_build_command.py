@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from faceforge.building.build import build_settings, split_people
-from faceforge.building.export.version_exports import run_tflite
+from faceforge.building.export.tflite_models import run_tflite
 from faceforge.cli.main import app
 from faceforge.core.config import Settings, WorkerSettings
 from faceforge.core.dataset import image_files

@@ -23,14 +23,21 @@ import torch
 
 from faceforge.building.export import coreml_models
 from faceforge.building.export.coreml_checks import classifier_problems
+from faceforge.building.export.device_backbones import (
+    TFLITE_INT8_COSINE,
+    DeviceBackboneCache,
+    check_int8_backbone,
+)
 from faceforge.building.export.model_inputs import CHIP, FACE
 from faceforge.building.export.onnx_models import head_affine
-from faceforge.building.export.version_exports import LABELS_FILE, VersionExporter, VersionExports, run_tflite
+from faceforge.building.export.tflite_models import read_model, run_tflite, write_model
+from faceforge.building.export.version_exports import LABELS_FILE, VersionExporter, VersionExports
 from faceforge.building.head_fitting import fit_head
 from faceforge.building.networks.embedding_graph import build_embedding_net
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
 from faceforge.core.embedding_space import EMBEDDING_SIZE
+from faceforge.core.errors import ExportError
 from faceforge.core.formats import ExportFormat
 from faceforge.core.model.head import RecognitionHead
 from faceforge.serving.vision.face_input import FaceInputs
@@ -188,6 +195,20 @@ def test_tflite_int8_agrees_with_the_server_on_top1(exported: Exported) -> None:
         run_tflite((exported.directory / "backbone_int8.tflite").read_bytes(), subset),
     )
     np.testing.assert_allclose(split, probabilities[::16], atol=FP32_TOLERANCE)
+
+
+def test_an_int8_tflite_backbone_unlike_the_float_one_is_refused(settings: Settings) -> None:
+    """Converting holds the quantised backbone to the float one: versions only checked that their
+    fused int8 model equals this backbone plus their head, so a quantisation gone wrong reached every
+    phone that chose the int8 files."""
+    paths = DeviceBackboneCache(settings.weights_dir).tflite()
+    float_model, int8_model = paths.tflite.read_bytes(), paths.tflite_int8.read_bytes()
+    assert check_int8_backbone(float_model, int8_model) >= TFLITE_INT8_COSINE
+    model = read_model(int8_model)
+    largest = max(model.buffers, key=lambda buffer: 0 if buffer.data is None else len(buffer.data))
+    largest.data = largest.data[::-1].copy()  # a layer's int8 weights in the wrong order
+    with pytest.raises(ExportError, match="quantisation went wrong"):
+        check_int8_backbone(float_model, write_model(model))
 
 
 def _load(path: Path) -> Any:

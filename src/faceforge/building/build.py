@@ -205,7 +205,7 @@ def _report(
     imported: dict[str, Any],
     staging: Path,
 ) -> dict[str, Any]:
-    from faceforge.building.export.version_exports import run_tflite
+    from faceforge.building.export.tflite_models import run_tflite
     from faceforge.storage import people_store
 
     loaded = services.models.loaded(version)

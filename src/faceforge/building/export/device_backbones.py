@@ -21,7 +21,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+
 from faceforge.building.export.quiet import quiet_conversion_tools
+from faceforge.building.networks.embedding_quantization import CHECK_FACES, CHECK_SEED
 from faceforge.core.atomic import file_sha256
 from faceforge.core.checksums import (
     matches_record,
@@ -35,7 +38,7 @@ from faceforge.core.errors import ExportError, FaceforgeError
 from faceforge.core.file_lock import exclusive_lock
 from faceforge.core.native_logs import native_chatter_filtered
 from faceforge.core.parent_watch import stop_when_orphaned
-from faceforge.serving.vision.embedder import embedder_digest
+from faceforge.serving.vision.embedder import check_inputs, embedder_digest, unit_rows
 from faceforge.serving.vision.mtcnn import source_graph
 
 if TYPE_CHECKING:
@@ -51,6 +54,10 @@ CONVERSION_LOCK_TIMEOUT_SECONDS = 1800.0
 
 # What a conversion makes: the refiner in every format, or the Core ML or the TFLite backbones.
 Conversion = Literal["refiner", "coreml", "tflite"]
+# How close the int8 TFLite backbone (dynamic-range: int8 weights, float activations) must stay to the
+# float one: three times quantisation's own error on real faces (cosine 0.99972 at worst on
+# krasserm_lfw10's 110 faces, 0.99969 on the check's inputs).
+TFLITE_INT8_COSINE = 1 - 3 * (1 - 0.9997)
 PROGRAM_WEIGHTS = Path("Data/com.apple.CoreML/weights/weight.bin")
 PROGRAM_SPEC = Path("Data/com.apple.CoreML/model.mlmodel")
 # Every file of the ML Program package that versions copy (``coreml_models.ml_program_package``), each
@@ -233,7 +240,29 @@ class DeviceBackboneCache:
             write_with_checksum(paths.tflite, model)
         if not paths.tflite_int8.exists():
             quantized = tflite_models.quantize_dynamic_int8(paths.tflite.read_bytes())
+            check_int8_backbone(paths.tflite.read_bytes(), quantized)
             write_with_checksum(paths.tflite_int8, quantized)
+
+
+def check_int8_backbone(float_model: bytes, int8_model: bytes) -> float:
+    """The smallest cosine between the two TFLite backbones' embeddings of the int8 check's inputs
+    (``check_inputs``: smooth colour fields, no photo shipped); ``ExportError`` below
+    ``TFLITE_INT8_COSINE``. Versions check that their fused int8 model equals this backbone plus
+    their head, so without this nothing compared the quantised backbone itself with the float one."""
+    from faceforge.building.export import tflite_models
+
+    faces = check_inputs(CHECK_SEED, CHECK_FACES)
+    pixels = (faces.crops.astype(np.float32), faces.chips.astype(np.float32))  # NHWC, 0-255
+    feeds = dict(zip(tflite_models.INPUT_NAMES, pixels, strict=True))
+    reference = unit_rows(tflite_models.run_tflite(float_model, feeds))
+    quantized = unit_rows(tflite_models.run_tflite(int8_model, feeds))
+    cosine = float(np.sum(reference * quantized, axis=1).min())
+    if not cosine >= TFLITE_INT8_COSINE:
+        raise ExportError(
+            f"the int8 TFLite backbone reaches cosine {cosine:.5f} with the float one, under "
+            f"{TFLITE_INT8_COSINE:.5f}: its quantisation went wrong"
+        )
+    return cosine
 
 
 def _convert_in_child(weights_dir: Path, conversion: Conversion) -> None:

@@ -22,6 +22,8 @@ from ai_edge_litert.tools import flatbuffer_utils
 
 from faceforge.building.export.model_inputs import MODEL_INPUTS
 from faceforge.building.export.quiet import quiet_conversion_tools
+from faceforge.core.errors import ExportError
+from faceforge.core.native_logs import native_chatter_filtered
 
 if TYPE_CHECKING:  # PyTorch is imported where a network is converted, not where models are composed
     from faceforge.building.networks.embedding_net import FaceEmbeddingNet
@@ -246,3 +248,31 @@ def _operator_code(builtin: int, version: int) -> Any:
     code.deprecatedBuiltinCode = min(builtin, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
     code.version = version
     return code
+
+
+def run_tflite(
+    model: bytes, batch: dict[str, npt.NDArray[np.float32]] | npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """Run a TFLite model over ``batch`` one row at a time (the models take batch 1): a dict of NHWC
+    arrays by input name, or one array for a single-input model (the head)."""
+    with native_chatter_filtered():  # the runtime announces its XNNPACK delegate on stderr
+        return _run_tflite(model, batch)
+
+
+def _run_tflite(
+    model: bytes, batch: dict[str, npt.NDArray[np.float32]] | npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model, num_threads=2)
+    runner = interpreter.get_signature_runner(SIGNATURE_KEY)
+    input_names = list(runner.get_input_details())
+    (output_name,) = runner.get_output_details()
+    inputs = batch if isinstance(batch, dict) else {input_names[0]: batch}
+    if sorted(inputs) != sorted(input_names):
+        raise ExportError(f"the TFLite model takes {input_names}, not {sorted(inputs)}")
+    count = len(next(iter(inputs.values())))
+    rows = [
+        runner(**{name: inputs[name][i : i + 1] for name in input_names})[output_name] for i in range(count)
+    ]
+    return np.concatenate(rows).astype(np.float32)

@@ -45,7 +45,6 @@ from faceforge.core.embedding_space import EMBEDDING_SIZE
 from faceforge.core.errors import ExportError, WeightsUnavailableError
 from faceforge.core.formats import ExportFormat
 from faceforge.core.model.head import RecognitionHead
-from faceforge.core.native_logs import native_chatter_filtered
 from faceforge.serving.vision.embedder import (
     check_inputs,
     embedding_onnx_path,
@@ -447,7 +446,7 @@ class TfliteExporter:
         into.add("model_int8.tflite", fused_int8)
         check_outputs(
             "head.tflite",
-            run_tflite(head_bytes, probes),
+            tflite_models.run_tflite(head_bytes, probes),
             head.probabilities(probes),
             head,
             drift=HEAD_ROUNDING,
@@ -455,16 +454,16 @@ class TfliteExporter:
         probe = channels_last(probe_faces())
         check_outputs(
             "model.tflite",
-            run_tflite(fused, probe),
+            tflite_models.run_tflite(fused, probe),
             head.probabilities(self.reference()),
             head,
             drift=EMBEDDING_DRIFT,
         )
         if self._int8_probe is None:
-            self._int8_probe = run_tflite(paths.tflite_int8.read_bytes(), probe)
+            self._int8_probe = tflite_models.run_tflite(paths.tflite_int8.read_bytes(), probe)
         check_outputs(  # against the int8 backbone's own embeddings: this checks the fusion
             "model_int8.tflite",
-            run_tflite(fused_int8, probe),
+            tflite_models.run_tflite(fused_int8, probe),
             head.probabilities(self._int8_probe),
             head,
             drift=EMBEDDING_DRIFT,
@@ -494,36 +493,6 @@ class TfliteExporter:
                 pipeline=f"{backbone}(face, chip) -> embedding -> head.tflite(embedding) -> probabilities",
                 note=f"{backbone} is the same file (same sha256) in every version: download it once",
             )
-
-
-def run_tflite(
-    model: bytes, batch: dict[str, npt.NDArray[np.float32]] | npt.NDArray[np.float32]
-) -> FloatArray:
-    """Run a TFLite model over ``batch`` one row at a time (the models take batch 1): a dict of NHWC
-    arrays by input name, or one array for a single-input model (the head)."""
-    with native_chatter_filtered():  # the runtime announces its XNNPACK delegate on stderr
-        return _run_tflite(model, batch)
-
-
-def _run_tflite(
-    model: bytes, batch: dict[str, npt.NDArray[np.float32]] | npt.NDArray[np.float32]
-) -> FloatArray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    from faceforge.building.export import tflite_models
-
-    interpreter = Interpreter(model_content=model, num_threads=2)
-    runner = interpreter.get_signature_runner(tflite_models.SIGNATURE_KEY)
-    input_names = list(runner.get_input_details())
-    (output_name,) = runner.get_output_details()
-    inputs = batch if isinstance(batch, dict) else {input_names[0]: batch}
-    if sorted(inputs) != sorted(input_names):
-        raise ExportError(f"the TFLite model takes {input_names}, not {sorted(inputs)}")
-    count = len(next(iter(inputs.values())))
-    rows = [
-        runner(**{name: inputs[name][i : i + 1] for name in input_names})[output_name] for i in range(count)
-    ]
-    return np.concatenate(rows).astype(np.float32)
 
 
 class VersionExporter:
