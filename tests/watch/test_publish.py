@@ -187,6 +187,11 @@ def test_last_seen_is_the_newest_sighting_and_replayed_decisions_update_it(tmp_p
                 "2025-01-01T12:00:00.000Z",
             ]
             assert len(seen.payloads(ada_topic)) == 1  # the older one was not sent
+            # An older sighting reaches the broker anyway (another agent's replay, or one paho sent
+            # again after reconnecting): the agent puts the newest back.
+            publish_retained({bob_topic: json.dumps(garden).encode()})
+            wait_for(lambda: len(seen.payloads(bob_topic)) == 4, timeout=10, what="Bob's newest again")
+            assert seen.payloads(bob_topic)[-1]["time"] == "2025-01-01T12:00:00.000Z"
         assert spool.read_text() == ""  # both replayed decisions acknowledged
         retained = {t: json.loads(m)["time"] for t, m in retained_on_broker([ada_topic, bob_topic]).items()}
         assert retained == {ada_topic: "2025-01-01T10:00:00.000Z", bob_topic: "2025-01-01T12:00:00.000Z"}

@@ -7,8 +7,7 @@ Topics (``<camera>`` as given to ``--camera``):
   ``person_id`` null for a stranger; ``box`` ``[x, y, width, height]`` in frame pixels; ``time`` ISO
   8601 UTC; ``version`` the model version that decided).
 - ``faceforge/people/<person_id>/last_seen``: retained ``{"time", "camera", "probability"}``, the
-  newest sighting by any camera: an agent reads the retained ones at each connection and never
-  replaces a newer one (another camera's, or one sent before an outage) with an older, and decisions
+  newest sighting by any camera, whatever reaches the broker late (``edge.last_seen``); decisions
   replayed from the spool update it as live ones do.
 - ``faceforge/<camera>/status``: retained ``online``, and ``offline`` as the connection's will.
 - ``<discovery prefix>/sensor/faceforge/<object_id>/config`` (default prefix ``homeassistant``):
@@ -33,13 +32,13 @@ import ssl
 import threading
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from faceforge.core.atomic import write_bytes_atomically
 from faceforge.edge.errors import WatchError
+from faceforge.edge.last_seen import LastSeenBook, parse_time
 from faceforge.edge.models import Person
 
 log = logging.getLogger(__name__)
@@ -202,15 +201,16 @@ class Publisher:
         self._people: list[Person] = []
         self._gone: set[int] = set()  # people left out of the model, whose retained messages go
         self._lock = threading.Lock()
-        self._in_flight: dict[int, int] = {}  # paho message id -> spool key
+        # paho message id -> spool key of a decision, or None for a last-seen message
+        self._in_flight: dict[int, int | None] = {}
         self._early_acks: dict[int, float] = {}  # message id -> when acknowledged
-        # Last-seen messages: the newest time the broker holds per person (its retained messages, read
-        # at each connection, and what we sent), and ours that wait until those are read (decisions
-        # replayed from the spool, or made while no broker answered), the newest per person.
-        self._seen_times: dict[int, datetime] = {}
-        self._held_seen: dict[int, tuple[datetime, str]] = {}
-        self._seen_read = False  # the retained last-seen messages of this connection have come
-        self._sessions = 0  # connections so far: a late wait of an earlier one must not end this one's
+        self._last_seen = LastSeenBook(self._publish_last_seen)
+        # Reading the retained last-seen messages: a broker may refuse the subscription (said, and ours
+        # are sent unread), or drop the connection for it (some do, on every connection: after two
+        # in a row, the agent stops asking).
+        self._reading = True
+        self._subscribed = False
+        self._dropped_before_subscribed = 0
         self._acked = threading.Condition()
         self.connected = threading.Event()
         self._stopping = False
@@ -256,7 +256,7 @@ class Publisher:
         """Connect in the background (and keep reconnecting); spooled decisions are queued first."""
         for key, payload in self.spool.load():
             self._send(key, payload)
-            self._last_seen_of(payload)
+            self._sighting(payload)
         self._client.connect_async(self._broker.host, self._broker.port, keepalive=KEEPALIVE_SECONDS)
         self._client.loop_start()
         self._answer_wait.start()
@@ -276,62 +276,58 @@ class Publisher:
     def publish(self, decision: Decision) -> None:
         payload = decision.to_json()
         self._send(self.spool.add(payload), payload)
-        self._last_seen_of(payload)
+        self._sighting(payload)
 
-    def _last_seen_of(self, decision: str) -> None:
-        """The person's last-seen message of ``decision`` (a decision's JSON), sent now if the broker's
-        retained ones are read and it is newer than theirs, else held until they are."""
+    def _sighting(self, decision: str) -> None:
+        """The last-seen message of ``decision`` (a decision's JSON) to the book, which sends it."""
         try:
             fields = json.loads(decision)
             person_id, time_text = fields["person_id"], fields["time"]
             if person_id is None:
                 return
-            when = _parse_time(time_text)
+            when = parse_time(time_text)
             seen = {"time": time_text, "camera": fields["camera"], "probability": fields["probability"]}
         except (ValueError, KeyError, TypeError):  # a spool line another version wrote differently
             return
-        with self._lock:
-            if not self._seen_read:
-                held = self._held_seen.get(person_id)
-                if held is None or when > held[0]:
-                    self._held_seen[person_id] = (when, json.dumps(seen))
-                return
-        self._send_last_seen(person_id, when, json.dumps(seen))
+        self._last_seen.sighting(person_id, when, json.dumps(seen))
 
-    def _send_last_seen(self, person_id: int, when: datetime, message: str) -> None:
+    def _publish_last_seen(self, person_id: int, message: str) -> None:
         with self._lock:
-            known = self._seen_times.get(person_id)
-            if known is not None and known >= when:
-                return  # seen since, by another camera or by us
-            self._seen_times[person_id] = when
             # Retained only for someone the model still has: a track decided with the version just
             # replaced named a person it left out, whose cleared last_seen came back for ever.
             kept = any(person.id == person_id for person in self._people)
-        self._client.publish(self.last_seen_topic(person_id), message, qos=1, retain=kept)
+        info = self._client.publish(self.last_seen_topic(person_id), message, qos=1, retain=kept)
+        self._track(info.mid, None)
 
     def _send(self, key: int, payload: str) -> None:
-        # Not under the condition's lock: paho calls on_publish holding its own message lock.
-        info = self._client.publish(self.decision_topic, payload, qos=1)
+        self._track(self._client.publish(self.decision_topic, payload, qos=1).mid, key)
+
+    def _track(self, mid: int, key: int | None) -> None:
+        """Wait for message ``mid``'s acknowledgement (a decision's spool key, or None). Not called
+        under the condition's lock: paho calls on_publish holding its own message lock."""
         with self._acked:
-            if self._early_acks.pop(info.mid, None) is not None:  # acknowledged before we got here
-                self.spool.done(key)
+            if self._early_acks.pop(mid, None) is not None:  # acknowledged before we got here
+                if key is not None:
+                    self.spool.done(key)
                 self._acked.notify_all()
             else:
-                self._in_flight[info.mid] = key
+                self._in_flight[mid] = key
 
     def drain(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for every decision to be acknowledged, and its last-seen
-        message to be sent; True if they were."""
+        """Wait up to ``timeout`` seconds for every decision and last-seen message to be acknowledged;
+        True if they were."""
         deadline = time.monotonic() + timeout
         with self._acked:
             return self._acked.wait_for(
-                lambda: not self._in_flight and not self._held_seen,
+                lambda: not self._in_flight and not self._last_seen.held,
                 timeout=max(0.0, deadline - time.monotonic()),
             )
 
     def stop(self) -> None:
         self._stopping = True  # the disconnection that follows is ours, not a lost broker
         self._answer_wait.cancel()
+        if self._last_seen.held:  # their decisions are in the spool, if unsent: replayed, they come back
+            log.warning("%d people's last-seen messages not sent: no broker was read", self._last_seen.held)
         if self.connected.is_set():
             self._client.publish(self.status_topic, "offline", qos=1, retain=True).wait_for_publish(2.0)
         self._client.disconnect()
@@ -346,51 +342,49 @@ class Publisher:
             return
         log.info("connected to the MQTT broker %s:%d", self._broker.host, self._broker.port)
         self._unreachable_said = False
-        with self._lock:
-            self._seen_read = False  # a new session: what the broker holds is read again
-            self._sessions += 1
-        client.subscribe([(last_seen_topic(self.topic_prefix, "+"), 1), (self._read_mark, 1)])
+        session = self._last_seen.session_started()
+        if self._reading:
+            self._subscribed = False
+            client.subscribe([(last_seen_topic(self.topic_prefix, "+"), 1), (self._read_mark, 1)])
+            # A broker whose access list drops our mark, or that never answers the subscription, would
+            # hold our last-seen messages for ever: sent unread after this long.
+            wait = threading.Timer(ANSWER_SECONDS, self._retained_read, kwargs={"session": session})
+            wait.daemon = True
+            wait.start()
+        else:
+            self._retained_read()
         self.connected.set()
         self._announce()
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+        self._subscribed = True
+        self._dropped_before_subscribed = 0
         if any(reason.is_failure for reason in reasons):  # a broker's access list may refuse reading
             log.warning("the MQTT broker refused to let us read last-seen messages: sending ours unread")
-            self._seen_are_read()
+            self._reading = False
+            self._retained_read()
             return
+        # The broker hands a subscription's retained messages over before a message published after it
+        # (Mosquitto does; a broker that does not is corrected by the book as it hears them).
         client.publish(self._read_mark, b"", qos=1)
-        # A broker whose access list drops our mark would hold our last-seen messages for ever.
-        with self._lock:
-            session = self._sessions
-        wait = threading.Timer(ANSWER_SECONDS, self._seen_are_read, kwargs={"session": session})
-        wait.daemon = True
-        wait.start()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if message.topic == self._read_mark:
-            self._seen_are_read()
+            self._retained_read()
             return
         person_id = _last_seen_person(self.topic_prefix, message.topic)
-        try:
-            when = _parse_time(json.loads(message.payload)["time"])
-        except (ValueError, KeyError, TypeError):  # cleared (empty), or not ours to read
+        if person_id is None:
             return
-        if person_id is not None:
-            with self._lock:
-                known = self._seen_times.get(person_id)
-                if known is None or when > known:
-                    self._seen_times[person_id] = when
+        try:
+            when = parse_time(json.loads(message.payload)["time"])
+        except (ValueError, KeyError, TypeError):  # cleared (empty), or not a sighting
+            return
+        self._last_seen.heard(person_id, when, message.payload.decode())
 
-    def _seen_are_read(self, session: int | None = None) -> None:
-        with self._lock:
-            if session is not None and (session != self._sessions or self._seen_read):
-                return
-            self._seen_read = True
-            held, self._held_seen = self._held_seen, {}
-        for person_id, (when, message) in held.items():
-            self._send_last_seen(person_id, when, message)
+    def _retained_read(self, session: int | None = None) -> None:
+        self._last_seen.read(session)
         with self._acked:
-            self._acked.notify_all()  # drain waits for them
+            self._acked.notify_all()  # drain waits for the held ones
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self._unreachable()
@@ -401,8 +395,12 @@ class Publisher:
             self._unreachable_said = True  # the outage is said: its failed reconnections need not be
         elif not self.connected.is_set():
             self._unreachable()  # something answered on the port, but no MQTT broker accepted us
-        with self._lock:
-            self._seen_read = False  # last-seen messages wait for the next connection's retained ones
+        if self.connected.is_set() and self._reading and not self._subscribed and not self._stopping:
+            self._dropped_before_subscribed += 1
+            if self._dropped_before_subscribed >= 2:
+                log.warning("the MQTT broker drops us when we read last-seen messages: sending ours unread")
+                self._reading = False
+        self._last_seen.session_lost()  # last-seen messages wait for the next connection's retained ones
         self.connected.clear()
 
     def _check_answered(self) -> None:
@@ -423,10 +421,11 @@ class Publisher:
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         with self._acked:
-            key = self._in_flight.pop(mid, None)
-            if key is not None:
-                self.spool.done(key)
-            else:  # a discovery or last-seen message, or a decision not registered yet (_send)
+            if mid in self._in_flight:
+                key = self._in_flight.pop(mid)
+                if key is not None:
+                    self.spool.done(key)
+            else:  # a discovery or status message, or one not registered yet (_track)
                 now = time.monotonic()
                 self._early_acks = {m: t for m, t in self._early_acks.items() if now - t < EARLY_ACK_SECONDS}
                 self._early_acks[mid] = now
@@ -479,15 +478,6 @@ def _last_seen_person(topic_prefix: str, topic: str) -> int | None:
     head, tail = f"{topic_prefix}/people/", "/last_seen"
     middle = topic[len(head) : -len(tail)] if topic.startswith(head) and topic.endswith(tail) else ""
     return int(middle) if middle.isdigit() else None
-
-
-def _parse_time(text: str) -> datetime:
-    """A decision's ISO 8601 time, comparable with any other (``ValueError`` if it is not one, or has
-    no zone)."""
-    when = datetime.fromisoformat(text)
-    if when.tzinfo is None:
-        raise ValueError(f"no time zone in {text!r}")
-    return when
 
 
 def _device(node_id: str) -> dict[str, Any]:

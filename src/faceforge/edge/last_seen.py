@@ -1,0 +1,109 @@
+"""Each person's ``last_seen`` on the broker: the newest sighting by any camera, whatever arrives late.
+
+A camera agent's sighting can reach the broker after a newer one by another camera: decisions the
+spool replays at the next start, messages paho queued through an outage and sends again when it
+reconnects, two agents publishing at once. The retained message is what Home Assistant shows, so an
+older sighting must never replace a newer one. Every agent therefore
+
+- reads the retained ``last_seen`` messages of a new connection before it sends its own (they are held
+  meanwhile, the newest per person; ``read``), and sends a sighting only when it is newer than the
+  newest it knows (``sighting``);
+- hears every ``last_seen`` message while connected (``heard``): one older than the newest it knows
+  means an older sighting replaced a newer one on the broker, and the newest is sent again. Equal
+  times change nothing, so agents that disagree settle on the newest.
+
+A time more than ``CLOCK_SKEW`` ahead of this machine's clock is not believed: a camera whose clock
+runs fast would otherwise hide everyone else's sightings of that person until its time came.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+CLOCK_SKEW = timedelta(minutes=5)
+
+# ``send(person_id, message)``: publish ``message`` (a ``last_seen`` JSON) for the person. Called
+# under the book's lock, so two threads' sightings reach the broker in the order they were compared.
+Send = Callable[[int, str], None]
+
+
+def parse_time(text: str) -> datetime:
+    """A decision's ISO 8601 time (``ValueError`` if it is not one, or has no zone)."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"no time zone in {text!r}")
+    return when
+
+
+class LastSeenBook:
+    """What one agent knows of every person's ``last_seen`` (module docstring); thread-safe."""
+
+    def __init__(self, send: Send, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._send = send
+        self._now = now
+        self._lock = threading.Lock()
+        self._newest: dict[int, tuple[datetime, str]] = {}  # person -> newest known (time, message)
+        self._held: dict[int, tuple[datetime, str]] = {}  # ours, until the broker's are read
+        self._read = False
+        self._session = 0
+
+    @property
+    def held(self) -> int:
+        """How many people's sightings wait for the broker's to be read (read without the lock: a
+        caller holding its own lock may ask while a send holds this one)."""
+        return len(self._held)
+
+    def session_started(self) -> int:
+        """A new connection: its retained messages are still to be read. Returns its number."""
+        with self._lock:
+            self._session += 1
+            self._read = False
+            return self._session
+
+    def session_lost(self) -> None:
+        """The connection is gone: sightings wait for the next one's retained messages."""
+        with self._lock:
+            self._session += 1
+            self._read = False
+
+    def read(self, session: int | None = None) -> None:
+        """The broker's retained messages are in (or will not come): send what was held that is newer
+        than them. With ``session``, only if that connection is still the current one and unread (a
+        late fallback of an earlier connection)."""
+        with self._lock:
+            if session is not None and (session != self._session or self._read):
+                return
+            self._read = True
+            held, self._held = self._held, {}
+            for person_id, (when, message) in held.items():
+                self._offer(person_id, when, message)
+
+    def sighting(self, person_id: int, when: datetime, message: str) -> None:
+        """Ours: sent now if the broker's are read and it is the newest, else held."""
+        with self._lock:
+            if not self._read:
+                held = self._held.get(person_id)
+                if held is None or when > held[0]:
+                    self._held[person_id] = (when, message)
+                return
+            self._offer(person_id, when, message)
+
+    def heard(self, person_id: int, when: datetime, message: str) -> None:
+        """A ``last_seen`` message the broker sent us (retained, or as it was published)."""
+        if when > self._now() + CLOCK_SKEW:
+            return
+        with self._lock:
+            newest = self._newest.get(person_id)
+            if newest is None or when > newest[0]:
+                self._newest[person_id] = (when, message)
+            elif when < newest[0] and self._read:
+                self._send(person_id, newest[1])  # an older one replaced it: put the newest back
+
+    def _offer(self, person_id: int, when: datetime, message: str) -> None:
+        newest = self._newest.get(person_id)
+        if newest is not None and newest[0] >= when:
+            return  # seen since, by another camera or by us
+        self._newest[person_id] = (when, message)
+        self._send(person_id, message)

@@ -1,0 +1,56 @@
+"""The book of each person's newest sighting (``edge.last_seen``), without a broker: what is held, what
+is sent, and what puts the newest back. The broker's side is tests/watch/test_publish.py's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from faceforge.edge.last_seen import CLOCK_SKEW, LastSeenBook
+
+NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
+
+
+def at(minutes: int) -> datetime:
+    return NOW + timedelta(minutes=minutes)
+
+
+def book() -> tuple[LastSeenBook, list[tuple[int, str]]]:
+    sent: list[tuple[int, str]] = []
+    return LastSeenBook(lambda person, message: sent.append((person, message)), now=lambda: NOW), sent
+
+
+def test_sightings_wait_for_the_brokers_and_only_the_newest_goes() -> None:
+    seen, sent = book()
+    session = seen.session_started()
+    seen.sighting(1, at(-30), "ada -30")
+    seen.sighting(1, at(-40), "ada -40")  # replayed out of order: the newest is kept
+    seen.sighting(2, at(-30), "bob -30")
+    assert sent == [] and seen.held == 2
+    seen.heard(2, at(-10), "bob -10 from the garden")  # the broker's retained one
+    seen.session_lost()
+    seen.read(session)  # the fallback of a connection that is gone: nothing is sent
+    assert sent == [] and seen.held == 2
+    seen.read(seen.session_started())
+    assert sent == [(1, "ada -30")] and seen.held == 0  # Bob's was older than the garden's
+    seen.sighting(1, at(-35), "ada -35")  # a track decided late
+    seen.sighting(2, at(-5), "bob -5")
+    assert sent == [(1, "ada -30"), (2, "bob -5")]
+
+
+def test_an_older_message_on_the_broker_is_answered_with_the_newest_and_equal_ones_settle() -> None:
+    seen, sent = book()
+    seen.read(seen.session_started())
+    seen.sighting(1, at(-5), "ada -5")
+    seen.heard(1, at(-5), "ada -5")  # our own, back from the broker
+    seen.heard(1, at(-60), "ada -60 from a replay")
+    assert sent == [(1, "ada -5"), (1, "ada -5")]
+    seen.heard(1, at(-5), "ada -5")  # what we put back: nothing more
+    assert len(sent) == 2
+
+
+def test_a_time_from_a_clock_running_fast_is_not_believed() -> None:
+    seen, sent = book()
+    seen.read(seen.session_started())
+    seen.heard(1, NOW + CLOCK_SKEW + timedelta(minutes=1), "ada from a camera an hour ahead")
+    seen.sighting(1, at(-1), "ada -1")
+    assert sent == [(1, "ada -1")]
