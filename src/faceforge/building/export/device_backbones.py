@@ -55,14 +55,21 @@ CONVERSION_LOCK_TIMEOUT_SECONDS = 1800.0
 # What a conversion makes: the refiner in every format, or the Core ML or the TFLite backbones.
 Conversion = Literal["refiner", "coreml", "tflite"]
 # How close the int8 TFLite backbone (dynamic-range: int8 weights, float activations) must stay to the
-# float one: three times quantisation's own error on real faces (cosine 0.99972 at worst on
-# krasserm_lfw10's 110 faces, 0.99969 on the check's inputs).
+# float one: 1 - cosine at most three times quantisation's own on real faces (cosine 0.99972 at worst
+# on krasserm_lfw10's 110 faces, 0.99969 on the check's inputs), so about 1.7 times its distance.
+# Caches converted before the check (revision 4 too) are not checked again: versions have shipped them.
 TFLITE_INT8_COSINE = 1 - 3 * (1 - 0.9997)
 PROGRAM_WEIGHTS = Path("Data/com.apple.CoreML/weights/weight.bin")
 PROGRAM_SPEC = Path("Data/com.apple.CoreML/model.mlmodel")
-# Every file of the ML Program package that versions copy (``coreml_models.ml_program_package``), each
-# with its checksum record: the spec and the manifest go into every model.mlpackage.zip as the weights do.
+# The files of the ML Program package that versions copy (``coreml_models.ml_program_package``), each
+# with its checksum record: the spec and the manifest go into every model.mlpackage.zip as the weights
+# do (and any other weight file coremltools wrote beside weight.bin: ``program_files``).
 PROGRAM_FILES = (Path("Manifest.json"), PROGRAM_SPEC, PROGRAM_WEIGHTS)
+
+
+def program_files(package: Path) -> list[Path]:
+    weights = sorted((package / PROGRAM_WEIGHTS.parent).glob("*.bin"))
+    return [package / name for name in PROGRAM_FILES[:-1]] + (weights or [package / PROGRAM_WEIGHTS])
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +145,13 @@ class DeviceBackboneCache:
         """The Core ML backbones, converted now if missing, checked against their recorded checksums."""
         paths = self.paths()
         self._ensure([paths.coreml, paths.coreml_program], "coreml")
-        program = [paths.coreml_program / name for name in PROGRAM_FILES]
-        for path in program[:-1]:
+        program = program_files(paths.coreml_program)
+        for path in program[:2]:
             if path.is_file() and not record_path(path).exists():
-                recorded_sha256(path)  # a package converted when only its weights were recorded
+                # A package converted when only its weights were recorded: its spec and manifest are
+                # recorded as found rather than the revision bumped, which would convert Core ML and
+                # TFLite again (a minute and a half) on every upgraded worker; its weights are checked.
+                recorded_sha256(path)
         self._verify([paths.coreml, *program], package=paths.coreml_program)
         return paths
 
@@ -226,8 +236,8 @@ class DeviceBackboneCache:
             try:
                 package = staging / paths.coreml_program.name
                 coreml_models.convert_backbone_program(net, package)
-                for name in PROGRAM_FILES:
-                    record_sha256(package / name)
+                for path in program_files(package):
+                    record_sha256(path)
                 os.replace(package, paths.coreml_program)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
