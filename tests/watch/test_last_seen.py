@@ -54,3 +54,31 @@ def test_a_time_from_a_clock_running_fast_is_not_believed() -> None:
     seen.heard(1, NOW + CLOCK_SKEW + timedelta(minutes=1), "ada from a camera an hour ahead")
     seen.sighting(1, at(-1), "ada -1")
     assert sent == [(1, "ada -1")]
+
+
+def test_an_older_one_heard_before_the_read_ends_is_corrected_then() -> None:
+    """paho sends its queued messages again when it reconnects, before the read ends: ours, older
+    than what another camera sent meanwhile, replaced it on the broker."""
+    seen, sent = book()
+    session = seen.session_started()
+    seen.heard(1, at(-10), "ada -10 from the garden")  # the broker's retained one
+    seen.heard(1, at(-30), "ada -30, ours, sent again by paho")
+    assert sent == []
+    seen.read(session)
+    assert sent == [(1, "ada -10 from the garden")]
+
+
+def test_no_correction_while_our_newer_one_is_on_its_way() -> None:
+    """Corrections answered every older echo, one per agent each time: with cameras in step, more
+    messages each round."""
+    seen, sent = book()
+    seen.read(seen.session_started())
+    seen.sighting(1, at(-10), "ada -10")
+    seen.sighting(1, at(-5), "ada -5")
+    seen.heard(1, at(-10), "ada -10")  # the first one's echo: the second is on its way
+    seen.heard(1, at(-5), "ada -5")
+    assert sent == [(1, "ada -10"), (1, "ada -5")]
+    seen.session_lost()  # a message in flight may never come back: corrections resume
+    seen.read(seen.session_started())
+    seen.heard(1, at(-10), "ada -10 again")
+    assert sent[-1] == (1, "ada -5") and len(sent) == 3

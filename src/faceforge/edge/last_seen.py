@@ -3,17 +3,20 @@
 A camera agent's sighting can reach the broker after a newer one by another camera: decisions the
 spool replays at the next start, messages paho queued through an outage and sends again when it
 reconnects, two agents publishing at once. The retained message is what Home Assistant shows, so an
-older sighting must never replace a newer one. Every agent therefore
+older sighting must not stay in place of a newer one. Every agent keeps, per person, the newest
+sighting it knows (its own or heard) and the last one it heard on the broker (the broker sends a
+topic's messages in the order it took them, so that is what the broker holds), and
 
-- reads the retained ``last_seen`` messages of a new connection before it sends its own (they are held
-  meanwhile, the newest per person; ``read``), and sends a sighting only when it is newer than the
-  newest it knows (``sighting``);
-- hears every ``last_seen`` message while connected (``heard``): one older than the newest it knows
-  means an older sighting replaced a newer one on the broker, and the newest is sent again. Equal
-  times change nothing, so agents that disagree settle on the newest.
+- reads the retained messages of a new connection before it sends its own (they are held meanwhile,
+  the newest per person; ``read``), then sends a sighting only when it is newer than the newest it
+  knows (``sighting``);
+- corrects the broker when the last message heard there is older than the newest it knows (heard
+  while connected, ``heard``, or during the read, ``read``): it sends the newest again, once until
+  its own latest message comes back, so corrections stay one per agent per late message. Equal times
+  change nothing, so agents settle on the newest.
 
-A time more than ``CLOCK_SKEW`` ahead of this machine's clock is not believed: a camera whose clock
-runs fast would otherwise hide everyone else's sightings of that person until its time came.
+A time more than ``CLOCK_SKEW`` ahead of this machine's clock is not believed, so a camera whose
+clock runs fast cannot hide this agent's sightings for longer than that; it still believes its own.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ class LastSeenBook:
         self._now = now
         self._lock = threading.Lock()
         self._newest: dict[int, tuple[datetime, str]] = {}  # person -> newest known (time, message)
+        self._on_broker: dict[int, datetime] = {}  # person -> the last time heard on the broker
+        self._pending: dict[int, datetime] = {}  # person -> the time we sent last, until it comes back
         self._held: dict[int, tuple[datetime, str]] = {}  # ours, until the broker's are read
         self._read = False
         self._session = 0
@@ -52,7 +57,8 @@ class LastSeenBook:
     @property
     def held(self) -> int:
         """How many people's sightings wait for the broker's to be read (read without the lock: a
-        caller holding its own lock may ask while a send holds this one)."""
+        caller holding its own lock may ask while a send holds this one). Each leaves only once
+        sent, so a drain that sees none waits for nothing unsent."""
         return len(self._held)
 
     def session_started(self) -> int:
@@ -63,22 +69,26 @@ class LastSeenBook:
             return self._session
 
     def session_lost(self) -> None:
-        """The connection is gone: sightings wait for the next one's retained messages."""
+        """The connection is gone: sightings wait for the next one's retained messages, and what was
+        sent may never come back."""
         with self._lock:
             self._session += 1
             self._read = False
+            self._pending.clear()
 
     def read(self, session: int | None = None) -> None:
         """The broker's retained messages are in (or will not come): send what was held that is newer
-        than them. With ``session``, only if that connection is still the current one and unread (a
-        late fallback of an earlier connection)."""
+        than them, and correct what the broker holds older. With ``session``, only if that connection
+        is still the current one and unread (a late fallback of an earlier connection)."""
         with self._lock:
             if session is not None and (session != self._session or self._read):
                 return
             self._read = True
-            held, self._held = self._held, {}
-            for person_id, (when, message) in held.items():
+            for person_id, (when, message) in list(self._held.items()):
                 self._offer(person_id, when, message)
+                del self._held[person_id]
+            for person_id in list(self._on_broker):
+                self._correct(person_id)
 
     def sighting(self, person_id: int, when: datetime, message: str) -> None:
         """Ours: sent now if the broker's are read and it is the newest, else held."""
@@ -95,15 +105,26 @@ class LastSeenBook:
         if when > self._now() + CLOCK_SKEW:
             return
         with self._lock:
+            self._on_broker[person_id] = when
+            if self._pending.get(person_id) == when:
+                del self._pending[person_id]
             newest = self._newest.get(person_id)
             if newest is None or when > newest[0]:
                 self._newest[person_id] = (when, message)
-            elif when < newest[0] and self._read:
-                self._send(person_id, newest[1])  # an older one replaced it: put the newest back
+            elif self._read:
+                self._correct(person_id)
 
     def _offer(self, person_id: int, when: datetime, message: str) -> None:
         newest = self._newest.get(person_id)
         if newest is not None and newest[0] >= when:
             return  # seen since, by another camera or by us
         self._newest[person_id] = (when, message)
+        self._pending[person_id] = when
         self._send(person_id, message)
+
+    def _correct(self, person_id: int) -> None:
+        newest, on_broker = self._newest.get(person_id), self._on_broker.get(person_id)
+        if newest is None or on_broker is None or on_broker >= newest[0] or person_id in self._pending:
+            return
+        self._pending[person_id] = newest[0]
+        self._send(person_id, newest[1])  # an older one replaced it: put the newest back

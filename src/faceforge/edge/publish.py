@@ -56,6 +56,7 @@ KEEPALIVE_SECONDS = 30
 ANSWER_SECONDS = 5.0
 STRANGER_STATE = "stranger"
 EARLY_ACK_SECONDS = 60.0  # message ids repeat only after 65,535 messages
+READ_RETRY_SECONDS = 600.0  # a broker that would not let us read last-seen messages is asked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +208,11 @@ class Publisher:
         self._last_seen = LastSeenBook(self._publish_last_seen)
         # Reading the retained last-seen messages: a broker may refuse the subscription (said, and ours
         # are sent unread), or drop the connection for it (some do, on every connection: after two
-        # in a row, the agent stops asking).
-        self._reading = True
-        self._subscribed = False
+        # in a row, the agent stops asking). Either way it asks again after READ_RETRY_SECONDS: an
+        # access list changes, and two drops may have been a flapping link.
+        self._not_reading_until = 0.0
+        self._asked = False  # this connection subscribed to them
+        self._subscribed = False  # ...and the broker answered
         self._dropped_before_subscribed = 0
         self._acked = threading.Condition()
         self.connected = threading.Event()
@@ -343,8 +346,9 @@ class Publisher:
         log.info("connected to the MQTT broker %s:%d", self._broker.host, self._broker.port)
         self._unreachable_said = False
         session = self._last_seen.session_started()
-        if self._reading:
-            self._subscribed = False
+        self._subscribed = False
+        self._asked = self._reading
+        if self._asked:
             client.subscribe([(last_seen_topic(self.topic_prefix, "+"), 1), (self._read_mark, 1)])
             # A broker whose access list drops our mark, or that never answers the subscription, would
             # hold our last-seen messages for ever: sent unread after this long.
@@ -361,7 +365,7 @@ class Publisher:
         self._dropped_before_subscribed = 0
         if any(reason.is_failure for reason in reasons):  # a broker's access list may refuse reading
             log.warning("the MQTT broker refused to let us read last-seen messages: sending ours unread")
-            self._reading = False
+            self._not_reading_until = time.monotonic() + READ_RETRY_SECONDS
             self._retained_read()
             return
         # The broker hands a subscription's retained messages over before a message published after it
@@ -375,11 +379,16 @@ class Publisher:
         person_id = _last_seen_person(self.topic_prefix, message.topic)
         if person_id is None:
             return
-        try:
-            when = parse_time(json.loads(message.payload)["time"])
+        try:  # an exception here would end paho's network thread for good
+            text = message.payload.decode()
+            when = parse_time(json.loads(text)["time"])
         except (ValueError, KeyError, TypeError):  # cleared (empty), or not a sighting
             return
-        self._last_seen.heard(person_id, when, message.payload.decode())
+        self._last_seen.heard(person_id, when, text)
+
+    @property
+    def _reading(self) -> bool:
+        return time.monotonic() >= self._not_reading_until
 
     def _retained_read(self, session: int | None = None) -> None:
         self._last_seen.read(session)
@@ -395,11 +404,12 @@ class Publisher:
             self._unreachable_said = True  # the outage is said: its failed reconnections need not be
         elif not self.connected.is_set():
             self._unreachable()  # something answered on the port, but no MQTT broker accepted us
-        if self.connected.is_set() and self._reading and not self._subscribed and not self._stopping:
+        if self.connected.is_set() and self._asked and not self._subscribed and not self._stopping:
             self._dropped_before_subscribed += 1
             if self._dropped_before_subscribed >= 2:
                 log.warning("the MQTT broker drops us when we read last-seen messages: sending ours unread")
-                self._reading = False
+                self._not_reading_until = time.monotonic() + READ_RETRY_SECONDS
+                self._dropped_before_subscribed = 0
         self._last_seen.session_lost()  # last-seen messages wait for the next connection's retained ones
         self.connected.clear()
 
