@@ -3,7 +3,10 @@ is sent, and what puts the newest back. The broker's side is tests/watch/test_pu
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from faceforge.edge.last_seen import CLOCK_SKEW, LastSeenBook
 
@@ -16,7 +19,7 @@ def at(minutes: int) -> datetime:
 
 def book() -> tuple[LastSeenBook, list[tuple[int, str]]]:
     sent: list[tuple[int, str]] = []
-    return LastSeenBook(lambda person, message: sent.append((person, message)), now=lambda: NOW), sent
+    return LastSeenBook(lambda person, message, _: sent.append((person, message)), now=lambda: NOW), sent
 
 
 def test_sightings_wait_for_the_brokers_and_only_the_newest_goes() -> None:
@@ -30,7 +33,9 @@ def test_sightings_wait_for_the_brokers_and_only_the_newest_goes() -> None:
     seen.session_lost()
     seen.read(session)  # the fallback of a connection that is gone: nothing is sent
     assert sent == [] and seen.held == 2
-    seen.read(seen.session_started())
+    session = seen.session_started()
+    seen.heard(2, at(-10), "bob -10 from the garden")  # retained: handed over again
+    seen.read(session)
     assert sent == [(1, "ada -30")] and seen.held == 0  # Bob's was older than the garden's
     seen.sighting(1, at(-35), "ada -35")  # a track decided late
     seen.sighting(2, at(-5), "bob -5")
@@ -82,3 +87,38 @@ def test_no_correction_while_our_newer_one_is_on_its_way() -> None:
     seen.read(seen.session_started())
     seen.heard(1, at(-10), "ada -10 again")
     assert sent[-1] == (1, "ada -5") and len(sent) == 3
+
+
+def test_a_connection_reads_afresh_and_a_broker_that_lost_its_messages_gets_the_newest_again() -> None:
+    """A broker restarted without its retained messages (Mosquitto keeps none by default): what an
+    earlier connection heard there made the book believe it still held them."""
+    seen, sent = book()
+    seen.read(seen.session_started())
+    seen.sighting(1, at(-5), "ada -5")
+    seen.heard(1, at(-5), "ada -5")
+    seen.heard(2, at(-9), "bob -9 from the garden")
+    seen.cleared(2)  # Bob left the model: nothing to put back while the broker holds nothing for him
+    seen.heard(1, at(-60), "ada -60 from a replay")
+    seen.heard(2, at(-60), "bob -60 from a replay")  # the replay named him: his newest goes back
+    assert sent == [(1, "ada -5"), (1, "ada -5"), (2, "bob -9 from the garden")]
+    seen.heard(1, at(-5), "ada -5")
+    seen.heard(2, at(-9), "bob -9 from the garden")
+    seen.session_lost()
+    seen.read(seen.session_started())  # nothing retained came
+    # (the publisher sends no correction for someone the model left out)
+    assert sent[3:] == [(1, "ada -5"), (2, "bob -9 from the garden")]
+
+
+def test_a_sighting_dated_ahead_of_this_clock_is_said_and_ours_coming_back_clears_the_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen, sent = book()
+    seen.read(seen.session_started())
+    ahead = NOW + CLOCK_SKEW + timedelta(minutes=1)
+    seen.sighting(1, ahead, "ada, from this machine before its clock was set back")
+    with caplog.at_level(logging.WARNING, logger="faceforge.edge.last_seen"):
+        seen.heard(1, ahead, "ada, ...")
+        seen.heard(1, ahead, "ada, ...")
+    assert caplog.text.count("ahead of this machine's clock") == 1
+    seen.heard(1, at(-60), "ada -60 from a replay")
+    assert sent[-1] == (1, "ada, from this machine before its clock was set back") and len(sent) == 2

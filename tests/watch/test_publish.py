@@ -161,6 +161,13 @@ def test_last_seen_is_the_newest_sighting_and_replayed_decisions_update_it(tmp_p
     spool.write_text("".join(f"{sighting(p, '2025-01-01T10:00:00.000Z').to_json()}\n" for p in (ada, bob)))
     garden = {"time": "2025-01-01T11:00:00+00:00", "camera": "garden", "probability": 0.8}
     publish_retained({bob_topic: json.dumps(garden).encode()})  # another camera saw Bob since
+    # What any client may leave there: an exception in paho's thread would end it for good.
+    publish_retained(
+        {
+            f"{prefix}/people/²/last_seen": json.dumps(garden).encode(),
+            last_seen_topic(prefix, 9): json.dumps(garden).encode("utf-16"),
+        }
+    )
 
     publisher = Publisher(
         parse_broker_url("mqtt://127.0.0.1:1883"),

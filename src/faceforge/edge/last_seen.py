@@ -15,21 +15,30 @@ topic's messages in the order it took them, so that is what the broker holds), a
   its own latest message comes back, so corrections stay one per agent per late message. Equal times
   change nothing, so agents settle on the newest.
 
-A time more than ``CLOCK_SKEW`` ahead of this machine's clock is not believed, so a camera whose
-clock runs fast cannot hide this agent's sightings for longer than that; it still believes its own.
+A time more than ``CLOCK_SKEW`` ahead of this machine's clock is not believed, and said once per
+person: a camera whose clock runs fast believes its own, and its sightings win until this machine's
+clock reaches them (countering them would bounce the message between the two agents). A connection's
+retained messages are read afresh (a broker may have restarted without them): a person the broker
+holds nothing for gets the newest sighting known again, unless the broker cleared them (left out of
+the model).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-CLOCK_SKEW = timedelta(minutes=5)
+log = logging.getLogger(__name__)
 
-# ``send(person_id, message)``: publish ``message`` (a ``last_seen`` JSON) for the person. Called
-# under the book's lock, so two threads' sightings reach the broker in the order they were compared.
-Send = Callable[[int, str], None]
+CLOCK_SKEW = timedelta(minutes=5)
+CLEARED = datetime.max.replace(tzinfo=UTC)  # on the broker: nothing, on purpose (nothing to correct)
+
+# ``send(person_id, message, correction)``: publish ``message`` (a ``last_seen`` JSON) for the person;
+# ``correction``: a sighting sent before, put back (the sender may skip people it no longer names).
+# Called under the book's lock, so two threads' sightings reach the broker in the order compared.
+Send = Callable[[int, str, bool], None]
 
 
 def parse_time(text: str) -> datetime:
@@ -51,6 +60,7 @@ class LastSeenBook:
         self._on_broker: dict[int, datetime] = {}  # person -> the last time heard on the broker
         self._pending: dict[int, datetime] = {}  # person -> the time we sent last, until it comes back
         self._held: dict[int, tuple[datetime, str]] = {}  # ours, until the broker's are read
+        self._ahead_said: set[int] = set()
         self._read = False
         self._session = 0
 
@@ -66,6 +76,7 @@ class LastSeenBook:
         with self._lock:
             self._session += 1
             self._read = False
+            self._on_broker.clear()  # read afresh: the broker may have restarted without them
             return self._session
 
     def session_lost(self) -> None:
@@ -87,7 +98,7 @@ class LastSeenBook:
             for person_id, (when, message) in list(self._held.items()):
                 self._offer(person_id, when, message)
                 del self._held[person_id]
-            for person_id in list(self._on_broker):
+            for person_id in list(self._newest):
                 self._correct(person_id)
 
     def sighting(self, person_id: int, when: datetime, message: str) -> None:
@@ -102,17 +113,31 @@ class LastSeenBook:
 
     def heard(self, person_id: int, when: datetime, message: str) -> None:
         """A ``last_seen`` message the broker sent us (retained, or as it was published)."""
-        if when > self._now() + CLOCK_SKEW:
-            return
         with self._lock:
-            self._on_broker[person_id] = when
             if self._pending.get(person_id) == when:
-                del self._pending[person_id]
+                del self._pending[person_id]  # ours came back (even dated ahead of this clock)
+            if when > self._now() + CLOCK_SKEW:
+                if person_id not in self._ahead_said:
+                    self._ahead_said.add(person_id)
+                    log.warning(
+                        "person %d's last_seen is dated %s, more than %s ahead of this machine's clock: "
+                        "a camera's clock runs fast (its sightings win until then)",
+                        person_id,
+                        when.isoformat(),
+                        CLOCK_SKEW,
+                    )
+                return
+            self._on_broker[person_id] = when
             newest = self._newest.get(person_id)
             if newest is None or when > newest[0]:
                 self._newest[person_id] = (when, message)
             elif self._read:
                 self._correct(person_id)
+
+    def cleared(self, person_id: int) -> None:
+        """The broker's message for the person was deleted (they left the model): not to be put back."""
+        with self._lock:
+            self._on_broker[person_id] = CLEARED
 
     def _offer(self, person_id: int, when: datetime, message: str) -> None:
         newest = self._newest.get(person_id)
@@ -120,11 +145,11 @@ class LastSeenBook:
             return  # seen since, by another camera or by us
         self._newest[person_id] = (when, message)
         self._pending[person_id] = when
-        self._send(person_id, message)
+        self._send(person_id, message, False)
 
     def _correct(self, person_id: int) -> None:
         newest, on_broker = self._newest.get(person_id), self._on_broker.get(person_id)
-        if newest is None or on_broker is None or on_broker >= newest[0] or person_id in self._pending:
-            return
+        if newest is None or (on_broker is not None and on_broker >= newest[0]) or person_id in self._pending:
+            return  # nothing known, the broker holds as new (or was cleared), or ours is on its way
         self._pending[person_id] = newest[0]
-        self._send(person_id, newest[1])  # an older one replaced it: put the newest back
+        self._send(person_id, newest[1], True)  # an older one replaced it: put the newest back

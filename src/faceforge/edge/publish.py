@@ -31,6 +31,7 @@ import re
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,7 @@ class Publisher:
         # in a row, the agent stops asking). Either way it asks again after READ_RETRY_SECONDS: an
         # access list changes, and two drops may have been a flapping link.
         self._not_reading_until = 0.0
+        self._session = 0  # the book's number of the current connection
         self._asked = False  # this connection subscribed to them
         self._subscribed = False  # ...and the broker answered
         self._dropped_before_subscribed = 0
@@ -294,11 +296,13 @@ class Publisher:
             return
         self._last_seen.sighting(person_id, when, json.dumps(seen))
 
-    def _publish_last_seen(self, person_id: int, message: str) -> None:
+    def _publish_last_seen(self, person_id: int, message: str, correction: bool) -> None:
         with self._lock:
             # Retained only for someone the model still has: a track decided with the version just
             # replaced named a person it left out, whose cleared last_seen came back for ever.
             kept = any(person.id == person_id for person in self._people)
+        if correction and not kept:
+            return  # their retained message was cleared on purpose
         info = self._client.publish(self.last_seen_topic(person_id), message, qos=1, retain=kept)
         self._track(info.mid, None)
 
@@ -345,20 +349,28 @@ class Publisher:
             return
         log.info("connected to the MQTT broker %s:%d", self._broker.host, self._broker.port)
         self._unreachable_said = False
-        session = self._last_seen.session_started()
+        self._session = session = self._last_seen.session_started()
         self._subscribed = False
         self._asked = self._reading
         if self._asked:
-            client.subscribe([(last_seen_topic(self.topic_prefix, "+"), 1), (self._read_mark, 1)])
+            self._subscribe_last_seen()
             # A broker whose access list drops our mark, or that never answers the subscription, would
             # hold our last-seen messages for ever: sent unread after this long.
-            wait = threading.Timer(ANSWER_SECONDS, self._retained_read, kwargs={"session": session})
-            wait.daemon = True
-            wait.start()
+            _later(ANSWER_SECONDS, self._retained_read, session=session)
         else:
             self._retained_read()
         self.connected.set()
         self._announce()
+
+    def _subscribe_last_seen(self) -> None:
+        self._client.subscribe([(last_seen_topic(self.topic_prefix, "+"), 1), (self._read_mark, 1)])
+
+    def _ask_again(self, session: int) -> None:
+        """A broker that refused the subscription, asked again on the same connection (its access
+        list may have changed): the retained messages then come, and the book corrects from them."""
+        if session == self._session and self.connected.is_set() and not self._stopping:
+            self._asked, self._subscribed = True, False
+            self._subscribe_last_seen()
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
         self._subscribed = True
@@ -367,22 +379,34 @@ class Publisher:
             log.warning("the MQTT broker refused to let us read last-seen messages: sending ours unread")
             self._not_reading_until = time.monotonic() + READ_RETRY_SECONDS
             self._retained_read()
+            _later(READ_RETRY_SECONDS, self._ask_again, session=self._session)
             return
         # The broker hands a subscription's retained messages over before a message published after it
         # (Mosquitto does; a broker that does not is corrected by the book as it hears them).
         client.publish(self._read_mark, b"", qos=1)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        if message.topic == self._read_mark:
+        # Anything another client publishes reaches this: an exception would end paho's network thread
+        # for good (no decision sent again), so none leaves here.
+        try:
+            self._heard(message.topic, message.payload)
+        except Exception:
+            log.exception("ignored an MQTT message on %s", message.topic)
+
+    def _heard(self, topic: str, payload: bytes) -> None:
+        if topic == self._read_mark:
             self._retained_read()
             return
-        person_id = _last_seen_person(self.topic_prefix, message.topic)
+        person_id = _last_seen_person(self.topic_prefix, topic)
         if person_id is None:
             return
-        try:  # an exception here would end paho's network thread for good
-            text = message.payload.decode()
+        if not payload:  # cleared: the person left the model
+            self._last_seen.cleared(person_id)
+            return
+        try:
+            text = payload.decode()
             when = parse_time(json.loads(text)["time"])
-        except (ValueError, KeyError, TypeError):  # cleared (empty), or not a sighting
+        except (ValueError, KeyError, TypeError):  # not a sighting
             return
         self._last_seen.heard(person_id, when, text)
 
@@ -487,7 +511,13 @@ def _last_seen_person(topic_prefix: str, topic: str) -> int | None:
     """The person id of a last-seen topic under ``topic_prefix``, or None."""
     head, tail = f"{topic_prefix}/people/", "/last_seen"
     middle = topic[len(head) : -len(tail)] if topic.startswith(head) and topic.endswith(tail) else ""
-    return int(middle) if middle.isdigit() else None
+    return int(middle) if middle.isascii() and middle.isdigit() else None  # not "²"
+
+
+def _later(seconds: float, call: Callable[..., None], **arguments: int) -> None:
+    wait = threading.Timer(seconds, call, kwargs=arguments)
+    wait.daemon = True
+    wait.start()
 
 
 def _device(node_id: str) -> dict[str, Any]:
