@@ -19,7 +19,12 @@ def at(minutes: int) -> datetime:
 
 def book() -> tuple[LastSeenBook, list[tuple[int, str]]]:
     sent: list[tuple[int, str]] = []
-    return LastSeenBook(lambda person, message, _: sent.append((person, message)), now=lambda: NOW), sent
+
+    def send(person: int, message: str, correction: bool) -> bool:
+        sent.append((person, message))
+        return True
+
+    return LastSeenBook(send, now=lambda: NOW), sent
 
 
 def test_sightings_wait_for_the_brokers_and_only_the_newest_goes() -> None:
@@ -104,7 +109,10 @@ def test_a_connection_reads_afresh_and_a_broker_that_lost_its_messages_gets_the_
     seen.heard(1, at(-5), "ada -5")
     seen.heard(2, at(-9), "bob -9 from the garden")
     seen.session_lost()
-    seen.read(seen.session_started())  # nothing retained came
+    seen.read(seen.session_started(), complete=False)  # not read (refused, or no answer): no guess
+    assert len(sent) == 3
+    seen.session_lost()
+    seen.read(seen.session_started())  # read, and nothing retained came
     # (the publisher sends no correction for someone the model left out)
     assert sent[3:] == [(1, "ada -5"), (2, "bob -9 from the garden")]
 
@@ -121,4 +129,17 @@ def test_a_sighting_dated_ahead_of_this_clock_is_said_and_ours_coming_back_clear
         seen.heard(1, ahead, "ada, ...")
     assert caplog.text.count("ahead of this machine's clock") == 1
     seen.heard(1, at(-60), "ada -60 from a replay")
-    assert sent[-1] == (1, "ada, from this machine before its clock was set back") and len(sent) == 2
+    assert len(sent) == 1  # not put back over the others' either
+    seen.sighting(1, at(-1), "ada -1")
+    assert sent[1:] == [(1, "ada -1")]  # ours, ahead, does not hold back what this clock says now
+
+    # Another camera's, ahead: not countered after a reconnect (that would bounce between them).
+    other, sent = book()
+    other.read(other.session_started())
+    other.sighting(2, at(-1), "bob -1")
+    other.heard(2, ahead, "bob, from a camera whose clock runs fast")
+    other.session_lost()
+    session = other.session_started()
+    other.heard(2, ahead, "bob, from a camera whose clock runs fast")
+    other.read(session)
+    assert sent == [(2, "bob -1")]

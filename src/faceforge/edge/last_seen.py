@@ -17,10 +17,11 @@ topic's messages in the order it took them, so that is what the broker holds), a
 
 A time more than ``CLOCK_SKEW`` ahead of this machine's clock is not believed, and said once per
 person: a camera whose clock runs fast believes its own, and its sightings win until this machine's
-clock reaches them (countering them would bounce the message between the two agents). A connection's
-retained messages are read afresh (a broker may have restarted without them): a person the broker
-holds nothing for gets the newest sighting known again, unless the broker cleared them (left out of
-the model).
+clock reaches them (countering them would bounce the message between the two agents); this agent's
+own, dated before its clock was set back, are not put back either. A connection's
+retained messages are read afresh (a broker may have restarted without them): once the read is
+complete, a person the broker holds nothing for gets the newest sighting known again, unless the
+broker cleared them (left out of the model).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ CLEARED = datetime.max.replace(tzinfo=UTC)  # on the broker: nothing, on purpose
 
 # ``send(person_id, message, correction)``: publish ``message`` (a ``last_seen`` JSON) for the person;
 # ``correction``: a sighting sent before, put back (the sender may skip people it no longer names).
-# Called under the book's lock, so two threads' sightings reach the broker in the order compared.
-Send = Callable[[int, str, bool], None]
+# Returns whether it was published. Called under the book's lock, so two threads' sightings reach
+# the broker in the order they were compared.
+Send = Callable[[int, str, bool], bool]
 
 
 def parse_time(text: str) -> datetime:
@@ -87,10 +89,11 @@ class LastSeenBook:
             self._read = False
             self._pending.clear()
 
-    def read(self, session: int | None = None) -> None:
-        """The broker's retained messages are in (or will not come): send what was held that is newer
-        than them, and correct what the broker holds older. With ``session``, only if that connection
-        is still the current one and unread (a late fallback of an earlier connection)."""
+    def read(self, session: int | None = None, *, complete: bool = True) -> None:
+        """The broker's retained messages are in (``complete``), or will not come: send what was held
+        that is newer than them, and correct what the broker holds older, or (complete) nothing for.
+        With ``session``, only if that connection is still the current one and unread (a late
+        fallback of an earlier connection)."""
         with self._lock:
             if session is not None and (session != self._session or self._read):
                 return
@@ -98,7 +101,7 @@ class LastSeenBook:
             for person_id, (when, message) in list(self._held.items()):
                 self._offer(person_id, when, message)
                 del self._held[person_id]
-            for person_id in list(self._newest):
+            for person_id in list(self._newest if complete else self._on_broker):
                 self._correct(person_id)
 
     def sighting(self, person_id: int, when: datetime, message: str) -> None:
@@ -117,6 +120,7 @@ class LastSeenBook:
             if self._pending.get(person_id) == when:
                 del self._pending[person_id]  # ours came back (even dated ahead of this clock)
             if when > self._now() + CLOCK_SKEW:
+                self._on_broker[person_id] = when  # not countered: that would bounce between agents
                 if person_id not in self._ahead_said:
                     self._ahead_said.add(person_id)
                     log.warning(
@@ -141,15 +145,17 @@ class LastSeenBook:
 
     def _offer(self, person_id: int, when: datetime, message: str) -> None:
         newest = self._newest.get(person_id)
-        if newest is not None and newest[0] >= when:
-            return  # seen since, by another camera or by us
+        if newest is not None and newest[0] >= when and newest[0] <= self._now() + CLOCK_SKEW:
+            return  # seen since, by another camera or by us (not: dated before our clock was set back)
         self._newest[person_id] = (when, message)
-        self._pending[person_id] = when
-        self._send(person_id, message, False)
+        if self._send(person_id, message, False):
+            self._pending[person_id] = when
 
     def _correct(self, person_id: int) -> None:
         newest, on_broker = self._newest.get(person_id), self._on_broker.get(person_id)
         if newest is None or (on_broker is not None and on_broker >= newest[0]) or person_id in self._pending:
             return  # nothing known, the broker holds as new (or was cleared), or ours is on its way
-        self._pending[person_id] = newest[0]
-        self._send(person_id, newest[1], True)  # an older one replaced it: put the newest back
+        if newest[0] > self._now() + CLOCK_SKEW:
+            return  # ours, dated before this clock was set back: not put back over the others'
+        if self._send(person_id, newest[1], True):  # an older one replaced it: put the newest back
+            self._pending[person_id] = newest[0]

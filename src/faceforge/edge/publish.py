@@ -296,15 +296,16 @@ class Publisher:
             return
         self._last_seen.sighting(person_id, when, json.dumps(seen))
 
-    def _publish_last_seen(self, person_id: int, message: str, correction: bool) -> None:
+    def _publish_last_seen(self, person_id: int, message: str, correction: bool) -> bool:
         with self._lock:
             # Retained only for someone the model still has: a track decided with the version just
             # replaced named a person it left out, whose cleared last_seen came back for ever.
             kept = any(person.id == person_id for person in self._people)
         if correction and not kept:
-            return  # their retained message was cleared on purpose
+            return False  # their retained message was cleared on purpose
         info = self._client.publish(self.last_seen_topic(person_id), message, qos=1, retain=kept)
         self._track(info.mid, None)
+        return True
 
     def _send(self, key: int, payload: str) -> None:
         self._track(self._client.publish(self.decision_topic, payload, qos=1).mid, key)
@@ -358,7 +359,9 @@ class Publisher:
             # hold our last-seen messages for ever: sent unread after this long.
             _later(ANSWER_SECONDS, self._retained_read, session=session)
         else:
-            self._retained_read()
+            self._retained_read(complete=False)
+            # Asked again on this connection when the pause ends (a connection may last months).
+            _later(max(0.0, self._not_reading_until - time.monotonic()), self._ask_again, session=session)
         self.connected.set()
         self._announce()
 
@@ -378,7 +381,7 @@ class Publisher:
         if any(reason.is_failure for reason in reasons):  # a broker's access list may refuse reading
             log.warning("the MQTT broker refused to let us read last-seen messages: sending ours unread")
             self._not_reading_until = time.monotonic() + READ_RETRY_SECONDS
-            self._retained_read()
+            self._retained_read(complete=False)
             _later(READ_RETRY_SECONDS, self._ask_again, session=self._session)
             return
         # The broker hands a subscription's retained messages over before a message published after it
@@ -395,7 +398,7 @@ class Publisher:
 
     def _heard(self, topic: str, payload: bytes) -> None:
         if topic == self._read_mark:
-            self._retained_read()
+            self._retained_read(complete=True)
             return
         person_id = _last_seen_person(self.topic_prefix, topic)
         if person_id is None:
@@ -414,8 +417,8 @@ class Publisher:
     def _reading(self) -> bool:
         return time.monotonic() >= self._not_reading_until
 
-    def _retained_read(self, session: int | None = None) -> None:
-        self._last_seen.read(session)
+    def _retained_read(self, session: int | None = None, *, complete: bool = False) -> None:
+        self._last_seen.read(session, complete=complete)
         with self._acked:
             self._acked.notify_all()  # drain waits for the held ones
 
