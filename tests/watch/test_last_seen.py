@@ -143,3 +143,27 @@ def test_a_sighting_dated_ahead_of_this_clock_is_said_and_ours_coming_back_clear
     other.heard(2, ahead, "bob, from a camera whose clock runs fast")
     other.read(session)
     assert sent == [(2, "bob -1")]
+
+
+def test_what_was_sent_unsubscribed_does_not_hold_back_corrections_once_subscribed_again() -> None:
+    seen, sent = book()
+    seen.read(seen.session_started(), complete=False)  # the broker refused the subscription
+    seen.sighting(1, at(-1), "ada -1")  # sent, and never heard back
+    seen.subscribed_again()  # asked again on the same connection: it now lets us read
+    seen.heard(1, at(-3), "ada -3, ours, sent again by paho after a reconnect")
+    assert sent == [(1, "ada -1"), (1, "ada -1")]
+
+
+def test_a_sighting_dated_before_the_clock_was_set_back_gives_way() -> None:
+    ahead = NOW + CLOCK_SKEW + timedelta(hours=1)
+    seen, sent = book()
+    seen.session_started()
+    seen.sighting(1, ahead, "ada, held from before the clock was set back")
+    seen.sighting(1, at(1), "ada +1")
+    seen.read(seen.session_started())
+    assert sent == [(1, "ada +1")]
+    seen.sighting(2, ahead, "bob, before the clock was set back")
+    seen.heard(2, ahead, "bob, before the clock was set back")  # ours, back
+    seen.heard(2, at(2), "bob +2 from the garden")  # learnt, though ours is dated later
+    seen.heard(2, at(-30), "bob -30 from a replay")
+    assert sent[-1] == (2, "bob +2 from the garden")

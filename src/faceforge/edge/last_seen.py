@@ -109,7 +109,7 @@ class LastSeenBook:
         with self._lock:
             if not self._read:
                 held = self._held.get(person_id)
-                if held is None or when > held[0]:
+                if held is None or when > held[0] or self._ahead(held[0]):
                     self._held[person_id] = (when, message)
                 return
             self._offer(person_id, when, message)
@@ -119,7 +119,7 @@ class LastSeenBook:
         with self._lock:
             if self._pending.get(person_id) == when:
                 del self._pending[person_id]  # ours came back (even dated ahead of this clock)
-            if when > self._now() + CLOCK_SKEW:
+            if self._ahead(when):
                 self._on_broker[person_id] = when  # not countered: that would bounce between agents
                 if person_id not in self._ahead_said:
                     self._ahead_said.add(person_id)
@@ -133,19 +133,30 @@ class LastSeenBook:
                 return
             self._on_broker[person_id] = when
             newest = self._newest.get(person_id)
-            if newest is None or when > newest[0]:
+            if newest is None or when > newest[0] or self._ahead(newest[0]):
                 self._newest[person_id] = (when, message)
             elif self._read:
                 self._correct(person_id)
+
+    def subscribed_again(self) -> None:
+        """The agent subscribes again on a connection where it was not: what it sent meanwhile cannot
+        have come back, and must not hold back corrections."""
+        with self._lock:
+            self._pending.clear()
 
     def cleared(self, person_id: int) -> None:
         """The broker's message for the person was deleted (they left the model): not to be put back."""
         with self._lock:
             self._on_broker[person_id] = CLEARED
 
+    def _ahead(self, when: datetime) -> bool:
+        """Dated beyond this clock's skew: another camera's fast clock, or ours before it was set back;
+        neither holds back what this clock says now."""
+        return when > self._now() + CLOCK_SKEW
+
     def _offer(self, person_id: int, when: datetime, message: str) -> None:
         newest = self._newest.get(person_id)
-        if newest is not None and newest[0] >= when and newest[0] <= self._now() + CLOCK_SKEW:
+        if newest is not None and newest[0] >= when and not self._ahead(newest[0]):
             return  # seen since, by another camera or by us (not: dated before our clock was set back)
         self._newest[person_id] = (when, message)
         if self._send(person_id, message, False):
@@ -155,7 +166,7 @@ class LastSeenBook:
         newest, on_broker = self._newest.get(person_id), self._on_broker.get(person_id)
         if newest is None or (on_broker is not None and on_broker >= newest[0]) or person_id in self._pending:
             return  # nothing known, the broker holds as new (or was cleared), or ours is on its way
-        if newest[0] > self._now() + CLOCK_SKEW:
+        if self._ahead(newest[0]):
             return  # ours, dated before this clock was set back: not put back over the others'
         if self._send(person_id, newest[1], True):  # an older one replaced it: put the newest back
             self._pending[person_id] = newest[0]

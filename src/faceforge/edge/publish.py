@@ -373,6 +373,7 @@ class Publisher:
         list may have changed): the retained messages then come, and the book corrects from them."""
         if session == self._session and self.connected.is_set() and not self._stopping:
             self._asked, self._subscribed = True, False
+            self._last_seen.subscribed_again()
             self._subscribe_last_seen()
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
