@@ -357,6 +357,11 @@ def test_a_recording_that_breaks_while_read_ends_with_one_line(warm_cache: Path,
         (["video.mp4", "--server", "http://host:99999"], "--server must look like http://host:port"),
         (["video.mp4", "--topic-prefix", "home/#"], "--topic-prefix must be a topic level"),
         (["video.mp4", "--topic-prefix", ""], "--topic-prefix must be a topic level"),
+        (["video.mp4", "--topic-prefix", "home/faceforge"], "--topic-prefix must be a topic level"),
+        # A wildcard ended paho's thread with a traceback and the agent exited 0; "" published the
+        # Home Assistant configs under /sensor/...
+        (["video.mp4", "--discovery-prefix", "homeassistant/#"], "--discovery-prefix must be"),
+        (["video.mp4", "--discovery-prefix", ""], "--discovery-prefix must be"),
         # "a/b" and "a+b" both published on faceforge/a_b/..., one camera overwriting the other;
         # "" published as "camera" with a Home Assistant sensor named " last person".
         (["video.mp4", "--camera", "a/b"], "--camera must name the camera"),

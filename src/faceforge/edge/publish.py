@@ -485,10 +485,23 @@ class Publisher:
 
 
 def check_topic_prefix(prefix: str) -> None:
-    """A ``WatchError`` for a ``--topic-prefix`` no topic can start with (empty, or an MQTT wildcard,
-    which the broker refuses in a published topic)."""
-    if not prefix.strip("/") or any(c in prefix for c in "+#") or any(c.isspace() for c in prefix):
+    """A ``WatchError`` for a ``--topic-prefix`` that is not one topic level: empty, an MQTT wildcard
+    (which the broker refuses in a published topic), or two levels (``a/b`` took the spool file and
+    Home Assistant ids of ``a_b``, and sent its decisions there)."""
+    level = prefix.strip("/")
+    if not level or "/" in level or any(c in prefix for c in "+#") or any(c.isspace() for c in prefix):
         raise WatchError(f"--topic-prefix must be a topic level such as 'faceforge', not {prefix!r}")
+
+
+def check_discovery_prefix(prefix: str) -> None:
+    """A ``WatchError`` for a ``--discovery-prefix`` no topic can start with: a wildcard in a published
+    topic ended paho's network thread (a traceback, nothing more sent) and the agent still exited 0;
+    an empty one published Home Assistant's configs under ``/sensor/...``."""
+    if not prefix.strip("/") or any(c in prefix for c in "+#") or any(c.isspace() for c in prefix):
+        raise WatchError(
+            "--discovery-prefix must be Home Assistant's discovery topic, such as 'homeassistant', "
+            f"not {prefix!r}"
+        )
 
 
 def check_camera_name(camera: str) -> None:

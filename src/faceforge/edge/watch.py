@@ -27,6 +27,7 @@ from faceforge.edge.publish import (
     Decision,
     Publisher,
     check_camera_name,
+    check_discovery_prefix,
     check_topic_prefix,
     parse_broker_url,
     slug,
@@ -129,6 +130,7 @@ def watch(options: WatchOptions, print_line: Callable[[str], None]) -> None:
     """Run the agent until the source ends (a file) or the process is stopped (a stream)."""
     broker = parse_broker_url(options.mqtt) if options.mqtt else None
     check_topic_prefix(options.topic_prefix)
+    check_discovery_prefix(options.discovery_prefix)
     check_camera_name(options.camera)
     if options.server:
         check_server_url(options.server)
