@@ -12,6 +12,8 @@ For each gallery:
 - ``rejected``: strangers rejected (``unknown_reject_rate``), on the unknown photos that are not
   given to calibration;
 - ``estimate``: the version's own estimate of it (``calibration.estimated_unknown_reject``);
+- ``gallery_reject``: what the gallery's own photos, each a stranger to everyone else, say of it at
+  the version's threshold (``calibration.evidence``), the evidence that mostly decides at 201 people;
 - ``known``: probes accepted as the right person; ``oracle``: known accepted at the thresholds that
   reject 95/97/99 % of those strangers (chosen on them: how well the embedder separates, whatever the
   calibration);
@@ -34,6 +36,7 @@ import json
 import random
 import statistics
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +92,17 @@ def _row(results: list[dict[str, Any]]) -> dict[str, Any]:
         "known": round(statistics.fmean(known), 4),
         "known_worst": round(min(known), 4),
         "threshold": round(statistics.fmean(r["threshold"] for r in results), 4),
+        # What the gallery's own photos, each a stranger to everyone else, say at the threshold:
+        # the evidence that mostly decides from about 200 photos on (None below two people).
+        "gallery_reject": _mean_of(r["calibration"]["evidence"]["gallery_reject"] for r in results),
         "oracle_known_at_reject": {share: round(value, 4) for share, value in oracle.items()},
         "method": sorted({r["calibration"]["method"] for r in results}),
     }
+
+
+def _mean_of(values: Iterable[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return round(statistics.fmean(present), 4) if present else None
 
 
 def _link_folder(into: Path, photos: list[Path]) -> Path:

@@ -355,7 +355,12 @@ def test_one_person_collected_as_several_strangers_weighs_as_one(lfw10_embedding
     five_times = fit_head(embeddings[rows], [labels[i] for i in rows], strangers=[m[None] for m in mailman])
     assert once.calibration.evidence is not None and five_times.calibration.evidence is not None
     assert once.calibration.evidence["collected_strangers"] == 1
-    assert five_times.calibration.evidence == once.calibration.evidence
+    # The weights (what each source says at the threshold differs: his levels do, see above).
+    weighed = ["model_strangers", "gallery_photos", "gallery_weight"]
+    weighed += ["collected_strangers", "strangers_weight"]
+    assert {key: five_times.calibration.evidence[key] for key in weighed} == {
+        key: once.calibration.evidence[key] for key in weighed
+    }
     assert once.calibration.evidence["strangers_weight"] > 0
 
 
@@ -379,3 +384,49 @@ def test_strangers_are_not_chained_into_one_person(
     for name in sorted(set(labels)):
         theirs = people[_rows(labels, name)]
         assert np.bincount(theirs).max() >= 0.7 * len(theirs), name  # mostly one group each
+
+
+def test_the_manifest_says_what_each_source_said_at_the_threshold(
+    lfw10_embeddings: Embeddings, stranger_embeddings: np.ndarray
+) -> None:
+    """A version's estimate is the model moved by the gallery's and the collection's evidence; the
+    manifest records each source's own share at the threshold, so a user whose strangers disagree
+    with the estimate can see which evidence it followed. The gallery's share is recomputed here from
+    the photos themselves: each photo scored against every other person's prototype."""
+    embeddings, labels, _ = lfw10_embeddings
+    names = sorted(set(labels))
+    rows = [i for name in names for i in _rows(labels, name, 0, 5)]
+    chosen, chosen_labels = embeddings[rows], [labels[i] for i in rows]
+    head = fit_head(chosen, chosen_labels)
+    calibration = head.calibration
+    evidence = calibration.evidence
+    assert evidence is not None and calibration.model_unknown_reject is not None
+    codes = np.array([head.labels.index(label) for label in chosen_labels])
+    similarities = (chosen / np.linalg.norm(chosen, axis=1, keepdims=True)) @ head.prototypes.T
+    similarities[np.arange(len(codes)), codes] = -np.inf
+    assert not calibration.suspected_duplicates  # every photo is the gallery's evidence
+    # The threshold may sit on a photo's own score (the estimate steps there), and another matrix
+    # product rounds float32 cosines differently in the last bits: a photo within 1e-5 of the
+    # threshold may fall either side. 1e-4: the figures are stored rounded to four places.
+    best_other = similarities.max(axis=1)
+    below_surely = float((best_other < head.threshold - 1e-5).mean())
+    below_perhaps = float((best_other < head.threshold + 1e-5).mean())
+    assert below_surely - 1e-4 <= evidence["gallery_reject"] <= below_perhaps + 1e-4
+    assert evidence["strangers_reject"] is None
+    recomposed = calibration.model_unknown_reject + evidence["gallery_weight"] * (
+        evidence["gallery_reject"] - evidence["gallery_model_reject"]
+    )
+    # Four terms each rounded to four places (weights too): at most 3e-4 of rounding between them.
+    assert calibration.estimated_unknown_reject == pytest.approx(recomposed, abs=3e-4)
+
+    collected = fit_head(chosen, chosen_labels, strangers=[s[None] for s in stranger_embeddings[:60]])
+    evidence = collected.calibration.evidence
+    assert evidence is not None and collected.calibration.model_unknown_reject is not None
+    assert evidence["strangers_reject"] is not None and evidence["strangers_weight"] > 0
+    model = collected.calibration.model_unknown_reject
+    recomposed = (
+        model
+        + evidence["gallery_weight"] * (evidence["gallery_reject"] - evidence["gallery_model_reject"])
+        + evidence["strangers_weight"] * (evidence["strangers_reject"] - model)
+    )
+    assert collected.calibration.estimated_unknown_reject == pytest.approx(recomposed, abs=5e-4)

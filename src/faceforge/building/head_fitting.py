@@ -549,7 +549,7 @@ def _fit(
         estimated_known_accept=_estimated_known_accept(scores, threshold),
         suspected_duplicates=scores.suspects,
         model_unknown_reject=estimate.model_reject(threshold),
-        evidence=estimate.evidence(),
+        evidence=estimate.evidence(threshold),
         population={
             "embedder": model.embedder,
             "people": model.facts.get("people"),

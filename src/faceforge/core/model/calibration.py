@@ -169,12 +169,30 @@ class StrangerEstimate:
                 low = middle
         return high
 
-    def evidence(self) -> dict[str, float | int]:
-        """How much each source weighed, for the manifest."""
+    def evidence(self, threshold: float) -> dict[str, float | int | None]:
+        """How much each source weighed, and what each says on its own at ``threshold``, for the
+        manifest: ``gallery_reject`` is the share of the gallery's own photos, each a stranger to
+        everyone else, rejected (``E_gallery``), beside what the model predicts for those same photos
+        (``gallery_model_reject``); ``strangers_reject`` the collected strangers' share, held out.
+        Where the estimate and a user's own strangers disagree, these say which evidence it followed:
+        ``R = model + gallery_weight (gallery - gallery_model) + strangers_weight (strangers - model)``
+        (module docstring), each term here at the threshold the version uses."""
+        gallery_model = self.gallery_model
         return {
             "model_strangers": len(self.model),
             "gallery_photos": len(self.gallery),
             "gallery_weight": round(self.gallery_weight, 4),
+            "gallery_reject": _rounded(_share_below(self.gallery, threshold) if len(self.gallery) else None),
+            "gallery_model_reject": _rounded(
+                None if gallery_model is None else gallery_model.share_below(threshold)
+            ),
             "collected_strangers": self.stranger_count,
             "strangers_weight": round(self.strangers_weight, 4),
+            "strangers_reject": _rounded(
+                None if self.strangers is None else self.strangers.share_below(threshold)
+            ),
         }
+
+
+def _rounded(share: float | None) -> float | None:
+    return None if share is None else round(share, 4)
