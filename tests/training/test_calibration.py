@@ -430,3 +430,35 @@ def test_the_manifest_says_what_each_source_said_at_the_threshold(
         + evidence["strangers_weight"] * (evidence["strangers_reject"] - model)
     )
     assert collected.calibration.estimated_unknown_reject == pytest.approx(recomposed, abs=5e-4)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["nan in a photo", "inf in a photo", "zero photo", "nan in a stranger", "stranger of half width"],
+)
+def test_damaged_embeddings_are_refused_not_fitted(lfw10_embeddings: Embeddings, damage: str) -> None:
+    """A damaged stored embedding is a training error, not a version: one NaN made every drawn
+    stranger's best score NaN, the threshold 1.0 and a version that named nobody; a stranger's NaN
+    made every person's margin NaN while the version's figures said all was well; a stranger of
+    the wrong width was silently folded into rows of the right one."""
+    from faceforge.core.errors import TrainingError
+
+    embeddings, labels, _ = lfw10_embeddings
+    rows = [i for name in ("Colin_Powell", "Hugo_Chavez") for i in _rows(labels, name, 0, 5)]
+    chosen, chosen_labels = embeddings[rows].copy(), [labels[i] for i in rows]
+    stranger = embeddings[_rows(labels, "Tony_Blair", 0, 2)].copy()
+    if damage == "nan in a photo":
+        chosen[3, 17] = np.nan
+    elif damage == "inf in a photo":
+        chosen[3, 17] = np.inf
+    elif damage == "zero photo":
+        chosen[3] = 0.0
+    elif damage == "nan in a stranger":
+        stranger[1, 5] = np.nan
+    else:
+        stranger = stranger[:, : stranger.shape[1] // 2]
+    fit_head(
+        embeddings[rows], chosen_labels, strangers=[embeddings[_rows(labels, "Tony_Blair", 0, 2)]]
+    )  # sound
+    with pytest.raises(TrainingError):
+        fit_head(chosen, chosen_labels, strangers=[stranger])

@@ -271,6 +271,21 @@ def _scores(
     )
 
 
+def _checked_embeddings(vectors: npt.ArrayLike, dimension: int, what: str) -> FloatArray:
+    """``(n, dimension)`` finite vectors, none of them zero, as unit rows; else a ``TrainingError``.
+    One NaN (a damaged stored embedding) made every drawn stranger's best score NaN: the threshold
+    went to 1.0 and the version named nobody, and a stranger's NaN set every person's margin to NaN
+    while the version's figures said all was well."""
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2 or array.shape[1] != dimension or not len(array):
+        raise TrainingError(f"{what} must be (n, {dimension}) with n >= 1, not {array.shape}")
+    if not np.isfinite(array).all():
+        raise TrainingError(f"{what} hold values that are not finite numbers")
+    if (np.linalg.norm(array, axis=1) < 1e-6).any():
+        raise TrainingError(f"{what} hold a vector of length 0, which points at no face")
+    return _normalise_rows(array)
+
+
 def _stranger_scores(
     strangers: Sequence[FloatArray], prototypes: FloatArray
 ) -> tuple[npt.NDArray[np.int64], FloatArray, FloatArray]:
@@ -283,10 +298,8 @@ def _stranger_scores(
             np.zeros((0, dimension), np.float32),
             np.zeros((0, len(prototypes)), np.float32),
         )
-    units = _normalise_rows(
-        np.concatenate([np.asarray(s, np.float32).reshape(-1, prototypes.shape[1]) for s in strangers])
-    )
-    owner = np.concatenate([np.full(len(np.atleast_2d(s)), i, np.int64) for i, s in enumerate(strangers)])
+    units = np.concatenate(strangers)  # checked: (k, D) unit rows each (_checked_embeddings)
+    owner = np.concatenate([np.full(len(s), i, np.int64) for i, s in enumerate(strangers)])
     similarities = np.asarray(units @ prototypes.T, np.float32)
     return owner, units, similarities
 
@@ -494,11 +507,10 @@ def _fit(
     classes = sorted(set(labels))
     index = {label: i for i, label in enumerate(classes)}
     codes = np.array([index[label] for label in labels], dtype=np.int64)
-    embeddings = _normalise_rows(np.asarray(embeddings, dtype=np.float32))
-    if embeddings.shape[1] != model.dimension:
-        raise TrainingError(
-            f"embeddings have {embeddings.shape[1]} values; the population model {model.dimension}"
-        )
+    embeddings = _checked_embeddings(embeddings, model.dimension, "embeddings")
+    strangers = [
+        _checked_embeddings(stranger, model.dimension, "a stranger's embeddings") for stranger in strangers
+    ]
     sums = np.zeros((len(classes), embeddings.shape[1]), np.float32)
     np.add.at(sums, codes, embeddings)
     prototypes = _normalise_rows(sums)
