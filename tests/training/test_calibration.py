@@ -462,3 +462,29 @@ def test_damaged_embeddings_are_refused_not_fitted(lfw10_embeddings: Embeddings,
     )  # sound
     with pytest.raises(TrainingError):
         fit_head(chosen, chosen_labels, strangers=[stranger])
+
+
+@pytest.mark.parametrize(
+    ("owner", "filed_under"),
+    [("Colin_Powell", "Tony_Blair"), ("Donald_Rumsfeld", "George_W_Bush"), ("Ariel_Sharon", "Hugo_Chavez")],
+)
+def test_photos_filed_under_another_person_move_nothing(
+    lfw10_embeddings: Embeddings, owner: str, filed_under: str
+) -> None:
+    """Two ordinary photos of one person filed under another who is enrolled: flagged, and the
+    threshold moves by no more than 0.01 (issue 20). Leaving out the photos alone was not enough:
+    they are in the other person's prototype, so their owner's own photos scored high against it
+    as "strangers", and these three pairs (the worst of lfw10's 90) moved it by 0.018 to 0.023."""
+    embeddings, labels, _ = lfw10_embeddings
+    names = sorted(set(labels))
+    rows = [i for name in names for i in _rows(labels, name, 0, 5)]
+    before = fit_head(embeddings[rows], [labels[i] for i in rows])
+    stray = _rows(labels, owner, 5, 7)
+    after = fit_head(embeddings[rows + stray], [labels[i] for i in rows] + [filed_under] * 2)
+    suspects = after.calibration.suspected_duplicates
+    assert [(s["kind"], sorted(s["labels"])) for s in suspects] == [
+        ("photo", sorted([owner, filed_under]))
+    ] * 2
+    assert abs(after.threshold - before.threshold) <= 0.01, (before.threshold, after.threshold)
+    others = [i for name in names if name not in (owner, filed_under) for i in _rows(labels, name, 7)]
+    assert abs(_named(after, embeddings, labels, others) - _named(before, embeddings, labels, others)) <= 1
