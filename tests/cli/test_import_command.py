@@ -50,6 +50,15 @@ def _import(home: Path, folder: Path, *args: str) -> dict[str, Any]:
     return summary
 
 
+def _mixed_person(root: Path) -> Path:
+    """One folder of four different people's photos: a person whose held-out photos are not named."""
+    (root / "Mixed").mkdir(parents=True)
+    for person in ("Ariel_Sharon", "Arnold_Schwarzenegger", "Donald_Rumsfeld", "Gerhard_Schroeder"):
+        photo = image_files(LFW10 / person)[0]
+        (root / "Mixed" / photo.name).symlink_to(photo)
+    return root
+
+
 LIMIT = 200_000  # bytes: the lfw photos are about 20 KB
 
 
@@ -87,11 +96,15 @@ def test_import_into_a_home_then_again(
     (folder / ".thumbnails").mkdir()
     (folder / ".thumbnails" / "t.jpg").symlink_to(image_files(LFW10 / "Ariel_Sharon")[2])
     (folder / "Colin_Powell" / "._Colin_Powell_0001.jpg").write_bytes(b"\0\5\26\7 AppleDouble")
+    # A file that cannot be read (a broken link) is that photo's refusal: it ended the import with a
+    # traceback, and nobody was imported.
+    (folder / "Colin_Powell" / "moved.jpg").symlink_to(tmp_path / "not-there.jpg")
     first = _import(home, folder)
     assert first["ignored"] == [str(stray)]
     assert first["people_created"] == len(PEOPLE) and first["people_found"] == 0
     assert first["photos_accepted"] == len(PEOPLE) * 4 + 1
     refusals = [("Tony_Blair", ["no_face"]), ("Hugo_Chavez", ["file_too_large"]), ("__", ["name_required"])]
+    refusals.append(("Colin_Powell", ["unreadable_file"]))
     assert sorted((r["person"], r["reasons"]) for r in first["refused"]) == sorted(refusals)
     assert {r["file"] for r in first["refused"]} >= {"huge.jpg", "nameless.jpg"}
     assert first["version"] == 1 and not first["interrupted"]
@@ -114,6 +127,15 @@ def test_import_into_a_home_then_again(
         probe = image_files(LFW10 / "Hugo_Chavez")[7]
         found = client.post("/api/v1/identify", files={"photo": (probe.name, probe.read_bytes())}).json()
         assert found["faces"][0]["match"]["name"] == "Hugo Chavez"
+
+    # A version the import trained but that is not made current says so, with the reason: only
+    # "model version 1 is current" was said, and the person just imported was not recognised.
+    monkeypatch.setenv("FACEFORGE_WORKER__MIN_KNOWN_ACCEPT", "1.0")
+    mixed = _mixed_person(tmp_path / "more")
+    held = runner.invoke(app, ["import", str(mixed), "--home", str(home)])
+    assert held.exit_code == 0, held.output
+    assert "model version 2 is not current: held back: held-out known photos" in held.stdout
+    assert "model version 1 is current" in held.stdout
 
 
 def test_ctrl_c_stops_cleanly_and_a_second_run_resumes(tmp_path: Path, settings: Settings) -> None:
@@ -165,6 +187,8 @@ def test_import_into_a_running_server_trains_once(tmp_path: Path, settings: Sett
             settings,
             FACEFORGE_ADMIN_KEYS="importer-key",
             FACEFORGE_LIMITS__MAX_FILE_BYTES=str(LIMIT),
+            # The first version is always made current; a later one below the floor is held back.
+            FACEFORGE_WORKER__MIN_KNOWN_ACCEPT="1.0",
         ) as (base, _),
         httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": "importer-key"}) as http,
     ):
@@ -190,6 +214,13 @@ def test_import_into_a_running_server_trains_once(tmp_path: Path, settings: Sett
         )
         assert json.loads(again.stdout)["photos_already_imported"] == len(PEOPLE) * 4
         assert [v["version"] for v in http.get("/api/v1/models").json()["items"]] == [1]
+        held = runner.invoke(
+            app,
+            ["import", str(_mixed_person(tmp_path / "more")), "--server", base, "--api-key", "importer-key"],
+        )
+        assert held.exit_code == 0, held.output
+        assert "model version 2 is not current: held back: held-out known photos" in held.stdout
+        assert "model version 1 is current" in held.stdout
 
 
 class _QuietFiles(SimpleHTTPRequestHandler):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from faceforge.cli.progress import ProgressDisplay
 from faceforge.core.config import Settings
@@ -59,17 +59,37 @@ def _into_server(
 
     target = HttpTarget(server, api_key)
     try:
-        target.current_version()  # an unreachable server or a refused key: one line, before any progress
+        # An unreachable server or a refused key: one line, before any progress.
+        failed_before = _failure_version(target.training().get("last_failure"))
         with ProgressDisplay() as display:
             summary = BulkImporter(target, on_progress=display.update).run(people, strangers)
             if summary.training_requested and wait and not summary.interrupted:
                 display.say("waiting for the server to train the new version")
                 summary.version = target.wait_for_version()
+                failure = target.training().get("last_failure")
+                if _failure_version(failure) != failed_before and isinstance(failure, dict):
+                    summary.not_current = _not_current(
+                        _failure_version(failure), failure.get("message"), summary.version
+                    )
             else:
                 summary.version = target.current_version()
     finally:
         target.close()
     return summary
+
+
+def _failure_version(failure: Any) -> int | None:
+    """The version of ``GET /api/v1/training``'s ``last_failure`` (null, or an object)."""
+    version = failure.get("version") if isinstance(failure, dict) else None
+    return version if isinstance(version, int) else None
+
+
+def _not_current(version: int | None, message: Any, current: int | None) -> dict[str, Any] | None:
+    """A version this import trained that is not current: held back (built, not made current) or
+    failed, with the reason, for the summary (``ImportSummary.not_current``)."""
+    if version is None or (current is not None and version <= current):
+        return None
+    return {"version": version, "message": str(message or "the training failed")}
 
 
 def _into_home(
@@ -86,6 +106,7 @@ def _into_home(
         settings.model_copy(update={"workers": 1}), embedded_worker=False, keep_cores_awake=False
     )
     try:
+        failed_before = services.models.training_status().last_failure_version
         with ProgressDisplay() as display:
             importer = BulkImporter(
                 LocalTarget(services.people, services.strangers),
@@ -111,6 +132,11 @@ def _into_home(
                     _wait_until_built(services, timeout=WAIT_SECONDS)
             with services.sessions() as session:
                 summary.version = training_store.current_version(session)
+            status = services.models.training_status()
+            if summary.training_requested and status.last_failure_version != failed_before:
+                summary.not_current = _not_current(
+                    status.last_failure_version, status.last_failure_message, summary.version
+                )
     finally:
         services.close()
     return summary

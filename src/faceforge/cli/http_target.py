@@ -161,13 +161,17 @@ class HttpTarget:
     def request_training(self) -> None:
         self._ok(self._call("POST", "/api/v1/training"))
 
-    def current_version(self) -> int | None:
+    def training(self) -> dict[str, Any]:
+        """The server's ``GET /api/v1/training``."""
         status = self._ok(self._call("GET", "/api/v1/training"))
         if not isinstance(status, dict) or "current_version" not in status:
             raise ServerError(
                 f"{self.client.base_url} is not a faceforge server: /api/v1/training has no version"
             )
-        current = status["current_version"]
+        return status
+
+    def current_version(self) -> int | None:
+        current = self.training()["current_version"]
         return None if current is None else int(current)
 
     def wait_for_version(self, *, timeout: float = 600.0) -> int | None:

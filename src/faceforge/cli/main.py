@@ -451,15 +451,28 @@ def _print_import_summary(summary: dict[str, Any]) -> None:
     if not summary["photos_accepted"]:
         sys.stdout.write("nothing new was imported; no new model version\n")
     for refusal in summary["refused"]:
-        whose = refusal["person"] if "person" in refusal else f"stranger {refusal['stranger']}"
-        sys.stdout.write(f"  refused {whose}/{refusal['file']}: {refusal['message']}\n")
+        sys.stdout.write(f"  refused {_whose_photo(refusal)}: {refusal['message']}\n")
     for note in summary["notes"]:
-        whose = note["person"] if "person" in note else f"stranger {note['stranger']}"
-        sys.stdout.write(f"  note on {whose}/{note['file']}: {note['message']}\n")
+        sys.stdout.write(f"  note on {_whose_photo(note)}: {note['message']}\n")
     for photo in summary["ignored"]:
         sys.stdout.write(f"  ignored {photo}: {NOT_IN_A_PERSON_FOLDER}\n")
+    not_current = summary["not_current"]
+    if not_current is not None:
+        sys.stdout.write(f"model version {not_current['version']} is not current: {not_current['message']}\n")
     if summary["version"] is not None:
         sys.stdout.write(f"model version {summary['version']} is current\n")
+    elif not_current is not None:
+        sys.stdout.write("no model version is current\n")
+
+
+def _whose_photo(verdict: dict[str, Any]) -> str:
+    """``person/file``, ``stranger folder/file``, or for a loose photo collected as a stranger
+    ``stranger file`` (as its progress line says; its id is the photo's sha256)."""
+    if "person" in verdict:
+        return f"{verdict['person']}/{verdict['file']}"
+    if verdict.get("name") == verdict["file"]:  # a loose photo: its folder is the collection's
+        return f"stranger {verdict['file']}"
+    return f"stranger {verdict['stranger']}/{verdict['file']}"
 
 
 NOT_IN_A_PERSON_FOLDER = "not in a person's folder (each person is a sub-folder named after them)"

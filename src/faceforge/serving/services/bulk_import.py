@@ -140,6 +140,10 @@ class ImportSummary:
     seconds: float = 0.0
     photos_per_second: float = 0.0
     version: int | None = None
+    # The version this import trained when it is not the current one (held back, or failed):
+    # ``{"version": n, "message": why}``. Only "version 3 is current" was said, and the people just
+    # imported were not recognised with nothing to tell why.
+    not_current: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -177,7 +181,10 @@ def scan_strangers(root: Path) -> list[FolderPerson]:
         if photos:
             strangers.append(FolderPerson(folder.name, folder.name.replace("_", " ").strip(), photos))
     for photo in loose_photos(root):
-        digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+        try:
+            digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+        except OSError:  # refused on its own when imported (found again by nothing: it has no content)
+            digest = f"unreadable {photo.name}"
         strangers.append(FolderPerson(digest, photo.name, [photo]))
     if not strangers:
         raise DatasetError(f"{root} has no photos of strangers (a sub-folder or a photo per stranger)")
@@ -196,9 +203,20 @@ def _started(people: Sequence[FolderPerson], strangers: Sequence[FolderPerson]) 
 def _refusal(kind: str, person: FolderPerson, verdict: PhotoVerdict) -> dict[str, Any]:
     return {
         kind: person.external_id,
+        "name": person.name,
         "file": verdict.filename,
         "reasons": verdict.reasons,
         "message": verdict.message,
+    }
+
+
+def _unreadable(kind: str, person: FolderPerson, path: Path, error: OSError) -> dict[str, Any]:
+    return {
+        kind: person.external_id,
+        "name": person.name,
+        "file": path.name,
+        "reasons": ["unreadable_file"],
+        "message": f"the file cannot be read: {error.strerror or error}",
     }
 
 
@@ -255,13 +273,18 @@ class BulkImporter:
         person_id = collection.find(person.external_id)
         known = collection.known_hashes(person_id) if person_id is not None else set()
         pending: list[Upload] = []
+        unreadable: list[dict[str, Any]] = []
         for path in person.photos:
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as error:  # a broken link, a file without read permission: that photo's
+                unreadable.append(_unreadable(collection.kind, person, path, error))
+                continue
             digest = hashlib.sha256(data).hexdigest()
             if digest not in known:
                 known.add(digest)  # the same file twice in one folder is imported once
                 pending.append(Upload(path.name, data))
-        skipped = len(person.photos) - len(pending)
+        skipped = len(person.photos) - len(pending) - len(unreadable)
         is_person = collection.kind == "person"
         with self._lock:
             if is_person:
@@ -269,9 +292,11 @@ class BulkImporter:
             else:
                 summary.strangers_found += person_id is not None
             summary.photos_already_imported += skipped
+            summary.refused.extend(unreadable)
             progress.already_imported += skipped
-            progress.photos_done += skipped
-        accepted = refused = noted = 0
+            progress.refused = len(summary.refused)
+            progress.photos_done += skipped + len(unreadable)
+        accepted, refused, noted = 0, len(unreadable), 0
         batch_size = self.target.max_photos_per_request
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
