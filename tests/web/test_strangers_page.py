@@ -29,6 +29,8 @@ from tests.web.browser import (
 
 GROUP = FACES / "multi" / "face_recognition_obama_and_biden.jpg"
 COLIN = image_files(LFW10 / "Colin_Powell")
+WINONA = FACES / "lfw_dev" / "known" / "Winona_Ryder"
+WINONA_AND_ANOTHER = WINONA / "Winona_Ryder_0007.jpg"  # a second face overlaps hers
 
 
 def _counts(server: Server) -> tuple[int, int]:
@@ -47,6 +49,9 @@ def _current(server: Server) -> dict[str, Any]:
 
 def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     server.register("Colin Powell", COLIN[:4], train=False)
+    server.register(
+        "Winona Ryder", [p for p in image_files(WINONA)[:5] if p != WINONA_AND_ANOTHER], train=False
+    )
     server.register("Barack Obama", image_files(FACES / "face_recognition_examples" / "Barack_Obama"))
     first = _current(server)
     photos, _ = _counts(server)
@@ -109,6 +114,23 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     other.get_by_role("combobox").fill("Nobody Known")  # a search box with suggestions
     other.get_by_role("button", name="Add to Nobody Known").click()
     expect(other.locator(".rejected")).to_contain_text("Nobody is registered as", timeout=TIMEOUT_MS)
+    assert _counts(server) == (photos + 2, 2)
+
+    # Two faces close together (their boxes overlap), one of them hers, and "Not Winona Ryder": the
+    # other face is greyed out of the cut, so hers goes alone. Cut out as it was, both were in it and
+    # the stranger (who has no other photos to tell which face) was refused as several faces of
+    # similar size, in a line that began "Added as a stranger" (a new user's trial).
+    page.locator("#probe").set_input_files(str(WINONA_AND_ANOTHER))
+    expect(page.locator("#faces li")).to_have_count(2, timeout=TIMEOUT_MS)
+    not_her = page.get_by_role("button", name="Not Winona Ryder: add as a stranger")
+    hers = page.locator("#faces li").filter(has=not_her)
+    not_her.click()
+    expect(hers.locator(".rejected")).to_contain_text(
+        "Added as a stranger: accepted: this face looks like Winona Ryder's", timeout=TIMEOUT_MS
+    )
+    assert _counts(server) == (photos + 2, 3)
+    newest = max(s["id"] for s in server.api("GET", "/api/v1/strangers").json()["items"])
+    assert server.api("DELETE", f"/api/v1/strangers/{newest}").status_code == 204
     assert _counts(server) == (photos + 2, 2)
 
     # Delete a stranger from the page; a version without them follows.

@@ -558,7 +558,7 @@ async function personPage(match) {
 }
 
 // -- try it ---------------------------------------------------------------------------------------
-// One line per face found. `found` is {file, image, face, index, count}: what a per-face action (e.g.
+// One line per face found. `found` is {file, image, face, index, count, faces}: what a per-face action (e.g.
 // "remember this stranger") needs to add its buttons to the line.
 function faceLine(found) {
   const { face } = found;
@@ -612,7 +612,7 @@ async function tryPage(match, view) {
       result.replaceChildren(
         el("p", { class: "muted", text: `model version ${answer.version}: ${plural(answer.faces.length, "face")}` }),
         el("div", { class: "probe" }, frame),
-        el("ul", { id: "faces" }, answer.faces.map((face, index) => faceLine({ file, image, face, index, count: answer.faces.length }))));
+        el("ul", { id: "faces" }, answer.faces.map((face, index) => faceLine({ file, image, face, index, count: answer.faces.length, faces: answer.faces }))));
     } catch (error) {
       if (ticket !== latest || !view.alive()) return;
       if (needsLogin(error)) return fail(error);
