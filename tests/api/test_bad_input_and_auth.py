@@ -510,6 +510,32 @@ def test_a_query_parameter_given_twice_is_refused_in_each_apis_shape(client: Tes
     assert client.get("/?utm_source=a&utm_source=b").status_code == 200
 
 
+def test_a_form_field_given_twice_is_refused_in_each_apis_shape(client: TestClient) -> None:
+    """FastAPI took the last value: ``-F threshold=0.99 -F threshold=0.1`` identified at 0.1, and a
+    DeepStack match at ``min_confidence`` twice used the last (a new user's trial)."""
+    photo = image_files(LFW10 / "Colin_Powell")[0]
+    upload = {"photo": (photo.name, photo.read_bytes(), "image/jpeg")}
+    twice = client.post("/api/v1/identify", data={"threshold": ["0.99", "0.1"]}, files=upload)
+    message = _error(twice, 400, "invalid_request")["message"]
+    assert message.startswith("threshold: given more than once in the form"), message
+    assert client.post("/api/v1/identify", data={"threshold": "0.99"}, files=upload).status_code in (200, 409)
+    named_twice = client.post(
+        "/api/v1/people",
+        data={"name": ["Colin Powell", "Tony Blair"]},
+        files={"photos": (photo.name, photo.read_bytes(), "image/jpeg")},
+    )
+    assert "name: given more than once" in _error(named_twice, 400, "invalid_request")["message"]
+    _nothing_stored(client)
+    deepstack = client.post(
+        "/v1/vision/face/recognize",
+        data={"min_confidence": ["0.9", "0.1"]},
+        files={"image": (photo.name, photo.read_bytes(), "image/jpeg")},
+    )
+    assert deepstack.status_code == 400, deepstack.text
+    body = deepstack.json()
+    assert body["success"] is False and "min_confidence: given more than once" in body["error"], body
+
+
 def test_an_image_too_large_for_compreface_add_face_is_413(client: TestClient) -> None:
     """CompreFace's add-face answered 400 where identify (ours and CompreFace's) answers 413."""
     bomb = ("bomb.png", png_header_only(60_000, 60_000), "image/png")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Depends, Request
-from starlette.datastructures import UploadFile  # FastAPI's UploadFile is this class
+from starlette.datastructures import FormData, UploadFile  # FastAPI's UploadFile is this class
 
 from faceforge.core.errors import RequestRejectedError
 from faceforge.serving.api.errors import error_responses
@@ -29,6 +29,17 @@ def read_uploads(uploads: Sequence[UploadFile], *, max_bytes: int, max_count: in
     if len(uploads) > max_count:
         raise RequestRejectedError("too_many_photos", f"at most {max_count} photos per request", status=413)
     return [read_upload(upload, max_bytes=max_bytes) for upload in uploads if upload.filename or upload.size]
+
+
+def refuse_repeated_text_fields(form: FormData) -> None:
+    """A text field given twice is refused: FastAPI (and a form's ``get``) took the last one, so
+    ``-F threshold=0.99 -F threshold=0.1`` answered with 0.1, a question the client did not ask."""
+    texts = [key for key, value in form.multi_items() if not isinstance(value, UploadFile)]
+    repeated = sorted({key for key in texts if texts.count(key) > 1})
+    if repeated:
+        raise RequestRejectedError(
+            "invalid_request", f"{', '.join(repeated)}: given more than once in the form; give each once"
+        )
 
 
 def file_fields(field: str, *, most: int | None = None) -> Any:
@@ -58,6 +69,7 @@ def file_fields(field: str, *, most: int | None = None) -> Any:
                 f"{field!r} was sent as text: send each photo as a file (a multipart part with a "
                 "filename; with curl, -F " + field + "=@photo.jpg)",
             )
+        refuse_repeated_text_fields(form)
         files = [key for key, value in form.multi_items() if isinstance(value, UploadFile)]
         stray = sorted({key for key in files if key != field})
         if stray:

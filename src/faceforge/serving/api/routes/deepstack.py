@@ -27,7 +27,7 @@ from faceforge.serving.api.access import Access, PublicAccess, form_key_error
 from faceforge.serving.api.blocking import run_blocking
 from faceforge.serving.api.deps import ServicesDep
 from faceforge.serving.api.errors import SERVER_ERRORS, Dialect, error_responses
-from faceforge.serving.api.uploads import read_upload
+from faceforge.serving.api.uploads import read_upload, refuse_repeated_text_fields
 from faceforge.serving.services.compat import NoFaceError
 from faceforge.serving.services.people import PhotosRejectedError, Upload
 from faceforge.serving.wiring import Services
@@ -58,6 +58,7 @@ async def _form(request: Request, needed: Access) -> FormData:
     key = form.get("api_key")
     if error := form_key_error(request, key if isinstance(key, str) else None, needed):
         raise error
+    refuse_repeated_text_fields(form)  # after the key: who may not ask learns nothing of the form
     return form
 
 
