@@ -66,6 +66,9 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     )
     page.get_by_role("button", name="Add stranger").click()
     expect(page.locator("#notice")).to_contain_text("3 of 3 photos accepted", timeout=TIMEOUT_MS)
+    # A notice can be put away (it stayed over a phone's screen until the next page).
+    page.get_by_role("button", name="Dismiss this notice").click()
+    expect(page.locator("#notice")).to_be_hidden()
     expect(page.locator("#strangers .stranger")).to_have_count(1)
     expect(page.locator("#strangers .stranger img.avatar")).to_have_count(1)  # their face, for admins
     expect(page.locator("#strangers .stranger")).to_contain_text("the mailman")

@@ -192,8 +192,11 @@ def scan_strangers(root: Path) -> list[FolderPerson]:
 
 
 def _started(people: Sequence[FolderPerson], strangers: Sequence[FolderPerson]) -> str:
+    def photos(count: int) -> str:
+        return f"{count} photo{'' if count == 1 else 's'}"
+
     parts = [
-        f"{len(group)} {noun if len(group) != 1 else noun_one} ({sum(len(p.photos) for p in group)} photos)"
+        f"{len(group)} {noun if len(group) != 1 else noun_one} ({photos(sum(len(p.photos) for p in group))})"
         for group, noun, noun_one in ((people, "people", "person"), (strangers, "strangers", "stranger"))
         if group
     ]

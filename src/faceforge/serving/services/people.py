@@ -77,7 +77,7 @@ class PhotosRejectedError(RequestRejectedError):
 _REASON_MESSAGES = {
     "no_face": "no face was found",
     "multiple_faces": (
-        "several faces of similar size, and the person's other photos do not tell which is theirs; "
+        "several faces of similar size, and no other photo of theirs tells which face is theirs; "
         "each photo needs one clear face"
     ),
     "face_too_small": "the face is too small",

@@ -94,9 +94,12 @@ function show(...nodes) {
   main.replaceChildren(...present(nodes));
 }
 
-// The notice sits at the top of the window (sticky), so it is seen wherever the action happened.
+// The notice sits at the top of the window (sticky), so it is seen wherever the action happened. It
+// can be dismissed: a long warning covered a phone's screen until the next page (a new user's trial).
 function say(message, ok = false) {
-  notice.textContent = message;
+  const dismiss = el("button", { type: "button", class: "dismiss", "aria-label": "Dismiss this notice", text: "×",
+    onclick: () => say("") });
+  notice.replaceChildren(...(message ? [el("span", { text: message }), dismiss] : []));
   notice.className = ok ? "notice ok" : "notice";
   notice.hidden = !message;
 }
@@ -704,7 +707,7 @@ async function trainingPage(match, view) {
   view.onStop(() => clearTimeout(timer));
   return [el("h1", { text: "Training" }), el("p", { class: "muted", text: "Every change to people or photos trains a new version; this page follows it live." }),
     problem, status, el("div", { id: "training", class: "figures" }, stateBox, stageBox, buildingBox, currentBox, builtBox), progress,
-    el("h2", { text: "Last success" }), success, el("h2", { text: "Last failure" }), failure];
+    el("h2", { text: "Last success" }), success, el("h2", { text: "Last failure or version held back" }), failure];
 }
 
 // -- versions -------------------------------------------------------------------------------------
@@ -728,7 +731,7 @@ async function download(button, version, name) {
   }
 }
 
-const REPLACED_BY_NEXT_TRAINING = "The next training (any change to people or photos) builds a new version and makes that one current.";
+const REPLACED_BY_NEXT_TRAINING = "The next training (any change to people or photos) builds a new version, which becomes current unless it is held back (its status then says why).";
 
 function filesTable(v) {
   const files = Object.entries(v.files || {}).sort(([a], [b]) => a.localeCompare(b));

@@ -116,7 +116,9 @@ function addStrangerForm(ui) {
       // What the server says about accepted photos too: a face that looks like an enrolled person's.
       const said = stranger.photos.filter((p) => p.verdict === "accepted" && p.message)
         .map((p) => ` ${p.filename || `Photo ${p.index + 1}`}: ${p.message}.`).join("");
-      go("#/strangers", `Stranger added: ${accepted} of ${plural(stranger.photos.length, "photo")} accepted;${said} a new version is being trained.`, !said);
+      // After a photo's own sentence, the next starts with a capital ("…if it is them. a new version").
+      const training = said ? " A new version is being trained." : " a new version is being trained.";
+      go("#/strangers", `Stranger added: ${accepted} of ${plural(stranger.photos.length, "photo")} accepted;${said}${training}`, !said);
     } catch (error) {
       if (needsLogin(error)) return fail(error);
       const verdicts = error instanceof ApiError && error.body && error.body.error && error.body.error.photos;
