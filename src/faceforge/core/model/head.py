@@ -52,7 +52,10 @@ class Calibration:
 @dataclass(slots=True)
 class Match:
     index: int | None  # class index, or None when unknown
-    similarity: float  # best cosine similarity
+    # The cosine similarity to the person with the best decision score (similarity less their margin):
+    # the named person's, or the nearest candidate's when unknown; not always the largest similarity
+    # when a collected stranger raised someone's margin.
+    similarity: float
     confidence: float  # probability of the best class (or of unknown when index is None)
 
 
