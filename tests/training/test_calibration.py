@@ -512,3 +512,33 @@ def test_a_second_name_enrolled_from_near_copies_is_still_flagged(
     suspects = after.calibration.suspected_duplicates
     assert [(s["kind"], s["labels"]) for s in suspects] == [("person", ["Hugo (again)", "Hugo_Chavez"])]
     assert abs(after.threshold - before.threshold) <= 0.01
+
+
+def test_known_accepted_without_margins_compares_similarities(lfw10_embeddings: Embeddings) -> None:
+    """The figure the worker's floor reads, "as if no collected stranger had raised anyone's
+    threshold", is recomputed here from the photos: a held-out photo counts when its similarity to
+    its own person (rebuilt without it) beats every other person's and reaches the threshold. It
+    compared decision scores for "nearest": six people collected as strangers (their other photos,
+    as a user who adds the wrong face would) lost 6 of their photos to neighbours without margins."""
+    embeddings, labels, _ = lfw10_embeddings
+    names = sorted(set(labels))
+    rows = [i for name in names for i in _rows(labels, name, 0, 5)]
+    chosen, chosen_labels = embeddings[rows], [labels[i] for i in rows]
+    strangers = [embeddings[_rows(labels, name, 5, 7)] for name in names[:6]]
+    head, metrics, _ = fit_and_evaluate(chosen, chosen_labels, strangers=strangers)
+    assert metrics["raised_people"] >= 3  # the case: margins that move who is nearest
+    units = chosen / np.linalg.norm(chosen, axis=1, keepdims=True)
+    codes = np.array([head.labels.index(label) for label in chosen_labels])
+    sums = np.zeros_like(head.prototypes)
+    np.add.at(sums, codes, units)
+    own = np.einsum(
+        "nd,nd->n", units, (sums[codes] - units) / np.linalg.norm(sums[codes] - units, axis=1)[:, None]
+    )
+    others = units @ head.prototypes.T
+    others[np.arange(len(codes)), codes] = -np.inf
+    best_other = others.max(axis=1)
+    # Another matrix product rounds float32 cosines differently in the last bits: a photo within
+    # 1e-5 of a comparison may fall either side.
+    surely = ((own > best_other + 1e-5) & (own >= head.threshold + 1e-5)).mean()
+    perhaps = ((own > best_other - 1e-5) & (own >= head.threshold - 1e-5)).mean()
+    assert surely <= metrics["accept_rate_without_margins"] <= perhaps

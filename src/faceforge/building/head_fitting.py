@@ -212,6 +212,9 @@ class _Scores:
     # Best other score counting everyone: whom the version would name instead (a person registered
     # twice takes photos from their other name; calibration leaves that pair out, naming does not).
     naming_other: FloatArray
+    # The same as similarities (margins left out): whom the version would name if no collected
+    # stranger had raised anyone's threshold.
+    naming_other_similarity: FloatArray
     known_rows: FloatArray  # scale fit: held-out photos' scores, own class left out of its prototype
     known_codes: npt.NDArray[np.int64]
     impostor_rows: FloatArray  # scale fit: photos' scores against other people (own, duplicates -inf)
@@ -248,6 +251,7 @@ def _scores(
     in_scale_fit[scale_rows] = True
     best_other = np.full(len(scored), -np.inf, np.float32)
     naming_other = np.full(len(scored), -np.inf, np.float32)
+    naming_other_similarity = np.full(len(scored), -np.inf, np.float32)
     # Whether a photo has another person to be scored against (duplicates' classes aside): one whose
     # every such score falls below those people's levels is rejected there (-inf), not missing: left
     # out, the gallery's evidence kept only the photos scoring highest, and the estimate was low.
@@ -268,6 +272,7 @@ def _scores(
         block[local, block_codes] = -np.inf
         if classes > 1:
             naming_other[start:stop] = block.max(axis=1)
+            naming_other_similarity[start:stop] = (block + margins[None, :]).max(axis=1)
         reachable = block.copy() if levels is not None else block  # the same scores without levels
         if levels is not None:
             block[block < levels[None, :]] = -np.inf
@@ -288,6 +293,7 @@ def _scores(
         kept_per_class=np.bincount(own[kept], minlength=classes).astype(np.int64),
         best_other=best_other,
         naming_other=naming_other,
+        naming_other_similarity=naming_other_similarity,
         known_rows=np.concatenate(known_rows) if known_rows else empty,
         known_codes=own[scale_rows][held[scale_rows]],
         impostor_rows=np.concatenate(impostor_rows) if impostor_rows else empty,
@@ -668,7 +674,10 @@ def _held_out_figures(scores: _Scores, head: RecognitionHead) -> dict[str, Any]:
     accepted = nearest_own & (genuine >= head.threshold)
     # As if no collected stranger had raised anyone's threshold: what the version does of its own
     # doing; with the margins, people lose photos because an admin asked for it ("Not <name>").
-    unmargined = nearest_own & (genuine + head.margins[scores.codes[held]] >= head.threshold)
+    # Nearest as similarities too: compared as decision scores, a photo whose person's margin was
+    # raised lost to a neighbour without one, and counted as lost "without margins".
+    similarity = genuine + head.margins[scores.codes[held]]
+    unmargined = (similarity > scores.naming_other_similarity[held]) & (similarity >= head.threshold)
     return {
         "method": "leave-one-out over enrolled photos",
         "held_out_photos": int(held.sum()),
