@@ -17,7 +17,9 @@ photo-to-photo cosine at least ``own level - DUPLICATE_GAP``, and at least ``DUP
 own level is the mean cosine between the photos of whichever of the two has several, near-copies of
 one photo aside, or the population's same-person mean when neither has). A photo is suspected to be
 misfiled when it agrees with another person that well and better than with its own person's other
-photos. Both are left out
+photos. A single photo's agreement is one score, as noisy as a stranger's: where one of the two has a
+single photo, it must also stand out from the population model's strangers by more than the number of
+such pairs explains (``DUPLICATE_FALSE_FLAGS``). Both are left out
 of the gallery's evidence and reported: the two people's scores against each other, and a misfiled
 photo itself (it is in its person's prototype, so the person it looks like scores high against that
 prototype: those scores are left out too). The population model scores the prototypes the version
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -64,6 +67,9 @@ DUPLICATE_FLOOR = 0.82
 # Two photos agreeing this well are copies of one (an edit, the next frame): 1 pair in 5,000 of
 # different photos of one person reaches it on lfw_dev (the largest, 0.986).
 NEAR_COPY = 0.98
+# Pairs with a one-photo person: the expected number of unrelated such pairs a gallery flags, as the
+# population model scores them (about one gallery in ten shows one, whatever its size).
+DUPLICATE_FALSE_FLAGS = 0.1
 # A collected stranger's next photo stays below a person's raised threshold 95 % of the time.
 STRANGER_Z = 1.645
 SIMULATED_SCALE_ROWS = 1_000  # drawn strangers whose score rows join the scale fit as "unknown"
@@ -142,6 +148,23 @@ def _duplicates(
     fallback = float(population.facts.get("same_person_mean", 0.9))
     alike: dict[int, list[int]] = {}
     suspects: list[dict[str, Any]] = []
+    # Where one of the two has a single photo (or copies of one), their agreement is one photo's
+    # score against the other: as noisy as a stranger's, and with many people some unrelated pair
+    # reaches any fixed bar (471 one-photo people of lfw_dev/unknown, all different: 26 pairs, 11 %
+    # of them flagged). Such a pair must also stand out from how unrelated faces score against the
+    # other person (the population model) by more than the gallery's number of pairs explains.
+    single = np.isnan(own)
+    lengths = np.sqrt(np.einsum("cd,cd->c", sums, sums)) / counts  # the mean photo's length
+    centre, spread = population.score_moments(_normalise_rows(sums))
+    singles = int(single.sum())
+    pairs = singles * (classes - 1) - singles * (singles - 1) / 2  # the pairs this test is put to
+    needed = NormalDist().inv_cdf(1.0 - DUPLICATE_FALSE_FLAGS / pairs) if pairs >= 1 else np.inf
+
+    def stands_out(one: int, other: int, agreement: float) -> bool:
+        """Whether ``one``'s photo agrees with ``other`` beyond what a stranger's would."""
+        z = (agreement - lengths[other] * centre[other]) / (lengths[other] * spread[other])
+        return bool(z >= needed)
+
     for start in range(0, classes, ROW_BLOCK):
         stop = min(start + ROW_BLOCK, classes)
         # Mean photo-to-photo cosine between two classes: their sums' dot product over n_a n_b.
@@ -153,6 +176,11 @@ def _duplicates(
         for row, column in zip(rows, columns, strict=True):
             a, b = start + int(row), int(column)
             if b <= a:
+                continue
+            agreement = float(cross[row, column])
+            if (single[a] and not stands_out(a, b, agreement)) or (
+                single[b] and not stands_out(b, a, agreement)
+            ):
                 continue
             alike.setdefault(a, []).append(b)
             alike.setdefault(b, []).append(a)
@@ -183,8 +211,12 @@ def _duplicates(
         best = candidates[local, other]
         flagged = (best >= own_level[other] - DUPLICATE_GAP) & (best >= DUPLICATE_FLOOR) & (best > with_own)
         for row in np.flatnonzero(flagged):
-            misfiled[start + row] = True
             filed, resembled = int(block_codes[row]), int(other[row])
+            # The only photo of its person has no other photos to agree with better: its score
+            # against the other must stand out as a pair's would (above).
+            if single[filed] and not stands_out(filed, resembled, float(best[row])):
+                continue
+            misfiled[start + row] = True
             apart.setdefault(filed, set()).add(resembled)
             apart.setdefault(resembled, set()).add(filed)
             suspects.append(
