@@ -128,10 +128,15 @@ def _own_agreement(units: FloatArray, codes: npt.NDArray[np.int64], classes: int
     agreement = np.full(classes, np.nan, np.float32)
     for code in np.flatnonzero(np.diff(bounds) > 1):
         photos = units[order[bounds[code] : bounds[code + 1]]]
-        pairs = (photos @ photos.T)[np.triu_indices(len(photos), 1)]
-        distinct = pairs[pairs < NEAR_COPY]
-        if len(distinct):
-            agreement[code] = distinct.mean(dtype=np.float64)
+        total, count = 0.0, 0
+        for start in range(0, len(photos), ROW_BLOCK):  # a person of 20,000 photos: 80 MB at a time
+            block = photos[start : start + ROW_BLOCK] @ photos.T
+            later = np.arange(len(photos))[None, :] > np.arange(start, start + len(block))[:, None]
+            distinct = block[later & (block < NEAR_COPY)]
+            total += float(distinct.sum(dtype=np.float64))
+            count += len(distinct)
+        if count:
+            agreement[code] = total / count
     return agreement
 
 
@@ -158,9 +163,16 @@ def _duplicates(
     centre, spread = population.score_moments(_normalise_rows(sums))
     singles = int(single.sum())
     pairs = singles * (classes - 1) - singles * (singles - 1) / 2  # the pairs this test is put to
-    needed = NormalDist().inv_cdf(1.0 - DUPLICATE_FALSE_FLAGS / pairs) if pairs >= 1 else np.inf
+    # And the photos: each against each one-photo person, and one-photo people's against everyone.
+    single_photos = int(counts[single].sum())
+    photo_pairs = len(units) * singles + single_photos * (classes - 1)
 
-    def stands_out(one: int, other: int, agreement: float) -> bool:
+    def bar(tests: float) -> float:
+        return NormalDist().inv_cdf(1.0 - DUPLICATE_FALSE_FLAGS / tests) if tests >= 1 else np.inf
+
+    needed, needed_by_photo = bar(pairs), bar(photo_pairs)
+
+    def stands_out(one: int, other: int, agreement: float, needed: float = needed) -> bool:
         """Whether ``one``'s photo agrees with ``other`` beyond what a stranger's would."""
         z = (agreement - lengths[other] * centre[other]) / (lengths[other] * spread[other])
         return bool(z >= needed)
@@ -212,10 +224,20 @@ def _duplicates(
         flagged = (best >= own_level[other] - DUPLICATE_GAP) & (best >= DUPLICATE_FLOOR) & (best > with_own)
         for row in np.flatnonzero(flagged):
             filed, resembled = int(block_codes[row]), int(other[row])
-            # The only photo of its person has no other photos to agree with better: its score
-            # against the other must stand out as a pair's would (above).
-            if single[filed] and not stands_out(filed, resembled, float(best[row])):
+            # Where either has a single photo, the photo's agreement with the other is as noisy
+            # as a stranger's score (the only photo of its person has none of its own to agree with
+            # better; a one-photo person's "photos" are one): it must stand out, as a pair's must.
+            agreement = float(best[row])
+            if (single[filed] or single[resembled]) and not stands_out(
+                filed, resembled, agreement, needed_by_photo
+            ):
                 continue
+            if (
+                single[filed]
+                and single[resembled]
+                and not stands_out(resembled, filed, agreement, needed_by_photo)
+            ):
+                continue  # both ways, as the pair rule asks (a refused pair came back as a photo)
             misfiled[start + row] = True
             apart.setdefault(filed, set()).add(resembled)
             apart.setdefault(resembled, set()).add(filed)
@@ -334,18 +356,27 @@ def _scores(
     )
 
 
-def _checked_embeddings(vectors: npt.ArrayLike, dimension: int, what: str) -> FloatArray:
-    """``(n, dimension)`` finite vectors, none of them zero, as unit rows; else a ``TrainingError``.
-    One NaN (a damaged stored embedding) made every drawn stranger's best score NaN: the threshold
-    went to 1.0 and the version named nobody, and a stranger's NaN set every person's margin to NaN
+def _checked_embeddings(
+    vectors: npt.ArrayLike, dimension: int, what: str, owners: Sequence[str] = ()
+) -> FloatArray:
+    """``(n, dimension)`` finite vectors (one vector is one row), none of them zero, as unit rows;
+    else a ``TrainingError`` naming the first damaged row and, from ``owners``, whose it is. One
+    NaN (a damaged stored embedding) made every drawn stranger's best score NaN: the threshold went
+    to 1.0 and the version named nobody, and a stranger's NaN set every person's margin to NaN
     while the version's figures said all was well."""
     array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None, :]
     if array.ndim != 2 or array.shape[1] != dimension or not len(array):
         raise TrainingError(f"{what} must be (n, {dimension}) with n >= 1, not {array.shape}")
-    if not np.isfinite(array).all():
-        raise TrainingError(f"{what} hold values that are not finite numbers")
-    if (np.linalg.norm(array, axis=1) < 1e-6).any():
-        raise TrainingError(f"{what} hold a vector of length 0, which points at no face")
+    damaged = ~np.isfinite(array).all(axis=1) | (np.linalg.norm(array, axis=1) < 1e-6)
+    if damaged.any():
+        first = int(np.argmax(damaged))
+        whose = f"row {first}, of {owners[first]!r}" if first < len(owners) else f"row {first}"
+        raise TrainingError(
+            f"{what} ({whose}) is damaged: values that are not finite numbers, or a vector of "
+            "length 0; delete that photo, or embed the stored photos again"
+        )
     return _normalise_rows(array)
 
 
@@ -570,9 +601,10 @@ def _fit(
     classes = sorted(set(labels))
     index = {label: i for i, label in enumerate(classes)}
     codes = np.array([index[label] for label in labels], dtype=np.int64)
-    embeddings = _checked_embeddings(embeddings, model.dimension, "embeddings")
+    embeddings = _checked_embeddings(embeddings, model.dimension, "an embedding", labels)
     strangers = [
-        _checked_embeddings(stranger, model.dimension, "a stranger's embeddings") for stranger in strangers
+        _checked_embeddings(stranger, model.dimension, f"an embedding of collected stranger {number}")
+        for number, stranger in enumerate(strangers, 1)
     ]
     sums = np.zeros((len(classes), embeddings.shape[1]), np.float32)
     np.add.at(sums, codes, embeddings)
