@@ -507,10 +507,14 @@ class TrainingWorker:
         new person was never named)."""
         floor = self.settings.worker.min_known_accept
         raised = bool(metrics.get("raised_people"))
-        accept = metrics.get("accept_rate_without_margins" if raised else "accept_rate")
+        accept = metrics.get("accept_rate")
+        if raised and metrics.get("accept_rate_without_margins") is not None:
+            # Either way: margins mostly cost photos, but a neighbour's margin can also keep one on
+            # its own person, so the figure without them may be the lower (a reviewer's trial).
+            accept = max(accept or 0.0, metrics["accept_rate_without_margins"])
         if accept is None or accept >= floor:
             return None
-        whose = " (the strangers' margins aside)" if raised else ""
+        whose = " (with or without the strangers' margins)" if raised else ""
         return (
             f"held back: held-out known photos{whose} accepted {accept:.3f} < floor {floor:.3f} "
             "(FACEFORGE_WORKER__MIN_KNOWN_ACCEPT); the previous version stays current"
