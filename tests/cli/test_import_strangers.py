@@ -66,11 +66,16 @@ def test_strangers_into_a_home_then_again(
     assert again["photos_accepted"] == 0 and again["photos_already_imported"] == len(PEOPLE) * 4 + 6
     assert again["training_requested"] is False and again["version"] == 1
 
-    # Strangers alone: only the new loose photo becomes a stranger, and a version follows.
+    # Strangers alone: only the new loose photo becomes a stranger, and a version follows. A loose
+    # photo that is a broken link is refused by name (it vanished without a word).
     _link(strangers, [UNKNOWN[3]])
+    (strangers / "moved.jpg").symlink_to(tmp_path / "not-there.jpg")
     alone = _import("--strangers", str(strangers), "--home", home)
     assert (alone["strangers_created"], alone["strangers_found"], alone["people_found"]) == (1, 4, 0)
+    refused = [(r["file"], r["reasons"]) for r in alone["refused"]]
+    assert ("moved.jpg", ["unreadable_file"]) in refused  # beside the dog, refused again each run
     assert alone["version"] == 2
+    (strangers / "moved.jpg").unlink()
 
     with local_client(create_app(Settings(home=Path(home)))) as client:
         listed = client.get("/api/v1/strangers").json()

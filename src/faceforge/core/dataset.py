@@ -40,9 +40,15 @@ def person_folders(root: Path) -> list[Path]:
 
 
 def loose_images(folder: Path) -> list[Path]:
-    """The images at the top of ``folder`` (not in its sub-folders), in name order."""
+    """The images at the top of ``folder`` (not in its sub-folders), in name order; a broken link
+    too (``image_files`` lists those as well): left out, it vanished without a word, where the
+    same link in a person's folder is refused as unreadable."""
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not hidden(p)
+        p
+        for p in folder.iterdir()
+        if (p.is_file() or (p.is_symlink() and not p.exists()))
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not hidden(p)
     )
 
 
