@@ -14,6 +14,7 @@ const PHOTO_SIZE = 480;  // px, longest side of the photos on a person's page (t
 const LOADING_DELAY_MS = 150;  // fast pages appear without a flash of "Loading…"
 const main = document.getElementById("main");
 const notice = document.getElementById("notice");
+const noticeText = document.getElementById("notice-text");
 const who = document.getElementById("who");
 const logout = document.getElementById("logout");
 const session = { key: sessionStorage.getItem(KEY_STORAGE), access: null, keysRequired: false };
@@ -96,13 +97,16 @@ function show(...nodes) {
 
 // The notice sits at the top of the window (sticky), so it is seen wherever the action happened. It
 // can be dismissed: a long warning covered a phone's screen until the next page (a new user's trial).
+// Only the text is the live region: the button's name was read out with every notice.
 function say(message, ok = false) {
-  const dismiss = el("button", { type: "button", class: "dismiss", "aria-label": "Dismiss this notice", text: "×",
-    onclick: () => say("") });
-  notice.replaceChildren(...(message ? [el("span", { text: message }), dismiss] : []));
+  noticeText.textContent = message;
   notice.className = ok ? "notice ok" : "notice";
   notice.hidden = !message;
 }
+document.getElementById("dismiss").addEventListener("click", () => {
+  say("");
+  main.focus();  // the button went with the notice; focus goes on to the page, not back to the top
+});
 
 // Open another page and keep the notice that says what just happened.
 function go(hash, message, ok = true) {
