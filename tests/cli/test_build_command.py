@@ -183,6 +183,19 @@ def test_build_refuses_a_folder_in_use_and_bad_datasets(tmp_path: Path, settings
     )  # fmt: skip
     assert inside.exit_code == 2 and inside.stderr.startswith("error: --unknown must not be --dataset")
     assert inside.stderr.strip().count("\n") == 0 and not (tmp_path / "u").exists()
+    # A mistyped or empty --unknown: it built, and the report's strangers line said "-" (a new user's).
+    (tmp_path / "empty").mkdir()
+    for unknown, said in (
+        (tmp_path / "nowhere", "unknown folder not found"),
+        (tmp_path / "empty", "has no photos"),
+    ):
+        wrong = runner.invoke(
+            app,
+            ["build", "--dataset", str(LFW10), "--out", str(tmp_path / "w"),
+             "--unknown", str(unknown), "--home", str(settings.home)],
+        )  # fmt: skip
+        assert wrong.exit_code == 2 and said in wrong.stderr, wrong.output
+        assert wrong.stderr.strip().count("\n") == 0 and not (tmp_path / "w").exists()
 
 
 def test_a_build_makes_every_format_whatever_the_servers_setting(tmp_path: Path, settings: Settings) -> None:

@@ -91,6 +91,11 @@ def build_model(
         if photos is not None and photos.is_dir() and overlapping(photos, out):
             # Written into a photos' folder tree, the next build or eval read the output as photos.
             raise DatasetError(f"--out must be a folder apart from {option} (neither inside the other)")
+    if options.unknown is not None and not options.unknown.is_dir():
+        # Accepted, a mistyped folder gave a report whose strangers line said "-", and exit 0.
+        raise DatasetError(f"unknown folder not found: {options.unknown}")
+    if options.unknown is not None and not image_files(options.unknown):
+        raise DatasetError(f"{options.unknown} has no photos (--unknown: photos of people never enrolled)")
     if options.unknown is not None and overlapping(options.dataset, options.unknown):
         raise DatasetError(
             "--unknown must not be --dataset, inside it or hold it: enrolled people's photos "
