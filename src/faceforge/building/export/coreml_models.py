@@ -31,6 +31,7 @@ import numpy.typing as npt
 from faceforge.building.export.model_inputs import MODEL_INPUTS
 from faceforge.building.export.quiet import quiet_conversion_tools
 from faceforge.core.embedding_space import EMBEDDING_SIZE
+from faceforge.core.interrupts import import_held
 
 if TYPE_CHECKING:  # PyTorch is imported where a network is traced (a worker exporting ONNX alone never)
     import torch
@@ -54,7 +55,8 @@ FLOAT16_LAYERS = ("convolution", "innerProduct", "batchnorm", "batchedMatMul", "
 
 def coremltools() -> Any:
     quiet_conversion_tools()
-    import coremltools  # heavy; imported only when Core ML files are built or checked
+    import_held("coremltools")  # heavy; only when Core ML files are built or checked
+    import coremltools
 
     return coremltools
 

@@ -30,6 +30,7 @@ from faceforge.building.export import coreml_models, tflite_models
 from faceforge.building.networks.onet import PIXEL_MEAN, PIXEL_SCALE
 from faceforge.building.weights.onet_weights import load_onet, onet_graph_path
 from faceforge.core.errors import ExportError
+from faceforge.core.interrupts import import_held
 from faceforge.serving.vision.refine import PATCH_SIZE
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ def convert_onnx(weights_dir: Path) -> bytes:
 
 
 def convert_tflite(weights_dir: Path) -> bytes:
-    import litert_torch  # heavy (JAX, MLIR): imported only when a file is converted
+    import_held("litert_torch")  # heavy (JAX, MLIR): only when a file is converted
+    import litert_torch
 
     net = load_onet(weights_dir, channels_last=True)
     edge_model = litert_torch.convert(net.eval(), (torch.zeros(1, PATCH_SIZE, PATCH_SIZE, 3),))

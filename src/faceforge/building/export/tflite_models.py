@@ -23,6 +23,7 @@ from ai_edge_litert.tools import flatbuffer_utils
 from faceforge.building.export.model_inputs import MODEL_INPUTS
 from faceforge.building.export.quiet import quiet_conversion_tools
 from faceforge.core.errors import ExportError
+from faceforge.core.interrupts import import_held
 from faceforge.core.native_logs import native_chatter_filtered
 
 if TYPE_CHECKING:  # PyTorch is imported where a network is converted, not where models are composed
@@ -47,7 +48,8 @@ def convert_backbone(net: FaceEmbeddingNet) -> bytes:
     """``face`` ``(1, 160, 160, 3)`` and ``chip`` ``(1, 150, 150, 3)`` float32 RGB 0-255 ->
     ``embedding`` ``(1, 640)`` as a .tflite file."""
     quiet_conversion_tools()
-    import litert_torch  # heavy (JAX, MLIR): imported only when a backbone is converted
+    import_held("litert_torch", "torch")  # heavy (JAX, MLIR): only when a backbone is converted
+    import litert_torch
     import torch
 
     quiet_conversion_tools()  # again: importing them resets the loggers' levels
@@ -62,6 +64,7 @@ def convert_backbone(net: FaceEmbeddingNet) -> bytes:
 
 def quantize_dynamic_int8(model: bytes) -> bytes:
     """Dynamic-range quantisation: int8 weights, float32 activations (ai-edge-quantizer)."""
+    import_held("ai_edge_quantizer")
     from ai_edge_quantizer import quantizer, recipe
 
     engine = quantizer.Quantizer(model)

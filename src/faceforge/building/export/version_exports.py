@@ -44,6 +44,7 @@ from faceforge.core.checksums import matches_record, write_with_checksum
 from faceforge.core.embedding_space import EMBEDDING_SIZE
 from faceforge.core.errors import ExportError, WeightsUnavailableError
 from faceforge.core.formats import ExportFormat
+from faceforge.core.interrupts import import_held
 from faceforge.core.model.head import RecognitionHead
 from faceforge.serving.vision.embedder import (
     check_inputs,
@@ -495,6 +496,14 @@ class TfliteExporter:
             )
 
 
+# What each format's per-version files are built and checked with, beyond ONNX Runtime.
+CONVERSION_LIBRARIES: dict[ExportFormat, tuple[str, ...]] = {
+    ExportFormat.ONNX: (),
+    ExportFormat.COREML: ("torch", "coremltools"),
+    ExportFormat.TFLITE: ("ai_edge_litert.interpreter",),
+}
+
+
 class VersionExporter:
     """Builds every requested format for a version; each format's build time lands in ``seconds``."""
 
@@ -532,6 +541,10 @@ class VersionExporter:
         """Every format of ``formats`` (default: the configured ones) for ``head``, merged; ``sink``
         receives each file as soon as it is made (``VersionExports.sink``). Head models are checked
         on the prototypes and on ``samples`` (real face embeddings, e.g. the enrolled ones)."""
+        # The libraries the formats build with, imported with Ctrl-C held: interrupted half-way
+        # through (where a build first met them), PyTorch stayed half-initialised (core.interrupts).
+        chosen = formats or self.formats
+        import_held(*(name for export_format in chosen for name in CONVERSION_LIBRARIES[export_format]))
         probes = head_probes(head, samples)
         exporters: dict[ExportFormat, FormatExporter] = {
             ExportFormat.ONNX: self.onnx,
@@ -543,7 +556,7 @@ class VersionExporter:
         # One format after another: building them on threads side by side was slower (measured at
         # 1,000 people: 3.5 s against 2.9 s), the Python parts (protobuf and flatbuffer builders,
         # coremltools) holding the GIL; the sink's writer threads overlap the disk instead.
-        for export_format in formats or self.formats:
+        for export_format in chosen:
             part = VersionExports(sink=sink)
             started = time.perf_counter()
             exporters[export_format].export(head, part, probes)

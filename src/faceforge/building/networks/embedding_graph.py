@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from faceforge.core.atomic import write_atomically
 from faceforge.core.checksums import record_sha256
+from faceforge.core.interrupts import import_held
 from faceforge.core.parent_watch import stop_when_orphaned_from_environment
 from faceforge.serving.vision.align import CHIP_SIZE
 from faceforge.serving.vision.crop import CROP_SIZE
@@ -40,6 +41,7 @@ def build_embedding_net(weights_dir: Path, **layout: bool) -> FaceEmbeddingNet:
 def export_embedding_onnx(net: FaceEmbeddingNet, target: Path) -> None:
     """Export ``net`` to ONNX (torch.export), dynamic batch: inputs ``face`` and ``chip``, output
     ``embedding``."""
+    import_held("torch")
     import torch
 
     example = (torch.zeros(2, 3, CROP_SIZE, CROP_SIZE), torch.zeros(2, 3, CHIP_SIZE, CHIP_SIZE))
