@@ -65,6 +65,9 @@ def test_build_writes_every_file_and_a_report(
     out = tmp_path / "out"
     report = _build(settings, out, dataset)
     assert report["ignored"] == [str(dataset / "stray.jpg")]
+    # What the import said of accepted photos (which face of a group photo was taken) is in the
+    # report: the progress line counted "1 with a note", and it was said nowhere.
+    assert report["notes"] and all(note["person"] and note["message"] for note in report["notes"])
     assert "Ignored photos (1)" in (out / "report.html").read_text()  # in the page too
     assert {p.name for p in out.iterdir()} == MODEL_FILES | REPORT_FILES
     assert set(report["files"]) == MODEL_FILES | REPORT_FILES
@@ -183,6 +186,24 @@ def test_build_refuses_a_folder_in_use_and_bad_datasets(tmp_path: Path, settings
     )  # fmt: skip
     assert inside.exit_code == 2 and inside.stderr.startswith("error: --unknown must not be --dataset")
     assert inside.stderr.strip().count("\n") == 0 and not (tmp_path / "u").exists()
+    # Nothing accepted: the refusals say why, on the one line (it said only "nothing to build").
+    (tmp_path / "texts" / "Bob").mkdir(parents=True)
+    (tmp_path / "texts" / "Bob" / "a.jpg").write_bytes(b"not a photo")
+    texts = runner.invoke(
+        app,
+        [
+            "build",
+            "--dataset",
+            str(tmp_path / "texts"),
+            "--out",
+            str(tmp_path / "t"),
+            "--home",
+            str(settings.home),
+        ],
+    )
+    said = texts.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert texts.exit_code == 2 and said.startswith("error: no photo was accepted"), texts.output
+    assert "Bob/a.jpg: the file is not a recognised image" in said and not (tmp_path / "t").exists()
     # A mistyped or empty --unknown: it built, and the report's strangers line said "-" (a new user's).
     (tmp_path / "empty").mkdir()
     for unknown, said in (

@@ -175,7 +175,9 @@ def _build_in(
         if summary.interrupted:
             raise KeyboardInterrupt
         if not summary.photos_accepted:
-            raise DatasetError("no photo was accepted; nothing to build")
+            reasons = "; ".join(f"{r['person']}/{r['file']}: {r['message']}" for r in summary.refused[:3])
+            more = f"; and {len(summary.refused) - 3} more" if len(summary.refused) > 3 else ""
+            raise DatasetError(f"no photo was accepted; nothing to build ({reasons}{more})")
         worker = TrainingWorker(home, services.sessions)
         try:
             worker.run_once()
@@ -283,6 +285,9 @@ def _report(
         "estimated_known_accept": calibration.get("estimated_known_accept"),
         "estimated_unknown_reject": calibration.get("estimated_unknown_reject"),
         "refused": imported["refused"],
+        # Accepted photos the import said something about (which face of a group photo was taken):
+        # counted in the progress lines ("1 with a note"), and said nowhere else.
+        "notes": imported["notes"],
         # Photos beside the person folders: nobody's, so neither enrolled nor held out.
         "ignored": [str(photo) for photo in loose_photos(options.dataset)],
         "suspected_duplicates": metrics.get("suspected_duplicates", []),

@@ -522,6 +522,10 @@ def build_command(
         value = report[key]
         shown = "–" if value is None else round(value, 4) if isinstance(value, float) else value
         sys.stdout.write(f"{key:>18}: {shown}\n")
+    for refusal in report["refused"]:
+        sys.stdout.write(f"  refused {_whose_photo(refusal)}: {refusal['message']}\n")
+    for note in report["notes"]:
+        sys.stdout.write(f"  note on {_whose_photo(note)}: {note['message']}\n")
     for photo in report["held_out_unusable"]:
         sys.stdout.write(f"  held out {photo['person']}/{photo['file']}: {photo['message']}, not measured\n")
     for photo in report["ignored"]:
