@@ -111,9 +111,21 @@ def test_compreface_javascript_sdk(server: Server) -> None:
             s["similarity"] < STRANGER_SIMILARITY for face in answer["result"] for s in face["subjects"]
         )
     assert seen["no_face"] == {"message": "No face is found in the given image", "code": 28}
+    # A photo given as base64 (the SDK's JSON body): the same answer as from its file.
+    without_times = [
+        {k: v for k, v in face.items() if k != "execution_time"} for face in seen["base64_probe"]["result"]
+    ]
+    assert without_times == [
+        {k: v for k, v in face.items() if k != "execution_time"}
+        for face in seen["probes"]["Colin Powell"][0]["result"]
+    ]
+    assert seen["base64_added"]["subject"] == "Colin Powell" and seen["base64_added"]["image_id"]
+    same = seen["verify_same"]["result"][0]["face_matches"][0]["similarity"]
+    other = seen["verify_other"]["result"][0]["face_matches"][0]["similarity"]
+    assert other < 0.5 < same, (same, other)
     assert seen["rename"] == {"updated": True} and seen["deleted"] == {"subject": "Vladimir Putin"}
     assert seen["subjects"] == {"subjects": ["Colin Powell", "Anthony Blair", "Hugo Chavez"]}
-    assert seen["faces"]["total_elements"] == 15  # Vladimir Putin's five went with him
+    assert seen["faces"]["total_elements"] == 16  # Vladimir Putin's five went with him; one from base64
 
 
 @pytest.mark.parametrize("release", ["0.8", "latest"])

@@ -1,7 +1,7 @@
 // The CompreFace JavaScript SDK (npm @exadel/compreface-js-sdk 1.0.0, unmodified) against faceforge:
 // node compreface_js.mjs URL KEY FACES_DIR. Prints one JSON object of what it saw; the Python test
 // (tests/compat/test_clients.py) judges it.
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { CompreFace } from "@exadel/compreface-js-sdk";
 
@@ -43,6 +43,15 @@ try {
 } catch (error) {
   seen.no_face = error.response ? error.response.data : String(error);
 }
+// Given a base64 string, the SDK sends CompreFace's JSON body ({"file": ...}; verification's
+// {"source_image": ..., "target_image": ...}) where a path goes as a multipart form.
+const base64 = (path) => readFileSync(path).toString("base64");
+const colin = photos(join(lfw10, "Colin_Powell"));
+seen.base64_probe = await recognition.recognize(base64(colin[5]), { prediction_count: 2 });
+seen.base64_added = await recognition.getFaceCollection().add(base64(colin[9]), "Colin Powell");
+const verification = compreFace.initFaceVerificationService(key);
+seen.verify_same = await verification.verify(base64(colin[0]), base64(colin[6]), {});
+seen.verify_other = await verification.verify(base64(colin[0]), base64(photos(join(lfw10, "Hugo_Chavez"))[6]), {});
 seen.rename = await recognition.getSubjects().rename("Tony Blair", "Anthony Blair");
 seen.deleted = await recognition.getSubjects().delete("Vladimir Putin");
 seen.subjects = await recognition.getSubjects().list();

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, File, Query, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Query, Request, Response, UploadFile
 
 from faceforge.core.errors import RequestRejectedError
 from faceforge.core.faces import Face
@@ -20,8 +20,9 @@ from faceforge.serving.api.access import AdminAccess, ReadAccess
 from faceforge.serving.api.deps import ServicesDep
 from faceforge.serving.api.errors import SERVER_ERRORS, Dialect
 from faceforge.serving.api.errors import error_responses as faceforge_error_responses
-from faceforge.serving.api.uploads import read_upload
+from faceforge.serving.api.uploads import read_base64_upload, read_upload
 from faceforge.serving.services.compat import image_uuid
+from faceforge.serving.services.people import Upload
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -37,7 +38,9 @@ verify_read = APIRouter(
 )
 routers = (read, admin, verify_read)
 
-ImageFile = Annotated[UploadFile, File(description="the photo")]
+# Optional to FastAPI only: a photo comes as this multipart file or as base64 in a JSON body
+# (``JsonBody``), and ``_photo`` refuses a request with neither.
+ImageFile = Annotated[UploadFile | None, File(description="the photo (or its base64 in a JSON body)")]
 DetProb = Annotated[
     float | None,
     Query(ge=0.0, le=1.0, allow_inf_nan=False, description="faces detected less surely are ignored"),
@@ -49,6 +52,47 @@ Plugins = Annotated[
 ]
 Status = Annotated[bool, Query(description="add execution_time (ms) and plugins_versions")]
 PLUGIN_VERSIONS = {"detector": "faceforge.MTCNN+refiner", "calculator": "faceforge.FaceNet+dlib"}
+
+
+async def _json_body(request: Request) -> dict[str, Any] | None:
+    """CompreFace's "Base64 Support": with ``Content-Type: application/json`` the body is an object
+    whose fields are the form's, each photo its bytes in base64 (``{"file": "..."}``; verification's
+    ``source_image`` and ``target_image``), as its SDKs send a photo given as base64."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        return None
+    try:
+        body = await request.json()
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise RequestRejectedError("invalid_request", f"the body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise RequestRejectedError(
+            "invalid_request", 'the body must be a JSON object of base64 photos, e.g. {"file": "<base64>"}'
+        )
+    return body
+
+
+JsonBody = Annotated[dict[str, Any] | None, Depends(_json_body)]
+
+
+def _base64_alternative(*fields: str) -> dict[str, Any]:
+    """The JSON body beside the multipart form, for the OpenAPI document."""
+    properties = {field: {"type": "string", "description": "the photo's bytes in base64"} for field in fields}
+    schema = {"type": "object", "required": list(fields), "properties": properties}
+    return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
+
+
+def _photo(services: ServicesDep, field: str, file: UploadFile | None, body: dict[str, Any] | None) -> Upload:
+    max_bytes = services.settings.limits.max_file_bytes
+    if file is not None:
+        return read_upload(file, max_bytes=max_bytes)
+    if body is not None and body.get(field) is not None:
+        return read_base64_upload(body[field], field, max_bytes=max_bytes)
+    raise RequestRejectedError(
+        f"{field}_required",
+        f"{field} is required: a file in a multipart form (with curl, -F {field}=@photo.jpg), "
+        f'or its base64 in a JSON body ({{"{field}": "<base64>"}})',
+    )
 
 
 def _subject_body(body: dict[str, Any]) -> str:
@@ -118,15 +162,18 @@ def delete_all_subjects(services: ServicesDep) -> dict[str, int]:
 
 
 # -- faces --------------------------------------------------------------------------------------------
-@admin.post("/faces", status_code=201, responses=error_responses(413, 503))
+@admin.post(
+    "/faces", status_code=201, responses=error_responses(413, 503), openapi_extra=_base64_alternative("file")
+)
 def add_face(
     services: ServicesDep,
-    file: ImageFile,
     subject: Annotated[str, Query(min_length=1, max_length=200)],
+    json_body: JsonBody,
+    file: ImageFile = None,
     det_prob_threshold: DetProb = None,
 ) -> dict[str, str]:
     """One face per image; the subject is created when missing."""
-    upload = read_upload(file, max_bytes=services.settings.limits.max_file_bytes)
+    upload = _photo(services, "file", file, json_body)
     photo_id, name = services.compat.add_face(subject, upload, min_detection=det_prob_threshold)
     return {"image_id": image_uuid(photo_id), "subject": name}
 
@@ -167,11 +214,16 @@ def face_image(services: ServicesDep, image_id: str) -> Response:
     return Response(data, media_type=content_type)
 
 
-@read.post("/faces/{image_id}/verify", responses=error_responses(404, 413, 503))
+@read.post(
+    "/faces/{image_id}/verify",
+    responses=error_responses(404, 413, 503),
+    openapi_extra=_base64_alternative("file"),
+)
 def verify_against_face(
     services: ServicesDep,
     image_id: str,
-    file: ImageFile,
+    json_body: JsonBody,
+    file: ImageFile = None,
     limit: Annotated[int, Query(ge=0, le=100)] = 0,
     det_prob_threshold: DetProb = None,
     face_plugins: Plugins = None,
@@ -179,7 +231,7 @@ def verify_against_face(
 ) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     reference = services.compat.stored_embedding(image_id)
-    upload = read_upload(file, max_bytes=services.settings.limits.max_file_bytes)
+    upload = _photo(services, "file", file, json_body)
     faces = services.compat.faces_of(upload.data, min_detection=det_prob_threshold, seconds=seconds)
     faces = faces[:limit] if limit else faces
     result = [
@@ -192,10 +244,11 @@ def verify_against_face(
 
 
 # -- recognition --------------------------------------------------------------------------------------
-@read.post("/recognize", responses=error_responses(409, 413, 503))
+@read.post("/recognize", responses=error_responses(409, 413, 503), openapi_extra=_base64_alternative("file"))
 def recognize(
     services: ServicesDep,
-    file: ImageFile,
+    json_body: JsonBody,
+    file: ImageFile = None,
     limit: Annotated[int, Query(ge=0, le=100)] = 0,
     prediction_count: Annotated[int, Query(ge=1, le=20)] = 1,
     det_prob_threshold: DetProb = None,
@@ -203,7 +256,7 @@ def recognize(
     status: Status = False,
 ) -> dict[str, Any]:
     """Every face (largest first), each with its ``prediction_count`` most probable subjects."""
-    upload = read_upload(file, max_bytes=services.settings.limits.max_file_bytes)
+    upload = _photo(services, "file", file, json_body)
     faces = services.compat.recognize(
         upload.data, limit=limit, prediction_count=prediction_count, min_detection=det_prob_threshold
     )
@@ -224,11 +277,16 @@ def recognize(
     return body
 
 
-@verify_read.post("/verify", responses=error_responses(413, 503))
+@verify_read.post(
+    "/verify",
+    responses=error_responses(413, 503),
+    openapi_extra=_base64_alternative("source_image", "target_image"),
+)
 def verify_images(
     services: ServicesDep,
-    source_image: ImageFile,
-    target_image: ImageFile,
+    json_body: JsonBody,
+    source_image: ImageFile = None,
+    target_image: ImageFile = None,
     limit: Annotated[int, Query(ge=0, le=100)] = 0,
     det_prob_threshold: DetProb = None,
     face_plugins: Plugins = None,
@@ -236,13 +294,10 @@ def verify_images(
 ) -> dict[str, Any]:
     """The source image's largest face against every face of the target image."""
     seconds: dict[str, float] = {}
-    max_bytes = services.settings.limits.max_file_bytes
-    source = services.compat.faces_of(
-        read_upload(source_image, max_bytes=max_bytes).data, min_detection=det_prob_threshold, seconds=seconds
-    )[0]
-    targets = services.compat.faces_of(
-        read_upload(target_image, max_bytes=max_bytes).data, min_detection=det_prob_threshold, seconds=seconds
-    )
+    source_photo = _photo(services, "source_image", source_image, json_body)
+    target_photo = _photo(services, "target_image", target_image, json_body)
+    source = services.compat.faces_of(source_photo.data, min_detection=det_prob_threshold, seconds=seconds)[0]
+    targets = services.compat.faces_of(target_photo.data, min_detection=det_prob_threshold, seconds=seconds)
     targets = targets[:limit] if limit else targets
     assert source.embedding is not None
 

@@ -1,0 +1,109 @@
+"""CompreFace's "Base64 Support": every route that takes a photo also takes a JSON body of base64
+photos (its SDKs send one when given a base64 string). faceforge answered 400 "File is required"."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from faceforge.core.config import LimitSettings, Settings, WorkerSettings
+from faceforge.core.dataset import image_files
+from faceforge.serving.api.app import create_app
+from tests.api.fixtures import local_client, service_settings
+from tests.conftest import FACES, LFW10
+
+MAX_FILE_BYTES = 200_000  # above a photo of a dog, below a giraffe's
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _similarities(response: Any) -> list[float]:
+    assert response.status_code == 200, response.text
+    return [match["similarity"] for match in response.json()["result"][0]["face_matches"]]
+
+
+def _refused(response: Any, status: int, code: int, *words: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code and all(word in body["message"] for word in words), body
+
+
+def test_photos_in_base64_are_taken_wherever_a_photo_is(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    limits = LimitSettings(max_file_bytes=MAX_FILE_BYTES)
+    app_settings = service_settings(
+        tmp_path, database_url, settings, limits=limits, worker=WorkerSettings(embedded=False)
+    )
+    colin = image_files(LFW10 / "Colin_Powell")
+    tony = image_files(LFW10 / "Tony_Blair")[0]
+    with local_client(create_app(app_settings)) as client:
+        # Verification: the same answer from a form and from JSON, for the same person and another.
+        verified = {}
+        for target in (colin[1], tony):
+            form = client.post(
+                "/api/v1/verification/verify",
+                files={"source_image": colin[0].open("rb"), "target_image": target.open("rb")},
+            )
+            as_json = client.post(
+                "/api/v1/verification/verify",
+                json={"source_image": _b64(colin[0]), "target_image": _b64(target)},
+            )
+            assert _similarities(as_json) == _similarities(form)
+            verified[target] = _similarities(as_json)[0]
+        assert verified[tony] < 0.5 < verified[colin[1]], verified
+
+        # Add a face from base64; what is stored is the photo's own bytes.
+        added = client.post(
+            "/api/v1/recognition/faces", params={"subject": "Colin"}, json={"file": _b64(colin[0])}
+        )
+        assert added.status_code == 201, added.text
+        image_id = added.json()["image_id"]
+        assert client.get(f"/api/v1/recognition/faces/{image_id}/img").content == colin[0].read_bytes()
+
+        # As `base64` writes it (76 columns), and as a browser's data URL, unpadded: the same photo.
+        wrapped = base64.encodebytes(colin[1].read_bytes()).decode("ascii")
+        data_url = "data:image/jpeg;base64," + _b64(colin[1]).rstrip("=")
+        answers = [
+            client.post(f"/api/v1/recognition/faces/{image_id}/verify", **request).json()["result"][0][
+                "similarity"
+            ]
+            for request in (
+                {"files": {"file": colin[1].open("rb")}},
+                {"json": {"file": wrapped}},
+                {"json": {"file": data_url}},
+            )
+        ]
+        assert answers[0] > 0.5 and answers == [answers[0]] * 3, answers
+
+        verify = f"/api/v1/recognition/faces/{image_id}/verify"  # (recognize needs a version)
+        no_face = sorted((FACES / "negatives").iterdir())[0]
+        _refused(client.post(verify, json={"file": _b64(no_face)}), 400, 28)  # as from a form
+        _refused(client.post(verify, json={"file": "not base64!"}), 400, 26, "file is not base64")
+        _refused(client.post(verify, json={"file": 12}), 400, 26, "file must be a string")
+        _refused(client.post(verify, json={"image": _b64(colin[0])}), 400, 33, "file is required", "base64")
+        _refused(client.post(verify, json=[_b64(colin[0])]), 400, 26, "JSON object")
+        _refused(
+            client.post(verify, content=b'{"file": ', headers={"content-type": "application/json"}),
+            400,
+            26,
+            "not valid JSON",
+        )
+        big = next(p for p in sorted((FACES / "negatives").iterdir()) if p.stat().st_size > MAX_FILE_BYTES)
+        _refused(
+            client.post("/api/v1/recognition/faces", params={"subject": "Big"}, json={"file": _b64(big)}),
+            413,
+            0,
+            "larger than",
+        )
+        _refused(
+            client.post("/api/v1/verification/verify", json={"source_image": _b64(colin[0])}),
+            400,
+            0,
+            "target_image is required",
+        )
+        # Nothing refused was stored: Colin's one photo is all there is.
+        assert client.get("/api/v1/recognition/faces").json()["total_elements"] == 1
