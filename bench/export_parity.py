@@ -25,6 +25,7 @@ from faceforge.building.head_fitting import fit_head
 from faceforge.building.networks.embedding_graph import build_embedding_net
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
+from faceforge.serving.vision.embedder import unit_rows
 from faceforge.serving.vision.face_input import FaceInputs
 from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 
@@ -65,7 +66,8 @@ def main() -> None:
         if faces:
             found.append(pipeline.inputs(image, [faces[0].box]))
     batch = FaceInputs(np.concatenate([f.crops for f in found]), np.concatenate([f.chips for f in found]))
-    expected = head.probabilities(pipeline.embedder.embed(batch))
+    reference = pipeline.reference_embedder().embed(batch)  # the float graph, as contract vectors are
+    expected = head.probabilities(reference)
     exports = VersionExporter(settings.weights_dir).export(head)
 
     nhwc = {"face": batch.crops.astype(np.float32), "chip": batch.chips.astype(np.float32)}
@@ -73,6 +75,12 @@ def main() -> None:
     onnx_fused = ort.InferenceSession(exports.files["model.onnx"]).run(None, nchw)[0]
     tflite = run_tflite(exports.files["model.tflite"], nhwc)
     int8 = run_tflite(exports.files["model_int8.tflite"], nhwc)
+    backbone_cosines = {
+        name: np.sum(unit_rows(run_tflite(exports.shared[name].read_bytes(), nhwc)) * reference, axis=1)
+        for name in ("backbone.tflite", "backbone_int8.tflite")
+    }
+    int8_onnx = unit_rows(ort.InferenceSession(exports.shared["backbone_int8.onnx"]).run(None, nchw)[0])
+    backbone_cosines["backbone_int8.onnx"] = np.sum(int8_onnx * reference, axis=1)
 
     net = build_embedding_net(
         settings.weights_dir, channels_last=True, normalise_pixels=True, stack_flip=True
@@ -96,6 +104,9 @@ def main() -> None:
     )
     bias = np.frombuffer(inner.bias.float16Value, "<f2").astype(np.float32)
     coreml_fp16 = _softmax(half.astype(np.float16).astype(np.float32) @ weights.T + bias)
+    backbone_cosines["backbone.mlmodel (fp16 emulated)"] = np.sum(
+        unit_rows(half.astype(np.float16).astype(np.float32)) * reference, axis=1
+    )
 
     def difference(actual: npt.NDArray[np.float32]) -> float:
         return float(np.abs(actual - expected).max())
@@ -112,9 +123,13 @@ def main() -> None:
                 "onnx_fused_max_abs_diff": difference(onnx_fused),
                 "tflite_fp32_max_abs_diff": difference(tflite),
                 "tflite_int8_max_abs_diff": difference(int8),
+                "onnx_int8_max_abs_diff": difference(head.probabilities(int8_onnx)),
                 "tflite_int8_top1_agreement": top1(int8),
                 "coreml_fp16_emulated_max_abs_diff": difference(coreml_fp16),
                 "coreml_fp16_emulated_top1_agreement": top1(coreml_fp16),
+                # Each backbone file's embedding against the float graph's (the contract vectors').
+                "embedding_cosine_min": {name: float(c.min()) for name, c in backbone_cosines.items()},
+                "embedding_cosine_mean": {name: float(c.mean()) for name, c in backbone_cosines.items()},
             }
         )
     )

@@ -14,7 +14,7 @@ client) checks each step of their own implementation against ours:
   uint8 RGB, rows top to bottom; ``serving.vision.crop`` and ``serving.vision.align``);
 - ``embedding`` (640 floats) and ``probabilities`` (people + 1, ``unknown`` last) from the server's
   networks, to compare within a tolerance (another runtime's float arithmetic differs slightly):
-  ``tolerance`` states it per backbone file (the int8-weight one moves embeddings a little more).
+  ``tolerance`` states it per backbone file (int8 weights and float16 compute move embeddings more).
 
 Coordinates are pixels of the upright photo, origin top left. Checksums are exact: the crop and chip
 depend only on the photo, the refined box and points.
@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from faceforge.building.export.device_backbones import TFLITE_INT8_COSINE
 from faceforge.core.faces import Box
 from faceforge.core.model.head import RecognitionHead
 from faceforge.serving.vision.align import align_face
@@ -43,14 +44,26 @@ CONTRACT_VECTORS_FILE = "contract_vectors.json"
 VECTOR_PHOTOS = 3
 FORMAT = "faceforge-contract-vectors/1"
 # What a client in another runtime is held to: boxes and points (pixels), and per backbone file the
-# embedding's cosine with ours (the float graph's) and the largest difference of a probability.
-# Measured in Chromium: backbone.onnx 0.99999998 on lfw_dev faces; backbone_int8.onnx is the server's
-# int8 graph, whose own error against the float graph on real faces reaches 0.9984 (held here to three
-# times that, as the server's int8 graph is in the tests).
+# embedding's cosine with ours (the float graph's) and the largest difference of a probability (a fused
+# model, ``model.*``, is held to its backbone's). Measured on real faces (bench/export_parity: 124
+# faces of krasserm_lfw10 and two stranger folders, a ten-person head) and held to about three times
+# the worst error seen, which tests/export/test_device_exports.py asserts on those faces:
+# - float graphs (ONNX Runtime, also in Chromium; LiteRT on the CPU): cosine 0.99999994, probabilities
+#   within 7e-6;
+# - ``backbone_int8.onnx`` (the server's int8 graph): cosine 0.9984 at worst on real faces found as
+#   the server finds them, probabilities within 0.047 (faces near a decision move the most);
+# - ``backbone_int8.tflite`` (int8 weights): cosine 0.99972, probabilities within 0.024;
+# - float16 compute (Core ML on the Neural Engine or GPU, a GPU delegate): Core ML cannot run where
+#   versions are built, so this is the tests' emulation (float16 weights and activations) and its
+#   budget: cosine error 2e-3, where recognition starts to change; probabilities within 0.0045.
+FLOAT_GRAPH = {"embedding_cosine": 0.9999, "probability": 0.002}
 TOLERANCE: dict[str, Any] = {
     "pixels": 0.05,
-    "backbone.onnx": {"embedding_cosine": 0.9999, "probability": 0.002},
-    "backbone_int8.onnx": {"embedding_cosine": 1 - 3 * (1 - 0.9984), "probability": 0.02},
+    "backbone.onnx": FLOAT_GRAPH,
+    "backbone.tflite": FLOAT_GRAPH,
+    "backbone_int8.onnx": {"embedding_cosine": 1 - 3 * (1 - 0.9984), "probability": 0.15},
+    "backbone_int8.tflite": {"embedding_cosine": TFLITE_INT8_COSINE, "probability": 0.07},
+    "backbone.mlmodel": {"embedding_cosine": 0.998, "probability": 0.015},
 }
 
 
