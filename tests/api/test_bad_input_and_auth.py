@@ -565,7 +565,21 @@ def test_deepstack_routes_refuse_in_deepstacks_own_words(client: TestClient) -> 
     pair = {"image1": ("a.jpg", face.read_bytes(), "image/jpeg"), "image2": cat_photo}
     assert refused("match", pair) == said("no face found")
     assert refused("match", pair | {"image2": not_a_photo}) == said("invalid image")
-    _nothing_stored(client)
+    # Several images and one refused: none is added (the answer cannot say which were); registered
+    # with "face added", the face was stored and the cat was dropped without a word.
+    assert refused("register", pair, {"userid": "Colin"}) == said(
+        "no face detected: cat.jpg; no image was added"
+    )
+    assert refused("register", pair | {"image2": not_a_photo}, {"userid": "Colin"}) == said(
+        "invalid image: notes.jpg; no image was added"
+    )
+    _nothing_stored(client)  # nor their files
+    # A photo the person already has is no refusal: registering it again with a new one adds that.
+    second = ("b.jpg", image_files(LFW10 / "Colin_Powell")[1].read_bytes(), "image/jpeg")
+    for files in ({"image1": pair["image1"]}, {"image1": pair["image1"], "image2": second}):
+        answer = client.post("/v1/vision/face/register", files=files, data={"userid": "Colin"})
+        assert answer.json() == {"success": True, "message": "face added"}, answer.text
+    assert [p["photo_count"] for p in client.get("/api/v1/people").json()["items"]] == [2]
 
 
 @BOTH_DATABASES

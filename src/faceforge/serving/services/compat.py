@@ -106,8 +106,9 @@ class CompatService:
         return result.person
 
     def add_to_subject(self, name: str, uploads: list[Upload]) -> None:
-        """DeepStack's register: the photos join the subject (created when missing)."""
-        self.people.add_to_name(name=name, uploads=uploads)
+        """DeepStack's register: the photos join the subject (created when missing), all of them or,
+        when one is refused, none (its answer has no place to say which were stored)."""
+        self.people.add_to_name(name=name, uploads=uploads, all_or_nothing=True)
 
     def rename_subject(self, name: str, new_name: str) -> None:
         """Renaming onto an existing subject merges the two (CompreFace's rule)."""

@@ -64,13 +64,21 @@ class ChangeResult:
 
 
 class PhotosRejectedError(RequestRejectedError):
-    """Photos were sent and none was accepted: nothing is stored, and every photo's verdict says why."""
+    """Photos were sent and none was accepted: nothing is stored, and every photo's verdict says why.
+    With ``all_or_nothing``, some were acceptable but one was not, and the caller asked for all of
+    them or none (DeepStack's register, whose answer has no place for a verdict per photo)."""
 
-    def __init__(self, verdicts: list[PhotoVerdict]) -> None:
+    def __init__(self, verdicts: list[PhotoVerdict], *, all_or_nothing: bool = False) -> None:
+        refused = [v for v in verdicts if not v.accepted]
         reasons = "; ".join(
-            f"{v.filename or f'photo {v.index + 1}'}: {v.message or ', '.join(v.reasons)}" for v in verdicts
+            f"{v.filename or f'photo {v.index + 1}'}: {v.message or ', '.join(v.reasons)}" for v in refused
         )
-        super().__init__("photos_rejected", f"no photo was accepted ({reasons})", status=422)
+        message = (
+            f"{len(refused)} of {len(verdicts)} photos refused, so none was stored ({reasons})"
+            if all_or_nothing
+            else f"no photo was accepted ({reasons})"
+        )
+        super().__init__("photos_rejected", message, status=422)
         self.verdicts = verdicts
 
 
@@ -495,12 +503,18 @@ class PeopleService:
         return self._write(change, prepared.names)
 
     def add_to_name(
-        self, *, name: str | None, uploads: list[Upload], min_score: float | None = None
+        self,
+        *,
+        name: str | None,
+        uploads: list[Upload],
+        min_score: float | None = None,
+        all_or_nothing: bool = False,
     ) -> ChangeResult:
         """Add photos to the earliest person called ``name``, created when there is none (the compatible
         APIs' subjects). Looking up and creating are one transaction, serialised per name, so concurrent
         calls for a new name make one person. Faces detected less surely than ``min_score`` count as no
-        face; when no photo is accepted nothing is stored, not even a new person."""
+        face; when no photo is accepted nothing is stored, not even a new person. ``all_or_nothing``:
+        nothing is stored when any photo is refused (one the person has already aside)."""
         clean_name = self.clean_name(name)
         self.check_uploads(uploads)
         analysed = self.analyse(uploads) if uploads else []
@@ -508,6 +522,10 @@ class PeopleService:
             known = people_store.find_by_name(session, name=clean_name)
             owner = None if known is None else self._owner(session, known.id)
             prepared = prepare_photos(owner, analysed, self.files, self._held_by_strangers, min_score)
+        refused = [v for v in prepared.verdicts if not v.accepted and DUPLICATE not in v.reasons]
+        if all_or_nothing and refused and prepared.accepted:
+            self.files.delete(prepared.names)
+            raise PhotosRejectedError(prepared.verdicts, all_or_nothing=True)
         self._note_strangers_alike(prepared)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:

@@ -10,8 +10,9 @@ the database) runs on the thread pool through ``run_blocking``.
 
 Differences from DeepStack, by design: ``register`` *adds* the photos to the person (DeepStack
 replaces the person's faces; its clients send one image per call, so replacing would keep only the
-last); ``confidence`` is the calibrated probability of ``serving.services.compat``, and a face faceforge
-rejects is ``"unknown"`` with confidence 0, as DeepStack reports unknown faces.
+last), all of them or, when one is refused, none, naming it; ``confidence`` is the calibrated
+probability of ``serving.services.compat``, and a face faceforge rejects is ``"unknown"`` with
+confidence 0, as DeepStack reports unknown faces.
 """
 
 from __future__ import annotations
@@ -114,12 +115,18 @@ def _register(services: Services, form: FormData) -> dict[str, Any]:
     try:
         services.compat.add_to_subject(userid, uploads)
     except PhotosRejectedError as error:
-        reasons = {reason for verdict in error.verdicts for reason in verdict.reasons}
+        refused = [verdict for verdict in error.verdicts if not verdict.accepted]
+        reasons = {reason for verdict in refused for reason in verdict.reasons}
         if "no_face" in reasons:
-            raise RequestRejectedError("no_face", NO_FACE_REGISTERED) from None
-        if reasons and reasons <= NOT_AN_IMAGE:
-            raise RequestRejectedError("invalid_image", INVALID_IMAGE) from None
-        raise
+            code, words = "no_face", NO_FACE_REGISTERED
+        elif reasons and reasons <= NOT_AN_IMAGE:
+            code, words = "invalid_image", INVALID_IMAGE
+        else:
+            raise
+        if len(error.verdicts) > 1:  # which of several images, in DeepStack's words; none was added
+            which = ", ".join(verdict.filename or f"image {verdict.index + 1}" for verdict in refused)
+            words = f"{words}: {which}; no image was added"
+        raise RequestRejectedError(code, words) from None
     return {"success": True, "message": "face added"}
 
 
