@@ -30,7 +30,7 @@ from faceforge.serving.api.deps import ServicesDep
 from faceforge.serving.api.errors import SERVER_ERRORS, Dialect, error_responses
 from faceforge.serving.api.uploads import read_upload, refuse_repeated_text_fields
 from faceforge.serving.services.compat import NoFaceError
-from faceforge.serving.services.people import PhotosRejectedError, Upload
+from faceforge.serving.services.people import DUPLICATE, PhotosRejectedError, Upload
 from faceforge.serving.wiring import Services
 
 PREFIX = "/v1/vision/face"
@@ -117,6 +117,8 @@ def _register(services: Services, form: FormData) -> dict[str, Any]:
     except PhotosRejectedError as error:
         refused = [verdict for verdict in error.verdicts if not verdict.accepted]
         reasons = {reason for verdict in refused for reason in verdict.reasons}
+        if reasons == {DUPLICATE}:  # every image is one the person has: registering again is no error
+            return {"success": True, "message": "face added"}
         if "no_face" in reasons:
             code, words = "no_face", NO_FACE_REGISTERED
         elif reasons and reasons <= NOT_AN_IMAGE:
