@@ -328,6 +328,29 @@ def test_enrolling_someone_collected_as_a_stranger_says_so(client: TestClient) -
     assert [v["message"] for v in other.json()["photos"]] == [None, None, None]
 
 
+def test_a_photo_another_person_has_is_said_at_the_upload(quiet_client: TestClient) -> None:
+    """A photo filed under a second person, or twice under two names, was accepted without a word;
+    only the next version flagged the pair. The upload now says who has the same photo (a new
+    person's, or more photos of someone)."""
+    colin = image_files(LFW10 / PEOPLE[0])
+    first = quiet_client.post("/api/v1/people", data={"name": "Colin"}, files=photo_fields(colin[:2])).json()
+    said = f"the same photo is stored for Colin (person {first['id']})"
+    again = quiet_client.post("/api/v1/people", data={"name": "Colin again"}, files=photo_fields(colin[1:3]))
+    assert again.status_code == 201, again.text
+    verdicts = again.json()["photos"]
+    assert [v["verdict"] for v in verdicts] == ["accepted", "accepted"]  # said, not refused
+    assert said in (verdicts[0]["message"] or "") and verdicts[1]["message"] is None, verdicts
+    tony = quiet_client.post(
+        "/api/v1/people", data={"name": "Tony"}, files=photo_fields(image_files(LFW10 / PEOPLE[1])[:1])
+    ).json()
+    added = quiet_client.post(f"/api/v1/people/{tony['id']}/photos", files=photo_fields(colin[:1]))
+    assert said in (added.json()["photos"][0]["message"] or ""), added.text
+    # Photos a person has themselves, or nobody else has, say nothing.
+    more = quiet_client.post(f"/api/v1/people/{first['id']}/photos", files=photo_fields(colin[3:4]))
+    assert more.json()["photos"][0]["message"] is None, more.text
+    assert quiet_client.get(f"/api/v1/people/{tony['id']}").json()["photo_count"] == 2
+
+
 def test_strangers_that_look_like_people_never_hold_back_the_next_versions(client: TestClient) -> None:
     """A tester collected photos of two enrolled people as strangers ("Not <name>"): their held-out
     photos were no longer named, on purpose, and the known-accept floor then held back every later

@@ -445,6 +445,28 @@ class PeopleService:
             ),
         )
 
+    def _note_other_peoples_copies(self, prepared: PreparedPhotos, person_id: int | None) -> None:
+        """Say on each accepted photo whose very bytes another person has: one of the two is filed
+        under the wrong name, or they are one person under two names. The next version flags the
+        pair and leaves it out of its calibration; said here, at the upload, where the mistake is
+        made (a tester added a photo to the wrong person and heard nothing until a version was held
+        back)."""
+        if not prepared.accepted:
+            return
+        with self.sessions() as session:
+            holders = people_store.people_with_photos(
+                session, [item.fields["sha256"] for item in prepared.accepted]
+            )
+        for item in prepared.accepted:
+            holder = holders.get(item.fields["sha256"])
+            if holder is None or holder[0] == person_id:
+                continue
+            said = (
+                f"the same photo is stored for {holder[1]} (person {holder[0]}): if they are one "
+                "person, merge them; if not, delete it from whoever it does not show"
+            )
+            item.verdict.message = f"{item.verdict.message}; {said}" if item.verdict.message else said
+
     def _held_by_strangers(self, digests: list[str]) -> dict[str, tuple[str, str]]:
         with self.sessions() as session:
             return self._held_in(session, digests)
@@ -489,6 +511,7 @@ class PeopleService:
         self.check_uploads(uploads)
         prepared = prepare_photos(None, self.analyse(uploads), self.files, self._held_by_strangers)
         self._note_strangers_alike(prepared)
+        self._note_other_peoples_copies(prepared, None)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
             prepared.lock(session)
@@ -527,6 +550,7 @@ class PeopleService:
             self.files.delete(prepared.names)
             raise PhotosRejectedError(prepared.verdicts, all_or_nothing=True)
         self._note_strangers_alike(prepared)
+        self._note_other_peoples_copies(prepared, None if known is None else known.id)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
             prepared.lock(session)
@@ -555,6 +579,7 @@ class PeopleService:
                 self._owner(session, person_id), analysed, self.files, self._held_by_strangers
             )
         self._note_strangers_alike(prepared)
+        self._note_other_peoples_copies(prepared, person_id)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
             prepared.lock(session)
