@@ -1,5 +1,6 @@
 """CompreFace's "Base64 Support": every route that takes a photo also takes a JSON body of base64
-photos (its SDKs send one when given a base64 string). faceforge answered 400 "File is required"."""
+photos (its SDKs send one when given a base64 string). faceforge answered 400 "File is required".
+And its detection service, which answered 404."""
 
 from __future__ import annotations
 
@@ -105,5 +106,27 @@ def test_photos_in_base64_are_taken_wherever_a_photo_is(
             0,
             "target_image is required",
         )
+        # The detection service (CompreFace's SDKs' initFaceDetectionService): boxes, landmarks on
+        # request, a limit; it answered 404. The group photo's faces come largest first.
+        group = FACES / "multi" / "azure_identification1_Family1.jpg"  # four people
+        detected = client.post(
+            "/api/v1/detection/detect",
+            params={"face_plugins": "landmarks", "status": "true"},
+            json={"file": _b64(group)},
+        )
+        assert detected.status_code == 200, detected.text
+        faces = detected.json()["result"]
+        areas = [
+            (f["box"]["x_max"] - f["box"]["x_min"]) * (f["box"]["y_max"] - f["box"]["y_min"]) for f in faces
+        ]
+        assert len(faces) >= 3 and areas == sorted(areas, reverse=True), faces
+        assert all(len(f["landmarks"]) == 5 and f["execution_time"]["detector"] > 0 for f in faces)
+        limited = client.post(
+            "/api/v1/detection/detect", params={"limit": 2}, files={"file": group.open("rb")}
+        )
+        assert [f["box"] for f in limited.json()["result"]] == [f["box"] for f in faces[:2]]
+        assert "landmarks" not in limited.json()["result"][0]
+        _refused(client.post("/api/v1/detection/detect", json={"file": _b64(no_face)}), 400, 28)
+
         # Nothing refused was stored: Colin's one photo is all there is.
         assert client.get("/api/v1/recognition/faces").json()["total_elements"] == 1

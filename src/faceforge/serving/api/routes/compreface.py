@@ -36,7 +36,10 @@ admin = APIRouter(prefix=PREFIX, tags=["compreface"], dependencies=[AdminAccess]
 verify_read = APIRouter(
     prefix="/api/v1/verification", tags=["compreface"], dependencies=[ReadAccess], responses=COMMON
 )
-routers = (read, admin, verify_read)
+detect_read = APIRouter(
+    prefix="/api/v1/detection", tags=["compreface"], dependencies=[ReadAccess], responses=COMMON
+)
+routers = (read, admin, verify_read, detect_read)
 
 # Optional to FastAPI only: a photo comes as this multipart file or as base64 in a JSON body
 # (``JsonBody``), and ``_photo`` refuses a request with neither.
@@ -312,6 +315,27 @@ def verify_images(
         status,
         seconds,
         1 + len(targets),
+    )
+
+
+@detect_read.post("/detect", responses=error_responses(413, 503), openapi_extra=_base64_alternative("file"))
+def detect(
+    services: ServicesDep,
+    json_body: JsonBody,
+    file: ImageFile = None,
+    limit: Annotated[int, Query(ge=0, le=100)] = 0,
+    det_prob_threshold: DetProb = None,
+    face_plugins: Plugins = None,
+    status: Status = False,
+) -> dict[str, Any]:
+    """CompreFace's detection service: every face (largest first) with its box, and its landmarks
+    when asked for; no face is 400 with code 28, as its detection answers."""
+    seconds: dict[str, float] = {}
+    upload = _photo(services, "file", file, json_body)
+    faces = services.compat.faces_of(upload.data, min_detection=det_prob_threshold, seconds=seconds)
+    faces = faces[:limit] if limit else faces
+    return _with_status(
+        {"result": [_described(face, face_plugins) for face in faces]}, status, seconds, len(faces)
     )
 
 
