@@ -111,7 +111,7 @@ def test_photos_in_base64_are_taken_wherever_a_photo_is(
         group = FACES / "multi" / "azure_identification1_Family1.jpg"  # four people
         detected = client.post(
             "/api/v1/detection/detect",
-            params={"face_plugins": "landmarks", "status": "true"},
+            params={"face_plugins": "landmarks,calculator", "status": "true"},
             json={"file": _b64(group)},
         )
         assert detected.status_code == 200, detected.text
@@ -121,6 +121,8 @@ def test_photos_in_base64_are_taken_wherever_a_photo_is(
         ]
         assert len(faces) >= 3 and areas == sorted(areas, reverse=True), faces
         assert all(len(f["landmarks"]) == 5 and f["execution_time"]["detector"] > 0 for f in faces)
+        assert all(len(f["embedding"]) == 640 for f in faces)  # the calculator plugin: its embedding
+        assert abs(sum(v * v for v in faces[0]["embedding"]) - 1) < 1e-4
         limited = client.post(
             "/api/v1/detection/detect", params={"limit": 2}, files={"file": group.open("rb")}
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from faceforge.core.config import CompatSettings, Settings
@@ -67,6 +68,17 @@ def test_compreface_python_sdk(server: Server) -> None:
             best = answer["result"][0]["subjects"][0]
             assert best["subject"] == name and best["similarity"] >= STRANGER_SIMILARITY, (name, best)
             assert len(answer["result"][0]["landmarks"]) == 5 and "execution_time" in answer["result"][0]
+            embedding = np.asarray(answer["result"][0]["embedding"])  # the calculator plugin's
+            assert embedding.shape == (640,) and abs(np.linalg.norm(embedding) - 1) < 1e-4
+    # Its embeddings are faceforge's: two photos of one person agree more than two people's.
+    first = {
+        name: [np.asarray(a["result"][0]["embedding"]) for a in answers]
+        for name, answers in seen["probes"].items()
+    }
+    assert (
+        first["Colin Powell"][0] @ first["Colin Powell"][1]
+        > first["Colin Powell"][0] @ first["Tony Blair"][0]
+    )
     # execution_time times each stage: it said the whole request's time under both plugins.
     times = [
         answer["result"][0]["execution_time"] for answers in seen["probes"].values() for answer in answers

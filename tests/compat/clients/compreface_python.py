@@ -26,7 +26,7 @@ def main() -> None:
         "limit": 0,
         "det_prob_threshold": 0.8,
         "prediction_count": 2,
-        "face_plugins": "landmarks",
+        "face_plugins": "landmarks,calculator",
         "status": True,
     }
     compre_face = CompreFace(f"{parts.scheme}://{parts.hostname}", str(parts.port), options)

@@ -74,6 +74,7 @@ class RecognizedFace:
     # CompreFace's execution_time, milliseconds: the photo's detection, and this face's share of the
     # embedding (every face of a photo is embedded in one batch).
     milliseconds: dict[str, float]
+    embedding: list[float]
 
 
 class CompatService:
@@ -218,6 +219,7 @@ class CompatService:
                 subjects=[(c["name"], float(c["confidence"])) for c in face.candidates[:prediction_count]],
                 known=face.match is not None,
                 milliseconds=milliseconds,
+                embedding=face.embedding,
             )
             for face in faces
         ]

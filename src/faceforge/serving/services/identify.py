@@ -23,6 +23,7 @@ class IdentifiedFace:
     match: dict[str, Any] | None
     candidates: list[dict[str, Any]]
     landmarks: list[tuple[float, float]]
+    embedding: list[float]  # the face's unit embedding (CompreFace's "calculator" plugin gives it)
 
 
 class IdentifyService:
@@ -67,8 +68,8 @@ class IdentifyService:
         probabilities = head.probabilities(embeddings)
         matches = head.predict(embeddings, threshold=threshold)
         found = []
-        for face, sims, scores, probs, match in zip(
-            faces, similarities, decision_scores, probabilities, matches, strict=True
+        for face, embedding, sims, scores, probs, match in zip(
+            faces, embeddings, similarities, decision_scores, probabilities, matches, strict=True
         ):
             ranked = np.argsort(-scores)[:top_k]  # the named person first, as the models rank them
             candidates = [
@@ -84,6 +85,7 @@ class IdentifyService:
                     match=best,
                     candidates=candidates,
                     landmarks=list(face.detection.landmarks.points),
+                    embedding=[float(v) for v in embedding],
                 )
             )
         known = sum(face.match is not None for face in found)

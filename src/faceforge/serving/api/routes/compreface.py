@@ -4,7 +4,8 @@ Shapes follow CompreFace's ``docs/Rest-API-description.md``; errors are ``{"mess
 with CompreFace's numbers (no face: 400, code 28). The key is CompreFace's ``x-api-key`` header:
 faceforge's admin keys write, read keys recognise. ``similarity`` is the calibrated probability of
 ``serving.services.compat``. Face plugins faceforge lacks (age, gender, mask, even the literal
-``undefined`` an unconfigured Double Take sends) are ignored; ``landmarks`` is served.
+``undefined`` an unconfigured Double Take sends) are ignored; ``landmarks`` and ``calculator`` (the
+face's embedding: faceforge's, unit length, 640 numbers) are served.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ DetProb = Annotated[
 # A list: CompreFace (Spring) joins a repeated `face_plugins` with commas, and clients that build it from
 # a list send it so; the one query parameter that may repeat (``deps.REPEATABLE_QUERY``).
 Plugins = Annotated[
-    list[str] | None, Query(description="face plugins: only `landmarks` is served; others ignored")
+    list[str] | None,
+    Query(
+        description="face plugins: `landmarks` and `calculator` (the embedding) are served; others ignored"
+    ),
 ]
 Status = Annotated[bool, Query(description="add execution_time (ms) and plugins_versions")]
 PLUGIN_VERSIONS = {"detector": "faceforge.MTCNN+refiner", "calculator": "faceforge.FaceNet+dlib"}
@@ -130,6 +134,8 @@ def _described(face: Face, plugins: list[str] | None) -> dict[str, Any]:
     }
     if "landmarks" in _plugins(plugins):
         item["landmarks"] = [[round(x), round(y)] for x, y in face.detection.landmarks.points]
+    if "calculator" in _plugins(plugins) and face.embedding is not None:
+        item["embedding"] = [float(v) for v in face.embedding]
     return item
 
 
@@ -271,6 +277,8 @@ def recognize(
         }
         if "landmarks" in _plugins(face_plugins):
             item["landmarks"] = [[round(x), round(y)] for x, y in face.landmarks]
+        if "calculator" in _plugins(face_plugins):
+            item["embedding"] = face.embedding
         if status:
             item["execution_time"] = dict(face.milliseconds)
         result.append(item)
