@@ -349,6 +349,16 @@ def test_a_photo_another_person_has_is_said_at_the_upload(quiet_client: TestClie
     more = quiet_client.post(f"/api/v1/people/{first['id']}/photos", files=photo_fields(colin[3:4]))
     assert more.json()["photos"][0]["message"] is None, more.text
     assert quiet_client.get(f"/api/v1/people/{tony['id']}").json()["photo_count"] == 2
+    # A group photo enrolled for two of its people, each their own face: no such note.
+    examples = FACES / "face_recognition_examples"
+    group = FACES / "multi" / "face_recognition_obama_and_biden.jpg"
+    for name, folder in (("Barack", "Barack_Obama"), ("Joe", "Joe_Biden")):
+        own = image_files(examples / folder)[:1]
+        answer = quiet_client.post("/api/v1/people", data={"name": name}, files=photo_fields([*own, group]))
+        assert answer.status_code == 201, answer.text
+        taken = answer.json()["photos"][1]
+        assert taken["verdict"] == "accepted" and "same photo" not in taken["message"], taken
+        assert "matches the person's other photos" in taken["message"]  # the face of theirs it took
 
 
 def test_strangers_that_look_like_people_never_hold_back_the_next_versions(client: TestClient) -> None:

@@ -13,8 +13,18 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.orm import Session
 
 from faceforge.core.config import Settings
+from faceforge.serving.services.people import (
+    ChangeResult,
+    PhotosRejectedError,
+    Upload,
+    prepare_photos,
+    store_prepared,
+    write_with_files,
+)
+from faceforge.storage import people_store
 from tests.api.fixtures import BOTH_DATABASES, photo_fields
 from tests.conftest import LFW10
 
@@ -140,3 +150,29 @@ def test_one_photo_sent_as_two_owners_at_once_is_stored_once(
     holders = strangers["total"] + people["total"]
     assert holders == 1, (strangers, people)
     assert len(stored()) == 1  # the refused request's file is gone
+
+
+def test_all_or_nothing_holds_when_a_photo_is_taken_between_analysis_and_write(
+    quiet_client: TestClient, quiet_settings: Settings
+) -> None:
+    """DeepStack's register stores all its images or none. Checked before the write only, a photo
+    stored as a stranger's between the analysis and the write was refused in the transaction and
+    the others stored, with "face added". The write itself now keeps to all or nothing."""
+    people = quiet_client.app.state.services.people  # type: ignore[attr-defined]
+    uploads = [Upload(path.name, path.read_bytes()) for path in BLAIR[:2]]
+    prepared = prepare_photos(None, people.analyse(uploads), people.files, people._held_by_strangers)
+    assert [v.accepted for v in prepared.verdicts] == [True, True]
+    stranger = quiet_client.post("/api/v1/strangers?train=false", files=photo_fields(BLAIR[1:2]))
+    assert stranger.status_code == 201, stranger.text
+
+    def change(session: Session, unused: list[str]) -> ChangeResult:
+        prepared.lock(session)
+        person_id = people_store.create_person(session, name="Tony", position=None, external_id=None)
+        verdicts = store_prepared(people._owner(session, person_id), prepared, unused, all_or_nothing=True)
+        return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, None)
+
+    with pytest.raises(PhotosRejectedError) as refused:
+        write_with_files(people.sessions, people.files, change, prepared.names)
+    assert "1 of 2 photos refused, so none was stored" in str(refused.value)
+    assert quiet_client.get("/api/v1/people").json()["total"] == 0
+    assert not list((quiet_settings.files_dir / "photos").iterdir())  # the stranger's photo is elsewhere

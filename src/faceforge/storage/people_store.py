@@ -145,6 +145,25 @@ def people_with_photos(session: Session, digests: list[str]) -> dict[str, tuple[
     return {digest: (person_id, name) for digest, person_id, name in rows}
 
 
+def faces_with_photos(
+    session: Session, digests: list[str], *, embedder: str
+) -> list[tuple[str, int, str, bytes | None]]:
+    """Every stored person's photo whose file has one of ``digests``: (sha256, person id, name, the
+    embedding of the face taken from it by ``embedder``, None while it is embedded again)."""
+    if not digests:
+        return []
+    rows = session.execute(
+        select(PhotoRow.sha256, PersonRow.id, PersonRow.name, PhotoRow.embedding, PhotoRow.embedder)
+        .join(PersonRow, PersonRow.id == PhotoRow.person_id)
+        .where(PhotoRow.sha256.in_(set(digests)))
+        .order_by(PhotoRow.id)
+    ).all()
+    return [
+        (digest, person_id, name, embedding if used == embedder else None)
+        for digest, person_id, name, embedding, used in rows
+    ]
+
+
 def lock_person(session: Session, *, person_id: int) -> None:
     """Lock the person's row until the transaction ends (``NotFoundError`` if they are gone), so
     concurrent changes to one person's photos take turns on PostgreSQL too."""

@@ -69,7 +69,7 @@ class PhotosRejectedError(RequestRejectedError):
     them or none (DeepStack's register, whose answer has no place for a verdict per photo)."""
 
     def __init__(self, verdicts: list[PhotoVerdict], *, all_or_nothing: bool = False) -> None:
-        refused = [v for v in verdicts if not v.accepted]
+        refused = [v for v in verdicts if not v.accepted and not (all_or_nothing and DUPLICATE in v.reasons)]
         reasons = "; ".join(
             f"{v.filename or f'photo {v.index + 1}'}: {v.message or ', '.join(v.reasons)}" for v in refused
         )
@@ -93,6 +93,9 @@ _REASON_MESSAGES = {
 }
 
 
+# One face of one photo embedded twice agrees to float rounding (the int8 graph's included); two faces
+# of a group photo are two people, far below.
+SAME_FACE_COSINE = 0.99
 DUPLICATE = "duplicate_photo"  # the verdict's reason for bytes the owner's photos already have
 STRANGER_PHOTO = "stranger_photo"  # a person's photo whose bytes a stranger's photos have
 ENROLLED_PHOTO = "enrolled_photo"  # a stranger's photo whose bytes a person's photos have
@@ -277,13 +280,20 @@ def prepare_photos(
     return PreparedPhotos(verdicts, written)
 
 
-def store_prepared(owner: PhotoOwner, prepared: PreparedPhotos, unused: list[str]) -> list[PhotoVerdict]:
+def _refused_but_duplicates(verdicts: list[PhotoVerdict]) -> bool:
+    """Whether a photo was refused for another reason than that its owner has it already."""
+    return any(not v.accepted and DUPLICATE not in v.reasons for v in verdicts)
+
+
+def store_prepared(
+    owner: PhotoOwner, prepared: PreparedPhotos, unused: list[str], *, all_or_nothing: bool = False
+) -> list[PhotoVerdict]:
     """In the write transaction: the rows of ``prepared``'s accepted photos. A photo whose bytes a
     concurrent request stored meanwhile, for the owner or in the other collection, is refused as
     ``prepare_photos`` would have (its file put in ``unused``): the photos are locked first, so of two
     requests storing one photo at once the second sees the first's row. Raises
-    ``PhotosRejectedError`` when photos were sent and none was stored (rolling the whole change
-    back)."""
+    ``PhotosRejectedError`` when photos were sent and none was stored, or, ``all_or_nothing``, when
+    any was refused but for being the owner's already (rolling the whole change back)."""
     known: dict[str, int] = {}
     held: dict[str, tuple[str, str]] = {}
     if prepared.accepted:
@@ -308,6 +318,8 @@ def store_prepared(owner: PhotoOwner, prepared: PreparedPhotos, unused: list[str
     verdicts = prepared.verdicts
     if verdicts and not any(v.accepted for v in verdicts):
         raise PhotosRejectedError(verdicts)
+    if all_or_nothing and _refused_but_duplicates(verdicts):
+        raise PhotosRejectedError(verdicts, all_or_nothing=True)
     return verdicts
 
 
@@ -446,20 +458,32 @@ class PeopleService:
         )
 
     def _note_other_peoples_copies(self, prepared: PreparedPhotos, person_id: int | None) -> None:
-        """Say on each accepted photo whose very bytes another person has: one of the two is filed
-        under the wrong name, or they are one person under two names. The next version flags the
-        pair and leaves it out of its calibration; said here, at the upload, where the mistake is
-        made (a tester added a photo to the wrong person and heard nothing until a version was held
-        back)."""
+        """Say on each accepted photo whose very bytes another person has with the same face taken:
+        one of the two is filed under the wrong name, or they are one person under two names. The
+        next version flags the pair and leaves it out of its calibration; said here, at the upload,
+        where the mistake is made (a tester added a photo to the wrong person and heard nothing until
+        a version was held back). Another face of the same group photo is another person's: no note."""
         if not prepared.accepted:
             return
         with self.sessions() as session:
-            holders = people_store.people_with_photos(
-                session, [item.fields["sha256"] for item in prepared.accepted]
+            stored = people_store.faces_with_photos(
+                session, [item.fields["sha256"] for item in prepared.accepted], embedder=EMBEDDER_NAME
             )
         for item in prepared.accepted:
-            holder = holders.get(item.fields["sha256"])
-            if holder is None or holder[0] == person_id:
+            face = np.frombuffer(item.fields["embedding"], "<f4")
+            holder = next(
+                (
+                    (other_id, name)
+                    for digest, other_id, name, embedding in stored
+                    if digest == item.fields["sha256"]
+                    and other_id != person_id
+                    and embedding is not None
+                    # The same face of the same bytes embeds alike to rounding; another face, not.
+                    and float(np.dot(np.frombuffer(embedding, "<f4"), face)) >= SAME_FACE_COSINE
+                ),
+                None,
+            )
+            if holder is None:
                 continue
             said = (
                 f"the same photo is stored for {holder[1]} (person {holder[0]}): if they are one "
@@ -545,8 +569,7 @@ class PeopleService:
             known = people_store.find_by_name(session, name=clean_name)
             owner = None if known is None else self._owner(session, known.id)
             prepared = prepare_photos(owner, analysed, self.files, self._held_by_strangers, min_score)
-        refused = [v for v in prepared.verdicts if not v.accepted and DUPLICATE not in v.reasons]
-        if all_or_nothing and refused and prepared.accepted:
+        if all_or_nothing and _refused_but_duplicates(prepared.verdicts) and prepared.accepted:
             self.files.delete(prepared.names)
             raise PhotosRejectedError(prepared.verdicts, all_or_nothing=True)
         self._note_strangers_alike(prepared)
@@ -561,7 +584,9 @@ class PeopleService:
                 if found is not None
                 else people_store.create_person(session, name=clean_name, position=None, external_id=None)
             )
-            verdicts = store_prepared(self._owner(session, person_id), prepared, unused)
+            verdicts = store_prepared(
+                self._owner(session, person_id), prepared, unused, all_or_nothing=all_or_nothing
+            )
             requested = request_training(session) if verdicts else None
             return ChangeResult(people_store.get_person(session, person_id=person_id), verdicts, requested)
 

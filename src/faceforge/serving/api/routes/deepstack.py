@@ -115,20 +115,27 @@ def _register(services: Services, form: FormData) -> dict[str, Any]:
     try:
         services.compat.add_to_subject(userid, uploads)
     except PhotosRejectedError as error:
-        refused = [verdict for verdict in error.verdicts if not verdict.accepted]
-        reasons = {reason for verdict in refused for reason in verdict.reasons}
-        if reasons == {DUPLICATE}:  # every image is one the person has: registering again is no error
+        refused = [v for v in error.verdicts if not v.accepted and DUPLICATE not in v.reasons]
+        if not refused:  # every image is one the person has: registering again is no error
             return {"success": True, "message": "face added"}
-        if "no_face" in reasons:
-            code, words = "no_face", NO_FACE_REGISTERED
-        elif reasons and reasons <= NOT_AN_IMAGE:
-            code, words = "invalid_image", INVALID_IMAGE
-        else:
+        # DeepStack's words for each refusal it has words for; any other (several faces) is ours.
+        words = {
+            id(v): NO_FACE_REGISTERED if "no_face" in v.reasons else INVALID_IMAGE
+            for v in refused
+            if "no_face" in v.reasons or set(v.reasons) <= NOT_AN_IMAGE
+        }
+        if len(words) < len(refused):
             raise
-        if len(error.verdicts) > 1:  # which of several images, in DeepStack's words; none was added
-            which = ", ".join(verdict.filename or f"image {verdict.index + 1}" for verdict in refused)
-            words = f"{words}: {which}; no image was added"
-        raise RequestRejectedError(code, words) from None
+        code = "no_face" if NO_FACE_REGISTERED in words.values() else "invalid_image"
+        if len(error.verdicts) == 1:
+            raise RequestRejectedError(code, words[id(refused[0])]) from None
+        # Which of several images, grouped by DeepStack's words; none was added.
+        said = [
+            f"{text}: "
+            + ", ".join(v.filename or f"image {v.index + 1}" for v in refused if words[id(v)] == text)
+            for text in dict.fromkeys(words.values())
+        ]
+        raise RequestRejectedError(code, "; ".join(said) + "; no image was added") from None
     return {"success": True, "message": "face added"}
 
 
