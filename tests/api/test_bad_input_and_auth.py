@@ -379,8 +379,8 @@ def test_every_route_declares_who_may_call_it() -> None:
         "/client/ort/{tag}/{name}",
     }
     assert public - deepstack == pages | {"/api/v1/access", "/healthz", "/readyz"}
-    # Only reads are open to read keys (recognising a photo is a read: it changes nothing).
-    recognising = ("/identify", "/recognition/recognize", "/verify")
+    # Only reads are open to read keys (recognising or detecting faces is a read: it changes nothing).
+    recognising = ("/identify", "/recognition/recognize", "/verify", "/detection/detect")
     for route in routes:
         if declared_access(route) == "read":
             assert set(route.methods or ()) <= {"GET", "HEAD"} or route.path.endswith(recognising), route.path
@@ -573,6 +573,9 @@ def test_deepstack_routes_refuse_in_deepstacks_own_words(client: TestClient) -> 
     assert refused("register", pair | {"image2": not_a_photo}, {"userid": "Colin"}) == said(
         "invalid image: notes.jpg; no image was added"
     )
+    assert refused("register", pair | {"image3": not_a_photo}, {"userid": "Colin"}) == said(
+        "no face detected: cat.jpg; invalid image: notes.jpg; no image was added"
+    )
     _nothing_stored(client)  # nor their files
     # A photo the person already has is no refusal: registering it again with a new one adds that.
     second = ("b.jpg", image_files(LFW10 / "Colin_Powell")[1].read_bytes(), "image/jpeg")
@@ -584,6 +587,12 @@ def test_deepstack_routes_refuse_in_deepstacks_own_words(client: TestClient) -> 
     ):
         answer = client.post("/v1/vision/face/register", files=files, data={"userid": "Colin"})
         assert answer.json() == {"success": True, "message": "face added"}, answer.text
+    assert [p["photo_count"] for p in client.get("/api/v1/people").json()["items"]] == [2]
+    # One it has and one refused: the refused one is named, and nothing is added.
+    third = ("c.jpg", image_files(LFW10 / "Colin_Powell")[2].read_bytes(), "image/jpeg")
+    assert refused("register", pair | {"image3": third}, {"userid": "Colin"}) == said(
+        "no face detected: cat.jpg; no image was added"
+    )
     assert [p["photo_count"] for p in client.get("/api/v1/people").json()["items"]] == [2]
 
 

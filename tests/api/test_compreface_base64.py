@@ -84,8 +84,30 @@ def test_photos_in_base64_are_taken_wherever_a_photo_is(
         no_face = sorted((FACES / "negatives").iterdir())[0]
         _refused(client.post(verify, json={"file": _b64(no_face)}), 400, 28)  # as from a form
         _refused(client.post(verify, json={"file": "not base64!"}), 400, 26, "file is not base64")
+        # A data URL's head is taken at the start only: elsewhere it is text in the middle.
+        inside = _b64(colin[1])[:400] + "data:x;base64," + _b64(colin[1])[400:]
+        _refused(client.post(verify, json={"file": inside}), 400, 26, "file is not base64")
         _refused(client.post(verify, json={"file": 12}), 400, 26, "file must be a string")
-        _refused(client.post(verify, json={"image": _b64(colin[0])}), 400, 33, "file is required", "base64")
+        _refused(client.post(verify, json={}), 400, 33, "file is required", "base64")
+        # A photo under another name, or beside it, is refused rather than dropped; so are two in
+        # one field of a form (the last was taken).
+        _refused(client.post(verify, json={"image": _b64(colin[0])}), 400, 26, "unexpected fields", "'image'")
+        _refused(client.post(verify, files={"photo": colin[0].open("rb")}), 400, 26, "'photo'")
+        two = [("file", colin[0].open("rb")), ("file", colin[1].open("rb"))]
+        _refused(client.post(verify, files=two), 400, 26, "'file' takes one photo")
+        # JSON sent as another type (curl -d's default is a form) is told what to send.
+        plain = {"content-type": "text/plain"}
+        _refused(
+            client.post(verify, content=f'{{"file": "{_b64(colin[0])}"}}', headers=plain),
+            415,
+            0,
+            "application/json",
+        )
+        # Nested too deeply for Python's parser: a clear 400, not a 500 (a 6 KB body did it).
+        deep = {"content-type": "application/json"}
+        _refused(
+            client.post(verify, content="[" * 3000 + "]" * 3000, headers=deep), 400, 26, "nested too deeply"
+        )
         _refused(client.post(verify, json=[_b64(colin[0])]), 400, 26, "JSON object")
         _refused(
             client.post(verify, content=b'{"file": ', headers={"content-type": "application/json"}),
@@ -103,7 +125,7 @@ def test_photos_in_base64_are_taken_wherever_a_photo_is(
         _refused(
             client.post("/api/v1/verification/verify", json={"source_image": _b64(colin[0])}),
             400,
-            0,
+            33,  # as a missing file's
             "target_image is required",
         )
         # The detection service (CompreFace's SDKs' initFaceDetectionService): boxes, landmarks on
@@ -129,6 +151,17 @@ def test_photos_in_base64_are_taken_wherever_a_photo_is(
         assert [f["box"] for f in limited.json()["result"]] == [f["box"] for f in faces[:2]]
         assert "landmarks" not in limited.json()["result"][0]
         _refused(client.post("/api/v1/detection/detect", json={"file": _b64(no_face)}), 400, 28)
+
+        # The OpenAPI document says both forms, and that one is required.
+        paths = client.get("/openapi.json").json()["paths"]
+        for path in (
+            "/api/v1/recognition/recognize",
+            "/api/v1/verification/verify",
+            "/api/v1/detection/detect",
+        ):
+            body = paths[path]["post"]["requestBody"]
+            assert body["required"] is True, (path, body)
+            assert set(body["content"]) == {"multipart/form-data", "application/json"}, (path, body)
 
         # Nothing refused was stored: Colin's one photo is all there is.
         assert client.get("/api/v1/recognition/faces").json()["total_elements"] == 1

@@ -65,6 +65,10 @@ COMPREFACE_CODES = {
     "invalid_request": 26,  # VALIDATION_CONSTRAINT_VIOLATION
     "not_a_file": 26,
     "file_required": 33,  # MISSING_REQUEST_PARAMETER
+    "source_image_required": 33,
+    "target_image_required": 33,
+    "unexpected_file_field": 26,
+    "too_many_files": 26,
     "subject_required": 5,  # EMPTY_REQUIRED_FIELD
 }
 

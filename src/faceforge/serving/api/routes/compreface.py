@@ -14,6 +14,7 @@ import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, File, Query, Request, Response, UploadFile
+from starlette.datastructures import UploadFile as FormFile  # what a parsed form holds
 
 from faceforge.core.errors import RequestRejectedError
 from faceforge.core.faces import Face
@@ -43,7 +44,7 @@ detect_read = APIRouter(
 routers = (read, admin, verify_read, detect_read)
 
 # Optional to FastAPI only: a photo comes as this multipart file or as base64 in a JSON body
-# (``JsonBody``), and ``_photo`` refuses a request with neither.
+# (``FileBody``, ``SourceAndTarget``), and ``_photo`` refuses a request with neither.
 ImageFile = Annotated[UploadFile | None, File(description="the photo (or its base64 in a JSON body)")]
 DetProb = Annotated[
     float | None,
@@ -61,32 +62,69 @@ Status = Annotated[bool, Query(description="add execution_time (ms) and plugins_
 PLUGIN_VERSIONS = {"detector": "faceforge.MTCNN+refiner", "calculator": "faceforge.FaceNet+dlib"}
 
 
-async def _json_body(request: Request) -> dict[str, Any] | None:
-    """CompreFace's "Base64 Support": with ``Content-Type: application/json`` the body is an object
-    whose fields are the form's, each photo its bytes in base64 (``{"file": "..."}``; verification's
-    ``source_image`` and ``target_image``), as its SDKs send a photo given as base64."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        return None
-    try:
-        body = await request.json()
-    except ValueError as error:  # not JSON, or not UTF-8
-        raise RequestRejectedError("invalid_request", f"the body is not valid JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise RequestRejectedError(
-            "invalid_request", 'the body must be a JSON object of base64 photos, e.g. {"file": "<base64>"}'
-        )
-    return body
+def _photos_in(*fields: str) -> Any:
+    """A route dependency for the photo fields ``fields``, in either of CompreFace's forms: a
+    multipart form (``None``), or, with ``Content-Type: application/json``, its "Base64 Support": an
+    object whose fields are the form's, each photo its bytes in base64 (``{"file": "..."}``), as its
+    SDKs send a photo given as base64 (the body). A photo under another name, or two under one, is
+    refused rather than dropped (the last of two was taken), as on every faceforge upload route."""
+    names = ", ".join(repr(field) for field in fields)
+
+    async def read(request: Request) -> dict[str, Any] | None:
+        content_type = request.headers.get("content-type", "")
+        media_type = content_type.split(";")[0].strip().lower()  # media types ignore case
+        if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+            sent = [key for key, value in (await request.form()).multi_items() if isinstance(value, FormFile)]
+            stray = sorted({key for key in sent if key not in fields})
+            if stray:
+                raise RequestRejectedError(
+                    "unexpected_file_field",
+                    f"files sent as {', '.join(repr(key) for key in stray)}: send the photo as {names}",
+                )
+            twice = sorted({key for key in sent if sent.count(key) > 1})
+            if twice:
+                raise RequestRejectedError("too_many_files", f"{twice[0]!r} takes one photo; send one")
+            return None
+        if media_type != "application/json":
+            if content_type:  # a JSON body with another type, or a photo as the whole body
+                raise RequestRejectedError(
+                    "unsupported_media_type",
+                    f"send the photo as multipart/form-data (with curl, -F {fields[0]}=@photo.jpg) or as "
+                    f"base64 in JSON with Content-Type: application/json, not {media_type}",
+                    status=415,
+                )
+            return None
+        try:
+            body = await request.json()
+        except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, or nested too deep
+            reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+            raise RequestRejectedError("invalid_request", f"the body is not valid JSON: {reason}") from None
+        if not isinstance(body, dict):
+            raise RequestRejectedError(
+                "invalid_request",
+                f'the body must be a JSON object of base64 photos, e.g. {{"{fields[0]}": "..."}}',
+            )
+        unexpected = ", ".join(repr(key) for key in sorted(body) if key not in fields)
+        if unexpected:
+            raise RequestRejectedError(
+                "invalid_request", f"unexpected fields in the body: {unexpected}; the photos go in {names}"
+            )
+        return body
+
+    return Depends(read)
 
 
-JsonBody = Annotated[dict[str, Any] | None, Depends(_json_body)]
+FileBody = Annotated[dict[str, Any] | None, _photos_in("file")]
+SourceAndTarget = Annotated[dict[str, Any] | None, _photos_in("source_image", "target_image")]
 
 
 def _base64_alternative(*fields: str) -> dict[str, Any]:
     """The JSON body beside the multipart form, for the OpenAPI document."""
-    properties = {field: {"type": "string", "description": "the photo's bytes in base64"} for field in fields}
+    described = "the photo's bytes in base64 (padding, line breaks and a data URL's head accepted)"
+    properties = {field: {"type": "string", "description": described} for field in fields}
     schema = {"type": "object", "required": list(fields), "properties": properties}
-    return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
+    # Required: a photo comes in one form or the other (FastAPI made the form optional, ``ImageFile``).
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _photo(services: ServicesDep, field: str, file: UploadFile | None, body: dict[str, Any] | None) -> Upload:
@@ -177,7 +215,7 @@ def delete_all_subjects(services: ServicesDep) -> dict[str, int]:
 def add_face(
     services: ServicesDep,
     subject: Annotated[str, Query(min_length=1, max_length=200)],
-    json_body: JsonBody,
+    json_body: FileBody,
     file: ImageFile = None,
     det_prob_threshold: DetProb = None,
 ) -> dict[str, str]:
@@ -231,7 +269,7 @@ def face_image(services: ServicesDep, image_id: str) -> Response:
 def verify_against_face(
     services: ServicesDep,
     image_id: str,
-    json_body: JsonBody,
+    json_body: FileBody,
     file: ImageFile = None,
     limit: Annotated[int, Query(ge=0, le=100)] = 0,
     det_prob_threshold: DetProb = None,
@@ -256,7 +294,7 @@ def verify_against_face(
 @read.post("/recognize", responses=error_responses(409, 413, 503), openapi_extra=_base64_alternative("file"))
 def recognize(
     services: ServicesDep,
-    json_body: JsonBody,
+    json_body: FileBody,
     file: ImageFile = None,
     limit: Annotated[int, Query(ge=0, le=100)] = 0,
     prediction_count: Annotated[int, Query(ge=1, le=20)] = 1,
@@ -295,7 +333,7 @@ def recognize(
 )
 def verify_images(
     services: ServicesDep,
-    json_body: JsonBody,
+    json_body: SourceAndTarget,
     source_image: ImageFile = None,
     target_image: ImageFile = None,
     limit: Annotated[int, Query(ge=0, le=100)] = 0,
@@ -329,7 +367,7 @@ def verify_images(
 @detect_read.post("/detect", responses=error_responses(413, 503), openapi_extra=_base64_alternative("file"))
 def detect(
     services: ServicesDep,
-    json_body: JsonBody,
+    json_body: FileBody,
     file: ImageFile = None,
     limit: Annotated[int, Query(ge=0, le=100)] = 0,
     det_prob_threshold: DetProb = None,
