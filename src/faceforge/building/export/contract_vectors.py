@@ -46,10 +46,10 @@ FORMAT = "faceforge-contract-vectors/1"
 # What a client in another runtime is held to: boxes and points (pixels), and per backbone file the
 # embedding's cosine with ours (the float graph's) and the largest difference of a probability (a fused
 # model, ``model.*``, is held to its backbone's). Measured on real faces (bench/export_parity: 124
-# faces of krasserm_lfw10 and two stranger folders, a ten-person head) and held to about three times
-# the worst error seen, which tests/export/test_device_exports.py asserts on those faces:
+# faces of krasserm_lfw10 and two stranger folders, a ten-person head); the int8 files are held to
+# about three times the worst error seen, which tests/export/test_device_exports.py asserts:
 # - float graphs (ONNX Runtime, also in Chromium; LiteRT on the CPU): cosine 0.99999994, probabilities
-#   within 7e-6;
+#   within 7e-6, held to 0.9999 and 0.002 (room for another runtime's float arithmetic);
 # - ``backbone_int8.onnx`` (the server's int8 graph): cosine 0.9984 at worst on real faces found as
 #   the server finds them, probabilities within 0.047 (faces near a decision move the most);
 # - ``backbone_int8.tflite`` (int8 weights): cosine 0.99972, probabilities within 0.024;
