@@ -29,7 +29,7 @@ def read_upload(upload: UploadFile, *, max_bytes: int) -> Upload:
 
 
 # A data URL's head (``data:image/jpeg;base64,``), as a browser's ``FileReader`` or canvas writes one.
-DATA_URL_HEAD = re.compile(r"data:[^,;]*(?:;[^,;]*)*;base64,", re.IGNORECASE)
+DATA_URL_HEAD = re.compile(r"\Adata:[^,;]*(?:;[^,;]*)*;base64,", re.IGNORECASE)  # at the start only
 
 
 def read_base64_upload(value: object, field: str, *, max_bytes: int) -> Upload:
