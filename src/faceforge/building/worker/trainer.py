@@ -493,7 +493,12 @@ class TrainingWorker:
         ]
         if not new:
             return None
-        pairs = "; ".join(" and ".join(d.get("names", [])) for d in new)
+        # A pair may be suspected several ways (as people, and a photo of one filed under the other,
+        # either way round): named once.
+        named: dict[frozenset[Any], str] = {}
+        for suspect in new:
+            named.setdefault(frozenset(suspect.get("people", [])), " and ".join(suspect.get("names", [])))
+        pairs = "; ".join(named.values())
         return (
             f"held back: {pairs} look like one person (suspected duplicate); held-out known photos "
             f"accepted {accept:.3f} < {before:.3f} with the current version. Merge them, or make this "
