@@ -64,6 +64,12 @@ TOLERANCE: dict[str, Any] = {
     "backbone_int8.onnx": {"embedding_cosine": 1 - 3 * (1 - 0.9984), "probability": 0.15},
     "backbone_int8.tflite": {"embedding_cosine": TFLITE_INT8_COSINE, "probability": 0.07},
     "backbone.mlmodel": {"embedding_cosine": 0.998, "probability": 0.015},
+    # The pixel checksums hold for Pillow's arithmetic only; drawn with a platform's bilinear filter
+    # (no averaging when shrinking, as the README's Swift and Kotlin samples draw) the embedding of
+    # the float graph stays at 0.9896 or above on real faces (0.9988 median; the refined box moves
+    # 1.5 px at the median, up to 11 px on large photos): held to about twice that worst error
+    # (tests/vision/test_platform_scaler.py).
+    "platform_scaler": {"embedding_cosine": 0.98},
 }
 
 
