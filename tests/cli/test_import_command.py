@@ -99,7 +99,15 @@ def test_import_into_a_home_then_again(
     # A file that cannot be read (a broken link) is that photo's refusal: it ended the import with a
     # traceback, and nobody was imported.
     (folder / "Colin_Powell" / "moved.jpg").symlink_to(tmp_path / "not-there.jpg")
+    # The same file twice in one folder is imported once and said so: it was counted as "already
+    # imported" on a first run, as if an earlier run had imported it.
+    bush = sorted((folder / "George_W_Bush").glob("George_W_Bush_*"))[0]
+    (folder / "George_W_Bush" / "George_W_Bush_copy.jpg").write_bytes(bush.read_bytes())
     first = _import(home, folder)
+    assert first["photos_already_imported"] == 0
+    assert [(r["person"], r["file"], r["message"]) for r in first["repeated"]] == [
+        ("George_W_Bush", "George_W_Bush_copy.jpg", f"the same file as {bush.name}: imported once")
+    ]
     assert first["ignored"] == [str(stray)]
     assert first["people_created"] == len(PEOPLE) and first["people_found"] == 0
     assert first["photos_accepted"] == len(PEOPLE) * 4 + 1
@@ -117,6 +125,10 @@ def test_import_into_a_home_then_again(
     text = runner.invoke(app, ["import", str(folder), "--home", str(home)])
     assert text.exit_code == 0 and "nothing new was imported" in text.stdout
     assert f"ignored {stray}: not in a person's folder" in text.stdout
+    assert (
+        f"repeated George_W_Bush/George_W_Bush_copy.jpg: the same file as {bush.name}: imported once"
+        in text.stdout
+    )
 
     with local_client(create_app(Settings(home=home))) as client:
         people = client.get("/api/v1/people").json()["items"]

@@ -456,6 +456,8 @@ def _print_import_summary(summary: dict[str, Any]) -> None:
         sys.stdout.write(f"  note on {_whose_photo(note)}: {note['message']}\n")
     for photo in summary["ignored"]:
         sys.stdout.write(f"  ignored {photo}: {NOT_IN_A_PERSON_FOLDER}\n")
+    for copy in summary["repeated"]:
+        sys.stdout.write(f"  repeated {_whose_photo(copy)}: {copy['message']}\n")
     not_current = summary["not_current"]
     if not_current is not None:
         sys.stdout.write(f"model version {not_current['version']} is not current: {not_current['message']}\n")

@@ -135,6 +135,9 @@ class ImportSummary:
     notes: list[dict[str, Any]] = field(default_factory=list)
     # Photos lying beside the person folders (``loose_photos``): nobody's, so not imported.
     ignored: list[str] = field(default_factory=list)
+    # A file with the same bytes as another in the same folder: imported once. Counted among the
+    # photos already imported, on a first run it read as if an earlier run had imported it.
+    repeated: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     training_requested: bool = False
     seconds: float = 0.0
@@ -223,6 +226,16 @@ def _unreadable(kind: str, person: FolderPerson, path: Path, error: OSError) -> 
     }
 
 
+def _repeated(kind: str, person: FolderPerson, path: Path, first: str) -> dict[str, Any]:
+    return {
+        kind: person.external_id,
+        "name": person.name,
+        "file": path.name,
+        "reasons": ["repeated_file"],
+        "message": f"the same file as {first}: imported once",
+    }
+
+
 class BulkImporter:
     """Imports people ``concurrency`` at a time: while one person's photos are stored, the next
     person's are analysed (people have 5-10 photos, too few to keep every core busy alone)."""
@@ -277,6 +290,8 @@ class BulkImporter:
         known = collection.known_hashes(person_id) if person_id is not None else set()
         pending: list[Upload] = []
         unreadable: list[dict[str, Any]] = []
+        repeated: list[dict[str, Any]] = []
+        first_of: dict[str, str] = {}  # each file's sha256 -> the first file of the folder with it
         for path in person.photos:
             try:
                 data = path.read_bytes()
@@ -284,10 +299,14 @@ class BulkImporter:
                 unreadable.append(_unreadable(collection.kind, person, path, error))
                 continue
             digest = hashlib.sha256(data).hexdigest()
+            if digest in first_of:  # the same file twice in one folder is imported once, and said
+                repeated.append(_repeated(collection.kind, person, path, first_of[digest]))
+                continue
+            first_of[digest] = path.name
             if digest not in known:
-                known.add(digest)  # the same file twice in one folder is imported once
+                known.add(digest)
                 pending.append(Upload(path.name, data))
-        skipped = len(person.photos) - len(pending) - len(unreadable)
+        skipped = len(person.photos) - len(pending) - len(unreadable) - len(repeated)
         is_person = collection.kind == "person"
         with self._lock:
             if is_person:
@@ -296,9 +315,10 @@ class BulkImporter:
                 summary.strangers_found += person_id is not None
             summary.photos_already_imported += skipped
             summary.refused.extend(unreadable)
+            summary.repeated.extend(repeated)
             progress.already_imported += skipped
             progress.refused = len(summary.refused)
-            progress.photos_done += skipped + len(unreadable)
+            progress.photos_done += skipped + len(unreadable) + len(repeated)
         accepted, refused, noted = 0, len(unreadable), 0
         batch_size = self.target.max_photos_per_request
         for start in range(0, len(pending), batch_size):
@@ -328,7 +348,10 @@ class BulkImporter:
         )
         with self._lock:
             progress.people_done += 1
-            self.on_progress(progress, line + (f", {skipped} already imported" if skipped else ""))
+            line += f", {skipped} already imported" if skipped else ""
+            self.on_progress(
+                progress, line + (f", {len(repeated)} repeated in the folder" if repeated else "")
+            )
 
     def _store(
         self, collection: _Collection, person: FolderPerson, person_id: int | None, batch: list[Upload]
