@@ -64,6 +64,12 @@ def test_photos_in_base64_are_taken_wherever_a_photo_is(
         assert added.status_code == 201, added.text
         image_id = added.json()["image_id"]
         assert client.get(f"/api/v1/recognition/faces/{image_id}/img").content == colin[0].read_bytes()
+        # The same photo again (a client syncing its photos once more) answers the stored one's id,
+        # storing nothing twice: it was a 400 for every photo.
+        again = client.post(
+            "/api/v1/recognition/faces", params={"subject": "Colin"}, files={"file": colin[0].open("rb")}
+        )
+        assert again.status_code == 201 and again.json() == added.json(), again.text
 
         # As `base64` writes it (76 columns), and as a browser's data URL, unpadded: the same photo.
         wrapped = base64.encodebytes(colin[1].read_bytes()).decode("ascii")

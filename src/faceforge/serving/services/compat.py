@@ -19,6 +19,7 @@ and similarities are the version's calibrated probabilities.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from faceforge.core.records import Person
 from faceforge.core.stored_text import never_stored
 from faceforge.serving.services.identify import IdentifyService
 from faceforge.serving.services.models import ModelService
-from faceforge.serving.services.people import PeopleService, Upload
+from faceforge.serving.services.people import DUPLICATE, PeopleService, Upload
 from faceforge.storage import people_store
 from faceforge.storage.tables import MAX_ID
 
@@ -135,12 +136,21 @@ class CompatService:
     # -- faces (photos) ---------------------------------------------------------------------------
     def add_face(self, name: str, upload: Upload, *, min_detection: float | None = None) -> tuple[int, str]:
         """Store one photo of ``name`` (created if missing); ``(photo id, subject)``. A face detected
-        less surely than ``min_detection`` is refused as no face, before anything is stored."""
+        less surely than ``min_detection`` is refused as no face, before anything is stored. A photo
+        the subject has already answers with its id: CompreFace stores an example again, and a client
+        that sends its photos again (a re-sync) met an error for each."""
         try:
             result = self.people.add_to_name(name=name, uploads=[upload], min_score=min_detection)
         except RequestRejectedError as error:
             verdicts = getattr(error, "verdicts", [])
             reasons = verdicts[0].reasons if verdicts else []
+            if reasons == [DUPLICATE]:
+                person = self.require_subject(name)
+                with self.people.sessions() as session:
+                    stored = people_store.photo_ids_by_sha256(session, person_id=person.id)
+                photo_id = stored.get(hashlib.sha256(upload.data).hexdigest())
+                if photo_id is not None:
+                    return photo_id, person.name
             if RejectReason.NO_FACE.value in reasons:
                 raise NoFaceError() from None
             if RejectReason.MULTIPLE_FACES.value in reasons:
