@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -102,4 +103,29 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     app.add_middleware(CrossOriginMiddleware, policy=app.state.cross_origin)
     # Outside all of it: the cores are not spun from a photo request's first byte to its answer's last.
     app.add_middleware(PhotoRequestMiddleware)
+    _document_validation_as_answered(app)
     return app
+
+
+def _document_validation_as_answered(app: FastAPI) -> None:
+    """FastAPI documents a 422 "Validation Error" (its own body) on every route with parameters, but
+    invalid input is answered 400 in each API's own shape (``errors``): a client generated from the
+    document expected a body no route sends. Routes whose 422 means something (photos refused)
+    declare it themselves and keep it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    responses = operation.get("responses", {})
+                    if responses.get("422", {}).get("description") == "Validation Error":
+                        del responses["422"]
+            shapes = schema.get("components", {}).get("schemas", {})
+            for unused in ("HTTPValidationError", "ValidationError"):
+                shapes.pop(unused, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
