@@ -15,11 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import PIL.Image
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
+from faceforge.serving.vision.align import align_face, chip_reduction, chip_transform
+from faceforge.serving.vision.crop import crop_face, crop_square
+from faceforge.serving.vision.pipeline import FacePipeline
+from faceforge.serving.vision.refine import refine_faces, refiner_patch
 from tests.api.fixtures import Served, faceforge_server, free_port
 from tests.conftest import FACES
 from tests.web.browser import (
@@ -80,6 +85,17 @@ VECTORS = """async ([vectors, photos]) => {
     });
   }
   return out;
+}"""
+# The contract's pixel steps alone, from a photo and the server's boxes and points: sha256 of each.
+PIXELS = """async ([photo, detector, refined, points]) => {
+  const hex = async (p) => Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", p.data)),
+    (b) => b.toString(16).padStart(2, "0")).join("");
+  const C = ff.contract, box = ([x, y, width, height]) => ({ x, y, width, height });
+  const bytes = Uint8Array.from(atob(photo), (c) => c.charCodeAt(0));
+  const bitmap = await createImageBitmap(new Blob([bytes]), { colorSpaceConversion: "none" });
+  const picture = ff.toPicture(bitmap);
+  const patch = C.refinerPatch(picture, box(detector)).patch, face = C.cropFace(picture, box(refined));
+  return [await hex(patch), await hex(face), await hex(C.alignFace(picture, points, box(refined)))];
 }"""
 FETCH_LABELS = """async ([url, key]) => {
   const current = await (await fetch(url + "/api/v1/models/current", {headers: {"X-API-Key": key}})).json();
@@ -247,6 +263,40 @@ def test_browser_client_passes_the_contract_vectors(page: Page, server: Server) 
         assert float(np.dot(answer["embedding"], vector["embedding"])) >= networks["embedding_cosine"]
         probabilities = np.subtract(answer["probabilities"], vector["probabilities"])
         assert np.abs(probabilities).max() <= networks["probability"]
+
+
+def test_browser_pixels_are_the_servers_on_phone_photos(
+    page: Page, server: Server, pipeline: FacePipeline
+) -> None:
+    """The contract vectors' first photos are small, centred LFW faces: the chip's whole-factor
+    reduction (every phone photo takes it) and the black beyond a photo's edge were never compared
+    with the server's in the browser. Phone-sized photos and faces that fill their photo, here."""
+    _connect(page, server)
+    photos = image_files(FACES / "deepface_tests" / "deepface_id01")[:4] + image_files(
+        FACES / "azure_face_samples" / "Family1-Dad"
+    )
+    reductions, beyond = [], []
+    for path in photos:
+        image = pipeline.decode(path.read_bytes())
+        detected = pipeline.detect(image)[0].box
+        picture = PIL.Image.fromarray(image)
+        (refined,) = refine_faces(picture, [detected], pipeline.detector.describe_patches)
+        expected = [
+            hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
+            for pixels in (
+                refiner_patch(picture, detected)[0],
+                crop_face(picture, refined.box),
+                align_face(picture, refined.landmarks, refined.box),
+            )
+        ]
+        boxes = [[b.x, b.y, b.width, b.height] for b in (detected, refined.box)]
+        points = [list(point) for point in refined.landmarks.points]
+        assert page.evaluate(PIXELS, [_b64(path), *boxes, points]) == expected, path.name
+        transform = chip_transform(picture, refined.landmarks, refined.box)
+        reductions.append(chip_reduction(picture, transform))
+        left, top, right, bottom = crop_square(refined.box)
+        beyond.append(left < 0 or top < 0 or right > picture.width or bottom > picture.height)
+    assert max(reductions) >= 2 and any(beyond), (reductions, beyond)  # both paths were taken
 
 
 def test_bad_input_gives_clear_errors(page: Page, server: Server) -> None:

@@ -280,6 +280,26 @@ def first_photos(session: Session, *, embedder: str, limit: int) -> list[tuple[i
     return [(int(person_id), int(photo_id), str(name)) for person_id, photo_id, name in rows]
 
 
+def photo_geometry(
+    session: Session, *, embedder: str
+) -> list[tuple[int, int, str, dict[str, Any], int, int]]:
+    """``(person_id, photo_id, stored_name, box, width, height)`` of every photo embedded by
+    ``embedder``: where each enrolled face sits in its photo (the contract vectors' choice)."""
+    rows = session.execute(
+        select(
+            PhotoRow.person_id,
+            PhotoRow.id,
+            PhotoRow.stored_name,
+            PhotoRow.box,
+            PhotoRow.width,
+            PhotoRow.height,
+        )
+        .where(PhotoRow.embedder == embedder)
+        .order_by(PhotoRow.id)
+    ).all()
+    return [(int(a), int(b), str(c), dict(d), int(e), int(f)) for a, b, c, d, e, f in rows]
+
+
 def request_training(session: Session) -> int:
     """Record one change that affects recognition, in the caller's transaction; returns the new count."""
     session.execute(

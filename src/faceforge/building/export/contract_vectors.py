@@ -34,8 +34,8 @@ from PIL import Image
 from faceforge.building.export.device_backbones import TFLITE_INT8_COSINE
 from faceforge.core.faces import Box
 from faceforge.core.model.head import RecognitionHead
-from faceforge.serving.vision.align import align_face
-from faceforge.serving.vision.crop import crop_face
+from faceforge.serving.vision.align import CHIP_SIZE, align_face, chip_reduction, chip_transform
+from faceforge.serving.vision.crop import crop_face, crop_square
 from faceforge.serving.vision.face_input import FaceInputs
 from faceforge.serving.vision.pipeline import FacePipeline
 from faceforge.serving.vision.refine import refine_faces, refiner_patch
@@ -73,6 +73,40 @@ TOLERANCE: dict[str, Any] = {
 }
 
 
+# A face whose side is over this many chip sides has its chip sampled after a whole-factor reduction
+# of the photo (``serving.vision.align``): a phone's photo, which the first people's photos may not be.
+LARGE_FACE_CHIPS = 2.0
+
+
+def coverage_photos(
+    geometry: Sequence[tuple[int, int, str, dict[str, Any], int, int]], chosen: set[int]
+) -> list[tuple[int, int, str]]:
+    """Beside the first people's first photos (``chosen``), up to two enrolled photos that take the
+    contract's other paths, so an app's implementation is checked on them too: the largest face, when
+    it is large enough that its chip is cut after a whole-factor reduction (a phone's photo), and the
+    face whose crop reaches furthest beyond its photo (black fill). ``geometry`` is
+    ``(person_id, photo_id, stored_name, box, width, height)`` per photo, box ``{x, y, width, height}``."""
+    picked: list[tuple[int, int, str]] = []
+    candidates = [row for row in geometry if row[1] not in chosen]
+
+    def side(row: tuple[int, int, str, dict[str, Any], int, int]) -> float:
+        return max(float(row[3]["width"]), float(row[3]["height"]))
+
+    def beyond(row: tuple[int, int, str, dict[str, Any], int, int]) -> int:
+        box = row[3]
+        left, top, right, bottom = crop_square(Box(box["x"], box["y"], box["width"], box["height"]))
+        return max(0, -left, -top, right - row[4], bottom - row[5])
+
+    largest = max(candidates, key=side, default=None)
+    if largest is not None and side(largest) > LARGE_FACE_CHIPS * CHIP_SIZE:
+        picked.append(largest[:3])
+    rest = [row for row in candidates if row is not largest]
+    edge = max(rest, key=beyond, default=None)
+    if edge is not None and beyond(edge) > 0:
+        picked.append(edge[:3])
+    return picked
+
+
 @dataclass(frozen=True, slots=True)
 class VectorPhoto:
     person_id: int
@@ -104,14 +138,16 @@ def contract_vectors(
             continue
         face = faces[0]
         picture = Image.fromarray(image)
+        height, width = image.shape[:2]
         patch, (left, top, side) = refiner_patch(picture, face.box)
         (refined,) = refine_faces(picture, [face.box], pipeline.detector.describe_patches)
         crop = crop_face(picture, refined.box)
         chip = align_face(picture, refined.landmarks, refined.box)
+        cut = crop_square(refined.box)  # the face's square: (left, top, right, bottom)
+        reduction = chip_reduction(picture, chip_transform(picture, refined.landmarks, refined.box))
         # The float graph: every device model is held to it (the server may run the int8 one).
         embedding = pipeline.reference_embedder().embed(FaceInputs(crop[None], chip[None]))
         probabilities = head.probabilities(embedding)[0]
-        height, width = image.shape[:2]
         vectors.append(
             {
                 "photo": {
@@ -133,8 +169,15 @@ def contract_vectors(
                     "box": _box(refined.box),
                     "points": _points(refined.landmarks.points),
                 },
-                "face": {"size": list(crop.shape), "sha256": _sha256(crop)},
-                "chip": {"size": list(chip.shape), "sha256": _sha256(chip)},
+                # Which paths of the contract this photo takes: a crop beyond the photo (black
+                # fill), a chip sampled after a whole-factor reduction.
+                "face": {
+                    "size": list(crop.shape),
+                    "sha256": _sha256(crop),
+                    "square": {"left": cut[0], "top": cut[1], "side": cut[2] - cut[0]},
+                    "beyond_photo": cut[0] < 0 or cut[1] < 0 or cut[2] > width or cut[3] > height,
+                },
+                "chip": {"size": list(chip.shape), "sha256": _sha256(chip), "reduction": reduction},
                 "embedding": [float(v) for v in embedding[0]],
                 "probabilities": [float(p) for p in probabilities],
             }

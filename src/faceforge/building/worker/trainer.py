@@ -28,7 +28,12 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from faceforge.building.export.contract_vectors import VECTOR_PHOTOS, VectorPhoto, contract_vectors
+from faceforge.building.export.contract_vectors import (
+    VECTOR_PHOTOS,
+    VectorPhoto,
+    contract_vectors,
+    coverage_photos,
+)
 from faceforge.building.export.quiet import quiet_conversion_tools
 from faceforge.building.networks.detector_graphs import write_split_graph
 from faceforge.building.networks.embedding_graph import export_embedding_graph
@@ -378,6 +383,9 @@ class TrainingWorker:
             faces, people = people_store.enrolled_faces(session, embedder=EMBEDDER_NAME)
             by_stranger = strangers_store.embeddings_by_stranger(session, embedder=EMBEDDER_NAME)
             vector_photos = people_store.first_photos(session, embedder=EMBEDDER_NAME, limit=VECTOR_PHOTOS)
+            vector_photos += coverage_photos(
+                people_store.photo_geometry(session, embedder=EMBEDDER_NAME), {p for _, p, _ in vector_photos}
+            )
         if not faces:
             raise NothingToTrain("no person has an accepted photo; there is nothing to recognise")
         embeddings = np.stack([np.frombuffer(face.embedding, dtype="<f4") for face in faces])

@@ -70,14 +70,27 @@ def _transform(picture: Image.Image, landmarks: Landmarks, box: Box, size: int) 
     return forward
 
 
+def chip_reduction(picture: Image.Image, forward: npt.NDArray[np.float64]) -> int:
+    """The whole factor the photo is reduced by (box averaging) before the chip is sampled from it:
+    more than 1 when the face is over twice the chip's size (``forward``: photo -> chip)."""
+    scale = float(np.hypot(forward[0, 0], forward[1, 0]))  # chip pixels per photo pixel
+    return min(max(1, int(0.5 / scale)), *picture.size) if scale < 0.5 else 1
+
+
+def chip_transform(
+    picture: Image.Image, landmarks: Landmarks, box: Box, size: int = CHIP_SIZE
+) -> npt.NDArray[np.float64]:
+    """The 2 x 3 map from photo to chip that ``align_face`` samples by (degenerate points replaced)."""
+    return _transform(picture, landmarks, box, size)
+
+
 def align_face(
     picture: Image.Image, landmarks: Landmarks, box: Box, size: int = CHIP_SIZE
 ) -> npt.NDArray[np.uint8]:
     """The aligned ``(size, size, 3)`` uint8 RGB chip of the face whose five points are ``landmarks``
     and whose box is ``box`` (used only when the points are degenerate, see above)."""
     forward = _transform(picture, landmarks, box, size)
-    scale = float(np.hypot(forward[0, 0], forward[1, 0]))  # chip pixels per photo pixel
-    reduction = min(max(1, int(0.5 / scale)), *picture.size) if scale < 0.5 else 1
+    reduction = chip_reduction(picture, forward)
     source = picture
     if reduction > 1:
         source = picture.reduce(reduction)
