@@ -206,34 +206,30 @@ def _started(people: Sequence[FolderPerson], strangers: Sequence[FolderPerson]) 
     return " and ".join(parts)
 
 
-def _refusal(kind: str, person: FolderPerson, verdict: PhotoVerdict) -> dict[str, Any]:
+def _said(
+    kind: str, person: FolderPerson, file: str | None, reasons: list[str], message: str | None
+) -> dict[str, Any]:
+    """What the summary says of one photo: whose it is, which file, why."""
     return {
         kind: person.external_id,
         "name": person.name,
-        "file": verdict.filename,
-        "reasons": verdict.reasons,
-        "message": verdict.message,
+        "file": file,
+        "reasons": reasons,
+        "message": message,
     }
+
+
+def _refusal(kind: str, person: FolderPerson, verdict: PhotoVerdict) -> dict[str, Any]:
+    return _said(kind, person, verdict.filename, verdict.reasons, verdict.message)
 
 
 def _unreadable(kind: str, person: FolderPerson, path: Path, error: OSError) -> dict[str, Any]:
-    return {
-        kind: person.external_id,
-        "name": person.name,
-        "file": path.name,
-        "reasons": ["unreadable_file"],
-        "message": f"the file cannot be read: {error.strerror or error}",
-    }
+    message = f"the file cannot be read: {error.strerror or error}"
+    return _said(kind, person, path.name, ["unreadable_file"], message)
 
 
 def _repeated(kind: str, person: FolderPerson, path: Path, first: str) -> dict[str, Any]:
-    return {
-        kind: person.external_id,
-        "name": person.name,
-        "file": path.name,
-        "reasons": ["repeated_file"],
-        "message": f"the same file as {first}: imported once",
-    }
+    return _said(kind, person, path.name, ["repeated_file"], f"the same file as {first}: imported once")
 
 
 class BulkImporter:

@@ -10,7 +10,9 @@ face's embedding: faceforge's, unit length, 640 numbers) are served.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, File, Query, Request, Response, UploadFile
@@ -59,6 +61,20 @@ Plugins = Annotated[
     ),
 ]
 Status = Annotated[bool, Query(description="add execution_time (ms) and plugins_versions")]
+Limit = Annotated[int, Query(ge=0, le=100, description="at most this many faces, largest first; 0: all")]
+
+
+@dataclass(slots=True)
+class FaceOptions:
+    """The query every route that finds faces takes (CompreFace's)."""
+
+    limit: Limit = 0
+    det_prob_threshold: DetProb = None
+    face_plugins: Plugins = None
+    status: Status = False
+
+
+Options = Annotated[FaceOptions, Depends()]
 PLUGIN_VERSIONS = {"detector": "faceforge.MTCNN+refiner", "calculator": "faceforge.FaceNet+dlib"}
 
 
@@ -267,27 +283,18 @@ def face_image(services: ServicesDep, image_id: str) -> Response:
     openapi_extra=_base64_alternative("file"),
 )
 def verify_against_face(
-    services: ServicesDep,
-    image_id: str,
-    json_body: FileBody,
-    file: ImageFile = None,
-    limit: Annotated[int, Query(ge=0, le=100)] = 0,
-    det_prob_threshold: DetProb = None,
-    face_plugins: Plugins = None,
-    status: Status = False,
+    services: ServicesDep, image_id: str, json_body: FileBody, options: Options, file: ImageFile = None
 ) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     reference = services.compat.stored_embedding(image_id)
-    upload = _photo(services, "file", file, json_body)
-    faces = services.compat.faces_of(upload.data, min_detection=det_prob_threshold, seconds=seconds)
-    faces = faces[:limit] if limit else faces
+    faces = _faces(services, _photo(services, "file", file, json_body), options, seconds)
     result = [
-        _described(face, face_plugins)
+        _described(face, options.face_plugins)
         | {"similarity": round(services.compat.pair_probability(face.embedding, reference), 5)}
         for face in faces
         if face.embedding is not None
     ]
-    return _with_status({"result": result}, status, seconds, len(faces))
+    return _with_status({"result": result}, options.status, seconds, len(faces))
 
 
 # -- recognition --------------------------------------------------------------------------------------
@@ -295,33 +302,34 @@ def verify_against_face(
 def recognize(
     services: ServicesDep,
     json_body: FileBody,
+    options: Options,
     file: ImageFile = None,
-    limit: Annotated[int, Query(ge=0, le=100)] = 0,
     prediction_count: Annotated[int, Query(ge=1, le=20)] = 1,
-    det_prob_threshold: DetProb = None,
-    face_plugins: Plugins = None,
-    status: Status = False,
 ) -> dict[str, Any]:
     """Every face (largest first), each with its ``prediction_count`` most probable subjects."""
     upload = _photo(services, "file", file, json_body)
     faces = services.compat.recognize(
-        upload.data, limit=limit, prediction_count=prediction_count, min_detection=det_prob_threshold
+        upload.data,
+        limit=options.limit,
+        prediction_count=prediction_count,
+        min_detection=options.det_prob_threshold,
     )
+    plugins = _plugins(options.face_plugins)
     result = []
     for face in faces:
         item: dict[str, Any] = {
             "box": _box(face.box, face.score),
             "subjects": [{"subject": name, "similarity": round(p, 5)} for name, p in face.subjects],
         }
-        if "landmarks" in _plugins(face_plugins):
+        if "landmarks" in plugins:
             item["landmarks"] = [[round(x), round(y)] for x, y in face.landmarks]
-        if "calculator" in _plugins(face_plugins):
+        if "calculator" in plugins:
             item["embedding"] = face.embedding
-        if status:
+        if options.status:
             item["execution_time"] = dict(face.milliseconds)
         result.append(item)
     body: dict[str, Any] = {"result": result}
-    if status:
+    if options.status:
         body["plugins_versions"] = PLUGIN_VERSIONS
     return body
 
@@ -334,31 +342,28 @@ def recognize(
 def verify_images(
     services: ServicesDep,
     json_body: SourceAndTarget,
+    options: Options,
     source_image: ImageFile = None,
     target_image: ImageFile = None,
-    limit: Annotated[int, Query(ge=0, le=100)] = 0,
-    det_prob_threshold: DetProb = None,
-    face_plugins: Plugins = None,
-    status: Status = False,
 ) -> dict[str, Any]:
     """The source image's largest face against every face of the target image."""
     seconds: dict[str, float] = {}
     source_photo = _photo(services, "source_image", source_image, json_body)
     target_photo = _photo(services, "target_image", target_image, json_body)
-    source = services.compat.faces_of(source_photo.data, min_detection=det_prob_threshold, seconds=seconds)[0]
-    targets = services.compat.faces_of(target_photo.data, min_detection=det_prob_threshold, seconds=seconds)
-    targets = targets[:limit] if limit else targets
+    source = _faces(services, source_photo, dataclasses.replace(options, limit=1), seconds)[0]
+    targets = _faces(services, target_photo, options, seconds)
     assert source.embedding is not None
 
     matches = [
-        _described(face, face_plugins)
+        _described(face, options.face_plugins)
         | {"similarity": round(services.compat.pair_probability(face.embedding, source.embedding), 5)}
         for face in targets
         if face.embedding is not None
     ]
+    described = _described(source, options.face_plugins)
     return _with_status(
-        {"result": [{"source_image_face": _described(source, face_plugins), "face_matches": matches}]},
-        status,
+        {"result": [{"source_image_face": described, "face_matches": matches}]},
+        options.status,
         seconds,
         1 + len(targets),
     )
@@ -366,23 +371,23 @@ def verify_images(
 
 @detect_read.post("/detect", responses=error_responses(413, 503), openapi_extra=_base64_alternative("file"))
 def detect(
-    services: ServicesDep,
-    json_body: FileBody,
-    file: ImageFile = None,
-    limit: Annotated[int, Query(ge=0, le=100)] = 0,
-    det_prob_threshold: DetProb = None,
-    face_plugins: Plugins = None,
-    status: Status = False,
+    services: ServicesDep, json_body: FileBody, options: Options, file: ImageFile = None
 ) -> dict[str, Any]:
     """CompreFace's detection service: every face (largest first) with its box, and its landmarks
     when asked for; no face is 400 with code 28, as its detection answers."""
     seconds: dict[str, float] = {}
-    upload = _photo(services, "file", file, json_body)
-    faces = services.compat.faces_of(upload.data, min_detection=det_prob_threshold, seconds=seconds)
-    faces = faces[:limit] if limit else faces
-    return _with_status(
-        {"result": [_described(face, face_plugins) for face in faces]}, status, seconds, len(faces)
-    )
+    faces = _faces(services, _photo(services, "file", file, json_body), options, seconds)
+    result = [_described(face, options.face_plugins) for face in faces]
+    return _with_status({"result": result}, options.status, seconds, len(faces))
+
+
+def _faces(
+    services: ServicesDep, photo: Upload, options: FaceOptions, seconds: dict[str, float]
+) -> list[Face]:
+    """The photo's faces, largest first, at most ``options.limit`` (0: all); ``seconds`` adds up the
+    analysis's stages. No face is ``NoFaceError`` (400, code 28)."""
+    faces = services.compat.faces_of(photo.data, min_detection=options.det_prob_threshold, seconds=seconds)
+    return faces[: options.limit] if options.limit else faces
 
 
 def _with_status(body: dict[str, Any], status: bool, seconds: dict[str, float], faces: int) -> dict[str, Any]:
