@@ -41,23 +41,38 @@ def test_a_phone_photo_and_a_face_at_the_edge_get_vectors(
     extra = coverage_photos(geometry, {photo_id for _, photo_id, _ in first})
     names = {row[1]: row[0] for row in geometry}
     people = {person["id"]: person["name"] for person in quiet_client.get("/api/v1/people").json()["items"]}
-    assert [people[names[photo_id]] for _, photo_id, _ in extra] == ["Phone", "Close"]
+    assert [people[names[photo_id]] for _, photo_id, _, _ in extra] == ["Phone", "Close"]
 
     files = PhotoFiles(services.settings.files_dir / "photos")
     head = fit_head(
         np.stack([np.frombuffer(face.embedding, "<f4") for face in faces]),
         [str(face.person_id) for face in faces],
     )
-    chosen = [VectorPhoto(p, i, files.path(n).read_bytes()) for p, i, n in [*first, *extra]]
+    chosen = [VectorPhoto(p, i, files.path(n).read_bytes()) for p, i, n in first]
+    chosen += [VectorPhoto(p, i, files.path(n).read_bytes(), box) for p, i, n, box in extra]
     colin, phone, close = contract_vectors(pipeline, head, chosen)["vectors"]
     assert colin["chip"]["reduction"] == 1 and not colin["face"]["beyond_photo"]
     assert phone["chip"]["reduction"] >= 2, phone["chip"]  # sampled after a whole-factor reduction
     assert close["face"]["beyond_photo"], close["face"]  # black beyond the photo
 
 
-def test_no_extra_vectors_when_every_face_is_small_and_inside() -> None:
-    box = {"x": 60.0, "y": 60.0, "width": 110.0, "height": 120.0}
-    geometry = [(1, 1, "a", box, 250, 250), (2, 2, "b", box, 250, 250), (2, 3, "c", box, 250, 250)]
-    assert coverage_photos(geometry, {1, 2}) == []
-    large = {"x": 400.0, "y": 500.0, "width": 640.0, "height": 700.0}
-    assert coverage_photos([*geometry, (3, 4, "d", large, 1500, 2000)], {1, 2}) == [(3, 4, "d")]
+def _face(x: float, y: float, side: float) -> tuple[dict[str, float], list[list[float]]]:
+    """A square box and five points where a frontal face's fall in it."""
+    marks = [[0.31, 0.30], [0.68, 0.30], [0.49, 0.52], [0.34, 0.70], [0.65, 0.70]]
+    return {"x": x, "y": y, "width": side, "height": side}, [[x + u * side, y + v * side] for u, v in marks]
+
+
+def test_the_extra_vectors_are_chosen_by_the_path_each_photo_takes() -> None:
+    """A reviewer's cases: a face of 300-550 px was picked as "large" though its chip is sampled
+    without reduction (that takes a chip pixel of four photo pixels, not two); and a face whose crop
+    reaches beyond its photo was dropped when it was also the largest."""
+    small = [(1, 1, "a", *_face(60, 60, 110), 250, 250), (2, 2, "b", *_face(60, 60, 110), 250, 250)]
+    assert coverage_photos(small, {1, 2}) == []
+    middling = (3, 3, "c", *_face(300, 300, 450), 1500, 1500)  # large, yet sampled without reduction
+    assert coverage_photos([*small, middling], {1}) == []
+    phone = (3, 4, "d", *_face(400, 500, 900), 2000, 2400)
+    picked = coverage_photos([*small, middling, phone], {1})
+    assert [row[1] for row in picked] == [4] and picked[0][3] == phone[3]  # with the face meant
+    at_edge = (2, 5, "e", *_face(-10, -10, 230), 250, 250)  # the only candidate, and the largest
+    assert [row[1] for row in coverage_photos([*small, at_edge], {1, 2})] == [5]
+    assert [row[1] for row in coverage_photos([*small, phone, at_edge], {1, 2})] == [4, 5]

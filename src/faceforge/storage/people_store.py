@@ -282,8 +282,8 @@ def first_photos(session: Session, *, embedder: str, limit: int) -> list[tuple[i
 
 def photo_geometry(
     session: Session, *, embedder: str
-) -> list[tuple[int, int, str, dict[str, Any], int, int]]:
-    """``(person_id, photo_id, stored_name, box, width, height)`` of every photo embedded by
+) -> list[tuple[int, int, str, dict[str, Any], list[list[float]], int, int]]:
+    """``(person_id, photo_id, stored_name, box, landmarks, width, height)`` of every photo embedded by
     ``embedder``: where each enrolled face sits in its photo (the contract vectors' choice)."""
     rows = session.execute(
         select(
@@ -291,13 +291,14 @@ def photo_geometry(
             PhotoRow.id,
             PhotoRow.stored_name,
             PhotoRow.box,
+            PhotoRow.landmarks,
             PhotoRow.width,
             PhotoRow.height,
         )
         .where(PhotoRow.embedder == embedder)
         .order_by(PhotoRow.id)
     ).all()
-    return [(int(a), int(b), str(c), dict(d), int(e), int(f)) for a, b, c, d, e, f in rows]
+    return [(int(a), int(b), str(c), dict(d), list(e), int(f), int(g)) for a, b, c, d, e, f, g in rows]
 
 
 def request_training(session: Session) -> int:

@@ -34,7 +34,7 @@ from PIL import Image
 from faceforge.building.export.device_backbones import TFLITE_INT8_COSINE
 from faceforge.core.faces import Box
 from faceforge.core.model.head import RecognitionHead
-from faceforge.serving.vision.align import CHIP_SIZE, align_face, chip_reduction, chip_transform
+from faceforge.serving.vision.align import align_face, chip_reduction, chip_transform, similarity_to_template
 from faceforge.serving.vision.crop import crop_face, crop_square
 from faceforge.serving.vision.face_input import FaceInputs
 from faceforge.serving.vision.pipeline import FacePipeline
@@ -73,38 +73,40 @@ TOLERANCE: dict[str, Any] = {
 }
 
 
-# A face whose side is over this many chip sides has its chip sampled after a whole-factor reduction
-# of the photo (``serving.vision.align``): a phone's photo, which the first people's photos may not be.
-LARGE_FACE_CHIPS = 2.0
+Geometry = tuple[int, int, str, dict[str, Any], list[list[float]], int, int]
 
 
 def coverage_photos(
-    geometry: Sequence[tuple[int, int, str, dict[str, Any], int, int]], chosen: set[int]
-) -> list[tuple[int, int, str]]:
+    geometry: Sequence[Geometry], chosen: set[int]
+) -> list[tuple[int, int, str, dict[str, Any]]]:
     """Beside the first people's first photos (``chosen``), up to two enrolled photos that take the
-    contract's other paths, so an app's implementation is checked on them too: the largest face, when
-    it is large enough that its chip is cut after a whole-factor reduction (a phone's photo), and the
+    contract's other paths, so an app's implementation is checked on them too: the face whose chip is
+    sampled after the largest whole-factor reduction (a phone's photo), when there is one, and the
     face whose crop reaches furthest beyond its photo (black fill). ``geometry`` is
-    ``(person_id, photo_id, stored_name, box, width, height)`` per photo, box ``{x, y, width, height}``."""
-    picked: list[tuple[int, int, str]] = []
+    ``(person_id, photo_id, stored_name, box, landmarks, width, height)`` per photo, as stored (box
+    ``{x, y, width, height}``, five ``[x, y]`` points); each pick is ``(person_id, photo_id,
+    stored_name, box)``, the box saying which face of the photo is meant."""
     candidates = [row for row in geometry if row[1] not in chosen]
 
-    def side(row: tuple[int, int, str, dict[str, Any], int, int]) -> float:
-        return max(float(row[3]["width"]), float(row[3]["height"]))
+    def reduction(row: Geometry) -> int:
+        try:
+            return chip_reduction((row[5], row[6]), similarity_to_template(row[4]))
+        except ValueError:  # points that make no transform: the chip takes the template in the box
+            return 1
 
-    def beyond(row: tuple[int, int, str, dict[str, Any], int, int]) -> int:
+    def beyond(row: Geometry) -> int:
         box = row[3]
         left, top, right, bottom = crop_square(Box(box["x"], box["y"], box["width"], box["height"]))
-        return max(0, -left, -top, right - row[4], bottom - row[5])
+        return max(0, -left, -top, right - row[5], bottom - row[6])
 
-    largest = max(candidates, key=side, default=None)
-    if largest is not None and side(largest) > LARGE_FACE_CHIPS * CHIP_SIZE:
-        picked.append(largest[:3])
-    rest = [row for row in candidates if row is not largest]
-    edge = max(rest, key=beyond, default=None)
+    picked: list[Geometry] = []
+    reduced = max(candidates, key=reduction, default=None)
+    if reduced is not None and reduction(reduced) > 1:
+        picked.append(reduced)
+    edge = max((row for row in candidates if row not in picked), key=beyond, default=None)
     if edge is not None and beyond(edge) > 0:
-        picked.append(edge[:3])
-    return picked
+        picked.append(edge)
+    return [(row[0], row[1], row[2], row[3]) for row in picked]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,19 @@ class VectorPhoto:
     person_id: int
     photo_id: int
     data: bytes
+    # The enrolled face's box as stored ({x, y, width, height}): which face of a group photo is
+    # meant (the vector is worked through on the detected face nearest it); None: the largest.
+    box: dict[str, Any] | None = None
+
+
+def _apart(box: Box, stored: dict[str, Any]) -> float:
+    """How far apart two boxes' centres are, in pixels."""
+    return float(
+        np.hypot(
+            box.x + box.width / 2 - stored["x"] - stored["width"] / 2,
+            box.y + box.height / 2 - stored["y"] - stored["height"] / 2,
+        )
+    )
 
 
 def _sha256(pixels: npt.NDArray[np.uint8]) -> str:
@@ -136,7 +151,8 @@ def contract_vectors(
         faces = [f for f in pipeline.detect(image) if f.score >= pipeline.detector_settings.min_score]
         if not faces:
             continue
-        face = faces[0]
+        stored = photo.box
+        face = faces[0] if stored is None else min(faces, key=lambda found: _apart(found.box, stored))
         picture = Image.fromarray(image)
         height, width = image.shape[:2]
         patch, (left, top, side) = refiner_patch(picture, face.box)
@@ -144,7 +160,7 @@ def contract_vectors(
         crop = crop_face(picture, refined.box)
         chip = align_face(picture, refined.landmarks, refined.box)
         cut = crop_square(refined.box)  # the face's square: (left, top, right, bottom)
-        reduction = chip_reduction(picture, chip_transform(picture, refined.landmarks, refined.box))
+        reduction = chip_reduction(picture.size, chip_transform(picture, refined.landmarks, refined.box))
         # The float graph: every device model is held to it (the server may run the int8 one).
         embedding = pipeline.reference_embedder().embed(FaceInputs(crop[None], chip[None]))
         probabilities = head.probabilities(embedding)[0]

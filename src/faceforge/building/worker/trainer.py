@@ -243,13 +243,14 @@ class TrainingWorker:
             )
         return self._pipeline
 
-    def _vector_maker(self, photos: list[tuple[int, int, str]]) -> VectorMaker:
-        """``contract_vectors.json`` from these enrolled photos (those whose file is gone are skipped)."""
+    def _vector_maker(self, photos: list[tuple[int, int, str, dict[str, Any] | None]]) -> VectorMaker:
+        """``contract_vectors.json`` from these enrolled photos (those whose file is gone are skipped),
+        each with its enrolled face's box when known."""
         files = PhotoFiles(self.settings.files_dir / "photos")
         found = []
-        for person_id, photo_id, name in photos:
+        for person_id, photo_id, name, box in photos:
             try:
-                found.append(VectorPhoto(person_id, photo_id, files.path(name).read_bytes()))
+                found.append(VectorPhoto(person_id, photo_id, files.path(name).read_bytes(), box))
             except OSError:
                 log.warning("photo %d of person %d is missing: no contract vector", photo_id, person_id)
         return lambda head: contract_vectors(self.pipeline, head, found)
@@ -382,9 +383,10 @@ class TrainingWorker:
             read_one_snapshot(session)
             faces, people = people_store.enrolled_faces(session, embedder=EMBEDDER_NAME)
             by_stranger = strangers_store.embeddings_by_stranger(session, embedder=EMBEDDER_NAME)
-            vector_photos = people_store.first_photos(session, embedder=EMBEDDER_NAME, limit=VECTOR_PHOTOS)
+            first = people_store.first_photos(session, embedder=EMBEDDER_NAME, limit=VECTOR_PHOTOS)
+            vector_photos: list[tuple[int, int, str, dict[str, Any] | None]] = [(*row, None) for row in first]
             vector_photos += coverage_photos(
-                people_store.photo_geometry(session, embedder=EMBEDDER_NAME), {p for _, p, _ in vector_photos}
+                people_store.photo_geometry(session, embedder=EMBEDDER_NAME), {p for _, p, _ in first}
             )
         if not faces:
             raise NothingToTrain("no person has an accepted photo; there is nothing to recognise")

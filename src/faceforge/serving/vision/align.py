@@ -8,8 +8,9 @@ points fall, on average, in dlib's own chips. The template was measured on 372 l
 (dlib's HOG detector and 5-point predictor cut the chip, MTCNN then found the points in it);
 per-point standard deviations were 1.7-2.3 px for the eyes and 4-5.5 px for nose and mouth.
 
-The chip is sampled bilinearly; when the face is more than twice the chip's size the photo is first
-reduced by a whole factor with box averaging, so large photos do not alias.
+The chip is sampled bilinearly; when one chip pixel spans four photo pixels or more (the transform's
+scale ``s`` is 1/4 or less: a large face) the photo is first reduced by the whole factor
+``floor(0.5 / s)`` with box averaging, so large photos do not alias.
 
 Points that determine no usable transform (coincident, not finite, or so spread that the whole photo
 would shrink below one chip pixel: a refiner's answer on a blank patch) are replaced by the template's
@@ -70,11 +71,12 @@ def _transform(picture: Image.Image, landmarks: Landmarks, box: Box, size: int) 
     return forward
 
 
-def chip_reduction(picture: Image.Image, forward: npt.NDArray[np.float64]) -> int:
-    """The whole factor the photo is reduced by (box averaging) before the chip is sampled from it:
-    more than 1 when the face is over twice the chip's size (``forward``: photo -> chip)."""
-    scale = float(np.hypot(forward[0, 0], forward[1, 0]))  # chip pixels per photo pixel
-    return min(max(1, int(0.5 / scale)), *picture.size) if scale < 0.5 else 1
+def chip_reduction(size: tuple[int, int], forward: npt.NDArray[np.float64]) -> int:
+    """The whole factor a photo of ``size`` (width, height) is reduced by (box averaging) before the
+    chip is sampled from it: ``floor(0.5 / s)`` for the transform's scale ``s`` (chip pixels per
+    photo pixel; ``forward``: photo -> chip), more than 1 once ``s`` is 1/4 or less."""
+    scale = float(np.hypot(forward[0, 0], forward[1, 0]))
+    return min(max(1, int(0.5 / scale)), *size) if scale < 0.5 else 1
 
 
 def chip_transform(
@@ -90,7 +92,7 @@ def align_face(
     """The aligned ``(size, size, 3)`` uint8 RGB chip of the face whose five points are ``landmarks``
     and whose box is ``box`` (used only when the points are degenerate, see above)."""
     forward = _transform(picture, landmarks, box, size)
-    reduction = chip_reduction(picture, forward)
+    reduction = chip_reduction(picture.size, forward)
     source = picture
     if reduction > 1:
         source = picture.reduce(reduction)
@@ -113,8 +115,8 @@ def chip_contract() -> dict[str, object]:
         "closest to the template in least squares",
         "template": CHIP_TEMPLATE.tolist(),
         "size": [CHIP_SIZE, CHIP_SIZE],
-        "sampling": "bilinear at pixel centres; when the face is over twice the chip's size, the photo is "
-        "first reduced by a whole factor with box averaging",
+        "sampling": "bilinear at pixel centres; when the transform's scale s (chip pixels per photo pixel) "
+        "is 1/4 or less, the photo is first reduced by the whole factor floor(0.5 / s) with box averaging",
         "degenerate_points": "points that are coincident, not finite, or map the whole photo below one "
         "chip pixel are replaced by the template placed in the refined box (x + tx * w / 150, "
         "y + ty * h / 150)",
