@@ -576,6 +576,12 @@ def test_deepstack_routes_refuse_in_deepstacks_own_words(client: TestClient) -> 
     assert refused("register", pair | {"image3": not_a_photo}, {"userid": "Colin"}) == said(
         "no face detected: cat.jpg; invalid image: notes.jpg; no image was added"
     )
+    # A cause DeepStack has no words for is said in ours, beside its words for the others (with it,
+    # the whole answer fell back to ours, naming every photo, a good one included).
+    group = ("group.jpg", (FACES / "multi" / "deepface_selfie-many-people.jpg").read_bytes(), "image/jpeg")
+    status, answer = refused("register", pair | {"image3": group}, {"userid": "Colin"})
+    assert status == 400 and answer["error"].startswith("no face detected: cat.jpg; several faces"), answer
+    assert answer["error"].endswith(": group.jpg; no image was added") and "a.jpg" not in answer["error"]
     _nothing_stored(client)  # nor their files
     # A photo the person already has is no refusal: registering it again with a new one adds that.
     second = ("b.jpg", image_files(LFW10 / "Colin_Powell")[1].read_bytes(), "image/jpeg")

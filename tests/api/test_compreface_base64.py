@@ -11,6 +11,7 @@ from typing import Any
 from faceforge.core.config import LimitSettings, Settings, WorkerSettings
 from faceforge.core.dataset import image_files
 from faceforge.serving.api.app import create_app
+from faceforge.serving.api.routes import compreface
 from tests.api.fixtures import local_client, service_settings
 from tests.conftest import FACES, LFW10
 
@@ -102,6 +103,24 @@ def test_photos_in_base64_are_taken_wherever_a_photo_is(
         two = [("file", colin[0].open("rb")), ("file", colin[1].open("rb"))]
         _refused(client.post(verify, files=two), 400, 26, "'file' takes one photo")
         # JSON sent as another type (curl -d's default is a form) is told what to send.
+        as_form = {"content-type": "application/x-www-form-urlencoded"}  # curl -d's own default
+        _refused(
+            client.post(verify, content=f'{{"file": "{_b64(colin[0])}"}}', headers=as_form),
+            415,
+            0,
+            "application/json",
+        )
+        # JSON with no type at all, likewise; and a key given twice is refused (the parser kept the last).
+        typeless = client.post(verify, content=f'{{"file": "{_b64(colin[0])}"}}')  # httpx sends no type
+        assert "content-type" not in typeless.request.headers
+        _refused(typeless, 415, 0, "application/json")
+        twice = f'{{"file": "{_b64(no_face)}", "file": "{_b64(colin[0])}"}}'
+        _refused(
+            client.post(verify, content=twice, headers={"content-type": "application/json"}),
+            400,
+            26,
+            "'file' given more than once",
+        )
         plain = {"content-type": "text/plain"}
         _refused(
             client.post(verify, content=f'{{"file": "{_b64(colin[0])}"}}', headers=plain),
@@ -171,3 +190,11 @@ def test_photos_in_base64_are_taken_wherever_a_photo_is(
 
         # Nothing refused was stored: Colin's one photo is all there is.
         assert client.get("/api/v1/recognition/faces").json()["total_elements"] == 1
+
+
+def test_a_limit_shares_the_embedding_time_over_every_face_embedded() -> None:
+    """``calculator`` is one face's share of the photo's embedding: with ``limit=1`` on a photo of 24
+    faces, the 24 faces' time was given as the one face's."""
+    seconds = {"detector": 0.1, "calculator": 0.24, compreface.ANALYSED: 24.0}
+    body = compreface._with_status({"result": [{}]}, True, seconds)
+    assert body["result"][0]["execution_time"] == {"detector": 100.0, "calculator": 10.0}

@@ -106,7 +106,7 @@ def test_import_into_a_home_then_again(
     first = _import(home, folder)
     assert first["photos_already_imported"] == 0
     assert [(r["person"], r["file"], r["message"]) for r in first["repeated"]] == [
-        ("George_W_Bush", "George_W_Bush_copy.jpg", f"the same file as {bush.name}: imported once")
+        ("George_W_Bush", "George_W_Bush_copy.jpg", f"the same file as {bush.name}, which stands for both")
     ]
     assert first["ignored"] == [str(stray)]
     assert first["people_created"] == len(PEOPLE) and first["people_found"] == 0
@@ -126,7 +126,7 @@ def test_import_into_a_home_then_again(
     assert text.exit_code == 0 and "nothing new was imported" in text.stdout
     assert f"ignored {stray}: not in a person's folder" in text.stdout
     assert (
-        f"repeated George_W_Bush/George_W_Bush_copy.jpg: the same file as {bush.name}: imported once"
+        f"repeated George_W_Bush/George_W_Bush_copy.jpg: the same file as {bush.name}, which stands for both"
         in text.stdout
     )
 

@@ -229,7 +229,9 @@ def _unreadable(kind: str, person: FolderPerson, path: Path, error: OSError) -> 
 
 
 def _repeated(kind: str, person: FolderPerson, path: Path, first: str) -> dict[str, Any]:
-    return _said(kind, person, path.name, ["repeated_file"], f"the same file as {first}: imported once")
+    return _said(
+        kind, person, path.name, ["repeated_file"], f"the same file as {first}, which stands for both"
+    )
 
 
 class BulkImporter:

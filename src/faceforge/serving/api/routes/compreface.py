@@ -11,6 +11,7 @@ face's embedding: faceforge's, unit length, 640 numbers) are served.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -75,6 +76,8 @@ class FaceOptions:
 
 
 Options = Annotated[FaceOptions, Depends()]
+# How many faces a request's photos gave, kept beside their stages' seconds (``_faces``).
+ANALYSED = "faces analysed"
 PLUGIN_VERSIONS = {"detector": "faceforge.MTCNN+refiner", "calculator": "faceforge.FaceNet+dlib"}
 
 
@@ -89,7 +92,8 @@ def _photos_in(*fields: str) -> Any:
     async def read(request: Request) -> dict[str, Any] | None:
         content_type = request.headers.get("content-type", "")
         media_type = content_type.split(";")[0].strip().lower()  # media types ignore case
-        if media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        # A urlencoded form holds no file: `curl -d '{"file": ...}'` sends JSON so, and is told below.
+        if media_type == "multipart/form-data":
             sent = [key for key, value in (await request.form()).multi_items() if isinstance(value, FormFile)]
             stray = sorted({key for key in sent if key not in fields})
             if stray:
@@ -102,16 +106,21 @@ def _photos_in(*fields: str) -> Any:
                 raise RequestRejectedError("too_many_files", f"{twice[0]!r} takes one photo; send one")
             return None
         if media_type != "application/json":
-            if content_type:  # a JSON body with another type, or a photo as the whole body
+            # A JSON body with another type or none, a photo as the whole body, or a form: told how.
+            if (
+                content_type
+                or request.headers.get("content-length", "0") != "0"
+                or "transfer-encoding" in request.headers
+            ):
                 raise RequestRejectedError(
                     "unsupported_media_type",
                     f"send the photo as multipart/form-data (with curl, -F {fields[0]}=@photo.jpg) or as "
-                    f"base64 in JSON with Content-Type: application/json, not {media_type}",
+                    f"base64 in JSON with Content-Type: application/json, not {media_type or 'no type'}",
                     status=415,
                 )
             return None
         try:
-            body = await request.json()
+            body = json.loads(await request.body(), object_pairs_hook=_once_each)
         except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, or nested too deep
             reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
             raise RequestRejectedError("invalid_request", f"the body is not valid JSON: {reason}") from None
@@ -128,6 +137,16 @@ def _photos_in(*fields: str) -> Any:
         return body
 
     return Depends(read)
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once: of ``{"file": a, "file": b}`` the parser kept
+    the last, a photo the client may not have meant (two files in one form field are refused)."""
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repr(key) for key in repeated)} given more than once")
+    return dict(pairs)
 
 
 FileBody = Annotated[dict[str, Any] | None, _photos_in("file")]
@@ -226,7 +245,10 @@ def delete_all_subjects(services: ServicesDep) -> dict[str, int]:
 
 # -- faces --------------------------------------------------------------------------------------------
 @admin.post(
-    "/faces", status_code=201, responses=error_responses(413, 503), openapi_extra=_base64_alternative("file")
+    "/faces",
+    status_code=201,
+    responses=error_responses(413, 415, 503),
+    openapi_extra=_base64_alternative("file"),
 )
 def add_face(
     services: ServicesDep,
@@ -279,7 +301,7 @@ def face_image(services: ServicesDep, image_id: str) -> Response:
 
 @read.post(
     "/faces/{image_id}/verify",
-    responses=error_responses(404, 413, 503),
+    responses=error_responses(404, 413, 415, 503),
     openapi_extra=_base64_alternative("file"),
 )
 def verify_against_face(
@@ -294,7 +316,7 @@ def verify_against_face(
         for face in faces
         if face.embedding is not None
     ]
-    return _with_status({"result": result}, options.status, seconds, len(faces))
+    return _with_status({"result": result}, options.status, seconds)
 
 
 # -- recognition --------------------------------------------------------------------------------------
@@ -336,7 +358,7 @@ def recognize(
 
 @verify_read.post(
     "/verify",
-    responses=error_responses(413, 503),
+    responses=error_responses(413, 415, 503),
     openapi_extra=_base64_alternative("source_image", "target_image"),
 )
 def verify_images(
@@ -362,14 +384,13 @@ def verify_images(
     ]
     described = _described(source, options.face_plugins)
     return _with_status(
-        {"result": [{"source_image_face": described, "face_matches": matches}]},
-        options.status,
-        seconds,
-        1 + len(targets),
+        {"result": [{"source_image_face": described, "face_matches": matches}]}, options.status, seconds
     )
 
 
-@detect_read.post("/detect", responses=error_responses(413, 503), openapi_extra=_base64_alternative("file"))
+@detect_read.post(
+    "/detect", responses=error_responses(413, 415, 503), openapi_extra=_base64_alternative("file")
+)
 def detect(
     services: ServicesDep, json_body: FileBody, options: Options, file: ImageFile = None
 ) -> dict[str, Any]:
@@ -378,7 +399,7 @@ def detect(
     seconds: dict[str, float] = {}
     faces = _faces(services, _photo(services, "file", file, json_body), options, seconds)
     result = [_described(face, options.face_plugins) for face in faces]
-    return _with_status({"result": result}, options.status, seconds, len(faces))
+    return _with_status({"result": result}, options.status, seconds)
 
 
 def _faces(
@@ -387,13 +408,17 @@ def _faces(
     """The photo's faces, largest first, at most ``options.limit`` (0: all); ``seconds`` adds up the
     analysis's stages. No face is ``NoFaceError`` (400, code 28)."""
     faces = services.compat.faces_of(photo.data, min_detection=options.det_prob_threshold, seconds=seconds)
+    # Every face found was embedded, those beyond the limit too: ``calculator`` is shared by them all.
+    seconds[ANALYSED] = seconds.get(ANALYSED, 0.0) + len(faces)
     return faces[: options.limit] if options.limit else faces
 
 
-def _with_status(body: dict[str, Any], status: bool, seconds: dict[str, float], faces: int) -> dict[str, Any]:
+def _with_status(body: dict[str, Any], status: bool, seconds: dict[str, float]) -> dict[str, Any]:
     """With ``status``, what CompreFace adds: the plugins and each result's ``execution_time`` in ms,
     ``detector`` the photos' detection and ``calculator`` one face's share of their embedding, as
-    recognize gives them (verification gave the whole request's time as ``calculator`` alone)."""
+    recognize gives them (verification gave the whole request's time as ``calculator`` alone), over
+    every face embedded (``ANALYSED``), not only those the limit kept."""
+    faces = seconds.get(ANALYSED, 1.0)
     if status:
         body["plugins_versions"] = PLUGIN_VERSIONS
         for item in body["result"]:

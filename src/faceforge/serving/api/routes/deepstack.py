@@ -30,7 +30,7 @@ from faceforge.serving.api.deps import ServicesDep
 from faceforge.serving.api.errors import SERVER_ERRORS, Dialect, error_responses
 from faceforge.serving.api.uploads import read_upload, refuse_repeated_text_fields
 from faceforge.serving.services.compat import NoFaceError
-from faceforge.serving.services.people import DUPLICATE, PhotosRejectedError, Upload
+from faceforge.serving.services.people import DUPLICATE, PhotosRejectedError, PhotoVerdict, Upload
 from faceforge.serving.wiring import Services
 
 PREFIX = "/v1/vision/face"
@@ -118,24 +118,38 @@ def _register(services: Services, form: FormData) -> dict[str, Any]:
         refused = [v for v in error.verdicts if not v.accepted and DUPLICATE not in v.reasons]
         if not refused:  # every image is one the person has: registering again is no error
             return {"success": True, "message": "face added"}
-        # DeepStack's words for each refusal it has words for; any other (several faces) is ours.
-        words = {
-            id(v): NO_FACE_REGISTERED if "no_face" in v.reasons else INVALID_IMAGE
-            for v in refused
-            if "no_face" in v.reasons or set(v.reasons) <= NOT_AN_IMAGE
-        }
-        if len(words) < len(refused):
-            raise
-        code = "no_face" if NO_FACE_REGISTERED in words.values() else "invalid_image"
+
+        # DeepStack's words for each refusal it has words for; any other (several faces, a stranger's
+        # photo) in ours, the verdict's own message.
+        def words(verdict: PhotoVerdict) -> str:
+            if "no_face" in verdict.reasons:
+                return NO_FACE_REGISTERED
+            if set(verdict.reasons) <= NOT_AN_IMAGE:
+                return INVALID_IMAGE
+            return verdict.message or ", ".join(verdict.reasons)
+
+        said = {id(v): words(v) for v in refused}
+        ours = {NO_FACE_REGISTERED, INVALID_IMAGE}
         if len(error.verdicts) == 1:
-            raise RequestRejectedError(code, words[id(refused[0])]) from None
-        # Which of several images, grouped by DeepStack's words; none was added.
-        said = [
+            if said[id(refused[0])] not in ours:
+                raise  # one image, a cause DeepStack has no words for: ours, as every route says it
+            code = "no_face" if said[id(refused[0])] == NO_FACE_REGISTERED else "invalid_image"
+            raise RequestRejectedError(code, said[id(refused[0])]) from None
+        code = next(
+            (
+                c
+                for c, text in (("no_face", NO_FACE_REGISTERED), ("invalid_image", INVALID_IMAGE))
+                if text in said.values()
+            ),
+            "photos_rejected",
+        )
+        # Which of several images, grouped by the words said of them; none was added.
+        grouped = [
             f"{text}: "
-            + ", ".join(v.filename or f"image {v.index + 1}" for v in refused if words[id(v)] == text)
-            for text in dict.fromkeys(words.values())
+            + ", ".join(v.filename or f"image {v.index + 1}" for v in refused if said[id(v)] == text)
+            for text in dict.fromkeys(said.values())
         ]
-        raise RequestRejectedError(code, "; ".join(said) + "; no image was added") from None
+        raise RequestRejectedError(code, "; ".join(grouped) + "; no image was added") from None
     return {"success": True, "message": "face added"}
 
 
