@@ -204,11 +204,12 @@ def test_tflite_int8_agrees_with_the_server_on_top1(exported: Exported) -> None:
 def test_every_backbone_file_that_runs_here_meets_the_contract_vectors_tolerance(exported: Exported) -> None:
     """``contract_vectors.json`` tells an app how close its runtime's embedding and probabilities
     come to ours, per backbone file; it named only the ONNX ones. Each file that runs here is held
-    to its entry on every probe face, embedding and probabilities (the version's own head model on
-    the backbone's embedding: a fused model equals the two, ``test_tflite_split_equals_fused``);
-    Core ML's is held by the float16 emulation below."""
-    nhwc = _pixels_nhwc(exported.inputs)
+    to its entry on half the probe faces (bench/export_parity measures all), embedding and
+    probabilities (the version's own head model on the backbone's embedding: a fused model equals
+    the two, ``test_tflite_split_equals_fused``); Core ML's is held by the float16 emulation below."""
+    nhwc = _pixels_nhwc(exported.inputs, 2)  # every other face: 62 of them, the strangers among them
     nchw = {name: np.ascontiguousarray(value.transpose(0, 3, 1, 2)) for name, value in nhwc.items()}
+    reference, expected = exported.embeddings[::2], exported.expected[::2]
 
     def onnx(name: str) -> npt.NDArray[np.float32]:
         session = ort.InferenceSession(str(exported.exports.shared[name]), providers=["CPUExecutionProvider"])
@@ -227,13 +228,13 @@ def test_every_backbone_file_that_runs_here_meets_the_contract_vectors_tolerance
     assert set(runs) | {"pixels", "backbone.onnx", "backbone.mlmodel", "platform_scaler"} == set(TOLERANCE)
     for name, embeddings in runs.items():
         unit = unit_rows(embeddings)
-        cosine = float(np.sum(unit * exported.embeddings, axis=1).min())
+        cosine = float(np.sum(unit * reference, axis=1).min())
         assert cosine >= TOLERANCE[name]["embedding_cosine"], (name, cosine)
         # The split files' pipeline (backbone, then head.tflite), which the fused model equals.
         probabilities = (
             exported.head.probabilities(unit) if name.endswith(".onnx") else run_tflite(head, embeddings)
         )
-        difference = float(np.abs(probabilities - exported.expected).max())
+        difference = float(np.abs(probabilities - expected).max())
         assert difference <= TOLERANCE[name]["probability"], (name, difference)
 
 

@@ -42,7 +42,7 @@ def _square(
 
 def test_a_platform_bilinear_scaler_stays_within_the_stated_tolerance(pipeline: FacePipeline) -> None:
     exact, platform, patches_equal = [], [], 0
-    for path in image_files(LFW10)[::3] + image_files(FACES / "azure_face_samples"):
+    for path in image_files(LFW10)[::4] + image_files(FACES / "azure_face_samples"):
         image = pipeline.decode(path.read_bytes())
         found = pipeline.detect(image)
         if not found:
@@ -62,7 +62,7 @@ def test_a_platform_bilinear_scaler_stays_within_the_stated_tolerance(pipeline: 
         inverse = np.linalg.inv(np.vstack([similarity_to_template(marks), [0.0, 0.0, 1.0]]))[:2]
         platform.append((face, _drawn(picture, 150, tuple(float(v) for v in inverse.ravel()))))
 
-    assert len(exact) >= 45 and patches_equal < len(exact) / 2  # the emulation is not the contract's
+    assert len(exact) >= 40 and patches_equal < len(exact) / 2  # the emulation is not the contract's
     embedder = pipeline.reference_embedder()
 
     def embed(pairs: list[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]) -> npt.NDArray[np.float32]:
