@@ -90,7 +90,9 @@ pytest: $(STAMP) browser $(CLIENTS_STAMP) $(JS_STAMP) $(BROWSER_STAMP)
 	# commands) compiled the modules it imports again: 0.7 s of a core for the API's alone (2.7 -> 2.0 s
 	# to import it, AMD EPYC Zen 3). Python checks each file against its source: an edit costs that file.
 	$(BIN)/python -m compileall -q src
-	$(BIN)/pytest -n 3 --dist loadscope
+	# The slowest tests and setups, listed at the end: CI's time is budgeted (15 minutes), and every
+	# run's log says where it goes.
+	$(BIN)/pytest -n 3 --dist loadscope --durations=25
 
 # Side by side: the checks (mypy takes half a minute from cold) and the second venv's and npm's installs
 # use what the suite leaves of the two cores while it waits on its servers and browsers (a CI run used

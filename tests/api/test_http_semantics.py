@@ -110,3 +110,41 @@ def test_the_openapi_document_promises_no_body_no_route_sends(quiet_client: Test
     assert "photos_rejected" in people["422"]["description"]
     bad = quiet_client.get("/api/v1/recognition/faces", params={"size": "many"})
     assert bad.status_code == 400 and bad.json()["code"] == 26, bad.text  # as documented: 400
+
+
+def test_the_deepstack_routes_document_the_form_they_read(quiet_client: TestClient) -> None:
+    """They read their form themselves (the key is a form field), so the document showed no body
+    at all, and a 422 on every route where only register sends one. Each field the document calls
+    required is one the route asks for when it is missing."""
+    document = quiet_client.get("/openapi.json").json()
+    for route in ("register", "recognize", "list", "delete", "match"):
+        operation = document["paths"][f"/v1/vision/face/{route}"]["post"]
+        body = operation["requestBody"]
+        assert body["required"] is True, route
+        schema = body["content"]["multipart/form-data"]["schema"]
+        assert "api_key" in schema["properties"], route
+        assert ("422" in operation["responses"]) == (route == "register"), route
+        for field in schema["required"]:
+            assert schema["properties"][field]["type"] == "string", (route, field)
+            # Every other field given: the route names the one missing.
+            others = {name: "someone" for name in schema["required"] if name != field and "image" not in name}
+            files = {
+                name: ("a.jpg", b"x", "image/jpeg")
+                for name in schema["required"]
+                if name != field and "image" in name
+            }
+            answer = quiet_client.post(
+                f"/v1/vision/face/{route}", data=others or {"x": "y"}, files=files or None
+            )
+            assert answer.status_code == 400 and answer.json()["success"] is False, (
+                route,
+                field,
+                answer.text,
+            )
+            assert field in answer.json()["error"], (route, field, answer.json())
+    assert (
+        document["paths"]["/v1/vision/face/list"]["post"]["requestBody"]["content"]["multipart/form-data"][
+            "schema"
+        ]["required"]
+        == []
+    )

@@ -48,9 +48,28 @@ router = APIRouter(
     prefix=PREFIX,
     tags=["deepstack"],
     dependencies=[PublicAccess],
-    responses=error_responses(400, 401, 403, 404, 409, 413, 422, *SERVER_ERRORS, dialect=Dialect.DEEPSTACK),
+    responses=error_responses(400, 401, 403, 413, *SERVER_ERRORS, dialect=Dialect.DEEPSTACK),
 )
 routers = (router,)
+
+
+def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return error_responses(*statuses, dialect=Dialect.DEEPSTACK)
+
+
+def _form_body(required: tuple[str, ...], **fields: dict[str, Any]) -> dict[str, Any]:
+    """The route's multipart form for the OpenAPI document: these routes read the form themselves
+    (``_form``), so FastAPI saw no body and the document showed none, nor where the key goes."""
+    key = {"type": "string", "description": "an API key (admin keys register and delete)"}
+    schema = {"type": "object", "required": list(required), "properties": {"api_key": key, **fields}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+def _image(description: str) -> dict[str, Any]:
+    return {"type": "string", "format": "binary", "description": description}
+
+
+USERID = {"type": "string", "description": "the person's name"}
 
 
 async def _form(request: Request, needed: Access) -> FormData:
@@ -102,7 +121,15 @@ def _corners(box: dict[str, float]) -> dict[str, int]:
     }
 
 
-@router.post("/register")
+@router.post(
+    "/register",
+    responses=_responses(422),
+    openapi_extra=_form_body(
+        ("userid", "image"),
+        userid=USERID,
+        image=_image("a photo of the person; more under any other names (image1, image2...)"),
+    ),
+)
 async def register(request: Request, services: ServicesDep) -> dict[str, Any]:
     return await run_blocking(_register, services, await _form(request, Access.ADMIN))
 
@@ -153,7 +180,21 @@ def _register(services: Services, form: FormData) -> dict[str, Any]:
     return {"success": True, "message": "face added"}
 
 
-@router.post("/recognize")
+@router.post(
+    "/recognize",
+    responses=_responses(409),
+    openapi_extra=_form_body(
+        ("image",),
+        image=_image("the photo"),
+        min_confidence={
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": DEFAULT_MIN_CONFIDENCE,
+            "description": "faces named less surely are unknown",
+        },
+    ),
+)
 async def recognize(request: Request, services: ServicesDep) -> dict[str, Any]:
     return await run_blocking(_recognize, services, await _form(request, Access.READ))
 
@@ -182,13 +223,13 @@ def _recognize(services: Services, form: FormData) -> dict[str, Any]:
     return {"success": True, "predictions": predictions}
 
 
-@router.post("/list")
+@router.post("/list", openapi_extra=_form_body(()))
 async def list_faces(request: Request, services: ServicesDep) -> dict[str, Any]:
     await _form(request, Access.READ)
     return {"success": True, "faces": await run_blocking(services.compat.subjects)}
 
 
-@router.post("/delete")
+@router.post("/delete", responses=_responses(404), openapi_extra=_form_body(("userid",), userid=USERID))
 async def delete(request: Request, services: ServicesDep) -> dict[str, Any]:
     form = await _form(request, Access.ADMIN)
     userid = _text(form, "userid")
@@ -199,7 +240,10 @@ async def delete(request: Request, services: ServicesDep) -> dict[str, Any]:
     return {"success": True}
 
 
-@router.post("/match")
+@router.post(
+    "/match",
+    openapi_extra=_form_body(("image1", "image2"), image1=_image("a photo"), image2=_image("another photo")),
+)
 async def match(request: Request, services: ServicesDep) -> dict[str, Any]:
     """The largest face of ``image1`` against the largest of ``image2``."""
     return await run_blocking(_match, services, await _form(request, Access.READ))
