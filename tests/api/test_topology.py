@@ -85,7 +85,12 @@ def test_an_api_process_never_loads_pytorch_or_the_converters(home: Path, settin
     """Embedded worker off: registering (detect, refine, embed), readiness and metrics work, and
     nothing of PyTorch, coremltools or litert is in the process's memory."""
     env = {"FACEFORGE_WORKER__EMBEDDED": "false"}
-    with faceforge_server(home, settings, env=env) as served, httpx.Client(base_url=served.url) as http:
+    # A minute, as every client here: the process's first photos load its networks, and on a CPU without
+    # VNNI measure its int8 kernels (httpx's 5 s default timed out in a CI run on such a CPU).
+    with (
+        faceforge_server(home, settings, env=env) as served,
+        httpx.Client(base_url=served.url, timeout=60) as http,
+    ):
         _register(http, "Tony_Blair")
         assert http.get("/readyz").json()["model_version"] is None
         identify = http.post("/api/v1/identify", files={"photo": ("p.jpg", b"not a photo")})

@@ -97,7 +97,7 @@ def server(device_backbones: Settings, tmp_path_factory: pytest.TempPathFactory)
     env = {"FACEFORGE_WORKER__FORMATS": "onnx,tflite"}
     with (
         faceforge_server(home, device_backbones, env=env) as served,
-        httpx.Client(base_url=served.url) as http,
+        httpx.Client(base_url=served.url, timeout=60) as http,  # the first photos load the networks
     ):
         server = Server(served.url, http)
         for person in PEOPLE:
