@@ -160,6 +160,19 @@ def test_a_face_below_det_prob_threshold_is_never_stored(client: TestClient) -> 
     assert client.get("/api/v1/training").json()["requested"] == 0  # stored-then-deleted asked for two
     stored = client.post(f"{RECOGNITION}/faces", params={"subject": "Colin"}, files=_image(photo, "file"))
     assert stored.status_code == 201 and client.get("/api/v1/training").json()["requested"] == 1
+    # The photo again, stored already: its face is as unsure as before (it answered the stored id).
+    again = client.post(
+        f"{RECOGNITION}/faces",
+        params={"subject": "Colin", "det_prob_threshold": "1.0"},
+        files=_image(photo, "file"),
+    )
+    assert again.status_code == 400 and again.json()["code"] == 28, again.text
+    sure = client.post(
+        f"{RECOGNITION}/faces",
+        params={"subject": "Colin", "det_prob_threshold": "0.5"},
+        files=_image(photo, "file"),
+    )
+    assert sure.status_code == 201 and sure.json()["image_id"] == stored.json()["image_id"], sure.text
 
 
 def test_pair_probability_holds_any_scale() -> None:

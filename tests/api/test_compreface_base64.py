@@ -171,10 +171,17 @@ def test_photos_in_base64_are_taken_wherever_a_photo_is(
         assert all(len(f["embedding"]) == 640 for f in faces)  # the calculator plugin: its embedding
         assert abs(sum(v * v for v in faces[0]["embedding"]) - 1) < 1e-4
         limited = client.post(
-            "/api/v1/detection/detect", params={"limit": 2}, files={"file": group.open("rb")}
+            "/api/v1/detection/detect",
+            params={"limit": 2, "status": "true"},
+            files={"file": group.open("rb")},
         )
         assert [f["box"] for f in limited.json()["result"]] == [f["box"] for f in faces[:2]]
         assert "landmarks" not in limited.json()["result"][0]
+        # Without the calculator, detection alone: no face was embedded (each took the embedder's time).
+        assert all(
+            "embedding" not in f and f["execution_time"]["calculator"] == 0.0
+            for f in limited.json()["result"]
+        ), limited.json()
         _refused(client.post("/api/v1/detection/detect", json={"file": _b64(no_face)}), 400, 28)
 
         # The OpenAPI document says both forms, and that one is required.

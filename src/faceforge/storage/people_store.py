@@ -132,6 +132,11 @@ def photo_ids_by_sha256(session: Session, *, person_id: int) -> dict[str, int]:
     return {digest: photo_id for digest, photo_id in rows}
 
 
+def photo_score(session: Session, *, photo_id: int) -> float | None:
+    """How surely the stored photo's face was detected; None for no such photo."""
+    return session.execute(select(PhotoRow.score).where(PhotoRow.id == photo_id)).scalar_one_or_none()
+
+
 def people_with_photos(session: Session, digests: list[str]) -> dict[str, tuple[int, str]]:
     """Of ``digests``, those a person's stored photo has: (person id, name) of the earliest such person."""
     if not digests:

@@ -148,8 +148,13 @@ class CompatService:
                 person = self.require_subject(name)
                 with self.people.sessions() as session:
                     stored = people_store.photo_ids_by_sha256(session, person_id=person.id)
-                photo_id = stored.get(hashlib.sha256(upload.data).hexdigest())
+                    photo_id = stored.get(hashlib.sha256(upload.data).hexdigest())
+                    score = None if photo_id is None else people_store.photo_score(session, photo_id=photo_id)
                 if photo_id is not None:
+                    # Judged as the photo would be if it were new: its stored face less sure than
+                    # asked is no face, as it was for a client that sent it with this threshold first.
+                    if min_detection is not None and score is not None and score < min_detection:
+                        raise NoFaceError() from None
                     return photo_id, person.name
             if RejectReason.NO_FACE.value in reasons:
                 raise NoFaceError() from None
@@ -235,18 +240,23 @@ class CompatService:
         ]
 
     def faces_of(
-        self, data: bytes, *, min_detection: float | None = None, seconds: dict[str, float] | None = None
+        self,
+        data: bytes,
+        *,
+        min_detection: float | None = None,
+        seconds: dict[str, float] | None = None,
+        embed: bool = True,
     ) -> list[Face]:
-        """Every face of the photo with its embedding (verification, DeepStack's match), analysed
-        under the vision gate as every other photo is. ``seconds`` adds up the analysis's stages
-        (``detector``, ``calculator``), for CompreFace's ``execution_time``."""
+        """Every face of the photo, with its embedding unless not ``embed`` (verification, DeepStack's
+        match; detection without CompreFace's ``calculator``), analysed under the vision gate as every
+        other photo is. ``seconds`` adds up the analysis's stages (``detector``, ``calculator``), for
+        CompreFace's ``execution_time``."""
         with self.people.gate.slot(self.people.pipeline.pixels_at_once([data])):
-            photo = self.people.pipeline.analyze(data, single_face=False)
+            photo = self.people.pipeline.analyze(data, single_face=False, embed=embed)
         if seconds is not None:
             for stage, spent in photo.seconds.items():
                 seconds[stage] = seconds.get(stage, 0.0) + spent
-        faces = [f for f in photo.faces if f.embedding is not None]
-        faces = [f for f in faces if min_detection is None or f.detection.score >= min_detection]
+        faces = [f for f in photo.faces if min_detection is None or f.detection.score >= min_detection]
         if not faces:
             raise NoFaceError()
         return faces

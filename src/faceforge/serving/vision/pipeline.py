@@ -315,14 +315,17 @@ class FacePipeline:
         sizes = sorted((header_pixels(data) for data in photos), reverse=True)
         return sum(sizes[: max(1, self.settings.workers)])
 
-    def analyze(self, data: bytes, *, single_face: bool) -> PhotoFaces:
+    def analyze(self, data: bytes, *, single_face: bool, embed: bool = True) -> PhotoFaces:
         """Decode and analyse one photo; raises ``InvalidImageError`` for unusable bytes. A photo of
         more than ``Settings.decode_pixels`` is analysed reduced (``decode_reduced``); its boxes and
-        landmarks are still in the photo's pixels."""
+        landmarks are still in the photo's pixels. Without ``embed``, the faces are found and judged
+        only (detection alone: the embedder is most of a group photo's time)."""
         started = time.perf_counter()
         judged = self._decode_and_judge(data, single_face=single_face)
         judged_at = time.perf_counter()
-        photo = judged.finish(self.embedder.embed(judged.inputs))
+        if not embed:
+            judged.to_embed = []
+        photo = judged.finish(self.embedder.embed(judged.inputs) if embed else np.empty((0, 0), np.float32))
         photo.seconds = {"detector": judged_at - started, "calculator": time.perf_counter() - judged_at}
         return photo
 

@@ -395,19 +395,27 @@ def detect(
     services: ServicesDep, json_body: FileBody, options: Options, file: ImageFile = None
 ) -> dict[str, Any]:
     """CompreFace's detection service: every face (largest first) with its box, and its landmarks
-    when asked for; no face is 400 with code 28, as its detection answers."""
+    and embedding when asked for; no face is 400 with code 28, as its detection answers."""
     seconds: dict[str, float] = {}
-    faces = _faces(services, _photo(services, "file", file, json_body), options, seconds)
+    embed = "calculator" in _plugins(options.face_plugins)  # else no face is embedded: detection only
+    faces = _faces(services, _photo(services, "file", file, json_body), options, seconds, embed=embed)
     result = [_described(face, options.face_plugins) for face in faces]
     return _with_status({"result": result}, options.status, seconds)
 
 
 def _faces(
-    services: ServicesDep, photo: Upload, options: FaceOptions, seconds: dict[str, float]
+    services: ServicesDep,
+    photo: Upload,
+    options: FaceOptions,
+    seconds: dict[str, float],
+    *,
+    embed: bool = True,
 ) -> list[Face]:
-    """The photo's faces, largest first, at most ``options.limit`` (0: all); ``seconds`` adds up the
-    analysis's stages. No face is ``NoFaceError`` (400, code 28)."""
-    faces = services.compat.faces_of(photo.data, min_detection=options.det_prob_threshold, seconds=seconds)
+    """The photo's faces, largest first, at most ``options.limit`` (0: all), embedded if ``embed``;
+    ``seconds`` adds up the analysis's stages. No face is ``NoFaceError`` (400, code 28)."""
+    faces = services.compat.faces_of(
+        photo.data, min_detection=options.det_prob_threshold, seconds=seconds, embed=embed
+    )
     # Every face found was embedded, those beyond the limit too: ``calculator`` is shared by them all.
     seconds[ANALYSED] = seconds.get(ANALYSED, 0.0) + len(faces)
     return faces[: options.limit] if options.limit else faces
