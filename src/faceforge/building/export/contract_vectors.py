@@ -53,7 +53,7 @@ FORMAT = "faceforge-contract-vectors/1"
 # - ``backbone_int8.onnx`` (the server's int8 graph's twin with 7-bit weights, whose products no
 #   runtime's integer kernels saturate): cosine 0.9986 at worst on real faces, the same in ONNX
 #   Runtime's fast and exact x86 kernels (the 8-bit graph it replaced: 0.853 where the fast ones
-#   saturate, AVX2 without VNNI), probabilities within 0.047 (faces near a decision move the most);
+#   saturate, AVX2 without VNNI), probabilities within 0.026 (faces near a decision move the most);
 # - ``backbone_int8.tflite`` (int8 weights): cosine 0.99972, probabilities within 0.024;
 # - float16 compute (Core ML on the Neural Engine or GPU, a GPU delegate): Core ML cannot run where
 #   versions are built, so this is the tests' emulation (float16 weights and activations) and its
