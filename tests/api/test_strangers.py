@@ -296,6 +296,12 @@ def test_a_stranger_who_looks_like_someone_stays_a_stranger(client: TestClient) 
     for verdict in added.json()["photos"]:
         assert verdict["verdict"] == "accepted"
         assert f"looks like Colin_Powell's (person {colin_id}," in (verdict["message"] or ""), verdict
+        # A condition, not a verdict: a stranger who only looks like Colin leaves him named (a tester
+        # was told "they will hardly be named" and to delete the stranger that had fixed a mistake).
+        assert (
+            "if this stranger is them, delete the stranger, or they will hardly be named"
+            in verdict["message"]
+        )
     second = _version(client)
     manifest = client.get(f"/api/v1/models/{second['version']}/files/manifest.json").json()
     assert "strangers" in manifest["calibration"]["method"], manifest["calibration"]
@@ -322,6 +328,7 @@ def test_enrolling_someone_collected_as_a_stranger_says_so(client: TestClient) -
     for verdict in same.json()["photos"]:
         assert verdict["verdict"] == "accepted"
         assert f"looks like stranger {stranger.json()['id']}'s" in (verdict["message"] or ""), verdict
+        assert "if they are that stranger, delete the stranger" in verdict["message"], verdict
     other = client.post(
         "/api/v1/people", data={"name": "Colin"}, files=photo_fields(image_files(LFW10 / PEOPLE[0])[:3])
     )

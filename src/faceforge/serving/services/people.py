@@ -452,8 +452,9 @@ class PeopleService:
             rows,
             lambda stranger_id, similarity: (
                 f"this face looks like stranger {stranger_id}'s (similarity {similarity:.2f}): "
-                "while that stranger is kept, this person will hardly be named; delete the stranger "
-                "if it is them"
+                "while that stranger is kept, this person is named only on faces more like their "
+                "photos than the stranger's; if they are that stranger, delete the stranger, or they "
+                "will hardly be named"
             ),
         )
 

@@ -77,10 +77,12 @@ class StrangersService:
 
     def _note_people_alike(self, prepared: PreparedPhotos) -> None:
         """Say on each accepted photo whose face looks like an enrolled person's photos: while the
-        stranger is kept, that person's margin stays near this face's score, and they are hardly
-        named. A reviewer's case: Try it named Bob, the admin pressed "Not Bob" on Bob himself, and
-        Bob was never named again without a word (a person of one photo has no held-out photo whose
-        loss the version could report)."""
+        stranger is kept, that person's margin stays above this face's score, and if the stranger
+        is them, they are hardly named. A reviewer's case: Try it named Bob, the admin pressed "Not
+        Bob" on Bob himself, and Bob was never named again without a word (a person of one photo has
+        no held-out photo whose loss the version could report). Said as a condition: a stranger who
+        merely looks like them (the case the button is for) leaves them named, and "they will hardly
+        be named" told a tester to delete the stranger who had fixed it."""
         if not prepared.accepted:
             return
         with self.sessions() as session:
@@ -91,8 +93,9 @@ class StrangersService:
             [(person_id, embedding) for person_id, _, embedding in faces],
             lambda person_id, similarity: (
                 f"this face looks like {names[person_id]}'s (person {person_id}, similarity "
-                f"{similarity:.2f}): while this stranger is kept, they will hardly be named; delete "
-                "the stranger if it is them"
+                f"{similarity:.2f}): while this stranger is kept, {names[person_id]} is named only on "
+                "faces more like their photos than this one; if this stranger is them, delete the "
+                "stranger, or they will hardly be named"
             ),
         )
 
