@@ -200,15 +200,18 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     expect(page.locator("#faces .face-actions")).to_have_count(0)
 
     # The Strangers page says what the server says of an accepted photo: this face is an enrolled
-    # person's (only the count of accepted photos was shown).
+    # person's (only the count of accepted photos was shown); and of a photo refused beside it, which
+    # it did not name at all (a tester's).
     page.get_by_role("button", name="Log out").click()
     login(page, server, ADMIN_KEY)
     open_page(page, server, "#/strangers")
-    page.get_by_label("Photos of the stranger").set_input_files(str(COLIN[7]))
+    coffee = FACES / "negatives" / "skimage_coffee.png"
+    page.get_by_label("Photos of the stranger").set_input_files([str(COLIN[7]), str(coffee)])
     page.get_by_role("button", name="Add stranger").click()
     expect(page.locator("#notice")).to_contain_text(
-        f"1 of 1 photo accepted; {COLIN[7].name}: this face looks like Colin Powell's", timeout=TIMEOUT_MS
+        f"1 of 2 photos accepted; {COLIN[7].name}: this face looks like Colin Powell's", timeout=TIMEOUT_MS
     )
+    expect(page.locator("#notice")).to_contain_text(f"{coffee.name}: rejected: ")
 
 
 def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
@@ -396,9 +399,21 @@ def test_try_it_shows_the_newest_photo_and_adds_to_the_right_person(page: Page, 
             break
         page.wait_for_timeout(50)
     late, newest = sorted(held, key=lambda r: GROUP.name.encode() in (r.request.post_data_buffer or b""))
-    newest.fulfill(json=_answer(_match(second), None, None))
+    answer = _answer(_match(second), None, None)
+    # Candidates come ranked by confidence, which a person's strangers margin reorders: under
+    # "nearest", with similarities beside them, they read in similarity's order (a tester read
+    # "nearest A 0.699, B 0.767, C 0.652" as a defect).
+    answer["faces"][2]["candidates"] = [
+        {**_match(first), "similarity": 0.699, "confidence": 0.3},
+        {**_match(smithson), "similarity": 0.767, "confidence": 0.2},
+        {**_match(second), "similarity": 0.652, "confidence": 0.1},
+    ]
+    newest.fulfill(json=answer)
     faces = page.locator("#faces li")
     expect(faces).to_have_count(3)
+    expect(faces.nth(2)).to_contain_text(
+        "unknown · nearest John Smithson 0.767, John Smith 0.699, John Smith 0.652"
+    )
     late.fulfill(json=_answer({**_match(first), "name": "Late Answer"}))
     # What the late answer would draw, it draws once its photo is decoded (milliseconds): watched for
     # 3 s, so that a loaded machine's slow decode cannot hide it.

@@ -571,7 +571,9 @@ function faceLine(found) {
   const { face } = found;
   const label = face.match
     ? `${face.match.name} · similarity ${number(face.match.similarity)} · confidence ${percent(face.match.confidence)}`
-    : `unknown · nearest ${face.candidates.map((c) => `${c.name} ${number(c.similarity)}`).join(", ")}`;
+    // Nearest first: candidates come ranked by confidence, which a strangers margin reorders.
+    : `unknown · nearest ${[...face.candidates].sort((a, b) => b.similarity - a.similarity)
+      .map((c) => `${c.name} ${number(c.similarity)}`).join(", ")}`;
   return el("li", { class: "face" }, el("span", { class: "face-number", text: `${found.index + 1}` }), label,
     face.candidates.length ? null : " (nobody enrolled)", faceActions(ui, found));
 }
@@ -935,7 +937,13 @@ async function qualityPage(match, view) {
   const redraw = () => { if (Math.abs(plotWidth() - width) > 40) route(); };
   window.addEventListener("resize", redraw);
   view.onStop(() => window.removeEventListener("resize", redraw));
-  const person = (id, name) => el("a", { href: `#/people/${id}`, text: name });
+  // The pairs are the version's; people merged or deleted since are no longer there to open or merge
+  // (a tester's merge button answered "person 3 not found" after the merge it offered).
+  const ids = [...new Set(duplicates.flatMap((d) => d.people))];
+  const present = new Map(await Promise.all(ids.map((id) => api(`/api/v1/people/${id}`).then(() => [id, true],
+    (error) => { if (error instanceof ApiError && error.status === 404) return [id, false]; throw error; }))));
+  const person = (id, name) => (present.get(id) ? el("a", { href: `#/people/${id}`, text: name }) : el("span", { text: name }));
+  const gone = (d) => d.people.filter((id) => !present.get(id)).map((id) => d.names[d.people.indexOf(id)]);
   return [el("p", {}, el("a", { href: "#/versions", text: "← Versions" })), el("h1", { text: `Quality of version ${v.version}` }),
     quality ? el("div", { class: "plots" }, histogramPlot(quality), curvePlot(quality),
       el("h2", { text: "People whose photos agree least" }),
@@ -947,8 +955,9 @@ async function qualityPage(match, view) {
     el("h2", { text: "Suspected duplicates" }),
     duplicates.length ? el("ul", { id: "duplicates", class: "choices" }, duplicates.map((d) => el("li", {},
       el("span", {}, person(d.people[0], d.names[0]), " / ", person(d.people[1], d.names[1]),
-        ` · similarity ${number(d.similarity)} · ${DUPLICATE_KINDS[d.kind] || d.kind}`),
-      admin() && d.kind === "person" ? mergeIntoFirst(d) : null)))
+        ` · similarity ${number(d.similarity)} · ${DUPLICATE_KINDS[d.kind] || d.kind}`,
+        gone(d).length ? ` · ${gone(d).join(" and ")} no longer registered (merged or deleted)` : ""),
+      admin() && d.kind === "person" && !gone(d).length ? mergeIntoFirst(d) : null)))
       : el("p", { text: "none" })];
 }
 

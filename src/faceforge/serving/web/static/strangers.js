@@ -113,9 +113,11 @@ function addStrangerForm(ui) {
     try {
       const stranger = await api("/api/v1/strangers", { method: "POST", form: new FormData(form) });
       const accepted = stranger.photos.filter((p) => p.verdict === "accepted").length;
-      // What the server says about accepted photos too: a face that looks like an enrolled person's.
-      const said = stranger.photos.filter((p) => p.verdict === "accepted" && p.message)
-        .map((p) => ` ${p.filename || `Photo ${p.index + 1}`}: ${p.message}.`).join("");
+      // What the server says about accepted photos too (a face that looks like an enrolled person's),
+      // and each refused photo with why: a photo refused beside accepted ones was not named at all.
+      const said = stranger.photos.filter((p) => p.verdict !== "accepted" || p.message)
+        .map((p) => ` ${p.filename || `Photo ${p.index + 1}`}: ${p.verdict === "accepted" ? "" : `${p.verdict}: `}${p.message || p.reasons.join(", ")}.`)
+        .join("");
       // After a photo's own sentence, the next starts with a capital ("…if it is them. a new version").
       const training = said ? " A new version is being trained." : " a new version is being trained.";
       go("#/strangers", `Stranger added: ${accepted} of ${plural(stranger.photos.length, "photo")} accepted;${said}${training}`, !said);
