@@ -89,8 +89,18 @@ class PostgresLease:
 
     def release(self) -> None:
         if self.connection is not None:
-            self.connection.invalidate()  # ends the session, which releases the lock
-            self.connection = self.key = None
+            try:
+                if self.key is not None:
+                    # Unlocked before the session ends: the server drops a closed session's locks when
+                    # its backend exits, a moment later, and an API process reading pg_locks in that
+                    # moment still saw a trainer running (a loaded CI machine did).
+                    self.connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+                    self.connection.commit()
+            except Exception:  # the session is gone already, and its lock with it
+                log.debug("the trainer's lease connection was gone at release", exc_info=True)
+            finally:
+                self.connection.invalidate()  # ends the session (and the lock, if the unlock failed)
+                self.connection = self.key = None
 
 
 class FileLease:
