@@ -59,6 +59,9 @@ def test_strangers_into_a_home_then_again(
     assert first["photos_accepted"] == len(PEOPLE) * 4 + 3 + 3
     assert [r["reasons"] for r in first["refused"]] == [["no_face"]]  # the cat, as a stranger
     assert "stranger" in first["refused"][0] and "person" not in first["refused"][0]
+    # A loose photo is a stranger of its own, with no folder: null, not its sha256 (a tester's).
+    cat = image_files(FACES / "negatives")[0].name
+    assert (first["refused"][0]["stranger"], first["refused"][0]["file"]) == (None, cat), first["refused"]
     assert first["version"] == 1
 
     again = _import(str(people), "--strangers", str(strangers), "--home", home)
@@ -74,6 +77,7 @@ def test_strangers_into_a_home_then_again(
     assert (alone["strangers_created"], alone["strangers_found"], alone["people_found"]) == (1, 4, 0)
     refused = [(r["file"], r["reasons"]) for r in alone["refused"]]
     assert ("moved.jpg", ["unreadable_file"]) in refused  # beside the dog, refused again each run
+    assert all(r["stranger"] is None for r in alone["refused"]), alone["refused"]  # not "unreadable ..."
     assert alone["version"] == 2
     (strangers / "moved.jpg").unlink()
 

@@ -46,6 +46,20 @@ def test_help_and_no_arguments_still_show_the_help() -> None:
     assert bare.exit_code == 2 and "Usage: faceforge" in bare.output and "error" not in bare.output
 
 
+def test_an_import_into_a_server_and_a_home_at_once_is_refused(tmp_path: Path) -> None:
+    """The server was imported into and --home silently dropped (a tester's)."""
+    empty = tmp_path / "people"
+    empty.mkdir()
+    both = runner.invoke(
+        app, ["import", str(empty), "--server", "http://127.0.0.1:9", "--home", str(tmp_path / "home")]
+    )
+    assert both.exit_code == 2
+    assert both.stderr == (
+        "error: give --server or --home, not both: --server imports into a running server's home\n"
+    )
+    assert not (tmp_path / "home").exists()
+
+
 def test_an_api_key_without_a_server_is_refused_unless_it_comes_from_the_environment(tmp_path: Path) -> None:
     empty = tmp_path / "people"
     empty.mkdir()

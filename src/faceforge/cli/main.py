@@ -413,6 +413,9 @@ def import_command(
     if server is None and api_key is not None and given:
         # Silently ignored, a key meant for a server would leave a user thinking it was used.
         raise _fail("--api-key is for --server: an import into --home needs no key")
+    if server is not None and home is not None:
+        # The server was imported into and --home silently ignored: which did the user mean?
+        raise _fail("give --server or --home, not both: --server imports into a running server's home")
     if folder is not None and strangers is not None and overlapping(folder, strangers):
         # The same photos as people and as strangers: every one of those people would never be named.
         raise _fail("--strangers must be a folder apart from the people's folder (neither inside the other)")
@@ -469,10 +472,10 @@ def _print_import_summary(summary: dict[str, Any]) -> None:
 
 def _whose_photo(verdict: dict[str, Any]) -> str:
     """``person/file``, ``stranger folder/file``, or for a loose photo collected as a stranger
-    ``stranger file`` (as its progress line says; its id is the photo's sha256)."""
+    ``stranger file`` (as its progress line says; it has no folder)."""
     if "person" in verdict:
         return f"{verdict['person']}/{verdict['file']}"
-    if verdict.get("name") == verdict["file"]:  # a loose photo: its folder is the collection's
+    if verdict["stranger"] is None:  # a loose photo: its folder is the collection's
         return f"stranger {verdict['file']}"
     return f"stranger {verdict['stranger']}/{verdict['file']}"
 

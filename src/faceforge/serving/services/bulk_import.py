@@ -42,6 +42,7 @@ class FolderPerson:
     external_id: str  # the folder's name (a loose stranger photo: its sha256)
     name: str  # the folder's name with underscores as spaces ("Colin_Powell" -> "Colin Powell")
     photos: list[Path]
+    loose: bool = False  # a loose photo collected as a stranger of its own (no folder names them)
 
 
 class BatchRefusedError(FaceforgeError):
@@ -188,7 +189,7 @@ def scan_strangers(root: Path) -> list[FolderPerson]:
             digest = hashlib.sha256(photo.read_bytes()).hexdigest()
         except OSError:  # refused on its own when imported (found again by nothing: it has no content)
             digest = f"unreadable {photo.name}"
-        strangers.append(FolderPerson(digest, photo.name, [photo]))
+        strangers.append(FolderPerson(digest, photo.name, [photo], loose=True))
     if not strangers:
         raise DatasetError(f"{root} has no photos of strangers (a sub-folder or a photo per stranger)")
     return strangers
@@ -209,9 +210,10 @@ def _started(people: Sequence[FolderPerson], strangers: Sequence[FolderPerson]) 
 def _said(
     kind: str, person: FolderPerson, file: str | None, reasons: list[str], message: str | None
 ) -> dict[str, Any]:
-    """What the summary says of one photo: whose it is, which file, why."""
+    """What the summary says of one photo: whose it is (the folder; null for a loose photo collected
+    as a stranger, whose key, its sha256 or "unreadable <file>", the summary printed), which file, why."""
     return {
-        kind: person.external_id,
+        kind: None if person.loose else person.external_id,
         "name": person.name,
         "file": file,
         "reasons": reasons,
