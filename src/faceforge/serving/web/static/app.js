@@ -940,8 +940,10 @@ async function qualityPage(match, view) {
   // The pairs are the version's; people merged or deleted since are no longer there to open or merge
   // (a tester's merge button answered "person 3 not found" after the merge it offered).
   const ids = [...new Set(duplicates.flatMap((d) => d.people))];
+  // Only a 404 says gone: any other failure (a busy server) leaves the pair as the version lists it,
+  // rather than the whole page, histograms included, as an error.
   const present = new Map(await Promise.all(ids.map((id) => api(`/api/v1/people/${id}`).then(() => [id, true],
-    (error) => { if (error instanceof ApiError && error.status === 404) return [id, false]; throw error; }))));
+    (error) => [id, !(error instanceof ApiError && error.status === 404)]))));
   const person = (id, name) => (present.get(id) ? el("a", { href: `#/people/${id}`, text: name }) : el("span", { text: name }));
   const gone = (d) => d.people.filter((id) => !present.get(id)).map((id) => d.names[d.people.indexOf(id)]);
   return [el("p", {}, el("a", { href: "#/versions", text: "← Versions" })), el("h1", { text: `Quality of version ${v.version}` }),
