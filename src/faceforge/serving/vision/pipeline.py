@@ -263,10 +263,17 @@ class FacePipeline:
         return judged.finish(self.embedder.embed(judged.inputs))
 
     def _judge(
-        self, image: RgbImage, *, single_face: bool, scale: float = 1.0, size: tuple[int, int] | None = None
+        self,
+        image: RgbImage,
+        *,
+        single_face: bool,
+        scale: float = 1.0,
+        size: tuple[int, int] | None = None,
+        embed: bool = True,
     ) -> _Judged:
         """``analyze_image`` up to the embedding: the faces found and judged, and the embedder's inputs
-        for those to embed (so that several photos' faces can be embedded in one batch)."""
+        for those to embed (so that several photos' faces can be embedded in one batch); without
+        ``embed``, none (no refining, cropping or aligning: detection only)."""
         # Enrolment rejects faces below min_usable_face anyway, so it need not search for them.
         config = self.detector_settings
         smallest = (config.min_usable_face if single_face else config.min_face_size) / scale
@@ -296,6 +303,8 @@ class FacePipeline:
             to_embed = good
         else:
             to_embed = good[:1] if not photo.reasons else []
+        if not embed:
+            to_embed = []
         inputs = self.inputs(image, [face.detection.box for face in to_embed])
         return _Judged(photo, to_embed, inputs, scale, size)
 
@@ -321,15 +330,17 @@ class FacePipeline:
         landmarks are still in the photo's pixels. Without ``embed``, the faces are found and judged
         only (detection alone: the embedder is most of a group photo's time)."""
         started = time.perf_counter()
-        judged = self._decode_and_judge(data, single_face=single_face)
+        judged = self._decode_and_judge(data, single_face=single_face, embed=embed)
         judged_at = time.perf_counter()
         if not embed:
-            judged.to_embed = []
-        photo = judged.finish(self.embedder.embed(judged.inputs) if embed else np.empty((0, 0), np.float32))
+            photo = judged.finish(np.empty((0, 0), np.float32))
+            photo.seconds = {"detector": judged_at - started, "calculator": 0.0}
+            return photo
+        photo = judged.finish(self.embedder.embed(judged.inputs))
         photo.seconds = {"detector": judged_at - started, "calculator": time.perf_counter() - judged_at}
         return photo
 
-    def _decode_and_judge(self, data: bytes, *, single_face: bool) -> _Judged:
+    def _decode_and_judge(self, data: bytes, *, single_face: bool, embed: bool = True) -> _Judged:
         decoded = decode_reduced(
             data,
             max_pixels=self.settings.max_pixels,
@@ -341,6 +352,7 @@ class FacePipeline:
             single_face=single_face,
             scale=decoded.scale,
             size=(decoded.width, decoded.height),
+            embed=embed,
         )
 
     def analyze_many(

@@ -416,7 +416,8 @@ def _faces(
     faces = services.compat.faces_of(
         photo.data, min_detection=options.det_prob_threshold, seconds=seconds, embed=embed
     )
-    # Every face found was embedded, those beyond the limit too: ``calculator`` is shared by them all.
+    # Every face found was embedded (if any was), those beyond the limit too: ``calculator`` is shared
+    # by them all.
     seconds[ANALYSED] = seconds.get(ANALYSED, 0.0) + len(faces)
     return faces[: options.limit] if options.limit else faces
 
