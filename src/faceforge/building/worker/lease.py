@@ -90,7 +90,7 @@ class PostgresLease:
     def release(self) -> None:
         if self.connection is not None:
             try:
-                if self.key is not None:
+                if self.key is not None and not self.connection.invalidated:
                     # Unlocked before the session ends: the server drops a closed session's locks when
                     # its backend exits, a moment later, and an API process reading pg_locks in that
                     # moment still saw a trainer running (a loaded CI machine did).

@@ -62,7 +62,9 @@ def _form_body(required: tuple[str, ...], **fields: dict[str, Any]) -> dict[str,
     (``_form``), so FastAPI saw no body and the document showed none, nor where the key goes."""
     key = {"type": "string", "description": "an API key (admin keys register and delete)"}
     schema = {"type": "object", "required": list(required), "properties": {"api_key": key, **fields}}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+    # Required where a field is: list needs none (no key on loopback without keys: an empty body).
+    body = {"required": bool(required), "content": {"multipart/form-data": {"schema": schema}}}
+    return {"requestBody": body}
 
 
 def _image(description: str) -> dict[str, Any]:
