@@ -338,8 +338,9 @@ class OnnxExporter:
             roles=BROWSER_FILES,
             note="the browser client (GET /client/faceforge.js): MTCNN's P-Net and R-Net as shipped (the "
             "server runs them rewritten, to the same numbers), the refiner (also MTCNN's third stage), "
-            f"the server's int8 embedding graph ({BROWSER_BACKBONE}: static quantisation, QDQ, run by ONNX "
-            "Runtime's integer kernels) and "
+            f"the server's int8 embedding graph in its twin with 7-bit weights ({BROWSER_BACKBONE}: static "
+            "quantisation, QDQ, run by ONNX Runtime's integer kernels, which cannot saturate its products) "
+            "and "
             "the head; all but head.onnx are the same files in every version",
         )
 

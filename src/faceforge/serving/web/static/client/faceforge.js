@@ -201,8 +201,8 @@ class Client {
     if (!stored) throw new FaceforgeError("cache_incomplete", `model file ${sha} is missing from the browser's cache`);
     const bytes = new Uint8Array(await stored.arrayBuffer());
     if (await sha256(bytes) !== sha) throw new FaceforgeError("checksum_mismatch", `the cached model file ${sha} is damaged`);
-    // The backbone is the server's int8 graph (QuantizeLinear/DequantizeLinear pairs): ONNX Runtime
-    // fuses them into its integer kernels, twice as fast in WASM as the float32 graph.
+    // The backbone is the server's int8 graph with 7-bit weights (QuantizeLinear/DequantizeLinear
+    // pairs): ONNX Runtime fuses them into its integer kernels, twice as fast in WASM as the float32 graph.
     const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
     this._sessions.set(sha, session);
     return session;
