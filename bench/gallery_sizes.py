@@ -15,7 +15,7 @@ For each gallery:
 - ``gallery_reject``: what the gallery's own photos, each a stranger to everyone else, say of it at
   the version's threshold (``calibration.evidence``), the evidence that mostly decides at 201 people;
 - ``known``: probes accepted as the right person; ``oracle``: known accepted at the thresholds that
-  reject 95/97/99 % of those strangers (chosen on them: how well the embedder separates, whatever the
+  reject 95/97/98/99 % of those strangers (chosen on them: how well the embedder separates, whatever the
   calibration);
 
 each without and with ``--calibration-strangers`` strangers given to calibration (eval's
