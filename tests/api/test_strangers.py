@@ -356,6 +356,15 @@ def test_a_photo_another_person_has_is_said_at_the_upload(quiet_client: TestClie
     more = quiet_client.post(f"/api/v1/people/{first['id']}/photos", files=photo_fields(colin[3:4]))
     assert more.json()["photos"][0]["message"] is None, more.text
     assert quiet_client.get(f"/api/v1/people/{tony['id']}").json()["photo_count"] == 2
+    # DeepStack's register has only its message to say it in: it answered "face added", no more.
+    tonys = image_files(LFW10 / PEOPLE[1])
+    files = {"image1": ("a.jpg", colin[3].read_bytes()), "image2": ("b.jpg", tonys[1].read_bytes())}
+    registered = quiet_client.post("/v1/vision/face/register", data={"userid": "Tony"}, files=files)
+    assert registered.status_code == 200, registered.text
+    answer = registered.json()
+    assert answer["success"] is True and answer["message"].startswith(f"face added; a.jpg: {said}"), answer
+    assert "b.jpg" not in answer["message"], answer  # nobody else has that one: nothing said of it
+    assert quiet_client.get(f"/api/v1/people/{tony['id']}").json()["photo_count"] == 4
     # A group photo enrolled for two of its people, each their own face: no such note.
     examples = FACES / "face_recognition_examples"
     group = FACES / "multi" / "face_recognition_obama_and_biden.jpg"

@@ -107,10 +107,17 @@ class CompatService:
         assert result.person is not None
         return result.person
 
-    def add_to_subject(self, name: str, uploads: list[Upload]) -> None:
+    def add_to_subject(self, name: str, uploads: list[Upload]) -> list[str]:
         """DeepStack's register: the photos join the subject (created when missing), all of them or,
-        when one is refused, none (its answer has no place to say which were stored)."""
-        self.people.add_to_name(name=name, uploads=uploads, all_or_nothing=True)
+        when one is refused, none (its answer has no place to say which were stored). Returns what
+        is said of the accepted photos ("<photo>: <note>"), such as another person having the same
+        photo: DeepStack's answer has only its message to say it in."""
+        result = self.people.add_to_name(name=name, uploads=uploads, all_or_nothing=True)
+        return [
+            f"{verdict.filename or f'image {verdict.index + 1}'}: {verdict.message}"
+            for verdict in result.photos
+            if verdict.accepted and verdict.message
+        ]
 
     def rename_subject(self, name: str, new_name: str) -> None:
         """Renaming onto an existing subject merges the two (CompreFace's rule)."""

@@ -142,7 +142,7 @@ def _register(services: Services, form: FormData) -> dict[str, Any]:
     if not uploads:
         raise RequestRejectedError("image_required", "at least one image is required")
     try:
-        services.compat.add_to_subject(userid, uploads)
+        notes = services.compat.add_to_subject(userid, uploads)
     except PhotosRejectedError as error:
         refused = [v for v in error.verdicts if not v.accepted and DUPLICATE not in v.reasons]
         if not refused:  # every image is one the person has: registering again is no error
@@ -179,7 +179,9 @@ def _register(services: Services, form: FormData) -> dict[str, Any]:
             for text in dict.fromkeys(said.values())
         ]
         raise RequestRejectedError(code, "; ".join(grouped) + "; no image was added") from None
-    return {"success": True, "message": "face added"}
+    # What was said of an accepted photo (another person has the same one; it looks like a
+    # stranger's) follows DeepStack's words: dropped, a photo filed under a second name went unheard.
+    return {"success": True, "message": "; ".join(["face added", *notes])}
 
 
 @router.post(
