@@ -20,6 +20,7 @@ from faceforge.serving.api.deps import one_value_per_query_parameter
 from faceforge.serving.api.errors import install_error_handlers
 from faceforge.serving.api.http_defaults import HttpDefaultsMiddleware
 from faceforge.serving.api.metrics import MetricsMiddleware, ServiceMetrics
+from faceforge.serving.api.multipart_end import MultipartEndMiddleware
 from faceforge.serving.api.photo_requests import PhotoRequestMiddleware
 from faceforge.serving.api.routes import (
     client,
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
             form_limits={"max_files": limits.max_photos_per_request},
             dependencies=[Depends(one_value_per_query_parameter)] if id(router) in query_checked else [],
         )
+    app.add_middleware(MultipartEndMiddleware)  # a multipart body cut short is refused, not half read
     app.add_middleware(AccessMiddleware, settings=resolved, routes=app.state.api_routes)
     app.add_middleware(MetricsMiddleware, metrics=service_metrics)  # around access: refusals count too
     app.add_middleware(ServedByMiddleware)

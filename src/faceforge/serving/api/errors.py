@@ -352,6 +352,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if isinstance(error.__cause__, FaceforgeError):
+            # Ours, raised while FastAPI read the body (a multipart body cut short): it answered
+            # "There was an error parsing the body", which says neither what nor what to do.
+            return await _faceforge(request, error.__cause__)
         status, detail = error.status_code, str(error.detail)
         headers = dict(error.headers or {})
         if status == 404 and not request.url.path.startswith((API_PREFIX, LEGACY_PREFIX, DEEPSTACK_PREFIX)):
