@@ -387,6 +387,32 @@ def test_watch_needs_a_server_once(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "give --server URL once" in result.output
 
 
+def test_a_wrong_server_path_is_said_in_one_line(tmp_path: Path) -> None:
+    """``--server http://host:port/wrong/path`` exited 2 with httpx's two lines (the status, then a
+    link to MDN): a one-line reason in two."""
+    video = tmp_path / "v.avi"
+    write_video(video, [], codec="mjpeg")
+    (tmp_path / "www").mkdir()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # not on the command's stderr
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path / "www"))
+    web = ThreadingHTTPServer(("127.0.0.1", 0), handler)  # answers 404 to every model route
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{web.server_address[1]}/wrong/path"
+        result = runner.invoke(app, ["watch", str(video), "--server", url, "--cache", str(tmp_path / "c")])
+    finally:
+        web.shutdown()
+        web.server_close()
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert f"404 File not found for {url}/api/v1/models/current" in lines[0], result.output
+
+
 def test_a_video_file_is_not_kept_waiting_for_a_server_that_is_down(tmp_path: Path) -> None:
     video = tmp_path / "v.avi"
     write_video(video, [], codec="mjpeg")
@@ -525,6 +551,34 @@ def test_an_offline_start_does_not_fetch_its_version_again(
         proxy.stop()
         through.close()
     assert (store.directory / CURRENT_FILE).stat().st_mtime_ns == written
+
+
+def test_the_server_back_is_said_as_loudly_as_its_outage(
+    server: Server, warm_cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The outage was a warning and the return an info line, which the default level hides: a
+    tester's log ended on "cannot reach the server" while the agent had long taken a new version."""
+    from faceforge.edge import agent
+
+    store = ModelStore(copy_cache(warm_cache, tmp_path / "cache"), ModelChoice.TFLITE_INT8)
+    address = httpx.URL(server.url)
+    proxy = TcpProxy(free_port(), (address.host, address.port or 80))  # not started: the server is away
+    through = ServerClient(f"http://127.0.0.1:{proxy.port}", None)
+    updates = ModelUpdates(store, through, 60.0, None)
+
+    def said(text: str) -> bool:
+        return any(text in record.getMessage() for record in caplog.records)
+
+    try:
+        with caplog.at_level(logging.WARNING, logger=agent.__name__):
+            updates.start()
+            wait_for(lambda: said("cannot reach the server"), timeout=30, what="the outage's warning")
+            proxy.start()
+            wait_for(lambda: said("the server answers again"), timeout=30, what="the return, as a warning")
+    finally:
+        updates.stop()
+        proxy.stop()
+        through.close()
 
 
 def test_unsent_decisions_wait_per_topic_prefix() -> None:

@@ -31,7 +31,7 @@ from PIL import Image
 from faceforge.core.faces import Box
 from faceforge.edge.choices import DetectorName
 from faceforge.edge.errors import NoModelVersion, WatchError
-from faceforge.edge.models import CachedVersion, ModelStore, Person, ServerClient
+from faceforge.edge.models import CachedVersion, ModelStore, Person, ServerClient, server_failure
 from faceforge.edge.publish import Decision
 from faceforge.edge.runtime import EdgeModel
 from faceforge.edge.source import Frame
@@ -163,7 +163,9 @@ class ModelUpdates:
                 if self._stop.is_set():  # nothing is said after the agent's last line (``stop``)
                     return
                 if said:
-                    log.info("model update: the server answers again")
+                    # As loud as the outage's warning: at the default level, the log's last word on
+                    # the server was the outage, long after it had ended.
+                    log.warning("model update: the server answers again")
                 failures, said = 0, ""
                 if version is NOBODY:
                     log.warning(
@@ -179,7 +181,9 @@ class ModelUpdates:
                 kind = str(error) if isinstance(error, WatchError) else "unreachable"
                 if kind != said:
                     reason = (
-                        str(error) if isinstance(error, WatchError) else f"cannot reach the server ({error})"
+                        str(error)
+                        if isinstance(error, WatchError)
+                        else f"cannot reach the server ({server_failure(error)})"
                     )
                     log.warning(
                         "model update: %s%s", reason, "; checking again with back-off" if not said else ""

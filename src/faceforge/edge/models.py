@@ -132,6 +132,18 @@ def _error_message(response: httpx.Response) -> str:
     return str(message)
 
 
+def server_failure(error: BaseException) -> str:
+    """One line for a failed request to the server: httpx's text for an HTTP error status is two
+    lines (a link to MDN under it), which broke a CLI's one-line reason in two."""
+    if isinstance(error, httpx.HTTPStatusError):
+        response = error.response
+        said = f"{response.status_code} {response.reason_phrase} for {error.request.url}"
+        if _error_code(response) is None:  # not a faceforge server's answer: nothing more to say
+            return said
+        return f"{said}: {_error_message(response)}"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def _error_code(response: httpx.Response) -> str | None:
     """The ``code`` of the server's JSON error body ``{"error": {"code", "message"}}``, if it is one."""
     try:

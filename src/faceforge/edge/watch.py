@@ -20,7 +20,13 @@ from faceforge.core.errors import WeightsUnavailableError
 from faceforge.edge.agent import BACKOFF_SECONDS, Agent, ModelUpdates, make_detector
 from faceforge.edge.choices import DetectorName, ModelChoice
 from faceforge.edge.errors import NoModelVersion, WatchError
-from faceforge.edge.models import CachedVersion, ModelStore, ServerClient, check_server_url
+from faceforge.edge.models import (
+    CachedVersion,
+    ModelStore,
+    ServerClient,
+    check_server_url,
+    server_failure,
+)
 from faceforge.edge.publish import (
     BASE_TOPIC,
     DISCOVERY_PREFIX,
@@ -100,15 +106,20 @@ def _first_model(
         except Exception as error:  # network and HTTP errors: use the cache, or wait for the server
             if cached is not None:
                 log.warning(
-                    "the server cannot be reached (%s): running offline on version %d", error, cached.version
+                    "the server cannot be reached (%s): running offline on version %d",
+                    server_failure(error),
+                    cached.version,
                 )
                 updates.running(cached.version, unreachable_said=True)
                 return cached
             if not wait:
                 raise WatchError(
-                    f"no model from the server ({error}) and none cached in {store.directory}"
+                    f"no model from the server ({server_failure(error)}) and none cached in {store.directory}"
                 ) from None
-            kind, reason = "unreachable", f"the server cannot be reached ({error}) and no model is cached"
+            kind, reason = (
+                "unreachable",
+                f"the server cannot be reached ({server_failure(error)}) and no model is cached",
+            )
         # At most --poll apart: past a minute of back-off, a camera waiting for the first version
         # named the first person enrolled up to a minute late whatever --poll said.
         delay = min(BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)], updates.poll_seconds)
