@@ -93,9 +93,9 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     page.locator("#probe").set_input_files(str(COLIN[9]))
     face = page.locator("#faces li").first
     face.get_by_role("button", name="Not Colin Powell: add as a stranger").click()
-    # It is Colin Powell's face: accepted, but said as a problem (it was a green success), with the
-    # way to the stranger, whose deletion undoes it.
-    said = face.locator(".rejected")
+    # It is Colin Powell's face: accepted, but said as a caution (it was a green success; then red,
+    # as if it had failed), with the way to the stranger, whose deletion undoes it.
+    said = face.locator(".warned")
     expect(said).to_contain_text(
         "Added as a stranger: accepted: this face looks like Colin Powell's", timeout=TIMEOUT_MS
     )
@@ -128,7 +128,7 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     not_her = page.get_by_role("button", name="Not Winona Ryder: add as a stranger")
     hers = page.locator("#faces li").filter(has=not_her)
     not_her.click()
-    expect(hers.locator(".rejected")).to_contain_text(
+    expect(hers.locator(".warned")).to_contain_text(
         "Added as a stranger: accepted: this face looks like Winona Ryder's", timeout=TIMEOUT_MS
     )
     assert _counts(server) == (photos + 2, 3)
@@ -151,7 +151,12 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     loose = image_files(LFW10 / "Hugo_Chavez")[5]
     source = hashlib.sha256(loose.read_bytes()).hexdigest()  # what `faceforge import` names it by
     upload = [("photos", (loose.name, loose.read_bytes(), "image/jpeg"))]
-    server.api("POST", "/api/v1/strangers?train=false", data={"source": source}, files=upload)
+    # And a note as long as a note may be: shown whole, it made the card three times its neighbour's
+    # height, and the stranger's delete button six lines of red.
+    note = "the courier who brings the parcels on weekdays, " * 4
+    loose_stranger = server.api(
+        "POST", "/api/v1/strangers?train=false", data={"source": source, "note": note.strip()}, files=upload
+    ).json()
     page.set_viewport_size({"width": 375, "height": 800})
     open_page(page, server, "#/strangers")
     page.reload()  # the page was already on #/strangers: the new stranger shows on a fresh load
@@ -161,9 +166,19 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     expect(card).to_contain_text(f"from a photo (sha256 {source[:12]}…)")
     expect(card).not_to_contain_text(source)
     assert card.locator(".muted").get_attribute("title") == source
+    name = card.locator(".name")
+    assert name.get_attribute("title") == note.strip()
+    lines = name.evaluate(
+        "(e) => e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).fontSize)"
+    )
+    assert lines < 3.5, lines  # two lines of text at most (four lines measured 5.6 font sizes)
     expect(page.locator("#strangers .stranger img.avatar")).to_have_count(2, timeout=TIMEOUT_MS)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     shot(page, server, "13-strangers-phone")
+    open_page(page, server, f"#/strangers/{loose_stranger['id']}")
+    delete = page.get_by_role("button", name=f"Delete {note.strip()}")
+    expect(delete).to_have_text("Delete this stranger")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
     open_page(page, server, "#/try")
     page.locator("#probe").set_input_files(str(GROUP))
     expect(page.locator("#faces li").first).to_be_visible(timeout=TIMEOUT_MS)

@@ -32,7 +32,9 @@ function strangerCard(ui, stranger) {
   const label = labelOf(stranger);
   const picture = el("div", { class: "avatar", "aria-hidden": "true", text: "?" });
   const card = el("div", { class: "person stranger", id: `stranger-${stranger.id}` }, picture,
-    el("a", { class: "name", href: `#/strangers/${stranger.id}`, text: label }),
+    // A long note is cut to two lines (whole on hover and on the stranger's page): shown whole, a
+    // 200-letter note made its card three times its neighbours' height.
+    el("a", { class: "name", href: `#/strangers/${stranger.id}`, text: label, title: label }),
     el("div", { class: "muted", title: stranger.source || "", text: [plural(stranger.photo_count, "photo"), fromText(stranger.source)].filter(Boolean).join(" · ") }));
   if (stranger.thumbnail_url) {
     blobImage(stranger.thumbnail_url, { class: "avatar", alt: "" }).then((image) => picture.replaceWith(image)).catch(() => {});
@@ -98,7 +100,7 @@ export async function strangerPage(ui, match) {
   return [el("p", {}, el("a", { href: "#/strangers", text: "← Strangers" })), el("h1", { class: "stranger", text: label }), summary,
     el("p", { class: "muted", text: "Never named by any model: their faces teach each version to answer “unknown” for them." }),
     admin() ? [ui.addPhotos(`/api/v1/strangers/${id}/photos`, () => refresh().catch(fail)),
-      el("p", { class: "stranger" }, deleteButton(ui, stranger, `Delete ${label}`, (message) => go("#/strangers", message)))] : null,
+      el("p", { class: "stranger" }, deleteButton(ui, stranger, "Delete this stranger", (message) => go("#/strangers", message)))] : null,
     photosHeading, admin() ? null : el("p", { class: "muted", id: "faces-note", text: ui.FACES_FOR_ADMINS }), onlyPhoto, grid];
 }
 
@@ -239,7 +241,8 @@ export function faceActions(ui, { file, image, face, index, count, faces }) {
       // Accepted with a warning (a stranger who looks like an enrolled person) is not a plain success:
       // said as a problem, with the way to the stranger, whom deleting undoes it.
       const warned = stored && upload === toStrangers && Boolean(verdict.message);
-      status.className = stored && !warned ? "accepted" : "rejected";
+      // Amber, not red: the face was stored, and what follows is a caution, not a failure.
+      status.className = warned ? "warned" : stored ? "accepted" : "rejected";
       status.textContent = stored ? `${describe}: ${verdictText(verdict)}; a new version is being trained.`
         : `${refused}: ${verdict ? verdictText(verdict) : "no verdict came back"}.`;
       if (warned && body.id) {
