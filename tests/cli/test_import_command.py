@@ -150,6 +150,28 @@ def test_import_into_a_home_then_again(
     assert "model version 1 is current" in held.stdout
 
 
+def test_the_next_run_trains_the_version_a_run_left_unbuilt(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped while it trained, or run with --no-wait on a home no server watches, leaves its
+    version asked for and never built; the next run found nothing new and trained nothing, so the
+    home kept its people and no model, on every run after (a tester's)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("FACEFORGE_WEIGHTS_CACHE", str(settings.weights_dir))
+    monkeypatch.setenv("FACEFORGE_WORKER__FORMATS", "onnx")
+    folder = _folder(tmp_path, photos_each=3, people=PEOPLE[:2])
+    first = _import(home, folder, "--no-wait")
+    assert first["training_requested"] and first["version"] is None
+    again = runner.invoke(app, ["import", str(folder), "--home", str(home)])
+    assert again.exit_code == 0, again.output
+    assert "nothing new was imported; the version an earlier run asked for was trained" in again.stdout
+    assert "model version 1 is current" in again.stdout
+    # Once built, nothing more is trained.
+    third = _import(home, folder)
+    assert not third["training_requested"] and not third["trained_earlier_request"]
+    assert third["version"] == 1
+
+
 def test_ctrl_c_stops_cleanly_and_a_second_run_resumes(tmp_path: Path, settings: Settings) -> None:
     everyone = tuple(sorted(p.name for p in LFW10.iterdir() if p.is_dir()))
     folder = _folder(tmp_path, photos_each=6, people=everyone)

@@ -114,16 +114,32 @@ def _into_home(
                 concurrency=cores + 1,
             )
             summary = importer.run(people, strangers)
-            if summary.training_requested and wait and not summary.interrupted and not torch_installed():
+            if not summary.training_requested and wait and not summary.interrupted:
+                # The next run completes the last: one stopped while it trained (or run with
+                # --no-wait) left its version asked for and never built, and a run that found
+                # nothing new trained nothing, leaving the home with people and no model.
+                pending = services.models.training_status()
+                summary.trained_earlier_request = pending.requested > pending.built
+            training = summary.training_requested or summary.trained_earlier_request
+            if training and wait and not summary.interrupted and not torch_installed():
                 # A serve-only install stores photos but trains nothing (no PyTorch, no converters).
                 display.say("this install does not train: `faceforge worker` on this home builds the version")
-            elif summary.training_requested and wait and not summary.interrupted:
+            elif training and wait and not summary.interrupted:
                 from faceforge.building.worker.trainer import TrainingWorker  # the worker install's
 
                 worker = TrainingWorker(settings, services.sessions)
-                display.say("training the new version")
+                display.say(
+                    "training the new version"
+                    if summary.training_requested
+                    else "training the version an earlier run asked for"
+                )
                 try:
                     trained = worker.run_once()
+                except KeyboardInterrupt:
+                    # Stopped while training: the photos are stored and the version asked for, so
+                    # the next run trains it. Said, with the summary (it ended with neither).
+                    summary.interrupted = trained = True
+                    display.say("interrupted while training: the next run trains the version")
                 finally:
                     worker.lease.release()
                 if not trained:
@@ -133,7 +149,7 @@ def _into_home(
             with services.sessions() as session:
                 summary.version = training_store.current_version(session)
             status = services.models.training_status()
-            if summary.training_requested and status.last_failure_version != failed_before:
+            if training and status.last_failure_version != failed_before:
                 summary.not_current = _not_current(
                     status.last_failure_version, status.last_failure_message, summary.version
                 )

@@ -451,7 +451,9 @@ def _print_import_summary(summary: dict[str, Any]) -> None:
         f"{summary['photos_already_imported']} already imported "
         f"({summary['photos_per_second']} photos/s)\n"
     )
-    if not summary["photos_accepted"]:
+    if summary["trained_earlier_request"]:
+        sys.stdout.write("nothing new was imported; the version an earlier run asked for was trained\n")
+    elif not summary["photos_accepted"]:
         sys.stdout.write("nothing new was imported; no new model version\n")
     for refusal in summary["refused"]:
         sys.stdout.write(f"  refused {_whose_photo(refusal)}: {refusal['message']}\n")

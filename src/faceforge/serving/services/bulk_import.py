@@ -141,6 +141,9 @@ class ImportSummary:
     repeated: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     training_requested: bool = False
+    # Nothing new, but a version an earlier run asked for was never built (that run was stopped while
+    # it trained, or ran with --no-wait on a home without a server): this run trained it.
+    trained_earlier_request: bool = False
     seconds: float = 0.0
     photos_per_second: float = 0.0
     version: int | None = None
