@@ -69,6 +69,19 @@ def test_bad_dataset_exits_nonzero_with_one_line(settings: Settings, tmp_path: P
     )
 
 
+def test_an_unknown_folder_without_photos_is_refused(settings: Settings, tmp_path: Path) -> None:
+    """An empty --unknown measured nothing and exited 0 ("unknown_reject_rate": null), where an empty
+    --strangers, and build's empty --unknown, exit 2 (a tester's)."""
+    (tmp_path / "empty").mkdir()
+    args = ["--dataset", str(LFW10), "--enroll", "5", "--unknown", str(tmp_path / "empty")]
+    result = runner.invoke(app, ["eval", "--home", str(settings.home), "--json", *args])
+    assert result.exit_code == 2, result.output
+    assert (
+        result.stderr
+        == f"error: {tmp_path / 'empty'} has no photos (--unknown: photos of people never enrolled)\n"
+    )
+
+
 @pytest.mark.parametrize("unknown", [LFW10, LFW10 / "Colin_Powell", LFW10.parent])
 def test_unknowns_that_are_the_dataset_are_refused(settings: Settings, unknown: Path) -> None:
     """Unknowns taken from the enrolled people's own folders scored "0 % of strangers rejected", a

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import SecretStr
 
 from faceforge.core.config import Settings
-from faceforge.core.dataset import image_files, overlapping
+from faceforge.core.dataset import image_files, overlapping, unknown_photos
 from faceforge.core.errors import DatasetError, TrainingError
 from faceforge.core.faces import PhotoFaces
 from faceforge.core.formats import ExportFormat
@@ -91,16 +91,9 @@ def build_model(
         if photos is not None and photos.is_dir() and overlapping(photos, out):
             # Written into a photos' folder tree, the next build or eval read the output as photos.
             raise DatasetError(f"--out must be a folder apart from {option} (neither inside the other)")
-    if options.unknown is not None and not options.unknown.is_dir():
+    if options.unknown is not None:
         # Accepted, a mistyped folder gave a report whose strangers line said "-", and exit 0.
-        raise DatasetError(f"unknown folder not found: {options.unknown}")
-    if options.unknown is not None and not image_files(options.unknown):
-        raise DatasetError(f"{options.unknown} has no photos (--unknown: photos of people never enrolled)")
-    if options.unknown is not None and overlapping(options.dataset, options.unknown):
-        raise DatasetError(
-            "--unknown must not be --dataset, inside it or hold it: enrolled people's photos "
-            "would be counted as strangers"
-        )
+        unknown_photos(options.unknown, options.dataset)
     enrolled, held = split_people(scan_folders(options.dataset), options.holdout, options.seed)
     # A new OUT is staged beside it and renamed into place whole. An empty OUT that exists is kept (it
     # may be a mount point, a link, or the current folder, none of which can be replaced): the work is

@@ -109,6 +109,23 @@ def split_dataset(dataset: Path, *, enroll: int, seed: int | None = None, people
     return Split(enrolled, probes, skipped)
 
 
+def unknown_photos(unknown: Path, dataset: Path) -> list[Path]:
+    """The photos of ``--unknown`` (people never enrolled), measured against a gallery of ``dataset``:
+    a folder apart from it, with photos (an empty one gave figures with no strangers rejected, "-"
+    or null, and exit 0)."""
+    if not unknown.is_dir():
+        raise DatasetError(f"unknown folder not found: {unknown}")
+    photos = image_files(unknown)
+    if not photos:
+        raise DatasetError(f"{unknown} has no photos (--unknown: photos of people never enrolled)")
+    if overlapping(dataset, unknown):
+        raise DatasetError(
+            "--unknown must not be --dataset, inside it or hold it: enrolled people's photos "
+            "would be counted as strangers"
+        )
+    return photos
+
+
 def stranger_groups(folder: Path) -> list[list[Path]]:
     """Photos of strangers, one list per stranger: each sub-folder is one stranger, each loose photo
     another (the layout ``faceforge import --strangers`` takes)."""

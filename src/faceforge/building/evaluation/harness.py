@@ -12,11 +12,11 @@ import numpy as np
 from faceforge.building.evaluation.app_detectors import AppDetector, app_embeddings, box_finder
 from faceforge.building.head_fitting import DEFAULT_TARGET_UNKNOWN_REJECT, fit_head
 from faceforge.core.dataset import (
-    image_files,
     overlapping,
     same_photos,
     split_dataset,
     stranger_groups,
+    unknown_photos,
 )
 from faceforge.core.errors import DatasetError
 from faceforge.core.faces import PhotoFaces
@@ -68,14 +68,7 @@ def evaluate(pipeline: FacePipeline, options: EvalOptions) -> dict[str, Any]:
     split = split_dataset(options.dataset, enroll=options.enroll, seed=options.seed, people=options.people)
     unknown_paths: list[Path] = []
     if options.unknown is not None:
-        if not options.unknown.is_dir():
-            raise DatasetError(f"unknown folder not found: {options.unknown}")
-        if overlapping(options.dataset, options.unknown):
-            raise DatasetError(
-                "--unknown must not be --dataset, inside it or hold it: enrolled people's photos "
-                "would be counted as strangers"
-            )
-        unknown_paths = image_files(options.unknown)
+        unknown_paths = unknown_photos(options.unknown, options.dataset)
     stranger_paths: list[list[Path]] = []
     if options.strangers is not None:
         stranger_paths = stranger_groups(options.strangers)
