@@ -5,6 +5,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +55,13 @@ def _digests(folder: Path) -> dict[str, str]:
     }
 
 
+def _dead_pid() -> int:
+    """The number of a process that has ended (and been reaped)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
 def test_build_writes_every_file_and_a_report(
     tmp_path: Path, settings: Settings, pipeline: FacePipeline
 ) -> None:
@@ -63,7 +74,15 @@ def test_build_writes_every_file_and_a_report(
             (dataset / person.external_id / photo.name).symlink_to(photo)
     (dataset / "stray.jpg").symlink_to(image_files(FACES / "unknown_singles")[0])
     out = tmp_path / "out"
+    # A build of a new OUT killed outright (SIGKILL, out of memory) left its hidden work folder beside
+    # it, a gigabyte, which no later build removed; a running build's folder must stay.
+    dead = _dead_pid()
+    (tmp_path / f".out-build-{dead}-x1" / "home").mkdir(parents=True)
+    (tmp_path / f".out-build-{os.getpid()}-x2").mkdir()
     report = _build(settings, out, dataset)
+    assert sorted(p.name for p in tmp_path.iterdir() if "-build-" in p.name) == [
+        f".out-build-{os.getpid()}-x2"
+    ]
     assert report["ignored"] == [str(dataset / "stray.jpg")]
     # What the import said of accepted photos (which face of a group photo was taken) is in the
     # report: the progress line counted "1 with a note", and it was said nowhere.
@@ -96,7 +115,7 @@ def test_build_writes_every_file_and_a_report(
     # into ".", an empty folder that exists: the build used to fail at its very end (rmdir(".")) and
     # delete what it had built, as it did for an empty mount point.
     again = tmp_path / "again"
-    (again / ".again-build-killed" / "home").mkdir(parents=True)  # what a build killed outright left
+    (again / f".again-build-{dead}-x3" / "home").mkdir(parents=True)  # what a build killed outright left
     with contextlib.chdir(again):
         _build(settings, Path("."))
     assert not [p.name for p in again.iterdir() if p.name.startswith(".")]  # no work folder left
@@ -258,3 +277,32 @@ def test_a_held_out_file_without_a_face_is_listed_not_counted_a_miss(
     assert report["top1"] == 1.0, report  # over the held-out photos with a face
     assert "held out Colin_Powell/zz-notes.jpg" in result.stdout and ": None" not in result.stdout
     assert "Held-out photos without a face (1)" in (out / "report.html").read_text()
+
+
+def test_a_build_stopped_by_sigterm_leaves_nothing(tmp_path: Path, settings: Settings) -> None:
+    """Ctrl-C removed the work folder; SIGTERM (a service manager's stop, `kill`) ended the process
+    with it in place: a gigabyte of photos and model files hidden beside OUT (a tester's)."""
+    dataset = tmp_path / "people"
+    for person in ("Colin_Powell", "Tony_Blair"):
+        (dataset / person).mkdir(parents=True)
+        for photo in image_files(LFW10 / person)[:3]:
+            (dataset / person / photo.name).symlink_to(photo)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "faceforge.cli.main", "build", "--dataset", str(dataset)]
+    environment = {**os.environ, "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir)}
+    process = subprocess.Popen(
+        [*command, "--out", str(out), "--home", str(tmp_path / "home")],
+        env=environment,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:  # not a terminal: a line per person; the work folder exists by now
+        if "Colin_Powell" in line:
+            assert [p.name for p in tmp_path.iterdir() if "-build-" in p.name], "no work folder yet"
+            process.send_signal(signal.SIGTERM)
+            break
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 143, rest
+    assert rest.strip().splitlines()[-1] == "error: terminated; nothing was written", rest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "people"]  # no OUT, no work folder

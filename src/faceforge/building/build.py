@@ -12,7 +12,9 @@ complete or absent (an empty ``out`` that exists already gets the files moved in
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import random
 import shutil
 import tempfile
@@ -77,11 +79,7 @@ def build_model(
     """Build ``options.out`` from the dataset in a temporary home of its own (see ``build_settings``);
     ``settings`` gives the weights cache and the detector, limits and worker settings."""
     out = options.out.absolute()  # "." has no name to make a work folder beside
-    if out.is_dir():
-        # A build killed outright (SIGKILL, out of memory) left its work folder in OUT: the next one
-        # refused a folder that looked empty. Two builds into one OUT at once cannot both succeed.
-        for stale in out.glob(f".{out.name}-build-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+    _sweep_dead_builds(out)
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{options.out} is a file; OUT must be a new or an empty folder")
     if out.exists() and any(out.iterdir()):
@@ -101,7 +99,9 @@ def build_model(
     existing = out.is_dir()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}-build-", dir=out if existing else out.parent))
+        work = Path(
+            tempfile.mkdtemp(prefix=_work_prefix(out, os.getpid()), dir=out if existing else out.parent)
+        )
     except OSError as error:
         raise DatasetError(f"cannot write {options.out}: {error.strerror or error}") from None
     try:
@@ -117,6 +117,35 @@ def build_model(
     finally:
         shutil.rmtree(work, ignore_errors=True)  # whatever failed: no hidden work folder is left
     return report
+
+
+def _work_prefix(out: Path, pid: int) -> str:
+    """The work folder's name before its random part: it names the build's process, so the next build
+    can tell a dead build's folder from a running one's."""
+    return f".{out.name}-build-{pid}-"
+
+
+def _sweep_dead_builds(out: Path) -> None:
+    """Remove the work folders of builds into ``out`` whose process is gone. A build killed outright
+    (SIGKILL, out of memory) leaves its folder, the photos and a gigabyte of model files in it: in
+    OUT, where the next build refused a folder that looked empty, or hidden beside a new OUT, where
+    nothing ever removed it. A running build's folder is left alone."""
+    places = [out.parent, out] if out.is_dir() else [out.parent]
+    for place in places:
+        for folder in place.glob(f".{glob.escape(out.name)}-build-*"):
+            pid = folder.name[len(f".{out.name}-build-") :].split("-", 1)[0]
+            if pid.isdigit() and not _running(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process of that number
+        return True
+    return True
 
 
 def _check_ancestors(out: Path, given: Path) -> None:
