@@ -4,6 +4,10 @@ usage (a new-user tester's report)."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +75,23 @@ def test_an_api_key_without_a_server_is_refused_unless_it_comes_from_the_environ
         app, ["import", str(empty), "--home", str(tmp_path / "home")], env={"FACEFORGE_API_KEY": "k"}
     )
     assert "--api-key" not in inherited.output, inherited.output
+
+
+def test_serve_on_an_address_it_cannot_listen_on_is_one_line(tmp_path: Path) -> None:
+    """A port in use was said after the app had started, in several log lines, with exit 3 (a
+    tester's); a host that names no address of this machine the same."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for host, says in (("127.0.0.1", "Address already in use"), ("no-such-host.invalid", "")):
+            done = subprocess.run(
+                [sys.executable, "-m", "faceforge.cli.main", "serve", "--host", host, "--port", str(port)],
+                env={**os.environ, "FACEFORGE_HOME": str(tmp_path / "home")},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 2, done.stderr
+            assert done.stderr.startswith(f"error: cannot listen on {host}:{port}: {says}"), done.stderr
+            assert done.stderr.count("\n") == 1 and not done.stdout, done.stderr

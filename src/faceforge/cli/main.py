@@ -266,6 +266,7 @@ def serve_command(
     limit_malloc_arenas()
     return_large_buffers()
     settings = _usable_home(_settings(home))
+    _check_address(host, port)
     log = logging.getLogger("faceforge.serve")
     if not settings.auth_enabled:
         if settings.open_network_without_keys:
@@ -326,6 +327,19 @@ def serve_command(
             os.close(photos_page[0])
         if given is None:  # ours: nothing reads it once the processes are gone
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _check_address(host: str, port: int) -> None:
+    """Say before anything starts when the address cannot be listened on (a port in use, a host name
+    that names no address of this machine): uvicorn says it after the app's start-up, in several log
+    lines, and exits 3."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:  # socket.gaierror included: a host that does not resolve
+            raise _fail(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 def _run_processes(host: str, port: int, workers: int, log_config: dict[str, Any]) -> None:
