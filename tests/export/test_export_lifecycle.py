@@ -144,6 +144,17 @@ def test_cli_export_writes_the_versions_own_files(
     assert failed.exit_code != 0 and "cannot write to" in failed.output
     assert not (blocked / "labels.txt").exists(), sorted(p.name for p in blocked.iterdir())
 
+    # Into an earlier export's folder, a failure part way left the new models beside the earlier
+    # labels.txt, which describes another version's outputs: it goes before the first model.
+    earlier = tmp_path / "onnx"
+    (earlier / "model.onnx").unlink()
+    (earlier / "model.onnx").mkdir()
+    failed = runner.invoke(
+        cli, ["export", "--version", version, "--format", "onnx", "--out", str(earlier), *home], env=env
+    )
+    assert failed.exit_code != 0 and "cannot write to" in failed.output
+    assert not (earlier / "labels.txt").exists(), sorted(p.name for p in earlier.iterdir())
+
     missing = runner.invoke(
         cli, ["export", "--version", "9", "--format", "onnx", "--out", str(tmp_path / "x"), *home], env=env
     )

@@ -33,6 +33,11 @@ def export_version(
     models_first = [item for item in files if item[0] not in DESCRIBING]
     try:
         out.mkdir(parents=True, exist_ok=True)
+        # An earlier export's labels.txt goes before the first model is replaced: stopped part way
+        # (Ctrl-C, a full disk), the new models stood beside labels of another version's outputs.
+        # Without it, the folder says it is incomplete.
+        for name, _ in files[len(models_first) :]:
+            (out / name).unlink(missing_ok=True)
         for name, data in models_first:
             write_bytes_atomically(out / name, data)
             written[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}

@@ -390,6 +390,12 @@ def export_command(
         summary = export_version(models, version, export_format, out)
     except FaceforgeError as error:
         raise _fail(error.message) from None
+    except KeyboardInterrupt:  # it ended with no word, the folder perhaps half written
+        typer.echo(
+            f"error: interrupted; {out} may hold part of the export, without labels.txt: export again",
+            err=True,
+        )
+        raise typer.Exit(code=130) from None
     finally:
         engine.dispose()
     typer.echo(json.dumps(summary))
