@@ -257,7 +257,13 @@ def test_delete_person_removes_everything_and_retrains(client: TestClient, monke
         "/api/v1/identify", data={"version": str(before)}, files={"photo": (other.name, other.read_bytes())}
     ).json()["faces"][0]
     assert face["match"]["person_id"] == ids["Vladimir_Putin"]
-    # Rolling back to it would name the deleted person again on every phone: refused.
+    # Rolling back to it would name the deleted person again on every phone: refused, and said
+    # beforehand, where versions are listed.
+    assert client.get(f"/api/v1/models/{before}").json()["deleted_people"] == [ids["Colin_Powell"]]
+    listed = {v["version"]: v for v in client.get("/api/v1/models").json()["items"]}
+    assert listed[before]["deleted_people"] == [ids["Colin_Powell"]]
+    assert listed[after["version"]]["deleted_people"] == []
+    assert after["deleted_people"] is None  # /models/current is not checked
     refused = client.post(f"/api/v1/models/{before}/activate")
     assert refused.status_code == 409, refused.text
     error = refused.json()["error"]

@@ -234,3 +234,12 @@ def test_training_after_everyone_is_deleted_says_why_no_version_is_current(
     expect(page.locator("#training-status")).to_have_text(
         "Idle; no version is current: no person has an accepted photo; there is nothing to recognise."
     )
+    # Versions naming people deleted since cannot be made current: their button led to the server's
+    # refusal, after a confirmation (a tester's). They say why instead.
+    open_page(page, server, "#/versions")
+    ready = [v for v in server.api("GET", "/api/v1/models").json()["items"] if v["status"] == "ready"]
+    assert ready and all(v["deleted_people"] for v in ready), ready
+    for version in ready:
+        card = page.locator(f"#version-{version['version']}")
+        expect(card.locator(".deleted-people")).to_contain_text("it cannot be made current again")
+        expect(card.get_by_role("button", name="Make current")).to_have_count(0)

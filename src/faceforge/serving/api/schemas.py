@@ -146,6 +146,11 @@ class ModelVersionPublic(BaseModel):
     threshold: float | None
     calibration: dict[str, Any]
     people: list[dict[str, Any]]
+    deleted_people: list[int] | None = Field(
+        description="ids of the people it names who were deleted or merged since: such a version "
+        "cannot be made current (409 names_deleted_people). Listed by GET /models and "
+        "/models/{version}; null on /models/current, which is not checked"
+    )
     metrics: dict[str, Any]
     files: dict[str, Any]
 

@@ -763,14 +763,18 @@ function versionCard(v, newestReady) {
     } catch (error) { fail(error); }
   };
   const heldBack = v.is_current && newestReady !== null && newestReady > v.version;
+  // A version naming people deleted since cannot be made current (the server answers 409): no
+  // button that leads to that refusal, but why.
+  const gone = v.deleted_people || [];
   return el("section", { class: "card version", id: `version-${v.version}` },
     el("div", { class: "row" },
       el("h2", { text: `Version ${v.version}` }),
       el("span", { class: `status-${v.status}`, text: v.status }),
       v.is_current ? el("span", { class: "badge", text: "current" }) : null,
-      admin() && v.status === "ready" && !v.is_current ? el("button", { type: "button", class: "activate", text: "Make current", "aria-label": `Make current: version ${v.version}`, onclick: activate }) : null,
+      admin() && v.status === "ready" && !v.is_current && !gone.length ? el("button", { type: "button", class: "activate", text: "Make current", "aria-label": `Make current: version ${v.version}`, onclick: activate }) : null,
       v.status === "ready" ? el("a", { href: `#/versions/${v.version}`, text: "Quality", "aria-label": `Quality of version ${v.version}` }) : null),
     heldBack ? el("p", { class: "note", text: `Made current by hand (version ${newestReady} is newer). ${REPLACED_BY_NEXT_TRAINING}` }) : null,
+    gone.length && !v.is_current ? el("p", { class: "muted deleted-people", text: `Names ${gone.length === 1 ? "1 person" : `${gone.length} people`} deleted or merged since (id ${gone.join(", ")}): it cannot be made current again.` }) : null,
     v.status_message ? el("p", { class: "muted", text: v.status_message }) : null,
     el("div", { class: "figures" },
       // These come from the version's manifest: a building, failed or pruned version has none.
