@@ -301,3 +301,40 @@ def test_bad_folder_or_server_exits_with_one_line(tmp_path: Path) -> None:
         and "404 File not found (text/html: not an answer of faceforge" in missing.stderr
     )
     assert missing.stderr.strip().count("\n") == 0, missing.stderr
+
+
+def test_two_imports_of_one_folder_at_once_find_each_others_people(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Both runs exited 0 with the data right, but one listed dozens of photos as refused
+    ("conflict: external_id 'Holly_Hunter' already belongs to person 1"): the person the other run
+    created meanwhile is found, and the photos it stored are already imported (a tester's)."""
+    people = tuple(sorted(p.name for p in LFW10.iterdir() if p.is_dir()))
+    folder = _folder(tmp_path, photos_each=2, people=people)
+    environment = {
+        **os.environ,
+        "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
+        "FACEFORGE_WORKER__FORMATS": "onnx",
+    }
+    command = [sys.executable, "-m", "faceforge.cli.main", "import", str(folder), "--json"]
+    runs = [
+        subprocess.Popen(
+            [*command, "--home", str(tmp_path / "home")],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    summaries = []
+    for run in runs:
+        out, _ = run.communicate(timeout=300)
+        assert run.returncode == 0
+        summaries.append(json.loads(out))
+    for summary in summaries:
+        assert [r["reasons"] for r in summary["refused"]] == [["no_face"]], summary["refused"]  # the cat
+        assert summary["people_created"] + summary["people_found"] == len(people), summary
+        assert summary["photos_accepted"] + summary["photos_already_imported"] == len(people) * 2
+    assert sum(s["people_created"] for s in summaries) == len(people)
+    assert sum(s["photos_accepted"] for s in summaries) == len(people) * 2

@@ -114,13 +114,14 @@ def _into_home(
                 concurrency=cores + 1,
             )
             summary = importer.run(people, strangers)
+            earlier = False
             if not summary.training_requested and wait and not summary.interrupted:
                 # The next run completes the last: one stopped while it trained (or run with
                 # --no-wait) left its version asked for and never built, and a run that found
                 # nothing new trained nothing, leaving the home with people and no model.
                 pending = services.models.training_status()
-                summary.trained_earlier_request = pending.requested > pending.built
-            training = summary.training_requested or summary.trained_earlier_request
+                earlier = pending.requested > pending.built
+            training = summary.training_requested or earlier
             if training and wait and not summary.interrupted and not torch_installed():
                 # A serve-only install stores photos but trains nothing (no PyTorch, no converters).
                 display.say("this install does not train: `faceforge worker` on this home builds the version")
@@ -130,7 +131,7 @@ def _into_home(
                 worker = TrainingWorker(settings, services.sessions)
                 display.say(
                     "training the new version"
-                    if summary.training_requested
+                    if not earlier
                     else "training the version an earlier run asked for"
                 )
                 try:
@@ -146,6 +147,8 @@ def _into_home(
                     # A server on this home holds the trainer's lease: its worker trains the version.
                     display.say("waiting for the faceforge server on this home to train the new version")
                     _wait_until_built(services, timeout=WAIT_SECONDS)
+                # Said as trained only once it is (not when stopped, nor where this install trains nothing).
+                summary.trained_earlier_request = earlier and not summary.interrupted
             with services.sessions() as session:
                 summary.version = training_store.current_version(session)
             status = services.models.training_status()

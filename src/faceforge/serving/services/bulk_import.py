@@ -31,7 +31,13 @@ from faceforge.core.errors import (
     NotFoundError,
     RequestRejectedError,
 )
-from faceforge.serving.services.people import PeopleService, PhotosRejectedError, PhotoVerdict, Upload
+from faceforge.serving.services.people import (
+    DUPLICATE,
+    PeopleService,
+    PhotosRejectedError,
+    PhotoVerdict,
+    Upload,
+)
 from faceforge.serving.services.strangers import StrangersService
 
 
@@ -254,6 +260,9 @@ class BulkImporter:
         self.on_progress = on_progress  # (progress, line about a finished person or None)
         self.concurrency = concurrency
         self._lock = threading.Lock()
+        # People and strangers another run created while this one meant to (two imports of one folder
+        # at once): found, not created.
+        self._found_meanwhile: set[tuple[str, int]] = set()
 
     def run(self, people: Sequence[FolderPerson], strangers: Sequence[FolderPerson] = ()) -> ImportSummary:
         summary = ImportSummary()
@@ -328,7 +337,14 @@ class BulkImporter:
             batch = pending[start : start + batch_size]
             found_before = person_id is not None
             person_id, verdicts = self._store(collection, person, person_id, batch)
-            created = not found_before and person_id is not None
+            with self._lock:
+                meanwhile = (collection.kind, person_id) in self._found_meanwhile
+            created = not found_before and person_id is not None and not meanwhile
+            found_meanwhile = not found_before and meanwhile
+            # A photo the person has already is one another run stored meanwhile (this run left
+            # out those stored before it began): already imported, not refused.
+            stored_meanwhile = sum(v.reasons == [DUPLICATE] for v in verdicts)
+            verdicts = [v for v in verdicts if v.reasons != [DUPLICATE]]
             accepted += sum(v.accepted for v in verdicts)
             refusals = [_refusal(collection.kind, person, v) for v in verdicts if not v.accepted]
             notes = [_refusal(collection.kind, person, v) for v in verdicts if v.accepted and v.message]
@@ -337,9 +353,13 @@ class BulkImporter:
             with self._lock:
                 if is_person:
                     summary.people_created += created
+                    summary.people_found += found_meanwhile
                 else:
                     summary.strangers_created += created
+                    summary.strangers_found += found_meanwhile
                 summary.photos_accepted += sum(v.accepted for v in verdicts)
+                summary.photos_already_imported += stored_meanwhile
+                progress.already_imported += stored_meanwhile
                 summary.refused.extend(refusals)
                 summary.notes.extend(notes)
                 progress.accepted, progress.refused = summary.photos_accepted, len(summary.refused)
@@ -371,6 +391,14 @@ class BulkImporter:
                 result = collection.add_photos(person_id, batch)
             return result.person_id, result.verdicts
         except BatchRefusedError as error:
+            if person_id is None and error.code == ConflictError.code:
+                # Another run of this folder created them meanwhile (two imports at once): found by
+                # external_id, as a second run would. Each photo was refused as "conflict" before.
+                found = collection.find(person.external_id)
+                if found is not None:
+                    with self._lock:
+                        self._found_meanwhile.add((collection.kind, found))
+                    return self._store(collection, person, found, batch)
             if len(batch) > 1:
                 verdicts: list[PhotoVerdict] = []
                 for upload in batch:
