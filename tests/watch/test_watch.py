@@ -413,6 +413,39 @@ def test_a_wrong_server_path_is_said_in_one_line(tmp_path: Path) -> None:
     assert f"404 File not found for {url}/api/v1/models/current" in lines[0], result.output
 
 
+def test_a_download_the_server_refuses_is_said_in_its_words(tmp_path: Path) -> None:
+    """A file route answering an error (a proxy's 502, the server's 503) is read before it is said:
+    unread, the streamed answer's words raised ResponseNotRead from the error's own report, which
+    ended the agent's update thread for good."""
+    from faceforge.edge.models import server_failure
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"error": {"code": "storage_unavailable", "message": "try again"}}).encode()
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    web = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    client = ServerClient(f"http://127.0.0.1:{web.server_address[1]}", None)
+    try:
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            client.download(1, "model.onnx", tmp_path / "model.onnx", "0" * 64)
+        said = server_failure(refused.value)
+    finally:
+        client.close()
+        web.shutdown()
+        web.server_close()
+    assert said.startswith("503 Service Unavailable for http://127.0.0.1:") and said.endswith(": try again")
+    assert not (tmp_path / "model.onnx").exists()
+
+
 def test_a_video_file_is_not_kept_waiting_for_a_server_that_is_down(tmp_path: Path) -> None:
     video = tmp_path / "v.avi"
     write_video(video, [], codec="mjpeg")

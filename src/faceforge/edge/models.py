@@ -127,7 +127,7 @@ def _error_message(response: httpx.Response) -> str:
     """The message of the server's JSON error body, or what kind of answer it was."""
     try:
         message = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, httpx.StreamError):  # a streamed answer is not read
         return f"{response.reason_phrase} ({response.headers.get('content-type') or 'no content type'})"
     return str(message)
 
@@ -148,7 +148,7 @@ def _error_code(response: httpx.Response) -> str | None:
     """The ``code`` of the server's JSON error body ``{"error": {"code", "message"}}``, if it is one."""
     try:
         code = response.json()["error"]["code"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, httpx.StreamError):  # a streamed answer is not read
         return None
     return code if isinstance(code, str) else None
 
@@ -198,6 +198,8 @@ class ServerClient:
                 self._http.stream("GET", f"{API}/models/{version}/files/{name}") as response,
                 temp.open("wb") as handle,
             ):
+                if response.is_error:
+                    response.read()  # the error's own words, for server_failure (a short JSON body)
                 response.raise_for_status()
                 for chunk in response.iter_bytes(1 << 20):
                     digest.update(chunk)
