@@ -9,10 +9,12 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -62,8 +64,17 @@ def _dead_pid() -> int:
     return process.pid
 
 
+@pytest.fixture
+def running() -> Iterator[subprocess.Popen[bytes]]:
+    """A process that runs for the test's length: a build still at work, as far as its number says."""
+    process = subprocess.Popen(["sleep", "600"])
+    yield process
+    process.kill()
+    process.wait()
+
+
 def test_build_writes_every_file_and_a_report(
-    tmp_path: Path, settings: Settings, pipeline: FacePipeline
+    tmp_path: Path, settings: Settings, pipeline: FacePipeline, running: subprocess.Popen[bytes]
 ) -> None:
     # LFW10 as symlinks, and a photo beside the person folders: nobody's, so it changes nothing below
     # (the second build, of LFW10 itself, gives the same files) and the report says it was ignored.
@@ -77,12 +88,15 @@ def test_build_writes_every_file_and_a_report(
     # A build of a new OUT killed outright (SIGKILL, out of memory) left its hidden work folder beside
     # it, a gigabyte, which no later build removed; a running build's folder must stay.
     dead = _dead_pid()
-    (tmp_path / f".out-build-{dead}-x1" / "home").mkdir(parents=True)
-    (tmp_path / f".out-build-{os.getpid()}-x2").mkdir()
+    (tmp_path / f".out-build-{dead}-abcd1234" / "home").mkdir(parents=True)
+    # A folder of this process's number is a dead build's too (in a container every build is
+    # process 1); another OUT's, and a running build's, stay.
+    (tmp_path / f".out-build-{os.getpid()}-abcd5678").mkdir()
+    kept = {f".out-build-{running.pid}-abcd9012", f".out-build-{dead}7-build-1-abcd3456"}
+    for name in kept:
+        (tmp_path / name).mkdir()
     report = _build(settings, out, dataset)
-    assert sorted(p.name for p in tmp_path.iterdir() if "-build-" in p.name) == [
-        f".out-build-{os.getpid()}-x2"
-    ]
+    assert {p.name for p in tmp_path.iterdir() if "-build-" in p.name} == kept
     assert report["ignored"] == [str(dataset / "stray.jpg")]
     # What the import said of accepted photos (which face of a group photo was taken) is in the
     # report: the progress line counted "1 with a note", and it was said nowhere.
@@ -115,7 +129,8 @@ def test_build_writes_every_file_and_a_report(
     # into ".", an empty folder that exists: the build used to fail at its very end (rmdir(".")) and
     # delete what it had built, as it did for an empty mount point.
     again = tmp_path / "again"
-    (again / f".again-build-{dead}-x3" / "home").mkdir(parents=True)  # what a build killed outright left
+    (again / f".again-build-{dead}-abcd1234" / "home").mkdir(parents=True)  # a build killed outright
+    (again / ".again-build-abcd_123").mkdir()  # left by a build from before folders named the process
     with contextlib.chdir(again):
         _build(settings, Path("."))
     assert not [p.name for p in again.iterdir() if p.name.startswith(".")]  # no work folder left

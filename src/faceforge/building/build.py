@@ -12,10 +12,10 @@ complete or absent (an empty ``out`` that exists already gets the files moved in
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -129,13 +129,23 @@ def _sweep_dead_builds(out: Path) -> None:
     """Remove the work folders of builds into ``out`` whose process is gone. A build killed outright
     (SIGKILL, out of memory) leaves its folder, the photos and a gigabyte of model files in it: in
     OUT, where the next build refused a folder that looked empty, or hidden beside a new OUT, where
-    nothing ever removed it. A running build's folder is left alone."""
+    nothing ever removed it. A running build's folder is left alone. This process has made none yet:
+    a folder of its number is a dead one's (in a container, every build is process 1)."""
+    ours = re.compile(rf"\.{re.escape(out.name)}-build-([0-9]{{1,7}})-[a-z0-9_]{{8}}")
+    # Inside OUT, folders named before they carried a process number: nobody else writes there.
+    older = re.compile(rf"\.{re.escape(out.name)}-build-[a-z0-9_]{{8}}")
     places = [out.parent, out] if out.is_dir() else [out.parent]
     for place in places:
-        for folder in place.glob(f".{glob.escape(out.name)}-build-*"):
-            pid = folder.name[len(f".{out.name}-build-") :].split("-", 1)[0]
-            if pid.isdigit() and not _running(int(pid)):
-                shutil.rmtree(folder, ignore_errors=True)
+        try:
+            names = [entry.name for entry in os.scandir(place) if entry.is_dir(follow_symlinks=False)]
+        except OSError:  # a parent that does not exist yet, or cannot be read: nothing of ours there
+            continue
+        for name in names:
+            match = ours.fullmatch(name)
+            pid = int(match.group(1)) if match else None
+            dead = pid is not None and (pid == os.getpid() or not _running(pid))
+            if dead or (place == out and older.fullmatch(name)):
+                shutil.rmtree(place / name, ignore_errors=True)
 
 
 def _running(pid: int) -> bool:
