@@ -149,7 +149,8 @@ class ModelVersionPublic(BaseModel):
     deleted_people: list[int] | None = Field(
         description="ids of the people it names who were deleted or merged since: such a version "
         "cannot be made current (409 names_deleted_people). Listed by GET /models and "
-        "/models/{version}; null on /models/current, which is not checked"
+        "/models/{version}; null elsewhere (the current version, an activation's answer): not "
+        "checked there"
     )
     metrics: dict[str, Any]
     files: dict[str, Any]

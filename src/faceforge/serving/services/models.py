@@ -218,7 +218,7 @@ class ModelService:
     def get(self, version: int) -> ModelView:
         with self.sessions() as session:
             record = training_store.get_version(session, version=version)
-        return self.checked([self.view(record)])[0]
+        return self.view(record)
 
     def checked(self, views: builtins.list[ModelView]) -> builtins.list[ModelView]:
         """``views`` with the people each names who were deleted or merged since: such a version

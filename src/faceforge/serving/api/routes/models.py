@@ -59,7 +59,8 @@ def current_model(services: ServicesDep) -> ModelVersionPublic:
 
 @read.get("/models/{version}", responses=error_responses(404))
 def get_model(services: ServicesDep, version: VersionNumber) -> ModelVersionPublic:
-    return ModelVersionPublic.of(services.models.get(version))
+    # Checked here, not in ``get``: identify and every file download read versions through it.
+    return ModelVersionPublic.of(services.models.checked([services.models.get(version)])[0])
 
 
 @admin.post("/models/{version}/activate", responses=error_responses(404, 409))

@@ -774,7 +774,7 @@ function versionCard(v, newestReady) {
       admin() && v.status === "ready" && !v.is_current && !gone.length ? el("button", { type: "button", class: "activate", text: "Make current", "aria-label": `Make current: version ${v.version}`, onclick: activate }) : null,
       v.status === "ready" ? el("a", { href: `#/versions/${v.version}`, text: "Quality", "aria-label": `Quality of version ${v.version}` }) : null),
     heldBack ? el("p", { class: "note", text: `Made current by hand (version ${newestReady} is newer). ${REPLACED_BY_NEXT_TRAINING}` }) : null,
-    gone.length && !v.is_current ? el("p", { class: "muted deleted-people", text: `Names ${gone.length === 1 ? "1 person" : `${gone.length} people`} deleted or merged since (id ${gone.join(", ")}): it cannot be made current again.` }) : null,
+    gone.length && !v.is_current ? el("p", { class: "muted deleted-people", text: `Names ${gone.length === 1 ? "1 person" : `${gone.length} people`} deleted or merged since (id ${gone.slice(0, 5).join(", ")}${gone.length > 5 ? ", …" : ""}): it cannot be made current again.` }) : null,
     v.status_message ? el("p", { class: "muted", text: v.status_message }) : null,
     el("div", { class: "figures" },
       // These come from the version's manifest: a building, failed or pruned version has none.
