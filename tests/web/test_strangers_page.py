@@ -176,7 +176,7 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     shot(page, server, "13-strangers-phone")
     open_page(page, server, f"#/strangers/{loose_stranger['id']}")
-    delete = page.get_by_role("button", name=f"Delete {note.strip()}")
+    delete = page.get_by_role("button", name=f"Delete this stranger: {note.strip()}")
     expect(delete).to_have_text("Delete this stranger")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     open_page(page, server, "#/try")
@@ -303,7 +303,7 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
 
     # Deleted from their page: back on the list, which no longer has them.
     page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name="Delete the neighbour").click()
+    page.get_by_role("button", name="Delete this stranger: the neighbour").click()
     expect(page.locator("#notice")).to_contain_text("the neighbour deleted")
     expect(page).to_have_url(f"{server.url}/#/strangers")
     expect(page.locator(".pager")).to_be_visible()  # the list is drawn, not still loading

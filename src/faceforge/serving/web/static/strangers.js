@@ -15,10 +15,12 @@ const fromText = (source) => (!source ? null
   : /^[0-9a-f]{64}$/.test(source) ? `from a photo (sha256 ${source.slice(0, 12)}…)` : `from ${source}`);
 
 // Deletes the stranger after asking; `then` runs once they are gone.
+// Its accessible name holds its visible text (a screen reader user says what they see) and whom it deletes.
 function deleteButton(ui, stranger, text, then) {
   const { el, api, fail } = ui;
   const label = labelOf(stranger);
-  return el("button", { class: "danger", type: "button", text, "aria-label": `Delete ${label}`, onclick: async () => {
+  const name = text === "Delete" ? `Delete ${label}` : `${text}: ${label}`;
+  return el("button", { class: "danger", type: "button", text, "aria-label": name, onclick: async () => {
     if (!confirm(`Delete ${label} and their photos? The next version no longer knows their face.`)) return;
     try {
       await api(`/api/v1/strangers/${stranger.id}`, { method: "DELETE" });
