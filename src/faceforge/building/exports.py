@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from faceforge.building.export.version_exports import VersionExporter
-from faceforge.core.atomic import copy_atomically, write_bytes_atomically
+from faceforge.core.atomic import copy_atomically, write_atomically, write_bytes_atomically
 from faceforge.core.checksums import recorded_sha256
 from faceforge.core.errors import ExportError
 from faceforge.core.formats import ExportFormat
@@ -33,13 +33,20 @@ def export_version(
     models_first = [item for item in files if item[0] not in DESCRIBING]
     try:
         out.mkdir(parents=True, exist_ok=True)
-        # An earlier export's labels.txt goes before the first model is replaced: stopped part way
-        # (Ctrl-C, a full disk), the new models stood beside labels of another version's outputs.
-        # Without it, the folder says it is incomplete.
-        for name, _ in files[len(models_first) :]:
-            (out / name).unlink(missing_ok=True)
-        for name, data in models_first:
-            write_bytes_atomically(out / name, data)
+        describing = [out / name for name, _ in files[len(models_first) :]]
+        for number, (name, data) in enumerate(models_first):
+
+            def write(temp: Path, data: bytes = data, first: bool = number == 0) -> None:
+                temp.write_bytes(data)
+                if first:
+                    # An earlier export's labels.txt goes once the first model is written and
+                    # before it replaces the earlier one: stopped part way (Ctrl-C, a full disk),
+                    # the new models stood beside labels of another version's outputs; without it,
+                    # the folder says it is incomplete. A first write that fails keeps it whole.
+                    for path in describing:
+                        path.unlink(missing_ok=True)
+
+            write_atomically(out / name, write)
             written[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         for name, source in sorted(exports.shared.items()):
             # Copied, not hard-linked as versions share them: the user's folder is theirs to edit,
