@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/accuracy_vs_face_recognition.py [--dataset DIR] [-
        [--unknown DIR] [--seed S] [--home DIR]
 Prints one JSON object. faceforge is scored with its own threshold, calibrated from enrolled photos
 only. face_recognition is scored at its documented tolerance (0.6) and, like faceforge, at the
-operating points that reject 95, 97 and 99 % of the unknown photos (oracle points, for comparison
+operating points that reject 95, 97, 98 and 99 % of the unknown photos (oracle points, for comparison
 only). Default split: lfw_dev (201 known people, 500 strangers).
 """
 

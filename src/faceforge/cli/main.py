@@ -332,14 +332,26 @@ def serve_command(
 def _check_address(host: str, port: int) -> None:
     """Say before anything starts when the address cannot be listened on (a port in use, a host name
     that names no address of this machine): uvicorn says it after the app's start-up, in several log
-    lines, and exits 3."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    lines, and exits 3. Every address the host resolves to is tried, as asyncio's server binds them."""
+    try:
+        addresses = socket.getaddrinfo(
+            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as error:  # socket.gaierror: a host that does not resolve
+        raise _fail(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    for family, kind, protocol, _, address in addresses:
         try:
-            probe.bind((host, port))
-        except OSError as error:  # socket.gaierror included: a host that does not resolve
-            raise _fail(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+            probe = socket.socket(family, kind, protocol)
+        except OSError:  # a family this kernel lacks (IPv6 off): asyncio skips it too
+            continue
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            if family == socket.AF_INET6:  # as asyncio: the IPv4 address is bound apart
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                raise _fail(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 def _run_processes(host: str, port: int, workers: int, log_config: dict[str, Any]) -> None:

@@ -115,14 +115,14 @@ def unknown_photos(unknown: Path, dataset: Path) -> list[Path]:
     or null, and exit 0)."""
     if not unknown.is_dir():
         raise DatasetError(f"unknown folder not found: {unknown}")
-    photos = image_files(unknown)
-    if not photos:
-        raise DatasetError(f"{unknown} has no photos (--unknown: photos of people never enrolled)")
-    if overlapping(dataset, unknown):
+    if overlapping(dataset, unknown):  # before the walk: a folder holding the dataset may be large
         raise DatasetError(
             "--unknown must not be --dataset, inside it or hold it: enrolled people's photos "
             "would be counted as strangers"
         )
+    photos = image_files(unknown)
+    if not photos:
+        raise DatasetError(f"{unknown} has no photos (--unknown: photos of people never enrolled)")
     return photos
 
 
