@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,12 @@ def lfw10_embeddings(pipeline: FacePipeline) -> tuple[np.ndarray, list[str], lis
         labels.append(path.parent.name)
         kept.append(path)
     return np.stack(vectors), labels, kept
+
+
+def answer(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
+    """A test's stand-in server (a proxy, another origin's page) answers ``body`` whole."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from faceforge.cli.http_target import HttpTarget
 from tests.api.fixtures import free_port
+from tests.conftest import answer
 
 TRAINING = {"state": "idle", "requested": 1, "built": 1, "current_version": 3}
 
@@ -33,12 +34,7 @@ class _Proxy(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = json.dumps(TRAINING).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        answer(self, 200, json.dumps(TRAINING).encode(), "application/json")
 
     def log_message(self, format: str, *args: object) -> None:
         pass

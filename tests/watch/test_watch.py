@@ -31,6 +31,7 @@ from faceforge.edge.publish import slug
 from faceforge.edge.source import is_live, open_source
 from faceforge.edge.watch import _first_model
 from tests.api.fixtures import faceforge_server, free_port, heavy_libraries_loaded, wait_for
+from tests.conftest import answer
 from tests.watch.camera import Camera
 from tests.watch.conftest import (
     NEWCOMER,
@@ -422,11 +423,7 @@ def test_a_download_the_server_refuses_is_said_in_its_words(tmp_path: Path) -> N
     class Busy(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             body = json.dumps({"error": {"code": "storage_unavailable", "message": "try again"}}).encode()
-            self.send_response(503)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, 503, body, "application/json")
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -27,6 +27,7 @@ from faceforge.serving.vision.pipeline import FacePipeline
 from faceforge.serving.vision.refine import refine_faces, refiner_patch
 from tests.api.fixtures import Served, faceforge_server, free_port
 from tests.conftest import FACES
+from tests.conftest import answer as answer_whole
 from tests.web.browser import (
     ADMIN_KEY,
     CHROMIUM,
@@ -122,12 +123,7 @@ class _AppPage(BaseHTTPRequestHandler):
     """A team's own web app on another origin: one empty page."""
 
     def do_GET(self) -> None:
-        body = b"<!doctype html><title>Another app</title>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        answer_whole(self, 200, b"<!doctype html><title>Another app</title>", "text/html")
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -137,14 +133,9 @@ class _BadGateway(BaseHTTPRequestHandler):
     """A reverse proxy in front of a stopped faceforge: its own 502 page for every request."""
 
     def do_GET(self) -> None:
-        body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
         assert isinstance(self.server, _Proxy)
         self.server.answered += 1
-        self.send_response(502)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        answer_whole(self, 502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
 
     do_POST = do_GET
 
