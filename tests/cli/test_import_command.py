@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -322,16 +323,19 @@ def test_two_imports_of_one_folder_at_once_find_each_others_people(
             [*command, "--home", str(tmp_path / "home")],
             env=environment,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
     ]
     summaries = []
     for run in runs:
-        out, _ = run.communicate(timeout=300)
+        out, lines = run.communicate(timeout=300)
         assert run.returncode == 0
         summaries.append(json.loads(out))
+        # Each person's line counts the photos the other run stored too (it said none).
+        said = sum(int(n) for n in re.findall(r"refused, (\d+) already imported", lines))
+        assert said == summaries[-1]["photos_already_imported"], lines
     for summary in summaries:
         assert [r["reasons"] for r in summary["refused"]] == [["no_face"]], summary["refused"]  # the cat
         assert summary["people_created"] + summary["people_found"] == len(people), summary

@@ -344,6 +344,7 @@ class BulkImporter:
             # A photo the person has already is one another run stored meanwhile (this run left
             # out those stored before it began): already imported, not refused.
             stored_meanwhile = sum(v.reasons == [DUPLICATE] for v in verdicts)
+            skipped += stored_meanwhile  # said on the person's line too
             verdicts = [v for v in verdicts if v.reasons != [DUPLICATE]]
             accepted += sum(v.accepted for v in verdicts)
             refusals = [_refusal(collection.kind, person, v) for v in verdicts if not v.accepted]
