@@ -365,6 +365,10 @@ def test_a_photo_another_person_has_is_said_at_the_upload(quiet_client: TestClie
     assert answer["success"] is True and answer["message"].startswith(f"face added; a.jpg: {said}"), answer
     assert "b.jpg" not in answer["message"], answer  # nobody else has that one: nothing said of it
     assert quiet_client.get(f"/api/v1/people/{tony['id']}").json()["photo_count"] == 4
+    # A photo two others have names both (a tester heard only of the first).
+    third = quiet_client.post("/api/v1/people", data={"name": "Colin 3"}, files=photo_fields(colin[1:2]))
+    both = f"for Colin (person {first['id']}) and Colin again (person {again.json()['id']}): "
+    assert both in (third.json()["photos"][0]["message"] or ""), third.text
     # A group photo enrolled for two of its people, each their own face: no such note.
     examples = FACES / "face_recognition_examples"
     group = FACES / "multi" / "face_recognition_obama_and_biden.jpg"

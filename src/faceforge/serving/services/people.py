@@ -472,8 +472,8 @@ class PeopleService:
             )
         for item in prepared.accepted:
             face = np.frombuffer(item.fields["embedding"], "<f4")
-            holder = next(
-                (
+            holders = sorted(
+                {
                     (other_id, name)
                     for digest, other_id, name, embedding in stored
                     if digest == item.fields["sha256"]
@@ -481,13 +481,15 @@ class PeopleService:
                     and embedding is not None
                     # The same face of the same bytes embeds alike to rounding; another face, not.
                     and float(np.dot(np.frombuffer(embedding, "<f4"), face)) >= SAME_FACE_COSINE
-                ),
-                None,
+                }
             )
-            if holder is None:
+            if not holders:
                 continue
+            # Every other holder is named: a tester's photo held by two others heard only of the first.
+            named = [f"{name} (person {other_id})" for other_id, name in holders]
+            who = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
             said = (
-                f"the same photo is stored for {holder[1]} (person {holder[0]}): if they are one "
+                f"the same photo is stored for {who}: if they are one "
                 "person, merge them; if not, delete it from whoever it does not show"
             )
             item.verdict.message = f"{item.verdict.message}; {said}" if item.verdict.message else said
