@@ -7,14 +7,20 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from faceforge.building import exports as exports_module
 from faceforge.building.export.device_backbones import PROGRAM_FILES, DeviceBackboneCache
+from faceforge.building.exports import _refuse_another_exports_files as refuse
+from faceforge.cli import main as cli_module
 from faceforge.cli.main import app as cli
+from faceforge.core.atomic import write_atomically
 from faceforge.core.checksums import record_path
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
@@ -99,7 +105,7 @@ def test_every_file_of_the_ml_program_package_is_checked_and_a_damaged_package_m
 
 
 def test_cli_export_writes_the_versions_own_files(
-    tmp_path: Path, database_url: str, settings: Settings
+    tmp_path: Path, database_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app_settings = service_settings(tmp_path, database_url, settings, worker=device_worker())
     with local_client(create_app(app_settings)) as client:
@@ -191,3 +197,37 @@ def test_cli_export_writes_the_versions_own_files(
     )
     assert again.exit_code == 0, again.output
     assert (mixed / "notes.txt").read_text() == "the app's own file"
+
+    # Ctrl-C: the message said the folder "may hold part of the export" whenever it came. Stopped
+    # while the files are built, an earlier export is whole; once writing began, it is not. The
+    # interrupt comes right after the real step it follows.
+    onnx = ["export", "--version", version, "--format", "onnx", *home]
+    whole = tmp_path / "whole"
+    assert runner.invoke(cli, [*onnx, "--out", str(whole)], env=env).exit_code == 0
+    before = {p.name: p.read_bytes() for p in whole.iterdir()}
+
+    def interrupted_after(step: Callable[..., Any]) -> Callable[..., Any]:
+        def then_interrupt(*args: Any, **kwargs: Any) -> Any:
+            step(*args, **kwargs)
+            raise KeyboardInterrupt
+
+        return then_interrupt
+
+    # Earlier, while the command starts (its imports take seconds), Typer exited 130 without a word.
+    with monkeypatch.context() as patch:
+        patch.setattr(cli_module, "_worker_install", interrupted_after(cli_module._worker_install))
+        stopped = runner.invoke(cli, [*onnx, "--out", str(whole)], env=env)
+    assert (stopped.exit_code, stopped.output.strip()) == (130, "error: interrupted"), stopped.output
+    with monkeypatch.context() as patch:
+        patch.setattr(exports_module, "_refuse_another_exports_files", interrupted_after(refuse))
+        stopped = runner.invoke(cli, [*onnx, "--out", str(whole)], env=env)
+    assert stopped.exit_code == 130, stopped.output
+    assert stopped.output.strip() == f"error: interrupted; nothing was written to {whole}"
+    assert {p.name: p.read_bytes() for p in whole.iterdir()} == before
+    with monkeypatch.context() as patch:
+        patch.setattr(exports_module, "write_atomically", interrupted_after(write_atomically))
+        stopped = runner.invoke(cli, [*onnx, "--out", str(whole)], env=env)
+    assert stopped.exit_code == 130, stopped.output
+    said = f"error: interrupted; {whole} holds part of the export, without labels.txt: export again"
+    assert stopped.output.strip() == said
+    assert not (whole / "labels.txt").exists()

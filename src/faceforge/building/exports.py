@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faceforge.building.export.version_exports import VersionExporter
+from faceforge.building.export.version_exports import VersionExporter, VersionExports
 from faceforge.core.atomic import copy_atomically, write_atomically, write_bytes_atomically
 from faceforge.core.checksums import recorded_sha256
 from faceforge.core.errors import ExportError
@@ -17,15 +18,48 @@ from faceforge.serving.services.models import ModelService
 DESCRIBING = frozenset({"labels.txt", "manifest.json"})
 
 
+class ExportInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an export, saying whether ``out`` was touched: stopped while the files were
+    built, an earlier export there is whole; once writing began, it holds part of this one."""
+
+    def __init__(self, out: Path, *, writing_began: bool) -> None:
+        super().__init__(str(out))
+        self.out = out
+        self.writing_began = writing_began
+
+    def message(self) -> str:
+        if self.writing_began:
+            return f"{self.out} holds part of the export, without labels.txt: export again"
+        return f"nothing was written to {self.out}"
+
+
 def export_version(
     models: ModelService, version: int, export_format: ExportFormat, out: Path
 ) -> dict[str, Any]:
     """Rebuild ``version``'s files of ``export_format`` from its head (same bytes as the published ones)
     and write them into ``out``. Everything is built and verified before the first file is written;
     each file appears atomically. Returns ``{version, format, out, files: {name: {sha256, size}}, ...}``."""
-    head = models.loaded(version).head
-    exports = VersionExporter(models.settings.weights_dir, (export_format,)).export(head)
-    _refuse_another_exports_files(out, set(exports.files) | set(exports.shared), models, version)
+    try:
+        head = models.loaded(version).head
+        exports = VersionExporter(models.settings.weights_dir, (export_format,)).export(head)
+        _refuse_another_exports_files(out, set(exports.files) | set(exports.shared), models, version)
+    except KeyboardInterrupt as interrupt:
+        raise ExportInterrupted(out, writing_began=False) from interrupt
+    writing = _Writing()
+    try:
+        return {"version": version} | _write_export(exports, export_format, out, writing)
+    except KeyboardInterrupt as interrupt:
+        raise ExportInterrupted(out, writing_began=writing.began) from interrupt
+
+
+@dataclass(slots=True)
+class _Writing:
+    began: bool = False  # an earlier export's describing files are gone: the folder is no longer whole
+
+
+def _write_export(
+    exports: VersionExports, export_format: ExportFormat, out: Path, writing: _Writing
+) -> dict[str, Any]:
     written: dict[str, dict[str, Any]] = {}
     # What describes the models last: each file appears whole, but not the set, and a disk that filled
     # while a model was written left the new labels.txt beside an earlier export's model.
@@ -43,6 +77,7 @@ def export_version(
                     # before it replaces the earlier one: stopped part way (Ctrl-C, a full disk),
                     # the new models stood beside labels of another version's outputs; without it,
                     # the folder says it is incomplete. A first write that fails keeps it whole.
+                    writing.began = True
                     for path in describing:
                         path.unlink(missing_ok=True)
 
@@ -59,7 +94,6 @@ def export_version(
     except OSError as error:
         raise ExportError(f"cannot write to {out}: {error.strerror or error}") from None
     return {
-        "version": version,
         "format": export_format.value,
         "out": str(out),
         "files": written,

@@ -38,7 +38,15 @@ if TYPE_CHECKING:
 class _OneLineUsageErrors(TyperGroup):
     """Typer's command group, with a usage error (an unknown command or option, a missing argument, a
     value of the wrong type) said on one line and exit 2, as every other refusal of this CLI: Typer
-    draws it in a box under the usage."""
+    draws it in a box under the usage. Ctrl-C that no command handles itself says so: Typer exits 130
+    without a word, which a user read as a crash (an export stopped while it started)."""
+
+    def invoke(self, ctx: Any) -> Any:  # Typer's vendored click.Context, not importable by name
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            typer.echo("error: interrupted", err=True)
+            raise typer.Exit(code=130) from None
 
     def main(
         self,
@@ -386,7 +394,7 @@ def export_command(
 ) -> None:
     """Export a version's on-device files again (same bytes as the version's own files)."""
     _worker_install("export")  # the files are built again from the head: the converters' install
-    from faceforge.building.exports import export_version
+    from faceforge.building.exports import ExportInterrupted, export_version
     from faceforge.serving.services.models import ModelService
     from faceforge.storage.engine import make_sessionmaker
 
@@ -402,11 +410,8 @@ def export_command(
         summary = export_version(models, version, export_format, out)
     except FaceforgeError as error:
         raise _fail(error.message) from None
-    except KeyboardInterrupt:  # it ended with no word, the folder perhaps half written
-        typer.echo(
-            f"error: interrupted; {out} may hold part of the export, without labels.txt: export again",
-            err=True,
-        )
+    except ExportInterrupted as interrupt:  # it ended with no word, the folder perhaps half written
+        typer.echo(f"error: interrupted; {interrupt.message()}", err=True)
         raise typer.Exit(code=130) from None
     finally:
         engine.dispose()
