@@ -23,7 +23,10 @@ from typer.testing import CliRunner
 from faceforge.cli.main import app
 from faceforge.core.config import Settings
 from faceforge.core.dataset import image_files
+from faceforge.core.records import VersionStatus
 from faceforge.serving.api.app import create_app
+from faceforge.storage import training_store
+from faceforge.storage.engine import make_engine, make_sessionmaker
 from tests.api.fixtures import local_client, serve_process
 from tests.conftest import FACES, LFW10
 from tests.vision.test_heic import heic_of
@@ -60,6 +63,12 @@ def _mixed_person(root: Path) -> Path:
     return root
 
 
+# `faceforge` as from a terminal: SIGINT at its default. A suite started in the background (`pytest &`)
+# has it ignored, and children inherit that (Python then installs no Ctrl-C handler at all).
+FOREGROUND = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('faceforge.cli.main', run_name='__main__', alter_sys=True)"
+)
 LIMIT = 200_000  # bytes: the lfw photos are about 20 KB
 
 
@@ -183,13 +192,7 @@ def test_ctrl_c_stops_cleanly_and_a_second_run_resumes(tmp_path: Path, settings:
         "FACEFORGE_WORKER__FORMATS": "onnx",
     }
     arguments = ["import", str(folder), "--home", str(home), "--json"]
-    # As from a terminal: SIGINT at its default. A suite started in the background (`pytest &`) has it
-    # ignored, and children inherit that (Python then installs no Ctrl-C handler at all).
-    foreground = (
-        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "runpy.run_module('faceforge.cli.main', run_name='__main__', alter_sys=True)"
-    )
-    command = [sys.executable, "-c", foreground, *arguments]
+    command = [sys.executable, "-c", FOREGROUND, *arguments]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     # Not a terminal: plain lines. The first says the import is under way; a Ctrl-C from then on
@@ -211,6 +214,46 @@ def test_ctrl_c_stops_cleanly_and_a_second_run_resumes(tmp_path: Path, settings:
     assert stopped["photos_accepted"] + summary["photos_accepted"] == len(everyone) * 6
     assert stopped["people_created"] + summary["people_created"] == len(everyone)
     assert summary["version"] == 1  # one version for both runs
+
+
+def test_ctrl_c_while_training_stops_the_version_and_the_next_run_builds_its_changes(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Stopped while it trained, the version stayed "building" until the next run took it over as
+    "the worker ... stopped responding", which reads as a crash (a tester's). It is now failed as
+    stopped at once, and the next run builds its changes."""
+    folder = _folder(tmp_path, photos_each=3, people=PEOPLE[:2])
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
+        "FACEFORGE_WORKER__FORMATS": "onnx",
+    }
+    command = [sys.executable, "-c", FOREGROUND, "-v", "import", str(folder), "--home", str(home), "--json"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    for line in process.stderr:  # -v: the worker says when it has claimed the version
+        if "training version 1 " in line:
+            process.send_signal(signal.SIGINT)
+            break
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, out
+    assert json.loads(out)["interrupted"]
+    home_settings = settings.model_copy(update={"home": home, "database_url": None})
+    engine = make_engine(home_settings.resolved_database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            stopped = training_store.get_version(session, version=1)
+            status = training_store.training_status(session, stale_after=60.0)
+        assert (stopped.status, stopped.status_message) == (VersionStatus.FAILED, training_store.STOPPED)
+        assert status.state == "queued" and status.requested > status.built  # still asked for
+        assert status.last_failure_version is None  # stopped, not failed: the status warns of nothing
+        resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+        summary = json.loads(resumed.stdout)
+        assert summary["trained_earlier_request"] and summary["version"] == 2, summary
+    finally:
+        engine.dispose()
 
 
 def test_import_into_a_running_server_trains_once(tmp_path: Path, settings: Settings) -> None:

@@ -21,6 +21,7 @@ from faceforge.storage.tables import ModelVersionRow, TrainingStateRow, as_utc, 
 from faceforge.storage.trainer_presence import trainer_running
 
 WORKER_LOST = "the worker building this version stopped responding; the training was taken over"
+STOPPED = "stopped before it was built (interrupted); the next version has its changes"
 
 
 def _state(session: Session, *, lock: bool) -> TrainingStateRow:
@@ -203,6 +204,20 @@ def publish_version(
         state.last_failure_message = held_back
     _clear_running(state)
     return True
+
+
+def stop_training(session: Session, *, claim: TrainingClaim) -> None:
+    """A training its own process stopped (Ctrl-C on an import or a worker): the version is failed as
+    stopped, and the requests it covered stay pending, so the next training builds them. Left as it
+    was, the next run took it over as "stopped responding", which reads as a crash. Not a failure of
+    the training either: the last failure, which the status warns of, stays what it was."""
+    state = _state(session, lock=True)
+    if not _owned(state, claim):
+        return
+    row = session.get(ModelVersionRow, claim.version)
+    if row is not None and row.status == VersionStatus.BUILDING:
+        row.status, row.status_message, row.finished_at = VersionStatus.FAILED, STOPPED, utcnow()
+    _clear_running(state)
 
 
 def fail_training(

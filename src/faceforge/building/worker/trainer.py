@@ -330,14 +330,19 @@ class TrainingWorker:
         if claim is None:
             return False
         self._burst = None  # the claim covers it
-        log.info("training version %d (requests up to %d)", claim.version, claim.target)
         beating = threading.Event()
         heart = threading.Thread(target=self._heartbeat, args=(claim, beating), daemon=True)
         heart.start()
         try:
+            # Said inside: a Ctrl-C sent on reading it finds the training's own handling below.
+            log.info("training version %d (requests up to %d)", claim.version, claim.target)
             self._train(claim)
         except TrainingLost:
             log.warning("version %d was taken over by another worker", claim.version)
+        except KeyboardInterrupt:  # an import training in-process, a worker in a terminal
+            with self.sessions.begin() as session:
+                training_store.stop_training(session, claim=claim)
+            raise
         except NothingToTrain as error:
             self._fail(claim, error.message, clear_current=True)
         except FaceforgeError as error:
