@@ -10,9 +10,9 @@ from PIL import Image
 
 from faceforge.core.dataset import image_files
 from faceforge.core.faces import Box, DetectedFace, Face, Landmarks, PhotoFaces, RejectReason
-from faceforge.serving.vision.face_choice import AGREEMENT, choose_faces
+from faceforge.serving.vision.face_choice import AGREEMENT, MARGIN, choose_faces, unrelated_level
 from faceforge.serving.vision.pipeline import FacePipeline
-from tests.conftest import LFW10
+from tests.conftest import FACES, LFW10
 
 
 def _side_by_side(left: Path, right: Path) -> bytes:
@@ -67,3 +67,34 @@ def test_an_accepted_photo_uses_its_embedded_face_even_when_a_larger_one_was_ref
     photo = PhotoFaces(width=500, height=300, faces=[poster, person], reasons=[])
     (choice,) = choose_faces([photo])
     assert choice is not None and choice.face == 1 and choice.agreement is None
+
+
+def test_a_group_photo_of_two_other_people_is_refused(pipeline: FacePipeline) -> None:
+    """A tester added a photo of Obama and Biden to a person of three photos of George W. Bush (one of
+    them with a second face): it was accepted ("this one matches the person's other photos", 0.81,
+    Biden's face), and the next version named Biden as Bush. Unrelated faces reach 0.81 against a
+    prototype often enough: the face must reach the level the population model puts strangers below."""
+    names = {"George_W_Bush_0007", "George_W_Bush_0008", "George_W_Bush_0009"}
+    bush = [path for path in image_files(LFW10 / "George_W_Bush") if path.stem in names]
+    group = FACES / "multi" / "face_recognition_obama_and_biden.jpg"
+    judged = _analyse(pipeline, [*(path.read_bytes() for path in bush), group.read_bytes()])
+    assert [photo.reasons if photo else None for photo in judged] == [
+        [],
+        [],
+        *[[RejectReason.MULTIPLE_FACES]] * 2,
+    ]
+    choices = choose_faces(judged)
+    assert choices[2] is not None and choices[2].agreement is not None  # Bush beside someone: his face
+    # The service's prototype: the photos with one face.
+    references = np.stack(
+        [photo.faces[0].embedding for photo in judged[:2] if photo and photo.faces[0].embedding is not None]
+    )
+    prototype = (references.mean(axis=0) / np.linalg.norm(references.mean(axis=0))).astype(np.float32)
+    photo = judged[3]
+    assert photo is not None
+    scores = sorted(float(face.embedding @ prototype) for face in photo.faces if face.embedding is not None)
+    assert (
+        len(scores) == 2 and scores[1] >= AGREEMENT and scores[1] - scores[0] >= MARGIN
+    )  # the old rule's yes
+    assert scores[1] < unrelated_level(prototype, 2)
+    assert choices[3] is None
