@@ -463,8 +463,8 @@ def test_every_route_declares_who_may_call_it() -> None:
     # question of what its key may do, the health checks, and DeepStack's routes, which carry their
     # key in the form and check it themselves once it is read (tests/compat: a wrong api_key is refused).
     public = {route.path for route in routes if declared_access(route) == "public"}
-    deepstack = {path for path in public if path.startswith("/v1/vision/face/")}
-    assert len(deepstack) == 5
+    deepstack = {path for path in public if path.startswith("/v1/vision/face")}
+    assert len(deepstack) == 6
     pages = {
         "/",
         "/ui/{name}",
@@ -696,6 +696,25 @@ def test_deepstack_routes_refuse_in_deepstacks_own_words(client: TestClient) -> 
         "no face detected: cat.jpg; no image was added"
     )
     assert [p["photo_count"] for p in client.get("/api/v1/people").json()["items"]] == [2]
+    # "unknown" is recognize's word for a stranger: a person of that name was registered (a tester's)
+    # and could never be told from one.
+    for userid in ("unknown", " Unknown "):
+        status, answer = refused("register", {"image": second}, {"userid": userid})
+        assert status == 400 and "recognize answers for strangers" in answer["error"], answer
+    # Detection (the route a tester found missing): the photo's faces, none, or not a photo.
+    detected = client.post("/v1/vision/face", files={"image": group}).json()
+    assert detected["success"] and len(detected["predictions"]) >= 3, detected
+    for prediction in detected["predictions"]:
+        assert set(prediction) == {"confidence", "x_min", "y_min", "x_max", "y_max"}
+        assert 0 < prediction["confidence"] <= 1 and prediction["x_min"] < prediction["x_max"]
+    surely = client.post("/v1/vision/face", files={"image": group}, data={"min_confidence": "0.99"}).json()
+    assert [p for p in detected["predictions"] if p["confidence"] >= 0.99] == surely["predictions"]
+    assert client.post("/v1/vision/face", files={"image": cat_photo}).json() == {
+        "success": True,
+        "predictions": [],
+    }
+    not_read = client.post("/v1/vision/face", files={"image": not_a_photo})
+    assert (not_read.status_code, not_read.json()) == said("invalid image")
 
 
 @BOTH_DATABASES

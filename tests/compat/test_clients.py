@@ -156,6 +156,10 @@ def test_deepstack_python(server: Server, release: str) -> None:
             )
     assert all(p["userid"] == "unknown" for predictions in seen["strangers"] for p in predictions)
     assert seen["no_face_recognize"] == []
+    # DeepstackFace.detect(): Obama's and Biden's faces and one behind them, each with its detection
+    # score (the route was missing).
+    assert len(seen["detected_pair"]) == 3 and seen["detected_none"] == [], seen["detected_pair"]
+    assert all(p["confidence"] >= 0.45 and p["x_min"] < p["x_max"] for p in seen["detected_pair"])
     if release == "latest":
         assert seen["listed"] == list(PEOPLE)
 

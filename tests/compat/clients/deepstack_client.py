@@ -48,6 +48,10 @@ def main() -> None:
         face.recognize(p.read_bytes()) for p in sorted((faces_dir / "unknown_singles").iterdir())
     ]
     seen["no_face_recognize"] = face.recognize(sorted((faces_dir / "negatives").iterdir())[0].read_bytes())
+    seen["detected_pair"] = face.detect(
+        (faces_dir / "multi" / "face_recognition_obama_and_biden.jpg").read_bytes()
+    )
+    seen["detected_none"] = face.detect(sorted((faces_dir / "negatives").iterdir())[0].read_bytes())
     if hasattr(face, "get_registered_faces"):  # 0.9 and later
         seen["listed"] = face.get_registered_faces()
     sys.stdout.write(json.dumps(seen) + "\n")

@@ -35,6 +35,7 @@ from faceforge.serving.wiring import Services
 
 PREFIX = "/v1/vision/face"
 DEFAULT_MIN_CONFIDENCE = 0.67  # DeepStack's documented default
+UNKNOWN = "unknown"  # recognize's userid for a face it does not name
 # DeepStack's own words (its server's face.py, 400 answers) for what its clients meet most, where our
 # errors said CompreFace's ("No face is found in the given image") or our own. Bytes too large keep
 # our 413 image_too_large: DeepStack has no such answer.
@@ -124,6 +125,46 @@ def _corners(box: dict[str, float]) -> dict[str, int]:
 
 
 @router.post(
+    "",
+    openapi_extra=_form_body(
+        ("image",),
+        image=_image("the photo"),
+        min_confidence={
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "faces detected less surely are left out (default: every face found)",
+        },
+    ),
+)
+async def detect(request: Request, services: ServicesDep) -> dict[str, Any]:
+    """DeepStack's face detection: every face of the photo, largest first, with its detection score
+    as ``confidence``; no face is an empty list (``deepstack-python``'s ``DeepstackFace.detect``)."""
+    return await run_blocking(_detect, services, await _form(request, Access.READ))
+
+
+def _detect(services: Services, form: FormData) -> dict[str, Any]:
+    uploads = _images(form, services.settings.limits.max_file_bytes)
+    if not uploads:
+        raise RequestRejectedError("image_required", "image is required")
+    minimum = _number(form, "min_confidence", 0.0)
+    try:
+        faces = services.compat.faces_of(uploads[0].data, min_detection=minimum, embed=False)
+    except NoFaceError:
+        return {"success": True, "predictions": []}
+    except InvalidImageError as error:
+        if error.code in NOT_AN_IMAGE:
+            raise RequestRejectedError("invalid_image", INVALID_IMAGE) from None
+        raise
+    predictions = []
+    for face in faces:
+        box = face.detection.box
+        corners = _corners({"x": box.x, "y": box.y, "width": box.width, "height": box.height})
+        predictions.append({"confidence": round(face.detection.score, 5)} | corners)
+    return {"success": True, "predictions": predictions}
+
+
+@router.post(
     "/register",
     responses=_responses(422),
     openapi_extra=_form_body(
@@ -138,6 +179,13 @@ async def register(request: Request, services: ServicesDep) -> dict[str, Any]:
 
 def _register(services: Services, form: FormData) -> dict[str, Any]:
     userid = _text(form, "userid")
+    if userid.casefold() == UNKNOWN.casefold():
+        # What recognize answers for a face it does not know: a person of that name could never be
+        # told from a stranger (Home Assistant, Double Take and deepstack-python all compare to it).
+        raise RequestRejectedError(
+            "reserved_userid",
+            f"userid {userid!r} is what recognize answers for strangers: choose another name",
+        )
     uploads = _images(form, services.settings.limits.max_file_bytes)
     if not uploads:
         raise RequestRejectedError("image_required", "at least one image is required")
@@ -218,10 +266,10 @@ def _recognize(services: Services, form: FormData) -> dict[str, Any]:
         raise
     predictions = []
     for face in faces:
-        name, probability = face.subjects[0] if face.subjects else ("unknown", 0.0)
+        name, probability = face.subjects[0] if face.subjects else (UNKNOWN, 0.0)
         known = face.known and probability >= minimum
         predictions.append(
-            {"userid": name if known else "unknown", "confidence": round(probability, 5) if known else 0}
+            {"userid": name if known else UNKNOWN, "confidence": round(probability, 5) if known else 0}
             | _corners(face.box)
         )
     return {"success": True, "predictions": predictions}
