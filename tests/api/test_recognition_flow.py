@@ -269,6 +269,13 @@ def test_delete_person_removes_everything_and_retrains(client: TestClient, monke
     error = refused.json()["error"]
     assert error["code"] == "names_deleted_people" and str(ids["Colin_Powell"]) in error["message"]
     assert client.get("/api/v1/models/current").json()["version"] == after["version"]
+    # Nor are its files served: they hold the deleted person's name and face template (a tester
+    # downloaded head.safetensors and labels.txt from such a version with a read key).
+    for name in ("labels.txt", "manifest.json", "head.onnx"):
+        withheld = client.get(f"/api/v1/models/{before}/files/{name}")
+        assert withheld.status_code == 410, withheld.text
+        assert withheld.json()["error"]["code"] == "names_deleted_people"
+    assert client.get(f"/api/v1/models/{after['version']}/files/labels.txt").status_code == 200
 
 
 def test_photos_can_be_added_listed_and_deleted(client: TestClient) -> None:

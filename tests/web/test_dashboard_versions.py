@@ -243,3 +243,5 @@ def test_training_after_everyone_is_deleted_says_why_no_version_is_current(
         card = page.locator(f"#version-{version['version']}")
         expect(card.locator(".deleted-people")).to_contain_text("it cannot be made current again")
         expect(card.get_by_role("button", name="Make current")).to_have_count(0)
+        # Nor its files: they hold the deleted people's names and templates, and the server refuses them.
+        expect(card.locator(".files")).to_have_count(0)

@@ -10,7 +10,7 @@ from typing import Any
 from faceforge.building.export.version_exports import VersionExporter, VersionExports
 from faceforge.core.atomic import copy_atomically, write_atomically, write_bytes_atomically
 from faceforge.core.checksums import recorded_sha256
-from faceforge.core.errors import ExportError
+from faceforge.core.errors import ExportError, RequestRejectedError
 from faceforge.core.formats import ExportFormat
 from faceforge.serving.services.models import ModelService
 
@@ -39,6 +39,11 @@ def export_version(
     """Rebuild ``version``'s files of ``export_format`` from its head (same bytes as the published ones)
     and write them into ``out``. Everything is built and verified before the first file is written;
     each file appears atomically. Returns ``{version, format, out, files: {name: {sha256, size}}, ...}``."""
+    # As the API serves a version's files: not those of one naming people deleted since.
+    try:
+        models.refuse_deleted_people(models.get(version))
+    except RequestRejectedError as error:
+        raise ExportError(error.message) from None
     try:
         head = models.loaded(version).head
         exports = VersionExporter(models.settings.weights_dir, (export_format,)).export(head)

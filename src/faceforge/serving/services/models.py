@@ -326,13 +326,33 @@ class ModelService:
         return self.view(record)
 
     def file(self, version: int, name: str) -> tuple[Path, str]:
-        """Path and sha256 of a ready version's file, as its manifest lists it."""
+        """Path and sha256 of a ready version's file, as its manifest lists it. A version naming
+        people deleted since serves none (``refuse_deleted_people``)."""
         model = self.get(version)
         if model.published is None:
             raise NotFoundError(f"model version {version} is {model.status}; its files are not served")
+        self.refuse_deleted_people(model)
         files = model.published.files
         path = self.store.file(version, name, files)
         return path, files[name].sha256
+
+    def refuse_deleted_people(self, model: ModelView) -> None:
+        """410 ``names_deleted_people`` for a version other than the current one that names people
+        deleted or merged since: its files hold their names and face templates, and a deletion is for
+        good (a tester downloaded them from an old version after deleting everyone). The current one
+        is still served until the version trained after the deletion replaces it: devices need it."""
+        if model.is_current:
+            return
+        deleted = self.checked([model])[0].deleted
+        if deleted:
+            raise RequestRejectedError(
+                "names_deleted_people",
+                f"model version {model.version} names {len(deleted)} "
+                f"{'person' if len(deleted) == 1 else 'people'} deleted or merged into another since "
+                f"(id {', '.join(map(str, deleted))}): its files are no longer served; the versions "
+                "trained after that leave them out",
+                status=410,
+            )
 
     def recognising(self, version: int | None) -> LoadedModel:
         """``loaded(version)`` without the people deleted since it was built: the version trained

@@ -774,7 +774,7 @@ function versionCard(v, newestReady) {
       admin() && v.status === "ready" && !v.is_current && !gone.length ? el("button", { type: "button", class: "activate", text: "Make current", "aria-label": `Make current: version ${v.version}`, onclick: activate }) : null,
       v.status === "ready" ? el("a", { href: `#/versions/${v.version}`, text: "Quality", "aria-label": `Quality of version ${v.version}` }) : null),
     heldBack ? el("p", { class: "note", text: `Made current by hand (version ${newestReady} is newer). ${REPLACED_BY_NEXT_TRAINING}` }) : null,
-    gone.length && !v.is_current ? el("p", { class: "muted deleted-people", text: `Names ${gone.length === 1 ? "1 person" : `${gone.length} people`} deleted or merged since (id ${gone.slice(0, 5).join(", ")}${gone.length > 5 ? ", …" : ""}): it cannot be made current again.` }) : null,
+    gone.length && !v.is_current ? el("p", { class: "muted deleted-people", text: `Names ${gone.length === 1 ? "1 person" : `${gone.length} people`} deleted or merged since (id ${gone.slice(0, 5).join(", ")}${gone.length > 5 ? ", …" : ""}): it cannot be made current again, and its files are no longer served.` }) : null,
     v.status_message ? el("p", { class: "muted", text: v.status_message }) : null,
     el("div", { class: "figures" },
       // These come from the version's manifest: a building, failed or pruned version has none.
@@ -785,7 +785,8 @@ function versionCard(v, newestReady) {
         el("div", { class: "figure" }, "held-out top-1", el("b", { text: percent(metrics.top1) }))] : null,
       el("div", { class: "figure" }, "built", el("b", { text: when(v.finished_at || v.created_at) }))),
     // Only a ready version's files exist: a pruned or failed one's are gone (or were never written).
-    v.status === "ready" ? filesTable(v) : null);
+    // Nor those of a version naming people deleted since: the server refuses them (410).
+    v.status === "ready" && !(gone.length && !v.is_current) ? filesTable(v) : null);
 }
 
 async function versionsPage(match) {
