@@ -681,6 +681,16 @@ def test_deepstack_routes_refuse_in_deepstacks_own_words(client: TestClient) -> 
     status, answer = refused("register", pair | {"image3": group}, {"userid": "Colin"})
     assert status == 400 and answer["error"].startswith("no face detected: cat.jpg; several faces"), answer
     assert answer["error"].endswith(": group.jpg; no image was added") and "a.jpg" not in answer["error"]
+    # Alone, such an image was a 422 in the people API's words ("no photo was accepted (group.jpg:
+    # ...)"), and an image too large a 422 where recognize answers 413 (a tester's).
+    status, answer = refused("register", {"image": group}, {"userid": "Colin"})
+    assert status == 400 and answer["error"].startswith("several faces"), answer
+    bomb = ("bomb.png", png_header_only(60_000, 60_000), "image/png")
+    for files in ({"image": bomb}, {"image1": bomb, "image2": bomb}):
+        status, answer = refused("register", files, {"userid": "Colin"})
+        assert status == 413 and "pixels" in answer["error"] and answer["success"] is False, answer
+    status, answer = refused("register", {"image1": bomb, "image2": cat_photo}, {"userid": "Colin"})
+    assert status == 400 and answer["error"].endswith("no image was added"), answer
     _nothing_stored(client)  # nor their files
     # A photo the person already has is no refusal: registering it again with a new one adds that.
     second = ("b.jpg", image_files(LFW10 / "Colin_Powell")[1].read_bytes(), "image/jpeg")

@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.datastructures import FormData, UploadFile
 
-from faceforge.core.errors import InvalidImageError, NotFoundError, RequestRejectedError
+from faceforge.core.errors import IMAGE_TOO_LARGE, InvalidImageError, NotFoundError, RequestRejectedError
 from faceforge.serving.api.access import Access, PublicAccess, form_key_error
 from faceforge.serving.api.blocking import run_blocking
 from faceforge.serving.api.deps import ServicesDep
@@ -207,11 +207,17 @@ def _register(services: Services, form: FormData) -> dict[str, Any]:
 
         said = {id(v): words(v) for v in refused}
         ours = {NO_FACE_REGISTERED, INVALID_IMAGE}
+        # 413 for images too large, as every route answers them; 400 for the rest, as DeepStack's
+        # refusals (one image with a cause DeepStack has no words for was a 422 in the people API's
+        # words, "no photo was accepted (...)", and a huge one 422 where recognize says 413).
+        status = 413 if all(IMAGE_TOO_LARGE in v.reasons for v in refused) else 400
         if len(error.verdicts) == 1:
-            if said[id(refused[0])] not in ours:
-                raise  # one image, a cause DeepStack has no words for: ours, as every route says it
-            code = "no_face" if said[id(refused[0])] == NO_FACE_REGISTERED else "invalid_image"
-            raise RequestRejectedError(code, said[id(refused[0])]) from None
+            only = refused[0]
+            if said[id(only)] not in ours:
+                code = only.reasons[0] if only.reasons else "photos_rejected"
+                raise RequestRejectedError(code, said[id(only)], status=status) from None
+            code = "no_face" if said[id(only)] == NO_FACE_REGISTERED else "invalid_image"
+            raise RequestRejectedError(code, said[id(only)]) from None
         code = next(
             (
                 c
@@ -226,7 +232,7 @@ def _register(services: Services, form: FormData) -> dict[str, Any]:
             + ", ".join(v.filename or f"image {v.index + 1}" for v in refused if said[id(v)] == text)
             for text in dict.fromkeys(said.values())
         ]
-        raise RequestRejectedError(code, "; ".join(grouped) + "; no image was added") from None
+        raise RequestRejectedError(code, "; ".join(grouped) + "; no image was added", status=status) from None
     # What was said of an accepted photo (another person has the same one; it looks like a
     # stranger's) follows DeepStack's words: dropped, a photo filed under a second name went unheard.
     return {"success": True, "message": "; ".join(["face added", *notes])}
