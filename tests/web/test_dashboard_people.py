@@ -148,8 +148,23 @@ def test_registering_shows_every_verdict_and_deleting_says_so(page: Page, server
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#delete-person").click()
     expect(page.get_by_role("heading", name="People")).to_be_visible()
-    expect(page.locator("#notice")).to_contain_text("Jacques Chirac deleted")
+    expect(page.locator("#notice")).to_contain_text("Jacques Chirac deleted; a new version is being trained.")
     server.wait_trained()
+    # Without photos, nobody is in any version: nothing is trained, and nothing is said to be. An error
+    # under the form was followed by the word "null" (a tester's).
+    server.expected_errors.add(("/api/v1/people", 400))
+    page.get_by_label("Name", exact=True).fill("   ")
+    page.get_by_role("button", name="Register").click()
+    form = page.locator("form", has=page.get_by_role("button", name="Register"))
+    expect(form).to_contain_text("name")
+    assert "null" not in form.inner_text(), form.inner_text()
+    page.get_by_label("Name", exact=True).fill("Nobody Photoless")
+    page.get_by_role("button", name="Register").click()
+    expect(page.get_by_role("heading", name="Nobody Photoless")).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#delete-person").click()
+    expect(page.locator("#notice")).to_contain_text("Nobody Photoless deleted.")
+    expect(page.locator("#notice")).not_to_contain_text("trained")
 
 
 def test_an_error_route_replaces_the_page_and_slow_pages_say_loading(

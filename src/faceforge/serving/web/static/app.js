@@ -374,7 +374,7 @@ function registerForm() {
     } catch (error) {
       if (needsLogin(error)) return fail(error);
       const verdicts = error instanceof ApiError && error.body && error.body.error && error.body.error.photos;
-      result.replaceChildren(errorBox(error), verdicts ? verdictList(verdicts) : null);
+      result.replaceChildren(errorBox(error), ...(verdicts ? [verdictList(verdicts)] : []));  // a null child is printed "null"
     } finally {
       button.disabled = false;
     }
@@ -533,7 +533,8 @@ function editForm(person) {
     if (!confirm(`Delete ${person.name} (person ${person.id}) and every photo of them?`)) return;
     try {
       await api(`/api/v1/people/${person.id}`, { method: "DELETE" });
-      go("#/people", `${person.name} deleted; a new version is being trained.`);
+      // Someone without photos is in no version: deleting them trains nothing (it said it did).
+      go("#/people", `${person.name} deleted` + (person.photo_count ? "; a new version is being trained." : "."));
     } catch (error) { fail(error); }
   } });
   return el("section", { class: "card" }, el("h2", { text: "Edit" }), save, mergePicker(person), el("p", {}, remove));

@@ -128,7 +128,7 @@ function addStrangerForm(ui) {
     } catch (error) {
       if (needsLogin(error)) return fail(error);
       const verdicts = error instanceof ApiError && error.body && error.body.error && error.body.error.photos;
-      result.replaceChildren(errorBox(error), verdicts ? verdictList(verdicts) : null);
+      result.replaceChildren(errorBox(error), ...(verdicts ? [verdictList(verdicts)] : []));  // a null child is printed "null"
     } finally {
       button.disabled = false;
     }
