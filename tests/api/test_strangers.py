@@ -381,6 +381,23 @@ def test_a_photo_another_person_has_is_said_at_the_upload(quiet_client: TestClie
         assert "matches the person's other photos" in taken["message"]  # the face of theirs it took
 
 
+def test_merging_two_people_who_share_a_photo_keeps_it_once(quiet_client: TestClient) -> None:
+    """The upload says to merge two people named for one photo; merged, the kept person had it twice
+    (counted and trained twice), which uploading it to them again is refused to prevent (a tester's)."""
+    colin = image_files(LFW10 / PEOPLE[0])
+    first = quiet_client.post("/api/v1/people", data={"name": "Colin"}, files=photo_fields(colin[:2])).json()
+    again = quiet_client.post(
+        "/api/v1/people", data={"name": "Colin 2"}, files=photo_fields(colin[1:3])
+    ).json()
+    photos_dir = quiet_client.app.state.services.settings.files_dir / "photos"  # type: ignore[attr-defined]
+    assert len(list(photos_dir.iterdir())) == 4
+    merged = quiet_client.post(f"/api/v1/people/{first['id']}/merge", json={"other_id": again["id"]})
+    assert merged.status_code == 200 and merged.json()["photo_count"] == 3, merged.text
+    photos = quiet_client.get(f"/api/v1/people/{first['id']}/photos").json()
+    assert len({photo["sha256"] for photo in photos}) == len(photos) == 3, photos
+    assert len(list(photos_dir.iterdir())) == 3  # the copy's file went with it
+
+
 def test_strangers_that_look_like_people_never_hold_back_the_next_versions(client: TestClient) -> None:
     """A tester collected photos of two enrolled people as strangers ("Not <name>"): their held-out
     photos were no longer named, on purpose, and the known-accept floor then held back every later

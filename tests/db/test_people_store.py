@@ -41,7 +41,7 @@ def test_a_merge_moves_the_photo_an_upload_was_adding(engine: Engine) -> None:
 
     def merge() -> int:
         with sessions.begin() as session:
-            return people_store.merge_people(session, keep_id=keep, other_id=other).photo_count
+            return people_store.merge_people(session, keep_id=keep, other_id=other, unused=[]).photo_count
 
     with ThreadPoolExecutor(max_workers=1) as pool, sessions.begin() as adding:
         _adding_a_photo(adding, other)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -316,14 +316,26 @@ def request_training(session: Session) -> int:
     return int(session.scalar(select(TrainingStateRow.requested).where(TrainingStateRow.id == 1)) or 0)
 
 
-def merge_people(session: Session, *, keep_id: int, other_id: int) -> Person:
+def merge_people(session: Session, *, keep_id: int, other_id: int, unused: list[str]) -> Person:
     """Move every photo of ``other_id`` to ``keep_id`` and delete ``other_id`` (the same person
     registered twice). The kept person's name, position and external id stay; the other's external id
-    is taken over only when the kept person has none."""
+    is taken over only when the kept person has none. A photo of the other's whose bytes the kept
+    person has already is dropped, not moved, its file's name put in ``unused`` (to be removed once
+    this commits): moved, the kept person had it twice, counted and trained twice, which an upload of
+    it is refused to prevent (a tester merged two people named for one photo)."""
     if keep_id == other_id:
         raise ConflictError("a person cannot be merged with themselves")
     _lock_people(session, [keep_id, other_id])
     keep, other = _row(session, keep_id), _row(session, other_id)
+    kept = select(PhotoRow.sha256).where(PhotoRow.person_id == keep_id)
+    copies = session.execute(
+        select(PhotoRow.id, PhotoRow.stored_name).where(
+            PhotoRow.person_id == other_id, PhotoRow.sha256.in_(kept)
+        )
+    ).all()
+    if copies:
+        session.execute(delete(PhotoRow).where(PhotoRow.id.in_([photo_id for photo_id, _ in copies])))
+        unused.extend(name for _, name in copies)
     session.execute(update(PhotoRow).where(PhotoRow.person_id == other_id).values(person_id=keep_id))
     external_id = other.external_id
     session.delete(other)

@@ -695,8 +695,8 @@ class PeopleService:
     def merge(self, *, person_id: int, other_id: int) -> ChangeResult:
         """``other_id`` was the same person: their photos move to ``person_id``, one person remains."""
 
-        def change(session: Session, _unused: list[str]) -> ChangeResult:
-            person = people_store.merge_people(session, keep_id=person_id, other_id=other_id)
+        def change(session: Session, unused: list[str]) -> ChangeResult:
+            person = people_store.merge_people(session, keep_id=person_id, other_id=other_id, unused=unused)
             return ChangeResult(person, [], request_training(session))
 
         try:
