@@ -381,6 +381,32 @@ def test_a_photo_another_person_has_is_said_at_the_upload(quiet_client: TestClie
         assert "matches the person's other photos" in taken["message"]  # the face of theirs it took
 
 
+def test_a_face_the_current_version_names_as_someone_else_is_said_at_the_upload(client: TestClient) -> None:
+    """A tester added a photo of Venus Williams to Tom Hanks: accepted without a word, while identify
+    named her at 0.99. The upload now says whom the current version names the face as."""
+    colin, tony = image_files(LFW10 / PEOPLE[0]), image_files(LFW10 / PEOPLE[1])
+    ids = {}
+    for name, photos in (("Colin", colin[:4]), ("Tony", tony[:4])):
+        ids[name] = client.post("/api/v1/people", data={"name": name}, files=photo_fields(photos)).json()[
+            "id"
+        ]
+    version = wait_until_trained(client)["current_version"]
+    said = f"version {version} names this face as Tony (person {ids['Tony']}, confidence "
+    added = client.post(f"/api/v1/people/{ids['Colin']}/photos", files=photo_fields([colin[5], tony[5]]))
+    own, misfiled = added.json()["photos"]
+    assert own["verdict"] == misfiled["verdict"] == "accepted", added.text
+    assert own["message"] is None and said in (misfiled["message"] or ""), added.text
+    assert "if they are one person, merge them" in misfiled["message"]
+    # Someone new whose face the version gives to Tony: one person under two names, perhaps.
+    again = client.post("/api/v1/people", data={"name": "Anthony"}, files=photo_fields(tony[6:7]))
+    assert said in (again.json()["photos"][0]["message"] or ""), again.text
+    # A stranger to the version is said nothing.
+    new = client.post(
+        "/api/v1/people", data={"name": "Hugo"}, files=photo_fields(image_files(LFW10 / STRANGER)[:1])
+    )
+    assert new.json()["photos"][0]["message"] is None, new.text
+
+
 def test_merging_two_people_who_share_a_photo_keeps_it_once(quiet_client: TestClient) -> None:
     """The upload says to merge two people named for one photo; merged, the kept person had it twice
     (counted and trained twice), which uploading it to them again is refused to prevent (a tester's)."""

@@ -91,7 +91,12 @@ class Services:
             awake=awake,
         )
         people = PeopleService(
-            settings, sessions, pipeline, gate, on_change=worker.wake.set if worker else lambda: None
+            settings,
+            sessions,
+            pipeline,
+            gate,
+            on_change=worker.wake.set if worker else lambda: None,
+            current_model=models.current_recognising,
         )
         strangers = StrangersService(people, sessions, on_change=people.on_change)
         identify = IdentifyService(pipeline, models, gate, on_faces=metrics.count_faces)

@@ -354,6 +354,13 @@ class ModelService:
                 status=410,
             )
 
+    def current_recognising(self) -> LoadedModel | None:
+        """``recognising(None)``, or ``None`` before the first version (or with none current)."""
+        try:
+            return self.recognising(None)
+        except ModelNotReadyError:
+            return None
+
     def recognising(self, version: int | None) -> LoadedModel:
         """``loaded(version)`` without the people deleted since it was built: the version trained
         after a deletion takes a moment, an older version may be asked for by number, and neither may

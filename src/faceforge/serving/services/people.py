@@ -8,14 +8,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.config import Settings
 from faceforge.core.embedding_space import EMBEDDER_NAME
-from faceforge.core.errors import NotFoundError, RequestRejectedError
+from faceforge.core.errors import FaceforgeError, NotFoundError, RequestRejectedError
 from faceforge.core.faces import PhotoFaces, RejectReason
 from faceforge.core.model.population import shipped_model
 from faceforge.core.records import Person, StoredPhoto
@@ -30,6 +30,9 @@ from faceforge.storage.people_store import request_training
 from faceforge.storage.photo_files import PhotoFiles
 from faceforge.storage.tables import COLUMN_WIDTHS
 from faceforge.storage.version_store import VersionStore
+
+if TYPE_CHECKING:
+    from faceforge.serving.services.models import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -373,8 +376,10 @@ class PeopleService:
         pipeline: FacePipeline,
         gate: VisionGate,
         on_change: Callable[[], None] = lambda: None,
+        current_model: Callable[[], LoadedModel | None] = lambda: None,
     ) -> None:
         self.settings = settings
+        self.current_model = current_model  # the version identify names faces with, people deleted left out
         self.sessions = sessions
         self.pipeline = pipeline
         self.gate = gate
@@ -436,6 +441,49 @@ class PeopleService:
         people_store.lock_photos(session, digests)  # again, if the change did: locks are re-entrant
         people_store.lock_person(session, person_id=person_id)
 
+    def _note_upload(self, prepared: PreparedPhotos, person_id: int | None) -> None:
+        """What is said of accepted photos for ``person_id`` (``None``: someone new), before they are
+        stored: a face like a collected stranger's, a photo another person has, a face the current
+        version names as someone else."""
+        self._note_strangers_alike(prepared)
+        copies = self._note_other_peoples_copies(prepared, person_id)
+        self._note_named_as_others(prepared, person_id, copies)
+
+    def _note_named_as_others(
+        self, prepared: PreparedPhotos, person_id: int | None, copies: set[str]
+    ) -> None:
+        """Say on each accepted photo whose face the current version names as someone else: it is
+        filed under the wrong person, or they are one person under two names (a tester added a photo
+        of Venus Williams to Tom Hanks: accepted without a word, while identify named her at 0.99).
+        The version's own decision, threshold and margins included, so a face is said to be someone's
+        exactly when identify would name it so; a photo whose bytes another person has is said so
+        already (``copies``). A note, never a refusal: a new person is named as someone else as often
+        as the version accepts a stranger."""
+        if not prepared.accepted:
+            return
+        try:
+            model = self.current_model()
+        except FaceforgeError as error:  # the upload does not fail for its note
+            log.warning("no note of faces the current version names: %s", error.message)
+            return
+        if model is None or not model.people:
+            return
+        faces = np.stack([np.frombuffer(item.fields["embedding"], "<f4") for item in prepared.accepted])
+        if faces.shape[1] != model.head.prototypes.shape[1]:
+            return  # a version of an earlier embedder, while photos are embedded again
+        for item, match in zip(prepared.accepted, model.head.predict(faces), strict=True):
+            if match.index is None or item.fields["sha256"] in copies:
+                continue
+            named = model.people[match.index]
+            if named["person_id"] == person_id:
+                continue
+            said = (
+                f"version {model.version} names this face as {named['name']} (person "
+                f"{named['person_id']}, confidence {match.confidence:.2f}): if it shows them, delete it "
+                "here and add it to them; if they are one person, merge them"
+            )
+            item.verdict.message = f"{item.verdict.message}; {said}" if item.verdict.message else said
+
     def _note_strangers_alike(self, prepared: PreparedPhotos) -> None:
         """Say on each accepted photo whose face looks like a collected stranger's: that stranger's
         photos would keep this person from being named (a tester enrolled someone already collected
@@ -458,14 +506,15 @@ class PeopleService:
             ),
         )
 
-    def _note_other_peoples_copies(self, prepared: PreparedPhotos, person_id: int | None) -> None:
+    def _note_other_peoples_copies(self, prepared: PreparedPhotos, person_id: int | None) -> set[str]:
         """Say on each accepted photo whose very bytes another person has with the same face taken:
         one of the two is filed under the wrong name, or they are one person under two names. The
         next version flags the pair and leaves it out of its calibration; said here, at the upload,
         where the mistake is made (a tester added a photo to the wrong person and heard nothing until
         a version was held back). Another face of the same group photo is another person's: no note."""
+        noted: set[str] = set()
         if not prepared.accepted:
-            return
+            return noted
         with self.sessions() as session:
             stored = people_store.faces_with_photos(
                 session, [item.fields["sha256"] for item in prepared.accepted], embedder=EMBEDDER_NAME
@@ -493,6 +542,8 @@ class PeopleService:
                 "person, merge them; if not, delete it from whoever it does not show"
             )
             item.verdict.message = f"{item.verdict.message}; {said}" if item.verdict.message else said
+            noted.add(item.fields["sha256"])
+        return noted
 
     def _held_by_strangers(self, digests: list[str]) -> dict[str, tuple[str, str]]:
         with self.sessions() as session:
@@ -537,8 +588,7 @@ class PeopleService:
         clean_external = self.clean_optional(external_id, "external_id")
         self.check_uploads(uploads)
         prepared = prepare_photos(None, self.analyse(uploads), self.files, self._held_by_strangers)
-        self._note_strangers_alike(prepared)
-        self._note_other_peoples_copies(prepared, None)
+        self._note_upload(prepared, None)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
             prepared.lock(session)
@@ -575,8 +625,7 @@ class PeopleService:
         if all_or_nothing and _refused_but_duplicates(prepared.verdicts) and prepared.accepted:
             self.files.delete(prepared.names)
             raise PhotosRejectedError(prepared.verdicts, all_or_nothing=True)
-        self._note_strangers_alike(prepared)
-        self._note_other_peoples_copies(prepared, None if known is None else known.id)
+        self._note_upload(prepared, None if known is None else known.id)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
             prepared.lock(session)
@@ -606,8 +655,7 @@ class PeopleService:
             prepared = prepare_photos(
                 self._owner(session, person_id), analysed, self.files, self._held_by_strangers
             )
-        self._note_strangers_alike(prepared)
-        self._note_other_peoples_copies(prepared, person_id)
+        self._note_upload(prepared, person_id)
 
         def change(session: Session, unused: list[str]) -> ChangeResult:
             prepared.lock(session)
