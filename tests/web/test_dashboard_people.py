@@ -259,3 +259,21 @@ def test_leaving_a_search_or_deleting_a_photo_keeps_the_visitor_where_they_are(
     page.get_by_role("button", name="Delete photo 1 of Tony Blair").click()
     expect(page.locator("#notice")).to_contain_text("Photo 1 of Tony Blair deleted")
     expect(page.get_by_role("heading", name="Photos", exact=True)).to_be_focused()
+
+
+def test_a_long_name_takes_three_lines_in_the_people_grid(page: Page, server: Server) -> None:
+    """A 200-character name wrapped to 17 lines and stretched every card of its row (a tester's)."""
+    name = " ".join(["Bartholomew"] * 16)[:200]
+    person = server.register(name, image_files(LFW10 / "Tony_Blair")[:1], train=False)
+    login(page, server, ADMIN_KEY)
+    card = page.locator(f"a.person[href='#/people/{person['id']}'] .name")
+    expect(card).to_have_attribute("title", name)  # the whole name on hover
+    lines = card.evaluate("(node) => node.offsetHeight / parseFloat(getComputedStyle(node).lineHeight)")
+    assert lines <= 3.05, lines
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert (
+        card.evaluate("(node) => node.offsetHeight / parseFloat(getComputedStyle(node).lineHeight)") <= 3.05
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    shot(page, server, "long-name-phone")
+    server.api("DELETE", f"/api/v1/people/{person['id']}")

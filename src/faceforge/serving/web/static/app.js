@@ -319,7 +319,7 @@ function face(person, className = "avatar") {
 
 function personCard(person) {
   return el("a", { class: "person", href: `#/people/${person.id}` }, face(person),
-    el("div", { class: "name", text: person.name }),
+    el("div", { class: "name", text: person.name, title: person.name }),
     el("div", { class: "muted", text: [person.position, plural(person.photo_count, "photo")].filter(Boolean).join(" · ") }));
 }
 
