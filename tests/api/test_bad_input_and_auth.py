@@ -69,6 +69,13 @@ def test_registration_rejections(tmp_path: Path, database_url: str, settings: Se
         ]
         for data, files, status, code in cases:
             _error(client.post("/api/v1/people", data=data, files=files or None), status, code)
+        # In a unit a person reads, and saying that the good photo beside it was not stored either
+        # (a tester read "larger than 15728640 bytes" and wondered about the rest).
+        answer = client.post("/api/v1/people", data={"name": "ok"}, files=photo_fields([small[0], big]))
+        assert answer.json()["error"]["message"] == (
+            f"{big.name} is larger than the limit of 60,000 bytes per photo; nothing was stored: "
+            "send it smaller, or leave it out"
+        )
         _nothing_stored(client)
         oversized = client.post(
             "/api/v1/people", data={"name": "ok"}, content=b"x" * 200, headers={"content-length": str(10**10)}

@@ -13,7 +13,7 @@ from starlette.datastructures import FormData, UploadFile  # FastAPI's UploadFil
 
 from faceforge.core.errors import RequestRejectedError
 from faceforge.serving.api.errors import error_responses
-from faceforge.serving.services.people import Upload
+from faceforge.serving.services.people import Upload, too_large_file
 
 # What a route taking photos may answer besides its own errors (OpenAPI).
 UPLOAD_ERRORS = error_responses(413, 415, 422, 503)
@@ -22,9 +22,7 @@ UPLOAD_ERRORS = error_responses(413, 415, 422, 503)
 def read_upload(upload: UploadFile, *, max_bytes: int) -> Upload:
     data = upload.file.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise RequestRejectedError(
-            "file_too_large", f"{upload.filename or 'a photo'} is larger than {max_bytes} bytes", status=413
-        )
+        raise too_large_file(upload.filename, max_bytes)
     return Upload(filename=upload.filename, data=data)
 
 
@@ -47,7 +45,7 @@ def read_base64_upload(value: object, field: str, *, max_bytes: int) -> Upload:
         raise RequestRejectedError(f"{field}_required", f"{field} is empty: give the photo's bytes in base64")
     text += "=" * (-len(text) % 4 if len(text) % 4 != 1 else 0)  # padding is optional, as in Java's decoder
     if len(text) // 4 * 3 - text.count("=") > max_bytes:
-        raise RequestRejectedError("file_too_large", f"{field} is larger than {max_bytes} bytes", status=413)
+        raise too_large_file(field, max_bytes)
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as error:  # ValueError: characters outside ASCII

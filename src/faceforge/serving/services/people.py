@@ -47,6 +47,18 @@ class Upload:
     data: bytes
 
 
+def too_large_file(filename: str | None, max_bytes: int) -> RequestRejectedError:
+    """413 ``file_too_large``, the limit in megabytes (a tester read "larger than 15728640 bytes"),
+    and that the request stored nothing: the other photos of it were not refused, only not read."""
+    limit = f"{max_bytes / 1_048_576:.3g} MB" if max_bytes >= 1_048_576 else f"{max_bytes:,} bytes"
+    return RequestRejectedError(
+        "file_too_large",
+        f"{filename or 'a photo'} is larger than the limit of {limit} per photo; nothing was stored: "
+        "send it smaller, or leave it out",
+        status=413,
+    )
+
+
 @dataclass(slots=True)
 class PhotoVerdict:
     index: int
@@ -410,11 +422,7 @@ class PeopleService:
             )
         for upload in uploads:
             if len(upload.data) > limits.max_file_bytes:
-                raise RequestRejectedError(
-                    "file_too_large",
-                    f"photo {upload.filename or ''!s} is larger than {limits.max_file_bytes} bytes",
-                    status=413,
-                )
+                raise too_large_file(upload.filename, limits.max_file_bytes)
 
     # -- photo analysis ---------------------------------------------------------------------------
     def analyse(self, uploads: list[Upload]) -> list[tuple[Upload, PhotoFaces | PhotoError]]:
