@@ -183,8 +183,19 @@ def test_strangers_page_and_try_it_actions(page: Page, server: Server) -> None:
     page.locator("#probe").set_input_files(str(GROUP))
     expect(page.locator("#faces li").first).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.locator("#faces .face-actions")).to_have_count(page.locator("#faces li").count())
+    # A long name in "Add to <name>" wrapped the button to nine lines: one line, whole in its title.
+    long_name = " ".join(["Bartholomew"] * 16)
+    actions = page.locator("#faces .face-actions").first
+    actions.locator("input").first.fill(long_name)
+    add = actions.locator("button.add-to")
+    expect(add).to_have_attribute("title", f"Add to {long_name}")
+    height = add.evaluate(
+        "(e) => e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).fontSize)"
+    )
+    assert height < 3, height
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     shot(page, server, "14-try-it-phone")
+    actions.locator("input").first.fill("")
     # Faces at the photo's edges (their boxes reach past it): every number tag lies on the photo.
     page.locator("#probe").set_input_files(str(FACES / "multi" / "deepface_selfie-many-people.jpg"))
     expect(page.locator("#faces li").nth(4)).to_be_visible(timeout=TIMEOUT_MS)

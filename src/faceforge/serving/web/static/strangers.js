@@ -266,7 +266,7 @@ export function faceActions(ui, { file, image, face, index, count, faces }) {
       form.append("note", `not ${name}`);
       return api("/api/v1/strangers", { method: "POST", form });
     };
-    controls.append(el("button", { type: "button", class: "not-them", text: `Not ${name}: add as a stranger`, onclick: () =>
+    controls.append(el("button", { type: "button", class: "not-them", text: `Not ${name}: add as a stranger`, title: `Not ${name}: add as a stranger`, onclick: () =>
       send("Added as a stranger", "Not added as a stranger", toStrangers) }));
   }
 
@@ -338,8 +338,9 @@ export function faceActions(ui, { file, image, face, index, count, faces }) {
         (form) => api(`/api/v1/people/${person.id}/photos`, { method: "POST", form }));
     }
   } });
-  add.textContent = face.match ? `Add to ${face.match.name}` : "Add to person";
-  picker.addEventListener("input", () => { add.textContent = picker.value.trim() ? `Add to ${picker.value.trim()}` : "Add to person"; });
+  const label = (text) => { add.textContent = text; add.title = text; };
+  label(face.match ? `Add to ${face.match.name}` : "Add to person");
+  picker.addEventListener("input", () => label(picker.value.trim() ? `Add to ${picker.value.trim()}` : "Add to person"));
   controls.append(picker, options, add);
   return el("div", { class: "face-tools" }, controls, status);
 }
