@@ -136,7 +136,13 @@ def test_registering_shows_every_verdict_and_deleting_says_so(page: Page, server
     login(page, server, ADMIN_KEY)
     page.get_by_label("Name", exact=True).fill("Jacques Chirac")
     page.get_by_label("Photos (one face each)").set_input_files([str(p) for p in [*chirac, cat]])
+    # Held on its way: until it is answered the form says what it is doing (it showed a grey button only).
+    held: list[Route] = []
+    page.route("**/api/v1/people", lambda route: held.append(route))
     page.get_by_role("button", name="Register").click()
+    expect(page.locator("#registering")).to_have_text("Uploading and checking 3 photos…")
+    held[0].continue_()
+    page.unroute("**/api/v1/people")
     expect(page.get_by_role("heading", name="Jacques Chirac")).to_be_visible()
     # The notice survives the move to the new person's page, and every photo's verdict is there.
     expect(page.locator("#notice")).to_contain_text("2 of 3 photos accepted")

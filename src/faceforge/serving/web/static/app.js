@@ -364,7 +364,10 @@ function registerForm() {
     const data = new FormData(form);
     const button = form.querySelector("button");
     button.disabled = true;
-    result.replaceChildren();
+    // Said while it uploads and is analysed: many photos on a slow line took long with only a grey
+    // button to show for it (a tester's).
+    const sending = data.getAll("photos").filter((file) => file.size || file.name).length;
+    result.replaceChildren(el("p", { class: "muted", id: "registering", text: sending ? `Uploading and checking ${plural(sending, "photo")}…` : "Registering…" }));
     try {
       const person = await api("/api/v1/people", { method: "POST", form: data });
       const accepted = person.photos.filter((p) => p.verdict === "accepted").length;
