@@ -18,7 +18,8 @@ confidence 0, as DeepStack reports unknown faces.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from starlette.datastructures import FormData, UploadFile
@@ -124,17 +125,17 @@ def _corners(box: dict[str, float]) -> dict[str, int]:
     }
 
 
+def _min_confidence(description: str, default: float | None = None) -> dict[str, Any]:
+    number: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 1, "description": description}
+    return number if default is None else number | {"default": default}
+
+
 @router.post(
     "",
     openapi_extra=_form_body(
         ("image",),
         image=_image("the photo"),
-        min_confidence={
-            "type": "number",
-            "minimum": 0,
-            "maximum": 1,
-            "description": "faces detected less surely are left out (default: every face found)",
-        },
+        min_confidence=_min_confidence("faces detected less surely are left out (default: every face found)"),
     ),
 )
 async def detect(request: Request, services: ServicesDep) -> dict[str, Any]:
@@ -144,24 +145,44 @@ async def detect(request: Request, services: ServicesDep) -> dict[str, Any]:
 
 
 def _detect(services: Services, form: FormData) -> dict[str, Any]:
-    uploads = _images(form, services.settings.limits.max_file_bytes)
-    if not uploads:
-        raise RequestRejectedError("image_required", "image is required")
-    minimum = _number(form, "min_confidence", 0.0)
-    try:
-        faces = services.compat.faces_of(uploads[0].data, min_detection=minimum, embed=False)
-    except NoFaceError:
-        return {"success": True, "predictions": []}
-    except InvalidImageError as error:
-        if error.code in NOT_AN_IMAGE:
-            raise RequestRejectedError("invalid_image", INVALID_IMAGE) from None
-        raise
+    faces, _ = _analysed(
+        services,
+        form,
+        0.0,
+        lambda data, minimum: services.compat.faces_of(data, min_detection=minimum, embed=False),
+    )
     predictions = []
-    for face in faces:
+    for face in faces or []:
         box = face.detection.box
         corners = _corners({"x": box.x, "y": box.y, "width": box.width, "height": box.height})
         predictions.append({"confidence": round(face.detection.score, 5)} | corners)
     return {"success": True, "predictions": predictions}
+
+
+_Analysis = TypeVar("_Analysis")
+
+
+def _analysed(
+    services: Services,
+    form: FormData,
+    default_minimum: float,
+    analyse: Callable[[bytes, float], _Analysis],
+) -> tuple[_Analysis | None, float]:
+    """The form's first image through ``analyse(bytes, min_confidence)``, and that minimum: ``None``
+    for an image without a face (DeepStack answers an empty list), and DeepStack's "invalid image"
+    for bytes that are not a photo."""
+    uploads = _images(form, services.settings.limits.max_file_bytes)
+    if not uploads:
+        raise RequestRejectedError("image_required", "image is required")
+    minimum = _number(form, "min_confidence", default_minimum)
+    try:
+        return analyse(uploads[0].data, minimum), minimum
+    except NoFaceError:
+        return None, minimum
+    except InvalidImageError as error:
+        if error.code in NOT_AN_IMAGE:
+            raise RequestRejectedError("invalid_image", INVALID_IMAGE) from None
+        raise
 
 
 @router.post(
@@ -244,13 +265,7 @@ def _register(services: Services, form: FormData) -> dict[str, Any]:
     openapi_extra=_form_body(
         ("image",),
         image=_image("the photo"),
-        min_confidence={
-            "type": "number",
-            "minimum": 0,
-            "maximum": 1,
-            "default": DEFAULT_MIN_CONFIDENCE,
-            "description": "faces named less surely are unknown",
-        },
+        min_confidence=_min_confidence("faces named less surely are unknown", DEFAULT_MIN_CONFIDENCE),
     ),
 )
 async def recognize(request: Request, services: ServicesDep) -> dict[str, Any]:
@@ -258,20 +273,14 @@ async def recognize(request: Request, services: ServicesDep) -> dict[str, Any]:
 
 
 def _recognize(services: Services, form: FormData) -> dict[str, Any]:
-    uploads = _images(form, services.settings.limits.max_file_bytes)
-    if not uploads:
-        raise RequestRejectedError("image_required", "image is required")
-    minimum = _number(form, "min_confidence", DEFAULT_MIN_CONFIDENCE)
-    try:
-        faces = services.compat.recognize(uploads[0].data, limit=0, prediction_count=1, min_detection=None)
-    except NoFaceError:
-        return {"success": True, "predictions": []}
-    except InvalidImageError as error:
-        if error.code in NOT_AN_IMAGE:
-            raise RequestRejectedError("invalid_image", INVALID_IMAGE) from None
-        raise
+    faces, minimum = _analysed(
+        services,
+        form,
+        DEFAULT_MIN_CONFIDENCE,
+        lambda data, _: services.compat.recognize(data, limit=0, prediction_count=1, min_detection=None),
+    )
     predictions = []
-    for face in faces:
+    for face in faces or []:
         name, probability = face.subjects[0] if face.subjects else (UNKNOWN, 0.0)
         known = face.known and probability >= minimum
         predictions.append(
