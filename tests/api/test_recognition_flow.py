@@ -276,6 +276,14 @@ def test_delete_person_removes_everything_and_retrains(client: TestClient, monke
         assert withheld.status_code == 410, withheld.text
         assert withheld.json()["error"]["code"] == "names_deleted_people"
     assert client.get(f"/api/v1/models/{after['version']}/files/labels.txt").status_code == 200
+    # Nor does its listing name them any more (a reviewer's): the id stays, the name goes.
+    for answer in (client.get(f"/api/v1/models/{before}"), client.get("/api/v1/models")):
+        assert "Colin Powell" not in answer.text and "a deleted person" in answer.text, answer.text
+    roster = {p["id"]: p["name"] for p in client.get(f"/api/v1/models/{before}").json()["people"]}
+    assert (
+        roster[ids["Colin_Powell"]] == "a deleted person"
+        and roster[ids["Vladimir_Putin"]] == "Vladimir Putin"
+    )
 
 
 def test_photos_can_be_added_listed_and_deleted(client: TestClient) -> None:

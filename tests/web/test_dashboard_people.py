@@ -141,6 +141,10 @@ def test_registering_shows_every_verdict_and_deleting_says_so(page: Page, server
     page.route("**/api/v1/people", lambda route: held.append(route))
     page.get_by_role("button", name="Register").click()
     expect(page.locator("#registering")).to_have_text("Uploading and checking 3 photos…")
+    for _ in range(100):  # the text is shown before the request leaves: wait for it to be held
+        if held:
+            break
+        page.wait_for_timeout(50)
     held[0].continue_()
     page.unroute("**/api/v1/people")
     expect(page.get_by_role("heading", name="Jacques Chirac")).to_be_visible()

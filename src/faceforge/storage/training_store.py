@@ -207,7 +207,7 @@ def publish_version(
 
 
 def stop_training(session: Session, *, claim: TrainingClaim) -> None:
-    """A training its own process stopped (Ctrl-C on an import or a worker): the version is failed as
+    """A training its own process stopped (Ctrl-C on an import that trains): the version is failed as
     stopped, and the requests it covered stay pending, so the next training builds them. Left as it
     was, the next run took it over as "stopped responding", which reads as a crash. Not a failure of
     the training either: the last failure, which the status warns of, stays what it was."""

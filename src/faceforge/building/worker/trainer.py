@@ -329,17 +329,19 @@ class TrainingWorker:
             )
         if claim is None:
             return False
-        self._burst = None  # the claim covers it
         beating = threading.Event()
         heart = threading.Thread(target=self._heartbeat, args=(claim, beating), daemon=True)
-        heart.start()
+        # Everything after the claim is inside: a Ctrl-C anywhere from here finds the handling below.
         try:
-            # Said inside: a Ctrl-C sent on reading it finds the training's own handling below.
+            self._burst = None  # the claim covers it
+            heart.start()
             log.info("training version %d (requests up to %d)", claim.version, claim.target)
             self._train(claim)
         except TrainingLost:
             log.warning("version %d was taken over by another worker", claim.version)
-        except KeyboardInterrupt:  # an import training in-process, a worker in a terminal
+        except KeyboardInterrupt:
+            # An import training in-process (`faceforge worker` takes SIGINT itself and finishes the
+            # training under way): the version is stopped, its requests left for the next run.
             with self.sessions.begin() as session:
                 training_store.stop_training(session, claim=claim)
             raise
@@ -352,7 +354,8 @@ class TrainingWorker:
             self._fail(claim, f"{type(error).__name__}: {error}")
         finally:
             beating.set()
-            heart.join()
+            if heart.ident is not None:  # started
+                heart.join()
         freeze_survivors()  # the first training imported the conversion tools: keep later ones quick
         return True
 

@@ -19,10 +19,11 @@ from faceforge.serving.services.people import Upload, too_large_file
 UPLOAD_ERRORS = error_responses(413, 415, 422, 503)
 
 
-def read_upload(upload: UploadFile, *, max_bytes: int) -> Upload:
+def read_upload(upload: UploadFile, *, max_bytes: int, others: bool = False) -> Upload:
+    """``others``: the request holds more photos (``too_large_file``)."""
     data = upload.file.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise too_large_file(upload.filename, max_bytes)
+        raise too_large_file(upload.filename, max_bytes, others=others)
     return Upload(filename=upload.filename, data=data)
 
 
@@ -59,7 +60,8 @@ def read_base64_upload(value: object, field: str, *, max_bytes: int) -> Upload:
 def read_uploads(uploads: Sequence[UploadFile], *, max_bytes: int, max_count: int) -> list[Upload]:
     if len(uploads) > max_count:
         raise RequestRejectedError("too_many_photos", f"at most {max_count} photos per request", status=413)
-    return [read_upload(upload, max_bytes=max_bytes) for upload in uploads if upload.filename or upload.size]
+    sent = [upload for upload in uploads if upload.filename or upload.size]
+    return [read_upload(upload, max_bytes=max_bytes, others=len(sent) > 1) for upload in sent]
 
 
 def refuse_repeated_text_fields(form: FormData) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -100,10 +101,17 @@ class ModelView:
 
     @property
     def people(self) -> builtins.list[dict[str, Any]]:
-        """The roster in the head's label order: id, name, position."""
+        """The roster in the head's label order: id, name, position; the people deleted since (once
+        ``checked``) without their name or position."""
         if self.published is None:
             return []
-        return [{"id": p.id, "name": p.name, "position": p.position} for p in self.published.manifest.people]
+        gone = set(self.deleted or ())
+        return [
+            {"id": p.id, "name": DELETED_NAME, "position": None}
+            if p.id in gone
+            else {"id": p.id, "name": p.name, "position": p.position}
+            for p in self.published.manifest.people
+        ]
 
     @property
     def deleted_people(self) -> builtins.list[int] | None:
@@ -117,7 +125,9 @@ class ModelView:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return {} if self.published is None else dict(self.published.manifest.metrics)
+        if self.published is None:
+            return {}
+        return _without_names(dict(self.published.manifest.metrics), set(self.deleted or ()))
 
     @property
     def files(self) -> dict[str, dict[str, Any]]:
@@ -125,6 +135,41 @@ class ModelView:
         if self.published is None:
             return {}
         return {name: entry.model_dump() for name, entry in self.published.files.items()}
+
+
+# In place of the name of someone deleted since a version was built: a version's listing named them
+# to any read key after the deletion (a reviewer's), though their files are no longer served.
+DELETED_NAME = "a deleted person"
+_LABEL_ID = re.compile(r"\((\d+)\)\Z")  # a class label: "Name (id)"
+
+
+def _without_names(metrics: dict[str, Any], gone: set[int]) -> dict[str, Any]:
+    """``metrics`` with the names of the people in ``gone`` replaced (``DELETED_NAME``) where they
+    appear: the people whose photos agree least, and the suspected duplicates."""
+    if not gone:
+        return metrics
+    quality = metrics.get("quality")
+    if isinstance(quality, dict) and isinstance(quality.get("people"), list):
+        people = []
+        for person in quality["people"]:
+            found = _LABEL_ID.search(str(person.get("label", "")))
+            if found is not None and int(found.group(1)) in gone:
+                person = {**person, "label": f"{DELETED_NAME} ({found.group(1)})"}
+            people.append(person)
+        metrics["quality"] = {**quality, "people": people}
+    suspects = metrics.get("suspected_duplicates")
+    if isinstance(suspects, list):
+        metrics["suspected_duplicates"] = [
+            {
+                **suspect,
+                "names": [
+                    DELETED_NAME if person_id in gone else name
+                    for person_id, name in zip(suspect["people"], suspect["names"], strict=True)
+                ],
+            }
+            for suspect in suspects
+        ]
+    return metrics
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,16 +47,22 @@ class Upload:
     data: bytes
 
 
-def too_large_file(filename: str | None, max_bytes: int) -> RequestRejectedError:
-    """413 ``file_too_large``, the limit in megabytes (a tester read "larger than 15728640 bytes"),
-    and that the request stored nothing: the other photos of it were not refused, only not read."""
-    limit = f"{max_bytes / 1_048_576:.3g} MB" if max_bytes >= 1_048_576 else f"{max_bytes:,} bytes"
-    return RequestRejectedError(
-        "file_too_large",
-        f"{filename or 'a photo'} is larger than the limit of {limit} per photo; nothing was stored: "
-        "send it smaller, or leave it out",
-        status=413,
+def too_large_file(filename: str | None, max_bytes: int, *, others: bool = False) -> RequestRejectedError:
+    """413 ``file_too_large``, the limit in megabytes (a tester read "larger than 15728640 bytes");
+    with ``others`` (a request of several photos), that none of them was stored either: they were
+    not refused, only not read."""
+    megabytes = max_bytes / 1_048_576
+    limit = (
+        f"{max_bytes:,} bytes"
+        if megabytes < 1
+        else f"{megabytes:,.0f} MB"
+        if megabytes == round(megabytes)
+        else f"{megabytes:,.1f} MB"
     )
+    said = f"{filename or 'a photo'} is larger than the limit of {limit} per photo"
+    if others:
+        said += "; no photo of this request was stored: send it smaller, or leave it out"
+    return RequestRejectedError("file_too_large", said, status=413)
 
 
 @dataclass(slots=True)
