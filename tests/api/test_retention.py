@@ -49,3 +49,28 @@ def test_only_the_newest_versions_keep_their_files(
         assert client.post("/api/v1/models/1/activate").status_code == 409
         assert client.post("/api/v1/models/3/activate").status_code == 200
         assert client.get("/api/v1/models/current").json()["version"] == 3
+
+
+def test_versions_naming_deleted_people_are_pruned_before_those_that_could_be_made_current(
+    tmp_path: Path, database_url: str, settings: Settings
+) -> None:
+    """They cannot be made current again and their files are not served, yet they took the places
+    kept for rolling back: a tester found the one usable earlier version pruned behind them."""
+    worker = WorkerSettings(
+        poll_seconds=0.1, heartbeat_seconds=0.3, quiet_seconds=0.0, formats="onnx", keep_versions=2
+    )
+    app_settings = service_settings(tmp_path, database_url, settings, worker=worker)
+    with local_client(create_app(app_settings)) as client:
+        ids = []
+        for folder in PEOPLE[:3]:  # versions 1, 2, 3 (1 pruned by the third)
+            answer = client.post(
+                "/api/v1/people", data={"name": folder}, files=photo_fields(image_files(LFW10 / folder)[:3])
+            )
+            ids.append(answer.json()["id"])
+            wait_until_trained(client)
+        assert client.delete(f"/api/v1/people/{ids[2]}").status_code == 204  # version 3 names them
+        wait_until_trained(client)
+        versions = {v["version"]: v for v in client.get("/api/v1/models").json()["items"]}
+        assert [versions[v]["status"] for v in (1, 2, 3, 4)] == ["pruned", "ready", "pruned", "ready"]
+        assert "names people deleted or merged since" in versions[3]["status_message"]
+        assert client.post("/api/v1/models/2/activate").status_code == 200  # the rollback kept

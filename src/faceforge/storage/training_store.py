@@ -239,8 +239,23 @@ def fail_training(
 PRUNED_MESSAGE = "pruned by the retention policy (FACEFORGE_WORKER__KEEP_VERSIONS); its files are deleted"
 
 
-def prune_versions(session: Session, *, keep: int) -> list[int]:
-    """Mark every ready version except the current one and the newest ``keep`` as pruned.
+UNUSABLE_MESSAGE = (
+    "pruned by the retention policy (FACEFORGE_WORKER__KEEP_VERSIONS), before the versions that could "
+    "still be made current: it names people deleted or merged since; its files are deleted"
+)
+
+
+def ready_versions(session: Session) -> list[int]:
+    """The ready versions, newest first."""
+    query = select(ModelVersionRow.version).where(ModelVersionRow.status == VersionStatus.READY)
+    return list(session.scalars(query.order_by(ModelVersionRow.version.desc())))
+
+
+def prune_versions(session: Session, *, keep: int, unusable: frozenset[int] = frozenset()) -> list[int]:
+    """Mark every ready version except the current one and the newest ``keep`` as pruned, those of
+    ``unusable`` (naming people deleted since) counted after every other: they cannot be made current
+    again and their files are not served, yet they took the places kept for rolling back, and a
+    tester found the one version still usable pruned behind them.
 
     Returns those versions plus failed ones, whose directories (if any) the caller deletes after
     commit: rows first, so nothing is offered for download while its files go.
@@ -253,9 +268,11 @@ def prune_versions(session: Session, *, keep: int) -> list[int]:
             .order_by(ModelVersionRow.version.desc())
         )
     )
-    pruned = [row for row in ready[keep:] if row.version != current]
+    ranked = sorted(ready, key=lambda row: row.version in unusable)  # stable: newest first within each
+    pruned = [row for row in ranked[keep:] if row.version != current]
     for row in pruned:
-        row.status, row.status_message = VersionStatus.PRUNED, PRUNED_MESSAGE
+        message = UNUSABLE_MESSAGE if row.version in unusable else PRUNED_MESSAGE
+        row.status, row.status_message = VersionStatus.PRUNED, message
     failed = session.scalars(
         select(ModelVersionRow.version).where(ModelVersionRow.status == VersionStatus.FAILED)
     )

@@ -430,13 +430,27 @@ class TrainingWorker:
             if not published:
                 raise TrainingLost  # nothing changed: the transaction is rolled back, CURRENT left alone
             # In the same transaction: a reader sees the new version and the retention it implies together.
-            return training_store.prune_versions(session, keep=self.settings.worker.keep_versions), held_back
+            keep, unusable = self.settings.worker.keep_versions, self._naming_deleted_people(session)
+            return training_store.prune_versions(session, keep=keep, unusable=unusable), held_back
 
         stale, held_back = make_current(self.sessions, self.store, publish)
         self.store.prune(stale)
         log.info("version %d ready: %d people, %.2fs", claim.version, len(roster), metrics["train_seconds"])
         if held_back is not None:
             log.warning("version %d %s", claim.version, held_back)
+
+    def _naming_deleted_people(self, session: Session) -> frozenset[int]:
+        """The ready versions whose roster names someone deleted or merged since (read from their
+        manifests: the retention keeps a handful). A manifest that cannot be read says nothing."""
+        rosters: dict[int, list[int]] = {}
+        for version in training_store.ready_versions(session):
+            try:
+                rosters[version] = [person.id for person in self.store.open(version).manifest.people]
+            except (FaceforgeError, OSError, ValueError):
+                continue
+        named = sorted({person_id for roster in rosters.values() for person_id in roster})
+        existing = people_store.existing_people(session, named) if named else set()
+        return frozenset(v for v, roster in rosters.items() if not existing.issuperset(roster))
 
     def reason_to_hold_back(self, session: Session, metrics: dict[str, Any]) -> str | None:
         """The one decision whether a freshly built version becomes current: ``None`` makes it current;
