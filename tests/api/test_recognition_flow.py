@@ -381,6 +381,11 @@ def test_a_duplicate_registration_is_reported_and_held_back(
     wait_until_trained(client)
     after = client.get("/api/v1/models/current").json()
     assert after["version"] > held["version"] and after["metrics"]["suspected_duplicates"] == []
+    # The held version can no longer be made current: its advice ("Merge them, or make this version
+    # current") is gone, with the name merged away, and so is its list of files it no longer serves.
+    listed = {v["version"]: v for v in client.get("/api/v1/models").json()["items"]}[held["version"]]
+    assert listed["status_message"] == models.HELD_BACK_THEN and listed["files"] == {}, listed
+    assert "Colin Powell, again" not in json.dumps(listed), listed
     for folder in PEOPLE:  # everyone is recognised, Colin Powell as the one person he is again
         probe = image_files(LFW10 / folder)[9]
         match = client.post("/api/v1/identify", files={"photo": (probe.name, probe.read_bytes())}).json()[

@@ -449,6 +449,17 @@ def photo_embedding(session: Session, *, photo_id: int, embedder: str) -> bytes 
 ID_CHUNK = 10_000
 
 
+def names_of(session: Session, ids: list[int]) -> dict[int, str]:
+    """The current names of those of ``ids`` still enrolled."""
+    found: dict[int, str] = {}
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = ids[start : start + ID_CHUNK]
+        found.update(
+            session.execute(select(PersonRow.id, PersonRow.name).where(PersonRow.id.in_(chunk))).tuples()
+        )
+    return found
+
+
 def existing_people(session: Session, ids: list[int]) -> set[int]:
     """Which of ``ids`` are people still enrolled (versions name people by id; ids are never given
     again, so an id missing here is someone deleted or merged into another)."""

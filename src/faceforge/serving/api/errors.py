@@ -143,6 +143,8 @@ _DESCRIPTIONS = {
     "another origin (`foreign_origin`)",
     404: "no such person, photo, version or file (`not_found`)",
     409: "conflicts with the current state (`conflict`, `model_not_ready`)",
+    410: "the version names people deleted or merged since, and is not the current one: its files are "
+    "no longer served (`names_deleted_people`)",
     413: "too large: `request_too_large`, `file_too_large`, `too_many_photos`, `image_too_large`",
     415: "the body is not multipart/form-data (or a form), where the photos are files "
     "(`unsupported_media_type`)",

@@ -75,9 +75,15 @@ class ModelView:
 
     @property
     def status_message(self) -> str | None:
+        message = self.record.status_message
+        if self.deleted and not self.is_current and message and message.startswith(HELD_BACK):
+            # Its advice ("merge them, or make this version current") can no longer be followed, and
+            # it named the people, a deleted one perhaps (two testers read it beside "it cannot be made
+            # current again").
+            message = HELD_BACK_THEN
         if self.damage is None:
-            return self.record.status_message
-        return " ".join(part for part in (self.damage, self.record.status_message) if part)
+            return message
+        return " ".join(part for part in (self.damage, message) if part)
 
     @property
     def created_at(self) -> datetime:
@@ -121,7 +127,19 @@ class ModelView:
     def calibration(self) -> dict[str, Any]:
         """How the threshold was chosen (method, target, the estimate and what it weighed), as the
         manifest says: what a dashboard or an app shows beside the threshold."""
-        return {} if self.published is None else dict(self.published.manifest.calibration)
+        if self.published is None:
+            return {}
+        calibration = dict(self.published.manifest.calibration)
+        gone = set(self.deleted or ())
+        suspects = calibration.get("suspected_duplicates")
+        if gone and isinstance(suspects, list):
+            calibration["suspected_duplicates"] = [
+                {**suspect, "labels": [_unnamed(str(label), gone) for label in suspect.get("labels", [])]}
+                if isinstance(suspect, dict)
+                else suspect
+                for suspect in suspects
+            ]
+        return calibration
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -131,16 +149,25 @@ class ModelView:
 
     @property
     def files(self) -> dict[str, dict[str, Any]]:
-        """Every file a client may download, manifest.json included: sha256 and size."""
-        if self.published is None:
+        """Every file a client may download, manifest.json included: sha256 and size (none for a
+        version naming people deleted since, but the current one: ``refuse_deleted_people``)."""
+        if self.published is None or (self.deleted and not self.is_current):
             return {}
         return {name: entry.model_dump() for name, entry in self.published.files.items()}
 
 
+HELD_BACK = "held back:"  # how a version built but not made current says why (building.worker.trainer)
+HELD_BACK_THEN = "held back when it was built; it names people deleted or merged since, so it stays so"
 # In place of the name of someone deleted since a version was built: a version's listing named them
 # to any read key after the deletion (a reviewer's), though their files are no longer served.
 DELETED_NAME = "a deleted person"
 _LABEL_ID = re.compile(r"\((\d+)\)\Z")  # a class label: "Name (id)"
+
+
+def _unnamed(label: str, gone: set[int]) -> str:
+    """A class label ("Name (id)"), without the name if the id is in ``gone``."""
+    found = _LABEL_ID.search(label)
+    return f"{DELETED_NAME} ({found.group(1)})" if found and int(found.group(1)) in gone else label
 
 
 def _without_names(metrics: dict[str, Any], gone: set[int]) -> dict[str, Any]:
@@ -150,12 +177,9 @@ def _without_names(metrics: dict[str, Any], gone: set[int]) -> dict[str, Any]:
         return metrics
     quality = metrics.get("quality")
     if isinstance(quality, dict) and isinstance(quality.get("people"), list):
-        people = []
-        for person in quality["people"]:
-            found = _LABEL_ID.search(str(person.get("label", "")))
-            if found is not None and int(found.group(1)) in gone:
-                person = {**person, "label": f"{DELETED_NAME} ({found.group(1)})"}
-            people.append(person)
+        people = [
+            {**person, "label": _unnamed(str(person.get("label", "")), gone)} for person in quality["people"]
+        ]
         metrics["quality"] = {**quality, "people": people}
     suspects = metrics.get("suspected_duplicates")
     if isinstance(suspects, list):
@@ -276,7 +300,7 @@ class ModelService:
         return [
             view
             if view.published is None
-            else replace(view, deleted=tuple(p["id"] for p in view.people if p["id"] not in existing))
+            else replace(view, deleted=tuple(sorted(p["id"] for p in view.people if p["id"] not in existing)))
             for view in views
         ]
 

@@ -8,14 +8,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.config import Settings
 from faceforge.core.embedding_space import EMBEDDER_NAME
-from faceforge.core.errors import FaceforgeError, NotFoundError, RequestRejectedError
+from faceforge.core.errors import NotFoundError, RequestRejectedError
 from faceforge.core.faces import PhotoFaces, RejectReason
 from faceforge.core.model.population import shipped_model
 from faceforge.core.records import Person, StoredPhoto
@@ -477,22 +477,28 @@ class PeopleService:
             return
         try:
             model = self.current_model()
-        except FaceforgeError as error:  # the upload does not fail for its note
-            log.warning("no note of faces the current version names: %s", error.message)
+        except Exception:  # the upload does not fail for its note (a damaged version, a read error)
+            log.exception("no note of faces the current version names")
             return
         if model is None or not model.people:
             return
         faces = np.stack([np.frombuffer(item.fields["embedding"], "<f4") for item in prepared.accepted])
         if faces.shape[1] != model.head.prototypes.shape[1]:
             return  # a version of an earlier embedder, while photos are embedded again
-        for item, match in zip(prepared.accepted, model.head.predict(faces), strict=True):
+        matches = model.head.predict(faces)
+        ids = sorted({cast(int, model.people[m.index]["person_id"]) for m in matches if m.index is not None})
+        with self.sessions() as session:
+            names = people_store.names_of(session, ids) if ids else {}
+        for item, match in zip(prepared.accepted, matches, strict=True):
             if match.index is None or item.fields["sha256"] in copies:
                 continue
             named = model.people[match.index]
             if named["person_id"] == person_id:
                 continue
+            # Their name now: the version's may be from before a rename.
+            name = names.get(cast(int, named["person_id"]), str(named["name"]))
             said = (
-                f"version {model.version} names this face as {named['name']} (person "
+                f"version {model.version} names this face as {name} (person "
                 f"{named['person_id']}, confidence {match.confidence:.2f}): if it shows them, delete it "
                 "here and add it to them; if they are one person, merge them"
             )

@@ -73,7 +73,7 @@ MODEL_FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/octet-stream": {}}, "description": "the file"},
     206: {"description": "the requested byte range"},
     304: {"description": "unchanged (If-None-Match)"},
-    **error_responses(404, 416),
+    **error_responses(404, 410, 416),
 }
 
 
