@@ -454,9 +454,8 @@ def names_of(session: Session, ids: list[int]) -> dict[int, str]:
     found: dict[int, str] = {}
     for start in range(0, len(ids), ID_CHUNK):
         chunk = ids[start : start + ID_CHUNK]
-        found.update(
-            session.execute(select(PersonRow.id, PersonRow.name).where(PersonRow.id.in_(chunk))).tuples()
-        )
+        rows = session.execute(select(PersonRow.id, PersonRow.name).where(PersonRow.id.in_(chunk)))
+        found.update((person_id, name) for person_id, name in rows)  # a Result has keys(): not a mapping
     return found
 
 
