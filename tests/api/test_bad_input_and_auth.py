@@ -900,3 +900,22 @@ def test_the_size_limit_is_said_in_megabytes() -> None:
         3 * 2**19: "a.jpg is larger than the limit of 1.5 MB per photo",
         2**31: "a.jpg is larger than the limit of 2,048 MB per photo",
     }
+
+
+def test_a_group_photo_refused_says_whether_the_persons_photos_were_compared(
+    quiet_client: TestClient,
+) -> None:
+    """ "no other photo of theirs tells which face is theirs" was said to a tester whose person had
+    three photos; a group photo of two others is refused saying none of its faces matched them."""
+    group = FACES / "multi" / "face_recognition_obama_and_biden.jpg"
+    alone = quiet_client.post("/api/v1/people", data={"name": "First"}, files=photo_fields([group]))
+    assert alone.status_code == 422, alone.text
+    assert "no other photo of theirs tells which face is theirs" in alone.text
+    names = {"George_W_Bush_0007", "George_W_Bush_0008", "George_W_Bush_0009"}
+    bush = [path for path in image_files(LFW10 / "George_W_Bush") if path.stem in names]
+    person = quiet_client.post("/api/v1/people", data={"name": "Bush"}, files=photo_fields(bush)).json()
+    refused = quiet_client.post(f"/api/v1/people/{person['id']}/photos", files=photo_fields([group]))
+    assert refused.status_code == 422, refused.text
+    (verdict,) = refused.json()["error"]["photos"]
+    assert verdict["reasons"] == ["multiple_faces"], verdict
+    assert "none matches the person's other photos surely enough" in verdict["message"], verdict

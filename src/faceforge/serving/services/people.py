@@ -112,6 +112,14 @@ _REASON_MESSAGES = {
     "face_too_small": "the face is too small",
     "low_detection_score": "the face is not clear enough",
 }
+# Where the person's other photos were there to compare with ("no other photo of theirs tells which"
+# read as untrue to a tester whose person had three).
+_COMPARED_MESSAGES = {
+    "multiple_faces": (
+        "several faces of similar size, and none matches the person's other photos surely enough to "
+        "tell which is theirs; each photo needs one clear face"
+    ),
+}
 
 
 # One face of one photo embedded twice agrees to float rounding (the int8 graph's included); two faces
@@ -215,6 +223,8 @@ def _judge(
         for (_, result), repeat in zip(analysed, again, strict=True)
     ]
     choices = choose_faces(photos, [np.frombuffer(data, dtype="<f4") for data in stored])
+    # Whether the person had photos to tell their face by (stored, or one face alone in this request).
+    compared = bool(stored) or any(choice is not None and choice.agreement is None for choice in choices)
     verdicts: list[PhotoVerdict] = []
     accepted: list[tuple[_Accepted, Upload]] = []
     for index, ((upload, result), choice) in enumerate(zip(analysed, choices, strict=True)):
@@ -227,7 +237,8 @@ def _judge(
             continue
         if choice is None:
             reasons = [str(r) for r in result.reasons]
-            message = "; ".join(_REASON_MESSAGES.get(r, r) for r in reasons)
+            said = _REASON_MESSAGES if not compared else _REASON_MESSAGES | _COMPARED_MESSAGES
+            message = "; ".join(said.get(r, r) for r in reasons)
             verdicts.append(PhotoVerdict(index, upload.filename, False, reasons, message))
             continue
         face = result.faces[choice.face]
