@@ -954,7 +954,8 @@ async function qualityPage(match, view) {
   const present = new Map(await Promise.all(ids.map((id) => api(`/api/v1/people/${id}`).then(() => [id, true],
     (error) => [id, !(error instanceof ApiError && error.status === 404)]))));
   const person = (id, name) => (present.get(id) ? el("a", { href: `#/people/${id}`, text: name }) : el("span", { text: name }));
-  const gone = (d) => d.people.filter((id) => !present.get(id)).map((id) => d.names[d.people.indexOf(id)]);
+  // By number: the server no longer names people deleted or merged since ("a deleted person").
+  const gone = (d) => d.people.filter((id) => !present.get(id)).map((id) => `person ${id}`);
   return [el("p", {}, el("a", { href: "#/versions", text: "← Versions" })), el("h1", { text: `Quality of version ${v.version}` }),
     quality ? el("div", { class: "plots" }, histogramPlot(quality), curvePlot(quality),
       el("h2", { text: "People whose photos agree least" }),
