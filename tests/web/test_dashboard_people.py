@@ -291,3 +291,80 @@ def test_a_long_name_takes_three_lines_in_the_people_grid(page: Page, server: Se
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     shot(page, server, "long-name-phone")
     server.api("DELETE", f"/api/v1/people/{person['id']}")
+
+
+def test_searching_updates_the_list_in_place_and_keeps_the_register_form(
+    page: Page, server: Server, people: dict[str, dict[str, Any]]
+) -> None:
+    """A new page per pause in typing lost the keys pressed while it loaded ("Goldie Han") and wiped
+    a half-filled Register form; a search matching nobody said "nobody yet" (a tester's)."""
+    login(page, server, ADMIN_KEY)
+    page.get_by_label("Name", exact=True).fill("Half Filled")
+    search = page.locator("#search")
+    search.evaluate("(node) => { node.dataset.kept = 'yes'; }")
+    search.press_sequentially("blair", delay=350)  # a pause past the search's 300 ms after each key
+    expect(page.locator("#people .person")).to_have_count(1)
+    expect(page.locator("#people .person")).to_contain_text("Tony Blair")
+    expect(page.locator("#search")).to_have_attribute("data-kept", "yes")  # the same box, not a new one
+    expect(page.locator("#search")).to_have_value("blair")
+    expect(page.locator("#search")).to_be_focused()
+    expect(page.locator("#new-name")).to_have_value("Half Filled")
+    expect(page).to_have_url(re.compile(r"#/people\?q=blair$"))  # a reload shows the same list
+    search.fill("zzzz")
+    expect(page.locator(".pager")).to_contain_text("nobody named like “zzzz”")
+    page.reload()
+    expect(page.locator("#search")).to_have_value("zzzz")
+    expect(page.locator(".pager")).to_contain_text("nobody named like “zzzz”")
+
+
+def test_another_page_opens_at_its_top(page: Page, server: Server, people: dict[str, dict[str, Any]]) -> None:
+    """A person opened from the bottom of People showed the bottom of their page ("Delete person"),
+    their photos' verdicts out of view (a tester's)."""
+    blair = people["Tony Blair"]
+    page.set_viewport_size({"width": 375, "height": 700})
+    login(page, server, ADMIN_KEY)
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    assert page.evaluate("window.scrollY") > 0
+    page.evaluate(f"location.hash = '#/people/{blair['id']}'")
+    expect(page.get_by_role("heading", name="Tony Blair")).to_be_visible()
+    expect(page.locator("#photos img").first).to_be_visible()
+    assert page.evaluate("document.body.scrollHeight") > 700  # a page that could have stayed scrolled
+    assert page.evaluate("window.scrollY") == 0
+
+
+def test_a_name_without_spaces_fits_a_phone(page: Page, server: Server) -> None:
+    """A 198-character name without spaces made a person's page 1,781 px wide at 375 px (a tester's)."""
+    name = "Maximiliana" * 18
+    person = server.register(name, image_files(LFW10 / "Tony_Blair")[:1], train=False)
+    page.set_viewport_size({"width": 375, "height": 800})
+    login(page, server, ADMIN_KEY)
+    open_page(page, server, f"#/people/{person['id']}")
+    expect(page.get_by_role("heading", name=name)).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    shot(page, server, "name-without-spaces-phone")
+    server.api("DELETE", f"/api/v1/people/{person['id']}")
+
+
+def test_a_photo_accepted_with_a_warning_is_marked(
+    page: Page, server: Server, people: dict[str, dict[str, Any]]
+) -> None:
+    """A photo of someone else added to a person: its warning was green like a success and did not
+    say which photo of the grid it meant (a tester's)."""
+    blair = people["Tony Blair"]
+    colin = image_files(LFW10 / "Colin_Powell")
+    login(page, server, ADMIN_KEY)
+    open_page(page, server, f"#/people/{blair['id']}")
+    page.locator("#add-photos").set_input_files(str(colin[9]))
+    note = page.locator(".uploads .note")
+    expect(note).to_contain_text("Powell", timeout=30_000)
+    expect(page.locator(".uploads .accepted")).to_have_text("accepted")
+    flagged = page.locator("#photos figure.flagged")
+    expect(flagged).to_have_count(1)
+    expect(flagged.locator(".note")).to_contain_text("Just added")
+    expect(flagged.locator("img")).to_be_visible()
+    photos = server.api("GET", f"/api/v1/people/{blair['id']}/photos").json()
+    newest = max(photo["id"] for photo in photos)
+    assert flagged.get_attribute("data-photo-id") == str(newest)
+    assert_accessible(page, "a photo accepted with a warning")
+    server.api("DELETE", f"/api/v1/people/{blair['id']}/photos/{newest}")
+    server.wait_trained()

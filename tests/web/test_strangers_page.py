@@ -324,6 +324,10 @@ def test_one_strangers_page_shows_their_photos_takes_more_and_deletes_them(
     open_page(page, server, f"#/strangers/{added['id']}")
     expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
     expect(page.get_by_role("link", name="← Strangers")).to_be_visible()
+    # So does a mistyped one's (it led to the people).
+    open_page(page, server, "#/strangers/abc")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
+    expect(page.get_by_role("link", name="← Strangers")).to_be_visible()
     server.wait_trained()
 
 

@@ -23,6 +23,7 @@ let routeTicket = 0;  // the newest navigation; an older one that finishes late 
 let keepNotice = false;  // the next navigation keeps the notice (it reports what led there)
 let lastRegistration = null;  // {personId, photos}: every photo's verdict, shown on the new person's page
 let loadingTimer = null;  // shows "Loading…" if the page has not drawn itself by then
+let drawnHash = null;  // the address of the page drawn last
 
 class ApiError extends Error {
   constructor(status, code, message, body) {
@@ -323,31 +324,42 @@ function personCard(person) {
     el("div", { class: "muted", text: [person.position, plural(person.photo_count, "photo")].filter(Boolean).join(" · ") }));
 }
 
+// The search updates the list in place (and the address, for reload and sharing) without drawing the
+// page again: a new page per pause in typing lost the keys pressed while it loaded, and wiped a
+// half-filled Register form (a tester's).
 async function peoplePage(match, view) {
   const params = new URLSearchParams(match[1] || "");
-  const query = params.get("q") || "";
-  const search = el("input", { type: "search", id: "search", value: query, placeholder: "Search by name", "aria-label": "Search people by name" });
+  const search = el("input", { type: "search", id: "search", value: params.get("q") || "", placeholder: "Search by name", "aria-label": "Search people by name" });
+  const grid = el("div", { class: "grid", id: "people" });
+  const pager = el("div", { class: "pager" });
+  let asked = 0;  // the newest search: an older one's answer arriving later is dropped
+  async function load(wanted, query) {
+    const ticket = ++asked;
+    const link = (start) => `#/people?offset=${start}` + (query ? `&q=${encodeURIComponent(query)}` : "");
+    const [page, offset] = await pageAt(wanted, PAGE_SIZE,
+      (start) => api(`/api/v1/people?offset=${start}&limit=${PAGE_SIZE}` + (query ? `&q=${encodeURIComponent(query)}` : "")), link);
+    if (ticket !== asked || !view.alive()) return;
+    const none = query ? `nobody named like “${query}”` : "nobody yet";
+    grid.replaceChildren(...page.items.map(personCard));
+    pager.replaceChildren(...present([
+      el("span", { class: "muted", text: page.total ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : none }),
+      offset > 0 ? el("a", { class: "button", href: link(Math.max(0, offset - PAGE_SIZE)), text: "Previous" }) : null,
+      offset + page.items.length < page.total ? el("a", { class: "button", href: link(offset + PAGE_SIZE), text: "Next" }) : null]));
+  }
   let timer = null;
   search.addEventListener("input", () => {
     clearTimeout(timer);
-    timer = setTimeout(() => { location.hash = `#/people?q=${encodeURIComponent(search.value)}`; }, 300);
+    timer = setTimeout(() => {
+      const query = search.value.trim();
+      history.replaceState(null, "", query ? `#/people?q=${encodeURIComponent(query)}` : "#/people");
+      load(0, query).catch((error) => (needsLogin(error) ? fail(error) : pager.replaceChildren(errorBox(error))));
+    }, 300);
   });
   // Typing, then leaving within 300 ms: the search took the visitor back to People.
   view.onStop(() => clearTimeout(timer));
-  const link = (start) => `#/people?offset=${start}` + (query ? `&q=${encodeURIComponent(query)}` : "");
-  const [page, offset] = await pageAt(offsetOf(params), PAGE_SIZE,
-    (start) => api(`/api/v1/people?offset=${start}&limit=${PAGE_SIZE}` + (query ? `&q=${encodeURIComponent(query)}` : "")), link);
-  const pager = el("div", { class: "pager" },
-    el("span", { class: "muted", text: page.total ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "nobody yet" }),
-    offset > 0 ? el("a", { class: "button", href: link(Math.max(0, offset - PAGE_SIZE)), text: "Previous" }) : null,
-    offset + page.items.length < page.total ? el("a", { class: "button", href: link(offset + PAGE_SIZE), text: "Next" }) : null);
-  if (query) {
-    // Typing goes on where it was after the list below it changed.
-    setTimeout(() => { search.focus(); search.setSelectionRange(query.length, query.length); });
-  }
+  await load(offsetOf(params), search.value.trim());
   return [el("h1", { text: "People" }), admin() ? null : el("p", { class: "muted", id: "faces-note", text: FACES_FOR_ADMINS }),
-    el("div", { class: "field" }, search), el("div", { class: "grid", id: "people" }, page.items.map(personCard)), pager,
-    admin() ? registerForm() : null];
+    el("div", { class: "field" }, search), grid, pager, admin() ? registerForm() : null];
 }
 
 function verdictList(verdicts) {
@@ -397,6 +409,7 @@ function uploadPhoto(url, file, row) {
     const bar = el("progress", { max: 100, value: 0, "aria-label": `uploading ${file.name}` });
     const verdict = el("span", { text: "uploading" });
     row.replaceChildren(el("span", { text: file.name }), bar, verdict);
+    let flagged = null;
     const request = new XMLHttpRequest();
     request.open("POST", url);
     if (session.key) request.setRequestHeader("X-API-Key", session.key);
@@ -409,14 +422,21 @@ function uploadPhoto(url, file, row) {
       try { body = JSON.parse(request.responseText); } catch { body = null; }
       const verdicts = request.status === 201 ? body.photos : body && body.error && body.error.photos;
       const first = verdicts && verdicts[0];
-      if (first) {
+      if (first && first.verdict === "accepted" && first.message) {
+        // Accepted with a warning (another person's face, a stranger's): amber, not a success's
+        // green, and the photo is marked in the grid once it is drawn again (a tester's).
+        verdict.className = "accepted";
+        verdict.textContent = "accepted";
+        verdict.after(el("span", { class: "note", text: first.message }));
+        flagged = { photoId: first.photo_id, message: first.message };
+      } else if (first) {
         verdict.className = first.verdict === "accepted" ? "accepted" : "rejected";
         verdict.textContent = first.verdict + (first.message ? `: ${first.message}` : "");
       } else {
         verdict.className = "rejected";
         verdict.textContent = body && body.error ? body.error.message : `failed (${request.status})`;
       }
-      resolve();
+      resolve(flagged);
     });
     request.addEventListener("error", () => {
       verdict.className = "rejected";
@@ -434,8 +454,18 @@ function addPhotos(url, onDone) {
   async function send(files) {
     const rows = files.map((file) => [file, el("li")]);
     list.replaceChildren(...rows.map(([, row]) => row));
-    for (const [file, row] of rows) await uploadPhoto(url, file, row);
-    onDone();
+    const flagged = [];
+    for (const [file, row] of rows) {
+      const warning = await uploadPhoto(url, file, row);
+      if (warning) flagged.push(warning);
+    }
+    await onDone();
+    for (const { photoId, message } of flagged) {
+      const tile = document.querySelector(`figure.photo[data-photo-id="${photoId}"]`);
+      if (!tile) continue;
+      tile.classList.add("flagged");
+      tile.querySelector("figcaption").after(el("p", { class: "note", text: `Just added: ${message}` }));
+    }
   }
   const picker = filePicker({ id: "add-photos", text: "Choose photos", multiple: true, onFiles: send });
   return el("section", { class: "card" }, el("h2", { text: "Add photos" }), dropArea("Drop photos here, or", picker, send), list);
@@ -443,7 +473,7 @@ function addPhotos(url, onDone) {
 
 function photoTile(person, photo, position, onDeleted) {
   const frame = el("div", { class: "frame" });
-  const tile = el("figure", { class: "photo" }, frame,
+  const tile = el("figure", { class: "photo", "data-photo-id": photo.id }, frame,
     el("figcaption", { class: "muted" }, `accepted · face ${Math.round(photo.box.width)}×${Math.round(photo.box.height)} px · score ${number(photo.score, 2)}`));
   if (!admin()) {
     frame.append(el("div", { class: "avatar", "aria-hidden": "true", text: initials(person.name) }));
@@ -998,8 +1028,11 @@ const pages = [
 function notFoundPage(match) {
   let address = match[0];
   try { address = decodeURIComponent(address); } catch { /* a malformed escape: shown as typed */ }
+  // The way back leads to the list of the section the address names (#/strangers/abc: Strangers).
+  const named = /^#\/([a-z]+)/.exec(match[0]);
+  const section = named && Object.hasOwn(SECTION_TITLES, named[1]) ? named[1] : "people";
   return [el("h1", { text: "Not found" }), el("p", {}, "There is no page at ", el("code", { text: address }), "."),
-    el("p", {}, el("a", { href: "#/people", text: `← ${SECTION_TITLES.people}` }))];
+    el("p", {}, el("a", { href: `#/${section}`, text: `← ${SECTION_TITLES[section]}` }))];
 }
 
 const SECTION_TITLES = { people: "People", strangers: "Strangers", try: "Try it", training: "Training", versions: "Versions" };
@@ -1061,6 +1094,11 @@ async function route() {
   main.removeAttribute("aria-busy");
   main.dataset.route = hash;  // which page is drawn (tests wait for it)
   if (nodes !== undefined) show(...present([nodes]));
+  // Another page opens at its top: the window kept the previous page's scroll, so a person registered
+  // from the bottom of People opened at "Delete person", their photos' verdicts out of view (a
+  // tester's). The same page drawn again after an action stays where the visitor was.
+  if (hash !== drawnHash) window.scrollTo(0, 0);
+  drawnHash = hash;
   // Keyboard and screen-reader users start at the new page's content, not at a removed element.
   if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
 }
