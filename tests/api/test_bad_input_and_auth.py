@@ -64,6 +64,7 @@ def test_registration_rejections(tmp_path: Path, database_url: str, settings: Se
             ({"name": "   "}, [], 400, "name_required"),
             ({"name": "x" * 21}, [], 400, "name_too_long"),
             ({"name": "Ann\nunknown"}, photo_fields(small[:1]), 400, "name_invalid"),  # splits labels.txt
+            ({"name": " Unknown "}, photo_fields(small[:1]), 400, "reserved_name"),  # labels.txt's last
             ({"name": "Ann", "position": "cook\u2028chef"}, photo_fields(small[:1]), 400, "position_invalid"),
             ({"name": "ok"}, photo_fields(small[:4]), 413, "too_many_photos"),
             ({"name": "ok"}, photo_fields([small[0], big]), 413, "file_too_large"),
@@ -889,6 +890,32 @@ def test_a_compreface_subject_with_a_slash_can_be_renamed_and_deleted(quiet_clie
     assert deleted.json() == {"subject": "AC/DC live"}, deleted.text
     gone = quiet_client.delete("/api/v1/recognition/subjects/AC%2FDC")
     assert gone.status_code == 404 and gone.json()["message"] == "Subject AC/DC is not found", gone.text
+
+
+def test_compreface_names_an_address_cannot_carry_and_empty_subjects_are_refused(
+    quiet_client: TestClient,
+) -> None:
+    """A subject "." was created and could never be reached: clients send DELETE .../subjects/. as
+    DELETE .../subjects, which deleted every subject. DELETE .../faces?subject= took the empty subject
+    for none and deleted every photo of everyone. "unknown" is what the models and DeepStack answer
+    for strangers (testers')."""
+    photo = image_files(LFW10 / "Colin_Powell")[0]
+    added = quiet_client.post(
+        "/api/v1/recognition/faces",
+        params={"subject": "Colin"},
+        files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
+    )
+    assert added.status_code == 201, added.text
+    for name in (".", "..", "Unknown"):
+        refused = quiet_client.post("/api/v1/recognition/subjects", json={"subject": name})
+        assert refused.status_code == 400 and refused.json()["code"] == 26, refused.text  # a validation
+        renamed = quiet_client.put("/api/v1/recognition/subjects/Colin", json={"subject": name})
+        assert renamed.status_code == 400, renamed.text
+    for empty in ("", "  "):
+        kept = quiet_client.delete("/api/v1/recognition/faces", params={"subject": empty})
+        assert kept.status_code == 400 and kept.json()["code"] == 5, kept.text  # EMPTY_REQUIRED_FIELD
+    assert quiet_client.get("/api/v1/recognition/faces").json()["total_elements"] == 1
+    assert quiet_client.get("/api/v1/recognition/subjects").json() == {"subjects": ["Colin"]}
 
 
 def test_the_size_limit_is_said_in_megabytes() -> None:

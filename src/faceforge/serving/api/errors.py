@@ -70,6 +70,9 @@ COMPREFACE_CODES = {
     "unexpected_file_field": 26,
     "too_many_files": 26,
     "subject_required": 5,  # EMPTY_REQUIRED_FIELD
+    "name_invalid": 26,  # a subject no address can carry, or with control characters
+    "name_too_long": 26,
+    "reserved_name": 26,  # "unknown"
 }
 
 

@@ -375,6 +375,10 @@ def write_with_files(
     return result
 
 
+UNKNOWN_NAME = "unknown"  # the models' label and DeepStack's userid for a face not known
+DOT_SEGMENTS = (".", "..")  # names an address cannot carry (RFC 3986's dot segments)
+
+
 def _clean_text(value: str | None, *, field_name: str, limit: int, required: bool) -> str | None:
     text = (value or "").strip()
     if not text:
@@ -421,6 +425,20 @@ class PeopleService:
     def clean_name(self, name: str | None) -> str:
         cleaned = _clean_text(name, field_name="name", limit=self._length_limit("name"), required=True)
         assert cleaned is not None
+        if cleaned in DOT_SEGMENTS:
+            # CompreFace's subject routes put the name in the path, where every HTTP client removes
+            # "." and "..": DELETE .../subjects/. went out as DELETE .../subjects, deleting everyone.
+            raise RequestRejectedError(
+                "name_invalid", f"{cleaned!r} cannot be a name: in an address it means a folder, not a person"
+            )
+        if cleaned.casefold() == UNKNOWN_NAME:
+            # Every model's labels.txt ends with "unknown", and DeepStack's recognize answers it for
+            # strangers: a person of that name could never be told from a stranger (a tester's).
+            raise RequestRejectedError(
+                "reserved_name",
+                f"{cleaned!r} is what faceforge's models and compatible APIs answer for a face they "
+                "do not know: choose another name",
+            )
         return cleaned
 
     def clean_optional(self, value: str | None, field_name: str) -> str | None:
@@ -702,9 +720,13 @@ class PeopleService:
             cleaned[key] = self.clean_name(value) if key == "name" else self.clean_optional(value, key)
 
         def change(session: Session, _unused: list[str]) -> ChangeResult:
+            people_store.lock_person(session, person_id=person_id)
+            before = people_store.get_person(session, person_id=person_id)
             person = people_store.update_person(session, person_id=person_id, changes=cleaned)
-            # Names and positions are part of each model's roster and labels.
-            affects = person.photo_count > 0 and bool({"name", "position"} & set(cleaned))
+            # Names and positions are part of each model's roster and labels; one sent again as it
+            # was changes no model (each such PATCH trained and published a version: a tester's).
+            changed = {key for key, value in cleaned.items() if getattr(before, key) != value}
+            affects = person.photo_count > 0 and bool({"name", "position"} & changed)
             return ChangeResult(person, [], request_training(session) if affects else None)
 
         return self._write(change)

@@ -286,8 +286,15 @@ def list_faces(
 def delete_faces(
     services: ServicesDep, subject: Annotated[str | None, Query(max_length=200)] = None
 ) -> dict[str, int]:
-    """Every photo of the subject (every photo, without ``subject``); the people remain."""
-    return {"deleted": services.compat.delete_faces(subject or None)}
+    """Every photo of the subject (every photo, without ``subject``, as CompreFace does); the people
+    remain. An empty ``subject`` is refused: taken for none, it deleted every photo of everyone."""
+    if subject is not None and not subject.strip():
+        raise RequestRejectedError(
+            "subject_required",
+            "subject is empty: name the subject whose photos to delete (leaving the parameter out "
+            "deletes every photo of every subject)",
+        )
+    return {"deleted": services.compat.delete_faces(subject)}
 
 
 @admin.delete("/faces/{image_id}", responses=error_responses(404))
