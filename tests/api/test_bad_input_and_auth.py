@@ -92,6 +92,11 @@ def test_registration_rejections(tmp_path: Path, database_url: str, settings: Se
             "error": "bad request",
             "message": "Name is required",
         }
+        # A photo over the limit is 413 there too, in its shape (it said 400 "bad request").
+        legacy_big = client.post(f"{LEGACY}/user/register", data={"name": "ok"}, files=photo_fields([big]))
+        assert legacy_big.status_code == 413, legacy_big.text
+        assert legacy_big.json()["status"] == "failed" and "larger than" in legacy_big.json()["message"]
+        _nothing_stored(client)
 
 
 def test_chunked_body_over_the_limit_is_413(tmp_path: Path, database_url: str, settings: Settings) -> None:

@@ -62,6 +62,9 @@ def test_deepstack_work_leaves_the_event_loop_free(client: TestClient) -> None:
             assert client.get("/healthz").status_code == 200
             answered += 1
         assert future.result().json() == {"success": True, "message": "face added"}
+    # The same images again: no error, and nothing is said to be added ("face added", a tester's).
+    again = register().json()
+    assert again == {"success": True, "message": "face already registered: nothing was added"}, again
     match = {f"image{i}": (colin[5 + i].name, colin[5 + i].read_bytes()) for i in (1, 2)}
     assert client.post("/v1/vision/face/match", files=match).status_code == 200
     analysed = len(on_loop)

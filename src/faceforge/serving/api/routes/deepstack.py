@@ -214,8 +214,9 @@ def _register(services: Services, form: FormData) -> dict[str, Any]:
         notes = services.compat.add_to_subject(userid, uploads)
     except PhotosRejectedError as error:
         refused = [v for v in error.verdicts if not v.accepted and DUPLICATE not in v.reasons]
-        if not refused:  # every image is one the person has: registering again is no error
-            return {"success": True, "message": "face added"}
+        if not refused:  # every image is one the person has: registering again is no error, but
+            # nothing was added ("face added" had a tester look for a photo that was never stored)
+            return {"success": True, "message": "face already registered: nothing was added"}
 
         # DeepStack's words for each refusal it has words for; any other (several faces, a stranger's
         # photo) in ours, the verdict's own message.
