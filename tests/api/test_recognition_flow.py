@@ -462,3 +462,29 @@ def test_compreface_verification_times_each_stage(quiet_client: TestClient) -> N
     )
     assert against.status_code == 200, against.text
     assert set(against.json()["result"][0]["execution_time"]) == {"detector", "calculator"}
+
+
+def test_a_face_unlike_the_persons_other_photos_is_said_so(client: TestClient) -> None:
+    """A stranger's photo added to a person, and a group photo whose largest face was someone else's,
+    were accepted without a word (testers'). Their own photos go on without a note."""
+    gore = image_files(FACES / "lfw_dev" / "known" / "Al_Gore")
+    person = client.post("/api/v1/people", data={"name": "Al Gore"}, files=photo_fields(gore[:4])).json()
+    own = client.post(f"/api/v1/people/{person['id']}/photos", files=photo_fields(gore[4:6])).json()
+    for photo in [*person["photos"], *own["photos"]]:
+        assert photo["verdict"] == "accepted" and "stranger" not in (photo["message"] or ""), photo
+    others = [image_files(FACES / "unknown_singles")[0], FACES / "multi" / "azure_detection4.jpg"]
+    added = client.post(f"/api/v1/people/{person['id']}/photos", files=photo_fields(others)).json()
+    said = [(p["verdict"], p["message"] or "") for p in added["photos"]]
+    assert all(
+        verdict == "accepted" and "no better than a stranger's" in message for verdict, message in said
+    ), said
+    # One of a new person's two photos unlike the other: both are said so (which one is wrong, the
+    # user knows).
+    mixed = client.post(
+        "/api/v1/people",
+        data={"name": "Mixed"},
+        files=photo_fields([gore[6], image_files(FACES / "unknown_singles")[1]]),
+    ).json()
+    assert all("no better than a stranger's" in (p["message"] or "") for p in mixed["photos"]), [
+        p["message"] for p in mixed["photos"]
+    ]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
 from faceforge.core.config import Settings
@@ -23,7 +24,7 @@ from faceforge.core.stored_text import has_lone_surrogate, never_stored
 from faceforge.serving.services.photo_sizes import SizedPhotos
 from faceforge.serving.services.vision_gate import VisionGate
 from faceforge.serving.vision.decode import photo_kind
-from faceforge.serving.vision.face_choice import choose_faces
+from faceforge.serving.vision.face_choice import choose_faces, stranger_like_level
 from faceforge.serving.vision.pipeline import FacePipeline, PhotoError
 from faceforge.storage import people_store, strangers_store
 from faceforge.storage.people_store import request_training
@@ -491,6 +492,34 @@ class PeopleService:
         self._note_strangers_alike(prepared)
         copies = self._note_other_peoples_copies(prepared, person_id)
         self._note_named_as_others(prepared, person_id, copies)
+        self._note_unlike_their_others(prepared, person_id)
+
+    def _note_unlike_their_others(self, prepared: PreparedPhotos, person_id: int | None) -> None:
+        """Say on each accepted photo, not noted otherwise, whose face matches the person's other
+        photos (stored, and the others of this request) no better than a stranger's face would
+        (``stranger_like_level``): testers added a stranger's photo, and a group photo whose largest
+        face was someone else's, to a person, both accepted without a word. A note, not a refusal:
+        the person's photos may be few or poor, and a new person's first photo has none to match."""
+        if not prepared.accepted:
+            return
+        stored: list[npt.NDArray[np.float32]] = []
+        if person_id is not None:
+            with self.sessions() as session:
+                rows = people_store.person_embeddings(session, person_id=person_id, embedder=EMBEDDER_NAME)
+            stored = [np.frombuffer(row, "<f4") for row in rows]
+        new = [np.frombuffer(item.fields["embedding"], "<f4") for item in prepared.accepted]
+        for position, item in enumerate(prepared.accepted):
+            others = stored + new[:position] + new[position + 1 :]
+            if item.verdict.message or not others or len(others[0]) != len(new[position]):
+                continue
+            prototype = np.mean(np.stack(others), axis=0)
+            prototype /= max(float(np.linalg.norm(prototype)), 1e-12)
+            score = float(new[position] @ prototype)
+            if score < stranger_like_level(prototype.astype(np.float32)):
+                item.verdict.message = (
+                    f"this face matches the person's other photos no better than a stranger's would "
+                    f"(similarity {score:.2f}): check that it shows them; if not, delete it"
+                )
 
     def _note_named_as_others(
         self, prepared: PreparedPhotos, person_id: int | None, copies: set[str]

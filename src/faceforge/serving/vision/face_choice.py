@@ -39,6 +39,19 @@ MARGIN = 0.04
 UNRELATED_CHANCE = 0.001
 
 
+# An accepted face is said to be unlike the person's other photos below the score an unrelated face
+# reaches against them 1 time in 100 (``stranger_like_level``). On 80 lfw_dev people (each photo
+# against their other five), 1.7 % of their own photos fall below it and 99.5 % of 800 strangers' do.
+STRANGER_LIKE_CHANCE = 0.01
+
+
+def stranger_like_level(prototype: npt.NDArray[np.float32]) -> float:
+    """The score against ``prototype`` (a unit vector) that an unrelated face reaches with
+    probability ``STRANGER_LIKE_CHANCE``, as the population model scores strangers."""
+    means, deviations = shipped_model().score_moments(prototype[None, :].astype(np.float32))
+    return float(means[0]) + NormalDist().inv_cdf(1.0 - STRANGER_LIKE_CHANCE) * float(deviations[0])
+
+
 def unrelated_level(prototype: npt.NDArray[np.float32], faces: int) -> float:
     """The score against ``prototype`` (a unit vector) that none of ``faces`` unrelated faces reaches
     but with probability ``UNRELATED_CHANCE``, as the population model scores strangers."""
