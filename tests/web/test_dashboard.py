@@ -199,7 +199,7 @@ def test_the_dashboard_on_a_phone_and_by_keyboard(page: Page, server: Server) ->
     page.keyboard.press("Tab")
     expect(page.locator("#search")).to_be_focused()
     page.keyboard.type("nobody by this name")
-    expect(page.locator(".pager")).to_contain_text("nobody yet")
+    expect(page.locator(".pager")).to_contain_text("nobody named like “nobody by this name”")
     shot(page, server, "08-phone")
     for hash_ in ("#/try", "#/training", "#/versions"):
         page.goto(server.url + "/" + hash_)

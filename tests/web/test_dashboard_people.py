@@ -368,3 +368,34 @@ def test_a_photo_accepted_with_a_warning_is_marked(
     assert_accessible(page, "a photo accepted with a warning")
     server.api("DELETE", f"/api/v1/people/{blair['id']}/photos/{newest}")
     server.wait_trained()
+
+
+def test_every_page_says_while_changes_are_held_back(
+    page: Page, server: Server, people: dict[str, dict[str, Any]]
+) -> None:
+    """Colin Powell registered again under another name: every version after it was held back, while
+    each action said "a new version is being trained", and nothing but the Training and Versions
+    pages said the changes were not in use (a tester's)."""
+    colin = image_files(LFW10 / "Colin_Powell")
+    again = server.register("Colin Again", colin[8:10])
+    status = server.wait_trained()
+    held = status["last_failure"]
+    assert held is not None and held["message"].startswith("held back"), status
+    assert held["version"] > status["current_version"]
+    login(page, server, ADMIN_KEY)
+    banner = page.locator("#held-back")
+    for route in ("#/people", f"#/people/{again['id']}", "#/strangers", "#/try"):
+        open_page(page, server, route)
+        expect(banner).to_be_visible()
+        expect(banner).to_contain_text(
+            f"Changes since version {status['current_version']} are not in use: version {held['version']} was held back"
+        )
+    assert_accessible(page, "a page while changes are held back")
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    shot(page, server, "held-back-phone")
+    # Deleting the second name is never held back: the next version is current, and the word goes.
+    server.api("DELETE", f"/api/v1/people/{again['id']}")
+    server.wait_trained()
+    open_page(page, server, "#/people")
+    expect(banner).to_be_hidden()

@@ -16,6 +16,7 @@ const main = document.getElementById("main");
 const notice = document.getElementById("notice");
 const noticeText = document.getElementById("notice-text");
 const who = document.getElementById("who");
+const heldBack = document.getElementById("held-back");
 const logout = document.getElementById("logout");
 const session = { key: sessionStorage.getItem(KEY_STORAGE), access: null, keysRequired: false };
 let stopView = () => {};  // what the current page must stop when another one opens (polling timers)
@@ -693,6 +694,21 @@ function idleWords(t) {
   return failedLast ? `no version is current: ${(t.last_failure.message || "the last training failed").replace(/\.?$/, ".")}` : "no version is current.";
 }
 
+// A version held back (a suspected duplicate pair, fewer people recognised) keeps every change since
+// from identify and the devices, while each action says a new version is being trained: every page
+// says so until a version newer than it is current (a tester made eleven such versions unaware).
+async function showHeldBack() {
+  let t;
+  try { t = await api("/api/v1/training"); } catch { return; }  // the page says what failed, if anything
+  const failure = t.last_failure;
+  const held = Boolean(failure && (failure.message || "").startsWith("held back") && failure.version > (t.current_version ?? 0));
+  heldBack.hidden = !held;
+  if (!held) return heldBack.replaceChildren();
+  const since = t.current_version ? `since version ${t.current_version} ` : "";
+  heldBack.replaceChildren(`Changes ${since}are not in use: version ${failure.version} was ${failure.message.replace(/\.?$/, ".")} `,
+    el("a", { href: "#/versions", text: "See the versions" }));
+}
+
 async function trainingPage(match, view) {
   // Built once and updated in place: the live region speaks only when the state or stage changes.
   const figure = (label, id) => {
@@ -1099,6 +1115,7 @@ async function route() {
   // tester's). The same page drawn again after an action stays where the visitor was.
   if (hash !== drawnHash) window.scrollTo(0, 0);
   drawnHash = hash;
+  showHeldBack();
   // Keyboard and screen-reader users start at the new page's content, not at a removed element.
   if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
 }
