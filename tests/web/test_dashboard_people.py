@@ -384,12 +384,11 @@ def test_every_page_says_while_changes_are_held_back(
     assert held["version"] > status["current_version"]
     login(page, server, ADMIN_KEY)
     banner = page.locator("#held-back")
+    said = f"Changes since version {status['current_version']} are not in use: version {held['version']}"
     for route in ("#/people", f"#/people/{again['id']}", "#/strangers", "#/try"):
         open_page(page, server, route)
         expect(banner).to_be_visible()
-        expect(banner).to_contain_text(
-            f"Changes since version {status['current_version']} are not in use: version {held['version']} was held back"
-        )
+        expect(banner).to_contain_text(f"{said} was held back")
     assert_accessible(page, "a page while changes are held back")
     page.set_viewport_size({"width": 375, "height": 800})
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
