@@ -573,16 +573,21 @@ class PeopleService:
             rows = strangers_store.embeddings_with_strangers(session, embedder=EMBEDDER_NAME)
         if not rows:
             return
-        note_faces_alike(
-            prepared,
-            rows,
-            lambda stranger_id, similarity: (
-                f"this face looks like stranger {stranger_id}'s (similarity {similarity:.2f}): "
-                "while that stranger is kept, this person is named only on faces more like their "
+
+        def said(stranger_id: int, similarity: float) -> str:
+            # By their note too, as the Strangers page shows them ("stranger 1" alone sent a tester
+            # looking for a number the page never showed).
+            with self.sessions() as session:
+                note = strangers_store.get_stranger(session, stranger_id=stranger_id).note
+            who = f"stranger {stranger_id}" + (f" ({note!r})" if note else "")
+            return (
+                f"this face looks like the photos of {who} (similarity {similarity:.2f}): "
+                "while that stranger is kept, this person is named mostly on faces more like their "
                 "photos than the stranger's; if they are that stranger, delete the stranger, or they "
                 "will hardly be named"
-            ),
-        )
+            )
+
+        note_faces_alike(prepared, rows, said)
 
     def _note_other_peoples_copies(self, prepared: PreparedPhotos, person_id: int | None) -> set[str]:
         """Say on each accepted photo whose very bytes another person has with the same face taken:
