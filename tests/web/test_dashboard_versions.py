@@ -105,6 +105,13 @@ def test_versions_pruned_paged_and_made_current(page: Page, server: Server, thre
         expect(card).to_contain_text("pruned")
         expect(card.locator("button", has_text="Download")).to_have_count(0)  # also inside closed details
         expect(card.locator(".figure")).to_have_count(1)
+    # Its quality page says it was pruned, not "built by an older release" (a tester's).
+    open_page(page, server, f"#/versions/{pruned[0]}")
+    expect(page.locator("#no-figures")).to_contain_text(
+        f"Version {pruned[0]}: pruned by the retention policy"
+    )
+    expect(page.locator("#main")).not_to_contain_text("older release")
+    open_page(page, server, "#/versions")
     ready_card = page.locator(f"#version-{ready[-1]}")
     expect(ready_card.locator("button", has_text="Download")).not_to_have_count(0)
     expect(ready_card.locator(".figure", has_text="threshold")).to_have_count(1)

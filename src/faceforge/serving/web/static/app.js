@@ -984,6 +984,12 @@ function mergeIntoFirst(duplicate) {
 
 async function qualityPage(match, view) {
   const v = await api(`/api/v1/models/${Number(match[1])}`);
+  if (v.status !== "ready") {
+    // Pruned, failed or still building: no figures, and why (a pruned version's page said it was
+    // "built by an older release" and listed no suspected duplicates, where it had three: a tester's).
+    return [el("p", {}, el("a", { href: "#/versions", text: "← Versions" })), el("h1", { text: `Quality of version ${v.version}` }),
+      el("p", { id: "no-figures", class: "message", text: (v.status_message ? `Version ${v.version}: ${v.status_message}` : `Version ${v.version} is ${v.status}`) + ". It has no quality figures to show." })];
+  }
   const quality = (v.metrics || {}).quality;
   const labelId = (label) => { const m = /\((\d+)\)$/.exec(label); return m ? Number(m[1]) : null; };
   const duplicates = (v.metrics || {}).suspected_duplicates || [];
