@@ -48,3 +48,21 @@ def test_a_build_never_writes_to_the_database_the_environment_names(
             assert inspect(engine).get_table_names() == []
         finally:
             engine.dispose()
+
+
+def test_a_stop_whose_interrupt_was_swallowed_writes_nothing(tmp_path: Path, settings: Settings) -> None:
+    """SIGTERM's KeyboardInterrupt, landing in a weak reference's callback, was only printed ("Exception
+    ignored in"): a tester's terminated build went on, wrote OUT and exited 0. The build asks whether
+    a stop came (the signal handler remembers it) and writes nothing."""
+    came: list[str] = []
+
+    def progress(_progress: ImportProgress, line: str | None) -> None:
+        if line is not None:
+            came.append("SIGTERM")  # as the handler records it; its exception is lost here
+
+    builds = tmp_path / "builds"
+    with pytest.raises(KeyboardInterrupt):
+        build_model(
+            BuildOptions(LFW10, builds / "model"), Settings(home=settings.home), progress, lambda: bool(came)
+        )
+    assert came and list(builds.iterdir()) == []

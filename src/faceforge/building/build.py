@@ -74,10 +74,16 @@ def split_people(
 
 
 def build_model(
-    options: BuildOptions, settings: Settings, on_progress: Callable[[ImportProgress, str | None], None]
+    options: BuildOptions,
+    settings: Settings,
+    on_progress: Callable[[ImportProgress, str | None], None],
+    stopped: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
     """Build ``options.out`` from the dataset in a temporary home of its own (see ``build_settings``);
-    ``settings`` gives the weights cache and the detector, limits and worker settings."""
+    ``settings`` gives the weights cache and the detector, limits and worker settings. ``stopped``
+    says whether Ctrl-C or SIGTERM came: asked before OUT is written, as the ``KeyboardInterrupt`` a
+    signal raises can be swallowed where it lands (in a weak reference's callback it is only printed,
+    "Exception ignored in"), and a tester's terminated build then wrote OUT and exited 0."""
     out = options.out.absolute()  # "." has no name to make a work folder beside
     _sweep_dead_builds(out)
     if out.exists() and not out.is_dir():
@@ -106,8 +112,10 @@ def build_model(
         raise DatasetError(f"cannot write {options.out}: {error.strerror or error}") from None
     try:
         report = _build_in(
-            work, options, enrolled, held, build_settings(settings, work / "home"), on_progress
+            work, options, enrolled, held, build_settings(settings, work / "home"), on_progress, stopped
         )
+        if stopped():
+            raise KeyboardInterrupt
         if existing:
             staged = sorted((work / "out").iterdir(), key=lambda path: path.name == REPORT_JSON)
             for path in staged:
@@ -192,6 +200,7 @@ def _build_in(
     held: list[tuple[FolderPerson, Path]],
     home: Settings,
     on_progress: Callable[[ImportProgress, str | None], None],
+    stopped: Callable[[], bool],
 ) -> dict[str, Any]:
     from faceforge.building.worker.trainer import TrainingWorker
     from faceforge.serving.wiring import Services
@@ -204,7 +213,7 @@ def _build_in(
         target = LocalTarget(services.people, services.strangers)
         importer = BulkImporter(target, on_progress=on_progress, concurrency=1)
         summary = importer.run(enrolled)
-        if summary.interrupted:
+        if summary.interrupted or stopped():  # and again after training (``build_model``)
             raise KeyboardInterrupt
         if not summary.photos_accepted:
             reasons = "; ".join(f"{r['person']}/{r['file']}: {r['message']}" for r in summary.refused[:3])
@@ -215,6 +224,8 @@ def _build_in(
             worker.run_once()
         finally:
             worker.lease.release()
+        if stopped():
+            raise KeyboardInterrupt
         with services.sessions() as session:
             version = training_store.current_version(session)
         if version is None:

@@ -547,24 +547,29 @@ def build_command(
     # work folder goes: killed outright, it left a gigabyte of photos and model files beside OUT.
     # Raised as Ctrl-C's KeyboardInterrupt, where the same cleanup runs (the importer catches it and
     # raises its own: which signal it was is kept here).
-    terminated = False
+    # Each signal is also remembered: the KeyboardInterrupt can be swallowed where it lands, and the
+    # build asks before it writes OUT (``build_model``'s ``stopped``).
+    received: list[int] = []
 
-    def stop(_signal: int, _frame: object) -> None:
-        nonlocal terminated
-        terminated = True
+    def stop(number: int, _frame: object) -> None:
+        received.append(number)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         with ProgressDisplay() as display:
-            report = build_model(options, _usable_home(_settings(home)), display.update)
+            report = build_model(
+                options, _usable_home(_settings(home)), display.update, stopped=lambda: bool(received)
+            )
     except KeyboardInterrupt:
+        terminated = signal.SIGTERM in received
         typer.echo(f"error: {'terminated' if terminated else 'interrupted'}; nothing was written", err=True)
         raise typer.Exit(code=128 + signal.SIGTERM if terminated else 130) from None
     except FaceforgeError as error:
         raise _fail(error.message) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if as_json:
         typer.echo(json.dumps({key: value for key, value in report.items() if key != "quality"}))
         return
