@@ -311,6 +311,10 @@ class _QuietFiles(SimpleHTTPRequestHandler):
 def test_bad_folder_or_server_exits_with_one_line(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["import", str(tmp_path / "nope"), "--home", str(tmp_path / "home")])
     assert missing.exit_code == 2 and missing.stderr.startswith("error: folder not found")
+    # A file given as the folder is said so, not "folder not found" (a tester's).
+    photo = next(iter((LFW10 / "Colin_Powell").iterdir()))
+    a_file = runner.invoke(app, ["import", str(photo), "--home", str(tmp_path / "home")])
+    assert a_file.exit_code == 2 and a_file.stderr == f"error: {photo} is a file, not a folder\n"
     (tmp_path / "empty").mkdir()
     empty = runner.invoke(app, ["import", str(tmp_path / "empty"), "--home", str(tmp_path / "home")])
     assert empty.exit_code == 2 and "no person folders" in empty.stderr

@@ -160,6 +160,8 @@ def _usable_home(settings: Settings) -> Settings:
         if missing:
             _made_homes[home] = missing[-1]
     except OSError as error:
+        if home.exists() and not home.is_dir():  # mkdir said "File exists" (a tester's)
+            raise _fail(f"the home {home} is a file, not a folder") from None
         raise _fail(f"cannot create the home {home}: {error.strerror or error}") from None
     if not os.access(home, os.W_OK | os.X_OK):
         raise _fail(f"the home {home} is not writable by this user")

@@ -162,10 +162,16 @@ class ImportSummary:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
+def _require_folder(root: Path) -> None:
+    if not root.is_dir():  # a file said "folder not found" (a tester's), as eval and build say it
+        raise DatasetError(
+            f"{root} is a file, not a folder" if root.exists() else f"folder not found: {root}"
+        )
+
+
 def scan_folders(root: Path) -> list[FolderPerson]:
     """Every person folder below ``root`` that holds images, in name order."""
-    if not root.is_dir():
-        raise DatasetError(f"folder not found: {root}")
+    _require_folder(root)
     people = []
     for folder in person_folders(root):
         photos = image_files(folder)
@@ -186,8 +192,7 @@ def loose_photos(root: Path) -> list[Path]:
 def scan_strangers(root: Path) -> list[FolderPerson]:
     """Every stranger below ``root``: each sub-folder with images is one (found again by the folder's
     name), each loose image one more (found again by its sha256); folders first, in name order."""
-    if not root.is_dir():
-        raise DatasetError(f"folder not found: {root}")
+    _require_folder(root)
     strangers = []
     for folder in person_folders(root):
         photos = image_files(folder)
