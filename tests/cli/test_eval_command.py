@@ -128,3 +128,25 @@ def test_app_detectors_crop_probes_as_an_app_would(settings: Settings, lfw10_fig
             assert figures[key] >= server[key] - 0.02, (detector, key, figures[key], server[key])
     bad = runner.invoke(app, ["eval", "--home", str(settings.home), *args, "--app-detector", "vision"])
     assert bad.exit_code != 0
+
+
+def test_files_that_are_no_photos_are_listed_not_counted_as_misses(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A text file and an empty file named .jpg were probes without a face, so misses (a tester's two
+    gave top-1 0.333), and unknowns without a face; import and build refuse them as no photos."""
+    dataset, unknown = tmp_path / "people", tmp_path / "unknown"
+    for person in ("Colin_Powell", "Tony_Blair"):
+        (dataset / person).mkdir(parents=True)
+        for photo in image_files(LFW10 / person)[:7]:
+            (dataset / person / photo.name).symlink_to(photo)
+    (dataset / "Colin_Powell" / "zz_notes.jpg").write_text("not a photo")
+    unknown.mkdir()
+    (unknown / "stranger.jpg").symlink_to(image_files(FACES / "unknown_singles")[0])
+    (unknown / "empty.jpg").write_bytes(b"")
+    figures = _eval(settings, "--dataset", str(dataset), "--enroll", "5", "--unknown", str(unknown))
+    assert figures["probes"] == 4 and figures["no_face"] == 0 and figures["top1"] == 1.0, figures
+    assert figures["unknown_photos"] == 1 and figures["unknown_no_face"] == 0, figures
+    listed = sorted(Path(entry["file"]).name for entry in figures["unreadable_files"])
+    assert listed == ["empty.jpg", "zz_notes.jpg"], figures["unreadable_files"]
+    assert all(entry["message"] for entry in figures["unreadable_files"])
