@@ -216,6 +216,34 @@ def test_ctrl_c_stops_cleanly_and_a_second_run_resumes(tmp_path: Path, settings:
     assert summary["version"] == 1  # one version for both runs
 
 
+def test_sigterm_stops_as_ctrl_c_does_with_its_summary(tmp_path: Path, settings: Settings) -> None:
+    """SIGTERM (a service manager's stop, a CI job's timeout) ended the import at once: exit 143 with
+    no summary and no word (a tester's). It stops as Ctrl-C does, and says what was stored."""
+    folder = _folder(tmp_path, photos_each=3, people=PEOPLE[:3])
+    env = {
+        **os.environ,
+        "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
+        "FACEFORGE_WORKER__FORMATS": "onnx",
+    }
+    arguments = ["import", str(folder), "--home", str(tmp_path / "home"), "--json"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", FOREGROUND, *arguments],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("importing "):
+            process.send_signal(signal.SIGTERM)
+            break
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, out
+    stopped = json.loads(out)
+    assert stopped["interrupted"] and stopped["photos_accepted"] > 0, stopped
+
+
 def test_ctrl_c_while_training_stops_the_version_and_the_next_run_builds_its_changes(
     tmp_path: Path, settings: Settings
 ) -> None:
