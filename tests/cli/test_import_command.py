@@ -313,6 +313,8 @@ def test_import_into_a_running_server_trains_once(tmp_path: Path, settings: Sett
         assert summary["people_created"] == len(PEOPLE) and summary["photos_accepted"] == len(PEOPLE) * 4
         too_large = [r for r in summary["refused"] if r["reasons"] == ["file_too_large"]]
         assert [(r["person"], r["file"]) for r in too_large] == [("Hugo_Chavez", "huge.jpg")]
+        # In the API's words, as an import into a home says them ("413 file_too_large: ..." before).
+        assert too_large[0]["message"].startswith("huge.jpg is larger than the limit"), too_large
         assert summary["version"] == 1
         assert [v["version"] for v in http.get("/api/v1/models").json()["items"]] == [1]
         again = runner.invoke(

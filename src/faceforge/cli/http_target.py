@@ -117,7 +117,10 @@ class HttpTarget:
         if 400 <= response.status_code < 500 and code != "photos_rejected":
             # Refused for what was sent (a photo over the size limit, a name it does not take, also
             # a proxy's bare 413): the importer refuses those photos and goes on with the others.
-            raise BatchRefusedError(code or f"http_{response.status_code}", _message(response))
+            # In the API's own words when it answered, as an import into --home says them (a tester
+            # read "400 name_required: Name is required" beside build's "Name is required").
+            said = _said(response) if code is not None else None
+            raise BatchRefusedError(code or f"http_{response.status_code}", said or _message(response))
         return response
 
     def create_person(self, person: FolderPerson, uploads: list[Upload]) -> BatchResult:
@@ -206,6 +209,13 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
 def _code(response: httpx.Response) -> str | None:
     try:
         return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _said(response: httpx.Response) -> str | None:
+    try:
+        return str(response.json()["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return None
 
