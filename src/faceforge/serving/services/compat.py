@@ -61,8 +61,11 @@ def photo_id_of(image_id: str) -> int | None:
 
 
 class NoFaceError(RequestRejectedError):
-    def __init__(self) -> None:
-        super().__init__("no_face", "No face is found in the given image")
+    """CompreFace's words; ``image``: which of a request's two images (verification) had none."""
+
+    def __init__(self, image: str | None = None) -> None:
+        said = "No face is found in the given image"
+        super().__init__("no_face", f"{said} ({image})" if image else said)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from faceforge.serving.api.deps import ServicesDep
 from faceforge.serving.api.errors import SERVER_ERRORS, Dialect
 from faceforge.serving.api.errors import error_responses as faceforge_error_responses
 from faceforge.serving.api.uploads import read_base64_upload, read_upload
-from faceforge.serving.services.compat import image_uuid
+from faceforge.serving.services.compat import NoFaceError, image_uuid
 from faceforge.serving.services.people import Upload
 
 
@@ -381,8 +381,11 @@ def verify_images(
     seconds: dict[str, float] = {}
     source_photo = _photo(services, "source_image", source_image, json_body)
     target_photo = _photo(services, "target_image", target_image, json_body)
-    source = _faces(services, source_photo, dataclasses.replace(options, limit=1), seconds)[0]
-    targets = _faces(services, target_photo, options, seconds)
+    # Which image had no face: "No face is found in the given image" of two left a tester guessing.
+    source = _faces(
+        services, source_photo, dataclasses.replace(options, limit=1), seconds, name="source_image"
+    )[0]
+    targets = _faces(services, target_photo, options, seconds, name="target_image")
     assert source.embedding is not None
 
     matches = [
@@ -419,12 +422,17 @@ def _faces(
     seconds: dict[str, float],
     *,
     embed: bool = True,
+    name: str | None = None,
 ) -> list[Face]:
     """The photo's faces, largest first, at most ``options.limit`` (0: all), embedded if ``embed``;
-    ``seconds`` adds up the analysis's stages. No face is ``NoFaceError`` (400, code 28)."""
-    faces = services.compat.faces_of(
-        photo.data, min_detection=options.det_prob_threshold, seconds=seconds, embed=embed
-    )
+    ``seconds`` adds up the analysis's stages. No face is ``NoFaceError`` (400, code 28), naming the
+    image's field ``name`` when given."""
+    try:
+        faces = services.compat.faces_of(
+            photo.data, min_detection=options.det_prob_threshold, seconds=seconds, embed=embed
+        )
+    except NoFaceError:
+        raise NoFaceError(name) from None
     # Every face found was embedded (if any was), those beyond the limit too: ``calculator`` is shared
     # by them all.
     seconds[ANALYSED] = seconds.get(ANALYSED, 0.0) + len(faces)

@@ -330,9 +330,13 @@ def _match(services: Services, form: FormData) -> dict[str, Any]:
             raise RequestRejectedError(f"{name}_required", f"{name} is required")
         images.append(read_upload(value, max_bytes=max_bytes))
     try:
-        first, second = (services.compat.faces_of(image.data)[0] for image in images)
-    except NoFaceError:
-        raise RequestRejectedError("no_face", NO_FACE_MATCHED) from None
+        faces = []
+        for name, image in zip(("image1", "image2"), images, strict=True):
+            try:
+                faces.append(services.compat.faces_of(image.data)[0])
+            except NoFaceError:  # which one: "no face found" of two left a tester guessing
+                raise RequestRejectedError("no_face", f"{NO_FACE_MATCHED} in {name}") from None
+        first, second = faces
     except InvalidImageError as error:
         if error.code in NOT_AN_IMAGE:
             raise RequestRejectedError("invalid_image", INVALID_IMAGE) from None
