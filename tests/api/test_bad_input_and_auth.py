@@ -85,7 +85,8 @@ def test_registration_rejections(tmp_path: Path, database_url: str, settings: Se
         _error(oversized, 413, "request_too_large")
         _error(client.get("/no/such/path"), 404, "not_found")  # outside the API too, the same shape
         _error(client.get("/api/v1/people/12345"), 404, "not_found")
-        _error(client.get("/api/v1/models/current"), 409, "model_not_ready")
+        not_ready = _error(client.get("/api/v1/models/current"), 409, "model_not_ready")
+        assert not_ready["message"].startswith("model is not ready: no version yet"), not_ready  # and why
         legacy_missing = client.post(f"{LEGACY}/user/register", data={"position": "cook"})
         assert legacy_missing.json() == {
             "status": "failed",

@@ -488,3 +488,18 @@ def test_a_face_unlike_the_persons_other_photos_is_said_so(client: TestClient) -
     assert all("no better than a stranger's" in (p["message"] or "") for p in mixed["photos"]), [
         p["message"] for p in mixed["photos"]
     ]
+
+
+def test_with_every_photo_deleted_identify_says_why_nothing_is_current(client: TestClient) -> None:
+    """Every photo deleted (CompreFace's DELETE .../faces without a subject): no version is current,
+    and identify's 409 said only "model is not ready", which read as "wait" (a tester's)."""
+    photos = image_files(LFW10 / "Tony_Blair")
+    client.post("/api/v1/people", data={"name": "Tony Blair"}, files=photo_fields(photos[:3]))
+    wait_until_trained(client)
+    assert client.delete("/api/v1/recognition/faces").json() == {"deleted": 3}
+    wait_until_trained(client)
+    answer = client.post("/api/v1/identify", files={"photo": (photos[5].name, photos[5].read_bytes())})
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["message"] == (
+        "model is not ready: no person has an accepted photo; there is nothing to recognise"
+    ), answer.text

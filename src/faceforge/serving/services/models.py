@@ -308,8 +308,25 @@ class ModelService:
         """The current version (``ModelNotReadyError`` if there is none yet)."""
         model = self._current_model()
         if model is None:
-            raise ModelNotReadyError("model is not ready")
+            raise ModelNotReadyError(self._why_none_is_current())
         return model
+
+    def _why_none_is_current(self) -> str:
+        """The 409's reason: "model is not ready" alone, after every photo was deleted (no one left
+        to recognise), left a tester wondering whether to wait."""
+        try:
+            status = self.training_status()
+        except Exception:  # the answer is the 409 either way; its reason is a courtesy
+            log.exception("no reason read for the missing current version")
+            return "model is not ready"
+        failed_last = status.last_failure_version is not None and (
+            status.last_success_version is None or status.last_failure_version > status.last_success_version
+        )
+        if failed_last and status.last_failure_message:
+            return f"model is not ready: {status.last_failure_message}"
+        if status.requested > status.built:
+            return "model is not ready: the first version is being trained"
+        return "model is not ready: no version yet (register people with photos; each change trains one)"
 
     def current_or_none(self) -> ModelView | None:
         return self._current_model()
