@@ -92,6 +92,7 @@ def test_the_dashboard_end_to_end(page: Page, server: Server, tmp_path: Path) ->
     not_a_photo.write_text("not a photo")
     page.locator("#probe").set_input_files(str(not_a_photo))
     expect(page.locator("#result [role=alert]")).to_be_visible()
+    expect(page.locator("#result [role=alert]")).not_to_contain_text("(not_an_image)")  # words, not codes
     page.locator("#probe").set_input_files(str(colin[8]))
     expect(page.locator("#faces li").first).to_contain_text("Colin Powell")
     expect(page.locator("#result [role=alert]")).to_have_count(0)

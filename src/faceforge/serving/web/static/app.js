@@ -121,8 +121,11 @@ function go(hash, message, ok = true) {
   }
 }
 
+// The API's message, in words; its code only where there is no message (a home user read
+// "(photos_rejected)" and "(not_an_image)" after every refusal: a tester's).
 function describe(error) {
-  return error instanceof ApiError ? `${error.message} (${error.code})` : String(error);
+  if (!(error instanceof ApiError)) return String(error);
+  return error.message ? error.message : `the server answered ${error.status} (${error.code})`;
 }
 
 function needsLogin(error) {
