@@ -22,6 +22,7 @@ from faceforge.core.dataset import image_files
 from faceforge.serving.api.access import declared_access
 from faceforge.serving.api.app import create_app
 from faceforge.serving.services.people import too_large_file
+from faceforge.storage import people_store
 from tests.api.fixtures import (
     BOTH_DATABASES,
     LOOPBACK_CLIENT,
@@ -936,6 +937,25 @@ def test_compreface_names_an_address_cannot_carry_and_empty_subjects_are_refused
         assert kept.status_code == 400 and kept.json()["code"] == 5, kept.text  # EMPTY_REQUIRED_FIELD
     assert quiet_client.get("/api/v1/recognition/faces").json()["total_elements"] == 1
     assert quiet_client.get("/api/v1/recognition/subjects").json() == {"subjects": ["Colin"]}
+
+
+def test_a_person_named_unknown_from_before_stays_editable(quiet_client: TestClient) -> None:
+    """A name reserved since is refused to new people only: sent again unchanged (the dashboard's form
+    sends the name with every edit), it blocked editing the position (a reviewer's)."""
+    sessions = quiet_client.app.state.services.people.sessions  # type: ignore[attr-defined]
+    with sessions() as session, session.begin():
+        person_id = people_store.create_person(session, name="Unknown", position=None, external_id=None)
+    edited = quiet_client.patch(f"/api/v1/people/{person_id}", json={"name": "Unknown", "position": "cook"})
+    assert edited.status_code == 200 and edited.json()["position"] == "cook", edited.text
+    renamed = quiet_client.patch(f"/api/v1/people/{person_id}", json={"name": "UNKNOWN"})
+    assert renamed.status_code == 400 and renamed.json()["error"]["code"] == "reserved_name", renamed.text
+    photo = image_files(LFW10 / "Colin_Powell")[0]
+    added = quiet_client.post(  # a CompreFace subject of that name from before still takes photos
+        "/api/v1/recognition/faces",
+        params={"subject": "Unknown"},
+        files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
+    )
+    assert added.status_code == 201 and added.json()["subject"] == "Unknown", added.text
 
 
 def test_the_size_limit_is_said_in_megabytes() -> None:

@@ -332,7 +332,7 @@ def test_enrolling_someone_collected_as_a_stranger_says_so(client: TestClient) -
     for verdict in same.json()["photos"]:
         assert verdict["verdict"] == "accepted"
         # By their note too, as the Strangers page shows them (a tester looked for "stranger 1").
-        said = f"looks like the photos of stranger {stranger.json()['id']} ('the mailman')"
+        said = f'looks like the photos of stranger {stranger.json()["id"]} ("the mailman")'
         assert said in (verdict["message"] or ""), verdict
         assert "if they are that stranger, delete the stranger" in verdict["message"], verdict
     other = client.post(

@@ -380,6 +380,25 @@ UNKNOWN_NAME = "unknown"  # the models' label and DeepStack's userid for a face 
 DOT_SEGMENTS = (".", "..")  # names an address cannot carry (RFC 3986's dot segments)
 
 
+def refuse_reserved(name: str) -> None:
+    """Names no new person may take. A person who has one from before keeps it (sent again
+    unchanged, it is not refused: their position could no longer be edited)."""
+    if name in DOT_SEGMENTS:
+        # CompreFace's subject routes put the name in the path, where every HTTP client removes "."
+        # and "..": DELETE .../subjects/. went out as DELETE .../subjects, deleting everyone.
+        raise RequestRejectedError(
+            "name_invalid", f'"{name}" cannot be a name: in an address it means a folder, not a person'
+        )
+    if name.casefold() == UNKNOWN_NAME:
+        # DeepStack's recognize answers it for strangers, as every model's last label is "unknown": a
+        # person of that name could never be told from a stranger (a tester's).
+        raise RequestRejectedError(
+            "reserved_name",
+            f'"{name}" is what faceforge says of a face it does not know (DeepStack\'s userid, the '
+            "models' last label): choose another name",
+        )
+
+
 def _clean_text(value: str | None, *, field_name: str, limit: int, required: bool) -> str | None:
     text = (value or "").strip()
     if not text:
@@ -423,23 +442,13 @@ class PeopleService:
         self.on_change = on_change
 
     # -- validation -------------------------------------------------------------------------------
-    def clean_name(self, name: str | None) -> str:
+    def clean_name(self, name: str | None, *, reserved_ok: bool = False) -> str:
+        """A name to store; ``reserved_ok``: the caller refuses a reserved one itself, where it is
+        not the name an existing person already has (``refuse_reserved``)."""
         cleaned = _clean_text(name, field_name="name", limit=self._length_limit("name"), required=True)
         assert cleaned is not None
-        if cleaned in DOT_SEGMENTS:
-            # CompreFace's subject routes put the name in the path, where every HTTP client removes
-            # "." and "..": DELETE .../subjects/. went out as DELETE .../subjects, deleting everyone.
-            raise RequestRejectedError(
-                "name_invalid", f"{cleaned!r} cannot be a name: in an address it means a folder, not a person"
-            )
-        if cleaned.casefold() == UNKNOWN_NAME:
-            # Every model's labels.txt ends with "unknown", and DeepStack's recognize answers it for
-            # strangers: a person of that name could never be told from a stranger (a tester's).
-            raise RequestRejectedError(
-                "reserved_name",
-                f"{cleaned!r} is what faceforge's models and compatible APIs answer for a face they "
-                "do not know: choose another name",
-            )
+        if not reserved_ok:
+            refuse_reserved(cleaned)
         return cleaned
 
     def clean_optional(self, value: str | None, field_name: str) -> str | None:
@@ -577,9 +586,12 @@ class PeopleService:
         def said(stranger_id: int, similarity: float) -> str:
             # By their note too, as the Strangers page shows them ("stranger 1" alone sent a tester
             # looking for a number the page never showed).
-            with self.sessions() as session:
-                note = strangers_store.get_stranger(session, stranger_id=stranger_id).note
-            who = f"stranger {stranger_id}" + (f" ({note!r})" if note else "")
+            try:
+                with self.sessions() as session:
+                    note = strangers_store.get_stranger(session, stranger_id=stranger_id).note
+            except NotFoundError:  # deleted since the embeddings were read: the upload goes on
+                note = None
+            who = f"stranger {stranger_id}" + (f' ("{note}")' if note else "")
             return (
                 f"this face looks like the photos of {who} (similarity {similarity:.2f}): "
                 "while that stranger is kept, this person is named mostly on faces more like their "
@@ -698,7 +710,11 @@ class PeopleService:
         calls for a new name make one person. Faces detected less surely than ``min_score`` count as no
         face; when no photo is accepted nothing is stored, not even a new person. ``all_or_nothing``:
         nothing is stored when any photo is refused (one the person has already aside)."""
-        clean_name = self.clean_name(name)
+        clean_name = self.clean_name(name, reserved_ok=True)
+        if clean_name.casefold() == UNKNOWN_NAME or clean_name in DOT_SEGMENTS:
+            with self.sessions() as session:  # a subject of that name from before is still added to
+                if people_store.find_by_name(session, name=clean_name) is None:
+                    refuse_reserved(clean_name)
         self.check_uploads(uploads)
         analysed = self.analyse(uploads) if uploads else []
         with self.sessions() as session:
@@ -751,11 +767,15 @@ class PeopleService:
     def update(self, *, person_id: int, changes: dict[str, str | None]) -> ChangeResult:
         cleaned: dict[str, str | None] = {}
         for key, value in changes.items():
-            cleaned[key] = self.clean_name(value) if key == "name" else self.clean_optional(value, key)
+            cleaned[key] = (
+                self.clean_name(value, reserved_ok=True) if key == "name" else self.clean_optional(value, key)
+            )
 
         def change(session: Session, _unused: list[str]) -> ChangeResult:
             people_store.lock_person(session, person_id=person_id)
             before = people_store.get_person(session, person_id=person_id)
+            if "name" in cleaned and cleaned["name"] != before.name:
+                refuse_reserved(cast(str, cleaned["name"]))
             person = people_store.update_person(session, person_id=person_id, changes=cleaned)
             # Names and positions are part of each model's roster and labels; one sent again as it
             # was changes no model (each such PATCH trained and published a version: a tester's).
