@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from faceforge.cli.main import app
@@ -144,9 +145,11 @@ def test_files_that_are_no_photos_are_listed_not_counted_as_misses(
     unknown.mkdir()
     (unknown / "stranger.jpg").symlink_to(image_files(FACES / "unknown_singles")[0])
     (unknown / "empty.jpg").write_bytes(b"")
+    # A real photo too small for faces is a photo without one, as before (a reviewer's).
+    Image.new("RGB", (16, 16), "grey").save(unknown / "tiny.png")
     figures = _eval(settings, "--dataset", str(dataset), "--enroll", "5", "--unknown", str(unknown))
     assert figures["probes"] == 4 and figures["no_face"] == 0 and figures["top1"] == 1.0, figures
-    assert figures["unknown_photos"] == 1 and figures["unknown_no_face"] == 0, figures
+    assert figures["unknown_photos"] == 2 and figures["unknown_no_face"] == 1, figures
     listed = sorted(Path(entry["file"]).name for entry in figures["unreadable_files"])
     assert listed == ["empty.jpg", "zz_notes.jpg"], figures["unreadable_files"]
     assert all(entry["message"] for entry in figures["unreadable_files"])

@@ -52,6 +52,10 @@ class EvalOptions:
     strangers: Path | None = None  # photos of strangers given to calibration (never probed)
 
 
+# What a file that is no photo at all is refused as (``serving.vision.decode``, the pipeline's read).
+NOT_PHOTOS = frozenset({"empty_file", "not_an_image", "unreadable_file"})
+
+
 def _largest_embedding(result: PhotoFaces | PhotoError) -> np.ndarray[Any, np.dtype[np.float32]] | None:
     if isinstance(result, PhotoError) or not result.faces:
         return None
@@ -95,25 +99,26 @@ def evaluate(pipeline: FacePipeline, options: EvalOptions) -> dict[str, Any]:
     probe_paths = [p.path for p in split.probes]
     photo_count = len(enrolled) + len(probe_paths) + len(unknown_paths) + sum(map(len, stranger_paths))
     # A file that is no photo at all (text, empty, a broken link) is listed, not counted a face-less
-    # photo: a probe of that kind was a miss, and a tester's two such files gave top-1 0.333.
+    # photo: a probe of that kind was a miss, and a tester's two such files gave top-1 0.333. A real
+    # photo the service would refuse (corrupt, too small, too large) stays a face-less one.
     unreadable: list[dict[str, str]] = []
     probes = list(split.probes)
+
+    def no_photo(result: PhotoFaces | PhotoError) -> bool:
+        return isinstance(result, PhotoError) and result.code in NOT_PHOTOS
+
     if options.app_detector is None:
         probe_results = pipeline.analyze_many(probe_paths, single_face=False)
         unknown_results = pipeline.analyze_many(unknown_paths, single_face=False)
         for path, result in zip(
             [*probe_paths, *unknown_paths], [*probe_results, *unknown_results], strict=True
         ):
-            if isinstance(result, PhotoError):
+            if isinstance(result, PhotoError) and no_photo(result):
                 unreadable.append({"file": str(path), "message": result.message})
-        probes = [
-            p for p, r in zip(split.probes, probe_results, strict=True) if not isinstance(r, PhotoError)
-        ]
-        probe_embeddings = [_largest_embedding(r) for r in probe_results if not isinstance(r, PhotoError)]
-        unknown_paths = [
-            p for p, r in zip(unknown_paths, unknown_results, strict=True) if not isinstance(r, PhotoError)
-        ]
-        unknown_embeddings = [_largest_embedding(r) for r in unknown_results if not isinstance(r, PhotoError)]
+        probes = [p for p, r in zip(split.probes, probe_results, strict=True) if not no_photo(r)]
+        probe_embeddings = [_largest_embedding(r) for r in probe_results if not no_photo(r)]
+        unknown_paths = [p for p, r in zip(unknown_paths, unknown_results, strict=True) if not no_photo(r)]
+        unknown_embeddings = [_largest_embedding(r) for r in unknown_results if not no_photo(r)]
     else:
         finder = box_finder(options.app_detector, pipeline)
         probe_embeddings = app_embeddings(pipeline, finder, probe_paths)
