@@ -287,6 +287,7 @@ document.querySelector("a.skip").addEventListener("click", (event) => {
 });
 
 logout.addEventListener("click", () => {
+  hideHeldBack();
   sessionStorage.removeItem(KEY_STORAGE);
   session.key = null;
   session.access = null;
@@ -335,13 +336,19 @@ async function peoplePage(match, view) {
   const params = new URLSearchParams(match[1] || "");
   const search = el("input", { type: "search", id: "search", value: params.get("q") || "", placeholder: "Search by name", "aria-label": "Search people by name" });
   const grid = el("div", { class: "grid", id: "people" });
-  const pager = el("div", { class: "pager" });
+  const pager = el("div", { class: "pager", "aria-live": "polite" });  // the count, said as it changes
   let asked = 0;  // the newest search: an older one's answer arriving later is dropped
   async function load(wanted, query) {
     const ticket = ++asked;
     const link = (start) => `#/people?offset=${start}` + (query ? `&q=${encodeURIComponent(query)}` : "");
-    const [page, offset] = await pageAt(wanted, PAGE_SIZE,
-      (start) => api(`/api/v1/people?offset=${start}&limit=${PAGE_SIZE}` + (query ? `&q=${encodeURIComponent(query)}` : "")), link);
+    let page, offset;
+    try {
+      [page, offset] = await pageAt(wanted, PAGE_SIZE,
+        (start) => api(`/api/v1/people?offset=${start}&limit=${PAGE_SIZE}` + (query ? `&q=${encodeURIComponent(query)}` : "")), link);
+    } catch (error) {
+      if (ticket !== asked || !view.alive()) return;  // a newer search, or another page, is shown
+      throw error;
+    }
     if (ticket !== asked || !view.alive()) return;
     const none = query ? `nobody named like “${query}”` : "nobody yet";
     grid.replaceChildren(...page.items.map(personCard));
@@ -699,17 +706,37 @@ function idleWords(t) {
 
 // A version held back (a suspected duplicate pair, fewer people recognised) keeps every change since
 // from identify and the devices, while each action says a new version is being trained: every page
-// says so until a version newer than it is current (a tester made eleven such versions unaware).
+// says so while the newest version built is one held back (a tester made eleven such versions
+// unaware). It names people: hidden without a key (the login page). Each page asks once; an answer
+// that arrives after another page opened, or after logging out, is dropped.
+// While shown, it is asked again every HELD_BACK_RECHECK_MS: a page left open (Training, or People
+// after deleting the second name) kept it for as long as the visitor stayed (a tester's).
+const HELD_BACK_RECHECK_MS = 5000;
+let heldBackAsked = 0;
+let heldBackTimer = null;
+function hideHeldBack() {
+  heldBackAsked++;
+  clearTimeout(heldBackTimer);
+  heldBack.hidden = true;
+  heldBack.replaceChildren();
+}
 async function showHeldBack() {
+  clearTimeout(heldBackTimer);
+  const ticket = ++heldBackAsked;
   let t;
   try { t = await api("/api/v1/training"); } catch { return; }  // the page says what failed, if anything
+  if (ticket !== heldBackAsked) return;
   const failure = t.last_failure;
-  const held = Boolean(failure && (failure.message || "").startsWith("held back") && failure.version > (t.current_version ?? 0));
-  heldBack.hidden = !held;
-  if (!held) return heldBack.replaceChildren();
+  const newest = Math.max(t.current_version ?? 0, t.last_success ? t.last_success.version : 0);
+  const held = Boolean(failure && (failure.message || "").startsWith("held back") && failure.version > newest);
+  if (!held) return hideHeldBack();
   const since = t.current_version ? `since version ${t.current_version} ` : "";
-  heldBack.replaceChildren(`Changes ${since}are not in use: version ${failure.version} was ${failure.message.replace(/\.?$/, ".")} `,
-    el("a", { href: "#/versions", text: "See the versions" }));
+  const text = `Changes ${since}are not in use: version ${failure.version} was ${failure.message.replace(/\.?$/, ".")} `;
+  heldBack.hidden = false;
+  heldBackTimer = setTimeout(showHeldBack, HELD_BACK_RECHECK_MS);
+  // Written only when it changed: the status region was read out again on every page.
+  if (heldBack.firstChild && heldBack.firstChild.textContent === text) return;
+  heldBack.replaceChildren(text, el("a", { href: "#/versions", text: "See the versions" }));
 }
 
 async function trainingPage(match, view) {
@@ -995,7 +1022,7 @@ async function qualityPage(match, view) {
     // Pruned, failed or still building: no figures, and why (a pruned version's page said it was
     // "built by an older release" and listed no suspected duplicates, where it had three: a tester's).
     return [el("p", {}, el("a", { href: "#/versions", text: "← Versions" })), el("h1", { text: `Quality of version ${v.version}` }),
-      el("p", { id: "no-figures", class: "message", text: (v.status_message ? `Version ${v.version}: ${v.status_message}` : `Version ${v.version} is ${v.status}`) + ". It has no quality figures to show." })];
+      el("p", { id: "no-figures", class: "message", text: (v.status_message ? `Version ${v.version}: ${v.status_message}` : `Version ${v.version} is ${v.status}`).replace(/\.?$/, ".") + " It has no quality figures to show." })];
   }
   const quality = (v.metrics || {}).quality;
   const labelId = (label) => { const m = /\((\d+)\)$/.exec(label); return m ? Number(m[1]) : null; };
@@ -1084,6 +1111,7 @@ async function route() {
   delete main.dataset.route;
   if (hash === "#/login") {
     main.removeAttribute("aria-busy");  // a page that needed a login led here while loading
+    hideHeldBack();
     loginPage();
     return;
   }

@@ -50,7 +50,7 @@ function strangerCard(ui, stranger) {
 function strangerPhoto(ui, label, photo, position, onDelete) {
   const { el, blobImage, boxOverlay, number } = ui;
   const frame = el("div", { class: "frame" });
-  const tile = el("figure", { class: "photo" }, frame,
+  const tile = el("figure", { class: "photo", "data-photo-id": photo.id }, frame,
     el("figcaption", { class: "muted", text: `face ${Math.round(photo.box.width)}×${Math.round(photo.box.height)} px · score ${number(photo.score, 2)}` }));
   if (!photo.file_url) {
     frame.append(el("div", { class: "avatar", "aria-hidden": "true", text: "?" }));
