@@ -3,6 +3,9 @@ leaves nothing behind when it fails."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from sqlalchemy import create_engine, inspect
 
 from faceforge.building.build import BuildOptions, build_model
 from faceforge.core.config import Settings
+from faceforge.core.interrupts import interrupts_held
 from faceforge.serving.services.bulk_import import ImportProgress
 from tests.api.fixtures import BOTH_DATABASES
 from tests.conftest import LFW10
@@ -66,3 +70,19 @@ def test_a_stop_whose_interrupt_was_swallowed_writes_nothing(tmp_path: Path, set
             BuildOptions(LFW10, builds / "model"), Settings(home=settings.home), progress, lambda: bool(came)
         )
     assert came and list(builds.iterdir()) == []
+
+
+def test_a_stop_while_out_is_put_in_place_waits_until_it_is_whole() -> None:
+    """SIGTERM landing while OUT was renamed into place left a whole OUT said to be unwritten, and the
+    0.4-0.8 GB work folder beside it, its removal cut short (a tester's). Signals then wait."""
+    received: list[str] = []
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: received.append("handled"))
+    try:
+        with interrupts_held(signal.SIGINT, signal.SIGTERM):  # as build_model puts OUT in place
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # delivered by now, were it not deferred
+            received.append("block ended")
+        time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert received == ["block ended", "handled"]

@@ -17,6 +17,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from faceforge.core.dataset import image_files, overlapping, unknown_photos
 from faceforge.core.errors import DatasetError, TrainingError
 from faceforge.core.faces import PhotoFaces
 from faceforge.core.formats import ExportFormat
+from faceforge.core.interrupts import interrupts_held
 from faceforge.serving.services.bulk_import import (
     BulkImporter,
     FolderPerson,
@@ -116,12 +118,17 @@ def build_model(
         )
         if stopped():
             raise KeyboardInterrupt
-        if existing:
-            staged = sorted((work / "out").iterdir(), key=lambda path: path.name == REPORT_JSON)
-            for path in staged:
-                path.rename(out / path.name)
-        else:
-            (work / "out").rename(out)
+        # Ctrl-C and SIGTERM wait while OUT is put in place and the work folder goes: one landing
+        # in between left a whole OUT said to be unwritten and the work folder, 0.4-0.8 GB, beside
+        # it (a tester's). Delivered after, they say OUT was written (``faceforge build``).
+        with interrupts_held(signal.SIGINT, signal.SIGTERM):
+            if existing:
+                staged = sorted((work / "out").iterdir(), key=lambda path: path.name == REPORT_JSON)
+                for path in staged:
+                    path.rename(out / path.name)
+            else:
+                (work / "out").rename(out)
+            shutil.rmtree(work, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # whatever failed: no hidden work folder is left
     return report

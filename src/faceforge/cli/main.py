@@ -553,10 +553,11 @@ def build_command(
 ) -> None:
     """Folder-per-person photos to model.tflite, labels.txt, Core ML, ONNX and a report, no server."""
     _worker_install("build")
-    from faceforge.building.build import REPORT_HTML, BuildOptions, build_model
+    from faceforge.building.build import REPORT_HTML, REPORT_JSON, BuildOptions, build_model
     from faceforge.cli.progress import ProgressDisplay
 
     options = BuildOptions(dataset, out, holdout, unknown, seed)
+    existed = (out / REPORT_JSON).is_file()  # refused below as OUT not empty: not this build's
     # SIGTERM (a service manager's stop, `kill`, a CI job's timeout) stops it as Ctrl-C does, so its
     # work folder goes: killed outright, it left a gigabyte of photos and model files beside OUT.
     # Raised as Ctrl-C's KeyboardInterrupt, where the same cleanup runs (the importer catches it and
@@ -577,7 +578,10 @@ def build_command(
             )
     except KeyboardInterrupt:
         terminated = signal.SIGTERM in received
-        typer.echo(f"error: {'terminated' if terminated else 'interrupted'}; nothing was written", err=True)
+        # Deferred while OUT was put in place, a stop then comes after it is whole (``build_model``).
+        written = (out / REPORT_JSON).is_file() and not existed
+        said = "the build had finished: OUT holds it" if written else "nothing was written"
+        typer.echo(f"error: {'terminated' if terminated else 'interrupted'}; {said}", err=True)
         raise typer.Exit(code=128 + signal.SIGTERM if terminated else 130) from None
     except FaceforgeError as error:
         raise _fail(error.message) from None

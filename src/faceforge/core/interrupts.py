@@ -19,10 +19,12 @@ from types import FrameType
 
 
 @contextmanager
-def interrupts_held() -> Iterator[None]:
-    """SIGINT inside the block is held and raised as ``KeyboardInterrupt`` when the block ends. Only
-    the main thread can set a handler, and only it ever gets ``KeyboardInterrupt``: elsewhere (a
-    server's training thread) this does nothing."""
+def interrupts_held(*signals: signal.Signals) -> Iterator[None]:
+    """``signals`` (SIGINT if none) inside the block are held and sent again when the block ends, to
+    the handlers they had (SIGINT's default raises ``KeyboardInterrupt``). Only the main thread can
+    set a handler, and only it runs them: elsewhere (a server's training thread) this does nothing.
+    Blocking the signal instead (``pthread_sigmask``) holds it for one thread only: the kernel gives
+    it to another (ONNX Runtime's, PyTorch's), and Python runs the handler in the main thread anyway."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -31,13 +33,14 @@ def interrupts_held() -> Iterator[None]:
     def hold(signum: int, frame: FrameType | None) -> None:
         held.append(signum)
 
-    previous = signal.signal(signal.SIGINT, hold)
+    previous = {number: signal.signal(number, hold) for number in signals or (signal.SIGINT,)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if held:  # sent again to whatever handled it before: KeyboardInterrupt, ignored, or the caller's
-            signal.raise_signal(signal.SIGINT)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for again in dict.fromkeys(held):  # to whatever handled it before: raised, ignored, the caller's
+            signal.raise_signal(again)
 
 
 def import_held(*modules: str) -> None:
