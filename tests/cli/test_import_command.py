@@ -182,6 +182,22 @@ def test_the_next_run_trains_the_version_a_run_left_unbuilt(
     assert third["version"] == 1
 
 
+def _stopped_once_importing(
+    command: list[str], env: dict[str, str], number: signal.Signals
+) -> tuple[int, str]:
+    """Run ``command`` and send it ``number`` once it says it is importing: its exit code and stdout.
+    Not a terminal: plain lines. The first says the import is under way; a stop from then on ends it
+    with the people in flight finished and the rest never started."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("importing "):
+            process.send_signal(number)
+            break
+    out, _ = process.communicate(timeout=120)
+    return process.returncode, out
+
+
 def test_ctrl_c_stops_cleanly_and_a_second_run_resumes(tmp_path: Path, settings: Settings) -> None:
     everyone = tuple(sorted(p.name for p in LFW10.iterdir() if p.is_dir()))
     folder = _folder(tmp_path, photos_each=6, people=everyone)
@@ -191,18 +207,9 @@ def test_ctrl_c_stops_cleanly_and_a_second_run_resumes(tmp_path: Path, settings:
         "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
         "FACEFORGE_WORKER__FORMATS": "onnx",
     }
-    arguments = ["import", str(folder), "--home", str(home), "--json"]
-    command = [sys.executable, "-c", FOREGROUND, *arguments]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stderr is not None
-    # Not a terminal: plain lines. The first says the import is under way; a Ctrl-C from then on
-    # stops it with the people in flight finished and the rest never started.
-    for line in process.stderr:
-        if line.startswith("importing "):
-            process.send_signal(signal.SIGINT)
-            break
-    out, _ = process.communicate(timeout=120)
-    assert process.returncode == 130
+    command = [sys.executable, "-c", FOREGROUND, "import", str(folder), "--home", str(home), "--json"]
+    returncode, out = _stopped_once_importing(command, env, signal.SIGINT)
+    assert returncode == 130
     stopped = json.loads(out)
     # Interrupted after the first person: the people being imported finish, the rest never start.
     assert stopped["interrupted"] and 0 < stopped["photos_accepted"] < len(everyone) * 6
@@ -225,21 +232,18 @@ def test_sigterm_stops_as_ctrl_c_does_with_its_summary(tmp_path: Path, settings:
         "FACEFORGE_WEIGHTS_CACHE": str(settings.weights_dir),
         "FACEFORGE_WORKER__FORMATS": "onnx",
     }
-    arguments = ["import", str(folder), "--home", str(tmp_path / "home"), "--json"]
-    process = subprocess.Popen(
-        [sys.executable, "-c", FOREGROUND, *arguments],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if line.startswith("importing "):
-            process.send_signal(signal.SIGTERM)
-            break
-    out, _ = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, out
+    command = [
+        sys.executable,
+        "-c",
+        FOREGROUND,
+        "import",
+        str(folder),
+        "--home",
+        str(tmp_path / "home"),
+        "--json",
+    ]
+    returncode, out = _stopped_once_importing(command, env, signal.SIGTERM)
+    assert returncode == 128 + signal.SIGTERM, out
     stopped = json.loads(out)
     assert stopped["interrupted"] and stopped["photos_accepted"] > 0, stopped
 
